@@ -1,0 +1,1 @@
+"""The Android side: benchmark_model provisioning, command builder, output parser, samplers."""

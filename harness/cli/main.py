@@ -1,0 +1,41 @@
+"""Entry point of the `quantlab` command: builds the typer app from the command modules.
+
+Command modules import nothing heavy at module level (TensorFlow, LiteRT, Ray
+load inside the commands that need them), so `quantlab --help` and
+`quantlab devices` answer at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import typer
+
+COMMAND_MODULES = [
+    "harness.cli.bench",
+]
+"""Each module has ``register(app)``. Adding a group of commands is one line here."""
+
+app = typer.Typer(
+    name="quantlab",
+    help="Quantize models, check their accuracy, and benchmark them on phones "
+    "(or on the host simulator when none is attached).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(_name).register(app)
+
+
+def main() -> None:
+    """Run the CLI (console script ``quantlab``)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    app()
+
+
+if __name__ == "__main__":
+    main()
