@@ -9,6 +9,7 @@ ones stay, and ``quantlab bench --resume RUN_ID`` runs what is missing.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import traceback
 from collections.abc import Sequence
@@ -40,16 +41,16 @@ class Reporter(Protocol):
 class NullReporter:
     """A reporter that shows nothing."""
 
-    def job_started(self, job: Job, attempt: int) -> None:  # noqa: D102
+    def job_started(self, job: Job, attempt: int) -> None:
         pass
 
-    def job_progress(self, job: Job, phase: str, fraction: float | None) -> None:  # noqa: D102
+    def job_progress(self, job: Job, phase: str, fraction: float | None) -> None:
         pass
 
-    def job_finished(self, job: Job, status: str, error: str | None) -> None:  # noqa: D102
+    def job_finished(self, job: Job, status: str, error: str | None) -> None:
         pass
 
-    def note(self, message: str) -> None:  # noqa: D102
+    def note(self, message: str) -> None:
         pass
 
 
@@ -105,40 +106,46 @@ class Dispatcher:
         queues: dict[str, list[Job]] = {}
         for job in jobs:
             queues.setdefault(job.device_id, []).append(job)
-        workers = []
+        # Each worker signals its own end: Thread.is_alive() can report a running thread as
+        # finished once a Ctrl-C has interrupted Thread.join() (CPython < 3.13, gh-90882).
+        finished: list[threading.Event] = []
         for device_id, queue in queues.items():
             device = self.fleet.get(device_id)
             self.accounts[device_id] = DeviceAccount(device_id, device.host)
-            th = threading.Thread(target=self._worker, args=(device, queue),
+            done = threading.Event()
+            th = threading.Thread(target=self._worker, args=(device, queue, done),
                                   name=f"quantlab-{device_id}", daemon=True)
-            workers.append(th)
+            finished.append(done)
             th.start()
         try:
-            for th in workers:
-                while th.is_alive():
-                    th.join(0.2)
+            for done in finished:
+                while not done.wait(0.2):
+                    pass
         except KeyboardInterrupt:
-            self._interrupt(workers)
+            self._interrupt(finished)
             raise Interrupted() from None
         return list(self.accounts.values())
 
-    def _interrupt(self, workers: list[threading.Thread]) -> None:
+    def _interrupt(self, finished: list[threading.Event]) -> None:
         self.cancel.set()
         _terminate_children()
-        for th in workers:
-            while th.is_alive():
+        for done in finished:
+            while not done.is_set():
                 try:
-                    th.join(0.2)
+                    done.wait(0.2)
                 except KeyboardInterrupt:  # a second Ctrl-C while we tidy up: keep tidying
                     _terminate_children()
 
-    def _worker(self, device: DeviceInfo, queue: list[Job]) -> None:
-        agent = self.fleet.agent_for(device.id)
-        account = self.accounts[device.id]
-        for job in queue:
-            if self.cancel.is_set():
-                return
-            self._run_job(agent, device, job, account)
+    def _worker(self, device: DeviceInfo, queue: list[Job], done: threading.Event) -> None:
+        try:
+            agent = self.fleet.agent_for(device.id)
+            account = self.accounts[device.id]
+            for job in queue:
+                if self.cancel.is_set():
+                    return
+                self._run_job(agent, device, job, account)
+        finally:
+            done.set()
 
     def _run_job(self, agent: object, device: DeviceInfo, job: Job,
                  account: DeviceAccount) -> None:
@@ -211,13 +218,9 @@ def _terminate_children() -> None:
     except psutil.Error:
         return
     for child in children:
-        try:
+        with contextlib.suppress(psutil.Error):
             child.terminate()
-        except psutil.Error:
-            pass
     _, alive = psutil.wait_procs(children, timeout=3)
     for child in alive:
-        try:
+        with contextlib.suppress(psutil.Error):
             child.kill()
-        except psutil.Error:
-            pass

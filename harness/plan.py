@@ -1,4 +1,5 @@
-"""Plan before acting: devices × delegates × threads × models → jobs, plus what was left out and why.
+"""Plan before acting: devices × delegates × threads × models → jobs, plus what was left out
+and why.
 
 Planning touches no runtime: ``quantlab plan`` is a free dry run, and a plan stored
 with a run lets an interrupted run resume.
@@ -72,7 +73,7 @@ def select_devices(fleet: Fleet, requested: Sequence[str]) -> list[DeviceInfo]:
         return phones or [d for d in fleet.devices if d.platform == "sim"]
     if "all" in requested:
         return list(fleet.devices)
-    chosen = []
+    chosen: list[DeviceInfo] = []
     for want in requested:
         matches = [d for d in fleet.devices if d.id == want or d.name == want]
         if not matches:

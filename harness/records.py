@@ -49,8 +49,8 @@ def _build(tp: Any, value: Any) -> Any:
         return None
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _build(args[0], value) if len(args) == 1 else value
+        non_none = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _build(non_none[0], value) if len(non_none) == 1 else value
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         return from_dict(tp, value)
     if origin is tuple:

@@ -1,1 +1,2 @@
-"""The iOS runner app (Swift sources, project spec, JSON schemas) and its Python job/result codec."""
+"""The iOS runner app (Swift sources, project spec, JSON schemas) and its Python job/result
+codec."""

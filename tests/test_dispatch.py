@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from fake_agent import ScriptedAgent
+
 from harness.dispatch import Dispatcher
 from harness.environment import new_run
 from harness.errors import UnknownDeviceError
@@ -25,7 +25,7 @@ def plan_for(agent: ScriptedAgent, delegates: list[str], threads: list[int] | No
 
 
 def test_plan_is_cross_product_minus_unsupported() -> None:
-    fleet, plan = plan_for(ScriptedAgent(), ["cpu", "fast"], [1, 2])
+    _fleet, plan = plan_for(ScriptedAgent(), ["cpu", "fast"], [1, 2])
     assert len(plan.jobs) == 6  # a: cpu×2, fast×2; b: cpu×2
     assert [s.reason for s in plan.skipped] == ["fast: not on this fake device"] * 2
     assert len({j.job_id for j in plan.jobs}) == 6

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from test_records import sample_job
 
-from harness.errors import StoreError
 from harness.environment import new_run
+from harness.errors import StoreError
 from harness.records import Energy, EnergySample, OpRecord, Plan, RawResult, Settings, Skipped
 from harness.store import HEAD_REVISION, Store
 from harness.store.schema import metadata
-from test_records import sample_job
 
 
 def test_head_revision_matches_migrations(tmp_path: Path) -> None:
@@ -101,7 +101,7 @@ def test_unwritable_results_folder_is_a_clear_error(tmp_path: Path) -> None:
 def test_results_path_that_is_a_file(tmp_path: Path) -> None:
     file = tmp_path / "f"
     file.write_text("x")
-    with pytest.raises(StoreError, match="cannot create it|not a folder"):
+    with pytest.raises(StoreError, match=r"cannot create it|not a folder"):
         Store.open(str(file))
 
 

@@ -78,6 +78,16 @@ class RunRecord:
     entries: tuple[JobEntry, ...]
 
 
+def redact_url(location: str) -> str:
+    """A store location fit to print: a database URL loses its password."""
+    if "://" not in location or "@" not in location:
+        return location
+    scheme, rest = location.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}{':***' if ':' in creds else ''}@{host}"
+
+
 def _url_for(location: str) -> tuple[str, Path | None]:
     if "://" in location:
         if location.startswith("postgresql://") or location.startswith("postgres://"):
@@ -86,7 +96,7 @@ def _url_for(location: str) -> tuple[str, Path | None]:
         if location.startswith(("postgresql+", "sqlite:")):
             return location, None
         raise StoreError(
-            f"--results {location}: unsupported URL",
+            f"--results {redact_url(location)}: unsupported URL",
             hint="give a folder or a postgresql://user@host/db URL",
         )
     folder = Path(location)
@@ -112,7 +122,8 @@ class Store:
 
     def __init__(self, engine: sa.Engine, location: str, folder: Path | None) -> None:
         self.engine = engine
-        self.location = location
+        self.location = redact_url(location)
+        """Where the store lives, safe to print (no password)."""
         self.folder = folder
         """The results folder for a SQLite store (raw files live beside the database)."""
         self._lock = threading.Lock()
@@ -129,7 +140,7 @@ class Store:
         try:
             engine = sa.create_engine(url, **kwargs)
         except (sa.exc.ArgumentError, ImportError) as exc:
-            raise StoreError(f"--results {location}: {exc}") from None
+            raise StoreError(f"--results {redact_url(location)}: {exc}") from None
         if url.startswith("sqlite"):
             sa.event.listen(engine, "connect", _sqlite_pragmas)
         store = cls(engine, location, folder)
@@ -137,7 +148,8 @@ class Store:
             store._ensure_schema(migrate)
         except sa.exc.OperationalError as exc:
             raise StoreError(
-                f"results store {location}: {str(exc.orig).strip().splitlines()[0]}",
+                f"results store {redact_url(location)}: "
+                f"{str(exc.orig).strip().splitlines()[0]}",
                 hint="check the path or URL and that the database is reachable",
             ) from None
         return store
@@ -281,6 +293,15 @@ class Store:
         body = to_dict(raw)
         for key in ("samples_ms", "ops", "energy_samples"):
             body.pop(key, None)
+        try:
+            return self._insert_result(run_id, job_id, raw, summary, body)
+        except sa.exc.IntegrityError:
+            # Another process (a lab host sharing PostgreSQL) stored this job's result
+            # between our check and our insert: the transaction rolled back, keep theirs.
+            return False
+
+    def _insert_result(self, run_id: str, job_id: str, raw: RawResult, summary: Any,
+                       body: dict[str, Any]) -> bool:
         with self._tx() as conn:
             current = conn.execute(
                 sa.select(t.jobs.c.status).where(
@@ -388,7 +409,8 @@ class Store:
                     raise UserError(f"no runs in {self.location}", hint="run quantlab bench first")
                 return str(found)
             matches = conn.execute(
-                sa.select(t.runs.c.run_id).where(t.runs.c.run_id.startswith(run_id, autoescape=True))
+                sa.select(t.runs.c.run_id)
+                .where(t.runs.c.run_id.startswith(run_id, autoescape=True))
             ).scalars().all()
         if len(matches) == 1:
             return str(matches[0])

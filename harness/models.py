@@ -1,0 +1,146 @@
+"""Identify a model file: format, content hash, size, and a cheap structural check.
+
+Imports nothing heavy: no LiteRT or TensorFlow, so the CLI stays fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from pathlib import Path
+
+from harness.errors import ModelError
+from harness.records import ModelRef
+
+_CHUNK = 1 << 20
+
+
+def _sha256_file(path: Path, digest: hashlib._Hash | None = None) -> hashlib._Hash:
+    h = digest or hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's content, or of a folder's (relative paths and contents)."""
+    if path.is_dir():
+        return _sha256_dir(path)[0]
+    return _sha256_file(path).hexdigest()
+
+
+def _sha256_dir(path: Path) -> tuple[str, int]:
+    h = hashlib.sha256()
+    size = 0
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(file.relative_to(path).as_posix().encode() + b"\0")
+        _sha256_file(file, h)
+        size += file.stat().st_size
+    return h.hexdigest(), size
+
+
+def _u32(data: bytes, pos: int) -> int:
+    return int(struct.unpack_from("<I", data, pos)[0])
+
+
+def _i32(data: bytes, pos: int) -> int:
+    return int(struct.unpack_from("<i", data, pos)[0])
+
+
+def _table_field(data: bytes, table: int, field_no: int) -> int | None:
+    """Absolute position of field ``field_no`` of the table at ``table``, None when absent."""
+    vtable = table - _i32(data, table)
+    if not 0 <= vtable <= len(data) - 4:
+        raise ValueError("vtable outside the file")
+    vt_size = struct.unpack_from("<H", data, vtable)[0]
+    slot = 4 + 2 * field_no
+    if slot + 2 > vt_size:
+        return None
+    if vtable + slot + 2 > len(data):
+        raise ValueError("vtable outside the file")
+    off = struct.unpack_from("<H", data, vtable + slot)[0]
+    return table + off if off else None
+
+
+def _vector(data: bytes, field_pos: int) -> tuple[int, int]:
+    """(start, length) of the vector referenced at ``field_pos``; checks its bounds."""
+    vec = field_pos + _u32(data, field_pos)
+    if vec + 4 > len(data):
+        raise ValueError("vector outside the file")
+    n = _u32(data, vec)
+    return vec + 4, n
+
+
+def check_tflite_structure(data: bytes) -> None:
+    """Check the root table, subgraphs and buffers lie in ``data``; raise ValueError if not.
+
+    Schema fields used (tensorflow/lite/schema/schema.fbs, table Model): 0 version,
+    1 operator_codes, 2 subgraphs, 3 description, 4 buffers. Buffer: 0 data, 1 offset, 2 size
+    (offset/size point to data appended after the flatbuffer for models > 2 GB).
+    """
+    if len(data) < 8:
+        raise ValueError("shorter than a flatbuffer header")
+    root = _u32(data, 0)
+    if not 8 <= root <= len(data) - 4:
+        raise ValueError("root table outside the file")
+    for field_no in (1, 2, 4):
+        pos = _table_field(data, root, field_no)
+        if pos is None:
+            if field_no == 2:
+                raise ValueError("model has no subgraphs")
+            continue
+        start, n = _vector(data, pos)
+        if start + 4 * n > len(data):
+            raise ValueError("table vector outside the file")
+        for i in range(n):
+            elem = start + 4 * i
+            table = elem + _u32(data, elem)
+            if not 0 <= table <= len(data) - 4:
+                raise ValueError("table outside the file")
+            _table_field(data, table, 0)
+            if field_no == 4:
+                data_pos = _table_field(data, table, 0)
+                if data_pos is not None:
+                    b_start, b_len = _vector(data, data_pos)
+                    if b_start + b_len > len(data):
+                        raise ValueError("buffer data outside the file")
+                off_pos, size_pos = _table_field(data, table, 1), _table_field(data, table, 2)
+                if off_pos is not None and size_pos is not None:
+                    off, size = (
+                        struct.unpack_from("<QQ", data, off_pos)[0],
+                        struct.unpack_from("<Q", data, size_pos)[0],
+                    )
+                    if off > 1 and off + size > len(data):
+                        raise ValueError("external buffer outside the file")
+
+
+def model_ref(path: str | Path, *, scheme: str | None = None) -> ModelRef:
+    """Identify the model at ``path``; raise :class:`ModelError` when it is not a usable model."""
+    p = Path(path)
+    if not p.exists():
+        raise ModelError(str(p), "no such file", hint="check the model path")
+    suffix = p.suffix.lower()
+    if p.is_dir():
+        if suffix != ".mlpackage":
+            raise ModelError(
+                str(p), "is a directory, not a model (.tflite, .mlpackage or .mlmodel)"
+            )
+        sha, size = _sha256_dir(p)
+        return ModelRef(path=str(p), sha256=sha, size_bytes=size, format="mlpackage", scheme=scheme)
+    if suffix == ".mlmodel":
+        sha = _sha256_file(p).hexdigest()
+        return ModelRef(str(p), sha, p.stat().st_size, "mlmodel", scheme)
+    data = p.read_bytes()
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ModelError(
+            str(p),
+            "not a TFLite flatbuffer (no TFL3 identifier)",
+            hint="pass a .tflite file converted with TensorFlow/LiteRT",
+        )
+    try:
+        check_tflite_structure(data)
+    except (ValueError, struct.error) as exc:
+        raise ModelError(str(p), f"truncated or corrupt TFLite file ({exc})") from None
+    sha = hashlib.sha256(data).hexdigest()
+    return ModelRef(str(p), sha, len(data), "tflite", scheme)
