@@ -1,0 +1,331 @@
+"""Per-operator latency of a .tflite through the LiteRT C API profiler (libLiteRt.so, via ctypes).
+
+The C API and its struct layouts change between LiteRT releases, so this module
+is pinned to the ai-edge-litert version whose layout was verified
+(:data:`VERIFIED_VERSIONS`); any other version raises :class:`ProfileUnavailable`
+and the caller keeps the benchmark while dropping the profile.
+
+Op types: builtin kernels (event type 2) carry the node index in ``metadata1``;
+the caller maps it to the TFLite op type with the interpreter's ops details.
+XNNPACK kernels (event type 8) carry only the kernel name; they are mapped to the
+delegated nodes by their order within the partition (XNNPACK runs the nodes it
+took in model order, one kernel per node), which only holds when the partition
+ran as many kernels as it took nodes — otherwise the op type stays unknown.
+"""
+
+from __future__ import annotations
+
+import ctypes as C
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+VERIFIED_VERSIONS = ("2.3.0",)
+"""ai-edge-litert versions whose ProfiledEventData layout (104 bytes) was verified."""
+
+EVENT_STRUCT_SIZE = 104
+EVENT_DEFAULT = 1
+EVENT_OPERATOR = 2
+EVENT_DELEGATE_OPERATOR = 4
+EVENT_DELEGATE_PROFILED_OPERATOR = 8
+_OP_EVENTS = (EVENT_OPERATOR, EVENT_DELEGATE_OPERATOR, EVENT_DELEGATE_PROFILED_OPERATOR)
+
+_P = C.c_void_p
+
+
+class ProfileUnavailable(RuntimeError):
+    """The per-op profiler cannot run here (version mismatch, C API error)."""
+
+
+class _Mem(C.Structure):
+    _fields_ = [("total", C.c_size_t), ("in_use", C.c_size_t), ("private", C.c_size_t)]
+
+
+class _Event(C.Structure):
+    """ProfiledEventData (litert/c/litert_profiler_event.h) as in ai-edge-litert 2.3.0."""
+
+    _fields_ = [
+        ("tag", C.c_char_p),
+        ("type", C.c_int),
+        ("start_us", C.c_uint64),
+        ("elapsed_us", C.c_uint64),
+        ("begin_mem", _Mem),
+        ("end_mem", _Mem),
+        ("md1", C.c_uint64),
+        ("md2", C.c_uint64),
+        ("source", C.c_int),
+    ]
+
+
+@dataclass(frozen=True)
+class ProfiledOp:
+    """One operator of the profile in execution order (times averaged over the profiled runs)."""
+
+    index: int
+    kernel: str
+    event_type: int
+    node_index: int | None  # builtin kernels only
+    avg_ms: float
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What the profiler measured: ops in execution order and the mean whole-model Invoke time."""
+
+    ops: tuple[ProfiledOp, ...]
+    invoke_ms: float
+    runs: int
+
+
+def _lib() -> tuple[C.CDLL, C.CDLL]:
+    import ai_edge_litert
+
+    version = getattr(ai_edge_litert, "__version__", None)
+    if version is None:
+        from importlib.metadata import version as dist_version
+
+        version = dist_version("ai-edge-litert")
+    if version not in VERIFIED_VERSIONS:
+        raise ProfileUnavailable(
+            f"per-op profiler verified only with ai-edge-litert {', '.join(VERIFIED_VERSIONS)}; "
+            f"installed {version} (C API struct layout may differ)"
+        )
+    if C.sizeof(_Event) != EVENT_STRUCT_SIZE:
+        raise ProfileUnavailable(
+            f"ProfiledEventData is {C.sizeof(_Event)} bytes, expected {EVENT_STRUCT_SIZE}"
+        )
+    path = os.path.join(os.path.dirname(ai_edge_litert.__file__), "libLiteRt.so")
+    if not os.path.exists(path):
+        raise ProfileUnavailable(f"{path} not found in the ai-edge-litert wheel")
+    lib = C.CDLL(path)
+    libc = C.CDLL(None)
+    libc.strdup.restype = C.c_void_p
+    libc.strdup.argtypes = [C.c_char_p]
+    libc.free.argtypes = [C.c_void_p]
+    return lib, libc
+
+
+class _CompiledModel:
+    """A LiteRT compiled model on CPU with profiling, its buffers and a run() call."""
+
+    def __init__(
+        self,
+        path: str,
+        threads: int,
+        kernel_mode: str | None,
+        seed: int = 0,
+        profiling: bool = True,
+    ) -> None:
+        import numpy as np
+
+        self.lib, self.libc = _lib()
+        self.env, self.model, self.opts, self.cm = _P(), _P(), _P(), _P()
+        self.bufs: list[_P] = []
+        L = self.lib
+        self._ok(L.LiteRtCreateEnvironment(0, None, C.byref(self.env)), "create environment")
+        self._ok(
+            L.LiteRtCreateModelFromFile(self.env, path.encode(), C.byref(self.model)), "load model"
+        )
+        self._ok(L.LiteRtCreateOptions(C.byref(self.opts)), "create options")
+        self._ok(L.LiteRtSetOptionsHardwareAccelerators(self.opts, 1), "select CPU")
+        if profiling:
+            self._opaque(b"runtime_options_string", b"enable_profiling = true\n")
+        cpu = f"num_threads = {threads}\n" + (
+            f'kernel_mode = "{kernel_mode}"\n' if kernel_mode else ""
+        )
+        self._opaque(b"xnnpack", cpu.encode())
+        self._ok(
+            L.LiteRtCreateCompiledModel(self.env, self.model, self.opts, C.byref(self.cm)),
+            "compile model",
+        )
+        sig = _P()
+        self._ok(L.LiteRtGetModelSignature(self.model, C.c_size_t(0), C.byref(sig)), "signature")
+        rng = np.random.default_rng(seed)
+        ins = self._buffers(sig, "Input", rng)
+        outs = self._buffers(sig, "Output", rng)
+        self.n_in, self.n_out = len(ins), len(outs)
+        self.ins, self.outs = (_P * len(ins))(*ins), (_P * len(outs))(*outs)
+
+    @staticmethod
+    def _ok(status: int, what: str) -> None:
+        if status:
+            raise ProfileUnavailable(f"LiteRT C API failed to {what} (LiteRtStatus {status})")
+
+    def _opaque(self, ident: bytes, toml: bytes) -> None:
+        o = _P()
+        payload = _P(self.libc.strdup(toml))  # the runtime frees it with free()
+        self._ok(
+            self.lib.LiteRtCreateOpaqueOptions(
+                ident, payload, C.cast(self.libc.free, _P), C.byref(o)
+            ),
+            f"create {ident.decode()} options",
+        )
+        self._ok(self.lib.LiteRtAddOpaqueOptions(self.opts, o), f"add {ident.decode()} options")
+
+    def _buffers(self, sig: _P, kind: str, rng: Any) -> list[_P]:
+        import numpy as np
+
+        L = self.lib
+        n = C.c_size_t()
+        self._ok(getattr(L, f"LiteRtGetNumSignature{kind}s")(sig, C.byref(n)), f"count {kind}s")
+        out: list[_P] = []
+        for i in range(n.value):
+            t, req, b, addr, size = _P(), _P(), _P(), _P(), C.c_size_t()
+            tt = (C.c_int32 * 18)()  # LiteRtRankedTensorType: element type, layout (rank + dims …)
+            self._ok(
+                getattr(L, f"LiteRtGetSignature{kind}TensorByIndex")(
+                    sig, C.c_size_t(i), C.byref(t)
+                ),
+                "tensor",
+            )
+            self._ok(L.LiteRtGetRankedTensorType(t, tt), "tensor type")
+            for d in range(tt[1] & 0x7F):
+                tt[2 + d] = max(tt[2 + d], 1)  # dynamic dims (-1) -> 1
+            req_fn = getattr(L, f"LiteRtGetCompiledModel{kind}BufferRequirements")
+            self._ok(
+                req_fn(self.cm, C.c_size_t(0), C.c_size_t(i), C.byref(req)), "buffer requirements"
+            )
+            self._ok(
+                L.LiteRtCreateManagedTensorBufferFromRequirements(self.env, tt, req, C.byref(b)),
+                "buffer",
+            )
+            self.bufs.append(b)
+            if kind == "Input":
+                self._ok(L.LiteRtLockTensorBuffer(b, C.byref(addr), 1), "lock buffer")
+                self._ok(L.LiteRtGetTensorBufferPackedSize(b, C.byref(size)), "buffer size")
+                dst = np.ctypeslib.as_array((C.c_uint8 * size.value).from_address(addr.value or 0))
+                if tt[0] == 1:  # float32
+                    dst[:] = rng.uniform(-1, 1, size.value // 4).astype(np.float32).view(np.uint8)
+                else:
+                    dst[:] = rng.integers(0, 256, size.value, dtype=np.uint8)
+                self._ok(L.LiteRtUnlockTensorBuffer(b), "unlock buffer")
+            out.append(b)
+        return out
+
+    def run(self) -> None:
+        self._ok(
+            self.lib.LiteRtRunCompiledModel(
+                self.cm,
+                C.c_size_t(0),
+                C.c_size_t(self.n_in),
+                self.ins,
+                C.c_size_t(self.n_out),
+                self.outs,
+            ),
+            "run",
+        )
+
+    def profiler(self) -> _P:
+        prof = _P()  # owned by the compiled model: never destroyed here
+        self._ok(self.lib.LiteRtCompiledModelGetProfiler(self.cm, C.byref(prof)), "get profiler")
+        return prof
+
+    def close(self) -> None:
+        L = self.lib
+        for b in self.bufs:
+            L.LiteRtDestroyTensorBuffer(b)
+        self.bufs = []
+        for name, handle in (
+            ("CompiledModel", self.cm),
+            ("Options", self.opts),
+            ("Model", self.model),
+            ("Environment", self.env),
+        ):
+            if handle.value:
+                getattr(L, f"LiteRtDestroy{name}")(handle)
+                handle.value = None
+
+
+def profile_model(
+    path: str,
+    threads: int = 1,
+    builtin_kernels: bool = False,
+    warmup: int = 5,
+    runs: int = 20,
+    min_time_s: float = 0.0,
+    clock: Callable[[], float] = time.perf_counter,
+) -> Profile:
+    """Profile ``path`` on CPU: XNNPACK kernels, or TFLite builtin kernels when ``builtin_kernels``.
+
+    Raises :class:`ProfileUnavailable` when the profiler cannot run.
+    """
+    cm = _CompiledModel(path, threads, "builtin" if builtin_kernels else None)
+    try:
+        for _ in range(warmup):
+            cm.run()
+        prof = cm.profiler()
+        L = cm.lib
+        cm._ok(L.LiteRtResetProfiler(prof), "reset profiler")
+        cm._ok(L.LiteRtStartProfiler(prof), "start profiler")
+        t0 = clock()
+        done = 0
+        while done < runs or clock() - t0 < min_time_s:
+            cm.run()
+            done += 1
+        cm._ok(L.LiteRtStopProfiler(prof), "stop profiler")
+        n = C.c_int()
+        cm._ok(L.LiteRtGetNumProfilerEvents(prof, C.byref(n)), "count profiler events")
+        events = (_Event * n.value)()
+        cm._ok(L.LiteRtGetProfilerEvents(prof, n.value, events), "read profiler events")
+        return _summarise(events)
+    finally:
+        cm.close()
+
+
+def run_times_ms(
+    path: str,
+    threads: int = 1,
+    builtin_kernels: bool = False,
+    warmup: int = 10,
+    runs: int = 100,
+    profiling: bool = False,
+) -> list[float]:
+    """Wall time of each ``Run`` of the compiled model, with or without the profiler recording.
+
+    Used to measure what profiling costs (benchmarks/sim_overhead.py).
+    """
+    cm = _CompiledModel(path, threads, "builtin" if builtin_kernels else None, profiling=profiling)
+    try:
+        for _ in range(warmup):
+            cm.run()
+        if profiling:
+            prof = cm.profiler()
+            cm._ok(cm.lib.LiteRtStartProfiler(prof), "start profiler")
+        times = []
+        for _ in range(runs):
+            t = time.perf_counter_ns()
+            cm.run()
+            times.append((time.perf_counter_ns() - t) / 1e6)
+        return times
+    finally:
+        cm.close()
+
+
+def _summarise(events: Any) -> Profile:
+    per_run: list[list[tuple[str, int, int, int]]] = []
+    invoke_us: list[int] = []
+    for e in events:
+        if e.type == EVENT_DEFAULT and e.tag == b"Invoke":
+            per_run.append([])
+            invoke_us.append(int(e.elapsed_us))
+        elif e.type in _OP_EVENTS and per_run:
+            tag = (e.tag or b"?").decode(errors="replace")
+            per_run[-1].append((tag, int(e.type), int(e.md1), int(e.elapsed_us)))
+    if not per_run:
+        raise ProfileUnavailable("the profiler recorded no Invoke events")
+    width = len(per_run[0])
+    if any(len(r) != width for r in per_run):
+        raise ProfileUnavailable("profiled runs executed different numbers of kernels")
+    ops = []
+    for k in range(width):
+        tag, etype, md1, _ = per_run[0][k]
+        mean_us = sum(r[k][3] for r in per_run) / len(per_run)
+        node = md1 if etype == EVENT_OPERATOR else None
+        ops.append(
+            ProfiledOp(index=k, kernel=tag, event_type=etype, node_index=node, avg_ms=mean_us / 1e3)
+        )
+    return Profile(
+        ops=tuple(ops), invoke_ms=sum(invoke_us) / len(invoke_us) / 1e3, runs=len(per_run)
+    )

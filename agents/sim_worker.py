@@ -1,0 +1,315 @@
+"""The measuring process of the simulator agent: one process-level repeat of one job.
+
+``python -m agents.sim_worker JOB.json RESULT.json`` loads the model with the
+LiteRT Python Interpreter, measures it and writes a JSON result. It runs in a
+fresh process per repeat so that native crashes (a malformed model) only end
+this process; the controller reads the phase file to say where it crashed.
+
+Modes (``"mode"`` in the job JSON): ``measure`` (latency, memory, energy) and
+``profile`` (per-op profile through :mod:`agents.litert_profile`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+RAPL_ROOT_ENV = "QUANTLAB_RAPL_ROOT"
+DEFAULT_RAPL_ROOT = "/sys/class/powercap"
+
+
+class WorkerError(Exception):
+    """A failure of the job with a message for the user (the runtime's reason)."""
+
+
+# --------------------------------------------------------------------------- phase file
+
+
+class Phases:
+    """Writes the current phase next to the result so a crash can be located."""
+
+    def __init__(self, result_path: Path) -> None:
+        self.path = result_path.with_suffix(".phase")
+
+    def enter(self, phase: str) -> None:
+        self.path.write_text(phase)
+
+
+# --------------------------------------------------------------------------- energy
+
+
+def _rapl_domains(root: Path) -> list[Path]:
+    return sorted(p for p in root.glob("intel-rapl:*") if re.fullmatch(r"intel-rapl:\d+", p.name))
+
+
+class Rapl:
+    """CPU package energy counters (Linux powercap RAPL), summed over packages."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.domains: list[Path] = []
+        self.reason: str | None = None
+        if not root.exists():
+            self.reason = f"RAPL not readable: {root} does not exist"
+            return
+        domains = _rapl_domains(root)
+        if not domains:
+            self.reason = f"RAPL not readable: no intel-rapl:N package domain under {root}"
+            return
+        try:
+            for d in domains:
+                int((d / "energy_uj").read_text())
+        except (OSError, ValueError) as exc:
+            self.reason = f"RAPL not readable: {exc}"
+            return
+        self.domains = domains
+
+    def read(self) -> list[int]:
+        return [int((d / "energy_uj").read_text()) for d in self.domains]
+
+    def delta_uj(self, before: list[int], after: list[int]) -> float:
+        total = 0.0
+        for d, b, a in zip(self.domains, before, after, strict=True):
+            if a < b:  # counter wrapped around
+                try:
+                    span = int((d / "max_energy_range_uj").read_text())
+                except (OSError, ValueError):
+                    span = 0
+                a += span
+            total += a - b
+        return total
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _dtype_name(dtype: Any) -> str:
+    import numpy as np
+
+    return str(np.dtype(dtype))
+
+
+def random_input(detail: dict[str, Any], rng: Any) -> Any:
+    """Random data for one input: its dtype, shape (dynamic dims → 1) and quantization."""
+    import numpy as np
+
+    shape = [max(int(d), 1) for d in detail.get("shape_signature", detail["shape"])]
+    dtype = np.dtype(detail["dtype"])
+    scale, zero = detail.get("quantization", (0.0, 0))
+    if dtype.kind == "f":
+        return rng.uniform(-1.0, 1.0, shape).astype(dtype)
+    if dtype == np.bool_:
+        return rng.integers(0, 2, shape).astype(np.bool_)
+    info = np.iinfo(dtype)
+    if scale and dtype in (np.int8, np.uint8, np.int16):
+        # values that the quantization maps to floats in [-1, 1]
+        q = np.round(rng.uniform(-1.0, 1.0, shape) / scale + zero)
+        return np.clip(q, info.min, info.max).astype(dtype)
+    lo, hi = max(info.min, 0), min(info.max, 255)
+    return rng.integers(lo, hi + 1, shape).astype(dtype)
+
+
+def load_inputs(path: str, details: list[dict[str, Any]]) -> list[Any]:
+    """Arrays of an .npz per input: by name, else positional ``arr_N``, else the only array."""
+    import numpy as np
+
+    try:
+        npz = np.load(path)
+    except Exception as exc:
+        raise WorkerError(f"--inputs {path}: cannot read .npz ({exc})") from None
+    keys = list(npz.keys())
+    arrays = []
+    for i, d in enumerate(details):
+        name = d["name"]
+        if name in keys:
+            key = name
+        elif f"arr_{i}" in keys:
+            key = f"arr_{i}"
+        elif len(keys) == 1 and len(details) == 1:
+            key = keys[0]
+        else:
+            raise WorkerError(
+                f"--inputs {path}: no array for model input {name!r} (keys: {', '.join(keys)})"
+            )
+        arr = npz[key]
+        want = tuple(int(x) for x in d["shape"])
+        sig = tuple(int(x) for x in d.get("shape_signature", d["shape"]))
+        shape_ok = len(arr.shape) == len(sig) and all(
+            s in (-1, a) for s, a in zip(sig, arr.shape, strict=True)
+        )
+        if not shape_ok:
+            raise WorkerError(
+                f"--inputs {path}: array {key!r} has shape {tuple(arr.shape)}, "
+                f"model input {name!r} "
+                f"expects {want}"
+            )
+        if arr.dtype != np.dtype(d["dtype"]):
+            raise WorkerError(
+                f"--inputs {path}: array {key!r} has dtype {arr.dtype}, "
+                f"model input {name!r} expects "
+                f"{_dtype_name(d['dtype'])}"
+            )
+        arrays.append(arr)
+    return arrays
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def _peak_memory_mb() -> float:
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux, bytes on macOS
+    return kb / 1024 / 1024 if sys.platform == "darwin" else kb / 1024
+
+
+def _interpreter(model: str, delegate: str, threads: int) -> Any:
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    resolver = (
+        OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        if delegate == "cpu"
+        else OpResolverType.AUTO
+    )
+    return Interpreter(
+        model_path=model, num_threads=threads, experimental_op_resolver_type=resolver
+    )
+
+
+def measure(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
+    """Load, warm up and time the model; returns the result dict."""
+    import numpy as np
+
+    settings = job["settings"]
+    phases.enter("loading the model")
+    t0 = time.perf_counter_ns()
+    try:
+        interp = _interpreter(job["model"], job["delegate"], job["threads"])
+        phases.enter("allocating tensors")
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise WorkerError(f"LiteRT could not load the model: {_first_lines(str(exc))}") from None
+    init_ms = (time.perf_counter_ns() - t0) / 1e6
+
+    details = interp.get_input_details()
+    if settings.get("inputs"):
+        arrays = load_inputs(settings["inputs"], details)
+    else:
+        rng = np.random.default_rng(int(job.get("seed", 0)))
+        arrays = [random_input(d, rng) for d in details]
+    for d, arr in zip(details, arrays, strict=True):
+        if tuple(arr.shape) != tuple(d["shape"]):
+            interp.resize_tensor_input(d["index"], arr.shape)
+    if any(tuple(a.shape) != tuple(d["shape"]) for d, a in zip(details, arrays, strict=True)):
+        interp.allocate_tensors()
+        details = interp.get_input_details()
+    for d, arr in zip(details, arrays, strict=True):
+        interp.set_tensor(d["index"], arr)
+
+    invoke = interp.invoke
+    phases.enter("running the first inference")
+    t0 = time.perf_counter_ns()
+    try:
+        invoke()
+    except (ValueError, RuntimeError) as exc:
+        raise WorkerError(f"LiteRT failed to run the model: {_first_lines(str(exc))}") from None
+    first_ms = (time.perf_counter_ns() - t0) / 1e6
+
+    phases.enter("warming up")
+    for _ in range(int(settings["warmup"])):
+        invoke()
+
+    phases.enter("measuring")
+    rapl = Rapl(Path(job.get("rapl_root") or os.environ.get(RAPL_ROOT_ENV, DEFAULT_RAPL_ROOT)))
+    iterations, min_time_ns = int(settings["iterations"]), float(settings["min_time_s"]) * 1e9
+    samples: list[int] = []
+    clock = time.perf_counter_ns
+    energy_before = rapl.read() if not rapl.reason else []
+    start = clock()
+    while len(samples) < iterations or clock() - start < min_time_ns:
+        t = clock()
+        invoke()
+        samples.append(clock() - t)
+    energy_after = rapl.read() if not rapl.reason else []
+
+    energy = None
+    if not rapl.reason and samples:
+        uj = rapl.delta_uj(energy_before, energy_after)
+        energy = {
+            "method": "rapl",
+            "mj_per_inference": uj / 1000 / len(samples),
+            "samples": len(samples),
+            "label": "CPU package energy (whole host, not only this process)",
+            "detail": {"domains": [d.name for d in rapl.domains], "total_uj": uj},
+        }
+    return {
+        "samples_ms": [s / 1e6 for s in samples],
+        "init_ms": init_ms,
+        "first_inference_ms": first_ms,
+        "peak_memory_mb": _peak_memory_mb(),
+        "memory_method": "ru_maxrss of the measuring process",
+        "energy": energy,
+        "energy_unavailable_reason": rapl.reason,
+    }
+
+
+def profile(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
+    """The per-op profiled phase (same threads and kernel mode as the measurement)."""
+    from agents.litert_profile import ProfileUnavailable, profile_model
+
+    settings = job["settings"]
+    phases.enter("reading the model's ops")
+    nodes: list[str] = []
+    try:
+        interp = _interpreter(job["model"], job["delegate"], job["threads"])
+        interp.allocate_tensors()
+        nodes = [str(d["op_name"]) for d in interp._get_ops_details()]
+    except Exception:
+        nodes = []
+    phases.enter("profiling ops")
+    try:
+        prof = profile_model(
+            job["model"],
+            threads=int(job["threads"]),
+            builtin_kernels=job["delegate"] == "cpu",
+            warmup=min(int(settings["warmup"]), 10),
+            runs=max(int(settings["iterations"]), 10),
+        )
+    except ProfileUnavailable as exc:
+        raise WorkerError(str(exc)) from None
+    from agents.op_types import label_ops
+
+    return {"ops": label_ops(prof.ops, nodes), "ops_model_ms": prof.invoke_ms}
+
+
+def _first_lines(text: str, n: int = 3) -> str:
+    lines = [
+        line.strip()
+        for line in text.strip().splitlines()
+        if line.strip() and not line.startswith("See instructions")
+    ]
+    return " ".join(lines[:n])
+
+
+def main(argv: list[str]) -> int:
+    """Entry point: read the job JSON, write the result JSON; exit 0 unless the process crashed."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    job_path, result_path = Path(argv[0]), Path(argv[1])
+    job = json.loads(job_path.read_text())
+    phases = Phases(result_path)
+    try:
+        out = profile(job, phases) if job.get("mode") == "profile" else measure(job, phases)
+        out["pid"] = os.getpid()
+        out["error"] = None
+    except WorkerError as exc:
+        out = {"error": str(exc), "pid": os.getpid()}
+    result_path.write_text(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

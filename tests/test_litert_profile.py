@@ -1,0 +1,65 @@
+"""agents.litert_profile and agents.op_types: the LiteRT C API per-op profiler."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agents import litert_profile
+from agents.litert_profile import EVENT_OPERATOR, ProfiledOp, ProfileUnavailable, profile_model
+from agents.op_types import label_ops
+
+
+@pytest.mark.parametrize("builtin", [False, True])
+def test_profile_coverage(cnn_tflite: Path, builtin: bool) -> None:
+    prof = profile_model(str(cnn_tflite), threads=1, builtin_kernels=builtin, warmup=5, runs=30)
+    assert prof.runs >= 30
+    assert prof.ops
+    coverage = sum(op.avg_ms for op in prof.ops) / prof.invoke_ms
+    assert 0.85 <= coverage <= 1.05, coverage
+    if builtin:
+        assert [op.kernel for op in prof.ops] == [
+            "CONV_2D",
+            "MAX_POOL_2D",
+            "CONV_2D",
+            "CONV_2D",
+            "MEAN",
+            "FULLY_CONNECTED",
+        ]
+        assert [op.node_index for op in prof.ops] == list(range(6))
+    else:
+        assert prof.ops[0].kernel.startswith("Convolution")
+
+
+def test_version_mismatch(monkeypatch: pytest.MonkeyPatch, cnn_tflite: Path) -> None:
+    monkeypatch.setattr(litert_profile, "VERIFIED_VERSIONS", ("0.0.1",))
+    with pytest.raises(ProfileUnavailable, match=r"verified only with ai-edge-litert 0\.0\.1"):
+        profile_model(str(cnn_tflite))
+
+
+def test_label_xnnpack_by_order() -> None:
+    ops = tuple(
+        ProfiledOp(i, k, 8, None, 0.1)
+        for i, k in enumerate(
+            [
+                "Convolution (NHWC, F32) IGEMM",
+                "Max Pooling (NHWC, F32)",
+                "Static Reshape (NC)",
+                "Fully Connected (NC, F32) GEMM",
+            ]
+        )
+    )
+    rows = label_ops(ops, ["CONV_2D", "MAX_POOL_2D", "FULLY_CONNECTED", "DELEGATE"])
+    assert [r["op_type"] for r in rows] == ["CONV_2D", "MAX_POOL_2D", None, "FULLY_CONNECTED"]
+    assert [r["node_index"] for r in rows] == [0, 1, None, 2]
+    assert {r["delegate"] for r in rows} == {"XNNPACK"}
+
+
+def test_label_builtin_by_node_index() -> None:
+    ops = (
+        ProfiledOp(0, "MEAN", EVENT_OPERATOR, 1, 0.2),
+        ProfiledOp(1, "ADD", EVENT_OPERATOR, 0, 0.1),
+    )
+    rows = label_ops(ops, ["ADD", "MEAN"])
+    assert [(r["op_type"], r["delegate"]) for r in rows] == [("MEAN", None), ("ADD", None)]
