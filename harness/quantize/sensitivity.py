@@ -1,0 +1,110 @@
+"""Which layers suffer most from int8, and mixed precision that keeps those layers float.
+
+Ranking: TF's QuantizationDebugger for Keras/SavedModel sources, a per-tensor
+float vs quantized comparison (ai-edge-quantizer's validator) for .tflite
+sources. Both run inside the quantize worker process.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.quantize.evaluate import TfliteRunner, fidelity, gate_drop, main_metric, task_metrics
+
+MAX_GREEDY_STEPS = 24
+
+
+def _score(
+    path: str, x: np.ndarray, y: np.ndarray | None, reference: list[np.ndarray] | None
+) -> tuple[str, float, list[np.ndarray]]:
+    outputs = TfliteRunner(path).predict(x)
+    metrics = task_metrics(outputs[0], y)
+    metric = main_metric(metrics)
+    if metric in metrics:
+        return metric, metrics[metric], outputs
+    if reference is None:
+        return metric, 1.0, outputs
+    agreement = fidelity(reference[:1], outputs[:1])[0]["top1_agreement"]
+    return metric, float(agreement if agreement is not None else 1.0), outputs
+
+
+def greedy_keep_float(
+    build: Callable[[list[str]], bytes],
+    ranked_layers: list[str],
+    float_model: bytes,
+    eval_x: np.ndarray,
+    eval_y: np.ndarray | None,
+    max_drop: float,
+    work_dir: Path,
+    on_step: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[bytes, dict[str, Any]]:
+    """Keep the most sensitive layers float, one more at a time, until the drop ≤ ``max_drop``.
+
+    ``build(keep_float)`` makes the int8 model with those layers left float
+    (with every layer float, the float model itself is the candidate).
+    Returns the chosen model bytes and the facts for the manifest (layers kept
+    float, size of plain int8, size cost, metric, reference, value, drop,
+    passed, steps). When no prefix passes, the one with the smallest drop is
+    returned with ``passed: False``.
+    """
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        ref_path = Path(tmp) / "reference.tflite"
+        ref_path.write_bytes(float_model)
+        metric, ref_value, ref_out = _score(str(ref_path), eval_x, eval_y, None)
+        steps: list[dict[str, Any]] = []
+        best: tuple[float, bytes, int] | None = None
+        int8_size = None
+        counts = list(range(min(len(ranked_layers), MAX_GREEDY_STEPS) + 1))
+        if len(ranked_layers) > MAX_GREEDY_STEPS:
+            counts.append(len(ranked_layers))
+        chosen_k = 0
+        for k in counts:
+            model = float_model if k == len(ranked_layers) else build(ranked_layers[:k])
+            path = Path(tmp) / f"mixed-{k}.tflite"
+            path.write_bytes(model)
+            _, value, _ = _score(str(path), eval_x, eval_y, ref_out)
+            drop = gate_drop(metric, ref_value, value)
+            if int8_size is None:
+                int8_size = len(model)
+            step = {"float_layers": k, "value": value, "drop": drop, "size_bytes": len(model)}
+            steps.append(step)
+            if on_step:
+                on_step(step)
+            if best is None or drop < best[0] - 1e-12:
+                best = (drop, model, k)
+            if drop <= max_drop:
+                best = (drop, model, k)
+                break
+        assert best is not None
+        drop, model, chosen_k = best
+    return model, {
+        "float_layers": ranked_layers[:chosen_k],
+        "int8_size_bytes": int8_size,
+        "size_bytes": len(model),
+        "size_cost_bytes": len(model) - (int8_size or 0),
+        "metric": metric,
+        "reference": ref_value,
+        "value": ref_value - drop if metric not in ("mse", "mae") else ref_value + drop,
+        "drop": drop,
+        "max_drop": max_drop,
+        "passed": drop <= max_drop,
+        "steps": steps,
+    }
+
+
+def rank_layers(
+    source_kind: str, model: Any, source_path: str, calib_x: np.ndarray
+) -> list[dict[str, Any]]:
+    """Layers by int8 quantization error, most sensitive first (rows from the converter module)."""
+    if source_kind == "tflite":
+        from harness.quantize import tflite_aeq
+
+        return tflite_aeq.layer_errors(source_path, calib_x)
+    from harness.quantize import tflite_tf
+
+    return tflite_tf.layer_errors(model, source_kind, calib_x)

@@ -1,0 +1,165 @@
+"""TFLite variants from Keras (.keras/.h5) and SavedModel sources through the TF Lite converter.
+
+Imported only inside the quantize worker process (TensorFlow is heavy and noisy).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.errors import ModelError
+
+
+def load_source(path: str, kind: str) -> Any:
+    """The Keras model (keras) or the SavedModel folder path; ModelError when unreadable."""
+    if kind == "savedmodel":
+        if not (Path(path) / "saved_model.pb").exists():
+            raise ModelError(path, "not a SavedModel folder (no saved_model.pb)")
+        return path
+    import keras
+
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as exc:
+        raise ModelError(
+            path,
+            f"cannot be loaded as a Keras model ({_first_line(exc)})",
+            hint="pass a .keras/.h5 file saved by Keras, a SavedModel folder or a float .tflite",
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def new_converter(source: Any, kind: str) -> Any:
+    """A fresh TFLiteConverter for the source."""
+    import tensorflow as tf
+
+    if kind == "savedmodel":
+        return tf.lite.TFLiteConverter.from_saved_model(source)
+    return tf.lite.TFLiteConverter.from_keras_model(source)
+
+
+def representative(calib_x: np.ndarray) -> Callable[[], Iterator[list[np.ndarray]]]:
+    """A representative_dataset callable yielding one sample at a time."""
+
+    def gen() -> Iterator[list[np.ndarray]]:
+        for i in range(len(calib_x)):
+            yield [calib_x[i : i + 1]]
+
+    return gen
+
+
+def configure(converter: Any, settings: dict[str, Any], calib_x: np.ndarray | None) -> Any:
+    """Apply a scheme's TF settings (see schemes.SCHEMES ``tf=``) to a converter."""
+    import tensorflow as tf
+
+    if settings.get("optimize") or settings.get("fp16"):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if settings.get("fp16"):
+        converter.target_spec.supported_types = [tf.float16]
+    needs_data = settings.get("int8_ops") or settings.get("int16x8") or settings.get("mixed")
+    if needs_data:
+        if calib_x is None:
+            raise ValueError("this scheme needs calibration data (--calib)")
+        converter.representative_dataset = representative(calib_x)
+    if settings.get("int8_ops"):
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if settings.get("int16x8"):
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        ]
+    if settings.get("int8_io"):
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    return converter
+
+
+def convert(source: Any, kind: str, settings: dict[str, Any], calib_x: np.ndarray | None) -> bytes:
+    """Convert the source with a scheme's settings; returns the .tflite bytes."""
+    return bytes(configure(new_converter(source, kind), settings, calib_x).convert())
+
+
+def channel_relative_error(
+    float_t: np.ndarray, quant_t: np.ndarray, scale: float, zero_point: int
+) -> float:
+    """Mean over output channels of RMS(dequantized − float) / RMS(float) (dead channels skipped).
+
+    Per channel, so that one outlier channel that stretches a per-tensor scale
+    and crushes every other channel shows up as a large error.
+    """
+    f = np.asarray(float_t, np.float64)
+    q = (np.asarray(quant_t, np.int64) - zero_point) * scale
+    f2 = f.reshape(-1, f.shape[-1]) if f.ndim > 1 else f.reshape(-1, 1)
+    q2 = q.reshape(f2.shape)
+    signal = np.sqrt(np.mean(f2**2, axis=0))
+    noise = np.sqrt(np.mean((q2 - f2) ** 2, axis=0))
+    live = signal > 1e-12
+    return float(np.mean(noise[live] / signal[live])) if np.any(live) else 0.0
+
+
+def layer_errors(
+    source: Any, kind: str, calib_x: np.ndarray, debug_x: np.ndarray | None = None
+) -> list[dict[str, Any]]:
+    """Per-layer int8 quantization error from TF's QuantizationDebugger, most sensitive first.
+
+    Quantization ranges come from ``calib_x``; errors are measured on
+    ``debug_x`` (default: ``calib_x``). Each row: ``layer`` (tensor name,
+    usable as a denylisted node), ``op``, ``rel_error`` (per-channel relative
+    RMS error, the ranking key), ``rmse_scale`` (RMSE in units of the
+    tensor's scale: ~0.29 is ideal rounding), ``mse``, ``max_abs_error``.
+    """
+    import tensorflow as tf
+
+    converter = configure(new_converter(source, kind), {"optimize": True, "mixed": True}, calib_x)
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter,
+        debug_dataset=representative(debug_x if debug_x is not None else calib_x),
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(
+            layer_direct_compare_metrics={"rel_error": channel_relative_error}
+        ),
+    )
+    debugger.run()
+    buf = io.StringIO()
+    debugger.layer_statistics_dump(buf)
+    rows = []
+    for r in csv.DictReader(io.StringIO(buf.getvalue())):
+        mse = float(r["mean_squared_error"])
+        scale = float(r["scale"]) or 1.0
+        rows.append(
+            {
+                "layer": r["tensor_name"],
+                "op": r["op_name"],
+                "rel_error": float(r["rel_error"]),
+                "rmse_scale": float(np.sqrt(mse) / scale),
+                "mse": mse,
+                "max_abs_error": float(r["max_abs_error"]),
+            }
+        )
+    rows.sort(key=lambda r: r["rel_error"], reverse=True)
+    return rows
+
+
+def convert_keeping_float(
+    source: Any, kind: str, calib_x: np.ndarray, float_layers: list[str]
+) -> bytes:
+    """Int8 conversion with the named layers (debugger tensor names) kept in float."""
+    import tensorflow as tf
+
+    converter = configure(new_converter(source, kind), {"optimize": True, "mixed": True}, calib_x)
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter,
+        debug_dataset=representative(calib_x),
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(
+            denylisted_nodes=list(float_layers)
+        ),
+    )
+    return bytes(debugger.get_nondebug_quantized_model())

@@ -1,0 +1,456 @@
+"""Make the variants of a model: a worker process per attempt, a temp folder renamed at the end.
+
+``quantize(source, schemes, calib, out_dir)`` writes ``out_dir/`` with one file
+per scheme and ``manifest.json``. A scheme that fails is recorded with its
+reason while the others are produced; a bad model or bad data (or Ctrl-C)
+leaves no half-written variants folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from harness.errors import DataError, ModelError, UserError
+from harness.models import file_sha256
+from harness.quantize.data import ImageOptions
+from harness.quantize.schemes import Scheme, resolve_schemes
+
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+TOOLS = (
+    "tensorflow-cpu",
+    "tensorflow",
+    "ai-edge-quantizer",
+    "ai-edge-litert",
+    "coremltools",
+    "keras",
+    "quantlab",
+)
+
+ProgressFn = Callable[[str, dict[str, Any]], None]
+"""Called with (event name, event fields) as the worker reports."""
+
+
+@dataclass(frozen=True)
+class VariantEntry:
+    """One scheme's outcome in the manifest."""
+
+    scheme: str
+    format: str
+    status: str  # ok | failed
+    file: str | None = None
+    size_bytes: int | None = None
+    sha256: str | None = None
+    error: str | None = None
+    seconds: float | None = None
+    converter: str | None = None
+    ops: dict[str, Any] | None = None  # total ops and ops left in float, by type
+    mixed: dict[str, Any] | None = None  # mixed-int8: layers kept float, size cost, gate
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a variants folder holds (written as manifest.json)."""
+
+    out: str
+    source: dict[str, Any]
+    input: dict[str, Any]
+    calibration: dict[str, Any] | None
+    tools: dict[str, str]
+    variants: list[VariantEntry] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    schema_version: int = MANIFEST_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Manifest:
+        """Read ``folder/manifest.json``."""
+        path = Path(folder) / MANIFEST
+        if not path.exists():
+            raise UserError(f"{folder}: no {MANIFEST}", hint="make it with `quantlab quantize`")
+        d = json.loads(path.read_text())
+        if d.get("schema_version", 1) > MANIFEST_VERSION:
+            raise UserError(f"{path}: written by a newer quantlab (schema {d['schema_version']})")
+        d["variants"] = [VariantEntry(**v) for v in d.get("variants", [])]
+        return cls(**d)
+
+
+def source_kind(path: Path) -> str:
+    """keras | savedmodel | tflite, or ModelError naming the file and what to pass instead."""
+    if not path.exists():
+        raise ModelError(str(path), "no such model file or folder")
+    if path.is_dir():
+        if (path / "saved_model.pb").exists():
+            return "savedmodel"
+        if path.suffix == ".mlpackage":
+            raise ModelError(
+                str(path), "Core ML is an output format only", hint="quantize the Keras/TF source"
+            )
+        raise ModelError(str(path), "folder is not a SavedModel (no saved_model.pb)")
+    suffix = path.suffix.lower()
+    if suffix in (".keras", ".h5", ".hdf5"):
+        return "keras"
+    if suffix == ".tflite":
+        with open(path, "rb") as f:
+            head = f.read(8)
+        if len(head) < 8 or head[4:8] != b"TFL3":
+            raise ModelError(
+                str(path),
+                "not a TFLite flatbuffer (no TFL3 identifier)",
+                hint="is the file corrupt?",
+            )
+        return "tflite"
+    if suffix in (".mlmodel", ".mlpackage"):
+        raise ModelError(
+            str(path), "Core ML is an output format only", hint="quantize the Keras/TF source"
+        )
+    raise ModelError(
+        str(path),
+        f"unsupported model format {suffix!r}",
+        hint="pass a .keras/.h5, a SavedModel folder or a float .tflite",
+    )
+
+
+def path_size(path: Path) -> int:
+    """Bytes of a file or of every file in a folder."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def tool_versions() -> dict[str, str]:
+    """Installed versions of the converters and runtimes that made the variants."""
+    out = {}
+    for name in TOOLS:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def run_worker(
+    request: dict[str, Any], work: Path, progress: ProgressFn | None = None
+) -> tuple[int, list[dict[str, Any]], str]:
+    """Run the worker process on a request; returns (exit code, events, log tail)."""
+    events_path = work / f".events-{time.monotonic_ns()}.jsonl"
+    req_path = work / ".request.json"
+    log_path = work / ".worker.log"
+    req_path.write_text(json.dumps({**request, "events": str(events_path)}))
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "PYTHONWARNINGS": "ignore",
+        "TF_ENABLE_ONEDNN_OPTS": "0",
+        "CUDA_VISIBLE_DEVICES": "",
+    }
+    seen = 0
+    events: list[dict[str, Any]] = []
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harness.quantize.worker", str(req_path)],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+        try:
+            while True:
+                done = proc.poll() is not None
+                if events_path.exists():
+                    lines = events_path.read_text().splitlines()
+                    for line in lines[seen:]:
+                        if not line.strip():
+                            continue
+                        ev = json.loads(line)
+                        events.append(ev)
+                        if progress:
+                            progress(ev["event"], ev)
+                    seen = len(lines)
+                if done:
+                    break
+                time.sleep(0.1)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+    tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
+    for p in (events_path, req_path):
+        p.unlink(missing_ok=True)
+    return proc.returncode, events, tail
+
+
+def _raise_fatal(ev: dict[str, Any], source: Path) -> None:
+    cls = DataError if ev.get("kind") == "DataError" else ModelError
+    if cls is ModelError:
+        msg = ev["message"]
+        prefix = f"{source}: "
+        raise ModelError(
+            str(source), msg[len(prefix) :] if msg.startswith(prefix) else msg, hint=ev.get("hint")
+        )
+    raise DataError(ev["message"], hint=ev.get("hint"))
+
+
+def precheck_data(
+    path: Path, what: str, x_key: str, y_key: str, image: ImageOptions | None
+) -> None:
+    """Fail fast (before any converter starts) on data that cannot be read at all.
+
+    Arrays are loaded and checked for numeric inputs/labels; an image folder is
+    checked for images. Shapes are checked against the model later, in the worker.
+    """
+    from harness.quantize.data import IMAGE_SUFFIXES, load_data
+
+    if not path.exists():
+        raise DataError(f"{path}: no such {what} file or folder")
+    if path.is_dir():
+        if not any(f.suffix.lower() in IMAGE_SUFFIXES for f in path.glob("*/*")):
+            raise DataError(f"{path}: no images found", hint="lay images out as DIR/<class>/*.jpg")
+        return
+    load_data(path, x_key=x_key, y_key=y_key, image=image)
+
+
+def quantize(
+    source: str | os.PathLike[str],
+    schemes: list[str] | None,
+    calib: str | os.PathLike[str] | None,
+    out_dir: str | os.PathLike[str],
+    *,
+    eval_data: str | os.PathLike[str] | None = None,
+    calib_samples: int = 200,
+    seed: int = 0,
+    max_drop: float = 0.03,
+    x_key: str = "x",
+    y_key: str = "y",
+    image: ImageOptions | None = None,
+    force: bool = False,
+    progress: ProgressFn | None = None,
+) -> Manifest:
+    """Make one variant per scheme of ``source`` into ``out_dir`` and write its manifest.
+
+    ``schemes``: scheme names (see schemes.SCHEMES; ``all``, ``tflite``,
+    ``coreml`` expand). ``calib``: .npz/.npy/image folder for calibration (and
+    for mixed-int8's gate unless ``eval_data`` is given). ``out_dir`` must not
+    exist unless ``force`` (then it is replaced only once the new one is
+    complete). Raises ModelError/DataError (nothing written) for a bad model or
+    data; a scheme that fails is recorded as ``failed`` in the manifest.
+    """
+    src = Path(source)
+    kind = source_kind(src)
+    picked: list[Scheme] = resolve_schemes(schemes or ["all"])
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise UserError(
+            f"{out}: already exists", hint="choose another --out or pass --force to replace it"
+        )
+    for p, what in ((calib, "calibration data"), (eval_data, "evaluation data")):
+        if p is not None:
+            precheck_data(Path(p), what, x_key, y_key, image)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        manifest = _build(
+            src,
+            kind,
+            picked,
+            work,
+            out,
+            calib=calib,
+            eval_data=eval_data,
+            calib_samples=calib_samples,
+            seed=seed,
+            max_drop=max_drop,
+            x_key=x_key,
+            y_key=y_key,
+            image=image,
+            progress=progress,
+        )
+        (work / MANIFEST).write_text(json.dumps(manifest.to_dict(), indent=2, default=str) + "\n")
+        for leftover in work.glob(".*"):
+            if leftover.is_file():
+                leftover.unlink()
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            out.rename(old)
+            work.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            work.rename(out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _build(
+    src: Path,
+    kind: str,
+    picked: list[Scheme],
+    work: Path,
+    out: Path,
+    *,
+    calib: Any,
+    eval_data: Any,
+    calib_samples: int,
+    seed: int,
+    max_drop: float,
+    x_key: str,
+    y_key: str,
+    image: ImageOptions | None,
+    progress: ProgressFn | None,
+) -> Manifest:
+    request: dict[str, Any] = {
+        "source": str(src.resolve()),
+        "source_kind": kind,
+        "work_dir": str(work),
+        "calib": str(calib) if calib else None,
+        "eval": str(eval_data) if eval_data else None,
+        "calib_samples": calib_samples,
+        "seed": seed,
+        "max_drop": max_drop,
+        "x_key": x_key,
+        "y_key": y_key,
+        "image": asdict(image) if image else None,
+    }
+    results: dict[str, dict[str, Any]] = {}
+    info: dict[str, Any] = {}
+    calibration: dict[str, Any] | None = None
+    warns: list[str] = []
+    remaining = [s.name for s in picked]
+    while remaining:
+        code, events, tail = run_worker({**request, "schemes": remaining}, work, progress)
+        current = None
+        for ev in events:
+            kind_ev = ev["event"]
+            if kind_ev == "fatal":
+                _raise_fatal(ev, src)
+            elif kind_ev == "inspect":
+                info = {
+                    "shape": ev["input_shape"],
+                    "dtype": ev["input_dtype"],
+                    "inputs": ev["inputs"],
+                }
+            elif kind_ev == "calibration":
+                calibration = {k: v for k, v in ev.items() if k != "event"}
+            elif kind_ev == "warning":
+                if ev["message"] not in warns:
+                    warns.append(ev["message"])
+            elif kind_ev == "start":
+                current = ev["scheme"]
+            elif kind_ev in ("done", "failed"):
+                results[ev["scheme"]] = ev
+                current = None
+        if code != 0 and current is None and not results and not info:
+            raise ModelError(
+                str(src),
+                f"the converter process crashed while loading it (exit code {code})",
+                hint="is the model file corrupt?",
+            )
+        if current is not None:
+            why = f"the converter crashed (exit code {code})"
+            results[current] = {"event": "failed", "scheme": current, "error": why}
+            if progress:
+                progress("failed", results[current])
+        elif code != 0 and not any(s in results for s in remaining):
+            last = tail.strip().splitlines()[-1:] or [""]
+            raise ModelError(
+                str(src), f"the converter process failed (exit code {code}) {last[0][:200]}"
+            )
+        remaining = [s for s in remaining if s not in results]
+    entries = []
+    for scheme in picked:
+        ev = results[scheme.name]
+        if ev["event"] == "done":
+            path = work / ev["file"]
+            entries.append(
+                VariantEntry(
+                    scheme=scheme.name,
+                    format=scheme.format,
+                    status="ok",
+                    file=ev["file"],
+                    size_bytes=path_size(path),
+                    sha256=file_sha256(path),
+                    seconds=round(ev.get("seconds", 0.0), 3),
+                    converter=ev.get("converter"),
+                    ops=ev.get("ops"),
+                    mixed=ev.get("mixed"),
+                )
+            )
+        else:
+            entries.append(
+                VariantEntry(
+                    scheme=scheme.name,
+                    format=scheme.format,
+                    status="failed",
+                    error=ev.get("error"),
+                    seconds=ev.get("seconds"),
+                )
+            )
+    source_info = {
+        "path": str(src),
+        "kind": kind,
+        "sha256": file_sha256(src),
+        "size_bytes": path_size(src),
+    }
+    return Manifest(
+        out=str(out),
+        source=source_info,
+        input=info,
+        calibration=calibration,
+        tools=tool_versions(),
+        variants=entries,
+        warnings=warns,
+    )
+
+
+def sensitivity(
+    source: str | os.PathLike[str],
+    calib: str | os.PathLike[str],
+    *,
+    calib_samples: int = 200,
+    seed: int = 0,
+    x_key: str = "x",
+    y_key: str = "y",
+    image: ImageOptions | None = None,
+) -> list[dict[str, Any]]:
+    """Layers of ``source`` by int8 quantization error, most sensitive first (in a worker)."""
+    src = Path(source)
+    kind = source_kind(src)
+    if not Path(calib).exists():
+        raise DataError(f"{calib}: no such calibration data file or folder")
+    with tempfile.TemporaryDirectory(prefix="quantlab-sens-") as tmp:
+        request: dict[str, Any] = {
+            "task": "sensitivity",
+            "source": str(src.resolve()),
+            "source_kind": kind,
+            "work_dir": tmp,
+            "calib": str(calib),
+            "eval": None,
+            "calib_samples": calib_samples,
+            "seed": seed,
+            "x_key": x_key,
+            "y_key": y_key,
+            "image": asdict(image) if image else None,
+            "schemes": [],
+        }
+        code, events, _ = run_worker(request, Path(tmp))
+    for ev in events:
+        if ev["event"] == "fatal":
+            _raise_fatal(ev, src)
+        if ev["event"] == "ranking":
+            return list(ev["layers"])
+    raise ModelError(str(src), f"the sensitivity worker crashed (exit code {code})")

@@ -1,0 +1,317 @@
+"""The quantize worker process: loads the source model and runs the converters, scheme by scheme.
+
+Run as ``python -m harness.quantize.worker REQUEST.json``. It reports through
+a JSON-lines events file named in the request (``inspect``, ``warning``,
+``start``, ``done``, ``failed``, ``fatal``) so that the controller survives
+a native crash in a converter and knows which scheme caused it. Its own
+stdout/stderr (TensorFlow and converter noise) go to a log file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.errors import DataError, ModelError, QuantlabError
+from harness.quantize import data as qdata
+from harness.quantize.schemes import SCHEMES, Scheme
+
+DEBUG_SAMPLES = 200
+
+
+class Events:
+    """Append-only JSON-lines event log, flushed per event."""
+
+    def __init__(self, path: str) -> None:
+        self._f = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
+
+    def emit(self, event: str, **fields: Any) -> None:
+        self._f.write(json.dumps({"event": event, **fields}, default=_jsonable) + "\n")
+        self._f.flush()
+
+
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def silence() -> None:
+    """Quiet TensorFlow, absl and converter loggers."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    warnings.filterwarnings("ignore")
+    import logging
+
+    for name in ("tensorflow", "absl", "coremltools", "h5py", "keras"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.ERROR)
+    except ImportError:
+        pass
+
+
+def float_ops(model: bytes) -> dict[str, Any]:
+    """Ops of a .tflite whose activations stay float (QUANTIZE/DEQUANTIZE aside), by op type."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_content=model)
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    counts: dict[str, int] = {}
+    total = 0
+    for op in interp._get_ops_details():
+        name = op["op_name"]
+        if name in ("QUANTIZE", "DEQUANTIZE"):
+            continue
+        total += 1
+        ins = [tensors[i] for i in op["inputs"] if i >= 0 and i in tensors]
+        outs = [tensors[i] for i in op["outputs"] if i in tensors]
+        if any(np.dtype(t["dtype"]) == np.float32 for t in ins[:1] + outs):
+            counts[name] = counts.get(name, 0) + 1
+    return {"total_ops": total, "float_ops": sum(counts.values()), "by_type": counts}
+
+
+def input_spec(model: bytes) -> tuple[list[int], str, int]:
+    """(shape signature with -1 for free dims, dtype name, number of inputs) of a .tflite."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    details = Interpreter(model_content=model).get_input_details()
+    d = details[0]
+    sig = d.get("shape_signature")
+    shape = [int(v) for v in (sig if sig is not None and len(sig) else d["shape"])]
+    shape[0] = -1
+    return shape, np.dtype(d["dtype"]).name, len(details)
+
+
+class Job:
+    """Everything one worker run needs, from the request."""
+
+    def __init__(self, req: dict[str, Any], events: Events) -> None:
+        self.req = req
+        self.events = events
+        self.source: str = req["source"]
+        self.kind: str = req["source_kind"]
+        self.work = Path(req["work_dir"])
+        self.max_drop: float = float(req.get("max_drop", 0.03))
+        self.model: Any = None
+        self.fp32: bytes = b""
+        self.calib_x: np.ndarray | None = None
+        self.eval_x: np.ndarray | None = None
+        self.eval_y: np.ndarray | None = None
+        self.input_shape: list[int] = []
+        self.input_dtype = "float32"
+
+    def load(self) -> None:
+        """Load the model and the data; ModelError/DataError when either is unusable."""
+        if self.kind == "tflite":
+            self.fp32 = Path(self.source).read_bytes()
+            try:
+                shape, dtype, n_inputs = input_spec(self.fp32)
+            except Exception as exc:
+                raise ModelError(
+                    self.source,
+                    f"LiteRT cannot load it ({str(exc).strip()[:200]})",
+                    hint="pass a valid float .tflite",
+                ) from None
+        else:
+            from harness.quantize import tflite_tf
+
+            self.model = tflite_tf.load_source(self.source, self.kind)
+            try:
+                self.fp32 = tflite_tf.convert(self.model, self.kind, {}, None)
+            except Exception as exc:
+                raise ModelError(
+                    self.source, f"TF Lite conversion failed ({_short(exc)})"
+                ) from None
+            shape, dtype, n_inputs = input_spec(self.fp32)
+        self.input_shape, self.input_dtype = shape, dtype
+        self.events.emit("inspect", input_shape=shape, input_dtype=dtype, inputs=n_inputs)
+        self._load_data(n_inputs)
+
+    def _load_data(self, n_inputs: int) -> None:
+        req = self.req
+        opts = qdata.ImageOptions(**req["image"]) if req.get("image") else None
+        for role in ("calib", "eval"):
+            path = req.get(role)
+            if not path:
+                continue
+            if n_inputs != 1:
+                raise DataError(
+                    f"{self.source}: has {n_inputs} inputs; "
+                    "calibration data supports single-input models"
+                )
+            ds = qdata.load_data(
+                path,
+                x_key=req.get("x_key", "x"),
+                y_key=req.get("y_key", "y"),
+                image=opts,
+                input_shape=tuple(self.input_shape),
+            )
+            x = qdata.check_against_model(
+                ds, tuple(self.input_shape), self.input_dtype, self.source
+            )
+            ds = qdata.Dataset(x, ds.y, ds.source, ds.class_names, ds.facts)
+            if role == "calib":
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    sub = qdata.calibration_subset(
+                        ds, int(req.get("calib_samples", 200)), int(req.get("seed", 0))
+                    )
+                for w in caught:
+                    self.events.emit("warning", message=str(w.message))
+                self.calib_x = sub.x
+                self.events.emit("calibration", **sub.facts, source=ds.source)
+                if not req.get("eval"):
+                    self.eval_x, self.eval_y = ds.x, ds.y
+            else:
+                self.eval_x, self.eval_y = ds.x, ds.y
+
+    def make(self, scheme: Scheme) -> dict[str, Any]:
+        """Produce one variant file; returns the manifest fields beyond size/sha."""
+        converter = scheme.converter_for(self.kind)
+        if converter is None:
+            raise ValueError(
+                "Core ML variants need a Keras or SavedModel source"
+                if scheme.format == "coreml"
+                else f"{scheme.name} cannot be made from a {self.kind} source"
+            )
+        if scheme.needs_calibration and self.calib_x is None:
+            raise ValueError(f"{scheme.name} needs calibration data (--calib)")
+        out = self.work / f"{scheme.name}{scheme.suffix}"
+        extra: dict[str, Any] = {"converter": converter}
+        if scheme.format == "coreml":
+            from harness.quantize import coreml
+
+            coreml.convert(
+                self.model,
+                self.kind,
+                scheme.coreml or {},
+                tuple(self.input_shape),
+                self.input_dtype,
+                str(out),
+            )
+            return {"file": out.name, **extra}
+        if scheme.mixed:
+            model, mixed = self._mixed(converter, scheme)
+            extra["mixed"] = mixed
+        elif converter == "aeq":
+            from harness.quantize import tflite_aeq
+
+            model = tflite_aeq.convert(self.source, scheme.aeq or {}, self.calib_x)
+        elif scheme.name == "fp32":
+            model = self.fp32
+        else:
+            from harness.quantize import tflite_tf
+
+            model = tflite_tf.convert(self.model, self.kind, scheme.tf or {}, self.calib_x)
+        out.write_bytes(model)
+        extra["ops"] = float_ops(model)
+        return {"file": out.name, **extra}
+
+    def _mixed(self, converter: str, scheme: Scheme) -> tuple[bytes, dict[str, Any]]:
+        """Greedy mixed precision: keep the most sensitive layers float until the gate passes."""
+        from harness.quantize.sensitivity import greedy_keep_float
+
+        assert self.calib_x is not None
+        eval_x = self.eval_x if self.eval_x is not None else self.calib_x
+        # errors are measured on (a reproducible subset of) the evaluation data
+        debug_x = qdata.Dataset(eval_x, None, "eval").take(DEBUG_SAMPLES, 0).x
+        if converter == "aeq":
+            from harness.quantize import tflite_aeq
+
+            ranking = tflite_aeq.layer_errors(self.source, self.calib_x, debug_x)
+
+            def build(keep: list[str]) -> bytes:
+                return tflite_aeq.convert(self.source, scheme.aeq or {}, self.calib_x, keep)
+        else:
+            from harness.quantize import tflite_tf
+
+            ranking = tflite_tf.layer_errors(self.model, self.kind, self.calib_x, debug_x)
+
+            def build(keep: list[str]) -> bytes:
+                assert self.calib_x is not None
+                return tflite_tf.convert_keeping_float(self.model, self.kind, self.calib_x, keep)
+
+        return greedy_keep_float(
+            build,
+            [r["layer"] for r in ranking],
+            self.fp32,
+            eval_x,
+            self.eval_y,
+            self.max_drop,
+            self.work,
+            on_step=lambda step: self.events.emit("mixed_step", scheme=scheme.name, **step),
+        )
+
+
+def _short(exc: BaseException) -> str:
+    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+    for ln in lines:
+        if "error" in ln.lower():
+            return ln.strip()[:300]
+    return lines[0].strip()[:300] if lines else type(exc).__name__
+
+
+def main(request_path: str) -> int:
+    """Run one request; exit 0 when every scheme was attempted, 3 on a fatal (model/data) error."""
+    silence()
+    req = json.loads(Path(request_path).read_text())
+    events = Events(req["events"])
+    job = Job(req, events)
+    try:
+        job.load()
+    except QuantlabError as exc:
+        events.emit("fatal", kind=type(exc).__name__, message=exc.message, hint=exc.hint)
+        return 3
+    if req.get("task") == "sensitivity":
+        from harness.quantize.sensitivity import rank_layers
+
+        if job.calib_x is None:
+            events.emit(
+                "fatal",
+                kind="DataError",
+                message="sensitivity needs calibration data (--calib)",
+                hint=None,
+            )
+            return 3
+        try:
+            rows = rank_layers(job.kind, job.model, job.source, job.calib_x)
+        except Exception as exc:
+            traceback.print_exc()
+            events.emit(
+                "fatal",
+                kind="ModelError",
+                message=f"{job.source}: sensitivity analysis failed ({_short(exc)})",
+                hint=None,
+            )
+            return 3
+        events.emit("ranking", layers=rows)
+        return 0
+    for name in req["schemes"]:
+        scheme = SCHEMES[name]
+        events.emit("start", scheme=name)
+        t0 = time.perf_counter()
+        try:
+            fields = job.make(scheme)
+        except Exception as exc:
+            traceback.print_exc()
+            events.emit("failed", scheme=name, error=_short(exc), seconds=time.perf_counter() - t0)
+            continue
+        events.emit("done", scheme=name, seconds=time.perf_counter() - t0, **fields)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,135 @@
+"""Session-cached models and variants for the quantize tests (TF model building is slow)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = Path(__file__).resolve().parents[1]
+_CACHE: dict[str, Any] = {}
+"""Built artifacts by fixture name: fixtures imported by several modules build once."""
+QUANTLAB = [sys.executable, "-m", "harness.cli.main"]
+
+
+def quantlab(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in a subprocess; returns the completed process (text)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "COLUMNS": "200"}
+    return subprocess.run(
+        [*QUANTLAB, *args], capture_output=True, text=True, cwd=cwd or ROOT, env=env, timeout=300
+    )
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A trained digits CNN (.keras) and its held-out data (.npz with x, y)."""
+    from harness.quantize.demo_model import build_digits_model
+
+    if "digits" not in _CACHE:
+        _CACHE["digits"] = build_digits_model(tmp_path_factory.mktemp("digits"), epochs=10)
+    return _CACHE["digits"]
+
+
+@pytest.fixture(scope="session")
+def keras_variants(digits: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every scheme made from the Keras digits model."""
+    from harness.quantize.variants import quantize
+
+    if "keras_variants" not in _CACHE:
+        out = tmp_path_factory.mktemp("kv") / "variants"
+        quantize(digits[0], ["all"], digits[1], out)
+        _CACHE["keras_variants"] = out
+    return _CACHE["keras_variants"]
+
+
+@pytest.fixture(scope="session")
+def wide_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """An untrained wide model where weights dominate the file size."""
+    from harness.quantize.demo_model import build_digits_model
+
+    if "wide" not in _CACHE:
+        _CACHE["wide"] = build_digits_model(
+            tmp_path_factory.mktemp("wide"), epochs=0, width=64, dense_units=512, name="wide"
+        )
+    return _CACHE["wide"]
+
+
+@pytest.fixture(scope="session")
+def bad_calib(digits: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """8 unrepresentative calibration samples: nearly black images (1/20 of the real range)."""
+    if "bad_calib" not in _CACHE:
+        data = np.load(digits[1])
+        path = tmp_path_factory.mktemp("badcal") / "bad_calib.npz"
+        np.savez(path, x=(data["x"][:8] * 0.05).astype(np.float32), y=data["y"][:8])
+        _CACHE["bad_calib"] = path
+    return _CACHE["bad_calib"]
+
+
+def plain_litert_top1(path: str, x: np.ndarray, y: np.ndarray) -> float:
+    """Top-1 accuracy computed independently: sample by sample, bare ai_edge_litert Interpreter."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=path)
+    interp.allocate_tensors()
+    inp = interp.get_input_details()[0]
+    out = interp.get_output_details()[0]
+    correct = 0
+    for i in range(len(x)):
+        sample = x[i : i + 1]
+        if inp["dtype"] != np.float32:
+            scale, zero = inp["quantization"]
+            sample = np.clip(np.round(sample / scale + zero), -128, 127).astype(inp["dtype"])
+        interp.set_tensor(inp["index"], sample)
+        interp.invoke()
+        correct += int(np.argmax(interp.get_tensor(out["index"])[0]) == y[i])
+    return correct / len(x)
+
+
+def _outlier_model(keras_path: Path, out: Path, factor: float = 1000.0) -> Path:
+    """The digits model's function, but conv1's busiest channel is ×factor (conv2 compensates).
+
+    Float accuracy is unchanged; a per-tensor int8 scale for conv1's output is
+    stretched by the outlier channel and crushes every other channel.
+    """
+    import keras
+
+    model = keras.models.load_model(keras_path)
+    conv1, conv2 = model.get_layer("conv1"), model.get_layer("conv2")
+    x = np.load(keras_path.with_suffix(".npz"))["x"][:100]
+    busiest = int(np.argmax(np.asarray(conv1(x)).mean(axis=(0, 1, 2))))
+    k1, b1 = conv1.get_weights()
+    k1[..., busiest] *= factor
+    b1[busiest] *= factor
+    conv1.set_weights([k1, b1])
+    k2, b2 = conv2.get_weights()
+    k2[:, :, busiest, :] /= factor
+    conv2.set_weights([k2, b2])
+    path = out / "outlier.keras"
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def outlier_model(digits: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Digits model with one outlier activation channel (same float function)."""
+    if "outlier" not in _CACHE:
+        _CACHE["outlier"] = _outlier_model(digits[0], tmp_path_factory.mktemp("outlier"))
+    return _CACHE["outlier"]
+
+
+@pytest.fixture(scope="session")
+def outlier_tflite(outlier_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The outlier model as a float .tflite (a third-party-style source)."""
+    from harness.quantize.variants import quantize
+
+    if "outlier_tflite" not in _CACHE:
+        out = tmp_path_factory.mktemp("outlier_tflite") / "v"
+        quantize(outlier_model, ["fp32"], None, out)
+        _CACHE["outlier_tflite"] = out / "fp32.tflite"
+    return _CACHE["outlier_tflite"]

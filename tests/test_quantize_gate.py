@@ -1,0 +1,122 @@
+"""The gate: naive int8 fails it (outlier activations, poor calibration); evaluate exits 1
+naming the variant; mixed-int8 and proper calibration bring it back within the gate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import quantize_fixtures as qf
+
+from harness.quantize.evaluate import evaluate
+from harness.quantize.variants import Manifest, quantize
+
+bad_calib = qf.bad_calib
+digits = qf.digits
+keras_variants = qf.keras_variants
+outlier_model = qf.outlier_model
+plain_litert_top1 = qf.plain_litert_top1
+quantlab = qf.quantlab
+
+
+def test_outlier_activations_fail_int8_and_mixed_recovers(
+    outlier_model: Path, digits: tuple[Path, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "v"
+    m = quantize(outlier_model, ["fp32", "int8", "mixed-int8"], digits[1], out)
+    mixed = next(v for v in m.variants if v.scheme == "mixed-int8")
+    assert mixed.status == "ok" and mixed.mixed["passed"], mixed.mixed
+    assert 1 <= len(mixed.mixed["float_layers"]) < 7
+    assert any("conv1" in layer for layer in mixed.mixed["float_layers"])
+    assert mixed.mixed["size_cost_bytes"] == mixed.size_bytes - mixed.mixed["int8_size_bytes"] > 0
+
+    r = quantlab("evaluate", str(out), "--data", str(digits[1]), "--no-store", "--json")
+    assert r.returncode == 1, r.stderr
+    assert "gate failed" in r.stderr and r.stderr.rstrip().endswith("for: int8")
+    report = json.loads(r.stdout)
+    gate = {v["scheme"]: v["gate"] for v in report["variants"]}
+    assert not gate["int8"]["passed"] and gate["int8"]["drop"] > 0.3
+    assert gate["mixed-int8"]["passed"] and gate["mixed-int8"]["drop"] <= 0.03
+    assert gate["fp32"]["passed"] and gate["fp32"]["drop"] == 0
+
+
+def test_poor_calibration_fails_the_gate(
+    digits: tuple[Path, Path], bad_calib: Path, tmp_path: Path
+) -> None:
+    """Proper calibration of the same model passes: see test_every_variant_passes_…"""
+    poor = quantize(digits[0], ["fp32", "int8"], bad_calib, tmp_path / "poor")
+    assert any("only 8 samples" in w for w in poor.warnings)
+    r = quantlab("evaluate", str(tmp_path / "poor"), "--data", str(digits[1]), "--no-store")
+    assert r.returncode == 1 and r.stderr.rstrip().endswith("for: int8"), r.stderr
+
+
+def test_every_variant_passes_with_good_calibration(
+    keras_variants: Path, digits: tuple[Path, Path], tmp_path: Path
+) -> None:
+    r = quantlab(
+        "evaluate",
+        str(keras_variants),
+        "--data",
+        str(digits[1]),
+        "--results",
+        str(tmp_path / "res"),
+        "--json",
+    )
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["metric"] == "top1" and report["reference"]["value"] > 0.9
+    assert {s["scheme"] for s in report["skipped"]} == {"coreml-fp16", "coreml-w8", "coreml-w4"}
+    assert {v["scheme"] for v in report["variants"]} == {
+        "fp32",
+        "fp16",
+        "dynamic-int8",
+        "int8",
+        "int8-io",
+        "int16x8",
+        "mixed-int8",
+    }
+    for v in report["variants"]:
+        assert v["gate"]["passed"]
+        assert 0.0 <= v["accuracy"]["top1"] <= v["accuracy"]["top5"] <= 1.0
+        assert {e["case"] for e in v["edge_cases"]} == {
+            "all-black",
+            "all-white",
+            "uniform-noise",
+            "extremes",
+            "mid-grey",
+        }
+        assert all(e["ok"] and not e["nan_or_inf"] for e in v["edge_cases"])
+        f = v["fidelity"][0]
+        assert f["cosine"] > 0.99 and (f["sqnr_db"] is None or f["sqnr_db"] > 20)
+    from harness.store import Store
+
+    store = Store.open(str(tmp_path / "res"))
+    try:
+        saved = store.evaluations()
+    finally:
+        store.close()
+    assert {v["sha256"] for v in report["variants"]} <= set(saved)
+
+
+def test_accuracy_equals_plain_litert(keras_variants: Path, digits: tuple[Path, Path]) -> None:
+    data = np.load(digits[1])
+    report = evaluate(keras_variants, digits[1], edge=False)
+    assert len(report["variants"]) == 7
+    for v in report["variants"]:
+        expected = plain_litert_top1(v["path"], data["x"], data["y"])
+        assert v["accuracy"]["top1"] == expected, v["scheme"]
+
+
+def test_regression_labels_use_mse(keras_variants: Path, tmp_path: Path) -> None:
+    from harness.quantize.evaluate import gate_drop, main_metric, task_metrics
+
+    pred = np.array([[1.0], [2.0], [3.0]])
+    metrics = task_metrics(pred, np.array([1.0, 2.0, 5.0]))
+    assert main_metric(metrics) == "mse" and metrics["mse"] == 4 / 3 and metrics["mae"] == 2 / 3
+    assert gate_drop("mse", 0.1, 0.3) > 0 > gate_drop("top1", 0.5, 0.9)
+
+
+def test_manifest_paths_are_relative(keras_variants: Path) -> None:
+    m = Manifest.load(keras_variants)
+    assert all("/" not in v.file for v in m.variants if v.file)

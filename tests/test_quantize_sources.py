@@ -1,0 +1,96 @@
+"""SavedModel and .tflite sources, sensitivity ranking, and interruption safety."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import quantize_fixtures as qf
+
+from harness.quantize.variants import quantize
+
+digits = qf.digits
+outlier_model = qf.outlier_model
+outlier_tflite = qf.outlier_tflite
+keras_variants = qf.keras_variants
+quantlab = qf.quantlab
+
+
+def test_savedmodel_source_with_coreml(digits: tuple[Path, Path], tmp_path: Path) -> None:
+    import keras
+
+    saved = tmp_path / "saved"
+    keras.models.load_model(digits[0]).export(str(saved), verbose=False)
+    m = quantize(saved, ["fp32", "int8", "coreml-fp16"], digits[1], tmp_path / "v")
+    assert m.source["kind"] == "savedmodel"
+    assert [(v.scheme, v.status) for v in m.variants] == [
+        ("fp32", "ok"),
+        ("int8", "ok"),
+        ("coreml-fp16", "ok"),
+    ], [v.error for v in m.variants]
+    assert (tmp_path / "v" / "coreml-fp16.mlpackage").is_dir()
+
+
+def test_mixed_from_tflite_keeps_the_outlier_layers_float(
+    outlier_tflite: Path, digits: tuple[Path, Path], tmp_path: Path
+) -> None:
+    src = outlier_tflite
+    out = tmp_path / "v"
+    m = quantize(src, ["fp32", "int8", "mixed-int8"], digits[1], out)
+    mixed = next(v for v in m.variants if v.scheme == "mixed-int8")
+    assert mixed.converter == "aeq" and mixed.mixed["passed"], mixed.mixed
+    assert any("conv2" in layer for layer in mixed.mixed["float_layers"])
+    assert mixed.mixed["size_cost_bytes"] > 0
+    r = quantlab("evaluate", str(out), "--data", str(digits[1]), "--no-store", "--json")
+    assert r.returncode == 1 and r.stderr.rstrip().endswith("for: int8"), r.stderr
+
+
+@pytest.mark.parametrize("source", ["keras", "tflite"])
+def test_sensitivity_ranks_the_outlier_convs_first(
+    source: str, outlier_model: Path, outlier_tflite: Path, digits: tuple[Path, Path]
+) -> None:
+    model = outlier_tflite if source == "tflite" else outlier_model
+    r = quantlab("sensitivity", str(model), "--calib", str(digits[1]), "--json")
+    assert r.returncode == 0, r.stderr
+    layers = json.loads(r.stdout)["layers"]
+    assert len(layers) >= 5
+    assert "conv2" in layers[0]["layer"]
+    top3 = " ".join(row["layer"] for row in layers[:3])
+    assert "conv1" in top3
+
+
+def test_interrupt_leaves_no_folder(digits: tuple[Path, Path], tmp_path: Path) -> None:
+    def interrupt(event: str, fields: dict[str, Any]) -> None:
+        if event == "start" and fields["scheme"] == "int8":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        quantize(digits[0], ["fp32", "int8"], digits[1], tmp_path / "v", progress=interrupt)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_converter_crash_fails_only_that_scheme(
+    keras_variants: Path, digits: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A worker killed by a signal mid-scheme (as a native crash would) fails that scheme only."""
+    import os
+    import signal
+
+    import psutil
+
+    def crash(event: str, fields: dict[str, Any]) -> None:
+        if event == "start" and fields["scheme"] == "mixed-int8":
+            for child in psutil.Process().children():
+                if "harness.quantize.worker" in " ".join(child.cmdline()):
+                    os.kill(child.pid, signal.SIGKILL)
+
+    src = keras_variants / "fp32.tflite"
+    m = quantize(
+        src, ["fp32", "mixed-int8", "dynamic-int8"], digits[1], tmp_path / "v", progress=crash
+    )
+    by = {v.scheme: v for v in m.variants}
+    assert by["mixed-int8"].status == "failed" and "crashed" in by["mixed-int8"].error
+    assert by["fp32"].status == "ok" and by["dynamic-int8"].status == "ok"
+    assert (tmp_path / "v" / "dynamic-int8.tflite").exists()
