@@ -1,0 +1,187 @@
+"""Energy per inference on Android from an on-device sampler (``sampler.sh``).
+
+The sampler prints timestamped battery-gauge readings (``current_now``,
+``voltage_now``) and, where present, Pixel on-device power-monitor rails
+(``iio:device*/energy_value``, cumulative µW·s per rail). quantlab samples an idle
+baseline, then a sustained inference loop, and reports
+
+    mJ per inference = (load power − baseline power) × mean latency
+
+with the method (``odpm-rails`` or ``battery-gauge``), the baseline and the sample
+count. Units and sign of the gauge vary by vendor: they are calibrated per device
+from the magnitudes and the charging status. Unreadable sensors give no figure,
+with the reason.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import mean, median
+
+from harness.records import Energy, EnergySample
+
+SAMPLER = Path(__file__).with_name("sampler.sh")
+"""The shell-loop sampler pushed to the device next to the runner."""
+
+_ODPM = re.compile(r"CH(\d+)\(T=(\d+)\)\[([^\]]+)\],\s*(\d+)")
+
+
+@dataclass(frozen=True)
+class SamplerOutput:
+    """Parsed sampler lines of one phase."""
+
+    samples: tuple[EnergySample, ...]
+    status: str | None  # battery status the sampler saw (Charging, Discharging, Full …)
+
+
+def parse_sampler(text: str) -> SamplerOutput:
+    """Read sampler output into raw samples (values as the sensors print them)."""
+    samples: list[EnergySample] = []
+    status = None
+    t0: float | None = None
+    for line in text.splitlines():
+        parts = line.split(None, 3)
+        if len(parts) < 4:
+            continue
+        try:
+            t = float(parts[0])
+        except ValueError:
+            continue
+        t0 = t if t0 is None else t0
+        phase, channel, value = parts[1], parts[2], parts[3].strip()
+        if channel == "battery.status":
+            status = value
+            continue
+        if channel == "odpm":
+            m = _ODPM.search(value)
+            if m:
+                # the rail's own timestamp (ms) is more precise than the sampler's
+                samples.append(EnergySample(phase, int(m.group(2)) / 1000.0,
+                                            f"odpm.{m.group(3)}", float(m.group(4)), "uWs"))
+            continue
+        try:
+            number = float(value)
+        except ValueError:
+            continue
+        unit = "raw"
+        samples.append(EnergySample(phase, t - t0, channel, number, unit))
+    return SamplerOutput(tuple(samples), status)
+
+
+def current_scale(values: list[float]) -> float:
+    """Factor that turns the gauge's current into µA (some vendors print mA)."""
+    typical = median(abs(v) for v in values) if values else 0.0
+    return 1000.0 if 0 < typical < 20_000 else 1.0
+
+
+def voltage_scale(values: list[float]) -> float:
+    """Factor that turns the gauge's voltage into µV (µV, mV or V in the wild)."""
+    typical = median(abs(v) for v in values) if values else 0.0
+    if typical < 100:
+        return 1e6
+    if typical < 100_000:
+        return 1e3
+    return 1.0
+
+
+def discharge_sign(values: list[float], status: str | None) -> float:
+    """+1 when the gauge already reports discharge as positive, else −1.
+
+    Android's convention is positive = into the battery; some vendors flip it. A
+    discharging phone must draw current out of the battery, a charging one must take
+    current in: the sign of the readings against the status tells which convention
+    the device uses.
+    """
+    typical = median(values) if values else 0.0
+    charging = (status or "").lower() in ("charging", "full")
+    if charging:
+        return -1.0 if typical > 0 else 1.0
+    return 1.0 if typical > 0 else -1.0
+
+
+def _gauge_mw(samples: list[EnergySample], status: str | None, calib: tuple[float, float, float]
+              ) -> tuple[float | None, int]:
+    cur = [s for s in samples if s.channel == "battery.current"]
+    vol = [s for s in samples if s.channel == "battery.voltage"]
+    if not cur or not vol:
+        return None, 0
+    c_scale, v_scale, sign = calib
+    v_uv = mean(s.value for s in vol) * v_scale
+    i_ua = mean(s.value for s in cur) * c_scale * sign
+    return i_ua * v_uv / 1e9, len(cur)  # µA·µV = 1e-12 W = 1e-9 mW
+
+
+def _odpm_mw(samples: list[EnergySample]) -> tuple[float | None, int]:
+    rails: dict[str, list[EnergySample]] = {}
+    for s in samples:
+        if s.channel.startswith("odpm."):
+            rails.setdefault(s.channel, []).append(s)
+    total = 0.0
+    n = 0
+    for series in rails.values():
+        series.sort(key=lambda s: s.t_s)
+        dt = series[-1].t_s - series[0].t_s
+        if dt <= 0:
+            return None, 0
+        total += (series[-1].value - series[0].value) / dt / 1000.0  # µW·s/s = µW → mW
+        n += len(series)
+    return (total, n) if rails else (None, 0)
+
+
+@dataclass(frozen=True)
+class EnergyOutcome:
+    """An energy figure or the reason there is none, plus warnings for the result."""
+
+    energy: Energy | None
+    samples: tuple[EnergySample, ...]
+    reason: str | None
+    warnings: tuple[str, ...] = ()
+
+
+def compute_energy(baseline: SamplerOutput, load: SamplerOutput, latency_ms: float | None,
+                   usb_powered: bool) -> EnergyOutcome:
+    """mJ per inference from an idle baseline and a sustained inference loop."""
+    samples = baseline.samples + load.samples
+    warnings = []
+    if usb_powered:
+        warnings.append("energy: the device was on USB power; battery-gauge readings include "
+                        "charging current (unplug, or use a device with power-monitor rails)")
+    if not latency_ms:
+        return EnergyOutcome(None, samples, "no inference latency to divide by", tuple(warnings))
+    base_odpm, n_b = _odpm_mw(list(baseline.samples))
+    load_odpm, n_l = _odpm_mw(list(load.samples))
+    if base_odpm is not None and load_odpm is not None:
+        method, base_mw, load_mw, count = "odpm-rails", base_odpm, load_odpm, n_b + n_l
+        label = "sum of on-device power-monitor rails, idle baseline subtracted"
+        detail: dict[str, object] = {}
+    else:
+        cur = [s.value for s in samples if s.channel == "battery.current"]
+        vol = [s.value for s in samples if s.channel == "battery.voltage"]
+        if not cur or not vol:
+            return EnergyOutcome(None, samples, "no readable battery current_now/voltage_now or "
+                                 "power-monitor rails on this device (SELinux may hide "
+                                 "/sys/class/power_supply)", tuple(warnings))
+        calib = (current_scale(cur), voltage_scale(vol),
+                 discharge_sign([s.value for s in baseline.samples
+                                 if s.channel == "battery.current"] or cur,
+                                baseline.status))
+        b, n_b = _gauge_mw(list(baseline.samples), baseline.status, calib)
+        ld, n_l = _gauge_mw(list(load.samples), load.status, calib)
+        if b is None or ld is None:
+            return EnergyOutcome(None, samples, "the battery gauge gave no readings in one of "
+                                 "the phases", tuple(warnings))
+        method, base_mw, load_mw, count = "battery-gauge", b, ld, n_b + n_l
+        label = "battery gauge (whole phone), idle baseline subtracted"
+        detail = {"current_scale_to_uA": calib[0], "voltage_scale_to_uV": calib[1],
+                  "discharge_sign": calib[2], "status": baseline.status}
+    delta = load_mw - base_mw
+    if delta <= 0:
+        return EnergyOutcome(None, samples, f"{method}: power during inference ({load_mw:.0f} "
+                             f"mW) was not above the idle baseline ({base_mw:.0f} mW); the "
+                             "sensor is too coarse for this model", tuple(warnings))
+    energy = Energy(method=method, mj_per_inference=delta * latency_ms / 1000.0,
+                    baseline_mw=base_mw, samples=count, label=label,
+                    detail={**detail, "load_mw": load_mw, "latency_ms": latency_ms})
+    return EnergyOutcome(energy, samples, None, tuple(warnings))

@@ -1,0 +1,1 @@
+"""Fakes that speak real protocols (a loopback adbd for the Android agent)."""

@@ -1,0 +1,545 @@
+"""A loopback Android device: a small adbd that speaks the real adb wire protocol.
+
+A real ``adb`` server connects to it with ``adb connect 127.0.0.1:PORT``. It implements
+CNXN (answered directly, no AUTH), OPEN/OKAY/WRTE/CLSE streams, ``shell`` (v1 and
+shell protocol v2 with real exit codes) and ``sync`` (STAT, LIST, SEND, RECV, QUIT).
+Properties and ``dumpsys`` answers come from a device profile (JSON in
+``device_profiles/``); the filesystem is a sandbox folder; ``benchmark_model`` is a
+stand-in that records its argv and replays a real recorded output for the requested
+delegate (``tests/fixtures/android``). A test can make it drop the connection in the
+middle of a benchmark, and keep it away for a while or for good.
+
+Only what quantlab's Android agent uses is implemented; the banner advertises only
+``shell_v2`` and ``cmd``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shlex
+import socket
+import struct
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+A_CNXN = 0x4E584E43
+A_OPEN = 0x4E45504F
+A_OKAY = 0x59414B4F
+A_CLSE = 0x45534C43
+A_WRTE = 0x45545257
+A_AUTH = 0x48545541
+VERSION = 0x01000001
+MAX_PAYLOAD = 256 * 1024
+
+PROFILES = Path(__file__).parent / "device_profiles"
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "android"
+
+
+def load_profile(name: str) -> dict[str, Any]:
+    """A device profile by name (``pixel7_tensor``, ``snapdragon_865`` …)."""
+    data: dict[str, Any] = json.loads((PROFILES / f"{name}.json").read_text())
+    return data
+
+
+def _packet(command: int, arg0: int, arg1: int, data: bytes = b"") -> bytes:
+    checksum = sum(data) & 0xFFFFFFFF
+    header = struct.pack("<6I", command, arg0, arg1, len(data), checksum,
+                         command ^ 0xFFFFFFFF)
+    return header + data
+
+
+@dataclass
+class _Stream:
+    local_id: int
+    remote_id: int
+    service: str
+    acked: threading.Event = field(default_factory=threading.Event)
+    inbox: bytearray = field(default_factory=bytearray)
+    has_data: threading.Condition = field(default_factory=threading.Condition)
+    closed: bool = False
+
+
+class _Connection:
+    """One TCP connection from the adb server."""
+
+    def __init__(self, device: FakeAndroidDevice, sock: socket.socket) -> None:
+        self.device = device
+        self.sock = sock
+        self.lock = threading.Lock()
+        self.streams: dict[int, _Stream] = {}
+        self.next_id = 1
+        self.alive = True
+
+    # ------------------------------------------------------------------ framing
+
+    def send(self, command: int, arg0: int, arg1: int, data: bytes = b"") -> None:
+        with self.lock:
+            if not self.alive:
+                raise ConnectionError("connection dropped")
+            self.sock.sendall(_packet(command, arg0, arg1, data))
+
+    def _read_exact(self, n: int) -> bytes:
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("closed")
+            buf += chunk
+        return buf
+
+    def serve(self) -> None:
+        try:
+            while self.alive:
+                header = self._read_exact(24)
+                command, arg0, arg1, length, _check, _magic = struct.unpack("<6I", header)
+                data = self._read_exact(length) if length else b""
+                self._dispatch(command, arg0, arg1, data)
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.alive = False
+        for st in list(self.streams.values()):
+            st.closed = True
+            st.acked.set()
+            with st.has_data:
+                st.has_data.notify_all()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+    def _dispatch(self, command: int, arg0: int, arg1: int, data: bytes) -> None:
+        if command == A_CNXN:
+            if self.device.silent:  # a hung adbd: the server lists the device as offline
+                return
+            if self.device.auth_required:  # a phone whose user has not allowed this host yet
+                self.send(A_AUTH, 1, 0, os.urandom(20))
+            else:
+                self.send(A_CNXN, VERSION, MAX_PAYLOAD, self.device.banner())
+        elif command == A_AUTH:
+            if arg0 == 2:  # a signature we cannot know: ask again (the host then sends its key)
+                self.send(A_AUTH, 1, 0, os.urandom(20))
+            # arg0 == 3 (public key): the phone would show the prompt; nobody accepts it
+        elif command == A_OPEN:
+            service = data.rstrip(b"\0").decode("utf-8", "replace")
+            local_id = self.next_id
+            self.next_id += 1
+            stream = _Stream(local_id, arg0, service)
+            self.streams[local_id] = stream
+            self.send(A_OKAY, local_id, arg0)
+            threading.Thread(target=self._run_service, args=(stream,), daemon=True,
+                             name=f"fake-adbd-{self.device.serial}-{local_id}").start()
+        elif command == A_OKAY:
+            st = self.streams.get(arg1)
+            if st:
+                st.acked.set()
+        elif command == A_WRTE:
+            st = self.streams.get(arg1)
+            if st:
+                with st.has_data:
+                    st.inbox.extend(data)
+                    st.has_data.notify_all()
+                self.send(A_OKAY, st.local_id, st.remote_id)
+        elif command == A_CLSE:
+            st = self.streams.pop(arg1, None)
+            if st:
+                st.closed = True
+                st.acked.set()
+                with st.has_data:
+                    st.has_data.notify_all()
+
+    # ------------------------------------------------------------------ stream I/O
+
+    def write(self, st: _Stream, data: bytes) -> None:
+        for i in range(0, len(data), 64 * 1024):
+            if st.closed:
+                raise ConnectionError("stream closed")
+            st.acked.clear()
+            self.send(A_WRTE, st.local_id, st.remote_id, data[i:i + 64 * 1024])
+            if not st.acked.wait(30) or not self.alive:
+                raise ConnectionError("no OKAY from host")
+
+    def read(self, st: _Stream, n: int) -> bytes:
+        with st.has_data:
+            while len(st.inbox) < n:
+                if st.closed or not self.alive:
+                    raise ConnectionError("stream closed")
+                st.has_data.wait(1)
+            out = bytes(st.inbox[:n])
+            del st.inbox[:n]
+            return out
+
+    def finish(self, st: _Stream) -> None:
+        if not st.closed and self.alive:
+            self.streams.pop(st.local_id, None)
+            with contextlib.suppress(ConnectionError, OSError):
+                self.send(A_CLSE, st.local_id, st.remote_id)
+
+    # ------------------------------------------------------------------ services
+
+    def _run_service(self, st: _Stream) -> None:
+        try:
+            if st.service.startswith("shell"):
+                head, _, cmd = st.service.partition(":")
+                v2 = "v2" in head.split(",")
+                out, err, code = self.device.run_shell(cmd, self)
+                if v2:
+                    payload = b""
+                    if out:
+                        payload += struct.pack("<BI", 1, len(out)) + out
+                    if err:
+                        payload += struct.pack("<BI", 2, len(err)) + err
+                    payload += struct.pack("<BI", 3, 1) + bytes([code & 0xFF])
+                    self.write(st, payload)
+                else:
+                    self.write(st, out + err)
+            elif st.service.startswith("sync:"):
+                self._sync(st)
+            self.finish(st)
+        except (ConnectionError, OSError):
+            pass
+
+    def _sync(self, st: _Stream) -> None:
+        dev = self.device
+        while True:
+            try:
+                head = self.read(st, 8)
+            except ConnectionError:
+                return
+            cmd, length = head[:4], struct.unpack("<I", head[4:])[0]
+            if cmd == b"QUIT":
+                return
+            arg = self.read(st, length).decode("utf-8", "replace")
+            if cmd == b"STAT":
+                p = dev.host_path(arg)
+                if p.exists():
+                    stt = p.stat()
+                    mode = (0o040755 if p.is_dir() else 0o100644)
+                    self.write(st, b"STAT" + struct.pack("<III", mode, stt.st_size,
+                                                         int(stt.st_mtime)))
+                else:
+                    self.write(st, b"STAT" + struct.pack("<III", 0, 0, 0))
+            elif cmd == b"LIST":
+                p = dev.host_path(arg)
+                out = b""
+                if p.is_dir():
+                    for child in sorted(p.iterdir()):
+                        stt = child.stat()
+                        mode = 0o040755 if child.is_dir() else 0o100644
+                        name = child.name.encode()
+                        out += b"DENT" + struct.pack("<IIII", mode, stt.st_size,
+                                                     int(stt.st_mtime), len(name)) + name
+                self.write(st, out + b"DONE" + struct.pack("<IIII", 0, 0, 0, 0))
+            elif cmd == b"SEND":
+                path, _, _mode = arg.rpartition(",")
+                data = bytearray()
+                while True:
+                    h = self.read(st, 8)
+                    kind, n = h[:4], struct.unpack("<I", h[4:])[0]
+                    if kind == b"DATA":
+                        data.extend(self.read(st, n))
+                    elif kind == b"DONE":
+                        break
+                    else:
+                        raise ConnectionError(f"bad SEND record {kind!r}")
+                target = dev.host_path(path)
+                if target.parent.is_dir():
+                    target.write_bytes(bytes(data))
+                    dev.pushed.append(path)
+                    self.write(st, b"OKAY" + struct.pack("<I", 0))
+                else:
+                    msg = b"remote couldn't create file: No such file or directory"
+                    self.write(st, b"FAIL" + struct.pack("<I", len(msg)) + msg)
+            elif cmd == b"RECV":
+                p = dev.host_path(arg)
+                if not p.is_file():
+                    msg = b"No such file or directory"
+                    self.write(st, b"FAIL" + struct.pack("<I", len(msg)) + msg)
+                else:
+                    content = p.read_bytes()
+                    out = b""
+                    for i in range(0, len(content), 64 * 1024):
+                        chunk = content[i:i + 64 * 1024]
+                        out += b"DATA" + struct.pack("<I", len(chunk)) + chunk
+                    self.write(st, out + b"DONE" + struct.pack("<I", 0))
+            else:
+                msg = f"unknown sync command {cmd!r}".encode()
+                self.write(st, b"FAIL" + struct.pack("<I", len(msg)) + msg)
+                return
+
+
+class FakeAndroidDevice:
+    """A loopback adbd on 127.0.0.1 with a profile, a sandbox and a benchmark_model stand-in."""
+
+    def __init__(self, profile: str | dict[str, Any], sandbox: Path, port: int = 0,
+                 auth_required: bool = False, silent: bool = False) -> None:
+        self.profile = load_profile(profile) if isinstance(profile, str) else profile
+        self.auth_required = auth_required
+        self.silent = silent
+        self.sandbox = sandbox
+        for d in ("data/local/tmp", "sys/class/power_supply/battery"):
+            (sandbox / d).mkdir(parents=True, exist_ok=True)
+        battery = self.profile.get("battery_sysfs", {})
+        for name, value in battery.items():
+            if name != "load":
+                (sandbox / "sys/class/power_supply/battery" / name).write_text(f"{value}\n")
+        self.server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.server.bind(("127.0.0.1", port))
+        self.server.listen(4)
+        self.port = self.server.getsockname()[1]
+        self.serial = f"127.0.0.1:{self.port}"
+        self.connections: list[_Connection] = []
+        self.benchmark_calls: list[list[str]] = []
+        self.pushed: list[str] = []
+        self.drop_next_benchmarks = 0
+        self.down_for_s: float | None = 0.0  # after a drop: refuse for this long; None = forever
+        self.benchmark_seconds = float(self.profile.get("benchmark_seconds", 0.05))
+        self._accepting = threading.Event()
+        self._accepting.set()
+        self._stop = False
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True,
+                                        name=f"fake-adbd-{self.port}")
+        self._thread.start()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _accept_loop(self) -> None:
+        while not self._stop:
+            try:
+                sock, _ = self.server.accept()
+            except OSError:
+                return
+            if not self._accepting.is_set():
+                sock.close()
+                continue
+            conn = _Connection(self, sock)
+            self.connections.append(conn)
+            threading.Thread(target=conn.serve, daemon=True).start()
+
+    def drop(self) -> None:
+        """Cut every connection now (as if the USB cable was pulled)."""
+        for conn in list(self.connections):
+            conn.close()
+        self.connections.clear()
+
+    def go_away(self, seconds: float | None) -> None:
+        """Drop and refuse new connections for ``seconds`` (None: never come back)."""
+        self._accepting.clear()
+        self.drop()
+        if seconds is None:
+            return
+        timer = threading.Timer(seconds, self._accepting.set)
+        timer.daemon = True
+        timer.start()
+
+    def close(self) -> None:
+        """Stop serving."""
+        self._stop = True
+        self.drop()
+        self.server.close()
+
+    # ------------------------------------------------------------------ device facts
+
+    def banner(self) -> bytes:
+        """The CNXN banner: device props and the features this fake implements."""
+        props = self.profile["props"]
+        return (f"device::ro.product.name={props.get('ro.product.name', 'fake')};"
+                f"ro.product.model={props.get('ro.product.model', 'fake')};"
+                f"ro.product.device={props.get('ro.product.device', 'fake')};"
+                "features=shell_v2,cmd").encode()
+
+    def host_path(self, device_path: str) -> Path:
+        """Where a device path lies in the sandbox (never outside it)."""
+        parts = [p for p in device_path.split("/") if p not in ("", ".", "..")]
+        return self.sandbox.joinpath(*parts)
+
+    # ------------------------------------------------------------------ shell
+
+    def run_shell(self, cmd: str, conn: _Connection | None = None) -> tuple[bytes, bytes, int]:
+        """Run a command line of ``&&``/``;``-joined simple commands."""
+        lexer = shlex.shlex(cmd, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        tokens = list(lexer)
+        out, err, code = b"", b"", 0
+        cwd = "/"
+        words: list[str] = []
+        ops = [*tokens, ";"]
+        skip = False
+        for tok in ops:
+            if tok not in ("&&", ";"):
+                words.append(tok)
+                continue
+            if words and not skip:
+                o, e, code, cwd = self._simple(words, cwd, conn)
+                out += o
+                err += e
+            words = []
+            skip = tok == "&&" and code != 0
+        return out, err, code
+
+    def _simple(self, words: list[str], cwd: str, conn: _Connection | None
+                ) -> tuple[bytes, bytes, int, str]:
+        redirect = None
+        if ">" in words:
+            i = words.index(">")
+            redirect, words = words[i + 1], words[:i]
+        env: dict[str, str] = {}
+        while words and "=" in words[0] and not words[0].startswith("-"):
+            k, _, v = words.pop(0).partition("=")
+            env[k] = v
+        limit = None
+        if words[:1] == ["timeout"]:
+            words = words[1:]
+            while words and words[0].startswith("-"):
+                words = words[2:] if words[0] in ("-k", "-s") else words[1:]
+            limit, words = float(words[0]), words[1:]
+        name, args = words[0], words[1:]
+        out, err, code = b"", b"", 0
+        if name == "cd":
+            target = args[0] if args else "/"
+            if self.host_path(target).is_dir():
+                return b"", b"", 0, target
+            return b"", f"cd: {target}: No such file or directory\n".encode(), 2, cwd
+        if name == "getprop":
+            props = self.profile["props"]
+            if args:
+                out = (str(props.get(args[0], "")) + "\n").encode()
+            else:
+                out = "".join(f"[{k}]: [{v}]\n" for k, v in props.items()).encode()
+        elif name == "dumpsys":
+            what = args[0] if args else ""
+            text = self.profile.get("dumpsys", {}).get(what)
+            if text is None:
+                err, code = f"Can't find service: {what}\n".encode(), 0
+            else:
+                out = text.encode()
+        elif name == "echo":
+            out = (" ".join(args) + "\n").encode()
+        elif name == "mkdir":
+            for a in args:
+                if not a.startswith("-"):
+                    self.host_path(a).mkdir(parents=True, exist_ok=True)
+        elif name in ("chmod", "sync"):
+            for a in args[1:]:
+                if not self.host_path(a).exists():
+                    err += f"chmod: {a}: No such file or directory\n".encode()
+                    code = 1
+        elif name == "rm":
+            for a in args:
+                if not a.startswith("-"):
+                    p = self.host_path(a)
+                    if p.is_file():
+                        p.unlink()
+        elif name == "cat":
+            for a in args:
+                p = self.host_path(a)
+                if p.is_file():
+                    out += p.read_bytes()
+                else:
+                    err += f"cat: {a}: No such file or directory\n".encode()
+                    code = 1
+        elif name == "sha256sum":
+            for a in args:
+                p = self.host_path(a)
+                if p.is_file():
+                    out += f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {a}\n".encode()
+                else:
+                    err += f"sha256sum: {a}: No such file or directory\n".encode()
+                    code = 1
+        elif name == "ls":
+            for a in args:
+                p = self.host_path(a)
+                if p.is_dir():
+                    out += "".join(f"{c.name}\n" for c in sorted(p.iterdir())).encode()
+                elif p.exists():
+                    out += f"{a}\n".encode()
+                else:
+                    err += f"ls: {a}: No such file or directory\n".encode()
+                    code = 1
+        elif name == "sh" and args:
+            out, err, code = self._script(args)
+        elif name.endswith("benchmark_model"):
+            path = name if name.startswith("/") else f"{cwd.rstrip('/')}/{name}"
+            if not self.host_path(path).is_file():
+                return b"", f"/system/bin/sh: {name}: not found\n".encode(), 127, cwd
+            out, err, code = self._benchmark(args, conn, limit)
+        else:
+            return b"", f"/system/bin/sh: {name}: not found\n".encode(), 127, cwd
+        if redirect:
+            self.host_path(redirect).write_bytes(out)
+            out = b""
+        return out, err, code, cwd
+
+    def _script(self, args: list[str]) -> tuple[bytes, bytes, int]:
+        """Run a pushed shell script with the host's /bin/sh, its device paths under the sandbox."""
+        script = self.host_path(args[0])
+        if not script.is_file():
+            return b"", f"sh: {args[0]}: No such file or directory\n".encode(), 127
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "QL_ROOT": str(self.sandbox)}
+        proc = subprocess.run(["/bin/sh", str(script), *args[1:]], capture_output=True,
+                              env=env, timeout=600, check=False)
+        return proc.stdout, proc.stderr, proc.returncode
+
+    # ------------------------------------------------------------------ benchmark_model
+
+    def _benchmark(self, args: list[str], conn: _Connection | None,
+                   limit: float | None = None) -> tuple[bytes, bytes, int]:
+        self.benchmark_calls.append(list(args))
+        flags = dict(a[2:].split("=", 1) for a in args if a.startswith("--") and "=" in a)
+        graph = flags.get("graph", "")
+        if not self.host_path(graph).is_file():
+            return b"", f"ERROR: Could not open '{graph}'.\nFailed to mmap model {graph}\n"\
+                .encode(), 1
+        if flags.get("use_gpu") == "true":
+            delegate = "gpu"
+        elif flags.get("use_nnapi") == "true":
+            delegate = "nnapi"
+        elif flags.get("use_hexagon") == "true":
+            delegate = "hexagon"
+        elif "external_delegate_path" in flags:
+            delegate = "qnn"
+        elif flags.get("use_xnnpack") == "false":
+            delegate = "cpu"
+        else:
+            delegate = "xnnpack"
+        load = self.profile.get("battery_sysfs", {}).get("load")
+        battery = self.sandbox / "sys/class/power_supply/battery"
+        if load:
+            for name, value in load.items():
+                (battery / name).write_text(f"{value}\n")
+        try:
+            seconds = max(self.benchmark_seconds, float(flags.get("min_secs", "0")))
+            if self.drop_next_benchmarks > 0:
+                self.drop_next_benchmarks -= 1
+                time.sleep(min(seconds, 0.2))
+                self.go_away(self.down_for_s)
+                raise ConnectionError("dropped by the test")
+            if limit is not None and seconds > limit:  # toybox timeout kills it: exit 124
+                time.sleep(limit)
+                return b"STARTING!\n", b"", 124
+            time.sleep(seconds)
+        finally:
+            if load:
+                for name in load:
+                    value = self.profile["battery_sysfs"][name]
+                    (battery / name).write_text(f"{value}\n")
+        fixture = self.profile["fixtures"].get(delegate)
+        if fixture is None:
+            return b"", f"ERROR: {delegate} delegate is not available\n".encode(), 1
+        text = (FIXTURES / fixture).read_text()
+        profile_file = flags.get("op_profiling_output_file")
+        if profile_file and flags.get("enable_op_profiling") == "true":
+            table = self.profile.get("profile_fixture")
+            if table:
+                self.host_path(profile_file).write_text((FIXTURES / table).read_text())
+        return text.encode(), b"", 0

@@ -1,0 +1,390 @@
+"""The Android agent end to end: a REAL adb server and two loopback adbd devices.
+
+Each test module starts its own adb server on a free port (ANDROID_ADB_SERVER_PORT)
+and kills only that server at the end, never the user's default one. Without the
+``adb`` binary these tests skip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakes.adbd import FakeAndroidDevice
+
+from agents.android import AndroidAgent, ThermalPolicy
+from android_runner import provision
+from harness.records import DeviceInfo, Job, ModelRef, Settings
+
+ADB = shutil.which("adb")
+pytestmark = pytest.mark.skipif(
+    ADB is None, reason="adb binary not found: install the Debian 'adb' package "
+    "(.ci/run does) to run the Android adb-server tests")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def adb(port: int, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    assert ADB
+    return subprocess.run([ADB, "-P", str(port), *args], capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+@pytest.fixture(scope="module")
+def adb_port() -> Iterator[int]:
+    port = free_port()
+    old = os.environ.get("ANDROID_ADB_SERVER_PORT")
+    os.environ["ANDROID_ADB_SERVER_PORT"] = str(port)
+    started = adb(port, "start-server")
+    assert started.returncode == 0, started.stderr
+    try:
+        yield port
+    finally:
+        adb(port, "kill-server")
+        if old is None:
+            os.environ.pop("ANDROID_ADB_SERVER_PORT", None)
+        else:
+            os.environ["ANDROID_ADB_SERVER_PORT"] = old
+
+
+def elf_aarch64(path: Path) -> Path:
+    """A minimal ELF header for aarch64: enough for provisioning's checks."""
+    path.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(11) + (183).to_bytes(2, "little")
+                     + bytes(44))
+    return path
+
+
+@pytest.fixture()
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("QUANTLAB_CACHE", str(tmp_path / "cache"))
+    libs = tmp_path / "libs"
+    libs.mkdir()
+    (libs / "libhexagon_interface.so").write_bytes(b"hexagon interface")
+    (libs / "libhexagon_nn_skel_v66.so").write_bytes(b"skel")
+    provision.provision_binary(elf_aarch64(tmp_path / "benchmark_model"), "arm64-v8a", libs)
+    return tmp_path / "cache"
+
+
+@pytest.fixture()
+def phones(adb_port: int, tmp_path: Path) -> Iterator[tuple[FakeAndroidDevice, FakeAndroidDevice]]:
+    qcom = FakeAndroidDevice("pixel5_snapdragon", tmp_path / "qcom")
+    exynos = FakeAndroidDevice("galaxy_s21_exynos", tmp_path / "exynos")
+    try:
+        for dev in (qcom, exynos):
+            out = adb(adb_port, "connect", dev.serial)
+            assert "connected" in out.stdout, out.stdout + out.stderr
+        yield qcom, exynos
+    finally:
+        for dev in (qcom, exynos):
+            adb(adb_port, "disconnect", dev.serial)
+            dev.close()
+
+
+@pytest.fixture()
+def model(tmp_path: Path) -> ModelRef:
+    path = tmp_path / "m.tflite"
+    path.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(range(256)) * 4)
+    return ModelRef(str(path), hashlib.sha256(path.read_bytes()).hexdigest(),
+                    path.stat().st_size, "tflite")
+
+
+def agent() -> AndroidAgent:
+    return AndroidAgent(thermal=ThermalPolicy(max_status=1, max_battery_c=45.0, cooldown_s=0),
+                        energy_baseline_s=1, energy_load_s=1)
+
+
+def by_id(devices: list[DeviceInfo], serial: str) -> DeviceInfo:
+    return next(d for d in devices if d.id == serial)
+
+
+# ----------------------------------------------------------------------------- discovery
+
+
+def test_discover_two_phones_with_properties_and_health(phones: Any, cache: Path) -> None:
+    qcom, exynos = phones
+    found = agent().discover()
+    q, e = by_id(found, qcom.serial), by_id(found, exynos.serial)
+    assert (q.state, q.model, q.manufacturer, q.soc, q.abi, q.os_version, q.sdk) == (
+        "ready", "Pixel 5", "Google", "SM7250", "arm64-v8a", "13", 33)
+    assert q.extra["qualcomm"] is True and "hexagon" in q.delegates
+    assert (e.soc, e.sdk, e.extra["qualcomm"]) == ("Exynos 2100", 34, False)
+    assert "hexagon" not in e.delegates and "qnn" not in e.delegates
+    assert q.health["battery_pct"] == 87 and q.health["usb_powered"] is True
+    assert q.health["thermal_status"] == 0 and q.health["temperatures_c"]["gpu"] == 33.0
+    assert e.health["thermal_status_name"] == "light" and e.health["battery_temp_c"] == 31.8
+
+
+@pytest.mark.parametrize(("kind", "state", "hint"), [
+    ("auth_required", "unauthorized", "Allow USB debugging"),
+    ("silent", "offline", "adb connect 127.0.0.1:"),
+])
+def test_phone_not_ready_says_what_to_do(adb_port: int, tmp_path: Path, kind: str, state: str,
+                                         hint: str) -> None:
+    locked = FakeAndroidDevice("pixel5_snapdragon", tmp_path / "locked", **{kind: True})
+    assert ADB
+    # `adb connect` waits for the handshake that a hung phone never sends: don't wait for it
+    connect = subprocess.Popen([ADB, "-P", str(adb_port), "connect", locked.serial],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        info = None
+        while time.monotonic() < deadline:
+            info = next((d for d in agent().discover() if d.id == locked.serial), None)
+            if info and info.state == state:
+                break
+            time.sleep(0.2)
+        assert info is not None and info.state == state
+        assert info.state_hint and hint in info.state_hint
+    finally:
+        connect.kill()
+        connect.wait()
+        adb(adb_port, "disconnect", locked.serial)
+        locked.close()
+
+
+def test_supports_gives_reasons(phones: Any, cache: Path, model: ModelRef,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    qcom, exynos = phones
+    ag = agent()
+    found = ag.discover()
+    q, e = by_id(found, qcom.serial), by_id(found, exynos.serial)
+
+    def job(dev: DeviceInfo, delegate: str, ref: ModelRef = model) -> Job:
+        return Job(ref, dev.id, "android", delegate, 1, Settings())
+
+    assert ag.supports(q, job(q, "hexagon")) == (True, "")
+    ok, reason = ag.supports(e, job(e, "hexagon"))
+    assert not ok and "needs a Qualcomm SoC" in reason and "Exynos 2100" in reason
+    assert "QNN" in ag.supports(q, job(q, "qnn"))[1] or "libQnn" in ag.supports(q, job(q, "qnn"))[1]
+    mlpkg = ModelRef("/x/m.mlpackage", "cd" * 32, 1, "mlpackage")
+    assert ag.supports(q, job(q, "gpu", mlpkg)) == (False, "Core ML variant: not an iOS device")
+    old = DeviceInfo(**{**q.__dict__, "sdk": 26})
+    assert "SDK 27" in ag.supports(old, job(old, "nnapi"))[1]
+    other_abi = DeviceInfo(**{**q.__dict__, "abi": "armeabi-v7a"})
+    ok, reason = ag.supports(other_abi, job(other_abi, "cpu"))
+    assert not ok and "--abi armeabi-v7a" in reason
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def test_run_pushes_once_and_records_flags(phones: Any, cache: Path, model: ModelRef) -> None:
+    qcom, _ = phones
+    ag = agent()
+    dev = by_id(ag.discover(), qcom.serial)
+    settings = Settings(warmup=2, iterations=7, repeats=2, profile_ops=True)
+    raw = ag.run(dev, Job(model, dev.id, "android", "gpu", 2, settings), lambda p, f: None)
+    assert raw.status == "ok", raw.error
+    assert raw.aggregates_ms["avg"] == pytest.approx(119.375)
+    assert raw.aggregates_ms["repeats"] == 2 and raw.init_ms == pytest.approx(870.557)
+    assert raw.thermal_before["thermal_status"] == 0 and "temperatures_c" in raw.thermal_after
+    assert raw.runner["name"] == "benchmark_model" and "--use_gpu=true" in raw.runner["argv"]
+    # two measured launches plus one profiling launch, each with the job's flags
+    calls = qcom.benchmark_calls
+    assert len(calls) == 3
+    for argv in calls:
+        assert "--use_gpu=true" in argv and "--num_threads=2" in argv and "--num_runs=7" in argv
+    assert "--enable_op_profiling=true" not in calls[0]
+    assert "--op_profiling_output_mode=csv" in calls[2]
+    # the pulled profile file (a real Summary-by-node-type table) became op rows
+    assert [o.kernel for o in raw.ops][:2] == ["CONV_2D", "DEPTHWISE_CONV_2D"]
+    assert raw.ops[0].detail["aggregated_by_type"] is True
+    pushed_before = list(qcom.pushed)
+    assert sum(p.endswith("/benchmark_model") for p in pushed_before) == 1
+    raw2 = ag.run(dev, Job(model, dev.id, "android", "cpu", 1, Settings(iterations=3,
+                                                                         repeats=1)),
+                  lambda p, f: None)
+    assert raw2.status == "ok"
+    assert qcom.pushed == pushed_before, "unchanged runner and model must not be pushed again"
+    assert "--use_xnnpack=false" in qcom.benchmark_calls[-1]
+
+
+def test_hexagon_that_falls_back_to_cpu_is_failed(phones: Any, cache: Path,
+                                                  model: ModelRef) -> None:
+    qcom, _ = phones
+    ag = agent()
+    dev = by_id(ag.discover(), qcom.serial)
+    raw = ag.run(dev, Job(model, dev.id, "android", "hexagon", 1, Settings(repeats=1)),
+                 lambda p, f: None)
+    assert raw.status == "failed"
+    assert "Could not create Hexagon delegate" in (raw.error or "")
+    argv = qcom.benchmark_calls[-1]
+    assert "--use_hexagon=true" in argv and any(a.startswith("--hexagon_lib_path=") for a in argv)
+    assert any(p.endswith("/lib/libhexagon_interface.so") for p in qcom.pushed)
+
+
+def test_device_side_time_limit(phones: Any, cache: Path, model: ModelRef) -> None:
+    _, exynos = phones
+    exynos.benchmark_seconds = 3.0
+    ag = agent()
+    dev = by_id(ag.discover(), exynos.serial)
+    start = time.monotonic()
+    raw = ag.run(dev, Job(model, dev.id, "android", "xnnpack", 1,
+                          Settings(repeats=3, timeout_s=1)), lambda p, f: None)
+    assert raw.status == "failed"
+    assert "ran past the device-side limit of 1s" in (raw.error or "")
+    assert time.monotonic() - start < 2.9  # the first repeat's failure ends the job
+    assert any(a == "--max_secs=1" for a in exynos.benchmark_calls[-1])
+
+
+def test_energy_on_the_battery_gauge(phones: Any, cache: Path, model: ModelRef) -> None:
+    _, exynos = phones
+    ag = agent()
+    dev = by_id(ag.discover(), exynos.serial)
+    raw = ag.run(dev, Job(model, dev.id, "android", "xnnpack", 1,
+                          Settings(repeats=1, energy=True)), lambda p, f: None)
+    assert raw.status == "ok", raw.error
+    assert raw.energy is not None, raw.energy_unavailable_reason
+    assert raw.energy.method == "battery-gauge" and raw.energy.samples > 4
+    assert raw.energy.detail["current_scale_to_uA"] == 1000.0  # this vendor prints mA
+    base_mw = 185 * 3987000 / 1e6
+    assert raw.energy.baseline_mw == pytest.approx(base_mw, rel=0.01)
+    assert raw.energy.mj_per_inference > 0
+    assert {s.phase for s in raw.energy_samples} == {"baseline", "load"}
+
+
+# ----------------------------------------------------------------------------- dispatch
+
+
+def _plan_and_dispatch(tmp_path: Path, model: ModelRef, delegates: list[str],
+                       retry_timeout_s: float = 20.0) -> dict[str, Any]:
+    from harness.dispatch import Dispatcher
+    from harness.environment import new_run
+    from harness.plan import build_plan, discover
+    from harness.results import run_dict
+    from harness.store import Store
+
+    ag = agent()
+    fleet = discover(agents=[ag])
+    devices = [d for d in fleet.devices if d.state == "ready"]
+    settings = Settings(warmup=1, iterations=5, repeats=1)
+    plan = build_plan([model], devices, fleet, delegates, [1], settings)
+    store = Store.open(str(tmp_path / "results"))
+    run = new_run(settings, command="test")
+    store.create_run(run, plan, devices)
+    accounts = Dispatcher(store, run.run_id, fleet, retry_timeout_s=retry_timeout_s).run(
+        list(plan.jobs))
+    data = run_dict(store.load_run(run.run_id))
+    data["accounts"] = [a.as_dict() for a in accounts]
+    return data
+
+
+def _result(data: dict[str, Any], serial: str, delegate: str) -> dict[str, Any]:
+    return next(r for r in data["results"]
+                if r["device"]["id"] == serial and r["delegate"] == delegate)
+
+
+def test_two_phones_in_parallel_with_skips(phones: Any, cache: Path, model: ModelRef,
+                                           tmp_path: Path) -> None:
+    qcom, exynos = phones
+    data = _plan_and_dispatch(tmp_path, model, ["xnnpack", "gpu", "hexagon"])
+    for serial in (qcom.serial, exynos.serial):
+        for delegate in ("xnnpack", "gpu"):
+            r = _result(data, serial, delegate)
+            assert r["status"] == "ok", r["error"]
+            assert r["latency_ms"]["source"] == "aggregates"
+    skipped = _result(data, exynos.serial, "hexagon")
+    assert skipped["status"] == "skipped" and "needs a Qualcomm SoC" in skipped["error"]
+    assert _result(data, qcom.serial, "hexagon")["status"] == "failed"
+    flags = {("gpu", "--use_gpu=true"), ("xnnpack", "--use_xnnpack=true")}
+    for fake in (qcom, exynos):
+        seen = {a for argv in fake.benchmark_calls for a in argv}
+        for _, flag in flags:
+            assert flag in seen
+    assert not any("--use_hexagon=true" in argv for argv in exynos.benchmark_calls)
+
+
+def test_dropped_connection_is_retried(phones: Any, cache: Path, model: ModelRef,
+                                       tmp_path: Path) -> None:
+    qcom, exynos = phones
+    qcom.drop_next_benchmarks = 1
+    qcom.down_for_s = 1.5
+    data = _plan_and_dispatch(tmp_path, model, ["xnnpack"])
+    r = _result(data, qcom.serial, "xnnpack")
+    assert r["status"] == "ok", r["error"]
+    assert r["attempts"] == 2
+    assert _result(data, exynos.serial, "xnnpack")["status"] == "ok"
+    account = next(a for a in data["accounts"] if a["device_id"] == qcom.serial)
+    assert account["retries"] == 1 and "lost the device" in account["faults"][0]
+
+
+def test_phone_that_never_returns_fails_with_reason(phones: Any, cache: Path, model: ModelRef,
+                                                    tmp_path: Path) -> None:
+    qcom, exynos = phones
+    qcom.drop_next_benchmarks = 1
+    qcom.down_for_s = None
+    data = _plan_and_dispatch(tmp_path, model, ["xnnpack"], retry_timeout_s=3.0)
+    r = _result(data, qcom.serial, "xnnpack")
+    assert r["status"] == "failed"
+    assert "did not come back within 3s" in r["error"] and qcom.serial in r["error"]
+    assert _result(data, exynos.serial, "xnnpack")["status"] == "ok"
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _cli(args: list[str], port: int, cache: Path,
+         tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ANDROID_ADB_SERVER_PORT": str(port), "QUANTLAB_CACHE": str(cache),
+           "QUANTLAB_RESULTS": str(tmp_path / "cli-results"), "QUANTLAB_COOLDOWN_S": "0",
+           "QUANTLAB_THERMAL_MAX_STATUS": "1"}
+    return subprocess.run([sys.executable, "-m", "harness.cli.main", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_cli_devices_lists_both_phones(phones: Any, cache: Path, adb_port: int,
+                                       tmp_path: Path) -> None:
+    qcom, exynos = phones
+    out = _cli(["devices", "--json"], adb_port, cache, tmp_path)
+    assert out.returncode == 0, out.stderr
+    devices = {d["id"]: d for d in json.loads(out.stdout)["devices"]}
+    assert devices[qcom.serial]["soc"] == "SM7250"
+    assert devices[exynos.serial]["model"] == "SM-G991B"
+
+
+TINY_TFLITE = """
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import tensorflow as tf
+fn = tf.function(lambda x: tf.nn.relu(tf.matmul(x, tf.ones((4, 2)))),
+                 input_signature=[tf.TensorSpec((1, 4), tf.float32)])
+conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
+open(sys.argv[1], "wb").write(conv.convert())
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("harness.models") is None,
+                    reason="harness.models (model_ref) not written yet; quantlab bench needs it")
+def test_cli_bench_all_devices(phones: Any, cache: Path, adb_port: int, tmp_path: Path) -> None:
+    qcom, exynos = phones
+    model = tmp_path / "tiny.tflite"  # a real TFLite file: bench checks what it is given
+    subprocess.run([sys.executable, "-c", TINY_TFLITE, str(model)], check=True, timeout=300,
+                   capture_output=True)
+    out = _cli(["bench", str(model), "--device", "all", "--delegate", "xnnpack,gpu,hexagon",
+                "--repeats", "1", "--iterations", "5", "--json"], adb_port, cache, tmp_path)
+    assert out.stdout, out.stderr
+    data = json.loads(out.stdout)
+    results = {(r["device"]["id"], r["delegate"]): r for r in data["results"]}
+    for serial in (qcom.serial, exynos.serial):
+        assert results[(serial, "xnnpack")]["status"] == "ok"
+        assert results[(serial, "gpu")]["status"] == "ok"
+    assert results[(exynos.serial, "hexagon")]["status"] == "skipped"
+    assert "Qualcomm" in results[(exynos.serial, "hexagon")]["error"]
+    assert any("--use_gpu=true" in argv for argv in qcom.benchmark_calls)
