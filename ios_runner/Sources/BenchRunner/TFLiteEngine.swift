@@ -1,0 +1,114 @@
+import Foundation
+import RunnerCore
+#if canImport(TensorFlowLite)
+import TensorFlowLite
+#endif
+
+/// TFLite measurements through TensorFlowLiteSwift (CocoaPods, subspecs CoreML + Metal):
+/// cold/warm interpreter creation, first inference, warm-ups, per-inference samples.
+///
+/// Per-op times: the Swift Interpreter does not expose `TfLiteInterpreterOptions`, so the C
+/// telemetry profiler (`TfLiteInterpreterOptionsSetTelemetryProfiler`) cannot be attached from
+/// here; when a job asks for `op_profile`, the result says so in `engine_detail` and carries no
+/// `tflite_op_profile` rather than an invented one.
+struct TFLiteEngine {
+    let job: JobSpec
+    let spec: TFLiteSpec
+    let paths: RunnerPaths
+    let telemetry: Telemetry
+
+    func run(progress: (String) -> Void) throws -> BenchResult {
+        #if canImport(TensorFlowLite)
+        let modelPath = try paths.resolve(job.model.path).path
+        var timing = Timing()
+        let footprintBefore = telemetry.physFootprint()
+        progress("loading")
+        var created: Interpreter?
+        for _ in 0..<max(job.run.coldLoadRepeats, 1) {
+            let (made, ms) = try Clock.time { try makeInterpreter(modelPath: modelPath) }
+            if timing.loadCold.isEmpty { timing.loadCold.append(ms) } else { timing.loadWarm.append(ms) }
+            created = made
+        }
+        guard let interpreter = created else { throw RunnerError.engine("interpreter was not created") }
+        let footprintAfter = telemetry.physFootprint()
+
+        var rng = SplitMix64(seed: job.inputs.seed)
+        for index in 0..<interpreter.inputTensorCount {
+            let tensor = try interpreter.input(at: index)
+            let count = tensor.data.count
+            var bytes = [UInt8](repeating: 0, count: count)
+            if job.inputs.kind != "zeros" {
+                if tensor.dataType == .float32 {
+                    let floats = (0..<(count / 4)).map { _ in Float(rng.nextUnitSigned()) }
+                    bytes = floats.withUnsafeBytes { Array($0) }
+                } else {
+                    bytes = (0..<count).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+                }
+            }
+            try interpreter.copy(Data(bytes), toInputAt: index)
+        }
+
+        progress("invoking")
+        let (_, firstMs) = try Clock.time { try interpreter.invoke() }
+        timing.firstPrediction = firstMs
+        timing.warmup = try Clock.samples(job.run.warmup) { try interpreter.invoke() }
+        telemetry.record()
+        let energyStart = telemetry.taskEnergyNanojoules()
+        timing.latency = try Clock.samples(job.run.iterations) { try interpreter.invoke() }
+        let energyEnd = telemetry.taskEnergyNanojoules()
+        _ = telemetry.physFootprint()
+
+        var detail = "delegate=\(spec.delegate) threads=\(spec.numThreads)"
+        if spec.opProfile {
+            detail += "; op profile unavailable: TensorFlowLiteSwift does not expose the C telemetry profiler"
+        }
+        var result = BenchResult(
+            jobID: job.jobID, status: "ok", error: nil, device: Telemetry.deviceReport(),
+            environment: telemetry.environment(cooldownWaitedS: nil), timingMs: timing,
+            runner: RunnerReport(appVersion: Telemetry.appVersion, engine: "tflite", engineDetail: detail))
+        result.memory = MemoryReport(before: footprintBefore, after: footprintAfter,
+                                     peak: telemetry.peakFootprint, available: telemetry.availableMemory())
+        if let start = energyStart, let end = energyEnd, end >= start, job.run.iterations > 0 {
+            result.energy = EnergyReport(taskEnergyNjDelta: end - start, predictions: job.run.iterations,
+                                         label: Telemetry.energyLabel)
+        }
+        return result
+        #else
+        throw RunnerError.engine("this build has no TensorFlowLite; run `pod install` (see ios_runner/README.md)")
+        #endif
+    }
+
+    #if canImport(TensorFlowLite)
+    private func makeInterpreter(modelPath: String) throws -> Interpreter {
+        var options = Interpreter.Options()
+        options.threadCount = spec.numThreads
+        var delegates: [Delegate] = []
+        switch spec.delegate {
+        case "cpu":
+            break
+        case "metal":
+            var metal = MetalDelegate.Options()
+            metal.isPrecisionLossAllowed = spec.metal?.precisionLoss ?? false
+            switch spec.metal?.waitType ?? "passive" {
+            case "active": metal.waitType = .active
+            case "aggressive": metal.waitType = .aggressive
+            default: metal.waitType = .passive
+            }
+            delegates.append(MetalDelegate(options: metal))
+        case "coreml":
+            var coreml = CoreMLDelegate.Options()
+            coreml.enabledDevices = spec.coreml?.enabledDevices == "all" ? .all : .neuralEngine
+            coreml.minNodesPerPartition = spec.coreml?.minNodesPerPartition ?? 2
+            guard let delegate = CoreMLDelegate(options: coreml) else {
+                throw RunnerError.engine("the TFLite Core ML delegate is unavailable on this device (no Neural Engine)")
+            }
+            delegates.append(delegate)
+        default:
+            throw RunnerError.badJob("unknown TFLite delegate \(spec.delegate)")
+        }
+        let interpreter = try Interpreter(modelPath: modelPath, options: options, delegates: delegates)
+        try interpreter.allocateTensors()
+        return interpreter
+    }
+    #endif
+}

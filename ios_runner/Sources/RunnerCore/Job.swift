@@ -1,0 +1,162 @@
+import Foundation
+
+/// A job as quantlab writes it to `Documents/jobs/<id>/job.json` (schema `iosbench.job/1`).
+/// Property names follow `ios_runner/schema/job.schema.json`; a Python test checks the CodingKeys.
+public struct JobSpec: Codable, Equatable {
+    public static let schemaName = "iosbench.job/1"
+
+    public var schema: String
+    public var jobID: String
+    public var engine: Engine
+    public var model: ModelSpec
+    public var coreml: CoreMLSpec?
+    public var tflite: TFLiteSpec?
+    public var inputs: InputSpec
+    public var run: RunSpec
+    public var preconditions: Preconditions
+
+    public enum Engine: String, Codable {
+        case coreml
+        case tflite
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case schema
+        case jobID = "job_id"
+        case engine
+        case model
+        case coreml
+        case tflite
+        case inputs
+        case run
+        case preconditions
+    }
+
+    /// Decode and check the schema tag; throws `RunnerError.badJob` otherwise.
+    public static func decode(from data: Data) throws -> JobSpec {
+        let job = try JSONDecoder().decode(JobSpec.self, from: data)
+        guard job.schema == schemaName else {
+            throw RunnerError.badJob("unknown job schema \(job.schema), expected \(schemaName)")
+        }
+        return job
+    }
+}
+
+public struct ModelSpec: Codable, Equatable {
+    /// Relative to the app's Documents folder.
+    public var path: String
+    public var format: String
+    public var sha256: String
+
+    enum CodingKeys: String, CodingKey {
+        case path
+        case format
+        case sha256
+    }
+}
+
+public struct CoreMLSpec: Codable, Equatable {
+    /// `cpuOnly`, `cpuAndGPU`, `cpuAndNeuralEngine` or `all`.
+    public var computeUnits: String
+    public var compileOnDevice: Bool
+    public var computePlan: Bool
+    public var mode: String
+
+    enum CodingKeys: String, CodingKey {
+        case computeUnits = "compute_units"
+        case compileOnDevice = "compile_on_device"
+        case computePlan = "compute_plan"
+        case mode
+    }
+}
+
+public struct TFLiteSpec: Codable, Equatable {
+    /// `cpu`, `metal` or `coreml`.
+    public var delegate: String
+    public var numThreads: Int
+    public var metal: MetalOptions?
+    public var coreml: CoreMLDelegateOptions?
+    public var opProfile: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case delegate
+        case numThreads = "num_threads"
+        case metal
+        case coreml
+        case opProfile = "op_profile"
+    }
+}
+
+public struct MetalOptions: Codable, Equatable {
+    public var precisionLoss: Bool?
+    public var waitType: String?
+
+    enum CodingKeys: String, CodingKey {
+        case precisionLoss = "precision_loss"
+        case waitType = "wait_type"
+    }
+}
+
+public struct CoreMLDelegateOptions: Codable, Equatable {
+    public var enabledDevices: String?
+    public var minNodesPerPartition: Int?
+
+    enum CodingKeys: String, CodingKey {
+        case enabledDevices = "enabled_devices"
+        case minNodesPerPartition = "min_nodes_per_partition"
+    }
+}
+
+public struct InputSpec: Codable, Equatable {
+    /// `random` or `zeros`.
+    public var kind: String
+    public var seed: UInt64
+
+    enum CodingKeys: String, CodingKey {
+        case kind
+        case seed
+    }
+}
+
+public struct RunSpec: Codable, Equatable {
+    public var warmup: Int
+    public var iterations: Int
+    public var coldLoadRepeats: Int
+    public var timeoutS: Double
+
+    enum CodingKeys: String, CodingKey {
+        case warmup
+        case iterations
+        case coldLoadRepeats = "cold_load_repeats"
+        case timeoutS = "timeout_s"
+    }
+}
+
+public struct Preconditions: Codable, Equatable {
+    public var maxThermalStart: String
+    public var forbidLowPower: Bool
+    public var cooldownWaitS: Double
+
+    enum CodingKeys: String, CodingKey {
+        case maxThermalStart = "max_thermal_start"
+        case forbidLowPower = "forbid_low_power"
+        case cooldownWaitS = "cooldown_wait_s"
+    }
+}
+
+/// Errors the runner reports in a `failed` result.
+public enum RunnerError: Error, CustomStringConvertible {
+    case badJob(String)
+    case precondition(String)
+    case engine(String)
+    case timeout(String)
+
+    public var description: String {
+        switch self {
+        case .badJob(let text): return "bad job: \(text)"
+        case .precondition(let text): return "precondition not met: \(text)"
+        case .engine(let text): return "engine error: \(text)"
+        case .timeout(let text): return "timeout: \(text)"
+        }
+    }
+}

@@ -1,0 +1,100 @@
+"""`quantlab devices` and `quantlab bench` with the fake iPhone (QUANTLAB_IOS_BACKEND)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+QUANTLAB = [sys.executable, "-m", "harness.cli.main"]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("iosbench_models")
+    subprocess.run(
+        [sys.executable, str(HERE / "fixtures" / "ios" / "make_models.py"), str(out)],
+        check=True,
+        capture_output=True,
+    )
+    return out
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "QUANTLAB_IOS_BACKEND": str(HERE / "fakes" / "iphone.py") + ":make_backend",
+        "QUANTLAB_FAKE_IPHONE_DIR": str(tmp_path / "phone"),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
+
+
+def test_devices_lists_the_fake_iphone(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [*QUANTLAB, "devices", "--json"], env=_env(tmp_path), capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    devices = data if isinstance(data, list) else data.get("devices", [])
+    [phone] = [d for d in devices if d["platform"] == "ios"]
+    assert phone["model"] == "iPhone15,2" and phone["os_version"] == "17.5.1"
+    assert phone["state"] == "ready" and "coreml-ane" in phone["delegates"]
+
+
+def test_bench_runs_supported_pairs_and_skips_the_rest(tmp_path: Path, models: Path) -> None:
+    cmd = [
+        *QUANTLAB,
+        "bench",
+        str(models / "tiny.tflite"),
+        str(models / "tiny.mlpackage"),
+        "--device",
+        "all",
+        "--delegate",
+        "tflite-cpu,coreml-ane",
+        "--results",
+        str(tmp_path / "results"),
+        "--json",
+    ]
+    out = subprocess.run(cmd, env=_env(tmp_path), capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    data = json.loads(out.stdout)
+    ios = {
+        (r["model"]["format"], r["delegate"]): r
+        for r in data["results"]
+        if r["device"]["platform"] == "ios"
+    }
+    assert ios[("tflite", "tflite-cpu")]["status"] == "ok"
+    assert ios[("mlpackage", "coreml-ane")]["status"] == "ok"
+    assert ios[("tflite", "coreml-ane")]["status"] == "skipped"
+    assert "tflite-coreml" in ios[("tflite", "coreml-ane")]["error"]
+    assert ios[("mlpackage", "tflite-cpu")]["status"] == "skipped"
+    assert "Core ML model" in ios[("mlpackage", "tflite-cpu")]["error"]
+
+
+def test_ios_status_and_install(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    out = subprocess.run(
+        [*QUANTLAB, "ios", "status", "--json"], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    [row] = json.loads(out.stdout)
+    assert row["app_installed"] is True and row["compute_plan"] is True
+    bad = subprocess.run(
+        [*QUANTLAB, "ios", "install", str(tmp_path / "nope.ipa")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "no such file" in bad.stdout + bad.stderr
+    ipa = tmp_path / "BenchRunner.ipa"
+    ipa.write_bytes(b"PK")
+    ok = subprocess.run(
+        [*QUANTLAB, "ios", "install", str(ipa), "--json"], env=env, capture_output=True, text=True
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["udid"].startswith("00008110")
