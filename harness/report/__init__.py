@@ -1,0 +1,12 @@
+"""Reports on stored runs: HTML (with plots), comparisons, recommendations and flat exports.
+
+Each module is one step of the data flow after the store: ``compare`` (two runs →
+verdicts), ``recommend`` (a run + evaluations → a variant per device), ``export``
+(a run → flat files), ``plots`` + ``html`` (runs → one self-contained HTML file).
+"""
+
+from __future__ import annotations
+
+from harness.report.html import write_report
+
+__all__ = ["write_report"]

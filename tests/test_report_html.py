@@ -1,0 +1,90 @@
+"""The HTML report: every section present, plots rendered, no console errors in Chromium."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from fixtures.report.runs import job, measure, open_store, store_run
+from typer.testing import CliRunner
+
+from harness.cli.main import app
+from harness.records import Skipped
+from harness.report.html import SECTIONS
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOT = Path("results/report-screenshot.png")
+runner = CliRunner()
+
+
+def _report(tmp_path: Path) -> Path:
+    store = open_store(tmp_path)
+    jobs = [job("fp32", size=40_000), job("int8", size=10_000),
+            job("int8", delegate="cpu", size=10_000)]
+    s = measure([20_000, 8000, 30_000, 20_000, 8000, 30_000], iterations=40)
+    base = store_run(store, jobs, s[:3])
+    skipped = (Skipped(job("fp16", delegate="gpu"), "gpu: no GPU delegate on the simulator"),)
+    new = store_run(store, jobs, s[3:], skipped=skipped, failed=job("mixed-int8"))
+    for scheme, drop in (("fp32", 0.0), ("int8", 0.012)):
+        m = job(scheme).model
+        store.save_evaluation(m.sha256, scheme, m.path, None, "top1", 0.91 - drop, 0.91, drop,
+                              0.03, True, {})
+    out = tmp_path / "report.html"
+    res = runner.invoke(app, ["report", new, "--html", str(out), "--baseline", base,
+                              "--results", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_report_has_every_section(tmp_path: Path) -> None:
+    text = _report(tmp_path).read_text()
+    for key in SECTIONS:
+        assert f'data-section="{key}"' in text
+    for ref in ('src="http', "src='http", 'href="http', "@import", "<link"):
+        assert ref not in text  # no CDN, nothing fetched
+    assert "<script" not in text
+    assert text.count("<svg") >= 4  # latency, accuracy, two op-type plots at least
+    assert "unsupported op FOO" in text and "no GPU delegate" in text
+    assert "ran inside xnnpack delegate" in text and "CPU builtin kernels" in text
+    assert "no data" not in text.split('data-section="comparison"')[1]
+
+
+def test_empty_sections_say_no_data(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    rid = store_run(store, [], [], failed=job("fp32"))
+    from harness.report.html import write_report
+
+    text = write_report(store, [rid], tmp_path / "r.html").read_text()
+    for key in ("latency", "accuracy", "ops", "resources", "comparison"):
+        assert "no data" in text.split(f'data-section="{key}"')[1].split("</section>")[0]
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed")
+def test_report_in_headless_chromium(tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    path = _report(tmp_path)
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(path.resolve().as_uri())
+        for key in SECTIONS:
+            assert page.locator(f'section[data-section="{key}"]').count() == 1
+        svgs = page.locator("figure svg")
+        assert svgs.count() >= 4
+        for i in range(svgs.count()):
+            box = svgs.nth(i).bounding_box()
+            assert box and box["width"] > 100 and box["height"] > 50
+            assert svgs.nth(i).locator("path, line, use").count() > 0
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
+        browser.close()
+    assert errors == []
+    assert SCREENSHOT.stat().st_size > 10_000
+    shutil.copy(path, SCREENSHOT.with_name("report-test.html"))
