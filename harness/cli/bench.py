@@ -47,6 +47,9 @@ ProfileOpt = Annotated[bool, typer.Option("--profile-ops", help="Per-operator la
 InputsOpt = Annotated[str | None, typer.Option("--inputs", help=".npz with one array per input.")]
 EnergyOpt = Annotated[bool, typer.Option("--energy", help="Measure energy where a sensor exists.")]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=1.0, help="Seconds per job attempt.")]
+ClusterOpt = Annotated[str | None, typer.Option("--cluster", envvar="QUANTLAB_CLUSTER", help="Run "
+                                                "on a lab's devices (head HOST:PORT, see "
+                                                "docs/lab.md) instead of local ones.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -117,12 +120,24 @@ def _threads(value: str) -> list[int]:
     return out or [1]
 
 
+def _discover(cluster: str | None = None) -> Any:
+    """Local devices, or with ``cluster`` the lab's devices (agents.lab)."""
+    from harness.plan import discover
+
+    if not cluster:
+        return discover()
+    from agents.lab import lab_agents
+
+    return discover(agents=lab_agents(cluster))
+
+
 def _make_plan(models: list[str], device: str | None, delegate: str | None, threads: str,
-               settings: Settings) -> tuple[Plan, Any, list[DeviceInfo]]:
-    from harness.plan import build_plan, discover, expand_models, select_devices
+               settings: Settings, cluster: str | None = None
+               ) -> tuple[Plan, Any, list[DeviceInfo]]:
+    from harness.plan import build_plan, expand_models, select_devices
 
     refs = expand_models(models)
-    fleet = discover()
+    fleet = _discover(cluster)
     chosen = select_devices(fleet, split_list(device))
     plan = build_plan(refs, chosen, fleet, split_list(delegate), _threads(threads), settings)
     return plan, fleet, chosen
@@ -201,6 +216,7 @@ def bench(
                                                "interrupted run.")] = None,
     retry_timeout: Annotated[float, typer.Option("--retry-timeout", min=0.0, help="Seconds to "
                                                  "wait for a device that went away.")] = 120.0,
+    cluster: ClusterOpt = None,
     results: ResultsOpt = None,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
@@ -210,14 +226,15 @@ def bench(
 
     store = Store.open(results_location(results))
     if resume:
-        run_id, jobs, fleet = _resume(store, resume)
+        run_id, jobs, fleet = _resume(store, resume, cluster)
         skipped_count = 0
     else:
         if not models:
             raise UserError("no models given", hint="quantlab bench MODEL.tflite [...]")
         settings = _settings(warmup, iterations, min_time, repeats, profile_ops, inputs, energy,
                              timeout)
-        the_plan, fleet, chosen = _make_plan(models, device, delegate, threads, settings)
+        the_plan, fleet, chosen = _make_plan(models, device, delegate, threads, settings,
+                                             cluster)
         from harness.environment import new_run
 
         run = new_run(settings)
@@ -229,12 +246,10 @@ def bench(
     _finish(store, run_id, accounts, json_out, skipped_count)
 
 
-def _resume(store: Any, run_id: str) -> tuple[str, list[Any], Any]:
-    from harness.plan import discover
-
+def _resume(store: Any, run_id: str, cluster: str | None = None) -> tuple[str, list[Any], Any]:
     run_id = store.resolve_run_id(run_id)
     jobs = store.reopen_run(run_id)
-    fleet = discover()
+    fleet = _discover(cluster)
     known = {d.id for d in fleet.devices}
     missing = sorted({j.device_id for j in jobs} - known)
     if missing:
@@ -289,7 +304,8 @@ def accounts_line(accounts: list[Any]) -> str:
     """One line per device: ok / failed / interrupted / retries."""
     parts = []
     for a in accounts:
-        parts.append(f"{a.device_id}: {a.ok} ok, {a.failed} failed"
+        where = f" on {a.host}" if a.host else ""
+        parts.append(f"{a.device_id}{where}: {a.ok} ok, {a.failed} failed"
                      + (f", {a.retries} retried" if a.retries else "")
                      + (f", {a.interrupted} interrupted" if a.interrupted else ""))
     return "per device — " + "; ".join(parts)
@@ -306,6 +322,8 @@ def fmt_ms(value: float | None) -> str:
         return f"{value:.0f} ms"
     if value >= 10:
         return f"{value:.1f} ms"
+    if value < 0.1:
+        return f"{value * 1000:.3g} µs"
     return f"{value:.3g} ms"
 
 

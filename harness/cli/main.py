@@ -14,6 +14,13 @@ import typer
 
 COMMAND_MODULES = [
     "harness.cli.bench",
+    "harness.cli.lab",
+    "harness.cli.db",
+    "harness.cli.android",
+    "harness.cli.ios",
+    "harness.cli.quantize",
+    "harness.cli.report",
+    "harness.cli.demo",
 ]
 """Each module has ``register(app)``. Adding a group of commands is one line here."""
 

@@ -1,0 +1,214 @@
+"""``quantlab demo``: the whole flow on a real model, on this machine, in a few minutes.
+
+Train a small CNN on scikit-learn's digits (shipped with the package, no
+download) → quantize it with every scheme → check each TFLite variant's
+accuracy against the float model → benchmark the TFLite variants on the host
+simulator with a per-op profile → one table, a recommendation, and an HTML
+report. Every measurement lands in the same store as ``quantlab bench``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from harness.cli.common import (
+    JsonOpt,
+    ResultsOpt,
+    VerboseOpt,
+    console,
+    err_console,
+    handle_errors,
+    print_json,
+    results_location,
+    split_list,
+    warn,
+)
+from harness.errors import UserError
+from harness.records import Settings
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``demo`` to the app."""
+    app.command("demo")(demo)
+
+
+def _step(text: str) -> None:
+    err_console.print(f"[bold cyan]›[/] {text}")
+
+
+def _train(work: Path) -> tuple[Path, Path]:
+    from harness.quantize.demo_model import build_digits_model
+
+    with err_console.status("training a CNN on scikit-learn digits (8×8 images, 10 classes)"):
+        return build_digits_model(work / "model")
+
+
+def _quantize(keras_path: Path, data: Path, out: Path, schemes: str) -> Any:
+    from harness.cli.quantize import quantize_with_progress
+
+    return quantize_with_progress(keras_path, split_list(schemes) or ["all"], data, out,
+                                  eval_data=data, force=True)
+
+
+def _evaluate(variants: Path, data: Path, location: str) -> dict[str, Any]:
+    from harness.cli.quantize import evaluate_with_progress
+    from harness.quantize.evaluate import save_to_store
+
+    report = evaluate_with_progress(variants, data)
+    save_to_store(report, location)
+    return report
+
+
+def _bench(store: Any, variants: Path, settings: Settings, verbose: bool) -> str:
+    from harness.cli.bench import _dispatch
+    from harness.environment import new_run
+    from harness.plan import build_plan, discover, expand_models, select_devices
+
+    refs = [r for r in expand_models([str(variants)]) if r.format == "tflite"]
+    fleet = discover()
+    sim = select_devices(fleet, ["sim"])
+    plan = build_plan(refs, sim, fleet, ["xnnpack"], [1], settings)
+    run = new_run(settings)
+    store.create_run(run, plan, sim)
+    _dispatch(store, run.run_id, fleet, list(plan.jobs), retry_timeout=0.0, verbose=verbose)
+    store.finish_run(run.run_id, "done")
+    return run.run_id
+
+
+def _rows(record: Any, report: dict[str, Any]) -> list[dict[str, Any]]:
+    from harness.results import entry_dict
+
+    evals = {v["sha256"]: v for v in report["variants"]}
+    rows = []
+    for entry in record.entries:
+        res = entry_dict(record, entry)
+        ev = evals.get(res["model"]["sha256"])
+        lat = res["latency_ms"] or {}
+        rows.append({
+            "scheme": res["model"]["scheme"] or Path(res["model"]["path"]).name,
+            "size_bytes": res["model"]["size_bytes"],
+            "metric": report["metric"],
+            "accuracy": ev["gate"]["value"] if ev else None,
+            "drop": ev["gate"]["drop"] if ev else None,
+            "gate": (ev["gate"]["passed"] if ev else None),
+            "edge_cases_ok": (all(c.get("ok", False) for c in ev["edge_cases"]) if ev else None),
+            "status": res["status"],
+            "error": res["error"],
+            "median_ms": lat.get("median"),
+            "ci95_ms": lat.get("ci95"),
+            "peak_memory_mb": res["peak_memory_mb"],
+        })
+    fp32 = next((r["median_ms"] for r in rows if r["scheme"] == "fp32"), None)
+    for r in rows:
+        r["speedup_vs_fp32"] = (fp32 / r["median_ms"]) if fp32 and r["median_ms"] else None
+    return rows
+
+
+def _table(rows: list[dict[str, Any]], report: dict[str, Any], sim_name: str) -> Table:
+    from harness.cli.bench import fmt_ms
+
+    table = Table(title=f"digits CNN · {report['samples']} held-out images · {sim_name}, "
+                  "xnnpack, 1 thread", title_justify="left")
+    for col, right in (("variant", False), ("size", True), (report["metric"], True),
+                       ("drop", True), ("gate", False), ("median", True), ("vs fp32", True)):
+        table.add_column(col, justify="right" if right else "left")
+    for r in rows:
+        gate = ("–" if r["gate"] is None else "[green]pass[/]" if r["gate"] else "[red]FAIL[/]")
+        if r["edge_cases_ok"] is False:
+            gate += " [red](edge case failed)[/]"
+        if r["status"] != "ok":
+            latency, ratio = f"[red]{r['status']}[/]", "–"
+        else:
+            latency = fmt_ms(r["median_ms"])
+            ratio = f"{r['speedup_vs_fp32']:.2f}×" if r["speedup_vs_fp32"] else "–"
+        table.add_row(
+            r["scheme"],
+            f"{r['size_bytes'] / 1024:.1f} KiB",
+            "–" if r["accuracy"] is None else f"{r['accuracy']:.4f}",
+            "–" if r["drop"] is None else f"{r['drop'] * 100:+.2f} pt",
+            gate,
+            latency,
+            ratio,
+        )
+    return table
+
+
+@handle_errors
+def demo(
+    out: Annotated[str, typer.Option("--out", help="Folder for the demo's model, variants and "
+                                     "report.")] = "results/demo",
+    schemes: Annotated[str, typer.Option("--schemes", help="Comma-separated schemes, or all.")]
+    = "all",
+    iterations: Annotated[int, typer.Option("--iterations", min=1, help="Measured iterations "
+                                            "per repeat.")] = 100,
+    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Process-level repeats.")] = 3,
+    results: ResultsOpt = None,
+    json_out: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Train a small model, quantize it every way, check accuracy, benchmark on the simulator,
+    and write an HTML report: the whole flow on this machine."""
+    from harness.report import write_report
+    from harness.report.recommend import recommend
+    from harness.store import Store
+
+    started = time.monotonic()
+    work = Path(out)
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot create it ({exc.strerror})",
+                        hint="pass --out with a writable folder") from None
+    location = results_location(results)
+    store = Store.open(location)
+
+    _step("1/4 train a small CNN on scikit-learn's digits")
+    keras_path, data = _train(work)
+    _step("2/4 quantize it with every scheme")
+    manifest = _quantize(keras_path, data, work / "variants", schemes)
+    failed = [v for v in manifest.variants if v.status != "ok"]
+    for v in failed:
+        warn(f"scheme {v.scheme} failed: {v.error}")
+    _step("3/4 check each TFLite variant's accuracy against fp32")
+    report = _evaluate(work / "variants", data, location)
+    _step("4/4 benchmark the TFLite variants on the host simulator (LiteRT, per-op profile)")
+    settings = Settings(warmup=10, iterations=iterations, min_time_s=0.0, repeats=repeats,
+                        profile_ops=True, inputs=None, inputs_sha256=None, energy=False,
+                        timeout_s=300.0)
+    run_id = _bench(store, work / "variants", settings, verbose)
+    record = store.load_run(run_id)
+    rows = _rows(record, report)
+    evals = store.evaluations({e.job.model.sha256 for e in record.entries})
+    recs = recommend(record, evals)
+    html = write_report(store, [run_id], work / "report.html")
+    elapsed = time.monotonic() - started
+    others = [v.scheme for v in manifest.variants if v.status == "ok" and v.file
+              and not v.file.endswith(".tflite")]
+    if json_out:
+        print_json({"run_id": run_id, "variants": rows, "report": str(html),
+                    "recommendation": [{"device": r.device, "best": r.best.scheme if r.best
+                                        else None, "note": r.note} for r in recs],
+                    "seconds": round(elapsed, 1)})
+        return
+    sim_name = next(iter(record.devices.values())).name if record.devices else "sim"
+    console.print(_table(rows, report, sim_name))
+    for r in recs:
+        if r.best:
+            console.print(f"recommended on {r.device}: [bold]{r.best.scheme or r.best.model}[/] "
+                          f"({r.best.latency_ms:.3g} ms median; {r.note})")
+            if r.gives_up:
+                console.print(f"  runner-up {r.runner_up.scheme if r.runner_up else ''}: "
+                              f"{r.gives_up}")
+        else:
+            console.print(f"no recommendation on {r.device}: {r.note}")
+    if others:
+        console.print(f"[dim]also made (phones only): {', '.join(others)}[/]")
+    console.print(f"report: [bold]{html}[/]  ·  run {run_id} in {store.location}  ·  "
+                  f"{elapsed:.0f} s")
+    console.print("[dim]next: quantlab show latest · quantlab recommend · "
+                  "quantlab bench YOUR_MODEL.tflite[/]")

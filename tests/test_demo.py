@@ -1,0 +1,47 @@
+"""`quantlab demo`: train → quantize → evaluate → bench on the simulator → report, end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from harness.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_demo_end_to_end(tmp_path: Path) -> None:
+    out, res = tmp_path / "demo", tmp_path / "results"
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli.main", "demo", "--out", str(out), "--results",
+         str(res), "--schemes", "fp32,int8,coreml-fp16", "--iterations", "20", "--repeats", "1",
+         "--json"],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    rows = {r["scheme"]: r for r in data["variants"]}
+    assert set(rows) == {"fp32", "int8"}  # the Core ML variant is made but not run on the host
+    for r in rows.values():
+        assert r["status"] == "ok", r["error"]
+        assert r["median_ms"] > 0 and r["metric"] == "top1"
+        assert 0.8 < r["accuracy"] <= 1.0  # a trained model, not chance (0.1)
+        assert r["gate"] is True and r["edge_cases_ok"] is True
+    assert rows["int8"]["size_bytes"] < rows["fp32"]["size_bytes"] / 2
+    assert rows["fp32"]["speedup_vs_fp32"] == 1.0
+    assert (out / "variants" / "coreml-fp16.mlpackage").is_dir()
+    html = Path(data["report"]).read_text()
+    assert data["run_id"] in html and "int8" in html
+
+    store = Store.open(str(res))
+    record = store.load_run(data["run_id"])
+    assert record.status == "done"
+    assert all(e.raw and e.raw.ops for e in record.entries)  # per-op profile was taken
+    evals = store.evaluations({e.job.model.sha256 for e in record.entries})
+    assert len(evals) == 2
+    store.close()
+    assert data["recommendation"][0]["best"] in {"fp32", "int8"}
