@@ -8,7 +8,6 @@ and kills only that server at the end, never the user's default one. Without the
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -370,8 +369,6 @@ open(sys.argv[1], "wb").write(conv.convert())
 """
 
 
-@pytest.mark.skipif(importlib.util.find_spec("harness.models") is None,
-                    reason="harness.models (model_ref) not written yet; quantlab bench needs it")
 def test_cli_bench_all_devices(phones: Any, cache: Path, adb_port: int, tmp_path: Path) -> None:
     qcom, exynos = phones
     model = tmp_path / "tiny.tflite"  # a real TFLite file: bench checks what it is given

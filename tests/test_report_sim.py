@@ -18,8 +18,6 @@ from typer.testing import CliRunner
 
 from harness.cli.main import app
 
-pytest.importorskip("agents.sim", reason="the simulator agent (agents/sim.py) is not there yet")
-
 runner = CliRunner()
 BENCH = ["--device", "sim", "--delegate", "xnnpack", "--threads", "1", "--warmup", "5",
          "--iterations", "60", "--repeats", "2"]
