@@ -162,7 +162,22 @@ def load_inputs(path: str, details: list[dict[str, Any]]) -> list[Any]:
 # --------------------------------------------------------------------------- measuring
 
 
+MEMORY_METHOD = (
+    "VmHWM of the measuring process" if sys.platform.startswith("linux")
+    else "ru_maxrss of the measuring process"
+)
+
+
 def _peak_memory_mb() -> float:
+    # Linux: VmHWM, the peak of this program's own address space. ru_maxrss is no good
+    # there: it survives execve, so a worker started by a large controller (one that
+    # trained a model) would report the controller's peak as its own.
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux, bytes on macOS
     return kb / 1024 / 1024 if sys.platform == "darwin" else kb / 1024
 
@@ -251,7 +266,7 @@ def measure(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
         "init_ms": init_ms,
         "first_inference_ms": first_ms,
         "peak_memory_mb": _peak_memory_mb(),
-        "memory_method": "ru_maxrss of the measuring process",
+        "memory_method": MEMORY_METHOD,
         "energy": energy,
         "energy_unavailable_reason": rapl.reason,
     }

@@ -112,6 +112,18 @@ def test_min_time_extends(agent: SimAgent, device: DeviceInfo, cnn_tflite: Path)
     assert sum(result.samples_ms[0]) >= 0.3 * 1000 * 0.5  # invoke time is most of the loop
 
 
+def test_peak_memory_is_the_workers_own(agent: SimAgent, device: DeviceInfo,
+                                        cnn_tflite: Path) -> None:
+    # A controller that has grown large (it trained a model, say) must not lend its peak
+    # to the worker: ru_maxrss survives execve on Linux, VmHWM does not.
+    ballast = np.ones(800 * 2**20 // 8)  # 800 MB, touched
+    result, _ = _run(agent, device, _job(cnn_tflite))
+    assert float(ballast[-1]) == 1.0
+    assert result.status == "ok", result.error
+    assert result.peak_memory_mb is not None and 10 < result.peak_memory_mb < 400
+    assert result.memory_method and "measuring process" in result.memory_method
+
+
 def test_int8_model(agent: SimAgent, device: DeviceInfo, tflite_models: dict[str, Path]) -> None:
     result, _ = _run(agent, device, _job(tflite_models["int8"], "cpu"))
     assert result.status == "ok", result.error
