@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from fixtures.report.checks import CHROMIUM, check_in_chromium, independent_best, picked
+
+from harness.report.html import SECTIONS
 from harness.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,5 +46,14 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert all(e.raw and e.raw.ops for e in record.entries)  # per-op profile was taken
     evals = store.evaluations({e.job.model.sha256 for e in record.entries})
     assert len(evals) == 2
+    # recommend on the demo run agrees with the raw samples and evaluations in the store
+    rec = subprocess.run(
+        [sys.executable, "-m", "harness.cli.main", "recommend", data["run_id"], "--results",
+         str(res), "--json"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert rec.returncode == 0, rec.stderr
+    assert picked(json.loads(rec.stdout)) == independent_best(store, data["run_id"], 0.03)
     store.close()
     assert data["recommendation"][0]["best"] in {"fp32", "int8"}
+    if Path(CHROMIUM).exists():  # the demo's report as a user opens it (CI installs chromium)
+        check_in_chromium(Path(data["report"]), Path("results/report-screenshot.png"),
+                          SECTIONS, min_plots=3)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
+from fixtures.report.checks import CHROMIUM, check_in_chromium
 from fixtures.report.runs import job, measure, open_store, store_run
 from typer.testing import CliRunner
 
@@ -13,8 +13,6 @@ from harness.cli.main import app
 from harness.records import Skipped
 from harness.report.html import SECTIONS
 
-CHROMIUM = "/usr/bin/chromium"
-SCREENSHOT = Path("results/report-screenshot.png")
 runner = CliRunner()
 
 
@@ -62,29 +60,5 @@ def test_empty_sections_say_no_data(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed")
 def test_report_in_headless_chromium(tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
-    path = _report(tmp_path)
-    errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(path.resolve().as_uri())
-        for key in SECTIONS:
-            assert page.locator(f'section[data-section="{key}"]').count() == 1
-        svgs = page.locator("figure svg")
-        assert svgs.count() >= 4
-        for i in range(svgs.count()):
-            box = svgs.nth(i).bounding_box()
-            assert box and box["width"] > 100 and box["height"] > 50
-            assert svgs.nth(i).locator("path, line, use").count() > 0
-        SCREENSHOT.parent.mkdir(exist_ok=True)
-        page.screenshot(path=str(SCREENSHOT), full_page=True)
-        browser.close()
-    assert errors == []
-    assert SCREENSHOT.stat().st_size > 10_000
-    shutil.copy(path, SCREENSHOT.with_name("report-test.html"))
+    check_in_chromium(_report(tmp_path), Path("results/report-fixture-screenshot.png"),
+                      SECTIONS, min_plots=4)

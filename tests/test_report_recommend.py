@@ -6,8 +6,8 @@ import csv
 import json
 from pathlib import Path
 
-import numpy as np
 import pyarrow.parquet as pq
+from fixtures.report.checks import independent_best, picked
 from fixtures.report.runs import job, measure, open_store, store_run
 from typer.testing import CliRunner
 
@@ -30,34 +30,12 @@ def _run(tmp_path: Path, evaluate: bool) -> tuple[object, str]:
     return store, rid
 
 
-def _independent(store: object, rid: str, max_drop: float | None) -> dict[str, str]:
-    """Best (scheme, delegate) per device from raw stored rows: samples + evaluations tables."""
-    jobs = store.table_rows("jobs", rid)  # type: ignore[attr-defined]
-    samples = store.table_rows("samples", rid)  # type: ignore[attr-defined]
-    evals = store.evaluations()  # type: ignore[attr-defined]
-    best: dict[str, tuple[float, str]] = {}
-    for j in jobs:
-        ev = evals.get(j["model_sha256"])
-        if max_drop is not None and (ev is None or ev["drop"] > max_drop):
-            continue
-        med = float(np.median([s["value_ms"] for s in samples if s["job_id"] == j["job_id"]]))
-        label = f"{j['scheme']}/{j['delegate']}"
-        if j["device_id"] not in best or med < best[j["device_id"]][0]:
-            best[j["device_id"]] = (med, label)
-    return {d: v[1] for d, v in best.items()}
-
-
-def _picked(data: dict) -> dict[str, str]:
-    return {d["device"]: f"{d['best']['scheme']}/{d['best']['delegate']}"
-            for d in data["devices"] if d["best"]}
-
-
 def test_recommend_matches_store_numbers(tmp_path: Path) -> None:
     store, rid = _run(tmp_path, evaluate=True)
     res = runner.invoke(app, ["recommend", rid, "--results", str(tmp_path), "--json"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
-    assert _picked(data) == _independent(store, rid, 0.03)
+    assert picked(data) == independent_best(store, rid, 0.03)
     sim = next(d for d in data["devices"] if d["device"] == "sim")
     assert sim["best"]["scheme"] != "int8"  # int8 dropped 8% > 3%: gated out
     assert sim["runner_up"] is not None and sim["gives_up"].endswith("%)")
@@ -65,7 +43,7 @@ def test_recommend_matches_store_numbers(tmp_path: Path) -> None:
     # a looser gate lets int8 in; the pick again agrees with the raw numbers
     res = runner.invoke(app, ["recommend", rid, "--max-drop", "0.1", "--results", str(tmp_path),
                               "--json"])
-    assert _picked(json.loads(res.stdout)) == _independent(store, rid, 0.1)
+    assert picked(json.loads(res.stdout)) == independent_best(store, rid, 0.1)
     res = runner.invoke(app, ["recommend", rid, "--results", str(tmp_path)])
     assert res.exit_code == 0 and "ms" in res.stdout
 
@@ -74,7 +52,7 @@ def test_recommend_without_evaluations_says_so(tmp_path: Path) -> None:
     store, rid = _run(tmp_path, evaluate=False)
     data = json.loads(runner.invoke(app, ["recommend", rid, "--results", str(tmp_path),
                                           "--json"]).stdout)
-    assert _picked(data) == _independent(store, rid, None)
+    assert picked(data) == independent_best(store, rid, None)
     assert all("accuracy not evaluated" in d["note"] for d in data["devices"])
     data = json.loads(runner.invoke(app, ["recommend", rid, "--by", "size", "--results",
                                           str(tmp_path), "--json"]).stdout)
@@ -91,7 +69,7 @@ def test_nothing_passes(tmp_path: Path) -> None:
     data = json.loads(runner.invoke(app, ["recommend", rid, "--max-drop", "0", "--results",
                                           str(tmp_path), "--json"]).stdout)
     # fp32 has drop 0.0 and passes a zero gate; on "phone" only fp32 ran
-    assert _picked(data) == _independent(store, rid, 0.0)
+    assert picked(data) == independent_best(store, rid, 0.0)
     store.save_evaluation(job("fp32").model.sha256, "fp32", "x", None, "top1", 0.5, 0.9, 0.4,
                           0.03, False, {})
     data = json.loads(runner.invoke(app, ["recommend", rid, "--max-drop", "0", "--results",
