@@ -50,27 +50,33 @@ class LatencySummary:
         }
 
 
-def bootstrap_median_ci(
-    repeats: list[np.ndarray], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
-) -> tuple[float, float]:
-    """95 % CI of the median by a two-level bootstrap.
+def bootstrap_medians(repeats: list[np.ndarray], rng: np.random.Generator,
+                      resamples: int = BOOTSTRAP_RESAMPLES) -> np.ndarray:
+    """Bootstrap replicates of the median by a two-level resampling.
 
     Repeats (separate processes) are resampled first, then samples within each
-    chosen repeat, so between-process variance widens the interval as it should.
+    chosen repeat, so between-process variance widens what is derived from them
+    as it should. With one repeat it is the ordinary bootstrap.
     """
-    rng = np.random.default_rng(seed)
     reps = [r for r in repeats if r.size]
     if len(reps) == 1:
         x = reps[0]
         idx = rng.integers(0, x.size, size=(resamples, x.size), dtype=np.int32)
-        medians = np.median(x[idx], axis=1)
-    else:
-        medians = np.empty(resamples)
-        sizes = np.array([r.size for r in reps])
-        for b in range(resamples):
-            chosen = rng.integers(0, len(reps), size=len(reps))
-            parts = [reps[c][rng.integers(0, sizes[c], size=sizes[c])] for c in chosen]
-            medians[b] = np.median(np.concatenate(parts))
+        return np.asarray(np.median(x[idx], axis=1))
+    medians = np.empty(resamples)
+    sizes = np.array([r.size for r in reps])
+    for b in range(resamples):
+        chosen = rng.integers(0, len(reps), size=len(reps))
+        parts = [reps[c][rng.integers(0, sizes[c], size=sizes[c])] for c in chosen]
+        medians[b] = np.median(np.concatenate(parts))
+    return medians
+
+
+def bootstrap_median_ci(
+    repeats: list[np.ndarray], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
+) -> tuple[float, float]:
+    """95 % CI of the median by a two-level bootstrap (:func:`bootstrap_medians`)."""
+    medians = bootstrap_medians(repeats, np.random.default_rng(seed), resamples)
     lo, hi = np.percentile(medians, [2.5, 97.5])
     return float(lo), float(hi)
 

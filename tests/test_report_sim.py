@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 from harness.cli.main import app
 
 runner = CliRunner()
-BENCH = ["--device", "sim", "--delegate", "xnnpack", "--threads", "1", "--warmup", "5",
-         "--iterations", "60", "--repeats", "2"]
+BENCH = ["--device", "sim", "--delegate", "xnnpack", "--threads", "1", "--warmup", "10",
+         "--iterations", "100", "--repeats", "3"]
 
 
 def _tflite(path: Path, width: int, layers: int) -> Path:
@@ -40,8 +40,10 @@ def _tflite(path: Path, width: int, layers: int) -> Path:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("report-sim")
-    return (_tflite(root / "small" / "model.tflite", 256, 2),
-            _tflite(root / "big" / "model.tflite", 1024, 6))
+    # Big enough to time in tenths of a millisecond: a few-microsecond model measures
+    # scheduler noise more than the model.
+    return (_tflite(root / "small" / "model.tflite", 1024, 3),
+            _tflite(root / "big" / "model.tflite", 2048, 6))
 
 
 def _bench(results: Path, model: Path) -> str:

@@ -52,7 +52,7 @@ class Comparison:
     only_in_new: list[str] = field(default_factory=list)
     test: str = ("two-sided Mann-Whitney U on raw samples, all repeats of a job pooled; "
                  f"alpha {ALPHA}; slower/faster also needs the ratio beyond the threshold "
-                 "and its 95% CI clear of 1")
+                 "and its 95% CI (two-level bootstrap: repeats, then samples) clear of 1")
 
     @property
     def regressed(self) -> bool:
@@ -68,9 +68,13 @@ class Comparison:
         return out
 
 
-def _pooled(entry: JobEntry) -> np.ndarray:
+def _repeats(entry: JobEntry) -> list[np.ndarray]:
     assert entry.raw is not None
-    parts = [np.asarray(r, dtype=float) for r in entry.raw.samples_ms if len(r)]
+    return [np.asarray(r, dtype=float) for r in entry.raw.samples_ms if len(r)]
+
+
+def _pooled(entry: JobEntry) -> np.ndarray:
+    parts = _repeats(entry)
     return np.concatenate(parts) if parts else np.empty(0)
 
 
@@ -85,13 +89,15 @@ def _keys(entry: JobEntry) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
     return (j.model.sha256, *rest), (j.model.scheme, Path(j.model.path).name, *rest)
 
 
-def ratio_ci(base: np.ndarray, new: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,
-             seed: int = 0) -> tuple[float, float]:
-    """95 % bootstrap CI of median(new) / median(base), resampling both sides independently."""
+def ratio_ci(base: list[np.ndarray], new: list[np.ndarray],
+             resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> tuple[float, float]:
+    """95 % bootstrap CI of median(new) / median(base), each side resampled on its own at
+    two levels (repeats, then samples within a repeat), so a shift between processes
+    of one run widens the interval instead of passing for a difference between runs."""
+    from harness.stats import bootstrap_medians
+
     rng = np.random.default_rng(seed)
-    bi = rng.integers(0, base.size, size=(resamples, base.size), dtype=np.int32)
-    ni = rng.integers(0, new.size, size=(resamples, new.size), dtype=np.int32)
-    ratios = np.median(new[ni], axis=1) / np.median(base[bi], axis=1)
+    ratios = bootstrap_medians(new, rng, resamples) / bootstrap_medians(base, rng, resamples)
     lo, hi = np.percentile(ratios, [2.5, 97.5])
     return float(lo), float(hi)
 
@@ -110,7 +116,7 @@ def verdict(base: np.ndarray, new: np.ndarray, threshold: float,
 
     ratio = float(np.median(new) / np.median(base))
     p = float(mannwhitneyu(new, base, alternative="two-sided").pvalue)
-    lo, hi = ci if ci is not None else ratio_ci(base, new)
+    lo, hi = ci if ci is not None else ratio_ci([base], [new])
     if p < ALPHA and ratio > 1 + threshold and lo > 1:
         return "slower", p, ratio
     if p < ALPHA and ratio < 1 / (1 + threshold) and hi < 1:
@@ -142,7 +148,7 @@ def compare_runs(baseline: RunRecord, new: RunRecord,
             continue
         used.add(b.job.job_id)
         xb, xn = _pooled(b), _pooled(e)
-        ci = ratio_ci(xb, xn)
+        ci = ratio_ci(_repeats(b), _repeats(e))
         word, p, ratio = verdict(xb, xn, threshold, ci)
         matches.append(Match(
             model=_model_name(e), device=e.job.device_id, delegate=e.job.delegate,
