@@ -242,7 +242,7 @@ def bench(
         run_id, jobs, skipped_count = run.run_id, list(the_plan.jobs), len(the_plan.skipped)
         for s in the_plan.skipped:
             err_console.print(f"[yellow]skipped[/] {s.job.label()}: {s.reason}", soft_wrap=True)
-    accounts = _dispatch(store, run_id, fleet, jobs, retry_timeout, verbose)
+    accounts = dispatch_jobs(store, run_id, fleet, jobs, retry_timeout, verbose)
     _finish(store, run_id, accounts, json_out, skipped_count)
 
 
@@ -260,8 +260,10 @@ def _resume(store: Any, run_id: str, cluster: str | None = None) -> tuple[str, l
     return run_id, jobs, fleet
 
 
-def _dispatch(store: Any, run_id: str, fleet: Any, jobs: list[Any], retry_timeout: float,
-              verbose: bool) -> list[Any]:
+def dispatch_jobs(store: Any, run_id: str, fleet: Any, jobs: list[Any], retry_timeout: float,
+                  verbose: bool) -> list[Any]:
+    """Run stored jobs with a progress display; on Ctrl-C (or SIGTERM) mark the run
+    interrupted, say how to resume, and exit 130."""
     from harness.cli.progress import RichReporter
     from harness.dispatch import Dispatcher, Interrupted
 

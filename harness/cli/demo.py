@@ -65,7 +65,7 @@ def _evaluate(variants: Path, data: Path, location: str) -> dict[str, Any]:
 
 
 def _bench(store: Any, variants: Path, settings: Settings, verbose: bool) -> str:
-    from harness.cli.bench import _dispatch
+    from harness.cli.bench import dispatch_jobs
     from harness.environment import new_run
     from harness.plan import build_plan, discover, expand_models, select_devices
 
@@ -75,7 +75,7 @@ def _bench(store: Any, variants: Path, settings: Settings, verbose: bool) -> str
     plan = build_plan(refs, sim, fleet, ["xnnpack"], [1], settings)
     run = new_run(settings)
     store.create_run(run, plan, sim)
-    _dispatch(store, run.run_id, fleet, list(plan.jobs), retry_timeout=0.0, verbose=verbose)
+    dispatch_jobs(store, run.run_id, fleet, list(plan.jobs), retry_timeout=0.0, verbose=verbose)
     store.finish_run(run.run_id, "done")
     return run.run_id
 
