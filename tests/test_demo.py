@@ -57,3 +57,15 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     if Path(CHROMIUM).exists():  # the demo's report as a user opens it (CI installs chromium)
         check_in_chromium(Path(data["report"]), Path("results/report-screenshot.png"),
                           SECTIONS, min_plots=3)
+
+
+def test_demo_bad_scheme_fails_before_training(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli.main", "demo", "--out", str(out), "--results",
+         str(tmp_path / "results"), "--schemes", "fp32,int9"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unknown scheme 'int9'" in lines[0]
+    assert not out.exists()

@@ -153,11 +153,13 @@ def demo(
 ) -> None:
     """Train a small model, quantize it every way, check accuracy, benchmark on the simulator,
     and write an HTML report: the whole flow on this machine."""
+    from harness.quantize.schemes import resolve_schemes
     from harness.report import write_report
     from harness.report.recommend import recommend
     from harness.store import Store
 
     started = time.monotonic()
+    resolve_schemes(split_list(schemes) or ["all"])  # a typo fails now, not after training
     work = Path(out)
     try:
         work.mkdir(parents=True, exist_ok=True)
