@@ -153,13 +153,14 @@ def demo(
 ) -> None:
     """Train a small model, quantize it every way, check accuracy, benchmark on the simulator,
     and write an HTML report: the whole flow on this machine."""
+    from harness.cli.bench import fmt_ms
     from harness.quantize.schemes import resolve_schemes
     from harness.report import write_report
     from harness.report.recommend import recommend
     from harness.store import Store
 
     started = time.monotonic()
-    resolve_schemes(split_list(schemes) or ["all"])  # a typo fails now, not after training
+    picked = resolve_schemes(split_list(schemes) or ["all"])  # a typo fails now, not later
     work = Path(out)
     try:
         work.mkdir(parents=True, exist_ok=True)
@@ -171,7 +172,7 @@ def demo(
 
     _step("1/4 train a small CNN on scikit-learn's digits")
     keras_path, data = _train(work)
-    _step("2/4 quantize it with every scheme")
+    _step(f"2/4 quantize it: {', '.join(s.name for s in picked)}")
     manifest = _quantize(keras_path, data, work / "variants", schemes)
     failed = [v for v in manifest.variants if v.status != "ok"]
     for v in failed:
@@ -202,7 +203,7 @@ def demo(
     for r in recs:
         if r.best:
             console.print(f"recommended on {r.device}: [bold]{r.best.scheme or r.best.model}[/] "
-                          f"({r.best.latency_ms:.3g} ms median; {r.note})")
+                          f"({fmt_ms(r.best.latency_ms)} median; {r.note})")
             if r.gives_up:
                 console.print(f"  runner-up {r.runner_up.scheme if r.runner_up else ''}: "
                               f"{r.gives_up}")

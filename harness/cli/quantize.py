@@ -106,6 +106,7 @@ def quantize_with_progress(model: str | Path, schemes: list[str], calib: str | P
         TimeElapsedColumn(),
         console=err_console,
         transient=True,
+        disable=not err_console.is_terminal,  # no bar (and no blank line) in logs
     )
     task = bar.add_task("loading model", total=len(picked))
 
@@ -136,6 +137,7 @@ def evaluate_with_progress(variants_dir: str | Path, data: str | Path, **options
         TimeElapsedColumn(),
         console=err_console,
         transient=True,
+        disable=not err_console.is_terminal,
     )
     task = bar.add_task("", total=None)
 
