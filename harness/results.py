@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.records import Job, RawResult, to_dict
-from harness.stats import stability_warnings, summarize
+from harness.stats import stability, summarize
 from harness.store import JobEntry, RunRecord
 
 
@@ -46,8 +46,11 @@ def result_dict(
     """The user-facing JSON of one job (schema in docs/result-spec.md)."""
     summary = summarize(raw) if raw else None
     warnings: list[str] = []
+    not_checkable: list[str] = []
     if raw:
-        warnings = list(raw.warnings) + stability_warnings(raw)
+        checks = stability(raw, summary)
+        warnings = list(raw.warnings) + checks.warnings
+        not_checkable = checks.not_checkable
     op_sum = sum(op.avg_ms for op in raw.ops if op.unit == "ms") if raw and raw.ops else None
     out: dict[str, Any] = {
         "job_id": job.job_id,
@@ -66,6 +69,7 @@ def result_dict(
         "attempts": attempts,
         "latency_ms": summary.as_dict() if summary else None,
         "samples_ms": [list(r) for r in raw.samples_ms] if raw else [],
+        "launches": [to_dict(x) for x in raw.launches] if raw else [],
         "init_ms": raw.init_ms if raw else None,
         "first_inference_ms": raw.first_inference_ms if raw else None,
         "peak_memory_mb": raw.peak_memory_mb if raw else None,
@@ -77,7 +81,9 @@ def result_dict(
         "energy_unavailable_reason": raw.energy_unavailable_reason if raw else None,
         "thermal": {"before": raw.thermal_before, "after": raw.thermal_after} if raw else None,
         "runner": raw.runner if raw else None,
+        "raw_files": [to_dict(f) for f in raw.raw_files] if raw else [],
         "warnings": warnings,
+        "stability_not_checkable": not_checkable,
         "settings": to_dict(job.settings),
     }
     return out
@@ -106,5 +112,7 @@ def run_dict(record: RunRecord) -> dict[str, Any]:
         "tool_versions": record.run.tool_versions,
         "git_sha": record.run.git_sha,
         "command": record.run.command,
+        "tags": list(record.tags),
+        "plan_sha256": record.plan_sha256,
         "results": [entry_dict(record, e) for e in record.entries],
     }

@@ -6,12 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from android_runner.parser import (
-    parse_output,
-    profile_ops,
-    strip_prefix,
-    to_raw_result,
-)
+from android_runner.parser import parse_output, strip_prefix
+from android_runner.result_mapping import profile_ops, to_raw_result
 
 FIX = Path(__file__).parent / "fixtures" / "android"
 
@@ -208,3 +204,22 @@ def test_one_failed_repeat_fails_the_result() -> None:
     bad = parse_output(fixture("nnapi_partial_tf43541.txt"))
     raw = to_raw_result("job", [good, bad], "nnapi")
     assert raw.status == "failed" and (raw.error or "").startswith("repeat 2: ")
+
+
+def test_litert_count_line_with_percentiles_gives_a_tool_median() -> None:
+    """benchmark_litert_model prints p5/median/p95 on its count= line: the median is the
+    tool's own, kept as such (a summary, not per-iteration samples)."""
+    from harness.stats import SUMMARY, summarize
+
+    text = ("count=20 first=5120 curr=4801 min=4702 max=5120 avg=4850.5 std=98 p5=4710 "
+            "median=4833 p95=5010\n"
+            "Inference timings in us: Init: 91000, First inference: 5120, "
+            "Warmup (avg): 4990, Inference (avg): 4850.5\n")
+    out = parse_output(text)
+    assert out.ok and out.inference is not None and out.inference.median_us == 4833
+    raw = to_raw_result("j", [out])
+    (launch,) = raw.launches
+    assert launch.median_ms == 4.833 and launch.p5_ms == 4.71 and launch.p95_ms == 5.01
+    s = summarize(raw)
+    assert s is not None and s.method == SUMMARY and s.statistic == "median"
+    assert s.value == 4.833 and s.mean == 4.8505

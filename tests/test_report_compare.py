@@ -61,8 +61,8 @@ def test_unmatched_jobs_are_listed(tmp_path: Path) -> None:
     b = store_run(store, [job("int8"), job("fp32")], [s1, s2])
     c = compare_runs(store.load_run(a), store.load_run(b))
     assert len(c.matches) == 1 and c.matches[0].verdict == "no significant difference"
-    assert len(c.only_in_baseline) == 1 and "cpu" in c.only_in_baseline[0]
-    assert len(c.only_in_new) == 1 and "fp32" in c.only_in_new[0]
+    assert len(c.only_in_baseline) == 1 and "cpu" in c.only_in_baseline[0].label
+    assert len(c.only_in_new) == 1 and "fp32" in c.only_in_new[0].label
     res = runner.invoke(app, ["compare", a, b, "--results", str(tmp_path)])
     assert res.exit_code == 0 and "only in new run" in res.stdout
 

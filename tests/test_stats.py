@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from harness.records import RawResult
 from harness.stats import bootstrap_median_ci, stability_warnings, summarize, summarize_samples
@@ -53,3 +54,25 @@ def test_aggregates_only_result() -> None:
                                    "count": 50})
     s = summarize(raw)
     assert s is not None and s.source == "aggregates" and s.mean == 33.2 and s.median is None
+
+
+def test_launch_figures_give_a_per_launch_mean_with_a_ci_and_no_invented_median() -> None:
+    from harness.records import LaunchStats
+    from harness.stats import PER_LAUNCH, SUMMARY, stability
+
+    launches = (LaunchStats(mean_ms=10.0, count=50, std_ms=0.5),
+                LaunchStats(mean_ms=10.4, count=50, std_ms=0.5),
+                LaunchStats(mean_ms=9.8, count=50, std_ms=0.4))
+    raw = RawResult(job_id="j", status="ok", launches=launches)
+    s = summarize(raw)
+    assert s is not None and s.method == PER_LAUNCH and s.statistic == "mean"
+    assert s.value == pytest.approx(10.0667, rel=1e-3) and s.median is None
+    assert s.ci95 is not None and s.ci95[0] < s.value < s.ci95[1]
+    assert s.count == 150 and s.launches == 3
+    # one launch, only an average: a summary whose spread cannot be checked
+    only = RawResult(job_id="j", status="ok", launches=(LaunchStats(mean_ms=80.0),))
+    s = summarize(only)
+    assert s is not None and s.method == SUMMARY and s.std is None and s.min is None
+    assert s.ci95 is None and "variance between launches unknown" in (s.note or "")
+    checks = stability(only)
+    assert checks.warnings == [] and len(checks.not_checkable) == 3

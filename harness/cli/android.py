@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 from typing import Annotated, Any
@@ -40,19 +41,24 @@ def provision(
     delegate_libs: Annotated[str | None, typer.Option(
         "--delegate-libs", help="Folder of delegate libraries to push with it "
         "(libhexagon_interface.so + libhexagon_nn_skel*.so, or the QNN libQnn*.so).")] = None,
+    runner: Annotated[str, typer.Option(
+        "--runner", help="benchmark_model (TFLite interpreter; cpu, xnnpack, gpu, nnapi, "
+        "hexagon, qnn) or benchmark_litert_model (LiteRT CompiledModel; litert-cpu, "
+        "litert-gpu, litert-npu).")] = "benchmark_model",
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Keep a benchmark_model binary (and delegate libraries) for an ABI in quantlab's cache."""
     from android_runner.provision import cache_dir, provision_binary
 
-    got = provision_binary(Path(binary), abi, Path(delegate_libs) if delegate_libs else None)
-    data = {"abi": got.abi, "path": str(got.path), "sha256": got.sha256, "size": got.size,
-            "libs": got.libs, "cache": str(cache_dir())}
+    got = provision_binary(Path(binary), abi, Path(delegate_libs) if delegate_libs else None,
+                           runner)
+    data = {"runner": got.name, "abi": got.abi, "path": str(got.path), "sha256": got.sha256,
+            "size": got.size, "libs": got.libs, "cache": str(cache_dir())}
     if json_out:
         print_json(data)
         return
-    console.print(f"benchmark_model for [bold]{got.abi}[/] cached at {got.path}\n"
+    console.print(f"{got.name} for [bold]{got.abi}[/] cached at {got.path}\n"
                   f"sha256 {got.sha256} · {got.size} bytes"
                   + (f" · {len(got.libs)} delegate libraries" if got.libs else ""))
     console.print("[dim]it is pushed to /data/local/tmp/quantlab/ on each phone when the "
@@ -115,8 +121,9 @@ def _int(params: dict[str, str], *names: str, default: int) -> int:
 
 @handle_errors
 def import_log(
-    file: Annotated[str, typer.Argument(help="benchmark_model output (stdout, logcat) or its "
-                                        "CSV op profile.")],
+    files: Annotated[list[str], typer.Argument(
+        help="benchmark_model output (stdout, logcat) or its CSV op profile; several files "
+        "of the same model, device and settings are the launches (repeats) of one job.")],
     device_name: Annotated[str, typer.Option("--device-name", help="Name of the phone it ran "
                                              "on; stored as device imported:NAME.")]
     = "hand-run",
@@ -131,35 +138,49 @@ def import_log(
     verbose: VerboseOpt = False,
 ) -> None:
     """Store a benchmark_model run made by hand as a result (a failed run stays failed)."""
-    from android_runner.parser import parse_output, profile_ops, to_raw_result
+    from android_runner.parser import parse_output
+    from android_runner.result_mapping import profile_ops, to_raw_result
     from harness.environment import new_run
-    from harness.records import DeviceInfo, Job, ModelRef, Plan, RawResult, Settings
+    from harness.records import DeviceInfo, Job, ModelRef, Plan, RawOutput, RawResult, Settings
     from harness.results import run_dict
     from harness.store import Store
 
-    path = Path(file)
-    if not path.is_file():
-        raise UserError(f"{file}: no such file", hint="give a saved benchmark_model output")
-    text = path.read_text(errors="replace")
-    if not text.strip():
-        raise UserError(f"{file}: empty file", hint="give a saved benchmark_model output")
+    texts: list[str] = []
+    for file in files:
+        path = Path(file)
+        if not path.is_file():
+            raise UserError(f"{file}: no such file", hint="give a saved benchmark_model output")
+        text = path.read_text(errors="replace")
+        if not text.strip():
+            raise UserError(f"{file}: empty file", hint="give a saved benchmark_model output")
+        texts.append(text)
     profile_text = None
     if profile:
         if not Path(profile).is_file():
             raise UserError(f"--profile {profile}: no such file")
         profile_text = Path(profile).read_text(errors="replace")
-    parsed = parse_output(text, profile_text)
-    profile_only = parsed.summary_layout is None and parsed.run_table() is not None
-    if parsed.summary_layout is None and not parsed.tables and not parsed.params \
-            and parsed.inference is None:
-        raise UserError(f"{file}: not benchmark_model output",
-                        hint="save the tool's stdout (or `adb logcat -s tflite`) to a file")
+    launches = [parse_output(t, profile_text if k == 0 else None) for k, t in enumerate(texts)]
+    for file, parsed in zip(files, launches, strict=True):
+        if parsed.summary_layout is None and not parsed.tables and not parsed.params \
+                and parsed.inference is None:
+            raise UserError(f"{file}: not benchmark_model output",
+                            hint="save the tool's stdout (or `adb logcat -s tflite`) to a file")
+    parsed = launches[0]
+    path = Path(files[0])
+    text = texts[0]
+    profile_only = (len(launches) == 1 and parsed.summary_layout is None
+                    and parsed.run_table() is not None)
     name = device_name.strip() or "hand-run"
     used = delegate or _delegate_from(parsed.params, text)
     threads = _int(parsed.params, "Num threads", "#threads used for CPU inference", default=1)
     settings = Settings(warmup=_int(parsed.params, "Min warmup runs", default=1),
-                        iterations=_int(parsed.params, "Min num runs", default=50), repeats=1,
-                        profile_ops=bool(parsed.run_table()))
+                        iterations=_int(parsed.params, "Min num runs", default=50),
+                        repeats=len(launches), profile_ops=bool(parsed.run_table()))
+    for file, other in zip(files[1:], launches[1:], strict=True):
+        if (other.params.get("Graph"), _delegate_from(other.params, "")) != \
+                (parsed.params.get("Graph"), _delegate_from(parsed.params, "")):
+            raise UserError(f"{file}: measures another model or delegate than {files[0]}",
+                            hint="import the launches of one job together, other jobs apart")
     if model:
         mpath = Path(model)
         if not mpath.is_file():
@@ -168,18 +189,26 @@ def import_log(
         ref = ModelRef(str(mpath.resolve()), sha, mpath.stat().st_size, "tflite")
     else:
         graph = parsed.params.get("Graph") or path.name
-        ref = ModelRef(graph, hashlib.sha256(text.encode()).hexdigest(), 0, "tflite")
+        ref = ModelRef(graph, hashlib.sha256("".join(texts).encode()).hexdigest(), 0, "tflite")
     device = DeviceInfo(id=f"imported:{name}", platform="android", name=name,
-                        extra={"imported_from": str(path.resolve())})
+                        extra={"imported_from": [str(Path(f).resolve()) for f in files]})
     job = Job(ref, device.id, "android", used, threads, settings)
-    runner: dict[str, Any] = {"name": "benchmark_model", "imported_from": str(path.resolve())}
+    runner: dict[str, Any] = {"name": "benchmark_model",
+                              "imported_from": [str(Path(f).resolve()) for f in files]}
     if profile_only:
         ops, warnings = profile_ops(parsed, used)
         raw = RawResult(job_id=job.job_id, status="ok", ops=tuple(ops), runner=runner,
                         warnings=("profile only: the file has no timings summary",
                                   *warnings))
     else:
-        raw = to_raw_result(job.job_id, [parsed], used, runner=runner)
+        raw = to_raw_result(job.job_id, launches, used, runner=runner)
+    # the imported files themselves are the raw output every figure is parsed from
+    # (named like an agent's launches: launch-N.stdout, profile.csv)
+    kept = [RawOutput.capture(f"launch-{k + 1}.stdout", "text/plain", Path(f).read_bytes())
+            for k, f in enumerate(files)]
+    if profile:
+        kept.append(RawOutput.capture("profile.csv", "text/csv", Path(profile).read_bytes()))
+    raw = dataclasses.replace(raw, raw_outputs=(*raw.raw_outputs, *kept))
     store = Store.open(results_location(results))
     run = new_run(settings)
     store.create_run(run, Plan(jobs=(job,)), [device])
@@ -189,7 +218,7 @@ def import_log(
     if json_out:
         print_json({"run_id": run.run_id, "results": data["results"]})
         return
-    from harness.cli.bench import results_table
+    from harness.cli.tables import results_table
 
     console.print(results_table(data["results"], title=f"Imported as run {run.run_id}"))
     if raw.status == "failed":

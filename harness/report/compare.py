@@ -1,43 +1,95 @@
-"""Compare two stored runs job by job: ratio of medians with a CI and a rank-test verdict.
+"""Compare two stored runs job by job: every job gets a verdict or says why it cannot.
 
-Jobs are matched by (model, device, delegate, threads), where the model is its
-sha256, or — for jobs whose file changed between the runs — its scheme plus file
-name. The verdict comes from a two-sided Mann–Whitney U test on the raw samples
-with every process-level repeat of a job pooled into one sample, never from two
-means.
+Jobs are matched on ``--match`` keys (default model, device, delegate, threads),
+where the model is its sha256 or — for jobs whose file changed between the runs —
+its scheme plus file name. Each matched pair is tested at the best level both
+sides' data supports (:data:`harness.stats.METHODS`):
+
+* ``per-iteration``: two-sided Mann–Whitney U on the raw samples (all repeats
+  pooled); ratio of medians with a two-level bootstrap CI (repeats, then samples);
+* ``per-launch``: Welch's t-test on the log of each launch's mean; ratio of means
+  with a two-level bootstrap CI (launches, then each launch's own sampling error);
+* ``summary``: Welch's t-test from the tools' mean, std and count; CI by the delta
+  method on the log ratio — within one launch, variance between launches unknown.
+
+"slower" needs the test significant, the ratio beyond the threshold and its 95 % CI
+clear of 1; "faster" mirrors it. A pair with too little data is ``untestable`` with
+the reason; a job that ran in the baseline and failed in the new run is ``failed``
+and counts as a regression. Every job of either run appears exactly once: in a
+match, in ``only_in_baseline`` or in ``only_in_new``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from harness.errors import UserError
+from harness.records import LaunchStats
+from harness.stats import (
+    PER_ITERATION,
+    PER_LAUNCH,
+    SUMMARY,
+    SUMMARY_NOTE,
+    bootstrap_launch_means,
+    launch_figures,
+)
 from harness.store import JobEntry, RunRecord
 
 ALPHA = 0.05
 DEFAULT_THRESHOLD = 0.05
 BOOTSTRAP_RESAMPLES = 2000
+MATCH_KEYS = ("model", "scheme", "device", "delegate", "threads")
+DEFAULT_MATCH = ("model", "device", "delegate", "threads")
+SLOWER, FASTER, SAME = "slower", "faster", "no significant difference"
+UNTESTABLE, FAILED = "untestable", "failed"
+
+TESTS = {
+    PER_ITERATION: "two-sided Mann-Whitney U on per-iteration samples (repeats pooled); "
+                   "CI of the ratio of medians by a two-level bootstrap (repeats, then samples)",
+    PER_LAUNCH: "Welch's t-test on the log of each launch's mean; CI of the ratio of means by "
+                "a two-level bootstrap (launches, then each launch's sampling error)",
+    SUMMARY: f"Welch's t-test from the tools' mean, std and count ({SUMMARY_NOTE}); "
+             "CI of the ratio of means by the delta method",
+}
+RULE = (f"alpha {ALPHA}; slower/faster also needs the ratio beyond the threshold and its 95% CI "
+        "clear of 1")
 
 
 @dataclass(frozen=True)
 class Match:
-    """One job present in both runs, with its verdict."""
+    """Two jobs paired across the runs, with their verdict (or why there is none)."""
 
     model: str
     device: str
     delegate: str
     threads: int
-    baseline_median_ms: float
-    new_median_ms: float
-    ratio: float  # new / baseline median; > 1 means slower
-    ratio_ci95: tuple[float, float]
-    p_value: float
-    verdict: str  # "faster" | "slower" | "no significant difference"
+    verdict: str  # faster | slower | no significant difference | untestable | failed
+    method: str | None  # per-iteration | per-launch | summary; None when untestable
+    statistic: str | None  # "median" | "mean": what baseline_ms / new_ms are
+    baseline_ms: float | None
+    new_ms: float | None
+    ratio: float | None  # new / baseline; > 1 means slower
+    ratio_ci95: tuple[float, float] | None
+    p_value: float | None
+    reason: str | None  # why untestable / failed; the caveat of a summary-level test
     baseline_job: str
     new_job: str
+    baseline_label: str
+    new_label: str
+
+
+@dataclass(frozen=True)
+class Unmatched:
+    """A job of one run with no partner in the other."""
+
+    label: str
+    job: str
+    status: str
 
 
 @dataclass(frozen=True)
@@ -47,46 +99,36 @@ class Comparison:
     baseline: str
     new: str
     threshold: float
+    match_keys: tuple[str, ...] = DEFAULT_MATCH
     matches: list[Match] = field(default_factory=list)
-    only_in_baseline: list[str] = field(default_factory=list)
-    only_in_new: list[str] = field(default_factory=list)
-    test: str = ("two-sided Mann-Whitney U on raw samples, all repeats of a job pooled; "
-                 f"alpha {ALPHA}; slower/faster also needs the ratio beyond the threshold "
-                 "and its 95% CI (two-level bootstrap: repeats, then samples) clear of 1")
+    only_in_baseline: list[Unmatched] = field(default_factory=list)
+    only_in_new: list[Unmatched] = field(default_factory=list)
+    tests: dict[str, str] = field(default_factory=lambda: dict(TESTS))
+    rule: str = RULE
 
     @property
     def regressed(self) -> bool:
-        """True when any match is significantly slower by more than the threshold."""
-        return any(m.verdict == "slower" for m in self.matches)
+        """True when a match got significantly slower beyond the threshold, or now fails."""
+        return any(m.verdict in (SLOWER, FAILED) for m in self.matches)
+
+    @property
+    def untestable(self) -> list[Match]:
+        """The pairs that could not be tested, each with its reason."""
+        return [m for m in self.matches if m.verdict == UNTESTABLE]
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (with ``regressed``)."""
+        """JSON-ready dict (with ``regressed`` and ``untestable`` count)."""
         out = asdict(self)
+        out["match_keys"] = list(self.match_keys)
         out["regressed"] = self.regressed
+        out["untestable"] = len(self.untestable)
         for m in out["matches"]:
-            m["ratio_ci95"] = list(m["ratio_ci95"])
+            if m["ratio_ci95"] is not None:
+                m["ratio_ci95"] = list(m["ratio_ci95"])
         return out
 
 
-def _repeats(entry: JobEntry) -> list[np.ndarray]:
-    assert entry.raw is not None
-    return [np.asarray(r, dtype=float) for r in entry.raw.samples_ms if len(r)]
-
-
-def _pooled(entry: JobEntry) -> np.ndarray:
-    parts = _repeats(entry)
-    return np.concatenate(parts) if parts else np.empty(0)
-
-
-def _model_name(entry: JobEntry) -> str:
-    name = Path(entry.job.model.path).name
-    return f"{entry.job.model.scheme} ({name})" if entry.job.model.scheme else name
-
-
-def _keys(entry: JobEntry) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-    j = entry.job
-    rest = (j.device_id, j.delegate, j.threads)
-    return (j.model.sha256, *rest), (j.model.scheme, Path(j.model.path).name, *rest)
+# ----------------------------------------------------------------------------- tests
 
 
 def ratio_ci(base: list[np.ndarray], new: list[np.ndarray],
@@ -102,9 +144,18 @@ def ratio_ci(base: list[np.ndarray], new: list[np.ndarray],
     return float(lo), float(hi)
 
 
+def _word(p: float, ratio: float, ci: tuple[float, float], threshold: float) -> str:
+    lo, hi = ci
+    if p < ALPHA and ratio > 1 + threshold and lo > 1:
+        return SLOWER
+    if p < ALPHA and ratio < 1 / (1 + threshold) and hi < 1:
+        return FASTER
+    return SAME
+
+
 def verdict(base: np.ndarray, new: np.ndarray, threshold: float,
             ci: tuple[float, float] | None = None) -> tuple[str, float, float]:
-    """(verdict, p-value, ratio of medians) for two pooled sample arrays.
+    """(verdict, p-value, ratio of medians) for two pooled per-iteration sample arrays.
 
     "slower" only when the rank test is significant, the ratio exceeds
     1 + threshold, and the ratio's 95 % CI (``ci``, computed when not given) lies
@@ -116,55 +167,220 @@ def verdict(base: np.ndarray, new: np.ndarray, threshold: float,
 
     ratio = float(np.median(new) / np.median(base))
     p = float(mannwhitneyu(new, base, alternative="two-sided").pvalue)
-    lo, hi = ci if ci is not None else ratio_ci([base], [new])
-    if p < ALPHA and ratio > 1 + threshold and lo > 1:
-        return "slower", p, ratio
-    if p < ALPHA and ratio < 1 / (1 + threshold) and hi < 1:
-        return "faster", p, ratio
-    return "no significant difference", p, ratio
+    ci = ci if ci is not None else ratio_ci([base], [new])
+    return _word(p, ratio, ci, threshold), p, ratio
 
 
-def _usable(entry: JobEntry) -> bool:
-    return entry.status == "ok" and entry.raw is not None and _pooled(entry).size >= 2
+def launch_verdict(base: list[LaunchStats], new: list[LaunchStats], threshold: float,
+                   seed: int = 0) -> tuple[str, float, float, tuple[float, float]]:
+    """(verdict, p-value, ratio of means, CI) from two runs' per-launch figures (≥ 2 each)."""
+    from scipy.stats import ttest_ind
+
+    mb = float(np.mean([x.mean_ms for x in base]))
+    mn = float(np.mean([x.mean_ms for x in new]))
+    ratio = mn / mb
+    lb = np.log([x.mean_ms for x in base])
+    ln = np.log([x.mean_ms for x in new])
+    if np.ptp(lb) == 0 and np.ptp(ln) == 0:  # identical launches on each side
+        p = 1.0 if lb[0] == ln[0] else 0.0
+    else:
+        p = float(ttest_ind(ln, lb, equal_var=False).pvalue)
+    rng = np.random.default_rng(seed)
+    reps = (bootstrap_launch_means(new, rng, BOOTSTRAP_RESAMPLES)
+            / bootstrap_launch_means(base, rng, BOOTSTRAP_RESAMPLES))
+    lo, hi = np.percentile(reps, [2.5, 97.5])
+    ci = (float(lo), float(hi))
+    return _word(p, ratio, ci, threshold), p, ratio, ci
 
 
-def compare_runs(baseline: RunRecord, new: RunRecord,
-                 threshold: float = DEFAULT_THRESHOLD) -> Comparison:
-    """Match the jobs of two runs and give each match a verdict."""
-    base_entries = [e for e in baseline.entries if _usable(e)]
-    new_entries = [e for e in new.entries if _usable(e)]
-    by_sha = {_keys(e)[0]: e for e in base_entries}
-    by_name = {_keys(e)[1]: e for e in base_entries}
-    used: set[str] = set()
-    matches: list[Match] = []
-    only_new: list[str] = []
-    for e in new_entries:
-        k_sha, k_name = _keys(e)
-        b = by_sha.get(k_sha)
-        if b is None or b.job.job_id in used:
-            b = by_name.get(k_name)
-        if b is None or b.job.job_id in used:
-            only_new.append(e.job.label())
-            continue
-        used.add(b.job.job_id)
-        xb, xn = _pooled(b), _pooled(e)
-        ci = ratio_ci(_repeats(b), _repeats(e))
+def summary_verdict(base: LaunchStats, new: LaunchStats,
+                    threshold: float) -> tuple[str, float, float, tuple[float, float]]:
+    """(verdict, p-value, ratio of means, CI) from two summaries (mean, std, count)."""
+    from scipy.stats import ttest_ind_from_stats
+
+    assert base.std_ms is not None and new.std_ms is not None
+    assert base.count and new.count
+    ratio = new.mean_ms / base.mean_ms
+    if base.std_ms == 0 and new.std_ms == 0:
+        p = 1.0 if new.mean_ms == base.mean_ms else 0.0
+    else:
+        p = float(ttest_ind_from_stats(new.mean_ms, new.std_ms, new.count,
+                                       base.mean_ms, base.std_ms, base.count,
+                                       equal_var=False).pvalue)
+    se = math.sqrt((base.std_ms / base.mean_ms) ** 2 / base.count
+                   + (new.std_ms / new.mean_ms) ** 2 / new.count)
+    ci = (ratio * math.exp(-1.96 * se), ratio * math.exp(1.96 * se))
+    return _word(p, ratio, ci, threshold), p, ratio, ci
+
+
+# ----------------------------------------------------------------------------- one pair
+
+
+def _repeats(entry: JobEntry) -> list[np.ndarray]:
+    assert entry.raw is not None
+    return [np.asarray(r, dtype=float) for r in entry.raw.samples_ms if len(r)]
+
+
+def _pooled_summary(launches: list[LaunchStats]) -> LaunchStats | None:
+    """One summary of all launches when every launch has mean, std and count."""
+    if not launches or any(x.std_ms is None or not x.count for x in launches):
+        return None
+    n = sum(x.count or 0 for x in launches)
+    mean = sum(x.mean_ms * (x.count or 0) for x in launches) / n
+    ss = sum(((x.count or 0) - 1) * (x.std_ms or 0.0) ** 2
+             + (x.count or 0) * (x.mean_ms - mean) ** 2 for x in launches)
+    return LaunchStats(mean_ms=mean, count=n, std_ms=math.sqrt(ss / (n - 1)) if n > 1 else 0.0)
+
+
+def _why_no_summary(side: str, launches: list[LaunchStats]) -> str:
+    if not launches:
+        return f"the {side} job has no latency figures"
+    if len(launches) == 1 and launches[0].std_ms is None:
+        return (f"the {side} job has one launch and the tool printed only its average (no std "
+                "or count): measure with --repeats 2 or more, or a benchmark_model that prints "
+                "count=… std=… lines")
+    return f"the {side} job has too few measured iterations to test"
+
+
+def _finished_pair(b: JobEntry, e: JobEntry, threshold: float) -> dict[str, Any]:
+    assert b.raw is not None and e.raw is not None
+    rb, rn = _repeats(b), _repeats(e)
+    xb = np.concatenate(rb) if rb else np.empty(0)
+    xn = np.concatenate(rn) if rn else np.empty(0)
+    if xb.size >= 2 and xn.size >= 2:
+        ci = ratio_ci(rb, rn)
         word, p, ratio = verdict(xb, xn, threshold, ci)
-        matches.append(Match(
-            model=_model_name(e), device=e.job.device_id, delegate=e.job.delegate,
-            threads=e.job.threads, baseline_median_ms=float(np.median(xb)),
-            new_median_ms=float(np.median(xn)), ratio=ratio, ratio_ci95=ci,
-            p_value=p, verdict=word, baseline_job=b.job.job_id, new_job=e.job.job_id,
-        ))
-    only_base = [e.job.label() for e in base_entries if e.job.job_id not in used]
-    return Comparison(baseline=baseline.run.run_id, new=new.run.run_id, threshold=threshold,
-                      matches=matches, only_in_baseline=only_base, only_in_new=only_new)
+        return dict(verdict=word, method=PER_ITERATION, statistic="median",
+                    baseline_ms=float(np.median(xb)), new_ms=float(np.median(xn)),
+                    ratio=ratio, ratio_ci95=ci, p_value=p, reason=None)
+    lb, ln = launch_figures(b.raw), launch_figures(e.raw)
+    if len(lb) >= 2 and len(ln) >= 2:
+        word, p, ratio, ci = launch_verdict(lb, ln, threshold)
+        return dict(verdict=word, method=PER_LAUNCH, statistic="mean",
+                    baseline_ms=float(np.mean([x.mean_ms for x in lb])),
+                    new_ms=float(np.mean([x.mean_ms for x in ln])),
+                    ratio=ratio, ratio_ci95=ci, p_value=p, reason=None)
+    sb, sn = _pooled_summary(lb), _pooled_summary(ln)
+    if sb and sn and (sb.count or 0) >= 2 and (sn.count or 0) >= 2:
+        word, p, ratio, ci = summary_verdict(sb, sn, threshold)
+        note = SUMMARY_NOTE if len(lb) == 1 and len(ln) == 1 else (
+            "from pooled summary statistics: variance between launches not accounted for")
+        return dict(verdict=word, method=SUMMARY, statistic="mean", baseline_ms=sb.mean_ms,
+                    new_ms=sn.mean_ms, ratio=ratio, ratio_ci95=ci, p_value=p, reason=note)
+    reason = _why_no_summary("baseline", lb) if not sb or (sb.count or 0) < 2 \
+        else _why_no_summary("new", ln)
+    mb = float(np.mean([x.mean_ms for x in lb])) if lb else None
+    mn = float(np.mean([x.mean_ms for x in ln])) if ln else None
+    return dict(verdict=UNTESTABLE, method=None, statistic="mean" if mb and mn else None,
+                baseline_ms=mb, new_ms=mn, ratio=mn / mb if mb and mn else None,
+                ratio_ci95=None, p_value=None, reason=reason)
+
+
+def _state(entry: JobEntry) -> str:
+    text = entry.status
+    return f"{text}: {entry.error}" if entry.error else text
+
+
+def _pair(b: JobEntry, e: JobEntry, threshold: float) -> Match:
+    if b.status == "ok" and e.status == "ok" and b.raw is not None and e.raw is not None:
+        fields = _finished_pair(b, e, threshold)
+    else:
+        if b.status == "ok" and e.status == "failed":
+            word, reason = FAILED, f"ran in the baseline, failed in the new run ({e.error})"
+        elif b.status == e.status:
+            word, reason = UNTESTABLE, f"{_state(e)} in both runs"
+        else:
+            side = "baseline" if b.status != "ok" else "new run"
+            job = b if b.status != "ok" else e
+            word, reason = UNTESTABLE, f"not measured in the {side} ({_state(job)})"
+        fields = dict(verdict=word, method=None, statistic=None, baseline_ms=None, new_ms=None,
+                      ratio=None, ratio_ci95=None, p_value=None, reason=reason)
+    return Match(model=_model_name(e), device=e.job.device_id, delegate=e.job.delegate,
+                 threads=e.job.threads, baseline_job=b.job.job_id, new_job=e.job.job_id,
+                 baseline_label=b.job.label(), new_label=e.job.label(), **fields)
+
+
+def compare_entries(baseline: JobEntry, new: JobEntry,
+                    threshold: float = DEFAULT_THRESHOLD) -> Match:
+    """The verdict on one pair of stored jobs, by exactly the test :func:`compare_runs` uses
+    (``quantlab history`` calls it on consecutive points of a series)."""
+    return _pair(baseline, new, threshold)
+
+
+# ----------------------------------------------------------------------------- matching
+
+
+def _model_name(entry: JobEntry) -> str:
+    name = Path(entry.job.model.path).name
+    return f"{entry.job.model.scheme} ({name})" if entry.job.model.scheme else name
+
+
+def _key(entry: JobEntry, keys: tuple[str, ...], by_name: bool) -> tuple[Any, ...]:
+    j = entry.job
+    values = {
+        "model": (j.model.scheme, Path(j.model.path).name) if by_name else j.model.sha256,
+        "scheme": j.model.scheme,
+        "device": j.device_id,
+        "delegate": j.delegate,
+        "threads": j.threads,
+    }
+    return tuple(values[k] for k in keys)
+
+
+def parse_match(value: str | None) -> tuple[str, ...]:
+    """``"model,device"`` → ("model", "device"); a UserError for unknown keys."""
+    if not value:
+        return DEFAULT_MATCH
+    keys = tuple(k.strip() for k in value.split(",") if k.strip())
+    bad = [k for k in keys if k not in MATCH_KEYS]
+    if bad or not keys:
+        raise UserError(f"--match {value!r}: unknown key {', '.join(bad) or '(none)'}",
+                        hint=f"use a comma-separated list of {', '.join(MATCH_KEYS)}")
+    return tuple(dict.fromkeys(keys))
+
+
+def _index(entries: list[JobEntry], keys: tuple[str, ...], by_name: bool,
+           run_id: str) -> dict[tuple[Any, ...], JobEntry]:
+    out: dict[tuple[Any, ...], JobEntry] = {}
+    for e in entries:
+        k = _key(e, keys, by_name)
+        if k in out:
+            other = out[k]
+            raise UserError(
+                f"--match {','.join(keys)}: run {run_id} has more than one job for the same key "
+                f"({other.job.label()} and {e.job.label()})",
+                hint="add the setting that differs to --match (e.g. delegate or threads)")
+        out[k] = e
+    return out
+
+
+def compare_runs(baseline: RunRecord, new: RunRecord, threshold: float = DEFAULT_THRESHOLD,
+                 match: tuple[str, ...] = DEFAULT_MATCH) -> Comparison:
+    """Pair the jobs of two runs on the ``match`` keys and give each pair a verdict."""
+    base_left = list(baseline.entries)
+    new_left = list(new.entries)
+    pairs: list[tuple[JobEntry, JobEntry]] = []
+    # first by content (model sha256), then what is left by scheme + file name
+    for by_name in ((False, True) if "model" in match else (False,)):
+        base_idx = _index(base_left, match, by_name, baseline.run.run_id)
+        new_idx = _index(new_left, match, by_name, new.run.run_id)
+        common = [k for k in new_idx if k in base_idx]
+        pairs.extend((base_idx[k], new_idx[k]) for k in common)
+        taken_b = {id(base_idx[k]) for k in common}
+        taken_n = {id(new_idx[k]) for k in common}
+        base_left = [e for e in base_left if id(e) not in taken_b]
+        new_left = [e for e in new_left if id(e) not in taken_n]
+    order = {id(e): k for k, e in enumerate(new.entries)}
+    pairs.sort(key=lambda p: order[id(p[1])])
+    return Comparison(
+        baseline=baseline.run.run_id, new=new.run.run_id, threshold=threshold,
+        match_keys=match, matches=[_pair(b, e, threshold) for b, e in pairs],
+        only_in_baseline=[Unmatched(e.job.label(), e.job.job_id, e.status) for e in base_left],
+        only_in_new=[Unmatched(e.job.label(), e.job.job_id, e.status) for e in new_left])
 
 
 def parse_threshold(value: str) -> float:
     """``"5%"`` or ``"0.05"`` → 0.05; a UserError for anything else."""
-    from harness.errors import UserError
-
     text = value.strip()
     try:
         number = float(text[:-1]) / 100 if text.endswith("%") else float(text)

@@ -1,0 +1,184 @@
+"""Interleaved A/B on one device: the two sides alternate launch by launch.
+
+Two jobs (two variants, or one variant under two delegates or thread counts) run
+on the same device as fresh processes in the order A B B A A B B A …, so whatever
+drifts while they run — the phone warming up, a background sync, another tenant
+of a shared machine — falls on both sides alike. Each pair of neighbouring
+launches gives one ratio B/A; the verdict comes from those paired ratios (a
+t-test on their logs and the CI of their geometric mean — a rank test needs 6
+pairs before it can reach p < 0.05 at all), not from two pooled distributions
+measured at different times.
+
+The two sides are stored as one run of two jobs (each launch a repeat), so
+``show``, ``report`` and ``compare`` read them like any other run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from statistics import median
+from typing import Any
+
+import numpy as np
+
+from harness.errors import DeviceFault, QuantlabError
+from harness.records import DeviceInfo, Job, RawResult
+from harness.report.compare import ALPHA, FASTER, SAME, SLOWER
+from harness.stats import launch_figures
+
+PAIRED_TEST = ("one-sample t-test on the log of paired launch ratios B/A (launches "
+               "interleaved A B B A …), with the CI of their geometric mean from the same t "
+               f"distribution; alpha {ALPHA}; slower/faster also needs the ratio beyond the "
+               "threshold and its 95% CI clear of 1")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One pair of neighbouring launches."""
+
+    a_ms: float
+    b_ms: float
+
+    @property
+    def ratio(self) -> float:
+        """B / A."""
+        return self.b_ms / self.a_ms
+
+
+@dataclass(frozen=True)
+class ABResult:
+    """The verdict of an interleaved A/B, from its paired launches."""
+
+    a: str  # job labels
+    b: str
+    statistic: str  # per launch: "median" of its iterations, or its "mean"
+    pairs: list[Pair] = field(default_factory=list)
+    ratio: float | None = None  # geometric mean of the paired ratios B/A
+    ratio_ci95: tuple[float, float] | None = None
+    p_value: float | None = None
+    verdict: str = "untestable"
+    reason: str | None = None
+    test: str = PAIRED_TEST
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        out = dataclasses.asdict(self)
+        out["pairs"] = [{"a_ms": p.a_ms, "b_ms": p.b_ms, "ratio": p.ratio} for p in self.pairs]
+        if self.ratio_ci95 is not None:
+            out["ratio_ci95"] = list(self.ratio_ci95)
+        return out
+
+
+def launch_value(raw: RawResult) -> tuple[str, float] | None:
+    """One launch's figure: the median of its iterations where it has them, else its mean."""
+    figures = launch_figures(raw)
+    if len(figures) != 1:
+        return None
+    one = figures[0]
+    if one.median_ms is not None and any(len(r) for r in raw.samples_ms):
+        return "median", one.median_ms
+    return "mean", one.mean_ms
+
+
+def paired_verdict(a: str, b: str, statistic: str, pairs: list[Pair],
+                   threshold: float) -> ABResult:
+    """Verdict from paired launch figures (needs at least 3 pairs)."""
+    from scipy.stats import t, ttest_1samp
+
+    if len(pairs) < 3:
+        return ABResult(a, b, statistic, pairs, reason=f"{len(pairs)} pair(s) of launches: "
+                        "give --launches 3 or more (6 or more for a 5% effect)")
+    logs = np.log([p.ratio for p in pairs])
+    ratio = float(np.exp(logs.mean()))
+    spread = float(logs.std(ddof=1))
+    if spread == 0.0:
+        p_value = 1.0 if logs[0] == 0 else 0.0
+        ci = (ratio, ratio)
+    else:
+        p_value = float(ttest_1samp(logs, 0.0).pvalue)
+        half = float(t.ppf(0.975, len(logs) - 1)) * spread / math.sqrt(len(logs))
+        ci = (float(np.exp(logs.mean() - half)), float(np.exp(logs.mean() + half)))
+    word = SAME
+    if p_value < ALPHA and ratio > 1 + threshold and ci[0] > 1:
+        word = SLOWER
+    elif p_value < ALPHA and ratio < 1 / (1 + threshold) and ci[1] < 1:
+        word = FASTER
+    return ABResult(a, b, statistic, pairs, ratio, ci, p_value, word)
+
+
+def merge_launches(job: Job, launches: list[RawResult], note: str) -> RawResult:
+    """One job's launches (each a one-repeat result) as one result with a repeat per launch."""
+    failed = next((r for r in launches if r.status != "ok"), None)
+    if failed is not None:
+        return failed
+    first = launches[0]
+    inits = [r.init_ms for r in launches if r.init_ms is not None]
+    firsts = [r.first_inference_ms for r in launches if r.first_inference_ms is not None]
+    mems = [r.peak_memory_mb for r in launches if r.peak_memory_mb is not None]
+    with_ops = next((r for r in launches if r.ops), first)
+    has_samples = all(any(len(s) for s in r.samples_ms) for r in launches)
+    return RawResult(
+        job_id=job.job_id, status="ok",
+        samples_ms=tuple(s for r in launches for s in r.samples_ms if len(s)),
+        launches=() if has_samples else tuple(x for r in launches for x in launch_figures(r)),
+        init_ms=median(inits) if inits else None,
+        first_inference_ms=median(firsts) if firsts else None,
+        peak_memory_mb=max(mems) if mems else None, memory_method=first.memory_method,
+        ops=with_ops.ops, ops_model_ms=with_ops.ops_model_ms,
+        thermal_before=first.thermal_before, thermal_after=launches[-1].thermal_after,
+        runner={**first.runner, "interleaved": note},
+        warnings=tuple(dict.fromkeys(w for r in launches for w in r.warnings)),
+    )
+
+
+def interleaved(agent: Any, device: DeviceInfo, job_a: Job, job_b: Job, launches: int,
+                retry_timeout_s: float = 120.0) -> Iterator[tuple[Job, RawResult]]:
+    """Run ``launches`` launches of each job alternately (A B B A …) on one device,
+    yielding each launch's one-repeat result as it ends.
+
+    A device fault is retried once the device is back (within ``retry_timeout_s``); a
+    failed launch is yielded and ends the A/B.
+    """
+    single = {j.job_id: dataclasses.replace(j, settings=dataclasses.replace(j.settings,
+                                                                             repeats=1))
+              for j in (job_a, job_b)}
+    order = ([job_a, job_b, job_b, job_a] * ((launches + 1) // 2))[:2 * launches]
+    for job in order:
+        raw = dataclasses.replace(_launch(agent, device, single[job.job_id], retry_timeout_s),
+                                  job_id=job.job_id)
+        yield job, raw
+        if raw.status != "ok":
+            return
+
+
+def _launch(agent: Any, device: DeviceInfo, job: Job, retry_timeout_s: float) -> RawResult:
+    for _attempt in range(3):
+        try:
+            raw: RawResult = agent.run(device, job, lambda *_: None)
+            return raw
+        except DeviceFault as exc:
+            if not agent.wait_until_back(device, retry_timeout_s):
+                return RawResult.failure(job.job_id, f"{exc.one_line()}; the device did not "
+                                         f"come back within {retry_timeout_s:.0f}s")
+        except QuantlabError as exc:  # JobFailed, or a user error such as a missing runner
+            return RawResult.failure(job.job_id, exc.one_line())
+    return RawResult.failure(job.job_id, f"{device.id}: kept disconnecting (3 attempts)")
+
+
+def pairs_of(a: list[RawResult], b: list[RawResult]) -> tuple[str, list[Pair]]:
+    """Neighbouring launches paired in order, and the statistic each launch gives."""
+    va = [launch_value(r) for r in a]
+    vb = [launch_value(r) for r in b]
+    statistic = "median" if all(v and v[0] == "median" for v in va + vb) else "mean"
+    pairs = []
+    for ra, rb in zip(a, b, strict=False):
+        fa, fb = launch_figures(ra)[0], launch_figures(rb)[0]
+        if statistic == "median":
+            assert fa.median_ms is not None and fb.median_ms is not None
+            pairs.append(Pair(fa.median_ms, fb.median_ms))
+        else:
+            pairs.append(Pair(fa.mean_ms, fb.mean_ms))
+    return statistic, pairs
