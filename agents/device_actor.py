@@ -8,8 +8,8 @@ single-host mode uses and only adds what crossing hosts needs:
   mapped back to the agent's local id on the way in, and the job id of the result
   back to the controller's job id on the way out;
 * model (and inputs) bytes arrive through Ray's object store only when this host's
-  cache (``~/.cache/quantlab/lab`` or ``$QUANTLAB_LAB_CACHE``) lacks them, and are
-  written to a file keyed by sha256; ``job.model.path`` is rewritten to that file
+  cache (``$QUANTLAB_LAB_CACHE``, else ``lab/`` in :func:`harness.cache.cache_dir`) lacks
+  them, and are written to a file keyed by sha256; ``job.model.path`` is rewritten to that file
   (once a host has a file the controller stops attaching its ref: cheaper calls);
 * quantlab errors come back as tagged data (:func:`error_payload`) so the
   controller re-raises the same class (a :class:`~harness.errors.DeviceFault` is
@@ -23,23 +23,29 @@ the controller's store.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
 import os
+import re
+import shutil
 import socket
 import tarfile
+import tempfile
 import threading
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import ray
 
 from agents.base import Agent, load_agent
+from harness.cache import cache_dir
 from harness.errors import (
     DeviceDisconnected,
     DeviceTimeout,
+    DeviceUnusable,
     JobFailed,
     QuantlabError,
     UserError,
@@ -53,10 +59,11 @@ CONCURRENCY_GROUPS = {CONTROL_GROUP: 2}
 """Passed to ``ray.remote``: the default group runs one job at a time."""
 
 
-def cache_dir() -> Path:
-    """Where a lab host keeps model files received from controllers."""
+def lab_cache_dir() -> Path:
+    """Where a lab host keeps model files received from controllers:
+    ``$QUANTLAB_LAB_CACHE``, else ``lab/`` in quantlab's cache folder."""
     env = os.environ.get("QUANTLAB_LAB_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "quantlab" / "lab"
+    return Path(env) if env else cache_dir() / "lab"
 
 
 def load_agent_spec(spec: str, options: dict[str, Any]) -> Agent:
@@ -83,7 +90,8 @@ def pack_model(path: Path) -> bytes:
 def error_payload(exc: QuantlabError) -> dict[str, Any]:
     """A quantlab error as plain data, for :func:`raise_payload` on the other side."""
     return {"type": type(exc).__name__, "message": exc.message, "hint": exc.hint,
-            "device_id": getattr(exc, "device_id", None)}
+            "device_id": getattr(exc, "device_id", None),
+            "device_unusable": isinstance(exc, DeviceUnusable)}
 
 
 def raise_payload(data: dict[str, Any], device_id: str) -> None:
@@ -98,6 +106,8 @@ def raise_payload(data: dict[str, Any], device_id: str) -> None:
         raise DeviceDisconnected(device_id, message, hint=hint)
     if kind == "JobFailed":
         raise JobFailed(message, hint=hint)
+    if data.get("device_unusable"):
+        raise DeviceUnusable(device_id, message, hint=hint)
     if kind.endswith("Error") and kind != "QuantlabError":
         raise UserError(message, hint=hint)
     raise QuantlabError(message, hint=hint)
@@ -222,24 +232,85 @@ class DeviceActor:
 
     def _cached(self, sha256: str, name: str, ref: list[Any]) -> Path:
         """The local file for content ``sha256``; fetches the bytes only when missing."""
-        folder = cache_dir() / sha256
-        target = folder / name
+        target = cache_path(sha256, name)
         if target.exists():
             return target
         if not ref:
             raise _NotCached(name)
-        data = ray.get(ref[0])
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{name}.{os.getpid()}.part"
-        if name.endswith((".mlpackage", ".mlmodelc")) or _is_tar(data):
-            with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
-                tar.extractall(folder, filter="data")
-            return target
-        if hashlib.sha256(data).hexdigest() != sha256:
-            raise JobFailed(f"{name}: bytes received do not match sha256 {sha256[:12]}…")
-        tmp.write_bytes(data)
-        tmp.replace(target)
+        return store_in_cache(sha256, name, ray.get(ref[0]))
+
+
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+"""A cache key: exactly 64 lowercase hex digits."""
+
+
+def cache_path(sha256: str, name: str) -> Path:
+    """``<cache>/<sha256>/<name>``, after refusing a key or name that could leave the cache."""
+    if not SHA256_HEX.fullmatch(sha256):
+        raise JobFailed(f"model sha256 {sha256[:80]!r}: not 64 lowercase hex digits",
+                        hint="the controller sent a malformed job; nothing was written")
+    if name in ("", ".", "..") or any(c in name for c in "/\\\0"):
+        raise JobFailed(f"model file name {name[:80]!r}: not a plain file name",
+                        hint="the controller sent a malformed job; nothing was written")
+    return lab_cache_dir() / sha256 / name
+
+
+def store_in_cache(sha256: str, name: str, data: bytes) -> Path:
+    """Write received bytes to the cache: a file whose sha256 must match, or a tar of a
+    model folder (``.mlpackage``) whose members must all be plain files and folders under
+    ``name/`` (no absolute paths, no ``..``, no links or devices)."""
+    target = cache_path(sha256, name)
+    folder = target.parent
+    archive = name.endswith((".mlpackage", ".mlmodelc")) or _is_tar(data)
+    if not archive and hashlib.sha256(data).hexdigest() != sha256:
+        raise JobFailed(f"{name}: bytes received do not match sha256 {sha256[:12]}…")
+    folder.mkdir(parents=True, exist_ok=True)
+    if archive:
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder))
+        try:
+            try:
+                with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
+                    members = checked_members(tar, name)
+                    tar.extractall(staging, members=members, filter="data")
+            except tarfile.TarError as exc:
+                raise JobFailed(f"{name}: the archive received is unreadable ({exc})") from None
+            if not (staging / name).exists():
+                raise JobFailed(f"{name}: the archive received holds no {name}")
+            with contextlib.suppress(FileExistsError, OSError):
+                (staging / name).rename(target)  # another job may have unpacked it first
+            if not target.exists():
+                raise JobFailed(f"{name}: could not unpack into the cache")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         return target
+    tmp = folder / f".{name}.{os.getpid()}.part"
+    tmp.write_bytes(data)
+    tmp.replace(target)
+    return target
+
+
+def checked_members(tar: tarfile.TarFile, top: str) -> list[tarfile.TarInfo]:
+    """Every member of a model archive, or a JobFailed naming the first unsafe one."""
+    members = tar.getmembers()
+    for m in members:
+        path = PurePosixPath(m.name)
+        problem = None
+        if not path.parts:
+            problem = "an empty name"
+        elif path.is_absolute() or m.name.startswith(("/", "\\")):
+            problem = "an absolute path"
+        elif ".." in path.parts:
+            problem = "a path with '..'"
+        elif "\\" in m.name:
+            problem = "a backslash in a name"
+        elif not (m.isfile() or m.isdir()):
+            problem = "a link or special file" if (m.issym() or m.islnk()) else "not a file"
+        elif path.parts[0] != top:
+            problem = f"outside {top}/"
+        if problem:
+            raise JobFailed(f"{top}: the archive received holds {problem} ({m.name[:120]!r})",
+                            hint="only plain files and folders of the model are accepted")
+    return members
 
 
 class _NotCached(Exception):

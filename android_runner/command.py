@@ -35,11 +35,13 @@ class BenchmarkCommand:
     timeout_s: int = 600
 
     def shell(self) -> str:
-        """The device shell line: ``cd``, environment, toybox ``timeout`` around the tool."""
+        """The device shell line: ``cd``, environment, toybox ``timeout`` around the tool;
+        every word shell-quoted, so device paths are used literally."""
         env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(self.env.items()))
         argv = " ".join(shlex.quote(a) for a in self.argv)
         prefix = f"{env} " if env else ""
-        return f"cd {DEVICE_DIR} && {prefix}timeout -k 5 {self.timeout_s} {argv}"
+        return (f"cd {shlex.quote(DEVICE_DIR)} && {prefix}timeout -k 5 {self.timeout_s} "
+                f"{argv}")
 
 
 def delegate_flags(delegate: str, profile_ops: bool = False) -> list[str]:

@@ -1,6 +1,6 @@
 """Keep benchmark_model binaries per ABI in a local cache, and push them only when needed.
 
-Cache layout (``$QUANTLAB_CACHE`` or ``~/.cache/quantlab``)::
+Cache layout (under :func:`harness.cache.cache_dir`: ``$QUANTLAB_CACHE`` or ``~/.cache/quantlab``)::
 
     android/<abi>/benchmark_model          the binary
     android/<abi>/manifest.json            {"sha256", "size", "source", "libs": {name: sha256}}
@@ -13,15 +13,16 @@ only when the device's copy differs (``sha256sum`` on the device, else size plus
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
+import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness.cache import cache_dir
 from harness.errors import UserError
+from harness.models import file_sha256
 
 ABIS = ("arm64-v8a", "armeabi-v7a", "x86_64", "x86")
 _ELF_MACHINE = {"arm64-v8a": 183, "armeabi-v7a": 40, "x86_64": 62, "x86": 3}
@@ -30,22 +31,19 @@ DOCS_HINT = ("get benchmark_model for your phone's ABI (the TensorFlow nightly "
              "`quantlab android provision --binary PATH --abi ABI`; see docs/devices.md")
 
 
+RUNNERS = ("benchmark_model", "benchmark_litert_model")
+"""The Android runners quantlab provisions; benchmark_litert_model (LiteRT's CompiledModel
+tool, delegates litert-cpu/-gpu/-npu) is cached in ``android/<abi>/litert/``."""
+
+LITERT_HINT = ("build LiteRT's benchmark_litert_model for your phone's ABI (bazel, "
+               "//litert/tools:benchmark_model in google-ai-edge/LiteRT) or take it from a "
+               "LiteRT release, then run `quantlab android provision --runner "
+               "benchmark_litert_model --binary PATH --abi ABI [--delegate-libs DIR]` (DIR: "
+               "the GPU accelerator / vendor dispatch .so files); see docs/devices.md")
+
+
 class RunnerMissing(UserError):
     """No benchmark_model provisioned for a device's ABI."""
-
-
-def cache_dir() -> Path:
-    """quantlab's cache folder: ``$QUANTLAB_CACHE`` or ``~/.cache/quantlab``."""
-    return Path(os.environ.get("QUANTLAB_CACHE") or Path.home() / ".cache" / "quantlab")
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -57,6 +55,7 @@ class RunnerBinary:
     sha256: str
     size: int
     libs: dict[str, str]  # library file name → sha256
+    name: str = "benchmark_model"  # which runner (RUNNERS)
 
     @property
     def lib_dir(self) -> Path:
@@ -64,8 +63,9 @@ class RunnerBinary:
         return self.path.parent / "lib"
 
 
-def _abi_dir(abi: str) -> Path:
-    return cache_dir() / "android" / abi
+def _abi_dir(abi: str, runner: str = "benchmark_model") -> Path:
+    base = cache_dir() / "android" / abi
+    return base / "litert" if runner == "benchmark_litert_model" else base
 
 
 def check_elf(binary: Path, abi: str) -> None:
@@ -85,16 +85,20 @@ def check_elf(binary: Path, abi: str) -> None:
 
 
 def provision_binary(binary: Path, abi: str = "arm64-v8a",
-                     delegate_libs: Path | None = None) -> RunnerBinary:
-    """Copy ``binary`` (and ``*.so`` from ``delegate_libs``) into the cache for ``abi``."""
+                     delegate_libs: Path | None = None,
+                     runner: str = "benchmark_model") -> RunnerBinary:
+    """Copy ``binary`` (and ``*.so`` from ``delegate_libs``) into the cache for ``abi``
+    as ``runner`` (benchmark_model or benchmark_litert_model)."""
+    if runner not in RUNNERS:
+        raise UserError(f"--runner {runner}: unknown runner", hint=f"one of {', '.join(RUNNERS)}")
     if abi not in ABIS:
         raise UserError(f"--abi {abi}: unknown ABI", hint=f"one of {', '.join(ABIS)}")
     if not binary.is_file():
         raise UserError(f"--binary {binary}: no such file", hint=DOCS_HINT)
     check_elf(binary, abi)
-    target = _abi_dir(abi)
+    target = _abi_dir(abi, runner)
     target.mkdir(parents=True, exist_ok=True)
-    dest = target / "benchmark_model"
+    dest = target / runner
     shutil.copyfile(binary, dest)
     dest.chmod(0o755)
     libs: dict[str, str] = {}
@@ -110,19 +114,19 @@ def provision_binary(binary: Path, abi: str = "arm64-v8a",
         if not libs:
             raise UserError(f"--delegate-libs {delegate_libs}: no .so files in it")
     else:
-        old = cached_binary(abi)
+        old = cached_binary(abi, runner)
         libs = old.libs if old else {}
     sha, size = file_sha256(dest), dest.stat().st_size
     manifest = {"sha256": sha, "size": size, "source": str(binary.resolve()), "libs": libs}
     (target / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    return RunnerBinary(abi, dest, sha, size, libs)
+    return RunnerBinary(abi, dest, sha, size, libs, runner)
 
 
-def cached_binary(abi: str) -> RunnerBinary | None:
-    """The provisioned runner for ``abi``, or None."""
-    target = _abi_dir(abi)
+def cached_binary(abi: str, runner: str = "benchmark_model") -> RunnerBinary | None:
+    """The provisioned ``runner`` for ``abi``, or None."""
+    target = _abi_dir(abi, runner)
     manifest = target / "manifest.json"
-    binary = target / "benchmark_model"
+    binary = target / runner
     if not (manifest.is_file() and binary.is_file()):
         return None
     try:
@@ -130,7 +134,7 @@ def cached_binary(abi: str) -> RunnerBinary | None:
     except (OSError, json.JSONDecodeError):
         return None
     return RunnerBinary(abi, binary, str(data["sha256"]), int(data["size"]),
-                        dict(data.get("libs", {})))
+                        dict(data.get("libs", {})), runner)
 
 
 def provisioned_abis() -> list[str]:
@@ -138,13 +142,15 @@ def provisioned_abis() -> list[str]:
     return [abi for abi in ABIS if cached_binary(abi)]
 
 
-def require_binary(abi: str | None) -> RunnerBinary:
+def require_binary(abi: str | None, runner: str = "benchmark_model") -> RunnerBinary:
     """The runner for ``abi``, or a :class:`RunnerMissing` saying how to get one."""
-    found = cached_binary(abi) if abi else None
+    found = cached_binary(abi, runner) if abi else None
     if found is None:
-        have = ", ".join(provisioned_abis()) or "none"
-        raise RunnerMissing(f"no benchmark_model provisioned for ABI {abi or 'unknown'} "
-                            f"(provisioned: {have})", hint=DOCS_HINT)
+        have = ", ".join(a for a in ABIS if cached_binary(a, runner)) or "none"
+        raise RunnerMissing(f"no {runner} provisioned for ABI {abi or 'unknown'} "
+                            f"(provisioned: {have})",
+                            hint=LITERT_HINT if runner == "benchmark_litert_model"
+                            else DOCS_HINT)
     return found
 
 
@@ -160,7 +166,7 @@ class ShellDevice(Protocol):
 
 def remote_sha256(device: ShellDevice, remote: str) -> str | None:
     """sha256 of a device file (``sha256sum``, else the ``.sha256`` marker when sizes agree)."""
-    res = device.shell2(f"sha256sum {remote}", timeout=60, v2=True)
+    res = device.shell2(f"sha256sum {shlex.quote(remote)}", timeout=60, v2=True)
     if res.returncode == 0 and res.stdout.strip():
         return str(res.stdout.split()[0])
     return None
@@ -171,11 +177,13 @@ def ensure_file(device: ShellDevice, local: Path, remote: str, sha256: str,
     """Push ``local`` to ``remote`` unless the device already has the same bytes.
 
     Returns True when it pushed. Devices without ``sha256sum`` fall back to size plus
-    a ``REMOTE.sha256`` marker that quantlab writes after each push.
+    a ``REMOTE.sha256`` marker that quantlab writes after each push. Every device path
+    is shell-quoted: a file named with a space or ``$(…)`` is pushed and used literally.
     """
+    q_remote, q_marker = shlex.quote(remote), shlex.quote(f"{remote}.sha256")
     current = remote_sha256(device, remote)
     if current is None:
-        marker = device.shell2(f"cat {remote}.sha256", timeout=30, v2=True)
+        marker = device.shell2(f"cat {q_marker}", timeout=30, v2=True)
         try:
             size = device.sync.stat(remote).size
         except Exception:
@@ -186,8 +194,8 @@ def ensure_file(device: ShellDevice, local: Path, remote: str, sha256: str,
     elif current == sha256:
         return False
     parent = remote.rsplit("/", 1)[0]
-    device.shell2(f"mkdir -p {parent}", timeout=30, v2=True)
+    device.shell2(f"mkdir -p {shlex.quote(parent)}", timeout=30, v2=True)
     device.sync.push(str(local), remote, mode=mode)
-    device.shell2(f"chmod {mode:o} {remote} && echo {sha256} > {remote}.sha256", timeout=30,
-                  v2=True)
+    device.shell2(f"chmod {mode:o} {q_remote} && echo {shlex.quote(sha256)} > {q_marker}",
+                  timeout=30, v2=True)
     return True

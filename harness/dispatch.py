@@ -2,7 +2,12 @@
 
 Devices run in parallel. A :class:`~harness.errors.DeviceFault` (the device went
 away) makes the worker wait for the device (``agent.wait_until_back``) and retry
-the job, bounded by attempts and time; the other devices carry on. Ctrl-C or
+the job, bounded by attempts and time; the other devices carry on. A device that is
+offline when the run starts (a USB hub reset, a phone rebooting) is waited for the
+same way before its first job, and described again once back. A
+:class:`~harness.errors.DeviceUnusable` (runner not installed, phone not trusted)
+fails the job that met it and skips the device's remaining jobs with the reason; any
+other :class:`~harness.errors.QuantlabError` fails its job with its message. Ctrl-C or
 SIGTERM stops every worker: the running jobs are stored ``interrupted``, finished
 ones stay, and ``quantlab bench --resume RUN_ID`` runs what is missing.
 """
@@ -13,10 +18,11 @@ import contextlib
 import threading
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from harness.errors import DeviceFault, JobFailed
+from agents.base import Agent
+from harness.errors import DeviceFault, DeviceUnusable, JobFailed, QuantlabError
 from harness.plan import Fleet
 from harness.records import DeviceInfo, Job, RawResult
 from harness.store import Store
@@ -32,7 +38,7 @@ class Reporter(Protocol):
         """The agent reports progress within a job."""
 
     def job_finished(self, job: Job, status: str, error: str | None) -> None:
-        """A job ended (ok, failed, interrupted)."""
+        """A job ended (ok, failed, skipped, interrupted)."""
 
     def note(self, message: str) -> None:
         """Something the user should know (retries, device faults, bugs)."""
@@ -62,6 +68,7 @@ class DeviceAccount:
     host: str | None = None
     ok: int = 0
     failed: int = 0
+    skipped: int = 0
     interrupted: int = 0
     retries: int = 0
     faults: list[str] = field(default_factory=list)
@@ -69,7 +76,8 @@ class DeviceAccount:
     def as_dict(self) -> dict[str, object]:
         """JSON-ready dict."""
         return {"device_id": self.device_id, "host": self.host, "ok": self.ok,
-                "failed": self.failed, "interrupted": self.interrupted,
+                "failed": self.failed, "skipped": self.skipped,
+                "interrupted": self.interrupted,
                 "retries": self.retries, "faults": self.faults}
 
 
@@ -140,18 +148,63 @@ class Dispatcher:
         try:
             agent = self.fleet.agent_for(device.id)
             account = self.accounts[device.id]
-            for job in queue:
+            if device.state == "offline":
+                back = self._wait_for_offline(agent, device, queue, account)
+                if back is None:
+                    return
+                device, queue = back
+            for k, job in enumerate(queue):
                 if self.cancel.is_set():
                     return
-                self._run_job(agent, device, job, account)
+                unusable = self._run_job(agent, device, job, account)
+                if unusable is not None:
+                    for rest in queue[k + 1:]:
+                        self._skip(rest, account, f"not run: {unusable}")
+                    return
         finally:
             done.set()
 
-    def _run_job(self, agent: object, device: DeviceInfo, job: Job,
-                 account: DeviceAccount) -> None:
-        from agents.base import Agent
+    def _wait_for_offline(self, agent: Agent, device: DeviceInfo, queue: list[Job],
+                          account: DeviceAccount) -> tuple[DeviceInfo, list[Job]] | None:
+        """A device offline at the start: wait for it like for a drop during the run.
 
-        assert isinstance(agent, Agent)
+        Returns the device as described once back and the jobs it supports (the others
+        are stored ``skipped`` with the reason), or None when it did not come back (its
+        jobs are stored ``failed`` with the reason) or the run was interrupted.
+        """
+        hint = f": {device.state_hint}" if device.state_hint else ""
+        offline = f"{device.id} was offline when the run started"
+        account.faults.append(offline)
+        self.reporter.note(f"{offline}; waiting up to {self.retry_timeout_s:.0f}s for it")
+        back = agent.wait_until_back(device, self.retry_timeout_s)
+        if self.cancel.is_set():
+            return None
+        fresh = None
+        if back:
+            fresh = next((d for d in agent.discover() if d.id == device.id), None)
+        if fresh is None or fresh.state != "ready":
+            state = fresh.state if fresh is not None else device.state
+            reason = (f"{device.id} is {state}{hint} (it did not come back within "
+                      f"{self.retry_timeout_s:.0f}s of the run's start)")
+            for job in queue:
+                self._fail(job, account, reason)
+            return None
+        fresh = replace(fresh, host=fresh.host or device.host)
+        self.store.update_device(self.run_id, fresh)
+        self.reporter.note(f"{device.id} is back; starting its jobs")
+        runnable = []
+        for job in queue:
+            ok, why = agent.supports(fresh, job)
+            if ok:
+                runnable.append(job)
+            else:
+                self._skip(job, account, why)
+        return fresh, runnable
+
+    def _run_job(self, agent: Agent, device: DeviceInfo, job: Job,
+                 account: DeviceAccount) -> str | None:
+        """Run one job to its end; returns the reason when the device is unusable for
+        the rest of the run (:class:`DeviceUnusable`), else None."""
         attempt = 0
         while True:
             attempt += 1
@@ -165,31 +218,48 @@ class Dispatcher:
                 raw = agent.run(device, job, progress)
             except DeviceFault as exc:
                 if self.cancel.is_set():
-                    return self._interrupted(job, account)
+                    self._interrupted(job, account)
+                    return None
                 account.faults.append(exc.one_line())
                 if attempt >= self.max_attempts:
-                    return self._fail(job, account, f"{exc.one_line()} (gave up after "
-                                      f"{attempt} attempts)")
+                    self._fail(job, account, f"{exc.one_line()} (gave up after "
+                               f"{attempt} attempts)")
+                    return None
                 self.reporter.note(f"{exc.one_line()}; waiting up to "
                                    f"{self.retry_timeout_s:.0f}s for it to come back")
                 if not agent.wait_until_back(device, self.retry_timeout_s):
-                    return self._fail(job, account, f"{exc.one_line()}; the device did not come "
-                                      f"back within {self.retry_timeout_s:.0f}s")
+                    self._fail(job, account, f"{exc.one_line()}; the device did not come "
+                               f"back within {self.retry_timeout_s:.0f}s")
+                    return None
                 if self.cancel.is_set():
-                    return self._interrupted(job, account)
+                    self._interrupted(job, account)
+                    return None
                 account.retries += 1
                 self.reporter.note(f"{device.id} is back; retrying {job.label()}")
                 continue
+            except DeviceUnusable as exc:
+                if self.cancel.is_set():
+                    self._interrupted(job, account)
+                    return None
+                self._fail(job, account, exc.one_line())
+                return exc.one_line()
             except JobFailed as exc:
+                raw = RawResult.failure(job.job_id, exc.one_line())
+            except QuantlabError as exc:  # a user error or a fault the agent named: its words
+                if self.cancel.is_set():
+                    self._interrupted(job, account)
+                    return None
                 raw = RawResult.failure(job.job_id, exc.one_line())
             except Exception as exc:  # a bug in an agent must not take the run down
                 if self.cancel.is_set():
-                    return self._interrupted(job, account)
+                    self._interrupted(job, account)
+                    return None
                 self.reporter.note("".join(traceback.format_exception(exc)))
                 raw = RawResult.failure(job.job_id, f"internal error in the {agent.kind} agent: "
                                         f"{exc!r}")
             if self.cancel.is_set():
-                return self._interrupted(job, account)
+                self._interrupted(job, account)
+                return None
             self.store.save_result(self.run_id, job.job_id, raw)
             if raw.status == "ok":
                 account.ok += 1
@@ -202,6 +272,11 @@ class Dispatcher:
         self.store.save_result(self.run_id, job.job_id, RawResult.failure(job.job_id, error))
         account.failed += 1
         self.reporter.job_finished(job, "failed", error)
+
+    def _skip(self, job: Job, account: DeviceAccount, reason: str) -> None:
+        self.store.set_status(self.run_id, job.job_id, "skipped", reason)
+        account.skipped += 1
+        self.reporter.job_finished(job, "skipped", reason)
 
     def _interrupted(self, job: Job, account: DeviceAccount) -> None:
         self.store.mark_interrupted(self.run_id, job.job_id)

@@ -6,6 +6,10 @@
 * :class:`DeviceFault` and its subclasses are transient problems of a device
   (it disconnected, it timed out). The dispatcher retries the job when the
   device comes back.
+* :class:`DeviceUnusable` is a user error scoped to one device that will repeat for
+  every job on it (runner not installed, phone not trusted or not authorized,
+  Developer Mode off). The job that met it is stored ``failed`` with the message;
+  the device's remaining jobs are stored ``skipped`` with the same reason.
 * :class:`JobFailed` is a runtime failure of one job (the runtime refused the
   model on that device). The job is stored as ``failed`` with the message; the
   other jobs go on.
@@ -49,6 +53,18 @@ class UnknownDeviceError(UserError):
 
 class StoreError(UserError):
     """The results store cannot be opened, written or read."""
+
+
+class DeviceUnusable(UserError):
+    """A user error that will repeat for every job on ``device_id`` until the user acts.
+
+    The dispatcher fails the job that met it and skips the device's remaining jobs
+    with its :meth:`one_line` as the reason, instead of failing each one alike.
+    """
+
+    def __init__(self, device_id: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.device_id = device_id
 
 
 class DeviceFault(QuantlabError):

@@ -131,7 +131,11 @@ def build_plan(
     settings: Settings,
 ) -> Plan:
     """The cross product of models, devices, delegates and threads minus what a device
-    does not support (kept in ``skipped`` with the reason)."""
+    does not support (kept in ``skipped`` with the reason).
+
+    Jobs of a device that is ``offline`` right now stay planned: the dispatcher waits
+    for it (``--retry-timeout``) and asks ``supports()`` once it can describe it.
+    """
     known = known_delegates(fleet)
     for name in delegates:
         if name not in known:
@@ -152,6 +156,11 @@ def build_plan(
                 for n in threads:
                     job = Job(model=model, device_id=device.id, platform=device.platform,
                               delegate=delegate, threads=n, settings=settings)
+                    if device.state == "offline" and delegate in agent.delegates:
+                        # offline now (hub reset, reboot) is often back in seconds: the
+                        # dispatcher waits up to --retry-timeout, then checks supports()
+                        jobs.append(job)
+                        continue
                     if device.state != "ready":
                         hint = f": {device.state_hint}" if device.state_hint else ""
                         skipped.append(Skipped(job, f"{device.id} is {device.state}{hint}"))

@@ -11,20 +11,29 @@ from pathlib import Path
 
 import pytest
 
-from agents.device_actor import DeviceActor, error_payload, raise_payload
-from harness.errors import DeviceDisconnected, DeviceTimeout, JobFailed, UserError
-from harness.lab import (
+from agents.device_actor import (
+    DeviceActor,
+    error_payload,
+    pack_model,
+    raise_payload,
+    store_in_cache,
+)
+from harness.errors import (
+    DeviceDisconnected,
+    DeviceTimeout,
+    DeviceUnusable,
+    JobFailed,
+    UserError,
+)
+from harness.lab.host import lab_device_id
+from harness.lab.ray_processes import (
     HEALTH_CHECK_ENV,
-    LabSecurity,
     NodeOptions,
-    check_token,
-    create_token,
     head_command,
     head_env,
-    lab_device_id,
     node_command,
-    security,
 )
+from harness.lab.security import LabSecurity, check_token, create_token, security
 from harness.records import Job, ModelRef, Settings, to_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,6 +98,9 @@ def test_errors_cross_hosts_as_the_same_class() -> None:
         raise_payload(error_payload(JobFailed("runtime refused")), "x@a")
     with pytest.raises(UserError, match="bad"):
         raise_payload(error_payload(UserError("bad", hint="h")), "x@a")
+    with pytest.raises(DeviceUnusable, match="not authorized") as unusable:
+        raise_payload(error_payload(DeviceUnusable("R58", "R58 is not authorized")), "R58@a")
+    assert unusable.value.device_id == "R58@a"  # the dispatcher stops that device's queue
 
 
 def _job(path: Path, device_id: str = "slp-1@hostA") -> Job:
@@ -137,6 +149,86 @@ def test_actor_shell_returns_device_faults_as_data(tmp_path: Path,
     assert out["error"]["type"] == "DeviceDisconnected"
     assert actor.status()["last_error"] == "fake-a: connection reset"  # type: ignore[operator]
     assert "result" in actor.run(to_dict(job), [], [])
+
+
+# ---------------------------------------------------------------------------- the host cache
+
+
+def _tar(*members: tuple[str, str, bytes | str]) -> bytes:
+    """A tar with (kind, name, data or link target) members: file, dir, sym, hard, fifo."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for kind, name, payload in members:
+            info = tarfile.TarInfo(name)
+            if kind == "file":
+                data = payload if isinstance(payload, bytes) else payload.encode()
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+                continue
+            info.type = {"dir": tarfile.DIRTYPE, "sym": tarfile.SYMTYPE,
+                         "hard": tarfile.LNKTYPE, "fifo": tarfile.FIFOTYPE}[kind]
+            info.linkname = payload if isinstance(payload, str) else ""
+            tar.addfile(info)
+    return buf.getvalue()
+
+
+SHA = "ab" * 32
+
+
+def test_cache_refuses_a_malformed_sha256_or_name(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUANTLAB_LAB_CACHE", str(tmp_path / "cache"))
+    data = b"model bytes"
+    good = hashlib.sha256(data).hexdigest()
+    assert store_in_cache(good, "m.tflite", data).read_bytes() == data
+    for bad in ("../../etc", good.upper(), good[:63], good + "0", f"{good[:62]}/x", "",
+                "../" + good[3:]):
+        with pytest.raises(JobFailed, match="not 64 lowercase hex digits"):
+            store_in_cache(bad, "m.tflite", data)
+    for name in ("..", ".", "a/b.tflite", "..\\x.tflite", ""):
+        with pytest.raises(JobFailed, match="not a plain file name"):
+            store_in_cache(good, name, data)
+    with pytest.raises(JobFailed, match="do not match sha256"):
+        store_in_cache(SHA, "m.tflite", data)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [good]
+
+
+def test_cache_unpacks_a_model_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUANTLAB_LAB_CACHE", str(tmp_path / "cache"))
+    src = tmp_path / "src" / "m.mlpackage"
+    (src / "Data").mkdir(parents=True)
+    (src / "Data" / "weights.bin").write_bytes(b"w" * 600)
+    (src / "Manifest.json").write_text("{}")
+    target = store_in_cache(SHA, "m.mlpackage", pack_model(src))
+    assert target == tmp_path / "cache" / SHA / "m.mlpackage"
+    assert (target / "Data" / "weights.bin").read_bytes() == b"w" * 600
+    assert sorted(p.name for p in target.parent.iterdir()) == ["m.mlpackage"]  # no staging left
+
+
+@pytest.mark.parametrize(("members", "problem"), [
+    ([("file", "/etc/m.mlpackage/x", "x")], "an absolute path"),
+    ([("dir", "m.mlpackage", b""), ("file", "m.mlpackage/../../evil", "x")], "'..'"),
+    ([("dir", "m.mlpackage", b""), ("sym", "m.mlpackage/link", "/etc/passwd")],
+     "a link or special file"),
+    ([("dir", "m.mlpackage", b""), ("sym", "m.mlpackage/inner", "Manifest.json")],
+     "a link or special file"),
+    ([("file", "m.mlpackage/a", "x"), ("hard", "m.mlpackage/b", "m.mlpackage/a")],
+     "a link or special file"),
+    ([("dir", "m.mlpackage", b""), ("fifo", "m.mlpackage/pipe", b"")], "not a file"),
+    ([("file", "other/x", "x")], "outside m.mlpackage/"),
+])
+def test_cache_refuses_unsafe_archives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       members: list[tuple[str, str, bytes | str]],
+                                       problem: str) -> None:
+    monkeypatch.setenv("QUANTLAB_LAB_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(JobFailed, match=problem):
+        store_in_cache(SHA, "m.mlpackage", _tar(*members))
+    left = [p for p in (tmp_path / "cache").rglob("*")]
+    assert left == [tmp_path / "cache" / SHA]  # nothing unpacked, no staging folder left
+    assert not (tmp_path / "evil").exists()
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

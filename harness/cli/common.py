@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -14,6 +15,7 @@ import typer
 from rich.console import Console
 
 from harness.errors import QuantlabError, UserError
+from harness.redact import redact_data, redact_text
 
 console = Console(highlight=False)
 """Human output (stdout). Never used when --json is given."""
@@ -49,20 +51,22 @@ def split_list(value: str | None) -> list[str]:
 
 
 def print_json(data: Any) -> None:
-    """Write ``data`` as JSON to stdout (the only thing on stdout with --json)."""
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    """Write ``data`` as JSON to stdout (the only thing on stdout with --json); passwords
+    and tokens in it are masked (:mod:`harness.redact`)."""
+    data = json.loads(json.dumps(data, default=str))
+    sys.stdout.write(json.dumps(redact_data(data), indent=2) + "\n")
     sys.stdout.flush()
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print one error line on stderr and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {redact_text(message)}", soft_wrap=True)
     return typer.Exit(code)
 
 
 def warn(message: str) -> None:
     """Print one warning line on stderr."""
-    err_console.print(f"[yellow]warning:[/] {message}", soft_wrap=True)
+    err_console.print(f"[yellow]warning:[/] {redact_text(message)}", soft_wrap=True)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -82,7 +86,8 @@ def handle_errors(func: F) -> F:
             return func(*args, **kwargs)
         except QuantlabError as exc:
             if kwargs.get("verbose") or os.environ.get("QUANTLAB_VERBOSE"):
-                err_console.print_exception()
+                err_console.print(redact_text("".join(traceback.format_exception(exc))),
+                                  markup=False, highlight=False, soft_wrap=True)
             raise fail(exc.one_line(), 2 if isinstance(exc, UserError) else 1) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]")

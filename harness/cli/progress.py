@@ -17,6 +17,7 @@ from rich.progress import (
 
 from harness.cli.common import err_console
 from harness.records import Job
+from harness.redact import redact_text
 
 
 class RichReporter:
@@ -74,9 +75,12 @@ class RichReporter:
         self.progress.update(self._task(job), completed=1.0, phase=status)
         if status == "failed":
             self.progress.console.print(f"[red]failed[/] {job.label()}: {error}", soft_wrap=True)
+        elif status == "skipped":
+            self.progress.console.print(f"[yellow]skipped[/] {job.label()}: {error}",
+                                        soft_wrap=True)
 
     def note(self, message: str) -> None:
         """Print a note above the bars."""
         if "Traceback" in message and not self.verbose:
             message = message.strip().splitlines()[-1]
-        self.progress.console.print(f"[yellow]note:[/] {message}", soft_wrap=True)
+        self.progress.console.print(f"[yellow]note:[/] {redact_text(message)}", soft_wrap=True)
