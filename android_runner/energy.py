@@ -7,10 +7,13 @@ baseline, then a sustained inference loop, and reports
 
     mJ per inference = (load power − baseline power) × mean latency
 
-with the method (``odpm-rails`` or ``battery-gauge``), the baseline and the sample
-count. Units and sign of the gauge vary by vendor: they are calibrated per device
-from the magnitudes and the charging status. Unreadable sensors give no figure,
-with the reason.
+with the method (``odpm-rails`` or ``battery-gauge``), its comparability class
+(``device-rails`` or ``battery-gauge``, see :func:`harness.records.energy_class`), the
+baseline and the sample count. Units and sign of the gauge vary by vendor: they are
+calibrated per device from the magnitudes and the charging status. Unreadable sensors
+give no figure, with the sampler's own error. A battery-gauge reading taken while the
+phone was on USB/AC power (it reads charge current) gives no figure, with the reason,
+unless the user asked to keep it (``bench --energy-on-usb``): then it is labelled so.
 """
 
 from __future__ import annotations
@@ -34,10 +37,24 @@ class SamplerOutput:
 
     samples: tuple[EnergySample, ...]
     status: str | None  # battery status the sampler saw (Charging, Discharging, Full …)
+    error: str | None = None  # the sampler failed: its exit code and stderr, or the exception
+    notes: tuple[str, ...] = ()  # what the sampler said on stderr (sensors it could not read)
 
 
-def parse_sampler(text: str) -> SamplerOutput:
-    """Read sampler output into raw samples (values as the sensors print them)."""
+def sampler_failed(phase: str, exc: BaseException) -> SamplerOutput:
+    """The output of a sampler that never ran to the end (its thread raised ``exc``)."""
+    return SamplerOutput((), None, error=f"the {phase}-phase sampler died: "
+                         f"{type(exc).__name__}: {exc}")
+
+
+def parse_sampler(text: str, stderr: str = "", returncode: int | None = 0,
+                  phase: str | None = None) -> SamplerOutput:
+    """Read sampler output into raw samples (values as the sensors print them).
+
+    ``stderr`` and ``returncode`` are the sampler's own: a non-zero exit (or none, when
+    ``returncode`` is None: it never finished) is kept as ``error`` with what the sampler
+    printed on stderr, so the reason for a missing figure is the phone's, not a guess.
+    """
     samples: list[EnergySample] = []
     status = None
     t0: float | None = None
@@ -67,7 +84,16 @@ def parse_sampler(text: str) -> SamplerOutput:
             continue
         unit = "raw"
         samples.append(EnergySample(phase, t - t0, channel, number, unit))
-    return SamplerOutput(tuple(samples), status)
+    notes = tuple(line.strip() for line in stderr.splitlines() if line.strip())
+    error = None
+    where = f"the {phase}-phase sampler" if phase else "the sampler"
+    if returncode is None:
+        error = f"{where} did not finish"
+    elif returncode != 0:
+        error = f"{where} exited with code {returncode}"
+    if error is not None:
+        error += ": " + ("; ".join(notes[-3:]) if notes else "no message on stderr")
+    return SamplerOutput(tuple(samples), status, error, notes)
 
 
 def current_scale(values: list[float]) -> float:
@@ -140,14 +166,36 @@ class EnergyOutcome:
     warnings: tuple[str, ...] = ()
 
 
+ON_POWER_HINT = ("unplug it and measure on battery (adb over Wi-Fi), use a phone with "
+                 "power-monitor rails (Pixel 6 and later), or pass bench --energy-on-usb to keep "
+                 "the figure, labelled as taken on USB power")
+
+
+def on_power_reason(source: str) -> str:
+    """Why a battery-gauge reading on external power gives no figure."""
+    return (f"the phone was on {source} power: the gauge reads charge current, not the power "
+            f"the model draws; {ON_POWER_HINT}")
+
+
 def compute_energy(baseline: SamplerOutput, load: SamplerOutput, latency_ms: float | None,
-                   usb_powered: bool) -> EnergyOutcome:
-    """mJ per inference from an idle baseline and a sustained inference loop."""
+                   usb_powered: bool, *, power_source: str | None = None,
+                   keep_on_usb: bool = False) -> EnergyOutcome:
+    """mJ per inference from an idle baseline and a sustained inference loop.
+
+    ``usb_powered`` (or ``power_source``, e.g. ``"USB"``/``"AC"``, or a charging status
+    seen by the sampler) marks a phone on external power: a battery-gauge figure is then
+    null with the reason, unless ``keep_on_usb`` (``bench --energy-on-usb``) keeps it,
+    labelled as taken on that power. Rails are read on the SoC side and stay valid.
+    """
     samples = baseline.samples + load.samples
-    warnings = []
-    if usb_powered:
-        warnings.append("energy: the device was on USB power; battery-gauge readings include "
-                        "charging current (unplug, or use a device with power-monitor rails)")
+    warnings: list[str] = []
+    for out in (baseline, load):
+        if out.error:
+            return EnergyOutcome(None, samples, f"energy sampler failed: {out.error}",
+                                 tuple(warnings))
+    source = power_source or ("USB" if usb_powered else None)
+    if source is None and any((o.status or "").lower() == "charging" for o in (baseline, load)):
+        source = "external"  # the sampler saw the battery charging
     if not latency_ms:
         return EnergyOutcome(None, samples, "no inference latency to divide by", tuple(warnings))
     base_odpm, n_b = _odpm_mw(list(baseline.samples))
@@ -155,14 +203,18 @@ def compute_energy(baseline: SamplerOutput, load: SamplerOutput, latency_ms: flo
     if base_odpm is not None and load_odpm is not None:
         method, base_mw, load_mw, count = "odpm-rails", base_odpm, load_odpm, n_b + n_l
         label = "sum of on-device power-monitor rails, idle baseline subtracted"
-        detail: dict[str, object] = {}
+        detail: dict[str, object] = {"power_source": source} if source else {}
     else:
         cur = [s.value for s in samples if s.channel == "battery.current"]
         vol = [s.value for s in samples if s.channel == "battery.voltage"]
         if not cur or not vol:
+            said = "; ".join(dict.fromkeys(baseline.notes + load.notes))
             return EnergyOutcome(None, samples, "no readable battery current_now/voltage_now or "
-                                 "power-monitor rails on this device (SELinux may hide "
-                                 "/sys/class/power_supply)", tuple(warnings))
+                                 "power-monitor rails on this device"
+                                 + (f" (the sampler said: {said})" if said else ""),
+                                 tuple(warnings))
+        if source is not None and not keep_on_usb:
+            return EnergyOutcome(None, samples, on_power_reason(source), tuple(warnings))
         calib = (current_scale(cur), voltage_scale(vol),
                  discharge_sign([s.value for s in baseline.samples
                                  if s.channel == "battery.current"] or cur,
@@ -176,6 +228,12 @@ def compute_energy(baseline: SamplerOutput, load: SamplerOutput, latency_ms: flo
         label = "battery gauge (whole phone), idle baseline subtracted"
         detail = {"current_scale_to_uA": calib[0], "voltage_scale_to_uV": calib[1],
                   "discharge_sign": calib[2], "status": baseline.status}
+        if source is not None:  # kept on the user's request (--energy-on-usb)
+            label += (f"; taken on {source} power (kept by --energy-on-usb): the gauge "
+                      "includes charge current")
+            detail.update(on_external_power=True, power_source=source)
+            warnings.append(f"energy: the phone was on {source} power; the battery-gauge figure "
+                            "includes charge current (kept because --energy-on-usb was given)")
     delta = load_mw - base_mw
     if delta <= 0:
         return EnergyOutcome(None, samples, f"{method}: power during inference ({load_mw:.0f} "

@@ -48,14 +48,42 @@ def test_microamps_negative_when_discharging() -> None:
     assert out.energy.samples == 10 and not out.warnings
 
 
-def test_milliamps_positive_when_discharging_and_usb_warning() -> None:
+def test_milliamps_positive_when_discharging() -> None:
     base = energy.parse_sampler(gauge("baseline", "Discharging", 185, 3987000))
     load = energy.parse_sampler(gauge("load", "Discharging", 912, 3987000))
-    out = energy.compute_energy(base, load, latency_ms=10.0, usb_powered=True)
+    out = energy.compute_energy(base, load, latency_ms=10.0, usb_powered=False)
     assert out.energy is not None
     assert out.energy.detail["current_scale_to_uA"] == 1000.0
     assert out.energy.baseline_mw == pytest.approx(185 * 3.987)
     assert out.energy.mj_per_inference == pytest.approx((912 - 185) * 3.987 * 10 / 1000)
+    assert out.energy.comparability == "battery-gauge" and not out.energy.on_external_power
+    assert not out.warnings
+
+
+def test_gauge_on_usb_power_is_null_with_the_reason() -> None:
+    base = energy.parse_sampler(gauge("baseline", "Discharging", 185, 3987000))
+    load = energy.parse_sampler(gauge("load", "Discharging", 912, 3987000))
+    out = energy.compute_energy(base, load, latency_ms=10.0, usb_powered=True)
+    assert out.energy is None
+    assert (out.reason or "").startswith("the phone was on USB power: the gauge reads charge "
+                                         "current")
+    assert "--energy-on-usb" in (out.reason or "")
+    assert out.samples  # the raw readings are still kept
+    # a charging status seen by the sampler means external power too
+    charging = energy.parse_sampler(gauge("baseline", "Charging", -185, 3987000))
+    out = energy.compute_energy(charging, load, latency_ms=10.0, usb_powered=False)
+    assert out.energy is None and "was on external power" in (out.reason or "")
+
+
+def test_gauge_on_usb_power_kept_when_asked_and_labelled() -> None:
+    base = energy.parse_sampler(gauge("baseline", "Discharging", 185, 3987000))
+    load = energy.parse_sampler(gauge("load", "Discharging", 912, 3987000))
+    out = energy.compute_energy(base, load, latency_ms=10.0, usb_powered=True,
+                                power_source="USB", keep_on_usb=True)
+    assert out.energy is not None and out.energy.on_external_power
+    assert out.energy.mj_per_inference == pytest.approx((912 - 185) * 3.987 * 10 / 1000)
+    assert "taken on USB power" in (out.energy.label or "")
+    assert out.energy.detail["power_source"] == "USB"
     assert out.warnings and "USB power" in out.warnings[0]
 
 
@@ -74,14 +102,47 @@ def test_odpm_rails_win_over_the_gauge() -> None:
     load = energy.parse_sampler(rails("load", 20000, 500000, 200000, 400000, 150000))
     out = energy.compute_energy(base, load, latency_ms=5.0, usb_powered=False)
     assert out.energy is not None and out.energy.method == "odpm-rails"
+    assert out.energy.comparability == "device-rails"
     assert out.energy.baseline_mw == pytest.approx(150.0)
     assert out.energy.mj_per_inference == pytest.approx((550.0 - 150.0) * 5.0 / 1000)
+    # rails read the SoC side: USB power does not spoil them, the figure stays
+    out = energy.compute_energy(base, load, latency_ms=5.0, usb_powered=True)
+    assert out.energy is not None and out.energy.method == "odpm-rails"
+    assert out.energy.detail["power_source"] == "USB" and not out.warnings
 
 
 def test_unreadable_sensors_give_a_reason() -> None:
     empty = energy.parse_sampler("100.00 baseline battery.status unknown\n")
     out = energy.compute_energy(empty, empty, latency_ms=5.0, usb_powered=False)
     assert out.energy is None and "no readable battery" in (out.reason or "")
+    assert "SELinux" not in (out.reason or "")  # no guesses
+
+
+def test_sampler_script_reports_its_own_error(tmp_path: Path) -> None:
+    (tmp_path / "sys/class/power_supply/battery").mkdir(parents=True)  # no gauge files
+    proc = subprocess.run(["/bin/sh", str(energy.SAMPLER), "load", "1", "0.2"],
+                          capture_output=True, text=True, timeout=30, check=False,
+                          env={**os.environ, "QL_ROOT": str(tmp_path)})
+    assert proc.returncode == 3 and proc.stdout == ""
+    assert "current_now: No such file or directory" in proc.stderr
+    out = energy.parse_sampler(proc.stdout, proc.stderr, proc.returncode, "load")
+    assert out.error and out.error.startswith("the load-phase sampler exited with code 3: ")
+    assert "nothing to sample" in out.error
+    base = energy.parse_sampler(gauge("baseline", "Discharging", -200000, 4000000))
+    res = energy.compute_energy(base, out, latency_ms=5.0, usb_powered=False)
+    assert res.energy is None and res.reason == f"energy sampler failed: {out.error}"
+
+
+def test_dead_sampler_thread_reports_its_exception() -> None:
+    base = energy.parse_sampler(gauge("baseline", "Discharging", -200000, 4000000))
+    dead = energy.sampler_failed("load", ConnectionResetError("adb connection reset"))
+    res = energy.compute_energy(base, dead, latency_ms=5.0, usb_powered=False)
+    assert res.energy is None
+    assert res.reason == ("energy sampler failed: the load-phase sampler died: "
+                          "ConnectionResetError: adb connection reset")
+    never = energy.parse_sampler("", returncode=None, phase="load")
+    res = energy.compute_energy(base, never, latency_ms=5.0, usb_powered=False)
+    assert "the load-phase sampler did not finish" in (res.reason or "")
 
 
 def test_load_not_above_baseline_gives_no_figure() -> None:

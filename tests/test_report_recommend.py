@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 from fixtures.report.checks import independent_best, picked
@@ -16,7 +17,7 @@ from harness.cli.main import app
 runner = CliRunner()
 
 
-def _run(tmp_path: Path, evaluate: bool) -> tuple[object, str]:
+def _run(tmp_path: Path, evaluate: bool) -> tuple[Any, str]:
     store = open_store(tmp_path)
     jobs = [job("fp32", size=40_000), job("int8", size=10_000), job("fp16", size=20_000),
             job("int8", delegate="cpu", size=10_000), job("fp32", device="phone", size=40_000)]
@@ -104,3 +105,121 @@ def test_export_round_trips_row_counts(tmp_path: Path) -> None:
     res = runner.invoke(app, ["export", rid, "--format", "xlsx", "--out", str(tmp_path / "x"),
                               "--results", str(tmp_path)])
     assert res.exit_code == 2 and "--format 'xlsx'" in res.stderr
+
+
+# ----------------------------------------------------------------------------- energy classes
+
+RAILS = "sum of on-device power-monitor rails, idle baseline subtracted"
+GAUGE = "battery gauge (whole phone), idle baseline subtracted"
+
+
+def _energy_run(tmp_path: Path) -> tuple[object, str]:
+    """One run: a phone with rail, gauge and gauge-on-USB figures; a host with RAPL."""
+    from harness.records import DeviceInfo, Energy, Plan, RawResult, Run
+    from harness.store import new_run_id, utcnow
+
+    store = open_store(tmp_path)
+    specs = [  # (scheme, delegate, device, method, mJ, extra detail)
+        ("fp32", "xnnpack", "phone", "odpm-rails", 5.0, {}),
+        ("int8", "xnnpack", "phone", "odpm-rails", 2.0, {}),
+        ("int8", "gpu", "phone", "odpm-rails", 3.0, {}),
+        ("fp16", "xnnpack", "phone", "battery-gauge", 1.0, {}),  # lowest, other class
+        ("fp16", "gpu", "phone", "battery-gauge", 0.4,
+         {"on_external_power": True, "power_source": "USB"}),
+        ("fp32", "xnnpack", "sim", "rapl", 9.0, {}),
+        ("int8", "xnnpack", "sim", "rapl", 4.0, {}),
+    ]
+    jobs = [job(s, delegate=d, device=dev) for s, d, dev, *_ in specs]
+    run = Run(run_id=new_run_id(), created_at=utcnow(), host="testhost", command="test",
+              settings=jobs[0].settings)
+    devices = [DeviceInfo(id=d, platform="sim", name=d) for d in ("phone", "sim")]
+    store.create_run(run, Plan(jobs=tuple(jobs)), devices)
+    for j, (_s, _d, _dev, method, mj, detail) in zip(jobs, specs, strict=True):
+        label = {"odpm-rails": RAILS, "battery-gauge": GAUGE}.get(method, "CPU package")
+        if detail.get("on_external_power"):
+            label += "; taken on USB power (kept by --energy-on-usb)"
+        store.mark_running(run.run_id, j.job_id)
+        store.save_result(run.run_id, j.job_id, RawResult(
+            job_id=j.job_id, status="ok", samples_ms=((1.0, 1.1, 0.9, 1.05, 0.95),),
+            energy=Energy(method=method, mj_per_inference=mj, baseline_mw=100.0, samples=20,
+                          label=label, detail=detail)))
+    store.finish_run(run.run_id, "done")
+    return store, run.run_id
+
+
+def test_recommend_by_energy_ranks_within_one_class(tmp_path: Path) -> None:
+    _, rid = _energy_run(tmp_path)
+    res = runner.invoke(app, ["recommend", rid, "--by", "energy", "--results", str(tmp_path),
+                              "--json"])
+    assert res.exit_code == 0, res.output
+    devices = {d["device"]: d for d in json.loads(res.stdout)["devices"]}
+    phone = devices["phone"]
+    # three rail figures outnumber the gauge ones: rails are ranked, the 1.0 and 0.4 mJ gauge
+    # figures do not "win" against them
+    assert phone["energy_class"] == "device-rails"
+    assert (phone["best"]["scheme"], phone["best"]["delegate"]) == ("int8", "xnnpack")
+    assert (phone["runner_up"]["scheme"], phone["runner_up"]["delegate"]) == ("int8", "gpu")
+    assert phone["best"]["energy_class"] == "device-rails"
+    assert phone["best"]["energy_label"] == RAILS
+    left = {(d["model"].split()[0], d["delegate"]): d for d in phone["energy_left_out"]}
+    assert set(left) == {("fp16", "xnnpack"), ("fp16", "gpu")}
+    assert left[("fp16", "xnnpack")]["energy_class"] == "battery-gauge"
+    assert left[("fp16", "gpu")]["energy_class"] == "battery-gauge on USB power"
+    assert all("not compared" in d["reason"] for d in left.values())
+    assert "energy ranked within device-rails only" in phone["note"]
+    assert sum("not compared" in x for x in phone["excluded"]) == 2
+    sim = devices["sim"]  # the host's RAPL figures are ranked on their own device only
+    assert sim["energy_class"] == "host-package" and sim["energy_left_out"] == []
+    assert sim["best"]["scheme"] == "int8"
+    # the user picks the class: the gauge figure is ranked, the rails are left out
+    res = runner.invoke(app, ["recommend", rid, "--by", "energy", "--energy-class",
+                              "battery-gauge", "--results", str(tmp_path), "--json"])
+    phone = next(d for d in json.loads(res.stdout)["devices"] if d["device"] == "phone")
+    assert phone["energy_class"] == "battery-gauge" and phone["runner_up"] is None
+    assert (phone["best"]["scheme"], phone["best"]["delegate"]) == ("fp16", "xnnpack")
+    assert sorted(d["energy_class"] for d in phone["energy_left_out"]) == [
+        "battery-gauge on USB power", "device-rails", "device-rails", "device-rails"]
+    # terminal: the ranked class and label, and each left-out figure with its reason
+    res = runner.invoke(app, ["recommend", rid, "--by", "energy", "--results", str(tmp_path)],
+                        terminal_width=200)
+    assert res.exit_code == 0, res.output
+    assert "phone best: int8 (model-int8.tflite) · xnnpack — 2 mJ/inference, device-rails" \
+        in res.stdout
+    assert "on-device power-monitor rails" in res.stdout
+    assert res.stdout.count("left out phone:") == 2 and "battery-gauge on USB power" in res.stdout
+    res = runner.invoke(app, ["recommend", rid, "--by", "energy", "--energy-class", "joules",
+                              "--results", str(tmp_path)])
+    assert res.exit_code == 2 and "unknown class" in res.stderr
+
+
+def test_energy_label_and_class_wherever_the_figure_is(tmp_path: Path) -> None:
+    _, rid = _energy_run(tmp_path)
+    # show --json and the terminal table
+    data = json.loads(runner.invoke(app, ["show", rid, "--results", str(tmp_path),
+                                          "--json"]).stdout)
+    energies = [r["energy"] for r in data["results"]]
+    assert {e["comparability"] for e in energies} == {"device-rails", "battery-gauge",
+                                                      "host-package"}
+    assert all(e["label"] for e in energies)
+    res = runner.invoke(app, ["show", rid, "--results", str(tmp_path)], terminal_width=220)
+    assert res.exit_code == 0, res.output
+    assert ("energy model-int8 · phone · xnnpack: 2 mJ/inference · device-rails "
+            f"(odpm-rails) · {RAILS} · idle 100 mW subtracted") in res.stdout
+    assert "9 mJ/inference · host-package (rapl)" in res.stdout
+    assert "battery-gauge (battery-gauge) · battery gauge (whole phone)" in res.stdout
+    # HTML energy section
+    html = tmp_path / "r.html"
+    assert runner.invoke(app, ["report", rid, "--html", str(html), "--results",
+                               str(tmp_path)]).exit_code == 0
+    text = html.read_text()
+    assert "class device-rails (method odpm-rails)" in text and RAILS in text
+    assert "comparable only within one class on one device" in text
+    # exports: every results row has the class and label columns
+    out = tmp_path / "csv"
+    assert runner.invoke(app, ["export", rid, "--format", "csv", "--out", str(out),
+                               "--results", str(tmp_path)]).exit_code == 0
+    with (out / "results.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["energy.comparability"] for r in rows} == {"device-rails", "battery-gauge",
+                                                        "host-package"}
+    assert all(r["energy.label"] for r in rows)

@@ -23,6 +23,10 @@ from harness.store import Store
 
 FORMATS = ("csv", "json", "parquet")
 TABLES = ("results", "samples", "ops")
+ENERGY_COLUMNS = ("method", "comparability", "mj_per_inference", "baseline_mw", "samples",
+                  "label")
+"""``energy.*`` columns every results row has: a figure is never exported without its
+comparability class and label."""
 
 
 def _flat(prefix: str, value: Any, out: dict[str, Any]) -> None:
@@ -41,6 +45,8 @@ def result_rows(store: Store, run_id: str) -> list[dict[str, Any]]:
     rows = []
     for r in data["results"]:
         r = {k: v for k, v in r.items() if k not in ("samples_ms", "ops")}
+        if r.get("energy") is None:  # the same energy columns (class, label …) in every row
+            r["energy"] = dict.fromkeys(ENERGY_COLUMNS)
         row: dict[str, Any] = {"run_id": data["run_id"]}
         _flat("", r, row)
         rows.append(row)

@@ -2,19 +2,20 @@
 
 Candidates are the finished jobs of a run. A variant passes the gate when its
 newest stored evaluation (keyed by the variant's sha256) has ``drop <= max_drop``.
-Candidates are ranked by median latency, energy per inference, or file size; the
+Candidates are ranked by latency (the median where every candidate on the device has
+one, else the mean, and labelled so), energy per inference, or file size; the
 runner-up is named with what it gives up. When no variant on a device was ever
 evaluated, the recommendation is on the ranking alone and labelled so.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.stats import summarize
+from harness.stats import LatencySummary, summarize
 from harness.store import JobEntry, RunRecord
 
 BY_CHOICES = ("latency", "energy", "size")
@@ -32,12 +33,17 @@ class Candidate:
     delegate: str
     threads: int
     latency_ms: float
+    latency_statistic: str  # "median" | "mean": what latency_ms is
+    latency_method: str  # per-iteration | per-launch | summary
     energy_mj: float | None
     size_bytes: int
     accuracy: str  # "passed" | "failed" | NOT_EVALUATED
     drop: float | None
     metric: str | None
     job_id: str
+    energy_class: str | None = None  # comparability class of energy_mj (records.energy_class)
+    energy_label: str | None = None  # what the energy figure measures
+    energy_on_usb: bool = False  # a battery-gauge figure kept although on USB/AC power
 
     def value(self, by: str) -> float | None:
         """The figure this candidate is ranked by."""
@@ -56,23 +62,29 @@ class DeviceRecommendation:
     gives_up: str | None  # what the runner-up gives up against the best
     note: str  # plain words: gate used, "accuracy not evaluated", "nothing passes" …
     excluded: list[str] = field(default_factory=list)
+    energy_class: str | None = None  # --by energy: the one class ranked on this device
+    energy_left_out: list[dict[str, Any]] = field(default_factory=list)  # other classes, why
 
 
-def _latency(entry: JobEntry) -> float | None:
-    if entry.raw is None:
-        return None
-    s = summarize(entry.raw)
-    if s is None:
-        return None
-    return s.median if s.median is not None else s.mean
+def _latency(entry: JobEntry) -> LatencySummary | None:
+    return summarize(entry.raw) if entry.raw is not None and entry.status == "ok" else None
 
 
 def candidates(record: RunRecord, evaluations: dict[str, dict[str, Any]],
                max_drop: float) -> dict[str, list[Candidate]]:
     """Every finished job with a latency figure, grouped by device, with its gate state."""
     out: dict[str, list[Candidate]] = {}
+    summaries = {id(e): s for e in record.entries if (s := _latency(e)) is not None}
+    # a device's candidates are ranked on one statistic: the median where every one of
+    # them has it, else the mean (which every latency figure has)
+    no_median = {e.job.device_id for e in record.entries
+                 if id(e) in summaries and summaries[id(e)].median is None}
     for e in record.entries:
-        lat = _latency(e) if e.status == "ok" else None
+        summary = summaries.get(id(e))
+        if summary is None:
+            continue
+        statistic = "mean" if e.job.device_id in no_median else "median"
+        lat = summary.mean if statistic == "mean" else summary.median
         if lat is None:
             continue
         m = e.job.model
@@ -88,7 +100,11 @@ def candidates(record: RunRecord, evaluations: dict[str, dict[str, Any]],
         out.setdefault(e.job.device_id, []).append(Candidate(
             model=f"{m.scheme} ({name})" if m.scheme else name, sha256=m.sha256,
             scheme=m.scheme, delegate=e.job.delegate, threads=e.job.threads, latency_ms=lat,
+            latency_statistic=statistic, latency_method=summary.method,
             energy_mj=e.raw.energy.mj_per_inference if e.raw and e.raw.energy else None,
+            energy_class=e.raw.energy.comparability if e.raw and e.raw.energy else None,
+            energy_label=e.raw.energy.label if e.raw and e.raw.energy else None,
+            energy_on_usb=bool(e.raw and e.raw.energy and e.raw.energy.on_external_power),
             size_bytes=m.size_bytes, accuracy=acc, drop=drop, metric=metric, job_id=e.job.job_id,
         ))
     return out
@@ -100,6 +116,8 @@ def _gives_up(best: Candidate, other: Candidate, by: str) -> str:
     pct = f" ({100 * (b - a) / a:+.1f}%)" if a else ""
     if by == "size":
         return f"{(b - a) / 1024:+.1f} KiB{pct}"
+    if by == "latency":
+        return f"{b - a:+.3g} ms {best.latency_statistic} latency{pct}"
     return f"{b - a:+.3g} {UNITS[by]}{pct}"
 
 
@@ -134,16 +152,95 @@ def recommend_device(device: str, cands: list[Candidate], by: str,
                                 _gives_up(best, runner, by) if runner else None, note, excluded)
 
 
+ON_USB = " on USB power"
+ENERGY_CLASS_ORDER = ("device-rails", "battery-gauge", "host-package", "process-estimate")
+"""Which class is ranked when a device has as many figures of several classes."""
+
+
+def _energy_group(c: Candidate) -> str | None:
+    """The class a candidate's energy figure is ranked in (None: no figure). A gauge
+    figure kept on USB power (--energy-on-usb) is a group of its own."""
+    if c.energy_mj is None or c.energy_class is None:
+        return None
+    return c.energy_class + (ON_USB if c.energy_on_usb else "")
+
+
+def _group_order(group: str) -> tuple[int, bool, str]:
+    base = group.removesuffix(ON_USB)
+    rank = ENERGY_CLASS_ORDER.index(base) if base in ENERGY_CLASS_ORDER else len(ENERGY_CLASS_ORDER)
+    return rank, group.endswith(ON_USB), group
+
+
+def _recommend_energy(device: str, cands: list[Candidate], max_drop: float,
+                      energy_class: str | None) -> DeviceRecommendation:
+    """Rank energy figures of one comparability class only; list the others with why.
+
+    The class is ``energy_class`` when given, else the one with the most figures among
+    the candidates that pass the gate (ties: rails, gauge, host package, estimate).
+    """
+    from harness.records import ENERGY_CLASS_MEANING
+
+    evaluated = any(c.accuracy != NOT_EVALUATED for c in cands)
+    gated = [c for c in cands if c.accuracy == "passed"] if evaluated else cands
+    counts: dict[str, int] = {}
+    for c in gated:
+        if (g := _energy_group(c)) is not None:
+            counts[g] = counts.get(g, 0) + 1
+    chosen = energy_class or (min(counts, key=lambda g: (-counts[g], _group_order(g)))
+                              if counts else None)
+    keep = [c for c in cands if _energy_group(c) in (None, chosen)]
+    left_out: list[dict[str, Any]] = []
+    for c in cands:
+        group = _energy_group(c)
+        if group is None or group == chosen:
+            continue
+        why = (f"energy figure is {group} ({c.energy_label or 'no label'}); only "
+               f"{chosen} figures are ranked on this device: figures of different classes "
+               "measure different things and are not compared")
+        if energy_class:
+            why += f" (--energy-class {energy_class})"
+        left_out.append({"model": c.model, "delegate": c.delegate, "threads": c.threads,
+                         "job_id": c.job_id, "energy_class": group,
+                         "mj_per_inference": c.energy_mj, "reason": why})
+    rec = recommend_device(device, keep, "energy", max_drop)
+    note = rec.note
+    if chosen is not None:
+        meaning = ENERGY_CLASS_MEANING.get(chosen.removesuffix(ON_USB), "")
+        note += f"; energy ranked within {chosen} only" + (f" ({meaning})" if meaning else "")
+        if left_out:
+            note += (f"; {len(left_out)} figure(s) of other classes left out "
+                     f"({', '.join(sorted({d['energy_class'] for d in left_out}))})")
+    return replace(rec, note=note, energy_class=chosen, energy_left_out=left_out,
+                   excluded=rec.excluded + [f"{d['model']} · {d['delegate']}: {d['reason']}"
+                                            for d in left_out])
+
+
 def recommend(record: RunRecord, evaluations: dict[str, dict[str, Any]], *,
-              max_drop: float = 0.03, by: str = "latency") -> list[DeviceRecommendation]:
-    """One recommendation per device of the run (sorted by device id)."""
+              max_drop: float = 0.03, by: str = "latency",
+              energy_class: str | None = None) -> list[DeviceRecommendation]:
+    """One recommendation per device of the run (sorted by device id).
+
+    ``by="energy"`` ranks only figures of one comparability class per device
+    (``energy_class``, or the most common one) and lists the others as left out.
+    """
     if by not in BY_CHOICES:
         raise UserError(f"--by {by!r}: unknown ranking", hint=f"use one of {', '.join(BY_CHOICES)}")
+    if energy_class is not None and by != "energy":
+        raise UserError(f"--energy-class {energy_class}: only used with --by energy",
+                        hint="add --by energy, or drop --energy-class")
+    if energy_class is not None:
+        from harness.records import ENERGY_CLASS_MEANING
+
+        base = energy_class.removesuffix(ON_USB)
+        if base not in ENERGY_CLASS_MEANING and not base.startswith("other:"):
+            raise UserError(f"--energy-class {energy_class!r}: unknown class",
+                            hint=f"use one of {', '.join(ENERGY_CLASS_MEANING)}")
     if not 0 <= max_drop <= 1:
         raise UserError(f"--max-drop {max_drop}: out of range", hint="give a fraction such as 0.03")
     grouped = candidates(record, evaluations, max_drop)
     devices = sorted({e.job.device_id for e in record.entries})
-    return [recommend_device(d, grouped.get(d, []), by, max_drop) if grouped.get(d)
+    return [(_recommend_energy(d, grouped[d], max_drop, energy_class) if by == "energy"
+             else recommend_device(d, grouped[d], by, max_drop)) if grouped.get(d)
             else DeviceRecommendation(d, by, None, None, None, "no finished job on this device")
             for d in devices]
 
