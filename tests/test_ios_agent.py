@@ -13,7 +13,8 @@ from pymobiledevice3.remote.userspace_tunnel import UserspaceTunnelUnavailableEr
 
 import agents.ios as ios
 from agents.base import no_progress
-from agents.ios import IosAgent, IosUserError, translate
+from agents.ios import IosAgent
+from agents.ios_errors import IosUserError, translate
 from harness.errors import DeviceDisconnected
 from harness.models import model_ref
 from harness.records import DeviceInfo, Job, Settings
@@ -46,7 +47,9 @@ def _job(path: Path, delegate: str, **settings: float) -> Job:
 
 def _agent(tmp_path: Path, **kw: object) -> tuple[IosAgent, FakeIphoneBackend]:
     phone = FakeIphoneBackend(tmp_path / "phone", **kw)  # type: ignore[arg-type]
-    return IosAgent(backend=phone), phone
+    # the fake app does not cool down: the host waits for the job alone (the cool-down's
+    # share of the host timeout is tested in test_ios_pmd3)
+    return IosAgent(backend=phone, cooldown_wait_s=0.0), phone
 
 
 def test_discover_lists_the_fake_with_properties(tmp_path: Path) -> None:
@@ -105,6 +108,7 @@ def test_coreml_ane_end_to_end(tmp_path: Path, models: Path) -> None:
         "gpu",
     ]
     assert raw.energy is not None and raw.energy.method == "ios-task-energy"
+    assert raw.energy.comparability == "process-estimate"  # never ranked against rails/gauge
     assert raw.energy.label and "process CPU energy estimate" in raw.energy.label
     assert raw.energy.mj_per_inference == pytest.approx(8.4 / 12)
     assert raw.peak_memory_mb == 32.0
@@ -238,7 +242,8 @@ def test_fake_and_real_sessions_share_one_interface() -> None:
 
     from fakes.iphone import FakeSession
 
-    from agents.ios import IosBackend, IosSession, Pmd3Backend, Pmd3Session
+    from agents.ios_interfaces import IosBackend, IosSession
+    from agents.ios_pmd3 import Pmd3Backend, Pmd3Session
 
     for proto, real, fake in [
         (IosSession, Pmd3Session, FakeSession),

@@ -28,9 +28,12 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _env(tmp_path: Path) -> dict[str, str]:
     return {
         **os.environ,
-        "QUANTLAB_IOS_BACKEND": str(HERE / "fakes" / "iphone.py") + ":make_backend",
+        # a module name (file paths are refused); tests/ on the path makes `fakes` importable
+        "QUANTLAB_IOS_BACKEND": "fakes.iphone:make_backend",
+        "PYTHONPATH": os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p),
         "QUANTLAB_FAKE_IPHONE_DIR": str(tmp_path / "phone"),
         "TF_CPP_MIN_LOG_LEVEL": "3",
+        "QUANTLAB_COOLDOWN_S": "0",  # the fake app does not cool down
     }
 
 

@@ -1,4 +1,4 @@
-"""A fake iPhone behind the IosBackend/IosSession seam of agents.ios.
+"""A fake iPhone behind the IosBackend/IosSession seam of agents.ios_interfaces.
 
 Its "app" is a real host process honouring the BenchRunner contract: it reads
 ``Documents/jobs/<id>/job.json`` from a sandbox folder (the app container), runs
@@ -10,7 +10,7 @@ Switch it on for the CLI with::
 
     QUANTLAB_IOS_BACKEND=tests.fakes.iphone:make_backend
     QUANTLAB_FAKE_IPHONE_DIR=/some/folder          # sandbox (created)
-    QUANTLAB_FAKE_IPHONE_MODE=ok|never-done|unplug  # optional
+    QUANTLAB_FAKE_IPHONE_MODE=ok|never-done|unplug|hot  # optional
 
 Failures of pymobiledevice3 are injected with ``failures={"launch": SomeError()}``
 (real pymobiledevice3 exception instances), keyed by session method name or
@@ -345,6 +345,8 @@ def app_main(argv: list[str]) -> int:
     if mode == "never-done":
         time.sleep(3600)
         return 0
+    if mode == "hot":  # a warm phone: the app waits the whole cool-down it was given, then runs
+        time.sleep(float(job["preconditions"]["cooldown_wait_s"]))
     try:
         if job["engine"] == "tflite":
             result = _run_tflite(documents, job, machine, os_version)
