@@ -65,6 +65,7 @@ AGENT_MODULES: dict[str, str] = {
     "sim": "agents.sim:SimAgent",
     "android": "agents.android:AndroidAgent",
     "ios": "agents.ios:IosAgent",
+    "ssh": "agents.ssh:SshAgent",
 }
 """Registry: device kind → ``module:Class``. Modules are imported lazily."""
 

@@ -13,7 +13,6 @@ import json
 import os
 import platform
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from agents.base import Progress
-from harness.records import DeviceInfo, Energy, Job, OpRecord, RawResult
+from agents.worker_results import measured_result, pooled_rapl_energy, rapl_unavailable_reason
+from harness.records import DeviceInfo, Job, OpRecord, RawOutput, RawResult
 
 SIM_ID = "sim"
 MAX_THREADS_FACTOR = 2
@@ -55,14 +55,31 @@ def _signal_name(code: int) -> str:
         return f"signal {-code}"
 
 
+def reference_model(path: str) -> str | None:
+    """The float model a variant's numerics are compared with: the ``fp32`` variant of the
+    variants folder the file lies in (``manifest.json``); None (the file itself) otherwise."""
+    folder = Path(path).resolve().parent
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    for v in manifest.get("variants", []):
+        if v.get("scheme") == "fp32" and v.get("status") == "ok" and v.get("file") \
+                and str(v["file"]).endswith(".tflite") and (folder / v["file"]).is_file():
+            return str(folder / v["file"])
+    return None
+
+
 class SimAgent:
     """Runs ``.tflite`` jobs on the host CPU through LiteRT (XNNPACK or builtin kernels)."""
 
     kind = "sim"
     delegates: tuple[str, ...] = ("xnnpack", "cpu")
 
-    def __init__(self, rapl_root: str | None = None, python: str | None = None) -> None:
+    def __init__(self, rapl_root: str | None = None, python: str | None = None,
+                 rapl_idle_s: float | None = None) -> None:
         self.rapl_root = rapl_root
+        self.rapl_idle_s = rapl_idle_s  # idle-baseline window (None: the worker's default)
         self.python = python or sys.executable
 
     # ------------------------------------------------------------------ discovery
@@ -123,10 +140,29 @@ class SimAgent:
     # ------------------------------------------------------------------ running
 
     def _worker(
-        self, job: Job, mode: str, repeat: int, tmp: Path, deadline: float
+        self, job: Job, mode: str, repeat: int, tmp: Path, deadline: float,
+        raw: list[RawOutput] | None = None,
     ) -> dict[str, Any]:
-        """Run one worker process; returns its result dict or one with ``error`` set."""
+        """Run one worker process; returns its result dict or one with ``error`` set.
+
+        The worker's output (``<name>.log``: stdout and stderr, one stream) and its result
+        JSON (``<name>.json``) go to ``raw``, also when it failed.
+        """
         job_file, result_file = tmp / f"{mode}{repeat}.json", tmp / f"{mode}{repeat}.result.json"
+        name = f"{mode}-{repeat + 1}" if mode == "measure" else mode
+        try:
+            return self._run_worker(job, mode, repeat, tmp, deadline, job_file, result_file)
+        finally:
+            if raw is not None:
+                log = tmp / f"{mode}{repeat}.stderr"
+                if log.is_file() and log.stat().st_size:
+                    raw.append(RawOutput.capture(f"{name}.log", "text/plain", log.read_bytes()))
+                if result_file.is_file():
+                    raw.append(RawOutput.capture(f"{name}.json", "application/json",
+                                                 result_file.read_bytes()))
+
+    def _run_worker(self, job: Job, mode: str, repeat: int, tmp: Path, deadline: float,
+                    job_file: Path, result_file: Path) -> dict[str, Any]:
         payload = {
             "mode": mode,
             "model": str(Path(job.model.path).resolve()),
@@ -141,7 +177,10 @@ class SimAgent:
                 )
             ),
             "seed": repeat,
+            "reference_model": reference_model(job.model.path),
+            "outputs_path": str(tmp / "numerics-outputs.npz"),
             "rapl_root": self.rapl_root,
+            **({"rapl_idle_s": self.rapl_idle_s} if self.rapl_idle_s is not None else {}),
         }
         job_file.write_text(json.dumps(payload))
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
@@ -189,10 +228,12 @@ class SimAgent:
         s = job.settings
         deadline = time.monotonic() + s.timeout_s
         repeats = max(int(s.repeats), 1)
-        steps = repeats + (1 if s.profile_ops else 0)
+        check_numerics = s.numerics or s.profile_ops  # a profiled run also checks numerics
+        steps = repeats + (1 if s.profile_ops else 0) + (1 if check_numerics else 0)
         runs: list[dict[str, Any]] = []
         warnings: list[str] = []
         pids: list[int] = []
+        raw_outputs: list[RawOutput] = []  # each worker's output and result JSON, kept raw
         runner: dict[str, Any] = {
             "name": "litert",
             "version": _litert_version(),
@@ -204,17 +245,18 @@ class SimAgent:
         with tempfile.TemporaryDirectory(prefix="quantlab-sim-") as tmp:
             for r in range(repeats):
                 progress(f"repeat {r + 1}/{repeats}", r / steps)
-                out = self._worker(job, "measure", r, Path(tmp), deadline)
+                out = self._worker(job, "measure", r, Path(tmp), deadline, raw_outputs)
                 if out.get("pid"):
                     pids.append(out["pid"])
                 if out.get("error"):
-                    return RawResult.failure(job.job_id, out["error"], runner=runner)
+                    return RawResult.failure(job.job_id, out["error"], runner=runner,
+                                             raw_outputs=tuple(raw_outputs))
                 runs.append(out)
             ops: tuple[OpRecord, ...] = ()
             ops_model_ms = None
             if s.profile_ops:
                 progress("profiling ops", repeats / steps)
-                prof = self._worker(job, "profile", 0, Path(tmp), deadline)
+                prof = self._worker(job, "profile", 0, Path(tmp), deadline, raw_outputs)
                 if prof.get("pid"):
                     runner["profile_pid"] = prof["pid"]
                 if prof.get("error"):
@@ -222,31 +264,30 @@ class SimAgent:
                 else:
                     ops = tuple(OpRecord(**row) for row in prof["ops"])
                     ops_model_ms = prof["ops_model_ms"]
+                    if prof.get("ops_note"):
+                        warnings.append(f"per-op profile: {prof['ops_note']}")
+            numerics: dict[str, Any] = {}
+            if check_numerics:
+                progress("checking numerics", (steps - 1) / steps)
+                num = self._worker(job, "numerics", 0, Path(tmp), deadline, raw_outputs)
+                numerics = ({"error": num["error"]} if num.get("error")
+                            else dict(num["numerics"]))
+                npz = Path(tmp) / "numerics-outputs.npz"
+                if npz.is_file():
+                    raw_outputs.append(RawOutput.capture(
+                        "numerics-outputs.npz", "application/x-npz", npz.read_bytes()))
             progress("done", 1.0)
-        energies = [r["energy"] for r in runs if r.get("energy")]
-        energy = None
-        if len(energies) == len(runs):
-            e0 = energies[0]
-            energy = Energy(
-                method="rapl",
-                mj_per_inference=statistics.median(e["mj_per_inference"] for e in energies),
-                samples=sum(e["samples"] for e in energies),
-                label=e0["label"],
-                detail={"per_repeat_mj": [e["mj_per_inference"] for e in energies], **e0["detail"]},
-            )
-        reason = None if energy else next((r["energy_unavailable_reason"] for r in runs), None)
-        return RawResult(
-            job_id=job.job_id,
-            status="ok",
-            samples_ms=tuple(tuple(r["samples_ms"]) for r in runs),
-            init_ms=statistics.median(r["init_ms"] for r in runs),
-            first_inference_ms=statistics.median(r["first_inference_ms"] for r in runs),
-            peak_memory_mb=max(r["peak_memory_mb"] for r in runs),
-            memory_method=runs[0]["memory_method"],
+        energy = pooled_rapl_energy(runs)
+        return measured_result(
+            job, runs,
             ops=ops,
             ops_model_ms=ops_model_ms,
             energy=energy,
-            energy_unavailable_reason=reason or (None if energy else "RAPL energy not measured"),
+            energy_unavailable_reason=None if energy else (
+                rapl_unavailable_reason(runs) or "RAPL energy not measured"),
             runner=runner,
             warnings=tuple(warnings),
+            raw_outputs=tuple(raw_outputs),
+            placement=dict(runs[0].get("placement") or {}),
+            numerics=numerics,
         )
