@@ -3,8 +3,9 @@
 discover → health → supports → run: push what is missing (runner, delegate
 libraries, the variant), wait for the phone to cool down, launch benchmark_model
 once per repeat under a device-side ``timeout``, pull the profile file, parse
-(android_runner.parser) and hand back a RawResult. A phone that drops off the bus
-raises :class:`~harness.errors.DeviceDisconnected`; the dispatcher waits for it with
+(android_runner.parser), map (android_runner.result_mapping) and hand back a RawResult.
+A phone that drops off the bus raises :class:`~harness.errors.DeviceDisconnected`
+(:mod:`agents.adb_faults`); the dispatcher waits for it with
 :meth:`AndroidAgent.wait_until_back` and retries.
 """
 
@@ -12,29 +13,28 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agents.adb_faults import STATE_HINTS, adb_errors, adb_faults
 from agents.base import Progress
 from android_runner import command as cmdmod
 from android_runner import energy as energymod
-from android_runner import provision
-from android_runner.parser import BenchmarkOutput, parse_output, to_raw_result
-from harness.errors import DeviceDisconnected, DeviceTimeout, JobFailed, QuantlabError
-from harness.records import DeviceInfo, Job, RawResult
+from android_runner import litert_command, provision
+from android_runner.device_props import is_qualcomm, parse_battery, parse_getprop, parse_thermal
+from android_runner.litert_parser import parse_any
+from android_runner.parser import BenchmarkOutput
+from android_runner.result_mapping import to_raw_result
+from harness.errors import DeviceUnusable, JobFailed, QuantlabError
+from harness.models import file_sha256
+from harness.records import DeviceInfo, Job, RawOutput, RawResult
 
-QUALCOMM_PLATFORMS = re.compile(
-    r"^(msm|sdm|sm\d|qcs|apq|lito|kona|lahaina|taro|kalama|pineapple|sun|trinket|bengal|holi|"
-    r"atoll|sdmmagpie|msmnile|parrot|crow|blair|khaje|monaco|cliffs|volcano)", re.I)
-THERMAL_NAMES = {0: "none", 1: "light", 2: "moderate", 3: "severe", 4: "critical",
-                 5: "emergency", 6: "shutdown"}
-HAL_TYPES = {0: "cpu", 1: "gpu", 2: "battery", 3: "skin"}
 NNAPI_MIN_SDK = 27
 NNAPI_DEPRECATED_SDK = 35
 
@@ -49,73 +49,12 @@ class ThermalPolicy:
     poll_s: float = 5.0
 
 
-def _adb_errors() -> tuple[type[Exception], ...]:
-    import adbutils
-
-    return (adbutils.AdbError, OSError, EOFError, ConnectionError)
-
-
-
-def parse_getprop(text: str) -> dict[str, str]:
-    """``getprop`` output (``[key]: [value]`` lines) as a dict."""
-    return dict(re.findall(r"^\[([^\]]+)\]: \[(.*)\]\s*$", text, re.M))
-
-
-def parse_battery(text: str) -> dict[str, Any]:
-    """Level, temperature (°C), voltage (mV), power source and status from ``dumpsys battery``."""
-    fields = dict(re.findall(r"^\s*([A-Za-z][\w ]*?): (.*)$", text, re.M))
-    out: dict[str, Any] = {}
-    if "level" in fields:
-        out["battery_pct"] = int(fields["level"])
-    if "temperature" in fields:
-        out["battery_temp_c"] = int(fields["temperature"]) / 10.0
-    if "voltage" in fields:
-        out["battery_mv"] = int(fields["voltage"])
-    powered = [src for src in ("AC", "USB", "Wireless")
-               if fields.get(f"{src} powered", "false").strip() == "true"]
-    out["powered_by"] = powered
-    out["usb_powered"] = "USB" in powered
-    status = {"1": "unknown", "2": "charging", "3": "discharging", "4": "not charging",
-              "5": "full"}
-    if "status" in fields:
-        out["charging_status"] = status.get(fields["status"].strip(), fields["status"].strip())
-    return out
-
-
-def parse_thermal(text: str) -> dict[str, Any]:
-    """Thermal status and HAL temperatures by type from ``dumpsys thermalservice``."""
-    out: dict[str, Any] = {}
-    m = re.search(r"Thermal Status: (\d)", text)
-    if m:
-        out["thermal_status"] = int(m.group(1))
-        out["thermal_status_name"] = THERMAL_NAMES.get(int(m.group(1)), "unknown")
-    section = text.split("Current temperatures from HAL:", 1)
-    body = section[1] if len(section) == 2 else text
-    temps: dict[str, float] = {}
-    for value, typ, name in re.findall(
-            r"Temperature\{mValue=([-\d.]+), mType=(-?\d+), mName=([^,]+),", body):
-        kind = HAL_TYPES.get(int(typ))
-        if kind:
-            temps[kind] = max(temps.get(kind, -273.0), float(value))
-            temps.setdefault(f"{kind}:{name}", float(value))
-    out["temperatures_c"] = {k: v for k, v in temps.items() if ":" not in k}
-    return out
-
-
-def is_qualcomm(props: dict[str, str]) -> bool:
-    """Whether the SoC is a Qualcomm Snapdragon (Hexagon DSP / QNN HTP present)."""
-    maker = (props.get("ro.soc.manufacturer") or "").lower()
-    if maker:
-        return maker in ("qti", "qualcomm", "qualcomm technologies, inc")
-    platform = props.get("ro.board.platform", "")
-    return bool(QUALCOMM_PLATFORMS.match(platform)) or props.get("ro.hardware", "") == "qcom"
-
-
 class AndroidAgent:
     """Every phone the adb server lists; jobs run with benchmark_model."""
 
     kind: str = "android"
-    delegates: tuple[str, ...] = ("xnnpack", "cpu", "gpu", "nnapi", "hexagon", "qnn")
+    delegates: tuple[str, ...] = ("xnnpack", "cpu", "gpu", "nnapi", "hexagon", "qnn",
+                                  *litert_command.DELEGATES)
 
     def __init__(self, host: str | None = None, port: int | None = None,
                  thermal: ThermalPolicy | None = None, energy_baseline_s: int = 5,
@@ -146,22 +85,6 @@ class AndroidAgent:
     def _device(self, serial: str) -> Any:
         return self.client().device(serial)
 
-    @contextmanager
-    def _faults(self, device_id: str, doing: str) -> Iterator[None]:
-        """Turn adb and socket errors into DeviceDisconnected / DeviceTimeout."""
-        import adbutils
-
-        try:
-            yield
-        except QuantlabError:
-            raise
-        except adbutils.AdbTimeout as exc:
-            raise DeviceTimeout(device_id, f"no answer while {doing} ({exc})",
-                                hint="check the cable / Wi-Fi connection") from None
-        except _adb_errors() as exc:
-            raise DeviceDisconnected(device_id, f"lost the device while {doing} ({exc})",
-                                     hint="reconnect it; quantlab retries the job") from None
-
     def _shell(self, d: Any, cmd: str, timeout: float = 60) -> Any:
         return d.shell2(cmd, timeout=timeout, v2=True)
 
@@ -178,7 +101,7 @@ class AndroidAgent:
                                 hint="install adb (platform-tools) or start it with "
                                 "`adb start-server`; see docs/devices.md") from None
         devices = []
-        describe_errors: tuple[type[Exception], ...] = (QuantlabError, *_adb_errors())
+        describe_errors: tuple[type[Exception], ...] = (QuantlabError, *adb_errors())
         for info in infos:
             if info.state == "device":
                 try:
@@ -189,12 +112,9 @@ class AndroidAgent:
                                               state_hint=f"could not read its properties ({exc})"))
                 continue
             hint = {
-                "unauthorized": "unlock the phone and accept the 'Allow USB debugging?' prompt "
-                                "(tick 'Always allow'); if no prompt shows, revoke USB debugging "
-                                "authorizations in Developer options and replug",
+                **STATE_HINTS,
                 "offline": "replug the cable or run `adb reconnect`; for a Wi-Fi device run "
                            f"`adb connect {info.serial}`",
-                "no permissions": "add a udev rule for the phone (see docs/devices.md) and replug",
             }.get(info.state, "see docs/devices.md")
             devices.append(DeviceInfo(id=info.serial, platform="android", name=info.serial,
                                       state=info.state if info.state in ("offline",
@@ -210,7 +130,7 @@ class AndroidAgent:
                                                               "").isdigit() else None
         qualcomm = is_qualcomm(props)
         delegates = tuple(x for x in self.delegates
-                          if (x not in ("hexagon", "qnn") or qualcomm)
+                          if (x not in ("hexagon", "qnn", "litert-npu") or qualcomm)
                           and (x != "nnapi" or (sdk or 0) >= NNAPI_MIN_SDK))
         soc = props.get("ro.soc.model") or props.get("ro.board.platform") or None
         info = DeviceInfo(
@@ -226,7 +146,7 @@ class AndroidAgent:
                    "serialno": props.get("ro.serialno"),
                    "runner_provisioned": provision.cached_binary(
                        props.get("ro.product.cpu.abi", "")) is not None})
-        errors: tuple[type[Exception], ...] = (QuantlabError, *_adb_errors())
+        errors: tuple[type[Exception], ...] = (QuantlabError, *adb_errors())
         try:
             health = self.health(info)
         except errors:
@@ -236,7 +156,7 @@ class AndroidAgent:
     def health(self, device: DeviceInfo) -> dict[str, Any]:
         """Battery level/temperature/power source and thermal status of a phone."""
         d = self._device(device.id)
-        with self._faults(device.id, "reading its health"):
+        with adb_faults(device.id, "reading its health"):
             battery = self._shell(d, "dumpsys battery", timeout=30)
             thermal = self._shell(d, "dumpsys thermalservice", timeout=30)
         out = parse_battery(battery.stdout)
@@ -261,6 +181,12 @@ class AndroidAgent:
         if job.delegate == "nnapi" and device.sdk is not None and device.sdk < NNAPI_MIN_SDK:
             return False, (f"nnapi: needs Android 8.1 (SDK {NNAPI_MIN_SDK}) or newer; this "
                            f"phone has SDK {device.sdk}")
+        if job.settings.inputs or job.settings.numerics:
+            return False, ("--inputs/--numerics: not on Android yet — the runners feed their own "
+                           "random inputs and quantlab does not pull outputs back from the phone; "
+                           "check numerics on the simulator (same .tflite, host LiteRT)")
+        if job.delegate in litert_command.DELEGATES:
+            return self._supports_litert(device, job)
         runner = provision.cached_binary(device.abi or "")
         if runner is None:
             return False, (f"no benchmark_model provisioned for ABI {device.abi or 'unknown'}: "
@@ -275,14 +201,45 @@ class AndroidAgent:
                            "provision --binary PATH --delegate-libs DIR` (QNN SDK libraries)")
         return True, ""
 
+    def _supports_litert(self, device: DeviceInfo, job: Job) -> tuple[bool, str]:
+        """benchmark_litert_model jobs: the tool provisioned; for litert-npu a dispatch
+        library and a model compiled for this phone's SoC."""
+        runner = provision.cached_binary(device.abi or "", litert_command.RUNNER)
+        if runner is None:
+            return False, (f"no {litert_command.RUNNER} provisioned for ABI "
+                           f"{device.abi or 'unknown'}: {provision.LITERT_HINT}")
+        if job.delegate == "litert-npu":
+            if not any(n.startswith("libLiteRtDispatch") for n in runner.libs):
+                return False, ("litert-npu: no vendor dispatch library provisioned "
+                               "(libLiteRtDispatch_<Vendor>.so): `quantlab android provision "
+                               "--runner benchmark_litert_model --binary PATH --delegate-libs "
+                               "DIR`")
+            from harness.npu_compile import compiled_model_for
+
+            if compiled_model_for(job.model.path, device.soc) is None:
+                return False, (f"litert-npu: no model compiled for SoC {device.soc or '?'}: "
+                               f"`quantlab compile {job.model.path} --target "
+                               f"{device.soc or 'SOC'}`")
+        return True, ""
+
+    def _command(self, job: Job, model: str, profile_file: str | None = None,
+                 **overrides: Any) -> cmdmod.BenchmarkCommand:
+        """The launch of the job's runner: benchmark_litert_model for litert-* delegates."""
+        if job.delegate in litert_command.DELEGATES:
+            return litert_command.build_litert_command(job, model, profile=bool(profile_file),
+                                                       **overrides)
+        return cmdmod.build_command(job, model, profile_file=profile_file, **overrides)
+
     # ------------------------------------------------------------------ run
 
     def run(self, device: DeviceInfo, job: Job, progress: Progress) -> RawResult:
         """Measure ``job`` on ``device`` (see the module docstring)."""
         try:
-            runner = provision.require_binary(device.abi)
-        except provision.RunnerMissing as exc:
-            raise JobFailed(exc.one_line()) from None
+            runner = provision.require_binary(
+                device.abi, litert_command.RUNNER if job.delegate in litert_command.DELEGATES
+                else "benchmark_model")
+        except provision.RunnerMissing as exc:  # the same for every job on this phone
+            raise DeviceUnusable(device.id, exc.message, hint=exc.hint) from None
         if not Path(job.model.path).is_file():
             raise JobFailed(f"{job.model.path}: model file not found on this host",
                             hint="the variant was moved or deleted after planning")
@@ -290,37 +247,36 @@ class AndroidAgent:
         warnings: list[str] = []
         if job.delegate == "nnapi" and (device.sdk or 0) >= NNAPI_DEPRECATED_SDK:
             warnings.append("nnapi is deprecated since Android 15; vendors may drop drivers")
-        with self._faults(device.id, "waiting for it to cool down"):
+        with adb_faults(device.id, "waiting for it to cool down"):
             progress("cooling down", None)
             thermal_before = self._wait_cool(device, warnings)
-        with self._faults(device.id, "pushing files"):
+        with adb_faults(device.id, "pushing files"):
             progress("pushing", None)
-            model_remote = self._push(d, runner, job)
+            model_remote = self._push(d, runner, job, device.soc)
         launches: list[BenchmarkOutput] = []
-        stdout_tail = ""
+        raw_outputs: list[RawOutput] = []  # every launch's full output and pulled file
         for r in range(job.settings.repeats):
             progress(f"repeat {r + 1}/{job.settings.repeats}", r / job.settings.repeats)
-            cmd = cmdmod.build_command(job, model_remote)
-            out, text = self._launch(d, device, cmd)
+            cmd = self._command(job, model_remote)
+            out, _ = self._launch(d, device, cmd, raw=raw_outputs, raw_name=f"launch-{r + 1}")
             launches.append(out)
-            stdout_tail = text[-4000:]
             if not out.ok:
                 break
         profile = None
         if job.settings.profile_ops and all(o.ok for o in launches):
             progress("profiling ops", None)
-            profile = self._profile(d, device, job, model_remote)
-        runner_meta = {"name": "benchmark_model", "abi": runner.abi, "sha256": runner.sha256,
-                       "argv": list(cmdmod.build_command(job, model_remote).argv),
-                       "output_tail": stdout_tail}
+            profile = self._profile(d, device, job, model_remote, raw_outputs)
+        runner_meta = {"name": runner.name, "abi": runner.abi, "sha256": runner.sha256,
+                       "argv": list(self._command(job, model_remote).argv)}
         energy_fields: dict[str, Any] = {}
         if job.settings.energy and launches and all(o.ok for o in launches):
             progress("measuring energy", None)
-            with self._faults(device.id, "measuring energy"):
+            with adb_faults(device.id, "measuring energy"):
                 energy_fields, energy_warn = self._energy(d, device, job, model_remote,
-                                                          launches, thermal_before)
+                                                          launches, thermal_before, raw_outputs)
             warnings.extend(energy_warn)
-        with self._faults(device.id, "reading its thermal state"):
+        energy_fields["raw_outputs"] = tuple(raw_outputs)
+        with adb_faults(device.id, "reading its thermal state"):
             thermal_after = self._thermal_snapshot(device)
         status_after = thermal_after.get("thermal_status", 0)
         if status_after > thermal_before.get("thermal_status", 0) or status_after >= 2:
@@ -365,21 +321,44 @@ class AndroidAgent:
                 return snap
             self.sleep(min(policy.poll_s, max(0.0, policy.cooldown_s - waited)))
 
-    def _push(self, d: Any, runner: provision.RunnerBinary, job: Job) -> str:
-        provision.ensure_file(d, runner.path, cmdmod.BINARY, runner.sha256, mode=0o755)
-        if job.delegate in ("hexagon", "qnn"):
+    def _push(self, d: Any, runner: provision.RunnerBinary, job: Job,
+              soc: str | None = None) -> str:
+        litert = job.delegate in litert_command.DELEGATES
+        provision.ensure_file(d, runner.path, litert_command.BINARY if litert else cmdmod.BINARY,
+                              runner.sha256, mode=0o755)
+        if job.delegate in ("hexagon", "qnn") or (litert and job.delegate != "litert-cpu"):
             for name, sha in runner.libs.items():
                 provision.ensure_file(d, runner.lib_dir / name, f"{cmdmod.LIB_DIR}/{name}", sha)
         remote = f"{cmdmod.DEVICE_DIR}/models/{job.model.sha256[:16]}.tflite"
+        if job.delegate == "litert-npu":  # the model compiled ahead of time for this SoC
+            from harness.npu_compile import compiled_model_for
+
+            compiled = compiled_model_for(job.model.path, soc)
+            if compiled is not None:
+                sha = file_sha256(compiled)
+                remote = f"{cmdmod.DEVICE_DIR}/models/{sha[:16]}.tflite"
+                provision.ensure_file(d, compiled, remote, sha)
+                return remote
         provision.ensure_file(d, Path(job.model.path), remote, job.model.sha256)
         return remote
 
     def _launch(self, d: Any, device: DeviceInfo, cmd: cmdmod.BenchmarkCommand,
-                profile_text: str | None = None) -> tuple[BenchmarkOutput, str]:
-        with self._faults(device.id, "running benchmark_model"):
-            res = self._shell(d, cmd.shell(), timeout=cmd.timeout_s + 60)
-        text = res.stdout + ("\n" + res.stderr if res.stderr else "")
-        out = parse_output(text, profile_text)
+                profile_text: str | None = None, raw: list[RawOutput] | None = None,
+                raw_name: str = "launch") -> tuple[BenchmarkOutput, str]:
+        """Run benchmark_model once; its full stdout/stderr go to ``raw`` as
+        ``<raw_name>.stdout`` / ``.stderr`` (what the figures are parsed from)."""
+        with adb_faults(device.id, "running benchmark_model"):
+            res = d.shell2(cmd.shell(), timeout=cmd.timeout_s + 60, v2=True, encoding=None)
+        # shell v1 (adbd before Android 7) gives one merged stream in ``output``
+        out_bytes = res.stdout if (res.stdout or res.stderr) else res.output
+        stdout = out_bytes.decode("utf-8", "replace")
+        stderr = res.stderr.decode("utf-8", "replace")
+        if raw is not None:
+            raw.append(RawOutput.capture(f"{raw_name}.stdout", "text/plain", out_bytes))
+            if res.stderr:
+                raw.append(RawOutput.capture(f"{raw_name}.stderr", "text/plain", res.stderr))
+        text = launch_text(stdout, stderr)
+        out = parse_any(text, profile_text)
         if res.returncode in (124, 137):
             return BenchmarkOutput(ok=False, error=f"benchmark_model ran past the device-side "
                                    f"limit of {cmd.timeout_s}s and was killed"), text
@@ -390,51 +369,70 @@ class AndroidAgent:
             return BenchmarkOutput(ok=False, error=_last(text)), text
         return out, text
 
-    def _profile(self, d: Any, device: DeviceInfo, job: Job, model: str) -> BenchmarkOutput:
+    def _profile(self, d: Any, device: DeviceInfo, job: Job, model: str,
+                 raw: list[RawOutput] | None = None) -> BenchmarkOutput:
         remote = f"{cmdmod.DEVICE_DIR}/out/{job.job_id}.profile.csv"
-        with self._faults(device.id, "profiling ops"):
-            self._shell(d, f"mkdir -p {cmdmod.DEVICE_DIR}/out && rm -f {remote}")
-        cmd = cmdmod.build_command(job, model, profile_file=remote)
-        out, text = self._launch(d, device, cmd)
+        with adb_faults(device.id, "profiling ops"):
+            self._shell(d, f"mkdir -p {shlex.quote(cmdmod.DEVICE_DIR + '/out')} && "
+                           f"rm -f {shlex.quote(remote)}")
+        cmd = self._command(job, model, profile_file=remote)
+        out, text = self._launch(d, device, cmd, raw=raw, raw_name="profile-launch")
         if not out.ok:
             return out
-        with self._faults(device.id, "pulling the op profile"):
+        with adb_faults(device.id, "pulling the op profile"):
             try:
-                data = d.sync.read_bytes(remote).decode("utf-8", "replace")
-            except _adb_errors():
-                data = ""  # an older tool ignores the file flag and prints to stdout
-        return parse_output(text, data) if data.strip() else out
+                blob = d.sync.read_bytes(remote)
+            except adb_errors():
+                blob = b""  # an older tool ignores the file flag and prints to stdout
+        data = blob.decode("utf-8", "replace")
+        if raw is not None and blob:
+            raw.append(RawOutput.capture("profile.csv", "text/csv", blob))
+        return parse_any(text, data) if data.strip() else out
 
     def _energy(self, d: Any, device: DeviceInfo, job: Job, model: str,
-                launches: list[BenchmarkOutput], thermal_before: dict[str, Any]
-                ) -> tuple[dict[str, Any], list[str]]:
+                launches: list[BenchmarkOutput], thermal_before: dict[str, Any],
+                raw: list[RawOutput] | None = None) -> tuple[dict[str, Any], list[str]]:
         sampler = f"{cmdmod.DEVICE_DIR}/sampler.sh"
         provision.ensure_file(d, energymod.SAMPLER, sampler,
-                              provision.file_sha256(energymod.SAMPLER))
+                              file_sha256(energymod.SAMPLER))
         base = self._shell(d, f"sh {sampler} baseline {self.energy_baseline_s} 0.1",
                            timeout=self.energy_baseline_s + 60)
-        baseline = energymod.parse_sampler(base.stdout)
+        baseline = energymod.parse_sampler(base.stdout, base.stderr, base.returncode, "baseline")
         result: dict[str, Any] = {}
-        load_text: list[str] = []
+        load_out: list[energymod.SamplerOutput] = []
+        load_raw: list[str] = []  # the load sampler's own output, kept raw
 
         def sample_load() -> None:
-            client = self._device(device.id)
-            res = self._shell(client, f"sh {sampler} load {self.energy_load_s} 0.1",
-                              timeout=self.energy_load_s + 60)
-            load_text.append(res.stdout)
+            try:
+                client = self._device(device.id)
+                res = self._shell(client, f"sh {sampler} load {self.energy_load_s} 0.1",
+                                  timeout=self.energy_load_s + 60)
+                load_raw.append(res.stdout)
+                load_out.append(energymod.parse_sampler(res.stdout, res.stderr, res.returncode,
+                                                        "load"))
+            except Exception as exc:  # the thread's own error becomes the reason
+                load_out.append(energymod.sampler_failed("load", exc))
 
         th = threading.Thread(target=sample_load, daemon=True)
         th.start()
-        cmd = cmdmod.build_command(job, model, num_runs=1, min_secs=self.energy_load_s + 1,
-                                   warmup_runs=1)
-        loop, _ = self._launch(d, device, cmd)
+        cmd = self._command(job, model, num_runs=1, min_secs=self.energy_load_s + 1,
+                            warmup_runs=1)
+        loop, _ = self._launch(d, device, cmd, raw=raw, raw_name="energy-launch")
         th.join(self.energy_load_s + 90)
-        load = energymod.parse_sampler(load_text[0] if load_text else "")
+        if raw is not None:
+            raw.append(RawOutput.capture("energy-baseline.txt", "text/plain", base.stdout))
+            if load_raw:
+                raw.append(RawOutput.capture("energy-load.txt", "text/plain", load_raw[0]))
+        load = load_out[0] if load_out else energymod.parse_sampler(
+            "", returncode=None, phase="load")  # still running after the join's timeout
         latency = loop.inference_avg_ms if loop.ok else None
         if latency is None:
             latency = launches[-1].inference_avg_ms
-        outcome = energymod.compute_energy(baseline, load, latency,
-                                           bool(thermal_before.get("usb_powered")))
+        powered = thermal_before.get("powered_by") or (
+            ["USB"] if thermal_before.get("usb_powered") else [])
+        outcome = energymod.compute_energy(baseline, load, latency, bool(powered),
+                                           power_source="/".join(powered) or None,
+                                           keep_on_usb=job.settings.energy_on_usb)
         result["energy"] = outcome.energy
         result["energy_samples"] = outcome.samples
         result["energy_unavailable_reason"] = outcome.reason
@@ -456,10 +454,15 @@ class AndroidAgent:
                     res = self._shell(self._device(device.id), "echo quantlab", timeout=10)
                     if res.returncode == 0 and "quantlab" in res.stdout:
                         return True
-            except _adb_errors():
+            except adb_errors():
                 pass
             self.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
         return False
+
+
+def launch_text(stdout: str, stderr: str) -> str:
+    """The text one launch is parsed from: its stdout, then its stderr (as stored raw)."""
+    return stdout + ("\n" + stderr if stderr else "")
 
 
 def _last(text: str) -> str:

@@ -5,23 +5,25 @@ LiteRT Python Interpreter, measures it and writes a JSON result. It runs in a
 fresh process per repeat so that native crashes (a malformed model) only end
 this process; the controller reads the phase file to say where it crashed.
 
-Modes (``"mode"`` in the job JSON): ``measure`` (latency, memory, energy) and
-``profile`` (per-op profile through :mod:`agents.litert_profile`).
+Modes (``"mode"`` in the job JSON): ``measure`` (latency, memory, energy, placement),
+``profile`` (per-op profile through :mod:`agents.litert_profile`) and ``numerics``
+(fixed inputs through the model and through the float reference, compared). RAPL energy
+is read by :mod:`agents.rapl`; profile rows are checked against Invoke by
+:mod:`agents.op_coverage`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import resource
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-RAPL_ROOT_ENV = "QUANTLAB_RAPL_ROOT"
-DEFAULT_RAPL_ROOT = "/sys/class/powercap"
+from agents.op_coverage import account_for_invoke
+from agents.rapl import DEFAULT_RAPL_ROOT, RAPL_IDLE_S, RAPL_ROOT_ENV, Rapl, rapl_energy
 
 
 class WorkerError(Exception):
@@ -39,51 +41,6 @@ class Phases:
 
     def enter(self, phase: str) -> None:
         self.path.write_text(phase)
-
-
-# --------------------------------------------------------------------------- energy
-
-
-def _rapl_domains(root: Path) -> list[Path]:
-    return sorted(p for p in root.glob("intel-rapl:*") if re.fullmatch(r"intel-rapl:\d+", p.name))
-
-
-class Rapl:
-    """CPU package energy counters (Linux powercap RAPL), summed over packages."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.domains: list[Path] = []
-        self.reason: str | None = None
-        if not root.exists():
-            self.reason = f"RAPL not readable: {root} does not exist"
-            return
-        domains = _rapl_domains(root)
-        if not domains:
-            self.reason = f"RAPL not readable: no intel-rapl:N package domain under {root}"
-            return
-        try:
-            for d in domains:
-                int((d / "energy_uj").read_text())
-        except (OSError, ValueError) as exc:
-            self.reason = f"RAPL not readable: {exc}"
-            return
-        self.domains = domains
-
-    def read(self) -> list[int]:
-        return [int((d / "energy_uj").read_text()) for d in self.domains]
-
-    def delta_uj(self, before: list[int], after: list[int]) -> float:
-        total = 0.0
-        for d, b, a in zip(self.domains, before, after, strict=True):
-            if a < b:  # counter wrapped around
-                try:
-                    span = int((d / "max_energy_range_uj").read_text())
-                except (OSError, ValueError):
-                    span = 0
-                a += span
-            total += a - b
-        return total
 
 
 # --------------------------------------------------------------------------- inputs
@@ -195,6 +152,48 @@ def _interpreter(model: str, delegate: str, threads: int) -> Any:
     )
 
 
+def placement(interp: Any, delegate: str) -> dict[str, Any]:
+    """Which model nodes ran inside a delegate partition and which stayed on the CPU.
+
+    Read from the interpreter's graph after the delegate was applied: each ``DELEGATE``
+    node stands for one partition, and the nodes it replaced are those that produce its
+    outputs, traced back to its inputs. Only the primary subgraph is covered.
+    """
+    try:
+        details = list(interp._get_ops_details())
+    except Exception as exc:  # a private API: keep the measurement, say why there is none
+        return {"error": f"the interpreter did not list its nodes ({exc})"}
+    nodes = [d for d in details if d["op_name"] != "DELEGATE"]
+    producer = {int(t): int(d["index"]) for d in nodes for t in d["outputs"]}
+    by_index = {int(d["index"]): d for d in nodes}
+    partitions = []
+    taken: set[int] = set()
+    for d in details:
+        if d["op_name"] != "DELEGATE":
+            continue
+        boundary = {int(t) for t in d["inputs"]}
+        stack, covered = [int(t) for t in d["outputs"]], set()
+        while stack:
+            n = producer.get(stack.pop())
+            if n is None or n in covered:
+                continue
+            covered.add(n)
+            stack.extend(int(t) for t in by_index[n]["inputs"] if int(t) not in boundary)
+        taken |= covered
+        partitions.append({"delegate": "XNNPACK", "nodes": sorted(covered),
+                           "op_types": sorted({by_index[n]["op_name"] for n in covered})})
+    cpu = [{"index": int(d["index"]), "op_type": str(d["op_name"])} for d in nodes
+           if int(d["index"]) not in taken]
+    return {
+        "source": "interpreter graph: nodes each DELEGATE node replaced",
+        "requested": delegate,
+        "ops_total": len(nodes),
+        "ops_delegated": len(taken),
+        "partitions": partitions,
+        "cpu_ops": cpu,
+    }
+
+
 def measure(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
     """Load, warm up and time the model; returns the result dict."""
     import numpy as np
@@ -209,6 +208,7 @@ def measure(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
     except (ValueError, RuntimeError) as exc:
         raise WorkerError(f"LiteRT could not load the model: {_first_lines(str(exc))}") from None
     init_ms = (time.perf_counter_ns() - t0) / 1e6
+    where = placement(interp, job["delegate"])
 
     details = interp.get_input_details()
     if settings.get("inputs"):
@@ -243,24 +243,32 @@ def measure(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
     iterations, min_time_ns = int(settings["iterations"]), float(settings["min_time_s"]) * 1e9
     samples: list[int] = []
     clock = time.perf_counter_ns
+    idle_uj = idle_ns = 0.0
+    if not rapl.reason:  # the idle baseline, just before the load
+        phases.enter("measuring idle package power")
+        idle_s = float(job.get("rapl_idle_s", RAPL_IDLE_S))
+        idle_before, t_idle = rapl.read(), clock()
+        time.sleep(idle_s)
+        idle_after, idle_ns = rapl.read(), clock() - t_idle
+        idle_uj = rapl.delta_uj(idle_before, idle_after)
+        phases.enter("measuring")
     energy_before = rapl.read() if not rapl.reason else []
     start = clock()
     while len(samples) < iterations or clock() - start < min_time_ns:
         t = clock()
         invoke()
         samples.append(clock() - t)
+    load_ns = clock() - start
     energy_after = rapl.read() if not rapl.reason else []
 
     energy = None
+    reason = rapl.reason
     if not rapl.reason and samples:
-        uj = rapl.delta_uj(energy_before, energy_after)
-        energy = {
-            "method": "rapl",
-            "mj_per_inference": uj / 1000 / len(samples),
-            "samples": len(samples),
-            "label": "CPU package energy (whole host, not only this process)",
-            "detail": {"domains": [d.name for d in rapl.domains], "total_uj": uj},
-        }
+        energy, reason = rapl_energy(idle_uj, idle_ns / 1e9,
+                                     rapl.delta_uj(energy_before, energy_after), load_ns / 1e9,
+                                     len(samples))
+        if energy is not None:
+            energy["detail"]["domains"] = [d.name for d in rapl.domains]
     return {
         "samples_ms": [s / 1e6 for s in samples],
         "init_ms": init_ms,
@@ -268,7 +276,8 @@ def measure(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
         "peak_memory_mb": _peak_memory_mb(),
         "memory_method": MEMORY_METHOD,
         "energy": energy,
-        "energy_unavailable_reason": rapl.reason,
+        "energy_unavailable_reason": reason,
+        "placement": where,
     }
 
 
@@ -298,7 +307,117 @@ def profile(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
         raise WorkerError(str(exc)) from None
     from agents.op_types import label_ops
 
-    return {"ops": label_ops(prof.ops, nodes), "ops_model_ms": prof.invoke_ms}
+    rows, note = account_for_invoke(label_ops(prof.ops, nodes), prof.invoke_ms)
+    return {"ops": rows, "ops_model_ms": prof.invoke_ms, "ops_note": note}
+
+
+NUMERICS_SEED = 20251
+"""Seed of the fixed random inputs of a numerics check (the same on every device)."""
+
+
+def fixed_inputs(details: list[dict[str, Any]], inputs: str | None) -> list[Any]:
+    """The numerics check's inputs: ``--inputs`` arrays, else seeded random ones."""
+    import numpy as np
+
+    if inputs:
+        return load_inputs(inputs, details)
+    rng = np.random.default_rng(NUMERICS_SEED)
+    return [random_input(d, rng) for d in details]
+
+
+def run_once(interp: Any, arrays: list[Any]) -> dict[str, Any]:
+    """Set the inputs, invoke once, return each output dequantized to float, by name."""
+    from harness.numerics import dequantize
+
+    details = interp.get_input_details()
+    resized = False
+    for d, arr in zip(details, arrays, strict=True):
+        if tuple(arr.shape) != tuple(d["shape"]):
+            interp.resize_tensor_input(d["index"], arr.shape)
+            resized = True
+    if resized:
+        interp.allocate_tensors()
+        details = interp.get_input_details()
+    for d, arr in zip(details, arrays, strict=True):
+        interp.set_tensor(d["index"], arr)
+    interp.invoke()
+    out = {}
+    for d in interp.get_output_details():
+        scale, zero = d.get("quantization", (0.0, 0))
+        out[str(d["name"])] = dequantize(interp.get_tensor(d["index"]), scale, zero)
+    return out
+
+
+def _as_reference_input(arr: Any, src: dict[str, Any], dst: dict[str, Any]) -> Any:
+    """An input of the measured model as the float reference model expects it."""
+    import numpy as np
+
+    from harness.numerics import dequantize
+
+    want = np.dtype(dst["dtype"])
+    if arr.dtype == want:
+        return arr
+    if want.kind == "f":
+        scale, zero = src.get("quantization", (0.0, 0))
+        return dequantize(arr, scale, zero).astype(want)
+    scale, zero = dst.get("quantization", (0.0, 0))
+    if scale:
+        info = np.iinfo(want)
+        return np.clip(np.round(arr / scale + zero), info.min, info.max).astype(want)
+    return arr.astype(want)
+
+
+def numerics(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
+    """Run the fixed inputs through the model on its delegate and through the float
+    reference (TFLite's reference kernels), compare; the outputs go to an .npz."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from harness.numerics import compare_outputs, jsonable
+
+    settings = job["settings"]
+    phases.enter("numerics: loading the model")
+    try:
+        interp = _interpreter(job["model"], job["delegate"], job["threads"])
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise WorkerError(f"LiteRT could not load the model: {_first_lines(str(exc))}") from None
+    src_details = interp.get_input_details()
+    arrays = fixed_inputs(src_details, settings.get("inputs"))
+    phases.enter("numerics: running the model")
+    got = run_once(interp, arrays)
+    reference = job.get("reference_model") or job["model"]
+    phases.enter("numerics: running the float reference")
+    try:
+        ref = Interpreter(model_path=reference,
+                          experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+        ref.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise WorkerError(f"the float reference {reference} did not load: "
+                          f"{_first_lines(str(exc))}") from None
+    ref_details = ref.get_input_details()
+    if len(ref_details) != len(src_details):
+        raise WorkerError(f"the float reference {reference} has {len(ref_details)} inputs, "
+                          f"the model {len(src_details)}")
+    ref_arrays = [_as_reference_input(a, s, d)
+                  for a, s, d in zip(arrays, src_details, ref_details, strict=True)]
+    want = run_once(ref, ref_arrays)
+    if list(want) != list(got) and len(want) == len(got):  # renamed outputs: by position
+        want = dict(zip(got, want.values(), strict=True))
+    result = compare_outputs(want, got)
+    if job.get("outputs_path"):
+        np.savez(job["outputs_path"],
+                 **{f"input:{d['name']}": a for d, a in zip(src_details, arrays, strict=True)},
+                 **{f"output:{k}": v for k, v in got.items()},
+                 **{f"reference:{k}": v for k, v in want.items()})
+    return {"numerics": jsonable({
+        **result,
+        "inputs": "--inputs " + Path(settings["inputs"]).name if settings.get("inputs")
+        else f"seeded random (seed {NUMERICS_SEED})",
+        "reference": {"model": Path(reference).name, "kernels": "TFLite reference kernels",
+                      "same_file": reference == job["model"]},
+        "computed_by": "host (simulator worker)",
+    })}
 
 
 def _first_lines(text: str, n: int = 3) -> str:
@@ -317,7 +436,9 @@ def main(argv: list[str]) -> int:
     job = json.loads(job_path.read_text())
     phases = Phases(result_path)
     try:
-        out = profile(job, phases) if job.get("mode") == "profile" else measure(job, phases)
+        mode = job.get("mode")
+        out = (profile(job, phases) if mode == "profile" else
+               numerics(job, phases) if mode == "numerics" else measure(job, phases))
         out["pid"] = os.getpid()
         out["error"] = None
     except WorkerError as exc:

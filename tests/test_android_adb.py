@@ -2,7 +2,7 @@
 
 Each test module starts its own adb server on a free port (ANDROID_ADB_SERVER_PORT)
 and kills only that server at the end, never the user's default one. Without the
-``adb`` binary these tests skip.
+``adb`` binary these tests skip (and fail under CI=true: .ci/run installs it).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import require_tool
 from fakes.adbd import FakeAndroidDevice
 
 from agents.android import AndroidAgent, ThermalPolicy
@@ -27,9 +28,12 @@ from android_runner import provision
 from harness.records import DeviceInfo, Job, ModelRef, Settings
 
 ADB = shutil.which("adb")
-pytestmark = pytest.mark.skipif(
-    ADB is None, reason="adb binary not found: install the Debian 'adb' package "
-    "(.ci/run does) to run the Android adb-server tests")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _adb_installed() -> None:
+    require_tool("adb", "install the Debian 'adb' package (.ci/run does) to run the Android "
+                 "adb-server tests", found=ADB is not None)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -229,6 +233,34 @@ def test_hexagon_that_falls_back_to_cpu_is_failed(phones: Any, cache: Path,
     assert any(p.endswith("/lib/libhexagon_interface.so") for p in qcom.pushed)
 
 
+def test_device_paths_are_quoted(phones: Any, tmp_path: Path, model: ModelRef,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Library names with a space or ``$(…)`` are pushed, checked and marked literally."""
+    monkeypatch.setenv("QUANTLAB_CACHE", str(tmp_path / "odd-cache"))
+    libs = tmp_path / "odd libs"
+    libs.mkdir()
+    odd = ["libhexagon_interface.so", "libhexagon nn skel v66.so",
+           "libhexagon$(touch PWNED)`id`.so"]
+    for name in odd:
+        (libs / name).write_bytes(name.encode())
+    provision.provision_binary(elf_aarch64(tmp_path / "benchmark_model"), "arm64-v8a", libs)
+    qcom, _ = phones
+    ag = agent()
+    dev = by_id(ag.discover(), qcom.serial)
+    job = Job(model, dev.id, "android", "hexagon", 1, Settings(repeats=1))
+    ag.run(dev, job, lambda p, f: None)
+    assert qcom.substitutions == []
+    lib_dir = qcom.sandbox / "data/local/tmp/quantlab/lib"
+    for name in odd:
+        assert (lib_dir / name).read_bytes() == name.encode()
+        assert (lib_dir / f"{name}.sha256").read_text().strip() == \
+            hashlib.sha256(name.encode()).hexdigest()
+    assert not list(qcom.sandbox.rglob("PWNED"))
+    pushed = list(qcom.pushed)
+    ag.run(dev, job, lambda p, f: None)
+    assert qcom.pushed == pushed, "the device's sha256sum of each quoted path matched"
+
+
 def test_device_side_time_limit(phones: Any, cache: Path, model: ModelRef) -> None:
     _, exynos = phones
     exynos.benchmark_seconds = 3.0
@@ -257,6 +289,65 @@ def test_energy_on_the_battery_gauge(phones: Any, cache: Path, model: ModelRef) 
     assert raw.energy.baseline_mw == pytest.approx(base_mw, rel=0.01)
     assert raw.energy.mj_per_inference > 0
     assert {s.phase for s in raw.energy_samples} == {"baseline", "load"}
+    assert raw.energy.comparability == "battery-gauge" and not raw.energy.on_external_power
+
+
+def test_gauge_on_usb_power_null_unless_asked(phones: Any, cache: Path, model: ModelRef) -> None:
+    qcom, _ = phones  # the Pixel 5 profile is on USB power (dumpsys battery) and charging
+    ag = agent()
+    dev = by_id(ag.discover(), qcom.serial)
+    raw = ag.run(dev, Job(model, dev.id, "android", "xnnpack", 1,
+                          Settings(repeats=1, energy=True)), lambda p, f: None)
+    assert raw.status == "ok", raw.error
+    assert raw.energy is None
+    assert (raw.energy_unavailable_reason or "").startswith(
+        "the phone was on USB power: the gauge reads charge current")
+    assert {s.phase for s in raw.energy_samples} == {"baseline", "load"}  # raw readings kept
+    kept = ag.run(dev, Job(model, dev.id, "android", "xnnpack", 1,
+                           Settings(repeats=1, energy=True, energy_on_usb=True)),
+                  lambda p, f: None)
+    assert kept.status == "ok", kept.error
+    assert kept.energy is not None, kept.energy_unavailable_reason
+    assert kept.energy.method == "battery-gauge" and kept.energy.on_external_power
+    assert "taken on USB power" in (kept.energy.label or "")
+    assert any("USB power" in w for w in kept.warnings)
+
+
+def test_sampler_reports_its_own_error(phones: Any, cache: Path, model: ModelRef) -> None:
+    _, exynos = phones
+    exynos.profile["battery_sysfs"].pop("load")  # the fake benchmark would write the file back
+    (exynos.sandbox / "sys/class/power_supply/battery/current_now").unlink()
+    ag = agent()
+    dev = by_id(ag.discover(), exynos.serial)
+    raw = ag.run(dev, Job(model, dev.id, "android", "xnnpack", 1,
+                          Settings(repeats=1, energy=True)), lambda p, f: None)
+    assert raw.status == "ok" and raw.energy is None
+    reason = raw.energy_unavailable_reason or ""
+    assert reason.startswith("energy sampler failed: the baseline-phase sampler exited with "
+                             "code 3: sampler: battery current: cat: ")
+    assert "current_now: No such file or directory" in reason and "SELinux" not in reason
+
+
+def test_dead_sampler_thread_reports_its_exception(phones: Any, cache: Path,
+                                                   model: ModelRef) -> None:
+    import adbutils
+
+    _, exynos = phones
+
+    class DyingSampler(AndroidAgent):
+        def _shell(self, d: Any, cmd: str, timeout: float = 60) -> Any:
+            if "sampler.sh load" in cmd:
+                raise adbutils.AdbError("closed by the test")
+            return super()._shell(d, cmd, timeout)
+
+    ag = DyingSampler(thermal=ThermalPolicy(max_status=1, max_battery_c=45.0, cooldown_s=0),
+                      energy_baseline_s=1, energy_load_s=1)
+    dev = by_id(ag.discover(), exynos.serial)
+    raw = ag.run(dev, Job(model, dev.id, "android", "xnnpack", 1,
+                          Settings(repeats=1, energy=True)), lambda p, f: None)
+    assert raw.status == "ok" and raw.energy is None
+    assert raw.energy_unavailable_reason == (
+        "energy sampler failed: the load-phase sampler died: AdbError: closed by the test")
 
 
 # ----------------------------------------------------------------------------- dispatch
@@ -283,6 +374,60 @@ def _plan_and_dispatch(tmp_path: Path, model: ModelRef, delegates: list[str],
     data = run_dict(store.load_run(run.run_id))
     data["accounts"] = [a.as_dict() for a in accounts]
     return data
+
+
+def test_phone_offline_when_the_run_starts_is_waited_for(adb_port: int, cache: Path,
+                                                          model: ModelRef,
+                                                          tmp_path: Path) -> None:
+    """A phone that is still reconnecting (its adbd not answering yet) when the run starts
+    is listed offline; its jobs wait for it instead of failing at once."""
+    import threading
+
+    from harness.dispatch import Dispatcher
+    from harness.environment import new_run
+    from harness.plan import build_plan, discover, select_devices
+    from harness.store import Store
+
+    phone = FakeAndroidDevice("pixel5_snapdragon", tmp_path / "rebooting", silent=True)
+    assert ADB
+    connect = subprocess.Popen([ADB, "-P", str(adb_port), "connect", phone.serial],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        ag = agent()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            fleet = discover(agents=[ag])
+            if any(d.id == phone.serial and d.state == "offline" for d in fleet.devices):
+                break
+            time.sleep(0.2)
+        chosen = select_devices(fleet, [phone.serial])
+        assert chosen[0].state == "offline"
+        settings = Settings(warmup=1, iterations=5, repeats=1)
+        plan = build_plan([model], chosen, fleet, ["xnnpack", "hexagon"], [1], settings)
+        assert len(plan.jobs) == 2 and plan.skipped == ()  # kept: supports() asked later
+        store = Store.open(str(tmp_path / "results"))
+        run = new_run(settings, command="test")
+        store.create_run(run, plan, chosen)
+
+        def boot_finishes() -> None:
+            time.sleep(2)
+            phone.silent = False
+            phone.drop()  # the half-open connection goes; the next `adb connect` succeeds
+
+        threading.Thread(target=boot_finishes, daemon=True).start()
+        accounts = Dispatcher(store, run.run_id, fleet, retry_timeout_s=30).run(
+            list(plan.jobs))
+        entries = {e.job.delegate: e for e in store.load_run(run.run_id).entries}
+        assert entries["xnnpack"].status == "ok", entries["xnnpack"].error
+        # the hexagon job ran too (the phone is a Snapdragon, libs provisioned) once described
+        assert entries["hexagon"].status in ("ok", "failed") and entries["hexagon"].attempts == 1
+        assert store.load_run(run.run_id).devices[phone.serial].soc is not None
+        assert accounts[0].faults[0].endswith("was offline when the run started")
+    finally:
+        connect.kill()
+        connect.wait()
+        adb(adb_port, "disconnect", phone.serial)
+        phone.close()
 
 
 def _result(data: dict[str, Any], serial: str, delegate: str) -> dict[str, Any]:

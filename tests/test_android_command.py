@@ -9,6 +9,7 @@ import pytest
 
 from android_runner import command, provision
 from harness.errors import UnknownDeviceError, UserError
+from harness.models import file_sha256
 from harness.records import Job, ModelRef, Settings
 
 MODEL = ModelRef("/tmp/m.tflite", "ab" * 32, 10, "tflite")
@@ -85,10 +86,10 @@ def test_provision_caches_per_abi_with_sha(tmp_path: Path, monkeypatch: pytest.M
     libs.mkdir()
     (libs / "libhexagon_interface.so").write_bytes(b"lib")
     got = provision.provision_binary(binary, "arm64-v8a", libs)
-    assert got.sha256 == provision.file_sha256(binary)
+    assert got.sha256 == file_sha256(binary)
     assert got.path == tmp_path / "cache" / "android" / "arm64-v8a" / "benchmark_model"
     assert provision.require_binary("arm64-v8a").libs == {
-        "libhexagon_interface.so": provision.file_sha256(libs / "libhexagon_interface.so")}
+        "libhexagon_interface.so": file_sha256(libs / "libhexagon_interface.so")}
     assert provision.provisioned_abis() == ["arm64-v8a"]
     # re-provisioning without --delegate-libs keeps the libraries
     provision.provision_binary(binary, "arm64-v8a")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fakes.adbd import load_profile
 
-from agents.android import is_qualcomm, parse_battery, parse_getprop, parse_thermal
+from android_runner.device_props import is_qualcomm, parse_battery, parse_getprop, parse_thermal
 
 
 def test_getprop_lines() -> None:

@@ -27,7 +27,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 A_CNXN = 0x4E584E43
 A_OPEN = 0x4E45504F
@@ -277,6 +277,26 @@ class _Connection:
                 return
 
 
+def _unquoted_substitution(cmd: str) -> bool:
+    """Whether ``cmd`` holds ``$(`` or a backquote that sh would expand (not in '…')."""
+    quote = ""
+    escaped = False
+    for i, ch in enumerate(cmd):
+        if escaped:
+            escaped = False
+        elif quote == "'":
+            quote = "" if ch == "'" else quote
+        elif ch == "\\":
+            escaped = True
+        elif ch == "'" and not quote:
+            quote = "'"
+        elif ch == '"':
+            quote = "" if quote == '"' else '"'
+        elif ch == "`" or (ch == "$" and cmd[i + 1:i + 2] == "("):
+            return True
+    return False
+
+
 class FakeAndroidDevice:
     """A loopback adbd on 127.0.0.1 with a profile, a sandbox and a benchmark_model stand-in."""
 
@@ -301,6 +321,8 @@ class FakeAndroidDevice:
         self.connections: list[_Connection] = []
         self.benchmark_calls: list[list[str]] = []
         self.pushed: list[str] = []
+        self.shell_lines: list[str] = []
+        self.substitutions: list[str] = []
         self.drop_next_benchmarks = 0
         self.down_for_s: float | None = 0.0  # after a drop: refuse for this long; None = forever
         self.benchmark_seconds = float(self.profile.get("benchmark_seconds", 0.05))
@@ -366,7 +388,16 @@ class FakeAndroidDevice:
     # ------------------------------------------------------------------ shell
 
     def run_shell(self, cmd: str, conn: _Connection | None = None) -> tuple[bytes, bytes, int]:
-        """Run a command line of ``&&``/``;``-joined simple commands."""
+        """Run a command line of ``&&``/``;``-joined simple commands.
+
+        This fake runs no command substitution: a ``$(`` or backquote outside single
+        quotes, which a real device shell would run, is refused (exit 127) and recorded in
+        :attr:`substitutions`, so a test sees an unquoted path.
+        """
+        self.shell_lines.append(cmd)
+        if _unquoted_substitution(cmd):
+            self.substitutions.append(cmd)
+            return b"", b"fake adbd: command substitution in an unquoted word\n", 127
         lexer = shlex.shlex(cmd, posix=True, punctuation_chars=True)
         lexer.whitespace_split = True
         tokens = list(lexer)
@@ -468,6 +499,11 @@ class FakeAndroidDevice:
                     code = 1
         elif name == "sh" and args:
             out, err, code = self._script(args)
+        elif name.endswith("benchmark_litert_model"):
+            path = name if name.startswith("/") else f"{cwd.rstrip('/')}/{name}"
+            if not self.host_path(path).is_file():
+                return b"", f"/system/bin/sh: {name}: not found\n".encode(), 127, cwd
+            out, err, code = self._benchmark_litert(args)
         elif name.endswith("benchmark_model"):
             path = name if name.startswith("/") else f"{cwd.rstrip('/')}/{name}"
             if not self.host_path(path).is_file():
@@ -489,6 +525,27 @@ class FakeAndroidDevice:
         proc = subprocess.run(["/bin/sh", str(script), *args[1:]], capture_output=True,
                               env=env, timeout=600, check=False)
         return proc.stdout, proc.stderr, proc.returncode
+
+    # ------------------------------------------------------------------ benchmark_litert_model
+
+    LITERT_FIXTURES: ClassVar[dict[str, str]] = {"cpu": "litert_synthetic_cpu_profile.txt",
+                       "gpu": "litert_gpu_results_mlperf1134.txt"}
+    """Replayed output per accelerator (a profile's ``litert_fixtures`` overrides it)."""
+
+    def _benchmark_litert(self, args: list[str]) -> tuple[bytes, bytes, int]:
+        """LiteRT's CompiledModel tool: records its argv, replays a recorded results block
+        for the requested accelerator (``--use_npu`` fails: no NPU on a loopback device)."""
+        self.benchmark_calls.append(list(args))
+        flags = dict(a[2:].split("=", 1) for a in args if a.startswith("--") and "=" in a)
+        graph = flags.get("graph", "")
+        if not self.host_path(graph).is_file():
+            return b"", f"ERROR: Failed to load model {graph}\n".encode(), 1
+        if flags.get("use_npu") == "true":
+            return b"", b"ERROR: [litert_dispatch.cc:145] Failed to load dispatch library\n", 1
+        accel = "gpu" if flags.get("use_gpu") == "true" else "cpu"
+        fixture = {**self.LITERT_FIXTURES, **self.profile.get("litert_fixtures", {})}[accel]
+        time.sleep(self.benchmark_seconds)
+        return (FIXTURES / fixture).read_text().encode(), b"", 0
 
     # ------------------------------------------------------------------ benchmark_model
 

@@ -1,0 +1,63 @@
+"""Build the ``benchmark_litert_model`` command line (LiteRT's CompiledModel tool) for a job.
+
+The second Android runner beside benchmark_model. Delegates (accelerators):
+
+* ``litert-cpu``: CPU accelerator only (XNNPACK inside the CompiledModel runtime);
+* ``litert-gpu``: GPU accelerator (OpenCL/OpenGL, the accelerator library pushed with the
+  tool), CPU kept on so ops the GPU does not take fall back and show up in the matrix;
+* ``litert-npu``: NPU through the vendor's dispatch library (``--dispatch_library_path``);
+  the model is the one ``quantlab compile --target SOC`` made for the phone's SoC.
+
+Same host-decides rule as :mod:`android_runner.command`: threads, warm-ups, runs, the
+time limit and profiling come from the job.
+"""
+
+from __future__ import annotations
+
+import math
+
+from android_runner.command import DEVICE_DIR, LIB_DIR, BenchmarkCommand
+from harness.errors import UnknownDeviceError
+from harness.records import Job
+
+RUNNER = "benchmark_litert_model"
+BINARY = f"{DEVICE_DIR}/{RUNNER}"
+DELEGATES = ("litert-cpu", "litert-gpu", "litert-npu")
+
+
+def accelerator_flags(delegate: str) -> list[str]:
+    """The flags that select the accelerator of ``delegate`` (and nothing else)."""
+    if delegate == "litert-cpu":
+        return ["--use_cpu=true", "--use_gpu=false", "--use_npu=false"]
+    if delegate == "litert-gpu":
+        return ["--use_gpu=true", "--use_cpu=true", "--use_npu=false"]
+    if delegate == "litert-npu":
+        return ["--use_npu=true", "--use_cpu=true", "--use_gpu=false",
+                f"--dispatch_library_path={LIB_DIR}"]
+    raise UnknownDeviceError(f"--delegate {delegate}: not a benchmark_litert_model accelerator",
+                             hint=f"LiteRT delegates: {', '.join(DELEGATES)}")
+
+
+def build_litert_command(job: Job, model_path: str, *, profile: bool = False,
+                         num_runs: int | None = None, min_secs: float | None = None,
+                         warmup_runs: int | None = None) -> BenchmarkCommand:
+    """The launch for ``job`` with the model at ``model_path`` on the device; ``profile``
+    turns on the tool's profiler (its op tables go to stdout)."""
+    s = job.settings
+    timeout = max(1, math.ceil(s.timeout_s))
+    argv = [
+        BINARY,
+        f"--graph={model_path}",
+        f"--num_threads={job.threads}",
+        f"--warmup_runs={warmup_runs if warmup_runs is not None else s.warmup}",
+        f"--num_runs={num_runs if num_runs is not None else s.iterations}",
+        f"--min_secs={min_secs if min_secs is not None else s.min_time_s:g}",
+        f"--max_secs={max(1, int(timeout * 0.8))}",
+        *accelerator_flags(job.delegate),
+    ]
+    if profile:
+        argv.append("--use_profiler=true")
+    env = {"LD_LIBRARY_PATH": f"{LIB_DIR}:/vendor/lib64:/system/lib64"}
+    if job.delegate == "litert-npu":
+        env["ADSP_LIBRARY_PATH"] = f"{LIB_DIR};/vendor/lib/rfsa/adsp;/vendor/dsp/cdsp;/dsp"
+    return BenchmarkCommand(tuple(argv), env, None, timeout)

@@ -1,0 +1,134 @@
+"""Numerics per delegate: a delegate's outputs compared with the float model's, on the host.
+
+Fixed inputs (``--inputs`` or seeded random ones matching each input's dtype, shape and
+quantization) go to the device; the outputs come back and are compared here with the
+float reference model's outputs on the same inputs. Plain numpy: the runtimes that
+produce the arrays run in worker processes (:mod:`agents.sim_worker`), never here.
+
+Figures, per output and for the whole job (the worst output):
+
+* ``cosine``: cosine similarity of the flattened outputs (1.0 = same direction);
+* ``sqnr_db``: signal-to-quantization-noise ratio, 10·log10(Σref² / Σ(ref − out)²);
+  ``inf`` when the outputs are identical;
+* ``max_abs``: the largest absolute difference;
+* ``top1_agreement``: share of rows whose arg-max agrees, only where the output is a
+  class vector (rank 1 or 2, last dimension ≥ 2); None otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+DEFAULT_MIN_COSINE = 0.99
+"""The numerics gate of ``evaluate --per-delegate``: a delegate whose outputs point
+elsewhere than the float model's (cosine below this) fails."""
+
+NUMERIC_FIELDS = ("cosine", "sqnr_db", "max_abs", "top1_agreement")
+
+
+def dequantize(array: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """Float values of a quantized array (``scale`` 0 means the array is not quantized)."""
+    if scale and array.dtype.kind in "iu":
+        return (array.astype(np.float64) - zero_point) * scale
+    return array.astype(np.float64)
+
+
+def _is_class_vector(shape: tuple[int, ...]) -> bool:
+    return 1 <= len(shape) <= 2 and shape[-1] >= 2
+
+
+def compare_arrays(reference: np.ndarray, output: np.ndarray) -> dict[str, Any]:
+    """The figures for one output tensor (both in float)."""
+    ref = np.asarray(reference, dtype=np.float64)
+    out = np.asarray(output, dtype=np.float64)
+    if ref.shape != out.shape:
+        return {"error": f"shape {tuple(out.shape)} differs from the reference's "
+                         f"{tuple(ref.shape)}", "shape": list(out.shape)}
+    a, b = ref.ravel(), out.ravel()
+    noise = float(np.sum((a - b) ** 2))
+    signal = float(np.sum(a * a))
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    if na == 0.0 and nb == 0.0:
+        cosine = 1.0
+    elif na == 0.0 or nb == 0.0:
+        cosine = 0.0
+    else:
+        cosine = float(np.dot(a, b) / (na * nb))
+    sqnr = math.inf if noise == 0.0 else (10 * math.log10(signal / noise) if signal else -math.inf)
+    top1 = None
+    if _is_class_vector(ref.shape):
+        r2, o2 = ref.reshape(-1, ref.shape[-1]), out.reshape(-1, out.shape[-1])
+        top1 = float(np.mean(np.argmax(r2, axis=1) == np.argmax(o2, axis=1)))
+    return {"cosine": cosine, "sqnr_db": sqnr, "max_abs": float(np.max(np.abs(a - b)))
+            if a.size else 0.0, "top1_agreement": top1, "shape": list(ref.shape)}
+
+
+def compare_outputs(reference: Mapping[str, np.ndarray] | Sequence[np.ndarray],
+                    outputs: Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> dict[str, Any]:
+    """Figures per output (by name, else by position) and the worst of each over outputs."""
+    if isinstance(reference, Mapping) and isinstance(outputs, Mapping):
+        names = list(reference)
+        pairs = [(n, reference[n], outputs.get(n)) for n in names]
+    else:
+        refs, outs = list(reference.values() if isinstance(reference, Mapping) else reference), \
+            list(outputs.values() if isinstance(outputs, Mapping) else outputs)
+        pairs = [(f"output_{i}", r, outs[i] if i < len(outs) else None)
+                 for i, r in enumerate(refs)]
+    per: dict[str, dict[str, Any]] = {}
+    for name, ref, out in pairs:
+        per[name] = ({"error": "the device returned no such output"} if out is None
+                     else compare_arrays(ref, out))
+    ok = [v for v in per.values() if "error" not in v]
+    summary: dict[str, Any] = {"outputs": per}
+    if not ok:
+        summary["error"] = "; ".join(f"{k}: {v['error']}" for k, v in per.items()) or \
+            "no outputs to compare"
+        return summary
+    summary["cosine"] = min(v["cosine"] for v in ok)
+    summary["sqnr_db"] = min(v["sqnr_db"] for v in ok)
+    summary["max_abs"] = max(v["max_abs"] for v in ok)
+    tops = [v["top1_agreement"] for v in ok if v["top1_agreement"] is not None]
+    summary["top1_agreement"] = min(tops) if tops else None
+    return summary
+
+
+def jsonable(numerics: Mapping[str, Any]) -> dict[str, Any]:
+    """The figures with ±inf written as strings, so the dict survives strict JSON."""
+    def fix(v: Any) -> Any:
+        if isinstance(v, float) and math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        if isinstance(v, Mapping):
+            return {k: fix(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [fix(x) for x in v]
+        return v
+    return fix(dict(numerics))
+
+
+def as_float(value: Any) -> float | None:
+    """A figure back as a float (``"inf"`` → inf); None stays None."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def verdict(numerics: Mapping[str, Any] | None,
+            min_cosine: float = DEFAULT_MIN_COSINE) -> tuple[bool | None, str]:
+    """Whether a delegate's numerics pass (None when there is nothing to judge) and why."""
+    if not numerics:
+        return None, "numerics not measured (bench --numerics, or --profile-ops on the simulator)"
+    if numerics.get("error"):
+        return False, f"numerics failed: {numerics['error']}"
+    cos = as_float(numerics.get("cosine"))
+    if cos is None:
+        return None, "numerics carry no cosine"
+    if cos < min_cosine:
+        return False, f"cosine {cos:.4f} vs the float model is below {min_cosine:g}"
+    return True, f"cosine {cos:.4f} ≥ {min_cosine:g}"

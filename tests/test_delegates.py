@@ -1,0 +1,146 @@
+"""Comparing delegates on the real simulator: the delegate matrix, the op-level diff,
+numerics per delegate, per-op profiles that add up, and the HTML section."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from agents.op_coverage import account_for_invoke
+from harness.numerics import compare_outputs, jsonable, verdict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _quantlab(*args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-m", "harness.cli.main", *args], capture_output=True,
+                          text=True, cwd=ROOT, env=env, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def sim_run(tflite_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+            ) -> dict[str, Any]:
+    """One real simulator run: cnn_float with xnnpack and cpu, per-op profile."""
+    results = tmp_path_factory.mktemp("delegates")
+    proc = _quantlab("bench", str(tflite_models["cnn"]), "--device", "sim",
+                     "--delegate", "xnnpack,cpu", "--profile-ops", "--repeats", "2",
+                     "--iterations", "30", "--json", "--results", str(results))
+    assert proc.returncode == 0, proc.stderr
+    rows = _quantlab("delegates", "--json", "--results", str(results))
+    assert rows.returncode == 0, rows.stderr
+    return {"results": results, "bench": json.loads(proc.stdout),
+            "rows": json.loads(rows.stdout)["rows"]}
+
+
+def test_delegate_rows_on_the_simulator(sim_run: dict[str, Any]) -> None:
+    by = {r["delegate"]: r for r in sim_run["rows"]}
+    x, c = by["xnnpack"], by["cpu"]
+    assert x["ops_delegated"] > 0 and x["ops_delegated"] == x["ops_total"] == 6
+    assert x["partitions"] == 1 and x["fallback_ops"] == []
+    assert c["ops_delegated"] == 0 and c["partitions"] == 0 and c["ops_total"] == 6
+    assert x["speedup_vs_cpu"] > 1 and c["speedup_vs_cpu"] == pytest.approx(1.0)
+    for r in (x, c):
+        assert r["latency"]["statistic"] == "median" and r["latency"]["method"] == "per-iteration"
+        assert r["init_ms"] > 0
+        assert r["numerics"]["cosine"] > 0.99
+        assert r["numerics"]["top1_agreement"] == 1.0  # the CNN's output is a class vector
+
+
+def test_diff_cpu_vs_xnnpack(sim_run: dict[str, Any]) -> None:
+    jobs = {r["delegate"]: r["job_id"] for r in sim_run["rows"]}
+    proc = _quantlab("diff", jobs["cpu"], jobs["xnnpack"][:10], "--json",
+                     "--results", str(sim_run["results"]))
+    assert proc.returncode == 0, proc.stderr
+    d = json.loads(proc.stdout)
+    moved = {(c["index"], c["op_type"], c["a"], c["b"]) for c in d["placement_changes"]}
+    assert (0, "CONV_2D", "CPU", "XNNPACK") in moved and len(moved) == 6
+    conv = next(o for o in d["ops"] if o["op_type"] == "CONV_2D")
+    assert conv["a_ms"] > conv["b_ms"] > 0 and conv["delta_ms"] < 0
+    assert 0 < conv["a_share"] <= 1
+    assert {o["index"] for o in d["per_op"]} >= {0, 2, 3}
+    assert d["b"]["partitions"][0]["delegate"] == "XNNPACK"
+    human = _quantlab("diff", jobs["cpu"], jobs["xnnpack"], "--results",
+                      str(sim_run["results"]))
+    assert human.returncode == 0 and "Placement changes (6)" in human.stdout
+
+
+def test_diff_unknown_job_is_a_user_error(sim_run: dict[str, Any]) -> None:
+    proc = _quantlab("diff", "ffffffff", "eeeeeeee", "--results", str(sim_run["results"]))
+    assert proc.returncode == 2 and "not in the store" in proc.stderr
+
+
+def test_profile_rows_add_up(sim_run: dict[str, Any]) -> None:
+    for r in sim_run["bench"]["results"]:
+        share = r["ops_sum_ms"] / r["ops_model_ms"]
+        unattributed = [o for o in r["ops"] if o["kernel"] == "(unattributed)"]
+        assert 0.85 <= share <= 1.05 or unattributed
+
+
+def test_html_report_has_the_delegate_matrix(sim_run: dict[str, Any], tmp_path: Path) -> None:
+    out = tmp_path / "r.html"
+    proc = _quantlab("report", "--html", str(out), "--results", str(sim_run["results"]))
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    section = text.split('data-section="delegates"')[1].split("</section>")[0]
+    assert "6 of 6 ops delegated in 1 partition(s)" in section  # the placement bar
+    assert "cosine" in section and "×" in section
+
+
+def test_unattributed_share_becomes_its_own_row() -> None:
+    rows = [{"index": 0, "kernel": "CONV_2D", "op_type": "CONV_2D", "delegate": None,
+             "node_index": 0, "avg_ms": 0.4},
+            {"index": 1, "kernel": "CALL_ONCE", "op_type": "CALL_ONCE", "delegate": None,
+             "node_index": 1, "avg_ms": 0.5}]
+    out, note = account_for_invoke(rows, 1.0)
+    assert out[1]["unit"] == "ms-inclusive"  # its subgraph's ops are counted elsewhere
+    assert out[-1]["kernel"] == "(unattributed)" and out[-1]["avg_ms"] == pytest.approx(0.6)
+    assert "reason" in out[-1]["detail"] and note and "40%" in note
+    ok, note = account_for_invoke([{**rows[0], "avg_ms": 0.95}], 1.0)
+    assert len(ok) == 1 and note is None
+
+
+def test_numerics_figures() -> None:
+    ref = np.array([[0.1, 0.7, 0.2]])
+    same = compare_outputs([ref], [ref.copy()])
+    assert same["cosine"] == pytest.approx(1.0) and math.isinf(same["sqnr_db"])
+    assert jsonable(same)["sqnr_db"] == "inf"
+    noisy = compare_outputs({"y": ref}, {"y": ref + np.array([[0.01, -0.01, 0.0]])})
+    assert 30 < noisy["sqnr_db"] < 40 and noisy["max_abs"] == pytest.approx(0.01)
+    assert noisy["top1_agreement"] == 1.0
+    flipped = compare_outputs([ref], [np.roll(ref, 1, axis=1)])
+    assert flipped["top1_agreement"] == 0.0
+    assert verdict(noisy)[0] is True and verdict({"cosine": 0.5})[0] is False
+    assert verdict({})[0] is None
+    assert "error" in compare_outputs([ref], [np.zeros((2, 3))])
+
+
+def test_compile_names_why_it_cannot(tflite_models: dict[str, Path]) -> None:
+    from harness.npu_compile import sdk_missing_reason
+
+    reason = sdk_missing_reason("SM8650")
+    proc = _quantlab("compile", str(tflite_models["int8"]), "--target", "SM8650")
+    if reason is None:
+        assert proc.returncode == 0, proc.stderr
+        return
+    assert proc.returncode == 2 and reason.split(" (")[0] in proc.stderr
+    bad = _quantlab("compile", str(tflite_models["int8"]), "--target", "EXYNOS2100")
+    assert bad.returncode == 2 and "no NPU compiler known" in bad.stderr
+
+
+def test_compile_for_a_real_npu(tflite_models: dict[str, Path], tmp_path: Path) -> None:
+    from harness.npu_compile import compile_for_soc, sdk_missing_reason
+
+    reason = sdk_missing_reason("SM8650")
+    if reason:
+        pytest.skip(f"Qualcomm AOT compile not possible here: {reason}")
+    out = compile_for_soc(str(tflite_models["int8"]), "SM8650", str(tmp_path))
+    assert Path(out["path"]).stat().st_size > 0
