@@ -245,3 +245,30 @@ def calibration_subset(data: Dataset, n: int = DEFAULT_CALIB_SAMPLES, seed: int 
 def is_classification(y: np.ndarray | None) -> bool:
     """Labels are class indices (integers, one per sample)."""
     return y is not None and y.ndim == 1 and y.dtype.kind in "iub"
+
+
+def input_stats(x: np.ndarray) -> dict[str, float]:
+    """min, max, mean and std of the inputs (what the calibration-vs-evaluation check compares)."""
+    a = np.asarray(x, np.float64)
+    return {"min": float(a.min()), "max": float(a.max()), "mean": float(a.mean()),
+            "std": float(a.std())}
+
+
+STATS_TOLERANCE = 0.25
+"""Share of the evaluation inputs' range by which calibration min/max/mean may differ."""
+
+
+def stats_mismatch(calib: dict[str, float], evaluation: dict[str, float]) -> str | None:
+    """Why the calibration inputs look preprocessed differently from the evaluation inputs
+    (their range or mean differs by more than a quarter of the evaluation range), or None."""
+    span = (evaluation["max"] - evaluation["min"]) or 1.0
+    off = [name for name in ("min", "max", "mean")
+           if abs(calib[name] - evaluation[name]) > STATS_TOLERANCE * span]
+    if not off:
+        return None
+    return ("calibration inputs differ from the evaluation inputs "
+            f"(calibration range {calib['min']:.3g}..{calib['max']:.3g}, mean "
+            f"{calib['mean']:.3g}; evaluation range {evaluation['min']:.3g}.."
+            f"{evaluation['max']:.3g}, mean {evaluation['mean']:.3g}): "
+            "check that both went through the same preprocessing (scale, mean/std, channel "
+            "order)")

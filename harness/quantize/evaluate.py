@@ -1,261 +1,24 @@
-"""Accuracy, fidelity and the gate for TFLite variants, run on the host through LiteRT.
+"""Evaluate the TFLite variants of a variants folder against fp32 on the host: the loop.
 
-Inputs are fed in batches (the interpreter's batch dimension is resized once)
-so evaluation keeps up with a bare per-sample LiteRT loop; models whose batch
-cannot be resized are run one sample at a time.
+Each variant runs through LiteRT (:mod:`harness.quantize.tflite_runner`); its task
+metrics, :mod:`~harness.quantize.fidelity` and :mod:`~harness.quantize.edge_cases`
+are measured and :mod:`~harness.quantize.gate` decides pass or fail.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
 import os
-import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from harness.errors import ModelError
-
-DEFAULT_MAX_DROP = 0.03
-DEFAULT_BATCH = 64
-LOWER_IS_BETTER = {"mse", "mae"}
-SATURATED_SHARE = (
-    0.5  # an integer output with this share of values at its limits is flagged saturated
-)
-FLOAT_SATURATION = 1e30  # a float output this large is flagged saturated
-
-
-@contextlib.contextmanager
-def quiet_native_stderr() -> Iterator[None]:
-    """Silence native stderr (LiteRT's 'Created … XNNPACK delegate' line) for a moment."""
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(fd)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), fd)
-        yield
-    finally:
-        os.dup2(saved, fd)
-        os.close(saved)
-
-
-@dataclass
-class TfliteRunner:
-    """A LiteRT interpreter for one .tflite, taking float inputs and giving float outputs.
-
-    Quantized (int8/int16) inputs and outputs are (de)quantized with the
-    model's own scale and zero point.
-    """
-
-    path: str
-    batch: int = DEFAULT_BATCH
-    num_threads: int | None = None
-
-    def __post_init__(self) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
-        try:
-            with quiet_native_stderr():
-                self.interp = Interpreter(model_path=self.path, num_threads=self.num_threads)
-        except Exception as exc:
-            raise ModelError(
-                self.path,
-                f"LiteRT cannot load it ({str(exc).strip()[:200]})",
-                hint="is it a valid .tflite file?",
-            ) from None
-        details = self.interp.get_input_details()
-        if len(details) != 1:
-            raise ModelError(
-                self.path, f"has {len(details)} inputs; evaluation supports single-input models"
-            )
-        self.input = details[0]
-        self.batched = False
-        if self.batch > 1:
-            try:
-                self.interp.resize_tensor_input(
-                    self.input["index"], [self.batch, *self.input["shape"][1:]]
-                )
-                with quiet_native_stderr():
-                    self.interp.allocate_tensors()
-                self.batched = True
-            except Exception:
-                with quiet_native_stderr():
-                    self.interp = Interpreter(model_path=self.path, num_threads=self.num_threads)
-        if not self.batched:
-            with quiet_native_stderr():
-                self.interp.allocate_tensors()
-        self.input = self.interp.get_input_details()[0]
-        self.outputs = self.interp.get_output_details()
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        """The model's input shape with batch 1."""
-        return (1, *(int(d) for d in self.input["shape"][1:]))
-
-    @property
-    def input_dtype(self) -> np.dtype:
-        return np.dtype(self.input["dtype"])
-
-    def _to_input(self, x: np.ndarray) -> np.ndarray:
-        dtype = self.input_dtype
-        if dtype.kind == "f":
-            return x.astype(dtype, copy=False)
-        scale, zero = self.input["quantization"]
-        if x.dtype.kind != "f" or not scale:
-            return x.astype(dtype, copy=False)
-        info = np.iinfo(dtype)
-        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
-
-    def _from_output(self, i: int, y: np.ndarray) -> np.ndarray:
-        scale, zero = self.outputs[i]["quantization"]
-        if np.dtype(self.outputs[i]["dtype"]).kind in "iu" and scale:
-            return (y.astype(np.float32) - zero) * scale
-        return y.astype(np.float32, copy=False)
-
-    def predict(
-        self, x: np.ndarray, progress: Callable[[int], None] | None = None
-    ) -> list[np.ndarray]:
-        """Run all samples; one float array per model output, first axis = samples."""
-        n = len(x)
-        step = self.batch if self.batched else 1
-        chunks: list[list[np.ndarray]] = [[] for _ in self.outputs]
-        idx = self.input["index"]
-        for start in range(0, n, step):
-            part = self._to_input(x[start : start + step])
-            real = len(part)
-            if real < step:
-                part = np.concatenate([part, np.repeat(part[-1:], step - real, axis=0)])
-            self.interp.set_tensor(idx, part)
-            self.interp.invoke()
-            for i, od in enumerate(self.outputs):
-                chunks[i].append(self._from_output(i, self.interp.get_tensor(od["index"])[:real]))
-            if progress:
-                progress(real)
-        return [np.concatenate(c) if c else np.zeros((0,)) for c in chunks]
-
-
-def task_metrics(pred: np.ndarray, y: np.ndarray | None) -> dict[str, float]:
-    """top-1/top-5 for class labels (pred = scores N×C), MSE/MAE for float targets."""
-    if y is None:
-        return {}
-    if y.ndim == 1 and y.dtype.kind in "iub" and pred.ndim == 2 and pred.shape[1] > 1:
-        top1 = float(np.mean(np.argmax(pred, axis=1) == y))
-        k = min(5, pred.shape[1])
-        topk = np.argpartition(-pred, k - 1, axis=1)[:, :k]
-        top5 = float(np.mean(np.any(topk == y[:, None], axis=1)))
-        return {"top1": top1, "top5": top5}
-    target = y.reshape(pred.shape) if y.size == pred.size else y
-    diff = pred.astype(np.float64) - target.astype(np.float64)
-    return {"mse": float(np.mean(diff**2)), "mae": float(np.mean(np.abs(diff)))}
-
-
-def main_metric(metrics: dict[str, float]) -> str:
-    """The gate's metric: top1 (classifier), mse (regression), top1_agreement (no labels)."""
-    for name in ("top1", "mse"):
-        if name in metrics:
-            return name
-    return "top1_agreement"
-
-
-def gate_drop(metric: str, reference: float, value: float) -> float:
-    """How much worse ``value`` is than ``reference`` (positive = worse)."""
-    return value - reference if metric in LOWER_IS_BETTER else reference - value
-
-
-def fidelity(
-    reference: list[np.ndarray], outputs: list[np.ndarray]
-) -> list[dict[str, float | None]]:
-    """Per output vs the float reference: SQNR (dB), cosine, MSE, max abs error, top-1 agreement."""
-    rows: list[dict[str, float | None]] = []
-    for ref, out in zip(reference, outputs, strict=True):
-        r = ref.astype(np.float64).reshape(len(ref), -1)
-        o = out.astype(np.float64).reshape(len(out), -1)
-        err = o - r
-        noise = float(np.mean(err**2))
-        signal = float(np.mean(r**2))
-        sqnr = (
-            math.inf
-            if noise == 0
-            else (10 * math.log10(signal / noise) if signal > 0 else -math.inf)
-        )
-        num = np.sum(r * o, axis=1)
-        den = np.linalg.norm(r, axis=1) * np.linalg.norm(o, axis=1)
-        cos = np.where(
-            den > 0, num / np.where(den > 0, den, 1), np.where(np.all(r == o, axis=1), 1.0, 0.0)
-        )
-        agree = float(np.mean(np.argmax(r, 1) == np.argmax(o, 1))) if r.shape[1] > 1 else None
-        rows.append(
-            {
-                "sqnr_db": None if math.isinf(sqnr) else round(sqnr, 3),
-                "cosine": float(np.mean(cos)),
-                "mse": noise,
-                "max_abs_err": float(np.max(np.abs(err))) if err.size else 0.0,
-                "top1_agreement": agree,
-            }
-        )
-    return rows
-
-
-def edge_inputs(
-    shape: tuple[int, ...], low: float, high: float, seed: int = 0
-) -> dict[str, np.ndarray]:
-    """Synthetic inputs at and inside the input range [low, high]."""
-    rng = np.random.default_rng(seed)
-    extremes = np.where(rng.random(shape) < 0.5, low, high)
-    return {
-        "all-black": np.full(shape, low, np.float32),
-        "all-white": np.full(shape, high, np.float32),
-        "uniform-noise": rng.uniform(low, high, shape).astype(np.float32),
-        "extremes": extremes.astype(np.float32),
-        "mid-grey": np.full(shape, (low + high) / 2, np.float32),
-    }
-
-
-def edge_cases(path: str, low: float, high: float) -> list[dict[str, Any]]:
-    """Run the edge-case inputs one at a time: crash, NaN/Inf and saturation per case."""
-    results: list[dict[str, Any]] = []
-    try:
-        runner = TfliteRunner(path, batch=1)
-    except ModelError as exc:
-        return [{"case": "load", "ok": False, "error": exc.one_line()}]
-    for name, x in edge_inputs(runner.input_shape, low, high).items():
-        entry: dict[str, Any] = {
-            "case": name,
-            "ok": True,
-            "nan_or_inf": False,
-            "saturated": False,
-            "error": None,
-        }
-        try:
-            runner.interp.set_tensor(runner.input["index"], runner._to_input(x))
-            runner.interp.invoke()
-            for i, od in enumerate(runner.outputs):
-                raw = runner.interp.get_tensor(od["index"])
-                y = runner._from_output(i, raw)
-                if not np.all(np.isfinite(y)):
-                    entry["nan_or_inf"] = True
-                    entry["ok"] = False
-                if np.dtype(raw.dtype).kind in "iu":
-                    info = np.iinfo(raw.dtype)
-                    at_limit = np.mean((raw == info.min) | (raw == info.max))
-                    entry["saturated"] |= bool(at_limit >= SATURATED_SHARE)
-                else:
-                    entry["saturated"] |= bool(
-                        np.any(np.abs(y[np.isfinite(y)]) >= FLOAT_SATURATION)
-                    )
-        except Exception as exc:  # a runtime failure on this input is the finding
-            entry.update(ok=False, error=str(exc).strip()[:200])
-        results.append(entry)
-    return results
+from harness.quantize.edge_cases import edge_cases, edge_outputs
+from harness.quantize.fidelity import fidelity
+from harness.quantize.gate import LOWER_IS_BETTER, gate_drop, gate_for, parse_max_drop
+from harness.quantize.tflite_runner import DEFAULT_BATCH, TfliteRunner
 
 
 def input_range(x: np.ndarray) -> tuple[float, float]:
@@ -303,11 +66,38 @@ def variant_files(folder: Path) -> list[dict[str, Any]]:
     ]
 
 
+def _output_infos(runner: TfliteRunner) -> list[Any]:
+    from harness.quantize.tasks import OutputInfo
+
+    return [OutputInfo(str(od["name"]), (1, *(int(d) for d in od["shape"][1:])))
+            for od in runner.outputs]
+
+
+def _data_warnings(folder: Path, x: np.ndarray) -> list[str]:
+    """The calibration-vs-evaluation data check against the stats kept in the manifest."""
+    import json
+
+    from harness.quantize import data as qdata
+
+    manifest = folder / "manifest.json"
+    if not manifest.exists():
+        return []
+    calib = (json.loads(manifest.read_text()).get("calibration") or {}).get("input_stats")
+    if not calib:
+        return []
+    why = qdata.stats_mismatch(calib, qdata.input_stats(x))
+    return [why] if why else []
+
+
 def evaluate(
-    variants_dir: str | Path,
-    data_path: str | Path,
+    variants_dir: str | os.PathLike[str],
+    data_path: str | os.PathLike[str],
     *,
-    max_drop: float = DEFAULT_MAX_DROP,
+    max_drop: float | str | dict[str, float] | None = None,
+    task: str | None = None,
+    labels: str | Path | None = None,
+    decoder: str | None = None,
+    max_mse: float | None = None,
     x_key: str = "x",
     y_key: str = "y",
     image: Any = None,
@@ -317,20 +107,30 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate every TFLite variant of a variants folder against its fp32 variant on the data.
 
-    Returns ``{"reference", "metric", "max_drop", "samples", "variants": [{"scheme",
-    "path", "sha256", "source_sha256", "accuracy", "fidelity", "gate": {"passed",
-    "drop"}, "edge_cases"}], "failed": [scheme or path of variants failing the gate]}``.
-    ``progress(label, done, total)`` is called as samples are processed.
+    ``task``: a name from :data:`harness.quantize.tasks.TASKS` (None: inferred from the
+    outputs and labels, and said so in ``task``). ``labels``: ground truth beside the data
+    (COCO annotations JSON for detection). ``max_drop``: see :func:`parse_max_drop` (None:
+    each scheme's default gate). ``max_mse``: also fail a variant whose first output's MSE
+    against fp32 exceeds it.
+
+    Returns ``{"task", "reference", "metric", "max_drop", "samples", "warnings",
+    "variants": [{"scheme", "path", "sha256", "source_sha256", "metrics" (= "accuracy"),
+    "fidelity": {task measures…, "outputs": [per output]}, "calibration", "gate": {"passed",
+    "drop", "drop_pt", "metric", "value", "max_drop"}, "edge_cases"}], "failed": [scheme or
+    path of variants failing the gate]}``. ``progress(label, done, total)`` is called as
+    samples are processed.
     """
     from harness.errors import UserError
     from harness.models import file_sha256
     from harness.quantize import data as qdata
+    from harness.quantize.tasks import Context, get_task, infer_task
 
     folder = Path(variants_dir)
     if not folder.is_dir():
         raise UserError(
             f"{variants_dir}: not a variants folder", hint="make one with `quantlab quantize`"
         )
+    overall, per_scheme = parse_max_drop(max_drop)
     variants = variant_files(folder)
     if not variants:
         raise UserError(f"{variants_dir}: holds no TFLite variants")
@@ -347,9 +147,18 @@ def evaluate(
         else ref_runner.input_shape
     )
     shape = (-1, *shape[1:])
-    ds = qdata.load_data(data_path, x_key=x_key, y_key=y_key, image=image, input_shape=shape)
+    ds = qdata.load_data(Path(data_path), x_key=x_key, y_key=y_key, image=image,
+                         input_shape=shape)
     x = qdata.check_against_model(ds, shape, "float32", ref_entry["path"])
     y = ds.y
+    infos = _output_infos(ref_runner)
+    if task:
+        picked, why = get_task(task), "given with --task"
+    else:
+        picked, why = infer_task(infos, y, str(labels) if labels else None)
+        why = f"inferred: {why}"
+    ctx = Context(infos, ref_runner.input_shape, decoder=decoder)
+    ctx.labels = picked.load_labels(str(labels) if labels else None, y, len(x), ctx)
     total = len(x) * len(variants)
     done = 0
 
@@ -361,29 +170,49 @@ def evaluate(
 
     label = "fp32"
     ref_out = ref_runner.predict(x, tick)
-    ref_metrics = task_metrics(ref_out[0], y)
-    metric = main_metric(ref_metrics)
-    ref_value = ref_metrics.get(metric, 1.0)
+    ref_pred = picked.decode(ref_out, ctx)
+    ref_metrics = picked.metrics(ref_pred, ctx)
+    metric = picked.primary_metric if ref_metrics else picked.label_free_metric
+    ref_value = ref_metrics.get(metric)
+    if ref_value is None:
+        ref_value = picked.fidelity(ref_pred, ref_pred, ctx).get(metric)
+    ref_value = 1.0 if ref_value is None else float(ref_value)
+    lower = set(picked.lower_is_better) | LOWER_IS_BETTER
     low, high = input_range(x)
+    ref_edge = edge_outputs(ref_entry["path"], low, high) if edge else {}
     rows: list[dict[str, Any]] = []
     failed: list[str] = []
     for v in variants:
         label = v["scheme"] or Path(v["path"]).name
         if v is ref_entry:
-            outputs = ref_out
+            outputs, pred = ref_out, ref_pred
         else:
-            outputs = TfliteRunner(v["path"], batch=batch).predict(x, tick)
-        metrics = task_metrics(outputs[0], y)
-        fid = fidelity(ref_out, outputs)
-        if metric == "top1_agreement":
-            value = fid[0]["top1_agreement"]
-            value = 1.0 if value is None else value
-            metrics[metric] = value
-        else:
-            value = metrics[metric]
-        drop = gate_drop(metric, ref_value, value)
-        passed = drop <= max_drop + 1e-12
-        if not passed:
+            try:
+                outputs = TfliteRunner(v["path"], batch=batch).predict(x, tick)
+            except ModelError as exc:  # a variant the runtime refuses fails its gate, alone
+                failed.append(label)
+                rows.append({"scheme": v["scheme"], "path": v["path"],
+                             "sha256": v["sha256"] or file_sha256(Path(v["path"])),
+                             "source_sha256": v["source_sha256"], "error": exc.one_line(),
+                             "metrics": {}, "accuracy": {}, "fidelity": {"outputs": []},
+                             "calibration": None, "edge_cases": [],
+                             "gate": {"passed": False, "drop": None, "drop_pt": None,
+                                      "metric": metric, "value": None,
+                                      "max_drop": gate_for(v["scheme"], overall, per_scheme)}})
+                continue
+            pred = picked.decode(outputs, ctx)
+        metrics = picked.metrics(pred, ctx)
+        per_output = fidelity(ref_out, outputs)
+        task_fid = picked.fidelity(ref_pred, pred, ctx)
+        value = metrics.get(metric, task_fid.get(metric))
+        value = ref_value if value is None else float(value)
+        metrics.setdefault(metric, value)
+        drop = gate_drop(metric, ref_value, value, lower)
+        allowed = gate_for(v["scheme"], overall, per_scheme)
+        passed = drop <= allowed + 1e-12
+        mse_fail = max_mse is not None and per_output[0]["mse"] is not None and \
+            float(per_output[0]["mse"]) > max_mse  # type: ignore[arg-type]
+        if not passed or mse_fail:
             failed.append(label)
         rows.append(
             {
@@ -391,19 +220,28 @@ def evaluate(
                 "path": v["path"],
                 "sha256": v["sha256"] or file_sha256(Path(v["path"])),
                 "source_sha256": v["source_sha256"],
+                "metrics": metrics,
                 "accuracy": metrics,
-                "fidelity": fid,
+                "fidelity": {**task_fid, "outputs": per_output},
+                "calibration": picked.calibration(ref_pred, pred, ctx),
                 "gate": {
-                    "passed": passed,
+                    "passed": passed and not mse_fail,
                     "drop": drop,
+                    "drop_pt": None if metric in lower else round(100 * drop, 4),
                     "metric": metric,
                     "value": value,
-                    "max_drop": max_drop,
+                    "max_drop": allowed,
+                    **({"max_mse": max_mse, "mse_passed": not mse_fail}
+                       if max_mse is not None else {}),
                 },
-                "edge_cases": edge_cases(v["path"], low, high) if edge else [],
+                "edge_cases": edge_cases(v["path"], low, high, ref_edge) if edge else [],
             }
         )
     return {
+        "task": {"name": picked.name, "why": why, "decoder": ctx.decoder,
+                 "primary_metric": picked.primary_metric,
+                 "label_free_metric": picked.label_free_metric,
+                 "labels": str(labels) if labels else None, "notes": ctx.notes},
         "reference": {
             "scheme": "fp32",
             "path": ref_entry["path"],
@@ -412,9 +250,10 @@ def evaluate(
         },
         "skipped": skipped_variants(folder),
         "metric": metric,
-        "max_drop": max_drop,
+        "max_drop": {r["scheme"] or Path(r["path"]).name: r["gate"]["max_drop"] for r in rows},
         "samples": len(x),
         "data": str(data_path),
+        "warnings": _data_warnings(folder, x),
         "variants": rows,
         "failed": failed,
     }
@@ -436,7 +275,7 @@ def save_to_store(report: dict[str, Any], location: str) -> int:
                 value=v["gate"]["value"],
                 reference_value=report["reference"]["value"],
                 drop=v["gate"]["drop"],
-                max_drop=report["max_drop"],
+                max_drop=v["gate"]["max_drop"],
                 passed=v["gate"]["passed"],
                 payload=v,
             )

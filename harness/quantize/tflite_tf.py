@@ -79,7 +79,11 @@ def configure(converter: Any, settings: dict[str, Any], calib_x: np.ndarray | No
         ]
     if settings.get("int8_io"):
         converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
+        converter.inference_output_type = tf.float32 if settings.get("float_outputs") else tf.int8
+    if settings.get("custom_ops"):  # known custom ops only (the op check refused the others)
+        converter.allow_custom_ops = True
+    if settings.get("per_tensor"):  # one weight scale per tensor instead of per output channel
+        converter._experimental_disable_per_channel = True
     return converter
 
 
@@ -107,7 +111,11 @@ def channel_relative_error(
 
 
 def layer_errors(
-    source: Any, kind: str, calib_x: np.ndarray, debug_x: np.ndarray | None = None
+    source: Any,
+    kind: str,
+    calib_x: np.ndarray,
+    debug_x: np.ndarray | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Per-layer int8 quantization error from TF's QuantizationDebugger, most sensitive first.
 
@@ -119,7 +127,8 @@ def layer_errors(
     """
     import tensorflow as tf
 
-    converter = configure(new_converter(source, kind), {"optimize": True, "mixed": True}, calib_x)
+    settings = {"optimize": True, "mixed": True, **(extra or {})}  # extra: e.g. per_tensor
+    converter = configure(new_converter(source, kind), settings, calib_x)
     debugger = tf.lite.experimental.QuantizationDebugger(
         converter=converter,
         debug_dataset=representative(debug_x if debug_x is not None else calib_x),
@@ -149,12 +158,17 @@ def layer_errors(
 
 
 def convert_keeping_float(
-    source: Any, kind: str, calib_x: np.ndarray, float_layers: list[str]
+    source: Any,
+    kind: str,
+    calib_x: np.ndarray,
+    float_layers: list[str],
+    extra: dict[str, Any] | None = None,
 ) -> bytes:
     """Int8 conversion with the named layers (debugger tensor names) kept in float."""
     import tensorflow as tf
 
-    converter = configure(new_converter(source, kind), {"optimize": True, "mixed": True}, calib_x)
+    settings = {"optimize": True, "mixed": True, **(extra or {})}  # extra: e.g. per_tensor
+    converter = configure(new_converter(source, kind), settings, calib_x)
     debugger = tf.lite.experimental.QuantizationDebugger(
         converter=converter,
         debug_dataset=representative(calib_x),

@@ -1,0 +1,146 @@
+"""Run a .tflite on the host through LiteRT: float inputs in, float outputs out.
+
+Inputs are fed in batches (the interpreter's batch dimension is resized once)
+so evaluation keeps up with a bare per-sample LiteRT loop; models whose batch
+cannot be resized are run one sample at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.errors import ModelError
+
+DEFAULT_BATCH = 64
+UNBATCHABLE_OPS = ("TFLite_Detection_PostProcess",)  # custom ops that only take batch 1
+
+
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Silence native stderr (LiteRT's 'Created … XNNPACK delegate' line) for a moment."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
+@dataclass
+class TfliteRunner:
+    """A LiteRT interpreter for one .tflite, taking float inputs and giving float outputs.
+
+    Quantized (int8/int16) inputs and outputs are (de)quantized with the
+    model's own scale and zero point.
+    """
+
+    path: str
+    batch: int = DEFAULT_BATCH
+    num_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            with quiet_native_stderr():
+                self.interp = Interpreter(model_path=self.path, num_threads=self.num_threads)
+        except Exception as exc:
+            raise ModelError(
+                self.path,
+                f"LiteRT cannot load it ({str(exc).strip()[:200]})",
+                hint="is it a valid .tflite file?",
+            ) from None
+        details = self.interp.get_input_details()
+        if len(details) != 1:
+            raise ModelError(
+                self.path, f"has {len(details)} inputs; evaluation supports single-input models"
+            )
+        self.input = details[0]
+        self.batched = False
+        if self.batch > 1 and any(op["op_name"] in UNBATCHABLE_OPS
+                                  for op in self.interp._get_ops_details()):
+            self.batch = 1  # TFLite_Detection_PostProcess decodes image 0 of a batch only
+        if self.batch > 1:
+            try:
+                self.interp.resize_tensor_input(
+                    self.input["index"], [self.batch, *self.input["shape"][1:]]
+                )
+                with quiet_native_stderr():
+                    self.interp.allocate_tensors()
+                if any(int(od["shape"][0]) != self.batch if len(od["shape"]) else True
+                       for od in self.interp.get_output_details()):
+                    # a fixed reshape inside folded the batch into another axis
+                    raise ValueError("outputs do not keep the batch axis")
+                self.batched = True
+            except Exception:
+                with quiet_native_stderr():
+                    self.interp = Interpreter(model_path=self.path, num_threads=self.num_threads)
+        if not self.batched:
+            try:
+                with quiet_native_stderr():
+                    self.interp.allocate_tensors()
+            except Exception as exc:
+                raise ModelError(self.path, "LiteRT cannot prepare it "
+                                 f"({str(exc).strip().splitlines()[0][:240]})") from None
+        self.input = self.interp.get_input_details()[0]
+        self.outputs = self.interp.get_output_details()
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The model's input shape with batch 1."""
+        return (1, *(int(d) for d in self.input["shape"][1:]))
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return np.dtype(self.input["dtype"])
+
+    def _to_input(self, x: np.ndarray) -> np.ndarray:
+        dtype = self.input_dtype
+        if dtype.kind == "f":
+            return x.astype(dtype, copy=False)
+        scale, zero = self.input["quantization"]
+        if x.dtype.kind != "f" or not scale:
+            return x.astype(dtype, copy=False)
+        info = np.iinfo(dtype)
+        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+
+    def _from_output(self, i: int, y: np.ndarray) -> np.ndarray:
+        scale, zero = self.outputs[i]["quantization"]
+        if np.dtype(self.outputs[i]["dtype"]).kind in "iu" and scale:
+            return (y.astype(np.float32) - zero) * scale
+        return y.astype(np.float32, copy=False)
+
+    def predict(
+        self, x: np.ndarray, progress: Callable[[int], None] | None = None
+    ) -> list[np.ndarray]:
+        """Run all samples; one float array per model output, first axis = samples."""
+        n = len(x)
+        step = self.batch if self.batched else 1
+        chunks: list[list[np.ndarray]] = [[] for _ in self.outputs]
+        idx = self.input["index"]
+        for start in range(0, n, step):
+            part = self._to_input(x[start : start + step])
+            real = len(part)
+            if real < step:
+                part = np.concatenate([part, np.repeat(part[-1:], step - real, axis=0)])
+            self.interp.set_tensor(idx, part)
+            self.interp.invoke()
+            for i, od in enumerate(self.outputs):
+                chunks[i].append(self._from_output(i, self.interp.get_tensor(od["index"])[:real]))
+            if progress:
+                progress(real)
+        return [np.concatenate(c) if c else np.zeros((0,)) for c in chunks]
