@@ -53,6 +53,27 @@ SamplesOpt = Annotated[
     int, typer.Option("--calib-samples", help="Calibration samples drawn from the data.")
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for drawing calibration samples.")]
+TrainOpt = Annotated[
+    str | None,
+    typer.Option("--train", help="Labelled training data for qat-int8: .npz (x, y) or "
+                 "DIR/<class>/*.jpg."),
+]
+EpochsOpt = Annotated[int, typer.Option("--epochs", min=1, help="qat-int8: most fine-tuning "
+                                        "epochs (early stop on a held-out split).")]
+LrOpt = Annotated[float, typer.Option("--lr", min=0.0, help="qat-int8: learning rate (Adam).")]
+QatLayersOpt = Annotated[
+    str | None,
+    typer.Option("--qat-layers", help="qat-int8: quantize only these Keras layers "
+                 "(comma-separated), or sensitive:N for the N most sensitive; default all."),
+]
+GranularityOpt = Annotated[
+    str, typer.Option("--granularity", help="int8 weights: per-channel or per-tensor.")
+]
+
+
+def qat_settings(epochs: int, lr: float, qat_layers: str | None) -> dict[str, Any]:
+    """The ``qat`` settings of :func:`harness.quantize.variants.quantize` from CLI options."""
+    return {"epochs": epochs, "lr": lr, "layers": split_list(qat_layers) or None}
 
 
 def _image_options(
@@ -115,6 +136,10 @@ def quantize_with_progress(model: str | Path, schemes: list[str], calib: str | P
             bar.update(task, description=f"quantizing {ev['scheme']}")
         elif name in ("done", "failed"):
             bar.advance(task)
+        elif name == "qat_epoch":
+            val = f", val_loss {ev['val_loss']:.4f}" if "val_loss" in ev else ""
+            bar.update(task, description=f"training {ev['scheme']}: epoch {ev['epoch']}/"
+                       f"{ev['epochs']} (loss {ev.get('loss', float('nan')):.4f}{val})")
         elif name == "warning":
             warn(ev["message"])
 
@@ -171,10 +196,24 @@ def quantize_cmd(
     channel_order: ChannelsOpt = "rgb",
     layout: LayoutOpt = "nhwc",
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Only check op support: the ops each "
+                                        "scheme needs, Flex and custom ops with the runtimes "
+                                        "that lack them; convert nothing.")] = False,
+    train: TrainOpt = None,
+    epochs: EpochsOpt = 3,
+    lr: LrOpt = 1e-4,
+    qat_layers: QatLayersOpt = None,
+    granularity: GranularityOpt = "per-channel",
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Make one variant per scheme, with manifest.json (sizes, hashes, calibration, float ops)."""
+    """Make one variant per scheme, with manifest.json (sizes, hashes, calibration, float ops).
+    qat-int8 (quantization-aware training) runs only when named, with --train.
+    The op-support check runs before every scheme; a scheme whose ops no runtime has fails
+    with the list (--check: only the check)."""
+    if check:
+        _check(model, split_list(schemes) or ["all"], json_out)
+        return
     image = _image_options(image_size, scale, mean, std, channel_order, layout)
     manifest = quantize_with_progress(
         model,
@@ -189,6 +228,9 @@ def quantize_cmd(
         y_key=y_key,
         image=image,
         force=force,
+        train=train,
+        qat=qat_settings(epochs, lr, qat_layers),
+        options={"granularity": granularity},
     )
     rows = [
         {
@@ -209,10 +251,16 @@ def quantize_cmd(
     table = Table(title=f"variants of {model} → {manifest.out}")
     for col in ("scheme", "status", "size", "float ops", "note"):
         table.add_column(col, justify="right" if col == "size" else "left")
+    for note in manifest.source.get("notes") or []:
+        warn(note)
     for v in manifest.variants:
-        note = v.error or ""
+        note = "; ".join([v.error or "", *(v.notes or [])]).strip("; ")
         if v.mixed:
             note = f"{len(v.mixed['float_layers'])} layers float (+{v.mixed['size_cost_bytes']} B)"
+        if v.qat:
+            early = ", stopped early" if v.qat["stopped_early"] else ""
+            note = (f"trained {v.qat['epochs_run']}/{v.qat['epochs']} epochs "
+                    f"(best {v.qat['best_epoch']}{early})")
         ops = f"{v.ops['float_ops']}/{v.ops['total_ops']}" if v.ops else ""
         size = f"{v.size_bytes / 1024:.1f} KiB" if v.size_bytes else ""
         table.add_row(v.scheme, "ok" if v.status == "ok" else "[red]failed[/]", size, ops, note)
@@ -227,7 +275,28 @@ def evaluate_cmd(
     data: Annotated[
         str, typer.Option("--data", help="Evaluation data: .npz/.npy or DIR/<class>/*.jpg.")
     ],
-    max_drop: MaxDropOpt = 0.03,
+    max_drop: Annotated[
+        str | None,
+        typer.Option("--max-drop", help="Largest allowed drop of the task's primary metric "
+                     "(0.02 = 2 points): one number for every scheme and/or per scheme, e.g. "
+                     "int8=0.03,fp16=0.005. Default: each scheme's own gate (fp16 0.005, "
+                     "int8 0.02).")] = None,
+    task: Annotated[
+        str | None, typer.Option("--task", help="classification, detection, segmentation or "
+                                 "regression (default: inferred from the outputs and labels).")
+    ] = None,
+    labels: Annotated[
+        str | None, typer.Option("--labels", help="Ground truth beside --data: COCO "
+                                 "annotations JSON for detection (its images, in order, are "
+                                 "the inputs of --data).")] = None,
+    decoder: Annotated[
+        str | None, typer.Option("--decoder", help="Detection outputs: ssd (boxes, classes, "
+                                 "scores, count), yolo (raw [1,4+C,N], host NMS) or blazeface "
+                                 "(raw anchors). Default: inferred from the output shapes.")
+    ] = None,
+    max_mse: Annotated[
+        float | None, typer.Option("--max-mse", help="Also fail a variant whose first output's "
+                                   "MSE against fp32 exceeds this (e.g. 0.01).")] = None,
     x_key: XKeyOpt = "x",
     y_key: YKeyOpt = "y",
     image_size: ImageSizeOpt = None,
@@ -243,13 +312,19 @@ def evaluate_cmd(
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Accuracy, fidelity vs fp32, the gate and edge cases of every TFLite variant (host LiteRT)."""
+    """Accuracy, fidelity vs fp32, calibration drift, the gate and edge cases of every TFLite
+    variant (host LiteRT), scored by task (classification, detection, segmentation, regression)."""
     from harness.quantize.evaluate import save_to_store
+    from harness.quantize.gate import parse_max_drop
 
     image = _image_options(image_size, scale, mean, std, channel_order, layout)
+    parse_max_drop(max_drop)  # a typo fails before any model runs
     report = evaluate_with_progress(
-        variants_dir, data, max_drop=max_drop, x_key=x_key, y_key=y_key, image=image
+        variants_dir, data, max_drop=max_drop, task=task, labels=labels, decoder=decoder,
+        max_mse=max_mse, x_key=x_key, y_key=y_key, image=image
     )
+    for w in report["warnings"]:
+        warn(w)
     if not no_store:
         save_to_store(report, results_location(results))
     if json_out:
@@ -257,6 +332,8 @@ def evaluate_cmd(
             {
                 k: report[k]
                 for k in (
+                    "task",
+                    "warnings",
                     "reference",
                     "metric",
                     "max_drop",
@@ -270,36 +347,81 @@ def evaluate_cmd(
     else:
         _print_report(report)
     if report["failed"]:
-        raise fail(f"gate failed (drop > {max_drop}) for: {', '.join(report['failed'])}", 1)
+        raise fail("gate failed (drop beyond the scheme's max drop) for: "
+                   f"{', '.join(report['failed'])}", 1)
+
+
+def _check(model: str, schemes: list[str], json_out: bool) -> None:
+    from rich.table import Table
+
+    from harness.quantize.variants import check
+
+    with err_console.status("checking op support"):
+        result = check(model, schemes)
+    if json_out:
+        print_json(result)
+        return
+    ops = result["ops"]
+    console.print(f"{model}: {sum(ops['builtin'].values())} builtin ops "
+                  f"({', '.join(sorted(ops['builtin']))}); custom: "
+                  f"{', '.join(ops['custom']) or 'none'}; Flex: {', '.join(ops['flex']) or 'none'}")
+    for note in result["notes"]:
+        warn(note)
+    table = Table(title="op support per scheme")
+    for col in ("scheme", "verdict", "ops needed", "why / notes"):
+        table.add_column(col)
+    for r in result["schemes"]:
+        verdict = ("[dim]not checked[/]" if not r["checked"] else
+                   "[green]ok[/]" if r["ok"] else "[red]fails[/]")
+        table.add_row(r["scheme"], verdict, ", ".join(r["ops"]),
+                      r["reason"] or "; ".join(r["notes"]))
+    console.print(table)
 
 
 def _print_report(report: dict[str, Any]) -> None:
     from rich.table import Table
 
     metric = report["metric"]
+    task = report.get("task") or {}
+    agree = task.get("label_free_metric", "top1_agreement")
+    console.print(f"[dim]task {task.get('name')} ({task.get('why')})"
+                  + "".join(f"; {n}" for n in task.get("notes", [])) + "[/]")
     table = Table(
-        title=f"accuracy on {report['samples']} samples (reference fp32 {metric} = "
-        f"{report['reference']['value']:.4f})"
+        title=f"{task.get('name', 'accuracy')} on {report['samples']} samples (reference fp32 "
+        f"{metric} = {report['reference']['value']:.4f})"
     )
-    for col in ("scheme", metric, "drop", "gate", "SQNR dB", "cosine", "top-1 agree", "edge cases"):
+    for col in ("scheme", metric, "drop", "max", "gate", "SQNR dB", "cosine", agree,
+                "score shift", "edge cases"):
         table.add_column(col)
     for v in report["variants"]:
-        f0 = v["fidelity"][0]
+        if v.get("error"):
+            table.add_row(v["scheme"] or v["path"], "–", "–", f"{v['gate']['max_drop']:g}",
+                          "[red]FAIL[/]", "", "", "", "", f"[red]{v['error'][:80]}[/]")
+            continue
+        f0 = v["fidelity"]["outputs"][0]
         bad = [e["case"] for e in v["edge_cases"] if not e["ok"]]
-        sat = [e["case"] for e in v["edge_cases"] if e.get("saturated")]
+        odd = [e["case"] for e in v["edge_cases"] if e["ok"] and
+               (e.get("saturated") or e.get("diverged"))]
         edge = (
             ("[red]" + ", ".join(bad) + "[/]")
             if bad
-            else ("saturated: " + ", ".join(sat) if sat else "ok")
+            else ("[yellow]saturated/diverged: " + ", ".join(odd) + "[/]" if odd else "ok")
         )
+        gate = v["gate"]
+        drop = f"{gate['drop_pt']:+.2f} pt" if gate.get("drop_pt") is not None \
+            else f"{gate['drop']:+.4f}"
+        value = v["fidelity"].get(agree)
+        cal = v.get("calibration") or {}
         table.add_row(
             v["scheme"] or v["path"],
-            f"{v['gate']['value']:.4f}",
-            f"{v['gate']['drop']:+.4f}",
-            "[green]pass[/]" if v["gate"]["passed"] else "[red]FAIL[/]",
+            f"{gate['value']:.4f}",
+            drop,
+            f"{gate['max_drop']:g}",
+            "[green]pass[/]" if gate["passed"] else "[red]FAIL[/]",
             "∞" if f0["sqnr_db"] is None else f"{f0['sqnr_db']:.1f}",
             f"{f0['cosine']:.4f}",
-            "" if f0["top1_agreement"] is None else f"{f0['top1_agreement']:.3f}",
+            "" if value is None else f"{value:.3f}",
+            "" if cal.get("mean_shift") is None else f"{cal['mean_shift']:+.4f}",
             edge,
         )
     console.print(table)

@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.quantize.evaluate import TfliteRunner, fidelity, gate_drop, main_metric, task_metrics
+from harness.quantize.fidelity import fidelity
+from harness.quantize.gate import gate_drop, main_metric, task_metrics
+from harness.quantize.tflite_runner import TfliteRunner
 
 MAX_GREEDY_STEPS = 24
 
@@ -42,8 +44,14 @@ def greedy_keep_float(
     max_drop: float,
     work_dir: Path,
     on_step: Callable[[dict[str, Any]], None] | None = None,
+    max_float: int | None = None,
+    max_size: int | None = None,
 ) -> tuple[bytes, dict[str, Any]]:
     """Keep the most sensitive layers float, one more at a time, until the drop ≤ ``max_drop``.
+
+    ``max_float`` / ``max_size`` (bytes) stop the growth early (the ladder's
+    limits: a "mixed" model that keeps most of the network float is not worth
+    shipping); the facts then say ``limit`` and why.
 
     ``build(keep_float)`` makes the int8 model with those layers left float
     (with every layer float, the float model itself is the candidate).
@@ -62,9 +70,16 @@ def greedy_keep_float(
         counts = list(range(min(len(ranked_layers), MAX_GREEDY_STEPS) + 1))
         if len(ranked_layers) > MAX_GREEDY_STEPS:
             counts.append(len(ranked_layers))
+        if max_float is not None:
+            counts = [k for k in counts if k <= max_float]
         chosen_k = 0
+        limit: str | None = None
         for k in counts:
             model = float_model if k == len(ranked_layers) else build(ranked_layers[:k])
+            if max_size is not None and k > 0 and len(model) > max_size:
+                limit = (f"keeping {k} layer(s) float makes {len(model)} B, over the size "
+                         f"limit of {max_size} B")
+                break
             path = Path(tmp) / f"mixed-{k}.tflite"
             path.write_bytes(model)
             _, value, _ = _score(str(path), eval_x, eval_y, ref_out)
@@ -80,6 +95,9 @@ def greedy_keep_float(
             if drop <= max_drop:
                 best = (drop, model, k)
                 break
+        else:
+            if max_float is not None and best is not None and best[0] > max_drop:
+                limit = f"at most {max_float} layer(s) may be kept float"
         assert best is not None
         drop, model, chosen_k = best
     return model, {
@@ -94,6 +112,7 @@ def greedy_keep_float(
         "max_drop": max_drop,
         "passed": drop <= max_drop,
         "steps": steps,
+        "limit": limit,
     }
 
 

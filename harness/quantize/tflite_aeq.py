@@ -28,7 +28,13 @@ def _quantizer(source: str, settings: dict[str, Any], keep_float: list[str] | No
                 algorithm_key=algorithm_manager.AlgorithmName.FLOAT_CASTING,
             )
     else:
-        q.load_quantization_recipe(getattr(recipe, name)())
+        entries = getattr(recipe, name)()
+        if settings.get("per_tensor"):  # one weight scale per tensor instead of per channel
+            for entry in entries:
+                weights = entry.get("op_config", {}).get("weight_tensor_config")
+                if weights and weights.get("granularity") == "CHANNELWISE":
+                    weights["granularity"] = "TENSORWISE"
+        q.load_quantization_recipe(entries)
     for layer in keep_float or []:
         q.update_quantization_recipe(
             regex=f"^{re.escape(layer)};$",  # AEQ op scope: output names joined, ";" after
@@ -79,7 +85,10 @@ def convert(
 
 
 def layer_errors(
-    source: str, calib_x: np.ndarray, debug_x: np.ndarray | None = None
+    source: str,
+    calib_x: np.ndarray,
+    debug_x: np.ndarray | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Per-tensor error of static int8 vs float on the calibration data, most sensitive first.
 
@@ -93,7 +102,7 @@ def layer_errors(
     """
     from ai_edge_quantizer.utils import validation_utils
 
-    settings = {"recipe": "static_wi8_ai8"}
+    settings = {"recipe": "static_wi8_ai8", **(extra or {})}  # extra: e.g. per_tensor
     q = _quantizer(source, settings)
     data = _signature_data(source, calib_x)
     q.quantize(q.calibrate(data, num_threads=1), enable_progress_report=False)

@@ -16,77 +16,18 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from importlib import metadata
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from harness.errors import DataError, ModelError, UserError
 from harness.models import file_sha256
 from harness.quantize.data import ImageOptions
+from harness.quantize.manifest import MANIFEST, Manifest, VariantEntry, tool_versions
 from harness.quantize.schemes import Scheme, resolve_schemes
-
-MANIFEST = "manifest.json"
-MANIFEST_VERSION = 1
-TOOLS = (
-    "tensorflow-cpu",
-    "tensorflow",
-    "ai-edge-quantizer",
-    "ai-edge-litert",
-    "coremltools",
-    "keras",
-    "quantlab",
-)
 
 ProgressFn = Callable[[str, dict[str, Any]], None]
 """Called with (event name, event fields) as the worker reports."""
-
-
-@dataclass(frozen=True)
-class VariantEntry:
-    """One scheme's outcome in the manifest."""
-
-    scheme: str
-    format: str
-    status: str  # ok | failed
-    file: str | None = None
-    size_bytes: int | None = None
-    sha256: str | None = None
-    error: str | None = None
-    seconds: float | None = None
-    converter: str | None = None
-    ops: dict[str, Any] | None = None  # total ops and ops left in float, by type
-    mixed: dict[str, Any] | None = None  # mixed-int8: layers kept float, size cost, gate
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """What a variants folder holds (written as manifest.json)."""
-
-    out: str
-    source: dict[str, Any]
-    input: dict[str, Any]
-    calibration: dict[str, Any] | None
-    tools: dict[str, str]
-    variants: list[VariantEntry] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    schema_version: int = MANIFEST_VERSION
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict."""
-        return asdict(self)
-
-    @classmethod
-    def load(cls, folder: str | Path) -> Manifest:
-        """Read ``folder/manifest.json``."""
-        path = Path(folder) / MANIFEST
-        if not path.exists():
-            raise UserError(f"{folder}: no {MANIFEST}", hint="make it with `quantlab quantize`")
-        d = json.loads(path.read_text())
-        if d.get("schema_version", 1) > MANIFEST_VERSION:
-            raise UserError(f"{path}: written by a newer quantlab (schema {d['schema_version']})")
-        d["variants"] = [VariantEntry(**v) for v in d.get("variants", [])]
-        return cls(**d)
 
 
 def source_kind(path: Path) -> str:
@@ -130,17 +71,6 @@ def path_size(path: Path) -> int:
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return path.stat().st_size
-
-
-def tool_versions() -> dict[str, str]:
-    """Installed versions of the converters and runtimes that made the variants."""
-    out = {}
-    for name in TOOLS:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 def run_worker(
@@ -239,8 +169,17 @@ def quantize(
     image: ImageOptions | None = None,
     force: bool = False,
     progress: ProgressFn | None = None,
+    train: str | os.PathLike[str] | None = None,
+    qat: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
 ) -> Manifest:
     """Make one variant per scheme of ``source`` into ``out_dir`` and write its manifest.
+
+    ``train``: labelled data for the schemes that fine-tune (``qat-int8``),
+    with ``qat`` settings (epochs, lr, batch_size, val_split, patience,
+    layers; see :mod:`harness.quantize.qat`). ``options``: int8 options
+    (granularity per-channel/per-tensor, mixed-precision limits; see
+    :mod:`harness.quantize.options`), recorded per variant.
 
     ``schemes``: scheme names (see schemes.SCHEMES; ``all``, ``tflite``,
     ``coreml`` expand). ``calib``: .npz/.npy/image folder for calibration (and
@@ -252,14 +191,22 @@ def quantize(
     src = Path(source)
     kind = source_kind(src)
     picked: list[Scheme] = resolve_schemes(schemes or ["all"])
+    from harness.quantize.options import check_options
+    from harness.quantize.qat import check_request
+
+    options = check_options(options)
+    check_request(picked, kind, src, train)
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not force:
         raise UserError(
             f"{out}: already exists", hint="choose another --out or pass --force to replace it"
         )
-    for p, what in ((calib, "calibration data"), (eval_data, "evaluation data")):
+    for p, what in ((calib, "calibration data"), (eval_data, "evaluation data"),
+                    (train, "training data")):
         if p is not None:
             precheck_data(Path(p), what, x_key, y_key, image)
+    extra_request = {"options": options, "train": str(train) if train else None,
+                     "qat": dict(qat or {})}
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
@@ -278,6 +225,7 @@ def quantize(
             y_key=y_key,
             image=image,
             progress=progress,
+            extra_request=extra_request,
         )
         (work / MANIFEST).write_text(json.dumps(manifest.to_dict(), indent=2, default=str) + "\n")
         for leftover in work.glob(".*"):
@@ -312,8 +260,10 @@ def _build(
     y_key: str,
     image: ImageOptions | None,
     progress: ProgressFn | None,
+    extra_request: dict[str, Any] | None = None,
 ) -> Manifest:
     request: dict[str, Any] = {
+        **(extra_request or {}),  # options, train, qat
         "source": str(src.resolve()),
         "source_kind": kind,
         "work_dir": str(work),
@@ -330,6 +280,8 @@ def _build(
     info: dict[str, Any] = {}
     calibration: dict[str, Any] | None = None
     warns: list[str] = []
+    source_notes: list[str] = []
+    source_ops: dict[str, Any] | None = None
     remaining = [s.name for s in picked]
     while remaining:
         code, events, tail = run_worker({**request, "schemes": remaining}, work, progress)
@@ -346,6 +298,11 @@ def _build(
                 }
             elif kind_ev == "calibration":
                 calibration = {k: v for k, v in ev.items() if k != "event"}
+            elif kind_ev == "source_note":
+                if ev["message"] not in source_notes:
+                    source_notes.append(ev["message"])
+            elif kind_ev == "opcheck":
+                source_ops = {k: v for k, v in ev.items() if k != "event"}
             elif kind_ev == "warning":
                 if ev["message"] not in warns:
                     warns.append(ev["message"])
@@ -388,6 +345,9 @@ def _build(
                     converter=ev.get("converter"),
                     ops=ev.get("ops"),
                     mixed=ev.get("mixed"),
+                    notes=ev.get("notes"),
+                    options=ev.get("options"),
+                    qat=ev.get("qat"),
                 )
             )
         else:
@@ -405,6 +365,8 @@ def _build(
         "kind": kind,
         "sha256": file_sha256(src),
         "size_bytes": path_size(src),
+        "ops": source_ops,
+        "notes": source_notes,
     }
     return Manifest(
         out=str(out),
@@ -415,6 +377,37 @@ def _build(
         variants=entries,
         warnings=warns,
     )
+
+
+def check(source: str | os.PathLike[str], schemes: list[str] | None) -> dict[str, Any]:
+    """The op-support check alone (``quantize --check``): the source's ops and, per scheme,
+    whether it can be made and run, the ops it needs and why not (in a worker; no data)."""
+    src = Path(source)
+    kind = source_kind(src)
+    picked = resolve_schemes(schemes or ["all"])
+    with tempfile.TemporaryDirectory(prefix="quantlab-check-") as tmp:
+        request: dict[str, Any] = {
+            "task": "check", "source": str(src.resolve()), "source_kind": kind,
+            "work_dir": tmp, "calib": None, "eval": None, "image": None,
+            "schemes": [s.name for s in picked],
+        }
+        code, events, tail = run_worker(request, Path(tmp))
+    ops: dict[str, Any] | None = None
+    rows: list[dict[str, Any]] = []
+    notes: list[str] = []
+    for ev in events:
+        if ev["event"] == "fatal":
+            _raise_fatal(ev, src)
+        elif ev["event"] == "opcheck":
+            ops = {k: v for k, v in ev.items() if k != "event"}
+        elif ev["event"] == "check":
+            rows.append({k: v for k, v in ev.items() if k != "event"})
+        elif ev["event"] == "source_note":
+            notes.append(ev["message"])
+    if ops is None:
+        last = tail.strip().splitlines()[-1:] or [""]
+        raise ModelError(str(src), f"the op check crashed (exit code {code}) {last[0][:200]}")
+    return {"source": str(src), "kind": kind, "ops": ops, "notes": notes, "schemes": rows}
 
 
 def sensitivity(

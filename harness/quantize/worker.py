@@ -112,33 +112,63 @@ class Job:
         self.eval_y: np.ndarray | None = None
         self.input_shape: list[int] = []
         self.input_dtype = "float32"
+        self.ops: dict[str, Any] = {"builtin": {}, "custom": {}, "flex": {}}
+        self.aeq_source: str = self.source  # the source, or a copy given a default signature
 
     def load(self) -> None:
-        """Load the model and the data; ModelError/DataError when either is unusable."""
+        """Load the model and the data; ModelError/DataError when either is unusable.
+
+        Checks the ops first (:mod:`harness.quantize.opcheck`) and gives a signature-less
+        .tflite a default signature (written beside the variants, said in the manifest).
+        """
+        from harness.quantize import opcheck
+
         if self.kind == "tflite":
             self.fp32 = Path(self.source).read_bytes()
             try:
-                shape, dtype, n_inputs = input_spec(self.fp32)
+                self.ops = opcheck.model_ops(self.fp32)
+                shape, dtype, n_inputs = (
+                    opcheck.model_io(self.fp32) if self._blocked() else input_spec(self.fp32))
             except Exception as exc:
                 raise ModelError(
                     self.source,
                     f"LiteRT cannot load it ({str(exc).strip()[:200]})",
                     hint="pass a valid float .tflite",
                 ) from None
+            from harness.quantize.signature import fold_fp16_weights, with_default_signature
+
+            prepared, notes = self.fp32, []
+            for step in (with_default_signature, fold_fp16_weights):
+                prepared, note = step(prepared)
+                notes += [note] if note else []
+            if notes:
+                self.aeq_source = str(self.work / ".source-prepared.tflite")
+                Path(self.aeq_source).write_bytes(prepared)
+                self.fp32 = prepared
+                for note in notes:
+                    self.events.emit("source_note", message=note)
         else:
             from harness.quantize import tflite_tf
 
             self.model = tflite_tf.load_source(self.source, self.kind)
             try:
-                self.fp32 = tflite_tf.convert(self.model, self.kind, {}, None)
+                self.ops, self.fp32 = opcheck.tf_source_ops(self.model, self.kind)
             except Exception as exc:
                 raise ModelError(
                     self.source, f"TF Lite conversion failed ({_short(exc)})"
                 ) from None
-            shape, dtype, n_inputs = input_spec(self.fp32)
+            shape, dtype, n_inputs = (
+                opcheck.model_io(self.fp32) if self._blocked() else input_spec(self.fp32))
+        self.events.emit("opcheck", **self.ops)
         self.input_shape, self.input_dtype = shape, dtype
         self.events.emit("inspect", input_shape=shape, input_dtype=dtype, inputs=n_inputs)
         self._load_data(n_inputs)
+
+    def _blocked(self) -> bool:
+        """The model needs Flex or unknown custom ops (no stock runtime can load it)."""
+        from harness.quantize.opcheck import KNOWN_CUSTOM_OPS
+
+        return bool(self.ops["flex"]) or any(c not in KNOWN_CUSTOM_OPS for c in self.ops["custom"])
 
     def _load_data(self, n_inputs: int) -> None:
         req = self.req
@@ -172,14 +202,25 @@ class Job:
                 for w in caught:
                     self.events.emit("warning", message=str(w.message))
                 self.calib_x = sub.x
-                self.events.emit("calibration", **sub.facts, source=ds.source)
+                self.events.emit("calibration", **sub.facts, source=ds.source,
+                                 input_stats=qdata.input_stats(sub.x))
                 if not req.get("eval"):
                     self.eval_x, self.eval_y = ds.x, ds.y
             else:
                 self.eval_x, self.eval_y = ds.x, ds.y
+        if req.get("calib") and req.get("eval") and self.calib_x is not None \
+                and self.eval_x is not None:
+            why = qdata.stats_mismatch(qdata.input_stats(self.calib_x),
+                                       qdata.input_stats(self.eval_x))
+            if why:
+                self.events.emit("warning", message=why)
 
     def make(self, scheme: Scheme) -> dict[str, Any]:
         """Produce one variant file; returns the manifest fields beyond size/sha."""
+        if scheme.needs_training:  # qat-int8: fine-tuned in a process of its own
+            from harness.quantize.qat import make_variant
+
+            return make_variant(self, scheme)
         converter = scheme.converter_for(self.kind)
         if converter is None:
             raise ValueError(
@@ -187,10 +228,28 @@ class Job:
                 if scheme.format == "coreml"
                 else f"{scheme.name} cannot be made from a {self.kind} source"
             )
+        from harness.quantize.opcheck import scheme_check
+
+        check = scheme_check(scheme, self.ops)
+        if not check["ok"]:
+            raise OpCheckError(f"op check: {check['reason']}")
         if scheme.needs_calibration and self.calib_x is None:
             raise ValueError(f"{scheme.name} needs calibration data (--calib)")
         out = self.work / f"{scheme.name}{scheme.suffix}"
         extra: dict[str, Any] = {"converter": converter}
+        if check["notes"]:
+            extra["notes"] = check["notes"]
+        settings = dict(scheme.tf or {})
+        if self.ops["custom"]:
+            settings["custom_ops"] = True
+            if settings.get("int8_io") and any("left float32" in n for n in check["notes"]):
+                settings["float_outputs"] = True
+        from harness.quantize import options as qoptions
+
+        settings.update(qoptions.converter_settings(scheme, self.req.get("options")))
+        recorded = qoptions.recorded(scheme, self.req.get("options"), self._calib_count())
+        if recorded:
+            extra["options"] = recorded
         if scheme.format == "coreml":
             from harness.quantize import coreml
 
@@ -209,40 +268,50 @@ class Job:
         elif converter == "aeq":
             from harness.quantize import tflite_aeq
 
-            model = tflite_aeq.convert(self.source, scheme.aeq or {}, self.calib_x)
+            aeq_settings = {**(scheme.aeq or {}),
+                            **qoptions.converter_settings(scheme, self.req.get("options"))}
+            model = tflite_aeq.convert(self.aeq_source, aeq_settings, self.calib_x)
         elif scheme.name == "fp32":
             model = self.fp32
         else:
             from harness.quantize import tflite_tf
 
-            model = tflite_tf.convert(self.model, self.kind, scheme.tf or {}, self.calib_x)
+            model = tflite_tf.convert(self.model, self.kind, settings, self.calib_x)
         out.write_bytes(model)
         extra["ops"] = float_ops(model)
         return {"file": out.name, **extra}
 
     def _mixed(self, converter: str, scheme: Scheme) -> tuple[bytes, dict[str, Any]]:
         """Greedy mixed precision: keep the most sensitive layers float until the gate passes."""
+        from harness.quantize import options as qoptions
         from harness.quantize.sensitivity import greedy_keep_float
 
         assert self.calib_x is not None
         eval_x = self.eval_x if self.eval_x is not None else self.calib_x
         # errors are measured on (a reproducible subset of) the evaluation data
         debug_x = qdata.Dataset(eval_x, None, "eval").take(DEBUG_SAMPLES, 0).x
+        opts = self.req.get("options") or {}
+        granular = qoptions.converter_settings(scheme, opts)  # per-tensor, when asked
         if converter == "aeq":
             from harness.quantize import tflite_aeq
 
-            ranking = tflite_aeq.layer_errors(self.source, self.calib_x, debug_x)
+            ranking = tflite_aeq.layer_errors(self.aeq_source, self.calib_x, debug_x, granular)
 
             def build(keep: list[str]) -> bytes:
-                return tflite_aeq.convert(self.source, scheme.aeq or {}, self.calib_x, keep)
+                return tflite_aeq.convert(self.aeq_source, {**(scheme.aeq or {}), **granular},
+                                          self.calib_x, keep)
         else:
             from harness.quantize import tflite_tf
 
-            ranking = tflite_tf.layer_errors(self.model, self.kind, self.calib_x, debug_x)
+            ranking = tflite_tf.layer_errors(self.model, self.kind, self.calib_x, debug_x,
+                                             granular)
 
             def build(keep: list[str]) -> bytes:
                 assert self.calib_x is not None
-                return tflite_tf.convert_keeping_float(self.model, self.kind, self.calib_x, keep)
+                return tflite_tf.convert_keeping_float(self.model, self.kind, self.calib_x, keep,
+                                                       granular)
+
+        share = opts.get("mixed_max_size_share")
 
         return greedy_keep_float(
             build,
@@ -253,10 +322,21 @@ class Job:
             self.max_drop,
             self.work,
             on_step=lambda step: self.events.emit("mixed_step", scheme=scheme.name, **step),
+            max_float=opts.get("mixed_max_float_layers"),
+            max_size=int(share * len(self.fp32)) if share else None,
         )
+
+    def _calib_count(self) -> int | None:
+        return None if self.calib_x is None else len(self.calib_x)
+
+
+class OpCheckError(ValueError):
+    """A scheme cannot be made or run: the ops it needs, and the runtimes that lack them."""
 
 
 def _short(exc: BaseException) -> str:
+    if isinstance(exc, OpCheckError):
+        return str(exc)
     lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
     for ln in lines:
         if "error" in ln.lower():
@@ -275,6 +355,12 @@ def main(request_path: str) -> int:
     except QuantlabError as exc:
         events.emit("fatal", kind=type(exc).__name__, message=exc.message, hint=exc.hint)
         return 3
+    if req.get("task") == "check":
+        from harness.quantize.opcheck import scheme_check
+
+        for name in req["schemes"]:
+            events.emit("check", **scheme_check(SCHEMES[name], job.ops))
+        return 0
     if req.get("task") == "sensitivity":
         from harness.quantize.sensitivity import rank_layers
 
