@@ -1,0 +1,154 @@
+"""Command: history — one series per (model, device, delegate, threads) across runs, with
+change points (the nightly lab's "what changed since last week?")."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from harness.cli.common import (
+    JsonOpt,
+    ResultsOpt,
+    VerboseOpt,
+    console,
+    err_console,
+    handle_errors,
+    print_json,
+    results_location,
+)
+
+ModelFilterOpt = Annotated[str | None, typer.Option(
+    "--model", help="Only this model: file name, path, sha256, scheme, or the form history "
+    "prints, e.g. 'int8 (model.tflite)'.")]
+DeviceFilterOpt = Annotated[str | None, typer.Option("--device", "-d", help="Only this device.")]
+DelegateFilterOpt = Annotated[str | None, typer.Option("--delegate", help="Only this delegate.")]
+TagFilterOpt = Annotated[str | None, typer.Option(
+    "--tag", help="Only runs with this tag (T matches the tag T and every T=…).")]
+LastOpt = Annotated[int, typer.Option("--last", min=1, help="How many of the newest matching "
+                                      "runs to include.")]
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+
+def register(app: typer.Typer) -> None:
+    """Add history to the app."""
+    app.command("history")(history)
+
+
+@handle_errors
+def history(
+    model: ModelFilterOpt = None,
+    device: DeviceFilterOpt = None,
+    delegate: DelegateFilterOpt = None,
+    tag: TagFilterOpt = None,
+    last: LastOpt = 30,
+    threshold: Annotated[str, typer.Option("--threshold", help="Smallest shift that counts as "
+                                           "a change, e.g. 5% (the test is compare's).")]
+    = "5%",
+    results: ResultsOpt = None,
+    json_out: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Trends across runs: each series' points (median or mean, CI, method) and its change
+    points; a change not yet confirmed by a following run is marked unconfirmed."""
+    from harness.report.compare import parse_threshold
+    from harness.report.history import load_history
+    from harness.store import Store
+
+    limit = parse_threshold(threshold)
+    store = Store.open(results_location(results))
+    found = load_history(store, model=model, device=device, delegate=delegate, tag=tag,
+                         last=last, threshold=limit)
+    if json_out:
+        print_json(found.as_dict())
+        return
+    if not found.series:
+        if model:
+            err_console.print(f"no matching runs for --model {model!r} (a file name, path, "
+                              "sha256, scheme, or the form history prints, e.g. "
+                              "'int8 (model.tflite)'): see quantlab runs",
+                              soft_wrap=True, markup=False, highlight=False)
+        else:
+            err_console.print("no matching runs: see [bold]quantlab runs[/]")
+        return
+    console.print(history_table(found))
+    for line in change_lines(found):
+        console.print(line, soft_wrap=True)
+    console.print(f"[dim]{len(found.runs)} run(s), oldest → newest; change: {found.rule}; "
+                  f"threshold {100 * found.threshold:g}%[/]", soft_wrap=True)
+
+
+def _ms(value: float | None) -> str:
+    from harness.cli.tables import fmt_ms
+
+    return fmt_ms(value)
+
+
+def _trend(series: Any) -> str:
+    from harness.report.history import sparkline
+
+    chars = list(sparkline([p.value_ms for p in series.points]))
+    for c in series.change_points:
+        colour = "red" if c.verdict == "slower" else "green"
+        style = f"bold {colour}" if c.status == "confirmed" else f"{colour} underline"
+        chars[c.point] = f"[{style}]{chars[c.point]}[/]"
+    for i, p in enumerate(series.points):
+        if p.status == "failed":
+            chars[i] = "[red]✗[/]"
+    return "".join(chars)
+
+
+def history_table(found: Any) -> Table:
+    """A compact table: one row per series with a sparkline of its points."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=f"History of {len(found.runs)} run(s)", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("model", overflow="fold", max_width=24)
+    table.add_column("device", overflow="fold", max_width=12)
+    table.add_column("delegate", overflow="fold", max_width=10)
+    table.add_column("thr", justify="right")
+    table.add_column("trend", no_wrap=True)
+    table.add_column("latest [95% CI]", justify="right")
+    table.add_column("change", overflow="fold", max_width=26)
+    for s in found.series:
+        latest = next((p for p in reversed(s.points) if p.value_ms is not None), None)
+        cell = "–"
+        if latest is not None:
+            cell = f"{latest.statistic} {_ms(latest.value_ms)}"
+            if latest.method != "per-iteration":
+                cell += f" [dim]({latest.method})[/]"
+            if latest.ci95:
+                cell += f"\n[dim][{latest.ci95[0]:.3g}–{latest.ci95[1]:.3g}][/]"
+        change = "–"
+        if s.change_points:
+            c = s.change_points[-1]
+            colour = "red" if c.verdict == "slower" else "green"
+            ratio = f" ×{c.ratio:.2f}" if c.ratio is not None else ""
+            change = f"[{colour}]{c.verdict}{ratio}[/] {c.run_id}"
+            if c.unconfirmed:
+                change += " [yellow]unconfirmed[/]"
+        table.add_row(s.model, s.device, s.delegate, str(s.threads), _trend(s), cell, change)
+    return table
+
+
+def change_lines(found: Any) -> list[str]:
+    """One line per change point (and per blip a later run did not confirm)."""
+    lines = []
+    for s in found.series:
+        label = f"{s.model} · {s.device} · {s.delegate} · {s.threads}t"
+        for c in [*s.change_points, *s.transients]:
+            colour = "red" if c.verdict == "slower" else "green"
+            ci = f" [{c.ratio_ci95[0]:.3f}–{c.ratio_ci95[1]:.3f}]" if c.ratio_ci95 else ""
+            stat = f"{c.statistic} " if c.statistic else ""
+            what = {"unconfirmed": "[yellow]unconfirmed[/]: the next run confirms it or not",
+                    "confirmed": f"confirmed by {c.checked_by}",
+                    "not confirmed": f"[dim]not confirmed by {c.checked_by} (a one-run "
+                                     "blip)[/]"}[c.status]
+            lines.append(f"[{colour}]{c.verdict}[/] {label} at {c.run_id}: "
+                         f"{stat}{_ms(c.baseline_ms)} → {_ms(c.new_ms)} "
+                         f"(×{c.ratio:.3f}{ci}, {c.method}, vs {c.baseline_run}) — {what}")
+    return lines

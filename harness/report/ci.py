@@ -1,0 +1,253 @@
+"""Results a CI system reads in its own format: JUnit XML and a Markdown summary.
+
+For a comparison (``compare --junit``, ``bench --baseline … --junit``) each matched
+pair of jobs is one test case: ``slower`` and ``failed`` verdicts are failures carrying
+the numbers, ``untestable`` pairs are skipped with the reason, the rest pass. Jobs
+found in only one run are listed in the suite's output, not as cases. For a run
+without a baseline (``bench --junit``) each job is one case: failed jobs fail,
+skipped jobs are skipped with their reason.
+
+The Markdown is a table for a CI job summary (``$GITHUB_STEP_SUMMARY``) or a
+pull-request comment. Both are written atomically (a reader never sees half a file).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import xml.etree.ElementTree as ET
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+from harness.errors import UserError
+from harness.report.compare import FAILED, FASTER, SAME, SLOWER, UNTESTABLE, Comparison, Match
+from harness.stats import summarize
+from harness.store import JobEntry, RunRecord
+
+SUITE = "quantlab"
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.0f} ms" if value >= 100 else f"{value:.3g} ms"
+
+
+def match_text(m: Match) -> str:
+    """One line with a pair's verdict and its numbers (what a CI failure message shows)."""
+    if m.baseline_ms is None or m.new_ms is None:
+        return f"{m.verdict}: {m.reason}" if m.reason else m.verdict
+    stat = f"{m.statistic} " if m.statistic else ""
+    text = f"{m.verdict}: {stat}{_ms(m.new_ms)} vs {_ms(m.baseline_ms)} in the baseline"
+    if m.ratio is not None:
+        text += f", ratio ×{m.ratio:.3f}"
+    if m.ratio_ci95:
+        text += f" (95% CI {m.ratio_ci95[0]:.3f}–{m.ratio_ci95[1]:.3f})"
+    if m.p_value is not None:
+        text += f", p={m.p_value:.2g}"
+    if m.method:
+        text += f", {m.method}"
+    if m.reason:
+        text += f"; {m.reason}"
+    return text
+
+
+def _case_name(model: str, delegate: str, threads: int) -> str:
+    return f"{model} · {delegate} · {threads}t"
+
+
+def _classname(device: str) -> str:
+    return f"{SUITE}.{device.replace('.', '_')}"
+
+
+def _xml(suite: ET.Element, counts: Counter[str]) -> str:
+    tests = sum(counts.values())
+    for key in ("failures", "skipped"):
+        suite.set(key, str(counts[key]))
+    suite.set("tests", str(tests))
+    suite.set("errors", "0")
+    root = ET.Element("testsuites", name=SUITE, tests=str(tests),
+                      failures=str(counts["failures"]), errors="0",
+                      skipped=str(counts["skipped"]))
+    root.append(suite)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, "unicode") + "\n"
+
+
+def _properties(suite: ET.Element, values: dict[str, str]) -> None:
+    props = ET.SubElement(suite, "properties")
+    for name, value in values.items():
+        ET.SubElement(props, "property", name=name, value=value)
+
+
+def comparison_junit(c: Comparison) -> str:
+    """JUnit XML of a comparison: one test case per matched pair."""
+    suite = ET.Element("testsuite", name=f"{SUITE} compare {c.new} vs {c.baseline}")
+    _properties(suite, {"baseline": c.baseline, "new": c.new,
+                        "threshold": f"{100 * c.threshold:g}%",
+                        "match": ",".join(c.match_keys), "rule": c.rule})
+    counts: Counter[str] = Counter()
+    for m in c.matches:
+        case = ET.SubElement(suite, "testcase", name=_case_name(m.model, m.delegate, m.threads),
+                             classname=_classname(m.device), time="0")
+        text = match_text(m)
+        if m.verdict in (SLOWER, FAILED):
+            failure = ET.SubElement(case, "failure", message=text, type=m.verdict)
+            failure.text = (f"{m.new_label} (run {c.new}) against {m.baseline_label} "
+                            f"(run {c.baseline})\n{text}\n"
+                            + (f"test: {c.tests[m.method]}\n" if m.method in c.tests else ""))
+            counts["failures"] += 1
+        elif m.verdict == UNTESTABLE:
+            ET.SubElement(case, "skipped", message=f"untestable: {m.reason}")
+            counts["skipped"] += 1
+        else:
+            ET.SubElement(case, "system-out").text = text
+            counts["passed"] += 1
+    lines = [f"only in baseline: {u.label} ({u.status})" for u in c.only_in_baseline]
+    lines += [f"only in new run: {u.label} ({u.status})" for u in c.only_in_new]
+    if lines:
+        ET.SubElement(suite, "system-out").text = "\n".join(lines)
+    return _xml(suite, counts)
+
+
+def _entry_name(entry: JobEntry) -> str:
+    name = Path(entry.job.model.path).name
+    return f"{entry.job.model.scheme} ({name})" if entry.job.model.scheme else name
+
+
+def _entry_figure(entry: JobEntry) -> str:
+    summary = summarize(entry.raw) if entry.raw is not None else None
+    if summary is None:
+        return "no latency figures"
+    text = f"{summary.statistic} {_ms(summary.value)} ({summary.method})"
+    if summary.ci95:
+        text += f", 95% CI {summary.ci95[0]:.3g}–{summary.ci95[1]:.3g} ms"
+    return text
+
+
+def run_junit(record: RunRecord) -> str:
+    """JUnit XML of one run without a baseline: one test case per job."""
+    suite = ET.Element("testsuite", name=f"{SUITE} bench {record.run.run_id}")
+    _properties(suite, {"run": record.run.run_id, "tags": ",".join(record.tags)})
+    counts: Counter[str] = Counter()
+    for e in record.entries:
+        case = ET.SubElement(suite, "testcase",
+                             name=_case_name(_entry_name(e), e.job.delegate, e.job.threads),
+                             classname=_classname(e.job.device_id), time="0")
+        if e.status == "ok":
+            ET.SubElement(case, "system-out").text = _entry_figure(e)
+            counts["passed"] += 1
+        elif e.status == "failed":
+            ET.SubElement(case, "failure", message=f"failed: {e.error}", type="failed")
+            counts["failures"] += 1
+        else:
+            ET.SubElement(case, "skipped", message=f"{e.status}: {e.error or 'not run'}")
+            counts["skipped"] += 1
+    return _xml(suite, counts)
+
+
+# ----------------------------------------------------------------------------- markdown
+
+_ICONS = {SLOWER: "❌", FAILED: "❌", FASTER: "🚀", SAME: "✅", UNTESTABLE: "⚠️"}
+
+
+def _cell(value: object) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def comparison_markdown(c: Comparison) -> str:
+    """A Markdown summary of a comparison: counts, one table row per pair, notes."""
+    counts = Counter(m.verdict for m in c.matches)
+    head = " · ".join(f"**{n} {v}**" if v in (SLOWER, FAILED) else f"{n} {v}"
+                      for v, n in counts.most_common())
+    out = [f"### quantlab: {c.new} vs baseline {c.baseline}", "",
+           f"{'❌ regression' if c.regressed else '✅ no regression'} — {head or 'no pairs'} "
+           f"(threshold {100 * c.threshold:g}%, matched on {', '.join(c.match_keys)})", "",
+           "| | variant | device | delegate | thr | baseline | new | ratio [95% CI] | p "
+           "| verdict |",
+           "|---|---|---|---|---:|---:|---:|---:|---:|---|"]
+    for m in c.matches:
+        stat = f"{m.statistic} " if m.statistic else ""
+        ratio = f"×{m.ratio:.3f}" if m.ratio is not None else "–"
+        if m.ratio_ci95:
+            ratio += f" [{m.ratio_ci95[0]:.3f}–{m.ratio_ci95[1]:.3f}]"
+        p = f"{m.p_value:.2g}" if m.p_value is not None else "–"
+        verdict = m.verdict + (f" ({m.method})" if m.method else "")
+        out.append("| " + " | ".join(_cell(x) for x in (
+            _ICONS.get(m.verdict, ""), m.model, m.device, m.delegate, m.threads,
+            stat + _ms(m.baseline_ms), stat + _ms(m.new_ms), ratio, p, verdict)) + " |")
+    notes = [f"- {m.verdict} {_cell(m.new_label)}: {_cell(m.reason)}"
+             for m in c.matches if m.reason]
+    notes += [f"- only in baseline: {_cell(u.label)} ({u.status})" for u in c.only_in_baseline]
+    notes += [f"- only in new run: {_cell(u.label)} ({u.status})" for u in c.only_in_new]
+    methods = sorted({m.method for m in c.matches if m.method})
+    notes += [f"- {method}: {c.tests[method]}" for method in methods]
+    if methods:
+        notes.append(f"- {c.rule}")
+    return "\n".join(out + (["", *notes] if notes else [])) + "\n"
+
+
+def run_markdown(record: RunRecord) -> str:
+    """A Markdown summary of one run: one table row per job."""
+    counts = Counter(e.status for e in record.entries)
+    tags = f" · tags {', '.join(record.tags)}" if record.tags else ""
+    out = [f"### quantlab bench {record.run.run_id}", "",
+           " · ".join(f"{n} {s}" for s, n in counts.most_common()) + tags, "",
+           "| | variant | device | delegate | thr | latency | status |",
+           "|---|---|---|---|---:|---:|---|"]
+    for e in record.entries:
+        icon = {"ok": "✅", "failed": "❌"}.get(e.status, "⚠️")
+        figure = _entry_figure(e) if e.status == "ok" else "–"
+        status = e.status + (f": {e.error}" if e.error else "")
+        out.append("| " + " | ".join(_cell(x) for x in (
+            icon, _entry_name(e), e.job.device_id, e.job.delegate, e.job.threads, figure,
+            status)) + " |")
+    return "\n".join(out) + "\n"
+
+
+# ----------------------------------------------------------------------------- files
+
+WRITERS: dict[str, tuple[Callable[[Comparison], str], Callable[[RunRecord], str]]] = {
+    "junit": (comparison_junit, run_junit),
+    "markdown": (comparison_markdown, run_markdown),
+}
+"""Format → (writer for a comparison, writer for a run without baseline)."""
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (parent folders made); returns the path."""
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    except OSError as exc:
+        raise UserError(f"{target}: cannot write it ({exc.strerror})",
+                        hint="give a path in a writable folder") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def write_outputs(outputs: dict[str, str | None], comparison: Comparison | None = None,
+                  record: RunRecord | None = None) -> list[Path]:
+    """Write each requested format (``{"junit": PATH, "markdown": PATH}``, None = not asked)
+    for the comparison, else for the run; returns the files written."""
+    written = []
+    for fmt, path in outputs.items():
+        if not path:
+            continue
+        for_comparison, for_run = WRITERS[fmt]
+        if comparison is not None:
+            text = for_comparison(comparison)
+        elif record is not None:
+            text = for_run(record)
+        else:  # pragma: no cover  (callers pass one)
+            raise ValueError("nothing to write")
+        written.append(write_text(path, text))
+    return written
