@@ -9,18 +9,20 @@ written by a newer quantlab.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import json
+import os
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Version of the JSON format of every record. Bump it with an upgrade step."""
 
-Platform = Literal["sim", "android", "ios"]
+Platform = Literal["sim", "android", "ios", "linux"]  # linux: an SSH gateway (agents.ssh)
 JobStatus = Literal["pending", "running", "ok", "failed", "skipped", "interrupted"]
 
 T = TypeVar("T")
@@ -135,6 +137,23 @@ class Settings:
     inputs_sha256: str | None = None
     energy: bool = False
     timeout_s: float = 600.0
+    energy_on_usb: bool = False  # keep a battery-gauge figure taken on USB/AC power (labelled)
+    numerics: bool = False  # fixed inputs → outputs back → compared with the float model
+
+
+SETTINGS_HASHED_ONLY_WHEN_SET: dict[str, Any] = {"energy_on_usb": False, "numerics": False}
+"""Settings fields added after the first release: left out of ``Job.job_id`` while they
+hold their default, so the ids of existing jobs never change."""
+
+
+def _hashed_settings(settings: Settings) -> dict[str, Any]:
+    """The settings as they enter ``Job.job_id``: no input path (content is in
+    ``inputs_sha256``), and no later-added field while it holds its default."""
+    out = to_dict(dataclasses.replace(settings, inputs=None))
+    for name, default in SETTINGS_HASHED_ONLY_WHEN_SET.items():
+        if out.get(name) == default:
+            out.pop(name, None)
+    return out
 
 
 @dataclass(frozen=True)
@@ -156,7 +175,7 @@ class Job:
             "device": self.device_id,
             "delegate": self.delegate,
             "threads": self.threads,
-            "settings": dataclasses.replace(self.settings, inputs=None),
+            "settings": _hashed_settings(self.settings),
         }
         return hashlib.sha256(canonical_json(content).encode()).hexdigest()[:16]
 
@@ -209,9 +228,43 @@ class EnergySample:
     unit: str  # e.g. "uA", "uV", "uWs"
 
 
+ENERGY_CLASSES: dict[str, str] = {
+    "odpm-rails": "device-rails",
+    "battery-gauge": "battery-gauge",
+    "ios-task-energy": "process-estimate",
+    "ios-dvt": "process-estimate",
+    "rapl": "host-package",
+    "hwmon-power": "board-power",
+}
+"""Energy method → comparability class. Figures are only compared within one class (on
+one device): rails, a battery gauge, an OS per-process estimate and a host CPU package
+counter measure different things."""
+
+ENERGY_CLASS_MEANING: dict[str, str] = {
+    "device-rails": "on-device power-monitor rails: SoC and memory rails, measured",
+    "battery-gauge": "battery fuel gauge: whole phone, coarse",
+    "process-estimate": "the OS's per-process CPU energy estimate: no GPU or Neural Engine work",
+    "host-package": "host CPU package counters (RAPL): whole host",
+    "board-power": "a Linux gateway's board power sensors (hwmon INA2xx/INA3221, PMIC)",
+}
+
+
+def energy_class(method: str) -> str:
+    """The comparability class of an energy method (the one place it is derived).
+
+    An unknown method gets a class of its own (``other:<method>``), so it is never
+    ranked against a known one.
+    """
+    return ENERGY_CLASSES.get(method, f"other:{method}")
+
+
 @dataclass(frozen=True)
 class Energy:
-    """An energy measurement with its method; never an invented figure."""
+    """An energy measurement with its method; never an invented figure.
+
+    ``comparability`` is derived from ``method`` (:func:`energy_class`) when the record
+    is built, so results stored before the field existed get it on load.
+    """
 
     method: str  # "rapl" | "battery-gauge" | "odpm-rails" | "ios-task-energy"
     mj_per_inference: float
@@ -219,6 +272,119 @@ class Energy:
     samples: int = 0
     label: str | None = None  # what the figure really measures (e.g. "package energy, host CPU")
     detail: dict[str, Any] = field(default_factory=dict)
+    comparability: str = ""  # derived: "device-rails" | "battery-gauge" | "process-estimate" | …
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "comparability", energy_class(self.method))
+
+    @property
+    def on_external_power(self) -> bool:
+        """A battery-gauge figure kept although the phone was on USB/AC power."""
+        return bool(self.detail.get("on_external_power"))
+
+
+@dataclass(frozen=True)
+class LaunchStats:
+    """What one launch (one process) of a runner reported about its measured iterations.
+
+    Runners that print no per-iteration samples (``benchmark_model``) still give one
+    of these per launch; each figure is None when the tool did not print it, never
+    filled in from another figure.
+    """
+
+    mean_ms: float
+    count: int | None = None
+    std_ms: float | None = None
+    min_ms: float | None = None
+    max_ms: float | None = None
+    median_ms: float | None = None  # printed by LiteRT's benchmark tools, not by older ones
+    p5_ms: float | None = None
+    p95_ms: float | None = None
+
+
+RAW_OUTPUT_CAP_BYTES = 4 * 1024 * 1024
+"""Default cap on one raw output file (bytes); ``QUANTLAB_RAW_CAP_BYTES`` changes it."""
+
+RAW_CAP_ENV = "QUANTLAB_RAW_CAP_BYTES"
+
+
+def raw_output_cap() -> int:
+    """The cap on one raw output file: ``$QUANTLAB_RAW_CAP_BYTES`` or the default (4 MiB)."""
+    value = os.environ.get(RAW_CAP_ENV, "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else RAW_OUTPUT_CAP_BYTES
+
+
+def _text_bytes(text: str) -> bytes:
+    """UTF-8 bytes of text, giving back the original bytes of a surrogate-escaped decode."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace")
+
+
+def _utf8_start(data: bytes, i: int) -> int:
+    """The first index ≥ ``i`` that does not fall inside a UTF-8 sequence."""
+    while i < len(data) and data[i] & 0xC0 == 0x80:
+        i += 1
+    return i
+
+
+@dataclass(frozen=True)
+class RawOutput:
+    """One raw output of a runner (a launch's stdout or stderr, a pulled file), as kept.
+
+    Plain data, so it travels through Ray and JSON: ``content`` is the kept bytes as
+    UTF-8 text, or base64 when ``encoding`` is ``"base64"`` (not valid UTF-8). An
+    output longer than ``cap_bytes`` keeps its first and last halves around one marker
+    line and says so in ``truncated``; ``size_bytes`` is the size of the whole output.
+    """
+
+    name: str  # unique within the job, e.g. "launch-1.stdout", "profile.csv", "result.json"
+    media_type: str  # "text/plain", "text/csv", "application/json"
+    content: str
+    encoding: Literal["utf-8", "base64"] = "utf-8"
+    size_bytes: int = 0  # of the whole output, before the cap
+    truncated: bool = False
+    cap_bytes: int = RAW_OUTPUT_CAP_BYTES
+
+    @classmethod
+    def capture(cls, name: str, media_type: str, data: bytes | str,
+                cap_bytes: int | None = None) -> RawOutput:
+        """Keep ``data`` (cut to the cap: head and tail around a marker line)."""
+        raw = _text_bytes(data) if isinstance(data, str) else bytes(data)
+        cap = cap_bytes if cap_bytes is not None else raw_output_cap()
+        kept, truncated = raw, False
+        if len(raw) > cap:
+            head_end = _utf8_start(raw, cap // 2)
+            tail_start = _utf8_start(raw, max(len(raw) - (cap - cap // 2), head_end))
+            cut = tail_start - head_end
+            marker = (f"\n[quantlab: {cut} bytes cut here; raw files keep at most {cap} bytes "
+                      f"(first and last halves)]\n").encode()
+            kept, truncated = raw[:head_end] + marker + raw[tail_start:], True
+        try:
+            return cls(name, media_type, kept.decode("utf-8"), "utf-8", len(raw), truncated, cap)
+        except UnicodeDecodeError:
+            return cls(name, media_type, base64.b64encode(kept).decode("ascii"), "base64",
+                       len(raw), truncated, cap)
+
+    def data(self) -> bytes:
+        """The kept bytes (what the store writes and hashes)."""
+        if self.encoding == "base64":
+            return base64.b64decode(self.content)
+        return self.content.encode("utf-8")
+
+
+@dataclass(frozen=True)
+class RawFile:
+    """A raw output stored beside the results, by content; see docs/result-spec.md."""
+
+    name: str
+    sha256: str  # of the stored bytes: the file is raw/<sha256[:2]>/<sha256>
+    size_bytes: int  # stored bytes
+    media_type: str = "text/plain"
+    truncated: bool = False
+    original_size_bytes: int | None = None  # before the cap
+    cap_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -226,8 +392,9 @@ class RawResult:
     """What an agent hands back for one job, unprocessed.
 
     ``samples_ms`` holds one tuple of per-iteration latencies per process-level
-    repeat. Where a runner gives only aggregates (a hand-run benchmark_model log),
-    ``samples_ms`` is empty and ``aggregates_ms`` carries the tool's own figures.
+    repeat. Where a runner gives only aggregates (benchmark_model, a hand-run log),
+    ``samples_ms`` is empty, ``launches`` holds each launch's own figures and
+    ``aggregates_ms`` the figures pooled over launches.
     """
 
     job_id: str
@@ -235,6 +402,7 @@ class RawResult:
     error: str | None = None
     samples_ms: tuple[tuple[float, ...], ...] = ()
     aggregates_ms: dict[str, float] = field(default_factory=dict)
+    launches: tuple[LaunchStats, ...] = ()
     init_ms: float | None = None
     first_inference_ms: float | None = None
     peak_memory_mb: float | None = None
@@ -248,7 +416,10 @@ class RawResult:
     thermal_after: dict[str, Any] = field(default_factory=dict)
     runner: dict[str, Any] = field(default_factory=dict)  # runner name, version, argv …
     warnings: tuple[str, ...] = ()
-    raw_files: tuple[str, ...] = ()
+    raw_outputs: tuple[RawOutput, ...] = ()  # full runner output, written by the store
+    raw_files: tuple[RawFile, ...] = ()  # the stored raw outputs (filled by the store)
+    placement: dict[str, Any] = field(default_factory=dict)  # which ops ran where (see spec)
+    numerics: dict[str, Any] = field(default_factory=dict)  # outputs vs the float reference
     schema_version: int = SCHEMA_VERSION
 
     @classmethod
@@ -273,7 +444,17 @@ class Run:
 
 # --------------------------------------------------------------------------- versioning
 
-_UPGRADES: dict[int, typing.Callable[[dict[str, Any]], dict[str, Any]]] = {}
+def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 added fields with defaults (``launches``, ``raw_outputs``, ``placement``,
+    ``numerics``; ``Energy.comparability``, derived from the method; ``Settings.energy_on_usb``
+    and ``numerics``) and made ``raw_files`` a list of records: version 1 documented it as a
+    list of paths but never filled it, so any strings in it are dropped."""
+    if isinstance(data.get("raw_files"), list):
+        data["raw_files"] = [f for f in data["raw_files"] if isinstance(f, dict)]
+    return data
+
+
+_UPGRADES: dict[int, typing.Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
 """``_UPGRADES[n]`` turns a version-n dict into a version n+1 dict."""
 
 

@@ -42,12 +42,72 @@ def test_job_id_is_stable_and_content_based() -> None:
     assert sample_job().job_id == a.job_id
 
 
+def test_job_id_of_default_settings_is_pinned() -> None:
+    # Settings fields added later (energy_on_usb) stay out of the hash at their default:
+    # jobs stored before them keep their ids; setting one gives a new id.
+    model = ModelRef(path="/m/model.tflite", sha256="ab" * 32, size_bytes=1234, format="tflite")
+    plain = Job(model, "sim", "sim", "xnnpack", 1, Settings())
+    assert plain.job_id == "3e530912ce193e07"
+    energy = Job(model, "pixel", "android", "gpu", 4, Settings(energy=True))
+    assert energy.job_id == "9476ba2d1dd8b0ec"
+    on_usb = Job(model, "pixel", "android", "gpu", 4, Settings(energy=True, energy_on_usb=True))
+    assert on_usb.job_id not in (energy.job_id, plain.job_id)
+
+
+@pytest.mark.parametrize("method,cls", [("odpm-rails", "device-rails"),
+                                        ("battery-gauge", "battery-gauge"),
+                                        ("ios-task-energy", "process-estimate"),
+                                        ("rapl", "host-package"),
+                                        ("something-new", "other:something-new")])
+def test_energy_class_is_derived_from_the_method(method: str, cls: str) -> None:
+    assert Energy(method=method, mj_per_inference=1.0).comparability == cls
+    # a stored value cannot contradict the method: the class is always derived
+    assert Energy(method=method, mj_per_inference=1.0, comparability="x").comparability == cls
+
+
+def test_stored_energy_without_a_class_gets_it_on_load() -> None:
+    data = json.loads((GOLDEN / "raw_result.json").read_text())
+    del data["energy"]["comparability"]  # a result stored before the field existed
+    raw = load_record(RawResult, data)
+    assert raw.energy is not None and raw.energy.comparability == "host-package"
+    assert to_dict(raw)["energy"]["comparability"] == "host-package"
+
+
 @pytest.mark.parametrize("name,cls", [("raw_result", RawResult), ("plan", Plan), ("run", Run),
                                       ("device", DeviceInfo)])
 def test_golden_files_round_trip(name: str, cls: type) -> None:
     data = json.loads((GOLDEN / f"{name}.json").read_text())
-    record = load_record(cls, data)
+    record: object = load_record(cls, data)
     assert to_dict(record) == data
+
+
+def _holds(new: object, old: object) -> bool:
+    """Everything in ``old`` is in ``new`` unchanged (``new`` may have more keys)."""
+    if isinstance(old, dict):
+        return isinstance(new, dict) and all(k in new and _holds(new[k], v)
+                                             for k, v in old.items())
+    if isinstance(old, list):
+        return (isinstance(new, list) and len(new) == len(old)
+                and all(_holds(a, b) for a, b in zip(new, old, strict=True)))
+    return new == old
+
+
+@pytest.mark.parametrize(("name", "cls"), [("raw_result", RawResult), ("plan", Plan),
+                                           ("run", Run), ("device", DeviceInfo)])
+def test_version_1_files_still_load(name: str, cls: type) -> None:
+    """Files written by quantlab with schema version 1 load as version-2 records; what they
+    held is kept, what version 2 added gets its default."""
+    v1 = json.loads((GOLDEN.parent / "v1" / f"{name}.json").read_text())
+    assert v1.get("schema_version", 1) == 1
+    record: object = load_record(cls, dict(v1))
+    out = to_dict(record)
+    if "schema_version" in v1:
+        assert out["schema_version"] == SCHEMA_VERSION == 2
+    assert _holds(out, {k: v for k, v in v1.items() if k != "schema_version"})
+    if name == "raw_result":
+        raw = load_record(RawResult, dict(v1))
+        assert raw.launches == () and raw.raw_files == ()
+        assert raw.energy is not None and raw.energy.comparability == "host-package"
 
 
 def test_golden_raw_result_fields() -> None:

@@ -53,9 +53,10 @@ def revision_of(location: str) -> str | None:
     """The schema revision a results database is at (None when empty), touching nothing."""
     import sqlalchemy as sa
 
-    from harness.store import Store, _url_for, redact_url
+    from harness.store import Store, redact_url
+    from harness.store.location import url_for
 
-    url, folder = _url_for(location)
+    url, folder = url_for(location)
     store = Store(sa.create_engine(url), location, folder)
     try:
         return store.current_revision()

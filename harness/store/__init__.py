@@ -5,41 +5,58 @@ gives a lab a shared history. Every write is one transaction, so a run killed at
 any moment leaves finished jobs stored and the running one ``running`` (or
 ``interrupted`` when quantlab saw the signal), which ``--resume`` runs again.
 Schema changes are Alembic migrations (``migrations/versions``).
+
+This module is the store's public surface: :class:`Store` (opening, writing, reading)
+and the read models it returns. Beside it: ``schema.py`` (the tables), ``location.py``
+(folder or URL), ``migrate.py`` (revisions and locked upgrades), ``record_rows.py``
+(records → rows), ``read_models.py`` (:class:`RunRecord`, :class:`JobEntry` and the
+queries that fill them) and ``raw.py`` (raw runner output by sha256).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import secrets
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from harness.errors import StoreError, UserError
-from harness.records import (
-    DeviceInfo,
-    EnergySample,
-    Job,
-    OpRecord,
-    Plan,
-    RawResult,
-    Run,
-    from_dict,
-    load_record,
-    to_dict,
-)
+from harness.records import DeviceInfo, Job, Plan, RawFile, RawResult, Run, from_dict, to_dict
+from harness.redact import redact_text
+from harness.store import migrate as mig
+from harness.store import read_models
+from harness.store import record_rows as rows
 from harness.store import schema as t
+from harness.store.location import DB_FILENAME, redact_url, sqlite_pragmas, url_for
+from harness.store.migrate import HEAD_REVISION
+from harness.store.raw import (
+    DEFAULT_GRACE_S,
+    RAW_DIRNAME,
+    FolderBlobs,
+    GcReport,
+    RawBlobs,
+    TableBlobs,
+    sha256_of,
+)
+from harness.store.read_models import JobEntry, RunRecord
 
-HEAD_REVISION = "0001"
-"""Newest migration; tests check it equals Alembic's head."""
+__all__ = [
+    "DB_FILENAME",
+    "HEAD_REVISION",
+    "JobEntry",
+    "RunRecord",
+    "Store",
+    "check_tags",
+    "new_run_id",
+    "redact_url",
+    "utcnow",
+]
 
-DB_FILENAME = "quantlab.db"
 DONE_STATES = ("ok", "failed", "skipped")
 
 
@@ -53,70 +70,6 @@ def new_run_id() -> str:
     return f"{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
-@dataclass(frozen=True)
-class JobEntry:
-    """One job of a stored run with its state and (when finished) its raw result."""
-
-    job: Job
-    seq: int
-    status: str
-    error: str | None
-    attempts: int
-    raw: RawResult | None
-    started_at: str | None = None
-    finished_at: str | None = None
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """A stored run: its metadata, devices and every job."""
-
-    run: Run
-    status: str
-    finished_at: str | None
-    devices: dict[str, DeviceInfo]
-    entries: tuple[JobEntry, ...]
-
-
-def redact_url(location: str) -> str:
-    """A store location fit to print: a database URL loses its password."""
-    if "://" not in location or "@" not in location:
-        return location
-    scheme, rest = location.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}{':***' if ':' in creds else ''}@{host}"
-
-
-def _url_for(location: str) -> tuple[str, Path | None]:
-    if "://" in location:
-        if location.startswith("postgresql://") or location.startswith("postgres://"):
-            rest = location.split("://", 1)[1]
-            return "postgresql+psycopg://" + rest, None
-        if location.startswith(("postgresql+", "sqlite:")):
-            return location, None
-        raise StoreError(
-            f"--results {redact_url(location)}: unsupported URL",
-            hint="give a folder or a postgresql://user@host/db URL",
-        )
-    folder = Path(location)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(
-            f"results folder {folder}: cannot create it ({exc.strerror})",
-            hint="pass --results with a writable folder",
-        ) from None
-    if not folder.is_dir():
-        raise StoreError(f"results folder {folder}: is not a folder", hint="pass --results DIR")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise StoreError(
-            f"results folder {folder}: is not writable",
-            hint="pass --results with a writable folder, or fix its permissions",
-        )
-    return f"sqlite:///{folder / DB_FILENAME}", folder
-
-
 class Store:
     """Read and write runs, jobs, results and evaluations."""
 
@@ -126,6 +79,9 @@ class Store:
         """Where the store lives, safe to print (no password)."""
         self.folder = folder
         """The results folder for a SQLite store (raw files live beside the database)."""
+        self.raw: RawBlobs = (FolderBlobs(folder / RAW_DIRNAME) if folder is not None
+                              else TableBlobs(f"table raw_blobs of {self.location}"))
+        """Where raw runner output lives: ``<folder>/raw/`` or the ``raw_blobs`` table."""
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ opening
@@ -133,23 +89,23 @@ class Store:
     @classmethod
     def open(cls, location: str, *, migrate: bool = True) -> Store:
         """Open (and create or migrate) the store at a folder or a database URL."""
-        url, folder = _url_for(location)
+        url, folder = url_for(location)
         kwargs: dict[str, Any] = {}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
         try:
             engine = sa.create_engine(url, **kwargs)
-        except (sa.exc.ArgumentError, ImportError) as exc:
-            raise StoreError(f"--results {redact_url(location)}: {exc}") from None
+        except (sa.exc.ArgumentError, ImportError, ValueError) as exc:  # e.g. a bad port
+            raise StoreError(f"--results {redact_url(location)}: {redact_text(str(exc))}") from None
         if url.startswith("sqlite"):
-            sa.event.listen(engine, "connect", _sqlite_pragmas)
+            sa.event.listen(engine, "connect", sqlite_pragmas)
         store = cls(engine, location, folder)
         try:
             store._ensure_schema(migrate)
         except sa.exc.OperationalError as exc:
             raise StoreError(
                 f"results store {redact_url(location)}: "
-                f"{str(exc.orig).strip().splitlines()[0]}",
+                f"{redact_text(str(exc.orig).strip().splitlines()[0])}",
                 hint="check the path or URL and that the database is reachable",
             ) from None
         return store
@@ -157,38 +113,60 @@ class Store:
     def current_revision(self) -> str | None:
         """The migration the database is at, or None for an empty database."""
         with self.engine.connect() as conn:
-            if not sa.inspect(conn).has_table("alembic_version"):
-                return None
-            row = conn.execute(sa.text("SELECT version_num FROM alembic_version")).first()
-            return str(row[0]) if row else None
+            return mig.revision(conn)
 
     def _ensure_schema(self, migrate: bool) -> None:
         revision = self.current_revision()
         if revision == HEAD_REVISION:
             return
-        if revision is not None and not _known_revision(revision):
-            raise StoreError(
-                f"results store {self.location} was written by a newer quantlab "
-                f"(schema {revision})",
-                hint="upgrade quantlab",
-            )
+        self._refuse_newer(revision)
         if not migrate:
             raise StoreError(
                 f"results store {self.location} needs migrating", hint="run quantlab db migrate"
             )
         self.migrate()
 
-    def migrate(self) -> str:
-        """Apply every pending migration (Alembic); returns the new revision."""
-        from alembic import command
-        from alembic.config import Config
+    def _refuse_newer(self, revision: str | None) -> None:
+        if revision is not None and not mig.known_revision(revision):
+            raise StoreError(
+                f"results store {self.location} was written by a newer quantlab "
+                f"(schema {revision})",
+                hint="upgrade quantlab",
+            )
 
-        cfg = Config()
-        cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-        with self._lock, self.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+    def migrate(self) -> str:
+        """Apply every pending migration (Alembic); returns the new revision.
+
+        Safe when several processes open one new store at once: they take turns (a
+        lock file beside a SQLite database, a transaction-scoped advisory lock on
+        PostgreSQL) and each re-reads the revision once it holds the lock, so only the
+        first one migrates.
+        """
+        for attempt in range(3):
+            try:
+                return self._migrate_locked()
+            except (sa.exc.OperationalError, sa.exc.ProgrammingError,
+                    sa.exc.IntegrityError) as exc:
+                # a process without this lock (an older quantlab) created the schema
+                # between our check and our upgrade: look again before failing
+                if attempt == 2 or not mig.lost_schema_race(exc):
+                    raise
+                if self.current_revision() == HEAD_REVISION:
+                    return HEAD_REVISION
+        return HEAD_REVISION  # pragma: no cover  (the loop returns or raises)
+
+    def _migrate_locked(self) -> str:
+        with self._lock, mig.sqlite_file_lock(self.engine), self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                             {"key": mig.SCHEMA_LOCK_KEY})
+            revision = mig.revision(conn)  # again, now that no one else is migrating
+            if revision == HEAD_REVISION:
+                return HEAD_REVISION
+            self._refuse_newer(revision)
+            mig.upgrade(conn)
         return HEAD_REVISION
+
 
     @contextmanager
     def _tx(self) -> Iterator[sa.Connection]:
@@ -201,45 +179,22 @@ class Store:
 
     # ------------------------------------------------------------------ writing runs
 
-    def create_run(self, run: Run, plan: Plan, devices: Iterable[DeviceInfo] = ()) -> None:
-        """Store a new run with its planned jobs (``pending``) and skipped ones (``skipped``)."""
-        rows = []
-        seq = 0
-        for job in plan.jobs:
-            rows.append(_job_row(run.run_id, job, seq, "pending", None))
-            seq += 1
-        for skipped in plan.skipped:
-            rows.append(_job_row(run.run_id, skipped.job, seq, "skipped", skipped.reason))
-            seq += 1
-        seen: set[str] = set()
-        unique_rows = []
-        for row in rows:  # the same job twice in one request is measured once
-            if row["job_id"] not in seen:
-                seen.add(row["job_id"])
-                unique_rows.append(row)
+    def create_run(self, run: Run, plan: Plan, devices: Iterable[DeviceInfo] = (), *,
+                   tags: Iterable[str] = (), plan_text: str | None = None) -> None:
+        """Store a new run with its planned jobs (``pending``) and skipped ones (``skipped``),
+        its ``tags`` and the text of the plan file it came from (hashed with sha256)."""
+        tag_list = check_tags(tags)
+        jobs = rows.job_rows(run.run_id, plan)
         with self._tx() as conn:
-            conn.execute(
-                t.runs.insert().values(
-                    run_id=run.run_id,
-                    created_at=run.created_at,
-                    status="running",
-                    host=run.host,
-                    command=run.command,
-                    git_sha=run.git_sha,
-                    tool_versions=dict(run.tool_versions),
-                    settings=to_dict(run.settings),
-                    schema_version=run.schema_version,
-                )
-            )
-            device_rows = [
-                {"run_id": run.run_id, "device_id": d.id, "platform": d.platform,
-                 "info": to_dict(d)}
-                for d in devices
-            ]
+            conn.execute(t.runs.insert().values(**rows.run_row(run, plan_text)))
+            if tag_list:
+                conn.execute(t.run_tags.insert(),
+                             [{"run_id": run.run_id, "tag": tag} for tag in tag_list])
+            device_rows = [rows.device_row(run.run_id, d) for d in devices]
             if device_rows:
                 conn.execute(t.devices.insert(), device_rows)
-            if unique_rows:
-                conn.execute(t.jobs.insert(), unique_rows)
+            if jobs:
+                conn.execute(t.jobs.insert(), jobs)
 
     def add_devices(self, run_id: str, devices: Iterable[DeviceInfo]) -> None:
         """Record devices met later in a run (e.g. on resume), keeping the first snapshot."""
@@ -250,13 +205,23 @@ class Store:
                     sa.select(t.devices.c.device_id).where(t.devices.c.run_id == run_id)
                 )
             }
-            rows = [
-                {"run_id": run_id, "device_id": d.id, "platform": d.platform, "info": to_dict(d)}
-                for d in devices
-                if d.id not in known
-            ]
-            if rows:
-                conn.execute(t.devices.insert(), rows)
+            new = [rows.device_row(run_id, d) for d in devices if d.id not in known]
+            if new:
+                conn.execute(t.devices.insert(), new)
+
+    def update_device(self, run_id: str, device: DeviceInfo) -> None:
+        """Replace a run's snapshot of a device (one offline at the start, described once
+        it came back)."""
+        row = {"platform": device.platform, "info": to_dict(device)}
+        with self._tx() as conn:
+            updated = conn.execute(
+                t.devices.update()
+                .where(t.devices.c.run_id == run_id, t.devices.c.device_id == device.id)
+                .values(**row)
+            )
+            if updated.rowcount == 0:
+                conn.execute(t.devices.insert().values(run_id=run_id, device_id=device.id,
+                                                       **row))
 
     def mark_running(self, run_id: str, job_id: str) -> None:
         """A job starts (one more attempt)."""
@@ -287,12 +252,14 @@ class Store:
         Returns False (and stores nothing) when the job already has a result: a late
         duplicate from a retried job is discarded.
         """
-        from harness.stats import summarize
+        from harness.stats import STATS_VERSION, summarize
 
         summary = summarize(raw)
         body = to_dict(raw)
-        for key in ("samples_ms", "ops", "energy_samples"):
+        for key in ("samples_ms", "ops", "energy_samples", "raw_outputs", "raw_files"):
             body.pop(key, None)
+        if summary is not None:  # derived, kept so that readers need not bootstrap again
+            body["summary"] = {"stats_version": STATS_VERSION, **summary.as_dict()}
         try:
             return self._insert_result(run_id, job_id, raw, summary, body)
         except sa.exc.IntegrityError:
@@ -312,58 +279,53 @@ class Store:
                 raise StoreError(f"run {run_id} has no job {job_id}")
             if current in DONE_STATES:
                 return False
-            conn.execute(
-                t.results.insert().values(
-                    run_id=run_id,
-                    job_id=job_id,
-                    status=raw.status,
-                    median_ms=summary.median if summary else None,
-                    mean_ms=summary.mean if summary else None,
-                    init_ms=raw.init_ms,
-                    first_inference_ms=raw.first_inference_ms,
-                    peak_memory_mb=raw.peak_memory_mb,
-                    energy_mj=raw.energy.mj_per_inference if raw.energy else None,
-                    energy_method=raw.energy.method if raw.energy else None,
-                    raw=body,
-                )
-            )
-            sample_rows = [
-                {"run_id": run_id, "job_id": job_id, "repeat": r, "idx": i, "value_ms": v}
-                for r, rep in enumerate(raw.samples_ms)
-                for i, v in enumerate(rep)
+            conn.execute(t.results.insert().values(
+                **rows.result_row(run_id, job_id, raw, summary, body)))
+            for table, batch in ((t.samples, rows.sample_rows(run_id, job_id, raw)),
+                                 (t.ops, rows.op_rows(run_id, job_id, raw)),
+                                 (t.energy_samples, rows.energy_rows(run_id, job_id, raw))):
+                if batch:
+                    conn.execute(table.insert(), batch)
+            raw_rows = [
+                {"run_id": run_id, "job_id": job_id, "idx": i, **to_dict(f)}
+                for i, f in enumerate(self._put_raw_outputs(conn, raw))
             ]
-            if sample_rows:
-                conn.execute(t.samples.insert(), sample_rows)
-            op_rows = [
-                {
-                    "run_id": run_id,
-                    "job_id": job_id,
-                    "idx": k,
-                    "kernel": op.kernel,
-                    "op_type": op.op_type,
-                    "delegate": op.delegate,
-                    "node_index": op.node_index,
-                    "avg_ms": op.avg_ms,
-                    "times_called": op.times_called,
-                    "unit": op.unit,
-                    "detail": {**op.detail, "index": op.index},
-                }
-                for k, op in enumerate(raw.ops)
-            ]
-            if op_rows:
-                conn.execute(t.ops.insert(), op_rows)
-            energy_rows = [
-                {"run_id": run_id, "job_id": job_id, "idx": i, **to_dict(s)}
-                for i, s in enumerate(raw.energy_samples)
-            ]
-            if energy_rows:
-                conn.execute(t.energy_samples.insert(), energy_rows)
+            if raw_rows:
+                conn.execute(t.raw_files.insert(), raw_rows)
             conn.execute(
                 t.jobs.update()
                 .where(t.jobs.c.run_id == run_id, t.jobs.c.job_id == job_id)
                 .values(status=raw.status, error=raw.error, finished_at=utcnow())
             )
         return True
+
+    def _put_raw_outputs(self, conn: sa.Connection, raw: RawResult) -> list[RawFile]:
+        """Store the raw outputs of a result by content; their references, in order."""
+        files = list(raw.raw_files)
+        for out in raw.raw_outputs:
+            data = out.data()
+            sha = sha256_of(data)
+            self.raw.put(conn, sha, data)
+            files.append(RawFile(name=out.name, sha256=sha, size_bytes=len(data),
+                                 media_type=out.media_type, truncated=out.truncated,
+                                 original_size_bytes=out.size_bytes, cap_bytes=out.cap_bytes))
+        return files
+
+    def read_raw(self, sha256: str) -> bytes:
+        """The bytes of one stored raw file (a StoreError when they are gone)."""
+        data = self.raw.get(self.engine, sha256)
+        if data is None:
+            raise StoreError(f"raw file {sha256}: not in {self.raw.where}",
+                             hint="it was removed outside quantlab; the result's figures "
+                             "can no longer be traced to it")
+        return data
+
+    def gc_raw(self, dry_run: bool = False, grace_s: float = DEFAULT_GRACE_S) -> GcReport:
+        """Remove raw files no stored result references (``quantlab gc``)."""
+        with self.engine.connect() as conn:
+            referenced = set(conn.execute(sa.select(t.raw_files.c.sha256).distinct())
+                             .scalars().all())
+        return self.raw.sweep(self.engine, referenced, grace_s, dry_run)
 
     def finish_run(self, run_id: str, status: str) -> None:
         """Close a run: ``done`` or ``interrupted``."""
@@ -421,128 +383,59 @@ class Store:
         raise UserError(f"run {run_id}: ambiguous ({len(matches)} runs match)",
                         hint="give more of the id")
 
-    def list_runs(self, limit: int = 50) -> list[dict[str, Any]]:
-        """Newest runs first, with job counts by state, models and devices."""
+    def list_runs(self, limit: int = 50, tag: str | None = None) -> list[dict[str, Any]]:
+        """Newest runs first (only those tagged ``tag``, ``T`` or ``T=…``), with job counts
+        by state, models and devices."""
         with self.engine.connect() as conn:
-            runs = conn.execute(
-                sa.select(t.runs).order_by(t.runs.c.created_at.desc(), t.runs.c.run_id.desc())
-                .limit(limit)
-            ).mappings().all()
-            ids = [r["run_id"] for r in runs]
-            counts: dict[str, dict[str, int]] = {i: {} for i in ids}
-            models: dict[str, set[str]] = {i: set() for i in ids}
-            devs: dict[str, set[str]] = {i: set() for i in ids}
-            if ids:
-                for row in conn.execute(
-                    sa.select(t.jobs.c.run_id, t.jobs.c.status, t.jobs.c.model_path,
-                              t.jobs.c.device_id).where(t.jobs.c.run_id.in_(ids))
-                ):
-                    c = counts[row.run_id]
-                    c[row.status] = c.get(row.status, 0) + 1
-                    models[row.run_id].add(Path(row.model_path).name)
-                    devs[row.run_id].add(row.device_id)
-        return [
-            {
-                "run_id": r["run_id"],
-                "created_at": r["created_at"],
-                "finished_at": r["finished_at"],
-                "status": r["status"],
-                "host": r["host"],
-                "command": r["command"],
-                "jobs": counts[r["run_id"]],
-                "models": sorted(models[r["run_id"]]),
-                "devices": sorted(devs[r["run_id"]]),
-            }
-            for r in runs
-        ]
+            return read_models.list_runs(conn, limit, tag)
 
     def load_run(self, run_id: str) -> RunRecord:
         """A whole run: metadata, devices, every job with its raw result."""
         run_id = self.resolve_run_id(run_id)
         with self.engine.connect() as conn:
-            r = conn.execute(sa.select(t.runs).where(t.runs.c.run_id == run_id)).mappings().one()
-            run = load_record(
-                Run,
-                {
-                    "run_id": r["run_id"],
-                    "created_at": r["created_at"],
-                    "host": r["host"],
-                    "tool_versions": r["tool_versions"],
-                    "git_sha": r["git_sha"],
-                    "command": r["command"],
-                    "settings": r["settings"],
-                    "schema_version": r["schema_version"],
-                },
-            )
-            devices = {
-                d.device_id: from_dict(DeviceInfo, d.info)
-                for d in conn.execute(sa.select(t.devices).where(t.devices.c.run_id == run_id))
-            }
-            samples: dict[str, dict[int, list[float]]] = {}
-            for s in conn.execute(
-                sa.select(t.samples.c.job_id, t.samples.c.repeat, t.samples.c.value_ms)
-                .where(t.samples.c.run_id == run_id)
-                .order_by(t.samples.c.job_id, t.samples.c.repeat, t.samples.c.idx)
-            ):
-                samples.setdefault(s.job_id, {}).setdefault(s.repeat, []).append(s.value_ms)
-            ops: dict[str, list[OpRecord]] = {}
-            for o in conn.execute(
-                sa.select(t.ops).where(t.ops.c.run_id == run_id).order_by(t.ops.c.job_id,
-                                                                          t.ops.c.idx)
-            ).mappings():
-                detail = dict(o["detail"])
-                index = int(detail.pop("index", o["idx"]))
-                ops.setdefault(o["job_id"], []).append(
-                    OpRecord(index=index, kernel=o["kernel"], avg_ms=o["avg_ms"],
-                             op_type=o["op_type"], delegate=o["delegate"],
-                             node_index=o["node_index"], times_called=o["times_called"],
-                             unit=o["unit"], detail=detail)
-                )
-            energy: dict[str, list[EnergySample]] = {}
-            for e in conn.execute(
-                sa.select(t.energy_samples).where(t.energy_samples.c.run_id == run_id)
-                .order_by(t.energy_samples.c.job_id, t.energy_samples.c.idx)
-            ).mappings():
-                energy.setdefault(e["job_id"], []).append(
-                    EnergySample(phase=e["phase"], t_s=e["t_s"], channel=e["channel"],
-                                 value=e["value"], unit=e["unit"])
-                )
-            raws = {
-                row.job_id: row.raw
-                for row in conn.execute(
-                    sa.select(t.results.c.job_id, t.results.c.raw).where(
-                        t.results.c.run_id == run_id
-                    )
-                )
-            }
-            entries = []
-            for j in conn.execute(
-                sa.select(t.jobs).where(t.jobs.c.run_id == run_id).order_by(t.jobs.c.seq)
-            ).mappings():
-                raw = None
-                if j["job_id"] in raws:
-                    raw = load_record(RawResult, raws[j["job_id"]])
-                    reps = samples.get(j["job_id"], {})
-                    raw = replace(
-                        raw,
-                        samples_ms=tuple(tuple(reps[k]) for k in sorted(reps)),
-                        ops=tuple(ops.get(j["job_id"], ())),
-                        energy_samples=tuple(energy.get(j["job_id"], ())),
-                    )
-                entries.append(
-                    JobEntry(
-                        job=from_dict(Job, j["spec"]),
-                        seq=j["seq"],
-                        status=j["status"],
-                        error=j["error"],
-                        attempts=j["attempts"],
-                        raw=raw,
-                        started_at=j["started_at"],
-                        finished_at=j["finished_at"],
-                    )
-                )
-        return RunRecord(run=run, status=r["status"], finished_at=r["finished_at"],
-                         devices=devices, entries=tuple(entries))
+            return read_models.load_run(conn, run_id)
+
+    # ------------------------------------------------------------------ tags and plans
+
+    def add_tags(self, run_id: str, tags: Iterable[str]) -> None:
+        """Give a stored run more tags (those it has already are kept once)."""
+        run_id = self.resolve_run_id(run_id)
+        wanted = check_tags(tags)
+        with self._tx() as conn:
+            have = set(read_models.run_tags(conn, [run_id]).get(run_id, []))
+            rows = [{"run_id": run_id, "tag": tag} for tag in wanted if tag not in have]
+            if rows:
+                conn.execute(t.run_tags.insert(), rows)
+
+    def run_plan_text(self, run_id: str) -> str | None:
+        """The plan file a run was made from, byte for byte as text (None without one)."""
+        run_id = self.resolve_run_id(run_id)
+        with self.engine.connect() as conn:
+            text = conn.execute(sa.select(t.runs.c.plan_text)
+                                .where(t.runs.c.run_id == run_id)).scalar_one_or_none()
+        return None if text is None else str(text)
+    def find_runs(self, *, tag: str | None = None, model: str | None = None,
+                  device: str | None = None, delegate: str | None = None,
+                  status: Iterable[str] | None = None, limit: int | None = None,
+                  exclude: Iterable[str] = ()) -> list[str]:
+        """Run ids, newest first, that carry ``tag`` (``T`` or ``T=…``) and have a job on
+        ``model`` (file name or path), ``device`` and ``delegate``, in one of ``status``."""
+        query = read_models.runs_query(tag=tag, model=model, device=device, delegate=delegate,
+                                       status=status, limit=limit, exclude=exclude)
+        with self.engine.connect() as conn:
+            return [str(r.run_id) for r in conn.execute(query)]
+
+    def resolve_run_or_tag(self, value: str, exclude: Iterable[str] = ()) -> str:
+        """A baseline by tag (the newest finished run carrying it, other than ``exclude``)
+        or by run id / prefix / ``latest``."""
+        found = self.find_runs(tag=value, status=("done",), limit=1, exclude=exclude)
+        if found:
+            return found[0]
+        try:
+            return self.resolve_run_id(value)
+        except UserError:
+            raise UserError(f"baseline {value}: no finished run has this tag and no run has "
+                            "this id", hint="see quantlab runs (tags are listed there)") from None
 
     def table_rows(self, table: str, run_id: str) -> list[dict[str, Any]]:
         """Flat rows of one table for one run (``jobs``, ``results``, ``samples``, ``ops`` …)."""
@@ -590,33 +483,19 @@ class Store:
         return out
 
 
-def _job_row(run_id: str, job: Job, seq: int, status: str, error: str | None) -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "job_id": job.job_id,
-        "seq": seq,
-        "spec": to_dict(job),
-        "model_path": job.model.path,
-        "model_sha256": job.model.sha256,
-        "scheme": job.model.scheme,
-        "device_id": job.device_id,
-        "platform": job.platform,
-        "delegate": job.delegate,
-        "threads": job.threads,
-        "status": status,
-        "error": error,
-        "attempts": 0,
-    }
+MAX_TAG_LENGTH = 255
 
 
-def _known_revision(revision: str) -> bool:
-    versions = Path(__file__).parent / "migrations" / "versions"
-    return any(p.name.startswith(f"{revision}_") for p in versions.glob("*.py"))
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cur = dbapi_connection.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
+def check_tags(tags: Iterable[str]) -> list[str]:
+    """Tags as given (``nightly``, ``git=3fa2c1``), each once; a UserError for a bad one."""
+    out: list[str] = []
+    for tag in tags:
+        text = tag.strip()
+        if not text or len(text) > MAX_TAG_LENGTH or any(c.isspace() or c == "," for c in text) \
+                or text.startswith("="):
+            raise UserError(f"--tag {tag!r}: not a tag",
+                            hint="a word or key=value without spaces or commas, e.g. nightly "
+                            "or git=3fa2c1")
+        if text not in out:
+            out.append(text)
+    return out

@@ -23,6 +23,16 @@ runs = sa.Table(
     sa.Column("tool_versions", sa.JSON, nullable=False),
     sa.Column("settings", sa.JSON, nullable=False),
     sa.Column("schema_version", sa.Integer, nullable=False),
+    sa.Column("plan_text", sa.Text),  # the plan file of `bench --plan`, byte for byte
+    sa.Column("plan_sha256", sa.String(64)),
+)
+
+run_tags = sa.Table(
+    "run_tags",
+    metadata,
+    # `bench --tag nightly --tag git=$SHA`: history filters and baselines find runs by tag
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.run_id"), primary_key=True),
+    sa.Column("tag", sa.String(255), primary_key=True, index=True),
 )
 
 devices = sa.Table(
@@ -131,4 +141,32 @@ evaluations = sa.Table(
     sa.Column("max_drop", sa.Float, nullable=False),
     sa.Column("passed", sa.Boolean, nullable=False),
     sa.Column("payload", sa.JSON, nullable=False),
+)
+
+raw_files = sa.Table(
+    "raw_files",
+    metadata,
+    # which raw outputs (by content) a job's result keeps; `quantlab gc` keeps these
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("job_id", sa.String(64), primary_key=True),
+    sa.Column("idx", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False, index=True),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("media_type", sa.String(80), nullable=False),
+    sa.Column("truncated", sa.Boolean, nullable=False),
+    sa.Column("original_size_bytes", sa.BigInteger),
+    sa.Column("cap_bytes", sa.BigInteger),
+    sa.ForeignKeyConstraint(["run_id", "job_id"], ["jobs.run_id", "jobs.job_id"]),
+)
+
+raw_blobs = sa.Table(
+    "raw_blobs",
+    metadata,
+    # the raw bytes by sha256, for stores without a results folder (PostgreSQL, a sqlite://
+    # URL); a SQLite results folder keeps them as files in raw/ instead (harness/store/raw.py)
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("stored_at", sa.String(40), nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
 )

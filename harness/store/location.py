@@ -1,0 +1,61 @@
+"""Where a store lives: a results folder (SQLite beside its raw files) or a database URL.
+
+:func:`url_for` turns what the user gave (``--results``, ``QUANTLAB_RESULTS``) into the
+SQLAlchemy URL, checking a folder can be written; :func:`redact_url` makes a location fit
+to print.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from harness.errors import StoreError
+from harness.redact import redact_text
+
+DB_FILENAME = "quantlab.db"
+
+
+def redact_url(location: str) -> str:
+    """A store location fit to print: a database URL loses its password."""
+    return redact_text(location)
+
+
+def url_for(location: str) -> tuple[str, Path | None]:
+    """The SQLAlchemy URL of a store location, and its results folder (None for a URL)."""
+    if "://" in location:
+        if location.startswith("postgresql://") or location.startswith("postgres://"):
+            rest = location.split("://", 1)[1]
+            return "postgresql+psycopg://" + rest, None
+        if location.startswith(("postgresql+", "sqlite:")):
+            return location, None
+        raise StoreError(
+            f"--results {redact_url(location)}: unsupported URL",
+            hint="give a folder or a postgresql://user@host/db URL",
+        )
+    folder = Path(location)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"results folder {folder}: cannot create it ({exc.strerror})",
+            hint="pass --results with a writable folder",
+        ) from None
+    if not folder.is_dir():
+        raise StoreError(f"results folder {folder}: is not a folder", hint="pass --results DIR")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise StoreError(
+            f"results folder {folder}: is not writable",
+            hint="pass --results with a writable folder, or fix its permissions",
+        )
+    return f"sqlite:///{folder / DB_FILENAME}", folder
+
+
+def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """Set WAL journaling, normal sync and foreign keys on each new SQLite connection."""
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()

@@ -1,0 +1,82 @@
+"""Schema migrations: which revision a database is at, and upgrading it safely.
+
+The migrations themselves are Alembic scripts (``migrations/versions``); this module
+reads the revision, refuses one newer than the code, and runs the upgrade under a lock
+(a lock file beside a SQLite database, an advisory lock on PostgreSQL) so that several
+processes opening one new store take turns. Alembic is imported only to upgrade.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+
+HEAD_REVISION = "0003"
+"""Newest migration; tests check it equals Alembic's head."""
+
+SCHEMA_LOCK_KEY = 0x7175616E746C6162  # "quantlab"
+"""PostgreSQL advisory lock held while one process creates or migrates the schema."""
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def revision(conn: sa.Connection) -> str | None:
+    """The migration the database is at, or None for an empty database."""
+    if not sa.inspect(conn).has_table("alembic_version"):
+        return None
+    row = conn.execute(sa.text("SELECT version_num FROM alembic_version")).first()
+    return str(row[0]) if row else None
+
+
+
+def lost_schema_race(exc: sa.exc.DBAPIError) -> bool:
+    """Whether a migration failed because another process created the same objects."""
+    text = str(exc.orig).lower()
+    return "already exists" in text or "duplicate key" in text
+
+
+
+@contextmanager
+def sqlite_file_lock(engine: sa.Engine) -> Iterator[None]:
+    """Hold an exclusive lock on ``<database>.lock`` (SQLite files only; a no-op else).
+
+    SQLite runs DDL outside transactions, so a lock around check-and-migrate is what
+    keeps two processes from creating the same tables. A separate file, because
+    closing any descriptor of the database file would drop SQLite's own POSIX locks.
+    """
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; migrate() still re-checks after a lost race
+        yield
+        return
+    with open(f"{database}.lock", "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+
+def known_revision(revision: str) -> bool:
+    """Whether this quantlab has a migration script for ``revision``."""
+    versions = MIGRATIONS / "versions"
+    return any(p.name.startswith(f"{revision}_") for p in versions.glob("*.py"))
+
+
+def upgrade(conn: sa.Connection) -> None:
+    """Apply every pending migration on ``conn`` (inside the caller's transaction and lock)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = conn
+    command.upgrade(cfg, "head")
