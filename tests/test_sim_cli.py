@@ -58,3 +58,17 @@ def test_bad_model_exit_2(
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and str(path) in lines[0] and message in lines[0]
+
+
+def test_energy_on_usb_is_a_setting(tflite_models: dict[str, Path]) -> None:
+    # --energy-on-usb implies --energy and is kept in the job's settings (so --resume keeps it);
+    # without it a job's id is what it was before the option existed
+    plain = _quantlab("plan", str(tflite_models["cnn"]), "--device", "sim", "--energy", "--json")
+    usb = _quantlab("plan", str(tflite_models["cnn"]), "--device", "sim", "--energy-on-usb",
+                    "--json")
+    assert plain.returncode == 0 and usb.returncode == 0, plain.stderr + usb.stderr
+    [p] = json.loads(plain.stdout)["jobs"]
+    [u] = json.loads(usb.stdout)["jobs"]
+    assert p["settings"]["energy_on_usb"] is False and p["settings"]["energy"] is True
+    assert u["settings"]["energy_on_usb"] is True and u["settings"]["energy"] is True
+    assert p["job_id"] != u["job_id"]

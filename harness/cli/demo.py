@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from harness.cli.common import (
     JsonOpt,
@@ -29,7 +28,11 @@ from harness.cli.common import (
     warn,
 )
 from harness.errors import UserError
-from harness.records import Settings
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from harness.records import Settings
 
 
 def register(app: typer.Typer) -> None:
@@ -48,18 +51,34 @@ def _train(work: Path) -> tuple[Path, Path]:
         return build_digits_model(work / "model")
 
 
-def _quantize(keras_path: Path, data: Path, out: Path, schemes: str) -> Any:
+def _train_detector(work: Path) -> dict[str, Path]:
+    from harness.quantize.demo_detector import build_detector
+
+    with err_console.status("training a small detector on generated shapes (64×64 images, "
+                            "squares, circles, triangles)"):
+        return build_detector(work / "model", styles=("ssd",))
+
+
+DETECTION_SCHEMES = "fp32,fp16,dynamic-int8,int8,int8-io"
+"""The detection demo's schemes for ``--schemes all`` (TFLite: the SSD head needs its
+TFLite_Detection_PostProcess op, which Core ML has no converter for)."""
+
+
+def _quantize(keras_path: Path, data: Path, out: Path, schemes: str,
+              eval_data: Path | None = None) -> Any:
     from harness.cli.quantize import quantize_with_progress
 
     return quantize_with_progress(keras_path, split_list(schemes) or ["all"], data, out,
-                                  eval_data=data, force=True)
+                                  eval_data=eval_data or data, force=True)
 
 
-def _evaluate(variants: Path, data: Path, location: str) -> dict[str, Any]:
+def _evaluate(variants: Path, data: Path, location: str,
+              labels: Path | None = None) -> dict[str, Any]:
     from harness.cli.quantize import evaluate_with_progress
     from harness.quantize.evaluate import save_to_store
 
-    report = evaluate_with_progress(variants, data)
+    report = evaluate_with_progress(variants, data, labels=labels,
+                                    task="detection" if labels else None)
     save_to_store(report, location)
     return report
 
@@ -97,6 +116,8 @@ def _rows(record: Any, report: dict[str, Any]) -> list[dict[str, Any]]:
             "drop": ev["gate"]["drop"] if ev else None,
             "gate": (ev["gate"]["passed"] if ev else None),
             "edge_cases_ok": (all(c.get("ok", False) for c in ev["edge_cases"]) if ev else None),
+            "agreement": (ev["fidelity"].get(report["task"]["label_free_metric"])
+                          if ev and isinstance(ev["fidelity"], dict) else None),
             "status": res["status"],
             "error": res["error"],
             "median_ms": lat.get("median"),
@@ -110,9 +131,12 @@ def _rows(record: Any, report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _table(rows: list[dict[str, Any]], report: dict[str, Any], sim_name: str) -> Table:
-    from harness.cli.bench import fmt_ms
+    from rich.table import Table
 
-    table = Table(title=f"digits CNN · {report['samples']} held-out images · {sim_name}, "
+    from harness.cli.tables import fmt_ms
+
+    what = "shapes detector" if report["task"]["name"] == "detection" else "digits CNN"
+    table = Table(title=f"{what} · {report['samples']} held-out images · {sim_name}, "
                   "xnnpack, 1 thread", title_justify="left")
     for col, right in (("variant", False), ("size", True), (report["metric"], True),
                        ("drop", True), ("gate", False), ("median", True), ("vs fp32", True)):
@@ -147,19 +171,33 @@ def demo(
     iterations: Annotated[int, typer.Option("--iterations", min=1, help="Measured iterations "
                                             "per repeat.")] = 100,
     repeats: Annotated[int, typer.Option("--repeats", min=1, help="Process-level repeats.")] = 3,
+    task: Annotated[str, typer.Option("--task", help="classification (digits CNN) or detection "
+                                      "(a small detector on generated shapes: mAP, agreement, "
+                                      "calibration).")] = "classification",
+    ladder: Annotated[bool, typer.Option("--ladder", help="Show the remedy ladder instead: "
+                                         "autoquant on the digits CNN with a poor calibration "
+                                         "set, climbing until a variant passes.")] = False,
     results: ResultsOpt = None,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Train a small model, quantize it every way, check accuracy, benchmark on the simulator,
-    and write an HTML report: the whole flow on this machine."""
-    from harness.cli.bench import fmt_ms
+    and write an HTML report: the whole flow on this machine. --ladder: the remedy ladder."""
+    if ladder:
+        from harness.cli.autoquant import demo_ladder
+
+        return demo_ladder(out, results, iterations, repeats, json_out, verbose)
+    from harness.cli.tables import fmt_ms
     from harness.quantize.schemes import resolve_schemes
     from harness.report import write_report
     from harness.report.recommend import recommend
     from harness.store import Store
 
     started = time.monotonic()
+    if task not in ("classification", "detection"):
+        raise UserError(f"--task {task!r}: the demo has classification and detection")
+    if task == "detection" and schemes == "all":
+        schemes = DETECTION_SCHEMES
     picked = resolve_schemes(split_list(schemes) or ["all"])  # a typo fails now, not later
     work = Path(out)
     try:
@@ -170,16 +208,26 @@ def demo(
     location = results_location(results)
     store = Store.open(location)
 
-    _step("1/4 train a small CNN on scikit-learn's digits")
-    keras_path, data = _train(work)
-    _step(f"2/4 quantize it: {', '.join(s.name for s in picked)}")
-    manifest = _quantize(keras_path, data, work / "variants", schemes)
+    labels: Path | None = None
+    if task == "detection":
+        _step("1/4 train a small detector on generated shapes (boxes known)")
+        paths = _train_detector(work)
+        keras_path, data, labels = paths["ssd"], paths["eval"], paths["labels"]
+        _step(f"2/4 quantize it: {', '.join(s.name for s in picked)}")
+        manifest = _quantize(keras_path, paths["calib"], work / "variants", schemes, data)
+    else:
+        _step("1/4 train a small CNN on scikit-learn's digits")
+        keras_path, data = _train(work)
+        _step(f"2/4 quantize it: {', '.join(s.name for s in picked)}")
+        manifest = _quantize(keras_path, data, work / "variants", schemes)
     failed = [v for v in manifest.variants if v.status != "ok"]
     for v in failed:
         warn(f"scheme {v.scheme} failed: {v.error}")
     _step("3/4 check each TFLite variant's accuracy against fp32")
-    report = _evaluate(work / "variants", data, location)
+    report = _evaluate(work / "variants", data, location, labels)
     _step("4/4 benchmark the TFLite variants on the host simulator (LiteRT, per-op profile)")
+    from harness.records import Settings
+
     settings = Settings(warmup=10, iterations=iterations, min_time_s=0.0, repeats=repeats,
                         profile_ops=True, inputs=None, inputs_sha256=None, energy=False,
                         timeout_s=300.0)
@@ -196,14 +244,14 @@ def demo(
         print_json({"run_id": run_id, "variants": rows, "report": str(html),
                     "recommendation": [{"device": r.device, "best": r.best.scheme if r.best
                                         else None, "note": r.note} for r in recs],
-                    "seconds": round(elapsed, 1)})
+                    "task": report["task"]["name"], "seconds": round(elapsed, 1)})
         return
     sim_name = next(iter(record.devices.values())).name if record.devices else "sim"
     console.print(_table(rows, report, sim_name))
     for r in recs:
         if r.best:
             console.print(f"recommended on {r.device}: [bold]{r.best.scheme or r.best.model}[/] "
-                          f"({fmt_ms(r.best.latency_ms)} median; {r.note})")
+                          f"({fmt_ms(r.best.latency_ms)} {r.best.latency_statistic}; {r.note})")
             if r.gives_up:
                 console.print(f"  runner-up {r.runner_up.scheme if r.runner_up else ''}: "
                               f"{r.gives_up}")

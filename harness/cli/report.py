@@ -6,17 +6,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from harness.cli.common import (
     JsonOpt,
     ResultsOpt,
     VerboseOpt,
     console,
+    err_console,
     handle_errors,
     print_json,
     results_location,
 )
+from harness.cli.options import GateOptions, with_options
 
 
 def register(app: typer.Typer) -> None:
@@ -25,12 +26,6 @@ def register(app: typer.Typer) -> None:
     app.command()(compare)
     app.command()(recommend)
     app.command()(export)
-
-
-def _ms(value: float | None) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.0f} ms" if value >= 100 else f"{value:.3g} ms"
 
 
 @handle_errors
@@ -42,16 +37,35 @@ def report(
     = "results/report.html",
     baseline: Annotated[str | None, typer.Option("--baseline", help="Run to compare against.")]
     = None,
+    history: Annotated[bool, typer.Option(
+        "--history", help="Write the trends page instead: one plot per (model, device, "
+        "delegate, threads) series across runs, change points marked.")] = False,
+    tag: Annotated[str | None, typer.Option("--tag", help="With --history: only runs with "
+                                            "this tag.")] = None,
+    last: Annotated[int, typer.Option("--last", min=1, help="With --history: how many of the "
+                                      "newest runs.")] = 30,
     results: ResultsOpt = None,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Write one self-contained HTML report (plots inline, opens from disk)."""
+    """Write one self-contained HTML report (plots inline, opens from disk); with --history,
+    the trends across runs."""
     from harness.report.html import write_report
     from harness.store import Store
 
     store = Store.open(results_location(results))
-    path = write_report(store, list(run_ids or []), Path(html_path), baseline)
+    if history:
+        from harness.errors import UserError
+        from harness.report.history import load_history
+        from harness.report.html import write_history_report
+
+        if run_ids or baseline:
+            raise UserError("--history takes no run ids or --baseline",
+                            hint="narrow it with --tag and --last")
+        found = load_history(store, tag=tag, last=last)
+        path = write_history_report(store, found, Path(html_path))
+    else:
+        path = write_report(store, list(run_ids or []), Path(html_path), baseline)
     if json_out:
         print_json({"html": str(path)})
     else:
@@ -59,50 +73,52 @@ def report(
 
 
 @handle_errors
+@with_options(gate=GateOptions)
 def compare(
     run_a: Annotated[str, typer.Argument(help="Baseline run id (or prefix).")],
     run_b: Annotated[str, typer.Argument(help="New run id (or prefix).")],
-    threshold: Annotated[str, typer.Option("--threshold", help="Slowdown that fails, e.g. 5%.")]
-    = "5%",
+    gate: GateOptions,
     results: ResultsOpt = None,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Compare run B against baseline A; exit 1 if any job got significantly slower."""
-    from harness.report.compare import compare_runs, parse_threshold
-    from harness.store import Store
+    """Compare run B against baseline A; exit 1 if any job got significantly slower or now
+    fails (and, with --fail-untestable, if any pair cannot be tested)."""
+    from harness.report.ci import write_outputs
+    from quantlab._report import compare_in
+    from quantlab._results import opened_store
 
-    limit = parse_threshold(threshold)
-    store = Store.open(results_location(results))
-    c = compare_runs(store.load_run(run_a), store.load_run(run_b), limit)
+    with opened_store(results) as store:
+        c = compare_in(store, run_a, run_b, threshold=gate.threshold or "5%", match=gate.match)
+    for written in write_outputs({"junit": gate.junit, "markdown": gate.markdown},
+                                 comparison=c):
+        err_console.print(f"[dim]written {written}[/]")
     if json_out:
         print_json(c.as_dict())
     else:
-        table = Table(title=f"{c.new} vs baseline {c.baseline} (threshold "
-                      f"{100 * c.threshold:g}%)", title_justify="left")
-        table.add_column("variant", overflow="fold", max_width=26)
-        table.add_column("device", overflow="fold", max_width=12)
-        table.add_column("delegate", overflow="fold", max_width=10)
-        table.add_column("thr", justify="right")
-        table.add_column("base", justify="right")
-        table.add_column("new", justify="right")
-        table.add_column("ratio [95% CI]", justify="right")
-        table.add_column("verdict", overflow="fold", max_width=14)
-        colors = {"slower": "red", "faster": "green"}
-        for m in c.matches:
-            col = colors.get(m.verdict, "dim")
-            table.add_row(m.model, m.device, m.delegate, str(m.threads),
-                          _ms(m.baseline_median_ms), _ms(m.new_median_ms),
-                          f"×{m.ratio:.3f}\n[dim][{m.ratio_ci95[0]:.3f}–{m.ratio_ci95[1]:.3f}][/]",
-                          f"[{col}]{m.verdict}[/]")
-        console.print(table)
-        console.print(f"[dim]{c.test}[/]")
-        for lab in c.only_in_baseline:
-            console.print(f"[yellow]only in baseline[/]: {lab}", soft_wrap=True)
-        for lab in c.only_in_new:
-            console.print(f"[yellow]only in new run[/]: {lab}", soft_wrap=True)
-    if c.regressed:
+        print_comparison(c)
+    if c.regressed or (gate.fail_untestable and c.untestable):
         raise typer.Exit(1)
+
+
+def print_comparison(c: Any) -> None:
+    """The comparison table and the lines that explain it (reasons, tests, left out)."""
+    from harness.cli.tables import comparison_table
+
+    methods = {m.method for m in c.matches if m.method}
+    console.print(comparison_table(c))
+    console.print(f"[dim]matched on {','.join(c.match_keys)}[/]", soft_wrap=True)
+    for m in c.matches:
+        if m.reason:
+            console.print(f"[yellow]{m.verdict}[/] {m.new_label}: {m.reason}", soft_wrap=True)
+    for method in sorted(methods):  # explanations: wrapped to the terminal's width
+        console.print(f"[dim]{method}: {c.tests[method]}[/]")
+    if methods:
+        console.print(f"[dim]{c.rule}[/]")
+    for u in c.only_in_baseline:
+        console.print(f"[yellow]only in baseline[/]: {u.label} ({u.status})", soft_wrap=True)
+    for u in c.only_in_new:
+        console.print(f"[yellow]only in new run[/]: {u.label} ({u.status})", soft_wrap=True)
 
 
 @handle_errors
@@ -112,43 +128,48 @@ def recommend(
     = 0.03,
     by: Annotated[str, typer.Option("--by", help="Rank by latency, energy or size.")]
     = "latency",
+    energy_class: Annotated[str | None, typer.Option(
+        "--energy-class", help="With --by energy: the comparability class to rank "
+        "(device-rails, battery-gauge, process-estimate, host-package; default: the most "
+        "common on each device). Other classes are listed as left out.")] = None,
     results: ResultsOpt = None,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Name, per device, the best variant + delegate that passes the accuracy gate."""
-    from harness.report.recommend import as_dicts
-    from harness.report.recommend import recommend as make
-    from harness.store import Store
+    from harness.cli.tables import recommendation_table
+    from quantlab._report import recommend_in, recommendation_dict
+    from quantlab._results import opened_store
 
-    store = Store.open(results_location(results))
-    record = store.load_run(run_id)
-    evals = store.evaluations({e.job.model.sha256 for e in record.entries})
-    recs = make(record, evals, max_drop=max_drop, by=by)
+    with opened_store(results) as store:
+        record, recs = recommend_in(store, run_id, max_drop=max_drop, by=by,
+                                    energy_class=energy_class)
     if json_out:
-        print_json({"run_id": record.run.run_id, "by": by, "max_drop": max_drop,
-                    "devices": as_dicts(recs)})
+        print_json(recommendation_dict(record.run.run_id, recs, max_drop=max_drop, by=by,
+                                       energy_class=energy_class))
         return
-    table = Table(title=f"Recommendation for run {record.run.run_id} (by {by})",
-                  title_justify="left")
-    table.add_column("device", overflow="fold", max_width=14)
-    table.add_column("best", overflow="fold", max_width=26)
-    table.add_column("median", justify="right")
-    table.add_column("accuracy", overflow="fold", max_width=16)
-    table.add_column("runner-up (gives up)", overflow="fold", max_width=30)
+    console.print(recommendation_table(record.run.run_id, by, recs))
     for r in recs:
-        if r.best is None:
-            table.add_row(r.device, f"[red]none[/]: {r.note}", "–", "–", "–")
-            continue
-        b = r.best
-        acc: Any = b.accuracy if b.drop is None else f"{b.accuracy} (drop {b.drop:.3g})"
-        runner = (f"{r.runner_up.model} · {r.runner_up.delegate}\n[dim]{r.gives_up}[/]"
-                  if r.runner_up else "–")
-        table.add_row(r.device, f"[bold]{b.model}[/] · {b.delegate} · {b.threads}t",
-                      _ms(b.latency_ms), acc, runner)
-    console.print(table)
-    for r in recs:
+        if r.runner_up is not None and r.gives_up:
+            console.print(f"[dim]{r.device}: runner-up {r.runner_up.model} · "
+                          f"{r.runner_up.delegate} gives up {r.gives_up}[/]", soft_wrap=True)
         console.print(f"[dim]{r.device}: {r.note}[/]", soft_wrap=True)
+    if by == "energy":
+        _print_energy_ranking(recs)
+
+
+def _print_energy_ranking(recs: list[Any]) -> None:
+    """The ranked energy figures with their class and label, and what was left out, why."""
+    for r in recs:
+        for tag, c in (("best", r.best), ("runner-up", r.runner_up)):
+            if c is not None and c.energy_mj is not None:
+                console.print(f"{r.device} {tag}: {c.model} · {c.delegate} — "
+                              f"{c.energy_mj:.3g} mJ/inference, {r.energy_class} "
+                              f"[dim]({c.energy_label or 'no label'})[/]", soft_wrap=True)
+        for d in r.energy_left_out:
+            console.print(f"[yellow]left out[/] {r.device}: {d['model']} · {d['delegate']} "
+                          f"({d['mj_per_inference']:.3g} mJ/inference): {d['reason']}",
+                          soft_wrap=True)
 
 
 @handle_errors

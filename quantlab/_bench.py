@@ -1,0 +1,183 @@
+"""Benchmarking from Python: plan jobs, run them on devices, get the stored run back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import UserError
+
+if TYPE_CHECKING:
+    from harness.dispatch import DeviceAccount, Reporter
+    from harness.plan import Fleet
+    from harness.records import DeviceInfo, Job, Plan, Settings
+    from harness.store import Store
+    from quantlab._records import Record
+
+ListArg = str | Sequence[str] | None
+"""A list option: a sequence, or comma-separated text as on the command line."""
+
+
+def as_list(value: ListArg) -> list[str]:
+    """``"a,b"`` or ``["a", "b"]`` as a list of non-empty items."""
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [str(v).strip() for v in items if str(v).strip()]
+
+
+def parse_threads(value: int | str | Sequence[int | str]) -> list[int]:
+    """Thread counts from ``4``, ``"1,4"`` or ``[1, 4]`` (default ``[1]``)."""
+    items = [str(value)] if isinstance(value, int) else as_list(
+        value if isinstance(value, str) else [str(v) for v in value])
+    out = []
+    for item in items:
+        try:
+            out.append(int(item))
+        except ValueError:
+            raise UserError(f"--threads {item}: not a whole number") from None
+    return out or [1]
+
+
+def measure_settings(*, warmup: int = 10, iterations: int = 50, min_time: float = 0.0,
+                     repeats: int = 3, profile_ops: bool = False,
+                     inputs: str | Path | None = None, energy: bool = False,
+                     energy_on_usb: bool = False, numerics: bool = False,
+                     timeout: float = 600.0) -> Settings:
+    """The :class:`~harness.records.Settings` of a request; checks ``inputs`` (an .npz)."""
+    from harness.records import Settings
+
+    inputs_sha = None
+    if inputs:
+        from harness.models import file_sha256
+
+        path = Path(inputs)
+        if not path.is_file():
+            raise UserError(f"--inputs {inputs}: no such file", hint="give an .npz file")
+        if path.suffix != ".npz":
+            raise UserError(f"--inputs {inputs}: not an .npz file",
+                            hint="save inputs with numpy.savez(path, input_name=array, …)")
+        inputs = str(path.resolve())
+        inputs_sha = file_sha256(path)
+    return Settings(warmup=warmup, iterations=iterations, min_time_s=min_time, repeats=repeats,
+                    profile_ops=profile_ops, inputs=str(inputs) if inputs else None,
+                    inputs_sha256=inputs_sha,
+                    energy=energy or energy_on_usb,  # energy on USB implies energy
+                    timeout_s=timeout, energy_on_usb=energy_on_usb, numerics=numerics)
+
+
+def discover(cluster: str | None = None) -> Fleet:
+    """Local devices (the simulator included), or with ``cluster`` a lab's devices."""
+    from harness.plan import discover as discover_local
+
+    if not cluster:
+        return discover_local()
+    from agents.lab import lab_agents
+
+    return discover_local(agents=lab_agents(cluster))
+
+
+def make_plan(models: Sequence[str | Path], device: ListArg, delegate: ListArg,
+              threads: int | str | Sequence[int | str], settings: Settings,
+              cluster: str | None = None) -> tuple[Plan, Fleet, list[DeviceInfo]]:
+    """(plan, fleet, chosen devices): the jobs for these models on these devices."""
+    from harness.plan import build_plan, expand_models, select_devices
+
+    refs = expand_models([str(m) for m in models])
+    fleet = discover(cluster)
+    chosen = select_devices(fleet, as_list(device))
+    the_plan = build_plan(refs, chosen, fleet, as_list(delegate), parse_threads(threads),
+                          settings)
+    return the_plan, fleet, chosen
+
+
+def plan(models: Sequence[str | Path], device: ListArg = "sim", delegate: ListArg = None,
+         threads: int | str | Sequence[int] = 1, **measure: Any) -> Plan:
+    """The jobs a :func:`bench` would run, and those it would skip with the reason; runs
+    nothing. ``measure`` takes :func:`bench`'s measuring options."""
+    return make_plan(models, device, delegate, threads, measure_settings(**measure))[0]
+
+
+def start_run(store: Store, the_plan: Plan, chosen: Iterable[DeviceInfo], settings: Settings,
+              tags: Iterable[str] = (), plan_text: str | None = None) -> str:
+    """Store a new run with its planned jobs; returns its id."""
+    from harness.environment import new_run
+
+    run = new_run(settings)
+    store.create_run(run, the_plan, list(chosen), tags=list(tags), plan_text=plan_text)
+    return run.run_id
+
+
+def run_jobs(store: Store, run_id: str, fleet: Fleet, jobs: Sequence[Job],
+             reporter: Reporter | None = None, retry_timeout: float = 120.0
+             ) -> list[DeviceAccount]:
+    """Run stored jobs on their devices (results go into the store). Raises
+    :class:`harness.dispatch.Interrupted` after a Ctrl-C, the store consistent."""
+    from harness.dispatch import Dispatcher, NullReporter
+
+    dispatcher = Dispatcher(store, run_id, fleet, reporter or NullReporter(),
+                            retry_timeout_s=retry_timeout)
+    return dispatcher.run(list(jobs))
+
+
+def finish_run(store: Store, run_id: str, accounts: Sequence[DeviceAccount]) -> dict[str, Any]:
+    """Close the run and return it as the CLI's JSON (``bench --json``)."""
+    from harness.results import run_dict
+
+    store.finish_run(run_id, "done")
+    data = run_dict(store.load_run(run_id))
+    data["devices"] = [a.as_dict() for a in accounts]
+    return data
+
+
+def bench(models: Sequence[str | Path], device: ListArg = "sim", delegate: ListArg = None,
+          threads: int | str | Sequence[int] = 1, *, iterations: int = 50, repeats: int = 3,
+          warmup: int = 10, min_time: float = 0.0, profile_ops: bool = False,
+          inputs: str | Path | None = None, energy: bool = False, energy_on_usb: bool = False,
+          numerics: bool = False, timeout: float = 600.0, tags: Iterable[str] = (),
+          results: str | Path | None = None, cluster: str | None = None,
+          retry_timeout: float = 120.0, reporter: Reporter | None = None) -> Record:
+    """Benchmark models (files or variants folders) on devices and store every measurement.
+
+    ``device``: ids (see ``quantlab devices``), ``"all"``, or ``None`` for the attached
+    phones else the simulator. ``delegate``/``threads``: one or several (each combination
+    is a job). ``results``: the store (folder or ``postgresql://`` URL; default
+    ``$QUANTLAB_RESULTS`` or ``./results``). Returns the stored run, the same record as
+    ``quantlab bench --json``: ``run_id``, ``status`` and ``results``, each with
+    ``status``, ``latency_ms`` (``statistic``, ``value``, ``method``, ``ci95``, …),
+    ``ops``, ``warnings``. A job a device cannot run is in ``results`` as ``skipped``
+    with the reason in ``error``; a job that fails is ``failed`` with its error (no
+    exception). Raises
+    :class:`~harness.errors.UserError` for a bad request and ``KeyboardInterrupt`` after
+    a Ctrl-C (the run is then stored ``interrupted``).
+    """
+    from harness.dispatch import Interrupted
+    from harness.store import Store, check_tags
+    from quantlab._records import Record
+    from quantlab._results import results_location
+
+    if isinstance(models, (str, Path)):
+        models = [models]
+    if not models:
+        raise UserError("no models given", hint="quantlab.bench(['model.tflite'])")
+    settings = measure_settings(warmup=warmup, iterations=iterations, min_time=min_time,
+                                repeats=repeats, profile_ops=profile_ops, inputs=inputs,
+                                energy=energy, energy_on_usb=energy_on_usb, numerics=numerics,
+                                timeout=timeout)
+    checked_tags = check_tags(list(tags))
+    store = Store.open(results_location(results))
+    try:
+        the_plan, fleet, chosen = make_plan(models, device, delegate, threads, settings,
+                                            cluster)
+        run_id = start_run(store, the_plan, chosen, settings, checked_tags)
+        try:
+            accounts = run_jobs(store, run_id, fleet, the_plan.jobs, reporter, retry_timeout)
+        except Interrupted:
+            store.finish_run(run_id, "interrupted")
+            raise KeyboardInterrupt(f"run {run_id} interrupted; finished jobs are stored"
+                                    ) from None
+        data = finish_run(store, run_id, accounts)
+        return Record(data)
+    finally:
+        store.close()

@@ -1,0 +1,66 @@
+"""Quantizing models and evaluating their variants, from Python."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.quantize.data import ImageOptions
+    from harness.quantize.manifest import Manifest
+    from quantlab._records import Record
+
+PathLike = str | os.PathLike[str]
+
+
+def quantize(model: PathLike, out: PathLike, schemes: str | Sequence[str] = "all",
+             calib: PathLike | None = None, *, eval_data: PathLike | None = None,
+             calib_samples: int = 200, seed: int = 0, max_drop: float = 0.03,
+             x_key: str = "x", y_key: str = "y", image: ImageOptions | None = None,
+             force: bool = False, train: PathLike | None = None,
+             qat: dict[str, Any] | None = None, granularity: str = "per-channel",
+             progress: Callable[[str, dict[str, Any]], None] | None = None) -> Manifest:
+    """Make one variant of ``model`` (Keras, SavedModel or float .tflite) per scheme in the
+    folder ``out``, with its ``manifest.json``; returns the manifest (the record
+    ``quantlab quantize`` prints). ``schemes``: names, or ``all`` / ``tflite`` /
+    ``coreml``. ``calib``: calibration data (.npz/.npy or ``DIR/<class>/*.jpg``). A scheme
+    that fails is in the manifest with ``status="failed"`` and its error."""
+    from harness.quantize.schemes import resolve_schemes
+    from harness.quantize.variants import quantize as make_variants
+    from quantlab._bench import as_list
+
+    picked = resolve_schemes(as_list(schemes) or ["all"])
+    return make_variants(model, [s.name for s in picked], calib, out, eval_data=eval_data,
+                         calib_samples=calib_samples, seed=seed, max_drop=max_drop,
+                         x_key=x_key, y_key=y_key, image=image, force=force, train=train,
+                         qat=qat, options={"granularity": granularity}, progress=progress)
+
+
+def evaluate(variants: PathLike, data: PathLike, *,
+             max_drop: float | str | dict[str, float] | None = None, task: str | None = None,
+             labels: PathLike | None = None, decoder: str | None = None,
+             max_mse: float | None = None, x_key: str = "x", y_key: str = "y",
+             image: ImageOptions | None = None, store: bool = True,
+             results: str | Path | None = None,
+             progress: Callable[[str, int, int], None] | None = None) -> Record:
+    """Accuracy, fidelity against fp32 and the accuracy gate of every TFLite variant in the
+    folder ``variants`` on ``data``; the same record as ``quantlab evaluate --json``
+    (``task``, ``metric``, ``reference``, ``variants`` with a ``gate`` each, ``failed``).
+    With ``store`` (default) the evaluations go into the results store, where
+    :func:`quantlab.recommend` finds them."""
+    from harness.quantize.evaluate import evaluate as run_evaluation
+    from harness.quantize.evaluate import save_to_store
+    from harness.quantize.gate import parse_max_drop
+    from quantlab._records import Record
+    from quantlab._results import results_location
+
+    parse_max_drop(max_drop)  # a typo fails before any model runs
+    report = run_evaluation(variants, data, max_drop=max_drop, task=task,
+                            labels=str(labels) if labels else None, decoder=decoder,
+                            max_mse=max_mse, x_key=x_key, y_key=y_key, image=image,
+                            progress=progress)
+    if store:
+        save_to_store(report, results_location(results))
+    return Record(report)

@@ -1,0 +1,78 @@
+"""Comparing stored runs and recommending a variant per device, from Python."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.report.compare import Comparison
+    from harness.report.recommend import DeviceRecommendation
+    from harness.store import RunRecord, Store
+    from quantlab._records import Record
+
+
+
+def compare(a: str | Record | RunRecord, b: str | Record | RunRecord, *,
+            threshold: str | float = "5%", match: str | tuple[str, ...] | None = None,
+            results: str | Path | None = None) -> Comparison:
+    """Compare run ``b`` against baseline ``a`` (ids, prefixes, ``"latest"``, or the runs
+    :func:`quantlab.bench` returned).
+
+    ``threshold``: the slowdown that counts (``"5%"`` or ``0.05``); ``match``: the keys
+    that pair jobs (``"model,device,delegate,threads"`` by default). Returns the same
+    :class:`~harness.report.compare.Comparison` as ``quantlab compare`` (``as_dict()`` is
+    its ``--json``): ``matches`` with a ``verdict`` each, ``regressed``, ``untestable``.
+    """
+    from quantlab._results import opened_store
+
+    with opened_store(results) as store:
+        return compare_in(store, a, b, threshold=threshold, match=match)
+
+
+def compare_in(store: Store, a: str | Record | RunRecord, b: str | Record | RunRecord, *,
+               threshold: str | float = "5%", match: str | tuple[str, ...] | None = None
+               ) -> Comparison:
+    """:func:`compare` on an open store."""
+    from harness.report.compare import compare_runs, parse_match, parse_threshold
+    from quantlab._results import run_record
+
+    limit = parse_threshold(str(threshold))
+    keys = parse_match(",".join(match) if isinstance(match, tuple) else match)
+    return compare_runs(run_record(store, a), run_record(store, b), limit, keys)
+
+
+def recommend(run: str | Record | RunRecord = "latest", *, max_drop: float = 0.03,
+              by: str = "latency", energy_class: str | None = None,
+              results: str | Path | None = None) -> list[DeviceRecommendation]:
+    """Per device of the run, the fastest (``by="latency"``), most frugal (``"energy"``)
+    or smallest (``"size"``) variant + delegate whose stored accuracy drop is at most
+    ``max_drop`` (evaluations from :func:`quantlab.evaluate`); the same records as
+    ``quantlab recommend``."""
+    from quantlab._results import opened_store
+
+    with opened_store(results) as store:
+        return recommend_in(store, run, max_drop=max_drop, by=by,
+                            energy_class=energy_class)[1]
+
+
+def recommend_in(store: Store, run: str | Record | RunRecord, *, max_drop: float = 0.03,
+                 by: str = "latency", energy_class: str | None = None
+                 ) -> tuple[RunRecord, list[DeviceRecommendation]]:
+    """(the run, :func:`recommend`'s list) on an open store."""
+    from harness.report.recommend import recommend as make
+    from quantlab._results import run_record
+
+    record = run_record(store, run)
+    evals = store.evaluations({e.job.model.sha256 for e in record.entries})
+    return record, make(record, evals, max_drop=max_drop, by=by, energy_class=energy_class)
+
+
+def recommendation_dict(run_id: str, recs: list[DeviceRecommendation], *, max_drop: float,
+                        by: str, energy_class: str | None) -> dict[str, Any]:
+    """The JSON of ``quantlab recommend --json``."""
+    from harness.report.recommend import as_dicts
+
+    return {"run_id": run_id, "by": by, "max_drop": max_drop,
+            **({"energy_class": energy_class} if by == "energy" else {}),
+            "devices": as_dicts(recs)}
