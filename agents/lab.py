@@ -20,7 +20,9 @@ from typing import Any
 
 from agents.base import Progress
 from harness.errors import DeviceDisconnected, DeviceTimeout, QuantlabError, UserError
-from harness.lab import ACTOR_PREFIX, NAMESPACE, LabSecurity, connect, device_actor_names
+from harness.lab.ray_processes import ACTOR_PREFIX, NAMESPACE, connect
+from harness.lab.security import LabSecurity
+from harness.lab.status import device_actor_names
 from harness.records import DeviceInfo, Job, RawResult, from_dict, load_record, to_dict
 
 CALL_TIMEOUT_S = 30.0
@@ -247,7 +249,7 @@ def lab_agents(address: str, sec: LabSecurity | None = None,
                node_ip: str | None = None) -> list[LabAgent]:
     """Connect to the lab and return one agent per device kind found there."""
     if sec is None:
-        from harness.lab import security
+        from harness.lab.security import security
 
         sec = security(None, None)
     cluster = LabCluster(address, sec, node_ip)

@@ -105,7 +105,7 @@ class Lab:
     """A head plus lab hosts on loopback, all with one token (and optionally mutual TLS)."""
 
     def __init__(self, tls: bool = True, sleep_s: float = 0.3, devices_per_host: int = 2) -> None:
-        from harness.lab import LabSecurity, create_token
+        from harness.lab.security import LabSecurity, create_token
 
         self.dir = Path(tempfile.mkdtemp(prefix="qlab", dir="/tmp"))  # short: unix sockets
         self.token = create_token(self.dir / "token")

@@ -176,7 +176,7 @@ def test_crashed_host_rejoins_and_its_jobs_complete_once(
 
 
 def _wait_devices(host: str, want: list[str], timeout_s: float = 60.0) -> dict:  # type: ignore[type-arg]
-    from harness.lab import device_actor_names, lab_status
+    from harness.lab.status import device_actor_names, lab_status
 
     deadline = time.monotonic() + timeout_s
     while True:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
+from conftest import require_tool
 from fixtures.report.checks import CHROMIUM, check_in_chromium
 from fixtures.report.runs import job, measure, open_store, store_run
 from typer.testing import CliRunner
@@ -58,7 +58,7 @@ def test_empty_sections_say_no_data(tmp_path: Path) -> None:
         assert "no data" in text.split(f'data-section="{key}"')[1].split("</section>")[0]
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed")
 def test_report_in_headless_chromium(tmp_path: Path) -> None:
+    require_tool("chromium", f"{CHROMIUM} is not installed", found=Path(CHROMIUM).exists())
     check_in_chromium(_report(tmp_path), Path("results/report-fixture-screenshot.png"),
                       SECTIONS, min_plots=4)

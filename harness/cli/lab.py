@@ -13,7 +13,6 @@ import time
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from harness.cli.common import (
     JsonOpt,
@@ -99,7 +98,8 @@ def head(
     verbose: VerboseOpt = False,
 ) -> None:
     """Start the lab head (token auth on, health checks tuned) and keep it running."""
-    from harness.lab import NodeOptions, head_command, head_env, security, start_ray
+    from harness.lab.ray_processes import NodeOptions, head_command, head_env, start_ray
+    from harness.lab.security import security
 
     sec = security(token_file, tls_dir, create=True)
     cmd = head_command(port, NodeOptions(node_ip=node_ip, temp_dir=temp_dir, num_cpus=num_cpus))
@@ -133,7 +133,9 @@ def join(
     """Join the lab with this host's devices; keeps running and picks up (un)plugged devices."""
     import socket
 
-    from harness.lab import LabHost, NodeOptions, security
+    from harness.lab.host import LabHost
+    from harness.lab.ray_processes import NodeOptions
+    from harness.lab.security import security
 
     where = cluster_address(address)
     sec = security(token_file, tls_dir)
@@ -160,7 +162,11 @@ def status(
     verbose: VerboseOpt = False,
 ) -> None:
     """Hosts, devices, their health and what each device is doing."""
-    from harness.lab import lab_session, lab_status, security
+    from rich.table import Table
+
+    from harness.lab.ray_processes import lab_session
+    from harness.lab.security import security
+    from harness.lab.status import lab_status
 
     where = cluster_address(address)
     sec = security(token_file, tls_dir)
