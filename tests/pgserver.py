@@ -3,8 +3,9 @@
 ``initdb`` + ``pg_ctl start`` on a free port of 127.0.0.1 with trust authentication
 (nothing listens beyond loopback). PostgreSQL refuses to run as root, so under root
 the server runs as the ``postgres`` system user. Tests that need it are skipped with
-a message when the binaries are missing. Test modules make their fixtures from
-:func:`running_server` (one server per module) and :meth:`PgServer.new_database`.
+a message when the binaries are missing (failed under CI=true: .ci/run installs them).
+Test modules make their fixtures from :func:`running_server` (one server per module)
+and :meth:`PgServer.new_database`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import require_tool
 
 
 def find_bin_dir() -> Path | None:
@@ -94,9 +96,9 @@ class PgServer:
 def running_server() -> Iterator[PgServer]:
     """A started server for the duration of a block (skips the test when unavailable)."""
     bin_dir = find_bin_dir()
-    if bin_dir is None:
-        pytest.skip("PostgreSQL server binaries not found (apt-get install postgresql, or set "
-                    "QUANTLAB_PG_BIN to the folder holding initdb and pg_ctl)")
+    require_tool("initdb", "PostgreSQL server binaries: apt-get install postgresql, or set "
+                 "QUANTLAB_PG_BIN to the folder holding initdb and pg_ctl",
+                 found=bin_dir is not None)
     pytest.importorskip("psycopg")
     server = PgServer(bin_dir)
     try:

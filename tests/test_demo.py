@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import require_tool
 from fixtures.report.checks import CHROMIUM, check_in_chromium, independent_best, picked
 
 from harness.report.html import SECTIONS
@@ -54,9 +55,41 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert picked(json.loads(rec.stdout)) == independent_best(store, data["run_id"], 0.03)
     store.close()
     assert data["recommendation"][0]["best"] in {"fp32", "int8"}
-    if Path(CHROMIUM).exists():  # the demo's report as a user opens it (CI installs chromium)
-        check_in_chromium(Path(data["report"]), Path("results/report-screenshot.png"),
-                          SECTIONS, min_plots=3)
+    # the demo's report as a user opens it (last: without chromium only this part skips)
+    require_tool("chromium", f"{CHROMIUM} is not installed: the demo's report was not opened",
+                 found=Path(CHROMIUM).exists())
+    check_in_chromium(Path(data["report"]), Path("results/report-screenshot.png"),
+                      SECTIONS, min_plots=3)
+
+
+def test_detection_demo_report(tmp_path: Path) -> None:
+    """`demo --task detection`: shapes detector → quantize → mAP, agreement, calibration →
+    bench → report, the report opened in headless Chromium."""
+    out, res = tmp_path / "demo", tmp_path / "results"
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli.main", "demo", "--task", "detection", "--out",
+         str(out), "--results", str(res), "--schemes", "fp32,int8", "--iterations", "20",
+         "--repeats", "1", "--json"],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["task"] == "detection"
+    rows = {r["scheme"]: r for r in data["variants"]}
+    assert set(rows) == {"fp32", "int8"}
+    for r in rows.values():
+        assert r["metric"] == "map" and 0.5 < r["accuracy"] <= 1.0 and r["gate"] is True
+        assert r["median_ms"] > 0 and r["agreement"] > 0.9
+    assert rows["fp32"]["agreement"] == 1.0
+    html = Path(data["report"]).read_text()
+    for text in ("Task metrics, agreement and confidence calibration", "agreement_map50",
+                 "map50", "Confidence scores"):
+        assert text in html, text
+    require_tool("chromium", f"{CHROMIUM} is not installed: the demo's report was not opened",
+                 found=Path(CHROMIUM).exists())
+    check_in_chromium(Path(data["report"]), Path("results/report-detection-screenshot.png"),
+                      SECTIONS, min_plots=4)
 
 
 def test_demo_bad_scheme_fails_before_training(tmp_path: Path) -> None:

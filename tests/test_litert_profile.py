@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from agents import litert_profile
-from agents.litert_profile import EVENT_OPERATOR, ProfiledOp, ProfileUnavailable, profile_model
+from agents.litert_profile import (
+    EVENT_OPERATOR,
+    ProfiledOp,
+    ProfileUnavailable,
+    find_library,
+    profile_model,
+)
 from agents.op_types import label_ops
 
 
@@ -35,6 +41,27 @@ def test_profile_coverage(cnn_tflite: Path, builtin: bool) -> None:
 def test_version_mismatch(monkeypatch: pytest.MonkeyPatch, cnn_tflite: Path) -> None:
     monkeypatch.setattr(litert_profile, "VERIFIED_VERSIONS", ("0.0.1",))
     with pytest.raises(ProfileUnavailable, match=r"verified only with ai-edge-litert 0\.0\.1"):
+        profile_model(str(cnn_tflite))
+
+
+def test_find_library_by_platform(tmp_path: Path) -> None:
+    (tmp_path / "libLiteRt.dylib").write_bytes(b"")  # the name in the macOS wheel
+    assert find_library(str(tmp_path), "darwin") == str(tmp_path / "libLiteRt.dylib")
+    with pytest.raises(ProfileUnavailable, match=r"libLiteRt\.so not found in "):
+        find_library(str(tmp_path), "linux")
+    with pytest.raises(ProfileUnavailable, match=r"no LiteRT C library known for platform 'win32'"):
+        find_library(str(tmp_path), "win32")
+    assert find_library(str(tmp_path / "libLiteRt.dylib"), "linux") == str(
+        tmp_path / "libLiteRt.dylib"
+    )  # QUANTLAB_LITERT_LIB may name the file itself
+
+
+def test_library_that_will_not_load(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                    cnn_tflite: Path) -> None:
+    lib = tmp_path / "libLiteRt.broken"
+    lib.write_bytes(b"not a shared library")
+    monkeypatch.setenv(litert_profile.LIBRARY_ENV, str(lib))
+    with pytest.raises(ProfileUnavailable, match=r"cannot load the LiteRT C library .*broken"):
         profile_model(str(cnn_tflite))
 
 

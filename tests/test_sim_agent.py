@@ -6,6 +6,7 @@ import dataclasses
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,12 @@ import numpy as np
 import pytest
 
 import agents.sim
+from agents.litert_profile import LIBRARY_NAMES
+from agents.rapl import Rapl, rapl_energy
 from agents.sim import SimAgent
-from agents.sim_worker import Rapl, random_input
+from agents.sim_worker import random_input
 from harness.models import model_ref
-from harness.records import DeviceInfo, Job, ModelRef, RawResult, Settings
+from harness.records import DeviceInfo, Energy, Job, ModelRef, RawResult, Settings
 
 FAST = Settings(warmup=2, iterations=10, repeats=1, timeout_s=120)
 
@@ -103,6 +106,23 @@ def test_run_ok_with_profile(
     assert result.ops_model_ms
     coverage = sum(op.avg_ms for op in result.ops) / result.ops_model_ms
     assert 0.85 <= coverage <= 1.05, coverage
+
+
+def test_profile_unavailable_without_the_litert_library(
+    agent: SimAgent, device: DeviceInfo, cnn_tflite: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A laptop whose LiteRT C library is not where the lookup looks: the job is still measured
+    # and the profile is reported unavailable with the reason.
+    monkeypatch.setenv("QUANTLAB_LITERT_LIB", str(tmp_path))  # an empty folder
+    result, _ = _run(agent, device, _job(cnn_tflite, profile_ops=True))
+    assert result.status == "ok", result.error
+    assert len(result.samples_ms) == 1 and result.samples_ms[0]
+    assert result.ops == () and result.ops_model_ms is None
+    assert [w for w in result.warnings if w.startswith("per-op profile unavailable: ")] == [
+        f"per-op profile unavailable: LiteRT C library {LIBRARY_NAMES[sys.platform]} not found "
+        f"in {tmp_path}"
+    ]
 
 
 def test_min_time_extends(agent: SimAgent, device: DeviceInfo, cnn_tflite: Path) -> None:
@@ -228,14 +248,74 @@ def test_energy_from_rapl(device: DeviceInfo, cnn_tflite: Path, tmp_path: Path) 
     (domain / "energy_uj").write_text("1000\n")
     (domain / "max_energy_range_uj").write_text("262143328850\n")
     (tmp_path / "intel-rapl:0:0").mkdir()  # a sub-domain (core), not counted
-    result, _ = _run(SimAgent(rapl_root=str(tmp_path)), device, _job(cnn_tflite))
+    result, _ = _run(SimAgent(rapl_root=str(tmp_path), rapl_idle_s=0.05), device,
+                     _job(cnn_tflite))
     assert result.status == "ok"
-    assert result.energy is not None and result.energy.method == "rapl"
-    assert (
-        result.energy.mj_per_inference == 0.0
-    )  # the fake counter does not move: no invented energy
-    assert result.energy.label and "whole host" in result.energy.label
-    assert result.energy_unavailable_reason is None
+    # the fake counter does not move: nothing above the idle baseline, so no invented energy
+    assert result.energy is None
+    assert "was not above the idle baseline (0 mW)" in (result.energy_unavailable_reason or "")
+
+
+def test_rapl_baseline_from_a_counter_that_moves(
+    device: DeviceInfo, cnn_tflite: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fake package counter that a thread advances at 1 W while the worker idles and at
+    # 5 W while it measures (it watches the worker's phase file): the figure is the 4 W
+    # the inferences added, and the 1 W idle baseline is recorded.
+    import tempfile
+    import threading
+    import time
+
+    domain = tmp_path / "rapl" / "intel-rapl:0"
+    domain.mkdir(parents=True)
+    counter = domain / "energy_uj"
+    counter.write_text("0\n")
+    (domain / "max_energy_range_uj").write_text("262143328850\n")
+    work = tmp_path / "tmp"
+    work.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(work))
+    stop = threading.Event()
+
+    def advance() -> None:
+        uj, last = 0.0, time.monotonic()
+        while not stop.is_set():
+            phases = [p.read_text() for p in work.glob("quantlab-sim-*/*.phase")]
+            now = time.monotonic()
+            uj += (5e6 if "measuring" in phases else 1e6) * (now - last)
+            last = now
+            tmp = counter.with_suffix(".tmp")
+            tmp.write_text(f"{int(uj)}\n")
+            os.replace(tmp, counter)
+            time.sleep(0.001)
+
+    th = threading.Thread(target=advance, daemon=True)
+    th.start()
+    try:
+        result, _ = _run(SimAgent(rapl_root=str(tmp_path / "rapl"), rapl_idle_s=0.4), device,
+                         _job(cnn_tflite, min_time_s=0.4))
+    finally:
+        stop.set()
+        th.join()
+    assert result.status == "ok", result.error
+    assert result.energy is not None, result.energy_unavailable_reason
+    assert result.energy.baseline_mw == pytest.approx(1000.0, rel=0.2)
+    mean_ms = sum(result.samples_ms[0]) / len(result.samples_ms[0])
+    assert result.energy.mj_per_inference == pytest.approx(4.0 * mean_ms, rel=0.25)
+    assert result.energy.comparability == "host-package"
+
+
+def test_rapl_subtracts_the_idle_baseline() -> None:
+    # 2 J over 0.5 s idle = 4 W; 9 J over 1.5 s of load = 6 W; 100 inferences:
+    # (9 J - 4 W x 1.5 s) / 100 = 30 mJ each, with the 4 W baseline recorded
+    energy, reason = rapl_energy(2e6, 0.5, 9e6, 1.5, 100)
+    assert reason is None and energy is not None
+    assert energy["mj_per_inference"] == pytest.approx(30.0)
+    assert energy["baseline_mw"] == pytest.approx(4000.0)
+    assert "idle baseline" in energy["label"] and "whole host" in energy["label"]
+    built = Energy(**energy)
+    assert built.comparability == "host-package" and built.baseline_mw == pytest.approx(4000.0)
+    energy, reason = rapl_energy(2e6, 0.5, 5e6, 1.5, 100)  # 3.3 W under load < 4 W idle
+    assert energy is None and "not above the idle baseline (4000 mW)" in (reason or "")
 
 
 def test_rapl_wraparound(tmp_path: Path) -> None:
