@@ -23,7 +23,11 @@ def test_profile_coverage(cnn_tflite: Path, builtin: bool) -> None:
     assert prof.runs >= 30
     assert prof.ops
     coverage = sum(op.avg_ms for op in prof.ops) / prof.invoke_ms
-    assert 0.85 <= coverage <= 1.05, coverage
+    # On an idle machine the ops cover 0.95-0.99 of the invoke time; on this 0.3 ms model a
+    # loaded machine (a busy loop on one core) pushed it to 0.849 once. The product's rule
+    # (an "(unattributed)" row below 0.85) is tested on fixed numbers in test_delegates;
+    # here only what holds under load: the ops account for most of the time, never more.
+    assert 0.6 <= coverage <= 1.05, coverage
     if builtin:
         assert [op.kernel for op in prof.ops] == [
             "CONV_2D",

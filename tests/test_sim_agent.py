@@ -81,7 +81,10 @@ def test_run_ok_with_profile(
     assert len(pids) == 4  # two repeats + the profile, each its own process, none the controller
     assert phases[:2] == ["repeat 1/2", "repeat 2/2"] and "profiling ops" in phases
     # op rows = kernels the runtime ran: 6 builtin nodes; XNNPACK adds a reshape before the FC
-    kernels = [op.kernel for op in result.ops]
+    # a loaded machine can leave < 85 % of Invoke to the op events: the rest is then its own
+    # "(unattributed)" row (agents/op_coverage.py), which is not a kernel
+    ops = [op for op in result.ops if op.kernel != "(unattributed)"]
+    kernels = [op.kernel for op in ops]
     if delegate == "cpu":
         assert kernels == [
             "CONV_2D",
@@ -91,10 +94,10 @@ def test_run_ok_with_profile(
             "MEAN",
             "FULLY_CONNECTED",
         ]
-        assert all(op.delegate is None and op.op_type == op.kernel for op in result.ops)
+        assert all(op.delegate is None and op.op_type == op.kernel for op in ops)
     else:
-        assert len(kernels) == 7 and all(op.delegate == "XNNPACK" for op in result.ops)
-        assert [op.op_type for op in result.ops if op.op_type] == [
+        assert len(kernels) == 7 and all(op.delegate == "XNNPACK" for op in ops)
+        assert [op.op_type for op in ops if op.op_type] == [
             "CONV_2D",
             "MAX_POOL_2D",
             "CONV_2D",
