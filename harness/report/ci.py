@@ -13,14 +13,12 @@ pull-request comment. Both are written atomically (a reader never sees half a fi
 
 from __future__ import annotations
 
-import os
-import tempfile
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.errors import UserError
+from harness.atomic import write_text_atomically
 from harness.report.compare import FAILED, FASTER, SAME, SLOWER, UNTESTABLE, Comparison, Match
 from harness.stats import summarize
 from harness.store import JobEntry, RunRecord
@@ -217,21 +215,7 @@ WRITERS: dict[str, tuple[Callable[[Comparison], str], Callable[[RunRecord], str]
 
 def write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` atomically (parent folders made); returns the path."""
-    target = Path(path)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    except OSError as exc:
-        raise UserError(f"{target}: cannot write it ({exc.strerror})",
-                        hint="give a path in a writable folder") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return write_text_atomically(path, text)
 
 
 def write_outputs(outputs: dict[str, str | None], comparison: Comparison | None = None,

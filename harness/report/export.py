@@ -11,12 +11,11 @@ from __future__ import annotations
 import csv
 import functools
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness.atomic import replace_atomically
 from harness.errors import UserError
 from harness.results import run_dict
 from harness.store import Store
@@ -76,17 +75,6 @@ def _columns(rows: list[dict[str, Any]]) -> list[str]:
     return list(cols)
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_csv(rows: list[dict[str, Any]], tmp: Path) -> None:
     with tmp.open("w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=_columns(rows))
@@ -137,6 +125,6 @@ def export_run(store: Store, run_id: str, fmt: str, out_dir: Path) -> dict[str, 
     written = {}
     for name, rows in tables(store, run_id).items():
         path = out_dir / f"{name}.{fmt}"
-        _atomic(path, functools.partial(_write_rows, writer, rows))
+        replace_atomically(path, functools.partial(_write_rows, writer, rows))
         written[name] = path
     return written

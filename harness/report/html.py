@@ -10,10 +10,9 @@ by :mod:`~harness.report.html_measurements` (what the runs measured) and
 from __future__ import annotations
 
 import datetime as dt
-import os
-import tempfile
 from pathlib import Path
 
+from harness.atomic import write_text_atomically
 from harness.report.history import History
 from harness.report.html_analysis import (
     _accuracy,
@@ -68,35 +67,11 @@ def render_history(store: Store, found: History) -> str:
 
 def write_history_report(store: Store, found: History, path: Path) -> Path:
     """Render ``found`` to ``path`` atomically; returns the path."""
-    return _write_atomic(Path(path), render_history(store, found))
-
-
-def _write_atomic(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomically(path, render_history(store, found))
 
 
 def write_report(store: Store, run_ids: list[str], path: Path,
                  baseline: str | None = None) -> Path:
     """Render the runs (``latest`` when none given) to ``path`` atomically; returns the path."""
     records = [store.load_run(r) for r in (run_ids or ["latest"])]
-    text = render(store, records, baseline)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomically(path, render(store, records, baseline))
