@@ -39,7 +39,8 @@ def test_recommend_matches_store_numbers(tmp_path: Path) -> None:
     assert picked(data) == independent_best(store, rid, 0.03)
     sim = next(d for d in data["devices"] if d["device"] == "sim")
     assert sim["best"]["scheme"] != "int8"  # int8 dropped 8% > 3%: gated out
-    assert sim["runner_up"] is not None and sim["gives_up"].endswith("%)")
+    assert sim["runner_up"] is not None and "%)" in sim["gives_up"]
+    assert sim["best"]["latency_ci95"] is not None
     assert any("int8" in x and "0.08" in x for x in sim["excluded"])
     # a looser gate lets int8 in; the pick again agrees with the raw numbers
     res = runner.invoke(app, ["recommend", rid, "--max-drop", "0.1", "--results", str(tmp_path),
@@ -223,3 +224,22 @@ def test_energy_label_and_class_wherever_the_figure_is(tmp_path: Path) -> None:
     assert {r["energy.comparability"] for r in rows} == {"device-rails", "battery-gauge",
                                                         "host-package"}
     assert all(r["energy.label"] for r in rows)
+
+
+def test_runner_up_says_whether_its_difference_is_significant() -> None:
+    """A runner-up 0.3 % slower with overlapping CIs is not called a loss of 0.3 %."""
+    from dataclasses import replace
+
+    from harness.report.recommend import Candidate, _gives_up
+
+    best = Candidate(model="int8", sha256="a" * 64, scheme="int8", delegate="xnnpack",
+                     threads=1, latency_ms=3.00, latency_statistic="median",
+                     latency_method="per-iteration", energy_mj=None, size_bytes=1000,
+                     accuracy="passed", drop=0.0, metric="top1", job_id="j1",
+                     latency_ci95=(2.95, 3.05))
+    close = replace(best, model="fp16", latency_ms=3.01, latency_ci95=(2.96, 3.07), job_id="j2")
+    far = replace(best, model="fp32", latency_ms=6.0, latency_ci95=(5.9, 6.1), job_id="j3")
+    unknown = replace(far, latency_ci95=None)
+    assert "not a significant difference (95% CIs overlap)" in _gives_up(best, close, "latency")
+    assert _gives_up(best, far, "latency").endswith("(+100.0%)")
+    assert "significance not known" in _gives_up(best, unknown, "latency")

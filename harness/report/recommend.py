@@ -44,6 +44,7 @@ class Candidate:
     energy_class: str | None = None  # comparability class of energy_mj (records.energy_class)
     energy_label: str | None = None  # what the energy figure measures
     energy_on_usb: bool = False  # a battery-gauge figure kept although on USB/AC power
+    latency_ci95: tuple[float, float] | None = None  # 95 % CI of latency_ms, where known
 
     def value(self, by: str) -> float | None:
         """The figure this candidate is ranked by."""
@@ -101,6 +102,7 @@ def candidates(record: RunRecord, evaluations: dict[str, dict[str, Any]],
             model=f"{m.scheme} ({name})" if m.scheme else name, sha256=m.sha256,
             scheme=m.scheme, delegate=e.job.delegate, threads=e.job.threads, latency_ms=lat,
             latency_statistic=statistic, latency_method=summary.method,
+            latency_ci95=summary.ci95 if summary.statistic == statistic else None,
             energy_mj=e.raw.energy.mj_per_inference if e.raw and e.raw.energy else None,
             energy_class=e.raw.energy.comparability if e.raw and e.raw.energy else None,
             energy_label=e.raw.energy.label if e.raw and e.raw.energy else None,
@@ -117,7 +119,13 @@ def _gives_up(best: Candidate, other: Candidate, by: str) -> str:
     if by == "size":
         return f"{(b - a) / 1024:+.1f} KiB{pct}"
     if by == "latency":
-        return f"{b - a:+.3g} ms {best.latency_statistic} latency{pct}"
+        text = f"{b - a:+.3g} ms {best.latency_statistic} latency{pct}"
+        ca, cb = best.latency_ci95, other.latency_ci95
+        if ca is None or cb is None:
+            return text + "; no CI on both sides: significance not known"
+        if ca[0] <= cb[1] and cb[0] <= ca[1]:
+            return text + "; not a significant difference (95% CIs overlap)"
+        return text
     return f"{b - a:+.3g} {UNITS[by]}{pct}"
 
 
