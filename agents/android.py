@@ -15,6 +15,7 @@ import os
 import re
 import shlex
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agents import android_numerics
 from agents.adb_faults import STATE_HINTS, adb_errors, adb_faults
 from agents.base import Progress
 from android_runner import command as cmdmod
@@ -181,10 +183,10 @@ class AndroidAgent:
         if job.delegate == "nnapi" and device.sdk is not None and device.sdk < NNAPI_MIN_SDK:
             return False, (f"nnapi: needs Android 8.1 (SDK {NNAPI_MIN_SDK}) or newer; this "
                            f"phone has SDK {device.sdk}")
-        if job.settings.inputs or job.settings.numerics:
-            return False, ("--inputs/--numerics: not on Android yet — the runners feed their own "
-                           "random inputs and quantlab does not pull outputs back from the phone; "
-                           "check numerics on the simulator (same .tflite, host LiteRT)")
+        if job.settings.inputs and job.delegate in litert_command.DELEGATES:
+            return False, (f"--inputs: {litert_command.RUNNER} cannot load input files (it "
+                           "fills inputs with random data); use a benchmark_model delegate "
+                           "(xnnpack, gpu, nnapi, …) for fixed inputs")
         if job.delegate in litert_command.DELEGATES:
             return self._supports_litert(device, job)
         runner = provision.cached_binary(device.abi or "")
@@ -223,12 +225,14 @@ class AndroidAgent:
         return True, ""
 
     def _command(self, job: Job, model: str, profile_file: str | None = None,
-                 **overrides: Any) -> cmdmod.BenchmarkCommand:
-        """The launch of the job's runner: benchmark_litert_model for litert-* delegates."""
+                 extra_flags: tuple[str, ...] = (), **overrides: Any) -> cmdmod.BenchmarkCommand:
+        """The launch of the job's runner: benchmark_litert_model for litert-* delegates
+        (which takes no ``extra_flags``: input files are benchmark_model's)."""
         if job.delegate in litert_command.DELEGATES:
             return litert_command.build_litert_command(job, model, profile=bool(profile_file),
                                                        **overrides)
-        return cmdmod.build_command(job, model, profile_file=profile_file, **overrides)
+        return cmdmod.build_command(job, model, profile_file=profile_file,
+                                    extra_flags=extra_flags, **overrides)
 
     # ------------------------------------------------------------------ run
 
@@ -253,11 +257,24 @@ class AndroidAgent:
         with adb_faults(device.id, "pushing files"):
             progress("pushing", None)
             model_remote = self._push(d, runner, job, device.soc)
+        with tempfile.TemporaryDirectory(prefix="quantlab-android-") as tmp:
+            return self._run_pushed(d, device, job, runner, model_remote, Path(tmp),
+                                    thermal_before, warnings, progress)
+
+    def _run_pushed(self, d: Any, device: DeviceInfo, job: Job, runner: provision.RunnerBinary,
+                    model_remote: str, tmp: Path, thermal_before: dict[str, Any],
+                    warnings: list[str], progress: Progress) -> RawResult:
+        """The launches of a job whose files are on the phone (``tmp``: host scratch)."""
         launches: list[BenchmarkOutput] = []
         raw_outputs: list[RawOutput] = []  # every launch's full output and pulled file
+        fixed = android_numerics.setup(d, device, job, tmp, progress)
+        if fixed.failure:  # --inputs that the launches cannot use
+            return RawResult.failure(job.job_id, fixed.failure)
+        numerics = fixed.numerics
+        input_flags = fixed.input_flags
         for r in range(job.settings.repeats):
             progress(f"repeat {r + 1}/{job.settings.repeats}", r / job.settings.repeats)
-            cmd = self._command(job, model_remote)
+            cmd = self._command(job, model_remote, extra_flags=input_flags)
             out, _ = self._launch(d, device, cmd, raw=raw_outputs, raw_name=f"launch-{r + 1}")
             launches.append(out)
             if not out.ok:
@@ -266,6 +283,14 @@ class AndroidAgent:
         if job.settings.profile_ops and all(o.ok for o in launches):
             progress("profiling ops", None)
             profile = self._profile(d, device, job, model_remote, raw_outputs)
+        if fixed.prepared is not None and fixed.check and all(o.ok for o in launches):
+            progress("checking numerics", None)
+            numerics = android_numerics.check(
+                d, device, job, fixed.prepared, tmp, raw_outputs,
+                launch=lambda flags: self._launch(
+                    d, device, self._command(job, model_remote, num_runs=1, min_secs=0,
+                                             warmup_runs=1, extra_flags=flags),
+                    raw=raw_outputs, raw_name="numerics-launch")[0])
         runner_meta = {"name": runner.name, "abi": runner.abi, "sha256": runner.sha256,
                        "argv": list(self._command(job, model_remote).argv)}
         energy_fields: dict[str, Any] = {}
@@ -286,8 +311,9 @@ class AndroidAgent:
         raw = to_raw_result(job.job_id, launches, job.delegate, profile=profile,
                             runner=runner_meta, thermal_before=thermal_before,
                             thermal_after=thermal_after, **energy_fields)
-        if warnings:
-            raw = RawResult(**{**raw.__dict__, "warnings": tuple(warnings) + raw.warnings})
+        if warnings or numerics:
+            raw = RawResult(**{**raw.__dict__, "warnings": tuple(warnings) + raw.warnings,
+                               "numerics": numerics})
         progress("done", 1.0)
         return raw
 

@@ -179,6 +179,7 @@ class SimAgent:
             "seed": repeat,
             "reference_model": reference_model(job.model.path),
             "outputs_path": str(tmp / "numerics-outputs.npz"),
+            "inputs_dir": str(tmp / "numerics-inputs"),
             "rapl_root": self.rapl_root,
             **({"rapl_idle_s": self.rapl_idle_s} if self.rapl_idle_s is not None else {}),
         }
@@ -216,6 +217,15 @@ class SimAgent:
             return {"error": f"worker exited with code {proc.returncode} while {phase}: {tail[0]}"}
         result: dict[str, Any] = json.loads(result_file.read_text())
         return result
+
+    def prepare_numerics(self, job: Job, tmp: Path, deadline: float,
+                         raw: list[RawOutput] | None = None) -> dict[str, Any]:
+        """The host half of a device's numerics check, in a worker process (LiteRT never
+        loads in the controller): ``tmp/numerics-inputs/input<i>.bin`` (the fixed inputs
+        as raw tensor bytes), ``tmp/numerics-outputs.npz`` (the inputs and the float
+        reference's outputs) and, under ``prepared``, the model's input and output tensors.
+        A failure comes back as ``{"error": reason}``."""
+        return self._worker(job, "numerics-prepare", 0, tmp, deadline, raw)
 
     @staticmethod
     def _kill(proc: subprocess.Popen[bytes]) -> None:

@@ -6,8 +6,10 @@ fresh process per repeat so that native crashes (a malformed model) only end
 this process; the controller reads the phase file to say where it crashed.
 
 Modes (``"mode"`` in the job JSON): ``measure`` (latency, memory, energy, placement),
-``profile`` (per-op profile through :mod:`agents.litert_profile`) and ``numerics``
-(fixed inputs through the model and through the float reference, compared). RAPL energy
+``profile`` (per-op profile through :mod:`agents.litert_profile`), ``numerics``
+(fixed inputs through the model and through the float reference, compared) and
+``numerics-prepare`` (the host half of a phone's numerics check: input files and the
+float reference's outputs; the model runs on the phone). RAPL energy
 is read by :mod:`agents.rapl`; profile rows are checked against Invoke by
 :mod:`agents.op_coverage`.
 """
@@ -46,27 +48,30 @@ class Phases:
 # --------------------------------------------------------------------------- inputs
 
 
-def _dtype_name(dtype: Any) -> str:
+def dtype_name(dtype: Any) -> str:
     import numpy as np
 
     return str(np.dtype(dtype))
 
 
-def random_input(detail: dict[str, Any], rng: Any) -> Any:
-    """Random data for one input: its dtype, shape (dynamic dims → 1) and quantization."""
+def random_input(detail: dict[str, Any], rng: Any,
+                 value_range: tuple[float, float] = (-1.0, 1.0)) -> Any:
+    """Random data for one input: its dtype, shape (dynamic dims → 1) and quantization;
+    float values (or the floats a quantized input stands for) uniform in ``value_range``."""
     import numpy as np
 
+    low, high = value_range
     shape = [max(int(d), 1) for d in detail.get("shape_signature", detail["shape"])]
     dtype = np.dtype(detail["dtype"])
     scale, zero = detail.get("quantization", (0.0, 0))
     if dtype.kind == "f":
-        return rng.uniform(-1.0, 1.0, shape).astype(dtype)
+        return rng.uniform(low, high, shape).astype(dtype)
     if dtype == np.bool_:
         return rng.integers(0, 2, shape).astype(np.bool_)
     info = np.iinfo(dtype)
     if scale and dtype in (np.int8, np.uint8, np.int16):
-        # values that the quantization maps to floats in [-1, 1]
-        q = np.round(rng.uniform(-1.0, 1.0, shape) / scale + zero)
+        # values that the quantization maps to floats in value_range
+        q = np.round(rng.uniform(low, high, shape) / scale + zero)
         return np.clip(q, info.min, info.max).astype(dtype)
     lo, hi = max(info.min, 0), min(info.max, 255)
     return rng.integers(lo, hi + 1, shape).astype(dtype)
@@ -110,7 +115,7 @@ def load_inputs(path: str, details: list[dict[str, Any]]) -> list[Any]:
             raise WorkerError(
                 f"--inputs {path}: array {key!r} has dtype {arr.dtype}, "
                 f"model input {name!r} expects "
-                f"{_dtype_name(d['dtype'])}"
+                f"{dtype_name(d['dtype'])}"
             )
         arrays.append(arr)
     return arrays
@@ -139,7 +144,7 @@ def _peak_memory_mb() -> float:
     return kb / 1024 / 1024 if sys.platform == "darwin" else kb / 1024
 
 
-def _interpreter(model: str, delegate: str, threads: int) -> Any:
+def interpreter(model: str, delegate: str, threads: int) -> Any:
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     resolver = (
@@ -202,11 +207,11 @@ def measure(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
     phases.enter("loading the model")
     t0 = time.perf_counter_ns()
     try:
-        interp = _interpreter(job["model"], job["delegate"], job["threads"])
+        interp = interpreter(job["model"], job["delegate"], job["threads"])
         phases.enter("allocating tensors")
         interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
-        raise WorkerError(f"LiteRT could not load the model: {_first_lines(str(exc))}") from None
+        raise WorkerError(f"LiteRT could not load the model: {first_lines(str(exc))}") from None
     init_ms = (time.perf_counter_ns() - t0) / 1e6
     where = placement(interp, job["delegate"])
 
@@ -231,7 +236,7 @@ def measure(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
     try:
         invoke()
     except (ValueError, RuntimeError) as exc:
-        raise WorkerError(f"LiteRT failed to run the model: {_first_lines(str(exc))}") from None
+        raise WorkerError(f"LiteRT failed to run the model: {first_lines(str(exc))}") from None
     first_ms = (time.perf_counter_ns() - t0) / 1e6
 
     phases.enter("warming up")
@@ -289,7 +294,7 @@ def profile(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
     phases.enter("reading the model's ops")
     nodes: list[str] = []
     try:
-        interp = _interpreter(job["model"], job["delegate"], job["threads"])
+        interp = interpreter(job["model"], job["delegate"], job["threads"])
         interp.allocate_tensors()
         nodes = [str(d["op_name"]) for d in interp._get_ops_details()]
     except Exception:
@@ -311,116 +316,7 @@ def profile(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
     return {"ops": rows, "ops_model_ms": prof.invoke_ms, "ops_note": note}
 
 
-NUMERICS_SEED = 20251
-"""Seed of the fixed random inputs of a numerics check (the same on every device)."""
-
-
-def fixed_inputs(details: list[dict[str, Any]], inputs: str | None) -> list[Any]:
-    """The numerics check's inputs: ``--inputs`` arrays, else seeded random ones."""
-    import numpy as np
-
-    if inputs:
-        return load_inputs(inputs, details)
-    rng = np.random.default_rng(NUMERICS_SEED)
-    return [random_input(d, rng) for d in details]
-
-
-def run_once(interp: Any, arrays: list[Any]) -> dict[str, Any]:
-    """Set the inputs, invoke once, return each output dequantized to float, by name."""
-    from harness.numerics import dequantize
-
-    details = interp.get_input_details()
-    resized = False
-    for d, arr in zip(details, arrays, strict=True):
-        if tuple(arr.shape) != tuple(d["shape"]):
-            interp.resize_tensor_input(d["index"], arr.shape)
-            resized = True
-    if resized:
-        interp.allocate_tensors()
-        details = interp.get_input_details()
-    for d, arr in zip(details, arrays, strict=True):
-        interp.set_tensor(d["index"], arr)
-    interp.invoke()
-    out = {}
-    for d in interp.get_output_details():
-        scale, zero = d.get("quantization", (0.0, 0))
-        out[str(d["name"])] = dequantize(interp.get_tensor(d["index"]), scale, zero)
-    return out
-
-
-def _as_reference_input(arr: Any, src: dict[str, Any], dst: dict[str, Any]) -> Any:
-    """An input of the measured model as the float reference model expects it."""
-    import numpy as np
-
-    from harness.numerics import dequantize
-
-    want = np.dtype(dst["dtype"])
-    if arr.dtype == want:
-        return arr
-    if want.kind == "f":
-        scale, zero = src.get("quantization", (0.0, 0))
-        return dequantize(arr, scale, zero).astype(want)
-    scale, zero = dst.get("quantization", (0.0, 0))
-    if scale:
-        info = np.iinfo(want)
-        return np.clip(np.round(arr / scale + zero), info.min, info.max).astype(want)
-    return arr.astype(want)
-
-
-def numerics(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
-    """Run the fixed inputs through the model on its delegate and through the float
-    reference (TFLite's reference kernels), compare; the outputs go to an .npz."""
-    import numpy as np
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    from harness.numerics import compare_outputs, jsonable
-
-    settings = job["settings"]
-    phases.enter("numerics: loading the model")
-    try:
-        interp = _interpreter(job["model"], job["delegate"], job["threads"])
-        interp.allocate_tensors()
-    except (ValueError, RuntimeError) as exc:
-        raise WorkerError(f"LiteRT could not load the model: {_first_lines(str(exc))}") from None
-    src_details = interp.get_input_details()
-    arrays = fixed_inputs(src_details, settings.get("inputs"))
-    phases.enter("numerics: running the model")
-    got = run_once(interp, arrays)
-    reference = job.get("reference_model") or job["model"]
-    phases.enter("numerics: running the float reference")
-    try:
-        ref = Interpreter(model_path=reference,
-                          experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
-        ref.allocate_tensors()
-    except (ValueError, RuntimeError) as exc:
-        raise WorkerError(f"the float reference {reference} did not load: "
-                          f"{_first_lines(str(exc))}") from None
-    ref_details = ref.get_input_details()
-    if len(ref_details) != len(src_details):
-        raise WorkerError(f"the float reference {reference} has {len(ref_details)} inputs, "
-                          f"the model {len(src_details)}")
-    ref_arrays = [_as_reference_input(a, s, d)
-                  for a, s, d in zip(arrays, src_details, ref_details, strict=True)]
-    want = run_once(ref, ref_arrays)
-    if list(want) != list(got) and len(want) == len(got):  # renamed outputs: by position
-        want = dict(zip(got, want.values(), strict=True))
-    result = compare_outputs(want, got)
-    if job.get("outputs_path"):
-        np.savez(job["outputs_path"],
-                 **{f"input:{d['name']}": a for d, a in zip(src_details, arrays, strict=True)},
-                 **{f"output:{k}": v for k, v in got.items()},
-                 **{f"reference:{k}": v for k, v in want.items()})
-    return {"numerics": jsonable({
-        **result,
-        "inputs": "--inputs " + Path(settings["inputs"]).name if settings.get("inputs")
-        else f"seeded random (seed {NUMERICS_SEED})",
-        "reference": {"model": Path(reference).name, "kernels": "TFLite reference kernels",
-                      "same_file": reference == job["model"]},
-        "computed_by": "host (simulator worker)",
-    })}
-
-
-def _first_lines(text: str, n: int = 3) -> str:
+def first_lines(text: str, n: int = 3) -> str:
     lines = [
         line.strip()
         for line in text.strip().splitlines()
@@ -437,8 +333,12 @@ def main(argv: list[str]) -> int:
     phases = Phases(result_path)
     try:
         mode = job.get("mode")
+        from agents.sim_numerics import numerics, numerics_prepare
+
         out = (profile(job, phases) if mode == "profile" else
-               numerics(job, phases) if mode == "numerics" else measure(job, phases))
+               numerics(job, phases) if mode == "numerics" else
+               numerics_prepare(job, phases) if mode == "numerics-prepare" else
+               measure(job, phases))
         out["pid"] = os.getpid()
         out["error"] = None
     except WorkerError as exc:

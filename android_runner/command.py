@@ -76,12 +76,14 @@ def build_command(
     num_runs: int | None = None,
     min_secs: float | None = None,
     warmup_runs: int | None = None,
+    extra_flags: tuple[str, ...] = (),
 ) -> BenchmarkCommand:
     """The launch for ``job`` with the model at ``model_path`` on the device.
 
     ``profile_file`` turns on op profiling written as CSV to that device path;
     ``num_runs``/``min_secs``/``warmup_runs`` override the job settings (energy's
-    sustained loop, the profiling launch).
+    sustained loop, the profiling launch); ``extra_flags`` go before the delegate's
+    (the numerics launch's input and output files).
     """
     s = job.settings
     runs = num_runs if num_runs is not None else s.iterations
@@ -102,6 +104,7 @@ def build_command(
     if profile_file:
         argv += ["--enable_op_profiling=true", "--op_profiling_output_mode=csv",
                  f"--op_profiling_output_file={profile_file}"]
+    argv += list(extra_flags)
     argv += delegate_flags(job.delegate, profile_ops=bool(profile_file))
     env: dict[str, str] = {}
     if job.delegate in ("hexagon", "qnn", "gpu"):

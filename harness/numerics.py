@@ -121,9 +121,15 @@ def as_float(value: Any) -> float | None:
 
 def verdict(numerics: Mapping[str, Any] | None,
             min_cosine: float = DEFAULT_MIN_COSINE) -> tuple[bool | None, str]:
-    """Whether a delegate's numerics pass (None when there is nothing to judge) and why."""
+    """Whether a delegate's numerics pass (None when there is nothing to judge) and why.
+
+    A record with ``error`` fails, unless it is marked ``unchecked``: the check could not
+    be made (a runner that writes no outputs, inputs it cannot load), which says nothing
+    about the delegate."""
     if not numerics:
         return None, "numerics not measured (bench --numerics, or --profile-ops on the simulator)"
+    if numerics.get("error") and numerics.get("unchecked"):
+        return None, f"numerics not checked: {numerics['error']}"
     if numerics.get("error"):
         return False, f"numerics failed: {numerics['error']}"
     cos = as_float(numerics.get("cosine"))

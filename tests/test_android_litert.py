@@ -89,10 +89,11 @@ def test_litert_rows_through_the_adb_server(phones: Any, cache: Path,  # noqa: F
                                runner="benchmark_litert_model")
     ok, why = ag.supports(q, _job(model, q.id, "litert-npu"))
     assert not ok and "dispatch library" in why
-    ok, why = ag.supports(q, _job(model, q.id, "litert-cpu", numerics=True))
-    assert not ok and "not on Android yet" in why
+    ok, why = ag.supports(q, _job(model, q.id, "litert-cpu", inputs="/x/in.npz"))
+    assert not ok and "cannot load input files" in why
     raw = ag.run(q, _job(model, q.id, "litert-cpu", profile_ops=True), lambda *a: None)
     assert raw.status == "ok", raw.error
+    assert "writes no outputs" in raw.numerics["error"]  # said, not silently skipped
     assert raw.runner["name"] == "benchmark_litert_model"
     assert raw.init_ms == 41.2 and raw.launches[0].median_ms == pytest.approx(1.221)
     assert raw.runner["delegation"]["nodes"] == 5 and raw.ops

@@ -144,3 +144,37 @@ def test_compile_for_a_real_npu(tflite_models: dict[str, Path], tmp_path: Path) 
         pytest.skip(f"Qualcomm AOT compile not possible here: {reason}")
     out = compile_for_soc(str(tflite_models["int8"]), "SM8650", str(tmp_path))
     assert Path(out["path"]).stat().st_size > 0
+
+
+def test_gate_per_delegate_verdicts() -> None:
+    """Every (variant, device, delegate) gets pass, FAIL or no verdict with the reason."""
+    from types import SimpleNamespace as NS
+
+    from harness.quantize.delegate_gate import per_delegate
+
+    def entry(sha: str, delegate: str, numerics: dict[str, Any]) -> Any:
+        job = NS(model=NS(sha256=sha), device_id="phone", delegate=delegate, job_id=delegate)
+        return NS(job=job, status="ok", raw=NS(numerics=numerics))
+
+    good = {"cosine": 0.9999, "sqnr_db": 40.0, "max_abs": 0.01, "top1_agreement": 1.0,
+            "computed_by": "device (benchmark_model --output_filepath)"}
+    wrong = {**good, "cosine": 0.2}
+    record = NS(run=NS(run_id="r1"), entries=(
+        entry("a", "xnnpack", good), entry("a", "gpu", wrong),
+        entry("a", "litert-gpu", {"error": "no outputs", "unchecked": True}),
+        entry("b", "xnnpack", good), entry("a", "nnapi", {})))
+    report = {"variants": [
+        {"scheme": "int8", "path": "/v/int8.tflite", "sha256": "a", "gate": {"passed": True}},
+        {"scheme": "fp16", "path": "/v/fp16.tflite", "sha256": "b", "gate": {"passed": False}},
+        {"scheme": "fp32", "path": "/v/fp32.tflite", "sha256": "c", "gate": {"passed": True}}]}
+    out = per_delegate(report, [record])
+    by = {(r["scheme"], r["delegate"]): r for r in out["rows"]}
+    assert by[("int8", "xnnpack")]["passed"] is True
+    assert by[("int8", "gpu")]["passed"] is False and "below 0.99" in by[("int8", "gpu")]["why"]
+    assert by[("int8", "litert-gpu")]["passed"] is None
+    assert "not checked: no outputs" in by[("int8", "litert-gpu")]["why"]
+    nnapi = by[("int8", "nnapi")]
+    assert nnapi["passed"] is None and "not measured" in nnapi["why"]
+    assert by[("fp16", "xnnpack")]["passed"] is False  # the host accuracy gate failed
+    assert out["failed"] == ["int8 · phone · gpu", "fp16 · phone · xnnpack"]
+    assert out["not_benchmarked"] == ["fp32"]

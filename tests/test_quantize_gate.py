@@ -124,3 +124,28 @@ def test_regression_labels_use_mse(keras_variants: Path, tmp_path: Path) -> None
 def test_manifest_paths_are_relative(keras_variants: Path) -> None:
     m = Manifest.load(keras_variants)
     assert all("/" not in v.file for v in m.variants if v.file)
+
+
+def test_gate_per_delegate_from_a_stored_bench(keras_variants: Path, digits: tuple[Path, Path],
+                                               tmp_path: Path) -> None:
+    """evaluate --per-delegate: the host gate AND the numerics measured per delegate by a
+    real simulator bench; variants never benchmarked are named, not dropped."""
+    res = str(tmp_path / "res")
+    bench = quantlab("bench", str(keras_variants / "int8.tflite"), "--device", "sim",
+                     "--delegate", "xnnpack,cpu", "--numerics", "--repeats", "1",
+                     "--iterations", "5", "--results", res, "--json")
+    assert bench.returncode == 0, bench.stderr
+    r = quantlab("evaluate", str(keras_variants), "--data", str(digits[1]), "--per-delegate",
+                 "--results", res, "--json")
+    assert r.returncode == 0, r.stderr
+    gate = json.loads(r.stdout)["per_delegate"]
+    rows = {(row["scheme"], row["delegate"]): row for row in gate["rows"]}
+    assert set(rows) == {("int8", "xnnpack"), ("int8", "cpu")}
+    for row in rows.values():
+        assert row["passed"] is True and row["accuracy_passed"] is True, row
+        assert row["numerics"]["cosine"] > 0.99 and row["device"] == "sim"
+        assert row["computed_by"] == "host (simulator worker)"
+    assert "fp32" in gate["not_benchmarked"] and "fp16" in gate["not_benchmarked"]
+    human = quantlab("evaluate", str(keras_variants), "--data", str(digits[1]),
+                     "--per-delegate", "--results", res)
+    assert human.returncode == 0 and "gate per delegate" in human.stdout

@@ -243,3 +243,29 @@ def test_runner_up_says_whether_its_difference_is_significant() -> None:
     assert "not a significant difference (95% CIs overlap)" in _gives_up(best, close, "latency")
     assert _gives_up(best, far, "latency").endswith("(+100.0%)")
     assert "significance not known" in _gives_up(best, unknown, "latency")
+
+
+def test_a_delegate_whose_numerics_fail_on_the_device_is_left_out() -> None:
+    """The GPU is fastest, but its outputs on the phone point elsewhere than the float
+    model's: it is excluded with the reason; a delegate that could not be checked stays."""
+    from dataclasses import replace
+
+    from harness.report.recommend import Candidate, recommend_device
+
+    def cand(delegate: str, ms: float, numerics: bool | None, why: str = "") -> Candidate:
+        return Candidate(model="int8", sha256="a" * 64, scheme="int8", delegate=delegate,
+                         threads=1, latency_ms=ms, latency_statistic="median",
+                         latency_method="per-iteration", energy_mj=None, size_bytes=1000,
+                         accuracy="passed", drop=0.0, metric="top1", job_id=delegate,
+                         numerics=numerics, numerics_why=why)
+
+    gpu = cand("gpu", 1.0, False, "cosine 0.1200 vs the float model is below 0.99")
+    litert = cand("litert-gpu", 1.5, None, "numerics not checked: no outputs")
+    cpu = cand("xnnpack", 3.0, True)
+    rec = recommend_device("phone", [gpu, litert, cpu], "latency", 0.03)
+    assert rec.best is not None and rec.best.delegate == "litert-gpu"
+    assert rec.excluded == ["int8 · gpu: cosine 0.1200 vs the float model is below 0.99 "
+                            "(measured on the device)"]
+    assert "numerics gate: cosine ≥ 0.99 where measured" in rec.note
+    none = recommend_device("phone", [gpu, replace(gpu, delegate="nnapi")], "latency", 0.03)
+    assert none.best is None and "every candidate fails the numerics gate" in none.note

@@ -308,12 +308,19 @@ def evaluate_cmd(
     no_store: Annotated[
         bool, typer.Option("--no-store", help="Do not save the results in the store.")
     ] = False,
+    per_delegate: Annotated[
+        bool, typer.Option("--per-delegate", help="Also gate each (variant, device, delegate) "
+                           "stored in --results: the host accuracy gate AND the delegate's "
+                           "numerics on the device (bench --numerics: cosine ≥ 0.99 vs the "
+                           "float model). Pairs without numerics are listed with the reason.")
+    ] = False,
     results: ResultsOpt = None,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Accuracy, fidelity vs fp32, calibration drift, the gate and edge cases of every TFLite
-    variant (host LiteRT), scored by task (classification, detection, segmentation, regression)."""
+    variant (host LiteRT), scored by task (classification, detection, segmentation, regression).
+    With --per-delegate, a verdict per (variant, device, delegate) from stored runs."""
     from harness.quantize.evaluate import save_to_store
     from harness.quantize.gate import parse_max_drop
 
@@ -327,6 +334,10 @@ def evaluate_cmd(
         warn(w)
     if not no_store:
         save_to_store(report, results_location(results))
+    if per_delegate:
+        from harness.quantize.delegate_gate import from_store
+
+        report["per_delegate"] = from_store(report, results_location(results))
     if json_out:
         print_json(
             {
@@ -341,14 +352,23 @@ def evaluate_cmd(
                     "variants",
                     "skipped",
                     "failed",
+                    "per_delegate",
                 )
+                if k in report
             }
         )
     else:
-        _print_report(report)
+        from harness.cli.evaluation_tables import print_evaluation, print_per_delegate
+
+        print_evaluation(report)
+        if per_delegate:
+            print_per_delegate(report["per_delegate"])
     if report["failed"]:
         raise fail("gate failed (drop beyond the scheme's max drop) for: "
                    f"{', '.join(report['failed'])}", 1)
+    if per_delegate and report["per_delegate"]["failed"]:
+        raise fail("gate failed on the device for: "
+                   f"{', '.join(report['per_delegate']['failed'])}", 1)
 
 
 def _check(model: str, schemes: list[str], json_out: bool) -> None:
@@ -376,57 +396,6 @@ def _check(model: str, schemes: list[str], json_out: bool) -> None:
         table.add_row(r["scheme"], verdict, ", ".join(r["ops"]),
                       r["reason"] or "; ".join(r["notes"]))
     console.print(table)
-
-
-def _print_report(report: dict[str, Any]) -> None:
-    from rich.table import Table
-
-    metric = report["metric"]
-    task = report.get("task") or {}
-    agree = task.get("label_free_metric", "top1_agreement")
-    console.print(f"[dim]task {task.get('name')} ({task.get('why')})"
-                  + "".join(f"; {n}" for n in task.get("notes", [])) + "[/]")
-    table = Table(
-        title=f"{task.get('name', 'accuracy')} on {report['samples']} samples (reference fp32 "
-        f"{metric} = {report['reference']['value']:.4f})"
-    )
-    for col in ("scheme", metric, "drop", "max", "gate", "SQNR dB", "cosine", agree,
-                "score shift", "edge cases"):
-        table.add_column(col)
-    for v in report["variants"]:
-        if v.get("error"):
-            table.add_row(v["scheme"] or v["path"], "–", "–", f"{v['gate']['max_drop']:g}",
-                          "[red]FAIL[/]", "", "", "", "", f"[red]{v['error'][:80]}[/]")
-            continue
-        f0 = v["fidelity"]["outputs"][0]
-        bad = [e["case"] for e in v["edge_cases"] if not e["ok"]]
-        odd = [e["case"] for e in v["edge_cases"] if e["ok"] and
-               (e.get("saturated") or e.get("diverged"))]
-        edge = (
-            ("[red]" + ", ".join(bad) + "[/]")
-            if bad
-            else ("[yellow]saturated/diverged: " + ", ".join(odd) + "[/]" if odd else "ok")
-        )
-        gate = v["gate"]
-        drop = f"{gate['drop_pt']:+.2f} pt" if gate.get("drop_pt") is not None \
-            else f"{gate['drop']:+.4f}"
-        value = v["fidelity"].get(agree)
-        cal = v.get("calibration") or {}
-        table.add_row(
-            v["scheme"] or v["path"],
-            f"{gate['value']:.4f}",
-            drop,
-            f"{gate['max_drop']:g}",
-            "[green]pass[/]" if gate["passed"] else "[red]FAIL[/]",
-            "∞" if f0["sqnr_db"] is None else f"{f0['sqnr_db']:.1f}",
-            f"{f0['cosine']:.4f}",
-            "" if value is None else f"{value:.3f}",
-            "" if cal.get("mean_shift") is None else f"{cal['mean_shift']:+.4f}",
-            edge,
-        )
-    console.print(table)
-    for s in report.get("skipped", []):
-        console.print(f"[dim]not evaluated: {s['scheme']} ({s['reason']})[/]")
 
 
 @handle_errors

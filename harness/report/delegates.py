@@ -113,7 +113,8 @@ def _numerics(raw: RawResult | None) -> tuple[dict[str, Any] | None, str | None]
         return None, "not measured (bench --numerics; the simulator also checks with --profile-ops)"
     n = raw.numerics
     if n.get("error"):
-        return None, f"failed: {n['error']}"
+        return None, (f"not checked: {n['error']}" if n.get("unchecked")
+                      else f"failed: {n['error']}")
     figures = {k: as_float(n.get(k)) for k in NUMERIC_FIELDS}
     return figures, n.get("computed_by")
 

@@ -1,7 +1,10 @@
 """Recommend, per device, the best variant + delegate that passes the accuracy gate.
 
 Candidates are the finished jobs of a run. A variant passes the gate when its
-newest stored evaluation (keyed by the variant's sha256) has ``drop <= max_drop``.
+newest stored evaluation (keyed by the variant's sha256) has ``drop <= max_drop``; a
+(variant, delegate) whose numerics were checked on the device (``bench --numerics``)
+and fail (:func:`harness.numerics.verdict`) is left out with the reason, whatever its
+accuracy on the host.
 Candidates are ranked by latency (the median where every candidate on the device has
 one, else the mean, and labelled so), energy per inference, or file size; the
 runner-up is named with what it gives up. When no variant on a device was ever
@@ -15,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
+from harness.numerics import DEFAULT_MIN_COSINE, verdict
 from harness.stats import LatencySummary, summarize
 from harness.store import JobEntry, RunRecord
 
@@ -45,6 +49,8 @@ class Candidate:
     energy_label: str | None = None  # what the energy figure measures
     energy_on_usb: bool = False  # a battery-gauge figure kept although on USB/AC power
     latency_ci95: tuple[float, float] | None = None  # 95 % CI of latency_ms, where known
+    numerics: bool | None = None  # the delegate's outputs vs the float model (None: not judged)
+    numerics_why: str = ""  # harness.numerics.verdict's reason
 
     def value(self, by: str) -> float | None:
         """The figure this candidate is ranked by."""
@@ -98,6 +104,7 @@ def candidates(record: RunRecord, evaluations: dict[str, dict[str, Any]],
             ok = drop <= max_drop if drop is not None else bool(ev.get("passed"))
             acc = "passed" if ok else "failed"
         name = Path(m.path).name
+        ok_numerics, why_numerics = verdict(e.raw.numerics if e.raw else None)
         out.setdefault(e.job.device_id, []).append(Candidate(
             model=f"{m.scheme} ({name})" if m.scheme else name, sha256=m.sha256,
             scheme=m.scheme, delegate=e.job.delegate, threads=e.job.threads, latency_ms=lat,
@@ -108,6 +115,7 @@ def candidates(record: RunRecord, evaluations: dict[str, dict[str, Any]],
             energy_label=e.raw.energy.label if e.raw and e.raw.energy else None,
             energy_on_usb=bool(e.raw and e.raw.energy and e.raw.energy.on_external_power),
             size_bytes=m.size_bytes, accuracy=acc, drop=drop, metric=metric, job_id=e.job.job_id,
+            numerics=ok_numerics, numerics_why=why_numerics,
         ))
     return out
 
@@ -132,7 +140,10 @@ def _gives_up(best: Candidate, other: Candidate, by: str) -> str:
 def recommend_device(device: str, cands: list[Candidate], by: str,
                      max_drop: float) -> DeviceRecommendation:
     """Rank one device's candidates and pick the best that passes the gate."""
-    excluded: list[str] = []
+    wrong = [c for c in cands if c.numerics is False]  # numerics failed on the device
+    excluded = [f"{c.model} · {c.delegate}: {c.numerics_why} (measured on the device)"
+                for c in wrong]
+    cands = [c for c in cands if c.numerics is not False]
     evaluated = [c for c in cands if c.accuracy != NOT_EVALUATED]
     if evaluated:
         pool = [c for c in cands if c.accuracy == "passed"]
@@ -150,8 +161,11 @@ def recommend_device(device: str, cands: list[Candidate], by: str,
         if c.value(by) is None:
             excluded.append(f"{c.model} · {c.delegate}: no {by} figure measured")
     ranked.sort(key=lambda c: (c.value(by), c.latency_ms, c.size_bytes, c.model, c.delegate))
+    if wrong:
+        note += f"; numerics gate: cosine ≥ {DEFAULT_MIN_COSINE:g} where measured"
     if not ranked:
-        why = ("no variant passes the accuracy gate" if evaluated and not pool
+        why = ("every candidate fails the numerics gate" if wrong and not cands
+               else "no variant passes the accuracy gate" if evaluated and not pool
                else f"no candidate has a {by} figure")
         return DeviceRecommendation(device, by, None, None, None, f"{note}; {why}", excluded)
     best = ranked[0]

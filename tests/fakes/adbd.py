@@ -6,8 +6,11 @@ shell protocol v2 with real exit codes) and ``sync`` (STAT, LIST, SEND, RECV, QU
 Properties and ``dumpsys`` answers come from a device profile (JSON in
 ``device_profiles/``); the filesystem is a sandbox folder; ``benchmark_model`` is a
 stand-in that records its argv and replays a real recorded output for the requested
-delegate (``tests/fixtures/android``). A test can make it drop the connection in the
-middle of a benchmark, and keep it away for a while or for good.
+delegate (``tests/fixtures/android``); asked for ``--output_filepath`` it computes the
+outputs with host LiteRT on the ``--input_layer_value_files`` inputs (the one thing it
+computes rather than replays: a loopback device has no delegate of its own). A test
+can make it drop the connection in the middle of a benchmark, and keep it away for a
+while or for good.
 
 Only what quantlab's Android agent uses is implemented; the banner advertises only
 ``shell_v2`` and ``cmd``.
@@ -549,6 +552,72 @@ class FakeAndroidDevice:
 
     # ------------------------------------------------------------------ benchmark_model
 
+    def _value_files(self, flags: dict[str, str]) -> dict[str, str]:
+        """``--input_layer_value_files``: ``name:path`` items split on ``,``; ``::`` in a
+        name or path stands for ``:`` (benchmark_model's escaping)."""
+        files = {}
+        for item in filter(None, flags.get("input_layer_value_files", "").split(",")):
+            i, at = 0, -1
+            while i < len(item) - 1:
+                if item[i] == ":":
+                    if item[i + 1] == ":":
+                        i += 1
+                    else:
+                        at = i
+                i += 1
+            files[item[:at].replace("::", ":")] = item[at + 1:].replace("::", ":")
+        return files
+
+    def _write_outputs(self, flags: dict[str, str], delegate: str) -> tuple[bytes, int]:
+        """``--output_filepath``: the stand-in COMPUTES the outputs with host LiteRT (builtin
+        kernels for ``cpu``, XNNPACK otherwise; ``gpu`` outputs rounded through float16 to
+        stand in for the GPU's half precision) from the input files, and writes them as
+        benchmark_model does: every output's raw bytes, in output order. A profile's
+        ``numerics_faults`` ({delegate: "zeros"}) makes a delegate compute garbage."""
+        import numpy as np
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        kwargs: dict[str, Any] = {}
+        if delegate == "cpu":
+            kwargs["experimental_op_resolver_type"] = \
+                OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        try:
+            interp = Interpreter(model_path=str(self.host_path(flags["graph"])), **kwargs)
+            interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            return f"ERROR: Failed to construct interpreter ({exc})\n".encode(), 1
+        names = [n for n in flags.get("input_layer", "").split(",") if n]
+        files = self._value_files(flags)
+        rng = np.random.default_rng(0)
+        for j, d in enumerate(interp.get_input_details()):
+            path = files.get(names[j]) if j < len(names) else None
+            want = int(np.prod(d["shape"])) * np.dtype(d["dtype"]).itemsize
+            if path is None:
+                data = rng.integers(0, 255, want, dtype=np.uint8).tobytes()
+            else:
+                host = self.host_path(path)
+                if not host.is_file():
+                    return (f"ERROR: Failed to read the input_layer_value_file:{path}\n"
+                            .encode(), 134)
+                data = host.read_bytes()
+                if len(data) != want:
+                    return (f"ERROR: The size of {path} is {len(data)} bytes. It should be "
+                            f"{want} bytes.\n".encode(), 134)
+            interp.set_tensor(d["index"], np.frombuffer(data, dtype=d["dtype"])
+                              .reshape(d["shape"]))
+        interp.invoke()
+        fault = self.profile.get("numerics_faults", {}).get(delegate)
+        blob = b""
+        for d in interp.get_output_details():
+            out = interp.get_tensor(d["index"])
+            if delegate == "gpu" and out.dtype == np.float32:
+                out = out.astype(np.float16).astype(np.float32)
+            if fault == "zeros":
+                out = np.zeros_like(out)
+            blob += out.tobytes()
+        self.host_path(flags["output_filepath"]).write_bytes(blob)
+        return b"", 0
+
     def _benchmark(self, args: list[str], conn: _Connection | None,
                    limit: float | None = None) -> tuple[bytes, bytes, int]:
         self.benchmark_calls.append(list(args))
@@ -594,6 +663,10 @@ class FakeAndroidDevice:
         if fixture is None:
             return b"", f"ERROR: {delegate} delegate is not available\n".encode(), 1
         text = (FIXTURES / fixture).read_text()
+        if flags.get("output_filepath") and not self.profile.get("ignores_output_filepath"):
+            err, code = self._write_outputs(flags, delegate)
+            if code:
+                return b"", err, code
         profile_file = flags.get("op_profiling_output_file")
         if profile_file and flags.get("enable_op_profiling") == "true":
             table = self.profile.get("profile_fixture")

@@ -1,0 +1,96 @@
+"""Numerics on an Android phone: fixed inputs in, the delegate's outputs back.
+
+benchmark_model reads input tensors from raw files (``--input_layer``,
+``--input_layer_shape``, ``--input_layer_value_files``: each file exactly the tensor's
+bytes) and, after its last run, writes every output tensor's raw bytes one after the
+other to ``--output_filepath`` (in the interpreter's output order). quantlab makes the
+inputs and the float reference's outputs on the host (:meth:`agents.sim.SimAgent.
+prepare_numerics`), pushes the input files, runs one short launch on the job's delegate,
+pulls the output file, splits it by the model's output tensors and compares on the host
+(:mod:`harness.numerics`).
+
+``benchmark_litert_model`` (the ``litert-*`` delegates) fills its inputs with random
+data and writes no outputs, so it cannot be checked: :data:`LITERT_REASON` says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from harness.numerics import compare_outputs, dequantize, jsonable
+
+LITERT_REASON = ("benchmark_litert_model fills its inputs with random data and writes no "
+                 "outputs, so its numerics cannot be checked: run the same model with a "
+                 "benchmark_model delegate (xnnpack, gpu, nnapi, …) for numerics")
+OLD_TOOL_REASON = ("benchmark_model wrote no output file: builds older than TensorFlow 2.15 "
+                   "ignore --output_filepath; provision a newer benchmark_model "
+                   "(`quantlab android provision`)")
+
+
+class NumericsUnsupported(ValueError):
+    """The model's tensors cannot go through benchmark_model's input/output files."""
+
+
+def _escape(name: str) -> str:
+    """A tensor name inside ``--input_layer_value_files`` (``:`` is written ``::``)."""
+    return name.replace(":", "::")
+
+
+def input_flags(prepared: Mapping[str, Any], remote_dir: str) -> list[str]:
+    """benchmark_model flags that load the prepared input files from ``remote_dir``.
+    Raises :class:`NumericsUnsupported` for a model whose inputs the flags cannot name
+    (a ``,`` in a name, string tensors)."""
+    inputs = list(prepared["inputs"])
+    for spec in inputs:
+        if "," in spec["name"]:
+            raise NumericsUnsupported(f"input {spec['name']!r} has a comma in its name, which "
+                                      "benchmark_model's --input_layer cannot express")
+        if spec["dtype"] in ("object", "bytes", "str"):
+            raise NumericsUnsupported(f"input {spec['name']!r} is a string tensor")
+    if not inputs:
+        return []
+    return [
+        "--input_layer=" + ",".join(s["name"] for s in inputs),
+        "--input_layer_shape=" + ":".join(",".join(str(d) for d in s["shape"])
+                                          for s in inputs),
+        "--input_layer_value_files=" + ",".join(
+            f"{_escape(s['name'])}:{remote_dir}/{s['file']}" for s in inputs),
+    ]
+
+
+def split_outputs(blob: bytes, prepared: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The output file cut into the model's outputs, dequantized to float, by name.
+    Raises ValueError when its size is not the sum of the output tensors' bytes."""
+    outputs = list(prepared["outputs"])
+    want = sum(int(o["bytes"]) for o in outputs)
+    if len(blob) != want:
+        sizes = ", ".join(f"{o['name']} {o['bytes']}" for o in outputs)
+        raise ValueError(f"the output file has {len(blob)} bytes; the model's outputs take "
+                         f"{want} ({sizes})")
+    out: dict[str, np.ndarray] = {}
+    at = 0
+    for o in outputs:
+        n = int(o["bytes"])
+        arr = np.frombuffer(blob[at:at + n], dtype=np.dtype(o["dtype"])).reshape(o["shape"])
+        scale, zero = o.get("quantization", (0.0, 0))
+        out[o["name"]] = dequantize(arr, float(scale), int(zero))
+        at += n
+    return out
+
+
+def compare(prepared: Mapping[str, Any], reference: Mapping[str, np.ndarray], blob: bytes,
+            runner: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The numerics record of one job (as the simulator's: figures per output and the worst,
+    how the inputs were made, the reference) and the device's outputs. A size mismatch
+    gives a record with ``error`` and no outputs."""
+    context = {**prepared.get("context", {}),
+               "computed_by": f"device ({runner} --output_filepath)"}
+    try:
+        got = split_outputs(blob, prepared)
+    except ValueError as exc:
+        return jsonable({"error": str(exc), **context}), {}
+    result = compare_outputs(dict(reference), got)
+    return jsonable({**result, **context}), got
