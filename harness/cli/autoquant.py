@@ -117,7 +117,8 @@ def _fmt_step(step: dict[str, Any]) -> list[str]:
     parts = [o.get("granularity", ""),
              f"{o['calibration_samples']} calib" if o.get("calibration_samples") else "",
              f"≤{o['mixed_max_size_share']:.0%} of fp32" if o.get("mixed_max_size_share") else "",
-             f"{step['qat']['epochs_run']} epochs" if step.get("qat") else ""]
+             f"{step['qat']['epochs_run']} epochs" if step.get("qat") else "",
+             f"fp16: {', '.join(o['keep'])}" if o.get("keep") else ""]
     opts = ", ".join(p for p in parts if p)
     size = f"{step['size_bytes'] / 1024:.1f} KiB" if step.get("size_bytes") else "–"
     value = "–" if step.get("value") is None else f"{step['value']:.4f}"
@@ -160,7 +161,8 @@ def autoquant(
     explore: Annotated[bool, typer.Option("--explore", help="Try every rung, then choose.")]
     = False,
     coreml: Annotated[bool, typer.Option("--coreml", help="Also climb the Core ML ladder "
-                                         "(w8 → w4 → fp16).")] = False,
+                                         "(w8 → w4 → w4 with the most sensitive layer fp16 → "
+                                         "fp16).")] = False,
     out: Annotated[str | None, typer.Option("--out", help="Folder for the steps, ladder.json, "
                                             "the chosen variant and report.html.")] = None,
     epochs: EpochsOpt = 10,

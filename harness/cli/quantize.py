@@ -69,6 +69,12 @@ QatLayersOpt = Annotated[
 GranularityOpt = Annotated[
     str, typer.Option("--granularity", help="int8 weights: per-channel or per-tensor.")
 ]
+CoremlKeepOpt = Annotated[
+    str | None,
+    typer.Option("--coreml-keep", help="coreml-w4: leave these Keras layers' weights fp16 "
+                 "(comma-separated), or sensitive:N for the N most int8-sensitive (ranked on "
+                 "--calib)."),
+]
 
 
 def qat_settings(epochs: int, lr: float, qat_layers: str | None) -> dict[str, Any]:
@@ -204,6 +210,7 @@ def quantize_cmd(
     lr: LrOpt = 1e-4,
     qat_layers: QatLayersOpt = None,
     granularity: GranularityOpt = "per-channel",
+    coreml_keep: CoremlKeepOpt = None,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -230,7 +237,8 @@ def quantize_cmd(
         force=force,
         train=train,
         qat=qat_settings(epochs, lr, qat_layers),
-        options={"granularity": granularity},
+        options={"granularity": granularity,
+                 **({"coreml_keep": split_list(coreml_keep)} if coreml_keep else {})},
     )
     rows = [
         {
@@ -261,6 +269,8 @@ def quantize_cmd(
             early = ", stopped early" if v.qat["stopped_early"] else ""
             note = (f"trained {v.qat['epochs_run']}/{v.qat['epochs']} epochs "
                     f"(best {v.qat['best_epoch']}{early})")
+        if v.options and v.options.get("keep"):
+            note = "; ".join([f"kept fp16: {', '.join(v.options['keep'])}", *(v.notes or [])])
         ops = f"{v.ops['float_ops']}/{v.ops['total_ops']}" if v.ops else ""
         size = f"{v.size_bytes / 1024:.1f} KiB" if v.size_bytes else ""
         table.add_row(v.scheme, "ok" if v.status == "ok" else "[red]failed[/]", size, ops, note)

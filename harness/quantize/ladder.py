@@ -19,9 +19,14 @@ caller's ``measure`` (the CLI uses the same dispatcher as ``quantlab bench``)
 and the fastest wins; latencies whose 95 % intervals overlap (or medians
 within :data:`TIE_SHARE`) are a tie, and ties go to the smaller file.
 
-The Core ML ladder (``coreml-w8`` → ``coreml-w4`` → ``coreml-fp16``) makes
-each rung and records its size; accuracy needs a Core ML runtime (macOS), so
-on other hosts every Core ML step says that it was not measured and why.
+The Core ML ladder (``coreml-w8`` → ``coreml-w4`` → ``coreml-w4`` with the most
+int8-sensitive layers kept fp16 → ``coreml-fp16``) makes each rung and records its
+size; accuracy needs a Core ML runtime (macOS), so on other hosts every Core ML
+step says that it was not measured and why. The kept layers come from the same
+int8 sensitivity ranking as mixed-int8 (mapped to Keras layers as ``--qat-layers
+sensitive:N`` is), among the layers whose weights palettization compresses; with
+no accuracy to check, the kept set cannot grow until a gate passes as mixed-int8's
+does, so the rung keeps :data:`COREML_KEEP_LAYERS` (``LadderRequest.coreml_keep``).
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ RANGE_MISMATCH = 0.2
 MIXED_MAX_SIZE_SHARE = 0.6
 """Largest mixed-int8 size, as a share of the float model, that the ladder accepts."""
 TIE_SHARE = 0.03
+COREML_KEEP_LAYERS = 1
+"""Most int8-sensitive layers the palettized Core ML rung keeps fp16."""
 NO_COREML_RUNTIME = ("not measured: no Core ML runtime on this host (coremltools predicts "
                      "only on macOS); benchmark it on an iPhone")
 
@@ -74,6 +81,7 @@ class LadderRequest:
     image: Any = None
     qat: dict[str, Any] = field(default_factory=dict)
     mixed_max_size_share: float = MIXED_MAX_SIZE_SHARE
+    coreml_keep: int = COREML_KEEP_LAYERS
 
 
 def _arrays(path: str, req: LadderRequest) -> np.ndarray | None:
@@ -139,11 +147,19 @@ def tflite_rungs(req: LadderRequest) -> list[dict[str, Any]]:
     return rungs
 
 
-def coreml_rungs() -> list[dict[str, Any]]:
-    """The Core ML rungs in climbing order."""
+def coreml_rungs(req: LadderRequest | None = None) -> list[dict[str, Any]]:
+    """The Core ML rungs in climbing order (the kept-layers rung ranks layers on ``req``'s
+    calibration data)."""
+    keep = req.coreml_keep if req else COREML_KEEP_LAYERS
     return [
         {"name": "coreml-w8", "scheme": "coreml-w8", "options": {"granularity": "per-channel"}},
         {"name": "coreml-w4", "scheme": "coreml-w4", "options": {"palettization": "4-bit"}},
+        {"name": "coreml-w4 (sensitive layers kept)", "scheme": "coreml-w4",
+         "options": {"palettization": "4-bit", "coreml_keep": [f"sensitive:{keep}"]},
+         "calib": req.calib if req else None, "calib_samples": req.calib_samples if req else 0,
+         "note": (f"the {keep} most int8-sensitive layer(s) among those palettization "
+                  "compresses stay fp16; the kept set grows only where Core ML accuracy can "
+                  "be checked")},
         {"name": "coreml-fp16", "scheme": "coreml-fp16", "options": {}, "last_resort": True},
     ]
 
@@ -176,7 +192,8 @@ def _make_step(req: LadderRequest, rung: dict[str, Any], index: int, root: Path,
             eval_data=req.data, calib_samples=max(1, int(rung.get("calib_samples") or 1)),
             seed=req.seed, max_drop=req.max_drop, x_key=req.x_key, y_key=req.y_key,
             image=req.image, force=True, train=rung.get("train"), qat=req.qat,
-            options={k: v for k, v in rung["options"].items() if k.startswith(("gran", "mixed"))},
+            options={k: v for k, v in rung["options"].items()
+                     if k.startswith(("gran", "mixed", "coreml_keep"))},
             progress=lambda name, ev: _emit(progress, name, **ev))
     except QuantlabError as exc:
         step.update(verdict="error", passed=False, why_next=exc.one_line(),
@@ -310,9 +327,9 @@ def climb(req: LadderRequest, measure: MeasureFn | None = None,
 def climb_coreml(req: LadderRequest, root: Path, progress: ProgressFn | None) -> dict[str, Any]:
     """The Core ML rungs: each made and sized; accuracy only where a Core ML runtime exists."""
     steps: list[dict[str, Any]] = []
-    for rung in coreml_rungs():
+    for rung in coreml_rungs(req):
         _emit(progress, "ladder_rung", rung=rung["name"], index=len(steps) + 1)
-        step = _make_step(req, {**rung, "calib": None, "calib_samples": 0}, 50 + len(steps),
+        step = _make_step(req, {"calib": None, "calib_samples": 0, **rung}, 50 + len(steps),
                           root, progress)
         steps.append(step)
         _emit(progress, "ladder_step", **step)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import time
 import traceback
@@ -38,19 +37,9 @@ DEFAULT_PATIENCE = 2
 
 def layers_from_ranking(model: Any, ranked_tensors: list[str], count: int) -> list[str]:
     """The ``count`` Keras layers named first in a sensitivity ranking of converter tensors."""
-    names = [layer.name for layer in model.layers]
-    picked: list[str] = []
-    for tensor in ranked_tensors:
-        parts = re.split(r"[/;:]", tensor)
-        for name in names:
-            if name in picked:
-                continue
-            if any(p == name or re.fullmatch(re.escape(name) + r"_\d+", p) for p in parts):
-                picked.append(name)
-                break
-        if len(picked) >= count:
-            break
-    return picked
+    from harness.quantize.sensitivity import names_from_ranking
+
+    return names_from_ranking([layer.name for layer in model.layers], ranked_tensors, count)
 
 
 def apply_quantization(model: Any, layers: list[str] | None) -> Any:

@@ -7,6 +7,7 @@ sources. Both run inside the quantize worker process.
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -114,6 +115,23 @@ def greedy_keep_float(
         "steps": steps,
         "limit": limit,
     }
+
+
+def names_from_ranking(names: list[str], ranked_tensors: list[str], count: int) -> list[str]:
+    """The ``count`` layers of ``names`` named first in a sensitivity ranking of converter
+    tensors (``model/dense_1/MatMul;...``: a part equal to the name or the name plus ``_N``)."""
+    picked: list[str] = []
+    for tensor in ranked_tensors:
+        parts = re.split(r"[/;:]", tensor)
+        for name in names:
+            if name in picked:
+                continue
+            if any(p == name or re.fullmatch(re.escape(name) + r"_\d+", p) for p in parts):
+                picked.append(name)
+                break
+        if len(picked) >= count:
+            break
+    return picked
 
 
 def rank_layers(

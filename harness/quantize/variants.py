@@ -125,6 +125,8 @@ def run_worker(
 
 
 def _raise_fatal(ev: dict[str, Any], source: Path) -> None:
+    if ev.get("kind") == "UserError":  # an option the model contradicts (options.OptionError)
+        raise UserError(ev["message"], hint=ev.get("hint"))
     cls = DataError if ev.get("kind") == "DataError" else ModelError
     if cls is ModelError:
         msg = ev["message"]
@@ -179,7 +181,8 @@ def quantize(
     with ``qat`` settings (epochs, lr, batch_size, val_split, patience,
     layers; see :mod:`harness.quantize.qat`). ``options``: int8 options
     (granularity per-channel/per-tensor, mixed-precision limits; see
-    :mod:`harness.quantize.options`), recorded per variant.
+    :mod:`harness.quantize.options`) and ``coreml_keep`` (Keras layers that
+    ``coreml-w4`` leaves fp16, or ``["sensitive:N"]``), recorded per variant.
 
     ``schemes``: scheme names (see schemes.SCHEMES; ``all``, ``tflite``,
     ``coreml`` expand). ``calib``: .npz/.npy/image folder for calibration (and
@@ -191,10 +194,17 @@ def quantize(
     src = Path(source)
     kind = source_kind(src)
     picked: list[Scheme] = resolve_schemes(schemes or ["all"])
-    from harness.quantize.options import check_options
+    from harness.quantize.options import check_options, keeps_layers
     from harness.quantize.qat import check_request
 
     options = check_options(options)
+    if options.get("coreml_keep"):
+        if not any(keeps_layers(s) for s in picked):
+            raise UserError("--coreml-keep keeps layers fp16 in palettized Core ML weights",
+                            hint="add the scheme coreml-w4")
+        if kind != "keras":
+            raise UserError(f"--coreml-keep names Keras layers: {src} is a {kind} source",
+                            hint="pass the .keras/.h5 file")
     check_request(picked, kind, src, train)
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not force:

@@ -22,6 +22,7 @@ import numpy as np
 
 from harness.errors import DataError, ModelError, QuantlabError
 from harness.quantize import data as qdata
+from harness.quantize.options import OptionError
 from harness.quantize.schemes import SCHEMES, Scheme
 
 DEBUG_SAMPLES = 200
@@ -253,14 +254,19 @@ class Job:
         if scheme.format == "coreml":
             from harness.quantize import coreml
 
-            coreml.convert(
+            facts = coreml.convert(
                 self.model,
                 self.kind,
-                scheme.coreml or {},
+                {**(scheme.coreml or {}), **self._coreml_keep(scheme)},
                 tuple(self.input_shape),
                 self.input_dtype,
                 str(out),
             )
+            if facts.get("notes"):
+                extra["notes"] = [*extra.get("notes", []), *facts["notes"]]
+            if facts.get("keep") is not None:
+                extra["options"] = {**extra.get("options", {}), "keep": facts["keep"],
+                                    "keep_ops": facts["keep_ops"]}
             return {"file": out.name, **extra}
         if scheme.mixed:
             model, mixed = self._mixed(converter, scheme)
@@ -325,6 +331,24 @@ class Job:
             max_float=opts.get("mixed_max_float_layers"),
             max_size=int(share * len(self.fp32)) if share else None,
         )
+
+    def _coreml_keep(self, scheme: Scheme) -> dict[str, Any]:
+        """The layers a palettized Core ML scheme keeps fp16 (``keep``) and, for
+        ``sensitive:N``, the int8 sensitivity ranking on the calibration data (``ranking``)."""
+        from harness.quantize import options as qoptions
+
+        keep = (self.req.get("options") or {}).get("coreml_keep")
+        if not keep or not qoptions.keeps_layers(scheme):
+            return {}
+        if qoptions.sensitive_count(keep) is None:
+            return {"keep": keep}
+        if self.calib_x is None:
+            raise ValueError("--coreml-keep sensitive:N ranks layers on calibration data "
+                             "(--calib)")
+        from harness.quantize import tflite_tf
+
+        ranking = tflite_tf.layer_errors(self.model, self.kind, self.calib_x)
+        return {"keep": keep, "ranking": [r["layer"] for r in ranking]}
 
     def _calib_count(self) -> int | None:
         return None if self.calib_x is None else len(self.calib_x)
@@ -391,6 +415,9 @@ def main(request_path: str) -> int:
         t0 = time.perf_counter()
         try:
             fields = job.make(scheme)
+        except OptionError as exc:  # e.g. --coreml-keep names a layer the model lacks
+            events.emit("fatal", kind="UserError", message=exc.message, hint=exc.hint)
+            return 3
         except Exception as exc:
             traceback.print_exc()
             events.emit("failed", scheme=name, error=_short(exc), seconds=time.perf_counter() - t0)
