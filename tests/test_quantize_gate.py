@@ -148,4 +148,4 @@ def test_gate_per_delegate_from_a_stored_bench(keras_variants: Path, digits: tup
     assert "fp32" in gate["not_benchmarked"] and "fp16" in gate["not_benchmarked"]
     human = quantlab("evaluate", str(keras_variants), "--data", str(digits[1]),
                      "--per-delegate", "--results", res)
-    assert human.returncode == 0 and "gate per delegate" in human.stdout
+    assert human.returncode == 0 and "Gate per delegate" in human.stdout

@@ -61,12 +61,12 @@ def register(app: typer.Typer) -> None:
 
 
 def _plan_table(the_plan: Plan) -> Any:
-    from harness.cli.tables import _label_column, _table, model_label
+    from harness.cli.tables import label_column, model_label, new_table
 
-    table = _table(f"Plan: {len(the_plan.jobs)} jobs, {len(the_plan.skipped)} skipped")
-    _label_column(table, "model", 18)
-    _label_column(table, "device", 12)
-    _label_column(table, "delegate", 12)
+    table = new_table(f"Plan: {len(the_plan.jobs)} jobs, {len(the_plan.skipped)} skipped")
+    label_column(table, "model", 18)
+    label_column(table, "device", 12)
+    label_column(table, "delegate", 12)
     table.add_column("status / reason", overflow="fold", max_width=40)
     for job in the_plan.jobs:
         table.add_row(model_label({"path": job.model.path, "scheme": job.model.scheme}),

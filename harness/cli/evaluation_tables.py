@@ -1,5 +1,6 @@
 """Terminal tables of ``quantlab evaluate``: the accuracy table per variant and, with
-``--per-delegate``, the verdict per (variant, device, delegate)."""
+``--per-delegate``, the verdict per (variant, device, delegate). One line per row in an
+80-column terminal (:mod:`harness.cli.tables`); long reasons go below the table."""
 
 from __future__ import annotations
 
@@ -7,78 +8,90 @@ from pathlib import Path
 from typing import Any
 
 from harness.cli.common import console
+from harness.cli.tables import label_column, new_table, number_column, shorten
+
+PASS, FAIL = "[green]pass[/]", "[red]FAIL[/]"
+
+
+def _figure(value: float | None, fmt: str) -> str:
+    return "–" if value is None else format(value, fmt)
 
 
 def print_per_delegate(gate: dict[str, Any]) -> None:
-    """The per-delegate gate as a table, and the variants no stored run measured."""
-    from rich.table import Table
-
-    table = Table(title=f"gate per delegate (accuracy on the host AND numerics on the device, "
-                  f"cosine ≥ {gate['min_cosine']:g})")
-    for col in ("variant", "device", "delegate", "cosine", "SQNR dB", "gate", "why"):
-        table.add_column(col, overflow="fold")
+    """The per-delegate gate as a table; below it, why a pair failed or has no verdict,
+    and the variants no stored run measured."""
+    table = new_table(f"Gate per delegate: host accuracy AND device numerics "
+                      f"(cosine ≥ {gate['min_cosine']:g})")
+    label_column(table, "variant", 14)
+    label_column(table, "device", 16)
+    label_column(table, "delegate", 12)
+    number_column(table, "cosine")
+    number_column(table, "SQNR dB")
+    table.add_column("gate", no_wrap=True)
+    notes = []
     for r in gate["rows"]:
         n = r["numerics"] or {}
-        cos, sqnr = n.get("cosine"), n.get("sqnr_db")
-        mark = {True: "[green]pass[/]", False: "[red]FAIL[/]", None: "[yellow]no verdict[/]"}
-        table.add_row(r["scheme"] or Path(r["path"]).name, r["device"], r["delegate"],
-                      "–" if cos is None else f"{cos:.4f}",
-                      "–" if sqnr is None else f"{sqnr:.1f}", mark[r["passed"]], r["why"])
+        name = r["scheme"] or Path(r["path"]).name
+        mark = {True: PASS, False: FAIL, None: "[yellow]none[/]"}[r["passed"]]
+        table.add_row(name, r["device"], r["delegate"], _figure(n.get("cosine"), ".4f"),
+                      _figure(n.get("sqnr_db"), ".1f"), mark)
+        if r["passed"] is not True:
+            notes.append(f"{name} · {r['device']} · {r['delegate']}: {r['why']}")
     console.print(table)
+    for note in notes:
+        console.print(f"[dim]{note}[/]")
     if gate["not_benchmarked"]:
         console.print(f"[dim]not benchmarked in this store: "
                       f"{', '.join(gate['not_benchmarked'])}[/]")
 
 
-def print_evaluation(report: dict[str, Any]) -> None:
-    """One row per variant: metric, drop, gate, fidelity, calibration shift, edge cases."""
-    from rich.table import Table
+def _edge_cases(v: dict[str, Any]) -> str:
+    bad = [e["case"] for e in v["edge_cases"] if not e["ok"]]
+    odd = [e["case"] for e in v["edge_cases"] if e["ok"] and
+           (e.get("saturated") or e.get("diverged"))]
+    if bad:
+        return "[red]" + ", ".join(bad) + "[/]"
+    return "[yellow]odd: " + ", ".join(odd) + "[/]" if odd else "ok"
 
+
+def print_evaluation(report: dict[str, Any]) -> None:
+    """One row per variant: metric, drop, gate, fidelity of the first output, the label-free
+    agreement, calibration (mean score) shift, edge cases; errors and skipped schemes below."""
     metric = report["metric"]
     task = report.get("task") or {}
     agree = task.get("label_free_metric", "top1_agreement")
     console.print(f"[dim]task {task.get('name')} ({task.get('why')})"
                   + "".join(f"; {n}" for n in task.get("notes", [])) + "[/]")
-    table = Table(
-        title=f"{task.get('name', 'accuracy')} on {report['samples']} samples (reference fp32 "
-        f"{metric} = {report['reference']['value']:.4f})"
-    )
-    for col in ("scheme", metric, "drop", "max", "gate", "SQNR dB", "cosine", agree,
-                "score shift", "edge cases"):
-        table.add_column(col)
+    table = new_table(f"{task.get('name', 'accuracy')} on {report['samples']} samples: "
+                      f"{metric} (fp32 {report['reference']['value']:.4f}); agree = {agree}")
+    table.add_column("scheme", no_wrap=True, overflow="ellipsis", min_width=12, max_width=14)
+    for col in (metric, "drop", "max"):
+        number_column(table, shorten(col, 8))
+    table.add_column("gate", no_wrap=True)
+    for col in ("SQNR", "cosine", "agree", "shift"):
+        number_column(table, col)
+    label_column(table, "edge", 16)
+    errors = []
     for v in report["variants"]:
+        name = v["scheme"] or Path(v["path"]).name
         if v.get("error"):
-            table.add_row(v["scheme"] or v["path"], "–", "–", f"{v['gate']['max_drop']:g}",
-                          "[red]FAIL[/]", "", "", "", "", f"[red]{v['error'][:80]}[/]")
+            table.add_row(name, "–", "–", f"{v['gate']['max_drop']:g}", FAIL,
+                          "", "", "", "", "[red]error[/]")
+            errors.append(f"{name}: {v['error']}")
             continue
         f0 = v["fidelity"]["outputs"][0]
-        bad = [e["case"] for e in v["edge_cases"] if not e["ok"]]
-        odd = [e["case"] for e in v["edge_cases"] if e["ok"] and
-               (e.get("saturated") or e.get("diverged"))]
-        edge = (
-            ("[red]" + ", ".join(bad) + "[/]")
-            if bad
-            else ("[yellow]saturated/diverged: " + ", ".join(odd) + "[/]" if odd else "ok")
-        )
         gate = v["gate"]
-        drop = f"{gate['drop_pt']:+.2f} pt" if gate.get("drop_pt") is not None \
+        drop = f"{gate['drop_pt']:+.2f}pt" if gate.get("drop_pt") is not None \
             else f"{gate['drop']:+.4f}"
-        value = v["fidelity"].get(agree)
         cal = v.get("calibration") or {}
         table.add_row(
-            v["scheme"] or v["path"],
-            f"{gate['value']:.4f}",
-            drop,
-            f"{gate['max_drop']:g}",
-            "[green]pass[/]" if gate["passed"] else "[red]FAIL[/]",
+            name, f"{gate['value']:.4f}", drop, f"{gate['max_drop']:g}",
+            PASS if gate["passed"] else FAIL,
             "∞" if f0["sqnr_db"] is None else f"{f0['sqnr_db']:.1f}",
-            f"{f0['cosine']:.4f}",
-            "" if value is None else f"{value:.3f}",
-            "" if cal.get("mean_shift") is None else f"{cal['mean_shift']:+.4f}",
-            edge,
-        )
+            f"{f0['cosine']:.4f}", _figure(v["fidelity"].get(agree), ".3f"),
+            _figure(cal.get("mean_shift"), "+.3f"), _edge_cases(v))
     console.print(table)
+    for e in errors:
+        console.print(f"[red]{e}[/]")
     for s in report.get("skipped", []):
         console.print(f"[dim]not evaluated: {s['scheme']} ({s['reason']})[/]")
-
-

@@ -50,7 +50,7 @@ def model_label(model: dict[str, Any], width: int = LABEL_WIDTH) -> str:
     return shorten(label.replace(" ", "_"), width)
 
 
-def _table(title: str, **kwargs: Any) -> Table:
+def new_table(title: str, **kwargs: Any) -> Table:
     from rich import box
     from rich.table import Table
 
@@ -60,12 +60,12 @@ def _table(title: str, **kwargs: Any) -> Table:
                  padding=(0, 1, 0, 0), min_width=len(title), **kwargs)
 
 
-def _label_column(table: Table, name: str, max_width: int) -> None:
+def label_column(table: Table, name: str, max_width: int) -> None:
     # wrappable (so rich narrows it first) but labels have no spaces: it truncates instead
     table.add_column(name, overflow="ellipsis", max_width=max_width)
 
 
-def _number_column(table: Table, name: str) -> None:
+def number_column(table: Table, name: str) -> None:
     table.add_column(name, justify="right", no_wrap=True)
 
 
@@ -113,16 +113,16 @@ def results_table(results: list[dict[str, Any]], title: str = "Results",
                        if r.get("latency_ms")])
     if devices:
         title += f" · on {devices}"
-    table = _table(title)
-    _label_column(table, "model", LABEL_WIDTH)
+    table = new_table(title)
+    label_column(table, "model", LABEL_WIDTH)
     if not devices:
-        _label_column(table, "device", 12)
-    _label_column(table, "delegate", 12)
-    _number_column(table, f"{stat or 'latency'} ±CI")
-    _number_column(table, "p90")
+        label_column(table, "device", 12)
+    label_column(table, "delegate", 12)
+    number_column(table, f"{stat or 'latency'} ±CI")
+    number_column(table, "p90")
     if wide:
-        _number_column(table, "init")
-    _number_column(table, "mem")
+        number_column(table, "init")
+    number_column(table, "mem")
     table.add_column("status", no_wrap=True)
     for r in results:
         lat = r.get("latency_ms") or {}
@@ -174,14 +174,14 @@ def ops_table(result: dict[str, Any], top: int = 15) -> Table:
         cover = (f" · op sum {fmt_ms(result['ops_sum_ms'])} of "
                  f"{fmt_ms(result['ops_model_ms'])} "
                  f"({100 * result['ops_sum_ms'] / result['ops_model_ms']:.0f}%)")
-    table = _table(f"Top ops: {model_label(result['model'])} · {result['device']['id']} · "
+    table = new_table(f"Top ops: {model_label(result['model'])} · {result['device']['id']} · "
                    f"{result['delegate']}{cover}")
-    _number_column(table, "#")
-    _label_column(table, "op type", 20)
-    _label_column(table, "kernel", 28)
-    _label_column(table, "delegate", 10)
-    _number_column(table, "avg")
-    _number_column(table, "%")
+    number_column(table, "#")
+    label_column(table, "op type", 20)
+    label_column(table, "kernel", 28)
+    label_column(table, "delegate", 10)
+    number_column(table, "avg")
+    number_column(table, "%")
     for o in ops:
         avg = fmt_ms(o["avg_ms"]) if o["unit"] == "ms" else f"{o['avg_ms']:.0f} {o['unit']}"
         table.add_row(str(o["index"]), o["op_type"] or "?", o["kernel"], o["delegate"] or "CPU",
@@ -221,15 +221,15 @@ def runs_table(rows: list[dict[str, Any]], location: str) -> Table:
     some), models and devices."""
     from rich.markup import escape
 
-    table = _table(f"Runs in {location}")
+    table = new_table(f"Runs in {location}")
     table.add_column("run", no_wrap=True)
     table.add_column("UTC", no_wrap=True)
     table.add_column("status", no_wrap=True)
     table.add_column("jobs", no_wrap=True)
     tagged = any(r.get("tags") for r in rows)
     if tagged:
-        _label_column(table, "tags", 24)
-    _label_column(table, "models · devices", 40)
+        label_column(table, "tags", 24)
+    label_column(table, "models · devices", 40)
     for r in rows:
         jobs = " ".join(f"{n} {s}" for s, n in sorted(r["jobs"].items()))
         models = [m.removesuffix(".tflite") for m in r["models"]]
@@ -251,14 +251,14 @@ def comparison_table(c: Any) -> Table:
     device = _one_value([m.device for m in c.matches]) if c.matches else None
     title = (f"{c.new} vs {c.baseline} (threshold {100 * c.threshold:g}%"
              f"{', ' + one_stat + 's' if one_stat else ''}{', on ' + device if device else ''})")
-    table = _table(title)
-    _label_column(table, "variant", LABEL_WIDTH)
+    table = new_table(title)
+    label_column(table, "variant", LABEL_WIDTH)
     if not device:
-        _label_column(table, "device", 10)
-    _label_column(table, "delegate", 12)
-    _number_column(table, "base")
-    _number_column(table, "new")
-    _number_column(table, "ratio ±CI")
+        label_column(table, "device", 10)
+    label_column(table, "delegate", 12)
+    number_column(table, "base")
+    number_column(table, "new")
+    number_column(table, "ratio ±CI")
     table.add_column("verdict", no_wrap=True)
     colors = {"slower": "red", "faster": "green", FAILED: "red", UNTESTABLE: "yellow"}
     words = {SAME: "same"}
@@ -285,13 +285,13 @@ def comparison_table(c: Any) -> Table:
 def recommendation_table(run_id: str, by: str, recs: list[Any]) -> Table:
     """``recommend``'s pick per device, one line each (what the runner-up gives up is
     printed below the table)."""
-    table = _table(f"Recommendation for run {run_id} (by {by})")
-    _label_column(table, "device", 12)
-    _label_column(table, "best", LABEL_WIDTH)
-    _label_column(table, "delegate", 12)
-    _number_column(table, "latency")
-    _label_column(table, "accuracy", 16)
-    _label_column(table, "runner-up", LABEL_WIDTH)
+    table = new_table(f"Recommendation for run {run_id} (by {by})")
+    label_column(table, "device", 12)
+    label_column(table, "best", LABEL_WIDTH)
+    label_column(table, "delegate", 12)
+    number_column(table, "latency")
+    label_column(table, "accuracy", 16)
+    label_column(table, "runner-up", LABEL_WIDTH)
     for r in recs:
         if r.best is None:
             table.add_row(r.device, "[red]none[/]", "–", "–", "–", "–")
