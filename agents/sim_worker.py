@@ -312,7 +312,8 @@ def profile(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
         raise WorkerError(str(exc)) from None
     from agents.op_types import label_ops
 
-    rows, note = account_for_invoke(label_ops(prof.ops, nodes), prof.invoke_ms)
+    rows, note = account_for_invoke(label_ops(prof.ops, nodes), prof.invoke_ms,
+                                    prof.accounting)
     return {"ops": rows, "ops_model_ms": prof.invoke_ms, "ops_note": note}
 
 

@@ -29,7 +29,8 @@ import re
 from android_runner.parser import BenchmarkOutput, PhaseStats, parse_output, strip_prefix
 
 RESULTS_MARKER = "BENCHMARK RESULTS"
-_SOURCE_TAG = re.compile(r"^\s*\[[\w./-]+:\d+\]\s?")
+_SOURCE_TAG = re.compile(r"^\s*\[[^\]\s]+:\d+\]\s?")  # [benchmark_litert_model.h:94],
+# [./litert/tools/benchmark_litert_model.h:82], a Windows build's [.\litert/tools/….h:57]
 _FIELD = re.compile(
     r"^(?P<name>[A-Za-z][A-Za-z ]*?(?: \((?P<stat>[\w ]+)\))?):\s+(?P<value>-?[\d.]+(?:e[+-]?\d+)?)"
     r"\s*(?P<unit>ms|us|MB/s|MB)?(?:\s*\((?P<runs>\d+) runs\))?")

@@ -14,7 +14,7 @@ import re
 from statistics import median
 from typing import Any
 
-from android_runner.parser import BenchmarkOutput, PhaseStats
+from android_runner.parser import BenchmarkOutput, PhaseStats, ProfileRow
 from harness.records import LaunchStats, OpRecord, RawResult
 
 PARTITION_KERNELS: dict[str, str] = {
@@ -73,8 +73,36 @@ def _is_builtin(op: str) -> bool:
     return bool(re.fullmatch(r"[A-Z][A-Z0-9_]+", op)) and op != "DELEGATE"
 
 
+_DELEGATE_OP_ROW = re.compile(r"Delegate/.+:\d+")
+"""Name of an op a delegate profiled itself (TFLite's DELEGATE_PROFILED_OPERATOR events,
+e.g. XNNPACK's ``Delegate/Fully Connected (NC, F32) GEMM:1``): it ran inside the delegate."""
+
+
+def _runtime_event(row: ProfileRow) -> bool:
+    """A row of a runtime event, not an op: TFLite names those ``<tag>/<subgraph>``
+    (``AllocateTensors/0``, LiteRT's ``LiteRT::Run[Buffer sync]/0``); ops are named by
+    their outputs and node index (``[conv1]:0``) or ``Delegate/<kernel>:<n>``."""
+    return bool(re.fullmatch(re.escape(row.node_type) + r"/\d+", row.name or ""))
+
+
+def _profiled_delegate(out: BenchmarkOutput, delegate: str | None) -> str:
+    """The delegate the per-op rows of a delegate's own profiling ran inside: the one the
+    delegation line names, else the job's."""
+    owners = {PARTITION_KERNELS.get(d.kernel, d.kernel) for d in out.delegations}
+    if len(owners) == 1:
+        return owners.pop()
+    return delegate or "delegate"
+
+
 def profile_ops(out: BenchmarkOutput, delegate: str | None) -> tuple[list[OpRecord], list[str]]:
-    """Per-op records of the measured runs, delegate partitions marked; plus warnings."""
+    """Per-op records of the measured runs, delegate partitions marked; plus warnings.
+
+    Ops a delegate profiled itself (``Delegate/<kernel>:<n>``) are ops of that delegate.
+    Runtime events (``AllocateTensors/0``, ``LiteRT::Run[...]/0``) are kept as rows with
+    ``detail.runtime`` (they are part of each run's time, not ops); one that ran fewer
+    times than once a run (times called 0, e.g. the initial AllocateTensors) is left out
+    with a warning, as its time is not per inference.
+    """
     table = out.run_table()
     if table is None:
         return [], []
@@ -83,11 +111,16 @@ def profile_ops(out: BenchmarkOutput, delegate: str | None) -> tuple[list[OpReco
     ops: list[OpRecord] = []
     cpu_ops: list[str] = []
     partitions: list[str] = []
+    outside: list[str] = []
     by_type = table.title == "Summary by node type"
-    for k, row in enumerate(table.rows):
+    for row in table.rows:
         part = PARTITION_KERNELS.get(row.node_type)
         detail: dict[str, Any] = {"aggregated_by_type": True, "count": row.count} if by_type \
             else {}
+        runtime = not by_type and _runtime_event(row)
+        if runtime and row.times_called == 0:
+            outside.append(f"{row.node_type} ({row.avg_ms:g} ms)")
+            continue
         if row.name:
             detail["name"] = row.name
         if row.first_ms is not None:
@@ -97,12 +130,17 @@ def profile_ops(out: BenchmarkOutput, delegate: str | None) -> tuple[list[OpReco
             detail["partition"] = True
             partitions.append(row.node_type)
             owner: str | None = delegate if part == "delegate" and delegate else part
+        elif runtime:
+            detail["runtime"] = True
+            owner = None
+        elif _DELEGATE_OP_ROW.fullmatch(row.name or ""):
+            owner = _profiled_delegate(out, delegate)
         elif hexagon_cycles and not _is_builtin(row.node_type):
             owner, unit, value = "hexagon", "cycles", row.avg_ms * 1000
         else:
             owner = None
             cpu_ops.append(row.node_type)
-        ops.append(OpRecord(index=k, kernel=row.node_type, avg_ms=value,
+        ops.append(OpRecord(index=len(ops), kernel=row.node_type, avg_ms=value,
                             op_type=row.node_type if _is_builtin(row.node_type) else None,
                             delegate=owner, times_called=row.times_called, unit=unit,
                             detail=detail))
@@ -110,6 +148,9 @@ def profile_ops(out: BenchmarkOutput, delegate: str | None) -> tuple[list[OpReco
     if partitions and cpu_ops:
         warnings.append(f"{len(cpu_ops)} op(s) stayed on the CPU outside the delegate "
                         f"partition(s): {', '.join(sorted(set(cpu_ops)))}")
+    if outside:
+        warnings.append("left out of the op rows, ran outside the measured runs (times "
+                        f"called 0): {', '.join(outside)}")
     return ops, warnings
 
 

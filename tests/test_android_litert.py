@@ -3,6 +3,7 @@ and litert-* delegate rows through a REAL adb server and a loopback phone."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from test_android_adb import (  # noqa: F401  (pytest fixtures)
     model,
     phones,
 )
+from test_android_cli import cli
 
 from android_runner import provision
 from android_runner.litert_command import build_litert_command
@@ -60,6 +62,84 @@ def test_median_and_op_table() -> None:
     assert raw.ops[1].delegate is None and raw.ops[0].detail["partition"]
     assert raw.runner["delegation"] == {"kernel": "TfLiteXNNPackDelegate", "nodes": 5,
                                         "total": 6, "partitions": 2}
+
+
+def _import(tmp_path: Path, fixture: str, *args: str) -> dict[str, Any]:
+    """``quantlab import`` of a recorded log, end to end: the stored result as --json."""
+    out = cli(["import", str(FIX / fixture), "--device-name", "recorded", *args, "--json"],
+              tmp_path)
+    assert out.returncode == 0, out.stderr
+    (r,) = json.loads(out.stdout)["results"]
+    assert r["runner"]["name"] == "benchmark_litert_model"
+    return dict(r)
+
+
+@pytest.mark.parametrize(("fixture", "figures"), [
+    # Arm's LiteRT + KleidiAI SME2 learning path (see SOURCES.md): the same fc_fp32.tflite,
+    # --use_cpu=true --use_profiler=true --num_threads=1, with and without KleidiAI
+    ("litert_cpu_profile_kleidiai_armlp.txt",
+     {"init": 4.48, "first": 1.03, "warmup_avg": 0.47, "block_avg": 0.46, "mean": 0.464545,
+      "median": 0.462, "count": 2112, "overall_mb": 11.51,
+      "fc": ("Fully Connected (NC, PF32) GEMM", 0.382, 0.538), "reshape": 0.003,
+      "registration": 0.014, "sync": 0.012, "allocate": "0.291 ms"}),
+    ("litert_cpu_profile_xnnpack_armlp.txt",
+     {"init": 4.49, "first": 1.93, "warmup_avg": 1.39, "block_avg": 1.38, "mean": 1.37964,
+      "median": 1.373, "count": 1000, "overall_mb": 11.25,
+      "fc": ("Fully Connected (NC, F32) GEMM", 1.269, 1.564), "reshape": 0.004,
+      "registration": 0.018, "sync": 0.016, "allocate": "0.195 ms"}),
+])
+def test_recorded_op_table_imports(tmp_path: Path, fixture: str,
+                                   figures: dict[str, Any]) -> None:
+    """A real benchmark_litert_model log with its op table, through ``quantlab import``:
+    init, first inference, mean and median (from the tool's measured-runs line), the op
+    rows as printed; XNNPACK's own per-op rows are XNNPACK's, LiteRT's runtime events are
+    not ops, and the initial AllocateTensors (times called 0) is not a per-run row."""
+    f = figures
+    r = _import(tmp_path, fixture)
+    assert r["status"] == "ok" and r["delegate"] == "litert-cpu"
+    assert (r["init_ms"], r["first_inference_ms"]) == (f["init"], f["first"])
+    lat = r["latency_ms"]
+    assert lat["mean"] == pytest.approx(f["mean"]) and lat["median"] == f["median"]
+    assert lat["count"] == f["count"] and r["launches"][0]["median_ms"] == f["median"]
+    assert r["peak_memory_mb"] == f["overall_mb"]
+    assert r["runner"]["delegation"] == {"kernel": "TfLiteXNNPackDelegate", "nodes": 1,
+                                         "total": 1, "partitions": 1}
+    ops = [(o["kernel"], o["delegate"], o["avg_ms"], bool(o["detail"].get("runtime")))
+           for o in r["ops"]]
+    assert ops == [("LiteRT::Run[buffer registration]", None, f["registration"], True),
+                   ("Static Reshape (NC)", "xnnpack", f["reshape"], False),
+                   (f["fc"][0], "xnnpack", f["fc"][1], False),
+                   ("LiteRT::Run[Buffer sync]", None, f["sync"], True)]
+    assert r["ops"][2]["detail"]["first_ms"] == f["fc"][2]
+    assert any("AllocateTensors (" + f["allocate"] + ")" in w for w in r["warnings"])
+    # the results block's own figures, as printed, beside the measured-runs line's
+    out = parse_any((FIX / fixture).read_text())
+    assert (out.warmup_avg_ms, out.inference_avg_ms) == (f["warmup_avg"], f["block_avg"])
+    from harness.report.delegates import placement
+
+    p = placement(to_raw_result("j", [out], "litert-cpu"), "litert-cpu")
+    assert (p["ops_total"], p["ops_delegated"], p["fallback_ops"]) == (1, 1, [])
+
+
+def test_recorded_results_block_imports_end_to_end(tmp_path: Path) -> None:
+    """mlperf's GPU run (no op table, no median printed), imported with its delegate."""
+    r = _import(tmp_path, "litert_gpu_results_mlperf1134.txt", "--delegate", "litert-gpu")
+    assert r["status"] == "ok" and r["delegate"] == "litert-gpu"
+    assert (r["init_ms"], r["first_inference_ms"]) == (23744.73, 7441.04)
+    assert r["latency_ms"]["mean"] == 7430.2 and r["latency_ms"]["count"] == 10
+    assert r["latency_ms"]["median"] is None and r["launches"][0]["median_ms"] is None
+    assert r["ops"] == []
+
+
+def test_windows_source_tags() -> None:
+    """A Windows build tags lines ``[.\\litert/tools/benchmark_litert_model.h:57]`` (the
+    form seen in a pasted Windows run; these two lines are composed from it)."""
+    text = ("========== BENCHMARK RESULTS ==========\n"
+            "INFO: [.\\litert/tools/benchmark_litert_model.h:57] Model initialization: 586.76 ms\n"
+            "INFO: [.\\litert/tools/benchmark_litert_model.h:63] Inference (avg):      "
+            "0.46 ms (2166 runs)\n")
+    out = parse_litert_output(text)
+    assert out.ok and (out.init_ms, out.inference_avg_ms) == (586.76, 0.46)
 
 
 def _job(ref: ModelRef, serial: str, delegate: str, **settings: Any) -> Job:

@@ -97,13 +97,33 @@ def test_html_report_has_the_delegate_matrix(sim_run: dict[str, Any], tmp_path: 
 
 def test_unattributed_share_becomes_its_own_row() -> None:
     rows = [{"index": 0, "kernel": "CONV_2D", "op_type": "CONV_2D", "delegate": None,
-             "node_index": 0, "avg_ms": 0.4},
-            {"index": 1, "kernel": "CALL_ONCE", "op_type": "CALL_ONCE", "delegate": None,
-             "node_index": 1, "avg_ms": 0.5}]
+             "node_index": 0, "avg_ms": 0.3},
+            {"index": 1, "kernel": "WHILE", "op_type": "WHILE", "delegate": None,
+             "node_index": 1, "avg_ms": 0.5},
+            {"index": 2, "kernel": "ADD", "op_type": "ADD", "delegate": None,
+             "node_index": None, "avg_ms": 0.1, "detail": {"subgraph": 2}}]
     out, note = account_for_invoke(rows, 1.0)
-    assert out[1]["unit"] == "ms-inclusive"  # its subgraph's ops are counted elsewhere
+    assert out[1]["unit"] == "ms-inclusive"  # its subgraph's ops are rows of their own
     assert out[-1]["kernel"] == "(unattributed)" and out[-1]["avg_ms"] == pytest.approx(0.6)
     assert "reason" in out[-1]["detail"] and note and "40%" in note
+    # a CALL_ONCE after its first run executes nothing: it keeps its own time
+    once = [{**rows[0], "avg_ms": 0.9}, {"index": 1, "kernel": "CALL_ONCE", "delegate": None,
+                                         "op_type": "CALL_ONCE", "node_index": 1,
+                                         "avg_ms": 0.001}]
+    out, note = account_for_invoke(once, 1.0)
+    assert out[1].get("unit", "ms") == "ms" and note is None
+    # what the profile measured of the missing time is named, with its figures
+    out, note = account_for_invoke(
+        [{**rows[0], "avg_ms": 0.5}], 1.0,
+        {"profiler_overhead_ms": 0.3, "memory_reads_per_invoke": 1.0, "event_cost_ms": 0.3,
+         "event_cost_source": "gap before the first event inside an Invoke",
+         "between_ops_ms": 0.05, "untimed_kernels": 2, "delegate_kernels": 5})
+    row = out[-1]["detail"]
+    assert row["profiler_overhead_ms"] == 0.3 and row["between_ops_ms"] == 0.05
+    assert "0.3000 ms is the profiler's own time" in row["reason"]
+    assert "1 read per Invoke" in row["reason"] and "2 of 5 XNNPACK kernels" in row["reason"]
+    assert row["ops_share_of_invoke_without_profiler"] == pytest.approx(0.5 / 0.7, abs=1e-4)
+    assert note and "30% of Invoke being the profiler's own time" in note
     ok, note = account_for_invoke([{**rows[0], "avg_ms": 0.95}], 1.0)
     assert len(ok) == 1 and note is None
 

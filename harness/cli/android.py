@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -111,6 +112,17 @@ def _delegate_from(params: dict[str, str], text: str) -> str:
     return "cpu"
 
 
+def _litert_delegate_from(text: str) -> str:
+    """Which accelerator a benchmark_litert_model log used, from what it printed (the tool
+    echoes none of its --use_* flags; CPU is its default)."""
+    if re.search(r"with delegate \((?:LITERT_CL|\w*Gpu\w*|\w*Drift\w*)\)", text) \
+            or "GPU accelerator registered" in text:
+        return "litert-gpu"
+    if re.search(r"with delegate \(\w*(?:Dispatch|Npu|NPU)\w*\)", text):
+        return "litert-npu"
+    return "litert-cpu"
+
+
 def _int(params: dict[str, str], *names: str, default: int) -> int:
     for n in names:
         value = params.get(n, "").strip()
@@ -122,8 +134,9 @@ def _int(params: dict[str, str], *names: str, default: int) -> int:
 @handle_errors
 def import_log(
     files: Annotated[list[str], typer.Argument(
-        help="benchmark_model output (stdout, logcat) or its CSV op profile; several files "
-        "of the same model, device and settings are the launches (repeats) of one job.")],
+        help="benchmark_model or benchmark_litert_model output (stdout, logcat), or "
+        "benchmark_model's CSV op profile; several files of the same model, device and "
+        "settings are the launches (repeats) of one job.")],
     device_name: Annotated[str, typer.Option("--device-name", help="Name of the phone it ran "
                                              "on; stored as device imported:NAME.")]
     = "hand-run",
@@ -137,8 +150,9 @@ def import_log(
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Store a benchmark_model run made by hand as a result (a failed run stays failed)."""
-    from android_runner.parser import parse_output
+    """Store a benchmark_model (or benchmark_litert_model) run made by hand as a result
+    (a failed run stays failed)."""
+    from android_runner.litert_parser import is_litert_output, parse_any
     from android_runner.result_mapping import profile_ops, to_raw_result
     from harness.environment import new_run
     from harness.records import DeviceInfo, Job, ModelRef, Plan, RawOutput, RawResult, Settings
@@ -159,7 +173,7 @@ def import_log(
         if not Path(profile).is_file():
             raise UserError(f"--profile {profile}: no such file")
         profile_text = Path(profile).read_text(errors="replace")
-    launches = [parse_output(t, profile_text if k == 0 else None) for k, t in enumerate(texts)]
+    launches = [parse_any(t, profile_text if k == 0 else None) for k, t in enumerate(texts)]
     for file, parsed in zip(files, launches, strict=True):
         if parsed.summary_layout is None and not parsed.tables and not parsed.params \
                 and parsed.inference is None:
@@ -171,7 +185,9 @@ def import_log(
     profile_only = (len(launches) == 1 and parsed.summary_layout is None
                     and parsed.run_table() is not None)
     name = device_name.strip() or "hand-run"
-    used = delegate or _delegate_from(parsed.params, text)
+    litert = is_litert_output(text)
+    used = delegate or (_litert_delegate_from(text) if litert
+                        else _delegate_from(parsed.params, text))
     threads = _int(parsed.params, "Num threads", "#threads used for CPU inference", default=1)
     settings = Settings(warmup=_int(parsed.params, "Min warmup runs", default=1),
                         iterations=_int(parsed.params, "Min num runs", default=50),
@@ -193,7 +209,7 @@ def import_log(
     device = DeviceInfo(id=f"imported:{name}", platform="android", name=name,
                         extra={"imported_from": [str(Path(f).resolve()) for f in files]})
     job = Job(ref, device.id, "android", used, threads, settings)
-    runner: dict[str, Any] = {"name": "benchmark_model",
+    runner: dict[str, Any] = {"name": "benchmark_litert_model" if litert else "benchmark_model",
                               "imported_from": [str(Path(f).resolve()) for f in files]}
     if profile_only:
         ops, warnings = profile_ops(parsed, used)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.numerics import NUMERIC_FIELDS, as_float
-from harness.records import RawResult
+from harness.records import OpRecord, RawResult
 from harness.stats import summarize
 from harness.store import JobEntry, RunRecord
 
@@ -59,10 +59,11 @@ def placement(raw: RawResult | None, delegate: str) -> dict[str, Any]:
                                  for o in p.get("cpu_ops", [])] if parts else [],
                    placement_source=p.get("source", "runner placement"))
         return out
+    op_rows = _op_rows(raw)
     profile_cpu = [{"index": o.node_index if o.node_index is not None else o.index,
                     "op_type": o.op_type or o.kernel}
-                   for o in raw.ops if o.delegate is None and not o.detail.get("unattributed")]
-    profile_parts = [o for o in raw.ops if o.detail.get("partition")]
+                   for o in op_rows if o.delegate is None]
+    profile_parts = [o for o in op_rows if o.detail.get("partition")]
     d = raw.runner.get("delegation") if isinstance(raw.runner, dict) else None
     if d and d.get("nodes") is not None:
         out.update(ops_total=d.get("total"), ops_delegated=d["nodes"],
@@ -75,8 +76,8 @@ def placement(raw: RawResult | None, delegate: str) -> dict[str, Any]:
             out["fallback_ops_note"] = (f"{d['total'] - d['nodes']} op(s) on the CPU; which ones "
                                         "needs an op profile (--profile-ops)")
         return out
-    if raw.ops:
-        delegated = [o for o in raw.ops if o.delegate is not None
+    if op_rows:
+        delegated = [o for o in op_rows if o.delegate is not None
                      and not o.detail.get("partition")]
         if profile_parts:  # a partition row hides how many ops it holds
             out.update(ops_total=None, ops_delegated=None, partitions=len(profile_parts),
@@ -85,7 +86,7 @@ def placement(raw: RawResult | None, delegate: str) -> dict[str, Any]:
                        fallback_ops=profile_cpu,
                        placement_source="op profile (partition rows hide their op count)")
         else:
-            runs = _runs([o.delegate for o in raw.ops if not o.detail.get("unattributed")])
+            runs = _runs([o.delegate for o in op_rows])
             out.update(ops_total=len(delegated) + len(profile_cpu), ops_delegated=len(delegated),
                        partitions=runs, fallback_ops=profile_cpu if delegated else [],
                        placement_source="op profile")
@@ -96,6 +97,24 @@ def placement(raw: RawResult | None, delegate: str) -> dict[str, Any]:
         return out
     out["placement_source"] = "unknown: no placement, delegation line or op profile"
     return out
+
+
+def _op_rows(raw: RawResult) -> list[OpRecord]:
+    """The profile rows that are ops of the model: not the (unattributed) rest, not runtime
+    events (LiteRT::Run[...]), and an op of a subgraph that control flow ran (a WHILE body
+    runs once per iteration) once, not once per time it ran."""
+    rows: list[OpRecord] = []
+    seen: set[tuple[Any, Any, str]] = set()
+    for o in raw.ops:
+        if o.detail.get("unattributed") or o.detail.get("runtime"):
+            continue
+        if o.detail.get("subgraph"):
+            key = (o.detail["subgraph"], o.detail.get("subgraph_node"), o.kernel)
+            if key in seen:
+                continue
+            seen.add(key)
+        rows.append(o)
+    return rows
 
 
 def _runs(owners: list[str | None]) -> int:
