@@ -50,9 +50,7 @@ def delegates(
 ) -> None:
     """Per (model, device), one row per delegate: latency, speedup vs CPU, init, how much of
     the graph the delegate took, the ops left on the CPU, and numerics vs the float model."""
-    from rich import box
-    from rich.table import Table
-
+    from harness.cli.tables import label_column, new_table, number_column
     from harness.report.delegates import delegate_rows
     from harness.store import Store
 
@@ -66,18 +64,17 @@ def delegates(
     for row in rows:
         groups.setdefault((row["device"], row["model"]), []).append(row)
     runs = ", ".join(r.run.run_id for r in records)
+    not_run: dict[tuple[str, str, str], list[str]] = {}  # (status, delegate, why) → models
     for (device, model), dev_rows in groups.items():
         stats = {(r["latency"] or {}).get("statistic") for r in dev_rows if r["latency"]}
-        table = Table(title=f"{model} on {device} (run {runs})", title_justify="left",
-                      box=box.SIMPLE_HEAD, pad_edge=False)
-        for col, kw in (("delegate", {"no_wrap": True}),
-                        ("latency", {"justify": "right", "no_wrap": True}),
-                        ("×cpu", {"justify": "right", "no_wrap": True}),
-                        ("init", {"justify": "right", "no_wrap": True}),
-                        ("delegated", {"justify": "right", "no_wrap": True}),
-                        ("CPU fallback", {"overflow": "fold", "max_width": 18}),
-                        ("numerics vs float", {"overflow": "fold", "max_width": 22})):
-            table.add_column(col, **kw)  # type: ignore[arg-type]
+        table = new_table(f"{model} on {device} (run {runs})")
+        label_column(table, "delegate", 14)
+        for col in ("latency", "×cpu", "init", "delegated"):
+            number_column(table, col)
+        label_column(table, "CPU fallback", 14)
+        number_column(table, "cosine")
+        number_column(table, "SQNR")
+        notes = []
         for r in dev_rows:
             lat = r["latency"]
             latency = (f"{lat['statistic'] if len(stats) > 1 else ''} {_ms(lat['value_ms'])}"
@@ -86,26 +83,37 @@ def delegates(
                    else (str(r["ops_delegated"]) if r["ops_delegated"] is not None else "?"))
             ops += f" in {r['partitions']}p" if r["partitions"] else ""
             fb = r["fallback_ops"]
-            fallback = (", ".join(f"{o['op_type']}#{o['index']}" for o in fb[:4])
-                        + (f" +{len(fb) - 4}" if len(fb) > 4 else "")) if fb else "–"
+            fallback = (", ".join(f"{o['op_type']}#{o['index']}" for o in fb[:2])
+                        + (f" +{len(fb) - 2}" if len(fb) > 2 else "")) if fb else "–"
             n = r["numerics"] or {}
-            numerics = (f"cos {_num(n.get('cosine'))}, {_num(n.get('sqnr_db'), '.0f')} dB"
-                        + (f", top-1 {n['top1_agreement']:.2f}"
-                           if n.get("top1_agreement") is not None else "")) if n else "–"
+            cosine, sqnr = _num(n.get("cosine")), f"{_num(n.get('sqnr_db'), '.0f')} dB"
+            if not n:
+                note = r["numerics_note"] or ""
+                cosine, sqnr = (("[red]failed[/]", "") if note.startswith("failed") else
+                                ("[yellow]unchecked[/]", "") if note.startswith("not checked")
+                                else ("–", "–"))
+                if r["status"] == "ok" and (note.startswith(("failed", "not checked"))
+                                            or verbose):
+                    notes.append(f"{r['delegate']} numerics: {note}")
+            elif n.get("top1_agreement") is not None and n["top1_agreement"] < 1.0:
+                notes.append(f"{r['delegate']}: top-1 agrees with float on "
+                             f"{n['top1_agreement']:.1%} of the inputs")
             table.add_row(f"{r['delegate']} {r['threads']}t", latency,
                           f"{r['speedup_vs_cpu']:.2f}" if r["speedup_vs_cpu"] else "–",
-                          _ms(r["init_ms"]), ops, fallback, numerics)
+                          _ms(r["init_ms"]), ops, fallback, cosine, sqnr)
+            if r["status"] != "ok":
+                not_run.setdefault((r["status"], r["delegate"], r["error"] or ""),
+                                   []).append(model)
         console.print(table)
         if len(stats) == 1:
             console.print(f"[dim]latency: {next(iter(stats))}s; speedup = CPU delegate's "
-                          f"{next(iter(stats))} / this delegate's[/]", soft_wrap=True)
-        for r in dev_rows:
-            if r["status"] != "ok":
-                console.print(f"[yellow]{r['delegate']}[/] {r['model']}: {r['error']}",
-                              soft_wrap=True)
-            elif r["numerics"] is None and r["numerics_note"] and verbose:
-                console.print(f"[dim]{r['delegate']} numerics: {r['numerics_note']}[/]",
-                              soft_wrap=True)
+                          f"{next(iter(stats))} / this delegate's; cosine and SQNR: outputs "
+                          "vs the float model on the same inputs[/]")
+        for note in notes:
+            console.print(f"[dim]{note}[/]")
+    for (status, delegate, why), models in not_run.items():
+        console.print(f"[yellow]{delegate} {status}[/] ({len(models)} job"
+                      f"{'s' if len(models) > 1 else ''}: {', '.join(models)}): {why}")
 
 
 @handle_errors
