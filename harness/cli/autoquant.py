@@ -23,22 +23,14 @@ from harness.cli.common import (
     print_json,
     results_location,
 )
+from harness.cli.options import DataFormat, with_options
 from harness.cli.quantize import (
-    ChannelsOpt,
     EpochsOpt,
-    ImageSizeOpt,
-    LayoutOpt,
     LrOpt,
-    MeanOpt,
     QatLayersOpt,
     SamplesOpt,
-    ScaleOpt,
     SeedOpt,
-    StdOpt,
     TrainOpt,
-    XKeyOpt,
-    YKeyOpt,
-    _image_options,
     qat_settings,
 )
 from harness.errors import UserError
@@ -146,12 +138,14 @@ def ladder_table(result: dict[str, Any], title: str) -> Any:
 
 
 @handle_errors
+@with_options(fmt=DataFormat)
 def autoquant(
     model: Annotated[str, typer.Argument(help="Keras .keras/.h5, SavedModel folder or float "
                                          ".tflite.")],
     calib: Annotated[str, typer.Option("--calib", help="Calibration data: .npz/.npy or "
                                        "DIR/<class>/*.jpg.")],
     data: Annotated[str, typer.Option("--data", help="Evaluation data for the gate.")],
+    fmt: DataFormat,
     max_drop: Annotated[float, typer.Option("--max-drop", min=0.0, help="Largest allowed drop "
                                             "of the main metric (0.02 = 2 points).")] = 0.02,
     train: TrainOpt = None,
@@ -174,14 +168,6 @@ def autoquant(
                                             "per repeat.")] = 50,
     repeats: Annotated[int, typer.Option("--repeats", min=1, help="Process-level repeats.")]
     = 3,
-    x_key: XKeyOpt = "x",
-    y_key: YKeyOpt = "y",
-    image_size: ImageSizeOpt = None,
-    scale: ScaleOpt = 1 / 255,
-    mean: MeanOpt = "0",
-    std: StdOpt = "1",
-    channel_order: ChannelsOpt = "rgb",
-    layout: LayoutOpt = "nhwc",
     results: ResultsOpt = None,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
@@ -196,11 +182,10 @@ def autoquant(
                        (train, "--train")):
         if path is not None and not Path(path).exists():
             raise UserError(f"{what} {path}: no such file or folder")
-    image = _image_options(image_size, scale, mean, std, channel_order, layout)
     folder = Path(out or Path("results") / "autoquant" / Path(model).stem)
     req = LadderRequest(model=model, calib=calib, data=data, out=str(folder), max_drop=max_drop,
                         train=train, explore=explore, coreml=coreml, calib_samples=calib_samples,
-                        seed=seed, x_key=x_key, y_key=y_key, image=image,
+                        seed=seed, **fmt.reading(),
                         qat=qat_settings(epochs, lr, qat_layers))
     store = Store.open(results_location(results))
     from harness.records import Settings
@@ -286,6 +271,7 @@ def demo_ladder(out: str, results: str | None, iterations: int, repeats: int, js
     np.savez(poor, x=(x_train[:16] * 0.05).astype(np.float32), y=y_train[:16])
     err_console.print("[bold cyan]›[/] 2/2 autoquant with a poor calibration set "
                       "(16 images at 1/20 of the real brightness) and --train")
-    autoquant(str(keras_path), str(poor), str(data), max_drop=0.02, train=str(train),
+    autoquant(str(keras_path), str(poor), str(data), DataFormat(), max_drop=0.02,
+              train=str(train),
               out=str(work / "autoquant"), iterations=iterations, repeats=repeats,
               results=results, json_out=json_out, verbose=verbose)

@@ -60,7 +60,8 @@ def with_options(**groups: type) -> Callable[[F], F]:
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             for group, names in fields.items():
-                kwargs[group] = groups[group](**{n: kwargs.pop(n) for n in names})
+                if group not in kwargs:  # called from Python with the record itself
+                    kwargs[group] = groups[group](**{n: kwargs.pop(n) for n in names})
             return func(*args, **kwargs)
 
         wrapper.__signature__ = sig.replace(parameters=new_params)  # type: ignore[attr-defined]
@@ -126,3 +127,61 @@ class GateOptions:
         "failed: a failure with the numbers; untestable: skipped with the reason).")] = None
     markdown: Annotated[str | None, typer.Option(
         "--markdown", help="Write a Markdown summary here (CI job summary, PR comment).")] = None
+
+
+# ---------------------------------------------------------------------------- data files
+
+
+@dataclasses.dataclass(frozen=True)
+class DataFormat:
+    """How data files are read (quantize, evaluate, sensitivity, autoquant): the array
+    names in an .npz, and the preprocessing of an image folder (``DIR/<class>/*.jpg``)."""
+
+    x_key: Annotated[str, typer.Option("--x-key", help="Array name of the inputs in a "
+                                       ".npz.")] = "x"
+    y_key: Annotated[str, typer.Option("--y-key", help="Array name of the labels in a "
+                                       ".npz.")] = "y"
+    image_size: Annotated[str | None, typer.Option(
+        "--image-size", help="HxW for image folders (default: model input).")] = None
+    scale: Annotated[float, typer.Option("--scale", help="Pixel scale for image "
+                                         "folders.")] = 1 / 255
+    mean: Annotated[str, typer.Option("--mean", help="Per-channel mean (after scaling), "
+                                      "comma-separated.")] = "0"
+    std: Annotated[str, typer.Option("--std", help="Per-channel std (after scaling), "
+                                     "comma-separated.")] = "1"
+    channel_order: Annotated[str, typer.Option("--channel-order",
+                                               help="rgb, bgr or gray.")] = "rgb"
+    layout: Annotated[str, typer.Option("--layout", help="nhwc or nchw.")] = "nhwc"
+
+    def image(self) -> Any:
+        """The :class:`~harness.quantize.data.ImageOptions` these options give; a
+        UserError names the option that is malformed."""
+        from harness.cli.common import split_list
+        from harness.errors import UserError
+        from harness.quantize.data import ImageOptions
+
+        hw = None
+        if self.image_size:
+            try:
+                h, _, w = self.image_size.lower().partition("x")
+                hw = (int(h), int(w or h))
+            except ValueError:
+                raise UserError(f"--image-size {self.image_size!r}: expected HxW, e.g. "
+                                "224x224") from None
+        if self.channel_order not in ("rgb", "bgr", "gray"):
+            raise UserError(f"--channel-order {self.channel_order!r}: expected rgb, bgr or "
+                            "gray")
+        if self.layout not in ("nhwc", "nchw"):
+            raise UserError(f"--layout {self.layout!r}: expected nhwc or nchw")
+        try:
+            m = tuple(float(v) for v in split_list(self.mean)) or (0.0,)
+            s = tuple(float(v) for v in split_list(self.std)) or (1.0,)
+        except ValueError:
+            raise UserError(f"--mean {self.mean!r} / --std {self.std!r}: expected numbers "
+                            "separated by commas") from None
+        return ImageOptions(hw, self.scale, m, s, self.channel_order, self.layout)
+
+    def reading(self) -> dict[str, Any]:
+        """``x_key``, ``y_key`` and ``image``: the data-reading keyword arguments of
+        quantize, evaluate, sensitivity and autoquant."""
+        return {"x_key": self.x_key, "y_key": self.y_key, "image": self.image()}

@@ -24,7 +24,7 @@ from harness.cli.common import (
     split_list,
     warn,
 )
-from harness.errors import UserError
+from harness.cli.options import DataFormat, with_options
 
 SchemesOpt = Annotated[
     str, typer.Option("--schemes", help="Comma-separated schemes, or all / tflite / coreml.")
@@ -32,20 +32,6 @@ SchemesOpt = Annotated[
 CalibOpt = Annotated[
     str | None, typer.Option("--calib", help="Calibration data: .npz/.npy or DIR/<class>/*.jpg.")
 ]
-XKeyOpt = Annotated[str, typer.Option("--x-key", help="Array name of the inputs in a .npz.")]
-YKeyOpt = Annotated[str, typer.Option("--y-key", help="Array name of the labels in a .npz.")]
-ImageSizeOpt = Annotated[
-    str | None, typer.Option("--image-size", help="HxW for image folders (default: model input).")
-]
-ScaleOpt = Annotated[float, typer.Option("--scale", help="Pixel scale for image folders.")]
-MeanOpt = Annotated[
-    str, typer.Option("--mean", help="Per-channel mean (after scaling), comma-separated.")
-]
-StdOpt = Annotated[
-    str, typer.Option("--std", help="Per-channel std (after scaling), comma-separated.")
-]
-ChannelsOpt = Annotated[str, typer.Option("--channel-order", help="rgb, bgr or gray.")]
-LayoutOpt = Annotated[str, typer.Option("--layout", help="nhwc or nchw.")]
 MaxDropOpt = Annotated[
     float, typer.Option("--max-drop", help="Largest allowed absolute drop of the main metric.")
 ]
@@ -80,32 +66,6 @@ CoremlKeepOpt = Annotated[
 def qat_settings(epochs: int, lr: float, qat_layers: str | None) -> dict[str, Any]:
     """The ``qat`` settings of :func:`harness.quantize.variants.quantize` from CLI options."""
     return {"epochs": epochs, "lr": lr, "layers": split_list(qat_layers) or None}
-
-
-def _image_options(
-    size: str | None, scale: float, mean: str, std: str, order: str, layout: str
-) -> Any:
-    from harness.quantize.data import ImageOptions
-
-    hw = None
-    if size:
-        try:
-            h, _, w = size.lower().partition("x")
-            hw = (int(h), int(w or h))
-        except ValueError:
-            raise UserError(f"--image-size {size!r}: expected HxW, e.g. 224x224") from None
-    if order not in ("rgb", "bgr", "gray"):
-        raise UserError(f"--channel-order {order!r}: expected rgb, bgr or gray")
-    if layout not in ("nhwc", "nchw"):
-        raise UserError(f"--layout {layout!r}: expected nhwc or nchw")
-    try:
-        m = tuple(float(v) for v in split_list(mean)) or (0.0,)
-        s = tuple(float(v) for v in split_list(std)) or (1.0,)
-    except ValueError:
-        raise UserError(
-            f"--mean {mean!r} / --std {std!r}: expected numbers separated by commas"
-        ) from None
-    return ImageOptions(hw, scale, m, s, order, layout)
 
 
 def quantize_with_progress(model: str | Path, schemes: list[str], calib: str | Path | None,
@@ -180,11 +140,13 @@ def evaluate_with_progress(variants_dir: str | Path, data: str | Path, **options
 
 
 @handle_errors
+@with_options(fmt=DataFormat)
 def quantize_cmd(
     model: Annotated[
         str, typer.Argument(help="Keras .keras/.h5, SavedModel folder or float .tflite.")
     ],
     out: Annotated[str, typer.Option("--out", help="Variants folder to create.")],
+    fmt: DataFormat,
     schemes: SchemesOpt = "all",
     calib: CalibOpt = None,
     eval_data: Annotated[
@@ -193,14 +155,6 @@ def quantize_cmd(
     calib_samples: SamplesOpt = 200,
     seed: SeedOpt = 0,
     max_drop: MaxDropOpt = 0.03,
-    x_key: XKeyOpt = "x",
-    y_key: YKeyOpt = "y",
-    image_size: ImageSizeOpt = None,
-    scale: ScaleOpt = 1 / 255,
-    mean: MeanOpt = "0",
-    std: StdOpt = "1",
-    channel_order: ChannelsOpt = "rgb",
-    layout: LayoutOpt = "nhwc",
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
     check: Annotated[bool, typer.Option("--check", help="Only check op support: the ops each "
                                         "scheme needs, Flex and custom ops with the runtimes "
@@ -221,7 +175,6 @@ def quantize_cmd(
     if check:
         _check(model, split_list(schemes) or ["all"], json_out)
         return
-    image = _image_options(image_size, scale, mean, std, channel_order, layout)
     manifest = quantize_with_progress(
         model,
         split_list(schemes) or ["all"],
@@ -231,9 +184,7 @@ def quantize_cmd(
         calib_samples=calib_samples,
         seed=seed,
         max_drop=max_drop,
-        x_key=x_key,
-        y_key=y_key,
-        image=image,
+        **fmt.reading(),
         force=force,
         train=train,
         qat=qat_settings(epochs, lr, qat_layers),
@@ -278,6 +229,7 @@ def quantize_cmd(
 
 
 @handle_errors
+@with_options(fmt=DataFormat)
 def evaluate_cmd(
     variants_dir: Annotated[
         str, typer.Argument(help="Variants folder made by `quantlab quantize`.")
@@ -285,6 +237,7 @@ def evaluate_cmd(
     data: Annotated[
         str, typer.Option("--data", help="Evaluation data: .npz/.npy or DIR/<class>/*.jpg.")
     ],
+    fmt: DataFormat,
     max_drop: Annotated[
         str | None,
         typer.Option("--max-drop", help="Largest allowed drop of the task's primary metric "
@@ -307,14 +260,6 @@ def evaluate_cmd(
     max_mse: Annotated[
         float | None, typer.Option("--max-mse", help="Also fail a variant whose first output's "
                                    "MSE against fp32 exceeds this (e.g. 0.01).")] = None,
-    x_key: XKeyOpt = "x",
-    y_key: YKeyOpt = "y",
-    image_size: ImageSizeOpt = None,
-    scale: ScaleOpt = 1 / 255,
-    mean: MeanOpt = "0",
-    std: StdOpt = "1",
-    channel_order: ChannelsOpt = "rgb",
-    layout: LayoutOpt = "nhwc",
     no_store: Annotated[
         bool, typer.Option("--no-store", help="Do not save the results in the store.")
     ] = False,
@@ -334,11 +279,10 @@ def evaluate_cmd(
     from harness.quantize.evaluate import save_to_store
     from harness.quantize.gate import parse_max_drop
 
-    image = _image_options(image_size, scale, mean, std, channel_order, layout)
     parse_max_drop(max_drop)  # a typo fails before any model runs
     report = evaluate_with_progress(
         variants_dir, data, max_drop=max_drop, task=task, labels=labels, decoder=decoder,
-        max_mse=max_mse, x_key=x_key, y_key=y_key, image=image
+        max_mse=max_mse, **fmt.reading()
     )
     for w in report["warnings"]:
         warn(w)
@@ -409,6 +353,7 @@ def _check(model: str, schemes: list[str], json_out: bool) -> None:
 
 
 @handle_errors
+@with_options(fmt=DataFormat)
 def sensitivity_cmd(
     model: Annotated[
         str, typer.Argument(help="Keras .keras/.h5, SavedModel folder or float .tflite.")
@@ -416,32 +361,22 @@ def sensitivity_cmd(
     calib: Annotated[
         str, typer.Option("--calib", help="Calibration data: .npz/.npy or DIR/<class>/*.jpg.")
     ],
+    fmt: DataFormat,
     calib_samples: SamplesOpt = 200,
     seed: SeedOpt = 0,
-    x_key: XKeyOpt = "x",
-    y_key: YKeyOpt = "y",
-    image_size: ImageSizeOpt = None,
-    scale: ScaleOpt = 1 / 255,
-    mean: MeanOpt = "0",
-    std: StdOpt = "1",
-    channel_order: ChannelsOpt = "rgb",
-    layout: LayoutOpt = "nhwc",
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Rank layers by int8 quantization error, most sensitive first."""
     from harness.quantize.variants import sensitivity
 
-    image = _image_options(image_size, scale, mean, std, channel_order, layout)
     with err_console.status("measuring per-layer quantization error"):
         rows = sensitivity(
             model,
             calib,
             calib_samples=calib_samples,
             seed=seed,
-            x_key=x_key,
-            y_key=y_key,
-            image=image,
+            **fmt.reading(),
         )
     if json_out:
         print_json({"model": model, "layers": rows})
