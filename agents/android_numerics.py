@@ -24,6 +24,7 @@ from android_runner import provision
 from android_runner.command import BINARY, DEVICE_DIR
 from android_runner.litert_command import DELEGATES as LITERT_DELEGATES
 from android_runner.parser import BenchmarkOutput
+from harness.device_numerics import unchecked
 from harness.models import file_sha256
 from harness.records import DeviceInfo, Job, RawOutput
 
@@ -60,12 +61,6 @@ def setup(d: Any, device: DeviceInfo, job: Job, tmp: Path,
                            failure=error if s.inputs else None)
     return FixedInputs(check=check_numerics, prepared=prepared,
                        input_flags=tuple(prepared["input_flags"]) if s.inputs else ())
-
-
-def unchecked(reason: str) -> dict[str, Any]:
-    """A numerics record for a check that could not be made (which is not a failure of
-    the delegate: :func:`harness.numerics.verdict` gives no verdict for it)."""
-    return {"error": reason, "unchecked": True}
 
 
 def remote_dir(job: Job) -> str:

@@ -2,7 +2,10 @@
 
 Data flow of one job: build ``job.json`` (ios_runner.codec) → push model + job into
 the app's container over house_arrest/AFC → launch the app with DVT ProcessControl
-→ poll for ``Documents/results/<id>.done`` → pull the result → RawResult.
+→ poll for ``Documents/results/<id>.done`` → pull the result → RawResult. With
+``--numerics`` (or ``--profile-ops``) or ``--inputs``, fixed input files go beside the
+model and the app's output tensors come back for the comparison on the host
+(:mod:`agents.ios_numerics`).
 
 Every pymobiledevice3 call goes through one seam, an
 :class:`~agents.ios_interfaces.IosBackend` (:mod:`agents.ios_pmd3` for real phones);
@@ -22,11 +25,13 @@ import asyncio
 import json
 import os
 import re
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from agents import ios_numerics
 from agents.base import Progress
 from agents.ios_errors import IosDeviceUnusable, IosUserError, translate
 from agents.ios_interfaces import BUNDLE_ID, IosBackend, IosSession, load_backend, version_tuple
@@ -272,10 +277,19 @@ class IosAgent:
             raise err from exc
 
     async def _run(self, device: DeviceInfo, job: Job, progress: Progress) -> RawResult:
+        with tempfile.TemporaryDirectory(prefix="quantlab-ios-") as tmp:
+            fixed = ios_numerics.setup(job, Path(tmp), progress)
+            if fixed.failure:  # --inputs that the app cannot use
+                return RawResult.failure(job.job_id, fixed.failure)
+            return await self._run_job(device, job, progress, fixed)
+
+    async def _run_job(self, device: DeviceInfo, job: Job, progress: Progress,
+                       fixed: ios_numerics.IosFixedInputs) -> RawResult:
         from ios_runner.codec import build_job, model_remote_name, parse_result
 
         compute_plan = bool(device.extra.get("compute_plan", True))
-        payload = build_job(job, compute_plan=compute_plan, cooldown_wait_s=self.cooldown_wait_s)
+        payload = build_job(job, compute_plan=compute_plan, cooldown_wait_s=self.cooldown_wait_s,
+                            input_files=fixed.files, outputs_file=fixed.outputs_file(job))
         jid = job.job_id
         job_dir = f"/Documents/jobs/{jid}"
         result_path = f"/Documents/results/{jid}.json"
@@ -298,6 +312,7 @@ class IosAgent:
                 await s.remove(stale)
             progress("pushing model", None)
             await s.push(job.model.path, f"{job_dir}/{model_remote_name(job)}")
+            await ios_numerics.push(s, fixed)
             await s.write(f"{job_dir}/job.json", json.dumps(payload, indent=1).encode())
             battery_before = _battery_health(await s.battery())
             progress("running on iPhone", 0.0)
@@ -331,6 +346,9 @@ class IosAgent:
                                                      await s.read(log_path)))
             data = json.loads(result_bytes)
             await _quiet(s.kill(pid))
+            if fixed.check:
+                progress("checking numerics", None)
+            numerics = await ios_numerics.collect(s, fixed, data, raw_outputs)
             battery_after = _battery_health(await s.battery())
             await s.remove(job_dir)
         raw = parse_result(data, job)
@@ -352,6 +370,7 @@ class IosAgent:
             thermal_before={**raw.thermal_before, **battery_before},
             thermal_after={**raw.thermal_after, **battery_after},
             raw_outputs=tuple(raw_outputs),
+            numerics=numerics if raw.status == "ok" else fixed.numerics,
         )
 
     # ---------------------------------------------------------------- recovery

@@ -349,4 +349,9 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    # run main() of the importable module, not of __main__: the numerics modes
+    # (agents.sim_numerics) raise agents.sim_worker.WorkerError, which a __main__ copy
+    # of the class would not catch
+    from agents.sim_worker import main as _main
+
+    sys.exit(_main(sys.argv[1:]))

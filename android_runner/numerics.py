@@ -7,7 +7,7 @@ other to ``--output_filepath`` (in the interpreter's output order). quantlab mak
 inputs and the float reference's outputs on the host (:meth:`agents.sim.SimAgent.
 prepare_numerics`), pushes the input files, runs one short launch on the job's delegate,
 pulls the output file, splits it by the model's output tensors and compares on the host
-(:mod:`harness.numerics`).
+(:mod:`harness.device_numerics`, shared with the iPhone).
 
 ``benchmark_litert_model`` (the ``litert-*`` delegates) fills its inputs with random
 data and writes no outputs, so it cannot be checked: :data:`LITERT_REASON` says so.
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.numerics import compare_outputs, dequantize, jsonable
+from harness import device_numerics
 
 LITERT_REASON = ("benchmark_litert_model fills its inputs with random data and writes no "
                  "outputs, so its numerics cannot be checked: run the same model with a "
@@ -61,36 +61,9 @@ def input_flags(prepared: Mapping[str, Any], remote_dir: str) -> list[str]:
     ]
 
 
-def split_outputs(blob: bytes, prepared: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """The output file cut into the model's outputs, dequantized to float, by name.
-    Raises ValueError when its size is not the sum of the output tensors' bytes."""
-    outputs = list(prepared["outputs"])
-    want = sum(int(o["bytes"]) for o in outputs)
-    if len(blob) != want:
-        sizes = ", ".join(f"{o['name']} {o['bytes']}" for o in outputs)
-        raise ValueError(f"the output file has {len(blob)} bytes; the model's outputs take "
-                         f"{want} ({sizes})")
-    out: dict[str, np.ndarray] = {}
-    at = 0
-    for o in outputs:
-        n = int(o["bytes"])
-        arr = np.frombuffer(blob[at:at + n], dtype=np.dtype(o["dtype"])).reshape(o["shape"])
-        scale, zero = o.get("quantization", (0.0, 0))
-        out[o["name"]] = dequantize(arr, float(scale), int(zero))
-        at += n
-    return out
-
-
 def compare(prepared: Mapping[str, Any], reference: Mapping[str, np.ndarray], blob: bytes,
             runner: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The numerics record of one job (as the simulator's: figures per output and the worst,
-    how the inputs were made, the reference) and the device's outputs. A size mismatch
-    gives a record with ``error`` and no outputs."""
-    context = {**prepared.get("context", {}),
-               "computed_by": f"device ({runner} --output_filepath)"}
-    try:
-        got = split_outputs(blob, prepared)
-    except ValueError as exc:
-        return jsonable({"error": str(exc), **context}), {}
-    result = compare_outputs(dict(reference), got)
-    return jsonable({**result, **context}), got
+    """:func:`harness.device_numerics.compare` for an output file that ``runner`` wrote
+    with ``--output_filepath``."""
+    return device_numerics.compare(prepared, reference, blob,
+                                   f"device ({runner} --output_filepath)")

@@ -63,20 +63,36 @@ def model_remote_name(job: Job) -> str:
     return f"model.{job.model.format}"
 
 
+def job_file(job: Job, name: str) -> str:
+    """A file of the job folder on the phone, as the job JSON names it (relative to Documents/)."""
+    return f"jobs/{job.job_id}/{name}"
+
+
 def build_job(
-    job: Job, *, compute_plan: bool = True, cooldown_wait_s: float = 300.0
+    job: Job,
+    *,
+    compute_plan: bool = True,
+    cooldown_wait_s: float = 300.0,
+    input_files: list[dict[str, Any]] | None = None,
+    outputs_file: str | None = None,
 ) -> dict[str, Any]:
-    """The job JSON for ``job`` (validated); ContractError for a delegate the app lacks."""
+    """The job JSON for ``job`` (validated); ContractError for a delegate the app lacks.
+
+    ``input_files``: fixed inputs, one raw tensor file per model input (``name``, ``file``
+    relative to Documents/, ``shape``, ``dtype``) used for every run instead of random data;
+    ``outputs_file``: where the app writes the output tensors of its last timed run."""
     jid = job.job_id
     data: dict[str, Any] = {
         "schema": JOB_SCHEMA,
         "job_id": jid,
         "model": {
-            "path": f"jobs/{jid}/{model_remote_name(job)}",
+            "path": job_file(job, model_remote_name(job)),
             "format": job.model.format,
             "sha256": job.model.sha256,
         },
-        "inputs": {"kind": "random", "seed": 0},
+        "inputs": {"kind": "files", "files": [
+            {k: f[k] for k in ("name", "file", "shape", "dtype")} for f in input_files]}
+        if input_files else {"kind": "random", "seed": 0},
         "run": {
             "warmup": job.settings.warmup,
             "iterations": job.settings.iterations,
@@ -89,6 +105,8 @@ def build_job(
             "cooldown_wait_s": cooldown_wait_s,
         },
     }
+    if outputs_file:
+        data["outputs"] = {"file": outputs_file}
     if job.delegate in COREML_UNITS:
         data["engine"] = "coreml"
         data["coreml"] = {

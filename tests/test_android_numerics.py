@@ -30,7 +30,8 @@ from test_android_adb import (  # noqa: F401  (pytest fixtures)
     phones,
 )
 
-from android_runner.numerics import LITERT_REASON, OLD_TOOL_REASON, input_flags, split_outputs
+from android_runner.numerics import LITERT_REASON, OLD_TOOL_REASON, input_flags
+from harness.device_numerics import split_outputs
 from harness.numerics import verdict
 from harness.records import Job, ModelRef, Settings
 

@@ -114,6 +114,17 @@ def test_coreml_ane_end_to_end(tmp_path: Path, models: Path) -> None:
     assert raw.peak_memory_mb == 32.0
 
 
+def test_coreml_spec_reader_agrees_with_coremltools(models: Path) -> None:
+    """ios_runner.coreml_spec reads the description of a model coremltools wrote (the
+    numerics check matches it with the float .tflite by position, without coremltools)."""
+    from ios_runner.coreml_spec import read_io
+
+    io = read_io(models / "tiny.mlpackage")
+    assert [(f.name, f.kind, f.shape, f.dtype) for f in io.inputs] == [
+        ("x", "multiArray", (1, 8), "float32")]
+    assert [(f.shape, f.dtype) for f in io.outputs] == [((1, 4), "float32")]
+
+
 def test_never_done_times_out(
     tmp_path: Path, models: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -356,3 +356,18 @@ def test_keyboard_interrupt_kills_worker(
     with pytest.raises(KeyboardInterrupt):
         agent.run(device, _job(cnn_tflite, min_time_s=60.0), lambda phase, fraction: None)
     assert len(started) == 1 and started[0].returncode == -signal.SIGKILL
+
+
+def test_numerics_with_inputs_that_do_not_fit_is_one_clear_line(cnn_tflite: Path,
+                                                                 tmp_path: Path) -> None:
+    """The numerics modes run in agents.sim_numerics: their WorkerError must reach the
+    worker's handler (not a traceback of a __main__ copy of the class)."""
+    import time
+
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, np.zeros((1, 5), np.float32))
+    job = Job(model_ref(cnn_tflite), "sim", "sim", "xnnpack", 1,
+              Settings(inputs=str(bad), numerics=True, timeout_s=120))
+    out = SimAgent().prepare_numerics(job, tmp_path, time.monotonic() + 120)
+    assert out["error"].startswith("--inputs ") and "WorkerError" not in out["error"]
+    assert "bad.npz" in out["error"]

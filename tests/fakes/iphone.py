@@ -6,11 +6,25 @@ Its "app" is a real host process honouring the BenchRunner contract: it reads
 fixture ``ios_runner/fixtures/result_coreml.json``, then writes
 ``results/<id>.json`` via temp + rename and a ``.done`` marker.
 
+Fixed inputs and outputs (``inputs.kind = files``, ``outputs.file``): a TFLite job loads
+the pushed input files into its input tensors and, after its last timed run, writes every
+output tensor's raw bytes in order, as the app does. The outputs are COMPUTED here with
+host LiteRT from those input files, not replayed from a recording: a fake has no device,
+so what the numerics tests check is quantlab's side (the files, the pull, the split,
+dequantization, the comparison), never a delegate's arithmetic. Core ML cannot run on
+Linux: a Core ML job's result says the outputs could not be written, unless
+``QUANTLAB_FAKE_IPHONE_COREML_TFLITE`` names a .tflite that stands in for the Core ML model
+(its outputs are written as float32 under the Core ML model's output names, in name
+order, like the app).
+
 Switch it on for the CLI with::
 
     QUANTLAB_IOS_BACKEND=tests.fakes.iphone:make_backend
     QUANTLAB_FAKE_IPHONE_DIR=/some/folder          # sandbox (created)
-    QUANTLAB_FAKE_IPHONE_MODE=ok|never-done|unplug|hot  # optional
+    QUANTLAB_FAKE_IPHONE_MODE=ok|never-done|unplug|hot|short-outputs  # optional
+    QUANTLAB_FAKE_IPHONE_COREML_TFLITE=stand-in.tflite  # optional, see above
+
+``short-outputs``: the app drops the last byte of the outputs file (a broken output file).
 
 Failures of pymobiledevice3 are injected with ``failures={"launch": SomeError()}``
 (real pymobiledevice3 exception instances), keyed by session method name or
@@ -33,6 +47,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 FAKE_UDID = "00008110-000A1B2C3D4E5F60"
 BUNDLE_ID = "dev.quantlab.BenchRunner"
+COREML_TFLITE_ENV = "QUANTLAB_FAKE_IPHONE_COREML_TFLITE"
+COREML_REASON = ("the fake BenchRunner cannot run Core ML on Linux (set "
+                 f"{COREML_TFLITE_ENV} to a .tflite that stands in for the model)")
 
 
 class FakeIphoneBackend:
@@ -47,8 +64,10 @@ class FakeIphoneBackend:
         failures: dict[str, BaseException] | None = None,
         installed: bool = True,
         udid: str = FAKE_UDID,
+        coreml_tflite: str | Path | None = None,
     ) -> None:
         self.root = Path(root)
+        self.coreml_tflite = str(coreml_tflite) if coreml_tflite else None
         self.container = self.root / "container"
         (self.container / "Documents").mkdir(parents=True, exist_ok=True)
         self.mode = mode
@@ -185,6 +204,8 @@ class FakeSession:
         self.phone.launches.append(list(arguments))
         job_rel = arguments[arguments.index("-jobPath") + 1]
         env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+        if self.phone.coreml_tflite:
+            env[COREML_TFLITE_ENV] = self.phone.coreml_tflite
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -244,7 +265,8 @@ def make_backend() -> FakeIphoneBackend:
         raise RuntimeError(
             "set QUANTLAB_FAKE_IPHONE_DIR to a folder for the fake iPhone's container"
         )
-    return FakeIphoneBackend(root, mode=os.environ.get("QUANTLAB_FAKE_IPHONE_MODE", "ok"))
+    return FakeIphoneBackend(root, mode=os.environ.get("QUANTLAB_FAKE_IPHONE_MODE", "ok"),
+                             coreml_tflite=os.environ.get(COREML_TFLITE_ENV))
 
 
 # --------------------------------------------------------------------------- the fake app
@@ -261,7 +283,7 @@ def _write_atomically(documents: Path, job_id: str, result: dict[str, Any], done
 
 
 def _run_tflite(
-    documents: Path, job: dict[str, Any], machine: str, os_version: str
+    documents: Path, job: dict[str, Any], machine: str, os_version: str, mode: str
 ) -> dict[str, Any]:
     import numpy as np
     from ai_edge_litert.interpreter import Interpreter
@@ -282,14 +304,17 @@ def _run_tflite(
         interp.allocate_tensors()
         load_cold.append(ms(t0))
     assert interp is not None
-    rng = np.random.default_rng(job["inputs"]["seed"])
-    for d in interp.get_input_details():
-        if np.issubdtype(d["dtype"], np.floating):
-            arr = rng.standard_normal(d["shape"]).astype(d["dtype"])
-        else:
-            info = np.iinfo(d["dtype"])
-            arr = rng.integers(info.min, info.max, size=d["shape"], dtype=d["dtype"])
-        interp.set_tensor(d["index"], arr)
+    if job["inputs"]["kind"] == "files":
+        _set_file_inputs(documents, interp, job["inputs"]["files"])
+    else:
+        rng = np.random.default_rng(job["inputs"]["seed"])
+        for d in interp.get_input_details():
+            if np.issubdtype(d["dtype"], np.floating):
+                arr = rng.standard_normal(d["shape"]).astype(d["dtype"])
+            else:
+                info = np.iinfo(d["dtype"])
+                arr = rng.integers(info.min, info.max, size=d["shape"], dtype=d["dtype"])
+            interp.set_tensor(d["index"], arr)
 
     def invoke() -> float:
         t0 = time.perf_counter_ns()
@@ -299,6 +324,11 @@ def _run_tflite(
     first = invoke()
     warmup = [invoke() for _ in range(run["warmup"])]
     latency = [invoke() for _ in range(run["iterations"])]
+    outputs = None
+    if job.get("outputs"):
+        tensors = [(str(d["name"]), interp.get_tensor(d["index"]))
+                   for d in interp.get_output_details()]
+        outputs = _write_outputs(documents, job["outputs"]["file"], tensors, mode)
     return {
         "schema": "iosbench.result/1",
         "job_id": job["job_id"],
@@ -320,6 +350,7 @@ def _run_tflite(
         },
         "energy": None,
         "compute_plan": None,
+        "outputs": outputs,
         "runner": {
             "app_version": "fake-1.0",
             "engine": "tflite",
@@ -327,6 +358,94 @@ def _run_tflite(
             "(host LiteRT)",
         },
     }
+
+
+def _read_input(documents: Path, spec: dict[str, Any]) -> Any:
+    """One pushed input file as an array, checked like TensorFiles.read in the app."""
+    import numpy as np
+
+    data = (documents / spec["file"]).read_bytes()
+    dtype = np.dtype(spec["dtype"])
+    want = int(np.prod(spec["shape"], dtype=np.int64)) * dtype.itemsize
+    if len(data) != want:
+        raise ValueError(f"input {spec['name']}: {spec['file']} has {len(data)} bytes; shape "
+                         f"{spec['shape']} {spec['dtype']} takes {want}")
+    return np.frombuffer(data, dtype=dtype).reshape(spec["shape"])
+
+
+def _set_file_inputs(documents: Path, interp: Any, files: list[dict[str, Any]]) -> None:
+    """The input files into the input tensors by position (resizing, like the app)."""
+    import numpy as np
+
+    details = interp.get_input_details()
+    if len(files) != len(details):
+        raise ValueError(f"{len(files)} input files for {len(details)} model inputs")
+    arrays = [_read_input(documents, spec) for spec in files]
+    resized = False
+    for d, spec, arr in zip(details, files, arrays, strict=True):
+        if np.dtype(d["dtype"]).name != spec["dtype"]:
+            raise ValueError(f"input {d['name']} is {np.dtype(d['dtype']).name}; its file is "
+                             f"{spec['dtype']}")
+        if list(d["shape"]) != list(arr.shape):
+            interp.resize_tensor_input(d["index"], arr.shape)
+            resized = True
+    if resized:
+        interp.allocate_tensors()
+    for d, arr in zip(interp.get_input_details(), arrays, strict=True):
+        interp.set_tensor(d["index"], arr)
+
+
+def _write_outputs(documents: Path, file: str, tensors: list[tuple[str, Any]],
+                   mode: str) -> dict[str, Any]:
+    """The output tensors' raw bytes one after the other (``short-outputs``: one byte short)."""
+    import numpy as np
+
+    blob = b"".join(np.ascontiguousarray(a).tobytes() for _, a in tensors)
+    if mode == "short-outputs":
+        blob = blob[:-1]
+    path = documents / file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(blob)
+    return {"file": file, "error": None, "tensors": [
+        {"name": name, "shape": [int(x) for x in a.shape], "dtype": str(a.dtype),
+         "bytes": int(a.nbytes)} for name, a in tensors]}
+
+
+def _coreml_input_files(documents: Path, job: dict[str, Any]) -> list[dict[str, Any]]:
+    """The input files of a Core ML job in the model's input order, checked like the app's
+    FileInputs: one per input, matched by the Core ML input's name, of the right size."""
+    from ios_runner.coreml_spec import read_io
+
+    io = read_io(documents / job["model"]["path"])
+    files = {f["name"]: f for f in job["inputs"]["files"]}
+    names = [f.name for f in io.inputs]
+    if sorted(files) != sorted(names):
+        raise ValueError(f"input files for {sorted(files)}, but the model's inputs are {names}")
+    for name in names:
+        _read_input(documents, files[name])
+    return [files[name] for name in names]
+
+
+def _coreml_outputs(documents: Path, job: dict[str, Any], mode: str) -> dict[str, Any]:
+    """A Core ML job's outputs: the stand-in .tflite run on the input files, written as
+    float32 under the Core ML model's output names in name order; else why there are none."""
+    stand_in = os.environ.get(COREML_TFLITE_ENV)
+    if not stand_in:
+        return {"file": None, "tensors": [], "error": COREML_REASON}
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    from ios_runner.coreml_spec import read_io
+
+    io = read_io(documents / job["model"]["path"])
+    interp = Interpreter(model_path=stand_in)
+    interp.allocate_tensors()
+    _set_file_inputs(documents, interp, _coreml_input_files(documents, job))
+    interp.invoke()
+    values = [interp.get_tensor(d["index"]).astype(np.float32)
+              for d in interp.get_output_details()]
+    named = dict(zip([f.name for f in io.outputs], values, strict=True))
+    return _write_outputs(documents, job["outputs"]["file"], sorted(named.items()), mode)
 
 
 def app_main(argv: list[str]) -> int:
@@ -349,10 +468,14 @@ def app_main(argv: list[str]) -> int:
         time.sleep(float(job["preconditions"]["cooldown_wait_s"]))
     try:
         if job["engine"] == "tflite":
-            result = _run_tflite(documents, job, machine, os_version)
+            result = _run_tflite(documents, job, machine, os_version, mode)
         else:
             fixture = REPO / "ios_runner" / "fixtures" / "result_coreml.json"
             result = {**json.loads(fixture.read_text()), "job_id": job["job_id"]}
+            if job["inputs"]["kind"] == "files":
+                _coreml_input_files(documents, job)
+            if job.get("outputs"):
+                result["outputs"] = _coreml_outputs(documents, job, mode)
     except Exception as exc:
         result = {
             "schema": "iosbench.result/1",

@@ -3,7 +3,9 @@ import Foundation
 import RunnerCore
 
 /// Core ML measurements: on-device compile, cold and warm loads, first prediction, warm-ups,
-/// per-prediction latency samples, and (iOS 17.4+) the anticipated compute plan.
+/// per-prediction latency samples, and (iOS 17.4+) the anticipated compute plan. With fixed inputs
+/// (`inputs.kind == files`) every prediction uses them; with an output request the outputs of the
+/// last timed prediction go to one file as float32, for quantlab to compare on the host.
 struct CoreMLEngine {
     let job: JobSpec
     let spec: CoreMLSpec
@@ -64,9 +66,15 @@ struct CoreMLEngine {
         guard let model = loadedModel else { throw RunnerError.engine("model did not load") }
         let footprintAfter = telemetry.physFootprint()
 
-        // 3. Inputs, reused for every prediction.
-        var factory = InputFactory(seed: job.inputs.seed, zeros: job.inputs.kind == "zeros")
-        let inputs = try factory.features(for: model.modelDescription)
+        // 3. Inputs, reused for every prediction: the pushed files, else seeded random or zeros.
+        let files = try job.inputs.requireFiles()
+        let inputs: MLFeatureProvider
+        if files.isEmpty {
+            var factory = InputFactory(seed: job.inputs.seed ?? 0, zeros: job.inputs.kind == "zeros")
+            inputs = try factory.features(for: model.modelDescription)
+        } else {
+            inputs = try FileInputs.features(files, for: model.modelDescription, paths: paths)
+        }
         let options = MLPredictionOptions()
 
         // 4. First prediction, warm-ups (discarded from latency), timed predictions.
@@ -76,12 +84,18 @@ struct CoreMLEngine {
         timing.warmup = try Clock.samples(job.run.warmup) { _ = try model.prediction(from: inputs, options: options) }
         telemetry.record()
         let energyStart = telemetry.taskEnergyNanojoules()
+        var last: MLFeatureProvider?
         timing.latency = try Clock.samples(job.run.iterations) {
-            _ = try model.prediction(from: inputs, options: options)
+            last = try model.prediction(from: inputs, options: options)
         }
         let energyEnd = telemetry.taskEnergyNanojoules()
         _ = telemetry.physFootprint()
         telemetry.record()
+        var outputs: OutputsReport?
+        if let request = job.outputs {
+            progress("writing outputs")
+            outputs = OutputWriter.write(last, description: model.modelDescription, to: request.file, paths: paths)
+        }
 
         var result = BenchResult(
             jobID: job.jobID, status: "ok", error: nil, device: Telemetry.deviceReport(),
@@ -94,6 +108,7 @@ struct CoreMLEngine {
             result.energy = EnergyReport(taskEnergyNjDelta: end - start, predictions: job.run.iterations,
                                          label: Telemetry.energyLabel)
         }
+        result.outputs = outputs
 
         // 5. Anticipated placement per op (iOS 17.4+).
         if spec.computePlan {
@@ -129,6 +144,85 @@ struct InputFactory {
             values[name] = MLFeatureValue(multiArray: array)
         }
         return try MLDictionaryFeatureProvider(dictionary: values)
+    }
+}
+
+/// Fixed inputs from the raw tensor files quantlab pushed: each file fills the multi-array input of
+/// its name, converted from the file's type (float32, float16, int32, ...) to the input's data type.
+enum FileInputs {
+    static func features(_ files: [InputFile], for description: MLModelDescription,
+                         paths: RunnerPaths) throws -> MLFeatureProvider {
+        let wanted = description.inputDescriptionsByName
+        guard files.count == wanted.count else {
+            throw RunnerError.badJob("\(files.count) input files for \(wanted.count) model inputs")
+        }
+        var values: [String: MLFeatureValue] = [:]
+        for file in files {
+            guard let feature = wanted[file.name] else {
+                let names = wanted.keys.sorted().joined(separator: ", ")
+                throw RunnerError.badJob("input file for \(file.name), but the model's inputs are \(names)")
+            }
+            guard feature.type == .multiArray, let constraint = feature.multiArrayConstraint else {
+                throw RunnerError.engine("input \(file.name) is not a multi-array; only tensor inputs take files")
+            }
+            let data = try TensorFiles.read(file, paths: paths)
+            let array = try MLMultiArray(shape: file.shape.map { NSNumber(value: $0) }, dataType: constraint.dataType)
+            guard array.count == file.shape.reduce(1, *) else {
+                throw RunnerError.badJob("input \(file.name): shape \(file.shape) does not fill the array")
+            }
+            try fill(array, from: data, dtype: file.dtype, name: file.name)
+            values[file.name] = MLFeatureValue(multiArray: array)
+        }
+        return try MLDictionaryFeatureProvider(dictionary: values)
+    }
+
+    /// A fresh MLMultiArray is contiguous, so the linear subscript walks it in row-major order.
+    private static func fill(_ array: MLMultiArray, from data: Data, dtype: String, name: String) throws {
+        try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+            switch dtype {
+            case "float32":
+                let src = raw.bindMemory(to: Float.self)
+                for i in 0..<array.count { array[i] = NSNumber(value: src[i]) }
+            #if arch(arm64)
+            case "float16":  // Swift's Float16 exists on arm64 only (phones, Apple-silicon simulators)
+                let src = raw.bindMemory(to: Float16.self)
+                for i in 0..<array.count { array[i] = NSNumber(value: Float(src[i])) }
+            #endif
+            case "float64":
+                let src = raw.bindMemory(to: Double.self)
+                for i in 0..<array.count { array[i] = NSNumber(value: src[i]) }
+            case "int32":
+                let src = raw.bindMemory(to: Int32.self)
+                for i in 0..<array.count { array[i] = NSNumber(value: src[i]) }
+            default:
+                throw RunnerError.badJob("input \(name): Core ML inputs take float32, float16, float64 or int32 files, not \(dtype)")
+            }
+        }
+    }
+}
+
+/// The outputs of the last timed prediction as float32, in output-name order, to one file.
+enum OutputWriter {
+    static func write(_ provider: MLFeatureProvider?, description: MLModelDescription, to file: String,
+                      paths: RunnerPaths) -> OutputsReport {
+        guard let provider else { return OutputsReport.unavailable("no timed prediction ran") }
+        do {
+            var tensors: [(report: TensorReport, data: Data)] = []
+            for name in description.outputDescriptionsByName.keys.sorted() {
+                guard let array = provider.featureValue(for: name)?.multiArrayValue else {
+                    return OutputsReport.unavailable("output \(name) is not a multi-array; only tensor outputs are written")
+                }
+                // converting reads through the array's strides (Core ML outputs may be padded)
+                let floats = MLShapedArray<Float>(converting: array).scalars
+                let data = floats.withUnsafeBytes { Data($0) }
+                let report = TensorReport(name: name, shape: array.shape.map { $0.intValue }, dtype: "float32",
+                                          bytes: data.count)
+                tensors.append((report: report, data: data))
+            }
+            return try TensorFiles.write(tensors, to: file, paths: paths)
+        } catch {
+            return OutputsReport.unavailable("could not write the outputs: \(error)")
+        }
     }
 }
 

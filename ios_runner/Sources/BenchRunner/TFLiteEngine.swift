@@ -5,7 +5,9 @@ import TensorFlowLite
 #endif
 
 /// TFLite measurements through TensorFlowLiteSwift (CocoaPods, subspecs CoreML + Metal):
-/// cold/warm interpreter creation, first inference, warm-ups, per-inference samples.
+/// cold/warm interpreter creation, first inference, warm-ups, per-inference samples. With fixed
+/// inputs (`inputs.kind == files`) every run uses them; with an output request the output tensors
+/// of the last timed run go to one file, raw, for quantlab to compare on the host.
 ///
 /// Per-op times: the Swift Interpreter does not expose `TfLiteInterpreterOptions`, so the C
 /// telemetry profiler (`TfLiteInterpreterOptionsSetTelemetryProfiler`) cannot be attached from
@@ -32,21 +34,8 @@ struct TFLiteEngine {
         guard let interpreter = created else { throw RunnerError.engine("interpreter was not created") }
         let footprintAfter = telemetry.physFootprint()
 
-        var rng = SplitMix64(seed: job.inputs.seed)
-        for index in 0..<interpreter.inputTensorCount {
-            let tensor = try interpreter.input(at: index)
-            let count = tensor.data.count
-            var bytes = [UInt8](repeating: 0, count: count)
-            if job.inputs.kind != "zeros" {
-                if tensor.dataType == .float32 {
-                    let floats = (0..<(count / 4)).map { _ in Float(rng.nextUnitSigned()) }
-                    bytes = floats.withUnsafeBytes { Array($0) }
-                } else {
-                    bytes = (0..<count).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
-                }
-            }
-            try interpreter.copy(Data(bytes), toInputAt: index)
-        }
+        progress("setting inputs")
+        try setInputs(interpreter)
 
         progress("invoking")
         let (_, firstMs) = try Clock.time { try interpreter.invoke() }
@@ -57,6 +46,11 @@ struct TFLiteEngine {
         timing.latency = try Clock.samples(job.run.iterations) { try interpreter.invoke() }
         let energyEnd = telemetry.taskEnergyNanojoules()
         _ = telemetry.physFootprint()
+        var outputs: OutputsReport?
+        if let request = job.outputs {
+            progress("writing outputs")
+            outputs = writeOutputs(interpreter, to: request.file)
+        }
 
         var detail = "delegate=\(spec.delegate) threads=\(spec.numThreads)"
         if spec.opProfile {
@@ -72,6 +66,7 @@ struct TFLiteEngine {
             result.energy = EnergyReport(taskEnergyNjDelta: end - start, predictions: job.run.iterations,
                                          label: Telemetry.energyLabel)
         }
+        result.outputs = outputs
         return result
         #else
         throw RunnerError.engine("this build has no TensorFlowLite; run `pod install` (see ios_runner/README.md)")
@@ -79,6 +74,73 @@ struct TFLiteEngine {
     }
 
     #if canImport(TensorFlowLite)
+    /// numpy's name for a tensor type (the case name: `float32`, `int8`, `uInt8` → `uint8`, ...).
+    static func dtypeName(_ type: Tensor.DataType) -> String {
+        let name = String(describing: type)
+        return name == "uInt8" ? "uint8" : name.lowercased()
+    }
+
+    /// The job's inputs into the input tensors, kept for every run: the pushed files (`files`, by
+    /// position; a file whose shape differs from the tensor's resizes it), else seeded random bytes
+    /// or zeros.
+    private func setInputs(_ interpreter: Interpreter) throws {
+        let files = try job.inputs.requireFiles()
+        if !files.isEmpty {
+            guard files.count == interpreter.inputTensorCount else {
+                throw RunnerError.badJob("\(files.count) input files for \(interpreter.inputTensorCount) model inputs")
+            }
+            var resized = false
+            for (index, file) in files.enumerated() {
+                let tensor = try interpreter.input(at: index)
+                let dtype = TFLiteEngine.dtypeName(tensor.dataType)
+                guard dtype == file.dtype else {
+                    throw RunnerError.badJob("input \(index) (\(tensor.name)) is \(dtype); its file \(file.file) is \(file.dtype)")
+                }
+                if tensor.shape.dimensions != file.shape {
+                    try interpreter.resizeInput(at: index, to: Tensor.Shape(file.shape))
+                    resized = true
+                }
+            }
+            if resized { try interpreter.allocateTensors() }
+            for (index, file) in files.enumerated() {
+                try interpreter.copy(TensorFiles.read(file, paths: paths), toInputAt: index)
+            }
+            return
+        }
+        var rng = SplitMix64(seed: job.inputs.seed ?? 0)
+        for index in 0..<interpreter.inputTensorCount {
+            let tensor = try interpreter.input(at: index)
+            let count = tensor.data.count
+            var bytes = [UInt8](repeating: 0, count: count)
+            if job.inputs.kind != "zeros" {
+                if tensor.dataType == .float32 {
+                    let floats = (0..<(count / 4)).map { _ in Float(rng.nextUnitSigned()) }
+                    bytes = floats.withUnsafeBytes { Array($0) }
+                } else {
+                    bytes = (0..<count).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+                }
+            }
+            try interpreter.copy(Data(bytes), toInputAt: index)
+        }
+    }
+
+    /// Every output tensor of the last run, raw, in the interpreter's output order. A failure is
+    /// reported in the result (`outputs.error`) and leaves the timings standing.
+    private func writeOutputs(_ interpreter: Interpreter, to file: String) -> OutputsReport {
+        do {
+            var tensors: [(report: TensorReport, data: Data)] = []
+            for index in 0..<interpreter.outputTensorCount {
+                let tensor = try interpreter.output(at: index)
+                let report = TensorReport(name: tensor.name, shape: tensor.shape.dimensions,
+                                          dtype: TFLiteEngine.dtypeName(tensor.dataType), bytes: tensor.data.count)
+                tensors.append((report: report, data: tensor.data))
+            }
+            return try TensorFiles.write(tensors, to: file, paths: paths)
+        } catch {
+            return OutputsReport.unavailable("could not write the outputs: \(error)")
+        }
+    }
+
     private func makeInterpreter(modelPath: String) throws -> Interpreter {
         var options = Interpreter.Options()
         options.threadCount = spec.numThreads

@@ -12,6 +12,8 @@ public struct JobSpec: Codable, Equatable {
     public var coreml: CoreMLSpec?
     public var tflite: TFLiteSpec?
     public var inputs: InputSpec
+    /// Where to write the output tensors after the last timed run; nil: not asked.
+    public var outputs: OutputSpec?
     public var run: RunSpec
     public var preconditions: Preconditions
 
@@ -28,6 +30,7 @@ public struct JobSpec: Codable, Equatable {
         case coreml
         case tflite
         case inputs
+        case outputs
         case run
         case preconditions
     }
@@ -108,13 +111,61 @@ public struct CoreMLDelegateOptions: Codable, Equatable {
 }
 
 public struct InputSpec: Codable, Equatable {
-    /// `random` or `zeros`.
+    /// `random`, `zeros` or `files`.
     public var kind: String
-    public var seed: UInt64
+    /// Seed of `random` inputs (absent for `files`).
+    public var seed: UInt64?
+    /// `files`: one raw tensor file per model input, pushed beside the model.
+    public var files: [InputFile]?
 
     enum CodingKeys: String, CodingKey {
         case kind
         case seed
+        case files
+    }
+
+    /// The input files of a `files` job; throws `RunnerError.badJob` when there are none.
+    public func requireFiles() throws -> [InputFile] {
+        guard kind == "files" else { return [] }
+        guard let files, !files.isEmpty else {
+            throw RunnerError.badJob("inputs of kind files without files")
+        }
+        return files
+    }
+}
+
+/// One fixed input: the raw bytes of one tensor (row-major, little-endian), as quantlab made them.
+public struct InputFile: Codable, Equatable {
+    /// The model's input name (Core ML matches by it; TFLite goes by position).
+    public var name: String
+    /// Relative to the app's Documents folder.
+    public var file: String
+    public var shape: [Int]
+    /// numpy dtype name: `float32`, `float16`, `int8`, `uint8`, `int32`, ...
+    public var dtype: String
+
+    enum CodingKeys: String, CodingKey {
+        case name
+        case file
+        case shape
+        case dtype
+    }
+
+    public init(name: String, file: String, shape: [Int], dtype: String) {
+        self.name = name
+        self.file = file
+        self.shape = shape
+        self.dtype = dtype
+    }
+}
+
+/// The output request: every output tensor's raw bytes, one after the other, to `file`.
+public struct OutputSpec: Codable, Equatable {
+    /// Relative to the app's Documents folder.
+    public var file: String
+
+    enum CodingKeys: String, CodingKey {
+        case file
     }
 }
 

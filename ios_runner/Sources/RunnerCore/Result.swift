@@ -16,6 +16,8 @@ public struct BenchResult: Codable {
     public var energy: EnergyReport?
     public var computePlan: ComputePlanReport?
     public var tfliteOpProfile: [OpProfileEntry]?
+    /// Where the output tensors went, when the job asked for them.
+    public var outputs: OutputsReport?
     public var runner: RunnerReport
 
     enum CodingKeys: String, CodingKey {
@@ -30,6 +32,7 @@ public struct BenchResult: Codable {
         case energy
         case computePlan = "compute_plan"
         case tfliteOpProfile = "tflite_op_profile"
+        case outputs
         case runner
     }
 
@@ -240,6 +243,54 @@ public struct OpProfileEntry: Codable {
         self.subgraph = subgraph
         self.avgUs = avgUs
         self.count = count
+    }
+}
+
+/// The output tensors of the last timed run: their raw bytes, one after the other, in `tensors` order.
+public struct OutputsReport: Codable {
+    /// Relative to Documents; nil when no file was written.
+    public var file: String?
+    public var tensors: [TensorReport]
+    /// Why no outputs were written (the timings stand).
+    public var error: String?
+
+    enum CodingKeys: String, CodingKey {
+        case file
+        case tensors
+        case error
+    }
+
+    public init(file: String?, tensors: [TensorReport], error: String?) {
+        self.file = file
+        self.tensors = tensors
+        self.error = error
+    }
+
+    /// No outputs, and why.
+    public static func unavailable(_ reason: String) -> OutputsReport {
+        OutputsReport(file: nil, tensors: [], error: reason)
+    }
+}
+
+public struct TensorReport: Codable, Equatable {
+    public var name: String
+    public var shape: [Int]
+    /// numpy dtype name of the bytes written (Core ML outputs: always `float32`).
+    public var dtype: String
+    public var bytes: Int
+
+    enum CodingKeys: String, CodingKey {
+        case name
+        case shape
+        case dtype
+        case bytes
+    }
+
+    public init(name: String, shape: [Int], dtype: String, bytes: Int) {
+        self.name = name
+        self.shape = shape
+        self.dtype = dtype
+        self.bytes = bytes
     }
 }
 

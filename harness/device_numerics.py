@@ -1,0 +1,57 @@
+"""The host half of a device's numerics check, for every phone platform.
+
+A runner on the device (benchmark_model on Android, the BenchRunner app on iOS) writes
+every output tensor's raw bytes one after the other to one file. Here that file is cut
+into the model's outputs (``prepared["outputs"]``: name, shape, dtype, quantization,
+bytes, in order), dequantized to float and compared with the float reference's outputs
+on the same inputs (:mod:`harness.numerics`). Plain numpy: nothing here runs a model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from harness.numerics import compare_outputs, dequantize, jsonable
+
+
+def unchecked(reason: str) -> dict[str, Any]:
+    """A numerics record for a check that could not be made (which is not a failure of
+    the delegate: :func:`harness.numerics.verdict` gives no verdict for it)."""
+    return {"error": reason, "unchecked": True}
+
+
+def split_outputs(blob: bytes, prepared: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The output file cut into the model's outputs, dequantized to float, by name.
+    Raises ValueError when its size is not the sum of the output tensors' bytes."""
+    outputs = list(prepared["outputs"])
+    want = sum(int(o["bytes"]) for o in outputs)
+    if len(blob) != want:
+        sizes = ", ".join(f"{o['name']} {o['bytes']}" for o in outputs)
+        raise ValueError(f"the output file has {len(blob)} bytes; the model's outputs take "
+                         f"{want} ({sizes})")
+    out: dict[str, np.ndarray] = {}
+    at = 0
+    for o in outputs:
+        n = int(o["bytes"])
+        arr = np.frombuffer(blob[at:at + n], dtype=np.dtype(o["dtype"])).reshape(o["shape"])
+        scale, zero = o.get("quantization", (0.0, 0))
+        out[o["name"]] = dequantize(arr, float(scale), int(zero))
+        at += n
+    return out
+
+
+def compare(prepared: Mapping[str, Any], reference: Mapping[str, np.ndarray], blob: bytes,
+            computed_by: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The numerics record of one job (as the simulator's: figures per output and the worst,
+    how the inputs were made, the reference, ``computed_by``) and the device's outputs. A
+    size mismatch gives a record with ``error`` and no outputs."""
+    context = {**prepared.get("context", {}), "computed_by": computed_by}
+    try:
+        got = split_outputs(blob, prepared)
+    except ValueError as exc:
+        return jsonable({"error": str(exc), **context}), {}
+    result = compare_outputs(dict(reference), got)
+    return jsonable({**result, **context}), got
