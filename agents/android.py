@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agents import android_numerics
 from agents.adb_faults import STATE_HINTS, adb_errors, adb_faults
 from agents.base import Progress
 from android_runner import command as cmdmod
@@ -265,6 +264,8 @@ class AndroidAgent:
                     model_remote: str, tmp: Path, thermal_before: dict[str, Any],
                     warnings: list[str], progress: Progress) -> RawResult:
         """The launches of a job whose files are on the phone (``tmp``: host scratch)."""
+        from agents import android_numerics  # numpy with it: not loaded for `devices`
+
         launches: list[BenchmarkOutput] = []
         raw_outputs: list[RawOutput] = []  # every launch's full output and pulled file
         fixed = android_numerics.setup(d, device, job, tmp, progress)

@@ -29,14 +29,16 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from agents import ios_numerics
 from agents.base import Progress
 from agents.ios_errors import IosDeviceUnusable, IosUserError, translate
 from agents.ios_interfaces import BUNDLE_ID, IosBackend, IosSession, load_backend, version_tuple
 from harness.errors import DeviceDisconnected, QuantlabError
 from harness.records import DeviceInfo, Job, RawOutput, RawResult
+
+if TYPE_CHECKING:  # numpy comes with it: imported when a job runs, not for `devices`
+    from agents import ios_numerics
 
 DELEGATES: tuple[str, ...] = (
     "coreml-cpu",
@@ -277,6 +279,8 @@ class IosAgent:
             raise err from exc
 
     async def _run(self, device: DeviceInfo, job: Job, progress: Progress) -> RawResult:
+        from agents import ios_numerics
+
         with tempfile.TemporaryDirectory(prefix="quantlab-ios-") as tmp:
             fixed = ios_numerics.setup(job, Path(tmp), progress)
             if fixed.failure:  # --inputs that the app cannot use
@@ -285,6 +289,7 @@ class IosAgent:
 
     async def _run_job(self, device: DeviceInfo, job: Job, progress: Progress,
                        fixed: ios_numerics.IosFixedInputs) -> RawResult:
+        from agents import ios_numerics
         from ios_runner.codec import build_job, model_remote_name, parse_result
 
         compute_plan = bool(device.extra.get("compute_plan", True))

@@ -7,13 +7,16 @@ labelled so).
 
 from __future__ import annotations
 
+import math
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from harness.records import LaunchStats, RawResult
+
+if TYPE_CHECKING:
+    import numpy as np
 
 BOOTSTRAP_RESAMPLES = 2000
 STD_WARN = 0.10  # std ≥ 10 % of the mean
@@ -124,6 +127,8 @@ def bootstrap_medians(repeats: list[np.ndarray], rng: np.random.Generator,
     chosen repeat, so between-process variance widens what is derived from them
     as it should. With one repeat it is the ordinary bootstrap.
     """
+    import numpy as np
+
     reps = [r for r in repeats if r.size]
     if len(reps) == 1:
         x = reps[0]
@@ -156,6 +161,8 @@ def bootstrap_median_ci(
     repeats: list[np.ndarray], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
 ) -> tuple[float, float]:
     """95 % CI of the median by a two-level bootstrap (:func:`bootstrap_medians`)."""
+    import numpy as np
+
     medians = bootstrap_medians(repeats, np.random.default_rng(seed), resamples)
     lo, hi = np.percentile(medians, [2.5, 97.5])
     return float(lo), float(hi)
@@ -163,6 +170,8 @@ def bootstrap_median_ci(
 
 def summarize_samples(repeats: tuple[tuple[float, ...], ...] | list[list[float]]) -> LatencySummary:
     """Summary of per-iteration samples from one or more repeats."""
+    import numpy as np
+
     arrays = [np.asarray(r, dtype=float) for r in repeats if len(r)]
     allv = np.concatenate(arrays)
     ci = bootstrap_median_ci(arrays) if allv.size >= 2 else None
@@ -187,6 +196,8 @@ def summarize_samples(repeats: tuple[tuple[float, ...], ...] | list[list[float]]
 def launch_figures(raw: RawResult) -> list[LaunchStats]:
     """Each launch's own figures: from its samples, from the runner's per-launch figures,
     or (results stored before those existed) from the per-repeat averages."""
+    import numpy as np
+
     if any(len(r) for r in raw.samples_ms):
         out = []
         for rep in raw.samples_ms:
@@ -220,6 +231,8 @@ def bootstrap_launch_means(launches: list[LaunchStats], rng: np.random.Generator
     :func:`bootstrap_medians`: launches are resampled, then each chosen launch's mean
     is drawn from its own sampling distribution (normal, std/√count) where the tool
     printed std and count, else taken as it is."""
+    import numpy as np
+
     means = np.array([x.mean_ms for x in launches])
     se = np.array([x.std_ms / np.sqrt(x.count) if x.std_ms is not None and x.count else 0.0
                    for x in launches])
@@ -231,6 +244,7 @@ def bootstrap_launch_means(launches: list[LaunchStats], rng: np.random.Generator
 def _summary_ci(mean: float, std: float | None, count: int | None) -> tuple[float, float] | None:
     if std is None or not count or count < 2:
         return None
+    import numpy as np
     from scipy.stats import t
 
     half = float(t.ppf(0.975, count - 1)) * std / np.sqrt(count)
@@ -259,6 +273,8 @@ def summarize(raw: RawResult) -> LatencySummary | None:
 
 
 def _summarize(raw: RawResult) -> LatencySummary | None:
+    import numpy as np
+
     if any(len(r) for r in raw.samples_ms):
         return summarize_samples(raw.samples_ms)
     launches = launch_figures(raw)
@@ -283,6 +299,17 @@ def _summarize(raw: RawResult) -> LatencySummary | None:
         mean=one.mean_ms, p90=None, p99=None, min=one.min_ms, max=one.max_ms, std=one.std_ms,
         ci95=_summary_ci(one.mean_ms, one.std_ms, one.count) if statistic == "mean" else None,
         count=one.count, launches=1, note=SUMMARY_NOTE)
+
+
+def _median(values: Sequence[float]) -> float:
+    """``float(np.median(values))`` without numpy, so that ``show`` (which reads stored
+    summaries) does not import it: the middle value, or the mean of the two middle
+    ones; NaN when any value is NaN."""
+    x = sorted(float(v) for v in values)
+    if any(math.isnan(v) for v in x):
+        return math.nan
+    mid = len(x) // 2
+    return x[mid] if len(x) % 2 else (x[mid - 1] + x[mid]) / 2
 
 
 def stability(raw: RawResult, summary: LatencySummary | None = None) -> Stability:
@@ -315,8 +342,8 @@ def stability(raw: RawResult, summary: LatencySummary | None = None) -> Stabilit
         n = len(rep) // 3
         if n < 5:
             continue
-        first = float(np.median(rep[:n]))
-        last = float(np.median(rep[-n:]))
+        first = _median(rep[:n])
+        last = _median(rep[-n:])
         if first > 0 and abs(last - first) / first >= DRIFT_WARN:
             direction = "slower" if last > first else "faster"
             out.append(
