@@ -25,9 +25,7 @@ def register(app: typer.Typer) -> None:
 @handle_errors
 def devices(json_out: JsonOpt = False, verbose: VerboseOpt = False) -> None:
     """List every attached device (the simulator included) with its state and health."""
-    from rich import box
-    from rich.table import Table
-
+    from harness.cli.tables import new_table
     from harness.records import to_dict
     from quantlab._bench import discover
 
@@ -35,14 +33,20 @@ def devices(json_out: JsonOpt = False, verbose: VerboseOpt = False) -> None:
     if json_out:
         print_json({"devices": [to_dict(d) for d in fleet.devices], "notes": list(fleet.notes)})
         return
-    table = Table(title="Devices", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("id", "platform", "name", "SoC", "OS", "state", "health", "delegates"):
-        table.add_column(col, overflow="fold")
+    table = new_table("Devices")
+    ids = [d.id for d in fleet.devices]
+    table.add_column("id", no_wrap=True, min_width=max(map(len, ids), default=2))  # typed
+    for col, width in (("kind", 7), ("name", 14), ("SoC", 8), ("OS", 8), ("state", 11)):
+        table.add_column(col, no_wrap=True, overflow="ellipsis", max_width=width)
+    table.add_column("health", overflow="fold", min_width=14, max_width=22)
     for d in fleet.devices:
         state = d.state if d.state == "ready" else f"[red]{d.state}[/]"
         table.add_row(d.id, d.platform, d.name, d.soc or "–",
-                      d.os_version or "–", state, health_cell(d.health), ", ".join(d.delegates))
+                      d.os_version or "–", state, health_cell(d.health))
     console.print(table)
+    for d in fleet.devices:  # below the table: an Android phone has nine delegates
+        if d.delegates:
+            console.print(f"[dim]{d.id}:[/] {', '.join(d.delegates)}")
     for d in fleet.devices:
         if d.state != "ready" and d.state_hint:
             warn(f"{d.id} is {d.state}: {d.state_hint}")
