@@ -9,7 +9,7 @@ Schema changes are Alembic migrations (``migrations/versions``).
 This module is the store's public surface: :class:`Store` (opening, writing, reading)
 and the read models it returns. Beside it: ``schema.py`` (the tables), ``location.py``
 (folder or URL), ``migrate.py`` (revisions and locked upgrades), ``record_rows.py``
-(records → rows), ``read_models.py`` (:class:`RunRecord`, :class:`JobEntry` and the
+(records → rows, tag checks), ``read_models.py`` (:class:`RunRecord`, :class:`JobEntry` and the
 queries that fill them) and ``raw.py`` (raw runner output by sha256).
 """
 
@@ -44,6 +44,7 @@ from harness.store.raw import (
     sha256_of,
 )
 from harness.store.read_models import JobEntry, RunRecord
+from harness.store.record_rows import check_tags
 
 __all__ = [
     "DB_FILENAME",
@@ -482,20 +483,3 @@ class Store:
                 out[row["variant_sha256"]] = dict(row)
         return out
 
-
-MAX_TAG_LENGTH = 255
-
-
-def check_tags(tags: Iterable[str]) -> list[str]:
-    """Tags as given (``nightly``, ``git=3fa2c1``), each once; a UserError for a bad one."""
-    out: list[str] = []
-    for tag in tags:
-        text = tag.strip()
-        if not text or len(text) > MAX_TAG_LENGTH or any(c.isspace() or c == "," for c in text) \
-                or text.startswith("="):
-            raise UserError(f"--tag {tag!r}: not a tag",
-                            hint="a word or key=value without spaces or commas, e.g. nightly "
-                            "or git=3fa2c1")
-        if text not in out:
-            out.append(text)
-    return out

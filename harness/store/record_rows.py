@@ -6,8 +6,10 @@ executes these rows in one transaction each.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
+from harness.errors import UserError
 from harness.records import DeviceInfo, Job, Plan, RawResult, Run, to_dict
 from harness.redact import redact_text
 from harness.store.raw import sha256_of
@@ -130,3 +132,21 @@ def energy_rows(run_id: str, job_id: str, raw: RawResult) -> list[dict[str, Any]
         {"run_id": run_id, "job_id": job_id, "idx": i, **to_dict(s)}
         for i, s in enumerate(raw.energy_samples)
     ]
+
+
+MAX_TAG_LENGTH = 255
+
+
+def check_tags(tags: Iterable[str]) -> list[str]:
+    """Tags as given (``nightly``, ``git=3fa2c1``), each once; a UserError for a bad one."""
+    out: list[str] = []
+    for tag in tags:
+        text = tag.strip()
+        if not text or len(text) > MAX_TAG_LENGTH or any(c.isspace() or c == "," for c in text) \
+                or text.startswith("="):
+            raise UserError(f"--tag {tag!r}: not a tag",
+                            hint="a word or key=value without spaces or commas, e.g. nightly "
+                            "or git=3fa2c1")
+        if text not in out:
+            out.append(text)
+    return out
