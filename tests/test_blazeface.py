@@ -59,7 +59,19 @@ def test_blazeface_int8_agrees_with_float_on_real_photos(tmp_path: Path) -> None
     rows = {v["scheme"]: v for v in report["variants"]}
     assert rows["fp32"]["fidelity"]["agreement_map50"] == 1.0
     assert rows["fp16"]["fidelity"]["agreement_map50"] > 0.95
-    assert rows["dynamic-int8"]["fidelity"]["agreement_map50"] > 0.8, rows["dynamic-int8"]
+    # dynamic-int8 agreement mAP@.5 is 1.0 on these photos, and that is genuine: BlazeFace names
+    # its ops the pre-schema-3a way, and until the prepared source got builtin_code set
+    # (signature.normalize_op_codes) ai-edge-quantizer saw every op as ADD, so dynamic-int8 and
+    # fp16 were the float model byte for byte (same sha256, output MSE 0, 634 KB). Now the 37
+    # conv weights are int8 (364 KB), outputs differ (MSE > 0, mAP@[.5:.95] ≈ 0.78), yet the
+    # float model's 43 faces scored ≥ 0.5 are all found again at IoU ≥ 0.76 with the same count
+    # of confident boxes: activations stay float in dynamic range, so the boxes only shift.
+    dyn = rows["dynamic-int8"]
+    assert dyn["sha256"] not in (rows["fp32"]["sha256"], rows["fp16"]["sha256"])
+    assert dyn["fidelity"]["outputs"][0]["mse"] > 0, dyn  # really quantized
+    assert dyn["fidelity"]["agreement_map"] < 1.0
+    assert Path(dyn["path"]).stat().st_size < 0.7 * Path(rows["fp32"]["path"]).stat().st_size
+    assert dyn["fidelity"]["agreement_map50"] > 0.8, dyn
     assert rows["dynamic-int8"]["gate"]["passed"]
     cal = rows["dynamic-int8"]["calibration"]
     assert sum(cal["reference_hist"]) > 10  # the float model found faces in these photos

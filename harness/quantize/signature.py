@@ -55,6 +55,34 @@ def _text(name: bytes | str | None) -> str:
     return name.decode() if isinstance(name, bytes) else str(name)
 
 
+def normalize_op_codes(model: bytes) -> tuple[bytes, str | None]:
+    """(the model with every operator code's ``builtin_code`` set, a note) — the model unchanged
+    and None when they all are.
+
+    Files written before TFLite schema 3a name each op in ``deprecated_builtin_code`` only,
+    leaving ``builtin_code`` 0 (ADD). LiteRT reads the larger of the two; ai-edge-quantizer reads
+    ``builtin_code`` alone, so it saw every op of such a file as ADD and quantized nothing: the
+    "dynamic-int8" and "fp16" variants of BlazeFace came out as the float model, byte for byte.
+    """
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as s
+
+    m = s.ModelT.InitFromPackedBuf(bytearray(model), 0)
+    fixed = 0
+    for c in m.operatorCodes or []:
+        code = max(c.builtinCode, c.deprecatedBuiltinCode)
+        if c.builtinCode != code:
+            c.builtinCode = code
+            fixed += 1
+    if not fixed:
+        return model, None
+    builder = flatbuffers.Builder(len(model) + 1024)
+    builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output()), (f"the source names {fixed} of its op kinds the pre-3a way "
+                                     "(deprecated_builtin_code only): builtin_code set so the "
+                                     "quantizer sees the real ops")
+
+
 def fold_fp16_weights(model: bytes) -> tuple[bytes, str | None]:
     """(the model with float16 constant weights expanded to float32, a note) — the model
     unchanged and None when it has none.

@@ -136,10 +136,14 @@ class Job:
                     f"LiteRT cannot load it ({str(exc).strip()[:200]})",
                     hint="pass a valid float .tflite",
                 ) from None
-            from harness.quantize.signature import fold_fp16_weights, with_default_signature
+            from harness.quantize.signature import (
+                fold_fp16_weights,
+                normalize_op_codes,
+                with_default_signature,
+            )
 
             prepared, notes = self.fp32, []
-            for step in (with_default_signature, fold_fp16_weights):
+            for step in (normalize_op_codes, with_default_signature, fold_fp16_weights):
                 prepared, note = step(prepared)
                 notes += [note] if note else []
             if notes:
