@@ -1,5 +1,6 @@
 """The suite's own rules (tests/conftest.py): missing system tools fail under CI=true instead
-of skipping, and tests that need a real phone are marked ``device`` and run only when asked."""
+of skipping, and tests that need a real phone are marked ``device`` and run only when asked;
+and the tree's: no module in harness/, agents/ or android_runner/ over 500 lines."""
 
 from __future__ import annotations
 
@@ -68,3 +69,15 @@ def test_ci_reports_a_missing_tool_as_a_failure(pytester: pytest.Pytester,
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(failed=1)
     monkeypatch.setenv("CI", "false")
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(skipped=1)
+
+
+MAX_MODULE_LINES = 500
+
+
+def test_no_module_over_500_lines() -> None:
+    """Rooms that fit in a head (issue 14): a module past 500 lines is split, not grown."""
+    root = CONFTEST.parent.parent
+    big = {str(f.relative_to(root)): n for folder in ("harness", "agents", "android_runner")
+           for f in sorted((root / folder).rglob("*.py"))
+           if (n := len(f.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert not big, f"over {MAX_MODULE_LINES} lines: {big}"

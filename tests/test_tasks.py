@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +12,12 @@ import pytest
 
 from harness.errors import UserError
 from harness.quantize.tasks import Context, OutputInfo, ece, get_task, infer_task
-from harness.quantize.tasks.detection import (
-    Detections,
+from harness.quantize.tasks.detection_boxes import Detections, nms
+from harness.quantize.tasks.detection_coco import load_coco
+from harness.quantize.tasks.detection_decode import (
     decode_anchors,
     decode_ssd,
     decode_yolo,
-    load_coco,
-    nms,
     ssd_anchors,
 )
 
@@ -214,3 +214,244 @@ def test_signature_less_tflite_gets_a_default_signature(tmp_path: Path) -> None:
     assert sig == {"serving_default": {"inputs": ["input"],
                                        "outputs": ["classificators", "regressors"]}}
     assert with_default_signature(signed) == (signed, None)
+
+
+# -- issue 12: the vectorized detection pipeline gives the per-image pipeline's numbers -------
+
+def _faster_coco_map(dataset: dict, results: np.ndarray) -> tuple[float, float]:
+    """COCO bbox mAP as faster-coco-eval computes it from the annotations file itself."""
+    fce = pytest.importorskip("faster_coco_eval")
+    if len(results) == 0:
+        return 0.0, 0.0
+    gt = fce.COCO(dataset, print_function=lambda *a, **k: None)
+    ev = fce.COCOeval_faster(gt, gt.loadRes(results), "bbox",
+                             print_function=lambda *a, **k: None)
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+    return max(0.0, float(ev.stats[0])), max(0.0, float(ev.stats[1]))
+
+
+def test_coco_map_is_faster_coco_eval_exactly() -> None:
+    """coco_map hands the annotations, read into arrays, to faster-coco-eval without losing
+    anything: random truth and results on a coarse grid (many equal IoUs and scores), crowds,
+    a category without truth, images without truth, >100 results per image, an annotation of
+    id 0, areas out of range and negative widths give the numbers the library gives on the
+    annotations file itself, to the last bit."""
+    from harness.quantize.tasks.detection_coco import CocoTruth, coco_map
+
+    rng = np.random.default_rng(12)
+    for trial in range(30):
+        n_img, n_cat = int(rng.integers(1, 9)), int(rng.integers(1, 5))
+        n_gt, n_det = int(rng.integers(0, 40)), int(rng.integers(0, 260 if trial % 10 else 40))
+        img_ids = rng.choice(np.arange(1, 10 * n_img), n_img, replace=False)
+        cat_ids = rng.choice(np.arange(1, 50), n_cat, replace=False)
+        grid = float(rng.choice([1.0, 2.5, 10.0]))
+
+        def boxes(n: int, grid: float = grid) -> np.ndarray:
+            return np.column_stack([rng.integers(0, 8, (n, 2)) * grid,
+                                    rng.integers(1, 5, (n, 2)) * grid]).astype(float)
+
+        gb = boxes(n_gt)
+        g_img = rng.choice(img_ids, n_gt)
+        g_cat = rng.choice(cat_ids[: max(1, n_cat - 1)], n_gt)  # the last category: no truth
+        crowd = rng.random(n_gt) < float(rng.choice([0.0, 0.2]))
+        area = gb[:, 2] * gb[:, 3]
+        ids = np.arange(1, n_gt + 1)
+        if n_gt > 3 and trial % 4 == 0:
+            ids[0], area[1], area[2] = 0, 2e10, -1.0
+        src = rng.integers(0, max(1, n_gt), n_det)
+        db = gb[src] + rng.integers(-1, 2, (n_det, 4)) * grid / 2 if n_gt else boxes(n_det)
+        db[:, 2:] = np.abs(db[:, 2:]) + 0.5
+        db[rng.random(n_det) < 0.3] = boxes(1)
+        db[: min(3, n_det), 2] *= -1 if trial % 5 == 0 else 1
+        d_img = np.where(rng.random(n_det) < 0.8, g_img[src] if n_gt else 0,
+                         rng.choice(img_ids, n_det)) if n_gt else rng.choice(img_ids, n_det)
+        d_cat = np.where(rng.random(n_det) < 0.8, g_cat[src] if n_gt else 0,
+                         rng.choice(cat_ids, n_det)) if n_gt else rng.choice(cat_ids, n_det)
+        results = np.column_stack([d_img, db, np.round(rng.random(n_det), 1), d_cat]
+                                  ).astype(np.float64)
+        dataset = {"images": [{"id": int(i), "height": 100, "width": 100} for i in img_ids],
+                   "annotations": [{"id": int(ids[k]), "image_id": int(g_img[k]),
+                                    "category_id": int(g_cat[k]),
+                                    "bbox": [float(v) for v in gb[k]], "area": float(area[k]),
+                                    "iscrowd": int(crowd[k])} for k in range(n_gt)],
+                   "categories": [{"id": int(c), "name": str(c)} for c in cat_ids]}
+        truth = CocoTruth(img_ids, cat_ids, g_img, g_cat, gb, area, crowd, ids)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # faster-coco-eval warns about the id 0
+            expected = _faster_coco_map(dataset, results)
+            got = coco_map(truth, results)
+        assert got == expected, trial
+
+
+def _reference_decode(conf: np.ndarray, yxyx: np.ndarray, best: np.ndarray,
+                      iou: float) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The per-image candidates → NMS of before issue 12 (one image at a time, greedy loop)."""
+    from harness.quantize.tasks.detection_boxes import MAX_DETECTIONS, PRE_NMS, iou_matrix
+    from harness.quantize.tasks.detection_decode import SCORE_FLOOR
+
+    out = []
+    for b, s, c in zip(yxyx, conf, best, strict=True):
+        keep = s >= SCORE_FLOOR
+        b, s, c = b[keep], s[keep], c[keep]
+        order = np.argsort(-s, kind="stable")[:PRE_NMS]
+        shifted = b[order] + (c[order].astype(np.float64) * 4.0)[:, None]
+        kept: list[int] = []
+        alive = np.ones(len(order), bool)
+        for i in range(len(order)):
+            if not alive[i]:
+                continue
+            kept.append(int(order[i]))
+            if len(kept) >= MAX_DETECTIONS:
+                break
+            rest = np.nonzero(alive[i + 1:])[0] + i + 1
+            if rest.size:
+                alive[rest[iou_matrix(shifted[i : i + 1], shifted[rest])[0] > iou]] = False
+        idx = np.asarray(kept, np.int64)
+        out.append((np.clip(b[idx], 0, 1).astype(np.float32), s[idx].astype(np.float32),
+                    c[idx].astype(np.int64)))
+    return out
+
+
+def test_batched_host_nms_is_the_per_image_greedy_nms() -> None:
+    """YOLO outputs on a coarse grid (equal scores, equal IoUs, exactly-at-threshold overlaps,
+    more than 100 survivors in an image): every image's detections as the per-image loop gave
+    them, in the same order."""
+    rng = np.random.default_rng(3)
+    n, anchors, classes = 12, 420, 3  # > PRE_NMS candidates, > MAX_DETECTIONS survivors
+    raw = np.zeros((n, anchors, 4 + classes), np.float32)
+    raw[..., :2] = rng.integers(2, 14, (n, anchors, 2)) * 4  # cx, cy in pixels of 64
+    raw[..., 2:4] = rng.integers(1, 5, (n, anchors, 2)) * 4
+    raw[..., 4:] = np.round(rng.random((n, anchors, classes)), 1)
+    raw[0, :, 4:] = 0.9  # one image: all equal scores
+    raw[1, :, :4] = rng.integers(0, 64, (anchors, 4)) / 64.0 * 2  # normalized, spread out
+    det = decode_yolo([raw], _ctx((1, anchors, 4 + classes)))
+    b = raw.astype(np.float64)[..., :4] / np.array([64, 64, 64, 64], np.float64)
+    yxyx = np.stack([b[..., 1] - b[..., 3] / 2, b[..., 0] - b[..., 2] / 2,
+                     b[..., 1] + b[..., 3] / 2, b[..., 0] + b[..., 2] / 2], axis=-1)
+    cls = raw[..., 4:].astype(np.float64)
+    best = np.argmax(cls, -1)
+    conf = np.take_along_axis(cls, best[..., None], -1)[..., 0]
+    for i, (boxes, scores, cl) in enumerate(_reference_decode(conf, yxyx, best, 0.5)):
+        assert det[i].boxes.tolist() == boxes.tolist(), i
+        assert det[i].scores.tolist() == scores.tolist() and det[i].classes.tolist() == cl.tolist()
+    assert max(len(d.scores) for d in det) == 100
+
+
+def test_detection_metrics_match_the_per_image_versions() -> None:
+    """Calibration pairing and ECE matching over all images at once give what the per-image
+    loops gave (greedy, best score first, first box of equal IoU)."""
+    from harness.quantize.tasks.detection import _match_flags
+    from harness.quantize.tasks.detection_boxes import DetectionBatch, iou_matrix
+
+    rng = np.random.default_rng(5)
+
+    def random_dets(n: int) -> list[Detections]:
+        out = []
+        for _ in range(n):
+            k = int(rng.integers(0, 7))
+            y0, x0 = rng.integers(0, 6, (2, k)) / 8
+            h, w = rng.integers(1, 4, (2, k)) / 8
+            out.append(Detections(np.stack([y0, x0, y0 + h, x0 + w], 1).astype(np.float32),
+                                  np.round(rng.random(k), 1).astype(np.float32),
+                                  rng.integers(0, 2, k)))
+        return out
+
+    ref, var, truth = random_dets(40), random_dets(40), random_dets(40)
+    # ECE matching: the loop of before, image by image
+    for d, t in zip(var, truth, strict=True):
+        order = np.argsort(-d.scores, kind="stable")
+        expected = np.zeros(len(d.scores), bool)
+        ious = iou_matrix(d.boxes[order], t.boxes)
+        used = np.zeros(len(t.scores), bool)
+        for rank, i in enumerate(order):
+            if not len(t.scores):
+                break
+            cand = np.where(~used & (t.classes == d.classes[i]) & (ious[rank] >= 0.5),
+                            ious[rank], -1.0)
+            j = int(np.argmax(cand))
+            if cand[j] >= 0:
+                used[j] = expected[i] = True
+        got = _match_flags(DetectionBatch.of([d]), DetectionBatch.of([t]))
+        assert got.tolist() == expected.tolist()
+    # calibration's pairs: each strong reference box with its best same-class box
+    ctx = _ctx((1, 8, 6))
+    cal = get_task("detection").calibration(ref, var, ctx)
+    pair_r, pair_v = [], []
+    for r, v in zip(ref, var, strict=True):
+        strong = r.above(0.5)
+        if not len(strong.scores) or not len(v.scores):
+            continue
+        ious = iou_matrix(strong.boxes, v.boxes)
+        ious[strong.classes[:, None] != v.classes[None, :]] = 0
+        j = np.argmax(ious, axis=1)
+        ok = ious[np.arange(len(j)), j] >= 0.5
+        pair_r.append(strong.scores[ok])
+        pair_v.append(v.scores[j[ok]])
+    assert cal is not None and cal["shift_paired"]
+    assert cal["mean_shift"] == float(np.mean(np.concatenate(pair_v).astype(np.float64)
+                                              - np.concatenate(pair_r).astype(np.float64)))
+
+
+def test_output_fidelity_with_the_reference_cache_is_the_same() -> None:
+    from harness.quantize.fidelity import fidelity
+
+    rng = np.random.default_rng(1)
+    ref = [rng.random((30, 8, 5)).astype(np.float32), rng.random(30).astype(np.float32),
+           np.zeros((30, 3), np.float32)]
+    cache: dict = {}
+    for _ in range(3):
+        out = [r + rng.normal(0, 0.01, r.shape).astype(np.float32) for r in ref]
+        out[2][:4] = 0  # zero rows: the cosine's equal-rows rule
+        assert fidelity(ref, out, cache) == fidelity(ref, out)
+
+
+def test_npz_read_at_its_offset_and_input_stats(tmp_path: Path) -> None:
+    from harness.quantize.data import input_stats, load_data
+
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 6, 6, 3)).astype(np.float32)
+    y = rng.integers(0, 3, 40)
+    np.savez(tmp_path / "stored.npz", x=x, y=y)
+    np.savez_compressed(tmp_path / "compressed.npz", x=x, y=y)
+    for name in ("stored.npz", "compressed.npz"):
+        ds = load_data(tmp_path / name)
+        assert ds.x.dtype == x.dtype and np.array_equal(ds.x, x) and np.array_equal(ds.y, y)
+    stats = input_stats(x)
+    a = x.astype(np.float64)
+    assert stats["min"] == a.min() and stats["max"] == a.max()
+    assert stats["mean"] == pytest.approx(a.mean(), rel=1e-12)
+    assert stats["std"] == pytest.approx(a.std(), rel=1e-12)
+    assert "std" not in input_stats(x, std=False)
+
+
+def test_runner_quantizes_inputs_as_before() -> None:
+    from types import SimpleNamespace
+
+    from harness.quantize.tflite_runner import TfliteRunner
+
+    x = np.random.default_rng(2).normal(0, 3, (300, 70, 70)).astype(np.float32)
+    fake = SimpleNamespace(input_dtype=np.dtype(np.int8), input={"quantization": (0.02, -3)})
+    got = TfliteRunner._to_input(fake, x)  # type: ignore[arg-type]
+    assert np.array_equal(got, np.clip(np.round(x / 0.02 + -3), -128, 127).astype(np.int8))
+
+
+def test_old_schema_op_codes_are_normalized_for_the_quantizer() -> None:
+    """BlazeFace names its ops in deprecated_builtin_code only: ai-edge-quantizer (which reads
+    builtin_code) saw 37 convolutions as ADD and its dynamic-int8 / fp16 variants were the float
+    model byte for byte until the prepared source got builtin_code set."""
+    from ai_edge_litert import schema_py_generated as s
+
+    from harness.quantize.signature import normalize_op_codes
+
+    model = blazeface_model().read_bytes()
+    codes = s.ModelT.InitFromPackedBuf(bytearray(model), 0).operatorCodes
+    assert all(c.builtinCode == 0 for c in codes)  # the pre-3a layout
+    fixed, note = normalize_op_codes(model)
+    assert note and "deprecated_builtin_code" in note
+    codes = s.ModelT.InitFromPackedBuf(bytearray(fixed), 0).operatorCodes
+    assert {c.builtinCode for c in codes} >= {s.BuiltinOperator.CONV_2D,
+                                              s.BuiltinOperator.DEPTHWISE_CONV_2D}
+    assert all(c.builtinCode == max(c.builtinCode, c.deprecatedBuiltinCode) for c in codes)
+    assert normalize_op_codes(fixed) == (fixed, None)

@@ -12,18 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from harness.errors import ModelError
 from harness.quantize.edge_cases import edge_cases, edge_outputs
 from harness.quantize.fidelity import fidelity
 from harness.quantize.gate import LOWER_IS_BETTER, gate_drop, gate_for, parse_max_drop
 from harness.quantize.tflite_runner import DEFAULT_BATCH, TfliteRunner
-
-
-def input_range(x: np.ndarray) -> tuple[float, float]:
-    """The limits of the input range seen in the data."""
-    return float(np.min(x)), float(np.max(x))
 
 
 def skipped_variants(folder: Path) -> list[dict[str, str]]:
@@ -73,19 +66,25 @@ def _output_infos(runner: TfliteRunner) -> list[Any]:
             for od in runner.outputs]
 
 
-def _data_warnings(folder: Path, x: np.ndarray) -> list[str]:
-    """The calibration-vs-evaluation data check against the stats kept in the manifest."""
+def _calibration_stats(folder: Path) -> dict[str, float] | None:
+    """The calibration inputs' stats kept in the manifest (None: none kept)."""
     import json
-
-    from harness.quantize import data as qdata
 
     manifest = folder / "manifest.json"
     if not manifest.exists():
-        return []
+        return None
     calib = (json.loads(manifest.read_text()).get("calibration") or {}).get("input_stats")
-    if not calib:
+    return calib or None
+
+
+def _data_warnings(calib: dict[str, float] | None, stats: dict[str, float] | None
+                   ) -> list[str]:
+    """The calibration-vs-evaluation data check against the stats kept in the manifest."""
+    from harness.quantize import data as qdata
+
+    if not calib or not stats:
         return []
-    why = qdata.stats_mismatch(calib, qdata.input_stats(x))
+    why = qdata.stats_mismatch(calib, stats)
     return [why] if why else []
 
 
@@ -174,14 +173,20 @@ def evaluate(
     ref_metrics = picked.metrics(ref_pred, ctx)
     metric = picked.primary_metric if ref_metrics else picked.label_free_metric
     ref_value = ref_metrics.get(metric)
+    ref_fid: dict[str, Any] | None = None  # the float model against itself, computed once
     if ref_value is None:
-        ref_value = picked.fidelity(ref_pred, ref_pred, ctx).get(metric)
+        ref_fid = picked.fidelity(ref_pred, ref_pred, ctx)
+        ref_value = ref_fid.get(metric)
     ref_value = 1.0 if ref_value is None else float(ref_value)
     lower = set(picked.lower_is_better) | LOWER_IS_BETTER
-    low, high = input_range(x)
+    calib_stats = _calibration_stats(folder)
+    # one pass for the data check and the edge cases' range (min, max, mean; no std)
+    stats = qdata.input_stats(x, std=False) if edge or calib_stats else None
+    low, high = (stats["min"], stats["max"]) if stats else (0.0, 0.0)
     ref_edge = edge_outputs(ref_entry["path"], low, high) if edge else {}
     rows: list[dict[str, Any]] = []
     failed: list[str] = []
+    ref_terms: dict[int, dict[str, Any]] = {}  # fidelity's reference-only terms
     for v in variants:
         label = v["scheme"] or Path(v["path"]).name
         if v is ref_entry:
@@ -201,9 +206,11 @@ def evaluate(
                                       "max_drop": gate_for(v["scheme"], overall, per_scheme)}})
                 continue
             pred = picked.decode(outputs, ctx)
-        metrics = picked.metrics(pred, ctx)
-        per_output = fidelity(ref_out, outputs)
-        task_fid = picked.fidelity(ref_pred, pred, ctx)
+        same = pred is ref_pred  # the fp32 row: reuse what the reference already computed
+        metrics = dict(ref_metrics) if same else picked.metrics(pred, ctx)
+        per_output = fidelity(ref_out, outputs, ref_terms)
+        task_fid = dict(ref_fid) if same and ref_fid is not None else \
+            picked.fidelity(ref_pred, pred, ctx)
         value = metrics.get(metric, task_fid.get(metric))
         value = ref_value if value is None else float(value)
         metrics.setdefault(metric, value)
@@ -253,7 +260,7 @@ def evaluate(
         "max_drop": {r["scheme"] or Path(r["path"]).name: r["gate"]["max_drop"] for r in rows},
         "samples": len(x),
         "data": str(data_path),
-        "warnings": _data_warnings(folder, x),
+        "warnings": _data_warnings(calib_stats, stats),
         "variants": rows,
         "failed": failed,
     }

@@ -19,6 +19,8 @@ from harness.errors import ModelError
 
 DEFAULT_BATCH = 64
 UNBATCHABLE_OPS = ("TFLite_Detection_PostProcess",)  # custom ops that only take batch 1
+PROGRESS_EVERY = 64  # samples between progress calls when the model runs one sample at a time
+QUANTIZE_CHUNK = 1 << 20  # input values quantized at a time (round(x / scale + zero), clipped)
 
 
 @contextlib.contextmanager
@@ -116,7 +118,15 @@ class TfliteRunner:
         if x.dtype.kind != "f" or not scale:
             return x.astype(dtype, copy=False)
         info = np.iinfo(dtype)
-        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+        out = np.empty(x.shape, dtype)
+        step = max(1, QUANTIZE_CHUNK // max(1, int(np.prod(x.shape[1:]))))
+        for start in range(0, len(x), step):  # in place, a cache-sized chunk at a time
+            t = x[start : start + step] / scale
+            t += zero
+            np.round(t, out=t)
+            np.clip(t, info.min, info.max, out=t)
+            out[start : start + step] = t
+        return out
 
     def _from_output(self, i: int, y: np.ndarray) -> np.ndarray:
         scale, zero = self.outputs[i]["quantization"]
@@ -127,20 +137,40 @@ class TfliteRunner:
     def predict(
         self, x: np.ndarray, progress: Callable[[int], None] | None = None
     ) -> list[np.ndarray]:
-        """Run all samples; one float array per model output, first axis = samples."""
+        """Run all samples; one float array per model output, first axis = samples.
+
+        The inputs are quantized once, the raw outputs gathered and dequantized once at the
+        end: per sample, only set_tensor / invoke / get_tensor run (issue 12).
+        """
         n = len(x)
         step = self.batch if self.batched else 1
         chunks: list[list[np.ndarray]] = [[] for _ in self.outputs]
+        outs = [(od["index"], chunks[i].append) for i, od in enumerate(self.outputs)]
         idx = self.input["index"]
-        for start in range(0, n, step):
-            part = self._to_input(x[start : start + step])
-            real = len(part)
-            if real < step:
-                part = np.concatenate([part, np.repeat(part[-1:], step - real, axis=0)])
-            self.interp.set_tensor(idx, part)
-            self.interp.invoke()
-            for i, od in enumerate(self.outputs):
-                chunks[i].append(self._from_output(i, self.interp.get_tensor(od["index"])[:real]))
-            if progress:
-                progress(real)
-        return [np.concatenate(c) if c else np.zeros((0,)) for c in chunks]
+        xin = self._to_input(x)
+        set_tensor, invoke, get_tensor = (self.interp.set_tensor, self.interp.invoke,
+                                          self.interp.get_tensor)
+        if step == 1:
+            every = PROGRESS_EVERY
+            for start in range(0, n, every):
+                for i in range(start, min(start + every, n)):
+                    set_tensor(idx, xin[i : i + 1])
+                    invoke()
+                    for o, keep in outs:
+                        keep(get_tensor(o))
+                if progress:
+                    progress(min(every, n - start))
+        else:
+            for start in range(0, n, step):
+                part = xin[start : start + step]
+                real = len(part)
+                if real < step:
+                    part = np.concatenate([part, np.repeat(part[-1:], step - real, axis=0)])
+                set_tensor(idx, part)
+                invoke()
+                for o, keep in outs:
+                    keep(get_tensor(o)[:real])
+                if progress:
+                    progress(real)
+        return [self._from_output(i, np.concatenate(c)) if c else np.zeros((0,))
+                for i, c in enumerate(chunks)]
