@@ -51,6 +51,12 @@ def test_evaluate_detection_with_coco_labels(detector: dict[str, Path]) -> None:
             100 * v["gate"]["drop"], abs=1e-4)
     assert rows["fp32"]["fidelity"]["agreement_map50"] == 1.0
     assert rows["fp32"]["fidelity"]["agreement_map"] == 1.0
+    # per-output fidelity compares only the rows PostProcess wrote (past each count the op
+    # leaves whatever the buffer held: raw, fp32 against itself once read -686 dB)
+    for o in rows["fp32"]["fidelity"]["outputs"]:
+        assert o["sqnr_db"] is None and o["cosine"] == 1.0 and o["mse"] == 0.0, o
+    for o in rows["fp16"]["fidelity"]["outputs"]:
+        assert o["sqnr_db"] is None or o["sqnr_db"] > 0, o
     assert rows["fp16"]["gate"]["max_drop"] == 0.005 and rows["int8"]["gate"]["max_drop"] == 0.02
     # edge cases: odd sizes go through the resize path; out-of-range input diverges in int8
     cases = {e["case"]: e for e in rows["int8"]["edge_cases"]}

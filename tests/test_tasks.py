@@ -52,6 +52,14 @@ def test_ssd_outputs_in_any_order_by_shape_and_name() -> None:
     det = decode_ssd(outs, ctx)[0]
     assert det.classes.tolist() == [2, 0] and det.scores.tolist() == pytest.approx([0.9, 0.3])
     assert det.boxes.shape == (2, 4)  # the padding row past the count is dropped
+    # per-output fidelity sees the rows past the count as zeros (the op leaves them
+    # unwritten), the inputs untouched
+    from harness.quantize.tasks.detection_decode import written_rows
+
+    clean = written_rows(outs, ctx)
+    assert clean[2][0, 2].tolist() == [0, 0, 0, 0] and clean[0][0].tolist() == pytest.approx(
+        [0.9, 0.3, 0.0]) and clean[3][0].tolist() == [2.0, 0.0, 0.0]
+    assert boxes[0, 2].tolist() == [9, 9, 9, 9] and clean[1] is count
     # named outputs win over values
     ctx = _ctx((1, 3), (1, 3), (1, 3, 4), (1,),
                names=["detection_scores", "detection_classes", "detection_boxes", "num"])

@@ -187,6 +187,9 @@ def evaluate(
     rows: list[dict[str, Any]] = []
     failed: list[str] = []
     ref_terms: dict[int, dict[str, Any]] = {}  # fidelity's reference-only terms
+    # what per-output fidelity compares (detection: rows an op left unwritten zeroed)
+    comparable = getattr(picked, "fidelity_outputs", lambda outs, _ctx: outs)
+    ref_comparable = comparable(ref_out, ctx)
     for v in variants:
         label = v["scheme"] or Path(v["path"]).name
         if v is ref_entry:
@@ -208,7 +211,7 @@ def evaluate(
             pred = picked.decode(outputs, ctx)
         same = pred is ref_pred  # the fp32 row: reuse what the reference already computed
         metrics = dict(ref_metrics) if same else picked.metrics(pred, ctx)
-        per_output = fidelity(ref_out, outputs, ref_terms)
+        per_output = fidelity(ref_comparable, comparable(outputs, ctx), ref_terms)
         task_fid = dict(ref_fid) if same and ref_fid is not None else \
             picked.fidelity(ref_pred, pred, ctx)
         value = metrics.get(metric, task_fid.get(metric))

@@ -38,7 +38,7 @@ from harness.quantize.tasks.detection_coco import (
     detections_array,
     load_coco,
 )
-from harness.quantize.tasks.detection_decode import DECODERS, pick_decoder
+from harness.quantize.tasks.detection_decode import DECODERS, pick_decoder, written_rows
 
 AGREEMENT_SCORE = 0.5  # float-model detections at or above this score are the agreement truth
 MATCH_IOU = 0.5
@@ -123,6 +123,11 @@ class Detection:
             raise UserError(f"unknown decoder {ctx.decoder!r}",
                             hint=f"choose from {', '.join(DECODERS)}")
         return load_coco(labels_path, n) if labels_path else None
+
+    def fidelity_outputs(self, outputs: list[np.ndarray], ctx: Context) -> list[np.ndarray]:
+        """The raw outputs as per-output fidelity should compare them: for ssd, the padding
+        rows past each count (unwritten by the op) zeroed."""
+        return written_rows(outputs, ctx) if ctx.decoder == "ssd" else outputs
 
     def decode(self, outputs: list[np.ndarray], ctx: Context) -> DetectionBatch:
         return DECODERS[ctx.decoder or "ssd"](outputs, ctx)

@@ -121,6 +121,23 @@ def decode_ssd(outputs: list[np.ndarray], ctx: Context) -> DetectionBatch:
                           len(boxes))
 
 
+def written_rows(outputs: list[np.ndarray], ctx: Context) -> list[np.ndarray]:
+    """SSD outputs with the rows past each image's count set to 0. TFLite_Detection_PostProcess
+    leaves those rows unwritten (whatever the buffer held before), so compared raw they are
+    noise: the float model against itself once read -686 dB."""
+    roles = _ssd_roles(ctx.outputs, outputs)
+    boxes = outputs[roles["boxes"]]
+    count = outputs[roles["count"]].reshape(len(boxes), -1)
+    k = np.clip(np.round(np.nan_to_num(count[:, 0])), 0, boxes.shape[1]).astype(np.int64)
+    padding = np.arange(boxes.shape[1])[None, :] >= k[:, None]
+    out = list(outputs)
+    for role in ("boxes", "classes", "scores"):
+        a = outputs[roles[role]].copy()
+        a[padding] = 0
+        out[roles[role]] = a
+    return out
+
+
 def decode_yolo(outputs: list[np.ndarray], ctx: Context) -> DetectionBatch:
     """One raw output ``[1, 4+C, N]`` or ``[1, N, 4+C]``: cx, cy, w, h then C class scores.
 
