@@ -42,12 +42,13 @@ def compare_in(store: Store, a: str | Record | RunRecord, b: str | Record | RunR
     return compare_runs(run_record(store, a), run_record(store, b), limit, keys)
 
 
-def recommend(run: str | Record | RunRecord = "latest", *, max_drop: float = 0.03,
+def recommend(run: str | Record | RunRecord = "latest", *, max_drop: float | None = None,
               by: str = "latency", energy_class: str | None = None,
               results: str | Path | None = None) -> list[DeviceRecommendation]:
     """Per device of the run, the fastest (``by="latency"``), most frugal (``"energy"``)
-    or smallest (``"size"``) variant + delegate whose stored accuracy drop is at most
-    ``max_drop`` (evaluations from :func:`quantlab.evaluate`); the same records as
+    or smallest (``"size"``) variant + delegate that passed its accuracy gate (evaluations
+    from :func:`quantlab.evaluate`: each scheme's own max drop, or ``max_drop`` for all) and
+    whose numerics, where checked on the device, pass; the same records as
     ``quantlab recommend``."""
     from quantlab._results import opened_store
 
@@ -56,7 +57,7 @@ def recommend(run: str | Record | RunRecord = "latest", *, max_drop: float = 0.0
                             energy_class=energy_class)[1]
 
 
-def recommend_in(store: Store, run: str | Record | RunRecord, *, max_drop: float = 0.03,
+def recommend_in(store: Store, run: str | Record | RunRecord, *, max_drop: float | None = None,
                  by: str = "latency", energy_class: str | None = None
                  ) -> tuple[RunRecord, list[DeviceRecommendation]]:
     """(the run, :func:`recommend`'s list) on an open store."""
@@ -68,7 +69,7 @@ def recommend_in(store: Store, run: str | Record | RunRecord, *, max_drop: float
     return record, make(record, evals, max_drop=max_drop, by=by, energy_class=energy_class)
 
 
-def recommendation_dict(run_id: str, recs: list[DeviceRecommendation], *, max_drop: float,
+def recommendation_dict(run_id: str, recs: list[DeviceRecommendation], *, max_drop: float | None,
                         by: str, energy_class: str | None) -> dict[str, Any]:
     """The JSON of ``quantlab recommend --json``."""
     from harness.report.recommend import as_dicts

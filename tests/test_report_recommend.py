@@ -269,3 +269,24 @@ def test_a_delegate_whose_numerics_fail_on_the_device_is_left_out() -> None:
     assert "numerics gate: cosine ≥ 0.99 where measured" in rec.note
     none = recommend_device("phone", [gpu, replace(gpu, delegate="nnapi")], "latency", 0.03)
     assert none.best is None and "every candidate fails the numerics gate" in none.note
+
+
+def test_default_gate_is_each_variants_own_from_evaluate(tmp_path: Path) -> None:
+    """evaluate gates fp16 at 0.005 and int8 at 0.02 by default; recommend agrees with those
+    verdicts unless --max-drop sets one bound for every variant."""
+    store = open_store(tmp_path)
+    jobs = [job("fp16", size=20_000), job("int8", size=10_000)]
+    rid = store_run(store, jobs, measure([8000, 30_000], iterations=20))
+    for scheme, drop, gate in (("fp16", 0.01, 0.005), ("int8", 0.01, 0.02)):
+        m = job(scheme).model
+        store.save_evaluation(m.sha256, scheme, m.path, None, "top1", 0.9 - drop, 0.9, drop,
+                              gate, drop <= gate, {})
+    data = json.loads(runner.invoke(app, ["recommend", rid, "--results", str(tmp_path),
+                                          "--json"]).stdout)
+    sim = data["devices"][0]
+    assert sim["best"]["scheme"] == "int8" and data["max_drop"] is None
+    assert any("fp16" in x and "0.01 > 0.005" in x for x in sim["excluded"]), sim["excluded"]
+    assert "each variant's own" in sim["note"]
+    data = json.loads(runner.invoke(app, ["recommend", rid, "--max-drop", "0.03", "--results",
+                                          str(tmp_path), "--json"]).stdout)
+    assert data["devices"][0]["best"]["scheme"] == "fp16"  # faster, and within 0.03

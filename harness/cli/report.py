@@ -124,8 +124,9 @@ def print_comparison(c: Any) -> None:
 @handle_errors
 def recommend(
     run_id: Annotated[str, typer.Argument(help="Run id, prefix or 'latest'.")] = "latest",
-    max_drop: Annotated[float, typer.Option("--max-drop", help="Largest accepted accuracy drop.")]
-    = 0.03,
+    max_drop: Annotated[float | None, typer.Option(
+        "--max-drop", help="Largest accepted accuracy drop for every variant (default: each "
+        "variant's own gate from `quantlab evaluate`: the scheme's max drop).")] = None,
     by: Annotated[str, typer.Option("--by", help="Rank by latency, energy or size.")]
     = "latency",
     energy_class: Annotated[str | None, typer.Option(

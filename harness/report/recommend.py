@@ -1,7 +1,9 @@
 """Recommend, per device, the best variant + delegate that passes the accuracy gate.
 
 Candidates are the finished jobs of a run. A variant passes the gate when its
-newest stored evaluation (keyed by the variant's sha256) has ``drop <= max_drop``; a
+newest stored evaluation (keyed by the variant's sha256) passed its own gate (the
+scheme's max drop ``quantlab evaluate`` applied: fp16 0.005, int8 0.02 … unless set
+there), or, with ``max_drop``, when its drop is at most that; a
 (variant, delegate) whose numerics were checked on the device (``bench --numerics``)
 and fail (:func:`harness.numerics.verdict`) is left out with the reason, whatever its
 accuracy on the host.
@@ -51,6 +53,7 @@ class Candidate:
     latency_ci95: tuple[float, float] | None = None  # 95 % CI of latency_ms, where known
     numerics: bool | None = None  # the delegate's outputs vs the float model (None: not judged)
     numerics_why: str = ""  # harness.numerics.verdict's reason
+    gate: float | None = None  # the largest drop its accuracy gate allowed
 
     def value(self, by: str) -> float | None:
         """The figure this candidate is ranked by."""
@@ -78,7 +81,7 @@ def _latency(entry: JobEntry) -> LatencySummary | None:
 
 
 def candidates(record: RunRecord, evaluations: dict[str, dict[str, Any]],
-               max_drop: float) -> dict[str, list[Candidate]]:
+               max_drop: float | None) -> dict[str, list[Candidate]]:
     """Every finished job with a latency figure, grouped by device, with its gate state."""
     out: dict[str, list[Candidate]] = {}
     summaries = {id(e): s for e in record.entries if (s := _latency(e)) is not None}
@@ -96,12 +99,15 @@ def candidates(record: RunRecord, evaluations: dict[str, dict[str, Any]],
             continue
         m = e.job.model
         ev = evaluations.get(m.sha256)
+        gate = None
         if ev is None:
             acc, drop, metric = NOT_EVALUATED, None, None
         else:
             drop = ev.get("drop")
             metric = ev.get("metric")
-            ok = drop <= max_drop if drop is not None else bool(ev.get("passed"))
+            gate = max_drop if max_drop is not None else ev.get("max_drop")
+            ok = drop <= gate if drop is not None and gate is not None \
+                else bool(ev.get("passed"))
             acc = "passed" if ok else "failed"
         name = Path(m.path).name
         ok_numerics, why_numerics = verdict(e.raw.numerics if e.raw else None)
@@ -115,7 +121,7 @@ def candidates(record: RunRecord, evaluations: dict[str, dict[str, Any]],
             energy_label=e.raw.energy.label if e.raw and e.raw.energy else None,
             energy_on_usb=bool(e.raw and e.raw.energy and e.raw.energy.on_external_power),
             size_bytes=m.size_bytes, accuracy=acc, drop=drop, metric=metric, job_id=e.job.job_id,
-            numerics=ok_numerics, numerics_why=why_numerics,
+            numerics=ok_numerics, numerics_why=why_numerics, gate=gate,
         ))
     return out
 
@@ -138,7 +144,7 @@ def _gives_up(best: Candidate, other: Candidate, by: str) -> str:
 
 
 def recommend_device(device: str, cands: list[Candidate], by: str,
-                     max_drop: float) -> DeviceRecommendation:
+                     max_drop: float | None) -> DeviceRecommendation:
     """Rank one device's candidates and pick the best that passes the gate."""
     wrong = [c for c in cands if c.numerics is False]  # numerics failed on the device
     excluded = [f"{c.model} · {c.delegate}: {c.numerics_why} (measured on the device)"
@@ -149,10 +155,11 @@ def recommend_device(device: str, cands: list[Candidate], by: str,
         pool = [c for c in cands if c.accuracy == "passed"]
         for c in cands:
             if c.accuracy == "failed":
-                excluded.append(f"{c.model} · {c.delegate}: accuracy drop {c.drop} > {max_drop}")
+                excluded.append(f"{c.model} · {c.delegate}: accuracy drop {c.drop} > {c.gate}")
             elif c.accuracy == NOT_EVALUATED:
                 excluded.append(f"{c.model} · {c.delegate}: {NOT_EVALUATED}")
-        note = f"accuracy gate: drop ≤ {max_drop:g}"
+        note = (f"accuracy gate: drop ≤ {max_drop:g}" if max_drop is not None else
+                "accuracy gate: each variant's own from evaluate")
     else:
         pool = list(cands)
         note = f"{NOT_EVALUATED}: ranked by {by} alone"
@@ -193,7 +200,7 @@ def _group_order(group: str) -> tuple[int, bool, str]:
     return rank, group.endswith(ON_USB), group
 
 
-def _recommend_energy(device: str, cands: list[Candidate], max_drop: float,
+def _recommend_energy(device: str, cands: list[Candidate], max_drop: float | None,
                       energy_class: str | None) -> DeviceRecommendation:
     """Rank energy figures of one comparability class only; list the others with why.
 
@@ -238,7 +245,7 @@ def _recommend_energy(device: str, cands: list[Candidate], max_drop: float,
 
 
 def recommend(record: RunRecord, evaluations: dict[str, dict[str, Any]], *,
-              max_drop: float = 0.03, by: str = "latency",
+              max_drop: float | None = None, by: str = "latency",
               energy_class: str | None = None) -> list[DeviceRecommendation]:
     """One recommendation per device of the run (sorted by device id).
 
@@ -257,7 +264,7 @@ def recommend(record: RunRecord, evaluations: dict[str, dict[str, Any]], *,
         if base not in ENERGY_CLASS_MEANING and not base.startswith("other:"):
             raise UserError(f"--energy-class {energy_class!r}: unknown class",
                             hint=f"use one of {', '.join(ENERGY_CLASS_MEANING)}")
-    if not 0 <= max_drop <= 1:
+    if max_drop is not None and not 0 <= max_drop <= 1:
         raise UserError(f"--max-drop {max_drop}: out of range", hint="give a fraction such as 0.03")
     grouped = candidates(record, evaluations, max_drop)
     devices = sorted({e.job.device_id for e in record.entries})
