@@ -88,3 +88,28 @@ def test_no_regression_junit_has_no_failure() -> None:
     [suite] = list(xml)
     assert suite.tests == 1 and suite.failures == 0
     assert "✅ no regression" in comparison_markdown(calm)
+
+
+def test_the_plans_accuracy_gate_is_a_suite_of_its_own(tmp_path: Path) -> None:
+    """bench --plan with a [gate]: a variant beyond its max drop fails CI in the JUnit file
+    and the Markdown, not only on the terminal."""
+    accuracy = {"data": "eval.npz", "failed": ["int8 (variants)"], "variants": [
+        {"folder": "variants", "scheme": "fp16", "path": "variants/fp16.tflite",
+         "metric": "top1", "value": 0.97, "drop": 0.0, "max_drop": 0.005, "passed": True},
+        {"folder": "variants", "scheme": "int8", "path": "variants/int8.tflite",
+         "metric": "top1", "value": 0.91, "drop": 0.06, "max_drop": 0.02, "passed": False}]}
+    junit, md = write_outputs({"junit": str(tmp_path / "j.xml"), "markdown": str(tmp_path
+                                                                               / "s.md")},
+                              comparison=COMPARISON, accuracy=accuracy)
+    xml = JUnitXml.fromfile(str(junit))
+    suites = {s.name: s for s in xml}
+    gate = suites["quantlab accuracy gate"]
+    assert gate.tests == 2 and gate.failures == 1
+    cases = {c.name: c for c in gate}
+    [fail] = cases["int8"].result
+    assert isinstance(fail, Failure) and fail.type == "accuracy"
+    assert "drop +0.0600 (> max 0.02)" in fail.message
+    assert not cases["fp16"].result
+    assert xml.failures == 3  # the comparison's two and the gate's one
+    text = md.read_text()
+    assert "#### Accuracy gate on eval.npz" in text and "❌ int8 (variants) failed" in text

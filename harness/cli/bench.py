@@ -219,7 +219,7 @@ def bench(
 
     def compare_and_write(data: dict[str, Any]) -> int:
         code = plan_run.finish_with_baseline(store, run_id, base_id, rules, gate.junit,
-                                             gate.markdown, data, json_out)
+                                             gate.markdown, data, json_out, gate_result)
         return plan_run.gate_exit_code(gate_result, data, json_out) or code
 
     _finish(store, run_id, accounts, json_out, skipped_count, compare_and_write)

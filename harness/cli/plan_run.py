@@ -237,20 +237,21 @@ def resolve_baseline(store: Any, rules: CompareRules, exclude: list[str],
 
 def finish_with_baseline(store: Any, run_id: str, base_id: str | None, rules: CompareRules,
                          junit: str | None, markdown: str | None, data: dict[str, Any],
-                         json_out: bool) -> int:
-    """Compare the finished run with its baseline (when there is one), write the CI outputs,
-    print the comparison; returns compare's exit code (0 without a baseline)."""
+                         json_out: bool, accuracy: dict[str, Any] | None = None) -> int:
+    """Compare the finished run with its baseline (when there is one), write the CI outputs
+    (with the accuracy gate's result when it ran), print the comparison; returns compare's
+    exit code (0 without a baseline)."""
     from harness.report.ci import write_outputs
     from quantlab._report import compare_in
 
     outputs = {"junit": junit, "markdown": markdown}
     record = store.load_run(run_id)
     if base_id is None:
-        for path in write_outputs(outputs, record=record):
+        for path in write_outputs(outputs, record=record, accuracy=accuracy):
             err_console.print(f"[dim]written {path}[/]")
         return 0
     c = compare_in(store, base_id, record, threshold=rules.threshold, match=rules.match)
-    for path in write_outputs(outputs, comparison=c):
+    for path in write_outputs(outputs, comparison=c, accuracy=accuracy):
         err_console.print(f"[dim]written {path}[/]")
     data["comparison"] = c.as_dict()
     if not json_out:

@@ -7,8 +7,11 @@ found in only one run are listed in the suite's output, not as cases. For a run
 without a baseline (``bench --junit``) each job is one case: failed jobs fail,
 skipped jobs are skipped with their reason.
 
-The Markdown is a table for a CI job summary (``$GITHUB_STEP_SUMMARY``) or a
-pull-request comment. Both are written atomically (a reader never sees half a file).
+With a plan file's ``[gate]`` (``bench --plan``), the accuracy gate is a second suite:
+one case per variant, failing when its drop is beyond its max drop; the Markdown gets
+the same as a section. The Markdown is a table for a CI job summary
+(``$GITHUB_STEP_SUMMARY``) or a pull-request comment. Both are written atomically (a
+reader never sees half a file).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from harness.atomic import write_text_atomically
 from harness.report.compare import FAILED, FASTER, SAME, SLOWER, UNTESTABLE, Comparison, Match
@@ -59,18 +63,49 @@ def _classname(device: str) -> str:
     return f"{SUITE}.{device.replace('.', '_')}"
 
 
-def _xml(suite: ET.Element, counts: Counter[str]) -> str:
-    tests = sum(counts.values())
-    for key in ("failures", "skipped"):
-        suite.set(key, str(counts[key]))
-    suite.set("tests", str(tests))
-    suite.set("errors", "0")
-    root = ET.Element("testsuites", name=SUITE, tests=str(tests),
-                      failures=str(counts["failures"]), errors="0",
-                      skipped=str(counts["skipped"]))
-    root.append(suite)
+def _xml(suite: ET.Element, counts: Counter[str],
+         accuracy: dict[str, Any] | None = None) -> str:
+    suites = [(suite, counts)]
+    if accuracy is not None:
+        suites.append(_accuracy_suite(accuracy))
+    total: Counter[str] = Counter()
+    for one, c in suites:
+        for key in ("failures", "skipped"):
+            one.set(key, str(c[key]))
+        one.set("tests", str(sum(c.values())))
+        one.set("errors", "0")
+        total.update(c)
+    root = ET.Element("testsuites", name=SUITE, tests=str(sum(total.values())),
+                      failures=str(total["failures"]), errors="0",
+                      skipped=str(total["skipped"]))
+    for one, _ in suites:
+        root.append(one)
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, "unicode") + "\n"
+
+
+def _gate_text(v: dict[str, Any]) -> str:
+    if v.get("drop") is None:
+        return f"{v['metric']}: not measured (the runtime refused the variant)"
+    return (f"{v['metric']} {v['value']:.4f}, drop {v['drop']:+.4f} "
+            f"({'≤' if v['passed'] else '>'} max {v['max_drop']:g})")
+
+
+def _accuracy_suite(accuracy: dict[str, Any]) -> tuple[ET.Element, Counter[str]]:
+    """The plan's accuracy gate (:func:`harness.cli.plan_run.run_gate`): one case per variant."""
+    suite = ET.Element("testsuite", name=f"{SUITE} accuracy gate")
+    _properties(suite, {"data": str(accuracy.get("data", ""))})
+    counts: Counter[str] = Counter()
+    for v in accuracy["variants"]:
+        case = ET.SubElement(suite, "testcase", name=v["scheme"] or Path(v["path"]).name,
+                             classname=f"{SUITE}.accuracy.{Path(v['folder']).name}", time="0")
+        if v["passed"]:
+            ET.SubElement(case, "system-out").text = _gate_text(v)
+            counts["passed"] += 1
+        else:
+            ET.SubElement(case, "failure", message=_gate_text(v), type="accuracy")
+            counts["failures"] += 1
+    return suite, counts
 
 
 def _properties(suite: ET.Element, values: dict[str, str]) -> None:
@@ -79,8 +114,8 @@ def _properties(suite: ET.Element, values: dict[str, str]) -> None:
         ET.SubElement(props, "property", name=name, value=value)
 
 
-def comparison_junit(c: Comparison) -> str:
-    """JUnit XML of a comparison: one test case per matched pair."""
+def comparison_junit(c: Comparison, accuracy: dict[str, Any] | None = None) -> str:
+    """JUnit XML of a comparison: one test case per matched pair (and the accuracy gate)."""
     suite = ET.Element("testsuite", name=f"{SUITE} compare {c.new} vs {c.baseline}")
     _properties(suite, {"baseline": c.baseline, "new": c.new,
                         "threshold": f"{100 * c.threshold:g}%",
@@ -106,7 +141,7 @@ def comparison_junit(c: Comparison) -> str:
     lines += [f"only in new run: {u.label} ({u.status})" for u in c.only_in_new]
     if lines:
         ET.SubElement(suite, "system-out").text = "\n".join(lines)
-    return _xml(suite, counts)
+    return _xml(suite, counts, accuracy)
 
 
 def _entry_name(entry: JobEntry) -> str:
@@ -124,8 +159,9 @@ def _entry_figure(entry: JobEntry) -> str:
     return text
 
 
-def run_junit(record: RunRecord) -> str:
-    """JUnit XML of one run without a baseline: one test case per job."""
+def run_junit(record: RunRecord, accuracy: dict[str, Any] | None = None) -> str:
+    """JUnit XML of one run without a baseline: one test case per job (and the accuracy
+    gate)."""
     suite = ET.Element("testsuite", name=f"{SUITE} bench {record.run.run_id}")
     _properties(suite, {"run": record.run.run_id, "tags": ",".join(record.tags)})
     counts: Counter[str] = Counter()
@@ -142,7 +178,7 @@ def run_junit(record: RunRecord) -> str:
         else:
             ET.SubElement(case, "skipped", message=f"{e.status}: {e.error or 'not run'}")
             counts["skipped"] += 1
-    return _xml(suite, counts)
+    return _xml(suite, counts, accuracy)
 
 
 # ----------------------------------------------------------------------------- markdown
@@ -154,8 +190,23 @@ def _cell(value: object) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def comparison_markdown(c: Comparison) -> str:
-    """A Markdown summary of a comparison: counts, one table row per pair, notes."""
+def _accuracy_markdown(accuracy: dict[str, Any] | None) -> list[str]:
+    if accuracy is None:
+        return []
+    failed = accuracy["failed"]
+    out = ["", f"#### Accuracy gate on {_cell(accuracy.get('data', ''))}", "",
+           f"{'❌ ' + ', '.join(failed) + ' failed' if failed else '✅ every variant passed'}",
+           "", "| | variant | folder | figure |", "|---|---|---|---|"]
+    for v in accuracy["variants"]:
+        out.append("| " + " | ".join(_cell(x) for x in (
+            "✅" if v["passed"] else "❌", v["scheme"] or Path(v["path"]).name, v["folder"],
+            _gate_text(v))) + " |")
+    return out
+
+
+def comparison_markdown(c: Comparison, accuracy: dict[str, Any] | None = None) -> str:
+    """A Markdown summary of a comparison: counts, one table row per pair, notes (and the
+    accuracy gate)."""
     counts = Counter(m.verdict for m in c.matches)
     head = " · ".join(f"**{n} {v}**" if v in (SLOWER, FAILED) else f"{n} {v}"
                       for v, n in counts.most_common())
@@ -183,11 +234,12 @@ def comparison_markdown(c: Comparison) -> str:
     notes += [f"- {method}: {c.tests[method]}" for method in methods]
     if methods:
         notes.append(f"- {c.rule}")
-    return "\n".join(out + (["", *notes] if notes else [])) + "\n"
+    return "\n".join(out + (["", *notes] if notes else []) + _accuracy_markdown(accuracy)) \
+        + "\n"
 
 
-def run_markdown(record: RunRecord) -> str:
-    """A Markdown summary of one run: one table row per job."""
+def run_markdown(record: RunRecord, accuracy: dict[str, Any] | None = None) -> str:
+    """A Markdown summary of one run: one table row per job (and the accuracy gate)."""
     counts = Counter(e.status for e in record.entries)
     tags = f" · tags {', '.join(record.tags)}" if record.tags else ""
     out = [f"### quantlab bench {record.run.run_id}", "",
@@ -201,12 +253,13 @@ def run_markdown(record: RunRecord) -> str:
         out.append("| " + " | ".join(_cell(x) for x in (
             icon, _entry_name(e), e.job.device_id, e.job.delegate, e.job.threads, figure,
             status)) + " |")
-    return "\n".join(out) + "\n"
+    return "\n".join(out + _accuracy_markdown(accuracy)) + "\n"
 
 
 # ----------------------------------------------------------------------------- files
 
-WRITERS: dict[str, tuple[Callable[[Comparison], str], Callable[[RunRecord], str]]] = {
+WRITERS: dict[str, tuple[Callable[[Comparison, dict[str, Any] | None], str],
+                         Callable[[RunRecord, dict[str, Any] | None], str]]] = {
     "junit": (comparison_junit, run_junit),
     "markdown": (comparison_markdown, run_markdown),
 }
@@ -219,18 +272,20 @@ def write_text(path: str | Path, text: str) -> Path:
 
 
 def write_outputs(outputs: dict[str, str | None], comparison: Comparison | None = None,
-                  record: RunRecord | None = None) -> list[Path]:
+                  record: RunRecord | None = None,
+                  accuracy: dict[str, Any] | None = None) -> list[Path]:
     """Write each requested format (``{"junit": PATH, "markdown": PATH}``, None = not asked)
-    for the comparison, else for the run; returns the files written."""
+    for the comparison, else for the run, with the plan's accuracy gate when it ran;
+    returns the files written."""
     written = []
     for fmt, path in outputs.items():
         if not path:
             continue
         for_comparison, for_run = WRITERS[fmt]
         if comparison is not None:
-            text = for_comparison(comparison)
+            text = for_comparison(comparison, accuracy)
         elif record is not None:
-            text = for_run(record)
+            text = for_run(record, accuracy)
         else:  # pragma: no cover  (callers pass one)
             raise ValueError("nothing to write")
         written.append(write_text(path, text))
