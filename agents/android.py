@@ -225,8 +225,7 @@ class AndroidAgent:
 
     def _command(self, job: Job, model: str, profile_file: str | None = None,
                  extra_flags: tuple[str, ...] = (), **overrides: Any) -> cmdmod.BenchmarkCommand:
-        """The launch of the job's runner: benchmark_litert_model for litert-* delegates
-        (which takes no ``extra_flags``: input files are benchmark_model's)."""
+        """The job's launch (benchmark_litert_model for litert-*, which takes no extra_flags)."""
         if job.delegate in litert_command.DELEGATES:
             return litert_command.build_litert_command(job, model, profile=bool(profile_file),
                                                        **overrides)
@@ -283,7 +282,7 @@ class AndroidAgent:
         profile = None
         if job.settings.profile_ops and all(o.ok for o in launches):
             progress("profiling ops", None)
-            profile = self._profile(d, device, job, model_remote, raw_outputs)
+            profile = self._profile(d, device, job, model_remote, raw_outputs, input_flags)
         if fixed.prepared is not None and fixed.check and all(o.ok for o in launches):
             progress("checking numerics", None)
             numerics = android_numerics.check(
@@ -293,13 +292,13 @@ class AndroidAgent:
                                              warmup_runs=1, extra_flags=flags),
                     raw=raw_outputs, raw_name="numerics-launch")[0])
         runner_meta = {"name": runner.name, "abi": runner.abi, "sha256": runner.sha256,
-                       "argv": list(self._command(job, model_remote).argv)}
+                       "argv": list(self._command(job, model_remote, extra_flags=input_flags).argv)}
         energy_fields: dict[str, Any] = {}
         if job.settings.energy and launches and all(o.ok for o in launches):
             progress("measuring energy", None)
             with adb_faults(device.id, "measuring energy"):
-                energy_fields, energy_warn = self._energy(d, device, job, model_remote,
-                                                          launches, thermal_before, raw_outputs)
+                energy_fields, energy_warn = self._energy(d, device, job, model_remote, launches,
+                                                          thermal_before, raw_outputs, input_flags)
             warnings.extend(energy_warn)
         energy_fields["raw_outputs"] = tuple(raw_outputs)
         with adb_faults(device.id, "reading its thermal state"):
@@ -376,8 +375,7 @@ class AndroidAgent:
         ``<raw_name>.stdout`` / ``.stderr`` (what the figures are parsed from)."""
         with adb_faults(device.id, "running benchmark_model"):
             res = d.shell2(cmd.shell(), timeout=cmd.timeout_s + 60, v2=True, encoding=None)
-        # shell v1 (adbd before Android 7) gives one merged stream in ``output``
-        out_bytes = res.stdout if (res.stdout or res.stderr) else res.output
+        out_bytes = res.stdout if (res.stdout or res.stderr) else res.output  # shell v1: merged
         stdout = out_bytes.decode("utf-8", "replace")
         stderr = res.stderr.decode("utf-8", "replace")
         if raw is not None:
@@ -397,12 +395,13 @@ class AndroidAgent:
         return out, text
 
     def _profile(self, d: Any, device: DeviceInfo, job: Job, model: str,
-                 raw: list[RawOutput] | None = None) -> BenchmarkOutput:
+                 raw: list[RawOutput] | None = None, inputs: tuple[str, ...] = ()
+                 ) -> BenchmarkOutput:
         remote = f"{cmdmod.DEVICE_DIR}/out/{job.job_id}.profile.csv"
         with adb_faults(device.id, "profiling ops"):
             self._shell(d, f"mkdir -p {shlex.quote(cmdmod.DEVICE_DIR + '/out')} && "
                            f"rm -f {shlex.quote(remote)}")
-        cmd = self._command(job, model, profile_file=remote)
+        cmd = self._command(job, model, profile_file=remote, extra_flags=inputs)
         out, text = self._launch(d, device, cmd, raw=raw, raw_name="profile-launch")
         if not out.ok:
             return out
@@ -418,7 +417,8 @@ class AndroidAgent:
 
     def _energy(self, d: Any, device: DeviceInfo, job: Job, model: str,
                 launches: list[BenchmarkOutput], thermal_before: dict[str, Any],
-                raw: list[RawOutput] | None = None) -> tuple[dict[str, Any], list[str]]:
+                raw: list[RawOutput] | None = None, inputs: tuple[str, ...] = ()
+                ) -> tuple[dict[str, Any], list[str]]:
         sampler = f"{cmdmod.DEVICE_DIR}/sampler.sh"
         provision.ensure_file(d, energymod.SAMPLER, sampler,
                               file_sha256(energymod.SAMPLER))
@@ -443,7 +443,7 @@ class AndroidAgent:
         th = threading.Thread(target=sample_load, daemon=True)
         th.start()
         cmd = self._command(job, model, num_runs=1, min_secs=self.energy_load_s + 1,
-                            warmup_runs=1)
+                            warmup_runs=1, extra_flags=inputs)
         loop, _ = self._launch(d, device, cmd, raw=raw, raw_name="energy-launch")
         th.join(self.energy_load_s + 90)
         if raw is not None:

@@ -151,6 +151,7 @@ def test_inputs_feed_the_timed_launches_or_fail_the_job(phones: Any, cache: Path
     timed = qcom.benchmark_calls[-2]  # the measured launch, before the numerics launch
     assert any(a.startswith("--input_layer_value_files=") for a in timed)
     assert not any(a.startswith("--output_filepath=") for a in timed)
+    assert any(a.startswith("--input_layer_value_files=") for a in raw.runner["argv"])
     assert raw.numerics["inputs"] == "--inputs in.npz"
     bad = tmp_path / "bad.npz"
     np.savez(bad, np.zeros((1, 5), np.float32))
