@@ -47,13 +47,15 @@ def evaluate(variants: PathLike, data: PathLike, *,
              labels: PathLike | None = None, decoder: str | None = None,
              max_mse: float | None = None, x_key: str = "x", y_key: str = "y",
              image: ImageOptions | None = None, store: bool = True,
-             results: str | Path | None = None,
+             results: str | Path | None = None, per_delegate: bool = False,
              progress: Callable[[str, int, int], None] | None = None) -> Record:
     """Accuracy, fidelity against fp32 and the accuracy gate of every TFLite variant in the
     folder ``variants`` on ``data``; the same record as ``quantlab evaluate --json``
     (``task``, ``metric``, ``reference``, ``variants`` with a ``gate`` each, ``failed``).
     With ``store`` (default) the evaluations go into the results store, where
-    :func:`quantlab.recommend` finds them."""
+    :func:`quantlab.recommend` finds them. ``per_delegate`` adds ``per_delegate``: a verdict
+    per (variant, device, delegate) stored in ``results`` (host accuracy AND the delegate's
+    numerics on the device), as ``quantlab evaluate --per-delegate``."""
     from harness.quantize.evaluate import evaluate as run_evaluation
     from harness.quantize.evaluate import save_to_store
     from harness.quantize.gate import parse_max_drop
@@ -67,4 +69,8 @@ def evaluate(variants: PathLike, data: PathLike, *,
                             progress=progress)
     if store:
         save_to_store(report, results_location(results))
+    if per_delegate:
+        from harness.quantize.delegate_gate import from_store
+
+        report["per_delegate"] = from_store(report, results_location(results))
     return Record(report)

@@ -149,3 +149,7 @@ def test_gate_per_delegate_from_a_stored_bench(keras_variants: Path, digits: tup
     human = quantlab("evaluate", str(keras_variants), "--data", str(digits[1]),
                      "--per-delegate", "--results", res)
     assert human.returncode == 0 and "Gate per delegate" in human.stdout
+    import quantlab as api  # the Python API gives the same record
+
+    rec = api.evaluate(keras_variants, digits[1], store=False, results=res, per_delegate=True)
+    assert {(r["scheme"], r["delegate"]) for r in rec.per_delegate["rows"]} == set(rows)
