@@ -68,6 +68,10 @@ from harness.errors import DeviceDisconnected, DeviceTimeout, JobFailed, Quantla
 from harness.models import file_sha256
 from harness.records import DeviceInfo, Job, RawResult
 
+NUMERICS_REASON = ("numerics are not checked on SSH gateways yet: the gateway's worker "
+                   "measures latency, memory and energy only; check numerics on the simulator "
+                   "(same .tflite, host LiteRT) or on a phone")
+
 MAX_THREADS_FACTOR = 2
 
 
@@ -263,9 +267,12 @@ class SshAgent:
                                      ) from None
         finally:
             await session.close()
-        return gateway_result(gw, job, events, status, stderr, session.python, code_dir,
-                              {"setup_ms": round(setup_ms, 1),
-                               "wall_ms": round((time.perf_counter() - t0) * 1000, 1)})
+        raw = gateway_result(gw, job, events, status, stderr, session.python, code_dir,
+                             {"setup_ms": round(setup_ms, 1),
+                              "wall_ms": round((time.perf_counter() - t0) * 1000, 1)})
+        if job.settings.numerics and raw.status == "ok":  # said, not silently dropped
+            raw = dataclasses.replace(raw, numerics={"error": NUMERICS_REASON, "unchecked": True})
+        return raw
 
     def _job_spec(self, gw: Gateway, job: Job, model: str, inputs: str | None
                   ) -> dict[str, Any]:

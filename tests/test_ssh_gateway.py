@@ -187,7 +187,8 @@ def test_provision_reports_what_is_missing(hosts: Path) -> None:
 def test_bench_on_gateway_with_profile_ops(hosts: Path, cnn_tflite: Path,
                                            tmp_path: Path) -> None:
     proc = _quantlab(hosts, "bench", str(cnn_tflite), "--device", "ssh:gw", "--repeats", "2",
-                     "--iterations", "25", "--profile-ops", "--json", "--results", str(tmp_path))
+                     "--iterations", "25", "--profile-ops", "--numerics", "--json",
+                     "--results", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     (r,) = json.loads(proc.stdout)["results"]
     assert r["status"] == "ok", r["error"]
@@ -198,6 +199,10 @@ def test_bench_on_gateway_with_profile_ops(hosts: Path, cnn_tflite: Path,
     assert r["runner"]["via"] == "ssh" and r["runner"]["arch"] == os.uname().machine
     assert r["runner"]["setup_ms"] > 0 and len(r["runner"]["pids"]) == 2
     assert r["thermal"]["before"] is not None
+    # --numerics on a gateway: not checked there yet, and the delegate matrix says so
+    (row,) = json.loads(_quantlab(hosts, "delegates", "--json", "--results",
+                                  str(tmp_path)).stdout)["rows"]
+    assert row["numerics"] is None and "not checked on SSH gateways" in row["numerics_note"]
 
 
 def test_dropped_connection_mid_job_is_retried(hosts: Path, sshd: SshServer, cnn_tflite: Path,
