@@ -286,7 +286,7 @@ class AndroidAgent:
         if fixed.prepared is not None and fixed.check and all(o.ok for o in launches):
             progress("checking numerics", None)
             numerics = android_numerics.check(
-                d, device, job, fixed.prepared, tmp, raw_outputs,
+                d, device, job, fixed.prepared, raw_outputs,
                 launch=lambda flags: self._launch(
                     d, device, self._command(job, model_remote, num_runs=1, min_secs=0,
                                              warmup_runs=1, extra_flags=flags),

@@ -16,15 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from agents.adb_faults import adb_errors, adb_faults
 from android_runner import numerics as numericsmod
 from android_runner import provision
 from android_runner.command import BINARY, DEVICE_DIR
 from android_runner.litert_command import DELEGATES as LITERT_DELEGATES
 from android_runner.parser import BenchmarkOutput
-from harness.device_numerics import unchecked
+from harness.device_numerics import compare, load_reference, outputs_npz, unchecked
 from harness.models import file_sha256
 from harness.records import DeviceInfo, Job, RawOutput
 
@@ -93,7 +91,7 @@ def prepare_inputs(d: Any, device: DeviceInfo, job: Job,
     return prepared, None
 
 
-def check(d: Any, device: DeviceInfo, job: Job, prepared: dict[str, Any], tmp: Path,
+def check(d: Any, device: DeviceInfo, job: Job, prepared: dict[str, Any],
           raw: list[RawOutput], launch: Callable[[tuple[str, ...]], BenchmarkOutput]
           ) -> dict[str, Any]:
     """Run ``launch`` with the prepared input/output flags, pull the output file and
@@ -114,15 +112,8 @@ def check(d: Any, device: DeviceInfo, job: Job, prepared: dict[str, Any], tmp: P
     if not blob:
         return unchecked(numericsmod.OLD_TOOL_REASON)
     raw.append(RawOutput.capture("numerics-outputs.bin", "application/octet-stream", blob))
-    with np.load(prepared["reference_npz"]) as npz:
-        reference = {k.split(":", 1)[1]: npz[k] for k in npz.files
-                     if k.startswith("reference:")}
-        inputs = {k: npz[k] for k in npz.files if k.startswith("input:")}
-    record, got = numericsmod.compare(prepared, reference, blob, Path(BINARY).name)
-    npz_path = tmp / "numerics-device.npz"
-    arrays: dict[str, Any] = {**inputs, **{f"output:{k}": v for k, v in got.items()},
-                              **{f"reference:{k}": v for k, v in reference.items()}}
-    np.savez(npz_path, **arrays)
-    raw.append(RawOutput.capture("numerics-outputs.npz", "application/x-npz",
-                                 npz_path.read_bytes()))
+    reference, inputs = load_reference(prepared["reference_npz"])
+    record, got = compare(prepared, reference, blob,
+                          f"device ({Path(BINARY).name} --output_filepath)")
+    raw.append(outputs_npz(inputs, got, reference))
     return record

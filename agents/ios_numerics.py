@@ -30,7 +30,13 @@ from typing import Any
 import numpy as np
 
 from agents.ios_interfaces import IosSession
-from harness.device_numerics import compare, split_outputs, unchecked
+from harness.device_numerics import (
+    compare,
+    load_reference,
+    outputs_npz,
+    split_outputs,
+    unchecked,
+)
 from harness.numerics import compare_outputs, jsonable
 from harness.records import Job, RawOutput
 from ios_runner.codec import job_file
@@ -246,21 +252,14 @@ async def collect(session: IosSession, fixed: IosFixedInputs, result: dict[str, 
         return unchecked(f"BenchRunner listed its outputs in {outputs['file']}, which is missing")
     blob = await session.read(remote)
     raw.append(RawOutput.capture("numerics-outputs.bin", "application/octet-stream", blob))
-    with np.load(fixed.prepared["reference_npz"]) as npz:
-        reference = {k.split(":", 1)[1]: npz[k] for k in npz.files if k.startswith("reference:")}
-        inputs = {k: npz[k] for k in npz.files if k.startswith("input:")}
+    reference, inputs = load_reference(fixed.prepared["reference_npz"])
     if fixed.coreml is None:
         record, got = compare(fixed.prepared, reference, blob, COMPUTED_BY)
     else:
         record, got, reference = _compare_coreml(fixed, list(outputs.get("tensors") or []),
                                                  reference, blob)
     if got:
-        arrays: dict[str, Any] = {**inputs, **{f"output:{k}": v for k, v in got.items()},
-                                  **{f"reference:{k}": v for k, v in reference.items()}}
-        npz_path = Path(fixed.prepared["reference_npz"]).with_name("numerics-device.npz")
-        np.savez(npz_path, **arrays)
-        raw.append(RawOutput.capture("numerics-outputs.npz", "application/x-npz",
-                                     npz_path.read_bytes()))
+        raw.append(outputs_npz(inputs, got, reference))
     return record
 
 

@@ -18,10 +18,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
-from harness import device_numerics
-
 LITERT_REASON = ("benchmark_litert_model fills its inputs with random data and writes no "
                  "outputs, so its numerics cannot be checked: run the same model with a "
                  "benchmark_model delegate (xnnpack, gpu, nnapi, …) for numerics")
@@ -59,11 +55,3 @@ def input_flags(prepared: Mapping[str, Any], remote_dir: str) -> list[str]:
         "--input_layer_value_files=" + ",".join(
             f"{_escape(s['name'])}:{remote_dir}/{s['file']}" for s in inputs),
     ]
-
-
-def compare(prepared: Mapping[str, Any], reference: Mapping[str, np.ndarray], blob: bytes,
-            runner: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """:func:`harness.device_numerics.compare` for an output file that ``runner`` wrote
-    with ``--output_filepath``."""
-    return device_numerics.compare(prepared, reference, blob,
-                                   f"device ({runner} --output_filepath)")

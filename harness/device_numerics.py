@@ -9,12 +9,15 @@ on the same inputs (:mod:`harness.numerics`). Plain numpy: nothing here runs a m
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from harness.numerics import compare_outputs, dequantize, jsonable
+from harness.records import RawOutput
 
 
 def unchecked(reason: str) -> dict[str, Any]:
@@ -55,3 +58,23 @@ def compare(prepared: Mapping[str, Any], reference: Mapping[str, np.ndarray], bl
         return jsonable({"error": str(exc), **context}), {}
     result = compare_outputs(dict(reference), got)
     return jsonable({**result, **context}), got
+
+
+def load_reference(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(the float reference's outputs by name, the inputs as ``input:<name>``) of a prepared
+    check (the .npz :meth:`agents.sim.SimAgent.prepare_numerics` writes)."""
+    with np.load(path) as npz:
+        reference = {k.split(":", 1)[1]: npz[k] for k in npz.files if k.startswith("reference:")}
+        inputs = {k: npz[k] for k in npz.files if k.startswith("input:")}
+    return reference, inputs
+
+
+def outputs_npz(inputs: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray],
+                reference: Mapping[str, np.ndarray]) -> RawOutput:
+    """``numerics-outputs.npz``, kept raw with the job: the inputs, the device's outputs
+    (``output:<name>``) and the reference (``reference:<name>``)."""
+    arrays: dict[str, Any] = {**inputs, **{f"output:{k}": v for k, v in got.items()},
+                              **{f"reference:{k}": v for k, v in reference.items()}}
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return RawOutput.capture("numerics-outputs.npz", "application/x-npz", buf.getvalue())
