@@ -322,16 +322,19 @@ def _reference_decode(conf: np.ndarray, yxyx: np.ndarray, best: np.ndarray,
     return out
 
 
-def test_batched_host_nms_is_the_per_image_greedy_nms() -> None:
+@pytest.mark.parametrize("scored", [1.0, 0.05])
+def test_batched_host_nms_is_the_per_image_greedy_nms(scored: float) -> None:
     """YOLO outputs on a coarse grid (equal scores, equal IoUs, exactly-at-threshold overlaps,
     more than 100 survivors in an image): every image's detections as the per-image loop gave
-    them, in the same order."""
+    them, in the same order. ``scored``: the share of anchors over the score floor (most:
+    each image's row is sorted; few: only the candidates are)."""
     rng = np.random.default_rng(3)
     n, anchors, classes = 12, 420, 3  # > PRE_NMS candidates, > MAX_DETECTIONS survivors
     raw = np.zeros((n, anchors, 4 + classes), np.float32)
     raw[..., :2] = rng.integers(2, 14, (n, anchors, 2)) * 4  # cx, cy in pixels of 64
     raw[..., 2:4] = rng.integers(1, 5, (n, anchors, 2)) * 4
-    raw[..., 4:] = np.round(rng.random((n, anchors, classes)), 1)
+    raw[..., 4:] = np.round(rng.random((n, anchors, classes)), 1) * \
+        (rng.random((n, anchors, 1)) < scored)
     raw[0, :, 4:] = 0.9  # one image: all equal scores
     raw[1, :, :4] = rng.integers(0, 64, (anchors, 4)) / 64.0 * 2  # normalized, spread out
     det = decode_yolo([raw], _ctx((1, anchors, 4 + classes)))
@@ -344,7 +347,8 @@ def test_batched_host_nms_is_the_per_image_greedy_nms() -> None:
     for i, (boxes, scores, cl) in enumerate(_reference_decode(conf, yxyx, best, 0.5)):
         assert det[i].boxes.tolist() == boxes.tolist(), i
         assert det[i].scores.tolist() == scores.tolist() and det[i].classes.tolist() == cl.tolist()
-    assert max(len(d.scores) for d in det) == 100
+    assert max(len(d.scores) for d in det) == 100  # image 0: every anchor scores 0.9
+    assert (np.median([len(d.scores) for d in det]) < 30) == (scored < 1)
 
 
 def test_detection_metrics_match_the_per_image_versions() -> None:

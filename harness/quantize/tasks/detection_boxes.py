@@ -17,7 +17,6 @@ import numpy as np
 MAX_DETECTIONS = 100  # per image, as COCO evaluation counts them
 PRE_NMS = 300  # candidates per image entering NMS
 NMS_IOU = 0.5
-PAIR_BUDGET = 1 << 22  # box pairs held at once by host NMS (images are taken in chunks)
 
 
 @dataclass(frozen=True)
@@ -147,7 +146,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float =
         limit: int = MAX_DETECTIONS) -> np.ndarray:
     """Indices kept by greedy per-class non-maximum suppression, best score first."""
     order = np.argsort(-scores, kind="stable")[:PRE_NMS]
-    alive = greedy_nms(shifted_boxes(boxes[order], classes[order]), np.array([0, len(order)]), iou)
+    alive = greedy_nms(shifted_boxes(boxes[order], classes[order]), np.array([0, len(order)]),
+                       iou, limit)
     keep = order[alive]
     return np.asarray(keep[:limit], dtype=np.int64)
 
@@ -157,49 +157,38 @@ def shifted_boxes(boxes: np.ndarray, classes: np.ndarray) -> np.ndarray:
     return boxes + (classes.astype(np.float64) * 4.0)[:, None]
 
 
-def greedy_nms(shifted: np.ndarray, starts: np.ndarray, iou: float = NMS_IOU) -> np.ndarray:
-    """Which candidates survive greedy NMS, each image's candidates sorted best first.
+def greedy_nms(shifted: np.ndarray, starts: np.ndarray, iou: float = NMS_IOU,
+               limit: int = MAX_DETECTIONS) -> np.ndarray:
+    """Which candidates survive greedy NMS (each image's first ``limit`` survivors), each
+    image's candidates sorted best first and ``starts`` bounding each image's run.
 
-    ``starts`` bounds each image's run. Within an image a candidate is suppressed by an
-    earlier survivor overlapping it by more than ``iou`` — computed for all images at once,
-    one step per rank; images are taken in chunks of at most :data:`PAIR_BUDGET` pairs.
+    A candidate survives when no earlier survivor of its image overlaps it by more than
+    ``iou``. All images step together: each step, every image's best candidate still in play
+    survives and takes out of play the candidates of its image that overlap it. The work of a
+    step is the candidates still in play, so it shrinks as boxes are suppressed, and it stops
+    after ``limit`` steps (later survivors are not reported).
     """
-    alive = np.ones(len(shifted), bool)
-    counts = np.diff(starts)
-    pairs = counts * (counts - 1) // 2
-    lo = 0
-    n = len(counts)
-    while lo < n:
-        total = np.cumsum(pairs[lo:])
-        hi = lo + max(1, int(np.searchsorted(total, PAIR_BUDGET, side="right")))
-        _nms_chunk(shifted, starts, lo, hi, alive, iou)
-        lo = hi
+    alive = np.zeros(len(shifted), bool)
+    image = np.repeat(np.arange(len(starts) - 1), np.diff(starts))
+    y0, x0, y1, x1 = np.asarray(shifted, np.float64).T
+    area = np.clip(y1 - y0, 0, None) * np.clip(x1 - x0, 0, None)  # as iou_pairs computes it
+    live = np.arange(len(shifted))  # candidates in play: by image, best first
+    for _ in range(limit):
+        if not live.size:
+            break
+        head = np.ones(len(live), bool)
+        np.not_equal(image[live[1:]], image[live[:-1]], out=head[1:])
+        heads = live[head]
+        alive[heads] = True
+        h = heads[np.cumsum(head) - 1][~head]
+        live = live[~head]
+        # iou_pairs(shifted[h], shifted[live]), with the areas computed once
+        inter = np.clip(np.minimum(y1[h], y1[live]) - np.maximum(y0[h], y0[live]), 0, None)
+        inter *= np.clip(np.minimum(x1[h], x1[live]) - np.maximum(x0[h], x0[live]), 0, None)
+        union = area[h] + area[live] - inter
+        pos = union > 0
+        live = live[~(np.where(pos, inter / np.where(pos, union, 1), 0.0) > iou)]
     return alive
-
-
-def _nms_chunk(shifted: np.ndarray, starts: np.ndarray, lo: int, hi: int, alive: np.ndarray,
-               iou: float) -> None:
-    a0, a1 = int(starts[lo]), int(starts[hi])
-    if a1 - a0 < 2:
-        return
-    counts = np.diff(starts[lo:hi + 1])
-    image = np.repeat(np.arange(hi - lo), counts)
-    rank = np.arange(a1 - a0) - (starts[lo:hi] - a0)[image]
-    later = counts[image] - rank - 1  # candidates after each one in its image
-    first = np.repeat(np.arange(a1 - a0), later)
-    second = first + 1 + (np.arange(int(later.sum())) - np.repeat(np.cumsum(later) - later,
-                                                                   later))
-    if not len(first):
-        return
-    over = iou_pairs(shifted[a0 + first], shifted[a0 + second]) > iou
-    first, second = first[over], second[over]
-    order, bounds = by_rank(rank[first])
-    first, second = first[order] + a0, second[order] + a0
-    for r in range(len(bounds) - 1):
-        s, e = bounds[r], bounds[r + 1]
-        if s < e:
-            f = first[s:e]
-            alive[second[s:e][alive[f]]] = False
 
 
 def segments(owner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
