@@ -406,6 +406,33 @@ def test_detection_metrics_match_the_per_image_versions() -> None:
                                               - np.concatenate(pair_r).astype(np.float64)))
 
 
+def test_output_fidelity_block_by_block_is_the_whole_arrays_arithmetic(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of a few samples give the figures of one float64 pass over whole arrays (to
+    rounding), NaN included; an output of another shape gets no figures and says why."""
+    from harness.quantize import fidelity as fid
+
+    rng = np.random.default_rng(2)
+    ref = rng.normal(0, 1, (50, 7, 3)).astype(np.float32)
+    out = (ref + rng.normal(0, 0.05, ref.shape)).astype(np.float32)
+    out[3] = 0.0
+    r, o = ref.reshape(50, -1).astype(np.float64), out.reshape(50, -1).astype(np.float64)
+    monkeypatch.setattr(fid, "BLOCK_VALUES", 40)  # two samples a block
+    row = fid.fidelity([ref], [out])[0]
+    assert row["mse"] == pytest.approx(np.mean((o - r) ** 2), rel=1e-12)
+    assert row["max_abs_err"] == np.max(np.abs(o - r))
+    assert row["sqnr_db"] == round(10 * np.log10(np.mean(r**2) / np.mean((o - r) ** 2)), 3)
+    cos = np.sum(r * o, 1) / np.maximum(np.linalg.norm(r, axis=1) * np.linalg.norm(o, axis=1),
+                                        1e-300)
+    assert row["cosine"] == pytest.approx(np.mean(cos), rel=1e-12)
+    assert row["top1_agreement"] == np.mean(np.argmax(r, 1) == np.argmax(o, 1))
+    out[7, 1, 1] = np.nan
+    assert np.isnan(fid.fidelity([ref], [out])[0]["max_abs_err"])
+    odd = fid.fidelity([ref], [out[:, :6]])[0]
+    assert odd["cosine"] is None and odd["error"] == "output 0 is [50, 6, 3], the float " \
+        "model's [50, 7, 3]"
+
+
 def test_output_fidelity_with_the_reference_cache_is_the_same() -> None:
     from harness.quantize.fidelity import fidelity
 

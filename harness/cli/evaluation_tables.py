@@ -87,8 +87,9 @@ def print_evaluation(report: dict[str, Any]) -> None:
         table.add_row(
             name, f"{gate['value']:.4f}", drop, f"{gate['max_drop']:g}",
             PASS if gate["passed"] else FAIL,
-            "∞" if f0["sqnr_db"] is None else f"{f0['sqnr_db']:.1f}",
-            f"{f0['cosine']:.4f}", _figure(v["fidelity"].get(agree), ".3f"),
+            "∞" if f0["sqnr_db"] is None and f0["cosine"] is not None  # identical outputs
+            else _figure(f0["sqnr_db"], ".1f"),
+            _figure(f0["cosine"], ".4f"), _figure(v["fidelity"].get(agree), ".3f"),
             _figure(cal.get("mean_shift"), "+.3f"), _edge_cases(v))
     console.print(table)
     for e in errors:
