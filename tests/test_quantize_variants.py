@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import quantize_fixtures as qf
+from test_tasks import blazeface_model
 
 from harness.quantize.manifest import Manifest
 from harness.quantize.schemes import SCHEMES
@@ -116,3 +118,21 @@ def test_calibration_sampling_is_reproducible(seed: int) -> None:
     a, b = ds.take(50, seed), ds.take(50, seed)
     assert np.array_equal(a.x, b.x) and len(a) == 50
     assert not np.array_equal(a.x, ds.take(50, seed + 7).x)
+
+
+def test_large_models_run_one_sample_at_a_time_small_ones_in_batches(
+        keras_variants: Path, digits: tuple[Path, Path]) -> None:
+    """TfliteRunner batches only what batching makes faster: BlazeFace (10 MB of tensors per
+    image) runs image by image, the digits CNN in batches; its outputs are the same either
+    way."""
+    from harness.quantize.tflite_runner import TfliteRunner
+
+    face = TfliteRunner(str(blazeface_model()))
+    assert not face.batched and face.batch == 1
+    x = np.random.default_rng(0).uniform(-1, 1, (3, 128, 128, 3)).astype(np.float32)
+    assert [o.shape for o in face.predict(x)] == [(3, 896, 16), (3, 896, 1)]
+    small = str(keras_variants / "fp32.tflite")
+    runner = TfliteRunner(small)
+    assert runner.batched and runner.batch == 64
+    xd = np.load(digits[1])["x"][:70]
+    assert np.array_equal(runner.predict(xd)[0], TfliteRunner(small, batch=1).predict(xd)[0])
