@@ -48,6 +48,9 @@ def test_recommend_matches_store_numbers(tmp_path: Path) -> None:
     assert picked(json.loads(res.stdout)) == independent_best(store, rid, 0.1)
     res = runner.invoke(app, ["recommend", rid, "--results", str(tmp_path)])
     assert res.exit_code == 0 and "ms" in res.stdout
+    # the terminal says what was left out and why, as the JSON does
+    left = [line for line in res.stdout.splitlines() if line.startswith("left out sim: ")]
+    assert any("int8" in line and "0.08" in line for line in left), res.stdout
 
 
 def test_recommend_without_evaluations_says_so(tmp_path: Path) -> None:

@@ -243,7 +243,8 @@ def demo(
     if json_out:
         print_json({"run_id": run_id, "variants": rows, "report": str(html),
                     "recommendation": [{"device": r.device, "best": r.best.scheme if r.best
-                                        else None, "note": r.note} for r in recs],
+                                        else None, "note": r.note, "excluded": r.excluded}
+                                       for r in recs],
                     "task": report["task"]["name"], "seconds": round(elapsed, 1)})
         return
     sim_name = next(iter(record.devices.values())).name if record.devices else "sim"
@@ -257,6 +258,8 @@ def demo(
                               f"{r.gives_up}")
         else:
             console.print(f"no recommendation on {r.device}: {r.note}")
+        for why in r.excluded:
+            console.print(f"  [yellow]left out[/] {why}", soft_wrap=True)
     if others:
         console.print(f"[dim]also made (phones only): {', '.join(others)}[/]")
     console.print(f"report: [bold]{html}[/]  ·  run {run_id} in {store.location}  ·  "

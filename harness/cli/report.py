@@ -155,6 +155,10 @@ def recommend(
             console.print(f"[dim]{r.device}: runner-up {r.runner_up.model} · "
                           f"{r.runner_up.delegate} gives up {r.gives_up}[/]", soft_wrap=True)
         console.print(f"[dim]{r.device}: {r.note}[/]", soft_wrap=True)
+        energy = {f"{d['model']} · {d['delegate']}: {d['reason']}" for d in r.energy_left_out}
+        for why in r.excluded:  # energy's left-outs are listed below with their figures
+            if why not in energy:
+                console.print(f"[yellow]left out[/] {r.device}: {why}", soft_wrap=True)
     if by == "energy":
         _print_energy_ranking(recs)
 
