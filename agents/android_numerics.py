@@ -22,7 +22,13 @@ from android_runner import provision
 from android_runner.command import BINARY, DEVICE_DIR
 from android_runner.litert_command import DELEGATES as LITERT_DELEGATES
 from android_runner.parser import BenchmarkOutput
-from harness.device_numerics import compare, load_reference, outputs_npz, unchecked
+from harness.device_numerics import (
+    compare,
+    load_reference,
+    load_variant,
+    outputs_npz,
+    unchecked,
+)
 from harness.models import file_sha256
 from harness.records import DeviceInfo, Job, RawOutput
 
@@ -113,7 +119,8 @@ def check(d: Any, device: DeviceInfo, job: Job, prepared: dict[str, Any],
         return unchecked(numericsmod.OLD_TOOL_REASON)
     raw.append(RawOutput.capture("numerics-outputs.bin", "application/octet-stream", blob))
     reference, inputs = load_reference(prepared["reference_npz"])
+    variant = load_variant(prepared["reference_npz"])
     record, got = compare(prepared, reference, blob,
-                          f"device ({Path(BINARY).name} --output_filepath)")
-    raw.append(outputs_npz(inputs, got, reference))
+                          f"device ({Path(BINARY).name} --output_filepath)", variant)
+    raw.append(outputs_npz(inputs, got, reference, variant))
     return record

@@ -33,6 +33,7 @@ from agents.ios_interfaces import IosSession
 from harness.device_numerics import (
     compare,
     load_reference,
+    load_variant,
     outputs_npz,
     split_outputs,
     unchecked,
@@ -253,13 +254,14 @@ async def collect(session: IosSession, fixed: IosFixedInputs, result: dict[str, 
     blob = await session.read(remote)
     raw.append(RawOutput.capture("numerics-outputs.bin", "application/octet-stream", blob))
     reference, inputs = load_reference(fixed.prepared["reference_npz"])
+    variant = load_variant(fixed.prepared["reference_npz"])  # none for Core ML
     if fixed.coreml is None:
-        record, got = compare(fixed.prepared, reference, blob, COMPUTED_BY)
+        record, got = compare(fixed.prepared, reference, blob, COMPUTED_BY, variant)
     else:
         record, got, reference = _compare_coreml(fixed, list(outputs.get("tensors") or []),
                                                  reference, blob)
     if got:
-        raw.append(outputs_npz(inputs, got, reference))
+        raw.append(outputs_npz(inputs, got, reference, variant))
     return record
 
 

@@ -2,9 +2,11 @@
 
 ``numerics``: fixed inputs (``--inputs`` or seeded random ones) through the model on its
 delegate and through the float reference (TFLite's reference kernels), compared on the
-spot. ``numerics-prepare``: the host half of a phone's check — the same inputs as raw
-tensor files and the reference's outputs on them; the model then runs on the phone
-(:mod:`agents.android_numerics`).
+spot; when the model is a variant of that float model, also through the variant itself on
+the reference kernels (``delegate_only``: what the delegate changed, without the
+quantization error). ``numerics-prepare``: the host half of a phone's check — the same
+inputs as raw tensor files and both references' outputs on them; the model then runs on
+the phone (:mod:`agents.android_numerics`).
 """
 
 from __future__ import annotations
@@ -125,6 +127,26 @@ def _reference_outputs(job: dict[str, Any], arrays: list[Any], src_details: list
     return want
 
 
+def _variant_outputs(job: dict[str, Any], arrays: list[Any], names: list[str]
+                     ) -> dict[str, Any] | None:
+    """The measured model's own outputs on TFLite's reference kernels, named like ``names``:
+    what a delegate should reproduce, quantization and all. None when the model is its own
+    float reference, or when the reference kernels cannot run it."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    reference = job.get("reference_model")
+    if not reference or reference == job["model"]:
+        return None
+    try:
+        own = Interpreter(model_path=job["model"],
+                          experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+        own.allocate_tensors()
+        out = run_once(own, arrays)
+    except (ValueError, RuntimeError):
+        return None
+    return dict(zip(names, out.values(), strict=True)) if len(out) == len(names) else None
+
+
 def _numerics_context(job: dict[str, Any], inputs_note: str) -> dict[str, Any]:
     """How a numerics check was set up: its inputs and its float reference."""
     reference = job.get("reference_model") or job["model"]
@@ -140,7 +162,7 @@ def numerics(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
     reference (TFLite's reference kernels), compare; the outputs go to an .npz."""
     import numpy as np
 
-    from harness.numerics import compare_outputs, jsonable
+    from harness.numerics import compare_outputs, delegate_only, jsonable
 
     settings = job["settings"]
     phases.enter("numerics: loading the model")
@@ -156,11 +178,15 @@ def numerics(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
     phases.enter("numerics: running the float reference")
     want = _reference_outputs(job, arrays, src_details, list(got))
     result = compare_outputs(want, got)
+    own = _variant_outputs(job, arrays, list(got))
+    if own is not None:
+        result["delegate_only"] = delegate_only(own, got)
     if job.get("outputs_path"):
         np.savez(job["outputs_path"],
                  **{f"input:{d['name']}": a for d, a in zip(src_details, arrays, strict=True)},
                  **{f"output:{k}": v for k, v in got.items()},
-                 **{f"reference:{k}": v for k, v in want.items()})
+                 **{f"reference:{k}": v for k, v in want.items()},
+                 **{f"variant:{k}": v for k, v in (own or {}).items()})
     return {"numerics": jsonable({**result, **_numerics_context(job, inputs_note),
                                   "computed_by": "host (simulator worker)"})}
 
@@ -194,6 +220,7 @@ def numerics_prepare(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
     names = [str(d["name"]) for d in out_details]
     phases.enter("numerics: running the float reference")
     want = _reference_outputs(job, arrays, src_details, names)
+    own = _variant_outputs(job, arrays, names)
     folder = Path(job["inputs_dir"])
     folder.mkdir(parents=True, exist_ok=True)
     inputs = []
@@ -213,6 +240,7 @@ def numerics_prepare(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
                         "bytes": int(np.prod(shape, dtype=np.int64)) * dtype.itemsize})
     np.savez(job["outputs_path"],
              **{f"input:{d['name']}": a for d, a in zip(src_details, arrays, strict=True)},
-             **{f"reference:{k}": v for k, v in want.items()})
+             **{f"reference:{k}": v for k, v in want.items()},
+             **{f"variant:{k}": v for k, v in (own or {}).items()})
     return {"prepared": {"inputs": inputs, "outputs": outputs,
                          "context": _numerics_context(job, inputs_note)}}

@@ -13,6 +13,13 @@ Figures, per output and for the whole job (the worst output):
 * ``max_abs``: the largest absolute difference;
 * ``top1_agreement``: share of rows whose arg-max agrees, only where the output is a
   class vector (rank 1 or 2, last dimension ≥ 2); None otherwise.
+
+Against the float model these figures include the variant's quantization error, which
+``evaluate``'s accuracy gate judges. A quantized detector's post-processed outputs can point
+elsewhere than the float model's (int8 demo detector: cosine 0.89) while its mAP is within
+its gate, so where the variant itself ran on the host's reference kernels,
+``delegate_only`` holds the same figures against it, and the numerics gate
+(:func:`verdict`) judges those: what the delegate changed.
 """
 
 from __future__ import annotations
@@ -24,8 +31,10 @@ from typing import Any
 import numpy as np
 
 DEFAULT_MIN_COSINE = 0.99
-"""The numerics gate of ``evaluate --per-delegate``: a delegate whose outputs point
-elsewhere than the float model's (cosine below this) fails."""
+"""The numerics gate of ``evaluate --per-delegate`` and ``recommend``: a delegate whose
+outputs point elsewhere (cosine below this) than the variant's own on the host's reference
+kernels fails; where those are not known (a Core ML model, a variant that is its own float
+reference), than the float model's."""
 
 NUMERIC_FIELDS = ("cosine", "sqnr_db", "max_abs", "top1_agreement")
 
@@ -67,10 +76,72 @@ def compare_arrays(reference: np.ndarray, output: np.ndarray) -> dict[str, Any]:
             if a.size else 0.0, "top1_agreement": top1, "shape": list(ref.shape)}
 
 
+ALIGNED = ("detections matched by class and overlap before comparing: their order is the "
+           "score rank, which small differences permute")
+
+
+def align_detections(reference: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]
+                     ) -> dict[str, np.ndarray] | None:
+    """The outputs' post-processed detections (TFLite_Detection_PostProcess: boxes [1,N,4],
+    classes, scores, count) in the reference's row order: each reference detection, best score
+    first, takes the unused output detection of its class that overlaps it most; the others
+    keep their order in the rows left. None when the outputs are not such detections."""
+    from harness.errors import UserError
+    from harness.quantize.tasks import OutputInfo
+    from harness.quantize.tasks.detection_boxes import iou_matrix
+    from harness.quantize.tasks.detection_decode import ssd_roles
+
+    names = list(reference)
+    if len(names) != 4 or sorted(outputs) != sorted(names) or \
+            any(np.shape(reference[n]) != np.shape(outputs[n]) for n in names):
+        return None
+    refs = [np.asarray(reference[n], np.float64) for n in names]
+    try:
+        roles = ssd_roles([OutputInfo(n, tuple(r.shape)) for n, r in zip(names, refs,
+                                                                           strict=True)], refs)
+    except UserError:
+        return None
+    box, cls, score, count = (names[roles[k]] for k in ("boxes", "classes", "scores", "count"))
+    if np.shape(reference[box])[0] != 1:
+        return None
+    rows = np.shape(reference[box])[1]
+
+    def detections(side: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
+        n = float(np.asarray(side[count], np.float64).ravel()[0])
+        k = int(min(max(n, 0), rows)) if np.isfinite(n) else 0
+        return np.asarray(side[box], np.float64)[0, :k], np.asarray(side[cls])[0, :k], k
+
+    rb, rc, k = detections(reference)
+    ob, oc, m = detections(outputs)
+    ious = iou_matrix(rb, ob)
+    ious[rc[:, None] != oc[None, :]] = 0.0
+    used = np.zeros(m, bool)
+    take: list[int | None] = []
+    for i in range(k):
+        row = np.where(used, 0.0, ious[i]) if m else np.zeros(0)
+        j = int(np.argmax(row)) if m else -1
+        if m and row[j] > 0:
+            used[j] = True
+            take.append(j)
+        else:
+            take.append(None)
+    rest = iter([j for j in range(rows) if j >= m or not used[j]])
+    perm = [t if i < k and t is not None else next(rest)
+            for i, t in enumerate(take + [None] * (rows - k))]
+    out = dict(outputs)
+    for name in (box, cls, score):
+        out[name] = np.asarray(outputs[name])[:, perm]
+    return out
+
+
 def compare_outputs(reference: Mapping[str, np.ndarray] | Sequence[np.ndarray],
                     outputs: Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> dict[str, Any]:
-    """Figures per output (by name, else by position) and the worst of each over outputs."""
+    """Figures per output (by name, else by position) and the worst of each over outputs.
+    Post-processed detections are compared in matched order (:func:`align_detections`)."""
+    aligned = None
     if isinstance(reference, Mapping) and isinstance(outputs, Mapping):
+        aligned = align_detections(reference, outputs)
+        outputs = aligned if aligned is not None else outputs
         names = list(reference)
         pairs = [(n, reference[n], outputs.get(n)) for n in names]
     else:
@@ -84,6 +155,8 @@ def compare_outputs(reference: Mapping[str, np.ndarray] | Sequence[np.ndarray],
                      else compare_arrays(ref, out))
     ok = [v for v in per.values() if "error" not in v]
     summary: dict[str, Any] = {"outputs": per}
+    if aligned is not None:
+        summary["aligned"] = ALIGNED
     if not ok:
         summary["error"] = "; ".join(f"{k}: {v['error']}" for k, v in per.items()) or \
             "no outputs to compare"
@@ -94,6 +167,18 @@ def compare_outputs(reference: Mapping[str, np.ndarray] | Sequence[np.ndarray],
     tops = [v["top1_agreement"] for v in ok if v["top1_agreement"] is not None]
     summary["top1_agreement"] = min(tops) if tops else None
     return summary
+
+
+def delegate_only(variant: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray]
+                  ) -> dict[str, Any]:
+    """The figures of a delegate's outputs against the variant's own outputs on the host's
+    reference kernels: what the delegate changed, without the variant's quantization error
+    (which the float comparison includes and ``evaluate``'s accuracy gate judges)."""
+    result = compare_outputs(variant, got)
+    if result.get("error"):
+        return {"error": result["error"]}
+    return {**{k: result.get(k) for k in NUMERIC_FIELDS},
+            "against": "this variant on TFLite reference kernels (host)"}
 
 
 def jsonable(numerics: Mapping[str, Any]) -> dict[str, Any]:
@@ -132,7 +217,18 @@ def verdict(numerics: Mapping[str, Any] | None,
         return None, f"numerics not checked: {numerics['error']}"
     if numerics.get("error"):
         return False, f"numerics failed: {numerics['error']}"
+    own = numerics.get("delegate_only")
+    if isinstance(own, Mapping) and own.get("error"):
+        return False, f"numerics failed: {own['error']}"
     cos = as_float(numerics.get("cosine"))
+    own_cos = as_float(own.get("cosine")) if isinstance(own, Mapping) else None
+    if own_cos is not None:  # the delegate judged against the variant itself
+        vs_float = f" (vs the float model {cos:.4f}, quantization included)" \
+            if cos is not None else ""
+        if own_cos < min_cosine:
+            return False, (f"cosine {own_cos:.4f} vs this variant on the host is below "
+                           f"{min_cosine:g}{vs_float}")
+        return True, f"cosine {own_cos:.4f} ≥ {min_cosine:g} vs this variant on the host{vs_float}"
     if cos is None:
         return None, "numerics carry no cosine"
     if cos < min_cosine:

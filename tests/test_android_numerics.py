@@ -11,6 +11,7 @@ bytes, dequantization and the comparison on the host.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import quantize_fixtures as qf
 from test_android_adb import (  # noqa: F401  (pytest fixtures)
     _adb_installed,
     adb_port,
@@ -36,6 +38,8 @@ from harness.numerics import verdict
 from harness.records import Job, ModelRef, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+digits = qf.digits
+keras_variants = qf.keras_variants
 
 
 def _ref(path: Path) -> ModelRef:
@@ -122,6 +126,35 @@ def test_int8_io_model_is_dequantized_before_comparing(phones: Any, cache: Path,
     # no fp32 variant beside it: the reference is the file itself on reference kernels
     assert raw.numerics["reference"]["same_file"] is True
     assert raw.numerics["cosine"] > 0.99
+
+
+def test_a_variant_is_judged_against_itself_on_the_host(
+        phones: Any, cache: Path, keras_variants: Path) -> None:  # noqa: F811
+    """The digits int8 variant beside its fp32: the record compares the phone's outputs with
+    the float model (quantization included) and, in ``delegate_only``, with the int8 file
+    itself on the host's reference kernels, which the gate judges; a delegate computing zeros
+    fails it."""
+    qcom, exynos = phones
+    exynos.profile["numerics_faults"] = {"cpu": "zeros"}
+    ag = agent()
+    found = ag.discover()
+    good, broken = (ag.run(by_id(found, p.serial), _job(_ref(keras_variants / "int8.tflite"),
+                                                        p.serial, "cpu", numerics=True),
+                           lambda *a: None) for p in (qcom, exynos))
+    for raw in (good, broken):
+        assert raw.status == "ok", raw.error
+        assert raw.numerics["reference"]["model"] == "fp32.tflite"
+    own = good.numerics["delegate_only"]
+    assert own["cosine"] > 0.9999 and own["against"].startswith("this variant")
+    assert good.numerics["cosine"] < own["cosine"]  # the float model: int8's error included
+    ok, why = verdict(good.numerics)
+    assert ok is True, why
+    assert "vs this variant on the host" in why and "vs the float model" in why
+    assert broken.numerics["delegate_only"]["cosine"] == 0.0
+    assert verdict(broken.numerics)[0] is False
+    kept = next(o for o in good.raw_outputs if o.name == "numerics-outputs.npz")
+    with np.load(io.BytesIO(kept.data())) as npz:
+        assert any(k.startswith("variant:") for k in npz.files)
 
 
 def test_old_tool_and_litert_say_why_there_are_no_numerics(phones: Any, cache: Path,  # noqa: F811

@@ -143,6 +143,49 @@ def test_numerics_figures() -> None:
     assert "error" in compare_outputs([ref], [np.zeros((2, 3))])
 
 
+def test_post_processed_detections_are_compared_in_matched_order() -> None:
+    """TFLite_Detection_PostProcess outputs rows by score rank: two detections whose scores
+    swap (a delegate's rounding) are the same detections, not wrong boxes. Matched by class and
+    overlap they compare as equal; boxes that moved still count, and a delegate that returns
+    zeros still fails."""
+    from harness.numerics import ALIGNED, align_detections
+
+    boxes = np.array([[[0.1, 0.1, 0.4, 0.4], [0.5, 0.5, 0.9, 0.9], [0.0, 0.6, 0.3, 0.9],
+                       [0.0, 0.0, 0.0, 0.0]]])
+    ref = {"boxes": boxes, "classes": np.array([[2.0, 0.0, 1.0, 0.0]]),
+           "scores": np.array([[0.81, 0.80, 0.3, 0.0]]), "count": np.array([3.0])}
+    swapped = {"boxes": boxes[:, [1, 0, 2, 3]], "classes": ref["classes"][:, [1, 0, 2, 3]],
+               "scores": np.array([[0.81, 0.80, 0.3, 0.0]]), "count": np.array([3.0])}
+    plain = compare_outputs([ref[k] for k in ref], [swapped[k] for k in ref])  # by position
+    assert plain["cosine"] < 0.8 and "aligned" not in plain
+    matched = compare_outputs(ref, swapped)
+    assert matched["aligned"] == ALIGNED
+    assert matched["outputs"]["boxes"]["cosine"] == pytest.approx(1.0)
+    assert matched["outputs"]["classes"]["cosine"] == pytest.approx(1.0)
+    aligned = align_detections(ref, swapped)
+    assert aligned is not None and aligned["boxes"].tolist() == boxes.tolist()
+    moved = dict(swapped, boxes=swapped["boxes"] + 0.05)
+    assert 0.9 < compare_outputs(ref, moved)["outputs"]["boxes"]["cosine"] < 1.0
+    zeros = {k: np.zeros_like(v) for k, v in ref.items()}
+    assert verdict(compare_outputs(ref, zeros))[0] is False
+    assert align_detections({"y": boxes}, {"y": boxes}) is None  # not detections: as before
+
+
+def test_the_numerics_gate_judges_the_delegate_not_the_quantization() -> None:
+    """An int8 variant's outputs differ from the float model's by its quantization, which the
+    accuracy gate judges; the numerics gate judges what the delegate changed against the
+    variant itself on the host, and says both figures."""
+    ok, why = verdict({"cosine": 0.85, "delegate_only": {"cosine": 0.9999}})
+    assert ok is True and why == ("cosine 0.9999 ≥ 0.99 vs this variant on the host (vs the "
+                                  "float model 0.8500, quantization included)")
+    ok, why = verdict({"cosine": 0.995, "delegate_only": {"cosine": 0.2}})
+    assert ok is False and why.startswith("cosine 0.2000 vs this variant on the host is below")
+    assert verdict({"cosine": 0.995, "delegate_only": {"error": "shape (3,) differs"}})[0] \
+        is False
+    assert verdict({"cosine": 0.5})[0] is False  # no variant on the host: the float model
+    assert verdict({"cosine": 0.5, "delegate_only": None})[0] is False
+
+
 def test_compile_names_why_it_cannot(tflite_models: dict[str, Path]) -> None:
     from harness.npu_compile import sdk_missing_reason
 

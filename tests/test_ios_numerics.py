@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import quantize_fixtures as qf
 from fakes import pmd3
 from fakes.iphone import COREML_REASON, FAKE_UDID, FakeIphoneBackend
 from fakes.pmd3 import Phone
@@ -185,6 +186,23 @@ def test_int8_io_model_is_dequantized_before_comparing(tmp_path: Path,
     assert result["outputs"]["tensors"][0]["dtype"] == "int8"  # raw int8 bytes came back
     assert raw.numerics["reference"]["same_file"] is True  # no fp32 beside: itself, ref kernels
     assert raw.numerics["cosine"] > 0.99
+
+
+digits = qf.digits
+keras_variants = qf.keras_variants
+
+
+def test_a_tflite_variant_is_judged_against_itself_on_the_host(
+        tmp_path: Path, keras_variants: Path) -> None:
+    """The digits int8 variant beside its fp32: compared with the float model and, for the
+    gate, with the int8 file itself on the host's reference kernels."""
+    raw, _ = _run(tmp_path, _job(keras_variants / "int8.tflite", "tflite-cpu", numerics=True))
+    assert raw.status == "ok", raw.error
+    n = raw.numerics
+    assert n["reference"]["model"] == "fp32.tflite" and n["reference"]["same_file"] is False
+    assert n["delegate_only"]["cosine"] > 0.9999 and n["cosine"] < n["delegate_only"]["cosine"]
+    ok, why = verdict(n)
+    assert ok is True and "vs this variant on the host" in why, why
 
 
 def test_a_broken_output_file_is_an_error(tmp_path: Path, variants: dict[str, Path]) -> None:

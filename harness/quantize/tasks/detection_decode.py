@@ -89,7 +89,7 @@ def _best_class(cls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 # -- decoders ---------------------------------------------------------------------------------
 
-def _ssd_roles(infos: list[OutputInfo], outputs: list[np.ndarray]) -> dict[str, int]:
+def ssd_roles(infos: list[OutputInfo], outputs: list[np.ndarray]) -> dict[str, int]:
     """Which output is boxes/classes/scores/count, by shape, then name, then values."""
     roles: dict[str, int] = {}
     pairs = []
@@ -131,7 +131,7 @@ def _ssd_roles(infos: list[OutputInfo], outputs: list[np.ndarray]) -> dict[str, 
 
 def decode_ssd(outputs: list[np.ndarray], ctx: Context) -> DetectionBatch:
     """TFLite_Detection_PostProcess outputs (boxes, classes, scores, count) in any order."""
-    roles = _ssd_roles(ctx.outputs, outputs)
+    roles = ssd_roles(ctx.outputs, outputs)
     boxes, classes = outputs[roles["boxes"]], outputs[roles["classes"]]
     scores, count = outputs[roles["scores"]], outputs[roles["count"]].reshape(len(boxes), -1)
     k = np.clip(np.round(np.nan_to_num(count[:, 0])), 0, boxes.shape[1]).astype(np.int64)
@@ -145,7 +145,7 @@ def written_rows(outputs: list[np.ndarray], ctx: Context) -> list[np.ndarray]:
     """SSD outputs with the rows past each image's count set to 0. TFLite_Detection_PostProcess
     leaves those rows unwritten (whatever the buffer held before), so compared raw they are
     noise: the float model against itself once read -686 dB."""
-    roles = _ssd_roles(ctx.outputs, outputs)
+    roles = ssd_roles(ctx.outputs, outputs)
     boxes = outputs[roles["boxes"]]
     count = outputs[roles["count"]].reshape(len(boxes), -1)
     k = np.clip(np.round(np.nan_to_num(count[:, 0])), 0, boxes.shape[1]).astype(np.int64)
