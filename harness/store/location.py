@@ -52,10 +52,30 @@ def url_for(location: str) -> tuple[str, Path | None]:
     return f"sqlite:///{folder / DB_FILENAME}", folder
 
 
+WAL_WAIT_S = 30.0  # as long as the connections' busy timeout
+
+
 def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    """Set WAL journaling, normal sync and foreign keys on each new SQLite connection."""
+    """Set WAL journaling, normal sync and foreign keys on each new SQLite connection.
+
+    Switching a new database to WAL needs its lock at once: SQLite answers "database is
+    locked" without waiting out the busy timeout, so processes opening one new store at the
+    same instant take turns here (1 in 5 rounds of 6 processes failed without this).
+    """
+    import sqlite3
+    import time
+
     cur = dbapi_connection.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
+    deadline, pause = time.monotonic() + WAL_WAIT_S, 0.002
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(2 * pause, 0.1)
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
