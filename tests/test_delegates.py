@@ -222,8 +222,10 @@ def test_gate_per_delegate_verdicts() -> None:
     good = {"cosine": 0.9999, "sqnr_db": 40.0, "max_abs": 0.01, "top1_agreement": 1.0,
             "computed_by": "device (benchmark_model --output_filepath)"}
     wrong = {**good, "cosine": 0.2}
+    # int8's own error against float, yet the delegate computes what int8 does on the host
+    quantized = {**good, "cosine": 0.9, "delegate_only": {"cosine": 0.99995, "sqnr_db": 50}}
     record = NS(run=NS(run_id="r1"), entries=(
-        entry("a", "xnnpack", good), entry("a", "gpu", wrong),
+        entry("a", "xnnpack", good), entry("a", "gpu", wrong), entry("a", "npu", quantized),
         entry("a", "litert-gpu", {"error": "no outputs", "unchecked": True}),
         entry("b", "xnnpack", good), entry("a", "nnapi", {})))
     report = {"variants": [
@@ -233,6 +235,10 @@ def test_gate_per_delegate_verdicts() -> None:
     out = per_delegate(report, [record])
     by = {(r["scheme"], r["delegate"]): r for r in out["rows"]}
     assert by[("int8", "xnnpack")]["passed"] is True
+    assert by[("int8", "xnnpack")]["numerics_delegate_only"] is None
+    npu = by[("int8", "npu")]
+    assert npu["passed"] is True and npu["numerics"]["cosine"] == 0.9
+    assert npu["numerics_delegate_only"]["cosine"] == 0.99995 and "0.9000" in npu["why"]
     assert by[("int8", "gpu")]["passed"] is False and "below 0.99" in by[("int8", "gpu")]["why"]
     assert by[("int8", "litert-gpu")]["passed"] is None
     assert "not checked: no outputs" in by[("int8", "litert-gpu")]["why"]

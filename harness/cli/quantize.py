@@ -267,7 +267,8 @@ def evaluate_cmd(
         bool, typer.Option("--per-delegate", help="Also gate each (variant, device, delegate) "
                            "stored in --results: the host accuracy gate AND the delegate's "
                            "numerics on the device (bench --numerics: cosine ≥ 0.99 vs the "
-                           "float model). Pairs without numerics are listed with the reason.")
+                           "variant itself on the host, else vs the float model). Pairs "
+                           "without numerics are listed with the reason.")
     ] = False,
     results: ResultsOpt = None,
     json_out: JsonOpt = False,

@@ -5,7 +5,8 @@ the same file runs on a delegate whose arithmetic differs (the GPU's fp16, an NP
 int8), so a variant that passes on the host can still answer differently there. Each
 (variant, device, delegate) measured with ``bench --numerics`` gets its own verdict: the
 variant's accuracy gate AND the delegate's numerics (its outputs on the device vs the
-float model's on the same inputs, :func:`harness.numerics.verdict`), from the newest
+variant's own on the host's reference kernels where those were run, else vs the float
+model's, on the same inputs: :func:`harness.numerics.verdict`), from the newest
 stored job that has them. A pair whose numerics were not measured, or could not be,
 gets no verdict and says why; a variant never benchmarked is listed as such.
 """
@@ -38,7 +39,8 @@ def per_delegate(report: Mapping[str, Any], records: Iterable[RunRecord],
                  min_cosine: float = DEFAULT_MIN_COSINE) -> dict[str, Any]:
     """The verdict of every (variant, device, delegate) of ``report``'s variants found in
     ``records`` (newest first). Returns ``rows`` (scheme, device, delegate, run and job,
-    ``accuracy_passed``, ``numerics`` figures, ``numerics_passed``, ``passed``: True,
+    ``accuracy_passed``, ``numerics`` figures vs the float model, ``numerics_delegate_only``
+    vs the variant itself on the host (None when not run), ``numerics_passed``, ``passed``: True,
     False, or None with ``why``), ``failed`` (labels of failing pairs) and
     ``not_benchmarked`` (variants with no stored job)."""
     runs = list(records)
@@ -60,9 +62,13 @@ def per_delegate(report: Mapping[str, Any], records: Iterable[RunRecord],
                 passed = ok
             figures = ({k: as_float(e.raw.numerics.get(k)) for k in NUMERIC_FIELDS}
                        if e.raw.numerics and not e.raw.numerics.get("error") else None)
+            own = (e.raw.numerics or {}).get("delegate_only")
+            own_figures = ({k: as_float(own.get(k)) for k in NUMERIC_FIELDS}
+                           if isinstance(own, Mapping) and not own.get("error") else None)
             rows.append({"scheme": v.get("scheme"), "path": v["path"], "device": device,
                          "delegate": delegate, "run_id": run_id, "job_id": e.job.job_id,
                          "accuracy_passed": accuracy, "numerics": figures,
+                         "numerics_delegate_only": own_figures,
                          "numerics_passed": ok,
                          "computed_by": (e.raw.numerics or {}).get("computed_by"),
                          "passed": passed, "why": why})
