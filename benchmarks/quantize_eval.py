@@ -92,20 +92,10 @@ def photos(size: int) -> np.ndarray:
     """410 real photos in [-1, 1], ``size`` px square: scikit-image's astronaut, camera man,
     cat, coffee and rocket and its 200 LFW faces / non-faces, each also mirrored."""
     import skimage.data as skdata
-    from PIL import Image
 
-    def prep(img: np.ndarray) -> np.ndarray:
-        a = np.asarray(img, np.float32)
-        a = a / (255.0 if a.max() > 1.5 else 1.0)
-        if a.ndim == 2:
-            a = np.repeat(a[..., None], 3, axis=-1)
-        pil = Image.fromarray((a[..., :3] * 255).astype(np.uint8))
-        return np.asarray(pil.resize((size, size), Image.Resampling.BILINEAR),
-                          np.float32) / 127.5 - 1.0
+    from tests.photos import scenes, square_photo
 
-    shots = [skdata.astronaut(), skdata.camera(), skdata.chelsea(), skdata.coffee(),
-             skdata.rocket(), *skdata.lfw_subset()]
-    x = np.stack([prep(p) for p in shots])
+    x = np.stack([square_photo(p, size) for p in [*scenes(), *skdata.lfw_subset()]])
     return np.concatenate([x, x[:, :, ::-1]])
 
 

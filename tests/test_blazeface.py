@@ -21,23 +21,14 @@ def _photos() -> tuple[np.ndarray, np.ndarray]:
     """(evaluation, calibration) images in [-1, 1], 128×128 RGB: scikit-image's photos
     (astronaut, camera man, cat, coffee, …) and its LFW faces / non-faces, resized."""
     skdata = pytest.importorskip("skimage.data")
-    from PIL import Image
+    from photos import scenes, square_photo
 
-    def prep(img: np.ndarray) -> np.ndarray:
-        a = np.asarray(img, np.float32)
-        a = a / (255.0 if a.max() > 1.5 else 1.0)
-        if a.ndim == 2:
-            a = np.repeat(a[..., None], 3, axis=-1)
-        pil = Image.fromarray((a[..., :3] * 255).astype(np.uint8))
-        return np.asarray(pil.resize((SIZE, SIZE), Image.Resampling.BILINEAR),
-                          np.float32) / 127.5 - 1.0
-
-    photos = [skdata.astronaut(), skdata.camera(), skdata.chelsea(), skdata.coffee(),
-              skdata.rocket(), skdata.immunohistochemistry()]
     lfw = skdata.lfw_subset()  # 100 faces then 100 non-faces, 25×25
-    x_eval = np.stack([prep(p) for p in photos] + [prep(f) for f in lfw[:40]]
-                      + [prep(f) for f in lfw[100:120]])
-    x_calib = np.stack([prep(f) for f in lfw[40:100]] + [prep(f) for f in lfw[120:200]])
+    x_eval = np.stack([square_photo(p, SIZE) for p in [*scenes(), skdata.immunohistochemistry()]]
+                      + [square_photo(f, SIZE) for f in lfw[:40]]
+                      + [square_photo(f, SIZE) for f in lfw[100:120]])
+    x_calib = np.stack([square_photo(f, SIZE) for f in lfw[40:100]]
+                       + [square_photo(f, SIZE) for f in lfw[120:200]])
     return x_eval, x_calib
 
 
