@@ -79,6 +79,25 @@ def test_interrupted_jobs_are_reopened(tmp_path: Path) -> None:
     assert store.load_run(run.run_id).status == "running"
 
 
+def test_runs_made_within_one_second_keep_their_order(tmp_path: Path) -> None:
+    """Two runs in one second whose random id suffixes sort the other way round: ``latest``
+    and the run list still put the second one first (created_at has milliseconds; with
+    seconds a fast nightly plan run twice took the first run for the newest)."""
+    import dataclasses
+    import time
+
+    store = Store.open(str(tmp_path))
+    first = dataclasses.replace(new_run(Settings()), run_id="20261128-155356-ffff")
+    store.create_run(first, Plan(jobs=(sample_job(),)))
+    time.sleep(0.002)
+    second = dataclasses.replace(new_run(Settings()), run_id="20261128-155356-0000")
+    store.create_run(second, Plan(jobs=(sample_job(),)))
+    assert first.created_at[:19] == second.created_at[:19] or \
+        first.created_at < second.created_at
+    assert store.resolve_run_id("latest") == second.run_id
+    assert [r["run_id"] for r in store.list_runs()] == [second.run_id, first.run_id]
+
+
 def test_evaluations_newest_per_variant(tmp_path: Path) -> None:
     store = Store.open(str(tmp_path))
     for value in (0.9, 0.95):

@@ -62,8 +62,10 @@ DONE_STATES = ("ok", "failed", "skipped")
 
 
 def utcnow() -> str:
-    """Current time as ISO 8601 UTC with seconds."""
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    """Current time as ISO 8601 UTC with milliseconds: two runs made within one second (a
+    fast nightly plan run twice) still sort in the order they were made, where runs are
+    ordered by ``created_at`` (``latest``, a baseline tag, ``history``)."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 def new_run_id() -> str:
