@@ -182,7 +182,8 @@ def greedy_nms(shifted: np.ndarray, starts: np.ndarray, iou: float = NMS_IOU,
         alive[heads] = True
         h = heads[np.cumsum(head) - 1][~head]
         live = live[~head]
-        # iou_pairs(shifted[h], shifted[live]), with the areas computed once
+        # iou_pairs(shifted[h], shifted[live]) column by column, the areas computed once:
+        # calling iou_pairs on gathered rows made BlazeFace's decode 40 % slower (42 vs 30 ms)
         inter = np.clip(np.minimum(y1[h], y1[live]) - np.maximum(y0[h], y0[live]), 0, None)
         inter *= np.clip(np.minimum(x1[h], x1[live]) - np.maximum(x0[h], x0[live]), 0, None)
         union = area[h] + area[live] - inter
