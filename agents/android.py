@@ -26,7 +26,6 @@ from typing import Any
 from agents.adb_faults import STATE_HINTS, adb_errors, adb_faults
 from agents.base import Progress
 from android_runner import command as cmdmod
-from android_runner import energy as energymod
 from android_runner import litert_command, provision
 from android_runner.device_props import is_qualcomm, parse_battery, parse_getprop, parse_thermal
 from android_runner.litert_parser import parse_any
@@ -263,7 +262,7 @@ class AndroidAgent:
                     model_remote: str, tmp: Path, thermal_before: dict[str, Any],
                     warnings: list[str], progress: Progress) -> RawResult:
         """The launches of a job whose files are on the phone (``tmp``: host scratch)."""
-        from agents import android_numerics  # numpy with it: not loaded for `devices`
+        from agents import android_energy, android_numerics  # numpy: not for `devices`
 
         launches: list[BenchmarkOutput] = []
         raw_outputs: list[RawOutput] = []  # every launch's full output and pulled file
@@ -297,8 +296,9 @@ class AndroidAgent:
         if job.settings.energy and launches and all(o.ok for o in launches):
             progress("measuring energy", None)
             with adb_faults(device.id, "measuring energy"):
-                energy_fields, energy_warn = self._energy(d, device, job, model_remote, launches,
-                                                          thermal_before, raw_outputs, input_flags)
+                energy_fields, energy_warn = android_energy.measure(
+                    self, d, device, job, model_remote, launches, thermal_before, raw_outputs,
+                    input_flags)
             warnings.extend(energy_warn)
         energy_fields["raw_outputs"] = tuple(raw_outputs)
         with adb_faults(device.id, "reading its thermal state"):
@@ -414,56 +414,6 @@ class AndroidAgent:
         if raw is not None and blob:
             raw.append(RawOutput.capture("profile.csv", "text/csv", blob))
         return parse_any(text, data) if data.strip() else out
-
-    def _energy(self, d: Any, device: DeviceInfo, job: Job, model: str,
-                launches: list[BenchmarkOutput], thermal_before: dict[str, Any],
-                raw: list[RawOutput] | None = None, inputs: tuple[str, ...] = ()
-                ) -> tuple[dict[str, Any], list[str]]:
-        sampler = f"{cmdmod.DEVICE_DIR}/sampler.sh"
-        provision.ensure_file(d, energymod.SAMPLER, sampler,
-                              file_sha256(energymod.SAMPLER))
-        base = self._shell(d, f"sh {sampler} baseline {self.energy_baseline_s} 0.1",
-                           timeout=self.energy_baseline_s + 60)
-        baseline = energymod.parse_sampler(base.stdout, base.stderr, base.returncode, "baseline")
-        result: dict[str, Any] = {}
-        load_out: list[energymod.SamplerOutput] = []
-        load_raw: list[str] = []  # the load sampler's own output, kept raw
-
-        def sample_load() -> None:
-            try:
-                client = self._device(device.id)
-                res = self._shell(client, f"sh {sampler} load {self.energy_load_s} 0.1",
-                                  timeout=self.energy_load_s + 60)
-                load_raw.append(res.stdout)
-                load_out.append(energymod.parse_sampler(res.stdout, res.stderr, res.returncode,
-                                                        "load"))
-            except Exception as exc:  # the thread's own error becomes the reason
-                load_out.append(energymod.sampler_failed("load", exc))
-
-        th = threading.Thread(target=sample_load, daemon=True)
-        th.start()
-        cmd = self._command(job, model, num_runs=1, min_secs=self.energy_load_s + 1,
-                            warmup_runs=1, extra_flags=inputs)
-        loop, _ = self._launch(d, device, cmd, raw=raw, raw_name="energy-launch")
-        th.join(self.energy_load_s + 90)
-        if raw is not None:
-            raw.append(RawOutput.capture("energy-baseline.txt", "text/plain", base.stdout))
-            if load_raw:
-                raw.append(RawOutput.capture("energy-load.txt", "text/plain", load_raw[0]))
-        load = load_out[0] if load_out else energymod.parse_sampler(
-            "", returncode=None, phase="load")  # still running after the join's timeout
-        latency = loop.inference_avg_ms if loop.ok else None
-        if latency is None:
-            latency = launches[-1].inference_avg_ms
-        powered = thermal_before.get("powered_by") or (
-            ["USB"] if thermal_before.get("usb_powered") else [])
-        outcome = energymod.compute_energy(baseline, load, latency, bool(powered),
-                                           power_source="/".join(powered) or None,
-                                           keep_on_usb=job.settings.energy_on_usb)
-        result["energy"] = outcome.energy
-        result["energy_samples"] = outcome.samples
-        result["energy_unavailable_reason"] = outcome.reason
-        return result, list(outcome.warnings)
 
     # ------------------------------------------------------------------ after a fault
 
