@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agents.adb_faults import STATE_HINTS, adb_errors, adb_faults
 from agents.base import Progress
@@ -32,8 +32,10 @@ from android_runner.litert_parser import parse_any
 from android_runner.parser import BenchmarkOutput
 from android_runner.result_mapping import to_raw_result
 from harness.errors import DeviceUnusable, JobFailed, QuantlabError
-from harness.models import file_sha256
 from harness.records import DeviceInfo, Job, RawOutput, RawResult
+
+if TYPE_CHECKING:
+    from harness.npu_compile import CompiledModel
 
 NNAPI_MIN_SDK = 27
 NNAPI_DEPRECATED_SDK = 35
@@ -214,12 +216,12 @@ class AndroidAgent:
                                "(libLiteRtDispatch_<Vendor>.so): `quantlab android provision "
                                "--runner benchmark_litert_model --binary PATH --delegate-libs "
                                "DIR`")
-            from harness.npu_compile import compiled_model_for
+            from harness.npu_compile import find_compiled
 
-            if compiled_model_for(job.model.path, device.soc) is None:
-                return False, (f"litert-npu: no model compiled for SoC {device.soc or '?'}: "
-                               f"`quantlab compile {job.model.path} --target "
-                               f"{device.soc or 'SOC'}`")
+            compiled = find_compiled(job.model.path, job.model.sha256, device.soc)
+            if compiled.path is None:
+                return False, (f"litert-npu: {compiled.reason}: `quantlab compile "
+                               f"{job.model.path} --target {device.soc or 'SOC'}`")
         return True, ""
 
     def _command(self, job: Job, model: str, profile_file: str | None = None,
@@ -244,6 +246,13 @@ class AndroidAgent:
         if not Path(job.model.path).is_file():
             raise JobFailed(f"{job.model.path}: model file not found on this host",
                             hint="the variant was moved or deleted after planning")
+        compiled = None
+        if job.delegate == "litert-npu":  # only a model compiled from this very variant
+            from harness.npu_compile import find_compiled
+
+            compiled = find_compiled(job.model.path, job.model.sha256, device.soc)
+            if compiled.path is None:
+                return RawResult.failure(job.job_id, f"litert-npu: {compiled.reason}")
         d = self._device(device.id)
         warnings: list[str] = []
         if job.delegate == "nnapi" and (device.sdk or 0) >= NNAPI_DEPRECATED_SDK:
@@ -253,14 +262,16 @@ class AndroidAgent:
             thermal_before = self._wait_cool(device, warnings)
         with adb_faults(device.id, "pushing files"):
             progress("pushing", None)
-            model_remote = self._push(d, runner, job, device.soc)
+            model_remote = self._push(d, runner, job, compiled)
         with tempfile.TemporaryDirectory(prefix="quantlab-android-") as tmp:
             return self._run_pushed(d, device, job, runner, model_remote, Path(tmp),
-                                    thermal_before, warnings, progress)
+                                    thermal_before, warnings, progress,
+                                    compiled.record if compiled else None)
 
     def _run_pushed(self, d: Any, device: DeviceInfo, job: Job, runner: provision.RunnerBinary,
                     model_remote: str, tmp: Path, thermal_before: dict[str, Any],
-                    warnings: list[str], progress: Progress) -> RawResult:
+                    warnings: list[str], progress: Progress,
+                    compiled: dict[str, Any] | None = None) -> RawResult:
         """The launches of a job whose files are on the phone (``tmp``: host scratch)."""
         from agents import android_energy, android_numerics  # numpy: not for `devices`
 
@@ -290,8 +301,11 @@ class AndroidAgent:
                     d, device, self._command(job, model_remote, num_runs=1, min_secs=0,
                                              warmup_runs=1, extra_flags=flags),
                     raw=raw_outputs, raw_name="numerics-launch")[0])
-        runner_meta = {"name": runner.name, "abi": runner.abi, "sha256": runner.sha256,
-                       "argv": list(self._command(job, model_remote, extra_flags=input_flags).argv)}
+        argv = self._command(job, model_remote, extra_flags=input_flags).argv
+        runner_meta: dict[str, Any] = {"name": runner.name, "abi": runner.abi,
+                                       "sha256": runner.sha256, "argv": list(argv)}
+        if compiled:  # litert-npu: which compiled model ran, from what, by which compiler
+            runner_meta["compiled_model"] = compiled
         energy_fields: dict[str, Any] = {}
         if job.settings.energy and launches and all(o.ok for o in launches):
             progress("measuring energy", None)
@@ -348,7 +362,7 @@ class AndroidAgent:
             self.sleep(min(policy.poll_s, max(0.0, policy.cooldown_s - waited)))
 
     def _push(self, d: Any, runner: provision.RunnerBinary, job: Job,
-              soc: str | None = None) -> str:
+              compiled: CompiledModel | None = None) -> str:
         litert = job.delegate in litert_command.DELEGATES
         provision.ensure_file(d, runner.path, litert_command.BINARY if litert else cmdmod.BINARY,
                               runner.sha256, mode=0o755)
@@ -356,15 +370,11 @@ class AndroidAgent:
             for name, sha in runner.libs.items():
                 provision.ensure_file(d, runner.lib_dir / name, f"{cmdmod.LIB_DIR}/{name}", sha)
         remote = f"{cmdmod.DEVICE_DIR}/models/{job.model.sha256[:16]}.tflite"
-        if job.delegate == "litert-npu":  # the model compiled ahead of time for this SoC
-            from harness.npu_compile import compiled_model_for
-
-            compiled = compiled_model_for(job.model.path, soc)
-            if compiled is not None:
-                sha = file_sha256(compiled)
-                remote = f"{cmdmod.DEVICE_DIR}/models/{sha[:16]}.tflite"
-                provision.ensure_file(d, compiled, remote, sha)
-                return remote
+        if compiled is not None and compiled.path:  # litert-npu: compiled from this variant
+            sha = compiled.record["sha256"]
+            remote = f"{cmdmod.DEVICE_DIR}/models/{sha[:16]}.tflite"
+            provision.ensure_file(d, compiled.path, remote, sha)
+            return remote
         provision.ensure_file(d, Path(job.model.path), remote, job.model.sha256)
         return remote
 
