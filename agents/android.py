@@ -311,8 +311,7 @@ class AndroidAgent:
             progress("measuring energy", None)
             with adb_faults(device.id, "measuring energy"):
                 energy_fields, energy_warn = android_energy.measure(
-                    self, d, device, job, model_remote, launches, thermal_before, raw_outputs,
-                    input_flags)
+                    self, d, device, job, model_remote, thermal_before, raw_outputs, input_flags)
             warnings.extend(energy_warn)
         energy_fields["raw_outputs"] = tuple(raw_outputs)
         with adb_faults(device.id, "reading its thermal state"):
@@ -382,10 +381,16 @@ class AndroidAgent:
                 profile_text: str | None = None, raw: list[RawOutput] | None = None,
                 raw_name: str = "launch") -> tuple[BenchmarkOutput, str]:
         """Run benchmark_model once; its full stdout/stderr go to ``raw`` as
-        ``<raw_name>.stdout`` / ``.stderr`` (what the figures are parsed from)."""
+        ``<raw_name>.stdout`` / ``.stderr`` (what the figures are parsed from); with
+        ``cmd.log_file`` its output is read back from that file on the phone."""
         with adb_faults(device.id, "running benchmark_model"):
             res = d.shell2(cmd.shell(), timeout=cmd.timeout_s + 60, v2=True, encoding=None)
-        out_bytes = res.stdout if (res.stdout or res.stderr) else res.output  # shell v1: merged
+            out_bytes = res.stdout if (res.stdout or res.stderr) else res.output  # v1: merged
+            if cmd.log_file:
+                try:
+                    out_bytes = d.sync.read_bytes(cmd.log_file) + out_bytes
+                except adb_errors():
+                    pass  # never written: what the shell said is all there is
         stdout = out_bytes.decode("utf-8", "replace")
         stderr = res.stderr.decode("utf-8", "replace")
         if raw is not None:
