@@ -21,20 +21,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agents.adb_faults import STATE_HINTS, adb_errors, adb_faults
 from agents.base import Progress
 from android_runner import command as cmdmod
-from android_runner import energy as energymod
 from android_runner import litert_command, provision
 from android_runner.device_props import is_qualcomm, parse_battery, parse_getprop, parse_thermal
 from android_runner.litert_parser import parse_any
 from android_runner.parser import BenchmarkOutput
 from android_runner.result_mapping import to_raw_result
 from harness.errors import DeviceUnusable, JobFailed, QuantlabError
-from harness.models import file_sha256
 from harness.records import DeviceInfo, Job, RawOutput, RawResult
+
+if TYPE_CHECKING:
+    from harness.npu_compile import CompiledModel
 
 NNAPI_MIN_SDK = 27
 NNAPI_DEPRECATED_SDK = 35
@@ -215,12 +216,12 @@ class AndroidAgent:
                                "(libLiteRtDispatch_<Vendor>.so): `quantlab android provision "
                                "--runner benchmark_litert_model --binary PATH --delegate-libs "
                                "DIR`")
-            from harness.npu_compile import compiled_model_for
+            from harness.npu_compile import find_compiled
 
-            if compiled_model_for(job.model.path, device.soc) is None:
-                return False, (f"litert-npu: no model compiled for SoC {device.soc or '?'}: "
-                               f"`quantlab compile {job.model.path} --target "
-                               f"{device.soc or 'SOC'}`")
+            compiled = find_compiled(job.model.path, job.model.sha256, device.soc)
+            if compiled.path is None:
+                return False, (f"litert-npu: {compiled.reason}: `quantlab compile "
+                               f"{job.model.path} --target {device.soc or 'SOC'}`")
         return True, ""
 
     def _command(self, job: Job, model: str, profile_file: str | None = None,
@@ -245,6 +246,13 @@ class AndroidAgent:
         if not Path(job.model.path).is_file():
             raise JobFailed(f"{job.model.path}: model file not found on this host",
                             hint="the variant was moved or deleted after planning")
+        compiled = None
+        if job.delegate == "litert-npu":  # only a model compiled from this very variant
+            from harness.npu_compile import find_compiled
+
+            compiled = find_compiled(job.model.path, job.model.sha256, device.soc)
+            if compiled.path is None:
+                return RawResult.failure(job.job_id, f"litert-npu: {compiled.reason}")
         d = self._device(device.id)
         warnings: list[str] = []
         if job.delegate == "nnapi" and (device.sdk or 0) >= NNAPI_DEPRECATED_SDK:
@@ -254,16 +262,18 @@ class AndroidAgent:
             thermal_before = self._wait_cool(device, warnings)
         with adb_faults(device.id, "pushing files"):
             progress("pushing", None)
-            model_remote = self._push(d, runner, job, device.soc)
+            model_remote = self._push(d, runner, job, compiled)
         with tempfile.TemporaryDirectory(prefix="quantlab-android-") as tmp:
             return self._run_pushed(d, device, job, runner, model_remote, Path(tmp),
-                                    thermal_before, warnings, progress)
+                                    thermal_before, warnings, progress,
+                                    compiled.record if compiled else None)
 
     def _run_pushed(self, d: Any, device: DeviceInfo, job: Job, runner: provision.RunnerBinary,
                     model_remote: str, tmp: Path, thermal_before: dict[str, Any],
-                    warnings: list[str], progress: Progress) -> RawResult:
+                    warnings: list[str], progress: Progress,
+                    compiled: dict[str, Any] | None = None) -> RawResult:
         """The launches of a job whose files are on the phone (``tmp``: host scratch)."""
-        from agents import android_numerics  # numpy with it: not loaded for `devices`
+        from agents import android_energy, android_numerics  # numpy: not for `devices`
 
         launches: list[BenchmarkOutput] = []
         raw_outputs: list[RawOutput] = []  # every launch's full output and pulled file
@@ -291,14 +301,17 @@ class AndroidAgent:
                     d, device, self._command(job, model_remote, num_runs=1, min_secs=0,
                                              warmup_runs=1, extra_flags=flags),
                     raw=raw_outputs, raw_name="numerics-launch")[0])
-        runner_meta = {"name": runner.name, "abi": runner.abi, "sha256": runner.sha256,
-                       "argv": list(self._command(job, model_remote, extra_flags=input_flags).argv)}
+        argv = self._command(job, model_remote, extra_flags=input_flags).argv
+        runner_meta: dict[str, Any] = {"name": runner.name, "abi": runner.abi,
+                                       "sha256": runner.sha256, "argv": list(argv)}
+        if compiled:  # litert-npu: which compiled model ran, from what, by which compiler
+            runner_meta["compiled_model"] = compiled
         energy_fields: dict[str, Any] = {}
         if job.settings.energy and launches and all(o.ok for o in launches):
             progress("measuring energy", None)
             with adb_faults(device.id, "measuring energy"):
-                energy_fields, energy_warn = self._energy(d, device, job, model_remote, launches,
-                                                          thermal_before, raw_outputs, input_flags)
+                energy_fields, energy_warn = android_energy.measure(
+                    self, d, device, job, model_remote, thermal_before, raw_outputs, input_flags)
             warnings.extend(energy_warn)
         energy_fields["raw_outputs"] = tuple(raw_outputs)
         with adb_faults(device.id, "reading its thermal state"):
@@ -348,7 +361,7 @@ class AndroidAgent:
             self.sleep(min(policy.poll_s, max(0.0, policy.cooldown_s - waited)))
 
     def _push(self, d: Any, runner: provision.RunnerBinary, job: Job,
-              soc: str | None = None) -> str:
+              compiled: CompiledModel | None = None) -> str:
         litert = job.delegate in litert_command.DELEGATES
         provision.ensure_file(d, runner.path, litert_command.BINARY if litert else cmdmod.BINARY,
                               runner.sha256, mode=0o755)
@@ -356,15 +369,11 @@ class AndroidAgent:
             for name, sha in runner.libs.items():
                 provision.ensure_file(d, runner.lib_dir / name, f"{cmdmod.LIB_DIR}/{name}", sha)
         remote = f"{cmdmod.DEVICE_DIR}/models/{job.model.sha256[:16]}.tflite"
-        if job.delegate == "litert-npu":  # the model compiled ahead of time for this SoC
-            from harness.npu_compile import compiled_model_for
-
-            compiled = compiled_model_for(job.model.path, soc)
-            if compiled is not None:
-                sha = file_sha256(compiled)
-                remote = f"{cmdmod.DEVICE_DIR}/models/{sha[:16]}.tflite"
-                provision.ensure_file(d, compiled, remote, sha)
-                return remote
+        if compiled is not None and compiled.path:  # litert-npu: compiled from this variant
+            sha = compiled.record["sha256"]
+            remote = f"{cmdmod.DEVICE_DIR}/models/{sha[:16]}.tflite"
+            provision.ensure_file(d, compiled.path, remote, sha)
+            return remote
         provision.ensure_file(d, Path(job.model.path), remote, job.model.sha256)
         return remote
 
@@ -372,10 +381,16 @@ class AndroidAgent:
                 profile_text: str | None = None, raw: list[RawOutput] | None = None,
                 raw_name: str = "launch") -> tuple[BenchmarkOutput, str]:
         """Run benchmark_model once; its full stdout/stderr go to ``raw`` as
-        ``<raw_name>.stdout`` / ``.stderr`` (what the figures are parsed from)."""
+        ``<raw_name>.stdout`` / ``.stderr`` (what the figures are parsed from); with
+        ``cmd.log_file`` its output is read back from that file on the phone."""
         with adb_faults(device.id, "running benchmark_model"):
             res = d.shell2(cmd.shell(), timeout=cmd.timeout_s + 60, v2=True, encoding=None)
-        out_bytes = res.stdout if (res.stdout or res.stderr) else res.output  # shell v1: merged
+            out_bytes = res.stdout if (res.stdout or res.stderr) else res.output  # v1: merged
+            if cmd.log_file:
+                try:
+                    out_bytes = d.sync.read_bytes(cmd.log_file) + out_bytes
+                except adb_errors():
+                    pass  # never written: what the shell said is all there is
         stdout = out_bytes.decode("utf-8", "replace")
         stderr = res.stderr.decode("utf-8", "replace")
         if raw is not None:
@@ -414,56 +429,6 @@ class AndroidAgent:
         if raw is not None and blob:
             raw.append(RawOutput.capture("profile.csv", "text/csv", blob))
         return parse_any(text, data) if data.strip() else out
-
-    def _energy(self, d: Any, device: DeviceInfo, job: Job, model: str,
-                launches: list[BenchmarkOutput], thermal_before: dict[str, Any],
-                raw: list[RawOutput] | None = None, inputs: tuple[str, ...] = ()
-                ) -> tuple[dict[str, Any], list[str]]:
-        sampler = f"{cmdmod.DEVICE_DIR}/sampler.sh"
-        provision.ensure_file(d, energymod.SAMPLER, sampler,
-                              file_sha256(energymod.SAMPLER))
-        base = self._shell(d, f"sh {sampler} baseline {self.energy_baseline_s} 0.1",
-                           timeout=self.energy_baseline_s + 60)
-        baseline = energymod.parse_sampler(base.stdout, base.stderr, base.returncode, "baseline")
-        result: dict[str, Any] = {}
-        load_out: list[energymod.SamplerOutput] = []
-        load_raw: list[str] = []  # the load sampler's own output, kept raw
-
-        def sample_load() -> None:
-            try:
-                client = self._device(device.id)
-                res = self._shell(client, f"sh {sampler} load {self.energy_load_s} 0.1",
-                                  timeout=self.energy_load_s + 60)
-                load_raw.append(res.stdout)
-                load_out.append(energymod.parse_sampler(res.stdout, res.stderr, res.returncode,
-                                                        "load"))
-            except Exception as exc:  # the thread's own error becomes the reason
-                load_out.append(energymod.sampler_failed("load", exc))
-
-        th = threading.Thread(target=sample_load, daemon=True)
-        th.start()
-        cmd = self._command(job, model, num_runs=1, min_secs=self.energy_load_s + 1,
-                            warmup_runs=1, extra_flags=inputs)
-        loop, _ = self._launch(d, device, cmd, raw=raw, raw_name="energy-launch")
-        th.join(self.energy_load_s + 90)
-        if raw is not None:
-            raw.append(RawOutput.capture("energy-baseline.txt", "text/plain", base.stdout))
-            if load_raw:
-                raw.append(RawOutput.capture("energy-load.txt", "text/plain", load_raw[0]))
-        load = load_out[0] if load_out else energymod.parse_sampler(
-            "", returncode=None, phase="load")  # still running after the join's timeout
-        latency = loop.inference_avg_ms if loop.ok else None
-        if latency is None:
-            latency = launches[-1].inference_avg_ms
-        powered = thermal_before.get("powered_by") or (
-            ["USB"] if thermal_before.get("usb_powered") else [])
-        outcome = energymod.compute_energy(baseline, load, latency, bool(powered),
-                                           power_source="/".join(powered) or None,
-                                           keep_on_usb=job.settings.energy_on_usb)
-        result["energy"] = outcome.energy
-        result["energy_samples"] = outcome.samples
-        result["energy_unavailable_reason"] = outcome.reason
-        return result, list(outcome.warnings)
 
     # ------------------------------------------------------------------ after a fault
 

@@ -293,7 +293,7 @@ class SimAgent:
             ops=ops,
             ops_model_ms=ops_model_ms,
             energy=energy,
-            energy_unavailable_reason=None if energy else (
+            energy_unavailable_reason=None if energy or not s.energy else (
                 rapl_unavailable_reason(runs) or "RAPL energy not measured"),
             runner=runner,
             warnings=tuple(warnings),

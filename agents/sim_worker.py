@@ -9,9 +9,9 @@ Modes (``"mode"`` in the job JSON): ``measure`` (latency, memory, energy, placem
 ``profile`` (per-op profile through :mod:`agents.litert_profile`), ``numerics``
 (fixed inputs through the model and through the float reference, compared) and
 ``numerics-prepare`` (the host half of a phone's numerics check: input files and the
-float reference's outputs; the model runs on the phone). RAPL energy
-is read by :mod:`agents.rapl`; profile rows are checked against Invoke by
-:mod:`agents.op_coverage`.
+float reference's outputs; the model runs on the phone). RAPL energy is read by
+:mod:`agents.rapl`, only when the job asks for energy; profile rows are checked against
+Invoke by :mod:`agents.op_coverage`.
 """
 
 from __future__ import annotations
@@ -244,36 +244,39 @@ def measure(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
         invoke()
 
     phases.enter("measuring")
-    rapl = Rapl(Path(job.get("rapl_root") or os.environ.get(RAPL_ROOT_ENV, DEFAULT_RAPL_ROOT)))
+    # RAPL (and the idle sleep before the loop that lets clocks drop) only with --energy
+    rapl = Rapl(Path(job.get("rapl_root") or os.environ.get(RAPL_ROOT_ENV, DEFAULT_RAPL_ROOT))
+                ) if settings.get("energy") else None
+    reading = rapl if rapl is not None and not rapl.reason else None
     iterations, min_time_ns = int(settings["iterations"]), float(settings["min_time_s"]) * 1e9
     samples: list[int] = []
     clock = time.perf_counter_ns
     idle_uj = idle_ns = 0.0
-    if not rapl.reason:  # the idle baseline, just before the load
+    if reading:  # the idle baseline, just before the load
         phases.enter("measuring idle package power")
         idle_s = float(job.get("rapl_idle_s", RAPL_IDLE_S))
-        idle_before, t_idle = rapl.read(), clock()
+        idle_before, t_idle = reading.read(), clock()
         time.sleep(idle_s)
-        idle_after, idle_ns = rapl.read(), clock() - t_idle
-        idle_uj = rapl.delta_uj(idle_before, idle_after)
+        idle_after, idle_ns = reading.read(), clock() - t_idle
+        idle_uj = reading.delta_uj(idle_before, idle_after)
         phases.enter("measuring")
-    energy_before = rapl.read() if not rapl.reason else []
+    energy_before = reading.read() if reading else []
     start = clock()
     while len(samples) < iterations or clock() - start < min_time_ns:
         t = clock()
         invoke()
         samples.append(clock() - t)
     load_ns = clock() - start
-    energy_after = rapl.read() if not rapl.reason else []
+    energy_after = reading.read() if reading else []
 
     energy = None
-    reason = rapl.reason
-    if not rapl.reason and samples:
+    reason = rapl.reason if rapl is not None else None
+    if reading and samples:
         energy, reason = rapl_energy(idle_uj, idle_ns / 1e9,
-                                     rapl.delta_uj(energy_before, energy_after), load_ns / 1e9,
+                                     reading.delta_uj(energy_before, energy_after), load_ns / 1e9,
                                      len(samples))
         if energy is not None:
-            energy["detail"]["domains"] = [d.name for d in rapl.domains]
+            energy["detail"]["domains"] = [d.name for d in reading.domains]
     return {
         "samples_ms": [s / 1e6 for s in samples],
         "init_ms": init_ms,

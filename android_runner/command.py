@@ -33,15 +33,18 @@ class BenchmarkCommand:
     env: dict[str, str] = field(default_factory=dict)
     profile_file: str | None = None
     timeout_s: int = 600
+    log_file: str | None = None  # stdout and stderr go to this device file as printed
 
     def shell(self) -> str:
         """The device shell line: ``cd``, environment, toybox ``timeout`` around the tool;
-        every word shell-quoted, so device paths are used literally."""
+        every word shell-quoted, so device paths are used literally. With ``log_file`` the
+        tool's output goes to that file while it runs (the energy sampler watches it)."""
         env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(self.env.items()))
         argv = " ".join(shlex.quote(a) for a in self.argv)
         prefix = f"{env} " if env else ""
+        log = f" > {shlex.quote(self.log_file)} 2>&1" if self.log_file else ""
         return (f"cd {shlex.quote(DEVICE_DIR)} && {prefix}timeout -k 5 {self.timeout_s} "
-                f"{argv}")
+                f"{argv}{log}")
 
 
 def delegate_flags(delegate: str, profile_ops: bool = False) -> list[str]:

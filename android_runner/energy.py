@@ -9,7 +9,11 @@ baseline, then a sustained inference loop, and reports
 
 with the method (``odpm-rails`` or ``battery-gauge``), its comparability class
 (``device-rails`` or ``battery-gauge``, see :func:`harness.records.energy_class`), the
-baseline and the sample count. Units and sign of the gauge vary by vendor: they are
+baseline and the sample count. Only readings inside the runner's timed loop count: the
+sampler notes the size of the runner's output file at each reading, and the loop lies
+between the runner's measured-run line and its results line
+(:func:`timed_loop_span`); process start, delegate init and warm-up are left out, and the
+window is recorded with the figure. Units and sign of the gauge vary by vendor: they are
 calibrated per device from the magnitudes and the charging status. Unreadable sensors
 give no figure, with the sampler's own error. A battery-gauge reading taken while the
 phone was on USB/AC power (it reads charge current) gives no figure, with the reason,
@@ -30,6 +34,41 @@ SAMPLER = Path(__file__).with_name("sampler.sh")
 
 _ODPM = re.compile(r"CH(\d+)\(T=(\d+)\)\[([^\]]+)\],\s*(\d+)")
 
+MEASURED_RUN_LINE = "Running benchmark for at least"
+"""benchmark_model's (and benchmark_litert_model's) line before each phase of runs; the
+last one printed starts the measured runs (the one before it, the warm-up)."""
+
+
+def timed_loop_span(output: bytes) -> tuple[int, int] | None:
+    """Byte offsets in a runner's output between which its timed loop ran: from the end of
+    its last measured-run line to the start of the results line after it (``count=…``);
+    None when the output holds no such pair (the loop cannot be told from start-up)."""
+    at = output.rfind(MEASURED_RUN_LINE.encode())
+    start = output.find(b"\n", at) + 1 if at >= 0 else 0
+    results = output.find(b"count=", start) if start else -1
+    if results < 0:
+        return None
+    return start, output.rfind(b"\n", start, results) + 1 or start
+
+
+@dataclass(frozen=True)
+class LoopWindow:
+    """Which readings of a sampler fell inside the runner's timed loop (device uptime)."""
+
+    start_s: float | None  # the first reading inside the loop
+    end_s: float | None  # the last one
+    readings: int  # readings inside the loop
+    before: int  # left out: process start, delegate init, warm-up
+    after: int  # left out: after the loop ended
+
+    def as_detail(self) -> dict[str, object]:
+        """The window as recorded with the figure."""
+        return {"clock": "device uptime (s)", "start_s": self.start_s, "end_s": self.end_s,
+                "readings": self.readings, "left_out_before": self.before,
+                "left_out_after": self.after,
+                "bounds": f"after the runner's '{MEASURED_RUN_LINE} …' line, before its "
+                          "results line"}
+
 
 @dataclass(frozen=True)
 class SamplerOutput:
@@ -39,6 +78,7 @@ class SamplerOutput:
     status: str | None  # battery status the sampler saw (Charging, Discharging, Full …)
     error: str | None = None  # the sampler failed: its exit code and stderr, or the exception
     notes: tuple[str, ...] = ()  # what the sampler said on stderr (sensors it could not read)
+    window: LoopWindow | None = None  # parsed with a loop span: the readings kept
 
 
 def sampler_failed(phase: str, exc: BaseException) -> SamplerOutput:
@@ -48,14 +88,20 @@ def sampler_failed(phase: str, exc: BaseException) -> SamplerOutput:
 
 
 def parse_sampler(text: str, stderr: str = "", returncode: int | None = 0,
-                  phase: str | None = None) -> SamplerOutput:
+                  phase: str | None = None, span: tuple[int, int] | None = None
+                  ) -> SamplerOutput:
     """Read sampler output into raw samples (values as the sensors print them).
 
     ``stderr`` and ``returncode`` are the sampler's own: a non-zero exit (or none, when
     ``returncode`` is None: it never finished) is kept as ``error`` with what the sampler
     printed on stderr, so the reason for a missing figure is the phone's, not a guess.
+    With ``span`` (:func:`timed_loop_span`) only the readings whose ``log.bytes`` line
+    shows the runner's output inside it are kept; ``window`` says which and how many.
     """
     samples: list[EnergySample] = []
+    tick: list[EnergySample] = []  # the readings of one tick, until its log.bytes line
+    kept: list[float] = []
+    before = after = 0
     status = None
     t0: float | None = None
     for line in text.splitlines():
@@ -71,19 +117,33 @@ def parse_sampler(text: str, stderr: str = "", returncode: int | None = 0,
         if channel == "battery.status":
             status = value
             continue
+        if channel == "log.bytes" and span is not None:
+            sizes = [int(x) for x in value.split() if x.isdigit()]
+            if len(sizes) == 2 and span[0] <= sizes[0] and sizes[1] <= span[1]:
+                samples.extend(tick)
+                kept.append(t)
+            elif sizes and sizes[0] < span[0]:
+                before += 1
+            else:
+                after += 1
+            tick = []
+            continue
         if channel == "odpm":
             m = _ODPM.search(value)
             if m:
                 # the rail's own timestamp (ms) is more precise than the sampler's
-                samples.append(EnergySample(phase, int(m.group(2)) / 1000.0,
-                                            f"odpm.{m.group(3)}", float(m.group(4)), "uWs"))
+                tick.append(EnergySample(phase, int(m.group(2)) / 1000.0,
+                                         f"odpm.{m.group(3)}", float(m.group(4)), "uWs"))
             continue
         try:
             number = float(value)
         except ValueError:
             continue
-        unit = "raw"
-        samples.append(EnergySample(phase, t - t0, channel, number, unit))
+        tick.append(EnergySample(phase, t - t0, channel, number, "raw"))
+    if span is None:
+        samples.extend(tick)
+    window = None if span is None else LoopWindow(
+        kept[0] if kept else None, kept[-1] if kept else None, len(kept), before, after)
     notes = tuple(line.strip() for line in stderr.splitlines() if line.strip())
     error = None
     where = f"the {phase}-phase sampler" if phase else "the sampler"
@@ -93,7 +153,7 @@ def parse_sampler(text: str, stderr: str = "", returncode: int | None = 0,
         error = f"{where} exited with code {returncode}"
     if error is not None:
         error += ": " + ("; ".join(notes[-3:]) if notes else "no message on stderr")
-    return SamplerOutput(tuple(samples), status, error, notes)
+    return SamplerOutput(tuple(samples), status, error, notes, window)
 
 
 def current_scale(values: list[float]) -> float:
@@ -198,6 +258,12 @@ def compute_energy(baseline: SamplerOutput, load: SamplerOutput, latency_ms: flo
         source = "external"  # the sampler saw the battery charging
     if not latency_ms:
         return EnergyOutcome(None, samples, "no inference latency to divide by", tuple(warnings))
+    if load.window is not None and load.window.readings < 2:
+        w = load.window
+        return EnergyOutcome(None, samples, f"the sampler took {w.readings} reading(s) inside "
+                             f"the runner's timed loop ({w.before} before it, {w.after} after "
+                             "it); at least 2 are needed: lengthen the loop (energy_load_s)",
+                             tuple(warnings))
     base_odpm, n_b = _odpm_mw(list(baseline.samples))
     load_odpm, n_l = _odpm_mw(list(load.samples))
     if base_odpm is not None and load_odpm is not None:
@@ -239,6 +305,8 @@ def compute_energy(baseline: SamplerOutput, load: SamplerOutput, latency_ms: flo
         return EnergyOutcome(None, samples, f"{method}: power during inference ({load_mw:.0f} "
                              f"mW) was not above the idle baseline ({base_mw:.0f} mW); the "
                              "sensor is too coarse for this model", tuple(warnings))
+    if load.window is not None:
+        detail["window"] = load.window.as_detail()
     energy = Energy(method=method, mj_per_inference=delta * latency_ms / 1000.0,
                     baseline_mw=base_mw, samples=count, label=label,
                     detail={**detail, "load_mw": load_mw, "latency_ms": latency_ms})

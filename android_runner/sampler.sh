@@ -1,8 +1,12 @@
 #!/system/bin/sh
 # quantlab energy sampler: prints timestamped battery gauge and power-monitor readings.
-# usage: sh sampler.sh PHASE SECONDS INTERVAL_S      (SECONDS: whole seconds)
+# usage: sh sampler.sh PHASE SECONDS INTERVAL_S [WATCH STOP]   (SECONDS: whole seconds)
 # output lines: "<uptime_s> <phase> battery.current <raw>", "... battery.voltage <raw>",
 #               "... battery.status <text>", "... odpm <raw line of energy_value>"
+# With WATCH (the runner's output file) each reading ends with "... log.bytes <B> <A>": the
+# file's size before and after the reading, so the host can tell which readings fell inside
+# the runner's timed loop from what the runner had printed; the sampler stops once the file
+# STOP exists (the host writes it when the runner has exited), or after SECONDS.
 # stderr: "sampler: <what> <the error the phone gave>" for each sensor it cannot read; when
 # it can read neither the gauge (current_now and voltage_now) nor any rail it exits 3, so
 # the host reports the phone's own error instead of guessing.
@@ -12,8 +16,11 @@ R="${QL_ROOT:-}"
 PHASE="$1"
 SECS="${2:-3}"
 IVAL="${3:-0.1}"
+WATCH="${4:-}"
+STOP="${5:-}"
 BAT="$R/sys/class/power_supply/battery"
 uptime_cs() { read -r up _ < /proc/uptime; echo "${up%.*}${up#*.}"; }
+size() { if [ -e "$R$WATCH" ]; then n=$(wc -c < "$R$WATCH"); echo $((n)); else echo 0; fi; }
 # readable FILE WHAT: 0 when FILE can be read, else print the phone's own error to stderr
 readable() {
   if err=$(cat "$1" 2>&1 >/dev/null); then return 0; fi
@@ -39,6 +46,7 @@ printf "%d.%02d %s battery.status %s\n" $((start / 100)) $((start % 100)) "$PHAS
 while :; do
   now=$(uptime_cs)
   t=$(printf "%d.%02d" $((now / 100)) $((now % 100)))
+  [ -n "$WATCH" ] && before=$(size)
   if [ "$gauge" -eq 1 ]; then
     echo "$t $PHASE battery.current $(cat "$BAT/current_now")"
     echo "$t $PHASE battery.voltage $(cat "$BAT/voltage_now")"
@@ -47,6 +55,8 @@ while :; do
     [ -r "$f" ] || continue
     while read -r line; do echo "$t $PHASE odpm $line"; done < "$f"
   done
+  [ -n "$WATCH" ] && echo "$t $PHASE log.bytes $before $(size)"
   [ "$now" -ge "$end" ] && break
+  [ -n "$STOP" ] && [ -e "$R$STOP" ] && break
   sleep "$IVAL"
 done

@@ -32,6 +32,28 @@ COREML_UNITS = {
 TFLITE_DELEGATES = {"tflite-cpu": "cpu", "tflite-metal": "metal", "tflite-coreml": "coreml"}
 """quantlab delegate → TFLite delegate name in the job."""
 
+OFF_CPU_WORK = {
+    "coreml-gpu": "the GPU",
+    "coreml-ane": "the Neural Engine",
+    "coreml-all": "the Neural Engine or the GPU (Core ML chooses)",
+    "tflite-metal": "the GPU (Metal delegate)",
+    "tflite-coreml": "the Neural Engine or the GPU (through Core ML)",
+}
+"""Delegates whose work runs partly off the CPU, and where: the app's energy figure (the
+process's CPU energy) leaves that work out, so such a job gets no figure."""
+
+
+def off_cpu_energy_reason(delegate: str, cpu_mj: float) -> str | None:
+    """Why a job on ``delegate`` gets no energy figure from the process CPU estimate
+    (``cpu_mj`` per inference, kept in the runner metadata), or None for a CPU-only job."""
+    where = OFF_CPU_WORK.get(delegate)
+    if where is None:
+        return None
+    return (f"{delegate}: the iPhone's figure is the app's CPU energy estimate and this job "
+            f"runs partly on {where}, which it does not count; no figure, so it is never "
+            f"ranked against CPU-only jobs (the CPU share, {cpu_mj:.3g} mJ/inference, is "
+            "kept as runner.cpu_task_energy_mj_per_inference)")
+
 
 class ContractError(UserError):
     """A job or result that does not follow the iosbench schema."""
@@ -217,15 +239,22 @@ def parse_result(data: dict[str, Any], job: Job) -> RawResult:
     memory = data.get("memory") or {}
     peak = memory.get("phys_footprint_peak")
     energy = None
+    no_energy = "the app reported no task energy (task_info power info unavailable)"
     e = data.get("energy")
     if e:
-        energy = Energy(
-            method="ios-task-energy",
-            mj_per_inference=e["task_energy_nj_delta"] / 1e6 / e["predictions"],
-            samples=e["predictions"],
-            label=f"{ENERGY_LABEL} (app: {e['label']})",
-            detail={"task_energy_nj_delta": e["task_energy_nj_delta"]},
-        )
+        cpu_mj = e["task_energy_nj_delta"] / 1e6 / e["predictions"]
+        off_cpu = off_cpu_energy_reason(job.delegate, cpu_mj)
+        if off_cpu:
+            runner["cpu_task_energy_mj_per_inference"] = cpu_mj
+            no_energy = off_cpu
+        else:
+            energy = Energy(
+                method="ios-task-energy",
+                mj_per_inference=cpu_mj,
+                samples=e["predictions"],
+                label=f"{ENERGY_LABEL} (app: {e['label']})",
+                detail={"task_energy_nj_delta": e["task_energy_nj_delta"]},
+            )
     init = timing["load_cold"][0] if timing["load_cold"] else None
     return RawResult(
         job_id=job.job_id,
@@ -237,9 +266,7 @@ def parse_result(data: dict[str, Any], job: Job) -> RawResult:
         memory_method="phys_footprint (task_vm_info) peak" if peak is not None else None,
         ops=ops,
         energy=energy,
-        energy_unavailable_reason=None
-        if energy
-        else "the app reported no task energy (task_info power info unavailable)",
+        energy_unavailable_reason=None if energy else no_energy,
         thermal_before=thermal_before,
         thermal_after=thermal_after,
         runner=runner,

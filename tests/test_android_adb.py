@@ -292,6 +292,45 @@ def test_energy_on_the_battery_gauge(phones: Any, cache: Path, model: ModelRef) 
     assert raw.energy.comparability == "battery-gauge" and not raw.energy.on_external_power
 
 
+def test_energy_samples_the_timed_loop_only(phones: Any, cache: Path, model: ModelRef) -> None:
+    """Process start and delegate init draw far more than the loop (GPU kernels compiling):
+    the figure is the power inside the timed loop only, read off the runner's own output
+    (after its measured-run line, before its results), and the window is recorded."""
+    _, exynos = phones
+    # 1.5 s of start-up at 4,000 mA, then the warm-up and the loop at 912 mA
+    exynos.profile["startup"] = {"seconds": 1.5, "battery_sysfs": {"current_now": "4000"}}
+    ag = agent()
+    dev = by_id(ag.discover(), exynos.serial)
+    raw = ag.run(dev, Job(model, dev.id, "android", "xnnpack", 1,
+                          Settings(repeats=1, energy=True)), lambda p, f: None)
+    assert raw.status == "ok", raw.error
+    assert raw.energy is not None, raw.energy_unavailable_reason
+    volts = 3987000 / 1e6
+    assert raw.energy.detail["load_mw"] == pytest.approx(912 * volts, rel=0.01)  # not 4,000 mA
+    window = raw.energy.detail["window"]
+    assert window["readings"] >= 2 and window["left_out_before"] >= 1  # start-up readings
+    assert window["end_s"] > window["start_s"]
+    loads = [s for s in raw.energy_samples if s.phase == "load" and s.channel == "battery.current"]
+    assert loads and {s.value for s in loads} == {912.0}
+    # the latency divided by is the energy launch's own, as its raw output says
+    assert raw.energy.detail["latency_ms"] == pytest.approx(13.5202)
+
+
+def test_failed_energy_launch_gives_no_figure(phones: Any, cache: Path, model: ModelRef) -> None:
+    """The energy loop fails: no figure, with the reason, never one made from the power
+    sampled and a latency from another launch."""
+    _, exynos = phones
+    ag = agent()
+    dev = by_id(ag.discover(), exynos.serial)
+    exynos.fail_launches_from = len(exynos.benchmark_calls) + 2  # the job's 2nd launch fails
+    raw = ag.run(dev, Job(model, dev.id, "android", "xnnpack", 1,
+                          Settings(repeats=1, energy=True)), lambda p, f: None)
+    assert raw.status == "ok", raw.error  # the latency launch itself was fine
+    assert raw.energy is None
+    reason = raw.energy_unavailable_reason or ""
+    assert reason.startswith("the energy launch failed: ") and "Failed to invoke" in reason
+
+
 def test_gauge_on_usb_power_null_unless_asked(phones: Any, cache: Path, model: ModelRef) -> None:
     qcom, _ = phones  # the Pixel 5 profile is on USB power (dumpsys battery) and charging
     ag = agent()

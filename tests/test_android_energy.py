@@ -150,3 +150,60 @@ def test_load_not_above_baseline_gives_no_figure() -> None:
     load = energy.parse_sampler(gauge("load", "Discharging", -400000, 4000000))
     out = energy.compute_energy(base, load, latency_ms=5.0, usb_powered=False)
     assert out.energy is None and "not above the idle baseline" in (out.reason or "")
+
+
+FIX = Path(__file__).parent / "fixtures" / "android"
+
+
+def test_timed_loop_span_is_read_off_the_runner_output() -> None:
+    text = (FIX / "xnnpack_info_tf73862.txt").read_bytes()
+    start, end = energy.timed_loop_span(text) or (0, 0)
+    assert text[:start].rstrip().endswith(b"terminate if exceeding 150 seconds.")
+    assert text[:start].count(b"Running benchmark for at least") == 2  # after the warm-up
+    assert text[end:].startswith(b"INFO: count=74 ")  # the measured runs' results line
+    cut = text[:text.rindex(b"INFO: count=74")]  # the loop never finished
+    assert energy.timed_loop_span(cut) is None
+    assert energy.timed_loop_span(b"INFO: Initialized session in 12.75ms.\n") is None
+
+
+def test_only_readings_inside_the_loop_are_kept() -> None:
+    lines = []
+    for k, (cur, before, after) in enumerate([(4000, 0, 300), (4000, 300, 420), (912, 420, 420),
+                                              (912, 420, 420), (912, 420, 500), (185, 500, 500)]):
+        t = 100 + 0.1 * k
+        lines += [f"{t:.2f} load battery.current {cur}", f"{t:.2f} load battery.voltage 3987000",
+                  f"{t:.2f} load log.bytes {before} {after}"]
+    out = energy.parse_sampler("\n".join(lines), phase="load", span=(420, 420))
+    assert {s.value for s in out.samples if s.channel == "battery.current"} == {912.0}
+    assert out.window is not None
+    assert (out.window.readings, out.window.before, out.window.after) == (2, 2, 2)
+    assert (out.window.start_s, out.window.end_s) == (100.2, 100.3)
+    base = energy.parse_sampler(gauge("baseline", "Discharging", 185, 3987000))
+    res = energy.compute_energy(base, out, latency_ms=10.0, usb_powered=False)
+    assert res.energy is not None
+    assert res.energy.detail["load_mw"] == pytest.approx(912 * 3.987)
+    assert res.energy.detail["window"]["left_out_before"] == 2
+    # one reading inside the loop is not enough: no figure, with the counts
+    one = energy.parse_sampler("\n".join(lines), phase="load", span=(420, 419))
+    res = energy.compute_energy(base, one, latency_ms=10.0, usb_powered=False)
+    assert res.energy is None and "0 reading(s) inside the runner's timed loop" in (
+        res.reason or "")
+
+
+def test_sampler_script_watches_the_runner_output_and_stops(tmp_path: Path) -> None:
+    bat = tmp_path / "sys/class/power_supply/battery"
+    bat.mkdir(parents=True)
+    (bat / "current_now").write_text("-250000\n")
+    (bat / "voltage_now").write_text("3900000\n")
+    log = tmp_path / "data/local/tmp/quantlab/out/j.energy.log"
+    log.parent.mkdir(parents=True)
+    log.write_bytes(b"x" * 42)
+    (log.parent / "j.energy.stop").write_text("stop\n")  # the runner has already exited
+    proc = subprocess.run(["/bin/sh", str(energy.SAMPLER), "load", "60", "0.1",
+                           "/data/local/tmp/quantlab/out/j.energy.log",
+                           "/data/local/tmp/quantlab/out/j.energy.stop"],
+                          capture_output=True, text=True, timeout=30, check=True,
+                          env={**os.environ, "QL_ROOT": str(tmp_path)})
+    ticks = [line for line in proc.stdout.splitlines() if " log.bytes " in line]
+    assert ticks and ticks[0].endswith(" load log.bytes 42 42")
+    assert len(ticks) == 1  # stopped at once, not after its 60 s

@@ -184,3 +184,61 @@ def test_litert_rows_through_the_adb_server(phones: Any, cache: Path,  # noqa: F
     p = placement(raw, "litert-cpu")
     assert (p["ops_total"], p["ops_delegated"], p["partitions"]) == (6, 5, 2)
     assert p["fallback_ops"] == [{"index": 1, "op_type": "MEAN"}]
+
+
+def test_litert_npu_uses_a_compiled_model_only_when_it_matches(
+        phones: Any, cache: Path, model: ModelRef, tmp_path: Path) -> None:  # noqa: F811
+    """A compiled model is used only when its record names this variant's sha256 and this
+    host's compiler; else the job is skipped (or fails at run time) with the reason, and the
+    uncompiled model is never pushed in its place. `compile --out` models are found too."""
+    import dataclasses
+    import hashlib
+
+    from harness import npu_compile
+
+    qcom, _ = phones
+    libs = tmp_path / "npu-libs"
+    libs.mkdir()
+    (libs / "libLiteRtDispatch_Qualcomm.so").write_bytes(b"dispatch")
+    provision.provision_binary(elf_aarch64(tmp_path / "benchmark_litert_model"), "arm64-v8a",
+                               libs, runner="benchmark_litert_model")
+    ag = agent()
+    q = by_id(ag.discover(), qcom.serial)
+    job = _job(model, q.id, "litert-npu")
+    beside = Path(model.path).parent / "npu" / "SM7250" / "m.tflite"
+    beside.parent.mkdir(parents=True)
+    beside.write_bytes(b"compiled from some other m.tflite")  # no record of its source
+    ok, why = ag.supports(q, job)
+    assert not ok and "no record of its source" in why and str(beside) in why
+    # compiled from this variant (the record quantlab compile writes after the compiler ran)
+    beside.write_bytes(b"compiled for SM7250 from m.tflite")
+    npu_compile.record_compiled(Path(model.path), beside, "SM7250")
+    assert ag.supports(q, job) == (True, "")
+    raw = ag.run(q, job, lambda *a: None)  # the loopback phone has no NPU: the launch fails
+    compiled_sha = hashlib.sha256(beside.read_bytes()).hexdigest()
+    assert any(compiled_sha[:16] in p for p in qcom.pushed), qcom.pushed
+    assert raw.runner["compiled_model"]["sha256"] == compiled_sha
+    # the variant is re-made: the compiled model is stale, for the plan and for the run
+    Path(model.path).write_bytes(Path(model.path).read_bytes() + b"requantized")
+    new = dataclasses.replace(model, sha256=hashlib.sha256(
+        Path(model.path).read_bytes()).hexdigest())
+    stale = _job(new, q.id, "litert-npu")
+    ok, why = ag.supports(q, stale)
+    assert not ok and "compiled from a different source" in why and model.sha256[:12] in why
+    pushed = len(qcom.pushed)
+    raw = ag.run(q, stale, lambda *a: None)
+    assert raw.status == "failed" and "compiled from a different source" in (raw.error or "")
+    assert len(qcom.pushed) == pushed  # nothing pushed in its place
+    # compiled with --out into another folder: found by the variant's sha256
+    out = tmp_path / "elsewhere" / "m.tflite"
+    out.parent.mkdir()
+    out.write_bytes(b"compiled for SM7250 from the new m.tflite")
+    npu_compile.record_compiled(Path(model.path), out, "SM7250")
+    assert ag.supports(q, stale) == (True, "")
+    # a record from another compiler version is refused
+    record = npu_compile.record_path(out)
+    data = json.loads(record.read_text())
+    data["compiler"]["ai-edge-litert"] = "0.0.1"
+    record.write_text(json.dumps(data))
+    ok, why = ag.supports(q, stale)
+    assert not ok and "compiled by ai-edge-litert 0.0.1" in why

@@ -101,3 +101,34 @@ def test_ios_status_and_install(tmp_path: Path) -> None:
     )
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["udid"].startswith("00008110")
+
+
+def test_energy_of_off_cpu_core_ml_jobs_is_never_ranked_against_cpu_jobs(
+    tmp_path: Path, models: Path
+) -> None:
+    """The iPhone's energy figure is the process's CPU share: a Core ML job on the Neural
+    Engine or the GPU would look nearly free beside a CPU job. Those jobs get no figure,
+    with the reason, and `recommend --by energy` ranks the CPU-only job alone."""
+    env = _env(tmp_path)
+    results = str(tmp_path / "results")
+    cmd = [*QUANTLAB, "bench", str(models / "tiny.mlpackage"), "--device", "all",
+           "--delegate", "coreml-cpu,coreml-ane,coreml-gpu", "--energy",
+           "--results", results, "--json"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    data = json.loads(out.stdout)
+    ios = {r["delegate"]: r for r in data["results"] if r["device"]["platform"] == "ios"}
+    assert ios["coreml-cpu"]["energy"]["comparability"] == "process-estimate"
+    for off_cpu, where in (("coreml-ane", "Neural Engine"), ("coreml-gpu", "GPU")):
+        assert ios[off_cpu]["status"] == "ok" and ios[off_cpu]["energy"] is None
+        assert where in ios[off_cpu]["energy_unavailable_reason"]
+    rec = subprocess.run([*QUANTLAB, "recommend", data["run_id"], "--by", "energy",
+                          "--results", results, "--json"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert rec.returncode == 0, rec.stderr
+    [phone] = [d for d in json.loads(rec.stdout)["devices"]
+               if d["device"] == ios["coreml-cpu"]["device"]["id"]]
+    assert phone["best"]["delegate"] == "coreml-cpu" and phone["runner_up"] is None
+    for off_cpu in ("coreml-ane", "coreml-gpu"):
+        [why] = [x for x in phone["excluded"] if f"· {off_cpu}:" in x]
+        assert "CPU" in why  # the reason, not only "no energy figure"

@@ -237,7 +237,7 @@ def test_random_inputs_match_dtype_and_quantization() -> None:
 
 
 def test_energy_unavailable_reason(agent: SimAgent, device: DeviceInfo, cnn_tflite: Path) -> None:
-    result, _ = _run(agent, device, _job(cnn_tflite))
+    result, _ = _run(agent, device, _job(cnn_tflite, energy=True))
     assert result.energy is None
     assert (
         result.energy_unavailable_reason
@@ -252,11 +252,28 @@ def test_energy_from_rapl(device: DeviceInfo, cnn_tflite: Path, tmp_path: Path) 
     (domain / "max_energy_range_uj").write_text("262143328850\n")
     (tmp_path / "intel-rapl:0:0").mkdir()  # a sub-domain (core), not counted
     result, _ = _run(SimAgent(rapl_root=str(tmp_path), rapl_idle_s=0.05), device,
-                     _job(cnn_tflite))
+                     _job(cnn_tflite, energy=True))
     assert result.status == "ok"
     # the fake counter does not move: nothing above the idle baseline, so no invented energy
     assert result.energy is None
     assert "was not above the idle baseline (0 mW)" in (result.energy_unavailable_reason or "")
+
+
+def test_rapl_only_with_energy(device: DeviceInfo, cnn_tflite: Path, tmp_path: Path) -> None:
+    """Without --energy the worker reads no RAPL counter and sleeps no idle baseline before
+    its timed loop: a 300 s idle window would run far past the job's 40 s limit."""
+    domain = tmp_path / "intel-rapl:0"
+    domain.mkdir()
+    (domain / "energy_uj").write_text("1000\n")
+    result, _ = _run(SimAgent(rapl_root=str(tmp_path), rapl_idle_s=300), device,
+                     _job(cnn_tflite, timeout_s=40))
+    assert result.status == "ok", result.error
+    assert result.energy is None and result.energy_unavailable_reason is None
+    # asked for, the same counter is read (it does not move: no figure, with the reason)
+    result, _ = _run(SimAgent(rapl_root=str(tmp_path), rapl_idle_s=0.05), device,
+                     _job(cnn_tflite, energy=True))
+    assert result.energy is None
+    assert "not above the idle baseline" in (result.energy_unavailable_reason or "")
 
 
 def test_rapl_baseline_from_a_counter_that_moves(
@@ -295,7 +312,7 @@ def test_rapl_baseline_from_a_counter_that_moves(
     th.start()
     try:
         result, _ = _run(SimAgent(rapl_root=str(tmp_path / "rapl"), rapl_idle_s=0.4), device,
-                         _job(cnn_tflite, min_time_s=0.4))
+                         _job(cnn_tflite, min_time_s=0.4, energy=True))
     finally:
         stop.set()
         th.join()

@@ -191,7 +191,8 @@ def compile_variant(
     verbose: VerboseOpt = False,
 ) -> None:
     """Compile a variant ahead of time for one NPU (ai-edge-litert AOT + the vendor's SDK);
-    `litert-npu` jobs pick the compiled model by the phone's SoC."""
+    `litert-npu` jobs use it on phones with that SoC while its record (the variant's sha256,
+    the compiler's versions) still matches."""
     from harness.npu_compile import compile_for_soc
 
     result = compile_for_soc(variant, target, out)

@@ -54,6 +54,7 @@ class Candidate:
     numerics: bool | None = None  # the delegate's outputs vs the float model (None: not judged)
     numerics_why: str = ""  # harness.numerics.verdict's reason
     gate: float | None = None  # the largest drop its accuracy gate allowed
+    energy_missing: str | None = None  # why the job has no energy figure (the agent's reason)
 
     def value(self, by: str) -> float | None:
         """The figure this candidate is ranked by."""
@@ -122,6 +123,7 @@ def candidates(record: RunRecord, evaluations: dict[str, dict[str, Any]],
             energy_on_usb=bool(e.raw and e.raw.energy and e.raw.energy.on_external_power),
             size_bytes=m.size_bytes, accuracy=acc, drop=drop, metric=metric, job_id=e.job.job_id,
             numerics=ok_numerics, numerics_why=why_numerics, gate=gate,
+            energy_missing=e.raw.energy_unavailable_reason if e.raw else None,
         ))
     return out
 
@@ -166,7 +168,8 @@ def recommend_device(device: str, cands: list[Candidate], by: str,
     ranked = [c for c in pool if c.value(by) is not None]
     for c in pool:
         if c.value(by) is None:
-            excluded.append(f"{c.model} · {c.delegate}: no {by} figure measured")
+            why = f": {c.energy_missing}" if by == "energy" and c.energy_missing else ""
+            excluded.append(f"{c.model} · {c.delegate}: no {by} figure measured{why}")
     ranked.sort(key=lambda c: (c.value(by), c.latency_ms, c.size_bytes, c.model, c.delegate))
     if wrong:
         note += f"; numerics gate: cosine ≥ {DEFAULT_MIN_COSINE:g} where measured"

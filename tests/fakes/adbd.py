@@ -6,7 +6,11 @@ shell protocol v2 with real exit codes) and ``sync`` (STAT, LIST, SEND, RECV, QU
 Properties and ``dumpsys`` answers come from a device profile (JSON in
 ``device_profiles/``); the filesystem is a sandbox folder; ``benchmark_model`` is a
 stand-in that records its argv and replays a real recorded output for the requested
-delegate (``tests/fixtures/android``); asked for ``--output_filepath`` it computes the
+delegate (``tests/fixtures/android``), printed over time as the real one prints it: the
+lines up to its measured-run line ("Running benchmark for at least …") when the timed
+loop starts, the rest when it ends (seen in a ``> file`` it writes to; a profile's
+``startup`` gives process start and delegate init a duration and a battery draw of their
+own); asked for ``--output_filepath`` it computes the
 outputs with host LiteRT on the ``--input_layer_value_files`` inputs (the one thing it
 computes rather than replays: a loopback device has no delegate of its own). A test
 can make it drop the connection in the middle of a benchmark, and keep it away for a
@@ -327,6 +331,7 @@ class FakeAndroidDevice:
         self.shell_lines: list[str] = []
         self.substitutions: list[str] = []
         self.drop_next_benchmarks = 0
+        self.fail_launches_from: int | None = None  # benchmark launch N (from 1) on fails
         self.down_for_s: float | None = 0.0  # after a drop: refuse for this long; None = forever
         self.benchmark_seconds = float(self.profile.get("benchmark_seconds", 0.05))
         self._accepting = threading.Event()
@@ -424,9 +429,13 @@ class FakeAndroidDevice:
     def _simple(self, words: list[str], cwd: str, conn: _Connection | None
                 ) -> tuple[bytes, bytes, int, str]:
         redirect = None
+        merge_stderr = words[-3:] == ["2", ">&", "1"]
+        if merge_stderr:
+            words = words[:-3]
         if ">" in words:
             i = words.index(">")
             redirect, words = words[i + 1], words[:i]
+            self.host_path(redirect).write_bytes(b"")  # the shell opens it before the command
         env: dict[str, str] = {}
         while words and "=" in words[0] and not words[0].startswith("-"):
             k, _, v = words.pop(0).partition("=")
@@ -511,12 +520,13 @@ class FakeAndroidDevice:
             path = name if name.startswith("/") else f"{cwd.rstrip('/')}/{name}"
             if not self.host_path(path).is_file():
                 return b"", f"/system/bin/sh: {name}: not found\n".encode(), 127, cwd
-            out, err, code = self._benchmark(args, conn, limit)
+            out, err, code = self._benchmark(args, conn, limit, redirect)
         else:
             return b"", f"/system/bin/sh: {name}: not found\n".encode(), 127, cwd
         if redirect:
-            self.host_path(redirect).write_bytes(out)
-            out = b""
+            with self.host_path(redirect).open("ab") as f:
+                f.write(out + (err if merge_stderr else b""))
+            out, err = b"", (b"" if merge_stderr else err)
         return out, err, code, cwd
 
     def _script(self, args: list[str]) -> tuple[bytes, bytes, int]:
@@ -619,8 +629,14 @@ class FakeAndroidDevice:
         return b"", 0
 
     def _benchmark(self, args: list[str], conn: _Connection | None,
-                   limit: float | None = None) -> tuple[bytes, bytes, int]:
+                   limit: float | None = None, log: str | None = None
+                   ) -> tuple[bytes, bytes, int]:
+        """Replay a recorded output (see the module docstring); ``log`` is the file its
+        output is redirected to, written as the real tool prints: the lines up to the
+        measured-run line when the timed loop starts, the rest when it ends."""
         self.benchmark_calls.append(list(args))
+        failing = bool(self.fail_launches_from
+                       and len(self.benchmark_calls) >= self.fail_launches_from)
         flags = dict(a[2:].split("=", 1) for a in args if a.startswith("--") and "=" in a)
         graph = flags.get("graph", "")
         if not self.host_path(graph).is_file():
@@ -639,11 +655,22 @@ class FakeAndroidDevice:
         else:
             delegate = "xnnpack"
         load = self.profile.get("battery_sysfs", {}).get("load")
+        startup = self.profile.get("startup") or {}  # process start, delegate init
         battery = self.sandbox / "sys/class/power_supply/battery"
-        if load:
-            for name, value in load.items():
-                (battery / name).write_text(f"{value}\n")
+        fixture = self.profile["fixtures"].get(delegate)
+        text = (FIXTURES / fixture).read_text() if fixture else ""
+        marker = text.rfind("Running benchmark for at least")
+        head = text[:text.index("\n", marker) + 1] if marker >= 0 and log and not failing \
+            else ""
         try:
+            for name, value in startup.get("battery_sysfs", {}).items():
+                (battery / name).write_text(f"{value}\n")
+            time.sleep(float(startup.get("seconds", 0.0)))
+            for name, value in (load or {}).items():
+                (battery / name).write_text(f"{value}\n")
+            if head and log:  # the warm-up is done: the timed loop starts
+                with self.host_path(log).open("a") as f:
+                    f.write(head)
             seconds = max(self.benchmark_seconds, float(flags.get("min_secs", "0")))
             if self.drop_next_benchmarks > 0:
                 self.drop_next_benchmarks -= 1
@@ -655,14 +682,13 @@ class FakeAndroidDevice:
                 return b"STARTING!\n", b"", 124
             time.sleep(seconds)
         finally:
-            if load:
-                for name in load:
-                    value = self.profile["battery_sysfs"][name]
-                    (battery / name).write_text(f"{value}\n")
-        fixture = self.profile["fixtures"].get(delegate)
+            for name in {**startup.get("battery_sysfs", {}), **(load or {})}:
+                value = self.profile["battery_sysfs"][name]
+                (battery / name).write_text(f"{value}\n")
+        if failing:  # it ran under load for its time, then failed
+            return b"", b"ERROR: Failed to invoke the interpreter (the test failed it)\n", 1
         if fixture is None:
             return b"", f"ERROR: {delegate} delegate is not available\n".encode(), 1
-        text = (FIXTURES / fixture).read_text()
         if flags.get("output_filepath") and not self.profile.get("ignores_output_filepath"):
             err, code = self._write_outputs(flags, delegate)
             if code:
@@ -672,4 +698,4 @@ class FakeAndroidDevice:
             table = self.profile.get("profile_fixture")
             if table:
                 self.host_path(profile_file).write_text((FIXTURES / table).read_text())
-        return text.encode(), b"", 0
+        return text[len(head):].encode(), b"", 0
