@@ -151,3 +151,21 @@ def test_unreachable_database_is_one_clear_error(pg_server: PgServer) -> None:
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
     with pytest.raises(StoreError, match="results store postgresql://"):
         Store.open(url)
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", "fail"), ("", "skip")])
+def test_a_server_that_does_not_start_fails_under_ci(monkeypatch: pytest.MonkeyPatch,
+                                                     ci: str, outcome: str) -> None:
+    import pgserver
+
+    def refuse(self: PgServer) -> None:
+        raise subprocess.CalledProcessError(1, ["initdb"], stderr=b"initdb: no space left")
+
+    monkeypatch.setenv("CI", ci)
+    monkeypatch.setattr(pgserver, "find_bin_dir", lambda: Path("/nonexistent/bin"))
+    monkeypatch.setattr(PgServer, "start", refuse)
+    with pytest.raises((pytest.fail.Exception, pytest.skip.Exception)) as info, \
+            running_server():
+        pass
+    expected = pytest.fail.Exception if outcome == "fail" else pytest.skip.Exception
+    assert info.type is expected and "initdb: no space left" in str(info.value)
