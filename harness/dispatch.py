@@ -9,12 +9,12 @@ same way before its first job, and described again once back. A
 fails the job that met it and skips the device's remaining jobs with the reason; any
 other :class:`~harness.errors.QuantlabError` fails its job with its message. Ctrl-C or
 SIGTERM stops every worker: the running jobs are stored ``interrupted``, finished
-ones stay, and ``quantlab bench --resume RUN_ID`` runs what is missing.
+ones stay, and ``quantlab bench --resume RUN_ID`` runs what is missing; only the
+processes quantlab started (:mod:`harness.processes`) are ended, never the caller's.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import traceback
 from collections.abc import Sequence
@@ -24,6 +24,7 @@ from typing import Protocol
 from agents.base import Agent
 from harness.errors import DeviceFault, DeviceUnusable, JobFailed, QuantlabError
 from harness.plan import Fleet
+from harness.processes import end_started
 from harness.records import DeviceInfo, Job, RawResult
 from harness.store import Store
 
@@ -136,13 +137,13 @@ class Dispatcher:
 
     def _interrupt(self, finished: list[threading.Event]) -> None:
         self.cancel.set()
-        _terminate_children()
+        end_started()
         for done in finished:
             while not done.is_set():
                 try:
                     done.wait(0.2)
                 except KeyboardInterrupt:  # a second Ctrl-C while we tidy up: keep tidying
-                    _terminate_children()
+                    end_started()
 
     def _worker(self, device: DeviceInfo, queue: list[Job], done: threading.Event) -> None:
         try:
@@ -282,20 +283,3 @@ class Dispatcher:
         self.store.mark_interrupted(self.run_id, job.job_id)
         account.interrupted += 1
         self.reporter.job_finished(job, "interrupted", None)
-
-
-def _terminate_children() -> None:
-    """Stop the measuring processes this controller started (runtimes, adb shells)."""
-    import psutil
-
-    try:
-        children = psutil.Process().children(recursive=True)
-    except psutil.Error:
-        return
-    for child in children:
-        with contextlib.suppress(psutil.Error):
-            child.terminate()
-    _, alive = psutil.wait_procs(children, timeout=3)
-    for child in alive:
-        with contextlib.suppress(psutil.Error):
-            child.kill()
