@@ -11,10 +11,15 @@ other :class:`~harness.errors.QuantlabError` fails its job with its message. Ctr
 SIGTERM stops every worker: the running jobs are stored ``interrupted``, finished
 ones stay, and ``quantlab bench --resume RUN_ID`` runs what is missing; only the
 processes quantlab started (:mod:`harness.processes`) are ended, never the caller's.
+
+A store that cannot take a device's result (disk full, a value it refuses) stops that
+device's worker, says why, and leaves its job and the ones after it unfinished: the
+run then closes ``incomplete`` rather than ``done``, and ``--resume`` finishes it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import traceback
 from collections.abc import Sequence
@@ -73,13 +78,16 @@ class DeviceAccount:
     interrupted: int = 0
     retries: int = 0
     faults: list[str] = field(default_factory=list)
+    stopped: str | None = None  # why the device's jobs stopped before their end
+    unfinished: int = 0  # jobs left unfinished by that stop
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready dict."""
         return {"device_id": self.device_id, "host": self.host, "ok": self.ok,
                 "failed": self.failed, "skipped": self.skipped,
                 "interrupted": self.interrupted,
-                "retries": self.retries, "faults": self.faults}
+                "retries": self.retries, "faults": self.faults,
+                "stopped": self.stopped, "unfinished": self.unfinished}
 
 
 class Interrupted(Exception):
@@ -146,9 +154,10 @@ class Dispatcher:
                     end_started()
 
     def _worker(self, device: DeviceInfo, queue: list[Job], done: threading.Event) -> None:
+        account = self.accounts[device.id]
+        k = 0
         try:
             agent = self.fleet.agent_for(device.id)
-            account = self.accounts[device.id]
             if device.state == "offline":
                 back = self._wait_for_offline(agent, device, queue, account)
                 if back is None:
@@ -162,8 +171,24 @@ class Dispatcher:
                     for rest in queue[k + 1:]:
                         self._skip(rest, account, f"not run: {unusable}")
                     return
+        except Exception as exc:  # the store failed (disk full, a refused value), or a bug
+            self._stop_device(device, queue[k:], account, exc)
         finally:
             done.set()
+
+    def _stop_device(self, device: DeviceInfo, left: list[Job], account: DeviceAccount,
+                     exc: Exception) -> None:
+        """The device's worker cannot go on: say why and leave its jobs unfinished (the
+        run closes ``incomplete``; ``--resume`` runs them)."""
+        reason = exc.one_line() if isinstance(exc, QuantlabError) else f"internal error: {exc!r}"
+        if not isinstance(exc, QuantlabError):
+            self.reporter.note("".join(traceback.format_exception(exc)))
+        account.stopped, account.unfinished = reason, len(left)
+        self.reporter.note(f"{device.id}: stopped with {len(left)} job(s) unfinished: {reason}")
+        if left:  # say so on the job it stopped at, if the store still takes that
+            with contextlib.suppress(Exception):
+                self.store.set_status(self.run_id, left[0].job_id, "interrupted",
+                                      f"not finished: {reason}")
 
     def _wait_for_offline(self, agent: Agent, device: DeviceInfo, queue: list[Job],
                           account: DeviceAccount) -> tuple[DeviceInfo, list[Job]] | None:

@@ -14,6 +14,7 @@ from harness.cli.common import (
     VerboseOpt,
     console,
     err_console,
+    fail,
     handle_errors,
     print_json,
     results_location,
@@ -161,7 +162,7 @@ def bench(
     delegate: DelegateOpt = None,
     threads: ThreadsOpt = "1",
     resume: Annotated[str | None, typer.Option("--resume", help="Run the missing jobs of an "
-                                               "interrupted run.")] = None,
+                                               "interrupted or incomplete run.")] = None,
     retry_timeout: Annotated[float, typer.Option("--retry-timeout", min=0.0, help="Seconds to "
                                                  "wait for a device that went away.")] = 120.0,
     cluster: ClusterOpt = None,
@@ -267,9 +268,10 @@ def dispatch_jobs(store: Any, run_id: str, fleet: Any, jobs: list[Any], retry_ti
 def _finish(store: Any, run_id: str, accounts: list[Any], json_out: bool,
             skipped_count: int, then: Callable[[dict[str, Any]], int] | None = None) -> None:
     """Close the run, print it, run ``then`` (compare with a baseline, CI outputs) and
-    exit 1 when a job failed or ``then`` says so."""
+    exit 1 when a job failed or ``then`` says so, or with one line when the run is
+    incomplete (jobs left unfinished: ``--resume`` finishes it)."""
     from harness.cli.tables import accounts_line, energy_lines, model_label, results_table
-    from quantlab._bench import finish_run
+    from quantlab._bench import finish_run, incomplete_error
 
     data = finish_run(store, run_id, accounts)
     code = 0
@@ -292,5 +294,7 @@ def _finish(store: Any, run_id: str, accounts: list[Any], json_out: bool,
         console.print(f"[dim]stored in {store.location} · quantlab show {run_id}[/]")
         if then is not None:
             code = then(data)
+    if "incomplete" in data:
+        raise fail(incomplete_error(run_id, data).one_line(), 1)
     if code or any(r["status"] == "failed" for r in data["results"]):
         raise typer.Exit(1)

@@ -59,6 +59,7 @@ __all__ = [
 ]
 
 DONE_STATES = ("ok", "failed", "skipped")
+UNFINISHED_STATES = ("pending", "running", "interrupted")
 
 
 def utcnow() -> str:
@@ -149,8 +150,11 @@ class Store:
 
     @contextmanager
     def _tx(self) -> Iterator[sa.Connection]:
-        with self._lock, self.engine.begin() as conn:
-            yield conn
+        try:
+            with self._lock, self.engine.begin() as conn:
+                yield conn
+        except sa.exc.OperationalError as exc:  # disk full, database gone, locked too long
+            raise StoreError(f"results store {self.location}: {db_message(exc)}") from None
 
     def close(self) -> None:
         """Release the database connections."""
@@ -303,14 +307,17 @@ class Store:
                              .scalars().all())
         return self.raw.sweep(self.engine, referenced, grace_s, dry_run)
 
-    def finish_run(self, run_id: str, status: str) -> None:
-        """Close a run: ``done`` or ``interrupted``."""
+    def finish_run(self, run_id: str, status: str) -> str:
+        """Close a run ``done`` or ``interrupted``; returns the status stored: a run asked
+        to be ``done`` with jobs still pending, running or interrupted is ``incomplete``
+        (``--resume`` finishes it)."""
         with self._tx() as conn:
-            conn.execute(
-                t.runs.update()
-                .where(t.runs.c.run_id == run_id)
-                .values(status=status, finished_at=utcnow())
-            )
+            if status == "done" and conn.execute(sa.select(sa.func.count()).where(
+                    t.jobs.c.run_id == run_id, t.jobs.c.status.in_(UNFINISHED_STATES))).scalar():
+                status = "incomplete"
+            conn.execute(t.runs.update().where(t.runs.c.run_id == run_id)
+                         .values(status=status, finished_at=utcnow()))
+        return status
 
     def reopen_run(self, run_id: str) -> list[Job]:
         """For ``--resume``: set unfinished jobs back to ``pending`` and return them in order."""
