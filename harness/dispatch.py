@@ -14,7 +14,9 @@ processes quantlab started (:mod:`harness.processes`) are ended, never the calle
 
 A store that cannot take a device's result (disk full, a value it refuses) stops that
 device's worker, says why, and leaves its job and the ones after it unfinished: the
-run then closes ``incomplete`` rather than ``done``, and ``--resume`` finishes it.
+run then closes ``incomplete`` rather than ``done``, and ``--resume`` finishes it. While
+workers run, a heartbeat stamps the run as live (:mod:`harness.store.owner`); a run
+taken over by ``--resume --force`` elsewhere stops here before its next job.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from harness.plan import Fleet
 from harness.processes import end_started
 from harness.records import DeviceInfo, Job, RawResult
 from harness.store import Store
+from harness.store.owner import HEARTBEAT_S
 
 
 class Reporter(Protocol):
@@ -105,6 +108,7 @@ class Dispatcher:
         reporter: Reporter | None = None,
         retry_timeout_s: float = 120.0,
         max_attempts: int = 3,
+        heartbeat_s: float = HEARTBEAT_S,
     ) -> None:
         self.store = store
         self.run_id = run_id
@@ -112,7 +116,9 @@ class Dispatcher:
         self.reporter = reporter or NullReporter()
         self.retry_timeout_s = retry_timeout_s
         self.max_attempts = max_attempts
+        self.heartbeat_s = heartbeat_s
         self.cancel = threading.Event()
+        self.lost = threading.Event()  # another process took the run over
         self.accounts: dict[str, DeviceAccount] = {}
 
     def run(self, jobs: Sequence[Job]) -> list[DeviceAccount]:
@@ -134,6 +140,9 @@ class Dispatcher:
                                   name=f"quantlab-{device_id}", daemon=True)
             finished.append(done)
             th.start()
+        beating = threading.Event()
+        threading.Thread(target=self._beat, args=(beating,), name="quantlab-heartbeat",
+                         daemon=True).start()
         try:
             for done in finished:
                 while not done.wait(0.2):
@@ -141,7 +150,27 @@ class Dispatcher:
         except KeyboardInterrupt:
             self._interrupt(finished)
             raise Interrupted() from None
+        finally:
+            beating.set()
         return list(self.accounts.values())
+
+    def _beat(self, stop: threading.Event) -> None:
+        """Stamp the run as live until ``stop``; notice a takeover and stop the workers."""
+        failing = False
+        while not stop.wait(self.heartbeat_s):
+            try:
+                ours = self.store.heartbeat(self.run_id)
+            except Exception as exc:  # the store is failing: the workers will say so
+                if not failing:
+                    self.reporter.note(f"heartbeat of run {self.run_id} not stored: {exc}")
+                failing = True
+                continue
+            failing = False
+            if not ours:
+                self.lost.set()
+                self.reporter.note(f"run {self.run_id} was taken over by another quantlab "
+                                   "(bench --resume --force): no further jobs start here")
+                return
 
     def _interrupt(self, finished: list[threading.Event]) -> None:
         self.cancel.set()
@@ -164,7 +193,7 @@ class Dispatcher:
                     return
                 device, queue = back
             for k, job in enumerate(queue):
-                if self.cancel.is_set():
+                if self.cancel.is_set() or self.lost.is_set():
                     return
                 unusable = self._run_job(agent, device, job, account)
                 if unusable is not None:
@@ -234,7 +263,10 @@ class Dispatcher:
         attempt = 0
         while True:
             attempt += 1
-            self.store.mark_running(self.run_id, job.job_id)
+            if not self.store.mark_running(self.run_id, job.job_id):
+                self.reporter.note(f"{job.label()}: already finished by another quantlab; "
+                                   "not measured again")
+                return None
             self.reporter.job_started(job, attempt)
 
             def progress(phase: str, fraction: float | None, _job: Job = job) -> None:

@@ -131,7 +131,10 @@ def finish_run(store: Store, run_id: str, accounts: Sequence[DeviceAccount]) -> 
     status = store.finish_run(run_id, "done")
     data = run_dict(store.load_run(run_id))
     data["devices"] = [a.as_dict() for a in accounts]
-    if status != "done":
+    if status is None:
+        data["incomplete"] = (f"run {run_id} was taken over by another quantlab (bench "
+                              "--resume --force); what this process measured is stored")
+    elif status != "done":
         left = sum(1 for r in data["results"] if r["status"] in ("pending", "running",
                                                                  "interrupted"))
         why = "; ".join(f"{a.device_id}: {a.stopped}" for a in accounts if a.stopped)

@@ -244,3 +244,33 @@ def test_an_older_sqlite_store_still_migrates_itself(tmp_path: Path) -> None:
     assert store.current_revision() == HEAD_REVISION
     assert [r["run_id"] for r in store.list_runs()] == ["r1"]
     store.close()
+
+
+def test_resume_reads_the_owner_and_heartbeat_on_both_back_ends(location: str) -> None:
+    import datetime as dt
+
+    from harness.errors import UserError
+    from harness.store import schema as t
+
+    store = Store.open(location)
+    job = sample_job()
+    run = new_run(Settings())
+    store.create_run(run, Plan(jobs=(job,)))
+    assert store.heartbeat(run.run_id) is True
+
+    def owner_elsewhere(beat_age: dt.timedelta) -> None:
+        with store.engine.begin() as conn:
+            conn.execute(t.runs.update().where(t.runs.c.run_id == run.run_id).values(
+                owner_host="lab-host-9", owner_pid=4242,
+                heartbeat_at=dt.datetime.now(dt.UTC) - beat_age))
+
+    owner_elsewhere(dt.timedelta(seconds=1))
+    with pytest.raises(UserError, match="still running: pid 4242 on lab-host-9"):
+        store.reopen_run(run.run_id, force=True)
+    owner_elsewhere(dt.timedelta(hours=3))
+    with pytest.raises(UserError, match="pid 4242 on lab-host-9, started") as info:
+        store.reopen_run(run.run_id)
+    assert "last heartbeat 3.0 h ago" in info.value.one_line()
+    assert store.reopen_run(run.run_id, force=True) == [job]
+    assert store.heartbeat(run.run_id) is True  # ours now
+    store.close()

@@ -29,7 +29,7 @@ from harness.errors import StoreError, UserError
 from harness.records import DeviceInfo, Job, Plan, RawResult, Run, from_dict, to_dict
 from harness.redact import redact_text
 from harness.store import migrate as mig
-from harness.store import read_models
+from harness.store import owner, read_models
 from harness.store import record_rows as rows
 from harness.store import schema as t
 from harness.store.location import DB_FILENAME, db_message, redact_url, sqlite_pragmas, url_for
@@ -169,7 +169,7 @@ class Store:
         tag_list = check_tags(tags)
         jobs = rows.job_rows(run.run_id, plan)
         with self._tx() as conn:
-            conn.execute(t.runs.insert().values(**rows.run_row(run, plan_text)))
+            conn.execute(t.runs.insert().values(**rows.run_row(run, plan_text), **owner.claim()))
             if tag_list:
                 conn.execute(t.run_tags.insert(),
                              [{"run_id": run.run_id, "tag": tag} for tag in tag_list])
@@ -206,14 +206,23 @@ class Store:
                 conn.execute(t.devices.insert().values(run_id=run_id, device_id=device.id,
                                                        **row))
 
-    def mark_running(self, run_id: str, job_id: str) -> None:
-        """A job starts (one more attempt)."""
+    def mark_running(self, run_id: str, job_id: str) -> bool:
+        """A job starts (one more attempt); False, changing nothing, when it has already
+        finished (another process stored it): then it must not be measured again. A
+        StoreError when another process has taken the run over (``--resume --force``)."""
+        ours = sa.exists().where(t.runs.c.run_id == run_id, owner.mine_or_unowned())
         with self._tx() as conn:
-            conn.execute(
+            if conn.execute(
                 t.jobs.update()
-                .where(t.jobs.c.run_id == run_id, t.jobs.c.job_id == job_id)
+                .where(t.jobs.c.run_id == run_id, t.jobs.c.job_id == job_id, ours)
+                .where(t.jobs.c.status.notin_(DONE_STATES))
                 .values(status="running", started_at=utcnow(), attempts=t.jobs.c.attempts + 1)
-            )
+            ).rowcount:
+                return True
+            if conn.execute(sa.select(ours)).scalar():
+                return False
+        raise StoreError(f"run {run_id} was taken over by another quantlab (bench --resume "
+                         "--force)", hint="this process measures nothing more of it")
 
     def set_status(self, run_id: str, job_id: str, status: str, error: str | None = None) -> None:
         """Set a job's state without a result (``pending``, ``interrupted``, ``failed`` …)."""
@@ -221,7 +230,8 @@ class Store:
             conn.execute(
                 t.jobs.update()
                 .where(t.jobs.c.run_id == run_id, t.jobs.c.job_id == job_id)
-                .where(t.jobs.c.status.notin_(DONE_STATES))
+                .where(t.jobs.c.status.notin_(DONE_STATES), sa.exists().where(
+                    t.runs.c.run_id == run_id, owner.mine_or_unowned()))
                 .values(status=status, error=error, finished_at=utcnow())
             )
 
@@ -307,22 +317,41 @@ class Store:
                              .scalars().all())
         return self.raw.sweep(self.engine, referenced, grace_s, dry_run)
 
-    def finish_run(self, run_id: str, status: str) -> str:
+    def finish_run(self, run_id: str, status: str) -> str | None:
         """Close a run ``done`` or ``interrupted``; returns the status stored: a run asked
         to be ``done`` with jobs still pending, running or interrupted is ``incomplete``
-        (``--resume`` finishes it)."""
+        (``--resume`` finishes it). None, changing nothing, when another process has
+        taken the run over."""
         with self._tx() as conn:
             if status == "done" and conn.execute(sa.select(sa.func.count()).where(
                     t.jobs.c.run_id == run_id, t.jobs.c.status.in_(UNFINISHED_STATES))).scalar():
                 status = "incomplete"
-            conn.execute(t.runs.update().where(t.runs.c.run_id == run_id)
-                         .values(status=status, finished_at=utcnow()))
-        return status
+            return status if conn.execute(
+                t.runs.update().where(t.runs.c.run_id == run_id, owner.mine_or_unowned())
+                .values(status=status, finished_at=utcnow())).rowcount else None
 
-    def reopen_run(self, run_id: str) -> list[Job]:
-        """For ``--resume``: set unfinished jobs back to ``pending`` and return them in order."""
+    def heartbeat(self, run_id: str) -> bool:
+        """Stamp the run as being measured by this process (every ``owner.HEARTBEAT_S``);
+        False when it is no longer this process's (taken over with ``--resume --force``)."""
+        with self._tx() as conn:
+            return bool(conn.execute(
+                t.runs.update().where(t.runs.c.run_id == run_id, owner.mine())
+                .values(heartbeat_at=sa.func.current_timestamp())).rowcount)
+
+    def reopen_run(self, run_id: str, force: bool = False) -> list[Job]:
+        """For ``--resume``: take the run over (refused while another process may still be
+        measuring it, see :mod:`harness.store.owner`; ``force`` for an owner known to be
+        gone), set its unfinished jobs back to ``pending`` and return them in order."""
         run_id = self.resolve_run_id(run_id)
         with self._tx() as conn:
+            run = conn.execute(sa.select(t.runs).where(t.runs.c.run_id == run_id)).mappings().one()
+            owner.check_resumable(run, owner.db_now(conn), force)
+            if not conn.execute(t.runs.update().where(t.runs.c.run_id == run_id,
+                                                      *owner.unchanged(run))
+                                .values(status="running", finished_at=None,
+                                        **owner.claim())).rowcount:
+                raise UserError(f"run {run_id}: another quantlab resumed it just now",
+                                hint="see quantlab runs")
             rows = conn.execute(
                 sa.select(t.jobs.c.job_id, t.jobs.c.spec)
                 .where(t.jobs.c.run_id == run_id, t.jobs.c.status.notin_(DONE_STATES))
@@ -332,11 +361,6 @@ class Store:
                 t.jobs.update()
                 .where(t.jobs.c.run_id == run_id, t.jobs.c.status.notin_(DONE_STATES))
                 .values(status="pending", error=None)
-            )
-            conn.execute(
-                t.runs.update()
-                .where(t.runs.c.run_id == run_id)
-                .values(status="running", finished_at=None)
             )
         return [from_dict(Job, r.spec) for r in rows]
 
