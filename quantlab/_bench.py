@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -201,7 +202,8 @@ def bench(models: Sequence[str | Path], device: ListArg = "sim", delegate: ListA
             raise KeyboardInterrupt(f"run {run_id} interrupted; finished jobs are stored"
                                     ) from None
         except Exception:  # close it: a run left 'running' by a live caller looks owned
-            store.finish_run(run_id, "interrupted")
+            with contextlib.suppress(Exception):  # the store may be what failed
+                store.finish_run(run_id, "interrupted")
             raise
         data = finish_run(store, run_id, accounts)
         if "incomplete" in data:
