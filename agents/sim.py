@@ -22,6 +22,7 @@ from typing import Any
 
 from agents.base import Progress
 from agents.worker_results import measured_result, pooled_rapl_energy, rapl_unavailable_reason
+from harness import processes
 from harness.records import DeviceInfo, Job, OpRecord, RawOutput, RawResult
 
 SIM_ID = "sim"
@@ -188,16 +189,15 @@ class SimAgent:
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         stderr_file = tmp / f"{mode}{repeat}.stderr"
-        with stderr_file.open("wb") as err:
-            proc = subprocess.Popen(
-                [self.python, "-m", "agents.sim_worker", str(job_file), str(result_file)],
-                stdin=subprocess.DEVNULL,
-                stdout=err,
-                stderr=err,
-                cwd=root,
-                env=env,
-                start_new_session=True,
-            )
+        with stderr_file.open("wb") as err, processes.start(
+            [self.python, "-m", "agents.sim_worker", str(job_file), str(result_file)],
+            stdin=subprocess.DEVNULL,
+            stdout=err,
+            stderr=err,
+            cwd=root,
+            env=env,
+            start_new_session=True,
+        ) as proc:  # quantlab's own: Ctrl-C in the dispatcher ends it (harness.processes)
             try:
                 proc.wait(timeout=max(deadline - time.monotonic(), 0.01))
             except subprocess.TimeoutExpired:

@@ -44,8 +44,13 @@ class Pair:
 
     @property
     def ratio(self) -> float:
-        """B / A."""
-        return self.b_ms / self.a_ms
+        """B / A (NaN unless both are positive, finite times)."""
+        return self.b_ms / self.a_ms if self.valid else math.nan
+
+    @property
+    def valid(self) -> bool:
+        """Whether both launch figures are positive, finite times."""
+        return all(math.isfinite(x) and x > 0 for x in (self.a_ms, self.b_ms))
 
 
 @dataclass(frozen=True)
@@ -66,10 +71,15 @@ class ABResult:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
         out = dataclasses.asdict(self)
-        out["pairs"] = [{"a_ms": p.a_ms, "b_ms": p.b_ms, "ratio": p.ratio} for p in self.pairs]
+        out["pairs"] = [{"a_ms": _finite(p.a_ms), "b_ms": _finite(p.b_ms),
+                         "ratio": p.ratio if p.valid else None} for p in self.pairs]
         if self.ratio_ci95 is not None:
             out["ratio_ci95"] = list(self.ratio_ci95)
         return out
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None  # JSON has no NaN
 
 
 def launch_value(raw: RawResult) -> tuple[str, float] | None:
@@ -91,6 +101,11 @@ def paired_verdict(a: str, b: str, statistic: str, pairs: list[Pair],
     if len(pairs) < 3:
         return ABResult(a, b, statistic, pairs, reason=f"{len(pairs)} pair(s) of launches: "
                         "give --launches 3 or more (6 or more for a 5% effect)")
+    bad = next((k for k, p in enumerate(pairs, 1) if not p.valid), None)
+    if bad is not None:  # a zero, infinite or missing figure would read as a verdict
+        p = pairs[bad - 1]
+        return ABResult(a, b, statistic, pairs, reason=f"pair {bad}: A {p.a_ms} ms, B "
+                        f"{p.b_ms} ms is not a positive time for both launches")
     logs = np.log([p.ratio for p in pairs])
     ratio = float(np.exp(logs.mean()))
     spread = float(logs.std(ddof=1))
@@ -111,9 +126,11 @@ def paired_verdict(a: str, b: str, statistic: str, pairs: list[Pair],
 
 def merge_launches(job: Job, launches: list[RawResult], note: str) -> RawResult:
     """One job's launches (each a one-repeat result) as one result with a repeat per launch."""
-    failed = next((r for r in launches if r.status != "ok"), None)
-    if failed is not None:
-        return failed
+    k, failed = next(((k, r) for k, r in enumerate(launches, 1) if r.status != "ok"),
+                     (0, None))
+    if failed is not None:  # say where: the launches before it are not kept
+        return dataclasses.replace(failed, error=f"launch {k} failed ({k - 1} before it ok): "
+                                   f"{failed.error}")
     first = launches[0]
     inits = [r.init_ms for r in launches if r.init_ms is not None]
     firsts = [r.first_inference_ms for r in launches if r.first_inference_ms is not None]
@@ -173,12 +190,12 @@ def pairs_of(a: list[RawResult], b: list[RawResult]) -> tuple[str, list[Pair]]:
     va = [launch_value(r) for r in a]
     vb = [launch_value(r) for r in b]
     statistic = "median" if all(v and v[0] == "median" for v in va + vb) else "mean"
-    pairs = []
-    for ra, rb in zip(a, b, strict=False):
-        fa, fb = launch_figures(ra)[0], launch_figures(rb)[0]
-        if statistic == "median":
-            assert fa.median_ms is not None and fb.median_ms is not None
-            pairs.append(Pair(fa.median_ms, fb.median_ms))
-        else:
-            pairs.append(Pair(fa.mean_ms, fb.mean_ms))
-    return statistic, pairs
+
+    def figure(raw: RawResult) -> float:  # NaN where a launch gave no single figure
+        figures = launch_figures(raw)
+        if len(figures) != 1:
+            return math.nan
+        value = figures[0].median_ms if statistic == "median" else figures[0].mean_ms
+        return math.nan if value is None else float(value)
+
+    return statistic, [Pair(figure(ra), figure(rb)) for ra, rb in zip(a, b, strict=False)]

@@ -9,7 +9,14 @@ same way before its first job, and described again once back. A
 fails the job that met it and skips the device's remaining jobs with the reason; any
 other :class:`~harness.errors.QuantlabError` fails its job with its message. Ctrl-C or
 SIGTERM stops every worker: the running jobs are stored ``interrupted``, finished
-ones stay, and ``quantlab bench --resume RUN_ID`` runs what is missing.
+ones stay, and ``quantlab bench --resume RUN_ID`` runs what is missing; only the
+processes quantlab started (:mod:`harness.processes`) are ended, never the caller's.
+
+A store that cannot take a device's result (disk full, a value it refuses) stops that
+device's worker, says why, and leaves its job and the ones after it unfinished: the
+run then closes ``incomplete`` rather than ``done``, and ``--resume`` finishes it. While
+workers run, a heartbeat stamps the run as live (:mod:`harness.store.owner`); a run
+taken over by ``--resume --force`` elsewhere stops here before its next job.
 """
 
 from __future__ import annotations
@@ -24,8 +31,10 @@ from typing import Protocol
 from agents.base import Agent
 from harness.errors import DeviceFault, DeviceUnusable, JobFailed, QuantlabError
 from harness.plan import Fleet
+from harness.processes import end_started
 from harness.records import DeviceInfo, Job, RawResult
 from harness.store import Store
+from harness.store.owner import HEARTBEAT_S
 
 
 class Reporter(Protocol):
@@ -72,13 +81,16 @@ class DeviceAccount:
     interrupted: int = 0
     retries: int = 0
     faults: list[str] = field(default_factory=list)
+    stopped: str | None = None  # why the device's jobs stopped before their end
+    unfinished: int = 0  # jobs left unfinished by that stop
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready dict."""
         return {"device_id": self.device_id, "host": self.host, "ok": self.ok,
                 "failed": self.failed, "skipped": self.skipped,
                 "interrupted": self.interrupted,
-                "retries": self.retries, "faults": self.faults}
+                "retries": self.retries, "faults": self.faults,
+                "stopped": self.stopped, "unfinished": self.unfinished}
 
 
 class Interrupted(Exception):
@@ -96,6 +108,7 @@ class Dispatcher:
         reporter: Reporter | None = None,
         retry_timeout_s: float = 120.0,
         max_attempts: int = 3,
+        heartbeat_s: float = HEARTBEAT_S,
     ) -> None:
         self.store = store
         self.run_id = run_id
@@ -103,7 +116,9 @@ class Dispatcher:
         self.reporter = reporter or NullReporter()
         self.retry_timeout_s = retry_timeout_s
         self.max_attempts = max_attempts
+        self.heartbeat_s = heartbeat_s
         self.cancel = threading.Event()
+        self.lost = threading.Event()  # another process took the run over
         self.accounts: dict[str, DeviceAccount] = {}
 
     def run(self, jobs: Sequence[Job]) -> list[DeviceAccount]:
@@ -125,6 +140,9 @@ class Dispatcher:
                                   name=f"quantlab-{device_id}", daemon=True)
             finished.append(done)
             th.start()
+        beating = threading.Event()
+        threading.Thread(target=self._beat, args=(beating,), name="quantlab-heartbeat",
+                         daemon=True).start()
         try:
             for done in finished:
                 while not done.wait(0.2):
@@ -132,37 +150,74 @@ class Dispatcher:
         except KeyboardInterrupt:
             self._interrupt(finished)
             raise Interrupted() from None
+        finally:
+            beating.set()
         return list(self.accounts.values())
+
+    def _beat(self, stop: threading.Event) -> None:
+        """Stamp the run as live until ``stop``; notice a takeover and stop the workers."""
+        failing = False
+        while not stop.wait(self.heartbeat_s):
+            try:
+                ours = self.store.heartbeat(self.run_id)
+            except Exception as exc:  # the store is failing: the workers will say so
+                if not failing:
+                    self.reporter.note(f"heartbeat of run {self.run_id} not stored: {exc}")
+                failing = True
+                continue
+            failing = False
+            if not ours:
+                self.lost.set()
+                self.reporter.note(f"run {self.run_id} was taken over by another quantlab "
+                                   "(bench --resume --force): no further jobs start here")
+                return
 
     def _interrupt(self, finished: list[threading.Event]) -> None:
         self.cancel.set()
-        _terminate_children()
+        end_started()
         for done in finished:
             while not done.is_set():
                 try:
                     done.wait(0.2)
                 except KeyboardInterrupt:  # a second Ctrl-C while we tidy up: keep tidying
-                    _terminate_children()
+                    end_started()
 
     def _worker(self, device: DeviceInfo, queue: list[Job], done: threading.Event) -> None:
+        account = self.accounts[device.id]
+        k = 0
         try:
             agent = self.fleet.agent_for(device.id)
-            account = self.accounts[device.id]
             if device.state == "offline":
                 back = self._wait_for_offline(agent, device, queue, account)
                 if back is None:
                     return
                 device, queue = back
             for k, job in enumerate(queue):
-                if self.cancel.is_set():
+                if self.cancel.is_set() or self.lost.is_set():
                     return
                 unusable = self._run_job(agent, device, job, account)
                 if unusable is not None:
                     for rest in queue[k + 1:]:
                         self._skip(rest, account, f"not run: {unusable}")
                     return
+        except Exception as exc:  # the store failed (disk full, a refused value), or a bug
+            self._stop_device(device, queue[k:], account, exc)
         finally:
             done.set()
+
+    def _stop_device(self, device: DeviceInfo, left: list[Job], account: DeviceAccount,
+                     exc: Exception) -> None:
+        """The device's worker cannot go on: say why and leave its jobs unfinished (the
+        run closes ``incomplete``; ``--resume`` runs them)."""
+        reason = exc.one_line() if isinstance(exc, QuantlabError) else f"internal error: {exc!r}"
+        if not isinstance(exc, QuantlabError):
+            self.reporter.note("".join(traceback.format_exception(exc)))
+        account.stopped, account.unfinished = reason, len(left)
+        self.reporter.note(f"{device.id}: stopped with {len(left)} job(s) unfinished: {reason}")
+        if left:  # say so on the job it stopped at, if the store still takes that
+            with contextlib.suppress(Exception):
+                self.store.set_status(self.run_id, left[0].job_id, "interrupted",
+                                      f"not finished: {reason}")
 
     def _wait_for_offline(self, agent: Agent, device: DeviceInfo, queue: list[Job],
                           account: DeviceAccount) -> tuple[DeviceInfo, list[Job]] | None:
@@ -208,7 +263,10 @@ class Dispatcher:
         attempt = 0
         while True:
             attempt += 1
-            self.store.mark_running(self.run_id, job.job_id)
+            if not self.store.mark_running(self.run_id, job.job_id):
+                self.reporter.note(f"{job.label()}: already finished by another quantlab; "
+                                   "not measured again")
+                return None
             self.reporter.job_started(job, attempt)
 
             def progress(phase: str, fraction: float | None, _job: Job = job) -> None:
@@ -282,20 +340,3 @@ class Dispatcher:
         self.store.mark_interrupted(self.run_id, job.job_id)
         account.interrupted += 1
         self.reporter.job_finished(job, "interrupted", None)
-
-
-def _terminate_children() -> None:
-    """Stop the measuring processes this controller started (runtimes, adb shells)."""
-    import psutil
-
-    try:
-        children = psutil.Process().children(recursive=True)
-    except psutil.Error:
-        return
-    for child in children:
-        with contextlib.suppress(psutil.Error):
-            child.terminate()
-    _, alive = psutil.wait_procs(children, timeout=3)
-    for child in alive:
-        with contextlib.suppress(psutil.Error):
-            child.kill()

@@ -83,5 +83,14 @@ class DeviceTimeout(DeviceFault):
     """The device did not answer within the time limit."""
 
 
+class RunIncomplete(QuantlabError):
+    """A run ended with jobs not finished (a store that could not write, a run taken over by
+    another process); it is stored ``incomplete`` and ``bench --resume`` finishes it."""
+
+    def __init__(self, run_id: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.run_id = run_id
+
+
 class JobFailed(QuantlabError):
     """The runtime on the device could not run this job; other jobs go on."""

@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         JobFailed,
         ModelError,
         QuantlabError,
+        RunIncomplete,
         StoreError,
         UserError,
     )
@@ -47,6 +48,7 @@ _EXPORTS = {
     "UserError": "harness.errors",
     "ModelError": "harness.errors",
     "StoreError": "harness.errors",
+    "RunIncomplete": "harness.errors",
     "DeviceFault": "harness.errors",
     "JobFailed": "harness.errors",
 }
@@ -58,6 +60,7 @@ __all__ = [
     "QuantlabError",
     "Record",
     "Results",
+    "RunIncomplete",
     "StoreError",
     "UserError",
     "bench",

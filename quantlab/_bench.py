@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -10,6 +11,7 @@ from harness.errors import UserError
 
 if TYPE_CHECKING:
     from harness.dispatch import DeviceAccount, Reporter
+    from harness.errors import RunIncomplete
     from harness.plan import Fleet
     from harness.records import DeviceInfo, Job, Plan, Settings
     from harness.store import Store
@@ -122,13 +124,32 @@ def run_jobs(store: Store, run_id: str, fleet: Fleet, jobs: Sequence[Job],
 
 
 def finish_run(store: Store, run_id: str, accounts: Sequence[DeviceAccount]) -> dict[str, Any]:
-    """Close the run and return it as the CLI's JSON (``bench --json``)."""
+    """Close the run and return it as the CLI's JSON (``bench --json``). A run left with
+    jobs unfinished (a device stopped by a store error) is stored ``incomplete``, not
+    ``done``, and ``incomplete`` in the JSON says why in one line."""
     from harness.results import run_dict
 
-    store.finish_run(run_id, "done")
+    status = store.finish_run(run_id, "done")
     data = run_dict(store.load_run(run_id))
     data["devices"] = [a.as_dict() for a in accounts]
+    if status is None:
+        data["incomplete"] = (f"run {run_id} was taken over by another quantlab (bench "
+                              "--resume --force); what this process measured is stored")
+    elif status != "done":
+        left = sum(1 for r in data["results"] if r["status"] in ("pending", "running",
+                                                                 "interrupted"))
+        why = "; ".join(f"{a.device_id}: {a.stopped}" for a in accounts if a.stopped)
+        data["incomplete"] = (f"run {run_id} is incomplete, {left} job(s) not finished"
+                              f"{f' ({why})' if why else ''}")
     return data
+
+
+def incomplete_error(run_id: str, data: dict[str, Any]) -> RunIncomplete:
+    """The error for a run whose JSON says it is ``incomplete``."""
+    from harness.errors import RunIncomplete
+
+    return RunIncomplete(run_id, str(data["incomplete"]),
+                         hint=f"fix that, then quantlab bench --resume {run_id}")
 
 
 def bench(models: Sequence[str | Path], device: ListArg = "sim", delegate: ListArg = None,
@@ -149,8 +170,11 @@ def bench(models: Sequence[str | Path], device: ListArg = "sim", delegate: ListA
     ``ops``, ``warnings``. A job a device cannot run is in ``results`` as ``skipped``
     with the reason in ``error``; a job that fails is ``failed`` with its error (no
     exception). Raises
-    :class:`~harness.errors.UserError` for a bad request and ``KeyboardInterrupt`` after
-    a Ctrl-C (the run is then stored ``interrupted``).
+    :class:`~harness.errors.UserError` for a bad request, ``KeyboardInterrupt`` after
+    a Ctrl-C (the run is then stored ``interrupted``) and
+    :class:`~harness.errors.RunIncomplete` when jobs were left unfinished (a store that
+    could not write; the run is stored ``incomplete`` and ``quantlab bench --resume``
+    finishes it). Ctrl-C ends the processes quantlab started, never the caller's own.
     """
     from harness.dispatch import Interrupted
     from harness.store import Store, check_tags
@@ -177,7 +201,13 @@ def bench(models: Sequence[str | Path], device: ListArg = "sim", delegate: ListA
             store.finish_run(run_id, "interrupted")
             raise KeyboardInterrupt(f"run {run_id} interrupted; finished jobs are stored"
                                     ) from None
+        except Exception:  # close it: a run left 'running' by a live caller looks owned
+            with contextlib.suppress(Exception):  # the store may be what failed
+                store.finish_run(run_id, "interrupted")
+            raise
         data = finish_run(store, run_id, accounts)
+        if "incomplete" in data:
+            raise incomplete_error(run_id, data)
         return Record(data)
     finally:
         store.close()

@@ -3,7 +3,9 @@
 ``initdb`` + ``pg_ctl start`` on a free port of 127.0.0.1 with trust authentication
 (nothing listens beyond loopback). PostgreSQL refuses to run as root, so under root
 the server runs as the ``postgres`` system user. Tests that need it are skipped with
-a message when the binaries are missing (failed under CI=true: .ci/run installs them).
+a message when the binaries are missing, psycopg is not installed or the server does not
+start; under CI=true each of these fails the test instead (.ci/run installs them), so a
+CI image that cannot run PostgreSQL cannot pass by skipping.
 Test modules make their fixtures from :func:`running_server` (one server per module)
 and :meth:`PgServer.new_database`.
 """
@@ -23,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import require_tool
+from conftest import in_ci, require_tool
 
 
 def find_bin_dir() -> Path | None:
@@ -99,14 +101,26 @@ def running_server() -> Iterator[PgServer]:
     require_tool("initdb", "PostgreSQL server binaries: apt-get install postgresql, or set "
                  "QUANTLAB_PG_BIN to the folder holding initdb and pg_ctl",
                  found=bin_dir is not None)
-    pytest.importorskip("psycopg")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        _skip_or_fail("psycopg is not installed: pip install -e '.[lab]'")
     server = PgServer(bin_dir)
     try:
         server.start()
     except subprocess.CalledProcessError as exc:
         server.stop()
-        pytest.skip(f"could not start PostgreSQL: {exc.stderr.decode(errors='replace')[-300:]}")
+        _skip_or_fail("could not start PostgreSQL: "
+                      f"{(exc.stderr or b'').decode(errors='replace')[-300:]}")
     try:
         yield server
     finally:
         server.stop()
+
+
+def _skip_or_fail(reason: str) -> None:
+    """Skip the test, or fail it under CI=true (as :func:`conftest.require_tool` does)."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI=true: the PostgreSQL tests must run here, not skip)",
+                    pytrace=False)
+    pytest.skip(reason)

@@ -151,3 +151,126 @@ def test_unreachable_database_is_one_clear_error(pg_server: PgServer) -> None:
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
     with pytest.raises(StoreError, match="results store postgresql://"):
         Store.open(url)
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", "fail"), ("", "skip")])
+def test_a_server_that_does_not_start_fails_under_ci(monkeypatch: pytest.MonkeyPatch,
+                                                     ci: str, outcome: str) -> None:
+    import pgserver
+
+    def refuse(self: PgServer) -> None:
+        raise subprocess.CalledProcessError(1, ["initdb"], stderr=b"initdb: no space left")
+
+    monkeypatch.setenv("CI", ci)
+    monkeypatch.setattr(pgserver, "find_bin_dir", lambda: Path("/nonexistent/bin"))
+    monkeypatch.setattr(PgServer, "start", refuse)
+    with pytest.raises((pytest.fail.Exception, pytest.skip.Exception)) as info, \
+            running_server():
+        pass
+    expected = pytest.fail.Exception if outcome == "fail" else pytest.skip.Exception
+    assert info.type is expected and "initdb: no space left" in str(info.value)
+
+
+def test_a_constraint_broken_by_the_result_is_an_error_not_a_duplicate(location: str) -> None:
+    store = Store.open(location)
+    job = sample_job()
+    run = new_run(Settings())
+    store.create_run(run, Plan(jobs=(job,)))
+    store.mark_running(run.run_id, job.job_id)
+    bad = RawResult(job_id=job.job_id, status="ok", samples_ms=((1.0, 2.0),),
+                    ops=(OpRecord(index=0, kernel=None, avg_ms=0.5),))  # type: ignore[arg-type]
+    with pytest.raises(StoreError, match=f"run {run.run_id} job {job.job_id}: result not "
+                       "stored") as info:
+        store.save_result(run.run_id, job.job_id, bad)
+    assert "\n" not in info.value.one_line() and "kernel" in info.value.one_line()
+    assert store.table_rows("jobs", run.run_id)[0]["status"] == "running"  # not finished
+    assert store.table_rows("results", run.run_id) == []
+    good = RawResult(job_id=job.job_id, status="ok", samples_ms=((1.0, 2.0),))
+    assert store.save_result(run.run_id, job.job_id, good) is True
+    store.close()
+
+
+def _at_revision(location: str, target: str) -> None:
+    """A store built by an older quantlab: migrated to ``target``, with one run in it."""
+    from alembic import command
+    from alembic.config import Config
+
+    from harness.store.location import url_for
+    from harness.store.migrate import MIGRATIONS
+
+    engine = sa.create_engine(url_for(location)[0])
+    with engine.begin() as conn:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, target)
+        conn.execute(sa.text("INSERT INTO runs (run_id, created_at, status, host, "
+                             "tool_versions, settings, schema_version) VALUES ('r1', "
+                             "'2026-01-01T00:00:00', 'done', 'old', '{}', '{}', 2)"))
+    engine.dispose()
+
+
+PREVIOUS = f"{int(HEAD_REVISION) - 1:04d}"
+
+
+def test_an_older_postgresql_schema_is_refused_until_db_migrate(pg_url: str) -> None:
+    _at_revision(pg_url, PREVIOUS)  # older quantlabs on other lab hosts still use it
+    with pytest.raises(StoreError) as info:
+        Store.open(pg_url)
+    line = info.value.one_line()
+    assert f"is at schema {PREVIOUS}, this quantlab needs {HEAD_REVISION}" in line
+    assert f"quantlab db migrate --results {pg_url}" in line and "\n" not in line
+    cli = [sys.executable, "-m", "harness.cli.main"]
+    out = subprocess.run([*cli, "runs", "--results", pg_url], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "quantlab db migrate" in out.stderr
+    status = subprocess.run([*cli, "db", "status", "--results", pg_url, "--json"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert json.loads(status.stdout)["revision"] == PREVIOUS  # nothing was migrated
+    migrated = subprocess.run([*cli, "db", "migrate", "--results", pg_url, "--json"],
+                              capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert migrated.returncode == 0, migrated.stderr
+    assert json.loads(migrated.stdout)["from"] == PREVIOUS
+    store = Store.open(pg_url)
+    assert store.current_revision() == HEAD_REVISION
+    assert [r["run_id"] for r in store.list_runs()] == ["r1"]  # its runs kept
+    store.close()
+
+
+def test_an_older_sqlite_store_still_migrates_itself(tmp_path: Path) -> None:
+    _at_revision(str(tmp_path), PREVIOUS)
+    store = Store.open(str(tmp_path))
+    assert store.current_revision() == HEAD_REVISION
+    assert [r["run_id"] for r in store.list_runs()] == ["r1"]
+    store.close()
+
+
+def test_resume_reads_the_owner_and_heartbeat_on_both_back_ends(location: str) -> None:
+    import datetime as dt
+
+    from harness.errors import UserError
+    from harness.store import schema as t
+
+    store = Store.open(location)
+    job = sample_job()
+    run = new_run(Settings())
+    store.create_run(run, Plan(jobs=(job,)))
+    assert store.heartbeat(run.run_id) is True
+
+    def owner_elsewhere(beat_age: dt.timedelta) -> None:
+        with store.engine.begin() as conn:
+            conn.execute(t.runs.update().where(t.runs.c.run_id == run.run_id).values(
+                owner_host="lab-host-9", owner_pid=4242,
+                heartbeat_at=dt.datetime.now(dt.UTC) - beat_age))
+
+    owner_elsewhere(dt.timedelta(seconds=1))
+    with pytest.raises(UserError, match="still running: pid 4242 on lab-host-9"):
+        store.reopen_run(run.run_id, force=True)
+    owner_elsewhere(dt.timedelta(hours=3))
+    with pytest.raises(UserError, match="pid 4242 on lab-host-9, started") as info:
+        store.reopen_run(run.run_id)
+    assert "last heartbeat 3.0 h ago" in info.value.one_line()
+    assert store.reopen_run(run.run_id, force=True) == [job]
+    assert store.heartbeat(run.run_id) is True  # ours now
+    store.close()

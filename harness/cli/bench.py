@@ -14,6 +14,7 @@ from harness.cli.common import (
     VerboseOpt,
     console,
     err_console,
+    fail,
     handle_errors,
     print_json,
     results_location,
@@ -161,7 +162,13 @@ def bench(
     delegate: DelegateOpt = None,
     threads: ThreadsOpt = "1",
     resume: Annotated[str | None, typer.Option("--resume", help="Run the missing jobs of an "
-                                               "interrupted run.")] = None,
+                                               "interrupted or incomplete run (refused while "
+                                               "another quantlab is still running it).")]
+    = None,
+    force: Annotated[bool, typer.Option("--force", help="With --resume: take over a run "
+                                        "whose owner is gone but cannot be checked (another "
+                                        "host that crashed) once it has stopped beating.")]
+    = False,
     retry_timeout: Annotated[float, typer.Option("--retry-timeout", min=0.0, help="Seconds to "
                                                  "wait for a device that went away.")] = 120.0,
     cluster: ClusterOpt = None,
@@ -180,6 +187,8 @@ def bench(
     from quantlab._bench import make_plan, measure_settings, start_run
 
     plan_run.check_output_paths(gate.junit, gate.markdown)
+    if force and not resume:
+        raise UserError("--force: only with --resume RUN_ID")
     given = plan_run.given_on_command_line(ctx)
     pf = load_plan_file(plan_file) if plan_file else None
     tags = check_tags([*(pf.tags if pf else ()), *(tag or [])])
@@ -192,7 +201,7 @@ def bench(
         rules = plan_run.compare_rules(plan_compare, dict(ctx.params), given)
         base_id = plan_run.resolve_baseline(store, rules, [resume],
                                             [*store.load_run(resume).tags, *tags])
-        run_id, jobs, fleet = _resume(store, resume, cluster)
+        run_id, jobs, fleet = _resume(store, resume, cluster, force)
         skipped_count = 0
         if tags:
             store.add_tags(run_id, tags)
@@ -225,15 +234,17 @@ def bench(
     _finish(store, run_id, accounts, json_out, skipped_count, compare_and_write)
 
 
-def _resume(store: Any, run_id: str, cluster: str | None = None) -> tuple[str, list[Any], Any]:
+def _resume(store: Any, run_id: str, cluster: str | None = None, force: bool = False
+            ) -> tuple[str, list[Any], Any]:
     from quantlab._bench import discover
 
     run_id = store.resolve_run_id(run_id)
-    jobs = store.reopen_run(run_id)
     fleet = discover(cluster)
+    jobs = store.reopen_run(run_id, force=force)
     known = {d.id for d in fleet.devices}
     missing = sorted({j.device_id for j in jobs} - known)
     if missing:
+        store.finish_run(run_id, "done")  # give it back: stored incomplete, jobs left
         raise UserError(f"cannot resume {run_id}: device(s) {', '.join(missing)} not attached",
                         hint="attach them and try again")
     store.add_devices(run_id, [d for d in fleet.devices if d.id in {j.device_id for j in jobs}])
@@ -267,9 +278,10 @@ def dispatch_jobs(store: Any, run_id: str, fleet: Any, jobs: list[Any], retry_ti
 def _finish(store: Any, run_id: str, accounts: list[Any], json_out: bool,
             skipped_count: int, then: Callable[[dict[str, Any]], int] | None = None) -> None:
     """Close the run, print it, run ``then`` (compare with a baseline, CI outputs) and
-    exit 1 when a job failed or ``then`` says so."""
+    exit 1 when a job failed or ``then`` says so, or with one line when the run is
+    incomplete (jobs left unfinished: ``--resume`` finishes it)."""
     from harness.cli.tables import accounts_line, energy_lines, model_label, results_table
-    from quantlab._bench import finish_run
+    from quantlab._bench import finish_run, incomplete_error
 
     data = finish_run(store, run_id, accounts)
     code = 0
@@ -292,5 +304,7 @@ def _finish(store: Any, run_id: str, accounts: list[Any], json_out: bool,
         console.print(f"[dim]stored in {store.location} · quantlab show {run_id}[/]")
         if then is not None:
             code = then(data)
+    if "incomplete" in data:
+        raise fail(incomplete_error(run_id, data).one_line(), 1)
     if code or any(r["status"] == "failed" for r in data["results"]):
         raise typer.Exit(1)

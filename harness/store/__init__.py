@@ -26,13 +26,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from harness.errors import StoreError, UserError
-from harness.records import DeviceInfo, Job, Plan, RawFile, RawResult, Run, from_dict, to_dict
+from harness.records import DeviceInfo, Job, Plan, RawResult, Run, from_dict, to_dict
 from harness.redact import redact_text
 from harness.store import migrate as mig
-from harness.store import read_models
+from harness.store import owner, read_models
 from harness.store import record_rows as rows
 from harness.store import schema as t
-from harness.store.location import DB_FILENAME, redact_url, sqlite_pragmas, url_for
+from harness.store.location import DB_FILENAME, db_message, redact_url, sqlite_pragmas, url_for
 from harness.store.migrate import HEAD_REVISION
 from harness.store.raw import (
     DEFAULT_GRACE_S,
@@ -41,7 +41,7 @@ from harness.store.raw import (
     GcReport,
     RawBlobs,
     TableBlobs,
-    sha256_of,
+    put_outputs,
 )
 from harness.store.read_models import JobEntry, RunRecord
 from harness.store.record_rows import check_tags
@@ -59,6 +59,7 @@ __all__ = [
 ]
 
 DONE_STATES = ("ok", "failed", "skipped")
+UNFINISHED_STATES = ("pending", "running", "interrupted")
 
 
 def utcnow() -> str:
@@ -90,8 +91,13 @@ class Store:
     # ------------------------------------------------------------------ opening
 
     @classmethod
-    def open(cls, location: str, *, migrate: bool = True) -> Store:
-        """Open (and create or migrate) the store at a folder or a database URL."""
+    def open(cls, location: str, *, migrate: bool | None = None) -> Store:
+        """Open the store at a folder or a database URL, creating its schema when empty.
+
+        ``migrate``: None upgrades an older SQLite store but refuses an older PostgreSQL
+        one (other lab hosts share it: upgrading is ``quantlab db migrate``'s to do);
+        True upgrades either; False refuses to change the schema at all.
+        """
         url, folder = url_for(location)
         kwargs: dict[str, Any] = {}
         if url.startswith("sqlite"):
@@ -106,11 +112,9 @@ class Store:
         try:
             store._ensure_schema(migrate)
         except sa.exc.OperationalError as exc:
-            raise StoreError(
-                f"results store {redact_url(location)}: "
-                f"{redact_text(str(exc.orig).strip().splitlines()[0])}",
-                hint="check the path or URL and that the database is reachable",
-            ) from None
+            raise StoreError(f"results store {redact_url(location)}: {db_message(exc)}",
+                             hint="check the path or URL and that the database is reachable",
+                             ) from None
         return store
 
     def current_revision(self) -> str | None:
@@ -118,24 +122,21 @@ class Store:
         with self.engine.connect() as conn:
             return mig.revision(conn)
 
-    def _ensure_schema(self, migrate: bool) -> None:
+    def _ensure_schema(self, migrate: bool | None) -> None:
         revision = self.current_revision()
         if revision == HEAD_REVISION:
             return
         self._refuse_newer(revision)
-        if not migrate:
+        shared = self.engine.dialect.name != "sqlite" and revision is not None
+        if migrate is False or (migrate is None and shared):
             raise StoreError(
-                f"results store {self.location} needs migrating", hint="run quantlab db migrate"
-            )
+                f"results store {self.location} is at schema {revision or '(empty)'}, this "
+                f"quantlab needs {HEAD_REVISION}", hint=f"run quantlab db migrate --results "
+                f"{self.location} once every quantlab sharing it is this version or newer")
         self.migrate()
 
     def _refuse_newer(self, revision: str | None) -> None:
-        if revision is not None and not mig.known_revision(revision):
-            raise StoreError(
-                f"results store {self.location} was written by a newer quantlab "
-                f"(schema {revision})",
-                hint="upgrade quantlab",
-            )
+        mig.refuse_newer(revision, self.location)
 
     def migrate(self) -> str:
         """Apply every pending migration (Alembic); returns the new revision.
@@ -145,36 +146,15 @@ class Store:
         PostgreSQL) and each re-reads the revision once it holds the lock, so only the
         first one migrates.
         """
-        for attempt in range(3):
-            try:
-                return self._migrate_locked()
-            except (sa.exc.OperationalError, sa.exc.ProgrammingError,
-                    sa.exc.IntegrityError) as exc:
-                # a process without this lock (an older quantlab) created the schema
-                # between our check and our upgrade: look again before failing
-                if attempt == 2 or not mig.lost_schema_race(exc):
-                    raise
-                if self.current_revision() == HEAD_REVISION:
-                    return HEAD_REVISION
-        return HEAD_REVISION  # pragma: no cover  (the loop returns or raises)
-
-    def _migrate_locked(self) -> str:
-        with self._lock, mig.sqlite_file_lock(self.engine), self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
-                             {"key": mig.SCHEMA_LOCK_KEY})
-            revision = mig.revision(conn)  # again, now that no one else is migrating
-            if revision == HEAD_REVISION:
-                return HEAD_REVISION
-            self._refuse_newer(revision)
-            mig.upgrade(conn)
-        return HEAD_REVISION
-
+        return mig.migrate_locked(self.engine, self._lock, self.location)
 
     @contextmanager
     def _tx(self) -> Iterator[sa.Connection]:
-        with self._lock, self.engine.begin() as conn:
-            yield conn
+        try:
+            with self._lock, self.engine.begin() as conn:
+                yield conn
+        except sa.exc.OperationalError as exc:  # disk full, database gone, locked too long
+            raise StoreError(f"results store {self.location}: {db_message(exc)}") from None
 
     def close(self) -> None:
         """Release the database connections."""
@@ -189,7 +169,7 @@ class Store:
         tag_list = check_tags(tags)
         jobs = rows.job_rows(run.run_id, plan)
         with self._tx() as conn:
-            conn.execute(t.runs.insert().values(**rows.run_row(run, plan_text)))
+            conn.execute(t.runs.insert().values(**rows.run_row(run, plan_text), **owner.claim()))
             if tag_list:
                 conn.execute(t.run_tags.insert(),
                              [{"run_id": run.run_id, "tag": tag} for tag in tag_list])
@@ -226,14 +206,23 @@ class Store:
                 conn.execute(t.devices.insert().values(run_id=run_id, device_id=device.id,
                                                        **row))
 
-    def mark_running(self, run_id: str, job_id: str) -> None:
-        """A job starts (one more attempt)."""
+    def mark_running(self, run_id: str, job_id: str) -> bool:
+        """A job starts (one more attempt); False, changing nothing, when it has already
+        finished (another process stored it): then it must not be measured again. A
+        StoreError when another process has taken the run over (``--resume --force``)."""
+        ours = sa.exists().where(t.runs.c.run_id == run_id, owner.mine_or_unowned())
         with self._tx() as conn:
-            conn.execute(
+            if conn.execute(
                 t.jobs.update()
-                .where(t.jobs.c.run_id == run_id, t.jobs.c.job_id == job_id)
+                .where(t.jobs.c.run_id == run_id, t.jobs.c.job_id == job_id, ours)
+                .where(t.jobs.c.status.notin_(DONE_STATES))
                 .values(status="running", started_at=utcnow(), attempts=t.jobs.c.attempts + 1)
-            )
+            ).rowcount:
+                return True
+            if conn.execute(sa.select(ours)).scalar():
+                return False
+        raise StoreError(f"run {run_id} was taken over by another quantlab (bench --resume "
+                         "--force)", hint="this process measures nothing more of it")
 
     def set_status(self, run_id: str, job_id: str, status: str, error: str | None = None) -> None:
         """Set a job's state without a result (``pending``, ``interrupted``, ``failed`` …)."""
@@ -241,7 +230,8 @@ class Store:
             conn.execute(
                 t.jobs.update()
                 .where(t.jobs.c.run_id == run_id, t.jobs.c.job_id == job_id)
-                .where(t.jobs.c.status.notin_(DONE_STATES))
+                .where(t.jobs.c.status.notin_(DONE_STATES), sa.exists().where(
+                    t.runs.c.run_id == run_id, owner.mine_or_unowned()))
                 .values(status=status, error=error, finished_at=utcnow())
             )
 
@@ -265,10 +255,19 @@ class Store:
             body["summary"] = {"stats_version": STATS_VERSION, **summary.as_dict()}
         try:
             return self._insert_result(run_id, job_id, raw, summary, body)
-        except sa.exc.IntegrityError:
-            # Another process (a lab host sharing PostgreSQL) stored this job's result
-            # between our check and our insert: the transaction rolled back, keep theirs.
-            return False
+        except sa.exc.DBAPIError as exc:
+            # A duplicate only when another process (a lab host sharing PostgreSQL) stored
+            # this job's result between our check and our insert: keep theirs. Any other
+            # broken constraint or refused value is an error, never a silent discard.
+            if isinstance(exc, sa.exc.IntegrityError) and self._has_result(run_id, job_id):
+                return False
+            raise StoreError(f"run {run_id} job {job_id}: result not stored "
+                             f"({db_message(exc)})") from None
+
+    def _has_result(self, run_id: str, job_id: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(t.results.c.job_id).where(
+                t.results.c.run_id == run_id, t.results.c.job_id == job_id)).first() is not None
 
     def _insert_result(self, run_id: str, job_id: str, raw: RawResult, summary: Any,
                        body: dict[str, Any]) -> bool:
@@ -291,7 +290,7 @@ class Store:
                     conn.execute(table.insert(), batch)
             raw_rows = [
                 {"run_id": run_id, "job_id": job_id, "idx": i, **to_dict(f)}
-                for i, f in enumerate(self._put_raw_outputs(conn, raw))
+                for i, f in enumerate(put_outputs(self.raw, conn, raw))
             ]
             if raw_rows:
                 conn.execute(t.raw_files.insert(), raw_rows)
@@ -301,18 +300,6 @@ class Store:
                 .values(status=raw.status, error=raw.error, finished_at=utcnow())
             )
         return True
-
-    def _put_raw_outputs(self, conn: sa.Connection, raw: RawResult) -> list[RawFile]:
-        """Store the raw outputs of a result by content; their references, in order."""
-        files = list(raw.raw_files)
-        for out in raw.raw_outputs:
-            data = out.data()
-            sha = sha256_of(data)
-            self.raw.put(conn, sha, data)
-            files.append(RawFile(name=out.name, sha256=sha, size_bytes=len(data),
-                                 media_type=out.media_type, truncated=out.truncated,
-                                 original_size_bytes=out.size_bytes, cap_bytes=out.cap_bytes))
-        return files
 
     def read_raw(self, sha256: str) -> bytes:
         """The bytes of one stored raw file (a StoreError when they are gone)."""
@@ -330,19 +317,41 @@ class Store:
                              .scalars().all())
         return self.raw.sweep(self.engine, referenced, grace_s, dry_run)
 
-    def finish_run(self, run_id: str, status: str) -> None:
-        """Close a run: ``done`` or ``interrupted``."""
+    def finish_run(self, run_id: str, status: str) -> str | None:
+        """Close a run ``done`` or ``interrupted``; returns the status stored: a run asked
+        to be ``done`` with jobs still pending, running or interrupted is ``incomplete``
+        (``--resume`` finishes it). None, changing nothing, when another process has
+        taken the run over."""
         with self._tx() as conn:
-            conn.execute(
-                t.runs.update()
-                .where(t.runs.c.run_id == run_id)
-                .values(status=status, finished_at=utcnow())
-            )
+            if status == "done" and conn.execute(sa.select(sa.func.count()).where(
+                    t.jobs.c.run_id == run_id, t.jobs.c.status.in_(UNFINISHED_STATES))).scalar():
+                status = "incomplete"
+            return status if conn.execute(
+                t.runs.update().where(t.runs.c.run_id == run_id, owner.mine_or_unowned())
+                .values(status=status, finished_at=utcnow())).rowcount else None
 
-    def reopen_run(self, run_id: str) -> list[Job]:
-        """For ``--resume``: set unfinished jobs back to ``pending`` and return them in order."""
+    def heartbeat(self, run_id: str) -> bool:
+        """Stamp the run as being measured by this process (every ``owner.HEARTBEAT_S``);
+        False when it is no longer this process's (taken over with ``--resume --force``)."""
+        with self._tx() as conn:
+            return bool(conn.execute(
+                t.runs.update().where(t.runs.c.run_id == run_id, owner.mine())
+                .values(heartbeat_at=sa.func.current_timestamp())).rowcount)
+
+    def reopen_run(self, run_id: str, force: bool = False) -> list[Job]:
+        """For ``--resume``: take the run over (refused while another process may still be
+        measuring it, see :mod:`harness.store.owner`; ``force`` for an owner known to be
+        gone), set its unfinished jobs back to ``pending`` and return them in order."""
         run_id = self.resolve_run_id(run_id)
         with self._tx() as conn:
+            run = conn.execute(sa.select(t.runs).where(t.runs.c.run_id == run_id)).mappings().one()
+            owner.check_resumable(run, owner.db_now(conn), force)
+            if not conn.execute(t.runs.update().where(t.runs.c.run_id == run_id,
+                                                      *owner.unchanged(run))
+                                .values(status="running", finished_at=None,
+                                        **owner.claim())).rowcount:
+                raise UserError(f"run {run_id}: another quantlab resumed it just now",
+                                hint="see quantlab runs")
             rows = conn.execute(
                 sa.select(t.jobs.c.job_id, t.jobs.c.spec)
                 .where(t.jobs.c.run_id == run_id, t.jobs.c.status.notin_(DONE_STATES))
@@ -352,11 +361,6 @@ class Store:
                 t.jobs.update()
                 .where(t.jobs.c.run_id == run_id, t.jobs.c.status.notin_(DONE_STATES))
                 .values(status="pending", error=None)
-            )
-            conn.execute(
-                t.runs.update()
-                .where(t.runs.c.run_id == run_id)
-                .values(status="running", finished_at=None)
             )
         return [from_dict(Job, r.spec) for r in rows]
 

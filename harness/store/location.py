@@ -22,6 +22,13 @@ def redact_url(location: str) -> str:
     return redact_text(location)
 
 
+def db_message(exc: Any) -> str:
+    """A database error's own message (``exc.orig`` of a SQLAlchemy error): one line, no
+    password."""
+    orig = getattr(exc, "orig", exc)
+    return redact_text((str(orig).strip().splitlines() or [type(orig).__name__])[0])
+
+
 def url_for(location: str) -> tuple[str, Path | None]:
     """The SQLAlchemy URL of a store location, and its results folder (None for a URL)."""
     if "://" in location:

@@ -8,13 +8,16 @@ processes opening one new store take turns. Alembic is imported only to upgrade.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
 
-HEAD_REVISION = "0003"
+from harness.errors import StoreError
+
+HEAD_REVISION = "0004"
 """Newest migration; tests check it equals Alembic's head."""
 
 SCHEMA_LOCK_KEY = 0x7175616E746C6162  # "quantlab"
@@ -63,6 +66,43 @@ def sqlite_file_lock(engine: sa.Engine) -> Iterator[None]:
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
+
+
+def refuse_newer(revision: str | None, location: str) -> None:
+    """A StoreError when the database is at a revision this quantlab does not know."""
+    if revision is not None and not known_revision(revision):
+        raise StoreError(f"results store {location} was written by a newer quantlab "
+                         f"(schema {revision})", hint="upgrade quantlab")
+
+
+def migrate_locked(engine: sa.Engine, lock: threading.Lock, location: str) -> str:
+    """Upgrade the database to :data:`HEAD_REVISION` under the schema lock; returns it.
+
+    Processes take turns (``lock`` in this one, a lock file beside a SQLite database, an
+    advisory lock on PostgreSQL) and each re-reads the revision once it holds the lock.
+    """
+    for attempt in range(3):
+        try:
+            with lock, sqlite_file_lock(engine), engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                                 {"key": SCHEMA_LOCK_KEY})
+                current = revision(conn)  # again, now that no one else is migrating
+                if current == HEAD_REVISION:
+                    return HEAD_REVISION
+                refuse_newer(current, location)
+                upgrade(conn)
+            return HEAD_REVISION
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError,
+                sa.exc.IntegrityError) as exc:
+            # a process without this lock (an older quantlab) created the schema
+            # between our check and our upgrade: look again before failing
+            if attempt == 2 or not lost_schema_race(exc):
+                raise
+            with engine.connect() as conn:
+                if revision(conn) == HEAD_REVISION:
+                    return HEAD_REVISION
+    return HEAD_REVISION  # pragma: no cover  (the loop returns or raises)
 
 
 def known_revision(revision: str) -> bool:

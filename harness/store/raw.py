@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from harness.errors import StoreError
+from harness.records import RawFile, RawResult
 from harness.store import schema as t
 
 RAW_DIRNAME = "raw"
@@ -84,6 +85,20 @@ class RawBlobs(Protocol):
     def sweep(self, engine: sa.Engine, referenced: set[str], grace_s: float,
               dry_run: bool) -> GcReport:
         """Remove content that ``referenced`` does not name and that is older than grace."""
+
+
+def put_outputs(blobs: RawBlobs, conn: sa.Connection, raw: RawResult) -> list[RawFile]:
+    """Store the raw outputs of a result by content (inside the result's transaction);
+    the references to keep with it, in order."""
+    files = list(raw.raw_files)
+    for out in raw.raw_outputs:
+        data = out.data()
+        sha = sha256_of(data)
+        blobs.put(conn, sha, data)
+        files.append(RawFile(name=out.name, sha256=sha, size_bytes=len(data),
+                             media_type=out.media_type, truncated=out.truncated,
+                             original_size_bytes=out.size_bytes, cap_bytes=out.cap_bytes))
+    return files
 
 
 def _iso(ts: float) -> str:

@@ -16,7 +16,7 @@ runs = sa.Table(
     sa.Column("run_id", sa.String(64), primary_key=True),
     sa.Column("created_at", sa.String(40), nullable=False),
     sa.Column("finished_at", sa.String(40)),
-    sa.Column("status", sa.String(20), nullable=False),  # running | done | interrupted
+    sa.Column("status", sa.String(20), nullable=False),  # running|done|interrupted|incomplete
     sa.Column("host", sa.String(255), nullable=False),
     sa.Column("command", sa.Text),
     sa.Column("git_sha", sa.String(64)),
@@ -25,6 +25,12 @@ runs = sa.Table(
     sa.Column("schema_version", sa.Integer, nullable=False),
     sa.Column("plan_text", sa.Text),  # the plan file of `bench --plan`, byte for byte
     sa.Column("plan_sha256", sa.String(64)),
+    # who runs it (harness/store/owner.py): the process that made or last resumed it, and
+    # when it last beat, on the database's clock; --resume refuses a run that is still live
+    sa.Column("owner_host", sa.String(255)),
+    sa.Column("owner_pid", sa.Integer),
+    sa.Column("owner_started_at", sa.String(40)),  # the process's start (pid reuse)
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True)),
 )
 
 run_tags = sa.Table(
