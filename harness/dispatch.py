@@ -131,19 +131,20 @@ class Dispatcher:
             queues.setdefault(job.device_id, []).append(job)
         # Each worker signals its own end: Thread.is_alive() can report a running thread as
         # finished once a Ctrl-C has interrupted Thread.join() (CPython < 3.13, gh-90882).
+        # A Ctrl-C can land while threads are still being started: the try covers that too.
         finished: list[threading.Event] = []
-        for device_id, queue in queues.items():
-            device = self.fleet.get(device_id)
-            self.accounts[device_id] = DeviceAccount(device_id, device.host)
-            done = threading.Event()
-            th = threading.Thread(target=self._worker, args=(device, queue, done),
-                                  name=f"quantlab-{device_id}", daemon=True)
-            finished.append(done)
-            th.start()
         beating = threading.Event()
-        threading.Thread(target=self._beat, args=(beating,), name="quantlab-heartbeat",
-                         daemon=True).start()
         try:
+            threading.Thread(target=self._beat, args=(beating,), name="quantlab-heartbeat",
+                             daemon=True).start()
+            for device_id, queue in queues.items():
+                device = self.fleet.get(device_id)
+                self.accounts[device_id] = DeviceAccount(device_id, device.host)
+                done = threading.Event()
+                th = threading.Thread(target=self._worker, args=(device, queue, done),
+                                      name=f"quantlab-{device_id}", daemon=True)
+                finished.append(done)
+                th.start()
             for done in finished:
                 while not done.wait(0.2):
                     pass
