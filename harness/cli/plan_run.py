@@ -165,6 +165,7 @@ class CompareRules:
     threshold: str
     match: str | None
     fail_untestable: bool
+    allow_missing: bool = False
 
 
 def compare_rules(plan_compare: dict[str, Any], params: dict[str, Any],
@@ -179,7 +180,9 @@ def compare_rules(plan_compare: dict[str, Any], params: dict[str, Any],
         threshold=str(pick("threshold") or "5%"),
         match=",".join(match) if isinstance(match, list) else match,
         fail_untestable=bool(params.get("fail_untestable")
-                             or plan_compare.get("fail_untestable", False)))
+                             or plan_compare.get("fail_untestable", False)),
+        allow_missing=bool(params.get("allow_missing")
+                           or plan_compare.get("allow_missing", False)))
 
 
 def stored_plan_compare(store: Any, run_id: str) -> dict[str, Any]:
@@ -250,7 +253,8 @@ def finish_with_baseline(store: Any, run_id: str, base_id: str | None, rules: Co
         for path in write_outputs(outputs, record=record, accuracy=accuracy):
             err_console.print(f"[dim]written {path}[/]")
         return 0
-    c = compare_in(store, base_id, record, threshold=rules.threshold, match=rules.match)
+    c = compare_in(store, base_id, record, threshold=rules.threshold, match=rules.match,
+                   allow_missing=rules.allow_missing)
     for path in write_outputs(outputs, comparison=c, accuracy=accuracy):
         err_console.print(f"[dim]written {path}[/]")
     data["comparison"] = c.as_dict()
@@ -259,4 +263,4 @@ def finish_with_baseline(store: Any, run_id: str, base_id: str | None, rules: Co
 
         print_comparison(c)
         console.print(f"[dim]baseline {rules.baseline} → run {base_id}[/]")
-    return 1 if c.regressed or (rules.fail_untestable and c.untestable) else 0
+    return 1 if c.fails or (rules.fail_untestable and c.untestable) else 0

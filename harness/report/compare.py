@@ -2,8 +2,10 @@
 
 Jobs are matched on ``--match`` keys (default model, device, delegate, threads),
 where the model is its sha256 or — for jobs whose file changed between the runs —
-its scheme plus file name. Each matched pair is tested at the best level both
-sides' data supports (:data:`harness.stats.METHODS`):
+its scheme plus its path, as much of it as tells apart files of one name
+(:mod:`harness.report.pairing`: two variants folders both hold ``int8.tflite``). Each
+matched pair is tested at the best level both sides' data supports
+(:data:`harness.stats.METHODS`):
 
 * ``per-iteration``: two-sided Mann–Whitney U on the raw samples (all repeats
   pooled); ratio of medians with a two-level bootstrap CI (repeats, then samples);
@@ -16,20 +18,23 @@ sides' data supports (:data:`harness.stats.METHODS`):
 clear of 1; "faster" mirrors it. A pair with too little data is ``untestable`` with
 the reason; a job that ran in the baseline and failed in the new run is ``failed``
 and counts as a regression. Every job of either run appears exactly once: in a
-match, in ``only_in_baseline`` or in ``only_in_new``.
+match, in ``only_in_baseline`` or in ``only_in_new``. A job that ran in the baseline
+and is not in the new run at all (a phone missing when the run was planned, a model
+removed) is ``missing``, which fails the comparison unless ``allow_missing``; a job
+only in the new run that failed is ``failed``, a regression too.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from harness.errors import UserError
 from harness.records import LaunchStats
+from harness.report.pairing import display_names, pair_jobs
 from harness.stats import (
     PER_ITERATION,
     PER_LAUNCH,
@@ -40,6 +45,9 @@ from harness.stats import (
 )
 from harness.store import JobEntry, RunRecord
 
+if TYPE_CHECKING:
+    from harness.report.drift import Drift
+
 ALPHA = 0.05
 DEFAULT_THRESHOLD = 0.05
 BOOTSTRAP_RESAMPLES = 2000
@@ -47,6 +55,7 @@ MATCH_KEYS = ("model", "scheme", "device", "delegate", "threads")
 DEFAULT_MATCH = ("model", "device", "delegate", "threads")
 SLOWER, FASTER, SAME = "slower", "faster", "no significant difference"
 UNTESTABLE, FAILED = "untestable", "failed"
+MISSING, NEW = "missing", "new"
 
 TESTS = {
     PER_ITERATION: "two-sided Mann-Whitney U on per-iteration samples (repeats pooled); "
@@ -81,15 +90,31 @@ class Match:
     new_job: str
     baseline_label: str
     new_label: str
+    drift: Drift | None = None  # the series' slow drift (bench --baseline with a tag)
+
+    @property
+    def fails(self) -> bool:
+        """True when this pair fails a CI gate: slower, now failing, or drifting slower."""
+        return self.verdict in (SLOWER, FAILED) or (
+            self.drift is not None and self.drift.verdict == SLOWER)
 
 
 @dataclass(frozen=True)
 class Unmatched:
-    """A job of one run with no partner in the other."""
+    """A job of one run with no partner in the other, and what that means.
+
+    In the baseline only: ``missing`` when it ran there (ok or failed), else
+    ``untestable``. In the new run only: ``failed`` when it failed, else ``new``."""
 
     label: str
     job: str
     status: str
+    verdict: str = NEW
+    reason: str | None = None
+    model: str = ""
+    device: str = ""
+    delegate: str = ""
+    threads: int = 0
 
 
 @dataclass(frozen=True)
@@ -105,11 +130,29 @@ class Comparison:
     only_in_new: list[Unmatched] = field(default_factory=list)
     tests: dict[str, str] = field(default_factory=lambda: dict(TESTS))
     rule: str = RULE
+    allow_missing: bool = False
 
     @property
     def regressed(self) -> bool:
-        """True when a match got significantly slower beyond the threshold, or now fails."""
-        return any(m.verdict in (SLOWER, FAILED) for m in self.matches)
+        """True when a match got significantly slower beyond the threshold (at once or by
+        drifting), or now fails, or a job only in the new run failed."""
+        return any(m.fails for m in self.matches) or bool(self.new_failures)
+
+    @property
+    def missing(self) -> list[Unmatched]:
+        """Jobs that ran in the baseline and are not in the new run."""
+        return [u for u in self.only_in_baseline if u.verdict == MISSING]
+
+    @property
+    def new_failures(self) -> list[Unmatched]:
+        """Jobs only in the new run that failed."""
+        return [u for u in self.only_in_new if u.verdict == FAILED]
+
+    @property
+    def fails(self) -> bool:
+        """True when the comparison fails a CI gate: a regression, or a missing job unless
+        ``allow_missing``."""
+        return self.regressed or (bool(self.missing) and not self.allow_missing)
 
     @property
     def untestable(self) -> list[Match]:
@@ -122,6 +165,8 @@ class Comparison:
         out["match_keys"] = list(self.match_keys)
         out["regressed"] = self.regressed
         out["untestable"] = len(self.untestable)
+        out["missing"] = len(self.missing)
+        out["fails"] = self.fails
         for m in out["matches"]:
             if m["ratio_ci95"] is not None:
                 m["ratio_ci95"] = list(m["ratio_ci95"])
@@ -281,7 +326,7 @@ def _state(entry: JobEntry) -> str:
     return f"{text}: {entry.error}" if entry.error else text
 
 
-def _pair(b: JobEntry, e: JobEntry, threshold: float) -> Match:
+def _pair(b: JobEntry, e: JobEntry, threshold: float, name: str | None = None) -> Match:
     if b.status == "ok" and e.status == "ok" and b.raw is not None and e.raw is not None:
         fields = _finished_pair(b, e, threshold)
     else:
@@ -295,7 +340,7 @@ def _pair(b: JobEntry, e: JobEntry, threshold: float) -> Match:
             word, reason = UNTESTABLE, f"not measured in the {side} ({_state(job)})"
         fields = dict(verdict=word, method=None, statistic=None, baseline_ms=None, new_ms=None,
                       ratio=None, ratio_ci95=None, p_value=None, reason=reason)
-    return Match(model=_model_name(e), device=e.job.device_id, delegate=e.job.delegate,
+    return Match(model=name or _model_name(e), device=e.job.device_id, delegate=e.job.delegate,
                  threads=e.job.threads, baseline_job=b.job.job_id, new_job=e.job.job_id,
                  baseline_label=b.job.label(), new_label=e.job.label(), **fields)
 
@@ -311,20 +356,7 @@ def compare_entries(baseline: JobEntry, new: JobEntry,
 
 
 def _model_name(entry: JobEntry) -> str:
-    name = Path(entry.job.model.path).name
-    return f"{entry.job.model.scheme} ({name})" if entry.job.model.scheme else name
-
-
-def _key(entry: JobEntry, keys: tuple[str, ...], by_name: bool) -> tuple[Any, ...]:
-    j = entry.job
-    values = {
-        "model": (j.model.scheme, Path(j.model.path).name) if by_name else j.model.sha256,
-        "scheme": j.model.scheme,
-        "device": j.device_id,
-        "delegate": j.delegate,
-        "threads": j.threads,
-    }
-    return tuple(values[k] for k in keys)
+    return display_names([[entry]])[id(entry)]
 
 
 def parse_match(value: str | None) -> tuple[str, ...]:
@@ -339,44 +371,38 @@ def parse_match(value: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(keys))
 
 
-def _index(entries: list[JobEntry], keys: tuple[str, ...], by_name: bool,
-           run_id: str) -> dict[tuple[Any, ...], JobEntry]:
-    out: dict[tuple[Any, ...], JobEntry] = {}
-    for e in entries:
-        k = _key(e, keys, by_name)
-        if k in out:
-            other = out[k]
-            raise UserError(
-                f"--match {','.join(keys)}: run {run_id} has more than one job for the same key "
-                f"({other.job.label()} and {e.job.label()})",
-                hint="add the setting that differs to --match (e.g. delegate or threads)")
-        out[k] = e
-    return out
+def _unmatched(e: JobEntry, name: str, in_baseline: bool) -> Unmatched:
+    reason: str | None
+    if in_baseline and e.status in ("ok", "failed"):
+        verdict, reason = MISSING, (f"{_state(e)} in the baseline, not in the new run (a device "
+                                    "not attached when it was planned, or a model removed)")
+    elif in_baseline:
+        verdict, reason = UNTESTABLE, f"{_state(e)} in the baseline, not in the new run"
+    elif e.status == "failed":
+        verdict, reason = FAILED, f"new job, failed ({e.error})"
+    else:
+        verdict, reason = NEW, None if e.status == "ok" else f"new job, {_state(e)}"
+    return Unmatched(e.job.label(), e.job.job_id, e.status, verdict=verdict, reason=reason,
+                     model=name, device=e.job.device_id, delegate=e.job.delegate,
+                     threads=e.job.threads)
 
 
 def compare_runs(baseline: RunRecord, new: RunRecord, threshold: float = DEFAULT_THRESHOLD,
-                 match: tuple[str, ...] = DEFAULT_MATCH) -> Comparison:
-    """Pair the jobs of two runs on the ``match`` keys and give each pair a verdict."""
-    base_left = list(baseline.entries)
-    new_left = list(new.entries)
-    pairs: list[tuple[JobEntry, JobEntry]] = []
-    # first by content (model sha256), then what is left by scheme + file name
-    for by_name in ((False, True) if "model" in match else (False,)):
-        base_idx = _index(base_left, match, by_name, baseline.run.run_id)
-        new_idx = _index(new_left, match, by_name, new.run.run_id)
-        common = [k for k in new_idx if k in base_idx]
-        pairs.extend((base_idx[k], new_idx[k]) for k in common)
-        taken_b = {id(base_idx[k]) for k in common}
-        taken_n = {id(new_idx[k]) for k in common}
-        base_left = [e for e in base_left if id(e) not in taken_b]
-        new_left = [e for e in new_left if id(e) not in taken_n]
+                 match: tuple[str, ...] = DEFAULT_MATCH, allow_missing: bool = False
+                 ) -> Comparison:
+    """Pair the jobs of two runs on the ``match`` keys and give each pair a verdict (and
+    each job left unpaired its own: ``missing``, ``failed``, ``new``)."""
+    pairs, base_left, new_left = pair_jobs(list(baseline.entries), list(new.entries), match,
+                                           (baseline.run.run_id, new.run.run_id))
+    names = display_names([list(baseline.entries), list(new.entries)])
     order = {id(e): k for k, e in enumerate(new.entries)}
     pairs.sort(key=lambda p: order[id(p[1])])
     return Comparison(
         baseline=baseline.run.run_id, new=new.run.run_id, threshold=threshold,
-        match_keys=match, matches=[_pair(b, e, threshold) for b, e in pairs],
-        only_in_baseline=[Unmatched(e.job.label(), e.job.job_id, e.status) for e in base_left],
-        only_in_new=[Unmatched(e.job.label(), e.job.job_id, e.status) for e in new_left])
+        match_keys=match, allow_missing=allow_missing,
+        matches=[_pair(b, e, threshold, names[id(e)]) for b, e in pairs],
+        only_in_baseline=[_unmatched(e, names[id(e)], True) for e in base_left],
+        only_in_new=[_unmatched(e, names[id(e)], False) for e in new_left])
 
 
 def parse_threshold(value: str) -> float:

@@ -169,9 +169,10 @@ def _comparison(store: Store, records: list[RunRecord], baseline: str | None) ->
                    if rows else _nodata("no job matched between the runs"))
         for u in c.only_in_new:
             out.append(f"<p class='warn'>only in {_e(r.run.run_id)}: {_e(u.label)} "
-                       f"({_e(u.status)})</p>")
+                       f"({_e(u.verdict)}: {_e(u.reason or u.status)})</p>")
         for u in c.only_in_baseline:
-            out.append(f"<p class='warn'>only in baseline: {_e(u.label)} ({_e(u.status)})</p>")
+            out.append(f"<p class='warn'>only in baseline: {_e(u.label)} "
+                       f"({_e(u.verdict)}: {_e(u.reason or u.status)})</p>")
     return "".join(out)
 
 

@@ -1,0 +1,136 @@
+"""compare's verdicts on fixed numbers: which jobs pair (two variants folders with the
+same file names), jobs that vanish (``missing``), new jobs that fail, and the level at
+which the p-value is computed.
+
+Samples are a level times a fixed pattern (tests/series_runs.py), so every verdict here is
+decided by the levels the test chose, far from any threshold.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from junitparser import Failure, JUnitXml, Skipped
+from series_runs import entry, job, record, store_record
+from typer.testing import CliRunner
+
+from harness.cli.main import app
+from harness.errors import UserError
+from harness.report.ci import comparison_junit, comparison_markdown
+from harness.report.compare import compare_runs, parse_match
+from harness.store import Store
+
+runner = CliRunner()
+
+
+def _folders_night(night: int, levels: dict[str, float]) -> list:
+    """Two variants folders a/ and b/ with int8.tflite (rebuilt each night: its sha256
+    changes) and fp32.tflite (the same bytes in both folders, every night)."""
+    out = []
+    for folder in ("a", "b"):
+        out.append(entry(job(f"/lab/variants/{folder}/int8.tflite", f"{folder}{night}",
+                             "int8"), levels[f"{folder}/int8"]))
+        out.append(entry(job(f"/lab/variants/{folder}/fp32.tflite", "f0", "fp32"),
+                         levels[f"{folder}/fp32"]))
+    return out
+
+
+LEVELS = {"a/int8": 1.0, "b/int8": 10.0, "a/fp32": 2.0, "b/fp32": 20.0}
+
+
+def test_two_variants_folders_with_the_same_file_names_pair_folder_by_folder() -> None:
+    base = record(1, _folders_night(1, LEVELS))
+    new = record(2, _folders_night(2, LEVELS))
+    c = compare_runs(base, new)  # raised "more than one job for the same key" before
+    assert c.only_in_baseline == [] and c.only_in_new == []
+    by_model = {m.model: m for m in c.matches}
+    assert set(by_model) == {"int8 (a/int8.tflite)", "int8 (b/int8.tflite)",
+                             "fp32 (a/fp32.tflite)", "fp32 (b/fp32.tflite)"}
+    # each file paired with the one of its own folder: the same level, a ratio of 1
+    assert all(m.ratio == pytest.approx(1.0) for m in c.matches)
+    assert all(m.verdict == "no significant difference" for m in c.matches)
+    assert not c.regressed
+    # the JUnit cases are told apart by folder too
+    [suite] = list(JUnitXml.fromstring(comparison_junit(c)))
+    assert len({case.name for case in suite}) == 4
+
+
+def test_keys_that_really_cannot_tell_jobs_apart_still_name_the_fix() -> None:
+    one = [entry(job("/lab/m.tflite", "aa", delegate=d), 1.0) for d in ("cpu", "gpu")]
+    with pytest.raises(UserError, match="more than one job for the same key") as info:
+        compare_runs(record(1, one), record(2, one), match=parse_match("model,device"))
+    assert "add the setting that differs" in (info.value.hint or "")
+
+
+def _phones_night(night: int, phones: tuple[str, ...], failed: tuple[str, ...] = ()) -> list:
+    out = []
+    for phone in phones:
+        j = job("/lab/model.tflite", "cc", device=phone)
+        out.append(entry(j, status="failed", error="GPU delegate refused") if phone in failed
+                   else entry(j, 1.0))
+    return out
+
+
+def test_a_job_that_vanished_is_missing_and_fails_unless_allowed() -> None:
+    c = compare_runs(record(1, _phones_night(1, ("phone-1", "phone-2"))),
+                     record(2, _phones_night(2, ("phone-1",))))
+    [gone] = c.only_in_baseline
+    assert gone.verdict == "missing" and gone.device == "phone-2"
+    assert "not in the new run" in (gone.reason or "")
+    assert c.missing == [gone] and not c.regressed
+    assert c.fails  # missing fails by default
+    assert c.as_dict()["missing"] == 1 and c.as_dict()["fails"] is True
+    [suite] = list(JUnitXml.fromstring(comparison_junit(c)))
+    assert suite.tests == 2 and suite.failures == 1
+    [(where, fail)] = [(case.classname, r) for case in suite for r in case.result]
+    assert where == "quantlab.phone-2"
+    assert isinstance(fail, Failure) and fail.type == "missing"
+    md = comparison_markdown(c)
+    assert "❌ regression" in md and "**1 missing**" in md
+    assert any(line.startswith("| ❌ |") and "phone-2" in line and "missing" in line
+               for line in md.splitlines())
+
+    accepted = compare_runs(record(1, _phones_night(1, ("phone-1", "phone-2"))),
+                            record(2, _phones_night(2, ("phone-1",))), allow_missing=True)
+    assert not accepted.fails
+    [suite] = list(JUnitXml.fromstring(comparison_junit(accepted)))
+    assert suite.failures == 0 and suite.skipped == 1
+    [skip] = [r for case in suite for r in case.result]
+    assert isinstance(skip, Skipped) and "--allow-missing" in skip.message
+    assert "✅ no regression" in comparison_markdown(accepted)
+
+
+def test_a_new_job_that_fails_is_red_in_junit_and_markdown() -> None:
+    c = compare_runs(record(1, _phones_night(1, ("phone-1",))),
+                     record(2, _phones_night(2, ("phone-1", "phone-3"), failed=("phone-3",))))
+    [new] = c.only_in_new
+    assert new.verdict == "failed" and c.regressed and c.fails
+    [suite] = list(JUnitXml.fromstring(comparison_junit(c)))
+    [fail] = [r for case in suite for r in case.result]
+    assert isinstance(fail, Failure) and fail.type == "failed"
+    assert "GPU delegate refused" in fail.message
+    md = comparison_markdown(c)
+    assert "❌ regression" in md
+    assert any(line.startswith("| ❌ |") and "phone-3" in line for line in md.splitlines())
+
+
+def test_compare_cli_exits_1_on_a_missing_job_and_0_with_allow_missing(tmp_path: Path
+                                                                       ) -> None:
+    results = str(tmp_path / "results")
+    store = Store.open(results)
+    a = store_record(store, record(1, _phones_night(1, ("phone-1", "phone-2"))))
+    b = store_record(store, record(2, _phones_night(2, ("phone-1",))))
+    store.close()
+    res = runner.invoke(app, ["compare", a, b, "--results", results, "--json",
+                              "--junit", str(tmp_path / "j.xml")])
+    assert res.exit_code == 1, res.output
+    data = json.loads(res.stdout)
+    assert data["only_in_baseline"][0]["verdict"] == "missing" and data["fails"] is True
+    assert JUnitXml.fromfile(str(tmp_path / "j.xml")).failures == 1
+    human = runner.invoke(app, ["compare", a, b, "--results", results],
+                          env={"COLUMNS": "200"})
+    assert human.exit_code == 1 and "missing" in human.stdout and "phone-2" in human.stdout
+    ok = runner.invoke(app, ["compare", a, b, "--allow-missing", "--results", results])
+    assert ok.exit_code == 0, ok.output
