@@ -18,10 +18,10 @@ PATTERN = tuple(1.0 + 0.002 * ((i * 7) % 11 - 5) for i in range(40))
 """Forty iterations within ±1 % of the level (median exactly 1.0)."""
 
 
-def samples(level: float, launches: tuple[float, ...] = (1.0, 1.0, 1.0)
-            ) -> tuple[tuple[float, ...], ...]:
+def samples(level: float, launches: tuple[float, ...] = (1.0, 1.0, 1.0),
+            pattern: tuple[float, ...] = PATTERN) -> tuple[tuple[float, ...], ...]:
     """One repeat per entry of ``launches`` (each launch's own factor) at ``level`` ms."""
-    return tuple(tuple(level * f * x for x in PATTERN) for f in launches)
+    return tuple(tuple(level * f * x for x in pattern) for f in launches)
 
 
 def job(path: str, sha: str, scheme: str | None = None, device: str = "phone-1",
@@ -34,12 +34,14 @@ def job(path: str, sha: str, scheme: str | None = None, device: str = "phone-1",
 
 
 def entry(j: Job, level: float | None = None, status: str = "ok", error: str | None = None,
-          launches: tuple[float, ...] = (1.0, 1.0, 1.0), seq: int = 0) -> JobEntry:
+          launches: tuple[float, ...] = (1.0, 1.0, 1.0), seq: int = 0,
+          pattern: tuple[float, ...] = PATTERN) -> JobEntry:
     """A stored job: ``ok`` with samples at ``level``, or another status with ``error``."""
     raw = None
     if status == "ok":
         assert level is not None
-        raw = RawResult(job_id=j.job_id, status="ok", samples_ms=samples(level, launches))
+        raw = RawResult(job_id=j.job_id, status="ok",
+                        samples_ms=samples(level, launches, pattern))
     return JobEntry(job=j, seq=seq, status=status, error=error, attempts=1, raw=raw)
 
 

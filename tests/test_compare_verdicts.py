@@ -134,3 +134,56 @@ def test_compare_cli_exits_1_on_a_missing_job_and_0_with_allow_missing(tmp_path:
     assert human.exit_code == 1 and "missing" in human.stdout and "phone-2" in human.stdout
     ok = runner.invoke(app, ["compare", a, b, "--allow-missing", "--results", results])
     assert ok.exit_code == 0, ok.output
+
+
+# ----------------------------------------------------------------------------- p-values
+
+
+def test_p_value_is_computed_between_launches_not_between_iterations() -> None:
+    """Two launches a side whose levels differ by 12 % between processes, the new run 6 %
+    above: pooled iterations made p ~1e-9; at the level of launches it is far from
+    significant, and that is the p-value reported (and the verdict)."""
+    base = entry(job("/lab/m.tflite", "aa"), 1.0, launches=(1.00, 1.12))
+    new = entry(job("/lab/m.tflite", "aa"), 1.0, launches=(1.06, 1.18))
+    c = compare_runs(record(1, [base]), record(2, [new]))
+    [m] = c.matches
+    assert m.method == "per-iteration" and m.p_value is not None
+    assert m.p_value > 0.2 and m.verdict == "no significant difference"
+    assert "launch" in c.tests["per-iteration"] and "Mann" not in c.tests["per-iteration"]
+
+
+def test_one_launch_a_side_has_no_p_value_and_says_why() -> None:
+    base = entry(job("/lab/m.tflite", "aa"), 1.0, launches=(1.0,))
+    new = entry(job("/lab/m.tflite", "aa"), 1.5, launches=(1.0,))
+    [m] = compare_runs(record(1, [base]), record(2, [new])).matches
+    assert m.p_value is None and m.verdict == "slower"  # ratio 1.5, its CI clear of 1
+    assert "one launch" in (m.reason or "") and "no p-value" in (m.reason or "")
+    [suite] = list(JUnitXml.fromstring(comparison_junit(
+        compare_runs(record(1, [base]), record(2, [new])))))
+    [fail] = [r for case in suite for r in case.result]
+    assert "p=" not in fail.message and "no p-value" in fail.message
+
+
+def test_a_summary_pair_has_no_p_value() -> None:
+    """One launch's mean, std and count as a tool printed them: a Welch test from the
+    within-launch std printed p = 1e-30; that std says nothing about launches."""
+    from harness.records import LaunchStats, RawResult
+    from harness.store import JobEntry
+
+    def logged(mean: float) -> JobEntry:
+        j = job("/lab/m.tflite", "aa")
+        raw = RawResult(job_id=j.job_id, status="ok",
+                        launches=(LaunchStats(mean_ms=mean, count=500, std_ms=0.3),))
+        return JobEntry(job=j, seq=0, status="ok", error=None, attempts=1, raw=raw)
+
+    [m] = compare_runs(record(1, [logged(10.0)]), record(2, [logged(12.0)])).matches
+    assert m.method == "summary" and m.p_value is None
+    assert m.verdict == "slower" and "variance between launches unknown" in (m.reason or "")
+
+
+def test_a_pooled_summary_of_one_iteration_has_no_std() -> None:
+    from harness.records import LaunchStats
+    from harness.report.compare import _pooled_summary
+
+    pooled = _pooled_summary([LaunchStats(mean_ms=3.0, count=1, std_ms=0.0)])
+    assert pooled is not None and pooled.std_ms is None

@@ -7,21 +7,26 @@ its scheme plus its path, as much of it as tells apart files of one name
 matched pair is tested at the best level both sides' data supports
 (:data:`harness.stats.METHODS`):
 
-* ``per-iteration``: two-sided Mann–Whitney U on the raw samples (all repeats
-  pooled); ratio of medians with a two-level bootstrap CI (repeats, then samples);
+* ``per-iteration``: Welch's t-test on the log of each launch's median; ratio of
+  medians with a two-level bootstrap CI (repeats, then samples);
 * ``per-launch``: Welch's t-test on the log of each launch's mean; ratio of means
   with a two-level bootstrap CI (launches, then each launch's own sampling error);
-* ``summary``: Welch's t-test from the tools' mean, std and count; CI by the delta
-  method on the log ratio — within one launch, variance between launches unknown.
+* ``summary``: no p-value; ratio of means with a CI by the delta method on the log
+  ratio — within one launch, variance between launches unknown.
 
-"slower" needs the test significant, the ratio beyond the threshold and its 95 % CI
-clear of 1; "faster" mirrors it. A pair with too little data is ``untestable`` with
-the reason; a job that ran in the baseline and failed in the new run is ``failed``
-and counts as a regression. Every job of either run appears exactly once: in a
-match, in ``only_in_baseline`` or in ``only_in_new``. A job that ran in the baseline
-and is not in the new run at all (a phone missing when the run was planned, a model
-removed) is ``missing``, which fails the comparison unless ``allow_missing``; a job
-only in the new run that failed is ``failed``, a regression too.
+The p-value is computed where the variance is: between launches (fresh processes).
+Iterations of one launch are not independent samples (they share the process, its
+memory layout, clocks and thermal state), so a test that counts them as such prints
+p = 1e-30 for two launches a side. With fewer than two launches on a side, and for
+a tool's summary, there is no honest p-value: ``p_value`` is None and the reason
+says so. "slower" needs the test significant (where there is one), the ratio beyond
+the threshold and its 95 % CI clear of 1; "faster" mirrors it. A pair with too little
+data is ``untestable`` with the reason; a job that ran in the baseline and failed in
+the new run is ``failed`` and counts as a regression. Every job of either run appears
+exactly once: in a match, in ``only_in_baseline`` or in ``only_in_new``. A job that ran
+in the baseline and is not in the new run at all (a phone missing when the run was
+planned, a model removed) is ``missing``, which fails the comparison unless
+``allow_missing``; a job only in the new run that failed is ``failed``, a regression too.
 """
 
 from __future__ import annotations
@@ -58,15 +63,21 @@ UNTESTABLE, FAILED = "untestable", "failed"
 MISSING, NEW = "missing", "new"
 
 TESTS = {
-    PER_ITERATION: "two-sided Mann-Whitney U on per-iteration samples (repeats pooled); "
-                   "CI of the ratio of medians by a two-level bootstrap (repeats, then samples)",
+    PER_ITERATION: "Welch's t-test on the log of each launch's median (launches, not "
+                   "iterations, are the independent samples; with one launch on a side, no "
+                   "p-value); CI of the ratio of medians by a two-level bootstrap (repeats, "
+                   "then samples)",
     PER_LAUNCH: "Welch's t-test on the log of each launch's mean; CI of the ratio of means by "
                 "a two-level bootstrap (launches, then each launch's sampling error)",
-    SUMMARY: f"Welch's t-test from the tools' mean, std and count ({SUMMARY_NOTE}); "
+    SUMMARY: f"no p-value ({SUMMARY_NOTE}: the tool's std is of iterations within it); "
              "CI of the ratio of means by the delta method",
 }
-RULE = (f"alpha {ALPHA}; slower/faster also needs the ratio beyond the threshold and its 95% CI "
-        "clear of 1")
+RULE = (f"alpha {ALPHA} where there is a p-value; slower/faster also needs the ratio beyond the "
+        "threshold and its 95% CI clear of 1")
+ONE_LAUNCH = ("one launch on a side: no p-value (the iterations of one launch are not "
+              "independent samples); the verdict rests on the ratio and its CI within the launch"
+              "; measure with --repeats 2 or more")
+NO_P_SUMMARY = "no p-value: a within-launch std says nothing about launches"
 
 
 @dataclass(frozen=True)
@@ -84,8 +95,8 @@ class Match:
     new_ms: float | None
     ratio: float | None  # new / baseline; > 1 means slower
     ratio_ci95: tuple[float, float] | None
-    p_value: float | None
-    reason: str | None  # why untestable / failed; the caveat of a summary-level test
+    p_value: float | None  # between launches; None where it cannot be computed honestly
+    reason: str | None  # why untestable / failed; why there is no p-value; a summary's caveat
     baseline_job: str
     new_job: str
     baseline_label: str
@@ -189,47 +200,58 @@ def ratio_ci(base: list[np.ndarray], new: list[np.ndarray],
     return float(lo), float(hi)
 
 
-def _word(p: float, ratio: float, ci: tuple[float, float], threshold: float) -> str:
+def _word(p: float | None, ratio: float, ci: tuple[float, float], threshold: float) -> str:
     lo, hi = ci
-    if p < ALPHA and ratio > 1 + threshold and lo > 1:
+    significant = p is None or p < ALPHA
+    if significant and ratio > 1 + threshold and lo > 1:
         return SLOWER
-    if p < ALPHA and ratio < 1 / (1 + threshold) and hi < 1:
+    if significant and ratio < 1 / (1 + threshold) and hi < 1:
         return FASTER
     return SAME
 
 
-def verdict(base: np.ndarray, new: np.ndarray, threshold: float,
-            ci: tuple[float, float] | None = None) -> tuple[str, float, float]:
-    """(verdict, p-value, ratio of medians) for two pooled per-iteration sample arrays.
+def welch_log(base: list[float], new: list[float]) -> float | None:
+    """Two-sided p of Welch's t-test on the logs of per-launch figures; None with fewer
+    than two launches on a side (identical launches on each side: 1 when both sides are
+    equal, else 0)."""
+    from scipy.stats import ttest_ind
 
-    "slower" only when the rank test is significant, the ratio exceeds
-    1 + threshold, and the ratio's 95 % CI (``ci``, computed when not given) lies
-    wholly above 1; "faster" mirrors it (ratio below 1 / (1 + threshold), CI below 1).
-    The CI condition keeps a shift the bootstrap cannot tell from noise (e.g.
-    between-repeat variance) from failing a CI gate.
+    if len(base) < 2 or len(new) < 2:
+        return None
+    lb, ln = np.log(base), np.log(new)
+    if np.ptp(lb) == 0 and np.ptp(ln) == 0:
+        return 1.0 if lb[0] == ln[0] else 0.0
+    return float(ttest_ind(ln, lb, equal_var=False).pvalue)
+
+
+def verdict(base: np.ndarray | list[np.ndarray], new: np.ndarray | list[np.ndarray],
+            threshold: float, ci: tuple[float, float] | None = None
+            ) -> tuple[str, float | None, float]:
+    """(verdict, p-value, ratio of medians) for two runs' per-iteration samples: one array
+    per launch (a bare array is one launch).
+
+    The p-value is Welch's t-test on the log of each launch's median (None with fewer
+    than two launches on a side). "slower" only when that test is significant (or there
+    is none), the ratio exceeds 1 + threshold, and the ratio's 95 % CI (``ci``, computed
+    when not given) lies wholly above 1; "faster" mirrors it (ratio below
+    1 / (1 + threshold), CI below 1). The CI condition keeps a shift the bootstrap cannot
+    tell from noise (e.g. between-repeat variance) from failing a CI gate.
     """
-    from scipy.stats import mannwhitneyu
-
-    ratio = float(np.median(new) / np.median(base))
-    p = float(mannwhitneyu(new, base, alternative="two-sided").pvalue)
-    ci = ci if ci is not None else ratio_ci([base], [new])
+    rb = base if isinstance(base, list) else [base]
+    rn = new if isinstance(new, list) else [new]
+    ratio = float(np.median(np.concatenate(rn)) / np.median(np.concatenate(rb)))
+    p = welch_log([float(np.median(r)) for r in rb], [float(np.median(r)) for r in rn])
+    ci = ci if ci is not None else ratio_ci(rb, rn)
     return _word(p, ratio, ci, threshold), p, ratio
 
 
 def launch_verdict(base: list[LaunchStats], new: list[LaunchStats], threshold: float,
-                   seed: int = 0) -> tuple[str, float, float, tuple[float, float]]:
+                   seed: int = 0) -> tuple[str, float | None, float, tuple[float, float]]:
     """(verdict, p-value, ratio of means, CI) from two runs' per-launch figures (≥ 2 each)."""
-    from scipy.stats import ttest_ind
-
     mb = float(np.mean([x.mean_ms for x in base]))
     mn = float(np.mean([x.mean_ms for x in new]))
     ratio = mn / mb
-    lb = np.log([x.mean_ms for x in base])
-    ln = np.log([x.mean_ms for x in new])
-    if np.ptp(lb) == 0 and np.ptp(ln) == 0:  # identical launches on each side
-        p = 1.0 if lb[0] == ln[0] else 0.0
-    else:
-        p = float(ttest_ind(ln, lb, equal_var=False).pvalue)
+    p = welch_log([x.mean_ms for x in base], [x.mean_ms for x in new])
     rng = np.random.default_rng(seed)
     reps = (bootstrap_launch_means(new, rng, BOOTSTRAP_RESAMPLES)
             / bootstrap_launch_means(base, rng, BOOTSTRAP_RESAMPLES))
@@ -239,23 +261,17 @@ def launch_verdict(base: list[LaunchStats], new: list[LaunchStats], threshold: f
 
 
 def summary_verdict(base: LaunchStats, new: LaunchStats,
-                    threshold: float) -> tuple[str, float, float, tuple[float, float]]:
-    """(verdict, p-value, ratio of means, CI) from two summaries (mean, std, count)."""
-    from scipy.stats import ttest_ind_from_stats
-
+                    threshold: float) -> tuple[str, None, float, tuple[float, float]]:
+    """(verdict, None, ratio of means, CI) from two summaries (mean, std, count): no p-value,
+    since the std is of iterations within one launch; the verdict rests on the ratio and
+    its delta-method CI."""
     assert base.std_ms is not None and new.std_ms is not None
     assert base.count and new.count
     ratio = new.mean_ms / base.mean_ms
-    if base.std_ms == 0 and new.std_ms == 0:
-        p = 1.0 if new.mean_ms == base.mean_ms else 0.0
-    else:
-        p = float(ttest_ind_from_stats(new.mean_ms, new.std_ms, new.count,
-                                       base.mean_ms, base.std_ms, base.count,
-                                       equal_var=False).pvalue)
     se = math.sqrt((base.std_ms / base.mean_ms) ** 2 / base.count
                    + (new.std_ms / new.mean_ms) ** 2 / new.count)
     ci = (ratio * math.exp(-1.96 * se), ratio * math.exp(1.96 * se))
-    return _word(p, ratio, ci, threshold), p, ratio, ci
+    return _word(None, ratio, ci, threshold), None, ratio, ci
 
 
 # ----------------------------------------------------------------------------- one pair
@@ -274,7 +290,7 @@ def _pooled_summary(launches: list[LaunchStats]) -> LaunchStats | None:
     mean = sum(x.mean_ms * (x.count or 0) for x in launches) / n
     ss = sum(((x.count or 0) - 1) * (x.std_ms or 0.0) ** 2
              + (x.count or 0) * (x.mean_ms - mean) ** 2 for x in launches)
-    return LaunchStats(mean_ms=mean, count=n, std_ms=math.sqrt(ss / (n - 1)) if n > 1 else 0.0)
+    return LaunchStats(mean_ms=mean, count=n, std_ms=math.sqrt(ss / (n - 1)) if n > 1 else None)
 
 
 def _why_no_summary(side: str, launches: list[LaunchStats]) -> str:
@@ -294,10 +310,11 @@ def _finished_pair(b: JobEntry, e: JobEntry, threshold: float) -> dict[str, Any]
     xn = np.concatenate(rn) if rn else np.empty(0)
     if xb.size >= 2 and xn.size >= 2:
         ci = ratio_ci(rb, rn)
-        word, p, ratio = verdict(xb, xn, threshold, ci)
+        word, p, ratio = verdict(rb, rn, threshold, ci)
         return dict(verdict=word, method=PER_ITERATION, statistic="median",
                     baseline_ms=float(np.median(xb)), new_ms=float(np.median(xn)),
-                    ratio=ratio, ratio_ci95=ci, p_value=p, reason=None)
+                    ratio=ratio, ratio_ci95=ci, p_value=p,
+                    reason=ONE_LAUNCH if p is None else None)
     lb, ln = launch_figures(b.raw), launch_figures(e.raw)
     if len(lb) >= 2 and len(ln) >= 2:
         word, p, ratio, ci = launch_verdict(lb, ln, threshold)
@@ -310,6 +327,7 @@ def _finished_pair(b: JobEntry, e: JobEntry, threshold: float) -> dict[str, Any]
         word, p, ratio, ci = summary_verdict(sb, sn, threshold)
         note = SUMMARY_NOTE if len(lb) == 1 and len(ln) == 1 else (
             "from pooled summary statistics: variance between launches not accounted for")
+        note += f"; {NO_P_SUMMARY}"
         return dict(verdict=word, method=SUMMARY, statistic="mean", baseline_ms=sb.mean_ms,
                     new_ms=sn.mean_ms, ratio=ratio, ratio_ci95=ci, p_value=p, reason=note)
     reason = _why_no_summary("baseline", lb) if not sb or (sb.count or 0) < 2 \
