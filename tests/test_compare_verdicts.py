@@ -187,3 +187,24 @@ def test_a_pooled_summary_of_one_iteration_has_no_std() -> None:
 
     pooled = _pooled_summary([LaunchStats(mean_ms=3.0, count=1, std_ms=0.0)])
     assert pooled is not None and pooled.std_ms is None
+
+
+def test_a_corrupt_stored_plan_is_an_error_not_default_rules(tmp_path: Path) -> None:
+    """bench --resume reads the compare rules back from the run's stored plan file; a plan
+    that no longer parses used to become the default rules (threshold 5 %, no baseline)."""
+    from harness.cli.plan_run import stored_plan_compare
+    from harness.records import Plan
+
+    store = Store.open(str(tmp_path / "results"))
+    rec = record(1, _phones_night(1, ("phone-1",)))
+    store.create_run(rec.run, Plan(jobs=tuple(e.job for e in rec.entries)),
+                     plan_text='models = ["m.tflite"]\n[compare]\nthreshold = 50%\n')
+    with pytest.raises(UserError, match=f"run {rec.run.run_id}: its stored plan file") as info:
+        stored_plan_compare(store, rec.run.run_id)
+    assert "line 3" in info.value.message
+    other = record(2, _phones_night(2, ("phone-1",)))
+    store.create_run(other.run, Plan(jobs=tuple(e.job for e in other.entries)),
+                     plan_text='models = ["m.tflite"]\ncompare = "50%"\n')
+    with pytest.raises(UserError, match="compare is not a table"):
+        stored_plan_compare(store, other.run.run_id)
+    store.close()

@@ -186,15 +186,22 @@ def compare_rules(plan_compare: dict[str, Any], params: dict[str, Any],
 
 
 def stored_plan_compare(store: Any, run_id: str) -> dict[str, Any]:
-    """The [compare] table of the plan file a stored run was made from ({} without one)."""
+    """The [compare] table of the plan file a stored run was made from ({} without one); a
+    UserError naming the run and the reason when the stored plan cannot be read, rather
+    than compare rules that silently fall back to the defaults."""
     text = store.run_plan_text(run_id)
     if not text:
         return {}
+    hint = "resume with --plan PLAN.toml (the plan file the run was made from)"
     try:
         table = tomllib.loads(text).get("compare", {})
-    except tomllib.TOMLDecodeError:
-        return {}
-    return table if isinstance(table, dict) else {}
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"run {run_id}: its stored plan file cannot be read ({exc})",
+                        hint=hint) from None
+    if not isinstance(table, dict):
+        raise UserError(f"run {run_id}: its stored plan file's compare is not a table "
+                        f"({type(table).__name__})", hint=hint)
+    return table
 
 
 def check_output_paths(junit: str | None, markdown: str | None) -> None:
