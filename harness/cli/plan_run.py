@@ -245,6 +245,24 @@ def resolve_baseline(store: Any, rules: CompareRules, exclude: list[str],
     return base_id
 
 
+def drift_in(store: Any, c: Any, record: Any, baseline: str | None) -> Any:
+    """``c`` with each pair's drift over the newest finished runs tagged ``baseline`` (as
+    many as ``history`` shows by default) and this run: the previous night alone, the
+    reference of ``--baseline nightly``, moves every night and never sees a slow drift.
+    A baseline that is a run id, not a tag, gives no window: ``c`` as it is."""
+    from harness.report.drift import with_drift
+    from harness.report.history import DEFAULT_LAST, build_history
+
+    if not baseline:
+        return c
+    ids = store.find_runs(tag=baseline, status=("done",), limit=DEFAULT_LAST,
+                          exclude=[record.run.run_id])
+    if not ids:
+        return c
+    records = [store.load_run(i) for i in reversed(ids)] + [record]
+    return with_drift(c, build_history(records, c.threshold))
+
+
 def finish_with_baseline(store: Any, run_id: str, base_id: str | None, rules: CompareRules,
                          junit: str | None, markdown: str | None, data: dict[str, Any],
                          json_out: bool, accuracy: dict[str, Any] | None = None) -> int:
@@ -262,6 +280,7 @@ def finish_with_baseline(store: Any, run_id: str, base_id: str | None, rules: Co
         return 0
     c = compare_in(store, base_id, record, threshold=rules.threshold, match=rules.match,
                    allow_missing=rules.allow_missing)
+    c = drift_in(store, c, record, rules.baseline)
     for path in write_outputs(outputs, comparison=c, accuracy=accuracy):
         err_console.print(f"[dim]written {path}[/]")
     data["comparison"] = c.as_dict()

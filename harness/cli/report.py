@@ -113,10 +113,16 @@ def print_comparison(c: Any) -> None:
     for m in c.matches:
         if m.reason:
             console.print(f"[yellow]{m.verdict}[/] {m.new_label}: {m.reason}", soft_wrap=True)
+        if m.drift is not None and m.drift.flagged:
+            colour = "red" if m.drift.verdict == "slower" else "green"
+            console.print(f"[{colour}]drift {m.drift.verdict}[/] {m.new_label}: "
+                          f"{m.drift.text().split(': ', 1)[1]}", soft_wrap=True)
     for method in sorted(methods):  # explanations: wrapped to the terminal's width
         console.print(f"[dim]{method}: {c.tests[method]}[/]")
     if methods:
         console.print(f"[dim]{c.rule}[/]")
+    if c.drift_rule:
+        console.print(f"[dim]{c.drift_rule}[/]")
     for u in [*c.only_in_baseline, *c.only_in_new]:
         red = u.verdict == "failed" or (u.verdict == "missing" and not c.allow_missing)
         where = "baseline" if u in c.only_in_baseline else "new run"

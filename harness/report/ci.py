@@ -2,7 +2,9 @@
 
 For a comparison (``compare --junit``, ``bench --baseline … --junit``) each matched
 pair of jobs is one test case: ``slower`` and ``failed`` verdicts are failures carrying
-the numbers, ``untestable`` pairs are skipped with the reason, the rest pass. A job of
+the numbers, and so is a pair whose series drifted slower (``bench --baseline TAG``:
+type ``drift``, with the cumulative change and the trend); ``untestable`` pairs are
+skipped with the reason, the rest pass. A job of
 the baseline missing from the new run is a failing case (``missing``; skipped with
 ``--allow-missing``), and so is a job only in the new run that failed; new jobs that
 ran are listed in the suite's output, not as cases. For a run
@@ -52,7 +54,7 @@ def _ms(value: float | None) -> str:
 def match_text(m: Match) -> str:
     """One line with a pair's verdict and its numbers (what a CI failure message shows)."""
     if m.baseline_ms is None or m.new_ms is None:
-        return f"{m.verdict}: {m.reason}" if m.reason else m.verdict
+        return (f"{m.verdict}: {m.reason}" if m.reason else m.verdict) + drift_text(m)
     stat = f"{m.statistic} " if m.statistic else ""
     text = f"{m.verdict}: {stat}{_ms(m.new_ms)} vs {_ms(m.baseline_ms)} in the baseline"
     if m.ratio is not None:
@@ -65,7 +67,14 @@ def match_text(m: Match) -> str:
         text += f", {m.method}"
     if m.reason:
         text += f"; {m.reason}"
-    return text
+    return text + drift_text(m)
+
+
+def drift_text(m: Match) -> str:
+    """"; drift …" for a pair whose series' drift was judged (empty otherwise)."""
+    if m.drift is None or m.drift.cumulative is None:
+        return ""
+    return f"; {m.drift.text()}"
 
 
 def _case_name(model: str, delegate: str, threads: int) -> str:
@@ -138,8 +147,9 @@ def comparison_junit(c: Comparison, accuracy: dict[str, Any] | None = None) -> s
         case = ET.SubElement(suite, "testcase", name=_case_name(m.model, m.delegate, m.threads),
                              classname=_classname(m.device), time="0")
         text = match_text(m)
-        if m.verdict in (SLOWER, FAILED):
-            failure = ET.SubElement(case, "failure", message=text, type=m.verdict)
+        if m.fails:
+            kind = m.verdict if m.verdict in (SLOWER, FAILED) else "drift"
+            failure = ET.SubElement(case, "failure", message=text, type=kind)
             failure.text = (f"{m.new_label} (run {c.new}) against {m.baseline_label} "
                             f"(run {c.baseline})\n{text}\n"
                             + (f"test: {c.tests[m.method]}\n" if m.method in c.tests else ""))
@@ -250,7 +260,9 @@ def comparison_markdown(c: Comparison, accuracy: dict[str, Any] | None = None) -
     accuracy gate)."""
     counts = Counter(m.verdict for m in c.matches)
     counts.update(u.verdict for u in [*c.only_in_baseline, *c.only_in_new] if u.verdict != NEW)
-    red = {SLOWER, FAILED} | (set() if c.allow_missing else {MISSING})
+    counts.update(f"drift {m.drift.verdict}" for m in c.matches
+                  if m.drift is not None and m.drift.flagged)
+    red = {SLOWER, FAILED, f"drift {SLOWER}"} | (set() if c.allow_missing else {MISSING})
     head = " · ".join(f"**{n} {v}**" if v in red else f"{n} {v}"
                       for v, n in counts.most_common())
     out = [f"### quantlab: {c.new} vs baseline {c.baseline}", "",
@@ -266,8 +278,13 @@ def comparison_markdown(c: Comparison, accuracy: dict[str, Any] | None = None) -
             ratio += f" [{m.ratio_ci95[0]:.3f}–{m.ratio_ci95[1]:.3f}]"
         p = f"{m.p_value:.2g}" if m.p_value is not None else "–"
         verdict = m.verdict + (f" ({m.method})" if m.method else "")
+        if m.drift is not None and m.drift.flagged:
+            verdict += f"; **{m.drift.text()}**"
+        elif m.drift is not None and m.drift.cumulative is not None:
+            verdict += f"; ×{m.drift.cumulative:.3f} since {m.drift.reference_run}"
+        icon = "❌" if m.fails else _ICONS.get(m.verdict, "")
         out.append("| " + " | ".join(_cell(x) for x in (
-            _ICONS.get(m.verdict, ""), m.model, m.device, m.delegate, m.threads,
+            icon, m.model, m.device, m.delegate, m.threads,
             stat + _ms(m.baseline_ms), stat + _ms(m.new_ms), ratio, p, verdict)) + " |")
     for u in [*c.only_in_baseline, *c.only_in_new]:
         if u.verdict == NEW:
@@ -284,6 +301,8 @@ def comparison_markdown(c: Comparison, accuracy: dict[str, Any] | None = None) -
     notes += [f"- {method}: {c.tests[method]}" for method in methods]
     if methods:
         notes.append(f"- {c.rule}")
+    if c.drift_rule:
+        notes.append(f"- {c.drift_rule}")
     return "\n".join(out + (["", *notes] if notes else []) + _accuracy_markdown(accuracy)) \
         + "\n"
 

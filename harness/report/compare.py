@@ -142,6 +142,7 @@ class Comparison:
     tests: dict[str, str] = field(default_factory=lambda: dict(TESTS))
     rule: str = RULE
     allow_missing: bool = False
+    drift_rule: str | None = None  # set when the matches carry each series' drift
 
     @property
     def regressed(self) -> bool:
@@ -178,9 +179,10 @@ class Comparison:
         out["untestable"] = len(self.untestable)
         out["missing"] = len(self.missing)
         out["fails"] = self.fails
-        for m in out["matches"]:
+        for m, match in zip(out["matches"], self.matches, strict=True):
             if m["ratio_ci95"] is not None:
                 m["ratio_ci95"] = list(m["ratio_ci95"])
+            m["drift"] = match.drift.as_dict() if match.drift is not None else None
         return out
 
 
