@@ -208,3 +208,20 @@ def test_a_corrupt_stored_plan_is_an_error_not_default_rules(tmp_path: Path) -> 
     with pytest.raises(UserError, match="compare is not a table"):
         stored_plan_compare(store, other.run.run_id)
     store.close()
+
+
+def test_a_plan_file_can_accept_missing_jobs(tmp_path: Path) -> None:
+    from harness.cli.plan_run import compare_rules
+    from harness.planfile import load_plan_file
+
+    (tmp_path / "m.tflite").write_bytes(b"")
+    plan = tmp_path / "nightly.toml"
+    plan.write_text('models = ["m.tflite"]\ndevices = ["sim"]\n\n[compare]\n'
+                    'baseline = "nightly"\nallow_missing = true\n')
+    loaded = load_plan_file(str(plan))
+    assert compare_rules(loaded.compare, {}, set()).allow_missing is True
+    assert compare_rules({}, {}, set()).allow_missing is False
+    assert compare_rules({}, {"allow_missing": True}, {"allow_missing"}).allow_missing is True
+    plan.write_text('models = ["m.tflite"]\n\n[compare]\nallow_missing = "yes"\n')
+    with pytest.raises(UserError, match=r"compare\.allow_missing"):
+        load_plan_file(str(plan))

@@ -82,14 +82,15 @@ def _quantize(lab: Path, night: int) -> None:
             {"scheme": "int8", "file": "int8.tflite", "status": "ok"}]}))
 
 
-def _night(lab: Path, night: int, monkeypatch: pytest.MonkeyPatch) -> tuple[int, dict]:
+def _night(lab: Path, night: int, monkeypatch: pytest.MonkeyPatch,
+           *extra: str) -> tuple[int, dict]:
     monkeypatch.setattr(NightlyLabAgent, "night", night)
     _quantize(lab, night)
     res = runner.invoke(app, [
         "bench", "--plan", str(lab / "bench" / "nightly.toml"), "--tag", f"git=n{night}",
         "--baseline", "nightly", "--junit", str(lab / "results" / "junit.xml"),
         "--markdown", str(lab / "results" / "summary.md"), "--results", str(lab / "results"),
-        "--json"])
+        "--json", *extra])
     assert res.exit_code in (0, 1), res.output  # never 2: nothing here is a usage error
     return res.exit_code, json.loads(res.stdout)
 
@@ -147,3 +148,13 @@ def test_two_folders_a_removed_phone_and_a_slow_drift_each_fail_the_nightly(
     assert any("R58M-1" in line and "b/int8.tflite" in line and "drift slower" in line
                for line in red)
     assert sum("R58M-2" in line and "missing" in line for line in red) == 4
+
+    # the fourth night R58M-2 is back and R58M-1 is away; accepted with --allow-missing,
+    # its four jobs are skipped cases and the night is green
+    monkeypatch.setattr(NightlyLabAgent, "attached", ("R58M-2",))
+    code, fourth = _night(lab, 4, monkeypatch, "--allow-missing")
+    assert code == 0, fourth["comparison"]
+    assert fourth["comparison"]["missing"] == 4 and fourth["comparison"]["fails"] is False
+    [suite] = list(JUnitXml.fromfile(str(lab / "results" / "junit.xml")))
+    assert suite.skipped == 4 and suite.failures == 0
+    assert "✅ no regression" in (lab / "results" / "summary.md").read_text()

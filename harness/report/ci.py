@@ -4,12 +4,11 @@ For a comparison (``compare --junit``, ``bench --baseline … --junit``) each ma
 pair of jobs is one test case: ``slower`` and ``failed`` verdicts are failures carrying
 the numbers, and so is a pair whose series drifted slower (``bench --baseline TAG``:
 type ``drift``, with the cumulative change and the trend); ``untestable`` pairs are
-skipped with the reason, the rest pass. A job of
-the baseline missing from the new run is a failing case (``missing``; skipped with
-``--allow-missing``), and so is a job only in the new run that failed; new jobs that
-ran are listed in the suite's output, not as cases. For a run
-without a baseline (``bench --junit``) each job is one case: failed jobs fail,
-skipped jobs are skipped with their reason.
+skipped with the reason, the rest pass. A job of the baseline missing from the new run
+is a failing case (``missing``; skipped with ``--allow-missing``), and so is a job only
+in the new run that failed; new jobs that ran are listed in the suite's output, not as
+cases. For a run without a baseline (``bench --junit``) each job is one case: failed
+jobs fail, skipped jobs are skipped with their reason.
 
 With a plan file's ``[gate]`` (``bench --plan``), the accuracy gate is a second suite:
 one case per variant, failing when its drop is beyond its max drop; the Markdown gets
