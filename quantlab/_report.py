@@ -15,31 +15,34 @@ if TYPE_CHECKING:
 
 def compare(a: str | Record | RunRecord, b: str | Record | RunRecord, *,
             threshold: str | float = "5%", match: str | tuple[str, ...] | None = None,
-            results: str | Path | None = None) -> Comparison:
+            allow_missing: bool = False, results: str | Path | None = None) -> Comparison:
     """Compare run ``b`` against baseline ``a`` (ids, prefixes, ``"latest"``, or the runs
     :func:`quantlab.bench` returned).
 
     ``threshold``: the slowdown that counts (``"5%"`` or ``0.05``); ``match``: the keys
-    that pair jobs (``"model,device,delegate,threads"`` by default). Returns the same
+    that pair jobs (``"model,device,delegate,threads"`` by default); ``allow_missing``:
+    baseline jobs absent from ``b`` do not fail it. Returns the same
     :class:`~harness.report.compare.Comparison` as ``quantlab compare`` (``as_dict()`` is
-    its ``--json``): ``matches`` with a ``verdict`` each, ``regressed``, ``untestable``.
+    its ``--json``): ``matches`` with a ``verdict`` each, ``regressed``, ``missing``,
+    ``fails`` (what makes ``compare`` exit 1), ``untestable``.
     """
     from quantlab._results import opened_store
 
     with opened_store(results) as store:
-        return compare_in(store, a, b, threshold=threshold, match=match)
+        return compare_in(store, a, b, threshold=threshold, match=match,
+                          allow_missing=allow_missing)
 
 
 def compare_in(store: Store, a: str | Record | RunRecord, b: str | Record | RunRecord, *,
-               threshold: str | float = "5%", match: str | tuple[str, ...] | None = None
-               ) -> Comparison:
+               threshold: str | float = "5%", match: str | tuple[str, ...] | None = None,
+               allow_missing: bool = False) -> Comparison:
     """:func:`compare` on an open store."""
     from harness.report.compare import compare_runs, parse_match, parse_threshold
     from quantlab._results import run_record
 
     limit = parse_threshold(str(threshold))
     keys = parse_match(",".join(match) if isinstance(match, tuple) else match)
-    return compare_runs(run_record(store, a), run_record(store, b), limit, keys)
+    return compare_runs(run_record(store, a), run_record(store, b), limit, keys, allow_missing)
 
 
 def recommend(run: str | Record | RunRecord = "latest", *, max_drop: float | None = None,

@@ -193,3 +193,38 @@ def test_choice_prefers_fastest_and_breaks_ties_by_size() -> None:
     best, why = choose([fast, tied, {"rung": "int8", "passed": False}])
     assert best is tied and "smaller file" in why
     assert choose([{"rung": "int8", "passed": False}])[0] is None
+
+
+def test_ties_are_compares_verdict_not_overlapping_intervals() -> None:
+    """Two passing rungs measured on the device, the larger file 10 % faster: each
+    median's 95 % CI overlaps the other's (wide spread within launches), which made them
+    a tie and shipped the slower, smaller file; compare's test on the pair calls them
+    different, so the faster wins. A pair compare calls the same is still a tie."""
+    from series_runs import entry, job
+
+    from harness.report.ladder import latency_ties
+    from harness.stats import summarize
+
+    spread = tuple(float(x) for x in np.linspace(0.4, 1.6, 100))
+    launches = (1.0, 1.01, 0.99, 1.0)
+    fast = entry(job("/s/int16x8.tflite", "aa"), 1.0, launches=launches, pattern=spread)
+    slow = entry(job("/s/qat-int8.tflite", "bb"), 1.11, launches=launches, pattern=spread)
+    same = entry(job("/s/mixed-int8.tflite", "cc"), 1.002, launches=launches, pattern=spread)
+    by_file = {e.job.model.path: e for e in (fast, slow, same)}
+    ties = latency_ties(by_file)
+
+    def step(e: object, rung: str, size: int) -> dict:
+        summary = summarize(e.raw)  # type: ignore[attr-defined]
+        path = e.job.model.path  # type: ignore[attr-defined]
+        latency = {"median_ms": summary.median, "ci95": list(summary.ci95), "file": path,
+                   "ties": ties[path]}
+        return {"rung": rung, "scheme": rung, "passed": True, "size_bytes": size,
+                "latency": latency, "latency_ms": summary.median}
+
+    a, b = step(fast, "int16x8", 9000), step(slow, "qat-int8", 5000)
+    assert a["latency"]["ci95"][1] > b["latency"]["ci95"][0]  # the intervals overlap
+    best, why = choose([a, b])
+    assert best is a and "fastest" in why
+    c = step(same, "mixed-int8", 4000)
+    best, why = choose([a, c])
+    assert best is c and "tied on latency" in why

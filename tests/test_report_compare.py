@@ -63,8 +63,12 @@ def test_unmatched_jobs_are_listed(tmp_path: Path) -> None:
     assert len(c.matches) == 1 and c.matches[0].verdict == "no significant difference"
     assert len(c.only_in_baseline) == 1 and "cpu" in c.only_in_baseline[0].label
     assert len(c.only_in_new) == 1 and "fp32" in c.only_in_new[0].label
+    # the baseline's fp16 job is not in the new run: missing, which fails unless accepted
+    assert c.only_in_baseline[0].verdict == "missing" and c.fails
     res = runner.invoke(app, ["compare", a, b, "--results", str(tmp_path)])
-    assert res.exit_code == 0 and "only in new run" in res.stdout
+    assert res.exit_code == 1 and "only in new run" in res.stdout and "missing" in res.stdout
+    res = runner.invoke(app, ["compare", a, b, "--allow-missing", "--results", str(tmp_path)])
+    assert res.exit_code == 0, res.output
 
 
 def test_threshold_parsing_and_bad_values(tmp_path: Path) -> None:

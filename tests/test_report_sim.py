@@ -88,11 +88,16 @@ def test_delegates_compared_on_purpose_with_match(tmp_path: Path,
     res = runner.invoke(app, cpu)
     assert res.exit_code == 0, res.output
     slow = json.loads(res.stdout)["run_id"]
-    # with the default keys the delegates differ: nothing pairs, and each job is listed
+    # with the default keys the delegates differ: nothing pairs, and each job is listed;
+    # the baseline's is missing from the new run, which fails unless accepted
     res = runner.invoke(app, ["compare", fast, slow, "--results", str(tmp_path), "--json"])
     data = json.loads(res.stdout)
-    assert res.exit_code == 0 and data["matches"] == []
+    assert res.exit_code == 1 and data["matches"] == []
     assert len(data["only_in_baseline"]) == 1 and len(data["only_in_new"]) == 1
+    assert data["only_in_baseline"][0]["verdict"] == "missing"
+    res = runner.invoke(app, ["compare", fast, slow, "--allow-missing",
+                              "--results", str(tmp_path)])
+    assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["compare", fast, slow, "--match", "model,device",
                               "--results", str(tmp_path), "--json"])
     assert res.exit_code == 1, res.output

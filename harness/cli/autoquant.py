@@ -71,14 +71,20 @@ def bench_candidates(store: Any, files: list[dict[str, Any]], device: str | None
     record = store.load_run(run.run_id)
     by_sha = {r.sha256: r.path for r in refs}
     out: dict[str, dict[str, Any]] = {}
+    measured = {}
     for entry in record.entries:
         res = entry_dict(record, entry)
         lat = res.get("latency_ms") or {}
         path = by_sha.get(res["model"]["sha256"])
         if path and lat.get("median") is not None:
+            measured[str(path)] = entry
             out[str(path)] = {"median_ms": lat["median"], "ci95": lat.get("ci95"),
                               "device": entry.job.device_id, "delegate": entry.job.delegate,
-                              "run_id": run.run_id}
+                              "run_id": run.run_id, "file": str(path)}
+    from harness.report.ladder import latency_ties
+
+    for path, ties in latency_ties(measured).items():  # compare's test decides the ties
+        out[path]["ties"] = ties
     return out, run.run_id
 
 

@@ -51,8 +51,9 @@ def history(
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Trends across runs: each series' points (median or mean, CI, method) and its change
-    points; a change not yet confirmed by a following run is marked unconfirmed."""
+    """Trends across runs: each series' points (median or mean, CI, method), its change
+    points (a change not yet confirmed by a following run is marked unconfirmed) and its
+    drift: the cumulative change since a fixed reference, and a trend over those runs."""
     from harness.report.compare import parse_threshold
     from harness.report.history import load_history
     from harness.store import Store
@@ -78,6 +79,9 @@ def history(
         console.print(line, soft_wrap=True)
     console.print(f"[dim]{len(found.runs)} run(s), oldest → newest; change: {found.rule}; "
                   f"threshold {100 * found.threshold:g}%[/]", soft_wrap=True)
+    from harness.report.drift import DRIFT_RULE
+
+    console.print(f"[dim]{DRIFT_RULE}[/]", soft_wrap=True)
 
 
 def _ms(value: float | None) -> str:
@@ -114,6 +118,7 @@ def history_table(found: Any) -> Table:
     table.add_column("trend", no_wrap=True)
     table.add_column("latest [95% CI]", justify="right")
     table.add_column("change", overflow="fold", max_width=26)
+    table.add_column("since ref", justify="right", no_wrap=True)
     for s in found.series:
         latest = next((p for p in reversed(s.points) if p.value_ms is not None), None)
         cell = "–"
@@ -131,8 +136,21 @@ def history_table(found: Any) -> Table:
             change = f"[{colour}]{c.verdict}{ratio}[/] {c.run_id}"
             if c.unconfirmed:
                 change += " [yellow]unconfirmed[/]"
-        table.add_row(s.model, s.device, s.delegate, str(s.threads), _trend(s), cell, change)
+        table.add_row(s.model, s.device, s.delegate, str(s.threads), _trend(s), cell, change,
+                      _cumulative(s.drift))
     return table
+
+
+def _cumulative(drift: Any) -> str:
+    """The drift column: the cumulative change since the reference, red/green when it is a
+    drift."""
+    if drift is None or drift.cumulative is None:
+        return "–"
+    text = f"×{drift.cumulative:.3f}/{drift.runs}r"
+    if drift.flagged:
+        colour = "red" if drift.verdict == "slower" else "green"
+        return f"[bold {colour}]{text}[/]"
+    return text
 
 
 def change_lines(found: Any) -> list[str]:
@@ -151,4 +169,9 @@ def change_lines(found: Any) -> list[str]:
             lines.append(f"[{colour}]{c.verdict}[/] {label} at {c.run_id}: "
                          f"{stat}{_ms(c.baseline_ms)} → {_ms(c.new_ms)} "
                          f"(×{c.ratio:.3f}{ci}, {c.method}, vs {c.baseline_run}) — {what}")
+        if s.drift is not None and s.drift.flagged:
+            colour = "red" if s.drift.verdict == "slower" else "green"
+            text = s.drift.text().replace(f"drift {s.drift.verdict}",
+                                          f"[{colour}]drift {s.drift.verdict}[/]", 1)
+            lines.append(f"{text.split(':', 1)[0]} {label}:{text.split(':', 1)[1]}")
     return lines

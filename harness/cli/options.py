@@ -122,9 +122,14 @@ class GateOptions:
         "(default model,device,delegate,threads).")] = None
     fail_untestable: Annotated[bool, typer.Option(
         "--fail-untestable", help="Exit 1 when a pair cannot be tested.")] = False
+    allow_missing: Annotated[bool, typer.Option(
+        "--allow-missing", help="Accept jobs of the baseline that are not in the new run (a "
+        "phone not attached, a model removed); without it they are 'missing' and exit 1.")] \
+        = False
     junit: Annotated[str | None, typer.Option(
         "--junit", help="Write JUnit XML here: one test case per compared pair (slower or "
-        "failed: a failure with the numbers; untestable: skipped with the reason).")] = None
+        "failed: a failure with the numbers; untestable: skipped with the reason) and per "
+        "missing or newly failing job (a failure).")] = None
     markdown: Annotated[str | None, typer.Option(
         "--markdown", help="Write a Markdown summary here (CI job summary, PR comment).")] = None
 

@@ -165,6 +165,7 @@ class CompareRules:
     threshold: str
     match: str | None
     fail_untestable: bool
+    allow_missing: bool = False
 
 
 def compare_rules(plan_compare: dict[str, Any], params: dict[str, Any],
@@ -179,19 +180,28 @@ def compare_rules(plan_compare: dict[str, Any], params: dict[str, Any],
         threshold=str(pick("threshold") or "5%"),
         match=",".join(match) if isinstance(match, list) else match,
         fail_untestable=bool(params.get("fail_untestable")
-                             or plan_compare.get("fail_untestable", False)))
+                             or plan_compare.get("fail_untestable", False)),
+        allow_missing=bool(params.get("allow_missing")
+                           or plan_compare.get("allow_missing", False)))
 
 
 def stored_plan_compare(store: Any, run_id: str) -> dict[str, Any]:
-    """The [compare] table of the plan file a stored run was made from ({} without one)."""
+    """The [compare] table of the plan file a stored run was made from ({} without one); a
+    UserError naming the run and the reason when the stored plan cannot be read, rather
+    than compare rules that silently fall back to the defaults."""
     text = store.run_plan_text(run_id)
     if not text:
         return {}
+    hint = "resume with --plan PLAN.toml (the plan file the run was made from)"
     try:
         table = tomllib.loads(text).get("compare", {})
-    except tomllib.TOMLDecodeError:
-        return {}
-    return table if isinstance(table, dict) else {}
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"run {run_id}: its stored plan file cannot be read ({exc})",
+                        hint=hint) from None
+    if not isinstance(table, dict):
+        raise UserError(f"run {run_id}: its stored plan file's compare is not a table "
+                        f"({type(table).__name__})", hint=hint)
+    return table
 
 
 def check_output_paths(junit: str | None, markdown: str | None) -> None:
@@ -235,6 +245,24 @@ def resolve_baseline(store: Any, rules: CompareRules, exclude: list[str],
     return base_id
 
 
+def drift_in(store: Any, c: Any, record: Any, baseline: str | None) -> Any:
+    """``c`` with each pair's drift over the newest finished runs tagged ``baseline`` (as
+    many as ``history`` shows by default) and this run: the previous night alone, the
+    reference of ``--baseline nightly``, moves every night and never sees a slow drift.
+    A baseline that is a run id, not a tag, gives no window: ``c`` as it is."""
+    from harness.report.drift import with_drift
+    from harness.report.history import DEFAULT_LAST, build_history
+
+    if not baseline:
+        return c
+    ids = store.find_runs(tag=baseline, status=("done",), limit=DEFAULT_LAST,
+                          exclude=[record.run.run_id])
+    if not ids:
+        return c
+    records = [store.load_run(i) for i in reversed(ids)] + [record]
+    return with_drift(c, build_history(records, c.threshold))
+
+
 def finish_with_baseline(store: Any, run_id: str, base_id: str | None, rules: CompareRules,
                          junit: str | None, markdown: str | None, data: dict[str, Any],
                          json_out: bool, accuracy: dict[str, Any] | None = None) -> int:
@@ -250,7 +278,9 @@ def finish_with_baseline(store: Any, run_id: str, base_id: str | None, rules: Co
         for path in write_outputs(outputs, record=record, accuracy=accuracy):
             err_console.print(f"[dim]written {path}[/]")
         return 0
-    c = compare_in(store, base_id, record, threshold=rules.threshold, match=rules.match)
+    c = compare_in(store, base_id, record, threshold=rules.threshold, match=rules.match,
+                   allow_missing=rules.allow_missing)
+    c = drift_in(store, c, record, rules.baseline)
     for path in write_outputs(outputs, comparison=c, accuracy=accuracy):
         err_console.print(f"[dim]written {path}[/]")
     data["comparison"] = c.as_dict()
@@ -259,4 +289,4 @@ def finish_with_baseline(store: Any, run_id: str, base_id: str | None, rules: Co
 
         print_comparison(c)
         console.print(f"[dim]baseline {rules.baseline} → run {base_id}[/]")
-    return 1 if c.regressed or (rules.fail_untestable and c.untestable) else 0
+    return 1 if c.fails or (rules.fail_untestable and c.untestable) else 0

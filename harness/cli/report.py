@@ -83,13 +83,15 @@ def compare(
     verbose: VerboseOpt = False,
 ) -> None:
     """Compare run B against baseline A; exit 1 if any job got significantly slower or now
-    fails (and, with --fail-untestable, if any pair cannot be tested)."""
+    fails, or a job of A is missing from B (unless --allow-missing), and, with
+    --fail-untestable, if any pair cannot be tested."""
     from harness.report.ci import write_outputs
     from quantlab._report import compare_in
     from quantlab._results import opened_store
 
     with opened_store(results) as store:
-        c = compare_in(store, run_a, run_b, threshold=gate.threshold or "5%", match=gate.match)
+        c = compare_in(store, run_a, run_b, threshold=gate.threshold or "5%", match=gate.match,
+                       allow_missing=gate.allow_missing)
     for written in write_outputs({"junit": gate.junit, "markdown": gate.markdown},
                                  comparison=c):
         err_console.print(f"[dim]written {written}[/]")
@@ -97,7 +99,7 @@ def compare(
         print_json(c.as_dict())
     else:
         print_comparison(c)
-    if c.regressed or (gate.fail_untestable and c.untestable):
+    if c.fails or (gate.fail_untestable and c.untestable):
         raise typer.Exit(1)
 
 
@@ -111,14 +113,24 @@ def print_comparison(c: Any) -> None:
     for m in c.matches:
         if m.reason:
             console.print(f"[yellow]{m.verdict}[/] {m.new_label}: {m.reason}", soft_wrap=True)
+        if m.drift is not None and m.drift.flagged:
+            colour = "red" if m.drift.verdict == "slower" else "green"
+            console.print(f"[{colour}]drift {m.drift.verdict}[/] {m.new_label}: "
+                          f"{m.drift.text().split(': ', 1)[1]}", soft_wrap=True)
     for method in sorted(methods):  # explanations: wrapped to the terminal's width
         console.print(f"[dim]{method}: {c.tests[method]}[/]")
     if methods:
         console.print(f"[dim]{c.rule}[/]")
-    for u in c.only_in_baseline:
-        console.print(f"[yellow]only in baseline[/]: {u.label} ({u.status})", soft_wrap=True)
-    for u in c.only_in_new:
-        console.print(f"[yellow]only in new run[/]: {u.label} ({u.status})", soft_wrap=True)
+    if c.drift_rule:
+        console.print(f"[dim]{c.drift_rule}[/]")
+    for u in [*c.only_in_baseline, *c.only_in_new]:
+        red = u.verdict == "failed" or (u.verdict == "missing" and not c.allow_missing)
+        where = "baseline" if u in c.only_in_baseline else "new run"
+        what = f"{u.verdict}: {u.reason}" if u.reason else u.status
+        if u.verdict == "missing" and c.allow_missing:
+            what += " (accepted with --allow-missing)"
+        console.print(f"[{'red' if red else 'yellow'}]only in {where}[/]: {u.label} ({what})",
+                      soft_wrap=True)
 
 
 @handle_errors

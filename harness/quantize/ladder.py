@@ -16,8 +16,10 @@ TFLite rungs, in order (each records why the ladder moved on):
 It stops at the first variant that passes the gate (``explore``: tries every
 rung). Passing candidates are then measured on the target device by the
 caller's ``measure`` (the CLI uses the same dispatcher as ``quantlab bench``)
-and the fastest wins; latencies whose 95 % intervals overlap (or medians
-within :data:`TIE_SHARE`) are a tie, and ties go to the smaller file.
+and the fastest wins; two latencies are a tie when the same test as ``quantlab
+compare`` calls them no significant difference (the caller's ``ties``; overlapping
+confidence intervals do not mean no difference), or, for a pair it could not test,
+when their medians are within :data:`TIE_SHARE`; ties go to the smaller file.
 
 The Core ML ladder (``coreml-w8`` → ``coreml-w4`` → ``coreml-w4`` with the most
 int8-sensitive layers kept fp16 → ``coreml-fp16``) makes each rung and records its
@@ -59,7 +61,8 @@ NO_COREML_RUNTIME = ("not measured: no Core ML runtime on this host (coremltools
 ProgressFn = Callable[[str, dict[str, Any]], None]
 MeasureFn = Callable[[list[dict[str, Any]]], dict[str, dict[str, Any]]]
 """Given candidate steps (``file``, ``scheme``), returns latency by file path:
-``{"median_ms", "ci95", "device", "delegate", "run_id"}``."""
+``{"median_ms", "ci95", "device", "delegate", "run_id"}``, and where compare's test
+judged the pairs, ``"file"`` (the path) and ``"ties"`` (``{other file: tie?}``)."""
 
 
 @dataclass
@@ -237,9 +240,11 @@ def _make_step(req: LadderRequest, rung: dict[str, Any], index: int, root: Path,
 
 
 def _is_tie(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    ca, cb = a.get("ci95"), b.get("ci95")
-    if ca and cb:
-        return bool(ca[0] <= cb[1] and cb[0] <= ca[1])
+    if a is b:
+        return True
+    judged = a.get("ties") or {}
+    if b.get("file") in judged:  # compare's verdict on the pair
+        return bool(judged[b["file"]])
     ma, mb = a["median_ms"], b["median_ms"]
     return abs(ma - mb) <= TIE_SHARE * max(ma, mb)
 

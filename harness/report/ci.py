@@ -2,10 +2,13 @@
 
 For a comparison (``compare --junit``, ``bench --baseline … --junit``) each matched
 pair of jobs is one test case: ``slower`` and ``failed`` verdicts are failures carrying
-the numbers, ``untestable`` pairs are skipped with the reason, the rest pass. Jobs
-found in only one run are listed in the suite's output, not as cases. For a run
-without a baseline (``bench --junit``) each job is one case: failed jobs fail,
-skipped jobs are skipped with their reason.
+the numbers, and so is a pair whose series drifted slower (``bench --baseline TAG``:
+type ``drift``, with the cumulative change and the trend); ``untestable`` pairs are
+skipped with the reason, the rest pass. A job of the baseline missing from the new run
+is a failing case (``missing``; skipped with ``--allow-missing``), and so is a job only
+in the new run that failed; new jobs that ran are listed in the suite's output, not as
+cases. For a run without a baseline (``bench --junit``) each job is one case: failed
+jobs fail, skipped jobs are skipped with their reason.
 
 With a plan file's ``[gate]`` (``bench --plan``), the accuracy gate is a second suite:
 one case per variant, failing when its drop is beyond its max drop; the Markdown gets
@@ -23,7 +26,18 @@ from pathlib import Path
 from typing import Any
 
 from harness.atomic import write_text_atomically
-from harness.report.compare import FAILED, FASTER, SAME, SLOWER, UNTESTABLE, Comparison, Match
+from harness.report.compare import (
+    FAILED,
+    FASTER,
+    MISSING,
+    NEW,
+    SAME,
+    SLOWER,
+    UNTESTABLE,
+    Comparison,
+    Match,
+    Unmatched,
+)
 from harness.stats import summarize
 from harness.store import JobEntry, RunRecord
 
@@ -39,7 +53,7 @@ def _ms(value: float | None) -> str:
 def match_text(m: Match) -> str:
     """One line with a pair's verdict and its numbers (what a CI failure message shows)."""
     if m.baseline_ms is None or m.new_ms is None:
-        return f"{m.verdict}: {m.reason}" if m.reason else m.verdict
+        return (f"{m.verdict}: {m.reason}" if m.reason else m.verdict) + drift_text(m)
     stat = f"{m.statistic} " if m.statistic else ""
     text = f"{m.verdict}: {stat}{_ms(m.new_ms)} vs {_ms(m.baseline_ms)} in the baseline"
     if m.ratio is not None:
@@ -52,7 +66,14 @@ def match_text(m: Match) -> str:
         text += f", {m.method}"
     if m.reason:
         text += f"; {m.reason}"
-    return text
+    return text + drift_text(m)
+
+
+def drift_text(m: Match) -> str:
+    """"; drift …" for a pair whose series' drift was judged (empty otherwise)."""
+    if m.drift is None or m.drift.cumulative is None:
+        return ""
+    return f"; {m.drift.text()}"
 
 
 def _case_name(model: str, delegate: str, threads: int) -> str:
@@ -125,8 +146,9 @@ def comparison_junit(c: Comparison, accuracy: dict[str, Any] | None = None) -> s
         case = ET.SubElement(suite, "testcase", name=_case_name(m.model, m.delegate, m.threads),
                              classname=_classname(m.device), time="0")
         text = match_text(m)
-        if m.verdict in (SLOWER, FAILED):
-            failure = ET.SubElement(case, "failure", message=text, type=m.verdict)
+        if m.fails:
+            kind = m.verdict if m.verdict in (SLOWER, FAILED) else "drift"
+            failure = ET.SubElement(case, "failure", message=text, type=kind)
             failure.text = (f"{m.new_label} (run {c.new}) against {m.baseline_label} "
                             f"(run {c.baseline})\n{text}\n"
                             + (f"test: {c.tests[m.method]}\n" if m.method in c.tests else ""))
@@ -137,11 +159,38 @@ def comparison_junit(c: Comparison, accuracy: dict[str, Any] | None = None) -> s
         else:
             ET.SubElement(case, "system-out").text = text
             counts["passed"] += 1
-    lines = [f"only in baseline: {u.label} ({u.status})" for u in c.only_in_baseline]
-    lines += [f"only in new run: {u.label} ({u.status})" for u in c.only_in_new]
+    for u in [*c.only_in_baseline, *c.only_in_new]:
+        if u.verdict != NEW:
+            _unmatched_case(suite, c, u, counts)
+    lines = [f"only in new run: {u.label} ({u.status})" for u in c.only_in_new
+             if u.verdict == NEW]
     if lines:
         ET.SubElement(suite, "system-out").text = "\n".join(lines)
     return _xml(suite, counts, accuracy)
+
+
+def unmatched_text(u: Unmatched, allow_missing: bool = False) -> str:
+    """One line for a job found in one run only (what a CI failure message shows)."""
+    text = f"{u.verdict}: {u.reason or u.status}"
+    if u.verdict == MISSING and allow_missing:
+        text += " (accepted with --allow-missing)"
+    return text
+
+
+def _unmatched_case(suite: ET.Element, c: Comparison, u: Unmatched,
+                    counts: Counter[str]) -> None:
+    name = _case_name(u.model, u.delegate, u.threads) if u.model else u.label
+    case = ET.SubElement(suite, "testcase", name=name,
+                         classname=_classname(u.device) if u.device else SUITE, time="0")
+    text = unmatched_text(u, c.allow_missing)
+    if u.verdict == FAILED or (u.verdict == MISSING and not c.allow_missing):
+        run = c.baseline if u.verdict == MISSING else c.new
+        failure = ET.SubElement(case, "failure", message=text, type=u.verdict)
+        failure.text = f"{u.label} (run {run})\n{text}\n"
+        counts["failures"] += 1
+    else:
+        ET.SubElement(case, "skipped", message=text)
+        counts["skipped"] += 1
 
 
 def _entry_name(entry: JobEntry) -> str:
@@ -183,7 +232,8 @@ def run_junit(record: RunRecord, accuracy: dict[str, Any] | None = None) -> str:
 
 # ----------------------------------------------------------------------------- markdown
 
-_ICONS = {SLOWER: "❌", FAILED: "❌", FASTER: "🚀", SAME: "✅", UNTESTABLE: "⚠️"}
+_ICONS = {SLOWER: "❌", FAILED: "❌", MISSING: "❌", FASTER: "🚀", SAME: "✅",
+          UNTESTABLE: "⚠️"}
 
 
 def _cell(value: object) -> str:
@@ -208,10 +258,14 @@ def comparison_markdown(c: Comparison, accuracy: dict[str, Any] | None = None) -
     """A Markdown summary of a comparison: counts, one table row per pair, notes (and the
     accuracy gate)."""
     counts = Counter(m.verdict for m in c.matches)
-    head = " · ".join(f"**{n} {v}**" if v in (SLOWER, FAILED) else f"{n} {v}"
+    counts.update(u.verdict for u in [*c.only_in_baseline, *c.only_in_new] if u.verdict != NEW)
+    counts.update(f"drift {m.drift.verdict}" for m in c.matches
+                  if m.drift is not None and m.drift.flagged)
+    red = {SLOWER, FAILED, f"drift {SLOWER}"} | (set() if c.allow_missing else {MISSING})
+    head = " · ".join(f"**{n} {v}**" if v in red else f"{n} {v}"
                       for v, n in counts.most_common())
     out = [f"### quantlab: {c.new} vs baseline {c.baseline}", "",
-           f"{'❌ regression' if c.regressed else '✅ no regression'} — {head or 'no pairs'} "
+           f"{'❌ regression' if c.fails else '✅ no regression'} — {head or 'no pairs'} "
            f"(threshold {100 * c.threshold:g}%, matched on {', '.join(c.match_keys)})", "",
            "| | variant | device | delegate | thr | baseline | new | ratio [95% CI] | p "
            "| verdict |",
@@ -223,9 +277,21 @@ def comparison_markdown(c: Comparison, accuracy: dict[str, Any] | None = None) -
             ratio += f" [{m.ratio_ci95[0]:.3f}–{m.ratio_ci95[1]:.3f}]"
         p = f"{m.p_value:.2g}" if m.p_value is not None else "–"
         verdict = m.verdict + (f" ({m.method})" if m.method else "")
+        if m.drift is not None and m.drift.flagged:
+            verdict += f"; **{m.drift.text()}**"
+        elif m.drift is not None and m.drift.cumulative is not None:
+            verdict += f"; ×{m.drift.cumulative:.3f} since {m.drift.reference_run}"
+        icon = "❌" if m.fails else _ICONS.get(m.verdict, "")
         out.append("| " + " | ".join(_cell(x) for x in (
-            _ICONS.get(m.verdict, ""), m.model, m.device, m.delegate, m.threads,
+            icon, m.model, m.device, m.delegate, m.threads,
             stat + _ms(m.baseline_ms), stat + _ms(m.new_ms), ratio, p, verdict)) + " |")
+    for u in [*c.only_in_baseline, *c.only_in_new]:
+        if u.verdict == NEW:
+            continue
+        icon = "⚠️" if u.verdict == MISSING and c.allow_missing else _ICONS.get(u.verdict, "")
+        out.append("| " + " | ".join(_cell(x) for x in (
+            icon, u.model or u.label, u.device, u.delegate, u.threads or "", "–", "–", "–", "–",
+            unmatched_text(u, c.allow_missing))) + " |")
     notes = [f"- {m.verdict} {_cell(m.new_label)}: {_cell(m.reason)}"
              for m in c.matches if m.reason]
     notes += [f"- only in baseline: {_cell(u.label)} ({u.status})" for u in c.only_in_baseline]
@@ -234,6 +300,8 @@ def comparison_markdown(c: Comparison, accuracy: dict[str, Any] | None = None) -
     notes += [f"- {method}: {c.tests[method]}" for method in methods]
     if methods:
         notes.append(f"- {c.rule}")
+    if c.drift_rule:
+        notes.append(f"- {c.drift_rule}")
     return "\n".join(out + (["", *notes] if notes else []) + _accuracy_markdown(accuracy)) \
         + "\n"
 

@@ -2,34 +2,44 @@
 
 Jobs are matched on ``--match`` keys (default model, device, delegate, threads),
 where the model is its sha256 or — for jobs whose file changed between the runs —
-its scheme plus file name. Each matched pair is tested at the best level both
-sides' data supports (:data:`harness.stats.METHODS`):
+its scheme plus its path, as much of it as tells apart files of one name
+(:mod:`harness.report.pairing`: two variants folders both hold ``int8.tflite``). Each
+matched pair is tested at the best level both sides' data supports
+(:data:`harness.stats.METHODS`):
 
-* ``per-iteration``: two-sided Mann–Whitney U on the raw samples (all repeats
-  pooled); ratio of medians with a two-level bootstrap CI (repeats, then samples);
+* ``per-iteration``: Welch's t-test on the log of each launch's median; ratio of
+  medians with a two-level bootstrap CI (repeats, then samples);
 * ``per-launch``: Welch's t-test on the log of each launch's mean; ratio of means
   with a two-level bootstrap CI (launches, then each launch's own sampling error);
-* ``summary``: Welch's t-test from the tools' mean, std and count; CI by the delta
-  method on the log ratio — within one launch, variance between launches unknown.
+* ``summary``: no p-value; ratio of means with a CI by the delta method on the log
+  ratio — within one launch, variance between launches unknown.
 
-"slower" needs the test significant, the ratio beyond the threshold and its 95 % CI
-clear of 1; "faster" mirrors it. A pair with too little data is ``untestable`` with
-the reason; a job that ran in the baseline and failed in the new run is ``failed``
-and counts as a regression. Every job of either run appears exactly once: in a
-match, in ``only_in_baseline`` or in ``only_in_new``.
+The p-value is computed where the variance is: between launches (fresh processes).
+Iterations of one launch are not independent samples (they share the process, its
+memory layout, clocks and thermal state), so a test that counts them as such prints
+p = 1e-30 for two launches a side. With fewer than two launches on a side, and for
+a tool's summary, there is no honest p-value: ``p_value`` is None and the reason
+says so. "slower" needs the test significant (where there is one), the ratio beyond
+the threshold and its 95 % CI clear of 1; "faster" mirrors it. A pair with too little
+data is ``untestable`` with the reason; a job that ran in the baseline and failed in
+the new run is ``failed`` and counts as a regression. Every job of either run appears
+exactly once: in a match, in ``only_in_baseline`` or in ``only_in_new``. A job that ran
+in the baseline and is not in the new run at all (a phone missing when the run was
+planned, a model removed) is ``missing``, which fails the comparison unless
+``allow_missing``; a job only in the new run that failed is ``failed``, a regression too.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from harness.errors import UserError
 from harness.records import LaunchStats
+from harness.report.pairing import display_names, pair_jobs
 from harness.stats import (
     PER_ITERATION,
     PER_LAUNCH,
@@ -40,6 +50,9 @@ from harness.stats import (
 )
 from harness.store import JobEntry, RunRecord
 
+if TYPE_CHECKING:
+    from harness.report.drift import Drift
+
 ALPHA = 0.05
 DEFAULT_THRESHOLD = 0.05
 BOOTSTRAP_RESAMPLES = 2000
@@ -47,17 +60,24 @@ MATCH_KEYS = ("model", "scheme", "device", "delegate", "threads")
 DEFAULT_MATCH = ("model", "device", "delegate", "threads")
 SLOWER, FASTER, SAME = "slower", "faster", "no significant difference"
 UNTESTABLE, FAILED = "untestable", "failed"
+MISSING, NEW = "missing", "new"
 
 TESTS = {
-    PER_ITERATION: "two-sided Mann-Whitney U on per-iteration samples (repeats pooled); "
-                   "CI of the ratio of medians by a two-level bootstrap (repeats, then samples)",
+    PER_ITERATION: "Welch's t-test on the log of each launch's median (launches, not "
+                   "iterations, are the independent samples; with one launch on a side, no "
+                   "p-value); CI of the ratio of medians by a two-level bootstrap (repeats, "
+                   "then samples)",
     PER_LAUNCH: "Welch's t-test on the log of each launch's mean; CI of the ratio of means by "
                 "a two-level bootstrap (launches, then each launch's sampling error)",
-    SUMMARY: f"Welch's t-test from the tools' mean, std and count ({SUMMARY_NOTE}); "
+    SUMMARY: f"no p-value ({SUMMARY_NOTE}: the tool's std is of iterations within it); "
              "CI of the ratio of means by the delta method",
 }
-RULE = (f"alpha {ALPHA}; slower/faster also needs the ratio beyond the threshold and its 95% CI "
-        "clear of 1")
+RULE = (f"alpha {ALPHA} where there is a p-value; slower/faster also needs the ratio beyond the "
+        "threshold and its 95% CI clear of 1")
+ONE_LAUNCH = ("one launch on a side: no p-value (the iterations of one launch are not "
+              "independent samples); the verdict rests on the ratio and its CI within the launch"
+              "; measure with --repeats 2 or more")
+NO_P_SUMMARY = "no p-value: a within-launch std says nothing about launches"
 
 
 @dataclass(frozen=True)
@@ -75,21 +95,37 @@ class Match:
     new_ms: float | None
     ratio: float | None  # new / baseline; > 1 means slower
     ratio_ci95: tuple[float, float] | None
-    p_value: float | None
-    reason: str | None  # why untestable / failed; the caveat of a summary-level test
+    p_value: float | None  # between launches; None where it cannot be computed honestly
+    reason: str | None  # why untestable / failed; why there is no p-value; a summary's caveat
     baseline_job: str
     new_job: str
     baseline_label: str
     new_label: str
+    drift: Drift | None = None  # the series' slow drift (bench --baseline with a tag)
+
+    @property
+    def fails(self) -> bool:
+        """True when this pair fails a CI gate: slower, now failing, or drifting slower."""
+        return self.verdict in (SLOWER, FAILED) or (
+            self.drift is not None and self.drift.verdict == SLOWER)
 
 
 @dataclass(frozen=True)
 class Unmatched:
-    """A job of one run with no partner in the other."""
+    """A job of one run with no partner in the other, and what that means.
+
+    In the baseline only: ``missing`` when it ran there (ok or failed), else
+    ``untestable``. In the new run only: ``failed`` when it failed, else ``new``."""
 
     label: str
     job: str
     status: str
+    verdict: str = NEW
+    reason: str | None = None
+    model: str = ""
+    device: str = ""
+    delegate: str = ""
+    threads: int = 0
 
 
 @dataclass(frozen=True)
@@ -105,11 +141,30 @@ class Comparison:
     only_in_new: list[Unmatched] = field(default_factory=list)
     tests: dict[str, str] = field(default_factory=lambda: dict(TESTS))
     rule: str = RULE
+    allow_missing: bool = False
+    drift_rule: str | None = None  # set when the matches carry each series' drift
 
     @property
     def regressed(self) -> bool:
-        """True when a match got significantly slower beyond the threshold, or now fails."""
-        return any(m.verdict in (SLOWER, FAILED) for m in self.matches)
+        """True when a match got significantly slower beyond the threshold (at once or by
+        drifting), or now fails, or a job only in the new run failed."""
+        return any(m.fails for m in self.matches) or bool(self.new_failures)
+
+    @property
+    def missing(self) -> list[Unmatched]:
+        """Jobs that ran in the baseline and are not in the new run."""
+        return [u for u in self.only_in_baseline if u.verdict == MISSING]
+
+    @property
+    def new_failures(self) -> list[Unmatched]:
+        """Jobs only in the new run that failed."""
+        return [u for u in self.only_in_new if u.verdict == FAILED]
+
+    @property
+    def fails(self) -> bool:
+        """True when the comparison fails a CI gate: a regression, or a missing job unless
+        ``allow_missing``."""
+        return self.regressed or (bool(self.missing) and not self.allow_missing)
 
     @property
     def untestable(self) -> list[Match]:
@@ -122,9 +177,12 @@ class Comparison:
         out["match_keys"] = list(self.match_keys)
         out["regressed"] = self.regressed
         out["untestable"] = len(self.untestable)
-        for m in out["matches"]:
+        out["missing"] = len(self.missing)
+        out["fails"] = self.fails
+        for m, match in zip(out["matches"], self.matches, strict=True):
             if m["ratio_ci95"] is not None:
                 m["ratio_ci95"] = list(m["ratio_ci95"])
+            m["drift"] = match.drift.as_dict() if match.drift is not None else None
         return out
 
 
@@ -144,47 +202,58 @@ def ratio_ci(base: list[np.ndarray], new: list[np.ndarray],
     return float(lo), float(hi)
 
 
-def _word(p: float, ratio: float, ci: tuple[float, float], threshold: float) -> str:
+def _word(p: float | None, ratio: float, ci: tuple[float, float], threshold: float) -> str:
     lo, hi = ci
-    if p < ALPHA and ratio > 1 + threshold and lo > 1:
+    significant = p is None or p < ALPHA
+    if significant and ratio > 1 + threshold and lo > 1:
         return SLOWER
-    if p < ALPHA and ratio < 1 / (1 + threshold) and hi < 1:
+    if significant and ratio < 1 / (1 + threshold) and hi < 1:
         return FASTER
     return SAME
 
 
-def verdict(base: np.ndarray, new: np.ndarray, threshold: float,
-            ci: tuple[float, float] | None = None) -> tuple[str, float, float]:
-    """(verdict, p-value, ratio of medians) for two pooled per-iteration sample arrays.
+def welch_log(base: list[float], new: list[float]) -> float | None:
+    """Two-sided p of Welch's t-test on the logs of per-launch figures; None with fewer
+    than two launches on a side (identical launches on each side: 1 when both sides are
+    equal, else 0)."""
+    from scipy.stats import ttest_ind
 
-    "slower" only when the rank test is significant, the ratio exceeds
-    1 + threshold, and the ratio's 95 % CI (``ci``, computed when not given) lies
-    wholly above 1; "faster" mirrors it (ratio below 1 / (1 + threshold), CI below 1).
-    The CI condition keeps a shift the bootstrap cannot tell from noise (e.g.
-    between-repeat variance) from failing a CI gate.
+    if len(base) < 2 or len(new) < 2:
+        return None
+    lb, ln = np.log(base), np.log(new)
+    if np.ptp(lb) == 0 and np.ptp(ln) == 0:
+        return 1.0 if lb[0] == ln[0] else 0.0
+    return float(ttest_ind(ln, lb, equal_var=False).pvalue)
+
+
+def verdict(base: np.ndarray | list[np.ndarray], new: np.ndarray | list[np.ndarray],
+            threshold: float, ci: tuple[float, float] | None = None
+            ) -> tuple[str, float | None, float]:
+    """(verdict, p-value, ratio of medians) for two runs' per-iteration samples: one array
+    per launch (a bare array is one launch).
+
+    The p-value is Welch's t-test on the log of each launch's median (None with fewer
+    than two launches on a side). "slower" only when that test is significant (or there
+    is none), the ratio exceeds 1 + threshold, and the ratio's 95 % CI (``ci``, computed
+    when not given) lies wholly above 1; "faster" mirrors it (ratio below
+    1 / (1 + threshold), CI below 1). The CI condition keeps a shift the bootstrap cannot
+    tell from noise (e.g. between-repeat variance) from failing a CI gate.
     """
-    from scipy.stats import mannwhitneyu
-
-    ratio = float(np.median(new) / np.median(base))
-    p = float(mannwhitneyu(new, base, alternative="two-sided").pvalue)
-    ci = ci if ci is not None else ratio_ci([base], [new])
+    rb = base if isinstance(base, list) else [base]
+    rn = new if isinstance(new, list) else [new]
+    ratio = float(np.median(np.concatenate(rn)) / np.median(np.concatenate(rb)))
+    p = welch_log([float(np.median(r)) for r in rb], [float(np.median(r)) for r in rn])
+    ci = ci if ci is not None else ratio_ci(rb, rn)
     return _word(p, ratio, ci, threshold), p, ratio
 
 
 def launch_verdict(base: list[LaunchStats], new: list[LaunchStats], threshold: float,
-                   seed: int = 0) -> tuple[str, float, float, tuple[float, float]]:
+                   seed: int = 0) -> tuple[str, float | None, float, tuple[float, float]]:
     """(verdict, p-value, ratio of means, CI) from two runs' per-launch figures (≥ 2 each)."""
-    from scipy.stats import ttest_ind
-
     mb = float(np.mean([x.mean_ms for x in base]))
     mn = float(np.mean([x.mean_ms for x in new]))
     ratio = mn / mb
-    lb = np.log([x.mean_ms for x in base])
-    ln = np.log([x.mean_ms for x in new])
-    if np.ptp(lb) == 0 and np.ptp(ln) == 0:  # identical launches on each side
-        p = 1.0 if lb[0] == ln[0] else 0.0
-    else:
-        p = float(ttest_ind(ln, lb, equal_var=False).pvalue)
+    p = welch_log([x.mean_ms for x in base], [x.mean_ms for x in new])
     rng = np.random.default_rng(seed)
     reps = (bootstrap_launch_means(new, rng, BOOTSTRAP_RESAMPLES)
             / bootstrap_launch_means(base, rng, BOOTSTRAP_RESAMPLES))
@@ -194,23 +263,17 @@ def launch_verdict(base: list[LaunchStats], new: list[LaunchStats], threshold: f
 
 
 def summary_verdict(base: LaunchStats, new: LaunchStats,
-                    threshold: float) -> tuple[str, float, float, tuple[float, float]]:
-    """(verdict, p-value, ratio of means, CI) from two summaries (mean, std, count)."""
-    from scipy.stats import ttest_ind_from_stats
-
+                    threshold: float) -> tuple[str, None, float, tuple[float, float]]:
+    """(verdict, None, ratio of means, CI) from two summaries (mean, std, count): no p-value,
+    since the std is of iterations within one launch; the verdict rests on the ratio and
+    its delta-method CI."""
     assert base.std_ms is not None and new.std_ms is not None
     assert base.count and new.count
     ratio = new.mean_ms / base.mean_ms
-    if base.std_ms == 0 and new.std_ms == 0:
-        p = 1.0 if new.mean_ms == base.mean_ms else 0.0
-    else:
-        p = float(ttest_ind_from_stats(new.mean_ms, new.std_ms, new.count,
-                                       base.mean_ms, base.std_ms, base.count,
-                                       equal_var=False).pvalue)
     se = math.sqrt((base.std_ms / base.mean_ms) ** 2 / base.count
                    + (new.std_ms / new.mean_ms) ** 2 / new.count)
     ci = (ratio * math.exp(-1.96 * se), ratio * math.exp(1.96 * se))
-    return _word(p, ratio, ci, threshold), p, ratio, ci
+    return _word(None, ratio, ci, threshold), None, ratio, ci
 
 
 # ----------------------------------------------------------------------------- one pair
@@ -229,7 +292,7 @@ def _pooled_summary(launches: list[LaunchStats]) -> LaunchStats | None:
     mean = sum(x.mean_ms * (x.count or 0) for x in launches) / n
     ss = sum(((x.count or 0) - 1) * (x.std_ms or 0.0) ** 2
              + (x.count or 0) * (x.mean_ms - mean) ** 2 for x in launches)
-    return LaunchStats(mean_ms=mean, count=n, std_ms=math.sqrt(ss / (n - 1)) if n > 1 else 0.0)
+    return LaunchStats(mean_ms=mean, count=n, std_ms=math.sqrt(ss / (n - 1)) if n > 1 else None)
 
 
 def _why_no_summary(side: str, launches: list[LaunchStats]) -> str:
@@ -249,10 +312,11 @@ def _finished_pair(b: JobEntry, e: JobEntry, threshold: float) -> dict[str, Any]
     xn = np.concatenate(rn) if rn else np.empty(0)
     if xb.size >= 2 and xn.size >= 2:
         ci = ratio_ci(rb, rn)
-        word, p, ratio = verdict(xb, xn, threshold, ci)
+        word, p, ratio = verdict(rb, rn, threshold, ci)
         return dict(verdict=word, method=PER_ITERATION, statistic="median",
                     baseline_ms=float(np.median(xb)), new_ms=float(np.median(xn)),
-                    ratio=ratio, ratio_ci95=ci, p_value=p, reason=None)
+                    ratio=ratio, ratio_ci95=ci, p_value=p,
+                    reason=ONE_LAUNCH if p is None else None)
     lb, ln = launch_figures(b.raw), launch_figures(e.raw)
     if len(lb) >= 2 and len(ln) >= 2:
         word, p, ratio, ci = launch_verdict(lb, ln, threshold)
@@ -265,6 +329,7 @@ def _finished_pair(b: JobEntry, e: JobEntry, threshold: float) -> dict[str, Any]
         word, p, ratio, ci = summary_verdict(sb, sn, threshold)
         note = SUMMARY_NOTE if len(lb) == 1 and len(ln) == 1 else (
             "from pooled summary statistics: variance between launches not accounted for")
+        note += f"; {NO_P_SUMMARY}"
         return dict(verdict=word, method=SUMMARY, statistic="mean", baseline_ms=sb.mean_ms,
                     new_ms=sn.mean_ms, ratio=ratio, ratio_ci95=ci, p_value=p, reason=note)
     reason = _why_no_summary("baseline", lb) if not sb or (sb.count or 0) < 2 \
@@ -281,7 +346,7 @@ def _state(entry: JobEntry) -> str:
     return f"{text}: {entry.error}" if entry.error else text
 
 
-def _pair(b: JobEntry, e: JobEntry, threshold: float) -> Match:
+def _pair(b: JobEntry, e: JobEntry, threshold: float, name: str | None = None) -> Match:
     if b.status == "ok" and e.status == "ok" and b.raw is not None and e.raw is not None:
         fields = _finished_pair(b, e, threshold)
     else:
@@ -295,7 +360,7 @@ def _pair(b: JobEntry, e: JobEntry, threshold: float) -> Match:
             word, reason = UNTESTABLE, f"not measured in the {side} ({_state(job)})"
         fields = dict(verdict=word, method=None, statistic=None, baseline_ms=None, new_ms=None,
                       ratio=None, ratio_ci95=None, p_value=None, reason=reason)
-    return Match(model=_model_name(e), device=e.job.device_id, delegate=e.job.delegate,
+    return Match(model=name or _model_name(e), device=e.job.device_id, delegate=e.job.delegate,
                  threads=e.job.threads, baseline_job=b.job.job_id, new_job=e.job.job_id,
                  baseline_label=b.job.label(), new_label=e.job.label(), **fields)
 
@@ -311,20 +376,7 @@ def compare_entries(baseline: JobEntry, new: JobEntry,
 
 
 def _model_name(entry: JobEntry) -> str:
-    name = Path(entry.job.model.path).name
-    return f"{entry.job.model.scheme} ({name})" if entry.job.model.scheme else name
-
-
-def _key(entry: JobEntry, keys: tuple[str, ...], by_name: bool) -> tuple[Any, ...]:
-    j = entry.job
-    values = {
-        "model": (j.model.scheme, Path(j.model.path).name) if by_name else j.model.sha256,
-        "scheme": j.model.scheme,
-        "device": j.device_id,
-        "delegate": j.delegate,
-        "threads": j.threads,
-    }
-    return tuple(values[k] for k in keys)
+    return display_names([[entry]])[id(entry)]
 
 
 def parse_match(value: str | None) -> tuple[str, ...]:
@@ -339,44 +391,38 @@ def parse_match(value: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(keys))
 
 
-def _index(entries: list[JobEntry], keys: tuple[str, ...], by_name: bool,
-           run_id: str) -> dict[tuple[Any, ...], JobEntry]:
-    out: dict[tuple[Any, ...], JobEntry] = {}
-    for e in entries:
-        k = _key(e, keys, by_name)
-        if k in out:
-            other = out[k]
-            raise UserError(
-                f"--match {','.join(keys)}: run {run_id} has more than one job for the same key "
-                f"({other.job.label()} and {e.job.label()})",
-                hint="add the setting that differs to --match (e.g. delegate or threads)")
-        out[k] = e
-    return out
+def _unmatched(e: JobEntry, name: str, in_baseline: bool) -> Unmatched:
+    reason: str | None
+    if in_baseline and e.status in ("ok", "failed"):
+        verdict, reason = MISSING, (f"{_state(e)} in the baseline, not in the new run (a device "
+                                    "not attached when it was planned, or a model removed)")
+    elif in_baseline:
+        verdict, reason = UNTESTABLE, f"{_state(e)} in the baseline, not in the new run"
+    elif e.status == "failed":
+        verdict, reason = FAILED, f"new job, failed ({e.error})"
+    else:
+        verdict, reason = NEW, None if e.status == "ok" else f"new job, {_state(e)}"
+    return Unmatched(e.job.label(), e.job.job_id, e.status, verdict=verdict, reason=reason,
+                     model=name, device=e.job.device_id, delegate=e.job.delegate,
+                     threads=e.job.threads)
 
 
 def compare_runs(baseline: RunRecord, new: RunRecord, threshold: float = DEFAULT_THRESHOLD,
-                 match: tuple[str, ...] = DEFAULT_MATCH) -> Comparison:
-    """Pair the jobs of two runs on the ``match`` keys and give each pair a verdict."""
-    base_left = list(baseline.entries)
-    new_left = list(new.entries)
-    pairs: list[tuple[JobEntry, JobEntry]] = []
-    # first by content (model sha256), then what is left by scheme + file name
-    for by_name in ((False, True) if "model" in match else (False,)):
-        base_idx = _index(base_left, match, by_name, baseline.run.run_id)
-        new_idx = _index(new_left, match, by_name, new.run.run_id)
-        common = [k for k in new_idx if k in base_idx]
-        pairs.extend((base_idx[k], new_idx[k]) for k in common)
-        taken_b = {id(base_idx[k]) for k in common}
-        taken_n = {id(new_idx[k]) for k in common}
-        base_left = [e for e in base_left if id(e) not in taken_b]
-        new_left = [e for e in new_left if id(e) not in taken_n]
+                 match: tuple[str, ...] = DEFAULT_MATCH, allow_missing: bool = False
+                 ) -> Comparison:
+    """Pair the jobs of two runs on the ``match`` keys and give each pair a verdict (and
+    each job left unpaired its own: ``missing``, ``failed``, ``new``)."""
+    pairs, base_left, new_left = pair_jobs(list(baseline.entries), list(new.entries), match,
+                                           (baseline.run.run_id, new.run.run_id))
+    names = display_names([list(baseline.entries), list(new.entries)])
     order = {id(e): k for k, e in enumerate(new.entries)}
     pairs.sort(key=lambda p: order[id(p[1])])
     return Comparison(
         baseline=baseline.run.run_id, new=new.run.run_id, threshold=threshold,
-        match_keys=match, matches=[_pair(b, e, threshold) for b, e in pairs],
-        only_in_baseline=[Unmatched(e.job.label(), e.job.job_id, e.status) for e in base_left],
-        only_in_new=[Unmatched(e.job.label(), e.job.job_id, e.status) for e in new_left])
+        match_keys=match, allow_missing=allow_missing,
+        matches=[_pair(b, e, threshold, names[id(e)]) for b, e in pairs],
+        only_in_baseline=[_unmatched(e, names[id(e)], True) for e in base_left],
+        only_in_new=[_unmatched(e, names[id(e)], False) for e in new_left])
 
 
 def parse_threshold(value: str) -> float:

@@ -13,6 +13,11 @@ reference in the same direction the change is ``confirmed`` and the new level
 becomes the reference; when it does not, the shift was a one-run blip and moves to
 the series' ``transients`` (status ``not confirmed``), the reference staying put.
 
+Each series also reports its **drift** (:mod:`harness.report.drift`): the cumulative
+change of its latest point against a fixed reference (the first point since the last
+confirmed change) and a trend over those runs, which catch a series that gets slower by
+less than the threshold every run and so never makes a change point.
+
 Models are matched across runs by scheme and file name (a nightly rebuilds
 ``model.tflite`` in place; its sha256 changes, its name does not), as ``compare``
 does for a changed file; two files of one name in one run are told apart by path.
@@ -32,6 +37,7 @@ from harness.report.compare import (
     TESTS,
     compare_entries,
 )
+from harness.report.drift import DRIFT_RULE, Drift, series_drift
 from harness.stats import summarize
 from harness.store import JobEntry, RunRecord, Store
 
@@ -96,6 +102,7 @@ class Series:
     points: list[Point] = field(default_factory=list)
     change_points: list[ChangePoint] = field(default_factory=list)
     transients: list[ChangePoint] = field(default_factory=list)
+    drift: Drift | None = None  # the latest point against a fixed reference, and the trend
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples as lists, ``unconfirmed`` on each change point)."""
@@ -114,7 +121,8 @@ class Series:
         return {"model": self.model, "device": self.device, "delegate": self.delegate,
                 "threads": self.threads, "points": points,
                 "change_points": [change(c) for c in self.change_points],
-                "transients": [change(c) for c in self.transients]}
+                "transients": [change(c) for c in self.transients],
+                "drift": self.drift.as_dict() if self.drift else None}
 
 
 @dataclass(frozen=True)
@@ -128,9 +136,10 @@ class History:
     rule: str = RULE
 
     def as_dict(self) -> dict[str, Any]:
-        """``{"series": [...], "runs": [...], "threshold", "tests", "rule"}``."""
+        """``{"series": [...], "runs": [...], "threshold", "tests", "rule", "drift_rule"}``."""
         return {"series": [s.as_dict() for s in self.series], "runs": list(self.runs),
-                "threshold": self.threshold, "tests": dict(self.tests), "rule": self.rule}
+                "threshold": self.threshold, "tests": dict(self.tests), "rule": self.rule,
+                "drift_rule": DRIFT_RULE}
 
 
 # ----------------------------------------------------------------------------- building
@@ -226,9 +235,12 @@ def build_history(records: list[RunRecord], threshold: float = DEFAULT_THRESHOLD
     series = []
     for (name, dev, dlg, thr), items in keyed.items():
         points = [_point(r, e) for r, e in items]
-        found, blips = change_points(points, [e for _, e in items], threshold)
+        entries = [e for _, e in items]
+        found, blips = change_points(points, entries, threshold)
+        level = max((c.point for c in found if c.status == CONFIRMED), default=0)
         series.append(Series(model=name, device=dev, delegate=dlg, threads=thr, points=points,
-                             change_points=found, transients=blips))
+                             change_points=found, transients=blips,
+                             drift=series_drift(points, entries, level, threshold)))
     series.sort(key=lambda s: (s.model, s.device, s.delegate, s.threads))
     return History(series=series, runs=[r.run.run_id for r in records], threshold=threshold)
 

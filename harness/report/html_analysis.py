@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.report.compare import compare_runs
+from harness.report.drift import DRIFT_RULE
 from harness.report.history import History
 from harness.report.html_markup import _e, _ms, _name, _nodata, _ok, _table
 from harness.stats import summarize
@@ -169,9 +170,10 @@ def _comparison(store: Store, records: list[RunRecord], baseline: str | None) ->
                    if rows else _nodata("no job matched between the runs"))
         for u in c.only_in_new:
             out.append(f"<p class='warn'>only in {_e(r.run.run_id)}: {_e(u.label)} "
-                       f"({_e(u.status)})</p>")
+                       f"({_e(u.verdict)}: {_e(u.reason or u.status)})</p>")
         for u in c.only_in_baseline:
-            out.append(f"<p class='warn'>only in baseline: {_e(u.label)} ({_e(u.status)})</p>")
+            out.append(f"<p class='warn'>only in baseline: {_e(u.label)} "
+                       f"({_e(u.verdict)}: {_e(u.reason or u.status)})</p>")
     return "".join(out)
 
 
@@ -189,7 +191,7 @@ def _history_body(found: History) -> str:
     out = [f"<p>{len(found.runs)} run(s), oldest to newest. A change point is a shift the "
            f"same test as <code>quantlab compare</code> calls significant: {_e(found.rule)}; "
            f"threshold {100 * found.threshold:g}%. It is unconfirmed until the next run "
-           "shows the same shift.</p>"]
+           f"shows the same shift. Under each plot, the drift: {_e(DRIFT_RULE)}.</p>"]
     for s in found.series:
         title = f"{s.model} · {s.device} · {s.delegate} · {s.threads}t"
         labels = [p.run_id for p in s.points]
@@ -200,6 +202,9 @@ def _history_body(found: History) -> str:
                           for c in s.change_points],
                          [i for i, p in enumerate(s.points) if p.status == "failed"], title)
         out.append(f"<h3>{_e(title)}</h3><figure>{svg}</figure>")
+        if s.drift is not None:
+            kind = ("bad" if s.drift.verdict == "slower" else "good") if s.drift.flagged else ""
+            out.append(f"<p class='{kind}'>{_e(s.drift.text())}</p>")
         rows = [[c.run_id, c.verdict, c.status, c.baseline_run, c.method, c.statistic,
                  _ms(c.baseline_ms), _ms(c.new_ms),
                  f"{c.ratio:.3f}" + (f" [{c.ratio_ci95[0]:.3f}–{c.ratio_ci95[1]:.3f}]"

@@ -9,8 +9,10 @@ and fail (:func:`harness.numerics.verdict`) is left out with the reason, whateve
 accuracy on the host.
 Candidates are ranked by latency (the median where every candidate on the device has
 one, else the mean, and labelled so), energy per inference, or file size; the
-runner-up is named with what it gives up. When no variant on a device was ever
-evaluated, the recommendation is on the ranking alone and labelled so.
+runner-up is named with what it gives up, and by latency with the verdict of the same
+test as ``quantlab compare`` on the pair (overlapping confidence intervals do not mean
+no difference). When no variant on a device was ever evaluated, the recommendation is
+on the ranking alone and labelled so.
 """
 
 from __future__ import annotations
@@ -134,15 +136,23 @@ def _gives_up(best: Candidate, other: Candidate, by: str) -> str:
     pct = f" ({100 * (b - a) / a:+.1f}%)" if a else ""
     if by == "size":
         return f"{(b - a) / 1024:+.1f} KiB{pct}"
-    if by == "latency":
-        text = f"{b - a:+.3g} ms {best.latency_statistic} latency{pct}"
-        ca, cb = best.latency_ci95, other.latency_ci95
-        if ca is None or cb is None:
-            return text + "; no CI on both sides: significance not known"
-        if ca[0] <= cb[1] and cb[0] <= ca[1]:
-            return text + "; not a significant difference (95% CIs overlap)"
-        return text
+    if by == "latency":  # recommend() adds compare's verdict on the pair
+        return f"{b - a:+.3g} ms {best.latency_statistic} latency{pct}"
     return f"{b - a:+.3g} {UNITS[by]}{pct}"
+
+
+def _significance(rec: DeviceRecommendation, entries: dict[str, JobEntry]) -> str:
+    """compare's verdict on the runner-up against the best: "; compare's test: …"."""
+    from harness.report.compare import UNTESTABLE, compare_entries
+
+    assert rec.best is not None and rec.runner_up is not None
+    m = compare_entries(entries[rec.best.job_id], entries[rec.runner_up.job_id])
+    if m.verdict == UNTESTABLE:
+        return f"; significance not known: {m.reason}"
+    ci = f" [{m.ratio_ci95[0]:.3f}–{m.ratio_ci95[1]:.3f}]" if m.ratio_ci95 else ""
+    p = f", p={m.p_value:.2g}" if m.p_value is not None else ""
+    text = f"; compare's test: {m.verdict} (×{m.ratio:.3f}{ci}{p}, {m.method})"
+    return text + (f"; {m.reason}" if m.reason else "")
 
 
 def recommend_device(device: str, cands: list[Candidate], by: str,
@@ -271,10 +281,13 @@ def recommend(record: RunRecord, evaluations: dict[str, dict[str, Any]], *,
         raise UserError(f"--max-drop {max_drop}: out of range", hint="give a fraction such as 0.03")
     grouped = candidates(record, evaluations, max_drop)
     devices = sorted({e.job.device_id for e in record.entries})
-    return [(_recommend_energy(d, grouped[d], max_drop, energy_class) if by == "energy"
+    recs = [(_recommend_energy(d, grouped[d], max_drop, energy_class) if by == "energy"
              else recommend_device(d, grouped[d], by, max_drop)) if grouped.get(d)
             else DeviceRecommendation(d, by, None, None, None, "no finished job on this device")
             for d in devices]
+    entries = {e.job.job_id: e for e in record.entries}
+    return [replace(r, gives_up=r.gives_up + _significance(r, entries))
+            if by == "latency" and r.gives_up and r.runner_up else r for r in recs]
 
 
 def as_dicts(recs: list[DeviceRecommendation]) -> list[dict[str, Any]]:
