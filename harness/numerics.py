@@ -37,6 +37,9 @@ kernels fails; where those are not known (a Core ML model, a variant that is its
 reference), than the float model's."""
 
 NUMERIC_FIELDS = ("cosine", "sqnr_db", "max_abs", "top1_agreement")
+COUNT_FIELDS = ("nonfinite", "reference_nonfinite", "values")
+"""How many output values were NaN/Inf on the device (``nonfinite``) and in the reference,
+of how many (``values``): any non-finite output value fails the gate."""
 
 
 def dequantize(array: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
@@ -51,13 +54,22 @@ def _is_class_vector(shape: tuple[int, ...]) -> bool:
 
 
 def compare_arrays(reference: np.ndarray, output: np.ndarray) -> dict[str, Any]:
-    """The figures for one output tensor (both in float)."""
+    """The figures for one output tensor (both in float), over the values finite on both
+    sides; ``nonfinite`` counts the output's NaN/Inf values (``reference_nonfinite`` the
+    reference's), ``values`` how many it has."""
     ref = np.asarray(reference, dtype=np.float64)
     out = np.asarray(output, dtype=np.float64)
     if ref.shape != out.shape:
         return {"error": f"shape {tuple(out.shape)} differs from the reference's "
                          f"{tuple(ref.shape)}", "shape": list(out.shape)}
+    out_ok, ref_ok = np.isfinite(out), np.isfinite(ref)
+    counts = {"nonfinite": int(out.size - np.count_nonzero(out_ok)),
+              "reference_nonfinite": int(ref.size - np.count_nonzero(ref_ok)),
+              "values": int(out.size)}
+    both = (out_ok & ref_ok).ravel()
     a, b = ref.ravel(), out.ravel()
+    if not both.all():
+        a, b = a[both], b[both]
     noise = float(np.sum((a - b) ** 2))
     signal = float(np.sum(a * a))
     na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
@@ -71,9 +83,11 @@ def compare_arrays(reference: np.ndarray, output: np.ndarray) -> dict[str, Any]:
     top1 = None
     if _is_class_vector(ref.shape):
         r2, o2 = ref.reshape(-1, ref.shape[-1]), out.reshape(-1, out.shape[-1])
-        top1 = float(np.mean(np.argmax(r2, axis=1) == np.argmax(o2, axis=1)))
+        # a row holding NaN/Inf disagrees (argmax would pick the NaN)
+        rows_ok = np.isfinite(r2).all(axis=1) & np.isfinite(o2).all(axis=1)
+        top1 = float(np.mean((np.argmax(r2, axis=1) == np.argmax(o2, axis=1)) & rows_ok))
     return {"cosine": cosine, "sqnr_db": sqnr, "max_abs": float(np.max(np.abs(a - b)))
-            if a.size else 0.0, "top1_agreement": top1, "shape": list(ref.shape)}
+            if a.size else 0.0, "top1_agreement": top1, "shape": list(ref.shape), **counts}
 
 
 ALIGNED = ("detections matched by class and overlap before comparing: their order is the "
@@ -166,6 +180,8 @@ def compare_outputs(reference: Mapping[str, np.ndarray] | Sequence[np.ndarray],
     summary["max_abs"] = max(v["max_abs"] for v in ok)
     tops = [v["top1_agreement"] for v in ok if v["top1_agreement"] is not None]
     summary["top1_agreement"] = min(tops) if tops else None
+    for count in ("nonfinite", "reference_nonfinite", "values"):
+        summary[count] = sum(int(v.get(count, 0)) for v in ok)
     return summary
 
 
@@ -177,21 +193,42 @@ def delegate_only(variant: Mapping[str, np.ndarray], got: Mapping[str, np.ndarra
     result = compare_outputs(variant, got)
     if result.get("error"):
         return {"error": result["error"]}
-    return {**{k: result.get(k) for k in NUMERIC_FIELDS},
+    return {**{k: result.get(k) for k in NUMERIC_FIELDS + COUNT_FIELDS},
             "against": "this variant on TFLite reference kernels (host)"}
 
 
 def jsonable(numerics: Mapping[str, Any]) -> dict[str, Any]:
-    """The figures with ±inf written as strings, so the dict survives strict JSON."""
+    """The figures with NaN and ±inf written as strings (``"nan"``, ``"inf"``, ``"-inf"``),
+    numpy scalars as Python ones, so the dict survives strict JSON (PostgreSQL's ``json``
+    type refuses a bare NaN token)."""
     def fix(v: Any) -> Any:
-        if isinstance(v, float) and math.isinf(v):
-            return "inf" if v > 0 else "-inf"
+        if isinstance(v, float | np.floating):
+            f = float(v)
+            if math.isnan(f):
+                return "nan"
+            if math.isinf(f):
+                return "inf" if f > 0 else "-inf"
+            return f
+        if isinstance(v, np.integer | np.bool_):
+            return v.item()
         if isinstance(v, Mapping):
             return {k: fix(x) for k, x in v.items()}
-        if isinstance(v, list):
+        if isinstance(v, list | tuple):
             return [fix(x) for x in v]
         return v
     return fix(dict(numerics))
+
+
+def finite_or_none(value: Any) -> Any:
+    """``value`` with every NaN or ±inf number (nested in dicts and lists) replaced by None:
+    a figure that could not be measured, as evaluation records keep it."""
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: finite_or_none(x) for k, x in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_none(x) for x in value]
+    return value
 
 
 def as_float(value: Any) -> float | None:
@@ -204,13 +241,28 @@ def as_float(value: Any) -> float | None:
         return None
 
 
+def nonfinite_reason(numerics: Mapping[str, Any]) -> str | None:
+    """Why a numerics record fails for NaN/Inf values ("N of M output values are NaN/Inf"),
+    or None: the device's outputs first, then the reference's (no comparison is possible)."""
+    values = int(as_float(numerics.get("values")) or 0)
+    bad = int(as_float(numerics.get("nonfinite")) or 0)
+    if bad:
+        return f"{bad} of {values} output values are NaN/Inf"
+    bad_ref = int(as_float(numerics.get("reference_nonfinite")) or 0)
+    if bad_ref:
+        return (f"the reference's outputs hold NaN/Inf ({bad_ref} of {values} values): "
+                "nothing to compare with")
+    return None
+
+
 def verdict(numerics: Mapping[str, Any] | None,
             min_cosine: float = DEFAULT_MIN_COSINE) -> tuple[bool | None, str]:
     """Whether a delegate's numerics pass (None when there is nothing to judge) and why.
 
     A record with ``error`` fails, unless it is marked ``unchecked``: the check could not
     be made (a runner that writes no outputs, inputs it cannot load), which says nothing
-    about the delegate."""
+    about the delegate. Any NaN/Inf output value fails (:func:`nonfinite_reason`), and so
+    does a figure that is not a number (a record stored before the values were counted)."""
     if not numerics:
         return None, "numerics not measured (bench --numerics, or --profile-ops on the simulator)"
     if numerics.get("error") and numerics.get("unchecked"):
@@ -220,17 +272,20 @@ def verdict(numerics: Mapping[str, Any] | None,
     own = numerics.get("delegate_only")
     if isinstance(own, Mapping) and own.get("error"):
         return False, f"numerics failed: {own['error']}"
+    for record in (numerics, own if isinstance(own, Mapping) else {}):
+        if (why := nonfinite_reason(record)) is not None:
+            return False, f"numerics failed: {why}"
     cos = as_float(numerics.get("cosine"))
     own_cos = as_float(own.get("cosine")) if isinstance(own, Mapping) else None
     if own_cos is not None:  # the delegate judged against the variant itself
         vs_float = f" (vs the float model {cos:.4f}, quantization included)" \
             if cos is not None else ""
-        if own_cos < min_cosine:
+        if not own_cos >= min_cosine:  # a NaN fails
             return False, (f"cosine {own_cos:.4f} vs this variant on the host is below "
                            f"{min_cosine:g}{vs_float}")
         return True, f"cosine {own_cos:.4f} ≥ {min_cosine:g} vs this variant on the host{vs_float}"
     if cos is None:
         return None, "numerics carry no cosine"
-    if cos < min_cosine:
+    if not cos >= min_cosine:  # a NaN fails
         return False, f"cosine {cos:.4f} vs the float model is below {min_cosine:g}"
     return True, f"cosine {cos:.4f} ≥ {min_cosine:g}"

@@ -82,10 +82,12 @@ def print_evaluation(report: dict[str, Any]) -> None:
         f0 = v["fidelity"]["outputs"][0]
         gate = v["gate"]
         drop = f"{gate['drop_pt']:+.2f}pt" if gate.get("drop_pt") is not None \
-            else f"{gate['drop']:+.4f}"
+            else _figure(gate["drop"], "+.4f")
+        if not gate["passed"] and gate.get("why"):
+            errors.append(f"{name}: {gate['why']}")
         cal = v.get("calibration") or {}
         table.add_row(
-            name, f"{gate['value']:.4f}", drop, f"{gate['max_drop']:g}",
+            name, _figure(gate["value"], ".4f"), drop, f"{gate['max_drop']:g}",
             PASS if gate["passed"] else FAIL,
             "∞" if f0["sqnr_db"] is None and f0["cosine"] is not None  # identical outputs
             else _figure(f0["sqnr_db"], ".1f"),

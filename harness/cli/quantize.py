@@ -319,7 +319,7 @@ def evaluate_cmd(
         if per_delegate:
             print_per_delegate(report["per_delegate"])
     if report["failed"]:
-        raise fail("gate failed (drop beyond the scheme's max drop) for: "
+        raise fail("gate failed (drop beyond the scheme's max drop, or NaN/Inf outputs) for: "
                    f"{', '.join(report['failed'])}", 1)
     if per_delegate and report["per_delegate"]["failed"]:
         raise fail("gate failed on the device for: "

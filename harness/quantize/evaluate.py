@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ModelError
+from harness.numerics import finite_or_none
 from harness.quantize.edge_cases import edge_cases, edge_outputs
 from harness.quantize.fidelity import fidelity
-from harness.quantize.gate import LOWER_IS_BETTER, gate_drop, gate_for, parse_max_drop
+from harness.quantize.gate import LOWER_IS_BETTER, gate_for, judge, parse_max_drop
 from harness.quantize.tflite_runner import DEFAULT_BATCH, TfliteRunner
 
 
@@ -217,12 +218,11 @@ def evaluate(
         value = metrics.get(metric, task_fid.get(metric))
         value = ref_value if value is None else float(value)
         metrics.setdefault(metric, value)
-        drop = gate_drop(metric, ref_value, value, lower)
-        allowed = gate_for(v["scheme"], overall, per_scheme)
-        passed = drop <= allowed + 1e-12
-        mse_fail = max_mse is not None and per_output[0]["mse"] is not None and \
-            float(per_output[0]["mse"]) > max_mse  # type: ignore[arg-type]
-        if not passed or mse_fail:
+        bad, count = nonfinite_count(comparable(outputs, ctx))
+        gate = judge(metric, ref_value, value, gate_for(v["scheme"], overall, per_scheme),
+                     lower, nonfinite=(bad, count), max_mse=max_mse,
+                     mse=per_output[0]["mse"])
+        if not gate["passed"]:
             failed.append(label)
         rows.append(
             {
@@ -234,19 +234,11 @@ def evaluate(
                 "accuracy": metrics,
                 "fidelity": {**task_fid, "outputs": per_output},
                 "calibration": picked.calibration(ref_pred, pred, ctx),
-                "gate": {
-                    "passed": passed and not mse_fail,
-                    "drop": drop,
-                    "drop_pt": None if metric in lower else round(100 * drop, 4),
-                    "metric": metric,
-                    "value": value,
-                    "max_drop": allowed,
-                    **({"max_mse": max_mse, "mse_passed": not mse_fail}
-                       if max_mse is not None else {}),
-                },
+                "gate": gate,
                 "edge_cases": edge_cases(v["path"], low, high, ref_edge) if edge else [],
             }
         )
+        rows[-1] = finite_or_none(rows[-1])
     return {
         "task": {"name": picked.name, "why": why, "decoder": ctx.decoder,
                  "primary_metric": picked.primary_metric,
@@ -267,6 +259,15 @@ def evaluate(
         "variants": rows,
         "failed": failed,
     }
+
+
+def nonfinite_count(outputs: list[Any]) -> tuple[int, int]:
+    """(NaN/Inf values, all values) of a variant's outputs."""
+    import numpy as np
+
+    arrays = [np.asarray(o) for o in outputs]
+    return (sum(int(a.size - np.count_nonzero(np.isfinite(a))) for a in arrays
+                if a.dtype.kind == "f"), sum(int(a.size) for a in arrays))
 
 
 def save_to_store(report: dict[str, Any], location: str) -> int:

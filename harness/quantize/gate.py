@@ -6,6 +6,8 @@ a scheme without an override keeps its own default from the schemes registry.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 DEFAULT_MAX_DROP = 0.03
@@ -42,6 +44,43 @@ def gate_drop(metric: str, reference: float, value: float,
               lower_is_better: set[str] | frozenset[str] = frozenset(LOWER_IS_BETTER)) -> float:
     """How much worse ``value`` is than ``reference`` (positive = worse)."""
     return value - reference if metric in lower_is_better else reference - value
+
+
+def drop_text(metric: str, drop: float, allowed: float, passed: bool,
+              lower_is_better: set[str] | frozenset[str] = frozenset(LOWER_IS_BETTER)) -> str:
+    """The gate's reason in the evaluate table's units: ``drop 2.06 pt > 2.00 pt`` (points
+    where higher is better; the metric's own units where lower is better)."""
+    sign = "≤" if passed else ">"
+    if metric in lower_is_better:
+        return f"{metric} rise {drop:+.4g} {sign} {allowed:g}"
+    return f"drop {100 * drop:.2f} pt {sign} {100 * allowed:.2f} pt"
+
+
+def judge(metric: str, reference: float, value: float, allowed: float,
+          lower_is_better: set[str] | frozenset[str] = frozenset(LOWER_IS_BETTER), *,
+          nonfinite: tuple[int, int] = (0, 0), max_mse: float | None = None,
+          mse: float | None = None) -> dict[str, Any]:
+    """One variant's gate: ``passed``, ``drop`` (and ``drop_pt`` where higher is better),
+    ``metric``, ``value``, ``max_drop`` and ``why`` in one line. Any NaN/Inf output value
+    (``nonfinite``: how many, of how many) fails it; so does a drop that is not a number,
+    and with ``max_mse`` a first output whose MSE against fp32 exceeds it."""
+    drop = gate_drop(metric, reference, value, lower_is_better)
+    bad, count = nonfinite
+    passed = drop <= allowed + 1e-12 and not bad  # a NaN drop fails
+    why = f"{bad} of {count} output values are NaN/Inf" if bad else \
+        drop_text(metric, drop, allowed, passed, lower_is_better)
+    gate: dict[str, Any] = {"passed": passed, "drop": drop,
+                            "drop_pt": None if metric in lower_is_better
+                            else round(100 * drop, 4),
+                            "metric": metric, "value": value, "max_drop": allowed}
+    if max_mse is not None:
+        mse_passed = mse is None or not float(mse) > max_mse
+        gate.update(max_mse=max_mse, mse_passed=mse_passed)
+        if not mse_passed:
+            gate["passed"] = False
+            why += f"; output MSE {float(mse):.4g} > --max-mse {max_mse:g}"  # type: ignore[arg-type]
+    gate["why"] = why
+    return gate
 
 
 def parse_max_drop(spec: float | str | dict[str, float] | None) -> tuple[float | None,
