@@ -143,6 +143,15 @@ def _gives_up(best: Candidate, other: Candidate, by: str) -> str:
     return f"{b - a:+.3g} {UNITS[by]}{pct}"
 
 
+def _drop_text(c: Candidate) -> str:
+    """A failed candidate's drop against its gate in the evaluate table's units."""
+    if c.drop is None or c.gate is None:
+        return "gate failed in evaluate"
+    from harness.quantize.gate import drop_text
+
+    return drop_text(c.metric or "", c.drop, c.gate, c.drop <= c.gate)
+
+
 def recommend_device(device: str, cands: list[Candidate], by: str,
                      max_drop: float | None) -> DeviceRecommendation:
     """Rank one device's candidates and pick the best that passes the gate."""
@@ -155,7 +164,7 @@ def recommend_device(device: str, cands: list[Candidate], by: str,
         pool = [c for c in cands if c.accuracy == "passed"]
         for c in cands:
             if c.accuracy == "failed":
-                excluded.append(f"{c.model} · {c.delegate}: accuracy drop {c.drop} > {c.gate}")
+                excluded.append(f"{c.model} · {c.delegate}: accuracy {_drop_text(c)}")
             elif c.accuracy == NOT_EVALUATED:
                 excluded.append(f"{c.model} · {c.delegate}: {NOT_EVALUATED}")
         note = (f"accuracy gate: drop ≤ {max_drop:g}" if max_drop is not None else
