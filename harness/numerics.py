@@ -36,6 +36,11 @@ outputs point elsewhere (cosine below this) than the variant's own on the host's
 kernels fails; where those are not known (a Core ML model, a variant that is its own float
 reference), than the float model's."""
 
+DEFAULT_MIN_TOP1 = 0.99
+"""The numerics gate's bound on top-1 agreement, where an output is a class vector
+(``bench --min-top1``, ``evaluate --per-delegate --min-top1``, a plan's ``[gate] min_top1``,
+``recommend --min-top1``): a cosine of 0.995 can hide 20 % of the inputs changing class."""
+
 NUMERIC_FIELDS = ("cosine", "sqnr_db", "max_abs", "top1_agreement")
 COUNT_FIELDS = ("nonfinite", "reference_nonfinite", "values")
 """How many output values were NaN/Inf on the device (``nonfinite``) and in the reference,
@@ -169,8 +174,10 @@ def compare_outputs(reference: Mapping[str, np.ndarray] | Sequence[np.ndarray],
                      else compare_arrays(ref, out))
     ok = [v for v in per.values() if "error" not in v]
     summary: dict[str, Any] = {"outputs": per}
-    if aligned is not None:
+    if aligned is not None:  # rows of detections, not class scores: no top-1 figure
         summary["aligned"] = ALIGNED
+        for v in ok:
+            v["top1_agreement"] = None
     if not ok:
         summary["error"] = "; ".join(f"{k}: {v['error']}" for k, v in per.items()) or \
             "no outputs to compare"
@@ -255,10 +262,28 @@ def nonfinite_reason(numerics: Mapping[str, Any]) -> str | None:
     return None
 
 
-def verdict(numerics: Mapping[str, Any] | None,
-            min_cosine: float = DEFAULT_MIN_COSINE) -> tuple[bool | None, str]:
+def _judge(figures: Mapping[str, Any], against: str, min_cosine: float, min_top1: float
+           ) -> tuple[bool, str]:
+    """Cosine, then top-1 agreement where the figures have one, against the bounds (a NaN
+    fails): (passed, why)."""
+    cos = as_float(figures.get("cosine"))
+    top1 = as_float(figures.get("top1_agreement"))
+    if not (cos is not None and cos >= min_cosine):
+        return False, f"cosine {cos:.4f} {against} is below {min_cosine:g}"
+    if top1 is not None and not top1 >= min_top1:
+        return False, f"top-1 agreement {top1:.1%} {against} is below {100 * min_top1:g}%"
+    agree = f", top-1 agreement {top1:.1%} ≥ {100 * min_top1:g}%" if top1 is not None else ""
+    return True, f"cosine {cos:.4f} ≥ {min_cosine:g}{agree}"
+
+
+def verdict(numerics: Mapping[str, Any] | None, min_cosine: float = DEFAULT_MIN_COSINE,
+            min_top1: float = DEFAULT_MIN_TOP1) -> tuple[bool | None, str]:
     """Whether a delegate's numerics pass (None when there is nothing to judge) and why.
 
+    The delegate passes when its cosine is at least ``min_cosine`` and, where an output is
+    a class vector (``top1_agreement`` is not None), its top-1 agreement at least
+    ``min_top1``: against the variant itself on the host where that ran
+    (``delegate_only``), else against the float model.
     A record with ``error`` fails, unless it is marked ``unchecked``: the check could not
     be made (a runner that writes no outputs, inputs it cannot load), which says nothing
     about the delegate. Any NaN/Inf output value fails (:func:`nonfinite_reason`), and so
@@ -276,16 +301,12 @@ def verdict(numerics: Mapping[str, Any] | None,
         if (why := nonfinite_reason(record)) is not None:
             return False, f"numerics failed: {why}"
     cos = as_float(numerics.get("cosine"))
-    own_cos = as_float(own.get("cosine")) if isinstance(own, Mapping) else None
-    if own_cos is not None:  # the delegate judged against the variant itself
+    if isinstance(own, Mapping) and own.get("cosine") is not None:
+        # the delegate judged against the variant itself
         vs_float = f" (vs the float model {cos:.4f}, quantization included)" \
             if cos is not None else ""
-        if not own_cos >= min_cosine:  # a NaN fails
-            return False, (f"cosine {own_cos:.4f} vs this variant on the host is below "
-                           f"{min_cosine:g}{vs_float}")
-        return True, f"cosine {own_cos:.4f} ≥ {min_cosine:g} vs this variant on the host{vs_float}"
+        ok, why = _judge(own, "vs this variant on the host", min_cosine, min_top1)
+        return ok, (why if not ok else why + " vs this variant on the host") + vs_float
     if cos is None:
         return None, "numerics carry no cosine"
-    if not cos >= min_cosine:  # a NaN fails
-        return False, f"cosine {cos:.4f} vs the float model is below {min_cosine:g}"
-    return True, f"cosine {cos:.4f} ≥ {min_cosine:g}"
+    return _judge(numerics, "vs the float model", min_cosine, min_top1)

@@ -87,14 +87,26 @@ def test_nan_outputs_on_the_simulator_are_stored_as_strict_json(
     data = json.loads(run.stdout, parse_constant=_refuse)
     (result,) = data["results"]
     assert result["status"] == "ok", run.stderr
+    # the numerics gate at the end of bench: the job is named, and bench exits 1
+    assert run.returncode == 1, run.stderr
+    gate = data["numerics_gate"]
+    assert gate["failed"] == ["log_nan.tflite · sim · xnnpack"] and gate["min_top1"] == 0.99
+    assert "output values are NaN/Inf" in gate["verdicts"][0]["why"]
+    human = quantlab("bench", str(tflite_models["nan_out"]), "--device", "sim", "--numerics",
+                     "--repeats", "1", "--iterations", "3", "--results", res)
+    assert human.returncode == 1
+    assert "numerics failed log_nan.tflite · sim · xnnpack: numerics failed: " in \
+        " ".join(human.stderr.split()), human.stderr
     store = Store.open(res)
     try:
         with store.engine.connect() as conn:
             texts = [row[0] for row in conn.exec_driver_sql("SELECT raw FROM results")]
     finally:
         store.close()
-    (numerics,) = [json.loads(t, parse_constant=_refuse)["numerics"] for t in texts]
-    assert numerics["nonfinite"] > 0 and numerics["values"] == 4, numerics
+    assert len(texts) == 2  # the two runs
+    for text in texts:
+        numerics = json.loads(text, parse_constant=_refuse)["numerics"]
+        assert numerics["nonfinite"] > 0 and numerics["values"] == 4, numerics
     rec = quantlab("recommend", "latest", "--results", res, "--json")
     assert rec.returncode == 0, rec.stderr
     (device,) = json.loads(rec.stdout)["devices"]
@@ -149,3 +161,106 @@ def test_json_output_never_carries_a_bare_nan(capsys: pytest.CaptureFixture[str]
     print_json({"cosine": float("nan"), "sqnr_db": [float("inf"), -float("inf")], "n": 1})
     out = json.loads(capsys.readouterr().out, parse_constant=_refuse)
     assert out == {"cosine": "nan", "sqnr_db": ["inf", "-inf"], "n": 1}
+
+
+def _swapped_top2(rows: int, swapped: int) -> tuple[np.ndarray, np.ndarray]:
+    """Class scores whose top two classes are close, and the same scores with the top two
+    swapped in ``swapped`` rows: cosine stays above 0.99 while top-1 agreement drops."""
+    rng = np.random.default_rng(1)
+    ref = rng.uniform(0.0, 0.1, (rows, 10))
+    ref[:, 3], ref[:, 5] = 0.62, 0.60
+    out = ref.copy()
+    out[:swapped, 3], out[:swapped, 5] = 0.60, 0.62
+    return ref, out
+
+
+def test_top1_agreement_enters_the_verdict() -> None:
+    """A cosine of 0.995 with 80 % top-1 agreement fails (default bound 0.99)."""
+    ref, out = _swapped_top2(100, 20)
+    record = _record({"scores": ref}, {"scores": out}, {"scores": ref})
+    own = record["delegate_only"]
+    assert own["cosine"] > 0.99 and own["top1_agreement"] == pytest.approx(0.8)
+    ok, why = verdict(record)
+    assert ok is False, why
+    assert why.startswith("top-1 agreement 80.0% vs this variant on the host is below 99%")
+    assert verdict(record, min_top1=0.75)[0] is True
+    # against the float model alone, the same
+    ok, why = verdict(_record({"scores": ref}, {"scores": out}))
+    assert ok is False and why.startswith("top-1 agreement 80.0% vs the float model"), why
+    # one swapped row in 200 is within the bound
+    ref, out = _swapped_top2(200, 1)
+    ok, why = verdict(_record({"scores": ref}, {"scores": out}, {"scores": ref}))
+    assert ok is True and "top-1 agreement 99.5% ≥ 99%" in why, why
+
+
+def test_outputs_that_are_not_class_vectors_have_no_top1_bound() -> None:
+    """A feature map or a detector's post-processed outputs are judged on cosine alone."""
+    ref = np.random.default_rng(2).uniform(0, 1, (1, 8, 8, 4))
+    out = ref + 1e-4
+    record = _record({"map": ref}, {"map": out})
+    assert record["top1_agreement"] is None and verdict(record)[0] is True
+
+
+def test_a_plan_files_gate_sets_the_top1_bound(tflite_models: dict[str, Path],
+                                                tmp_path: Path) -> None:
+    """[gate] min_top1 reaches bench's numerics gate; --min-top1 overrides it."""
+    np.savez(tmp_path / "val.npz", x=np.zeros((4, 4), np.float32))
+    plan = tmp_path / "plan.toml"
+    model = tflite_models["nan_out"]
+    plan.write_text(f'models = ["{model}"]\ndevices = ["sim"]\n'
+                    'delegates = ["xnnpack"]\nthreads = [1]\n\n[measure]\niterations = 3\n'
+                    'repeats = 1\nnumerics = true\n\n[gate]\ndata = "val.npz"\n'
+                    "min_top1 = 0.7\n")
+    res = str(tmp_path / "res")
+    r = quantlab("bench", "--plan", str(plan), "--results", res, "--json")
+    assert r.returncode == 1, r.stderr
+    assert json.loads(r.stdout)["numerics_gate"]["min_top1"] == 0.7
+    r = quantlab("bench", "--plan", str(plan), "--min-top1", "0.5", "--results", res, "--json")
+    assert json.loads(r.stdout)["numerics_gate"]["min_top1"] == 0.5
+    bad = tmp_path / "bad.toml"
+    bad.write_text(plan.read_text().replace("min_top1 = 0.7", "min_top1 = 7"))
+    r = quantlab("plan", "--plan", str(bad))
+    assert r.returncode == 2 and "gate.min_top1" in r.stderr, r.stderr
+
+
+def test_recommend_leaves_out_a_delegate_whose_top1_agreement_is_low(tmp_path: Path) -> None:
+    """On a phone, int8 on the GPU keeps a cosine of 0.996 but changes 20 % of top-1 classes:
+    recommend leaves it out (default bound 0.99) and --min-top1 0.75 lets it in."""
+    from fixtures.report.runs import SETTINGS, job, open_store
+    from typer.testing import CliRunner
+
+    from harness.cli.main import app
+    from harness.records import DeviceInfo, Plan, RawResult, Run
+    from harness.store import new_run_id, utcnow
+
+    store = open_store(tmp_path)
+    jobs = [job("int8", delegate="gpu", device="phone"),
+            job("int8", delegate="cpu", device="phone")]
+    run = Run(run_id=new_run_id(), created_at=utcnow(), host="testhost", settings=SETTINGS)
+    store.create_run(run, Plan(jobs=tuple(jobs)), [DeviceInfo(
+        id="phone", platform="android", name="phone", model="phone")])
+    numerics = {"gpu": {"cosine": 0.996, "top1_agreement": 0.8},
+                "cpu": {"cosine": 0.9999, "top1_agreement": 1.0}}
+    for j, ms in zip(jobs, (1.0, 4.0), strict=True):
+        store.mark_running(run.run_id, j.job_id)
+        store.save_result(run.run_id, j.job_id, RawResult(
+            job_id=j.job_id, status="ok", samples_ms=((ms, ms * 1.01, ms * 0.99) * 10,),
+            numerics={**numerics[j.delegate], "values": 1000, "nonfinite": 0}))
+    store.finish_run(run.run_id, "done")
+    store.close()
+    cli = CliRunner()
+    out = json.loads(cli.invoke(app, ["recommend", run.run_id, "--results", str(tmp_path),
+                                      "--json"]).stdout)["devices"][0]
+    assert out["best"]["delegate"] == "cpu"
+    assert any("gpu: top-1 agreement 80.0% vs the float model is below 99%" in why
+               for why in out["excluded"]), out["excluded"]
+    out = json.loads(cli.invoke(app, ["recommend", run.run_id, "--min-top1", "0.75",
+                                      "--results", str(tmp_path), "--json"]).stdout)
+    assert out["devices"][0]["best"]["delegate"] == "gpu"
+
+
+def test_min_top1_without_per_delegate_is_a_usage_error(tmp_path: Path) -> None:
+    r = quantlab("evaluate", str(tmp_path), "--data", str(tmp_path / "x.npz"), "--min-top1",
+                 "0.9")
+    assert r.returncode == 2 and r.stderr.count("\n") <= 2, r.stderr
+    assert "--min-top1 0.9: only used with --per-delegate" in r.stderr

@@ -136,9 +136,10 @@ def test_gate_per_delegate_from_a_stored_bench(keras_variants: Path, digits: tup
                      "--iterations", "5", "--results", res, "--json")
     assert bench.returncode == 0, bench.stderr
     r = quantlab("evaluate", str(keras_variants), "--data", str(digits[1]), "--per-delegate",
-                 "--results", res, "--json")
+                 "--min-top1", "0.5", "--results", res, "--json")
     assert r.returncode == 0, r.stderr
     gate = json.loads(r.stdout)["per_delegate"]
+    assert gate["min_cosine"] == 0.99 and gate["min_top1"] == 0.5
     rows = {(row["scheme"], row["delegate"]): row for row in gate["rows"]}
     assert set(rows) == {("int8", "xnnpack"), ("int8", "cpu")}
     for row in rows.values():

@@ -21,7 +21,8 @@ def print_per_delegate(gate: dict[str, Any]) -> None:
     """The per-delegate gate as a table; below it, why a pair failed or has no verdict,
     and the variants no stored run measured."""
     table = new_table(f"Gate per delegate: host accuracy AND device numerics "
-                      f"(cosine ≥ {gate['min_cosine']:g})")
+                      f"(cosine ≥ {gate['min_cosine']:g}, top-1 ≥ "
+                      f"{100 * gate.get('min_top1', 0.99):g}%)")
     label_column(table, "variant", 14)
     label_column(table, "device", 16)
     label_column(table, "delegate", 12)
