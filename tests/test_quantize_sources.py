@@ -56,9 +56,11 @@ def test_sensitivity_ranks_the_outlier_convs_first(
     assert r.returncode == 0, r.stderr
     layers = json.loads(r.stdout)["layers"]
     assert len(layers) >= 5
-    assert "conv2" in layers[0]["layer"]
+    # both outlier convs rank in the top three (relative error ~0.97-1.02, the next layer
+    # ~0.66-0.69); their order against the logits layer is a hair's breadth on some
+    # trainings (digits seed 7: logits 0.982, conv2 0.980, conv1 0.969), so it is not asserted
     top3 = " ".join(row["layer"] for row in layers[:3])
-    assert "conv1" in top3
+    assert "conv1" in top3 and "conv2" in top3, layers[:4]
 
 
 def test_interrupt_leaves_no_folder(digits: tuple[Path, Path], tmp_path: Path) -> None:
