@@ -48,11 +48,13 @@ def evaluate(variants: PathLike, data: PathLike, *,
              max_mse: float | None = None, x_key: str = "x", y_key: str = "y",
              image: ImageOptions | None = None, store: bool = True,
              results: str | Path | None = None, per_delegate: bool = False,
-             min_top1: float | None = None,
+             min_top1: float | None = None, gate_confidence: bool = False,
              progress: Callable[[str, int, int], None] | None = None) -> Record:
     """Accuracy, fidelity against fp32 and the accuracy gate of every TFLite variant in the
     folder ``variants`` on ``data``; the same record as ``quantlab evaluate --json``
-    (``task``, ``metric``, ``reference``, ``variants`` with a ``gate`` each, ``failed``).
+    (``task``, ``metric``, ``reference``, ``variants`` with a ``gate`` each, holding the
+    drop's paired 95 % ``interval``, ``failed``). ``gate_confidence``: fail only a drop
+    whose whole interval lies beyond its gate (``--gate-confidence``).
     With ``store`` (default) the evaluations go into the results store, where
     :func:`quantlab.recommend` finds them. ``per_delegate`` adds ``per_delegate``: a verdict
     per (variant, device, delegate) stored in ``results`` (host accuracy AND the delegate's
@@ -68,7 +70,7 @@ def evaluate(variants: PathLike, data: PathLike, *,
     report = run_evaluation(variants, data, max_drop=max_drop, task=task,
                             labels=str(labels) if labels else None, decoder=decoder,
                             max_mse=max_mse, x_key=x_key, y_key=y_key, image=image,
-                            progress=progress)
+                            gate_confidence=gate_confidence, progress=progress)
     if store:
         save_to_store(report, results_location(results))
     if per_delegate:

@@ -272,6 +272,11 @@ def evaluate_cmd(
                            "agreement ≥ --min-top1 where an output is a class vector). Pairs "
                            "without numerics are listed with the reason.")
     ] = False,
+    gate_confidence: Annotated[
+        bool, typer.Option("--gate-confidence", help="Fail a variant only when the whole 95 % "
+                           "interval of its drop lies beyond its gate (by default the drop "
+                           "itself decides; the interval is reported either way).")
+    ] = False,
     min_top1: Annotated[
         float | None, typer.Option("--min-top1", min=0.0, max=1.0, help="With --per-delegate: "
                                    "the least top-1 agreement a delegate's class outputs may "
@@ -294,7 +299,7 @@ def evaluate_cmd(
                         hint="add --per-delegate, or drop --min-top1")
     report = evaluate_with_progress(
         variants_dir, data, max_drop=max_drop, task=task, labels=labels, decoder=decoder,
-        max_mse=max_mse, **fmt.reading()
+        max_mse=max_mse, gate_confidence=gate_confidence, **fmt.reading()
     )
     for w in report["warnings"]:
         warn(w)
@@ -317,6 +322,7 @@ def evaluate_cmd(
                     "metric",
                     "max_drop",
                     "samples",
+                    "gate_confidence",
                     "variants",
                     "skipped",
                     "failed",

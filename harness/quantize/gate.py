@@ -46,6 +46,24 @@ def gate_drop(metric: str, reference: float, value: float,
     return value - reference if metric in lower_is_better else reference - value
 
 
+def _units(metric: str, lower_is_better: set[str] | frozenset[str]) -> tuple[float, str]:
+    """(scale, unit) a drop of ``metric`` is shown in: points where higher is better."""
+    return (1.0, "") if metric in lower_is_better else (100.0, " pt")
+
+
+def interval_text(metric: str, low: float, high: float,
+                  lower_is_better: set[str] | frozenset[str] = frozenset(LOWER_IS_BETTER)
+                  ) -> str:
+    """A drop's interval in the table's units: ``−0.87 … +3.12 pt`` (``±3.70 pt`` when it is
+    symmetric about 0)."""
+    scale, unit = _units(metric, lower_is_better)
+    if abs(low + high) < 1e-12 and high > 0:
+        return f"±{scale * high:.2f}{unit}" if unit else f"±{high:.4g}"
+    if unit:
+        return f"{scale * low:+.2f} … {scale * high:+.2f}{unit}"
+    return f"{low:+.4g} … {high:+.4g}"
+
+
 def drop_text(metric: str, drop: float, allowed: float, passed: bool,
               lower_is_better: set[str] | frozenset[str] = frozenset(LOWER_IS_BETTER)) -> str:
     """The gate's reason in the evaluate table's units: ``drop 2.06 pt > 2.00 pt`` (points
@@ -59,20 +77,44 @@ def drop_text(metric: str, drop: float, allowed: float, passed: bool,
 def judge(metric: str, reference: float, value: float, allowed: float,
           lower_is_better: set[str] | frozenset[str] = frozenset(LOWER_IS_BETTER), *,
           nonfinite: tuple[int, int] = (0, 0), max_mse: float | None = None,
-          mse: float | None = None) -> dict[str, Any]:
+          mse: float | None = None, interval: dict[str, Any] | None = None,
+          confidence: bool = False) -> dict[str, Any]:
     """One variant's gate: ``passed``, ``drop`` (and ``drop_pt`` where higher is better),
-    ``metric``, ``value``, ``max_drop`` and ``why`` in one line. Any NaN/Inf output value
+    ``metric``, ``value``, ``max_drop``, the drop's 95 % ``interval`` (with ``resolved``:
+    whether it lies wholly on one side of ``max_drop``) and ``why`` in one line.
+
+    The point estimate decides, unless ``confidence`` (``--gate-confidence``): then only a
+    drop whose whole interval lies beyond ``max_drop`` fails. Any NaN/Inf output value
     (``nonfinite``: how many, of how many) fails it; so does a drop that is not a number,
     and with ``max_mse`` a first output whose MSE against fp32 exceeds it."""
     drop = gate_drop(metric, reference, value, lower_is_better)
     bad, count = nonfinite
-    passed = drop <= allowed + 1e-12 and not bad  # a NaN drop fails
-    why = f"{bad} of {count} output values are NaN/Inf" if bad else \
-        drop_text(metric, drop, allowed, passed, lower_is_better)
+    point = drop <= allowed + 1e-12  # a NaN drop fails
+    low = high = None
+    if interval is not None and np.isfinite([interval["low"], interval["high"]]).all():
+        low, high = float(interval["low"]), float(interval["high"])
+    passed = point if not (confidence and low is not None) else \
+        not low > allowed + 1e-12  # type: ignore[operator]
+    passed = passed and not bad
+    if bad:
+        why = f"{bad} of {count} output values are NaN/Inf"
+    else:
+        why = drop_text(metric, drop, allowed, point, lower_is_better)
+        if low is not None and high is not None and interval.get("method") != REFERENCE_ITSELF:  # type: ignore[union-attr]
+            why += f" (95 % interval {interval_text(metric, low, high, lower_is_better)})"
+            if confidence and point != passed:
+                why += ": the interval reaches the gate, so --gate-confidence passes it"
+            elif confidence and not passed:
+                why += ": all of it beyond the gate"
     gate: dict[str, Any] = {"passed": passed, "drop": drop,
                             "drop_pt": None if metric in lower_is_better
                             else round(100 * drop, 4),
-                            "metric": metric, "value": value, "max_drop": allowed}
+                            "metric": metric, "value": value, "max_drop": allowed,
+                            "interval": dict(interval) if interval is not None else None,
+                            "resolved": None if low is None else
+                            bool(high <= allowed + 1e-12 or low > allowed + 1e-12),  # type: ignore[operator]
+                            "decided_by": "interval" if confidence and low is not None
+                            else "point estimate"}
     if max_mse is not None:
         mse_passed = mse is None or not float(mse) > max_mse
         gate.update(max_mse=max_mse, mse_passed=mse_passed)
@@ -81,6 +123,45 @@ def judge(metric: str, reference: float, value: float, allowed: float,
             why += f"; output MSE {float(mse):.4g} > --max-mse {max_mse:g}"  # type: ignore[arg-type]
     gate["why"] = why
     return gate
+
+
+def unresolved_warnings(rows: list[dict[str, Any]], samples: int,
+                        lower_is_better: set[str] | frozenset[str] = frozenset(LOWER_IS_BETTER)
+                        ) -> list[str]:
+    """Where the evaluation set is too small to resolve a gate: the 95 % interval of a
+    0-point drop (top-1 and agreement, known from the sample count alone) or of the
+    variant's own drop (bootstrap) is wider than the gate. One line per gate."""
+    from harness.quantize.intervals import samples_to_resolve
+
+    zero: dict[tuple[str, float], list[str]] = {}
+    out: list[str] = []
+    for v in rows:
+        gate, interval = v["gate"], v["gate"].get("interval")
+        if not interval or interval.get("method") == REFERENCE_ITSELF:
+            continue
+        name, allowed, metric = v["scheme"] or v["path"], gate["max_drop"], gate["metric"]
+        scale, unit = _units(metric, lower_is_better)
+        if interval.get("zero_drop"):
+            low, high = interval["zero_drop"]
+            if high > allowed + 1e-12:
+                text = interval_text(metric, low, high, lower_is_better)
+                zero.setdefault((text, allowed), []).append(name)
+        elif np.isfinite([interval["low"], interval["high"]]).all() and \
+                (interval["high"] - interval["low"]) / 2 > allowed:
+            text = interval_text(metric, interval["low"], interval["high"], lower_is_better)
+            out.append(f"with {samples} samples the 95 % interval of {name}'s drop is {text}, "
+                       f"wider than its {scale * allowed:.2f}{unit} gate: the evaluation set "
+                       "is too small to resolve it")
+    for (text, allowed), names in zero.items():
+        need = samples_to_resolve(allowed)
+        out.insert(0, f"with {samples} samples the 95 % interval of a 0-point drop is {text}, "
+                   f"wider than the {100 * allowed:.2f}-pt gate of {', '.join(names)}: the "
+                   "evaluation set is too small to resolve it"
+                   + (f" (about {need} samples would)" if need else ""))
+    return out
+
+
+REFERENCE_ITSELF = "the reference itself"
 
 
 def parse_max_drop(spec: float | str | dict[str, float] | None) -> tuple[float | None,
