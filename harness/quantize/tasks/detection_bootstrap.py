@@ -5,9 +5,10 @@ resample of the images (an image drawn twice counts its detections and its truth
 changes how much each detection and each truth box weighs. :func:`coco_matches` finds, once,
 each detection's match at the ten IoU thresholds (.50:.05:.95) as COCOeval does (bbox, area
 "all", 100 detections): per image and category, detections best score first each take the
-unmatched truth box they overlap most at or above the threshold, preferring a box that is not
-a crowd; a crowd box (overlap = intersection over the detection's area) can take several and
-makes its detections count for nothing. :func:`resampled_map` then gives mAP@[.5:.95] and
+unmatched truth box they overlap most at or above the threshold, preferring a box COCO does
+not ignore (a crowd, or an area out of range); a crowd box (overlap = intersection over the
+detection's area) can take several, and a detection matched to an ignored box counts for
+nothing. :func:`resampled_map` then gives mAP@[.5:.95] and
 mAP@.5 per resample from weighted running sums over the score-sorted detections, with COCO's
 101-point interpolated precision; with every weight 1 it is COCO's mAP (tests check it against
 faster-coco-eval). This is what makes a paired bootstrap interval of an mAP drop affordable:
@@ -24,6 +25,7 @@ from harness.quantize.tasks.detection_boxes import MAX_DETECTIONS, ranks
 from harness.quantize.tasks.detection_coco import CocoTruth
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
+AREA_RANGE = (0.0, 1e10)  # COCO's area "all"
 RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101)
 CHUNK_VALUES = 1 << 22  # resamples × thresholds × detections summed at a time (32 MB)
 
@@ -32,10 +34,11 @@ CHUNK_VALUES = 1 << 22  # resamples × thresholds × detections summed at a time
 class Matches:
     """Per category, its detections in COCO's accumulation order (score, then image), with
     whether each is a true or false positive at each IoU threshold, and each image's count
-    of truth boxes that are not crowds. ``image`` indexes ``CocoTruth.images``."""
+    of truth boxes COCO does not ignore (crowds, areas out of range). ``image`` indexes
+    ``CocoTruth.images``."""
 
     categories: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # (image, tp (T,D), fp (T,D))
-    truth_per_image: np.ndarray  # (K, I) non-crowd truth boxes per category and image
+    truth_per_image: np.ndarray  # (K, I) truth boxes not ignored, per category and image
 
 
 def _coco_iou(det: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndarray:
@@ -75,9 +78,12 @@ def coco_matches(gt: CocoTruth, results: np.ndarray) -> Matches:
     g_img = np.searchsorted(images, gt.ann_image)
     g_cat = np.searchsorted(cats, gt.ann_category)
     g_crowd = gt.ann_crowd.astype(bool)
+    # COCO ignores crowds and, for area "all", annotations whose area is out of [0, 1e10]
+    g_ignore = g_crowd | (gt.ann_area < AREA_RANGE[0]) | (gt.ann_area > AREA_RANGE[1])
+    truth_counts = ~g_ignore
     g_group = g_img * n_cat + g_cat
-    g_order = np.lexsort((g_crowd, g_group))  # within a group, crowds last (COCO's order)
-    g_group, g_crowd = g_group[g_order], g_crowd[g_order]
+    g_order = np.lexsort((g_ignore, g_group))  # within a group, ignored boxes last
+    g_group, g_crowd, g_ignore = g_group[g_order], g_crowd[g_order], g_ignore[g_order]
     g_box = np.asarray(gt.ann_box, np.float64).reshape(-1, 4)[g_order]
     g_starts = np.searchsorted(g_group, np.arange(n_img * n_cat + 1))
     # every (detection, truth box) pair of one group
@@ -102,18 +108,20 @@ def coco_matches(gt: CocoTruth, results: np.ndarray) -> Matches:
         # a non-crowd box outranks any crowd, then the larger overlap, then the later box
         ok = (iou[p][None, :] >= np.minimum(IOU_THRESHOLDS, 1 - 1e-10)[:, None]) & \
             (~taken[:, box] | g_crowd[box][None, :])
-        claim = np.where(ok, iou[p] + 2.0 * ~g_crowd[box] + 1e-12 * np.arange(len(p)), -1.0)
+        claim = np.where(ok, iou[p] + 2.0 * ~g_ignore[box] + 1e-12 * np.arange(len(p)), -1.0)
         starts = np.flatnonzero(np.r_[True, det[1:] != det[:-1]])
         best = np.maximum.reduceat(claim, starts, axis=1)  # (T, detections of this rank)
         seg = np.cumsum(np.r_[True, det[1:] != det[:-1]]) - 1
         win = (claim == best[:, seg]) & (claim >= 0)
         t_idx, pair = np.nonzero(win)
         matched[t_idx, det[pair]] = True
-        ignored[t_idx, det[pair]] = g_crowd[box[pair]]
+        ignored[t_idx, det[pair]] = g_ignore[box[pair]]
         taken[t_idx, box[pair]] = True
+    det_area = res[:, 3] * res[:, 4]  # an unmatched detection out of the area range: ignored
+    ignored |= ~matched & ((det_area < AREA_RANGE[0]) | (det_area > AREA_RANGE[1]))[None, :]
     tp, fp = matched & ~ignored, ~matched & ~ignored
     truth = np.zeros((n_cat, n_img))
-    np.add.at(truth, (g_cat, g_img), (~gt.ann_crowd.astype(bool)).astype(np.float64))
+    np.add.at(truth, (g_cat, g_img), truth_counts.astype(np.float64))
     per_cat = []
     for k in range(n_cat):
         sel = np.flatnonzero(d_cat == k)
