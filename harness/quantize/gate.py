@@ -90,31 +90,30 @@ def judge(metric: str, reference: float, value: float, allowed: float,
     drop = gate_drop(metric, reference, value, lower_is_better)
     bad, count = nonfinite
     point = drop <= allowed + 1e-12  # a NaN drop fails
-    low = high = None
+    bounds: tuple[float, float] | None = None
     if interval is not None and np.isfinite([interval["low"], interval["high"]]).all():
-        low, high = float(interval["low"]), float(interval["high"])
-    passed = point if not (confidence and low is not None) else \
-        not low > allowed + 1e-12  # type: ignore[operator]
-    passed = passed and not bad
+        bounds = float(interval["low"]), float(interval["high"])
+    by_interval = confidence and bounds is not None
+    passed = (not bounds[0] > allowed + 1e-12 if bounds is not None and by_interval
+              else point) and not bad
     if bad:
         why = f"{bad} of {count} output values are NaN/Inf"
     else:
         why = drop_text(metric, drop, allowed, point, lower_is_better)
-        if low is not None and high is not None and interval.get("method") != REFERENCE_ITSELF:  # type: ignore[union-attr]
-            why += f" (95 % interval {interval_text(metric, low, high, lower_is_better)})"
-            if confidence and point != passed:
+        if bounds is not None and (interval or {}).get("method") != REFERENCE_ITSELF:
+            why += f" (95 % interval {interval_text(metric, *bounds, lower_is_better)})"
+            if by_interval and point != passed:
                 why += ": the interval reaches the gate, so --gate-confidence passes it"
-            elif confidence and not passed:
+            elif by_interval and not passed:
                 why += ": all of it beyond the gate"
-    gate: dict[str, Any] = {"passed": passed, "drop": drop,
-                            "drop_pt": None if metric in lower_is_better
-                            else round(100 * drop, 4),
-                            "metric": metric, "value": value, "max_drop": allowed,
-                            "interval": dict(interval) if interval is not None else None,
-                            "resolved": None if low is None else
-                            bool(high <= allowed + 1e-12 or low > allowed + 1e-12),  # type: ignore[operator]
-                            "decided_by": "interval" if confidence and low is not None
-                            else "point estimate"}
+    gate: dict[str, Any] = {
+        "passed": passed, "drop": drop,
+        "drop_pt": None if metric in lower_is_better else round(100 * drop, 4),
+        "metric": metric, "value": value, "max_drop": allowed,
+        "interval": dict(interval) if interval is not None else None,
+        "resolved": None if bounds is None else
+        bool(bounds[1] <= allowed + 1e-12 or bounds[0] > allowed + 1e-12),
+        "decided_by": "interval" if by_interval else "point estimate"}
     if max_mse is not None:
         mse_passed = mse is None or not float(mse) > max_mse
         gate.update(max_mse=max_mse, mse_passed=mse_passed)
