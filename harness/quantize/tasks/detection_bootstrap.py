@@ -137,10 +137,16 @@ def coco_matches(gt: CocoTruth, results: np.ndarray) -> Matches:
 
 def resampled_map(matches: Matches, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(mAP@[.5:.95], mAP@.5) of each resample, ``weights`` (resamples, images) counting how
-    often each image is drawn (NaN for a resample holding no truth box)."""
+    often each image is drawn (NaN for a resample holding no truth box).
+
+    Only the true positives' points are computed: recall rises only there, and a false
+    positive's precision is below the point before it, so the precision envelope read at
+    each recall threshold is the running maximum over true positives alone. Each needs the
+    weighted true positives up to it (per threshold) and the weighted detections up to it
+    (one running sum for every threshold, unless matched crowds make some not count)."""
     weights = np.atleast_2d(np.asarray(weights, np.float64))
-    n_b = len(weights)
-    total = np.zeros((n_b, len(IOU_THRESHOLDS)))
+    n_b, n_t = len(weights), len(IOU_THRESHOLDS)
+    total = np.zeros((n_b, n_t))
     seen = np.zeros(n_b)
     for k, (img, tp, fp) in enumerate(matches.categories):
         truth = weights @ matches.truth_per_image[k]  # (B,)
@@ -148,16 +154,25 @@ def resampled_map(matches: Matches, weights: np.ndarray) -> tuple[np.ndarray, np
         seen += present
         if not len(img):
             continue
+        counted = tp | fp  # what precision counts: all but detections matched to crowds
+        shared = bool((counted == counted[:1]).all())
         chunk = max(1, CHUNK_VALUES // tp.size)
         for s in range(0, n_b, chunk):
             part = slice(s, s + chunk)
-            w = weights[part, img][:, None, :]  # (b, 1, D)
-            tps = np.cumsum(w * tp[None], axis=2)
-            fps = np.cumsum(w * fp[None], axis=2)
-            rc = tps / np.where(present[part], truth[part], 1)[:, None, None]
-            pr = tps / (tps + fps + np.spacing(1))
-            pr = np.maximum.accumulate(pr[..., ::-1], axis=2)[..., ::-1]
-            total[part] += np.where(present[part, None], _interpolated(rc, pr), 0.0)
+            w = weights[part][:, img]  # (b, D)
+            per_truth = np.where(present[part], truth[part], 1)[:, None]
+            dets_all = np.cumsum(w * counted[0], axis=1) if shared else None
+            for t in range(n_t):
+                at = np.flatnonzero(tp[t])
+                if not len(at):
+                    continue
+                tps = np.cumsum(w[:, at], axis=1)  # (b, true positives)
+                dets = (dets_all if dets_all is not None else
+                        np.cumsum(w * counted[t], axis=1))[:, at]
+                pr = np.maximum.accumulate((tps / (dets + np.spacing(1)))[:, ::-1],
+                                           axis=1)[:, ::-1]
+                ap = _interpolated(tps / per_truth, pr)
+                total[part, t] += np.where(present[part], ap, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         per_threshold = total / seen[:, None]
     return per_threshold.mean(axis=1), per_threshold[:, 0]
@@ -165,10 +180,10 @@ def resampled_map(matches: Matches, weights: np.ndarray) -> tuple[np.ndarray, np
 
 def _interpolated(rc: np.ndarray, pr: np.ndarray) -> np.ndarray:
     """Mean over COCO's 101 recall thresholds of the precision envelope ``pr`` at the first
-    point whose recall reaches each, per (resample, IoU threshold): (b, T). A point whose
-    recall reaches m thresholds, after a point reaching m', is the first for the m − m'
-    thresholds between, so the mean is Σ pr · (m − m') / 101; the counts come from one
-    exact comparison of every recall with the thresholds, as COCO's searchsorted makes it."""
+    point whose recall ``rc`` reaches each, per row: (b,). A point whose recall reaches m
+    thresholds, after a point reaching m', is the first for the m − m' thresholds between,
+    so the mean is Σ pr · (m − m') / 101; the counts come from one exact comparison of
+    every recall with the thresholds, as COCO's searchsorted makes it."""
     reached = np.searchsorted(RECALL_THRESHOLDS, rc.reshape(-1), side="right").reshape(rc.shape)
-    steps = np.diff(reached, axis=2, prepend=0)
-    return np.asarray((pr * steps).sum(axis=2) / len(RECALL_THRESHOLDS))
+    steps = np.diff(reached, axis=-1, prepend=0)
+    return np.asarray((pr * steps).sum(axis=-1) / len(RECALL_THRESHOLDS))
