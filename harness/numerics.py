@@ -36,7 +36,15 @@ outputs point elsewhere (cosine below this) than the variant's own on the host's
 kernels fails; where those are not known (a Core ML model, a variant that is its own float
 reference), than the float model's."""
 
+DEFAULT_MIN_TOP1 = 0.99
+"""The numerics gate's bound on top-1 agreement, where an output is a class vector
+(``bench --min-top1``, ``evaluate --per-delegate --min-top1``, a plan's ``[gate] min_top1``,
+``recommend --min-top1``): a cosine of 0.995 can hide 20 % of the inputs changing class."""
+
 NUMERIC_FIELDS = ("cosine", "sqnr_db", "max_abs", "top1_agreement")
+COUNT_FIELDS = ("nonfinite", "reference_nonfinite", "values")
+"""How many output values were NaN/Inf on the device (``nonfinite``) and in the reference,
+of how many (``values``): any non-finite output value fails the gate."""
 
 
 def dequantize(array: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
@@ -51,13 +59,22 @@ def _is_class_vector(shape: tuple[int, ...]) -> bool:
 
 
 def compare_arrays(reference: np.ndarray, output: np.ndarray) -> dict[str, Any]:
-    """The figures for one output tensor (both in float)."""
+    """The figures for one output tensor (both in float), over the values finite on both
+    sides; ``nonfinite`` counts the output's NaN/Inf values (``reference_nonfinite`` the
+    reference's), ``values`` how many it has."""
     ref = np.asarray(reference, dtype=np.float64)
     out = np.asarray(output, dtype=np.float64)
     if ref.shape != out.shape:
         return {"error": f"shape {tuple(out.shape)} differs from the reference's "
                          f"{tuple(ref.shape)}", "shape": list(out.shape)}
+    out_ok, ref_ok = np.isfinite(out), np.isfinite(ref)
+    counts = {"nonfinite": int(out.size - np.count_nonzero(out_ok)),
+              "reference_nonfinite": int(ref.size - np.count_nonzero(ref_ok)),
+              "values": int(out.size)}
+    both = (out_ok & ref_ok).ravel()
     a, b = ref.ravel(), out.ravel()
+    if not both.all():
+        a, b = a[both], b[both]
     noise = float(np.sum((a - b) ** 2))
     signal = float(np.sum(a * a))
     na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
@@ -71,9 +88,11 @@ def compare_arrays(reference: np.ndarray, output: np.ndarray) -> dict[str, Any]:
     top1 = None
     if _is_class_vector(ref.shape):
         r2, o2 = ref.reshape(-1, ref.shape[-1]), out.reshape(-1, out.shape[-1])
-        top1 = float(np.mean(np.argmax(r2, axis=1) == np.argmax(o2, axis=1)))
+        # a row holding NaN/Inf disagrees (argmax would pick the NaN)
+        rows_ok = np.isfinite(r2).all(axis=1) & np.isfinite(o2).all(axis=1)
+        top1 = float(np.mean((np.argmax(r2, axis=1) == np.argmax(o2, axis=1)) & rows_ok))
     return {"cosine": cosine, "sqnr_db": sqnr, "max_abs": float(np.max(np.abs(a - b)))
-            if a.size else 0.0, "top1_agreement": top1, "shape": list(ref.shape)}
+            if a.size else 0.0, "top1_agreement": top1, "shape": list(ref.shape), **counts}
 
 
 ALIGNED = ("detections matched by class and overlap before comparing: their order is the "
@@ -155,8 +174,10 @@ def compare_outputs(reference: Mapping[str, np.ndarray] | Sequence[np.ndarray],
                      else compare_arrays(ref, out))
     ok = [v for v in per.values() if "error" not in v]
     summary: dict[str, Any] = {"outputs": per}
-    if aligned is not None:
+    if aligned is not None:  # rows of detections, not class scores: no top-1 figure
         summary["aligned"] = ALIGNED
+        for v in ok:
+            v["top1_agreement"] = None
     if not ok:
         summary["error"] = "; ".join(f"{k}: {v['error']}" for k, v in per.items()) or \
             "no outputs to compare"
@@ -166,6 +187,8 @@ def compare_outputs(reference: Mapping[str, np.ndarray] | Sequence[np.ndarray],
     summary["max_abs"] = max(v["max_abs"] for v in ok)
     tops = [v["top1_agreement"] for v in ok if v["top1_agreement"] is not None]
     summary["top1_agreement"] = min(tops) if tops else None
+    for count in ("nonfinite", "reference_nonfinite", "values"):
+        summary[count] = sum(int(v.get(count, 0)) for v in ok)
     return summary
 
 
@@ -177,21 +200,42 @@ def delegate_only(variant: Mapping[str, np.ndarray], got: Mapping[str, np.ndarra
     result = compare_outputs(variant, got)
     if result.get("error"):
         return {"error": result["error"]}
-    return {**{k: result.get(k) for k in NUMERIC_FIELDS},
+    return {**{k: result.get(k) for k in NUMERIC_FIELDS + COUNT_FIELDS},
             "against": "this variant on TFLite reference kernels (host)"}
 
 
 def jsonable(numerics: Mapping[str, Any]) -> dict[str, Any]:
-    """The figures with ±inf written as strings, so the dict survives strict JSON."""
+    """The figures with NaN and ±inf written as strings (``"nan"``, ``"inf"``, ``"-inf"``),
+    numpy scalars as Python ones, so the dict survives strict JSON (PostgreSQL's ``json``
+    type refuses a bare NaN token)."""
     def fix(v: Any) -> Any:
-        if isinstance(v, float) and math.isinf(v):
-            return "inf" if v > 0 else "-inf"
+        if isinstance(v, float | np.floating):
+            f = float(v)
+            if math.isnan(f):
+                return "nan"
+            if math.isinf(f):
+                return "inf" if f > 0 else "-inf"
+            return f
+        if isinstance(v, np.integer | np.bool_):
+            return v.item()
         if isinstance(v, Mapping):
             return {k: fix(x) for k, x in v.items()}
-        if isinstance(v, list):
+        if isinstance(v, list | tuple):
             return [fix(x) for x in v]
         return v
     return fix(dict(numerics))
+
+
+def finite_or_none(value: Any) -> Any:
+    """``value`` with every NaN or ±inf number (nested in dicts and lists) replaced by None:
+    a figure that could not be measured, as evaluation records keep it."""
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: finite_or_none(x) for k, x in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_none(x) for x in value]
+    return value
 
 
 def as_float(value: Any) -> float | None:
@@ -204,13 +248,46 @@ def as_float(value: Any) -> float | None:
         return None
 
 
-def verdict(numerics: Mapping[str, Any] | None,
-            min_cosine: float = DEFAULT_MIN_COSINE) -> tuple[bool | None, str]:
+def nonfinite_reason(numerics: Mapping[str, Any]) -> str | None:
+    """Why a numerics record fails for NaN/Inf values ("N of M output values are NaN/Inf"),
+    or None: the device's outputs first, then the reference's (no comparison is possible)."""
+    values = int(as_float(numerics.get("values")) or 0)
+    bad = int(as_float(numerics.get("nonfinite")) or 0)
+    if bad:
+        return f"{bad} of {values} output values are NaN/Inf"
+    bad_ref = int(as_float(numerics.get("reference_nonfinite")) or 0)
+    if bad_ref:
+        return (f"the reference's outputs hold NaN/Inf ({bad_ref} of {values} values): "
+                "nothing to compare with")
+    return None
+
+
+def _judge(figures: Mapping[str, Any], against: str, min_cosine: float, min_top1: float
+           ) -> tuple[bool, str]:
+    """Cosine, then top-1 agreement where the figures have one, against the bounds (a NaN
+    fails): (passed, why)."""
+    cos = as_float(figures.get("cosine"))
+    top1 = as_float(figures.get("top1_agreement"))
+    if not (cos is not None and cos >= min_cosine):
+        return False, f"cosine {cos:.4f} {against} is below {min_cosine:g}"
+    if top1 is not None and not top1 >= min_top1:
+        return False, f"top-1 agreement {top1:.1%} {against} is below {100 * min_top1:g}%"
+    agree = f", top-1 agreement {top1:.1%} ≥ {100 * min_top1:g}%" if top1 is not None else ""
+    return True, f"cosine {cos:.4f} ≥ {min_cosine:g}{agree}"
+
+
+def verdict(numerics: Mapping[str, Any] | None, min_cosine: float = DEFAULT_MIN_COSINE,
+            min_top1: float = DEFAULT_MIN_TOP1) -> tuple[bool | None, str]:
     """Whether a delegate's numerics pass (None when there is nothing to judge) and why.
 
+    The delegate passes when its cosine is at least ``min_cosine`` and, where an output is
+    a class vector (``top1_agreement`` is not None), its top-1 agreement at least
+    ``min_top1``: against the variant itself on the host where that ran
+    (``delegate_only``), else against the float model.
     A record with ``error`` fails, unless it is marked ``unchecked``: the check could not
     be made (a runner that writes no outputs, inputs it cannot load), which says nothing
-    about the delegate."""
+    about the delegate. Any NaN/Inf output value fails (:func:`nonfinite_reason`), and so
+    does a figure that is not a number (a record stored before the values were counted)."""
     if not numerics:
         return None, "numerics not measured (bench --numerics, or --profile-ops on the simulator)"
     if numerics.get("error") and numerics.get("unchecked"):
@@ -220,17 +297,16 @@ def verdict(numerics: Mapping[str, Any] | None,
     own = numerics.get("delegate_only")
     if isinstance(own, Mapping) and own.get("error"):
         return False, f"numerics failed: {own['error']}"
+    for record in (numerics, own if isinstance(own, Mapping) else {}):
+        if (why := nonfinite_reason(record)) is not None:
+            return False, f"numerics failed: {why}"
     cos = as_float(numerics.get("cosine"))
-    own_cos = as_float(own.get("cosine")) if isinstance(own, Mapping) else None
-    if own_cos is not None:  # the delegate judged against the variant itself
+    if isinstance(own, Mapping) and own.get("cosine") is not None:
+        # the delegate judged against the variant itself
         vs_float = f" (vs the float model {cos:.4f}, quantization included)" \
             if cos is not None else ""
-        if own_cos < min_cosine:
-            return False, (f"cosine {own_cos:.4f} vs this variant on the host is below "
-                           f"{min_cosine:g}{vs_float}")
-        return True, f"cosine {own_cos:.4f} ≥ {min_cosine:g} vs this variant on the host{vs_float}"
+        ok, why = _judge(own, "vs this variant on the host", min_cosine, min_top1)
+        return ok, (why if not ok else why + " vs this variant on the host") + vs_float
     if cos is None:
         return None, "numerics carry no cosine"
-    if cos < min_cosine:
-        return False, f"cosine {cos:.4f} vs the float model is below {min_cosine:g}"
-    return True, f"cosine {cos:.4f} ≥ {min_cosine:g}"
+    return _judge(numerics, "vs the float model", min_cosine, min_top1)

@@ -48,14 +48,18 @@ def evaluate(variants: PathLike, data: PathLike, *,
              max_mse: float | None = None, x_key: str = "x", y_key: str = "y",
              image: ImageOptions | None = None, store: bool = True,
              results: str | Path | None = None, per_delegate: bool = False,
+             min_top1: float | None = None, gate_confidence: bool = False,
              progress: Callable[[str, int, int], None] | None = None) -> Record:
     """Accuracy, fidelity against fp32 and the accuracy gate of every TFLite variant in the
     folder ``variants`` on ``data``; the same record as ``quantlab evaluate --json``
-    (``task``, ``metric``, ``reference``, ``variants`` with a ``gate`` each, ``failed``).
+    (``task``, ``metric``, ``reference``, ``variants`` with a ``gate`` each, holding the
+    drop's paired 95 % ``interval``, ``failed``). ``gate_confidence``: fail only a drop
+    whose whole interval lies beyond its gate (``--gate-confidence``).
     With ``store`` (default) the evaluations go into the results store, where
     :func:`quantlab.recommend` finds them. ``per_delegate`` adds ``per_delegate``: a verdict
     per (variant, device, delegate) stored in ``results`` (host accuracy AND the delegate's
-    numerics on the device), as ``quantlab evaluate --per-delegate``."""
+    numerics on the device; ``min_top1``: the least top-1 agreement of class outputs,
+    default 0.99), as ``quantlab evaluate --per-delegate``."""
     from harness.quantize.evaluate import evaluate as run_evaluation
     from harness.quantize.evaluate import save_to_store
     from harness.quantize.gate import parse_max_drop
@@ -66,11 +70,14 @@ def evaluate(variants: PathLike, data: PathLike, *,
     report = run_evaluation(variants, data, max_drop=max_drop, task=task,
                             labels=str(labels) if labels else None, decoder=decoder,
                             max_mse=max_mse, x_key=x_key, y_key=y_key, image=image,
-                            progress=progress)
+                            gate_confidence=gate_confidence, progress=progress)
     if store:
         save_to_store(report, results_location(results))
     if per_delegate:
+        from harness.numerics import DEFAULT_MIN_TOP1
         from harness.quantize.delegate_gate import from_store
 
-        report["per_delegate"] = from_store(report, results_location(results))
+        report["per_delegate"] = from_store(
+            report, results_location(results),
+            min_top1=DEFAULT_MIN_TOP1 if min_top1 is None else min_top1)
     return Record(report)

@@ -47,29 +47,34 @@ def compare_in(store: Store, a: str | Record | RunRecord, b: str | Record | RunR
 
 def recommend(run: str | Record | RunRecord = "latest", *, max_drop: float | None = None,
               by: str = "latency", energy_class: str | None = None,
-              results: str | Path | None = None) -> list[DeviceRecommendation]:
+              results: str | Path | None = None,
+              min_top1: float | None = None) -> list[DeviceRecommendation]:
     """Per device of the run, the fastest (``by="latency"``), most frugal (``"energy"``)
     or smallest (``"size"``) variant + delegate that passed its accuracy gate (evaluations
     from :func:`quantlab.evaluate`: each scheme's own max drop, or ``max_drop`` for all) and
-    whose numerics, where checked on the device, pass; the same records as
+    whose numerics, where checked on the device, pass (cosine, and top-1 agreement ≥
+    ``min_top1``, default 0.99, for class outputs); the same records as
     ``quantlab recommend``."""
     from quantlab._results import opened_store
 
     with opened_store(results) as store:
         return recommend_in(store, run, max_drop=max_drop, by=by,
-                            energy_class=energy_class)[1]
+                            energy_class=energy_class, min_top1=min_top1)[1]
 
 
 def recommend_in(store: Store, run: str | Record | RunRecord, *, max_drop: float | None = None,
-                 by: str = "latency", energy_class: str | None = None
+                 by: str = "latency", energy_class: str | None = None,
+                 min_top1: float | None = None
                  ) -> tuple[RunRecord, list[DeviceRecommendation]]:
     """(the run, :func:`recommend`'s list) on an open store."""
+    from harness.numerics import DEFAULT_MIN_TOP1
     from harness.report.recommend import recommend as make
     from quantlab._results import run_record
 
     record = run_record(store, run)
     evals = store.evaluations({e.job.model.sha256 for e in record.entries})
-    return record, make(record, evals, max_drop=max_drop, by=by, energy_class=energy_class)
+    return record, make(record, evals, max_drop=max_drop, by=by, energy_class=energy_class,
+                        min_top1=DEFAULT_MIN_TOP1 if min_top1 is None else min_top1)
 
 
 def recommendation_dict(run_id: str, recs: list[DeviceRecommendation], *, max_drop: float | None,

@@ -18,6 +18,7 @@ MODEL_FILES = {
     "truncated": "truncated.tflite",
     "not_flatbuffer": "not_flatbuffer.tflite",
     "int8": "cnn_int8.tflite",
+    "nan_out": "log_nan.tflite",
 }
 
 
@@ -82,6 +83,19 @@ def build_custom_op(out: Path) -> None:
     out.write_bytes(conv.convert())
 
 
+def build_nan_out(out: Path) -> None:
+    """log(x) of a (1, 4) input: NaN for negative inputs, -inf for 0 (the numerics check's
+    seeded random inputs lie in [-1, 1]), as a delegate that overflows would give."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec((1, 4), tf.float32)])
+    def f(x: tf.Tensor) -> tf.Tensor:
+        return tf.math.log(x)
+
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f)
+    out.write_bytes(conv.convert())
+
+
 def build_all(outdir: Path) -> dict[str, Path]:
     """Write every test model into ``outdir``; returns name → path."""
     outdir.mkdir(parents=True, exist_ok=True)
@@ -91,6 +105,7 @@ def build_all(outdir: Path) -> dict[str, Path]:
     paths["not_flatbuffer"].write_bytes(b"this is not a flatbuffer, just text\n" * 4)
     build_custom_op(paths["custom_op"])
     build_int8(paths["int8"])
+    build_nan_out(paths["nan_out"])
     return paths
 
 

@@ -36,14 +36,30 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return _CACHE["digits"]
 
 
+def _training_split(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from harness.quantize.demo_model import write_training_split
+
+    if "digits_calib" not in _CACHE:
+        _CACHE["digits_calib"] = write_training_split(tmp_path_factory.mktemp("digits_train"))
+    return _CACHE["digits_calib"]
+
+
+@pytest.fixture(scope="session")
+def digits_calib(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The digits training split (x, y): calibration data that shares no sample with the
+    held-out evaluation data (``digits[1]``), as evaluate's held-out rule asks."""
+    return _training_split(tmp_path_factory)
+
+
 @pytest.fixture(scope="session")
 def keras_variants(digits: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every scheme made from the Keras digits model."""
+    """Every scheme made from the Keras digits model, calibrated on the training split."""
     from harness.quantize.variants import quantize
 
     if "keras_variants" not in _CACHE:
         out = tmp_path_factory.mktemp("kv") / "variants"
-        quantize(digits[0], ["all"], digits[1], out)
+        quantize(digits[0], ["all"], _training_split(tmp_path_factory), out,
+                 eval_data=digits[1])
         _CACHE["keras_variants"] = out
     return _CACHE["keras_variants"]
 

@@ -79,15 +79,24 @@ def test_detection_demo_report(tmp_path: Path) -> None:
     rows = {r["scheme"]: r for r in data["variants"]}
     assert set(rows) == {"fp32", "int8"}
     for r in rows.values():
-        assert r["metric"] == "map" and 0.5 < r["accuracy"] <= 1.0 and r["gate"] is True
+        assert r["metric"] == "map" and 0.5 < r["accuracy"] <= 1.0
         assert r["median_ms"] > 0 and r["agreement"] > 0.9
-    assert rows["fp32"]["agreement"] == 1.0
-    # int8 passes its mAP gate and runs 2.6× faster. Its post-processed detections differ from
-    # the float model's in row order (cosine 0.89 compared row by row), which once made the
-    # numerics gate leave it out, unsaid: now rows are matched, the delegate is judged
-    # against int8 itself on the host, and whatever is left out is listed
+    assert rows["fp32"]["agreement"] == 1.0 and rows["fp32"]["gate"] is True
+    # Whether int8 passes its 2 pt mAP gate depends on how the detector trained on this CPU
+    # (+1.1 pt here, +2.06 pt on another 2-core machine), and which variant is faster on a
+    # loaded machine is a measurement: the demo may honestly fail int8, and then says so in
+    # the table's units; the pick is the fastest variant that passes. Its post-processed
+    # detections differ from the float model's in row order (cosine 0.89 compared row by
+    # row), which once made the numerics gate leave int8 out, unsaid: rows are matched now,
+    # the delegate is judged against int8 itself on the host, and numerics leave nothing out
+    int8 = rows["int8"]
+    assert int8["gate"] is (int8["drop"] <= 0.02), int8
     (rec,) = data["recommendation"]
-    assert rec["best"] == "int8" and rec["excluded"] == [], rec
+    passing = [r for r in rows.values() if r["gate"]]
+    assert rec["best"] == min(passing, key=lambda r: r["median_ms"])["scheme"], (rec, rows)
+    assert rec["excluded"] == ([] if int8["gate"] else [
+        f"int8 (int8.tflite) · xnnpack: accuracy drop {100 * int8['drop']:.2f} pt > 2.00 pt"]
+    ), rec
     html = Path(data["report"]).read_text()
     for text in ("Task metrics, agreement and confidence calibration", "agreement_map50",
                  "map50", "Confidence scores"):

@@ -47,8 +47,16 @@ def test_evaluate_detection_with_coco_labels(detector: dict[str, Path]) -> None:
         assert 0.9 < v["fidelity"]["agreement_map50"] <= 1.0
         cal = v["calibration"]
         assert sum(cal["reference_hist"]) > 0 and cal["ece"] is not None
-        assert v["gate"]["passed"] and v["gate"]["drop_pt"] == pytest.approx(
-            100 * v["gate"]["drop"], abs=1e-4)
+        gate = v["gate"]
+        assert gate["drop_pt"] == pytest.approx(100 * gate["drop"], abs=1e-4)
+        # int8's drop depends on how the detector trained on this CPU (+1.1 pt here, +2.06
+        # and -1.43 pt on other machines, against a 2 pt gate): the verdict must follow the
+        # figures, whichever side it falls on
+        assert gate["passed"] is (gate["drop"] <= gate["max_drop"]), gate
+    # fp32 is the reference itself and fp16 moves mAP by hundredths of a point: both pass
+    # with a wide margin (a 0.5 pt gate)
+    assert rows["fp32"]["gate"]["drop"] == 0 and rows["fp32"]["gate"]["passed"]
+    assert abs(rows["fp16"]["gate"]["drop"]) < 0.002 and rows["fp16"]["gate"]["passed"]
     assert rows["fp32"]["fidelity"]["agreement_map50"] == 1.0
     assert rows["fp32"]["fidelity"]["agreement_map"] == 1.0
     # per-output fidelity compares only the rows PostProcess wrote (past each count the op
@@ -58,13 +66,17 @@ def test_evaluate_detection_with_coco_labels(detector: dict[str, Path]) -> None:
     for o in rows["fp16"]["fidelity"]["outputs"]:
         assert o["sqnr_db"] is None or o["sqnr_db"] > 0, o
     assert rows["fp16"]["gate"]["max_drop"] == 0.005 and rows["int8"]["gate"]["max_drop"] == 0.02
-    # edge cases: odd sizes go through the resize path; out-of-range input diverges in int8
+    # edge cases: odd sizes go through the resize path; out-of-range input runs, and whether
+    # int8 diverges there depends on the trained weights (it did for 2 of 3 training seeds),
+    # so only a divergence's warning is asserted
     cases = {e["case"]: e for e in rows["int8"]["edge_cases"]}
     odd = [e for c, e in cases.items() if c.startswith("odd-size")]
     assert len(odd) == 2 and all(e["ok"] and "resized" in e["path"] for e in odd)
-    assert cases["out-of-range"]["ok"] and cases["out-of-range"]["diverged"], cases
-    assert "differs from fp32" in cases["out-of-range"]["warning"] or \
-        "detections" in cases["out-of-range"]["warning"]
+    out_of_range = cases["out-of-range"]
+    assert out_of_range["ok"], cases
+    if out_of_range.get("diverged"):
+        assert "differs from fp32" in out_of_range["warning"] or \
+            "detections" in out_of_range["warning"]
     assert not any(e.get("diverged") for e in rows["fp32"]["edge_cases"])
 
 

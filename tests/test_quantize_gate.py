@@ -15,6 +15,7 @@ from harness.quantize.variants import quantize
 
 bad_calib = qf.bad_calib
 digits = qf.digits
+digits_calib = qf.digits_calib
 keras_variants = qf.keras_variants
 outlier_model = qf.outlier_model
 plain_litert_top1 = qf.plain_litert_top1
@@ -22,10 +23,11 @@ quantlab = qf.quantlab
 
 
 def test_outlier_activations_fail_int8_and_mixed_recovers(
-    outlier_model: Path, digits: tuple[Path, Path], tmp_path: Path
+    outlier_model: Path, digits: tuple[Path, Path], digits_calib: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "v"
-    m = quantize(outlier_model, ["fp32", "int8", "mixed-int8"], digits[1], out)
+    m = quantize(outlier_model, ["fp32", "int8", "mixed-int8"], digits_calib, out,
+                 eval_data=digits[1])
     mixed = next(v for v in m.variants if v.scheme == "mixed-int8")
     assert mixed.status == "ok" and mixed.mixed["passed"], mixed.mixed
     assert 1 <= len(mixed.mixed["float_layers"]) < 7
@@ -45,11 +47,61 @@ def test_outlier_activations_fail_int8_and_mixed_recovers(
 def test_poor_calibration_fails_the_gate(
     digits: tuple[Path, Path], bad_calib: Path, tmp_path: Path
 ) -> None:
-    """Proper calibration of the same model passes: see test_every_variant_passes_…"""
+    """Proper calibration of the same model passes: see test_every_variant_passes_…
+    With --gate-confidence, int8 still fails: its whole interval lies beyond the gate; a
+    gate just under its drop, which the interval reaches, fails only without it."""
     poor = quantize(digits[0], ["fp32", "int8"], bad_calib, tmp_path / "poor")
     assert any("only 8 samples" in w for w in poor.warnings)
     r = quantlab("evaluate", str(tmp_path / "poor"), "--data", str(digits[1]), "--no-store")
     assert r.returncode == 1 and r.stderr.rstrip().endswith("for: int8"), r.stderr
+    assert "int8: drop " in r.stdout and "(95 % interval " in r.stdout  # below the table
+    r = quantlab("evaluate", str(tmp_path / "poor"), "--data", str(digits[1]), "--no-store",
+                 "--gate-confidence", "--json")
+    assert r.returncode == 1, r.stderr
+    gate = {v["scheme"]: v["gate"] for v in json.loads(r.stdout)["variants"]}["int8"]
+    interval = gate["interval"]
+    assert gate["decided_by"] == "interval" and interval["low"] > gate["max_drop"], gate
+    assert interval["low"] < gate["drop"] < interval["high"]
+    assert interval["method"].startswith("Tango score interval, paired")
+    # a gate 1 pt under the drop: the point estimate fails it, the interval reaches below it
+    near = f"int8={gate['drop'] - 0.01:.6f}"
+    assert interval["low"] < gate["drop"] - 0.03  # the margin this relies on
+    r = quantlab("evaluate", str(tmp_path / "poor"), "--data", str(digits[1]), "--no-store",
+                 "--max-drop", near, "--json")
+    assert r.returncode == 1, r.stderr
+    r = quantlab("evaluate", str(tmp_path / "poor"), "--data", str(digits[1]), "--no-store",
+                 "--max-drop", near, "--gate-confidence", "--json")
+    assert r.returncode == 0, r.stderr
+    gate = {v["scheme"]: v["gate"] for v in json.loads(r.stdout)["variants"]}["int8"]
+    assert gate["passed"] and gate["resolved"] is False
+    assert "--gate-confidence passes it" in gate["why"]
+
+
+def test_calibrating_on_the_evaluation_data_is_warned_about(
+    digits: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The held-out rule: the same file (by content), or calibration samples found again in
+    the evaluation data, is a warning that names both."""
+    same = quantize(digits[0], ["fp32", "int8"], digits[1], tmp_path / "same")
+    assert same.calibration and len(same.calibration["sample_digests"]) == 200
+    copy = tmp_path / "copy-of-eval.npz"
+    copy.write_bytes(digits[1].read_bytes())  # another path, the same content
+    r = quantlab("evaluate", str(tmp_path / "same"), "--data", str(copy), "--no-store",
+                 "--json")
+    assert r.returncode == 0, r.stderr
+    (warning,) = [w for w in json.loads(r.stdout)["warnings"] if "calibration data" in w]
+    assert warning.startswith(f"{copy} is the calibration data of {tmp_path / 'same'}")
+    assert f"{copy}" in r.stderr and "calibration data of" in r.stderr
+    data = np.load(digits[1])
+    part = tmp_path / "part.npz"  # 100 of the evaluation samples, then other ones
+    np.savez(part, x=np.concatenate([data["x"][:100], data["x"][100:200] * 0.5]),
+             y=np.concatenate([data["y"][:100], data["y"][100:200]]))
+    quantize(digits[0], ["fp32", "int8"], part, tmp_path / "part", calib_samples=200)
+    r = quantlab("evaluate", str(tmp_path / "part"), "--data", str(digits[1]), "--no-store",
+                 "--json")
+    warnings = json.loads(r.stdout)["warnings"]
+    assert any(w.startswith(f"100 of the 200 calibration samples of {tmp_path / 'part'} are "
+                            f"also in {digits[1]}") for w in warnings), warnings
 
 
 def test_every_variant_passes_with_good_calibration(
@@ -67,6 +119,12 @@ def test_every_variant_passes_with_good_calibration(
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["metric"] == "top1" and report["reference"]["value"] > 0.9
+    # calibrated on the training split: no held-out warning; 540 samples resolve int8's
+    # 2-pt gate but not fp16's 0.5-pt one (a 0-point drop's interval is ±0.71 pt)
+    assert not any("calibration" in w for w in report["warnings"]), report["warnings"]
+    (small,) = [w for w in report["warnings"] if "too small" in w]
+    assert small.startswith("with 540 samples the 95 % interval of a 0-point drop is ±0.71 pt, "
+                            "wider than the 0.50-pt gate of fp16"), small
     assert {s["scheme"] for s in report["skipped"]} == {"coreml-fp16", "coreml-w8", "coreml-w4"}
     assert {v["scheme"] for v in report["variants"]} == {
         "fp32",
@@ -136,9 +194,10 @@ def test_gate_per_delegate_from_a_stored_bench(keras_variants: Path, digits: tup
                      "--iterations", "5", "--results", res, "--json")
     assert bench.returncode == 0, bench.stderr
     r = quantlab("evaluate", str(keras_variants), "--data", str(digits[1]), "--per-delegate",
-                 "--results", res, "--json")
+                 "--min-top1", "0.5", "--results", res, "--json")
     assert r.returncode == 0, r.stderr
     gate = json.loads(r.stdout)["per_delegate"]
+    assert gate["min_cosine"] == 0.99 and gate["min_top1"] == 0.5
     rows = {(row["scheme"], row["delegate"]): row for row in gate["rows"]}
     assert set(rows) == {("int8", "xnnpack"), ("int8", "cpu")}
     for row in rows.values():

@@ -26,6 +26,7 @@ import quantize_fixtures as qf
 from harness.quantize.ladder import choose
 
 digits = qf.digits
+digits_calib = qf.digits_calib
 outlier_model = qf.outlier_model
 quantlab = qf.quantlab
 
@@ -80,7 +81,7 @@ def test_autoquant_climbs_to_qat_when_nothing_else_passes(
 ) -> None:
     model, train, test = weight_outlier
     out = tmp_path / "aq"
-    res = _autoquant(str(model), "--calib", str(test), "--data", str(test), "--train",
+    res = _autoquant(str(model), "--calib", str(train), "--data", str(test), "--train",
                      str(train), "--max-drop", "0.02", "--epochs", "10", "--lr", "1e-3",
                      "--out", str(out), "--results", str(tmp_path / "res"))
     by = {s["rung"]: s for s in res["steps"]}
@@ -106,14 +107,11 @@ def test_autoquant_climbs_to_qat_when_nothing_else_passes(
 
 
 def test_autoquant_stops_at_mixed_and_never_trains(
-    outlier_model: Path, digits: tuple[Path, Path], tmp_path: Path
+    outlier_model: Path, digits: tuple[Path, Path], digits_calib: Path, tmp_path: Path
 ) -> None:
-    train = tmp_path / "train.npz"
-    data = np.load(digits[1])
-    np.savez(train, x=data["x"], y=data["y"])
-    res = _autoquant(str(outlier_model), "--calib", str(digits[1]), "--data", str(digits[1]),
-                     "--train", str(train), "--max-drop", "0.02", "--out", str(tmp_path / "aq"),
-                     "--results", str(tmp_path / "res"))
+    res = _autoquant(str(outlier_model), "--calib", str(digits_calib), "--data",
+                     str(digits[1]), "--train", str(digits_calib), "--max-drop", "0.02",
+                     "--out", str(tmp_path / "aq"), "--results", str(tmp_path / "res"))
     rungs = [s["rung"] for s in res["steps"]]
     assert res["steps"][0]["verdict"] == "fail"
     assert rungs[-1] == "mixed-int8" and res["steps"][-1]["verdict"] == "pass"
@@ -123,12 +121,13 @@ def test_autoquant_stops_at_mixed_and_never_trains(
 
 
 def test_qat_on_the_demo_keras3_file_then_evaluate(
-    digits: tuple[Path, Path], tmp_path: Path
+    digits: tuple[Path, Path], digits_calib: Path, tmp_path: Path
 ) -> None:
     keras_path, data = digits
     out = tmp_path / "v"
     proc = quantlab("quantize", str(keras_path), "--out", str(out), "--schemes",
-                    "fp32,int8,qat-int8", "--calib", str(data), "--train", str(data),
+                    "fp32,int8,qat-int8", "--calib", str(digits_calib), "--train",
+                    str(digits_calib),
                     "--epochs", "2", "--granularity", "per-tensor", "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     manifest = json.loads((out / "manifest.json").read_text())

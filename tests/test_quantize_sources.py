@@ -12,6 +12,7 @@ import quantize_fixtures as qf
 from harness.quantize.variants import quantize
 
 digits = qf.digits
+digits_calib = qf.digits_calib
 outlier_model = qf.outlier_model
 outlier_tflite = qf.outlier_tflite
 keras_variants = qf.keras_variants
@@ -34,11 +35,11 @@ def test_savedmodel_source_with_coreml(digits: tuple[Path, Path], tmp_path: Path
 
 
 def test_mixed_from_tflite_keeps_the_outlier_layers_float(
-    outlier_tflite: Path, digits: tuple[Path, Path], tmp_path: Path
+    outlier_tflite: Path, digits: tuple[Path, Path], digits_calib: Path, tmp_path: Path
 ) -> None:
     src = outlier_tflite
     out = tmp_path / "v"
-    m = quantize(src, ["fp32", "int8", "mixed-int8"], digits[1], out)
+    m = quantize(src, ["fp32", "int8", "mixed-int8"], digits_calib, out, eval_data=digits[1])
     mixed = next(v for v in m.variants if v.scheme == "mixed-int8")
     assert mixed.converter == "aeq" and mixed.mixed["passed"], mixed.mixed
     assert any("conv2" in layer for layer in mixed.mixed["float_layers"])
@@ -56,9 +57,11 @@ def test_sensitivity_ranks_the_outlier_convs_first(
     assert r.returncode == 0, r.stderr
     layers = json.loads(r.stdout)["layers"]
     assert len(layers) >= 5
-    assert "conv2" in layers[0]["layer"]
+    # both outlier convs rank in the top three (relative error ~0.97-1.02, the next layer
+    # ~0.66-0.69); their order against the logits layer is a hair's breadth on some
+    # trainings (digits seed 7: logits 0.982, conv2 0.980, conv1 0.969), so it is not asserted
     top3 = " ".join(row["layer"] for row in layers[:3])
-    assert "conv1" in top3
+    assert "conv1" in top3 and "conv2" in top3, layers[:4]
 
 
 def test_interrupt_leaves_no_folder(digits: tuple[Path, Path], tmp_path: Path) -> None:

@@ -41,7 +41,7 @@ def test_recommend_matches_store_numbers(tmp_path: Path) -> None:
     assert sim["best"]["scheme"] != "int8"  # int8 dropped 8% > 3%: gated out
     assert sim["runner_up"] is not None and "%)" in sim["gives_up"]
     assert sim["best"]["latency_ci95"] is not None
-    assert any("int8" in x and "0.08" in x for x in sim["excluded"])
+    assert any("int8" in x and "drop 8.00 pt > 3.00 pt" in x for x in sim["excluded"])
     # a looser gate lets int8 in; the pick again agrees with the raw numbers
     res = runner.invoke(app, ["recommend", rid, "--max-drop", "0.1", "--results", str(tmp_path),
                               "--json"])
@@ -50,7 +50,7 @@ def test_recommend_matches_store_numbers(tmp_path: Path) -> None:
     assert res.exit_code == 0 and "ms" in res.stdout
     # the terminal says what was left out and why, as the JSON does
     left = [line for line in res.stdout.splitlines() if line.startswith("left out sim: ")]
-    assert any("int8" in line and "0.08" in line for line in left), res.stdout
+    assert any("int8" in line and "8.00 pt" in line for line in left), res.stdout
 
 
 def test_recommend_without_evaluations_says_so(tmp_path: Path) -> None:
@@ -289,6 +289,26 @@ def test_a_delegate_whose_numerics_fail_on_the_device_is_left_out() -> None:
     assert none.best is None and "every candidate fails the numerics gate" in none.note
 
 
+def test_a_left_out_variants_drop_is_in_the_tables_units() -> None:
+    """The left-out line says 2.06 pt > 2.00 pt, as the evaluate and demo tables do, not
+    the raw fractions (0.020621477968469137 > 0.02); MSE keeps its own units."""
+    from dataclasses import replace
+
+    from harness.report.recommend import Candidate, recommend_device
+
+    fp32 = Candidate(model="fp32", sha256="a" * 64, scheme="fp32", delegate="xnnpack",
+                     threads=1, latency_ms=3.0, latency_statistic="median",
+                     latency_method="per-iteration", energy_mj=None, size_bytes=1000,
+                     accuracy="passed", drop=0.0, metric="map", job_id="j1", gate=0.005)
+    int8 = replace(fp32, model="int8", scheme="int8", latency_ms=1.0, accuracy="failed",
+                   drop=0.020621477968469137, gate=0.02, job_id="j2")
+    rec = recommend_device("sim", [fp32, int8], "latency", None)
+    assert rec.excluded == ["int8 · xnnpack: accuracy drop 2.06 pt > 2.00 pt"], rec.excluded
+    mse = replace(int8, metric="mse", drop=0.0123, gate=0.01)
+    rec = recommend_device("sim", [fp32, mse], "latency", None)
+    assert rec.excluded == ["int8 · xnnpack: accuracy mse rise +0.0123 > 0.01"], rec.excluded
+
+
 def test_default_gate_is_each_variants_own_from_evaluate(tmp_path: Path) -> None:
     """evaluate gates fp16 at 0.005 and int8 at 0.02 by default; recommend agrees with those
     verdicts unless --max-drop sets one bound for every variant."""
@@ -303,7 +323,8 @@ def test_default_gate_is_each_variants_own_from_evaluate(tmp_path: Path) -> None
                                           "--json"]).stdout)
     sim = data["devices"][0]
     assert sim["best"]["scheme"] == "int8" and data["max_drop"] is None
-    assert any("fp16" in x and "0.01 > 0.005" in x for x in sim["excluded"]), sim["excluded"]
+    assert any("fp16" in x and "1.00 pt > 0.50 pt" in x for x in sim["excluded"]), \
+        sim["excluded"]
     assert "each variant's own" in sim["note"]
     data = json.loads(runner.invoke(app, ["recommend", rid, "--max-drop", "0.03", "--results",
                                           str(tmp_path), "--json"]).stdout)

@@ -263,16 +263,16 @@ def demo_ladder(out: str, results: str | None, iterations: int, repeats: int, js
     fails plain int8, recalibrates on the training data, and measures what passes."""
     import numpy as np
 
-    from harness.quantize.demo_model import build_digits_model, digits_arrays
+    from harness.quantize.demo_model import build_digits_model, write_training_split
 
     work = Path(out)
     work.mkdir(parents=True, exist_ok=True)
     err_console.print("[bold cyan]›[/] 1/2 train a small CNN on scikit-learn's digits")
     with err_console.status("training"):
         keras_path, data = build_digits_model(work / "model")
-    x_train, y_train, _, _ = digits_arrays()
-    train = work / "model" / "train.npz"
-    np.savez(train, x=x_train, y=y_train)
+    train = write_training_split(work / "model", name="train")
+    with np.load(train) as npz:
+        x_train, y_train = npz["x"], npz["y"]
     poor = work / "model" / "poor_calib.npz"
     np.savez(poor, x=(x_train[:16] * 0.05).astype(np.float32), y=y_train[:16])
     err_console.print("[bold cyan]›[/] 2/2 autoquant with a poor calibration set "

@@ -175,12 +175,18 @@ def bench(
     plan_file: PlanOpt = None,
     tag: TagOpt = None,
     baseline: BaselineOpt = None,
+    min_top1: Annotated[float | None, typer.Option(
+        "--min-top1", min=0.0, max=1.0, help="The numerics gate's least top-1 agreement of a "
+        "delegate's class outputs (default: the plan's [gate] min_top1, else 0.99); with "
+        "--numerics a job that fails the gate (cosine ≥ 0.99, NaN/Inf) makes bench exit 1.")
+    ] = None,
     results: ResultsOpt = None,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Benchmark models on devices (or run a plan file); every measurement goes into the
-    store. With --baseline, compare with it and exit as compare does."""
+    store. With --baseline, compare with it and exit as compare does. Outputs checked with
+    --numerics are judged by the numerics gate, and a failure exits 1."""
     from harness.cli import plan_run
     from harness.planfile import load_plan_file
     from harness.store import Store, check_tags
@@ -227,9 +233,13 @@ def bench(
     accounts = dispatch_jobs(store, run_id, fleet, jobs, opts["retry_timeout"], verbose)
 
     def compare_and_write(data: dict[str, Any]) -> int:
+        from harness.cli.numerics_gate import min_top1_of, numerics_exit_code
+
         code = plan_run.finish_with_baseline(store, run_id, base_id, rules, gate.junit,
                                              gate.markdown, data, json_out, gate_result)
-        return plan_run.gate_exit_code(gate_result, data, json_out) or code
+        numerics = numerics_exit_code(store, run_id, data,
+                                      min_top1_of(min_top1, pf.gate if pf else None), json_out)
+        return plan_run.gate_exit_code(gate_result, data, json_out) or numerics or code
 
     _finish(store, run_id, accounts, json_out, skipped_count, compare_and_write)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import sys
 import traceback
@@ -50,11 +51,24 @@ def split_list(value: str | None) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _strict(value: Any) -> Any:
+    """Plain JSON data with NaN/±inf numbers as strings (what harness.numerics.jsonable
+    writes, without importing numpy here)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strict(v) for v in value]
+    return value
+
+
 def print_json(data: Any) -> None:
     """Write ``data`` as JSON to stdout (the only thing on stdout with --json); passwords
-    and tokens in it are masked (:mod:`harness.redact`)."""
-    data = json.loads(json.dumps(data, default=str))
-    sys.stdout.write(json.dumps(redact_data(data), indent=2) + "\n")
+    and tokens in it are masked (:mod:`harness.redact`). Strict JSON: a NaN or ±inf number
+    is written as the string ``"nan"``/``"inf"``/``"-inf"``, never as a bare token."""
+    data = _strict(json.loads(json.dumps(data, default=str)))
+    sys.stdout.write(json.dumps(redact_data(data), indent=2, allow_nan=False) + "\n")
     sys.stdout.flush()
 
 

@@ -44,11 +44,14 @@ def _step(text: str) -> None:
     err_console.print(f"[bold cyan]›[/] {text}")
 
 
-def _train(work: Path) -> tuple[Path, Path]:
-    from harness.quantize.demo_model import build_digits_model
+def _train(work: Path) -> tuple[Path, Path, Path]:
+    """The trained digits CNN, its held-out data (evaluation) and its training split
+    (calibration: never the evaluation samples)."""
+    from harness.quantize.demo_model import build_digits_model, write_training_split
 
     with err_console.status("training a CNN on scikit-learn digits (8×8 images, 10 classes)"):
-        return build_digits_model(work / "model")
+        keras_path, data = build_digits_model(work / "model")
+    return keras_path, data, write_training_split(work / "model")
 
 
 def _train_detector(work: Path) -> dict[str, Path]:
@@ -217,9 +220,9 @@ def demo(
         manifest = _quantize(keras_path, paths["calib"], work / "variants", schemes, data)
     else:
         _step("1/4 train a small CNN on scikit-learn's digits")
-        keras_path, data = _train(work)
+        keras_path, data, calib = _train(work)
         _step(f"2/4 quantize it: {', '.join(s.name for s in picked)}")
-        manifest = _quantize(keras_path, data, work / "variants", schemes)
+        manifest = _quantize(keras_path, calib, work / "variants", schemes, data)
     failed = [v for v in manifest.variants if v.status != "ok"]
     for v in failed:
         warn(f"scheme {v.scheme} failed: {v.error}")

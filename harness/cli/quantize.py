@@ -25,6 +25,7 @@ from harness.cli.common import (
     warn,
 )
 from harness.cli.options import DataFormat, with_options
+from harness.errors import UserError
 
 SchemesOpt = Annotated[
     str, typer.Option("--schemes", help="Comma-separated schemes, or all / tflite / coreml.")
@@ -267,9 +268,20 @@ def evaluate_cmd(
         bool, typer.Option("--per-delegate", help="Also gate each (variant, device, delegate) "
                            "stored in --results: the host accuracy gate AND the delegate's "
                            "numerics on the device (bench --numerics: cosine ≥ 0.99 vs the "
-                           "variant itself on the host, else vs the float model). Pairs "
+                           "variant itself on the host, else vs the float model; top-1 "
+                           "agreement ≥ --min-top1 where an output is a class vector). Pairs "
                            "without numerics are listed with the reason.")
     ] = False,
+    gate_confidence: Annotated[
+        bool, typer.Option("--gate-confidence", help="Fail a variant only when the whole 95 % "
+                           "interval of its drop lies beyond its gate (by default the drop "
+                           "itself decides; the interval is reported either way).")
+    ] = False,
+    min_top1: Annotated[
+        float | None, typer.Option("--min-top1", min=0.0, max=1.0, help="With --per-delegate: "
+                                   "the least top-1 agreement a delegate's class outputs may "
+                                   "have with the variant on the host (default 0.99).")
+    ] = None,
     results: ResultsOpt = None,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
@@ -277,13 +289,17 @@ def evaluate_cmd(
     """Accuracy, fidelity vs fp32, calibration drift, the gate and edge cases of every TFLite
     variant (host LiteRT), scored by task (classification, detection, segmentation, regression).
     With --per-delegate, a verdict per (variant, device, delegate) from stored runs."""
+    from harness.numerics import DEFAULT_MIN_TOP1
     from harness.quantize.evaluate import save_to_store
     from harness.quantize.gate import parse_max_drop
 
     parse_max_drop(max_drop)  # a typo fails before any model runs
+    if min_top1 is not None and not per_delegate:
+        raise UserError(f"--min-top1 {min_top1:g}: only used with --per-delegate",
+                        hint="add --per-delegate, or drop --min-top1")
     report = evaluate_with_progress(
         variants_dir, data, max_drop=max_drop, task=task, labels=labels, decoder=decoder,
-        max_mse=max_mse, **fmt.reading()
+        max_mse=max_mse, gate_confidence=gate_confidence, **fmt.reading()
     )
     for w in report["warnings"]:
         warn(w)
@@ -292,7 +308,9 @@ def evaluate_cmd(
     if per_delegate:
         from harness.quantize.delegate_gate import from_store
 
-        report["per_delegate"] = from_store(report, results_location(results))
+        report["per_delegate"] = from_store(report, results_location(results),
+                                            min_top1=DEFAULT_MIN_TOP1 if min_top1 is None
+                                            else min_top1)
     if json_out:
         print_json(
             {
@@ -304,6 +322,7 @@ def evaluate_cmd(
                     "metric",
                     "max_drop",
                     "samples",
+                    "gate_confidence",
                     "variants",
                     "skipped",
                     "failed",
@@ -319,7 +338,7 @@ def evaluate_cmd(
         if per_delegate:
             print_per_delegate(report["per_delegate"])
     if report["failed"]:
-        raise fail("gate failed (drop beyond the scheme's max drop) for: "
+        raise fail("gate failed (drop beyond the scheme's max drop, or NaN/Inf outputs) for: "
                    f"{', '.join(report['failed'])}", 1)
     if per_delegate and report["per_delegate"]["failed"]:
         raise fail("gate failed on the device for: "

@@ -145,6 +145,9 @@ def recommend(
         "--energy-class", help="With --by energy: the comparability class to rank "
         "(device-rails, battery-gauge, process-estimate, host-package; default: the most "
         "common on each device). Other classes are listed as left out.")] = None,
+    min_top1: Annotated[float | None, typer.Option(
+        "--min-top1", min=0.0, max=1.0, help="The numerics gate's least top-1 agreement for "
+        "class outputs measured on a device (default 0.99).")] = None,
     results: ResultsOpt = None,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
@@ -156,7 +159,7 @@ def recommend(
 
     with opened_store(results) as store:
         record, recs = recommend_in(store, run_id, max_drop=max_drop, by=by,
-                                    energy_class=energy_class)
+                                    energy_class=energy_class, min_top1=min_top1)
     if json_out:
         print_json(recommendation_dict(record.run.run_id, recs, max_drop=max_drop, by=by,
                                        energy_class=energy_class))

@@ -302,6 +302,15 @@ def input_stats(x: np.ndarray, *, std: bool = True) -> dict[str, float]:
     return out
 
 
+def sample_digests(x: np.ndarray) -> list[str]:
+    """A short digest of each sample (its values as float32), so that the calibration
+    samples found again in evaluation data can be counted without keeping them."""
+    import hashlib
+
+    rows = np.ascontiguousarray(np.asarray(x).reshape(len(x), -1), dtype=np.float32)
+    return [hashlib.blake2b(row.tobytes(), digest_size=8).hexdigest() for row in rows]
+
+
 STATS_CHUNK = 1 << 16  # values per chunk of input_stats' single pass
 
 STATS_TOLERANCE = 0.25

@@ -16,7 +16,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from harness.numerics import DEFAULT_MIN_COSINE, NUMERIC_FIELDS, as_float, verdict
+from harness.numerics import (
+    DEFAULT_MIN_COSINE,
+    DEFAULT_MIN_TOP1,
+    NUMERIC_FIELDS,
+    as_float,
+    verdict,
+)
 from harness.store import RunRecord
 
 
@@ -36,9 +42,11 @@ def _newest_jobs(records: Iterable[RunRecord], sha256: str) -> dict[tuple[str, s
 
 
 def per_delegate(report: Mapping[str, Any], records: Iterable[RunRecord],
-                 min_cosine: float = DEFAULT_MIN_COSINE) -> dict[str, Any]:
+                 min_cosine: float = DEFAULT_MIN_COSINE,
+                 min_top1: float = DEFAULT_MIN_TOP1) -> dict[str, Any]:
     """The verdict of every (variant, device, delegate) of ``report``'s variants found in
-    ``records`` (newest first). Returns ``rows`` (scheme, device, delegate, run and job,
+    ``records`` (newest first), the numerics judged against ``min_cosine`` and, where an
+    output is a class vector, ``min_top1``. Returns ``rows`` (scheme, device, delegate, run and job,
     ``accuracy_passed``, ``numerics`` figures vs the float model, ``numerics_delegate_only``
     vs the variant itself on the host (None when not run), ``numerics_passed``, ``passed``: True,
     False, or None with ``why``), ``failed`` (labels of failing pairs) and
@@ -54,7 +62,7 @@ def per_delegate(report: Mapping[str, Any], records: Iterable[RunRecord],
             not_benchmarked.append(label)
             continue
         for (device, delegate), (run_id, e) in sorted(jobs.items()):
-            ok, why = verdict(e.raw.numerics, min_cosine)
+            ok, why = verdict(e.raw.numerics, min_cosine, min_top1)
             if not accuracy:
                 passed: bool | None = False
                 why = "accuracy gate failed on the host" + (f"; {why}" if ok is False else "")
@@ -74,12 +82,13 @@ def per_delegate(report: Mapping[str, Any], records: Iterable[RunRecord],
                          "passed": passed, "why": why})
     failed = [f"{r['scheme'] or r['path']} · {r['device']} · {r['delegate']}"
               for r in rows if r["passed"] is False]
-    return {"min_cosine": min_cosine, "rows": rows, "failed": failed,
+    return {"min_cosine": min_cosine, "min_top1": min_top1, "rows": rows, "failed": failed,
             "not_benchmarked": not_benchmarked}
 
 
 def from_store(report: Mapping[str, Any], location: str, runs_per_variant: int = 20,
-               min_cosine: float = DEFAULT_MIN_COSINE) -> dict[str, Any]:
+               min_cosine: float = DEFAULT_MIN_COSINE,
+               min_top1: float = DEFAULT_MIN_TOP1) -> dict[str, Any]:
     """:func:`per_delegate` over the stored runs at ``location`` that hold the report's
     variants (the newest ``runs_per_variant`` runs of each)."""
     from harness.store import Store
@@ -95,4 +104,4 @@ def from_store(report: Mapping[str, Any], location: str, runs_per_variant: int =
                          key=lambda rec: rec.run.created_at, reverse=True)
     finally:
         store.close()
-    return per_delegate(report, records, min_cosine)
+    return per_delegate(report, records, min_cosine, min_top1)

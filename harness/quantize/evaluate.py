@@ -13,9 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ModelError
+from harness.numerics import finite_or_none
 from harness.quantize.edge_cases import edge_cases, edge_outputs
 from harness.quantize.fidelity import fidelity
-from harness.quantize.gate import LOWER_IS_BETTER, gate_drop, gate_for, parse_max_drop
+from harness.quantize.gate import (
+    LOWER_IS_BETTER,
+    REFERENCE_ITSELF,
+    gate_for,
+    judge,
+    parse_max_drop,
+    unresolved_warnings,
+)
 from harness.quantize.tflite_runner import DEFAULT_BATCH, TfliteRunner
 
 
@@ -29,7 +37,8 @@ def skipped_variants(folder: Path) -> list[dict[str, str]]:
     return [
         {
             "scheme": v["scheme"],
-            "reason": "Core ML prediction needs macOS; benchmark it on an iPhone",
+            "reason": "evaluate runs TFLite only, on every host (Core ML prediction needs "
+                      "macOS and is not wired in); benchmark it on an iPhone",
         }
         for v in json.loads(manifest.read_text()).get("variants", [])
         if v.get("status") == "ok" and v.get("format") == "coreml"
@@ -77,6 +86,39 @@ def _calibration_stats(folder: Path) -> dict[str, float] | None:
     return calib or None
 
 
+def calibration_overlap(folder: Path, data_path: Path, x: Any) -> list[str]:
+    """Warnings when the variants were calibrated on the evaluation data: the same file
+    (content sha256, or the same path for a manifest that kept no hash), or calibration
+    samples found again among the evaluation samples. A gate measured on the data the
+    ranges were fitted to is optimistic: calibrate on held-out samples (training data)."""
+    import json
+
+    from harness.models import file_sha256
+    from harness.quantize import data as qdata
+
+    manifest = folder / "manifest.json"
+    if not manifest.exists():
+        return []
+    calib = json.loads(manifest.read_text()).get("calibration") or {}
+    if not calib.get("source"):
+        return []
+    hint = ("its accuracy gate is measured on the samples int8's ranges were fitted to; "
+            "calibrate on other samples (e.g. training data) and evaluate on held-out ones")
+    same = calib.get("sha256") == file_sha256(data_path) if calib.get("sha256") else \
+        Path(str(calib["source"])).resolve() == data_path.resolve()
+    if same:
+        return [f"{data_path} is the calibration data of {folder} (quantize --calib "
+                f"{calib['source']}): {hint}"]
+    digests = set(calib.get("sample_digests") or ())
+    if not digests:
+        return []
+    found = len(digests & set(qdata.sample_digests(x)))
+    if not found:
+        return []
+    return [f"{found} of the {len(digests)} calibration samples of {folder} are also in "
+            f"{data_path}: {hint}"]
+
+
 def _data_warnings(calib: dict[str, float] | None, stats: dict[str, float] | None
                    ) -> list[str]:
     """The calibration-vs-evaluation data check against the stats kept in the manifest."""
@@ -102,6 +144,7 @@ def evaluate(
     image: Any = None,
     batch: int = DEFAULT_BATCH,
     edge: bool = True,
+    gate_confidence: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Evaluate every TFLite variant of a variants folder against its fp32 variant on the data.
@@ -110,12 +153,17 @@ def evaluate(
     outputs and labels, and said so in ``task``). ``labels``: ground truth beside the data
     (COCO annotations JSON for detection). ``max_drop``: see :func:`parse_max_drop` (None:
     each scheme's default gate). ``max_mse``: also fail a variant whose first output's MSE
-    against fp32 exceeds it.
+    against fp32 exceeds it. Each drop comes with its paired 95 % interval
+    (:mod:`harness.quantize.intervals`); ``gate_confidence`` fails only a drop whose whole
+    interval lies beyond its gate (the point estimate decides otherwise). ``warnings`` say
+    where the data cannot resolve a gate and where the calibration data is the evaluation
+    data.
 
     Returns ``{"task", "reference", "metric", "max_drop", "samples", "warnings",
     "variants": [{"scheme", "path", "sha256", "source_sha256", "metrics" (= "accuracy"),
     "fidelity": {task measures…, "outputs": [per output]}, "calibration", "gate": {"passed",
-    "drop", "drop_pt", "metric", "value", "max_drop"}, "edge_cases"}], "failed": [scheme or
+    "drop", "drop_pt", "metric", "value", "max_drop", "interval", "resolved", "why"},
+    "edge_cases"}], "failed": [scheme or
     path of variants failing the gate]}``. ``progress(label, done, total)`` is called as
     samples are processed.
     """
@@ -217,12 +265,12 @@ def evaluate(
         value = metrics.get(metric, task_fid.get(metric))
         value = ref_value if value is None else float(value)
         metrics.setdefault(metric, value)
-        drop = gate_drop(metric, ref_value, value, lower)
-        allowed = gate_for(v["scheme"], overall, per_scheme)
-        passed = drop <= allowed + 1e-12
-        mse_fail = max_mse is not None and per_output[0]["mse"] is not None and \
-            float(per_output[0]["mse"]) > max_mse  # type: ignore[arg-type]
-        if not passed or mse_fail:
+        bad, count = nonfinite_count(comparable(outputs, ctx))
+        interval = _interval(picked, ref_pred, pred, ctx, metric) if not bad else None
+        gate = judge(metric, ref_value, value, gate_for(v["scheme"], overall, per_scheme),
+                     lower, nonfinite=(bad, count), max_mse=max_mse,
+                     mse=per_output[0]["mse"], interval=interval, confidence=gate_confidence)
+        if not gate["passed"]:
             failed.append(label)
         rows.append(
             {
@@ -234,19 +282,11 @@ def evaluate(
                 "accuracy": metrics,
                 "fidelity": {**task_fid, "outputs": per_output},
                 "calibration": picked.calibration(ref_pred, pred, ctx),
-                "gate": {
-                    "passed": passed and not mse_fail,
-                    "drop": drop,
-                    "drop_pt": None if metric in lower else round(100 * drop, 4),
-                    "metric": metric,
-                    "value": value,
-                    "max_drop": allowed,
-                    **({"max_mse": max_mse, "mse_passed": not mse_fail}
-                       if max_mse is not None else {}),
-                },
+                "gate": gate,
                 "edge_cases": edge_cases(v["path"], low, high, ref_edge) if edge else [],
             }
         )
+        rows[-1] = finite_or_none(rows[-1])
     return {
         "task": {"name": picked.name, "why": why, "decoder": ctx.decoder,
                  "primary_metric": picked.primary_metric,
@@ -263,10 +303,32 @@ def evaluate(
         "max_drop": {r["scheme"] or Path(r["path"]).name: r["gate"]["max_drop"] for r in rows},
         "samples": len(x),
         "data": str(data_path),
-        "warnings": _data_warnings(calib_stats, stats),
+        "warnings": [*_data_warnings(calib_stats, stats),
+                     *calibration_overlap(folder, Path(data_path), x),
+                     *unresolved_warnings(rows, len(x), lower)],
+        "gate_confidence": gate_confidence,
         "variants": rows,
         "failed": failed,
     }
+
+
+def _interval(task: Any, ref_pred: Any, pred: Any, ctx: Any, metric: str
+              ) -> dict[str, Any] | None:
+    """The drop's paired 95 % interval from the task ([0, 0] for the reference itself)."""
+    if pred is ref_pred:
+        return {"low": 0.0, "high": 0.0, "level": 0.95, "method": REFERENCE_ITSELF,
+                "resamples": None, "seconds": 0.0}
+    find = getattr(task, "drop_interval", None)
+    return find(ref_pred, pred, ctx, metric) if find is not None else None
+
+
+def nonfinite_count(outputs: list[Any]) -> tuple[int, int]:
+    """(NaN/Inf values, all values) of a variant's outputs."""
+    import numpy as np
+
+    arrays = [np.asarray(o) for o in outputs]
+    return (sum(int(a.size - np.count_nonzero(np.isfinite(a))) for a in arrays
+                if a.dtype.kind == "f"), sum(int(a.size) for a in arrays))
 
 
 def save_to_store(report: dict[str, Any], location: str) -> int:

@@ -23,12 +23,13 @@ when their medians are within :data:`TIE_SHARE`; ties go to the smaller file.
 
 The Core ML ladder (``coreml-w8`` → ``coreml-w4`` → ``coreml-w4`` with the most
 int8-sensitive layers kept fp16 → ``coreml-fp16``) makes each rung and records its
-size; accuracy needs a Core ML runtime (macOS), so on other hosts every Core ML
-step says that it was not measured and why. The kept layers come from the same
-int8 sensitivity ranking as mixed-int8 (mapped to Keras layers as ``--qat-layers
-sensitive:N`` is), among the layers whose weights palettization compresses; with
-no accuracy to check, the kept set cannot grow until a gate passes as mixed-int8's
-does, so the rung keeps :data:`COREML_KEEP_LAYERS` (``LadderRequest.coreml_keep``).
+size; its accuracy is not measured on any host (a Core ML runtime exists only on macOS,
+and even there quantlab does not evaluate Core ML yet), and every Core ML step says so.
+The kept layers come from the same int8 sensitivity ranking as mixed-int8 (mapped to
+Keras layers as ``--qat-layers sensitive:N`` is), among the layers whose weights
+palettization compresses; with no accuracy to check, the kept set cannot grow until a
+gate passes as mixed-int8's does, so the rung keeps :data:`COREML_KEEP_LAYERS`
+(``LadderRequest.coreml_keep``).
 """
 
 from __future__ import annotations

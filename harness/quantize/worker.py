@@ -207,8 +207,12 @@ class Job:
                 for w in caught:
                     self.events.emit("warning", message=str(w.message))
                 self.calib_x = sub.x
+                from harness.models import file_sha256
+
                 self.events.emit("calibration", **sub.facts, source=ds.source,
-                                 input_stats=qdata.input_stats(sub.x))
+                                 input_stats=qdata.input_stats(sub.x),
+                                 sha256=file_sha256(Path(path)),
+                                 sample_digests=qdata.sample_digests(sub.x))
                 if not req.get("eval"):
                     self.eval_x, self.eval_y = ds.x, ds.y
             else:

@@ -50,12 +50,25 @@ def _accuracy(store: Store, records: list[RunRecord]) -> str:
     rows = [[ev.get("scheme") or Path(str(ev.get("path"))).name, ev.get("metric"),
              f"{ev['value']:.4g}" if ev.get("value") is not None else "–",
              f"{ev['reference_value']:.4g}" if ev.get("reference_value") is not None else "–",
-             f"{ev['drop']:.4f}" if ev.get("drop") is not None else "–",
+             f"{ev['drop']:.4f}" if ev.get("drop") is not None else "–", _drop_interval(ev),
              ev.get("max_drop"), "passed" if ev.get("passed") else "failed"]
             for ev in evals.values()]
-    out.append(_table(["variant", "metric", "value", "reference", "drop", "max drop", "gate"],
-                      rows, {2, 3, 4, 5}))
+    out.append(_table(["variant", "metric", "value", "reference", "drop",
+                       "95 % interval of the drop", "max drop", "gate"], rows, {2, 3, 4, 6}))
     return "".join(out) or _nodata("evaluations exist but no measured job has a latency")
+
+
+def _drop_interval(ev: dict[str, Any]) -> str:
+    """The stored evaluation's paired 95 % interval of its drop, in the gate's units."""
+    from harness.quantize.gate import interval_text
+
+    gate = (ev.get("payload") or {}).get("gate") or {}
+    interval = gate.get("interval") or {}
+    if interval.get("low") is None or interval.get("high") is None:
+        return "–"
+    metric = str(gate.get("metric"))
+    lower = frozenset() if gate.get("drop_pt") is not None else frozenset({metric})
+    return interval_text(metric, float(interval["low"]), float(interval["high"]), lower)
 
 
 def _delegates(records: list[RunRecord]) -> str:

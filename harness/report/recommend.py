@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.numerics import DEFAULT_MIN_COSINE, verdict
+from harness.numerics import DEFAULT_MIN_COSINE, DEFAULT_MIN_TOP1, verdict
 from harness.stats import LatencySummary, summarize
 from harness.store import JobEntry, RunRecord
 
@@ -84,8 +84,10 @@ def _latency(entry: JobEntry) -> LatencySummary | None:
 
 
 def candidates(record: RunRecord, evaluations: dict[str, dict[str, Any]],
-               max_drop: float | None) -> dict[str, list[Candidate]]:
-    """Every finished job with a latency figure, grouped by device, with its gate state."""
+               max_drop: float | None,
+               min_top1: float = DEFAULT_MIN_TOP1) -> dict[str, list[Candidate]]:
+    """Every finished job with a latency figure, grouped by device, with its gate state
+    (the numerics gate: cosine, and top-1 agreement ≥ ``min_top1`` for class outputs)."""
     out: dict[str, list[Candidate]] = {}
     summaries = {id(e): s for e in record.entries if (s := _latency(e)) is not None}
     # a device's candidates are ranked on one statistic: the median where every one of
@@ -113,7 +115,8 @@ def candidates(record: RunRecord, evaluations: dict[str, dict[str, Any]],
                 else bool(ev.get("passed"))
             acc = "passed" if ok else "failed"
         name = Path(m.path).name
-        ok_numerics, why_numerics = verdict(e.raw.numerics if e.raw else None)
+        ok_numerics, why_numerics = verdict(e.raw.numerics if e.raw else None,
+                                            min_top1=min_top1)
         out.setdefault(e.job.device_id, []).append(Candidate(
             model=f"{m.scheme} ({name})" if m.scheme else name, sha256=m.sha256,
             scheme=m.scheme, delegate=e.job.delegate, threads=e.job.threads, latency_ms=lat,
@@ -155,6 +158,15 @@ def _significance(rec: DeviceRecommendation, entries: dict[str, JobEntry]) -> st
     return text + (f"; {m.reason}" if m.reason else "")
 
 
+def _drop_text(c: Candidate) -> str:
+    """A failed candidate's drop against its gate in the evaluate table's units."""
+    if c.drop is None or c.gate is None:
+        return "gate failed in evaluate"
+    from harness.quantize.gate import drop_text
+
+    return drop_text(c.metric or "", c.drop, c.gate, c.drop <= c.gate)
+
+
 def recommend_device(device: str, cands: list[Candidate], by: str,
                      max_drop: float | None) -> DeviceRecommendation:
     """Rank one device's candidates and pick the best that passes the gate."""
@@ -167,7 +179,7 @@ def recommend_device(device: str, cands: list[Candidate], by: str,
         pool = [c for c in cands if c.accuracy == "passed"]
         for c in cands:
             if c.accuracy == "failed":
-                excluded.append(f"{c.model} · {c.delegate}: accuracy drop {c.drop} > {c.gate}")
+                excluded.append(f"{c.model} · {c.delegate}: accuracy {_drop_text(c)}")
             elif c.accuracy == NOT_EVALUATED:
                 excluded.append(f"{c.model} · {c.delegate}: {NOT_EVALUATED}")
         note = (f"accuracy gate: drop ≤ {max_drop:g}" if max_drop is not None else
@@ -182,7 +194,8 @@ def recommend_device(device: str, cands: list[Candidate], by: str,
             excluded.append(f"{c.model} · {c.delegate}: no {by} figure measured{why}")
     ranked.sort(key=lambda c: (c.value(by), c.latency_ms, c.size_bytes, c.model, c.delegate))
     if wrong:
-        note += f"; numerics gate: cosine ≥ {DEFAULT_MIN_COSINE:g} where measured"
+        note += (f"; numerics gate: cosine ≥ {DEFAULT_MIN_COSINE:g} where measured (and "
+                 "top-1 agreement for class outputs)")
     if not ranked:
         why = ("every candidate fails the numerics gate" if wrong and not cands
                else "no variant passes the accuracy gate" if evaluated and not pool
@@ -259,7 +272,8 @@ def _recommend_energy(device: str, cands: list[Candidate], max_drop: float | Non
 
 def recommend(record: RunRecord, evaluations: dict[str, dict[str, Any]], *,
               max_drop: float | None = None, by: str = "latency",
-              energy_class: str | None = None) -> list[DeviceRecommendation]:
+              energy_class: str | None = None,
+              min_top1: float = DEFAULT_MIN_TOP1) -> list[DeviceRecommendation]:
     """One recommendation per device of the run (sorted by device id).
 
     ``by="energy"`` ranks only figures of one comparability class per device
@@ -279,7 +293,7 @@ def recommend(record: RunRecord, evaluations: dict[str, dict[str, Any]], *,
                             hint=f"use one of {', '.join(ENERGY_CLASS_MEANING)}")
     if max_drop is not None and not 0 <= max_drop <= 1:
         raise UserError(f"--max-drop {max_drop}: out of range", hint="give a fraction such as 0.03")
-    grouped = candidates(record, evaluations, max_drop)
+    grouped = candidates(record, evaluations, max_drop, min_top1)
     devices = sorted({e.job.device_id for e in record.entries})
     recs = [(_recommend_energy(d, grouped[d], max_drop, energy_class) if by == "energy"
              else recommend_device(d, grouped[d], by, max_drop)) if grouped.get(d)

@@ -86,6 +86,13 @@ class Task(Protocol):
         """Confidence-score drift vs the float model (histograms, mean shift, ECE)."""
         ...
 
+    def drop_interval(self, ref: Any, pred: Any, ctx: Context, metric: str
+                      ) -> dict[str, Any] | None:
+        """The 95 % interval of the drop of ``metric`` from ``ref`` to ``pred``, paired over
+        the same samples (:mod:`harness.quantize.intervals`: ``low``, ``high``, ``method``,
+        ``resamples``, ``seconds``); None when the task has no interval for that metric."""
+        ...
+
 
 def get_task(name: str) -> Task:
     """The task registered under ``name``; UserError naming the choices otherwise."""

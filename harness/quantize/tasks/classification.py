@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
 
 from harness.errors import DataError
+from harness.quantize import intervals
 from harness.quantize.tasks import Context, OutputInfo, ece, score_drift
 
 
@@ -78,6 +80,31 @@ class Classification:
             else None
         out["ece"] = ece(pv.max(axis=1), np.argmax(pv, 1) == y) if y is not None else None
         return out
+
+
+    def drop_interval(self, ref: np.ndarray, pred: np.ndarray, ctx: Context, metric: str
+                      ) -> dict[str, Any] | None:
+        """top1: Tango's paired score interval from the discordant samples; top1_agreement:
+        the Wilson interval of the share of samples whose top-1 class changed."""
+        started = time.perf_counter()
+        r1, p1 = np.argmax(ref, axis=1), np.argmax(pred, axis=1)
+        n = len(r1)
+        if metric == "top1" and ctx.labels is not None:
+            y = ctx.labels
+            ref_ok, var_ok = r1 == y, p1 == y
+            b, c = int(np.sum(ref_ok & ~var_ok)), int(np.sum(~ref_ok & var_ok))
+            low, high = intervals.tango_interval(b, c, n)
+            return intervals.interval_record(
+                low, high, f"Tango score interval, paired: {b} of {n} samples right only with "
+                f"fp32, {c} only with the variant", started,
+                zero_drop=intervals.tango_interval(0, 0, n))
+        if metric == "top1_agreement":
+            k = int(np.sum(r1 != p1))
+            low, high = intervals.wilson_interval(k, n)
+            return intervals.interval_record(
+                low, high, f"Wilson score interval: top-1 class changed on {k} of {n} samples",
+                started, zero_drop=intervals.wilson_interval(0, n))
+        return None
 
 
 TASK = Classification()

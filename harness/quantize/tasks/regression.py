@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
 
 from harness.errors import DataError
+from harness.quantize import intervals
 from harness.quantize.tasks import Context, OutputInfo
 
 PCK_THRESHOLD = 0.2
@@ -62,14 +64,40 @@ class Regression:
                  ) -> dict[str, float | None]:
         r = ref.reshape(len(ref), -1)
         o = pred.reshape(len(pred), -1)
-        den = np.linalg.norm(r, axis=1) * np.linalg.norm(o, axis=1)
-        same = np.all(r == o, axis=1)
-        cos = np.where(den > 0, np.sum(r * o, axis=1) / np.where(den > 0, den, 1),
-                       np.where(same, 1.0, 0.0))
-        return {"cosine": float(np.mean(cos)), "output_mse": float(np.mean((r - o) ** 2))}
+        return {"cosine": float(np.mean(_cosines(ref, pred))),
+                "output_mse": float(np.mean((r - o) ** 2))}
 
     def calibration(self, ref: Any, pred: Any, ctx: Context) -> dict[str, Any] | None:
         return None  # no confidence scores
+
+    def drop_interval(self, ref: np.ndarray, pred: np.ndarray, ctx: Context, metric: str
+                      ) -> dict[str, Any] | None:
+        """A paired bootstrap over samples of the per-sample terms: squared or absolute
+        errors (mse, mae), or each sample's cosine with the float model (cosine)."""
+        started = time.perf_counter()
+        if metric in ("mse", "mae") and ctx.labels is not None:
+            y = ctx.labels.astype(np.float64)
+
+            def terms(out: np.ndarray) -> np.ndarray:
+                diff = out.reshape(len(out), -1) - y.reshape(len(y), -1)
+                return np.mean(diff**2 if metric == "mse" else np.abs(diff), axis=1)
+            drops = intervals.mean_drop(terms(ref), terms(pred), lower_is_better=True)
+        elif metric == "cosine":
+            drops = intervals.mean_drop(_cosines(ref, ref), _cosines(ref, pred))
+        else:
+            return None
+        low, high = intervals.paired_bootstrap(drops, len(ref))
+        return intervals.interval_record(low, high, "paired bootstrap over samples",
+                                         started, intervals.RESAMPLES)
+
+
+def _cosines(ref: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Each sample's cosine with the float model (1 for equal zero rows, 0 for a zero row)."""
+    r, o = ref.reshape(len(ref), -1), pred.reshape(len(pred), -1)
+    den = np.linalg.norm(r, axis=1) * np.linalg.norm(o, axis=1)
+    same = np.all(r == o, axis=1)
+    return np.asarray(np.where(den > 0, np.sum(r * o, axis=1) / np.where(den > 0, den, 1),
+                               np.where(same, 1.0, 0.0)))
 
 
 TASK = Regression()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from harness.errors import DataError
+from harness.quantize import intervals
 from harness.quantize.tasks import Context, OutputInfo
 
 
@@ -83,6 +86,54 @@ class Segmentation:
 
     def calibration(self, ref: Any, pred: Any, ctx: Context) -> dict[str, Any] | None:
         return None
+
+    def drop_interval(self, ref: dict[str, np.ndarray], pred: dict[str, np.ndarray],
+                      ctx: Context, metric: str) -> dict[str, Any] | None:
+        """A paired bootstrap over images: each image's per-class intersections and unions
+        (mean_iou), or its share of pixels agreeing with the float model (pixel_agreement)."""
+        started = time.perf_counter()
+        y = ctx.labels
+        drops: Callable[[np.ndarray], np.ndarray]
+        if metric == "mean_iou" and y is not None:
+            classes = max(int(ref["classes"]), int(pred["classes"]), int(y.max()) + 1)
+            ref_iu, var_iu = _iou_counts(ref["masks"], y, classes), \
+                _iou_counts(pred["masks"], y, classes)
+
+            def miou_drops(weights: np.ndarray) -> np.ndarray:
+                return np.asarray(_resampled_miou(weights, *ref_iu)
+                                  - _resampled_miou(weights, *var_iu))
+            drops = miou_drops
+        elif metric == "pixel_agreement":
+            n = len(ref["masks"])
+            agree = np.mean((ref["masks"] == pred["masks"]).reshape(n, -1), axis=1)
+            drops = intervals.mean_drop(np.ones(n), agree)
+        else:
+            return None
+        low, high = intervals.paired_bootstrap(drops, len(ref["masks"]))
+        return intervals.interval_record(low, high, "paired bootstrap over images",
+                                         started, intervals.RESAMPLES)
+
+
+def _iou_counts(masks: np.ndarray, target: np.ndarray, classes: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Per image and class, the pixels of |P ∩ T| and |P ∪ T|: (N, C) each."""
+    n = len(masks)
+    p, t = masks.reshape(n, -1).astype(np.int64), target.reshape(n, -1).astype(np.int64)
+    offset = (np.arange(n) * classes)[:, None]
+    size = n * classes
+    p_ok, t_ok = (p >= 0) & (p < classes), (t >= 0) & (t < classes)  # e.g. no -1 labels
+    inter = np.bincount((p + offset)[(p == t) & p_ok], minlength=size).reshape(n, classes)
+    pred = np.bincount((p + offset)[p_ok], minlength=size).reshape(n, classes)
+    true = np.bincount((t + offset)[t_ok], minlength=size).reshape(n, classes)
+    return inter.astype(np.float64), (pred + true - inter).astype(np.float64)
+
+
+def _resampled_miou(weights: np.ndarray, inter: np.ndarray, union: np.ndarray) -> np.ndarray:
+    """:func:`mean_iou` of each resample from its images' weights."""
+    i, u = weights @ inter, weights @ union
+    present = u > 0
+    ratio = np.where(present, i / np.where(present, u, 1), 0.0)
+    return np.asarray(ratio.sum(axis=1) / np.maximum(present.sum(axis=1), 1))
 
 
 TASK = Segmentation()
