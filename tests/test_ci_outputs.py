@@ -108,7 +108,7 @@ def test_the_plans_accuracy_gate_is_a_suite_of_its_own(tmp_path: Path) -> None:
     cases = {c.name: c for c in gate}
     [fail] = cases["int8"].result
     assert isinstance(fail, Failure) and fail.type == "accuracy"
-    assert "drop +0.0600 (> max 0.02)" in fail.message
+    assert "drop 6.00 pt > 2.00 pt" in fail.message  # the evaluate table's units
     assert not cases["fp16"].result
     assert xml.failures == 3  # the comparison's two and the gate's one
     text = md.read_text()

@@ -34,6 +34,8 @@ def test_outlier_activations_fail_int8_and_mixed_recovers(
     assert any("conv1" in layer for layer in mixed.mixed["float_layers"])
     assert mixed.mixed["size_cost_bytes"] == mixed.size_bytes - mixed.mixed["int8_size_bytes"] > 0
 
+    assert not any("--eval" in w for w in m.warnings)  # its gate ran on held-out data
+
     r = quantlab("evaluate", str(out), "--data", str(digits[1]), "--no-store", "--json")
     assert r.returncode == 1, r.stderr
     assert "gate failed" in r.stderr and r.stderr.rstrip().endswith("for: int8")
@@ -212,3 +214,12 @@ def test_gate_per_delegate_from_a_stored_bench(keras_variants: Path, digits: tup
 
     rec = api.evaluate(keras_variants, digits[1], store=False, results=res, per_delegate=True)
     assert {(r["scheme"], r["delegate"]) for r in rec.per_delegate["rows"]} == set(rows)
+
+
+def test_mixed_int8_without_held_out_data_says_so(outlier_model: Path, digits_calib: Path,
+                                                  tmp_path: Path) -> None:
+    """Without --eval, mixed-int8 picks its float layers on the calibration data: the
+    held-out rule is broken, and the manifest says so."""
+    m = quantize(outlier_model, ["mixed-int8"], digits_calib, tmp_path / "v")
+    assert any("calibration data: give held-out data with --eval" in w for w in m.warnings), \
+        m.warnings

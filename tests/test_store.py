@@ -63,6 +63,22 @@ def test_result_round_trip(tmp_path: Path) -> None:
     assert len(store.table_rows("samples", run.run_id)) == 5
 
 
+def test_a_bare_nan_never_reaches_stored_json(tmp_path: Path) -> None:
+    """A NaN figure a producer forgot to write as a string is refused in one line naming the
+    job, not stored as a bare token (PostgreSQL's json type rejects it; SQLite kept it)."""
+    store = Store.open(str(tmp_path))
+    job = sample_job()
+    run = new_run(Settings(), command="quantlab bench m.tflite")
+    store.create_run(run, Plan(jobs=(job,)))
+    store.mark_running(run.run_id, job.job_id)
+    raw = RawResult(job_id=job.job_id, status="ok", samples_ms=((1.0, 2.0),),
+                    runner={"numerics": {"cosine": float("nan")}})
+    where = r"result not stored \(runner.numerics.cosine is NaN"
+    with pytest.raises(StoreError, match=f"job {job.job_id}: {where}"):
+        store.save_result(run.run_id, job.job_id, raw)
+    assert store.load_run(run.run_id).entries[0].raw is None  # nothing half-written
+
+
 def test_interrupted_jobs_are_reopened(tmp_path: Path) -> None:
     store = Store.open(str(tmp_path))
     a, b = sample_job(), sample_job("cpu")

@@ -138,7 +138,9 @@ def _drop_text(v: dict[str, Any]) -> str:
     g = v["gate"]
     if g["drop"] is None:
         return v.get("error") or "the runtime refused it"
-    return f"{g['metric']} drop {g['drop']:.4g} > max {g['max_drop']:g}"
+    from harness.quantize.gate import drop_text
+
+    return f"{g['metric']} {drop_text(g['metric'], g['drop'], g['max_drop'], False)}"
 
 
 def gate_exit_code(gate: dict[str, Any] | None, data: dict[str, Any], json_out: bool) -> int:

@@ -302,6 +302,9 @@ class Job:
 
         assert self.calib_x is not None
         eval_x = self.eval_x if self.eval_x is not None else self.calib_x
+        if not self.req.get("eval"):  # the held-out rule: the gate's data is the calibration's
+            self.events.emit("warning", message=f"{scheme.name} chose its float layers by error "
+                             "on the calibration data: give held-out data with --eval")
         # errors are measured on (a reproducible subset of) the evaluation data
         debug_x = qdata.Dataset(eval_x, None, "eval").take(DEBUG_SAMPLES, 0).x
         opts = self.req.get("options") or {}

@@ -108,8 +108,10 @@ def _xml(suite: ET.Element, counts: Counter[str],
 def _gate_text(v: dict[str, Any]) -> str:
     if v.get("drop") is None:
         return f"{v['metric']}: not measured (the runtime refused the variant)"
-    return (f"{v['metric']} {v['value']:.4f}, drop {v['drop']:+.4f} "
-            f"({'≤' if v['passed'] else '>'} max {v['max_drop']:g})")
+    from harness.quantize.gate import drop_text
+
+    return (f"{v['metric']} {v['value']:.4f}, "
+            f"{drop_text(v['metric'], v['drop'], v['max_drop'], bool(v['passed']))}")
 
 
 def _accuracy_suite(accuracy: dict[str, Any]) -> tuple[ET.Element, Counter[str]]:

@@ -98,8 +98,10 @@ class Store:
         one (other lab hosts share it: upgrading is ``quantlab db migrate``'s to do);
         True upgrades either; False refuses to change the schema at all.
         """
+        from harness.store.location import strict_json
+
         url, folder = url_for(location)
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"json_serializer": strict_json}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
         try:
@@ -255,7 +257,7 @@ class Store:
             body["summary"] = {"stats_version": STATS_VERSION, **summary.as_dict()}
         try:
             return self._insert_result(run_id, job_id, raw, summary, body)
-        except sa.exc.DBAPIError as exc:
+        except sa.exc.StatementError as exc:  # DBAPIError, or a value JSON refuses (NaN)
             # A duplicate only when another process (a lab host sharing PostgreSQL) stored
             # this job's result between our check and our insert: keep theirs. Any other
             # broken constraint or refused value is an error, never a silent discard.

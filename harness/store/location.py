@@ -86,3 +86,31 @@ def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def strict_json(value: Any) -> str:
+    """The store's JSON text: a NaN or ±Infinity is refused (``ValueError``), never written
+    as a bare token that PostgreSQL's ``json`` type rejects and readers choke on. Producers
+    write non-finite figures as strings (:func:`harness.numerics.jsonable`)."""
+    import json
+
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:
+        raise ValueError(f"{_nonfinite_at(value) or 'a value'} is NaN or infinite: strict "
+                         "JSON has no such number") from None
+
+
+def _nonfinite_at(value: Any, path: str = "") -> str | None:
+    """Where the first NaN/±Infinity sits in nested dicts and lists (``runner.numerics.cosine``)."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return path or "the value"
+    items = value.items() if isinstance(value, dict) else \
+        enumerate(value) if isinstance(value, (list, tuple)) else ()
+    for key, inner in items:
+        found = _nonfinite_at(inner, f"{path}.{key}" if path else str(key))
+        if found:
+            return found
+    return None
