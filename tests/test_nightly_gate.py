@@ -137,3 +137,16 @@ def test_a_passing_gate_exits_0(lab: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     gate = json.loads(res.stdout)["gate"]
     assert gate["failed"] == [] and all(v["passed"] for v in gate["variants"])
+
+
+def test_the_gate_can_judge_by_the_interval(lab: Path, tmp_path: Path) -> None:
+    """[gate] gate_confidence = true is evaluate --gate-confidence: a drop fails only when
+    its whole interval lies beyond max_drop. int8's drop (> 20 pt) is beyond it either way."""
+    plan = _plan(lab, "confident.toml", PLAN + "gate_confidence = true\n")
+    results = str(tmp_path / "results")
+    res = runner.invoke(app, ["bench", "--plan", str(plan), "--results", results, "--json"])
+    assert res.exit_code == 1, res.output
+    gate = json.loads(res.stdout)["gate"]
+    assert gate["gate_confidence"] is True and gate["failed"] == [f"int8 ({lab / 'variants'})"]
+    int8 = next(v for v in gate["variants"] if v["scheme"] == "int8")
+    assert int8["interval"]["low"] > int8["max_drop"], int8

@@ -113,8 +113,10 @@ def run_gate(plan: PlanFile, models: list[str], results: str) -> dict[str, Any] 
     if not folders:
         warn(f"{plan.path}: [gate] is set but no model is a variants folder; nothing evaluated")
         return None
-    options = {k: plan.gate[k] for k in ("max_drop", "x_key", "y_key") if k in plan.gate}
-    out: dict[str, Any] = {"data": plan.gate["data"], "variants": [], "failed": []}
+    options = {k: plan.gate[k] for k in ("max_drop", "x_key", "y_key", "gate_confidence")
+               if k in plan.gate}
+    out: dict[str, Any] = {"data": plan.gate["data"], "variants": [], "failed": [],
+                           "gate_confidence": bool(options.get("gate_confidence", False))}
     for folder in folders:
         report = evaluate_with_progress(folder, plan.gate["data"], **options)
         for w in report["warnings"]:
@@ -126,7 +128,8 @@ def run_gate(plan: PlanFile, models: list[str], results: str) -> dict[str, Any] 
             out["variants"].append({
                 "folder": folder, "scheme": v["scheme"], "path": v["path"],
                 "sha256": v["sha256"], "metric": g["metric"], "value": g["value"],
-                "drop": g["drop"], "max_drop": g["max_drop"], "passed": g["passed"]})
+                "drop": g["drop"], "max_drop": g["max_drop"], "passed": g["passed"],
+                "interval": g.get("interval")})
             if not g["passed"]:
                 out["failed"].append(label)
                 warn(f"accuracy gate failed for {label}: {_drop_text(v)}; it is measured "
