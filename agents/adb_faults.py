@@ -1,10 +1,10 @@
 """adb errors → quantlab faults: a dropped phone is retried, a refusing one stops its jobs.
 
 :func:`adb_faults` wraps every adb call of the Android agent: a timeout becomes a
-:class:`~harness.errors.DeviceTimeout`, a lost connection a
-:class:`~harness.errors.DeviceDisconnected` (the dispatcher waits and retries), and a
+:class:`~quantlab.harness.errors.DeviceTimeout`, a lost connection a
+:class:`~quantlab.harness.errors.DeviceDisconnected` (the dispatcher waits and retries), and a
 phone that refuses this host (unauthorized, no udev permissions) a
-:class:`~harness.errors.DeviceUnusable` carrying the fix.
+:class:`~quantlab.harness.errors.DeviceUnusable` carrying the fix.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from harness.errors import DeviceDisconnected, DeviceTimeout, DeviceUnusable, QuantlabError
+from quantlab.harness.errors import DeviceDisconnected, DeviceTimeout, DeviceUnusable, QuantlabError
 
 STATE_HINTS = {
     "unauthorized": "unlock the phone and accept the 'Allow USB debugging?' prompt "

@@ -4,8 +4,8 @@ discover → health → supports → run: push what is missing (runner, delegate
 libraries, the variant), wait for the phone to cool down, launch benchmark_model
 once per repeat under a device-side ``timeout``, pull the profile file, parse
 (android_runner.parser), map (android_runner.result_mapping) and hand back a RawResult.
-A phone that drops off the bus raises :class:`~harness.errors.DeviceDisconnected`
-(:mod:`agents.adb_faults`); the dispatcher waits for it with
+A phone that drops off the bus raises :class:`~quantlab.harness.errors.DeviceDisconnected`
+(:mod:`quantlab.agents.adb_faults`); the dispatcher waits for it with
 :meth:`AndroidAgent.wait_until_back` and retries.
 """
 
@@ -23,19 +23,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agents.adb_faults import STATE_HINTS, adb_errors, adb_faults
-from agents.base import Progress
-from android_runner import command as cmdmod
-from android_runner import litert_command, provision
-from android_runner.device_props import is_qualcomm, parse_battery, parse_getprop, parse_thermal
-from android_runner.litert_parser import parse_any
-from android_runner.parser import BenchmarkOutput
-from android_runner.result_mapping import to_raw_result
-from harness.errors import DeviceUnusable, JobFailed, QuantlabError
-from harness.records import DeviceInfo, Job, RawOutput, RawResult
+from quantlab.agents.adb_faults import STATE_HINTS, adb_errors, adb_faults
+from quantlab.agents.base import Progress
+from quantlab.android_runner import command as cmdmod
+from quantlab.android_runner import litert_command, provision
+from quantlab.android_runner.device_props import (
+    is_qualcomm,
+    parse_battery,
+    parse_getprop,
+    parse_thermal,
+)
+from quantlab.android_runner.litert_parser import parse_any
+from quantlab.android_runner.parser import BenchmarkOutput
+from quantlab.android_runner.result_mapping import to_raw_result
+from quantlab.harness.errors import DeviceUnusable, JobFailed, QuantlabError
+from quantlab.harness.records import DeviceInfo, Job, RawOutput, RawResult
 
 if TYPE_CHECKING:
-    from harness.npu_compile import CompiledModel
+    from quantlab.harness.npu_compile import CompiledModel
 
 NNAPI_MIN_SDK = 27
 NNAPI_DEPRECATED_SDK = 35
@@ -216,7 +221,7 @@ class AndroidAgent:
                                "(libLiteRtDispatch_<Vendor>.so): `quantlab android provision "
                                "--runner benchmark_litert_model --binary PATH --delegate-libs "
                                "DIR`")
-            from harness.npu_compile import find_compiled
+            from quantlab.harness.npu_compile import find_compiled
 
             compiled = find_compiled(job.model.path, job.model.sha256, device.soc)
             if compiled.path is None:
@@ -248,7 +253,7 @@ class AndroidAgent:
                             hint="the variant was moved or deleted after planning")
         compiled = None
         if job.delegate == "litert-npu":  # only a model compiled from this very variant
-            from harness.npu_compile import find_compiled
+            from quantlab.harness.npu_compile import find_compiled
 
             compiled = find_compiled(job.model.path, job.model.sha256, device.soc)
             if compiled.path is None:
@@ -273,7 +278,7 @@ class AndroidAgent:
                     warnings: list[str], progress: Progress,
                     compiled: dict[str, Any] | None = None) -> RawResult:
         """The launches of a job whose files are on the phone (``tmp``: host scratch)."""
-        from agents import android_energy, android_numerics  # numpy: not for `devices`
+        from quantlab.agents import android_energy, android_numerics  # numpy: not for `devices`
 
         launches: list[BenchmarkOutput] = []
         raw_outputs: list[RawOutput] = []  # every launch's full output and pulled file

@@ -1,11 +1,11 @@
-"""Energy per inference on an Android phone, for :class:`agents.android.AndroidAgent`.
+"""Energy per inference on an Android phone, for :class:`quantlab.agents.android.AndroidAgent`.
 
-The sampler (:mod:`android_runner.energy`, ``sampler.sh``) is pushed next to the runner;
+The sampler (:mod:`quantlab.android_runner.energy`, ``sampler.sh``) is pushed next to the runner;
 it samples an idle baseline, then runs beside one sustained benchmark_model launch whose
 output goes to a file on the phone, noting that file's size with each reading; the host
 keeps the readings taken inside the launch's timed loop
-(:func:`android_runner.energy.timed_loop_span`) and computes the figure
-(:func:`android_runner.energy.compute_energy`). The agent passes itself in: its shell,
+(:func:`quantlab.android_runner.energy.timed_loop_span`) and computes the figure
+(:func:`quantlab.android_runner.energy.compute_energy`). The agent passes itself in: its shell,
 launch and command builder are the ones every launch uses.
 """
 
@@ -17,13 +17,13 @@ import shlex
 import threading
 from typing import Any, Protocol
 
-from agents.adb_faults import adb_errors
-from android_runner import command as cmdmod
-from android_runner import energy as energymod
-from android_runner import provision
-from android_runner.parser import BenchmarkOutput
-from harness.models import file_sha256
-from harness.records import DeviceInfo, Job, RawOutput
+from quantlab.agents.adb_faults import adb_errors
+from quantlab.android_runner import command as cmdmod
+from quantlab.android_runner import energy as energymod
+from quantlab.android_runner import provision
+from quantlab.android_runner.parser import BenchmarkOutput
+from quantlab.harness.models import file_sha256
+from quantlab.harness.records import DeviceInfo, Job, RawOutput
 
 
 class EnergyHost(Protocol):

@@ -1,10 +1,10 @@
-"""Fixed inputs and numerics on an Android phone, for :class:`agents.android.AndroidAgent`.
+"""Fixed inputs and numerics on an Android phone, for :class:`quantlab.agents.android.AndroidAgent`.
 
 The host makes the inputs and the float reference's outputs in a worker process
-(:meth:`agents.sim.SimAgent.prepare_numerics`: LiteRT never loads in the controller);
+(:meth:`quantlab.agents.sim.SimAgent.prepare_numerics`: LiteRT never loads in the controller);
 the input files go to the phone; one short benchmark_model launch on the job's delegate
 writes its outputs to a file that comes back and is compared on the host
-(:mod:`android_runner.numerics`). The launch itself is the agent's, passed in.
+(:mod:`quantlab.android_runner.numerics`). The launch itself is the agent's, passed in.
 """
 
 from __future__ import annotations
@@ -16,21 +16,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.adb_faults import adb_errors, adb_faults
-from android_runner import numerics as numericsmod
-from android_runner import provision
-from android_runner.command import BINARY, DEVICE_DIR
-from android_runner.litert_command import DELEGATES as LITERT_DELEGATES
-from android_runner.parser import BenchmarkOutput
-from harness.device_numerics import (
+from quantlab.agents.adb_faults import adb_errors, adb_faults
+from quantlab.android_runner import numerics as numericsmod
+from quantlab.android_runner import provision
+from quantlab.android_runner.command import BINARY, DEVICE_DIR
+from quantlab.android_runner.litert_command import DELEGATES as LITERT_DELEGATES
+from quantlab.android_runner.parser import BenchmarkOutput
+from quantlab.harness.device_numerics import (
     compare,
     load_reference,
     load_variant,
     outputs_npz,
     unchecked,
 )
-from harness.models import file_sha256
-from harness.records import DeviceInfo, Job, RawOutput
+from quantlab.harness.models import file_sha256
+from quantlab.harness.records import DeviceInfo, Job, RawOutput
 
 
 @dataclass
@@ -78,7 +78,7 @@ def prepare_inputs(d: Any, device: DeviceInfo, job: Job,
     made on the host under ``tmp``, and the input files pushed to the phone. Returns the
     prepared tensors with the benchmark_model flags that load them (``input_flags``), or
     the reason it could not."""
-    from agents.sim import SimAgent
+    from quantlab.agents.sim import SimAgent
 
     out = SimAgent().prepare_numerics(job, tmp, time.monotonic() + job.settings.timeout_s)
     if out.get("error"):

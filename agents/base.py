@@ -1,6 +1,7 @@
 """The Agent protocol every device kind implements, and the registry that finds them.
 
-An agent turns a :class:`~harness.records.Job` into a :class:`~harness.records.RawResult`
+An agent turns a :class:`~quantlab.harness.records.Job` into a
+:class:`~quantlab.harness.records.RawResult`
 on one kind of device. Adding a device kind is one module plus one line in
 :data:`AGENT_MODULES`.
 """
@@ -11,7 +12,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
-from harness.records import DeviceInfo, Job, RawResult
+from quantlab.harness.records import DeviceInfo, Job, RawResult
 
 Progress = Callable[[str, float | None], None]
 """Progress callback: ``progress(phase, fraction_done_or_None)``."""
@@ -47,7 +48,7 @@ class Agent(Protocol):
         """Measure ``job`` on ``device``.
 
         Returns a ``failed`` RawResult when the runtime refuses the job; raises
-        :class:`~harness.errors.DeviceFault` when the device went away (the
+        :class:`~quantlab.harness.errors.DeviceFault` when the device went away (the
         dispatcher retries).
         """
         ...
@@ -62,10 +63,10 @@ class Agent(Protocol):
 
 
 AGENT_MODULES: dict[str, str] = {
-    "sim": "agents.sim:SimAgent",
-    "android": "agents.android:AndroidAgent",
-    "ios": "agents.ios:IosAgent",
-    "ssh": "agents.ssh:SshAgent",
+    "sim": "quantlab.agents.sim:SimAgent",
+    "android": "quantlab.agents.android:AndroidAgent",
+    "ios": "quantlab.agents.ios:IosAgent",
+    "ssh": "quantlab.agents.ssh:SshAgent",
 }
 """Registry: device kind → ``module:Class``. Modules are imported lazily."""
 

@@ -8,11 +8,11 @@ single-host mode uses and only adds what crossing hosts needs:
   mapped back to the agent's local id on the way in, and the job id of the result
   back to the controller's job id on the way out;
 * model (and inputs) bytes arrive through Ray's object store only when this host's
-  cache (``$QUANTLAB_LAB_CACHE``, else ``lab/`` in :func:`harness.cache.cache_dir`) lacks
+  cache (``$QUANTLAB_LAB_CACHE``, else ``lab/`` in :func:`quantlab.harness.cache.cache_dir`) lacks
   them, and are written to a file keyed by sha256; ``job.model.path`` is rewritten to that file
   (once a host has a file the controller stops attaching its ref: cheaper calls);
 * quantlab errors come back as tagged data (:func:`error_payload`) so the
-  controller re-raises the same class (a :class:`~harness.errors.DeviceFault` is
+  controller re-raises the same class (a :class:`~quantlab.harness.errors.DeviceFault` is
   still retried by the controller's dispatcher);
 * :meth:`DeviceActor.ping` and :meth:`DeviceActor.status` run in the ``control``
   concurrency group, so they answer while a job runs.
@@ -40,9 +40,9 @@ from typing import Any
 
 import ray
 
-from agents.base import Agent, load_agent
-from harness.cache import cache_dir
-from harness.errors import (
+from quantlab.agents.base import Agent, load_agent
+from quantlab.harness.cache import cache_dir
+from quantlab.harness.errors import (
     DeviceDisconnected,
     DeviceTimeout,
     DeviceUnusable,
@@ -50,7 +50,7 @@ from harness.errors import (
     QuantlabError,
     UserError,
 )
-from harness.records import DeviceInfo, Job, from_dict, to_dict
+from quantlab.harness.records import DeviceInfo, Job, from_dict, to_dict
 
 CONTROL_GROUP = "control"
 """Concurrency group of the calls that must answer while a job runs."""

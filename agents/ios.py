@@ -5,11 +5,12 @@ the app's container over house_arrest/AFC → launch the app with DVT ProcessCon
 → poll for ``Documents/results/<id>.done`` → pull the result → RawResult. With
 ``--numerics`` (or ``--profile-ops``) or ``--inputs``, fixed input files go beside the
 model and the app's output tensors come back for the comparison on the host
-(:mod:`agents.ios_numerics`).
+(:mod:`quantlab.agents.ios_numerics`).
 
 Every pymobiledevice3 call goes through one seam, an
-:class:`~agents.ios_interfaces.IosBackend` (:mod:`agents.ios_pmd3` for real phones);
-:mod:`agents.ios_errors` says what each pymobiledevice3 error means to the user. Tests
+:class:`~quantlab.agents.ios_interfaces.IosBackend`
+(:mod:`quantlab.agents.ios_pmd3` for real phones);
+:mod:`quantlab.agents.ios_errors` says what each pymobiledevice3 error means to the user. Tests
 put a fake iPhone behind the same interface: set ``QUANTLAB_IOS_BACKEND=module:factory``,
 a Python module name (e.g. ``tests.fakes.iphone:make_backend``), or pass ``backend=`` to
 :class:`IosAgent`. The pymobiledevice3 layer itself is tested against fakes of
@@ -31,14 +32,20 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from agents.base import Progress
-from agents.ios_errors import IosDeviceUnusable, IosUserError, translate
-from agents.ios_interfaces import BUNDLE_ID, IosBackend, IosSession, load_backend, version_tuple
-from harness.errors import DeviceDisconnected, QuantlabError
-from harness.records import DeviceInfo, Job, RawOutput, RawResult
+from quantlab.agents.base import Progress
+from quantlab.agents.ios_errors import IosDeviceUnusable, IosUserError, translate
+from quantlab.agents.ios_interfaces import (
+    BUNDLE_ID,
+    IosBackend,
+    IosSession,
+    load_backend,
+    version_tuple,
+)
+from quantlab.harness.errors import DeviceDisconnected, QuantlabError
+from quantlab.harness.records import DeviceInfo, Job, RawOutput, RawResult
 
 if TYPE_CHECKING:  # numpy comes with it: imported when a job runs, not for `devices`
-    from agents import ios_numerics
+    from quantlab.agents import ios_numerics
 
 DELEGATES: tuple[str, ...] = (
     "coreml-cpu",
@@ -279,7 +286,7 @@ class IosAgent:
             raise err from exc
 
     async def _run(self, device: DeviceInfo, job: Job, progress: Progress) -> RawResult:
-        from agents import ios_numerics
+        from quantlab.agents import ios_numerics
 
         with tempfile.TemporaryDirectory(prefix="quantlab-ios-") as tmp:
             fixed = ios_numerics.setup(job, Path(tmp), progress)
@@ -289,8 +296,8 @@ class IosAgent:
 
     async def _run_job(self, device: DeviceInfo, job: Job, progress: Progress,
                        fixed: ios_numerics.IosFixedInputs) -> RawResult:
-        from agents import ios_numerics
-        from ios_runner.codec import build_job, model_remote_name, parse_result
+        from quantlab.agents import ios_numerics
+        from quantlab.ios_runner.codec import build_job, model_remote_name, parse_result
 
         compute_plan = bool(device.extra.get("compute_plan", True))
         payload = build_job(job, compute_plan=compute_plan, cooldown_wait_s=self.cooldown_wait_s,

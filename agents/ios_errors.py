@@ -2,14 +2,14 @@
 
 :func:`translate` turns a pymobiledevice3 (or socket) exception into a quantlab error:
 an :class:`IosUserError` with the fix, an :class:`IosDeviceUnusable` when every later job
-on that iPhone would meet it too, or a :class:`~harness.errors.DeviceDisconnected` that
+on that iPhone would meet it too, or a :class:`~quantlab.harness.errors.DeviceDisconnected` that
 the dispatcher retries. Exceptions are matched by class name, so this module imports
 nothing from pymobiledevice3.
 """
 
 from __future__ import annotations
 
-from harness.errors import DeviceDisconnected, DeviceUnusable, QuantlabError, UserError
+from quantlab.harness.errors import DeviceDisconnected, DeviceUnusable, QuantlabError, UserError
 
 _HINTS: list[tuple[str, str, str]] = [
     # (pymobiledevice3 exception name, kind, message); first match wins (subclasses first)

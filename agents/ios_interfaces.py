@@ -1,7 +1,8 @@
 """The seam in front of pymobiledevice3: what the iPhone agent needs from a connected phone.
 
 :class:`IosBackend` reaches iPhones and opens an :class:`IosSession` on one; the agent
-(:mod:`agents.ios`) uses nothing else. :class:`agents.ios_pmd3.Pmd3Backend` is the real
+(:mod:`quantlab.agents.ios`) uses nothing else.
+:class:`quantlab.agents.ios_pmd3.Pmd3Backend` is the real
 backend; tests put a fake iPhone behind the same interface (``tests/fakes/iphone.py``),
 named by ``QUANTLAB_IOS_BACKEND=module:factory`` (:func:`load_backend`).
 """
@@ -14,7 +15,7 @@ import re
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
-from harness.errors import UserError
+from quantlab.harness.errors import UserError
 
 BUNDLE_ID = os.environ.get("QUANTLAB_IOS_BUNDLE_ID", "dev.quantlab.BenchRunner")
 """Bundle id of the runner app (project.yml's PRODUCT_BUNDLE_IDENTIFIER)."""
@@ -94,7 +95,7 @@ def load_backend(spec: str | None = None) -> IosBackend:
     """
     spec = spec or os.environ.get(BACKEND_ENV)
     if not spec:
-        from agents.ios_pmd3 import Pmd3Backend
+        from quantlab.agents.ios_pmd3 import Pmd3Backend
 
         return Pmd3Backend()
     want = f"give a Python module name such as {BACKEND_ENV}=tests.fakes.iphone:make_backend"

@@ -1,18 +1,18 @@
-"""Fixed inputs and numerics on an iPhone, for :class:`agents.ios.IosAgent`.
+"""Fixed inputs and numerics on an iPhone, for :class:`quantlab.agents.ios.IosAgent`.
 
 The host makes the inputs and the float reference's outputs in a worker process
-(:meth:`agents.sim.SimAgent.prepare_numerics`: LiteRT never loads in the controller).
+(:meth:`quantlab.agents.sim.SimAgent.prepare_numerics`: LiteRT never loads in the controller).
 The input files go into the job folder beside the model, over the same house_arrest/AFC
 session; the job JSON names them (``inputs.kind = files``: every run of the BenchRunner app
 uses them) and asks for the outputs (``outputs.file``). After its last timed run the app
 writes every output tensor's raw bytes, one after the other, to that file and lists the
 tensors in its result; the file comes back and is split, dequantized and compared on the
-host (:mod:`harness.device_numerics`).
+host (:mod:`quantlab.harness.device_numerics`).
 
 TFLite jobs (every ``tflite-*`` delegate): the reference is the ``fp32`` variant beside the
 model (manifest.json), else the model itself on TFLite's reference kernels, as on Android.
 Core ML jobs: the reference is the ``fp32`` .tflite beside the model, used only when the
-inputs and outputs match it by position (count and shape; :mod:`ios_runner.coreml_spec`
+inputs and outputs match it by position (count and shape; :mod:`quantlab.ios_runner.coreml_spec`
 reads the Core ML model's description on the host); the app writes Core ML outputs as
 float32. Otherwise the record is ``unchecked`` with the reason. ``--inputs`` feeds the timed
 runs in both cases; an ``.npz`` that does not fit the model fails the job.
@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from agents.ios_interfaces import IosSession
-from harness.device_numerics import (
+from quantlab.agents.ios_interfaces import IosSession
+from quantlab.harness.device_numerics import (
     compare,
     load_reference,
     load_variant,
@@ -38,10 +38,10 @@ from harness.device_numerics import (
     split_outputs,
     unchecked,
 )
-from harness.numerics import compare_outputs, jsonable
-from harness.records import Job, RawOutput
-from ios_runner.codec import job_file
-from ios_runner.coreml_spec import CoreMLIO, CoreMLSpecError, read_io
+from quantlab.harness.numerics import compare_outputs, jsonable
+from quantlab.harness.records import Job, RawOutput
+from quantlab.ios_runner.codec import job_file
+from quantlab.ios_runner.coreml_spec import CoreMLIO, CoreMLSpecError, read_io
 
 COMPUTED_BY = "device (BenchRunner app)"
 FILE_DTYPES = ("float32", "float16", "float64", "int8", "uint8", "int16", "int32", "int64",
@@ -95,7 +95,7 @@ def setup(job: Job, tmp: Path, progress: Callable[[str, float | None], None]) ->
 def _prepare(job: Job, tmp: Path) -> tuple[dict[str, Any] | None, str]:
     """The fixed inputs and the float reference's outputs of ``job``'s .tflite, made on the
     host; else None and why."""
-    from agents.sim import SimAgent
+    from quantlab.agents.sim import SimAgent
 
     out = SimAgent().prepare_numerics(job, tmp, time.monotonic() + job.settings.timeout_s)
     if out.get("error"):
@@ -149,7 +149,7 @@ def _setup_coreml(job: Job, tmp: Path, check: bool) -> IosFixedInputs:
 def _coreml_reference(job: Job, tmp: Path, io: CoreMLIO) -> tuple[dict[str, Any] | None, str]:
     """The fixed inputs and outputs of the fp32 .tflite beside a Core ML model, when its
     tensors match the model's by position; else None and why."""
-    from agents.sim import reference_model
+    from quantlab.agents.sim import reference_model
 
     reference = reference_model(job.model.path)
     if reference is None:
@@ -200,7 +200,7 @@ def _same_shape(shape: tuple[int, ...], other: list[int], flexible: bool) -> boo
 def _coreml_input_files(job: Job, tmp: Path, io: CoreMLIO, inputs: str) -> list[dict[str, Any]]:
     """``--inputs`` arrays as raw files for the Core ML model's inputs (by name, else by
     position); ValueError with a one-line reason when they do not fit."""
-    from agents.sim_worker import WorkerError, load_inputs
+    from quantlab.agents.sim_worker import WorkerError, load_inputs
 
     details = []
     for f in io.inputs:

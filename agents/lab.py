@@ -6,7 +6,7 @@ local devices (each kind keeps its own delegates and default delegate). A
 :class:`LabAgent` forwards ``supports``/``health``/``run`` to the device's named
 actor; model bytes go into Ray's object store once per model and are fetched by a
 host only when its cache lacks them. A lost actor (its process died, its host
-crashed or is cut off) raises :class:`~harness.errors.DeviceDisconnected`: the
+crashed or is cut off) raises :class:`~quantlab.harness.errors.DeviceDisconnected`: the
 outcome is unknown, the dispatcher re-runs the job under the same job id when
 the device is back, and the store discards a late duplicate.
 """
@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agents.base import Progress
-from harness.errors import DeviceDisconnected, DeviceTimeout, QuantlabError, UserError
-from harness.lab.ray_processes import ACTOR_PREFIX, NAMESPACE, connect
-from harness.lab.security import LabSecurity
-from harness.lab.status import device_actor_names
-from harness.records import DeviceInfo, Job, RawResult, from_dict, load_record, to_dict
+from quantlab.agents.base import Progress
+from quantlab.harness.errors import DeviceDisconnected, DeviceTimeout, QuantlabError, UserError
+from quantlab.harness.lab.ray_processes import ACTOR_PREFIX, NAMESPACE, connect
+from quantlab.harness.lab.security import LabSecurity
+from quantlab.harness.lab.status import device_actor_names
+from quantlab.harness.records import DeviceInfo, Job, RawResult, from_dict, load_record, to_dict
 
 CALL_TIMEOUT_S = 30.0
 """Limit of a control call (describe, supports, health) to a device actor."""
@@ -109,7 +109,7 @@ class LabCluster:
         """Object refs of a job's model (and inputs) bytes, put once per file."""
         import ray
 
-        from agents.device_actor import pack_model
+        from quantlab.agents.device_actor import pack_model
 
         def ref(key: str, path: str) -> list[Any]:
             with self._lock:
@@ -171,7 +171,7 @@ class LabAgent:
         """Send the job to the device's actor and wait for its RawResult."""
         import ray
 
-        from agents.device_actor import raise_payload
+        from quantlab.agents.device_actor import raise_payload
 
         try:
             actor = self.cluster.handle(device.id)
@@ -249,7 +249,7 @@ def lab_agents(address: str, sec: LabSecurity | None = None,
                node_ip: str | None = None) -> list[LabAgent]:
     """Connect to the lab and return one agent per device kind found there."""
     if sec is None:
-        from harness.lab.security import security
+        from quantlab.harness.lab.security import security
 
         sec = security(None, None)
     cluster = LabCluster(address, sec, node_ip)

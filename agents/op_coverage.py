@@ -1,6 +1,6 @@
 """Make a per-op profile add up to the profiled Invoke time, or say why it cannot.
 
-Used by the measuring worker's ``profile`` mode (:mod:`agents.sim_worker`), on this host
+Used by the measuring worker's ``profile`` mode (:mod:`quantlab.agents.sim_worker`), on this host
 or on a gateway (pushed there with the worker; stdlib only).
 """
 
@@ -95,7 +95,7 @@ def account_for_invoke(rows: list[dict[str, Any]], invoke_ms: float,
     with unit ``ms-inclusive`` (:func:`mark_inclusive`). When the remaining rows cover
     less than 85 % of Invoke, the rest becomes one ``(unattributed)`` row whose reason
     names what the profile measured of it (``accounting`` from
-    :func:`agents.litert_profile.account_events`).
+    :func:`quantlab.agents.litert_profile.account_events`).
     """
     mark_inclusive(rows)
     total = sum(r["avg_ms"] for r in rows if r.get("unit", "ms") == "ms")

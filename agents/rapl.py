@@ -1,6 +1,6 @@
 """CPU package energy from Linux powercap RAPL counters, idle baseline subtracted.
 
-Read by the measuring worker (:mod:`agents.sim_worker`) around its timed loop, on this
+Read by the measuring worker (:mod:`quantlab.agents.sim_worker`) around its timed loop, on this
 host or on a gateway (pushed there with the worker; stdlib only).
 """
 

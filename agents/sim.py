@@ -1,6 +1,6 @@
 """The simulator agent: the host CPU through LiteRT, each repeat in a fresh worker process.
 
-The controller never loads the model itself: :mod:`agents.sim_worker` does, in a
+The controller never loads the model itself: :mod:`quantlab.agents.sim_worker` does, in a
 subprocess per process-level repeat (and one more for the per-op profile), so a
 model that crashes native code fails its job and never this process.
 """
@@ -20,10 +20,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agents.base import Progress
-from agents.worker_results import measured_result, pooled_rapl_energy, rapl_unavailable_reason
-from harness import processes
-from harness.records import DeviceInfo, Job, OpRecord, RawOutput, RawResult
+from quantlab.agents.base import Progress
+from quantlab.agents.worker_results import (
+    measured_result,
+    pooled_rapl_energy,
+    rapl_unavailable_reason,
+)
+from quantlab.harness import processes
+from quantlab.harness.records import DeviceInfo, Job, OpRecord, RawOutput, RawResult
 
 SIM_ID = "sim"
 MAX_THREADS_FACTOR = 2
@@ -190,7 +194,7 @@ class SimAgent:
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         stderr_file = tmp / f"{mode}{repeat}.stderr"
         with stderr_file.open("wb") as err, processes.start(
-            [self.python, "-m", "agents.sim_worker", str(job_file), str(result_file)],
+            [self.python, "-m", "quantlab.agents.sim_worker", str(job_file), str(result_file)],
             stdin=subprocess.DEVNULL,
             stdout=err,
             stderr=err,

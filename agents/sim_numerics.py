@@ -1,4 +1,4 @@
-"""The numerics modes of the simulator's worker process (:mod:`agents.sim_worker`).
+"""The numerics modes of the simulator's worker process (:mod:`quantlab.agents.sim_worker`).
 
 ``numerics``: fixed inputs (``--inputs`` or seeded random ones) through the model on its
 delegate and through the float reference (TFLite's reference kernels), compared on the
@@ -6,7 +6,7 @@ spot; when the model is a variant of that float model, also through the variant 
 the reference kernels (``delegate_only``: what the delegate changed, without the
 quantization error). ``numerics-prepare``: the host half of a phone's check — the same
 inputs as raw tensor files and both references' outputs on them; the model then runs on
-the phone (:mod:`agents.android_numerics`).
+the phone (:mod:`quantlab.agents.android_numerics`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from agents.sim_worker import (
+from .sim_worker import (
     Phases,
     WorkerError,
     dtype_name,
@@ -61,7 +61,7 @@ def fixed_inputs(details: list[dict[str, Any]], inputs: str | None,
 
 def run_once(interp: Any, arrays: list[Any]) -> dict[str, Any]:
     """Set the inputs, invoke once, return each output dequantized to float, by name."""
-    from harness.numerics import dequantize
+    from quantlab.harness.numerics import dequantize
 
     details = interp.get_input_details()
     resized = False
@@ -86,7 +86,7 @@ def _as_reference_input(arr: Any, src: dict[str, Any], dst: dict[str, Any]) -> A
     """An input of the measured model as the float reference model expects it."""
     import numpy as np
 
-    from harness.numerics import dequantize
+    from quantlab.harness.numerics import dequantize
 
     want = np.dtype(dst["dtype"])
     if arr.dtype == want:
@@ -162,7 +162,7 @@ def numerics(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
     reference (TFLite's reference kernels), compare; the outputs go to an .npz."""
     import numpy as np
 
-    from harness.numerics import compare_outputs, delegate_only, jsonable
+    from quantlab.harness.numerics import compare_outputs, delegate_only, jsonable
 
     settings = job["settings"]
     phases.enter("numerics: loading the model")

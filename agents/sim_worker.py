@@ -1,17 +1,17 @@
 """The measuring process of the simulator agent: one process-level repeat of one job.
 
-``python -m agents.sim_worker JOB.json RESULT.json`` loads the model with the
+``python -m quantlab.agents.sim_worker JOB.json RESULT.json`` loads the model with the
 LiteRT Python Interpreter, measures it and writes a JSON result. It runs in a
 fresh process per repeat so that native crashes (a malformed model) only end
 this process; the controller reads the phase file to say where it crashed.
 
 Modes (``"mode"`` in the job JSON): ``measure`` (latency, memory, energy, placement),
-``profile`` (per-op profile through :mod:`agents.litert_profile`), ``numerics``
+``profile`` (per-op profile through :mod:`quantlab.agents.litert_profile`), ``numerics``
 (fixed inputs through the model and through the float reference, compared) and
 ``numerics-prepare`` (the host half of a phone's numerics check: input files and the
 float reference's outputs; the model runs on the phone). RAPL energy is read by
-:mod:`agents.rapl`, only when the job asks for energy; profile rows are checked against
-Invoke by :mod:`agents.op_coverage`.
+:mod:`quantlab.agents.rapl`, only when the job asks for energy; profile rows are checked against
+Invoke by :mod:`quantlab.agents.op_coverage`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agents.op_coverage import account_for_invoke
-from agents.rapl import DEFAULT_RAPL_ROOT, RAPL_IDLE_S, RAPL_ROOT_ENV, Rapl, rapl_energy
+from .op_coverage import account_for_invoke
+from .rapl import DEFAULT_RAPL_ROOT, RAPL_IDLE_S, RAPL_ROOT_ENV, Rapl, rapl_energy
 
 
 class WorkerError(Exception):
@@ -291,7 +291,7 @@ def measure(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
 
 def profile(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
     """The per-op profiled phase (same threads and kernel mode as the measurement)."""
-    from agents.litert_profile import ProfileUnavailable, profile_model
+    from .litert_profile import ProfileUnavailable, profile_model
 
     settings = job["settings"]
     phases.enter("reading the model's ops")
@@ -313,7 +313,7 @@ def profile(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
         )
     except ProfileUnavailable as exc:
         raise WorkerError(str(exc)) from None
-    from agents.op_types import label_ops
+    from .op_types import label_ops
 
     rows, note = account_for_invoke(label_ops(prof.ops, nodes), prof.invoke_ms,
                                     prof.accounting)
@@ -337,7 +337,7 @@ def main(argv: list[str]) -> int:
     phases = Phases(result_path)
     try:
         mode = job.get("mode")
-        from agents.sim_numerics import numerics, numerics_prepare
+        from .sim_numerics import numerics, numerics_prepare
 
         out = (profile(job, phases) if mode == "profile" else
                numerics(job, phases) if mode == "numerics" else
@@ -355,6 +355,6 @@ if __name__ == "__main__":
     # run main() of the importable module, not of __main__: the numerics modes
     # (agents.sim_numerics) raise agents.sim_worker.WorkerError, which a __main__ copy
     # of the class would not catch
-    from agents.sim_worker import main as _main
+    from .sim_worker import main as _main
 
     sys.exit(_main(sys.argv[1:]))

@@ -12,13 +12,13 @@ in TOML that a team keeps in version control, named by ``QUANTLAB_HOSTS``
     python = "/usr/bin/python3"         # optional: the interpreter that runs the worker
 
 Each gateway is the device ``ssh:NAME``. A job connects once, pushes the measuring
-code (:mod:`agents.sim_worker` and what it imports, plus the gateway-side
-:mod:`agents.ssh_remote`) and the model over SFTP into content-addressed caches
+code (:mod:`quantlab.agents.sim_worker` and what it imports, plus the gateway-side
+:mod:`quantlab.agents.ssh_remote`) and the model over SFTP into content-addressed caches
 under the gateway's work folder (every upload checksum-verified on the gateway),
 then runs ``ssh_remote.py run`` with the gateway's Python. That starts one fresh
-``agents.sim_worker`` process per process-level repeat, exactly as the simulator
+``quantlab.agents.sim_worker`` process per process-level repeat, exactly as the simulator
 does, and streams the worker's raw results back as JSON lines; this module builds
-the same :class:`~harness.records.RawResult` from them, and the host's statistics
+the same :class:`~quantlab.harness.records.RawResult` from them, and the host's statistics
 do the rest.
 
 SSH runs commands through the remote user's shell, so no name or path ever reaches
@@ -31,10 +31,11 @@ against known_hosts with no auto-accept path, OpenSSH config and ssh-agent are
 honoured, SFTP transfers are pipelined, a killed remote process reports its exit
 signal, and one event loop probes every gateway of a fleet concurrently.
 
-The pieces, in the order a job meets them: :mod:`agents.ssh_hosts` (the hosts file),
-:mod:`agents.ssh_session` (one connection: SFTP, probe, content-addressed caches),
-:mod:`agents.ssh_remote` (the gateway-side helper), :mod:`agents.ssh_results` (events →
-RawResult) and :mod:`agents.ssh_provision` (``quantlab gateway provision``).
+The pieces, in the order a job meets them: :mod:`quantlab.agents.ssh_hosts` (the hosts file),
+:mod:`quantlab.agents.ssh_session` (one connection: SFTP, probe, content-addressed caches),
+:mod:`quantlab.agents.ssh_remote` (the gateway-side helper),
+:mod:`quantlab.agents.ssh_results` (events →
+RawResult) and :mod:`quantlab.agents.ssh_provision` (``quantlab gateway provision``).
 """
 
 from __future__ import annotations
@@ -50,11 +51,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from agents.base import Progress
-from agents.ssh_hosts import Gateway, hosts_path, load_hosts
-from agents.ssh_provision import provision_gateway
-from agents.ssh_results import gateway_result, health_from, missing_deps
-from agents.ssh_session import (
+from quantlab.agents.base import Progress
+from quantlab.agents.ssh_hosts import Gateway, hosts_path, load_hosts
+from quantlab.agents.ssh_provision import provision_gateway
+from quantlab.agents.ssh_results import gateway_result, health_from, missing_deps
+from quantlab.agents.ssh_session import (
     AuthRefused,
     GatewayUnreachable,
     HostKeyRefused,
@@ -64,9 +65,15 @@ from agents.ssh_session import (
     ssh_errors,
     summarize_error,
 )
-from harness.errors import DeviceDisconnected, DeviceTimeout, JobFailed, QuantlabError, UserError
-from harness.models import file_sha256
-from harness.records import DeviceInfo, Job, RawResult
+from quantlab.harness.errors import (
+    DeviceDisconnected,
+    DeviceTimeout,
+    JobFailed,
+    QuantlabError,
+    UserError,
+)
+from quantlab.harness.models import file_sha256
+from quantlab.harness.records import DeviceInfo, Job, RawResult
 
 NUMERICS_REASON = ("numerics are not checked on SSH gateways yet: the gateway's worker "
                    "measures latency, memory and energy only; check numerics on the simulator "
@@ -100,7 +107,7 @@ class SshAgent:
         found = self.gateways()
         key = name if name.startswith("ssh:") else f"ssh:{name}"
         if key not in found:
-            from harness.errors import UnknownDeviceError
+            from quantlab.harness.errors import UnknownDeviceError
 
             path = self.hosts_file or hosts_path()[0]
             known = ", ".join(g.name for g in found.values()) or "none"

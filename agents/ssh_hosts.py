@@ -1,7 +1,7 @@
 """The hosts file of Linux gateways: where it is, what a ``[[gateway]]`` entry holds.
 
 A TOML file a team keeps in version control, named by ``QUANTLAB_HOSTS`` (default
-``~/.config/quantlab/hosts.toml``); its format is in :mod:`agents.ssh` and docs/devices.md.
+``~/.config/quantlab/hosts.toml``); its format is in :mod:`quantlab.agents.ssh` and docs/devices.md.
 Every mistake is a :class:`HostsFileError` naming the file and the key.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UserError
+from quantlab.harness.errors import UserError
 
 HOSTS_ENV = "QUANTLAB_HOSTS"
 DEFAULT_HOSTS = "~/.config/quantlab/hosts.toml"

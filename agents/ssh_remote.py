@@ -1,7 +1,7 @@
 """The gateway side of the ssh agent: probe a Linux gateway, run the simulator's worker there.
 
 This file runs on the gateway with the gateway's own Python and the standard library
-only (the controller pushes it next to :mod:`agents.sim_worker`; for a probe it is
+only (the controller pushes it next to :mod:`quantlab.agents.sim_worker`; for a probe it is
 piped to ``python -`` on stdin, so nothing is written on the gateway). Modes:
 
 ``python - probe [WORKDIR]``
@@ -11,7 +11,7 @@ piped to ``python -`` on stdin, so nothing is written on the gateway). Modes:
 ``python ssh_remote.py sha256 FILE``
     The file's sha256 (the controller verifies every pushed model with it).
 ``python ssh_remote.py run JOBDIR``
-    Runs ``JOBDIR/job.json``: one fresh :mod:`agents.sim_worker` process per
+    Runs ``JOBDIR/job.json``: one fresh :mod:`quantlab.agents.sim_worker` process per
     process-level repeat (exactly as the simulator does), then one for the per-op
     profile; prints JSON lines (``progress``, ``thermal``, ``energy``, ``result``,
     ``done``) on stdout. When stdin closes (the SSH connection dropped) the worker
@@ -276,7 +276,7 @@ class Runner:
 
     def worker(self, mode: str, repeat: int, deadline: float,
                sampler: PowerSampler | None) -> dict[str, Any]:
-        """One :mod:`agents.sim_worker` process; its result dict, or one with ``error``."""
+        """One :mod:`quantlab.agents.sim_worker` process; its result dict, or one with ``error``."""
         payload = dict(self.job["payload"], mode=mode, seed=repeat)
         job_file = self.jobdir / f"{mode}{repeat}.json"
         result_file = self.jobdir / f"{mode}{repeat}.result.json"

@@ -1,8 +1,8 @@
 """What a gateway reports → records: its probe facts as device health, the helper's
-event stream as a :class:`~harness.records.RawResult`.
+event stream as a :class:`~quantlab.harness.records.RawResult`.
 
 The measurements themselves come from the simulator's worker run on the gateway, so
-they become a result through the same :func:`agents.worker_results.measured_result` as
+they become a result through the same :func:`quantlab.agents.worker_results.measured_result` as
 on the simulator; this module adds what only a gateway has (hwmon power sensors, the
 board's thermal state, the helper's exit status and event log).
 """
@@ -13,11 +13,15 @@ import json
 import statistics
 from typing import Any
 
-from agents.ssh_hosts import Gateway
-from agents.ssh_session import PythonMissing
-from agents.worker_results import measured_result, pooled_rapl_energy, rapl_unavailable_reason
-from harness.errors import DeviceDisconnected, JobFailed
-from harness.records import Energy, EnergySample, Job, OpRecord, RawOutput, RawResult
+from quantlab.agents.ssh_hosts import Gateway
+from quantlab.agents.ssh_session import PythonMissing
+from quantlab.agents.worker_results import (
+    measured_result,
+    pooled_rapl_energy,
+    rapl_unavailable_reason,
+)
+from quantlab.harness.errors import DeviceDisconnected, JobFailed
+from quantlab.harness.records import Energy, EnergySample, Job, OpRecord, RawOutput, RawResult
 
 
 def missing_deps(facts: dict[str, Any]) -> list[str]:

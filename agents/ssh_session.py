@@ -19,8 +19,8 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from agents.ssh_hosts import Gateway, HostsFileError
-from harness.errors import DeviceDisconnected, DeviceUnusable, JobFailed
+from quantlab.agents.ssh_hosts import Gateway, HostsFileError
+from quantlab.harness.errors import DeviceDisconnected, DeviceUnusable, JobFailed
 
 DEFAULT_PYTHON = "python3"
 DISK_MARGIN_BYTES = 16 * 2**20
@@ -185,7 +185,7 @@ class Session:
             self.conn.run(shlex.join(argv), input=stdin, check=False), timeout)
 
     async def probe(self, python: str | None = None) -> dict[str, Any]:
-        """The gateway's facts (:func:`agents.ssh_remote.probe`), run by piping the
+        """The gateway's facts (:func:`quantlab.agents.ssh_remote.probe`), run by piping the
         script to ``python -``: nothing is written on the gateway."""
         source = (Path(__file__).resolve().parent / "ssh_remote.py").read_text()
         python = python or self.python

@@ -1,7 +1,8 @@
 """The measuring worker's per-repeat results → RawResult, for every agent that runs it.
 
-The simulator (:mod:`agents.sim`) runs :mod:`agents.sim_worker` on this host and the
-SSH agent (:mod:`agents.ssh`) runs the same worker on a gateway; both hand its
+The simulator (:mod:`quantlab.agents.sim`) runs :mod:`quantlab.agents.sim_worker` on this
+host and the
+SSH agent (:mod:`quantlab.agents.ssh`) runs the same worker on a gateway; both hand its
 ``measure`` results (one dict per process-level repeat) to :func:`measured_result`, so
 a figure is built the same way wherever it was measured.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from harness.records import Energy, Job, RawResult
+from quantlab.harness.records import Energy, Job, RawResult
 
 
 def measured_result(job: Job, runs: list[dict[str, Any]], **fields: Any) -> RawResult:

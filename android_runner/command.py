@@ -11,8 +11,8 @@ import math
 import shlex
 from dataclasses import dataclass, field
 
-from harness.errors import UnknownDeviceError
-from harness.records import Job
+from quantlab.harness.errors import UnknownDeviceError
+from quantlab.harness.records import Job
 
 DEVICE_DIR = "/data/local/tmp/quantlab"
 """Where quantlab keeps the runner, delegate libraries and models on the device."""

@@ -8,7 +8,7 @@ baseline, then a sustained inference loop, and reports
     mJ per inference = (load power − baseline power) × mean latency
 
 with the method (``odpm-rails`` or ``battery-gauge``), its comparability class
-(``device-rails`` or ``battery-gauge``, see :func:`harness.records.energy_class`), the
+(``device-rails`` or ``battery-gauge``, see :func:`quantlab.harness.records.energy_class`), the
 baseline and the sample count. Only readings inside the runner's timed loop count: the
 sampler notes the size of the runner's output file at each reading, and the loop lies
 between the runner's measured-run line and its results line
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean, median
 
-from harness.records import Energy, EnergySample
+from quantlab.harness.records import Energy, EnergySample
 
 SAMPLER = Path(__file__).with_name("sampler.sh")
 """The shell-loop sampler pushed to the device next to the runner."""

@@ -8,7 +8,7 @@ The second Android runner beside benchmark_model. Delegates (accelerators):
 * ``litert-npu``: NPU through the vendor's dispatch library (``--dispatch_library_path``);
   the model is the one ``quantlab compile --target SOC`` made for the phone's SoC.
 
-Same host-decides rule as :mod:`android_runner.command`: threads, warm-ups, runs, the
+Same host-decides rule as :mod:`quantlab.android_runner.command`: threads, warm-ups, runs, the
 time limit and profiling come from the job.
 """
 
@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import math
 
-from android_runner.command import DEVICE_DIR, LIB_DIR, BenchmarkCommand
-from harness.errors import UnknownDeviceError
-from harness.records import Job
+from quantlab.android_runner.command import DEVICE_DIR, LIB_DIR, BenchmarkCommand
+from quantlab.harness.errors import UnknownDeviceError
+from quantlab.harness.records import Job
 
 RUNNER = "benchmark_litert_model"
 BINARY = f"{DEVICE_DIR}/{RUNNER}"

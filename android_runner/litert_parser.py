@@ -1,5 +1,5 @@
 """Parse the output of LiteRT's ``benchmark_litert_model`` (CompiledModel API) into the same
-:class:`~android_runner.parser.BenchmarkOutput` that benchmark_model's parser produces.
+:class:`~quantlab.android_runner.parser.BenchmarkOutput` that benchmark_model's parser produces.
 
 The tool prints, around what benchmark_model also prints (``count=… median=…`` lines,
 "Replacing N out of M node(s) with delegate (…)" lines, op-profile tables), a results
@@ -16,7 +16,7 @@ block of its own, each line tagged with its source position::
     INFO: [benchmark_litert_model.h:128] Overall footprint:    6391.74 MB
 
 :func:`parse_litert_output` strips the source tags, joins delegation lines that the log
-wrapped, lets :func:`android_runner.parser.parse_output` read the shared parts, then
+wrapped, lets :func:`quantlab.android_runner.parser.parse_output` read the shared parts, then
 takes the results block's figures (in ms, as printed). :func:`parse_any` picks the parser
 by what the text holds, so the Android agent reads either tool's launches the same way.
 """
@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from android_runner.parser import BenchmarkOutput, PhaseStats, parse_output, strip_prefix
+from quantlab.android_runner.parser import BenchmarkOutput, PhaseStats, parse_output, strip_prefix
 
 RESULTS_MARKER = "BENCHMARK RESULTS"
 _SOURCE_TAG = re.compile(r"^\s*\[[^\]\s]+:\d+\]\s?")  # [benchmark_litert_model.h:94],

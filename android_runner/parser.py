@@ -5,8 +5,8 @@ The tool's output changed over the years: new and old summary lines, per-phase
 variant), three memory layouts, op-profile tables split on tabs (or on runs of
 spaces where a paste lost the tabs) and a CSV variant. :func:`parse_output`
 reads all of them into :class:`BenchmarkOutput`;
-:func:`android_runner.result_mapping.to_raw_result` maps one or more launches (repeats)
-to a :class:`~harness.records.RawResult`.
+:func:`quantlab.android_runner.result_mapping.to_raw_result` maps one or more launches (repeats)
+to a :class:`~quantlab.harness.records.RawResult`.
 
 A run without the final summary line is never a success: the result is failed
 with the tool's last error line.

@@ -1,6 +1,7 @@
 """Keep benchmark_model binaries per ABI in a local cache, and push them only when needed.
 
-Cache layout (under :func:`harness.cache.cache_dir`: ``$QUANTLAB_CACHE`` or ``~/.cache/quantlab``)::
+Cache layout (under :func:`quantlab.harness.cache.cache_dir`: ``$QUANTLAB_CACHE`` or
+``~/.cache/quantlab``)::
 
     android/<abi>/benchmark_model          the binary
     android/<abi>/manifest.json            {"sha256", "size", "source", "libs": {name: sha256}}
@@ -20,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness.cache import cache_dir
-from harness.errors import UserError
-from harness.models import file_sha256
+from quantlab.harness.cache import cache_dir
+from quantlab.harness.errors import UserError
+from quantlab.harness.models import file_sha256
 
 ABIS = ("arm64-v8a", "armeabi-v7a", "x86_64", "x86")
 _ELF_MACHINE = {"arm64-v8a": 183, "armeabi-v7a": 40, "x86_64": 62, "x86": 3}

@@ -1,7 +1,7 @@
-"""benchmark_model launches → one :class:`~harness.records.RawResult`.
+"""benchmark_model launches → one :class:`~quantlab.harness.records.RawResult`.
 
 :func:`to_raw_result` maps the launches of one job (one per repeat, as read by
-:func:`android_runner.parser.parse_output`) and an optional profiling launch to a
+:func:`quantlab.android_runner.parser.parse_output`) and an optional profiling launch to a
 RawResult: the tool's aggregates pooled over repeats, each launch's own figures, the
 per-op profile with delegate partitions marked, and what the delegate took over.
 Any failed launch, or a requested delegate that the tool did not apply, fails the result.
@@ -14,8 +14,8 @@ import re
 from statistics import median
 from typing import Any
 
-from android_runner.parser import BenchmarkOutput, PhaseStats, ProfileRow
-from harness.records import LaunchStats, OpRecord, RawResult
+from quantlab.android_runner.parser import BenchmarkOutput, PhaseStats, ProfileRow
+from quantlab.harness.records import LaunchStats, OpRecord, RawResult
 
 PARTITION_KERNELS: dict[str, str] = {
     "TfLiteGpuDelegateV2": "gpu",

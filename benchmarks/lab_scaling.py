@@ -30,11 +30,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from harness.dispatch import Dispatcher  # noqa: E402
-from harness.environment import new_run  # noqa: E402
-from harness.plan import Fleet, build_plan, discover  # noqa: E402
-from harness.records import DeviceInfo, ModelRef, Settings  # noqa: E402
-from harness.store import Store  # noqa: E402
+from quantlab.harness.dispatch import Dispatcher  # noqa: E402
+from quantlab.harness.environment import new_run  # noqa: E402
+from quantlab.harness.plan import Fleet, build_plan, discover  # noqa: E402
+from quantlab.harness.records import DeviceInfo, ModelRef, Settings  # noqa: E402
+from quantlab.harness.store import Store  # noqa: E402
 
 COUNTS = (1, 2, 4, 8)
 
@@ -109,7 +109,7 @@ def main() -> int:
         lab.members["hostA"].wait_for("joined", 120)
         lab.members["hostB"].wait_for("joined", 120)
         startup = time.perf_counter() - t0
-        from agents.lab import lab_agents
+        from quantlab.agents.lab import lab_agents
 
         fleet = discover(agents=lab_agents(lab.address, lab.sec, node_ip=LOOPBACK))
         by_host: dict[str, list[DeviceInfo]] = {}

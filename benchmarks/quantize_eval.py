@@ -54,10 +54,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from harness.quantize.demo_model import build_digits_model  # noqa: E402
-from harness.quantize.evaluate import evaluate, variant_files  # noqa: E402
-from harness.quantize.tflite_runner import quiet_native_stderr  # noqa: E402
-from harness.quantize.variants import quantize  # noqa: E402
+from quantlab.harness.quantize.demo_model import build_digits_model  # noqa: E402
+from quantlab.harness.quantize.evaluate import evaluate, variant_files  # noqa: E402
+from quantlab.harness.quantize.tflite_runner import quiet_native_stderr  # noqa: E402
+from quantlab.harness.quantize.variants import quantize  # noqa: E402
 
 TARGET = 0.9
 
@@ -108,7 +108,7 @@ def detection_files(name: str, tmp: Path, args: argparse.Namespace) -> dict[str,
 
     t0 = time.perf_counter()
     if name == "demo":
-        from harness.quantize.demo_detector import build_detector
+        from quantlab.harness.quantize.demo_detector import build_detector
 
         paths = build_detector(tmp / "model", styles=(args.style,), n_eval=args.samples)
         model, calib, data, labels = paths[args.style], paths["calib"], paths["eval"], \
@@ -138,7 +138,7 @@ def detection_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """Detection evaluation throughput vs the bare loop on one detector, and where evaluate's
     time goes: LiteRT, the COCO library (faster-coco-eval, timed around each call) and the
     rest (reading, decoding, host NMS, fidelity, calibration: quantlab's own)."""
-    from harness.quantize.tasks import detection
+    from quantlab.harness.quantize.tasks import detection
 
     coco_s = [0.0]
     library_map = detection.coco_map
@@ -224,7 +224,7 @@ def print_detection(det: dict[str, Any]) -> None:
 
 def runner_loop(paths: list[str], x: np.ndarray) -> float:
     """Seconds evaluate spends in LiteRT: TfliteRunner(path).predict(x) for every file."""
-    from harness.quantize.tflite_runner import TfliteRunner
+    from quantlab.harness.quantize.tflite_runner import TfliteRunner
 
     t0 = time.perf_counter()
     for path in paths:
@@ -320,7 +320,7 @@ def qat_timing(keras_path: Path, data_path: Path, tmp: Path, epochs: int) -> dic
     """Time qat-int8 on the demo model with its 70 % training split (through ``quantize``)."""
     if epochs <= 0:
         return {}
-    from harness.quantize.demo_model import digits_arrays
+    from quantlab.harness.quantize.demo_model import digits_arrays
 
     x_train, y_train, _, _ = digits_arrays()
     train = tmp / "train.npz"

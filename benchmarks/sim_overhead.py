@@ -64,9 +64,9 @@ def bare_median_ms(model: Path, warmup: int, iterations: int) -> float:
 
 def quantlab_median_ms(model: Path, warmup: int, iterations: int) -> float:
     """Median of quantlab's simulator agent (one repeat, one worker process)."""
-    from agents.sim import SimAgent
-    from harness.models import model_ref
-    from harness.records import Job, Settings
+    from quantlab.agents.sim import SimAgent
+    from quantlab.harness.models import model_ref
+    from quantlab.harness.records import Job, Settings
 
     agent = SimAgent()
     device = agent.discover()[0]

@@ -66,10 +66,10 @@ def main() -> None:
 
     if not SSHD.exists():
         raise SystemExit(f"{SSHD} not found: install Debian's openssh-server")
-    from agents.sim import SimAgent
-    from agents.ssh import SshAgent
-    from harness.models import model_ref
-    from harness.records import Job, Settings
+    from quantlab.agents.sim import SimAgent
+    from quantlab.agents.ssh import SshAgent
+    from quantlab.harness.models import model_ref
+    from quantlab.harness.records import Job, Settings
 
     server = SshServer().start()
     try:

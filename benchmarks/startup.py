@@ -31,9 +31,9 @@ TARGETS = {"--help": 0.3, "runs": 0.4, "show": 0.4, "devices": 0.4}
 
 def seed_store(folder: Path) -> str:
     """A store with one finished run of four jobs (synthetic samples); returns its id."""
-    from harness.records import DeviceInfo, ModelRef, Plan, RawResult, Run, Settings
-    from harness.records import Job as JobRecord
-    from harness.store import Store, new_run_id, utcnow
+    from quantlab.harness.records import DeviceInfo, ModelRef, Plan, RawResult, Run, Settings
+    from quantlab.harness.records import Job as JobRecord
+    from quantlab.harness.store import Store, new_run_id, utcnow
 
     store = Store.open(str(folder))
     settings = Settings()

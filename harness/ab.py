@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import DeviceFault, QuantlabError
-from harness.records import DeviceInfo, Job, RawResult
-from harness.report.compare import ALPHA, FASTER, SAME, SLOWER
-from harness.stats import launch_figures
+from quantlab.harness.errors import DeviceFault, QuantlabError
+from quantlab.harness.records import DeviceInfo, Job, RawResult
+from quantlab.harness.report.compare import ALPHA, FASTER, SAME, SLOWER
+from quantlab.harness.stats import launch_figures
 
 PAIRED_TEST = ("one-sample t-test on the log of paired launch ratios B/A (launches "
                "interleaved A B B A …), with the CI of their geometric mean from the same t "

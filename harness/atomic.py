@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.errors import UserError
+from quantlab.harness.errors import UserError
 
 
 def replace_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:

@@ -5,7 +5,7 @@ every output tensor's raw bytes one after the other to one file. Here that file 
 into the model's outputs (``prepared["outputs"]``: name, shape, dtype, quantization,
 bytes, in order), dequantized to float and compared with the float reference's outputs
 on the same inputs, and with the variant's own outputs on the host's reference kernels
-(:mod:`harness.numerics`). Plain numpy: nothing here runs a model.
+(:mod:`quantlab.harness.numerics`). Plain numpy: nothing here runs a model.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from harness.numerics import compare_outputs, delegate_only, dequantize, jsonable
-from harness.records import RawOutput
+from quantlab.harness.numerics import compare_outputs, delegate_only, dequantize, jsonable
+from quantlab.harness.records import RawOutput
 
 
 def unchecked(reason: str) -> dict[str, Any]:
     """A numerics record for a check that could not be made (which is not a failure of
-    the delegate: :func:`harness.numerics.verdict` gives no verdict for it)."""
+    the delegate: :func:`quantlab.harness.numerics.verdict` gives no verdict for it)."""
     return {"error": reason, "unchecked": True}
 
 
@@ -67,7 +67,7 @@ def compare(prepared: Mapping[str, Any], reference: Mapping[str, np.ndarray], bl
 
 def load_reference(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(the float reference's outputs by name, the inputs as ``input:<name>``) of a prepared
-    check (the .npz :meth:`agents.sim.SimAgent.prepare_numerics` writes)."""
+    check (the .npz :meth:`quantlab.agents.sim.SimAgent.prepare_numerics` writes)."""
     with np.load(path) as npz:
         reference = {k.split(":", 1)[1]: npz[k] for k in npz.files if k.startswith("reference:")}
         inputs = {k: npz[k] for k in npz.files if k.startswith("input:")}

@@ -1,21 +1,21 @@
 """Dispatch: one worker per device, jobs for a device strictly one after another.
 
-Devices run in parallel. A :class:`~harness.errors.DeviceFault` (the device went
+Devices run in parallel. A :class:`~quantlab.harness.errors.DeviceFault` (the device went
 away) makes the worker wait for the device (``agent.wait_until_back``) and retry
 the job, bounded by attempts and time; the other devices carry on. A device that is
 offline when the run starts (a USB hub reset, a phone rebooting) is waited for the
 same way before its first job, and described again once back. A
-:class:`~harness.errors.DeviceUnusable` (runner not installed, phone not trusted)
+:class:`~quantlab.harness.errors.DeviceUnusable` (runner not installed, phone not trusted)
 fails the job that met it and skips the device's remaining jobs with the reason; any
-other :class:`~harness.errors.QuantlabError` fails its job with its message. Ctrl-C or
+other :class:`~quantlab.harness.errors.QuantlabError` fails its job with its message. Ctrl-C or
 SIGTERM stops every worker: the running jobs are stored ``interrupted``, finished
 ones stay, and ``quantlab bench --resume RUN_ID`` runs what is missing; only the
-processes quantlab started (:mod:`harness.processes`) are ended, never the caller's.
+processes quantlab started (:mod:`quantlab.harness.processes`) are ended, never the caller's.
 
 A store that cannot take a device's result (disk full, a value it refuses) stops that
 device's worker, says why, and leaves its job and the ones after it unfinished: the
 run then closes ``incomplete`` rather than ``done``, and ``--resume`` finishes it. While
-workers run, a heartbeat stamps the run as live (:mod:`harness.store.owner`); a run
+workers run, a heartbeat stamps the run as live (:mod:`quantlab.harness.store.owner`); a run
 taken over by ``--resume --force`` elsewhere stops here before its next job.
 """
 
@@ -28,13 +28,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from agents.base import Agent
-from harness.errors import DeviceFault, DeviceUnusable, JobFailed, QuantlabError
-from harness.plan import Fleet
-from harness.processes import end_started
-from harness.records import DeviceInfo, Job, RawResult
-from harness.store import Store
-from harness.store.owner import HEARTBEAT_S
+from quantlab.agents.base import Agent
+from quantlab.harness.errors import DeviceFault, DeviceUnusable, JobFailed, QuantlabError
+from quantlab.harness.plan import Fleet
+from quantlab.harness.processes import end_started
+from quantlab.harness.records import DeviceInfo, Job, RawResult
+from quantlab.harness.store import Store
+from quantlab.harness.store.owner import HEARTBEAT_S
 
 
 class Reporter(Protocol):

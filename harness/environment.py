@@ -10,9 +10,9 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from harness import __version__
-from harness.records import Run, Settings
-from harness.store import new_run_id, utcnow
+from quantlab.harness import __version__
+from quantlab.harness.records import Run, Settings
+from quantlab.harness.store import new_run_id, utcnow
 
 TRACKED_PACKAGES = ("ai-edge-litert", "tensorflow-cpu", "tensorflow", "ai-edge-quantizer",
                     "coremltools", "adbutils", "pymobiledevice3", "ray", "numpy")

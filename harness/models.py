@@ -9,8 +9,8 @@ import hashlib
 import struct
 from pathlib import Path
 
-from harness.errors import ModelError
-from harness.records import ModelRef
+from quantlab.harness.errors import ModelError
+from quantlab.harness.records import ModelRef
 
 _CHUNK = 1 << 20
 

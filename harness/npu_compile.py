@@ -10,7 +10,7 @@ also listed in the cache by the source's sha256. ``litert-npu`` jobs on Android 
 only when that record matches the variant and this host's compiler
 (:func:`find_compiled`); otherwise they are refused with the reason.
 
-The compiler runs in a worker process (``python -m harness.npu_compile``): a vendor
+The compiler runs in a worker process (``python -m quantlab.harness.npu_compile``): a vendor
 compiler that crashes fails the command, never the controller.
 """
 
@@ -25,10 +25,10 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from harness.atomic import write_text_atomically
-from harness.cache import cache_dir
-from harness.errors import UserError
-from harness.models import file_sha256
+from quantlab.harness.atomic import write_text_atomically
+from quantlab.harness.cache import cache_dir
+from quantlab.harness.errors import UserError
+from quantlab.harness.models import file_sha256
 
 VENDORS: dict[str, tuple[str, str, str]] = {
     "SM": ("qualcomm", "ai-edge-litert-sdk-qualcomm", "ai_edge_litert_sdk_qualcomm"),
@@ -209,7 +209,7 @@ def compile_for_soc(variant: str, target: str, out: str | None = None) -> dict[s
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, "-m", "harness.npu_compile", str(src.resolve()),
+    proc = subprocess.run([sys.executable, "-m", "quantlab.harness.npu_compile", str(src.resolve()),
                            soc, vendor, str(dest)], capture_output=True, text=True, env=env,
                           timeout=1800, check=False)
     if proc.returncode != 0 or not dest.is_file():

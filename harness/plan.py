@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agents.base import AGENT_MODULES, Agent, load_agent
-from harness.errors import QuantlabError, UnknownDeviceError, UserError
-from harness.records import DeviceInfo, Job, ModelRef, Plan, Settings, Skipped
+from quantlab.agents.base import AGENT_MODULES, Agent, load_agent
+from quantlab.harness.errors import QuantlabError, UnknownDeviceError, UserError
+from quantlab.harness.records import DeviceInfo, Job, ModelRef, Plan, Settings, Skipped
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def known_delegates(fleet: Fleet) -> set[str]:
 
 def expand_models(paths: Sequence[str]) -> list[ModelRef]:
     """Model files from the command line; a variants folder expands to its variants."""
-    from harness.models import model_ref
+    from quantlab.harness.models import model_ref
 
     refs: list[ModelRef] = []
     for p in paths:

@@ -24,8 +24,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UserError
-from harness.records import DeviceInfo
+from quantlab.harness.errors import UserError
+from quantlab.harness.records import DeviceInfo
 
 SCHEMA_FILE = Path(__file__).with_name("planfile.schema.json")
 DEVICE_KINDS = ("sim", "android", "ios", "linux")
@@ -165,7 +165,7 @@ def load_plan_file(path: str | Path) -> PlanFile:
         device_tags = _device_tags(_existing(base, data["devices_file"], plan,
                                              ("devices_file",)), plan)
     if "threshold" in plan.compare:
-        from harness.report.compare import parse_threshold
+        from quantlab.harness.report.compare import parse_threshold
 
         try:
             parse_threshold(str(plan.compare["threshold"]))

@@ -1,16 +1,16 @@
 """The result format users see (``bench --json``, ``show --json``, ``import --json``).
 
 One dict per job, built on the host from the stored job and its raw result with
-the statistics of :mod:`harness.stats`. docs/result-spec.md describes every field.
+the statistics of :mod:`quantlab.harness.stats`. docs/result-spec.md describes every field.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from harness.records import Job, RawResult, to_dict
-from harness.stats import stability, summarize
-from harness.store import JobEntry, RunRecord
+from quantlab.harness.records import Job, RawResult, to_dict
+from quantlab.harness.stats import stability, summarize
+from quantlab.harness.store import JobEntry, RunRecord
 
 
 def ops_with_share(raw: RawResult) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from harness.records import LaunchStats, RawResult
+from quantlab.harness.records import LaunchStats, RawResult
 
 if TYPE_CHECKING:
     import numpy as np

@@ -1,8 +1,8 @@
 """The job/result contract between quantlab and the BenchRunner iOS app.
 
-:func:`build_job` turns a quantlab :class:`~harness.records.Job` into the JSON the
+:func:`build_job` turns a quantlab :class:`~quantlab.harness.records.Job` into the JSON the
 app reads from ``Documents/jobs/<id>/job.json``; :func:`parse_result` turns the
-app's ``Documents/results/<id>.json`` into a :class:`~harness.records.RawResult`.
+app's ``Documents/results/<id>.json`` into a :class:`~quantlab.harness.records.RawResult`.
 Both are validated against the JSON Schemas in ``ios_runner/schema/``.
 """
 
@@ -13,8 +13,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UserError
-from harness.records import Energy, Job, OpRecord, RawResult
+from quantlab.harness.errors import UserError
+from quantlab.harness.records import Energy, Job, OpRecord, RawResult
 
 SCHEMA_DIR = Path(__file__).parent / "schema"
 JOB_SCHEMA = "iosbench.job/1"

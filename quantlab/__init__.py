@@ -19,7 +19,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from harness.errors import (
+    from quantlab._bench import bench, plan
+    from quantlab._quantize import evaluate, quantize
+    from quantlab._records import Record
+    from quantlab._report import compare, recommend
+    from quantlab._results import Results, open_results
+    from quantlab.harness.errors import (
         DeviceFault,
         JobFailed,
         ModelError,
@@ -28,11 +33,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         StoreError,
         UserError,
     )
-    from quantlab._bench import bench, plan
-    from quantlab._quantize import evaluate, quantize
-    from quantlab._records import Record
-    from quantlab._report import compare, recommend
-    from quantlab._results import Results, open_results
 
 _EXPORTS = {
     "bench": "quantlab._bench",
@@ -44,13 +44,13 @@ _EXPORTS = {
     "open_results": "quantlab._results",
     "Results": "quantlab._results",
     "Record": "quantlab._records",
-    "QuantlabError": "harness.errors",
-    "UserError": "harness.errors",
-    "ModelError": "harness.errors",
-    "StoreError": "harness.errors",
-    "RunIncomplete": "harness.errors",
-    "DeviceFault": "harness.errors",
-    "JobFailed": "harness.errors",
+    "QuantlabError": "quantlab.harness.errors",
+    "UserError": "quantlab.harness.errors",
+    "ModelError": "quantlab.harness.errors",
+    "StoreError": "quantlab.harness.errors",
+    "RunIncomplete": "quantlab.harness.errors",
+    "DeviceFault": "quantlab.harness.errors",
+    "JobFailed": "quantlab.harness.errors",
 }
 
 __all__ = [

@@ -7,15 +7,15 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.errors import UserError
+from quantlab.harness.errors import UserError
 
 if TYPE_CHECKING:
-    from harness.dispatch import DeviceAccount, Reporter
-    from harness.errors import RunIncomplete
-    from harness.plan import Fleet
-    from harness.records import DeviceInfo, Job, Plan, Settings
-    from harness.store import Store
     from quantlab._records import Record
+    from quantlab.harness.dispatch import DeviceAccount, Reporter
+    from quantlab.harness.errors import RunIncomplete
+    from quantlab.harness.plan import Fleet
+    from quantlab.harness.records import DeviceInfo, Job, Plan, Settings
+    from quantlab.harness.store import Store
 
 ListArg = str | Sequence[str] | None
 """A list option: a sequence, or comma-separated text as on the command line."""
@@ -47,12 +47,12 @@ def measure_settings(*, warmup: int = 10, iterations: int = 50, min_time: float 
                      inputs: str | Path | None = None, energy: bool = False,
                      energy_on_usb: bool = False, numerics: bool = False,
                      timeout: float = 600.0) -> Settings:
-    """The :class:`~harness.records.Settings` of a request; checks ``inputs`` (an .npz)."""
-    from harness.records import Settings
+    """The :class:`~quantlab.harness.records.Settings` of a request; checks ``inputs`` (an .npz)."""
+    from quantlab.harness.records import Settings
 
     inputs_sha = None
     if inputs:
-        from harness.models import file_sha256
+        from quantlab.harness.models import file_sha256
 
         path = Path(inputs)
         if not path.is_file():
@@ -71,11 +71,11 @@ def measure_settings(*, warmup: int = 10, iterations: int = 50, min_time: float 
 
 def discover(cluster: str | None = None) -> Fleet:
     """Local devices (the simulator included), or with ``cluster`` a lab's devices."""
-    from harness.plan import discover as discover_local
+    from quantlab.harness.plan import discover as discover_local
 
     if not cluster:
         return discover_local()
-    from agents.lab import lab_agents
+    from quantlab.agents.lab import lab_agents
 
     return discover_local(agents=lab_agents(cluster))
 
@@ -84,7 +84,7 @@ def make_plan(models: Sequence[str | Path], device: ListArg, delegate: ListArg,
               threads: int | str | Sequence[int | str], settings: Settings,
               cluster: str | None = None) -> tuple[Plan, Fleet, list[DeviceInfo]]:
     """(plan, fleet, chosen devices): the jobs for these models on these devices."""
-    from harness.plan import build_plan, expand_models, select_devices
+    from quantlab.harness.plan import build_plan, expand_models, select_devices
 
     refs = expand_models([str(m) for m in models])
     fleet = discover(cluster)
@@ -104,7 +104,7 @@ def plan(models: Sequence[str | Path], device: ListArg = "sim", delegate: ListAr
 def start_run(store: Store, the_plan: Plan, chosen: Iterable[DeviceInfo], settings: Settings,
               tags: Iterable[str] = (), plan_text: str | None = None) -> str:
     """Store a new run with its planned jobs; returns its id."""
-    from harness.environment import new_run
+    from quantlab.harness.environment import new_run
 
     run = new_run(settings)
     store.create_run(run, the_plan, list(chosen), tags=list(tags), plan_text=plan_text)
@@ -115,8 +115,8 @@ def run_jobs(store: Store, run_id: str, fleet: Fleet, jobs: Sequence[Job],
              reporter: Reporter | None = None, retry_timeout: float = 120.0
              ) -> list[DeviceAccount]:
     """Run stored jobs on their devices (results go into the store). Raises
-    :class:`harness.dispatch.Interrupted` after a Ctrl-C, the store consistent."""
-    from harness.dispatch import Dispatcher, NullReporter
+    :class:`quantlab.harness.dispatch.Interrupted` after a Ctrl-C, the store consistent."""
+    from quantlab.harness.dispatch import Dispatcher, NullReporter
 
     dispatcher = Dispatcher(store, run_id, fleet, reporter or NullReporter(),
                             retry_timeout_s=retry_timeout)
@@ -127,7 +127,7 @@ def finish_run(store: Store, run_id: str, accounts: Sequence[DeviceAccount]) -> 
     """Close the run and return it as the CLI's JSON (``bench --json``). A run left with
     jobs unfinished (a device stopped by a store error) is stored ``incomplete``, not
     ``done``, and ``incomplete`` in the JSON says why in one line."""
-    from harness.results import run_dict
+    from quantlab.harness.results import run_dict
 
     status = store.finish_run(run_id, "done")
     data = run_dict(store.load_run(run_id))
@@ -146,7 +146,7 @@ def finish_run(store: Store, run_id: str, accounts: Sequence[DeviceAccount]) -> 
 
 def incomplete_error(run_id: str, data: dict[str, Any]) -> RunIncomplete:
     """The error for a run whose JSON says it is ``incomplete``."""
-    from harness.errors import RunIncomplete
+    from quantlab.harness.errors import RunIncomplete
 
     return RunIncomplete(run_id, str(data["incomplete"]),
                          hint=f"fix that, then quantlab bench --resume {run_id}")
@@ -170,16 +170,16 @@ def bench(models: Sequence[str | Path], device: ListArg = "sim", delegate: ListA
     ``ops``, ``warnings``. A job a device cannot run is in ``results`` as ``skipped``
     with the reason in ``error``; a job that fails is ``failed`` with its error (no
     exception). Raises
-    :class:`~harness.errors.UserError` for a bad request, ``KeyboardInterrupt`` after
+    :class:`~quantlab.harness.errors.UserError` for a bad request, ``KeyboardInterrupt`` after
     a Ctrl-C (the run is then stored ``interrupted``) and
-    :class:`~harness.errors.RunIncomplete` when jobs were left unfinished (a store that
+    :class:`~quantlab.harness.errors.RunIncomplete` when jobs were left unfinished (a store that
     could not write; the run is stored ``incomplete`` and ``quantlab bench --resume``
     finishes it). Ctrl-C ends the processes quantlab started, never the caller's own.
     """
-    from harness.dispatch import Interrupted
-    from harness.store import Store, check_tags
     from quantlab._records import Record
     from quantlab._results import results_location
+    from quantlab.harness.dispatch import Interrupted
+    from quantlab.harness.store import Store, check_tags
 
     if isinstance(models, (str, Path)):
         models = [models]

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from harness.quantize.data import ImageOptions
-    from harness.quantize.manifest import Manifest
     from quantlab._records import Record
+    from quantlab.harness.quantize.data import ImageOptions
+    from quantlab.harness.quantize.manifest import Manifest
 
 PathLike = str | os.PathLike[str]
 
@@ -29,9 +29,9 @@ def quantize(model: PathLike, out: PathLike, schemes: str | Sequence[str] = "all
     ``coreml``. ``calib``: calibration data (.npz/.npy or ``DIR/<class>/*.jpg``). A scheme
     that fails is in the manifest with ``status="failed"`` and its error. ``coreml_keep``:
     Keras layers whose weights ``coreml-w4`` leaves fp16 (or ``["sensitive:N"]``)."""
-    from harness.quantize.schemes import resolve_schemes
-    from harness.quantize.variants import quantize as make_variants
     from quantlab._bench import as_list
+    from quantlab.harness.quantize.schemes import resolve_schemes
+    from quantlab.harness.quantize.variants import quantize as make_variants
 
     picked = resolve_schemes(as_list(schemes) or ["all"])
     return make_variants(model, [s.name for s in picked], calib, out, eval_data=eval_data,
@@ -60,11 +60,11 @@ def evaluate(variants: PathLike, data: PathLike, *,
     per (variant, device, delegate) stored in ``results`` (host accuracy AND the delegate's
     numerics on the device; ``min_top1``: the least top-1 agreement of class outputs,
     default 0.99), as ``quantlab evaluate --per-delegate``."""
-    from harness.quantize.evaluate import evaluate as run_evaluation
-    from harness.quantize.evaluate import save_to_store
-    from harness.quantize.gate import parse_max_drop
     from quantlab._records import Record
     from quantlab._results import results_location
+    from quantlab.harness.quantize.evaluate import evaluate as run_evaluation
+    from quantlab.harness.quantize.evaluate import save_to_store
+    from quantlab.harness.quantize.gate import parse_max_drop
 
     parse_max_drop(max_drop)  # a typo fails before any model runs
     report = run_evaluation(variants, data, max_drop=max_drop, task=task,
@@ -74,8 +74,8 @@ def evaluate(variants: PathLike, data: PathLike, *,
     if store:
         save_to_store(report, results_location(results))
     if per_delegate:
-        from harness.numerics import DEFAULT_MIN_TOP1
-        from harness.quantize.delegate_gate import from_store
+        from quantlab.harness.numerics import DEFAULT_MIN_TOP1
+        from quantlab.harness.quantize.delegate_gate import from_store
 
         report["per_delegate"] = from_store(
             report, results_location(results),

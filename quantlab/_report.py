@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from harness.report.compare import Comparison
-    from harness.report.recommend import DeviceRecommendation
-    from harness.store import RunRecord, Store
     from quantlab._records import Record
+    from quantlab.harness.report.compare import Comparison
+    from quantlab.harness.report.recommend import DeviceRecommendation
+    from quantlab.harness.store import RunRecord, Store
 
 
 
@@ -22,7 +22,7 @@ def compare(a: str | Record | RunRecord, b: str | Record | RunRecord, *,
     ``threshold``: the slowdown that counts (``"5%"`` or ``0.05``); ``match``: the keys
     that pair jobs (``"model,device,delegate,threads"`` by default); ``allow_missing``:
     baseline jobs absent from ``b`` do not fail it. Returns the same
-    :class:`~harness.report.compare.Comparison` as ``quantlab compare`` (``as_dict()`` is
+    :class:`~quantlab.harness.report.compare.Comparison` as ``quantlab compare`` (``as_dict()`` is
     its ``--json``): ``matches`` with a ``verdict`` each, ``regressed``, ``missing``,
     ``fails`` (what makes ``compare`` exit 1), ``untestable``.
     """
@@ -37,8 +37,8 @@ def compare_in(store: Store, a: str | Record | RunRecord, b: str | Record | RunR
                threshold: str | float = "5%", match: str | tuple[str, ...] | None = None,
                allow_missing: bool = False) -> Comparison:
     """:func:`compare` on an open store."""
-    from harness.report.compare import compare_runs, parse_match, parse_threshold
     from quantlab._results import run_record
+    from quantlab.harness.report.compare import compare_runs, parse_match, parse_threshold
 
     limit = parse_threshold(str(threshold))
     keys = parse_match(",".join(match) if isinstance(match, tuple) else match)
@@ -67,9 +67,9 @@ def recommend_in(store: Store, run: str | Record | RunRecord, *, max_drop: float
                  min_top1: float | None = None
                  ) -> tuple[RunRecord, list[DeviceRecommendation]]:
     """(the run, :func:`recommend`'s list) on an open store."""
-    from harness.numerics import DEFAULT_MIN_TOP1
-    from harness.report.recommend import recommend as make
     from quantlab._results import run_record
+    from quantlab.harness.numerics import DEFAULT_MIN_TOP1
+    from quantlab.harness.report.recommend import recommend as make
 
     record = run_record(store, run)
     evals = store.evaluations({e.job.model.sha256 for e in record.entries})
@@ -80,7 +80,7 @@ def recommend_in(store: Store, run: str | Record | RunRecord, *, max_drop: float
 def recommendation_dict(run_id: str, recs: list[DeviceRecommendation], *, max_drop: float | None,
                         by: str, energy_class: str | None) -> dict[str, Any]:
     """The JSON of ``quantlab recommend --json``."""
-    from harness.report.recommend import as_dicts
+    from quantlab.harness.report.recommend import as_dicts
 
     return {"run_id": run_id, "by": by, "max_drop": max_drop,
             **({"energy_class": energy_class} if by == "energy" else {}),

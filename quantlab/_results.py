@@ -9,11 +9,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from harness.errors import UserError
+from quantlab.harness.errors import UserError
 
 if TYPE_CHECKING:
-    from harness.store import RunRecord, Store
     from quantlab._records import Record
+    from quantlab.harness.store import RunRecord, Store
 
 DEFAULT_RESULTS = "results"
 
@@ -32,7 +32,7 @@ def results_location(value: str | Path | None) -> str:
 @contextmanager
 def opened_store(results: str | Path | None) -> Iterator[Store]:
     """The store at ``results`` (see :func:`results_location`), closed afterwards."""
-    from harness.store import Store
+    from quantlab.harness.store import Store
 
     store = Store.open(results_location(results))
     try:
@@ -43,7 +43,7 @@ def opened_store(results: str | Path | None) -> Iterator[Store]:
 
 def run_record(store: Store, run: str | Record | RunRecord) -> RunRecord:
     """A stored run from its id, prefix, ``"latest"``, or a record of it."""
-    from harness.store import RunRecord
+    from quantlab.harness.store import RunRecord
 
     if isinstance(run, RunRecord):
         return run
@@ -82,8 +82,8 @@ class Results:
 
     def run(self, run_id: str = "latest") -> Record:
         """One run with every result, as ``quantlab show RUN --json`` prints it."""
-        from harness.results import run_dict
         from quantlab._records import Record
+        from quantlab.harness.results import run_dict
 
         return Record(run_dict(self.store.load_run(run_id)))
 
@@ -147,9 +147,9 @@ def flat_rows(run: dict[str, Any]) -> list[dict[str, Any]]:
 def open_results(path_or_url: str | Path | None = None) -> Results:
     """Open a results store for reading: a folder holding ``quantlab.db`` or a
     ``postgresql://`` URL (default ``$QUANTLAB_RESULTS`` or ``./results``). A folder that
-    holds no store is a :class:`~harness.errors.StoreError`."""
-    from harness.errors import StoreError
-    from harness.store import DB_FILENAME, Store
+    holds no store is a :class:`~quantlab.harness.errors.StoreError`."""
+    from quantlab.harness.errors import StoreError
+    from quantlab.harness.store import DB_FILENAME, Store
 
     location = results_location(path_or_url)
     if "://" not in location and not (Path(location) / DB_FILENAME).is_file():

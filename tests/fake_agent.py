@@ -6,9 +6,9 @@ import threading
 import time
 from typing import Any
 
-from agents.base import Progress
-from harness.errors import DeviceDisconnected, QuantlabError
-from harness.records import DeviceInfo, Job, RawResult
+from quantlab.agents.base import Progress
+from quantlab.harness.errors import DeviceDisconnected, QuantlabError
+from quantlab.harness.records import DeviceInfo, Job, RawResult
 
 
 class ScriptedAgent:

@@ -11,8 +11,8 @@ import os
 import time
 from typing import Any
 
-from agents.base import Progress
-from harness.records import DeviceInfo, Job, RawResult
+from quantlab.agents.base import Progress
+from quantlab.harness.records import DeviceInfo, Job, RawResult
 
 
 class SleepAgent:

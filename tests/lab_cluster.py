@@ -105,7 +105,7 @@ class Lab:
     """A head plus lab hosts on loopback, all with one token (and optionally mutual TLS)."""
 
     def __init__(self, tls: bool = True, sleep_s: float = 0.3, devices_per_host: int = 2) -> None:
-        from harness.lab.security import LabSecurity, create_token
+        from quantlab.harness.lab.security import LabSecurity, create_token
 
         self.dir = Path(tempfile.mkdtemp(prefix="qlab", dir="/tmp"))  # short: unix sockets
         self.token = create_token(self.dir / "token")
@@ -144,7 +144,7 @@ class Lab:
 
     def start_head(self, wait: bool = True) -> Member:
         """``quantlab lab head`` (by default returns once it is up)."""
-        argv = [sys.executable, "-m", "harness.cli.main", "lab", "head", "--port",
+        argv = [sys.executable, "-m", "quantlab", "lab", "head", "--port",
                 str(self.port), "--node-ip", LOOPBACK, "--temp-dir", str(self.dir / "h"),
                 "--num-cpus", "1"]
         member = self._spawn("head", argv, self.env())
@@ -155,7 +155,7 @@ class Lab:
     def join_argv(self, name: str, count: int | None = None, token: Path | None = None,
                   rescan_s: float = 1.0) -> list[str]:
         """``quantlab lab join`` of a lab host named ``name`` with sleep devices."""
-        argv = [sys.executable, "-m", "harness.cli.main", "lab", "join", "--address",
+        argv = [sys.executable, "-m", "quantlab", "lab", "join", "--address",
                 self.address, "--devices", "lab_agents:SleepAgent", "--name", name,
                 "--agent-option", f"count={count or self.devices_per_host}",
                 "--agent-option", f"sleep_s={self.sleep_s}",

@@ -13,8 +13,8 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from agents.base import Progress
-from harness.records import DeviceInfo, Job, RawResult
+from quantlab.agents.base import Progress
+from quantlab.harness.records import DeviceInfo, Job, RawResult
 
 
 class NightlyLabAgent:

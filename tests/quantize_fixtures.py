@@ -15,7 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
 _CACHE: dict[str, Any] = {}
 """Built artifacts by fixture name: fixtures imported by several modules build once."""
-QUANTLAB = [sys.executable, "-m", "harness.cli.main"]
+QUANTLAB = [sys.executable, "-m", "quantlab"]
 
 
 def quantlab(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -29,7 +29,7 @@ def quantlab(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
 @pytest.fixture(scope="session")
 def digits(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A trained digits CNN (.keras) and its held-out data (.npz with x, y)."""
-    from harness.quantize.demo_model import build_digits_model
+    from quantlab.harness.quantize.demo_model import build_digits_model
 
     if "digits" not in _CACHE:
         _CACHE["digits"] = build_digits_model(tmp_path_factory.mktemp("digits"), epochs=10)
@@ -37,7 +37,7 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def _training_split(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from harness.quantize.demo_model import write_training_split
+    from quantlab.harness.quantize.demo_model import write_training_split
 
     if "digits_calib" not in _CACHE:
         _CACHE["digits_calib"] = write_training_split(tmp_path_factory.mktemp("digits_train"))
@@ -54,7 +54,7 @@ def digits_calib(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def keras_variants(digits: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every scheme made from the Keras digits model, calibrated on the training split."""
-    from harness.quantize.variants import quantize
+    from quantlab.harness.quantize.variants import quantize
 
     if "keras_variants" not in _CACHE:
         out = tmp_path_factory.mktemp("kv") / "variants"
@@ -67,7 +67,7 @@ def keras_variants(digits: tuple[Path, Path], tmp_path_factory: pytest.TempPathF
 @pytest.fixture(scope="session")
 def wide_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """An untrained wide model where weights dominate the file size."""
-    from harness.quantize.demo_model import build_digits_model
+    from quantlab.harness.quantize.demo_model import build_digits_model
 
     if "wide" not in _CACHE:
         _CACHE["wide"] = build_digits_model(
@@ -142,7 +142,7 @@ def outlier_model(digits: tuple[Path, Path], tmp_path_factory: pytest.TempPathFa
 @pytest.fixture(scope="session")
 def outlier_tflite(outlier_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The outlier model as a float .tflite (a third-party-style source)."""
-    from harness.quantize.variants import quantize
+    from quantlab.harness.quantize.variants import quantize
 
     if "outlier_tflite" not in _CACHE:
         out = tmp_path_factory.mktemp("outlier_tflite") / "v"

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import struct
 
-from harness.records import Job, ModelRef, Plan, RawResult, Run, Settings
-from harness.store import JobEntry, RunRecord, Store
+from quantlab.harness.records import Job, ModelRef, Plan, RawResult, Run, Settings
+from quantlab.harness.store import JobEntry, RunRecord, Store
 
 SETTINGS = Settings(warmup=2, iterations=40, repeats=3)
 PATTERN = tuple(1.0 + 0.002 * ((i * 7) % 11 - 5) for i in range(40))

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from harness.ab import Pair, interleaved, merge_launches, paired_verdict, pairs_of
-from harness.errors import DeviceDisconnected
-from harness.records import DeviceInfo, Job, LaunchStats, ModelRef, RawResult, Settings
+from quantlab.harness.ab import Pair, interleaved, merge_launches, paired_verdict, pairs_of
+from quantlab.harness.errors import DeviceDisconnected
+from quantlab.harness.records import DeviceInfo, Job, LaunchStats, ModelRef, RawResult, Settings
 
 DEVICE = DeviceInfo(id="fake-a", platform="android", name="fake-a", delegates=("cpu", "fast"))
 

@@ -23,9 +23,9 @@ import pytest
 from conftest import require_tool
 from fakes.adbd import FakeAndroidDevice
 
-from agents.android import AndroidAgent, ThermalPolicy
-from android_runner import provision
-from harness.records import DeviceInfo, Job, ModelRef, Settings
+from quantlab.agents.android import AndroidAgent, ThermalPolicy
+from quantlab.android_runner import provision
+from quantlab.harness.records import DeviceInfo, Job, ModelRef, Settings
 
 ADB = shutil.which("adb")
 
@@ -394,11 +394,11 @@ def test_dead_sampler_thread_reports_its_exception(phones: Any, cache: Path,
 
 def _plan_and_dispatch(tmp_path: Path, model: ModelRef, delegates: list[str],
                        retry_timeout_s: float = 20.0) -> dict[str, Any]:
-    from harness.dispatch import Dispatcher
-    from harness.environment import new_run
-    from harness.plan import build_plan, discover
-    from harness.results import run_dict
-    from harness.store import Store
+    from quantlab.harness.dispatch import Dispatcher
+    from quantlab.harness.environment import new_run
+    from quantlab.harness.plan import build_plan, discover
+    from quantlab.harness.results import run_dict
+    from quantlab.harness.store import Store
 
     ag = agent()
     fleet = discover(agents=[ag])
@@ -422,10 +422,10 @@ def test_phone_offline_when_the_run_starts_is_waited_for(adb_port: int, cache: P
     is listed offline; its jobs wait for it instead of failing at once."""
     import threading
 
-    from harness.dispatch import Dispatcher
-    from harness.environment import new_run
-    from harness.plan import build_plan, discover, select_devices
-    from harness.store import Store
+    from quantlab.harness.dispatch import Dispatcher
+    from quantlab.harness.environment import new_run
+    from quantlab.harness.plan import build_plan, discover, select_devices
+    from quantlab.harness.store import Store
 
     phone = FakeAndroidDevice("pixel5_snapdragon", tmp_path / "rebooting", silent=True)
     assert ADB
@@ -528,7 +528,7 @@ def _cli(args: list[str], port: int, cache: Path,
     env = {**os.environ, "ANDROID_ADB_SERVER_PORT": str(port), "QUANTLAB_CACHE": str(cache),
            "QUANTLAB_RESULTS": str(tmp_path / "cli-results"), "QUANTLAB_COOLDOWN_S": "0",
            "QUANTLAB_THERMAL_MAX_STATUS": "1"}
-    return subprocess.run([sys.executable, "-m", "harness.cli.main", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "quantlab", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300, check=False)
 
 

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def cli(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "QUANTLAB_CACHE": str(tmp_path / "cache"),
            "QUANTLAB_RESULTS": str(tmp_path / "results")}
-    return subprocess.run([sys.executable, "-m", "harness.cli.main", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "quantlab", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120, check=False)
 
 

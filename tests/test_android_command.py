@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from android_runner import command, provision
-from harness.errors import UnknownDeviceError, UserError
-from harness.models import file_sha256
-from harness.records import Job, ModelRef, Settings
+from quantlab.android_runner import command, provision
+from quantlab.harness.errors import UnknownDeviceError, UserError
+from quantlab.harness.models import file_sha256
+from quantlab.harness.records import Job, ModelRef, Settings
 
 MODEL = ModelRef("/tmp/m.tflite", "ab" * 32, 10, "tflite")
 

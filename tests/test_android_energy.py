@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from android_runner import energy
+from quantlab.android_runner import energy
 
 
 def gauge(phase: str, status: str, current: float, voltage: float, n: int = 5) -> str:

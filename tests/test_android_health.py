@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from fakes.adbd import load_profile
 
-from android_runner.device_props import is_qualcomm, parse_battery, parse_getprop, parse_thermal
+from quantlab.android_runner.device_props import (
+    is_qualcomm,
+    parse_battery,
+    parse_getprop,
+    parse_thermal,
+)
 
 
 def test_getprop_lines() -> None:

@@ -20,11 +20,11 @@ from test_android_adb import (  # noqa: F401  (pytest fixtures)
 )
 from test_android_cli import cli
 
-from android_runner import provision
-from android_runner.litert_command import build_litert_command
-from android_runner.litert_parser import parse_any, parse_litert_output
-from android_runner.result_mapping import to_raw_result
-from harness.records import Job, ModelRef, Settings
+from quantlab.android_runner import provision
+from quantlab.android_runner.litert_command import build_litert_command
+from quantlab.android_runner.litert_parser import parse_any, parse_litert_output
+from quantlab.android_runner.result_mapping import to_raw_result
+from quantlab.harness.records import Job, ModelRef, Settings
 
 FIX = Path(__file__).parent / "fixtures" / "android"
 
@@ -115,7 +115,7 @@ def test_recorded_op_table_imports(tmp_path: Path, fixture: str,
     # the results block's own figures, as printed, beside the measured-runs line's
     out = parse_any((FIX / fixture).read_text())
     assert (out.warmup_avg_ms, out.inference_avg_ms) == (f["warmup_avg"], f["block_avg"])
-    from harness.report.delegates import placement
+    from quantlab.harness.report.delegates import placement
 
     p = placement(to_raw_result("j", [out], "litert-cpu"), "litert-cpu")
     assert (p["ops_total"], p["ops_delegated"], p["fallback_ops"]) == (1, 1, [])
@@ -179,7 +179,7 @@ def test_litert_rows_through_the_adb_server(phones: Any, cache: Path,  # noqa: F
     assert raw.runner["delegation"]["nodes"] == 5 and raw.ops
     call = qcom.benchmark_calls[-1]
     assert "--use_cpu=true" in call and "--use_profiler=true" in call
-    from harness.report.delegates import placement
+    from quantlab.harness.report.delegates import placement
 
     p = placement(raw, "litert-cpu")
     assert (p["ops_total"], p["ops_delegated"], p["partitions"]) == (6, 5, 2)
@@ -194,7 +194,7 @@ def test_litert_npu_uses_a_compiled_model_only_when_it_matches(
     import dataclasses
     import hashlib
 
-    from harness import npu_compile
+    from quantlab.harness import npu_compile
 
     qcom, _ = phones
     libs = tmp_path / "npu-libs"

@@ -32,10 +32,10 @@ from test_android_adb import (  # noqa: F401  (pytest fixtures)
     phones,
 )
 
-from android_runner.numerics import LITERT_REASON, OLD_TOOL_REASON, input_flags
-from harness.device_numerics import split_outputs
-from harness.numerics import verdict
-from harness.records import Job, ModelRef, Settings
+from quantlab.android_runner.numerics import LITERT_REASON, OLD_TOOL_REASON, input_flags
+from quantlab.harness.device_numerics import split_outputs
+from quantlab.harness.numerics import verdict
+from quantlab.harness.records import Job, ModelRef, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 digits = qf.digits
@@ -200,7 +200,7 @@ def test_bench_numerics_and_delegates_table_from_a_phone(phones: Any, cache: Pat
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
     def ql(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "harness.cli.main", *args], env=env,
+        return subprocess.run([sys.executable, "-m", "quantlab", *args], env=env,
                               capture_output=True, text=True, cwd=ROOT, timeout=300)
 
     bench = ql("bench", variants["fp32"].path, "--device", qcom.serial, "--delegate",

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from android_runner.parser import parse_output, strip_prefix
-from android_runner.result_mapping import profile_ops, to_raw_result
+from quantlab.android_runner.parser import parse_output, strip_prefix
+from quantlab.android_runner.result_mapping import profile_ops, to_raw_result
 
 FIX = Path(__file__).parent / "fixtures" / "android"
 
@@ -209,7 +209,7 @@ def test_one_failed_repeat_fails_the_result() -> None:
 def test_litert_count_line_with_percentiles_gives_a_tool_median() -> None:
     """benchmark_litert_model prints p5/median/p95 on its count= line: the median is the
     tool's own, kept as such (a summary, not per-iteration samples)."""
-    from harness.stats import SUMMARY, summarize
+    from quantlab.harness.stats import SUMMARY, summarize
 
     text = ("count=20 first=5120 curr=4801 min=4702 max=5120 avg=4850.5 std=98 p5=4710 "
             "median=4833 p95=5010\n"

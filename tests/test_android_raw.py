@@ -20,12 +20,12 @@ from test_android_adb import (  # noqa: F401
     phones,
 )
 
-from agents.android import launch_text
-from android_runner.parser import parse_output
-from android_runner.result_mapping import to_raw_result
-from harness.environment import new_run
-from harness.records import Job, ModelRef, Plan, RawResult, Settings
-from harness.store import Store
+from quantlab.agents.android import launch_text
+from quantlab.android_runner.parser import parse_output
+from quantlab.android_runner.result_mapping import to_raw_result
+from quantlab.harness.environment import new_run
+from quantlab.harness.records import Job, ModelRef, Plan, RawResult, Settings
+from quantlab.harness.store import Store
 
 
 def _store(tmp_path: Path, job: Job, raw: RawResult) -> tuple[Store, RawResult]:

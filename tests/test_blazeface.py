@@ -12,7 +12,7 @@ import pytest
 import quantize_fixtures as qf
 from test_tasks import blazeface_model
 
-from harness.quantize.variants import quantize
+from quantlab.harness.quantize.variants import quantize
 
 SIZE = 128
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.store import Store
+from quantlab.harness.store import Store
 
-QUANTLAB = [sys.executable, "-m", "harness.cli.main"]
+QUANTLAB = [sys.executable, "-m", "quantlab"]
 ROOT = Path(__file__).resolve().parent.parent
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 

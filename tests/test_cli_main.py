@@ -11,27 +11,27 @@ from pathlib import Path
 
 from typer.main import get_command_name
 
-from harness.cli import main
+from quantlab.harness.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
 LAZY = """
 import json, sys
-from harness.cli.main import main
+from quantlab.harness.cli.main import main
 sys.argv = ["quantlab", *sys.argv[1:]]
 code = 0
 try:
     main()
 except SystemExit as exc:
     code = exc.code
-print("\\n" + json.dumps(sorted(m for m in sys.modules if m.startswith("harness.cli."))))
+print("\\n" + json.dumps(sorted(m for m in sys.modules if m.startswith("quantlab.harness.cli."))))
 sys.exit(code)
 """
 """Run main() on argv as ``quantlab`` does; the last line lists the command modules loaded."""
 
 FULL = """
 import sys
-from harness.cli.main import app
+from quantlab.harness.cli.main import app
 app(sys.argv[1:], prog_name="quantlab")
 """
 """The same command line through the app with every command registered."""
@@ -62,7 +62,8 @@ def test_command_table_is_what_the_modules_register() -> None:
 
 def test_commands_keep_their_order_whatever_registers_first() -> None:
     late = quantlab("import json\nfrom harness.cli import main\n"
-                    "main.register_commands(['harness.cli.report', 'harness.cli.db'])\n"
+                    "main.register_commands(['quantlab.harness.cli.report',"
+                    " 'quantlab.harness.cli.db'])\n"
                     "app = main.register_commands()\n"
                     "print(json.dumps([[c.name, c.callback.__name__] for c in "
                     "app.registered_commands] + [g.name for g in app.registered_groups]))")
@@ -78,14 +79,14 @@ def test_commands_keep_their_order_whatever_registers_first() -> None:
 def test_a_command_loads_only_its_module_and_answers_as_in_the_full_app() -> None:
     # devices: a module with one command (the app must stay a group); db: a group;
     # show: a module with two commands
-    for argv, module in ((["devices", "--help"], "harness.cli.devices"),
-                         (["db", "--help"], "harness.cli.db"),
-                         (["show", "--help"], "harness.cli.runs")):
+    for argv, module in ((["devices", "--help"], "quantlab.harness.cli.devices"),
+                         (["db", "--help"], "quantlab.harness.cli.db"),
+                         (["show", "--help"], "quantlab.harness.cli.runs")):
         lazy = quantlab(LAZY, *argv)
         full = quantlab(FULL, *argv)
         assert lazy.returncode == 0, lazy.stderr
         text, _, loaded = lazy.stdout.rstrip("\n").rpartition("\n")
-        commands = [m for m in json.loads(loaded) if m != "harness.cli.main"]
+        commands = [m for m in json.loads(loaded) if m != "quantlab.harness.cli.main"]
         assert module in commands
         assert not set(commands) & set(main.COMMAND_MODULES) - {module}, commands
         assert text.rstrip("\n") == full.stdout.rstrip("\n")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from harness.cli.main import app
+from quantlab.harness.cli.main import app
 
 FIX = Path(__file__).parent / "fixtures" / "android"
 LOG = FIX / "cpu_tf42507.txt"  # a real CPU run: count=50 … avg=33209.4 std=450

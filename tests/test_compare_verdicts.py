@@ -16,11 +16,11 @@ from junitparser import Failure, JUnitXml, Skipped
 from series_runs import entry, job, record, store_record
 from typer.testing import CliRunner
 
-from harness.cli.main import app
-from harness.errors import UserError
-from harness.report.ci import comparison_junit, comparison_markdown
-from harness.report.compare import compare_runs, parse_match
-from harness.store import Store
+from quantlab.harness.cli.main import app
+from quantlab.harness.errors import UserError
+from quantlab.harness.report.ci import comparison_junit, comparison_markdown
+from quantlab.harness.report.compare import compare_runs, parse_match
+from quantlab.harness.store import Store
 
 runner = CliRunner()
 
@@ -167,8 +167,8 @@ def test_one_launch_a_side_has_no_p_value_and_says_why() -> None:
 def test_a_summary_pair_has_no_p_value() -> None:
     """One launch's mean, std and count as a tool printed them: a Welch test from the
     within-launch std printed p = 1e-30; that std says nothing about launches."""
-    from harness.records import LaunchStats, RawResult
-    from harness.store import JobEntry
+    from quantlab.harness.records import LaunchStats, RawResult
+    from quantlab.harness.store import JobEntry
 
     def logged(mean: float) -> JobEntry:
         j = job("/lab/m.tflite", "aa")
@@ -182,8 +182,8 @@ def test_a_summary_pair_has_no_p_value() -> None:
 
 
 def test_a_pooled_summary_of_one_iteration_has_no_std() -> None:
-    from harness.records import LaunchStats
-    from harness.report.compare import _pooled_summary
+    from quantlab.harness.records import LaunchStats
+    from quantlab.harness.report.compare import _pooled_summary
 
     pooled = _pooled_summary([LaunchStats(mean_ms=3.0, count=1, std_ms=0.0)])
     assert pooled is not None and pooled.std_ms is None
@@ -192,8 +192,8 @@ def test_a_pooled_summary_of_one_iteration_has_no_std() -> None:
 def test_a_corrupt_stored_plan_is_an_error_not_default_rules(tmp_path: Path) -> None:
     """bench --resume reads the compare rules back from the run's stored plan file; a plan
     that no longer parses used to become the default rules (threshold 5 %, no baseline)."""
-    from harness.cli.plan_run import stored_plan_compare
-    from harness.records import Plan
+    from quantlab.harness.cli.plan_run import stored_plan_compare
+    from quantlab.harness.records import Plan
 
     store = Store.open(str(tmp_path / "results"))
     rec = record(1, _phones_night(1, ("phone-1",)))
@@ -211,8 +211,8 @@ def test_a_corrupt_stored_plan_is_an_error_not_default_rules(tmp_path: Path) -> 
 
 
 def test_a_plan_file_can_accept_missing_jobs(tmp_path: Path) -> None:
-    from harness.cli.plan_run import compare_rules
-    from harness.planfile import load_plan_file
+    from quantlab.harness.cli.plan_run import compare_rules
+    from quantlab.harness.planfile import load_plan_file
 
     (tmp_path / "m.tflite").write_bytes(b"")
     plan = tmp_path / "nightly.toml"

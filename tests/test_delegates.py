@@ -14,15 +14,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agents.op_coverage import account_for_invoke
-from harness.numerics import compare_outputs, jsonable, verdict
+from quantlab.agents.op_coverage import account_for_invoke
+from quantlab.harness.numerics import compare_outputs, jsonable, verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _quantlab(*args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", "harness.cli.main", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "quantlab", *args], capture_output=True,
                           text=True, cwd=ROOT, env=env, timeout=300)
 
 
@@ -148,7 +148,7 @@ def test_post_processed_detections_are_compared_in_matched_order() -> None:
     swap (a delegate's rounding) are the same detections, not wrong boxes. Matched by class and
     overlap they compare as equal; boxes that moved still count, and a delegate that returns
     zeros still fails."""
-    from harness.numerics import ALIGNED, align_detections
+    from quantlab.harness.numerics import ALIGNED, align_detections
 
     boxes = np.array([[[0.1, 0.1, 0.4, 0.4], [0.5, 0.5, 0.9, 0.9], [0.0, 0.6, 0.3, 0.9],
                        [0.0, 0.0, 0.0, 0.0]]])
@@ -187,7 +187,7 @@ def test_the_numerics_gate_judges_the_delegate_not_the_quantization() -> None:
 
 
 def test_compile_names_why_it_cannot(tflite_models: dict[str, Path]) -> None:
-    from harness.npu_compile import sdk_missing_reason
+    from quantlab.harness.npu_compile import sdk_missing_reason
 
     reason = sdk_missing_reason("SM8650")
     proc = _quantlab("compile", str(tflite_models["int8"]), "--target", "SM8650")
@@ -200,7 +200,7 @@ def test_compile_names_why_it_cannot(tflite_models: dict[str, Path]) -> None:
 
 
 def test_compile_for_a_real_npu(tflite_models: dict[str, Path], tmp_path: Path) -> None:
-    from harness.npu_compile import compile_for_soc, sdk_missing_reason
+    from quantlab.harness.npu_compile import compile_for_soc, sdk_missing_reason
 
     reason = sdk_missing_reason("SM8650")
     if reason:
@@ -213,7 +213,7 @@ def test_gate_per_delegate_verdicts() -> None:
     """Every (variant, device, delegate) gets pass, FAIL or no verdict with the reason."""
     from types import SimpleNamespace as NS
 
-    from harness.quantize.delegate_gate import per_delegate
+    from quantlab.harness.quantize.delegate_gate import per_delegate
 
     def entry(sha: str, delegate: str, numerics: dict[str, Any]) -> Any:
         job = NS(model=NS(sha256=sha), device_id="phone", delegate=delegate, job_id=delegate)

@@ -11,8 +11,8 @@ from pathlib import Path
 from conftest import require_tool
 from fixtures.report.checks import CHROMIUM, check_in_chromium, independent_best, picked
 
-from harness.report.html import SECTIONS
-from harness.store import Store
+from quantlab.harness.report.html import SECTIONS
+from quantlab.harness.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_demo_end_to_end(tmp_path: Path) -> None:
     out, res = tmp_path / "demo", tmp_path / "results"
     proc = subprocess.run(
-        [sys.executable, "-m", "harness.cli.main", "demo", "--out", str(out), "--results",
+        [sys.executable, "-m", "quantlab", "demo", "--out", str(out), "--results",
          str(res), "--schemes", "fp32,int8,coreml-fp16", "--iterations", "20", "--repeats", "1",
          "--json"],
         capture_output=True, text=True, cwd=ROOT, timeout=600,
@@ -49,7 +49,7 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert len(evals) == 2
     # recommend on the demo run agrees with the raw samples and evaluations in the store
     rec = subprocess.run(
-        [sys.executable, "-m", "harness.cli.main", "recommend", data["run_id"], "--results",
+        [sys.executable, "-m", "quantlab", "recommend", data["run_id"], "--results",
          str(res), "--json"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert rec.returncode == 0, rec.stderr
     assert picked(json.loads(rec.stdout)) == independent_best(store, data["run_id"], 0.03)
@@ -67,7 +67,7 @@ def test_detection_demo_report(tmp_path: Path) -> None:
     bench → report, the report opened in headless Chromium."""
     out, res = tmp_path / "demo", tmp_path / "results"
     proc = subprocess.run(
-        [sys.executable, "-m", "harness.cli.main", "demo", "--task", "detection", "--out",
+        [sys.executable, "-m", "quantlab", "demo", "--task", "detection", "--out",
          str(out), "--results", str(res), "--schemes", "fp32,int8", "--iterations", "20",
          "--repeats", "1", "--json"],
         capture_output=True, text=True, cwd=ROOT, timeout=600,
@@ -110,7 +110,7 @@ def test_detection_demo_report(tmp_path: Path) -> None:
 def test_demo_bad_scheme_fails_before_training(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     proc = subprocess.run(
-        [sys.executable, "-m", "harness.cli.main", "demo", "--out", str(out), "--results",
+        [sys.executable, "-m", "quantlab", "demo", "--out", str(out), "--results",
          str(tmp_path / "results"), "--schemes", "fp32,int9"],
         capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 2

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import quantize_fixtures as qf
 
-from harness.quantize.manifest import Manifest
-from harness.quantize.variants import quantize
+from quantlab.harness.quantize.manifest import Manifest
+from quantlab.harness.quantize.variants import quantize
 
 quantlab = qf.quantlab
 
@@ -20,7 +20,7 @@ quantlab = qf.quantlab
 @pytest.fixture(scope="module")
 def detector(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The shapes detector (SSD outputs) and its fp32/fp16/int8/int8-io variants."""
-    from harness.quantize.demo_detector import build_detector
+    from quantlab.harness.quantize.demo_detector import build_detector
 
     work = tmp_path_factory.mktemp("det")
     paths = build_detector(work / "model", styles=("ssd",))

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from fake_agent import ScriptedAgent
 
-from harness.dispatch import Dispatcher
-from harness.environment import new_run
-from harness.errors import DeviceUnusable, UnknownDeviceError, UserError
-from harness.plan import build_plan, discover, select_devices
-from harness.records import DeviceInfo, Job, ModelRef, Settings
-from harness.store import JobEntry, Store
+from quantlab.harness.dispatch import Dispatcher
+from quantlab.harness.environment import new_run
+from quantlab.harness.errors import DeviceUnusable, UnknownDeviceError, UserError
+from quantlab.harness.plan import build_plan, discover, select_devices
+from quantlab.harness.records import DeviceInfo, Job, ModelRef, Settings
+from quantlab.harness.store import JobEntry, Store
 
 MODEL = ModelRef(path="/m/a.tflite", sha256="c" * 64, size_bytes=10, format="tflite")
 
@@ -143,8 +143,8 @@ def test_device_unusable_fails_one_job_and_skips_the_rest_of_that_device(tmp_pat
 
 
 def test_accounts_line_counts_skipped_jobs() -> None:
-    from harness.cli.tables import accounts_line
-    from harness.dispatch import DeviceAccount
+    from quantlab.harness.cli.tables import accounts_line
+    from quantlab.harness.dispatch import DeviceAccount
 
     line = accounts_line([DeviceAccount("fake-a", ok=1, failed=1, skipped=2),
                           DeviceAccount("fake-b", ok=3)])
@@ -154,9 +154,9 @@ def test_accounts_line_counts_skipped_jobs() -> None:
 def test_agents_raise_device_scoped_errors_where_they_know(tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch
                                                            ) -> None:
-    from agents.adb_faults import unusable_adb_state
-    from agents.android import AndroidAgent
-    from agents.ios_errors import translate
+    from quantlab.agents.adb_faults import unusable_adb_state
+    from quantlab.agents.android import AndroidAgent
+    from quantlab.agents.ios_errors import translate
 
     # Android: no benchmark_model for the phone's ABI is the same for every job on it
     monkeypatch.setenv("QUANTLAB_CACHE", str(tmp_path / "cache"))

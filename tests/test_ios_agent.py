@@ -11,13 +11,13 @@ from fakes.iphone import FAKE_UDID, FakeIphoneBackend
 from pymobiledevice3 import exceptions as pmd3_exc
 from pymobiledevice3.remote.userspace_tunnel import UserspaceTunnelUnavailableError
 
-import agents.ios as ios
-from agents.base import no_progress
-from agents.ios import IosAgent
-from agents.ios_errors import IosUserError, translate
-from harness.errors import DeviceDisconnected
-from harness.models import model_ref
-from harness.records import DeviceInfo, Job, Settings
+import quantlab.agents.ios as ios
+from quantlab.agents.base import no_progress
+from quantlab.agents.ios import IosAgent
+from quantlab.agents.ios_errors import IosUserError, translate
+from quantlab.harness.errors import DeviceDisconnected
+from quantlab.harness.models import model_ref
+from quantlab.harness.records import DeviceInfo, Job, Settings
 
 HERE = Path(__file__).parent
 
@@ -123,9 +123,9 @@ def test_coreml_ane_end_to_end(tmp_path: Path, models: Path) -> None:
 
 
 def test_coreml_spec_reader_agrees_with_coremltools(models: Path) -> None:
-    """ios_runner.coreml_spec reads the description of a model coremltools wrote (the
+    """quantlab.ios_runner.coreml_spec reads the description of a model coremltools wrote (the
     numerics check matches it with the float .tflite by position, without coremltools)."""
-    from ios_runner.coreml_spec import read_io
+    from quantlab.ios_runner.coreml_spec import read_io
 
     io = read_io(models / "tiny.mlpackage")
     assert [(f.name, f.kind, f.shape, f.dtype) for f in io.inputs] == [
@@ -179,7 +179,7 @@ def test_not_installed_without_app_path(tmp_path: Path, models: Path) -> None:
     ],
 )
 def test_supports_reasons(delegate: str, fmt: str, extra: dict, reason: str) -> None:
-    from harness.records import ModelRef
+    from quantlab.harness.records import ModelRef
 
     dev = DeviceInfo(
         id="u", platform="ios", name="p", model="iPhone9,1", extra={"neural_engine": True, **extra}
@@ -261,8 +261,8 @@ def test_fake_and_real_sessions_share_one_interface() -> None:
 
     from fakes.iphone import FakeSession
 
-    from agents.ios_interfaces import IosBackend, IosSession
-    from agents.ios_pmd3 import Pmd3Backend, Pmd3Session
+    from quantlab.agents.ios_interfaces import IosBackend, IosSession
+    from quantlab.agents.ios_pmd3 import Pmd3Backend, Pmd3Session
 
     for proto, real, fake in [
         (IosSession, Pmd3Session, FakeSession),

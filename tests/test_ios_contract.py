@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from harness.records import Job as QJob
-from harness.records import ModelRef, Settings
-from ios_runner import codec
+from quantlab.harness.records import Job as QJob
+from quantlab.harness.records import ModelRef, Settings
+from quantlab.ios_runner import codec
 
 RUNNER = Path(codec.__file__).parent
 FIXTURES = sorted((RUNNER / "fixtures").glob("*.json"))

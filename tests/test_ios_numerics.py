@@ -24,15 +24,15 @@ from fakes import pmd3
 from fakes.iphone import COREML_REASON, FAKE_UDID, FakeIphoneBackend
 from fakes.pmd3 import Phone
 
-from agents import ios_numerics
-from agents.base import no_progress
-from agents.ios import IosAgent
-from agents.ios_pmd3 import Pmd3Backend
-from harness.models import model_ref
-from harness.numerics import verdict
-from harness.records import Job, RawResult, Settings
-from ios_runner import codec
-from ios_runner.coreml_spec import CoreMLSpecError, read_io
+from quantlab.agents import ios_numerics
+from quantlab.agents.base import no_progress
+from quantlab.agents.ios import IosAgent
+from quantlab.agents.ios_pmd3 import Pmd3Backend
+from quantlab.harness.models import model_ref
+from quantlab.harness.numerics import verdict
+from quantlab.harness.records import Job, RawResult, Settings
+from quantlab.ios_runner import codec
+from quantlab.ios_runner.coreml_spec import CoreMLSpecError, read_io
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent
@@ -350,7 +350,7 @@ def test_bench_numerics_and_delegates_table_from_the_fake_iphone(
            "QUANTLAB_COOLDOWN_S": "0"}
 
     def ql(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "harness.cli.main", *args], env=env,
+        return subprocess.run([sys.executable, "-m", "quantlab", *args], env=env,
                               capture_output=True, text=True, cwd=ROOT, timeout=300)
 
     bench = ql("bench", str(variants["fp32"]), "--device", FAKE_UDID, "--delegate",

@@ -22,16 +22,16 @@ from pymobiledevice3.dtx.exceptions import DTXNsError
 from pymobiledevice3.dtx.ns_types import NSError
 from pymobiledevice3.remote.userspace_tunnel import UserspaceTunnelUnavailableError
 
-import agents.ios as ios
-import agents.ios_pmd3 as ios_pmd3
-from agents.base import no_progress
-from agents.ios import IosAgent
-from agents.ios_errors import IosUserError
-from agents.ios_interfaces import load_backend
-from agents.ios_pmd3 import Pmd3Backend
-from harness.errors import DeviceDisconnected, UserError
-from harness.models import model_ref
-from harness.records import DeviceInfo, Job, Settings
+import quantlab.agents.ios as ios
+import quantlab.agents.ios_pmd3 as ios_pmd3
+from quantlab.agents.base import no_progress
+from quantlab.agents.ios import IosAgent
+from quantlab.agents.ios_errors import IosUserError
+from quantlab.agents.ios_interfaces import load_backend
+from quantlab.agents.ios_pmd3 import Pmd3Backend
+from quantlab.harness.errors import DeviceDisconnected, UserError
+from quantlab.harness.models import model_ref
+from quantlab.harness.records import DeviceInfo, Job, Settings
 
 
 @pytest.fixture

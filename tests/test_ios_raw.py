@@ -8,8 +8,8 @@ from pathlib import Path
 
 from test_ios_agent import _agent, _job, models  # noqa: F401  (fixture)
 
-from agents.base import no_progress
-from ios_runner.codec import parse_result
+from quantlab.agents.base import no_progress
+from quantlab.ios_runner.codec import parse_result
 
 
 def test_result_json_is_kept_and_reparses(tmp_path: Path, models: Path) -> None:  # noqa: F811

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.records import ModelRef, Settings
+from quantlab.harness.records import ModelRef, Settings
 
 pytestmark = pytest.mark.slow
 
@@ -75,18 +75,18 @@ def model(lab: Lab) -> ModelRef:
 
 
 def _fleet(lab: Lab):  # type: ignore[no-untyped-def]
-    from agents.lab import lab_agents
-    from harness.plan import discover
+    from quantlab.agents.lab import lab_agents
+    from quantlab.harness.plan import discover
 
     return discover(agents=lab_agents(lab.address, lab.sec, node_ip=LOOPBACK))
 
 
 def _run(lab: Lab, tmp_path: Path, model: ModelRef, threads: list[int],
          during=None, retry_timeout_s: float = 90.0):  # type: ignore[no-untyped-def]
-    from harness.dispatch import Dispatcher
-    from harness.environment import new_run
-    from harness.plan import build_plan
-    from harness.store import Store
+    from quantlab.harness.dispatch import Dispatcher
+    from quantlab.harness.environment import new_run
+    from quantlab.harness.plan import build_plan
+    from quantlab.harness.store import Store
 
     fleet = _fleet(lab)
     plan = build_plan([model], list(fleet.devices), fleet, ["cpu"], threads, Settings(repeats=1))
@@ -105,7 +105,7 @@ def _run(lab: Lab, tmp_path: Path, model: ModelRef, threads: list[int],
 
 
 def test_devices_of_both_hosts_are_planned_like_local_ones(lab: Lab, model: ModelRef) -> None:
-    from harness.plan import build_plan
+    from quantlab.harness.plan import build_plan
 
     fleet = _fleet(lab)
     hosts = {d.id: d.host for d in fleet.devices}
@@ -134,7 +134,7 @@ def test_jobs_run_on_every_host_and_model_bytes_travel_once_per_host(
 
 def test_lab_status_shows_hosts_devices_and_health(lab: Lab) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "harness.cli.main", "lab", "status", "--address", lab.address,
+        [sys.executable, "-m", "quantlab", "lab", "status", "--address", lab.address,
          "--node-ip", LOOPBACK, "--json"],
         env=lab.env(), cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -176,7 +176,7 @@ def test_crashed_host_rejoins_and_its_jobs_complete_once(
 
 
 def _wait_devices(host: str, want: list[str], timeout_s: float = 60.0) -> dict:  # type: ignore[type-arg]
-    from harness.lab.status import device_actor_names, lab_status
+    from quantlab.harness.lab.status import device_actor_names, lab_status
 
     deadline = time.monotonic() + timeout_s
     while True:
@@ -217,14 +217,14 @@ def test_host_without_the_token_is_refused(lab: Lab) -> None:
 
 def test_bench_cli_on_the_lab_stores_into_postgresql(lab: Lab, pg_url: str, cnn_tflite: Path,
                                                       tmp_path: Path) -> None:
-    from harness.store import Store
+    from quantlab.harness.store import Store
 
     model = cnn_tflite
     for host in ("nodeA", "nodeB"):  # both hosts with both devices, whatever ran before
         _wait_devices(host, [f"slp-1@{host}", f"slp-2@{host}"])
     env = lab.env(QUANTLAB_LAB_NODE_IP=LOOPBACK, QUANTLAB_CLUSTER=lab.address)
     out = subprocess.run(
-        [sys.executable, "-m", "harness.cli.main", "bench", str(model), "--device", "all",
+        [sys.executable, "-m", "quantlab", "bench", str(model), "--device", "all",
          "--threads", "1,2", "--repeats", "1", "--results", pg_url, "--json"],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -234,7 +234,7 @@ def test_bench_cli_on_the_lab_stores_into_postgresql(lab: Lab, pg_url: str, cnn_
                      "slp-1@nodeB": "nodeB", "slp-2@nodeB": "nodeB"}
     assert all(d["ok"] == 2 for d in data["devices"])
     shown = subprocess.run(
-        [sys.executable, "-m", "harness.cli.main", "show", "latest", "--results", pg_url,
+        [sys.executable, "-m", "quantlab", "show", "latest", "--results", pg_url,
          "--json"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0, shown.stderr
     assert len(json.loads(shown.stdout)["results"]) == 8

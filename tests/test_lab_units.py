@@ -11,30 +11,30 @@ from pathlib import Path
 
 import pytest
 
-from agents.device_actor import (
+from quantlab.agents.device_actor import (
     DeviceActor,
     error_payload,
     pack_model,
     raise_payload,
     store_in_cache,
 )
-from harness.errors import (
+from quantlab.harness.errors import (
     DeviceDisconnected,
     DeviceTimeout,
     DeviceUnusable,
     JobFailed,
     UserError,
 )
-from harness.lab.host import lab_device_id
-from harness.lab.ray_processes import (
+from quantlab.harness.lab.host import lab_device_id
+from quantlab.harness.lab.ray_processes import (
     HEALTH_CHECK_ENV,
     NodeOptions,
     head_command,
     head_env,
     node_command,
 )
-from harness.lab.security import LabSecurity, check_token, create_token, security
-from harness.records import Job, ModelRef, Settings, to_dict
+from quantlab.harness.lab.security import LabSecurity, check_token, create_token, security
+from quantlab.harness.records import Job, ModelRef, Settings, to_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -235,7 +235,7 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     import os
 
     base = {k: v for k, v in os.environ.items() if k not in ("QUANTLAB_CLUSTER",)}
-    return subprocess.run([sys.executable, "-m", "harness.cli.main", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "quantlab", *args], cwd=ROOT,
                           env={**base, **(env or {})}, capture_output=True, text=True,
                           timeout=60)
 

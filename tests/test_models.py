@@ -1,4 +1,4 @@
-"""harness.models: identifying model files and rejecting bad ones with a clear message."""
+"""quantlab.harness.models: identifying model files and rejecting bad ones with a clear message."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ModelError, UserError
-from harness.models import model_ref
+from quantlab.harness.errors import ModelError, UserError
+from quantlab.harness.models import model_ref
 
 
 def test_tflite_ref(cnn_tflite: Path) -> None:

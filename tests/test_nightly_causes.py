@@ -23,8 +23,8 @@ from nightly_lab_agent import NightlyLabAgent
 from series_runs import tiny_tflite
 from typer.testing import CliRunner
 
-from agents import base
-from harness.cli.main import app
+from quantlab.agents import base
+from quantlab.harness.cli.main import app
 
 runner = CliRunner()
 PLAN = """\

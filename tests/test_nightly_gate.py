@@ -19,8 +19,8 @@ import pytest
 import quantize_fixtures as qf
 from typer.testing import CliRunner
 
-from harness.cli.main import app
-from harness.store import Store
+from quantlab.harness.cli.main import app
+from quantlab.harness.store import Store
 
 bad_calib = qf.bad_calib
 digits = qf.digits
@@ -46,7 +46,7 @@ data = "data/val.npz"
 def lab(digits: tuple[Path, Path], bad_calib: Path,
         tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with variants/ (fp32, poorly calibrated int8) and data/val.npz."""
-    from harness.quantize.variants import quantize
+    from quantlab.harness.quantize.variants import quantize
 
     root = tmp_path_factory.mktemp("gate-lab")
     quantize(digits[0], ["fp32", "int8"], bad_calib, root / "variants")

@@ -24,8 +24,8 @@ import pytest
 from junitparser import Failure, JUnitXml
 from typer.testing import CliRunner
 
-from harness.cli.main import app
-from harness.store import Store
+from quantlab.harness.cli.main import app
+from quantlab.harness.store import Store
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parent.parent
@@ -174,7 +174,7 @@ def test_resume_finishes_a_plan_run_without_remeasuring(tmp_path: Path,
                 .replace("repeats = 3", "repeats = 2\nmin_time = 1.0"))
     results = tmp_path / "results"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    cmd = [sys.executable, "-m", "harness.cli.main", "bench", "--plan", str(plan),
+    cmd = [sys.executable, "-m", "quantlab", "bench", "--plan", str(plan),
            "--tag", "git=ccc", "--results", str(results)]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from quantize_fixtures import quantlab
 
-from harness.numerics import compare_outputs, delegate_only, jsonable, verdict
+from quantlab.harness.numerics import compare_outputs, delegate_only, jsonable, verdict
 
 
 def _record(reference: dict[str, np.ndarray], got: dict[str, np.ndarray],
@@ -79,7 +79,7 @@ def test_nan_outputs_on_the_simulator_are_stored_as_strict_json(
     """A model whose outputs are NaN on the simulator: the stored record is strict JSON (a
     bare NaN would make PostgreSQL refuse it) and recommend leaves the delegate out with
     the count."""
-    from harness.store import Store
+    from quantlab.harness.store import Store
 
     res = str(tmp_path / "res")
     run = quantlab("bench", str(tflite_models["nan_out"]), "--device", "sim", "--numerics",
@@ -124,7 +124,7 @@ def test_evaluate_fails_a_variant_whose_outputs_are_nan(
     neither --json nor the stored evaluation carries a bare NaN."""
     import shutil
 
-    from harness.store import Store
+    from quantlab.harness.store import Store
 
     folder = tmp_path / "v"
     folder.mkdir()
@@ -156,7 +156,7 @@ def test_evaluate_fails_a_variant_whose_outputs_are_nan(
 
 
 def test_json_output_never_carries_a_bare_nan(capsys: pytest.CaptureFixture[str]) -> None:
-    from harness.cli.common import print_json
+    from quantlab.harness.cli.common import print_json
 
     print_json({"cosine": float("nan"), "sqnr_db": [float("inf"), -float("inf")], "n": 1})
     out = json.loads(capsys.readouterr().out, parse_constant=_refuse)
@@ -229,9 +229,9 @@ def test_recommend_leaves_out_a_delegate_whose_top1_agreement_is_low(tmp_path: P
     from fixtures.report.runs import SETTINGS, job, open_store
     from typer.testing import CliRunner
 
-    from harness.cli.main import app
-    from harness.records import DeviceInfo, Plan, RawResult, Run
-    from harness.store import new_run_id, utcnow
+    from quantlab.harness.cli.main import app
+    from quantlab.harness.records import DeviceInfo, Plan, RawResult, Run
+    from quantlab.harness.store import new_run_id, utcnow
 
     store = open_store(tmp_path)
     jobs = [job("int8", delegate="gpu", device="phone"),

@@ -11,9 +11,9 @@ import jsonschema
 import pytest
 from typer.testing import CliRunner
 
-from harness.cli.main import app
-from harness.planfile import PlanFileError, key_lines, load_plan_file, plan_schema
-from harness.records import DeviceInfo
+from quantlab.harness.cli.main import app
+from quantlab.harness.planfile import PlanFileError, key_lines, load_plan_file, plan_schema
+from quantlab.harness.records import DeviceInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "nightly-lab.md"

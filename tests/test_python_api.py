@@ -13,7 +13,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from harness.cli.main import app
+from quantlab.harness.cli.main import app
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "python-api.md"
 runner = CliRunner()
@@ -77,7 +77,7 @@ def test_records_are_read_only_and_json_is_the_cli_json(doc_namespace: dict[str,
 
 def test_same_errors_as_the_cli(tmp_path: Path) -> None:
     import quantlab
-    from harness.errors import StoreError, UserError
+    from quantlab.harness.errors import StoreError, UserError
 
     assert quantlab.UserError is UserError
     with pytest.raises(StoreError, match="no results store"):
@@ -131,7 +131,7 @@ def _result(path: str, scheme: str | None, device: str, delegate: str) -> dict[s
 
 
 def test_long_names_keep_one_line_per_result() -> None:
-    from harness.cli.tables import results_table
+    from quantlab.harness.cli.tables import results_table
 
     long_name = "/models/mobilenet_v3_large_1.0_224_quantization_aware_trained.tflite"
     results = [_result(long_name, "mixed-int8", "pixel-8-pro-emulator-5554", "gpu"),
@@ -147,7 +147,7 @@ def test_long_names_keep_one_line_per_result() -> None:
 
 
 def test_shorten_keeps_both_ends() -> None:
-    from harness.cli.tables import model_label, shorten
+    from quantlab.harness.cli.tables import model_label, shorten
 
     assert shorten("abc", 5) == "abc"
     assert shorten("abcdefghij", 5) == "ab…ij" or len(shorten("abcdefghij", 5)) == 5

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import quantize_fixtures as qf
 
-from harness.errors import UserError
-from harness.quantize.variants import quantize
+from quantlab.harness.errors import UserError
+from quantlab.harness.quantize.variants import quantize
 
 digits = qf.digits
 quantlab = qf.quantlab
@@ -151,8 +151,8 @@ def test_coreml_ladder_keeps_the_most_sensitive_layer_and_measures_only_size(
 ) -> None:
     from rich.console import Console
 
-    from harness.cli.autoquant import ladder_table
-    from harness.quantize.ladder import NO_COREML_RUNTIME, LadderRequest, climb_coreml
+    from quantlab.harness.cli.autoquant import ladder_table
+    from quantlab.harness.quantize.ladder import NO_COREML_RUNTIME, LadderRequest, climb_coreml
 
     req = LadderRequest(model=str(digits[0]), calib=str(digits[1]), data=str(digits[1]),
                         out=str(tmp_path))

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import quantize_fixtures as qf
 
-from harness.errors import DataError, ModelError
-from harness.quantize.data import load_data
-from harness.quantize.variants import quantize
+from quantlab.harness.errors import DataError, ModelError
+from quantlab.harness.quantize.data import load_data
+from quantlab.harness.quantize.variants import quantize
 
 digits = qf.digits
 keras_variants = qf.keras_variants
@@ -95,7 +95,7 @@ def test_image_folder_loads_with_options(tmp_path: Path) -> None:
             Image.fromarray(np.full((16, 16, 3), 60 * i, np.uint8)).save(
                 tmp_path / cls / f"{i}.png"
             )
-    from harness.quantize.data import ImageOptions
+    from quantlab.harness.quantize.data import ImageOptions
 
     ds = load_data(
         tmp_path,

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import quantize_fixtures as qf
 
-from harness.quantize.evaluate import evaluate
-from harness.quantize.manifest import Manifest
-from harness.quantize.variants import quantize
+from quantlab.harness.quantize.evaluate import evaluate
+from quantlab.harness.quantize.manifest import Manifest
+from quantlab.harness.quantize.variants import quantize
 
 bad_calib = qf.bad_calib
 digits = qf.digits
@@ -153,7 +153,7 @@ def test_every_variant_passes_with_good_calibration(
         f = v["fidelity"]["outputs"][0]
         assert v["fidelity"]["top1_agreement"] > 0.9 and v["calibration"]["bins"]
         assert f["cosine"] > 0.99 and (f["sqnr_db"] is None or f["sqnr_db"] > 20)
-    from harness.store import Store
+    from quantlab.harness.store import Store
 
     store = Store.open(str(tmp_path / "res"))
     try:
@@ -173,7 +173,7 @@ def test_accuracy_equals_plain_litert(keras_variants: Path, digits: tuple[Path, 
 
 
 def test_regression_labels_use_mse(keras_variants: Path, tmp_path: Path) -> None:
-    from harness.quantize.gate import gate_drop, main_metric, task_metrics
+    from quantlab.harness.quantize.gate import gate_drop, main_metric, task_metrics
 
     pred = np.array([[1.0], [2.0], [3.0]])
     metrics = task_metrics(pred, np.array([1.0, 2.0, 5.0]))

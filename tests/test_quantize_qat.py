@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import quantize_fixtures as qf
 
-from harness.quantize.ladder import choose
+from quantlab.harness.quantize.ladder import choose
 
 digits = qf.digits
 digits_calib = qf.digits_calib
@@ -41,7 +41,7 @@ import os, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 sys.path.insert(0, {str(qf.ROOT)!r})
 import numpy as np, keras
-from harness.quantize.demo_model import digits_arrays
+from quantlab.harness.quantize.demo_model import digits_arrays
 xtr, ytr, xte, yte = digits_arrays()
 assert float(xtr[..., 0, 0, 0].max()) == 0.0 and float(xte[..., 0, 0, 0].max()) == 0.0
 keras.utils.set_random_seed(0)
@@ -166,8 +166,8 @@ import os, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"; os.environ["TF_USE_LEGACY_KERAS"] = "1"
 sys.path.insert(0, {str(qf.ROOT)!r})
 import keras
-from harness.quantize.qat import QatError
-from harness.quantize.qat_rebuild import rebuild_as_tf_keras
+from quantlab.harness.quantize.qat import QatError
+from quantlab.harness.quantize.qat_rebuild import rebuild_as_tf_keras
 m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d"),
                       keras.layers.RMSNormalization(name="norm")])
 try:
@@ -201,8 +201,8 @@ def test_ties_are_compares_verdict_not_overlapping_intervals() -> None:
     different, so the faster wins. A pair compare calls the same is still a tie."""
     from series_runs import entry, job
 
-    from harness.report.ladder import latency_ties
-    from harness.stats import summarize
+    from quantlab.harness.report.ladder import latency_ties
+    from quantlab.harness.stats import summarize
 
     spread = tuple(float(x) for x in np.linspace(0.4, 1.6, 100))
     launches = (1.0, 1.01, 0.99, 1.0)

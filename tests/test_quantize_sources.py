@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import quantize_fixtures as qf
 
-from harness.quantize.variants import quantize
+from quantlab.harness.quantize.variants import quantize
 
 digits = qf.digits
 digits_calib = qf.digits_calib
@@ -86,7 +86,7 @@ def test_converter_crash_fails_only_that_scheme(
     def crash(event: str, fields: dict[str, Any]) -> None:
         if event == "start" and fields["scheme"] == "mixed-int8":
             for child in psutil.Process().children():
-                if "harness.quantize.worker" in " ".join(child.cmdline()):
+                if "quantlab.harness.quantize.worker" in " ".join(child.cmdline()):
                     os.kill(child.pid, signal.SIGKILL)
 
     src = keras_variants / "fp32.tflite"

@@ -10,9 +10,9 @@ import pytest
 import quantize_fixtures as qf
 from test_tasks import blazeface_model
 
-from harness.quantize.manifest import Manifest
-from harness.quantize.schemes import SCHEMES
-from harness.quantize.variants import quantize
+from quantlab.harness.quantize.manifest import Manifest
+from quantlab.harness.quantize.schemes import SCHEMES
+from quantlab.harness.quantize.variants import quantize
 
 bad_calib = qf.bad_calib
 digits = qf.digits
@@ -112,7 +112,7 @@ def test_small_calibration_warns(
 def test_calibration_sampling_is_reproducible(seed: int) -> None:
     import numpy as np
 
-    from harness.quantize.data import Dataset
+    from quantlab.harness.quantize.data import Dataset
 
     ds = Dataset(np.arange(1000, dtype=np.float32)[:, None], None, "mem")
     a, b = ds.take(50, seed), ds.take(50, seed)
@@ -125,7 +125,7 @@ def test_large_models_run_one_sample_at_a_time_small_ones_in_batches(
     """TfliteRunner batches only what batching makes faster: BlazeFace (10 MB of tensors per
     image) runs image by image, the digits CNN in batches; its outputs are the same either
     way."""
-    from harness.quantize.tflite_runner import TfliteRunner
+    from quantlab.harness.quantize.tflite_runner import TfliteRunner
 
     face = TfliteRunner(str(blazeface_model()))
     assert not face.batched and face.batch == 1

@@ -19,19 +19,19 @@ import sqlalchemy as sa
 from pgserver import PgServer, running_server
 from test_records import sample_job
 
-from harness.environment import new_run
-from harness.errors import StoreError
-from harness.records import Plan as PlanRecord
-from harness.records import RawOutput, RawResult, Settings, load_record, to_dict
-from harness.results import result_dict
-from harness.store import Store
-from harness.store import schema as t
+from quantlab.harness.environment import new_run
+from quantlab.harness.errors import StoreError
+from quantlab.harness.records import Plan as PlanRecord
+from quantlab.harness.records import RawOutput, RawResult, Settings, load_record, to_dict
+from quantlab.harness.results import result_dict
+from quantlab.harness.store import Store
+from quantlab.harness.store import schema as t
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _quantlab(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "harness.cli.main", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "quantlab", *args], capture_output=True,
                           cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env or {})),
                           timeout=300)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.records import (
+from quantlab.harness.records import (
     SCHEMA_VERSION,
     DeviceInfo,
     Energy,

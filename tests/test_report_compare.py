@@ -8,8 +8,8 @@ from pathlib import Path
 from fixtures.report.runs import job, measure, open_store, store_run
 from typer.testing import CliRunner
 
-from harness.cli.main import app
-from harness.report.compare import compare_runs, parse_threshold
+from quantlab.harness.cli.main import app
+from quantlab.harness.report.compare import compare_runs, parse_threshold
 
 runner = CliRunner()
 
@@ -84,7 +84,7 @@ def test_threshold_parsing_and_bad_values(tmp_path: Path) -> None:
 def test_verdict_rules_on_synthetic_samples() -> None:
     import numpy as np
 
-    from harness.report.compare import verdict
+    from quantlab.harness.report.compare import verdict
 
     rng = np.random.default_rng(1)
     base = rng.normal(10.0, 0.2, 300)

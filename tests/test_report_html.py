@@ -9,9 +9,9 @@ from fixtures.report.checks import CHROMIUM, check_in_chromium
 from fixtures.report.runs import job, measure, open_store, store_run
 from typer.testing import CliRunner
 
-from harness.cli.main import app
-from harness.records import Skipped
-from harness.report.html import SECTIONS
+from quantlab.harness.cli.main import app
+from quantlab.harness.records import Skipped
+from quantlab.harness.report.html import SECTIONS
 
 runner = CliRunner()
 
@@ -51,7 +51,7 @@ def test_report_has_every_section(tmp_path: Path) -> None:
 def test_empty_sections_say_no_data(tmp_path: Path) -> None:
     store = open_store(tmp_path)
     rid = store_run(store, [], [], failed=job("fp32"))
-    from harness.report.html import write_report
+    from quantlab.harness.report.html import write_report
 
     text = write_report(store, [rid], tmp_path / "r.html").read_text()
     for key in ("latency", "accuracy", "ops", "resources", "comparison"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.report.plots import (
+from quantlab.harness.report.plots import (
     accuracy_plot,
     latency_plot,
     needs_log_axis,

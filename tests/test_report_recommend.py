@@ -12,7 +12,7 @@ from fixtures.report.checks import independent_best, picked
 from fixtures.report.runs import job, measure, open_store, store_run
 from typer.testing import CliRunner
 
-from harness.cli.main import app
+from quantlab.harness.cli.main import app
 
 runner = CliRunner()
 
@@ -119,8 +119,8 @@ GAUGE = "battery gauge (whole phone), idle baseline subtracted"
 
 def _energy_run(tmp_path: Path) -> tuple[object, str]:
     """One run: a phone with rail, gauge and gauge-on-USB figures; a host with RAPL."""
-    from harness.records import DeviceInfo, Energy, Plan, RawResult, Run
-    from harness.store import new_run_id, utcnow
+    from quantlab.harness.records import DeviceInfo, Energy, Plan, RawResult, Run
+    from quantlab.harness.store import new_run_id, utcnow
 
     store = open_store(tmp_path)
     specs = [  # (scheme, delegate, device, method, mJ, extra detail)
@@ -237,7 +237,7 @@ def test_runner_up_significance_is_compares_test_not_overlapping_intervals() -> 
     import numpy as np
     from series_runs import entry, job, record
 
-    from harness.report.recommend import recommend
+    from quantlab.harness.report.recommend import recommend
 
     spread = tuple(float(x) for x in np.linspace(0.4, 1.6, 100))
     launches = (1.0, 1.01, 0.99, 1.0)
@@ -268,7 +268,7 @@ def test_a_delegate_whose_numerics_fail_on_the_device_is_left_out() -> None:
     model's: it is excluded with the reason; a delegate that could not be checked stays."""
     from dataclasses import replace
 
-    from harness.report.recommend import Candidate, recommend_device
+    from quantlab.harness.report.recommend import Candidate, recommend_device
 
     def cand(delegate: str, ms: float, numerics: bool | None, why: str = "") -> Candidate:
         return Candidate(model="int8", sha256="a" * 64, scheme="int8", delegate=delegate,
@@ -294,7 +294,7 @@ def test_a_left_out_variants_drop_is_in_the_tables_units() -> None:
     the raw fractions (0.020621477968469137 > 0.02); MSE keeps its own units."""
     from dataclasses import replace
 
-    from harness.report.recommend import Candidate, recommend_device
+    from quantlab.harness.report.recommend import Candidate, recommend_device
 
     fp32 = Candidate(model="fp32", sha256="a" * 64, scheme="fp32", delegate="xnnpack",
                      threads=1, latency_ms=3.0, latency_statistic="median",

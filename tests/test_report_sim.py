@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from harness.cli.main import app
+from quantlab.harness.cli.main import app
 
 runner = CliRunner()
 BENCH = ["--device", "sim", "--delegate", "xnnpack", "--threads", "1", "--warmup", "10",

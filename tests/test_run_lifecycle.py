@@ -21,12 +21,12 @@ import pytest
 from fake_agent import ScriptedAgent
 from typer.testing import CliRunner
 
-from harness.dispatch import Dispatcher
-from harness.environment import new_run
-from harness.errors import StoreError
-from harness.plan import build_plan, discover, select_devices
-from harness.records import ModelRef, RawResult, Settings
-from harness.store import Store
+from quantlab.harness.dispatch import Dispatcher
+from quantlab.harness.environment import new_run
+from quantlab.harness.errors import StoreError
+from quantlab.harness.plan import build_plan, discover, select_devices
+from quantlab.harness.records import ModelRef, RawResult, Settings
+from quantlab.harness.store import Store
 
 MODEL = ModelRef(path="/m/a.tflite", sha256="c" * 64, size_bytes=10, format="tflite")
 
@@ -74,7 +74,7 @@ def test_a_store_error_leaves_the_device_jobs_unfinished_not_abandoned(tmp_path:
 
 def _full_disk_after_first_result(monkeypatch: pytest.MonkeyPatch, db: Path) -> None:
     """Raw files cannot be written once the store holds one result (disk full)."""
-    import harness.store.raw as raw_module
+    import quantlab.harness.store.raw as raw_module
 
     def results() -> int:
         with sqlite3.connect(db, timeout=30) as conn:
@@ -90,7 +90,7 @@ def _full_disk_after_first_result(monkeypatch: pytest.MonkeyPatch, db: Path) -> 
 
 def test_bench_with_a_full_disk_exits_non_zero_and_resume_finishes(
         cnn_tflite: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.cli.main import app
+    from quantlab.harness.cli.main import app
 
     runner = CliRunner()
     results = tmp_path / "results"
@@ -124,7 +124,7 @@ def _workers_of_this_process() -> list[psutil.Process]:
     found = []
     for child in psutil.Process().children(recursive=True):
         try:
-            if "agents.sim_worker" in " ".join(child.cmdline()):
+            if "quantlab.agents.sim_worker" in " ".join(child.cmdline()):
                 found.append(child)
         except psutil.Error:
             continue

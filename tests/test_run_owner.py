@@ -18,23 +18,23 @@ import sqlalchemy as sa
 from fake_agent import ScriptedAgent
 from test_records import sample_job
 
-from harness.dispatch import Dispatcher
-from harness.environment import new_run
-from harness.errors import StoreError, UserError
-from harness.plan import build_plan, discover, select_devices
-from harness.records import ModelRef, Plan, RawResult, Settings
-from harness.store import Store
-from harness.store import schema as t
+from quantlab.harness.dispatch import Dispatcher
+from quantlab.harness.environment import new_run
+from quantlab.harness.errors import StoreError, UserError
+from quantlab.harness.plan import build_plan, discover, select_devices
+from quantlab.harness.records import ModelRef, Plan, RawResult, Settings
+from quantlab.harness.store import Store
+from quantlab.harness.store import schema as t
 
 ROOT = Path(__file__).resolve().parent.parent
-QUANTLAB = [sys.executable, "-m", "harness.cli.main"]
+QUANTLAB = [sys.executable, "-m", "quantlab"]
 OWNER = """
 import sys, time
 sys.path.insert(0, "tests")
 from test_records import sample_job
-from harness.environment import new_run
-from harness.records import Plan, Settings
-from harness.store import Store
+from quantlab.harness.environment import new_run
+from quantlab.harness.records import Plan, Settings
+from quantlab.harness.store import Store
 store = Store.open(sys.argv[1])
 run = new_run(Settings())
 store.create_run(run, Plan(jobs=(sample_job(), sample_job("cpu"))))
@@ -238,7 +238,7 @@ def test_migrated_runs_from_0003_have_no_owner(tmp_path: Path) -> None:
     from alembic import command
     from alembic.config import Config
 
-    from harness.store.migrate import MIGRATIONS
+    from quantlab.harness.store.migrate import MIGRATIONS
 
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'quantlab.db'}")
     with engine.begin() as conn:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from pgserver import PgServer, find_bin_dir, running_server
 
-from harness.redact import redact_data, redact_text
+from quantlab.harness.redact import redact_data, redact_text
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "SECRETPW-k9x2"
@@ -33,7 +33,7 @@ def pg_server() -> Iterator[PgServer]:
 
 
 def quantlab(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "harness.cli.main", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "quantlab", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
 
@@ -117,9 +117,9 @@ def test_tokens_from_the_environment_are_masked(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_recorded_command_line_is_masked(tmp_path: Path) -> None:
-    from harness.environment import new_run
-    from harness.records import Plan, Settings
-    from harness.store import Store
+    from quantlab.harness.environment import new_run
+    from quantlab.harness.records import Plan, Settings
+    from quantlab.harness.store import Store
 
     store = Store.open(str(tmp_path))
     run = new_run(Settings(), command="quantlab bench m --results postgresql://u:pw@h/q "

@@ -1,4 +1,5 @@
-"""agents.sim / agents.sim_worker: the host simulator measured through LiteRT worker processes."""
+"""quantlab.agents.sim / quantlab.agents.sim_worker: the host simulator measured through LiteRT
+worker processes."""
 
 from __future__ import annotations
 
@@ -13,13 +14,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-import agents.sim
-from agents.litert_profile import LIBRARY_NAMES
-from agents.rapl import Rapl, rapl_energy
-from agents.sim import SimAgent
-from agents.sim_worker import random_input
-from harness.models import model_ref
-from harness.records import DeviceInfo, Energy, Job, ModelRef, RawResult, Settings
+import quantlab.agents.sim as sim_module
+from quantlab.agents.litert_profile import LIBRARY_NAMES
+from quantlab.agents.rapl import Rapl, rapl_energy
+from quantlab.agents.sim import SimAgent
+from quantlab.agents.sim_worker import random_input
+from quantlab.harness.models import model_ref
+from quantlab.harness.records import DeviceInfo, Energy, Job, ModelRef, RawResult, Settings
 
 FAST = Settings(warmup=2, iterations=10, repeats=1, timeout_s=120)
 
@@ -369,7 +370,7 @@ def test_keyboard_interrupt_kills_worker(
                 raise KeyboardInterrupt
             return super().wait()
 
-    monkeypatch.setattr(agents.sim.subprocess, "Popen", InterruptedPopen)
+    monkeypatch.setattr(sim_module.subprocess, "Popen", InterruptedPopen)
     with pytest.raises(KeyboardInterrupt):
         agent.run(device, _job(cnn_tflite, min_time_s=60.0), lambda phase, fraction: None)
     assert len(started) == 1 and started[0].returncode == -signal.SIGKILL

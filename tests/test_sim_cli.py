@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-QUANTLAB = [sys.executable, "-m", "harness.cli.main"]
+QUANTLAB = [sys.executable, "-m", "quantlab"]
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -23,17 +23,17 @@ import pytest
 from conftest import require_tool
 from sshd import SSHD, SshServer
 
-from agents import ssh_remote
-from agents.ssh import SshAgent
-from agents.ssh_hosts import HostsFileError, parse_address, parse_hosts
-from agents.ssh_results import hwmon_energy
-from agents.ssh_session import Session
-from harness.errors import JobFailed
-from harness.models import model_ref
-from harness.records import Job, Settings
+from quantlab.agents import ssh_remote
+from quantlab.agents.ssh import SshAgent
+from quantlab.agents.ssh_hosts import HostsFileError, parse_address, parse_hosts
+from quantlab.agents.ssh_results import hwmon_energy
+from quantlab.agents.ssh_session import Session
+from quantlab.harness.errors import JobFailed
+from quantlab.harness.models import model_ref
+from quantlab.harness.records import Job, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-QUANTLAB = [sys.executable, "-m", "harness.cli.main"]
+QUANTLAB = [sys.executable, "-m", "quantlab"]
 
 
 # --------------------------------------------------------------------------- hosts file
@@ -222,7 +222,7 @@ def test_dropped_connection_mid_job_is_retried(hosts: Path, sshd: SshServer, cnn
             for session in sshd.sessions():
                 try:
                     workers = [p for p in session.children(recursive=True)
-                               if "agents.sim_worker" in " ".join(p.cmdline())]
+                               if "quantlab.agents.sim_worker" in " ".join(p.cmdline())]
                 except psutil.Error:
                     continue
                 if workers:
@@ -273,7 +273,7 @@ def test_energy_and_hot_board_from_sysfs(sshd: SshServer, hosts: Path, cnn_tflit
     def worker_running() -> bool:
         for p in sshd.descendants():
             try:
-                if "agents.sim_worker" in " ".join(p.cmdline()):
+                if "quantlab.agents.sim_worker" in " ".join(p.cmdline()):
                     return True
             except psutil.Error:  # ended between listing and reading
                 continue

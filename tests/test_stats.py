@@ -5,8 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.records import RawResult
-from harness.stats import bootstrap_median_ci, stability_warnings, summarize, summarize_samples
+from quantlab.harness.records import RawResult
+from quantlab.harness.stats import (
+    bootstrap_median_ci,
+    stability_warnings,
+    summarize,
+    summarize_samples,
+)
 
 
 def test_summary_figures() -> None:
@@ -57,8 +62,8 @@ def test_aggregates_only_result() -> None:
 
 
 def test_launch_figures_give_a_per_launch_mean_with_a_ci_and_no_invented_median() -> None:
-    from harness.records import LaunchStats
-    from harness.stats import PER_LAUNCH, SUMMARY, stability
+    from quantlab.harness.records import LaunchStats
+    from quantlab.harness.stats import PER_LAUNCH, SUMMARY, stability
 
     launches = (LaunchStats(mean_ms=10.0, count=50, std_ms=0.5),
                 LaunchStats(mean_ms=10.4, count=50, std_ms=0.5),

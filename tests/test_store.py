@@ -10,11 +10,19 @@ import pytest
 import sqlalchemy as sa
 from test_records import sample_job
 
-from harness.environment import new_run
-from harness.errors import StoreError
-from harness.records import Energy, EnergySample, OpRecord, Plan, RawResult, Settings, Skipped
-from harness.store import HEAD_REVISION, Store
-from harness.store.schema import metadata
+from quantlab.harness.environment import new_run
+from quantlab.harness.errors import StoreError
+from quantlab.harness.records import (
+    Energy,
+    EnergySample,
+    OpRecord,
+    Plan,
+    RawResult,
+    Settings,
+    Skipped,
+)
+from quantlab.harness.store import HEAD_REVISION, Store
+from quantlab.harness.store.schema import metadata
 
 
 def test_head_revision_matches_migrations(tmp_path: Path) -> None:

@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 from pgserver import PgServer, running_server
 
-from harness.store import HEAD_REVISION, Store
+from quantlab.harness.store import HEAD_REVISION, Store
 
 ROOT = Path(__file__).resolve().parents[1]
 PROCESSES = 6
 
 OPEN_AT = """
 import sys, time
-from harness.store import Store
+from quantlab.harness.store import Store
 start = float(sys.argv[2])
 while time.time() < start:  # everyone leaves the line together
     pass

@@ -19,11 +19,19 @@ import sqlalchemy as sa
 from pgserver import PgServer, free_port, running_server
 from test_records import sample_job
 
-from harness.environment import new_run
-from harness.errors import StoreError
-from harness.records import Energy, EnergySample, OpRecord, Plan, RawResult, Settings, Skipped
-from harness.store import HEAD_REVISION, Store
-from harness.store.schema import metadata
+from quantlab.harness.environment import new_run
+from quantlab.harness.errors import StoreError
+from quantlab.harness.records import (
+    Energy,
+    EnergySample,
+    OpRecord,
+    Plan,
+    RawResult,
+    Settings,
+    Skipped,
+)
+from quantlab.harness.store import HEAD_REVISION, Store
+from quantlab.harness.store.schema import metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,7 +141,7 @@ def test_newer_schema_is_refused(location: str) -> None:
 
 def test_db_migrate_command(location: str) -> None:
     def cli(*args: str) -> dict[str, object]:
-        out = subprocess.run([sys.executable, "-m", "harness.cli.main", "db", *args,
+        out = subprocess.run([sys.executable, "-m", "quantlab", "db", *args,
                               "--results", location, "--json"],
                              capture_output=True, text=True, cwd=ROOT, timeout=120)
         assert out.returncode == 0, out.stderr
@@ -195,8 +203,8 @@ def _at_revision(location: str, target: str) -> None:
     from alembic import command
     from alembic.config import Config
 
-    from harness.store.location import url_for
-    from harness.store.migrate import MIGRATIONS
+    from quantlab.harness.store.location import url_for
+    from quantlab.harness.store.migrate import MIGRATIONS
 
     engine = sa.create_engine(url_for(location)[0])
     with engine.begin() as conn:
@@ -220,7 +228,7 @@ def test_an_older_postgresql_schema_is_refused_until_db_migrate(pg_url: str) -> 
     line = info.value.one_line()
     assert f"is at schema {PREVIOUS}, this quantlab needs {HEAD_REVISION}" in line
     assert f"quantlab db migrate --results {pg_url}" in line and "\n" not in line
-    cli = [sys.executable, "-m", "harness.cli.main"]
+    cli = [sys.executable, "-m", "quantlab"]
     out = subprocess.run([*cli, "runs", "--results", pg_url], capture_output=True, text=True,
                          cwd=ROOT, timeout=120)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
@@ -249,8 +257,8 @@ def test_an_older_sqlite_store_still_migrates_itself(tmp_path: Path) -> None:
 def test_resume_reads_the_owner_and_heartbeat_on_both_back_ends(location: str) -> None:
     import datetime as dt
 
-    from harness.errors import UserError
-    from harness.store import schema as t
+    from quantlab.harness.errors import UserError
+    from quantlab.harness.store import schema as t
 
     store = Store.open(location)
     job = sample_job()

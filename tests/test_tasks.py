@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.errors import UserError
-from harness.quantize.tasks import Context, OutputInfo, ece, get_task, infer_task
-from harness.quantize.tasks.detection_boxes import Detections, nms
-from harness.quantize.tasks.detection_coco import load_coco
-from harness.quantize.tasks.detection_decode import (
+from quantlab.harness.errors import UserError
+from quantlab.harness.quantize.tasks import Context, OutputInfo, ece, get_task, infer_task
+from quantlab.harness.quantize.tasks.detection_boxes import Detections, nms
+from quantlab.harness.quantize.tasks.detection_coco import load_coco
+from quantlab.harness.quantize.tasks.detection_decode import (
     decode_anchors,
     decode_ssd,
     decode_yolo,
@@ -54,7 +54,7 @@ def test_ssd_outputs_in_any_order_by_shape_and_name() -> None:
     assert det.boxes.shape == (2, 4)  # the padding row past the count is dropped
     # per-output fidelity sees the rows past the count as zeros (the op leaves them
     # unwritten), the inputs untouched
-    from harness.quantize.tasks.detection_decode import written_rows
+    from quantlab.harness.quantize.tasks.detection_decode import written_rows
 
     clean = written_rows(outs, ctx)
     assert clean[2][0, 2].tolist() == [0, 0, 0, 0] and clean[0][0].tolist() == pytest.approx(
@@ -169,7 +169,7 @@ def test_classification_calibration_and_ece() -> None:
 
 
 def test_max_drop_per_scheme_and_defaults() -> None:
-    from harness.quantize.gate import gate_for, parse_max_drop
+    from quantlab.harness.quantize.gate import gate_for, parse_max_drop
 
     overall, per = parse_max_drop("int8=0.03,fp16=0.005")
     assert overall is None and per == {"int8": 0.03, "fp16": 0.005}
@@ -182,7 +182,7 @@ def test_max_drop_per_scheme_and_defaults() -> None:
 
 
 def test_calibration_vs_evaluation_data_check() -> None:
-    from harness.quantize.data import input_stats, stats_mismatch
+    from quantlab.harness.quantize.data import input_stats, stats_mismatch
 
     x = np.random.default_rng(0).random((50, 4, 4, 3))
     assert stats_mismatch(input_stats(x), input_stats(x[:25])) is None
@@ -191,8 +191,8 @@ def test_calibration_vs_evaluation_data_check() -> None:
 
 
 def test_op_check_flags_flex_and_custom_ops() -> None:
-    from harness.quantize.opcheck import scheme_check
-    from harness.quantize.schemes import SCHEMES
+    from quantlab.harness.quantize.opcheck import scheme_check
+    from quantlab.harness.quantize.schemes import SCHEMES
 
     ops = {"builtin": {"CONV_2D": 2}, "custom": {"TFLite_Detection_PostProcess": 1,
                                                  "MyOp": 1}, "flex": {"FlexErf": 1}}
@@ -208,7 +208,7 @@ def test_op_check_flags_flex_and_custom_ops() -> None:
 def test_signature_less_tflite_gets_a_default_signature(tmp_path: Path) -> None:
     from ai_edge_litert.interpreter import Interpreter
 
-    from harness.quantize.signature import has_signature, with_default_signature
+    from quantlab.harness.quantize.signature import has_signature, with_default_signature
 
     src = blazeface_model()
     model = src.read_bytes()
@@ -246,7 +246,7 @@ def test_coco_map_is_faster_coco_eval_exactly() -> None:
     a category without truth, images without truth, >100 results per image, an annotation of
     id 0, areas out of range and negative widths give the numbers the library gives on the
     annotations file itself, to the last bit."""
-    from harness.quantize.tasks.detection_coco import CocoTruth, coco_map
+    from quantlab.harness.quantize.tasks.detection_coco import CocoTruth, coco_map
 
     rng = np.random.default_rng(12)
     for trial in range(30):
@@ -296,8 +296,8 @@ def test_coco_map_is_faster_coco_eval_exactly() -> None:
 def _reference_decode(conf: np.ndarray, yxyx: np.ndarray, best: np.ndarray,
                       iou: float) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """The per-image candidates → NMS of before issue 12 (one image at a time, greedy loop)."""
-    from harness.quantize.tasks.detection_boxes import MAX_DETECTIONS, PRE_NMS, iou_matrix
-    from harness.quantize.tasks.detection_decode import SCORE_FLOOR
+    from quantlab.harness.quantize.tasks.detection_boxes import MAX_DETECTIONS, PRE_NMS, iou_matrix
+    from quantlab.harness.quantize.tasks.detection_decode import SCORE_FLOOR
 
     out = []
     for b, s, c in zip(yxyx, conf, best, strict=True):
@@ -354,8 +354,8 @@ def test_batched_host_nms_is_the_per_image_greedy_nms(scored: float) -> None:
 def test_detection_metrics_match_the_per_image_versions() -> None:
     """Calibration pairing and ECE matching over all images at once give what the per-image
     loops gave (greedy, best score first, first box of equal IoU)."""
-    from harness.quantize.tasks.detection import _match_flags
-    from harness.quantize.tasks.detection_boxes import DetectionBatch, iou_matrix
+    from quantlab.harness.quantize.tasks.detection import _match_flags
+    from quantlab.harness.quantize.tasks.detection_boxes import DetectionBatch, iou_matrix
 
     rng = np.random.default_rng(5)
 
@@ -410,7 +410,7 @@ def test_output_fidelity_block_by_block_is_the_whole_arrays_arithmetic(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Blocks of a few samples give the figures of one float64 pass over whole arrays (to
     rounding), NaN included; an output of another shape gets no figures and says why."""
-    from harness.quantize import fidelity as fid
+    from quantlab.harness.quantize import fidelity as fid
 
     rng = np.random.default_rng(2)
     ref = rng.normal(0, 1, (50, 7, 3)).astype(np.float32)
@@ -434,7 +434,7 @@ def test_output_fidelity_block_by_block_is_the_whole_arrays_arithmetic(
 
 
 def test_output_fidelity_with_the_reference_cache_is_the_same() -> None:
-    from harness.quantize.fidelity import fidelity
+    from quantlab.harness.quantize.fidelity import fidelity
 
     rng = np.random.default_rng(1)
     ref = [rng.random((30, 8, 5)).astype(np.float32), rng.random(30).astype(np.float32),
@@ -447,7 +447,7 @@ def test_output_fidelity_with_the_reference_cache_is_the_same() -> None:
 
 
 def test_npz_read_at_its_offset_and_input_stats(tmp_path: Path) -> None:
-    from harness.quantize.data import input_stats, load_data
+    from quantlab.harness.quantize.data import input_stats, load_data
 
     rng = np.random.default_rng(0)
     x = rng.random((40, 6, 6, 3)).astype(np.float32)
@@ -468,7 +468,7 @@ def test_npz_read_at_its_offset_and_input_stats(tmp_path: Path) -> None:
 def test_runner_quantizes_inputs_as_before() -> None:
     from types import SimpleNamespace
 
-    from harness.quantize.tflite_runner import TfliteRunner
+    from quantlab.harness.quantize.tflite_runner import TfliteRunner
 
     x = np.random.default_rng(2).normal(0, 3, (300, 70, 70)).astype(np.float32)
     fake = SimpleNamespace(input_dtype=np.dtype(np.int8), input={"quantization": (0.02, -3)})
@@ -482,7 +482,7 @@ def test_old_schema_op_codes_are_normalized_for_the_quantizer() -> None:
     model byte for byte until the prepared source got builtin_code set."""
     from ai_edge_litert import schema_py_generated as s
 
-    from harness.quantize.signature import normalize_op_codes
+    from quantlab.harness.quantize.signature import normalize_op_codes
 
     model = blazeface_model().read_bytes()
     codes = s.ModelT.InitFromPackedBuf(bytearray(model), 0).operatorCodes

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from harness.cli.common import (
+from quantlab.harness.cli.common import (
     JsonOpt,
     ResultsOpt,
     VerboseOpt,
@@ -16,7 +16,7 @@ from harness.cli.common import (
     print_json,
     results_location,
 )
-from harness.errors import UserError
+from quantlab.harness.errors import UserError
 
 
 def register(app: typer.Typer) -> None:
@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
 def _one_job(model: str, device: str | None, delegate: str | None, threads: int,
              settings: Any, fleet: Any, side: str, option: str = "--delegate"
              ) -> tuple[Any, Any]:
-    from harness.plan import build_plan, expand_models, known_delegates, select_devices
+    from quantlab.harness.plan import build_plan, expand_models, known_delegates, select_devices
 
     known = known_delegates(fleet)
     if delegate and delegate not in known:
@@ -81,14 +81,14 @@ def ab(
 ) -> None:
     """Interleaved A/B on one device: A and B alternate launch by launch, so drift falls on
     both; the verdict comes from the paired launches. Exit 1 when B is slower (or fails)."""
-    from harness.ab import interleaved, merge_launches, paired_verdict, pairs_of
-    from harness.cli.progress import RichReporter
-    from harness.environment import new_run
-    from harness.plan import discover
-    from harness.records import Plan, RawResult, Settings
-    from harness.report.compare import parse_threshold
-    from harness.results import entry_dict
-    from harness.store import Store
+    from quantlab.harness.ab import interleaved, merge_launches, paired_verdict, pairs_of
+    from quantlab.harness.cli.progress import RichReporter
+    from quantlab.harness.environment import new_run
+    from quantlab.harness.plan import discover
+    from quantlab.harness.records import Plan, RawResult, Settings
+    from quantlab.harness.report.compare import parse_threshold
+    from quantlab.harness.results import entry_dict
+    from quantlab.harness.store import Store
 
     limit = parse_threshold(threshold)
     settings = Settings(warmup=warmup, iterations=iterations, repeats=launches,
@@ -132,7 +132,7 @@ def ab(
         statistic, pairs = pairs_of(done[job_a.job_id], done[job_b.job_id])
         result = paired_verdict(job_a.label(), job_b.label(), statistic, pairs, limit)
     else:
-        from harness.ab import ABResult
+        from quantlab.harness.ab import ABResult
 
         failed = next(r for r in done[job_a.job_id] + done[job_b.job_id] if r.status != "ok") \
             if not interrupted else None
@@ -157,7 +157,7 @@ def ab(
 def _print(result: Any, run_id: str, threshold: float) -> None:
     from rich.table import Table
 
-    from harness.cli.tables import fmt_ms
+    from quantlab.harness.cli.tables import fmt_ms
 
     table = Table(title=f"Interleaved A/B (run {run_id}; {result.statistic} per launch)",
                   title_justify="left")

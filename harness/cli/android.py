@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from harness.cli.common import (
+from quantlab.harness.cli.common import (
     JsonOpt,
     ResultsOpt,
     VerboseOpt,
@@ -20,7 +20,7 @@ from harness.cli.common import (
     results_location,
     warn,
 )
-from harness.errors import UserError
+from quantlab.harness.errors import UserError
 
 
 def register(app: typer.Typer) -> None:
@@ -50,7 +50,7 @@ def provision(
     verbose: VerboseOpt = False,
 ) -> None:
     """Keep a benchmark_model binary (and delegate libraries) for an ABI in quantlab's cache."""
-    from android_runner.provision import cache_dir, provision_binary
+    from quantlab.android_runner.provision import cache_dir, provision_binary
 
     got = provision_binary(Path(binary), abi, Path(delegate_libs) if delegate_libs else None,
                            runner)
@@ -69,7 +69,7 @@ def provision(
 @handle_errors
 def status(json_out: JsonOpt = False, verbose: VerboseOpt = False) -> None:
     """Show the provisioned runners per ABI."""
-    from android_runner.provision import ABIS, cache_dir, cached_binary
+    from quantlab.android_runner.provision import ABIS, cache_dir, cached_binary
 
     rows: list[dict[str, Any]] = []
     for abi in ABIS:
@@ -152,12 +152,20 @@ def import_log(
 ) -> None:
     """Store a benchmark_model (or benchmark_litert_model) run made by hand as a result
     (a failed run stays failed)."""
-    from android_runner.litert_parser import is_litert_output, parse_any
-    from android_runner.result_mapping import profile_ops, to_raw_result
-    from harness.environment import new_run
-    from harness.records import DeviceInfo, Job, ModelRef, Plan, RawOutput, RawResult, Settings
-    from harness.results import run_dict
-    from harness.store import Store
+    from quantlab.android_runner.litert_parser import is_litert_output, parse_any
+    from quantlab.android_runner.result_mapping import profile_ops, to_raw_result
+    from quantlab.harness.environment import new_run
+    from quantlab.harness.records import (
+        DeviceInfo,
+        Job,
+        ModelRef,
+        Plan,
+        RawOutput,
+        RawResult,
+        Settings,
+    )
+    from quantlab.harness.results import run_dict
+    from quantlab.harness.store import Store
 
     texts: list[str] = []
     for file in files:
@@ -234,7 +242,7 @@ def import_log(
     if json_out:
         print_json({"run_id": run.run_id, "results": data["results"]})
         return
-    from harness.cli.tables import results_table
+    from quantlab.harness.cli.tables import results_table
 
     console.print(results_table(data["results"], title=f"Imported as run {run.run_id}"))
     if raw.status == "failed":

@@ -1,5 +1,6 @@
 """``quantlab autoquant``: climb the remedy ladder until a variant passes the gate, measure the
-passing candidates on the target device and choose one (see :mod:`harness.quantize.ladder`).
+passing candidates on the target device and choose one (see
+:mod:`quantlab.harness.quantize.ladder`).
 
 Benchmarks go through the same plan → dispatch → store path as ``quantlab bench``, so the
 chosen variant's latency is a stored run like any other, and the ladder (kept with each
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from harness.cli.common import (
+from quantlab.harness.cli.common import (
     JsonOpt,
     ResultsOpt,
     VerboseOpt,
@@ -23,8 +24,8 @@ from harness.cli.common import (
     print_json,
     results_location,
 )
-from harness.cli.options import DataFormat, with_options
-from harness.cli.quantize import (
+from quantlab.harness.cli.options import DataFormat, with_options
+from quantlab.harness.cli.quantize import (
     EpochsOpt,
     LrOpt,
     QatLayersOpt,
@@ -33,10 +34,10 @@ from harness.cli.quantize import (
     TrainOpt,
     qat_settings,
 )
-from harness.errors import UserError
+from quantlab.harness.errors import UserError
 
 if TYPE_CHECKING:
-    from harness.records import Settings
+    from quantlab.harness.records import Settings
 
 
 def register(app: typer.Typer) -> None:
@@ -48,12 +49,12 @@ def bench_candidates(store: Any, files: list[dict[str, Any]], device: str | None
                      settings: Settings, verbose: bool) -> tuple[dict[str, dict[str, Any]], str]:
     """Benchmark candidate files on one device with ``quantlab bench``'s machinery; returns
     latency by file path (median, 95 % CI, device, delegate, run id) and the run id."""
-    from harness.cli.bench import dispatch_jobs
-    from harness.environment import new_run
-    from harness.models import model_ref
-    from harness.plan import build_plan, discover, select_devices
-    from harness.records import ModelRef
-    from harness.results import entry_dict
+    from quantlab.harness.cli.bench import dispatch_jobs
+    from quantlab.harness.environment import new_run
+    from quantlab.harness.models import model_ref
+    from quantlab.harness.plan import build_plan, discover, select_devices
+    from quantlab.harness.records import ModelRef
+    from quantlab.harness.results import entry_dict
 
     refs = []
     for f in files:
@@ -81,7 +82,7 @@ def bench_candidates(store: Any, files: list[dict[str, Any]], device: str | None
             out[str(path)] = {"median_ms": lat["median"], "ci95": lat.get("ci95"),
                               "device": entry.job.device_id, "delegate": entry.job.delegate,
                               "run_id": run.run_id, "file": str(path)}
-    from harness.report.ladder import latency_ties
+    from quantlab.harness.report.ladder import latency_ties
 
     for path, ties in latency_ties(measured).items():  # compare's test decides the ties
         out[path]["ties"] = ties
@@ -90,7 +91,7 @@ def bench_candidates(store: Any, files: list[dict[str, Any]], device: str | None
 
 def save_ladder(store: Any, result: dict[str, Any]) -> int:
     """Store every evaluated step with the ladder in its payload (read by the HTML report)."""
-    from harness.quantize.ladder import summary
+    from quantlab.harness.quantize.ladder import summary
 
     ladder = summary(result)
     count = 0
@@ -109,7 +110,7 @@ def save_ladder(store: Any, result: dict[str, Any]) -> int:
 
 
 def _fmt_step(step: dict[str, Any]) -> list[str]:
-    from harness.cli.tables import fmt_ms
+    from quantlab.harness.cli.tables import fmt_ms
 
     o = step.get("options") or {}
     parts = [o.get("granularity", ""),
@@ -180,9 +181,9 @@ def autoquant(
 ) -> None:
     """Climb int8 → better calibration → mixed-int8 → int16x8 → qat-int8 (with --train) →
     fp16 until the gate passes; measure the passing variants and choose the fastest."""
-    from harness.quantize.ladder import LadderRequest, climb
-    from harness.report import write_report
-    from harness.store import Store
+    from quantlab.harness.quantize.ladder import LadderRequest, climb
+    from quantlab.harness.report import write_report
+    from quantlab.harness.store import Store
 
     for path, what in ((model, "model"), (calib, "--calib"), (data, "--data"),
                        (train, "--train")):
@@ -194,7 +195,7 @@ def autoquant(
                         seed=seed, **fmt.reading(),
                         qat=qat_settings(epochs, lr, qat_layers))
     store = Store.open(results_location(results))
-    from harness.records import Settings
+    from quantlab.harness.records import Settings
 
     settings = Settings(warmup=10, iterations=iterations, min_time_s=0.0, repeats=repeats,
                         profile_ops=False, inputs=None, inputs_sha256=None, energy=False,
@@ -228,7 +229,7 @@ def autoquant(
     save_ladder(store, result)
     report = write_report(store, [run_id], folder / "report.html") if run_id else None
     if json_out:
-        from harness.quantize.ladder import _jsonable
+        from quantlab.harness.quantize.ladder import _jsonable
 
         print_json({**_jsonable(result), "run_id": run_id,
                     "report": str(report) if report else None})
@@ -237,7 +238,7 @@ def autoquant(
                                    f"{max_drop * 100:g} pt"))
         chosen = result["chosen"]
         if chosen:
-            from harness.cli.tables import fmt_ms
+            from quantlab.harness.cli.tables import fmt_ms
 
             lat = f", {fmt_ms(chosen['latency_ms'])}" if chosen.get("latency_ms") else ""
             console.print(f"chosen: [bold]{chosen['scheme']}[/] ({chosen['rung']}) "
@@ -263,7 +264,7 @@ def demo_ladder(out: str, results: str | None, iterations: int, repeats: int, js
     fails plain int8, recalibrates on the training data, and measures what passes."""
     import numpy as np
 
-    from harness.quantize.demo_model import build_digits_model, write_training_split
+    from quantlab.harness.quantize.demo_model import build_digits_model, write_training_split
 
     work = Path(out)
     work.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from harness.cli.common import (
+from quantlab.harness.cli.common import (
     JsonOpt,
     ResultsOpt,
     VerboseOpt,
@@ -19,11 +19,11 @@ from harness.cli.common import (
     print_json,
     results_location,
 )
-from harness.cli.options import GateOptions, MeasureOptions, with_options
-from harness.errors import UserError
+from quantlab.harness.cli.options import GateOptions, MeasureOptions, with_options
+from quantlab.harness.errors import UserError
 
 if TYPE_CHECKING:
-    from harness.records import Plan
+    from quantlab.harness.records import Plan
 
 DeviceOpt = Annotated[
     str | None,
@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _plan_table(the_plan: Plan) -> Any:
-    from harness.cli.tables import label_column, model_label, new_table
+    from quantlab.harness.cli.tables import label_column, model_label, new_table
 
     table = new_table(f"Plan: {len(the_plan.jobs)} jobs, {len(the_plan.skipped)} skipped")
     label_column(table, "model", 18)
@@ -96,10 +96,10 @@ def plan(
 ) -> None:
     """Show the jobs a bench would run, and what it would skip and why; runs nothing. With
     --plan, the plan file expanded as bench --plan expands it (the gate is shown, not run)."""
-    from harness.cli import plan_run
-    from harness.planfile import load_plan_file
-    from harness.records import to_dict
     from quantlab._bench import make_plan, measure_settings
+    from quantlab.harness.cli import plan_run
+    from quantlab.harness.planfile import load_plan_file
+    from quantlab.harness.records import to_dict
 
     given = plan_run.given_on_command_line(ctx)
     pf = load_plan_file(plan_file) if plan_file else None
@@ -187,10 +187,10 @@ def bench(
     """Benchmark models on devices (or run a plan file); every measurement goes into the
     store. With --baseline, compare with it and exit as compare does. Outputs checked with
     --numerics are judged by the numerics gate, and a failure exits 1."""
-    from harness.cli import plan_run
-    from harness.planfile import load_plan_file
-    from harness.store import Store, check_tags
     from quantlab._bench import make_plan, measure_settings, start_run
+    from quantlab.harness.cli import plan_run
+    from quantlab.harness.planfile import load_plan_file
+    from quantlab.harness.store import Store, check_tags
 
     plan_run.check_output_paths(gate.junit, gate.markdown)
     if force and not resume:
@@ -233,7 +233,7 @@ def bench(
     accounts = dispatch_jobs(store, run_id, fleet, jobs, opts["retry_timeout"], verbose)
 
     def compare_and_write(data: dict[str, Any]) -> int:
-        from harness.cli.numerics_gate import min_top1_of, numerics_exit_code
+        from quantlab.harness.cli.numerics_gate import min_top1_of, numerics_exit_code
 
         code = plan_run.finish_with_baseline(store, run_id, base_id, rules, gate.junit,
                                              gate.markdown, data, json_out, gate_result)
@@ -266,9 +266,9 @@ def dispatch_jobs(store: Any, run_id: str, fleet: Any, jobs: list[Any], retry_ti
                   verbose: bool) -> list[Any]:
     """Run stored jobs with a progress display; on Ctrl-C (or SIGTERM) mark the run
     interrupted, say how to resume, and exit 130."""
-    from harness.cli.progress import RichReporter
-    from harness.dispatch import Interrupted
     from quantlab._bench import run_jobs
+    from quantlab.harness.cli.progress import RichReporter
+    from quantlab.harness.dispatch import Interrupted
 
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
@@ -290,8 +290,8 @@ def _finish(store: Any, run_id: str, accounts: list[Any], json_out: bool,
     """Close the run, print it, run ``then`` (compare with a baseline, CI outputs) and
     exit 1 when a job failed or ``then`` says so, or with one line when the run is
     incomplete (jobs left unfinished: ``--resume`` finishes it)."""
-    from harness.cli.tables import accounts_line, energy_lines, model_label, results_table
     from quantlab._bench import finish_run, incomplete_error
+    from quantlab.harness.cli.tables import accounts_line, energy_lines, model_label, results_table
 
     data = finish_run(store, run_id, accounts)
     code = 0

@@ -15,8 +15,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from harness.errors import QuantlabError, UserError
-from harness.redact import redact_data, redact_text
+from quantlab.harness.errors import QuantlabError, UserError
+from quantlab.harness.redact import redact_data, redact_text
 
 console = Console(highlight=False)
 """Human output (stdout). Never used when --json is given."""
@@ -65,7 +65,7 @@ def _strict(value: Any) -> Any:
 
 def print_json(data: Any) -> None:
     """Write ``data`` as JSON to stdout (the only thing on stdout with --json); passwords
-    and tokens in it are masked (:mod:`harness.redact`). Strict JSON: a NaN or ±inf number
+    and tokens in it are masked (:mod:`quantlab.harness.redact`). Strict JSON: a NaN or ±inf number
     is written as the string ``"nan"``/``"inf"``/``"-inf"``, never as a bare token."""
     data = _strict(json.loads(json.dumps(data, default=str)))
     sys.stdout.write(json.dumps(redact_data(data), indent=2, allow_nan=False) + "\n")

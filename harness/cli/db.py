@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from harness.cli.common import (
+from quantlab.harness.cli.common import (
     JsonOpt,
     ResultsOpt,
     VerboseOpt,
@@ -13,7 +13,7 @@ from harness.cli.common import (
     print_json,
     results_location,
 )
-from harness.errors import StoreError
+from quantlab.harness.errors import StoreError
 
 db_app = typer.Typer(help="The results database (SQLite folder or postgresql:// URL).",
                      no_args_is_help=True)
@@ -33,7 +33,7 @@ def migrate(
     verbose: VerboseOpt = False,
 ) -> None:
     """Create or upgrade the results database schema to this quantlab's version."""
-    from harness.store import HEAD_REVISION, Store, redact_url
+    from quantlab.harness.store import HEAD_REVISION, Store, redact_url
 
     location = results_location(results)
     before = revision_of(location)
@@ -53,8 +53,8 @@ def revision_of(location: str) -> str | None:
     """The schema revision a results database is at (None when empty), touching nothing."""
     import sqlalchemy as sa
 
-    from harness.store import Store, redact_url
-    from harness.store.location import url_for
+    from quantlab.harness.store import Store, redact_url
+    from quantlab.harness.store.location import url_for
 
     url, folder = url_for(location)
     store = Store(sa.create_engine(url), location, folder)
@@ -75,7 +75,7 @@ def status(
     verbose: VerboseOpt = False,
 ) -> None:
     """Show the schema revision of the results database."""
-    from harness.store import HEAD_REVISION, redact_url
+    from quantlab.harness.store import HEAD_REVISION, redact_url
 
     location = results_location(results)
     current = revision_of(location)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from harness.cli.common import (
+from quantlab.harness.cli.common import (
     JsonOpt,
     ResultsOpt,
     VerboseOpt,
@@ -50,9 +50,9 @@ def delegates(
 ) -> None:
     """Per (model, device), one row per delegate: latency, speedup vs CPU, init, how much of
     the graph the delegate took, the ops left on the CPU, and numerics vs the float model."""
-    from harness.cli.tables import label_column, new_table, number_column
-    from harness.report.delegates import delegate_rows
-    from harness.store import Store
+    from quantlab.harness.cli.tables import label_column, new_table, number_column
+    from quantlab.harness.report.delegates import delegate_rows
+    from quantlab.harness.store import Store
 
     store = Store.open(results_location(results))
     records = [store.load_run(r) for r in (run_ids or ["latest"])]
@@ -130,8 +130,8 @@ def diff(
     from rich import box
     from rich.table import Table
 
-    from harness.report.diff import diff_jobs, find_job
-    from harness.store import Store
+    from quantlab.harness.report.diff import diff_jobs, find_job
+    from quantlab.harness.store import Store
 
     store = Store.open(results_location(results))
     d = diff_jobs(find_job(store, job_a), find_job(store, job_b))
@@ -193,7 +193,7 @@ def compile_variant(
     """Compile a variant ahead of time for one NPU (ai-edge-litert AOT + the vendor's SDK);
     `litert-npu` jobs use it on phones with that SoC while its record (the variant's sha256,
     the compiler's versions) still matches."""
-    from harness.npu_compile import compile_for_soc
+    from quantlab.harness.npu_compile import compile_for_soc
 
     result = compile_for_soc(variant, target, out)
     if json_out:

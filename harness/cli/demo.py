@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from harness.cli.common import (
+from quantlab.harness.cli.common import (
     JsonOpt,
     ResultsOpt,
     VerboseOpt,
@@ -27,12 +27,12 @@ from harness.cli.common import (
     split_list,
     warn,
 )
-from harness.errors import UserError
+from quantlab.harness.errors import UserError
 
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from harness.records import Settings
+    from quantlab.harness.records import Settings
 
 
 def register(app: typer.Typer) -> None:
@@ -47,7 +47,7 @@ def _step(text: str) -> None:
 def _train(work: Path) -> tuple[Path, Path, Path]:
     """The trained digits CNN, its held-out data (evaluation) and its training split
     (calibration: never the evaluation samples)."""
-    from harness.quantize.demo_model import build_digits_model, write_training_split
+    from quantlab.harness.quantize.demo_model import build_digits_model, write_training_split
 
     with err_console.status("training a CNN on scikit-learn digits (8×8 images, 10 classes)"):
         keras_path, data = build_digits_model(work / "model")
@@ -55,7 +55,7 @@ def _train(work: Path) -> tuple[Path, Path, Path]:
 
 
 def _train_detector(work: Path) -> dict[str, Path]:
-    from harness.quantize.demo_detector import build_detector
+    from quantlab.harness.quantize.demo_detector import build_detector
 
     with err_console.status("training a small detector on generated shapes (64×64 images, "
                             "squares, circles, triangles)"):
@@ -69,7 +69,7 @@ TFLite_Detection_PostProcess op, which Core ML has no converter for)."""
 
 def _quantize(keras_path: Path, data: Path, out: Path, schemes: str,
               eval_data: Path | None = None) -> Any:
-    from harness.cli.quantize import quantize_with_progress
+    from quantlab.harness.cli.quantize import quantize_with_progress
 
     return quantize_with_progress(keras_path, split_list(schemes) or ["all"], data, out,
                                   eval_data=eval_data or data, force=True)
@@ -77,8 +77,8 @@ def _quantize(keras_path: Path, data: Path, out: Path, schemes: str,
 
 def _evaluate(variants: Path, data: Path, location: str,
               labels: Path | None = None) -> dict[str, Any]:
-    from harness.cli.quantize import evaluate_with_progress
-    from harness.quantize.evaluate import save_to_store
+    from quantlab.harness.cli.quantize import evaluate_with_progress
+    from quantlab.harness.quantize.evaluate import save_to_store
 
     report = evaluate_with_progress(variants, data, labels=labels,
                                     task="detection" if labels else None)
@@ -87,9 +87,9 @@ def _evaluate(variants: Path, data: Path, location: str,
 
 
 def _bench(store: Any, variants: Path, settings: Settings, verbose: bool) -> str:
-    from harness.cli.bench import dispatch_jobs
-    from harness.environment import new_run
-    from harness.plan import build_plan, discover, expand_models, select_devices
+    from quantlab.harness.cli.bench import dispatch_jobs
+    from quantlab.harness.environment import new_run
+    from quantlab.harness.plan import build_plan, discover, expand_models, select_devices
 
     refs = [r for r in expand_models([str(variants)]) if r.format == "tflite"]
     fleet = discover()
@@ -103,7 +103,7 @@ def _bench(store: Any, variants: Path, settings: Settings, verbose: bool) -> str
 
 
 def _rows(record: Any, report: dict[str, Any]) -> list[dict[str, Any]]:
-    from harness.results import entry_dict
+    from quantlab.harness.results import entry_dict
 
     evals = {v["sha256"]: v for v in report["variants"]}
     rows = []
@@ -136,7 +136,7 @@ def _rows(record: Any, report: dict[str, Any]) -> list[dict[str, Any]]:
 def _table(rows: list[dict[str, Any]], report: dict[str, Any], sim_name: str) -> Table:
     from rich.table import Table
 
-    from harness.cli.tables import fmt_ms
+    from quantlab.harness.cli.tables import fmt_ms
 
     what = "shapes detector" if report["task"]["name"] == "detection" else "digits CNN"
     table = Table(title=f"{what} · {report['samples']} held-out images · {sim_name}, "
@@ -187,14 +187,14 @@ def demo(
     """Train a small model, quantize it every way, check accuracy, benchmark on the simulator,
     and write an HTML report: the whole flow on this machine. --ladder: the remedy ladder."""
     if ladder:
-        from harness.cli.autoquant import demo_ladder
+        from quantlab.harness.cli.autoquant import demo_ladder
 
         return demo_ladder(out, results, iterations, repeats, json_out, verbose)
-    from harness.cli.tables import fmt_ms
-    from harness.quantize.schemes import resolve_schemes
-    from harness.report import write_report
-    from harness.report.recommend import recommend
-    from harness.store import Store
+    from quantlab.harness.cli.tables import fmt_ms
+    from quantlab.harness.quantize.schemes import resolve_schemes
+    from quantlab.harness.report import write_report
+    from quantlab.harness.report.recommend import recommend
+    from quantlab.harness.store import Store
 
     started = time.monotonic()
     if task not in ("classification", "detection"):
@@ -229,7 +229,7 @@ def demo(
     _step("3/4 check each TFLite variant's accuracy against fp32")
     report = _evaluate(work / "variants", data, location, labels)
     _step("4/4 benchmark the TFLite variants on the host simulator (LiteRT, per-op profile)")
-    from harness.records import Settings
+    from quantlab.harness.records import Settings
 
     settings = Settings(warmup=10, iterations=iterations, min_time_s=0.0, repeats=repeats,
                         profile_ops=True, inputs=None, inputs_sha256=None, energy=False,

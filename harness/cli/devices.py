@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from harness.cli.common import (
+from quantlab.harness.cli.common import (
     JsonOpt,
     VerboseOpt,
     console,
@@ -25,9 +25,9 @@ def register(app: typer.Typer) -> None:
 @handle_errors
 def devices(json_out: JsonOpt = False, verbose: VerboseOpt = False) -> None:
     """List every attached device (the simulator included) with its state and health."""
-    from harness.cli.tables import new_table
-    from harness.records import to_dict
     from quantlab._bench import discover
+    from quantlab.harness.cli.tables import new_table
+    from quantlab.harness.records import to_dict
 
     fleet = discover()
     if json_out:

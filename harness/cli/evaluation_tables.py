@@ -1,6 +1,6 @@
 """Terminal tables of ``quantlab evaluate``: the accuracy table per variant and, with
 ``--per-delegate``, the verdict per (variant, device, delegate). One line per row in an
-80-column terminal (:mod:`harness.cli.tables`); long reasons go below the table."""
+80-column terminal (:mod:`quantlab.harness.cli.tables`); long reasons go below the table."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 from rich.markup import escape
 
-from harness.cli.common import console
-from harness.cli.tables import label_column, new_table, number_column, shorten
+from quantlab.harness.cli.common import console
+from quantlab.harness.cli.tables import label_column, new_table, number_column, shorten
 
 PASS, FAIL = "[green]pass[/]", "[red]FAIL[/]"
 

@@ -7,7 +7,14 @@ from typing import Annotated, Any
 
 import typer
 
-from harness.cli.common import JsonOpt, VerboseOpt, console, err_console, handle_errors, print_json
+from quantlab.harness.cli.common import (
+    JsonOpt,
+    VerboseOpt,
+    console,
+    err_console,
+    handle_errors,
+    print_json,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -39,7 +46,7 @@ def provision(
     2 when the gateway cannot be reached as configured (unknown name, refused host key
     or login).
     """
-    from agents.ssh import SshAgent
+    from quantlab.agents.ssh import SshAgent
 
     agent = SshAgent()
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from harness.cli.common import (
+from quantlab.harness.cli.common import (
     JsonOpt,
     ResultsOpt,
     VerboseOpt,
@@ -54,9 +54,9 @@ def history(
     """Trends across runs: each series' points (median or mean, CI, method), its change
     points (a change not yet confirmed by a following run is marked unconfirmed) and its
     drift: the cumulative change since a fixed reference, and a trend over those runs."""
-    from harness.report.compare import parse_threshold
-    from harness.report.history import load_history
-    from harness.store import Store
+    from quantlab.harness.report.compare import parse_threshold
+    from quantlab.harness.report.history import load_history
+    from quantlab.harness.store import Store
 
     limit = parse_threshold(threshold)
     store = Store.open(results_location(results))
@@ -79,19 +79,19 @@ def history(
         console.print(line, soft_wrap=True)
     console.print(f"[dim]{len(found.runs)} run(s), oldest → newest; change: {found.rule}; "
                   f"threshold {100 * found.threshold:g}%[/]", soft_wrap=True)
-    from harness.report.drift import DRIFT_RULE
+    from quantlab.harness.report.drift import DRIFT_RULE
 
     console.print(f"[dim]{DRIFT_RULE}[/]", soft_wrap=True)
 
 
 def _ms(value: float | None) -> str:
-    from harness.cli.tables import fmt_ms
+    from quantlab.harness.cli.tables import fmt_ms
 
     return fmt_ms(value)
 
 
 def _trend(series: Any) -> str:
-    from harness.report.history import sparkline
+    from quantlab.harness.report.history import sparkline
 
     chars = list(sparkline([p.value_ms for p in series.points]))
     for c in series.change_points:

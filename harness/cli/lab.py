@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from harness.cli.common import (
+from quantlab.harness.cli.common import (
     JsonOpt,
     VerboseOpt,
     console,
@@ -23,7 +23,7 @@ from harness.cli.common import (
     print_json,
     split_list,
 )
-from harness.errors import UserError
+from quantlab.harness.errors import UserError
 
 lab_app = typer.Typer(help="A lab of many hosts on Ray: start a head, join hosts with their "
                       "devices, show what every device is doing (see docs/lab.md).",
@@ -98,8 +98,8 @@ def head(
     verbose: VerboseOpt = False,
 ) -> None:
     """Start the lab head (token auth on, health checks tuned) and keep it running."""
-    from harness.lab.ray_processes import NodeOptions, head_command, head_env, start_ray
-    from harness.lab.security import security
+    from quantlab.harness.lab.ray_processes import NodeOptions, head_command, head_env, start_ray
+    from quantlab.harness.lab.security import security
 
     sec = security(token_file, tls_dir, create=True)
     cmd = head_command(port, NodeOptions(node_ip=node_ip, temp_dir=temp_dir, num_cpus=num_cpus))
@@ -133,9 +133,9 @@ def join(
     """Join the lab with this host's devices; keeps running and picks up (un)plugged devices."""
     import socket
 
-    from harness.lab.host import LabHost
-    from harness.lab.ray_processes import NodeOptions
-    from harness.lab.security import security
+    from quantlab.harness.lab.host import LabHost
+    from quantlab.harness.lab.ray_processes import NodeOptions
+    from quantlab.harness.lab.security import security
 
     where = cluster_address(address)
     sec = security(token_file, tls_dir)
@@ -164,9 +164,9 @@ def status(
     """Hosts, devices, their health and what each device is doing."""
     from rich.table import Table
 
-    from harness.lab.ray_processes import lab_session
-    from harness.lab.security import security
-    from harness.lab.status import lab_status
+    from quantlab.harness.lab.ray_processes import lab_session
+    from quantlab.harness.lab.security import security
+    from quantlab.harness.lab.status import lab_status
 
     where = cluster_address(address)
     sec = security(token_file, tls_dir)

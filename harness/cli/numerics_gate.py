@@ -1,9 +1,9 @@
 """The numerics gate at the end of ``bench``: every job of the run whose outputs were checked
 (``--numerics``, or ``--profile-ops`` on the simulator) is judged by
-:func:`harness.numerics.verdict` (cosine, top-1 agreement for class outputs, NaN/Inf), the
+:func:`quantlab.harness.numerics.verdict` (cosine, top-1 agreement for class outputs, NaN/Inf), the
 failures are named, and with ``--numerics`` asked for, a failure makes ``bench`` exit 1.
 
-Kept apart from :mod:`harness.cli.bench` so the bench command itself only calls in here.
+Kept apart from :mod:`quantlab.harness.cli.bench` so the bench command itself only calls in here.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.cli.common import err_console
-from harness.numerics import DEFAULT_MIN_COSINE, DEFAULT_MIN_TOP1, verdict
+from quantlab.harness.cli.common import err_console
+from quantlab.harness.numerics import DEFAULT_MIN_COSINE, DEFAULT_MIN_TOP1, verdict
 
 
 def min_top1_of(option: float | None, plan_gate: dict[str, Any] | None) -> float:

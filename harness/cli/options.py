@@ -159,11 +159,11 @@ class DataFormat:
     layout: Annotated[str, typer.Option("--layout", help="nhwc or nchw.")] = "nhwc"
 
     def image(self) -> Any:
-        """The :class:`~harness.quantize.data.ImageOptions` these options give; a
+        """The :class:`~quantlab.harness.quantize.data.ImageOptions` these options give; a
         UserError names the option that is malformed."""
-        from harness.cli.common import split_list
-        from harness.errors import UserError
-        from harness.quantize.data import ImageOptions
+        from quantlab.harness.cli.common import split_list
+        from quantlab.harness.errors import UserError
+        from quantlab.harness.quantize.data import ImageOptions
 
         hw = None
         if self.image_size:

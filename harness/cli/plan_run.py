@@ -1,7 +1,7 @@
 """What ``bench`` adds for the nightly lab: a plan file merged with the command line, the
 accuracy gate, a baseline compared in the same command, and CI outputs.
 
-Kept apart from :mod:`harness.cli.bench` so the bench command itself only calls in here.
+Kept apart from :mod:`quantlab.harness.cli.bench` so the bench command itself only calls in here.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 
 import typer
 
-from harness.cli.common import console, err_console, warn
-from harness.errors import UserError
-from harness.planfile import PlanFile
+from quantlab.harness.cli.common import console, err_console, warn
+from quantlab.harness.errors import UserError
+from quantlab.harness.planfile import PlanFile
 
 MEASURE_OPTIONS = ("warmup", "iterations", "min_time", "repeats", "profile_ops", "inputs",
                    "energy", "energy_on_usb", "numerics", "timeout", "retry_timeout")
@@ -67,9 +67,9 @@ def plan_jobs(plan: PlanFile, opts: dict[str, Any], given: set[str], settings: A
     """(Plan, fleet, chosen devices) of a plan file merged with the command line; runs
     nothing (``bench`` runs the accuracy gate with :func:`run_gate` afterwards, ``plan``
     only shows it)."""
-    from harness.cli.common import split_list
-    from harness.plan import build_plan, expand_models, known_delegates, select_devices
     from quantlab._bench import discover, parse_threads
+    from quantlab.harness.cli.common import split_list
+    from quantlab.harness.plan import build_plan, expand_models, known_delegates, select_devices
 
     fleet = discover(cluster)
     if "delegate" not in given:
@@ -105,8 +105,8 @@ def run_gate(plan: PlanFile, models: list[str], results: str) -> dict[str, Any] 
     drop, max_drop, passed}], "failed": ["int8 (FOLDER)", …]}``, None when no model is a
     variants folder. A failing variant is warned about here; it is still measured, and
     bench exits 1 at the end (:func:`gate_exit_code`)."""
-    from harness.cli.quantize import evaluate_with_progress
-    from harness.quantize.evaluate import save_to_store
+    from quantlab.harness.cli.quantize import evaluate_with_progress
+    from quantlab.harness.quantize.evaluate import save_to_store
 
     assert plan.gate is not None
     folders = gate_folders(models)
@@ -141,7 +141,7 @@ def _drop_text(v: dict[str, Any]) -> str:
     g = v["gate"]
     if g["drop"] is None:
         return v.get("error") or "the runtime refused it"
-    from harness.quantize.gate import drop_text
+    from quantlab.harness.quantize.gate import drop_text
 
     return f"{g['metric']} {drop_text(g['metric'], g['drop'], g['max_drop'], False)}"
 
@@ -222,7 +222,7 @@ def resolve_baseline(store: Any, rules: CompareRules, exclude: list[str],
     match keys). A tag of this very run that no stored run carries yet (the first night
     of ``--tag nightly --baseline nightly``) is a warning and None: the run is measured
     and nothing compared. Any other unknown baseline is a UserError."""
-    from harness.report.compare import parse_match, parse_threshold
+    from quantlab.harness.report.compare import parse_match, parse_threshold
 
     parse_threshold(rules.threshold)
     parse_match(rules.match)
@@ -255,8 +255,8 @@ def drift_in(store: Any, c: Any, record: Any, baseline: str | None) -> Any:
     many as ``history`` shows by default) and this run: the previous night alone, the
     reference of ``--baseline nightly``, moves every night and never sees a slow drift.
     A baseline that is a run id, not a tag, gives no window: ``c`` as it is."""
-    from harness.report.drift import with_drift
-    from harness.report.history import DEFAULT_LAST, build_history
+    from quantlab.harness.report.drift import with_drift
+    from quantlab.harness.report.history import DEFAULT_LAST, build_history
 
     if not baseline:
         return c
@@ -274,8 +274,8 @@ def finish_with_baseline(store: Any, run_id: str, base_id: str | None, rules: Co
     """Compare the finished run with its baseline (when there is one), write the CI outputs
     (with the accuracy gate's result when it ran), print the comparison; returns compare's
     exit code (0 without a baseline)."""
-    from harness.report.ci import write_outputs
     from quantlab._report import compare_in
+    from quantlab.harness.report.ci import write_outputs
 
     outputs = {"junit": junit, "markdown": markdown}
     record = store.load_run(run_id)
@@ -290,7 +290,7 @@ def finish_with_baseline(store: Any, run_id: str, base_id: str | None, rules: Co
         err_console.print(f"[dim]written {path}[/]")
     data["comparison"] = c.as_dict()
     if not json_out:
-        from harness.cli.report import print_comparison
+        from quantlab.harness.cli.report import print_comparison
 
         print_comparison(c)
         console.print(f"[dim]baseline {rules.baseline} → run {base_id}[/]")

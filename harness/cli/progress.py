@@ -15,13 +15,13 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from harness.cli.common import err_console
-from harness.records import Job
-from harness.redact import redact_text
+from quantlab.harness.cli.common import err_console
+from quantlab.harness.records import Job
+from quantlab.harness.redact import redact_text
 
 
 class RichReporter:
-    """Implements :class:`harness.dispatch.Reporter` with rich progress bars."""
+    """Implements :class:`quantlab.harness.dispatch.Reporter` with rich progress bars."""
 
     def __init__(self, total_jobs: int, verbose: bool = False) -> None:
         self.verbose = verbose

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from harness.cli.common import (
+from quantlab.harness.cli.common import (
     JsonOpt,
     ResultsOpt,
     VerboseOpt,
@@ -24,8 +24,8 @@ from harness.cli.common import (
     split_list,
     warn,
 )
-from harness.cli.options import DataFormat, with_options
-from harness.errors import UserError
+from quantlab.harness.cli.options import DataFormat, with_options
+from quantlab.harness.errors import UserError
 
 SchemesOpt = Annotated[
     str, typer.Option("--schemes", help="Comma-separated schemes, or all / tflite / coreml.")
@@ -65,13 +65,14 @@ CoremlKeepOpt = Annotated[
 
 
 def qat_settings(epochs: int, lr: float, qat_layers: str | None) -> dict[str, Any]:
-    """The ``qat`` settings of :func:`harness.quantize.variants.quantize` from CLI options."""
+    """The ``qat`` settings of :func:`quantlab.harness.quantize.variants.quantize` from CLI
+    options."""
     return {"epochs": epochs, "lr": lr, "layers": split_list(qat_layers) or None}
 
 
 def quantize_with_progress(model: str | Path, schemes: list[str], calib: str | Path | None,
                            out: str | Path, **options: Any) -> Any:
-    """:func:`harness.quantize.variants.quantize` with a progress bar (one step per scheme)
+    """:func:`quantlab.harness.quantize.variants.quantize` with a progress bar (one step per scheme)
     and its warnings on stderr; returns the Manifest."""
     from rich.progress import (
         BarColumn,
@@ -82,8 +83,8 @@ def quantize_with_progress(model: str | Path, schemes: list[str], calib: str | P
         TimeElapsedColumn,
     )
 
-    from harness.quantize.schemes import resolve_schemes
-    from harness.quantize.variants import quantize
+    from quantlab.harness.quantize.schemes import resolve_schemes
+    from quantlab.harness.quantize.variants import quantize
 
     picked = resolve_schemes(schemes)
     bar = Progress(
@@ -117,10 +118,10 @@ def quantize_with_progress(model: str | Path, schemes: list[str], calib: str | P
 
 def evaluate_with_progress(variants_dir: str | Path, data: str | Path, **options: Any
                            ) -> dict[str, Any]:
-    """:func:`harness.quantize.evaluate.evaluate` with a progress bar over the samples."""
+    """:func:`quantlab.harness.quantize.evaluate.evaluate` with a progress bar over the samples."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from harness.quantize.evaluate import evaluate
+    from quantlab.harness.quantize.evaluate import evaluate
 
     bar = Progress(
         TextColumn("evaluating {task.description}", style="bold"),
@@ -289,9 +290,9 @@ def evaluate_cmd(
     """Accuracy, fidelity vs fp32, calibration drift, the gate and edge cases of every TFLite
     variant (host LiteRT), scored by task (classification, detection, segmentation, regression).
     With --per-delegate, a verdict per (variant, device, delegate) from stored runs."""
-    from harness.numerics import DEFAULT_MIN_TOP1
-    from harness.quantize.evaluate import save_to_store
-    from harness.quantize.gate import parse_max_drop
+    from quantlab.harness.numerics import DEFAULT_MIN_TOP1
+    from quantlab.harness.quantize.evaluate import save_to_store
+    from quantlab.harness.quantize.gate import parse_max_drop
 
     parse_max_drop(max_drop)  # a typo fails before any model runs
     if min_top1 is not None and not per_delegate:
@@ -306,7 +307,7 @@ def evaluate_cmd(
     if not no_store:
         save_to_store(report, results_location(results))
     if per_delegate:
-        from harness.quantize.delegate_gate import from_store
+        from quantlab.harness.quantize.delegate_gate import from_store
 
         report["per_delegate"] = from_store(report, results_location(results),
                                             min_top1=DEFAULT_MIN_TOP1 if min_top1 is None
@@ -332,7 +333,7 @@ def evaluate_cmd(
             }
         )
     else:
-        from harness.cli.evaluation_tables import print_evaluation, print_per_delegate
+        from quantlab.harness.cli.evaluation_tables import print_evaluation, print_per_delegate
 
         print_evaluation(report)
         if per_delegate:
@@ -348,7 +349,7 @@ def evaluate_cmd(
 def _check(model: str, schemes: list[str], json_out: bool) -> None:
     from rich.table import Table
 
-    from harness.quantize.variants import check
+    from quantlab.harness.quantize.variants import check
 
     with err_console.status("checking op support"):
         result = check(model, schemes)
@@ -388,7 +389,7 @@ def sensitivity_cmd(
     verbose: VerboseOpt = False,
 ) -> None:
     """Rank layers by int8 quantization error, most sensitive first."""
-    from harness.quantize.variants import sensitivity
+    from quantlab.harness.quantize.variants import sensitivity
 
     with err_console.status("measuring per-layer quantization error"):
         rows = sensitivity(

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from harness.cli.common import (
+from quantlab.harness.cli.common import (
     JsonOpt,
     ResultsOpt,
     VerboseOpt,
@@ -19,10 +19,10 @@ from harness.cli.common import (
     print_json,
     results_location,
 )
-from harness.errors import UserError
+from quantlab.harness.errors import UserError
 
 if TYPE_CHECKING:
-    from harness.store import JobEntry, Store
+    from quantlab.harness.store import JobEntry, Store
 
 
 def register(app: typer.Typer) -> None:
@@ -137,7 +137,7 @@ def gc(
     verbose: VerboseOpt = False,
 ) -> None:
     """Remove raw runner output that no stored result references; say how much it freed."""
-    from harness.store import Store
+    from quantlab.harness.store import Store
 
     store = Store.open(results_location(results))
     report = store.gc_raw(dry_run=dry_run, grace_s=grace)

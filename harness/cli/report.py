@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from harness.cli.common import (
+from quantlab.harness.cli.common import (
     JsonOpt,
     ResultsOpt,
     VerboseOpt,
@@ -17,7 +17,7 @@ from harness.cli.common import (
     print_json,
     results_location,
 )
-from harness.cli.options import GateOptions, with_options
+from quantlab.harness.cli.options import GateOptions, with_options
 
 
 def register(app: typer.Typer) -> None:
@@ -50,14 +50,14 @@ def report(
 ) -> None:
     """Write one self-contained HTML report (plots inline, opens from disk); with --history,
     the trends across runs."""
-    from harness.report.html import write_report
-    from harness.store import Store
+    from quantlab.harness.report.html import write_report
+    from quantlab.harness.store import Store
 
     store = Store.open(results_location(results))
     if history:
-        from harness.errors import UserError
-        from harness.report.history import load_history
-        from harness.report.html import write_history_report
+        from quantlab.harness.errors import UserError
+        from quantlab.harness.report.history import load_history
+        from quantlab.harness.report.html import write_history_report
 
         if run_ids or baseline:
             raise UserError("--history takes no run ids or --baseline",
@@ -85,9 +85,9 @@ def compare(
     """Compare run B against baseline A; exit 1 if any job got significantly slower or now
     fails, or a job of A is missing from B (unless --allow-missing), and, with
     --fail-untestable, if any pair cannot be tested."""
-    from harness.report.ci import write_outputs
     from quantlab._report import compare_in
     from quantlab._results import opened_store
+    from quantlab.harness.report.ci import write_outputs
 
     with opened_store(results) as store:
         c = compare_in(store, run_a, run_b, threshold=gate.threshold or "5%", match=gate.match,
@@ -105,7 +105,7 @@ def compare(
 
 def print_comparison(c: Any) -> None:
     """The comparison table and the lines that explain it (reasons, tests, left out)."""
-    from harness.cli.tables import comparison_table
+    from quantlab.harness.cli.tables import comparison_table
 
     methods = {m.method for m in c.matches if m.method}
     console.print(comparison_table(c))
@@ -153,9 +153,9 @@ def recommend(
     verbose: VerboseOpt = False,
 ) -> None:
     """Name, per device, the best variant + delegate that passes the accuracy gate."""
-    from harness.cli.tables import recommendation_table
     from quantlab._report import recommend_in, recommendation_dict
     from quantlab._results import opened_store
+    from quantlab.harness.cli.tables import recommendation_table
 
     with opened_store(results) as store:
         record, recs = recommend_in(store, run_id, max_drop=max_drop, by=by,
@@ -203,8 +203,8 @@ def export(
     verbose: VerboseOpt = False,
 ) -> None:
     """Write flat tables (results, samples, ops) of one run, one file each."""
-    from harness.report.export import export_run
-    from harness.store import Store
+    from quantlab.harness.report.export import export_run
+    from quantlab.harness.store import Store
 
     store = Store.open(results_location(results))
     written = export_run(store, run_id, fmt, Path(out))

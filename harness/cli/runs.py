@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from harness.cli.common import (
+from quantlab.harness.cli.common import (
     JsonOpt,
     ResultsOpt,
     VerboseOpt,
@@ -15,7 +15,7 @@ from harness.cli.common import (
     handle_errors,
     print_json,
 )
-from harness.errors import UserError
+from quantlab.harness.errors import UserError
 
 
 def register(app: typer.Typer) -> None:
@@ -34,8 +34,8 @@ def runs(
     verbose: VerboseOpt = False,
 ) -> None:
     """List stored runs, newest first, with their tags."""
-    from harness.cli.tables import runs_table
     from quantlab._results import opened_store
+    from quantlab.harness.cli.tables import runs_table
 
     with opened_store(results) as store:
         rows = store.list_runs(limit, tag=tag)
@@ -76,11 +76,11 @@ def show(
                         hint="quantlab show RUN --raw JOB [--file NAME]")
     with opened_store(results) as store:
         if raw:
-            from harness.cli.raw import show_raw
+            from quantlab.harness.cli.raw import show_raw
 
             show_raw(store, run_id, job, raw_file, json_out)
             return
-        from harness.results import run_dict
+        from quantlab.harness.results import run_dict
 
         data = run_dict(store.load_run(run_id))
     if json_out:
@@ -91,7 +91,7 @@ def show(
 
 def print_run(data: dict[str, Any], ops: bool = False) -> None:
     """A stored run for people: header, results table, energy, failures, warnings."""
-    from harness.cli.tables import energy_lines, model_label, ops_table, results_table
+    from quantlab.harness.cli.tables import energy_lines, model_label, ops_table, results_table
 
     console.print(f"[bold]Run {data['run_id']}[/] · {data['status']} · {data['created_at']} · "
                   f"host {data['host']}")

@@ -91,7 +91,7 @@ def latency_text(lat: dict[str, Any], with_statistic: bool = True) -> str:
 
 def terminal_width() -> int:
     """The width of the terminal stdout goes to (80 when it is not a terminal)."""
-    from harness.cli.common import console
+    from quantlab.harness.cli.common import console
 
     return console.width
 
@@ -243,7 +243,7 @@ def runs_table(rows: list[dict[str, Any]], location: str) -> Table:
 
 def comparison_table(c: Any) -> Table:
     """``compare``'s verdicts, one line per pair (ratio new/base with ± its CI)."""
-    from harness.report.compare import FAILED, SAME, UNTESTABLE
+    from quantlab.harness.report.compare import FAILED, SAME, UNTESTABLE
 
     stats = {m.statistic for m in c.matches if m.statistic}
     methods = {m.method for m in c.matches if m.method}

@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.errors import QuantlabError
-from harness.lab.ray_processes import (
+from quantlab.harness.errors import QuantlabError
+from quantlab.harness.lab.ray_processes import (
     NAMESPACE,
     NodeOptions,
     actor_name,
@@ -28,7 +28,7 @@ from harness.lab.ray_processes import (
     node_command,
     start_ray,
 )
-from harness.lab.security import LabSecurity
+from quantlab.harness.lab.security import LabSecurity
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def lab_device_id(device_id: str, platform: str, host: str) -> str:
 def scan_devices(agent_specs: Sequence[str], options: Mapping[str, Any],
                  host: str) -> dict[str, LocalDevice]:
     """Every device the given agents see on this host, by lab id."""
-    from agents.device_actor import load_agent_spec
+    from quantlab.agents.device_actor import load_agent_spec
 
     found: dict[str, LocalDevice] = {}
     for spec in agent_specs:
@@ -123,7 +123,7 @@ class LabHost:
         """Create (or find) the named detached actor of one device."""
         import ray
 
-        from agents.device_actor import CONCURRENCY_GROUPS, DeviceActor
+        from quantlab.agents.device_actor import CONCURRENCY_GROUPS, DeviceActor
 
         opts = dict(self.options) if ":" in device.agent_spec else {}
         remote_cls = ray.remote(  # type: ignore[call-overload]

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UserError
-from harness.lab.security import LabSecurity
+from quantlab.harness.errors import UserError
+from quantlab.harness.lab.security import LabSecurity
 
 NAMESPACE = "quantlab"
 """Ray namespace of the device actors."""

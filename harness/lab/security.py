@@ -13,7 +13,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import UserError
+from quantlab.harness.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """What the lab is doing: its hosts (Ray nodes) and devices, each device's health and job.
 
-Needs this process connected as a driver (:func:`harness.lab.ray_processes.connect`).
+Needs this process connected as a driver (:func:`quantlab.harness.lab.ray_processes.connect`).
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from harness.lab.ray_processes import ACTOR_PREFIX, NAMESPACE
+from quantlab.harness.lab.ray_processes import ACTOR_PREFIX, NAMESPACE
 
 
 def device_actor_names() -> list[str]:

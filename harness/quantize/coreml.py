@@ -167,8 +167,8 @@ def kept_ops(layers: dict[str, dict[str, Any]], keep: list[str], ranking: list[s
     most sensitive first) among those that palettization compresses.
 
     OptionError (a user error) names a layer that owns no Core ML weight op."""
-    from harness.quantize.options import OptionError, sensitive_count
-    from harness.quantize.sensitivity import names_from_ranking
+    from quantlab.harness.quantize.options import OptionError, sensitive_count
+    from quantlab.harness.quantize.sensitivity import names_from_ranking
 
     count = sensitive_count(keep)
     notes: list[str] = []

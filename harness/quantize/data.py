@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import DataError
+from quantlab.harness.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 DEFAULT_CALIB_SAMPLES = 200

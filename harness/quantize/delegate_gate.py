@@ -6,7 +6,7 @@ int8), so a variant that passes on the host can still answer differently there. 
 (variant, device, delegate) measured with ``bench --numerics`` gets its own verdict: the
 variant's accuracy gate AND the delegate's numerics (its outputs on the device vs the
 variant's own on the host's reference kernels where those were run, else vs the float
-model's, on the same inputs: :func:`harness.numerics.verdict`), from the newest
+model's, on the same inputs: :func:`quantlab.harness.numerics.verdict`), from the newest
 stored job that has them. A pair whose numerics were not measured, or could not be,
 gets no verdict and says why; a variant never benchmarked is listed as such.
 """
@@ -16,14 +16,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from harness.numerics import (
+from quantlab.harness.numerics import (
     DEFAULT_MIN_COSINE,
     DEFAULT_MIN_TOP1,
     NUMERIC_FIELDS,
     as_float,
     verdict,
 )
-from harness.store import RunRecord
+from quantlab.harness.store import RunRecord
 
 
 def _newest_jobs(records: Iterable[RunRecord], sha256: str) -> dict[tuple[str, str], Any]:
@@ -91,7 +91,7 @@ def from_store(report: Mapping[str, Any], location: str, runs_per_variant: int =
                min_top1: float = DEFAULT_MIN_TOP1) -> dict[str, Any]:
     """:func:`per_delegate` over the stored runs at ``location`` that hold the report's
     variants (the newest ``runs_per_variant`` runs of each)."""
-    from harness.store import Store
+    from quantlab.harness.store import Store
 
     store = Store.open(location)
     try:

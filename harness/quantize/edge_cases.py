@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import ModelError
-from harness.quantize.tflite_runner import TfliteRunner, quiet_native_stderr
+from quantlab.harness.errors import ModelError
+from quantlab.harness.quantize.tflite_runner import TfliteRunner, quiet_native_stderr
 
 SATURATED_SHARE = (
     0.5  # an integer output with this share of values at its limits is flagged saturated

@@ -1,8 +1,8 @@
 """Evaluate the TFLite variants of a variants folder against fp32 on the host: the loop.
 
-Each variant runs through LiteRT (:mod:`harness.quantize.tflite_runner`); its task
-metrics, :mod:`~harness.quantize.fidelity` and :mod:`~harness.quantize.edge_cases`
-are measured and :mod:`~harness.quantize.gate` decides pass or fail.
+Each variant runs through LiteRT (:mod:`quantlab.harness.quantize.tflite_runner`); its task
+metrics, :mod:`~quantlab.harness.quantize.fidelity` and :mod:`~quantlab.harness.quantize.edge_cases`
+are measured and :mod:`~quantlab.harness.quantize.gate` decides pass or fail.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ModelError
-from harness.numerics import finite_or_none
-from harness.quantize.edge_cases import edge_cases, edge_outputs
-from harness.quantize.fidelity import fidelity
-from harness.quantize.gate import (
+from quantlab.harness.errors import ModelError
+from quantlab.harness.numerics import finite_or_none
+from quantlab.harness.quantize.edge_cases import edge_cases, edge_outputs
+from quantlab.harness.quantize.fidelity import fidelity
+from quantlab.harness.quantize.gate import (
     LOWER_IS_BETTER,
     REFERENCE_ITSELF,
     gate_for,
@@ -24,7 +24,7 @@ from harness.quantize.gate import (
     parse_max_drop,
     unresolved_warnings,
 )
-from harness.quantize.tflite_runner import DEFAULT_BATCH, TfliteRunner
+from quantlab.harness.quantize.tflite_runner import DEFAULT_BATCH, TfliteRunner
 
 
 def skipped_variants(folder: Path) -> list[dict[str, str]]:
@@ -69,7 +69,7 @@ def variant_files(folder: Path) -> list[dict[str, Any]]:
 
 
 def _output_infos(runner: TfliteRunner) -> list[Any]:
-    from harness.quantize.tasks import OutputInfo
+    from quantlab.harness.quantize.tasks import OutputInfo
 
     return [OutputInfo(str(od["name"]), (1, *(int(d) for d in od["shape"][1:])))
             for od in runner.outputs]
@@ -93,8 +93,8 @@ def calibration_overlap(folder: Path, data_path: Path, x: Any) -> list[str]:
     ranges were fitted to is optimistic: calibrate on held-out samples (training data)."""
     import json
 
-    from harness.models import file_sha256
-    from harness.quantize import data as qdata
+    from quantlab.harness.models import file_sha256
+    from quantlab.harness.quantize import data as qdata
 
     manifest = folder / "manifest.json"
     if not manifest.exists():
@@ -122,7 +122,7 @@ def calibration_overlap(folder: Path, data_path: Path, x: Any) -> list[str]:
 def _data_warnings(calib: dict[str, float] | None, stats: dict[str, float] | None
                    ) -> list[str]:
     """The calibration-vs-evaluation data check against the stats kept in the manifest."""
-    from harness.quantize import data as qdata
+    from quantlab.harness.quantize import data as qdata
 
     if not calib or not stats:
         return []
@@ -149,12 +149,12 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate every TFLite variant of a variants folder against its fp32 variant on the data.
 
-    ``task``: a name from :data:`harness.quantize.tasks.TASKS` (None: inferred from the
+    ``task``: a name from :data:`quantlab.harness.quantize.tasks.TASKS` (None: inferred from the
     outputs and labels, and said so in ``task``). ``labels``: ground truth beside the data
     (COCO annotations JSON for detection). ``max_drop``: see :func:`parse_max_drop` (None:
     each scheme's default gate). ``max_mse``: also fail a variant whose first output's MSE
     against fp32 exceeds it. Each drop comes with its paired 95 % interval
-    (:mod:`harness.quantize.intervals`); ``gate_confidence`` fails only a drop whose whole
+    (:mod:`quantlab.harness.quantize.intervals`); ``gate_confidence`` fails only a drop whose whole
     interval lies beyond its gate (the point estimate decides otherwise). ``warnings`` say
     where the data cannot resolve a gate and where the calibration data is the evaluation
     data.
@@ -167,10 +167,10 @@ def evaluate(
     path of variants failing the gate]}``. ``progress(label, done, total)`` is called as
     samples are processed.
     """
-    from harness.errors import UserError
-    from harness.models import file_sha256
-    from harness.quantize import data as qdata
-    from harness.quantize.tasks import Context, get_task, infer_task
+    from quantlab.harness.errors import UserError
+    from quantlab.harness.models import file_sha256
+    from quantlab.harness.quantize import data as qdata
+    from quantlab.harness.quantize.tasks import Context, get_task, infer_task
 
     folder = Path(variants_dir)
     if not folder.is_dir():
@@ -333,7 +333,7 @@ def nonfinite_count(outputs: list[Any]) -> tuple[int, int]:
 
 def save_to_store(report: dict[str, Any], location: str) -> int:
     """Save each variant's evaluation in the store (keyed by variant sha256); returns how many."""
-    from harness.store import Store
+    from quantlab.harness.store import Store
 
     store = Store.open(location)
     try:

@@ -17,7 +17,7 @@ LOWER_IS_BETTER = {"mse", "mae"}
 def task_metrics(pred: np.ndarray, y: np.ndarray | None) -> dict[str, float]:
     """top-1/top-5 for class labels (pred = scores N×C), MSE/MAE for float targets.
 
-    The quick form used by mixed precision's gate; :mod:`harness.quantize.tasks` has the
+    The quick form used by mixed precision's gate; :mod:`quantlab.harness.quantize.tasks` has the
     full tasks (detection, segmentation, keypoints) that ``evaluate`` uses."""
     if y is None:
         return {}
@@ -130,7 +130,7 @@ def unresolved_warnings(rows: list[dict[str, Any]], samples: int,
     """Where the evaluation set is too small to resolve a gate: the 95 % interval of a
     0-point drop (top-1 and agreement, known from the sample count alone) or of the
     variant's own drop (bootstrap) is wider than the gate. One line per gate."""
-    from harness.quantize.intervals import samples_to_resolve
+    from quantlab.harness.quantize.intervals import samples_to_resolve
 
     zero: dict[tuple[str, float], list[str]] = {}
     out: list[str] = []
@@ -167,8 +167,8 @@ def parse_max_drop(spec: float | str | dict[str, float] | None) -> tuple[float |
                                                                           dict[str, float]]:
     """``--max-drop``: ``0.03`` (every scheme), ``int8=0.03,fp16=0.005`` (those schemes; the
     others keep their defaults), or both (``0.01,int8=0.03``). Returns (global, per scheme)."""
-    from harness.errors import UserError
-    from harness.quantize.schemes import SCHEMES
+    from quantlab.harness.errors import UserError
+    from quantlab.harness.quantize.schemes import SCHEMES
 
     if spec is None:
         return None, {}
@@ -200,7 +200,7 @@ def parse_max_drop(spec: float | str | dict[str, float] | None) -> tuple[float |
 
 def gate_for(scheme: str | None, overall: float | None, per: dict[str, float]) -> float:
     """The largest allowed drop for a scheme: its override, else --max-drop, else its default."""
-    from harness.quantize.schemes import SCHEMES
+    from quantlab.harness.quantize.schemes import SCHEMES
 
     if scheme in per:
         return per[scheme]  # type: ignore[index]

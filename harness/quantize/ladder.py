@@ -89,7 +89,7 @@ class LadderRequest:
 
 
 def _arrays(path: str, req: LadderRequest) -> np.ndarray | None:
-    from harness.quantize.data import load_data
+    from quantlab.harness.quantize.data import load_data
 
     try:
         return load_data(path, x_key=req.x_key, y_key=req.y_key, image=req.image).x
@@ -176,9 +176,9 @@ def _emit(progress: ProgressFn | None, name: str, **fields: Any) -> None:
 def _make_step(req: LadderRequest, rung: dict[str, Any], index: int, root: Path,
                progress: ProgressFn | None) -> dict[str, Any]:
     """Quantize (fp32 + the rung's scheme) into its own folder and evaluate it."""
-    from harness.errors import QuantlabError
-    from harness.quantize.evaluate import evaluate
-    from harness.quantize.variants import quantize
+    from quantlab.harness.errors import QuantlabError
+    from quantlab.harness.quantize.evaluate import evaluate
+    from quantlab.harness.quantize.variants import quantize
 
     folder = root / "steps" / f"{index:02d}-{rung['scheme']}"
     step: dict[str, Any] = {

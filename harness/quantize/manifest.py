@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UserError
+from quantlab.harness.errors import UserError
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1

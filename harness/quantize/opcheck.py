@@ -85,7 +85,7 @@ def tf_source_ops(source: Any, kind: str) -> tuple[dict[str, Any], bytes]:
     op it needs; returns (ops, the .tflite bytes)."""
     import tensorflow as tf
 
-    from harness.quantize.tflite_tf import new_converter
+    from quantlab.harness.quantize.tflite_tf import new_converter
 
     converter = new_converter(source, kind)
     converter.allow_custom_ops = True

@@ -1,7 +1,7 @@
 """Options of the int8 schemes (weight granularity, calibration size, mixed-precision limits)
 and of Core ML palettization (``coreml_keep``: layers kept fp16).
 
-Passed to :func:`harness.quantize.variants.quantize` as ``options``, carried to
+Passed to :func:`quantlab.harness.quantize.variants.quantize` as ``options``, carried to
 the worker in the request, applied to every scheme that calibrates (``coreml_keep``:
 to the palettized Core ML scheme), and recorded per variant in the manifest
 (``options``) so that two variants of the same scheme made differently can be told apart.
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.errors import UserError
-from harness.quantize.schemes import Scheme
+from quantlab.harness.errors import UserError
+from quantlab.harness.quantize.schemes import Scheme
 
 GRANULARITIES = ("per-channel", "per-tensor")
 DEFAULT_GRANULARITY = "per-channel"

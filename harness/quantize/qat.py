@@ -3,10 +3,10 @@
 tensorflow-model-optimization (tfmot) only wraps tf-keras (legacy Keras 2)
 models, and ``TF_USE_LEGACY_KERAS=1`` has to be set before TensorFlow is
 imported. The quantize worker has TensorFlow loaded in Keras 3 mode already,
-so :func:`make_variant` starts :mod:`harness.quantize.qat_train` as a process
+so :func:`make_variant` starts :mod:`quantlab.harness.quantize.qat_train` as a process
 of its own::
 
-    python -m harness.quantize.qat_train REQUEST.json
+    python -m quantlab.harness.quantize.qat_train REQUEST.json
 
 The request names the source model, the labelled training data, the
 calibration samples (an .npy the worker wrote), the output file and the
@@ -17,11 +17,11 @@ events, one per epoch); the outcome is written to ``REQUEST.json``'s
 Sources: a Keras 3 ``.keras``/``.h5`` file is rebuilt as a tf-keras model
 (layer configs + weights; layers that cannot be rebuilt are named), a tf-keras
 ``.h5``/``.keras`` loads directly, a SavedModel only when tf-keras can recover
-the Keras model from it (:mod:`harness.quantize.qat_rebuild`). A float ``.tflite``
+the Keras model from it (:mod:`quantlab.harness.quantize.qat_rebuild`). A float ``.tflite``
 holds no trainable graph and is refused before the process starts (see :func:`refusal`).
 
 This module is the controller/worker side: the up-front request check, the refusal
-and the subprocess; :mod:`~harness.quantize.qat_train` fine-tunes and converts.
+and the subprocess; :mod:`~quantlab.harness.quantize.qat_train` fine-tunes and converts.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def check_request(schemes: list[Any], source_kind: str, source: Path,
                   train: str | os.PathLike[str] | None) -> None:
     """Refuse at once (UserError/ModelError, nothing written) a training scheme that cannot run:
     a float .tflite source, or no --train data."""
-    from harness.errors import ModelError, UserError
+    from quantlab.harness.errors import ModelError, UserError
 
     training = [s.name for s in schemes if getattr(s, "needs_training", False)]
     if not training:
@@ -83,7 +83,7 @@ def make_variant(job: Any, scheme: Any) -> dict[str, Any]:
     as a process of its own with TF_USE_LEGACY_KERAS=1 and return the manifest fields."""
     import subprocess
 
-    from harness.quantize.worker import float_ops
+    from quantlab.harness.quantize.worker import float_ops
 
     why = refusal(job.kind)
     if why:
@@ -104,7 +104,7 @@ def make_variant(job: Any, scheme: Any) -> dict[str, Any]:
     if layers and len(layers) == 1 and str(layers[0]).startswith("sensitive:"):
         if job.calib_x is None:
             raise ValueError("--qat-layers sensitive:N ranks layers on calibration data (--calib)")
-        from harness.quantize import tflite_tf
+        from quantlab.harness.quantize import tflite_tf
 
         ranking = [r["layer"] for r in tflite_tf.layer_errors(job.model, job.kind, job.calib_x)]
     request = {
@@ -132,7 +132,8 @@ def make_variant(job: Any, scheme: Any) -> dict[str, Any]:
     req_path.write_text(json.dumps(request))
     result_path = Path(request["result"])
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1"}
-    code = subprocess.call([sys.executable, "-m", "harness.quantize.qat_train", str(req_path)],
+    code = subprocess.call([sys.executable, "-m", "quantlab.harness.quantize.qat_train",
+                            str(req_path)],
                            env=env, stdin=subprocess.DEVNULL)
     try:
         if not result_path.exists():

@@ -3,7 +3,7 @@
 tfmot wraps tf-keras (legacy Keras 2) models only. A Keras 3 ``.keras``/``.h5``
 file is rebuilt layer by layer; settings tf-keras does not know are dropped and
 listed, layers it cannot rebuild are named, and the rebuild must give the
-source's outputs. Runs in the qat process (:mod:`harness.quantize.qat_train`).
+source's outputs. Runs in the qat process (:mod:`quantlab.harness.quantize.qat_train`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.quantize.qat import QatError
+from quantlab.harness.quantize.qat import QatError
 
 CHECK_SAMPLES = 32
 """Samples compared between the source model and its tf-keras rebuild."""

@@ -1,10 +1,10 @@
 """The qat process: wrap the model for quantization-aware training, fine-tune, convert.
 
-Started by :func:`harness.quantize.qat.make_variant` with ``TF_USE_LEGACY_KERAS=1``::
+Started by :func:`quantlab.harness.quantize.qat.make_variant` with ``TF_USE_LEGACY_KERAS=1``::
 
-    python -m harness.quantize.qat_train REQUEST.json
+    python -m quantlab.harness.quantize.qat_train REQUEST.json
 
-It loads the source as tf-keras (:mod:`harness.quantize.qat_rebuild`), wraps every
+It loads the source as tf-keras (:mod:`quantlab.harness.quantize.qat_rebuild`), wraps every
 layer or the chosen ones with tfmot, fine-tunes with early stopping on a held-out
 split, converts to full-integer TFLite and writes the outcome to the request's
 ``result`` path.
@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.quantize.qat import QatError
-from harness.quantize.qat_rebuild import CHECK_SAMPLES, load_tf_keras
+from quantlab.harness.quantize.qat import QatError
+from quantlab.harness.quantize.qat_rebuild import CHECK_SAMPLES, load_tf_keras
 
 DEFAULT_EPOCHS = 3
 DEFAULT_LR = 1e-4
@@ -37,7 +37,7 @@ DEFAULT_PATIENCE = 2
 
 def layers_from_ranking(model: Any, ranked_tensors: list[str], count: int) -> list[str]:
     """The ``count`` Keras layers named first in a sensitivity ranking of converter tensors."""
-    from harness.quantize.sensitivity import names_from_ranking
+    from quantlab.harness.quantize.sensitivity import names_from_ranking
 
     return names_from_ranking([layer.name for layer in model.layers], ranked_tensors, count)
 
@@ -184,7 +184,7 @@ def convert_int8(model: Any, calib_x: np.ndarray, int8_io: bool) -> bytes:
 
 def run(req: dict[str, Any], emit: Callable[..., None]) -> dict[str, Any]:
     """Do one qat request (in a process with TF_USE_LEGACY_KERAS=1); returns the facts."""
-    from harness.quantize import data as qdata
+    from quantlab.harness.quantize import data as qdata
 
     opts = qdata.ImageOptions(**req["image"]) if req.get("image") else None
     shape = tuple(req["input_shape"])
@@ -242,7 +242,7 @@ def _version(name: str) -> str | None:
 def main(request_path: str) -> int:
     """Process entry: 0 with a result file either way, unless the process itself dies."""
     os.environ["TF_USE_LEGACY_KERAS"] = "1"  # before TensorFlow is imported
-    from harness.quantize.worker import Events, silence
+    from quantlab.harness.quantize.worker import Events, silence
 
     silence()
     req = json.loads(Path(request_path).read_text())

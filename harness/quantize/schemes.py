@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.errors import UserError
+from quantlab.harness.errors import UserError
 
 SOURCE_KINDS = ("keras", "savedmodel", "tflite")
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.quantize.fidelity import fidelity
-from harness.quantize.gate import gate_drop, main_metric, task_metrics
-from harness.quantize.tflite_runner import TfliteRunner
+from quantlab.harness.quantize.fidelity import fidelity
+from quantlab.harness.quantize.gate import gate_drop, main_metric, task_metrics
+from quantlab.harness.quantize.tflite_runner import TfliteRunner
 
 MAX_GREEDY_STEPS = 24
 
@@ -139,9 +139,9 @@ def rank_layers(
 ) -> list[dict[str, Any]]:
     """Layers by int8 quantization error, most sensitive first (rows from the converter module)."""
     if source_kind == "tflite":
-        from harness.quantize import tflite_aeq
+        from quantlab.harness.quantize import tflite_aeq
 
         return tflite_aeq.layer_errors(source_path, calib_x)
-    from harness.quantize import tflite_tf
+    from quantlab.harness.quantize import tflite_tf
 
     return tflite_tf.layer_errors(model, source_kind, calib_x)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.errors import ModelError
+from quantlab.harness.errors import ModelError
 
 DEFAULT_BATCH = 64
 BATCH_BYTES = 4 << 20  # tensor bytes a batch may hold (the sum of every op's output tensor)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import ModelError
+from quantlab.harness.errors import ModelError
 
 
 def load_source(path: str, kind: str) -> Any:

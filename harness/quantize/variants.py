@@ -20,11 +20,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from harness.errors import DataError, ModelError, UserError
-from harness.models import file_sha256
-from harness.quantize.data import ImageOptions
-from harness.quantize.manifest import MANIFEST, Manifest, VariantEntry, tool_versions
-from harness.quantize.schemes import Scheme, resolve_schemes
+from quantlab.harness.errors import DataError, ModelError, UserError
+from quantlab.harness.models import file_sha256
+from quantlab.harness.quantize.data import ImageOptions
+from quantlab.harness.quantize.manifest import MANIFEST, Manifest, VariantEntry, tool_versions
+from quantlab.harness.quantize.schemes import Scheme, resolve_schemes
 
 ProgressFn = Callable[[str, dict[str, Any]], None]
 """Called with (event name, event fields) as the worker reports."""
@@ -92,7 +92,7 @@ def run_worker(
     events: list[dict[str, Any]] = []
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "harness.quantize.worker", str(req_path)],
+            [sys.executable, "-m", "quantlab.harness.quantize.worker", str(req_path)],
             stdout=log,
             stderr=log,
             stdin=subprocess.DEVNULL,
@@ -145,7 +145,7 @@ def precheck_data(
     Arrays are loaded and checked for numeric inputs/labels; an image folder is
     checked for images. Shapes are checked against the model later, in the worker.
     """
-    from harness.quantize.data import IMAGE_SUFFIXES, load_data
+    from quantlab.harness.quantize.data import IMAGE_SUFFIXES, load_data
 
     if not path.exists():
         raise DataError(f"{path}: no such {what} file or folder")
@@ -179,9 +179,9 @@ def quantize(
 
     ``train``: labelled data for the schemes that fine-tune (``qat-int8``),
     with ``qat`` settings (epochs, lr, batch_size, val_split, patience,
-    layers; see :mod:`harness.quantize.qat`). ``options``: int8 options
+    layers; see :mod:`quantlab.harness.quantize.qat`). ``options``: int8 options
     (granularity per-channel/per-tensor, mixed-precision limits; see
-    :mod:`harness.quantize.options`) and ``coreml_keep`` (Keras layers that
+    :mod:`quantlab.harness.quantize.options`) and ``coreml_keep`` (Keras layers that
     ``coreml-w4`` leaves fp16, or ``["sensitive:N"]``), recorded per variant.
 
     ``schemes``: scheme names (see schemes.SCHEMES; ``all``, ``tflite``,
@@ -194,8 +194,8 @@ def quantize(
     src = Path(source)
     kind = source_kind(src)
     picked: list[Scheme] = resolve_schemes(schemes or ["all"])
-    from harness.quantize.options import check_options, keeps_layers
-    from harness.quantize.qat import check_request
+    from quantlab.harness.quantize.options import check_options, keeps_layers
+    from quantlab.harness.quantize.qat import check_request
 
     options = check_options(options)
     if options.get("coreml_keep"):

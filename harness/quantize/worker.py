@@ -1,6 +1,6 @@
 """The quantize worker process: loads the source model and runs the converters, scheme by scheme.
 
-Run as ``python -m harness.quantize.worker REQUEST.json``. It reports through
+Run as ``python -m quantlab.harness.quantize.worker REQUEST.json``. It reports through
 a JSON-lines events file named in the request (``inspect``, ``warning``,
 ``start``, ``done``, ``failed``, ``fatal``) so that the controller survives
 a native crash in a converter and knows which scheme caused it. Its own
@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import DataError, ModelError, QuantlabError
-from harness.quantize import data as qdata
-from harness.quantize.options import OptionError
-from harness.quantize.schemes import SCHEMES, Scheme
+from quantlab.harness.errors import DataError, ModelError, QuantlabError
+from quantlab.harness.quantize import data as qdata
+from quantlab.harness.quantize.options import OptionError
+from quantlab.harness.quantize.schemes import SCHEMES, Scheme
 
 DEBUG_SAMPLES = 200
 
@@ -119,10 +119,10 @@ class Job:
     def load(self) -> None:
         """Load the model and the data; ModelError/DataError when either is unusable.
 
-        Checks the ops first (:mod:`harness.quantize.opcheck`) and gives a signature-less
+        Checks the ops first (:mod:`quantlab.harness.quantize.opcheck`) and gives a signature-less
         .tflite a default signature (written beside the variants, said in the manifest).
         """
-        from harness.quantize import opcheck
+        from quantlab.harness.quantize import opcheck
 
         if self.kind == "tflite":
             self.fp32 = Path(self.source).read_bytes()
@@ -136,7 +136,7 @@ class Job:
                     f"LiteRT cannot load it ({str(exc).strip()[:200]})",
                     hint="pass a valid float .tflite",
                 ) from None
-            from harness.quantize.signature import (
+            from quantlab.harness.quantize.signature import (
                 fold_fp16_weights,
                 normalize_op_codes,
                 with_default_signature,
@@ -153,7 +153,7 @@ class Job:
                 for note in notes:
                     self.events.emit("source_note", message=note)
         else:
-            from harness.quantize import tflite_tf
+            from quantlab.harness.quantize import tflite_tf
 
             self.model = tflite_tf.load_source(self.source, self.kind)
             try:
@@ -171,7 +171,7 @@ class Job:
 
     def _blocked(self) -> bool:
         """The model needs Flex or unknown custom ops (no stock runtime can load it)."""
-        from harness.quantize.opcheck import KNOWN_CUSTOM_OPS
+        from quantlab.harness.quantize.opcheck import KNOWN_CUSTOM_OPS
 
         return bool(self.ops["flex"]) or any(c not in KNOWN_CUSTOM_OPS for c in self.ops["custom"])
 
@@ -207,7 +207,7 @@ class Job:
                 for w in caught:
                     self.events.emit("warning", message=str(w.message))
                 self.calib_x = sub.x
-                from harness.models import file_sha256
+                from quantlab.harness.models import file_sha256
 
                 self.events.emit("calibration", **sub.facts, source=ds.source,
                                  input_stats=qdata.input_stats(sub.x),
@@ -227,7 +227,7 @@ class Job:
     def make(self, scheme: Scheme) -> dict[str, Any]:
         """Produce one variant file; returns the manifest fields beyond size/sha."""
         if scheme.needs_training:  # qat-int8: fine-tuned in a process of its own
-            from harness.quantize.qat import make_variant
+            from quantlab.harness.quantize.qat import make_variant
 
             return make_variant(self, scheme)
         converter = scheme.converter_for(self.kind)
@@ -237,7 +237,7 @@ class Job:
                 if scheme.format == "coreml"
                 else f"{scheme.name} cannot be made from a {self.kind} source"
             )
-        from harness.quantize.opcheck import scheme_check
+        from quantlab.harness.quantize.opcheck import scheme_check
 
         check = scheme_check(scheme, self.ops)
         if not check["ok"]:
@@ -253,14 +253,14 @@ class Job:
             settings["custom_ops"] = True
             if settings.get("int8_io") and any("left float32" in n for n in check["notes"]):
                 settings["float_outputs"] = True
-        from harness.quantize import options as qoptions
+        from quantlab.harness.quantize import options as qoptions
 
         settings.update(qoptions.converter_settings(scheme, self.req.get("options")))
         recorded = qoptions.recorded(scheme, self.req.get("options"), self._calib_count())
         if recorded:
             extra["options"] = recorded
         if scheme.format == "coreml":
-            from harness.quantize import coreml
+            from quantlab.harness.quantize import coreml
 
             facts = coreml.convert(
                 self.model,
@@ -280,7 +280,7 @@ class Job:
             model, mixed = self._mixed(converter, scheme)
             extra["mixed"] = mixed
         elif converter == "aeq":
-            from harness.quantize import tflite_aeq
+            from quantlab.harness.quantize import tflite_aeq
 
             aeq_settings = {**(scheme.aeq or {}),
                             **qoptions.converter_settings(scheme, self.req.get("options"))}
@@ -288,7 +288,7 @@ class Job:
         elif scheme.name == "fp32":
             model = self.fp32
         else:
-            from harness.quantize import tflite_tf
+            from quantlab.harness.quantize import tflite_tf
 
             model = tflite_tf.convert(self.model, self.kind, settings, self.calib_x)
         out.write_bytes(model)
@@ -297,8 +297,8 @@ class Job:
 
     def _mixed(self, converter: str, scheme: Scheme) -> tuple[bytes, dict[str, Any]]:
         """Greedy mixed precision: keep the most sensitive layers float until the gate passes."""
-        from harness.quantize import options as qoptions
-        from harness.quantize.sensitivity import greedy_keep_float
+        from quantlab.harness.quantize import options as qoptions
+        from quantlab.harness.quantize.sensitivity import greedy_keep_float
 
         assert self.calib_x is not None
         eval_x = self.eval_x if self.eval_x is not None else self.calib_x
@@ -310,7 +310,7 @@ class Job:
         opts = self.req.get("options") or {}
         granular = qoptions.converter_settings(scheme, opts)  # per-tensor, when asked
         if converter == "aeq":
-            from harness.quantize import tflite_aeq
+            from quantlab.harness.quantize import tflite_aeq
 
             ranking = tflite_aeq.layer_errors(self.aeq_source, self.calib_x, debug_x, granular)
 
@@ -318,7 +318,7 @@ class Job:
                 return tflite_aeq.convert(self.aeq_source, {**(scheme.aeq or {}), **granular},
                                           self.calib_x, keep)
         else:
-            from harness.quantize import tflite_tf
+            from quantlab.harness.quantize import tflite_tf
 
             ranking = tflite_tf.layer_errors(self.model, self.kind, self.calib_x, debug_x,
                                              granular)
@@ -346,7 +346,7 @@ class Job:
     def _coreml_keep(self, scheme: Scheme) -> dict[str, Any]:
         """The layers a palettized Core ML scheme keeps fp16 (``keep``) and, for
         ``sensitive:N``, the int8 sensitivity ranking on the calibration data (``ranking``)."""
-        from harness.quantize import options as qoptions
+        from quantlab.harness.quantize import options as qoptions
 
         keep = (self.req.get("options") or {}).get("coreml_keep")
         if not keep or not qoptions.keeps_layers(scheme):
@@ -356,7 +356,7 @@ class Job:
         if self.calib_x is None:
             raise ValueError("--coreml-keep sensitive:N ranks layers on calibration data "
                              "(--calib)")
-        from harness.quantize import tflite_tf
+        from quantlab.harness.quantize import tflite_tf
 
         ranking = tflite_tf.layer_errors(self.model, self.kind, self.calib_x)
         return {"keep": keep, "ranking": [r["layer"] for r in ranking]}
@@ -391,13 +391,13 @@ def main(request_path: str) -> int:
         events.emit("fatal", kind=type(exc).__name__, message=exc.message, hint=exc.hint)
         return 3
     if req.get("task") == "check":
-        from harness.quantize.opcheck import scheme_check
+        from quantlab.harness.quantize.opcheck import scheme_check
 
         for name in req["schemes"]:
             events.emit("check", **scheme_check(SCHEMES[name], job.ops))
         return 0
     if req.get("task") == "sensitivity":
-        from harness.quantize.sensitivity import rank_layers
+        from quantlab.harness.quantize.sensitivity import rank_layers
 
         if job.calib_x is None:
             events.emit(

@@ -7,6 +7,6 @@ verdicts), ``recommend`` (a run + evaluations → a variant per device), ``expor
 
 from __future__ import annotations
 
-from harness.report.html import write_report
+from quantlab.harness.report.html import write_report
 
 __all__ = ["write_report"]

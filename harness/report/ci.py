@@ -25,8 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.atomic import write_text_atomically
-from harness.report.compare import (
+from quantlab.harness.atomic import write_text_atomically
+from quantlab.harness.report.compare import (
     FAILED,
     FASTER,
     MISSING,
@@ -38,8 +38,8 @@ from harness.report.compare import (
     Match,
     Unmatched,
 )
-from harness.stats import summarize
-from harness.store import JobEntry, RunRecord
+from quantlab.harness.stats import summarize
+from quantlab.harness.store import JobEntry, RunRecord
 
 SUITE = "quantlab"
 
@@ -108,14 +108,15 @@ def _xml(suite: ET.Element, counts: Counter[str],
 def _gate_text(v: dict[str, Any]) -> str:
     if v.get("drop") is None:
         return f"{v['metric']}: not measured (the runtime refused the variant)"
-    from harness.quantize.gate import drop_text
+    from quantlab.harness.quantize.gate import drop_text
 
     return (f"{v['metric']} {v['value']:.4f}, "
             f"{drop_text(v['metric'], v['drop'], v['max_drop'], bool(v['passed']))}")
 
 
 def _accuracy_suite(accuracy: dict[str, Any]) -> tuple[ET.Element, Counter[str]]:
-    """The plan's accuracy gate (:func:`harness.cli.plan_run.run_gate`): one case per variant."""
+    """The plan's accuracy gate (:func:`quantlab.harness.cli.plan_run.run_gate`): one case per
+    variant."""
     suite = ET.Element("testsuite", name=f"{SUITE} accuracy gate")
     _properties(suite, {"data": str(accuracy.get("data", ""))})
     counts: Counter[str] = Counter()

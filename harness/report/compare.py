@@ -3,9 +3,9 @@
 Jobs are matched on ``--match`` keys (default model, device, delegate, threads),
 where the model is its sha256 or — for jobs whose file changed between the runs —
 its scheme plus its path, as much of it as tells apart files of one name
-(:mod:`harness.report.pairing`: two variants folders both hold ``int8.tflite``). Each
+(:mod:`quantlab.harness.report.pairing`: two variants folders both hold ``int8.tflite``). Each
 matched pair is tested at the best level both sides' data supports
-(:data:`harness.stats.METHODS`):
+(:data:`quantlab.harness.stats.METHODS`):
 
 * ``per-iteration``: Welch's t-test on the log of each launch's median; ratio of
   medians with a two-level bootstrap CI (repeats, then samples);
@@ -37,10 +37,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from harness.errors import UserError
-from harness.records import LaunchStats
-from harness.report.pairing import display_names, pair_jobs
-from harness.stats import (
+from quantlab.harness.errors import UserError
+from quantlab.harness.records import LaunchStats
+from quantlab.harness.report.pairing import display_names, pair_jobs
+from quantlab.harness.stats import (
     PER_ITERATION,
     PER_LAUNCH,
     SUMMARY,
@@ -48,10 +48,10 @@ from harness.stats import (
     bootstrap_launch_means,
     launch_figures,
 )
-from harness.store import JobEntry, RunRecord
+from quantlab.harness.store import JobEntry, RunRecord
 
 if TYPE_CHECKING:
-    from harness.report.drift import Drift
+    from quantlab.harness.report.drift import Drift
 
 ALPHA = 0.05
 DEFAULT_THRESHOLD = 0.05
@@ -194,7 +194,7 @@ def ratio_ci(base: list[np.ndarray], new: list[np.ndarray],
     """95 % bootstrap CI of median(new) / median(base), each side resampled on its own at
     two levels (repeats, then samples within a repeat), so a shift between processes
     of one run widens the interval instead of passing for a difference between runs."""
-    from harness.stats import bootstrap_medians
+    from quantlab.harness.stats import bootstrap_medians
 
     rng = np.random.default_rng(seed)
     ratios = bootstrap_medians(new, rng, resamples) / bootstrap_medians(base, rng, resamples)

@@ -1,7 +1,7 @@
 """The delegate matrix: per (model, device), one row per delegate (read model only).
 
 Each row says how fast the delegate was (the headline statistic of
-:func:`harness.stats.summarize`, labelled), how much faster than the plain CPU
+:func:`quantlab.harness.stats.summarize`, labelled), how much faster than the plain CPU
 delegate of the same device, model and threads, what it cost to start, how much
 of the graph it took (``ops_total``, ``ops_delegated``, ``partitions``,
 ``fallback_ops``) and whether it still computes the float model's answer
@@ -23,10 +23,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from harness.numerics import NUMERIC_FIELDS, as_float
-from harness.records import OpRecord, RawResult
-from harness.stats import summarize
-from harness.store import JobEntry, RunRecord
+from quantlab.harness.numerics import NUMERIC_FIELDS, as_float
+from quantlab.harness.records import OpRecord, RawResult
+from quantlab.harness.stats import summarize
+from quantlab.harness.store import JobEntry, RunRecord
 
 CPU_BASELINES = ("cpu", "tflite-cpu", "litert-cpu", "coreml-cpu")
 """The plain CPU delegate a device's speedups are measured against, first found wins."""

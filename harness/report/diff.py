@@ -20,12 +20,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from harness.errors import UserError
-from harness.records import OpRecord, RawResult
-from harness.report.delegates import model_name, placement
-from harness.stats import summarize
-from harness.store import JobEntry, RunRecord, Store
-from harness.store import schema as t
+from quantlab.harness.errors import UserError
+from quantlab.harness.records import OpRecord, RawResult
+from quantlab.harness.report.delegates import model_name, placement
+from quantlab.harness.stats import summarize
+from quantlab.harness.store import JobEntry, RunRecord, Store
+from quantlab.harness.store import schema as t
 
 CPU = "CPU"
 

@@ -9,7 +9,7 @@ judged against a fixed reference instead, over a window of runs:
   current level), among the runs considered (``history --last``; for ``bench
   --baseline TAG``, the newest finished runs carrying the tag, and the new run);
 * **cumulative change**: the window's latest point against its first, by the same
-  test as ``quantlab compare`` (:func:`harness.report.compare.compare_entries`);
+  test as ``quantlab compare`` (:func:`quantlab.harness.report.compare.compare_entries`);
 * **trend**: a least-squares line through the logs of the points' figures, one
   observation per run, so the run-to-run scatter is the variance the trend is judged
   by: its change over the window with a 95 % t interval (n − 2 degrees of freedom) and
@@ -31,11 +31,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from harness.report.compare import FASTER, SLOWER, Comparison, compare_entries
-from harness.store import JobEntry
+from quantlab.harness.report.compare import FASTER, SLOWER, Comparison, compare_entries
+from quantlab.harness.store import JobEntry
 
 if TYPE_CHECKING:
-    from harness.report.history import History, Point
+    from quantlab.harness.report.history import History, Point
 
 NONE = "none"
 MIN_POINTS = 3

@@ -1,7 +1,7 @@
 """Flat tables of one run for people who analyse in pandas: results, samples, ops.
 
 One file per table, written atomically (a temp file beside the target, then a
-rename). ``results`` has one row per job (figures from :mod:`harness.results`,
+rename). ``results`` has one row per job (figures from :mod:`quantlab.harness.results`,
 flattened), ``samples`` one row per latency sample, ``ops`` one row per op row,
 exactly as stored.
 """
@@ -15,10 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.atomic import replace_atomically
-from harness.errors import UserError
-from harness.results import run_dict
-from harness.store import Store
+from quantlab.harness.atomic import replace_atomically
+from quantlab.harness.errors import UserError
+from quantlab.harness.results import run_dict
+from quantlab.harness.store import Store
 
 FORMATS = ("csv", "json", "parquet")
 TABLES = ("results", "samples", "ops")

@@ -5,7 +5,7 @@ A point is one job of one run, its figure labelled with what it is (median or me
 and how it was measured (per-iteration, per-launch, summary), with its 95 % CI.
 
 A **change point** is a point whose job the same test as ``quantlab compare``
-(:func:`harness.report.compare.compare_entries`) calls slower or faster than the
+(:func:`quantlab.harness.report.compare.compare_entries`) calls slower or faster than the
 series' reference point — significant, beyond the threshold, CI clear of 1. The
 reference is the latest point of the current level. A change point stays
 ``unconfirmed`` until the next run is measured: when that run, too, differs from the
@@ -13,7 +13,7 @@ reference in the same direction the change is ``confirmed`` and the new level
 becomes the reference; when it does not, the shift was a one-run blip and moves to
 the series' ``transients`` (status ``not confirmed``), the reference staying put.
 
-Each series also reports its **drift** (:mod:`harness.report.drift`): the cumulative
+Each series also reports its **drift** (:mod:`quantlab.harness.report.drift`): the cumulative
 change of its latest point against a fixed reference (the first point since the last
 confirmed change) and a trend over those runs, which catch a series that gets slower by
 less than the threshold every run and so never makes a change point.
@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness.report.compare import (
+from quantlab.harness.report.compare import (
     DEFAULT_THRESHOLD,
     FASTER,
     RULE,
@@ -37,9 +37,9 @@ from harness.report.compare import (
     TESTS,
     compare_entries,
 )
-from harness.report.drift import DRIFT_RULE, Drift, series_drift
-from harness.stats import summarize
-from harness.store import JobEntry, RunRecord, Store
+from quantlab.harness.report.drift import DRIFT_RULE, Drift, series_drift
+from quantlab.harness.stats import summarize
+from quantlab.harness.store import JobEntry, RunRecord, Store
 
 DEFAULT_LAST = 30
 UNCONFIRMED, CONFIRMED, NOT_CONFIRMED = "unconfirmed", "confirmed", "not confirmed"

@@ -2,9 +2,9 @@
 
 Every section is always present; a section with nothing to show says "no data"
 and why. :func:`write_report` is what the CLI and the demo call. The sections are drawn
-by :mod:`~harness.report.html_measurements` (what the runs measured) and
-:mod:`~harness.report.html_analysis` (evaluations, ladder, delegates, baseline, history);
-:mod:`~harness.report.html_markup` holds the stylesheet and shared helpers.
+by :mod:`~quantlab.harness.report.html_measurements` (what the runs measured) and
+:mod:`~quantlab.harness.report.html_analysis` (evaluations, ladder, delegates, baseline, history);
+:mod:`~quantlab.harness.report.html_markup` holds the stylesheet and shared helpers.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from harness.atomic import write_text_atomically
-from harness.report.history import History
-from harness.report.html_analysis import (
+from quantlab.harness.atomic import write_text_atomically
+from quantlab.harness.report.history import History
+from quantlab.harness.report.html_analysis import (
     _accuracy,
     _calibration,
     _comparison,
@@ -22,9 +22,15 @@ from harness.report.html_analysis import (
     _history_body,
     _ladder,
 )
-from harness.report.html_markup import CSS, _e, _section
-from harness.report.html_measurements import _latency, _ops, _resources, _summary, _warnings
-from harness.store import RunRecord, Store
+from quantlab.harness.report.html_markup import CSS, _e, _section
+from quantlab.harness.report.html_measurements import (
+    _latency,
+    _ops,
+    _resources,
+    _summary,
+    _warnings,
+)
+from quantlab.harness.store import RunRecord, Store
 
 SECTIONS = ("summary", "latency", "accuracy", "calibration", "ladder", "delegates", "ops",
             "resources", "warnings", "comparison")

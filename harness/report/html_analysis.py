@@ -8,16 +8,16 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from harness.report.compare import compare_runs
-from harness.report.drift import DRIFT_RULE
-from harness.report.history import History
-from harness.report.html_markup import _e, _ms, _name, _nodata, _ok, _table
-from harness.stats import summarize
-from harness.store import JobEntry, RunRecord, Store
+from quantlab.harness.report.compare import compare_runs
+from quantlab.harness.report.drift import DRIFT_RULE
+from quantlab.harness.report.history import History
+from quantlab.harness.report.html_markup import _e, _ms, _name, _nodata, _ok, _table
+from quantlab.harness.stats import summarize
+from quantlab.harness.store import JobEntry, RunRecord, Store
 
 
 def _accuracy(store: Store, records: list[RunRecord]) -> str:
-    from harness.report.plots import accuracy_plot
+    from quantlab.harness.report.plots import accuracy_plot
 
     ok = _ok(records)
     evals = store.evaluations({e.job.model.sha256 for _r, e in ok})
@@ -60,7 +60,7 @@ def _accuracy(store: Store, records: list[RunRecord]) -> str:
 
 def _drop_interval(ev: dict[str, Any]) -> str:
     """The stored evaluation's paired 95 % interval of its drop, in the gate's units."""
-    from harness.quantize.gate import interval_text
+    from quantlab.harness.quantize.gate import interval_text
 
     gate = (ev.get("payload") or {}).get("gate") or {}
     interval = gate.get("interval") or {}
@@ -73,7 +73,7 @@ def _drop_interval(ev: dict[str, Any]) -> str:
 
 def _delegates(records: list[RunRecord]) -> str:
     """Per device, a delegate × model matrix: latency, speedup vs CPU, placement bar, numerics."""
-    from harness.report.delegates import delegate_rows, matrix, placement_bar
+    from quantlab.harness.report.delegates import delegate_rows, matrix, placement_bar
 
     cells = matrix(delegate_rows(records))
     if not cells:
@@ -114,7 +114,7 @@ def _delegates(records: list[RunRecord]) -> str:
 
 def _calibration(store: Store, records: list[RunRecord]) -> str:
     """Task metrics, agreement with fp32 and confidence-score drift of the evaluated variants."""
-    from harness.report.plots import score_histograms
+    from quantlab.harness.report.plots import score_histograms
 
     evals = store.evaluations({e.job.model.sha256 for _r, e in _ok(records)})
     rows, labels, refs, hists = [], [], [], []
@@ -191,13 +191,13 @@ def _comparison(store: Store, records: list[RunRecord], baseline: str | None) ->
 
 
 def _ladder(store: Store, records: list[RunRecord]) -> str:
-    from harness.report.ladder import ladder_section
+    from quantlab.harness.report.ladder import ladder_section
 
     return ladder_section(store, records)
 
 
 def _history_body(found: History) -> str:
-    from harness.report.plots import trend_plot
+    from quantlab.harness.report.plots import trend_plot
 
     if not found.series:
         return _nodata("no stored run matches (see quantlab runs)")

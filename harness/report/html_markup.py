@@ -6,7 +6,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from harness.store import JobEntry, RunRecord
+from quantlab.harness.store import JobEntry, RunRecord
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2733;

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.report.html_markup import _e, _ms, _name, _nodata, _ok, _table
-from harness.stats import PER_ITERATION, SUMMARY_NOTE, launch_figures, stability, summarize
-from harness.store import JobEntry, RunRecord
+from quantlab.harness.report.html_markup import _e, _ms, _name, _nodata, _ok, _table
+from quantlab.harness.stats import PER_ITERATION, SUMMARY_NOTE, launch_figures, stability, summarize
+from quantlab.harness.store import JobEntry, RunRecord
 
 
 def _summary(records: list[RunRecord]) -> str:
@@ -42,7 +42,7 @@ def _summary(records: list[RunRecord]) -> str:
 
 
 def _latency(records: list[RunRecord]) -> str:
-    from harness.report.plots import latency_plot
+    from quantlab.harness.report.plots import latency_plot
 
     by_device: dict[str, list[JobEntry]] = defaultdict(list)
     for _r, e in _ok(records):
@@ -83,7 +83,7 @@ def _latency(records: list[RunRecord]) -> str:
     return "".join(out)
 
 def _ops(records: list[RunRecord]) -> str:
-    from harness.report.plots import bar_plot
+    from quantlab.harness.report.plots import bar_plot
 
     out = []
     for _r, e in _ok(records):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.store import JobEntry, RunRecord, Store
+from quantlab.harness.store import JobEntry, RunRecord, Store
 
 
 def latency_ties(entries: dict[str, JobEntry]) -> dict[str, dict[str, bool]]:
@@ -18,7 +18,7 @@ def latency_ties(entries: dict[str, JobEntry]) -> dict[str, dict[str, bool]]:
     latency by the same test as ``quantlab compare``: ``ties[a][b]`` is True when compare
     calls ``a`` against ``b`` no significant difference, False when faster or slower; a
     pair compare cannot test is left out (the ladder then compares the medians)."""
-    from harness.report.compare import SAME, UNTESTABLE, compare_entries
+    from quantlab.harness.report.compare import SAME, UNTESTABLE, compare_entries
 
     ties: dict[str, dict[str, bool]] = {path: {} for path in entries}
     for a, ea in entries.items():
@@ -48,7 +48,7 @@ def _pt(value: Any) -> str:
 
 def ladder_section(store: Store, records: list[RunRecord]) -> str:
     """The section body (HTML)."""
-    from harness.report.html_markup import _e, _nodata, _table
+    from quantlab.harness.report.html_markup import _e, _nodata, _table
 
     ladders = ladders_of(store, records)
     if not ladders:

@@ -17,8 +17,8 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UserError
-from harness.store import JobEntry
+from quantlab.harness.errors import UserError
+from quantlab.harness.store import JobEntry
 
 Pairs = list[tuple[JobEntry, JobEntry]]
 

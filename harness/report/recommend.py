@@ -5,7 +5,7 @@ newest stored evaluation (keyed by the variant's sha256) passed its own gate (th
 scheme's max drop ``quantlab evaluate`` applied: fp16 0.005, int8 0.02 … unless set
 there), or, with ``max_drop``, when its drop is at most that; a
 (variant, delegate) whose numerics were checked on the device (``bench --numerics``)
-and fail (:func:`harness.numerics.verdict`) is left out with the reason, whatever its
+and fail (:func:`quantlab.harness.numerics.verdict`) is left out with the reason, whatever its
 accuracy on the host.
 Candidates are ranked by latency (the median where every candidate on the device has
 one, else the mean, and labelled so), energy per inference, or file size; the
@@ -21,10 +21,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UserError
-from harness.numerics import DEFAULT_MIN_COSINE, DEFAULT_MIN_TOP1, verdict
-from harness.stats import LatencySummary, summarize
-from harness.store import JobEntry, RunRecord
+from quantlab.harness.errors import UserError
+from quantlab.harness.numerics import DEFAULT_MIN_COSINE, DEFAULT_MIN_TOP1, verdict
+from quantlab.harness.stats import LatencySummary, summarize
+from quantlab.harness.store import JobEntry, RunRecord
 
 BY_CHOICES = ("latency", "energy", "size")
 UNITS = {"latency": "ms", "energy": "mJ/inference", "size": "bytes"}
@@ -146,7 +146,7 @@ def _gives_up(best: Candidate, other: Candidate, by: str) -> str:
 
 def _significance(rec: DeviceRecommendation, entries: dict[str, JobEntry]) -> str:
     """compare's verdict on the runner-up against the best: "; compare's test: …"."""
-    from harness.report.compare import UNTESTABLE, compare_entries
+    from quantlab.harness.report.compare import UNTESTABLE, compare_entries
 
     assert rec.best is not None and rec.runner_up is not None
     m = compare_entries(entries[rec.best.job_id], entries[rec.runner_up.job_id])
@@ -162,7 +162,7 @@ def _drop_text(c: Candidate) -> str:
     """A failed candidate's drop against its gate in the evaluate table's units."""
     if c.drop is None or c.gate is None:
         return "gate failed in evaluate"
-    from harness.quantize.gate import drop_text
+    from quantlab.harness.quantize.gate import drop_text
 
     return drop_text(c.metric or "", c.drop, c.gate, c.drop <= c.gate)
 
@@ -233,7 +233,7 @@ def _recommend_energy(device: str, cands: list[Candidate], max_drop: float | Non
     The class is ``energy_class`` when given, else the one with the most figures among
     the candidates that pass the gate (ties: rails, gauge, host package, estimate).
     """
-    from harness.records import ENERGY_CLASS_MEANING
+    from quantlab.harness.records import ENERGY_CLASS_MEANING
 
     evaluated = any(c.accuracy != NOT_EVALUATED for c in cands)
     gated = [c for c in cands if c.accuracy == "passed"] if evaluated else cands
@@ -285,7 +285,7 @@ def recommend(record: RunRecord, evaluations: dict[str, dict[str, Any]], *,
         raise UserError(f"--energy-class {energy_class}: only used with --by energy",
                         hint="add --by energy, or drop --energy-class")
     if energy_class is not None:
-        from harness.records import ENERGY_CLASS_MEANING
+        from quantlab.harness.records import ENERGY_CLASS_MEANING
 
         base = energy_class.removesuffix(ON_USB)
         if base not in ENERGY_CLASS_MEANING and not base.startswith("other:"):

@@ -25,16 +25,22 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from harness.errors import StoreError, UserError
-from harness.records import DeviceInfo, Job, Plan, RawResult, Run, from_dict, to_dict
-from harness.redact import redact_text
-from harness.store import migrate as mig
-from harness.store import owner, read_models
-from harness.store import record_rows as rows
-from harness.store import schema as t
-from harness.store.location import DB_FILENAME, db_message, redact_url, sqlite_pragmas, url_for
-from harness.store.migrate import HEAD_REVISION
-from harness.store.raw import (
+from quantlab.harness.errors import StoreError, UserError
+from quantlab.harness.records import DeviceInfo, Job, Plan, RawResult, Run, from_dict, to_dict
+from quantlab.harness.redact import redact_text
+from quantlab.harness.store import migrate as mig
+from quantlab.harness.store import owner, read_models
+from quantlab.harness.store import record_rows as rows
+from quantlab.harness.store import schema as t
+from quantlab.harness.store.location import (
+    DB_FILENAME,
+    db_message,
+    redact_url,
+    sqlite_pragmas,
+    url_for,
+)
+from quantlab.harness.store.migrate import HEAD_REVISION
+from quantlab.harness.store.raw import (
     DEFAULT_GRACE_S,
     RAW_DIRNAME,
     FolderBlobs,
@@ -43,8 +49,8 @@ from harness.store.raw import (
     TableBlobs,
     put_outputs,
 )
-from harness.store.read_models import JobEntry, RunRecord
-from harness.store.record_rows import check_tags
+from quantlab.harness.store.read_models import JobEntry, RunRecord
+from quantlab.harness.store.record_rows import check_tags
 
 __all__ = [
     "DB_FILENAME",
@@ -98,7 +104,7 @@ class Store:
         one (other lab hosts share it: upgrading is ``quantlab db migrate``'s to do);
         True upgrades either; False refuses to change the schema at all.
         """
-        from harness.store.location import strict_json
+        from quantlab.harness.store.location import strict_json
 
         url, folder = url_for(location)
         kwargs: dict[str, Any] = {"json_serializer": strict_json}
@@ -247,7 +253,7 @@ class Store:
         Returns False (and stores nothing) when the job already has a result: a late
         duplicate from a retried job is discarded.
         """
-        from harness.stats import STATS_VERSION, summarize
+        from quantlab.harness.stats import STATS_VERSION, summarize
 
         summary = summarize(raw)
         body = to_dict(raw)
@@ -342,7 +348,7 @@ class Store:
 
     def reopen_run(self, run_id: str, force: bool = False) -> list[Job]:
         """For ``--resume``: take the run over (refused while another process may still be
-        measuring it, see :mod:`harness.store.owner`; ``force`` for an owner known to be
+        measuring it, see :mod:`quantlab.harness.store.owner`; ``force`` for an owner known to be
         gone), set its unfinished jobs back to ``pending`` and return them in order."""
         run_id = self.resolve_run_id(run_id)
         with self._tx() as conn:

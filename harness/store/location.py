@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from harness.errors import StoreError
-from harness.redact import redact_text
+from quantlab.harness.errors import StoreError
+from quantlab.harness.redact import redact_text
 
 DB_FILENAME = "quantlab.db"
 
@@ -91,7 +91,7 @@ def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def strict_json(value: Any) -> str:
     """The store's JSON text: a NaN or ±Infinity is refused (``ValueError``), never written
     as a bare token that PostgreSQL's ``json`` type rejects and readers choke on. Producers
-    write non-finite figures as strings (:func:`harness.numerics.jsonable`)."""
+    write non-finite figures as strings (:func:`quantlab.harness.numerics.jsonable`)."""
     import json
 
     try:

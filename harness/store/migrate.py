@@ -15,7 +15,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from harness.errors import StoreError
+from quantlab.harness.errors import StoreError
 
 HEAD_REVISION = "0004"
 """Newest migration; tests check it equals Alembic's head."""

@@ -33,8 +33,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from harness.errors import UserError
-from harness.store import schema as t
+from quantlab.harness.errors import UserError
+from quantlab.harness.store import schema as t
 
 HEARTBEAT_S = 15.0
 """How often a run's owner stamps its heartbeat while jobs are measured."""

@@ -29,9 +29,9 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from harness.errors import StoreError
-from harness.records import RawFile, RawResult
-from harness.store import schema as t
+from quantlab.harness.errors import StoreError
+from quantlab.harness.records import RawFile, RawResult
+from quantlab.harness.store import schema as t
 
 RAW_DIRNAME = "raw"
 DEFAULT_GRACE_S = 3600.0

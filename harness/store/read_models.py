@@ -2,7 +2,7 @@
 
 :class:`RunRecord` (a stored run with every :class:`JobEntry`) is what reports, compare,
 history and the result JSON read; :func:`load_run` builds it from the tables in one
-connection. :class:`harness.store.Store` opens the connection and resolves run ids.
+connection. :class:`quantlab.harness.store.Store` opens the connection and resolves run ids.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from harness.records import (
+from quantlab.harness.records import (
     DeviceInfo,
     EnergySample,
     Job,
@@ -26,8 +26,8 @@ from harness.records import (
     from_dict,
     load_record,
 )
-from harness.redact import redact_text
-from harness.store import schema as t
+from quantlab.harness.redact import redact_text
+from quantlab.harness.store import schema as t
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class RunRecord:
     tags: tuple[str, ...] = ()
     plan_sha256: str | None = None
     """sha256 of the plan file the run was made from (``bench --plan``); its text:
-    :meth:`harness.store.Store.run_plan_text`."""
+    :meth:`quantlab.harness.store.Store.run_plan_text`."""
 
 
 def list_runs(conn: sa.Connection, limit: int = 50, tag: str | None = None
@@ -105,9 +105,9 @@ def list_runs(conn: sa.Connection, limit: int = 50, tag: str | None = None
 def load_run(conn: sa.Connection, run_id: str) -> RunRecord:
     """A whole run (``run_id`` exactly): metadata, devices, every job with its raw result.
 
-    A result's latency summary kept by the store is handed to :mod:`harness.stats` while
+    A result's latency summary kept by the store is handed to :mod:`quantlab.harness.stats` while
     its ``STATS_VERSION`` matches, so readers need not bootstrap again."""
-    from harness.stats import STATS_VERSION, LatencySummary, remember
+    from quantlab.harness.stats import STATS_VERSION, LatencySummary, remember
 
     r = conn.execute(sa.select(t.runs).where(t.runs.c.run_id == run_id)).mappings().one()
     run = load_record(
@@ -251,7 +251,7 @@ def runs_query(*, tag: str | None = None, model: str | None = None,
                device: str | None = None, delegate: str | None = None,
                status: Iterable[str] | None = None, limit: int | None = None,
                exclude: Iterable[str] = ()) -> sa.Select[Any]:
-    """The query behind :meth:`harness.store.Store.find_runs`: run ids, newest first."""
+    """The query behind :meth:`quantlab.harness.store.Store.find_runs`: run ids, newest first."""
     query = sa.select(t.runs.c.run_id, t.runs.c.created_at)
     if tag:
         query = query.where(t.runs.c.run_id.in_(

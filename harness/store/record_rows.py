@@ -1,6 +1,7 @@
 """Records → table rows: what the store writes for a run, its jobs, devices and results.
 
-The write side's mirror of :mod:`harness.store.read_models`; :class:`harness.store.Store`
+The write side's mirror of :mod:`quantlab.harness.store.read_models`;
+:class:`quantlab.harness.store.Store`
 executes these rows in one transaction each.
 """
 
@@ -9,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from harness.errors import UserError
-from harness.records import DeviceInfo, Job, Plan, RawResult, Run, to_dict
-from harness.redact import redact_text
-from harness.store.raw import sha256_of
+from quantlab.harness.errors import UserError
+from quantlab.harness.records import DeviceInfo, Job, Plan, RawResult, Run, to_dict
+from quantlab.harness.redact import redact_text
+from quantlab.harness.store.raw import sha256_of
 
 
 def run_row(run: Run, plan_text: str | None) -> dict[str, Any]:

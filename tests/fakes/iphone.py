@@ -414,7 +414,7 @@ def _write_outputs(documents: Path, file: str, tensors: list[tuple[str, Any]],
 def _coreml_input_files(documents: Path, job: dict[str, Any]) -> list[dict[str, Any]]:
     """The input files of a Core ML job in the model's input order, checked like the app's
     FileInputs: one per input, matched by the Core ML input's name, of the right size."""
-    from ios_runner.coreml_spec import read_io
+    from quantlab.ios_runner.coreml_spec import read_io
 
     io = read_io(documents / job["model"]["path"])
     files = {f["name"]: f for f in job["inputs"]["files"]}
@@ -435,7 +435,7 @@ def _coreml_outputs(documents: Path, job: dict[str, Any], mode: str) -> dict[str
     import numpy as np
     from ai_edge_litert.interpreter import Interpreter
 
-    from ios_runner.coreml_spec import read_io
+    from quantlab.ios_runner.coreml_spec import read_io
 
     io = read_io(documents / job["model"]["path"])
     interp = Interpreter(model_path=stand_in)

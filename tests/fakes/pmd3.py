@@ -1,4 +1,5 @@
-"""Fakes of pymobiledevice3's own classes, so that ``agents.ios_pmd3.Pmd3Backend`` runs for real.
+"""Fakes of pymobiledevice3's own classes, so that ``quantlab.agents.ios_pmd3.Pmd3Backend``
+runs for real.
 
 The fake iPhone in ``iphone.py`` sits behind quantlab's ``IosBackend`` seam and so never runs
 ``Pmd3Backend``/``Pmd3Session``. These fakes sit one layer lower, in place of the pymobiledevice3

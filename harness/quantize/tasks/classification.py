@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import DataError
-from harness.quantize import intervals
-from harness.quantize.tasks import Context, OutputInfo, ece, score_drift
+from quantlab.harness.errors import DataError
+from quantlab.harness.quantize import intervals
+from quantlab.harness.quantize.tasks import Context, OutputInfo, ece, score_drift
 
 
 def probabilities(scores: np.ndarray) -> np.ndarray:

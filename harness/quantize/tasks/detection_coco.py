@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import DataError
-from harness.quantize.tasks.detection_boxes import (
+from quantlab.harness.errors import DataError
+from quantlab.harness.quantize.tasks.detection_boxes import (
     MAX_DETECTIONS,
     DetectionBatch,
     Detections,

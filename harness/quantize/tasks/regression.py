@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import DataError
-from harness.quantize import intervals
-from harness.quantize.tasks import Context, OutputInfo
+from quantlab.harness.errors import DataError
+from quantlab.harness.quantize import intervals
+from quantlab.harness.quantize.tasks import Context, OutputInfo
 
 PCK_THRESHOLD = 0.2
 """A keypoint is correct within this share of the target keypoints' extent (PCK@0.2)."""

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import DataError
-from harness.quantize import intervals
-from harness.quantize.tasks import Context, OutputInfo
+from quantlab.harness.errors import DataError
+from quantlab.harness.quantize import intervals
+from quantlab.harness.quantize.tasks import Context, OutputInfo
 
 
 def _masks(scores: np.ndarray, hw: tuple[int, int] | None) -> np.ndarray:
