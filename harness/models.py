@@ -200,16 +200,23 @@ def model_ref(path: str | Path, *, scheme: str | None = None) -> ModelRef:
     if suffix == ".mlmodel":
         sha = _sha256_file(p).hexdigest()
         return ModelRef(str(p), sha, p.stat().st_size, "mlmodel", scheme)
-    data = p.read_bytes()
+    data = read_tflite(p)
+    sha = hashlib.sha256(data).hexdigest()
+    return ModelRef(str(p), sha, len(data), "tflite", scheme)
+
+
+def read_tflite(path: Path) -> bytes:
+    """The bytes of a .tflite file that passed :func:`check_tflite_structure`; raise
+    :class:`ModelError` (one line naming the file) when it is not one."""
+    data = path.read_bytes()
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise ModelError(
-            str(p),
+            str(path),
             "not a TFLite flatbuffer (no TFL3 identifier)",
             hint="pass a .tflite file converted with TensorFlow/LiteRT",
         )
     try:
         check_tflite_structure(data)
     except (ValueError, struct.error) as exc:
-        raise ModelError(str(p), f"truncated or corrupt TFLite file ({exc})") from None
-    sha = hashlib.sha256(data).hexdigest()
-    return ModelRef(str(p), sha, len(data), "tflite", scheme)
+        raise ModelError(str(path), f"truncated or corrupt TFLite file ({exc})") from None
+    return data

@@ -16,6 +16,7 @@ from harness.errors import ModelError
 from harness.quantize.edge_cases import edge_cases, edge_outputs
 from harness.quantize.fidelity import fidelity
 from harness.quantize.gate import LOWER_IS_BETTER, gate_drop, gate_for, parse_max_drop
+from harness.quantize.preflight import preflight
 from harness.quantize.tflite_runner import DEFAULT_BATCH, TfliteRunner
 
 
@@ -139,6 +140,9 @@ def evaluate(
             f"{variants_dir}: no fp32 variant to compare against",
             hint="include fp32 in --schemes when quantizing",
         )
+    unsafe = preflight([v["path"] for v in variants])  # native crashes stay out of here
+    if ref_entry["path"] in unsafe:
+        raise ModelError(ref_entry["path"], unsafe[ref_entry["path"]])
     ref_runner = TfliteRunner(ref_entry["path"], batch=batch)
     shape = (
         tuple(int(d) for d in ref_runner.input["shape_signature"])
@@ -196,6 +200,8 @@ def evaluate(
             outputs, pred = ref_out, ref_pred
         else:
             try:
+                if v["path"] in unsafe:
+                    raise ModelError(v["path"], unsafe[v["path"]])
                 outputs = TfliteRunner(v["path"], batch=batch).predict(x, tick)
             except ModelError as exc:  # a variant the runtime refuses fails its gate, alone
                 failed.append(label)
