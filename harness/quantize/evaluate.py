@@ -16,7 +16,6 @@ from harness.errors import ModelError
 from harness.quantize.edge_cases import edge_cases, edge_outputs
 from harness.quantize.fidelity import fidelity
 from harness.quantize.gate import LOWER_IS_BETTER, gate_drop, gate_for, parse_max_drop
-from harness.quantize.preflight import preflight
 from harness.quantize.tflite_runner import DEFAULT_BATCH, TfliteRunner
 
 
@@ -123,6 +122,7 @@ def evaluate(
     from harness.errors import UserError
     from harness.models import file_sha256
     from harness.quantize import data as qdata
+    from harness.quantize.preflight import preflight
     from harness.quantize.tasks import Context, get_task, infer_task
 
     folder = Path(variants_dir)
