@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 PIP     = $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test lint typecheck bench faults clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "quantlab needs Python 3.11 or newer")'
@@ -45,6 +45,10 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/quantize_eval.py
 	$(BIN)/python benchmarks/lab_scaling.py
 	$(BIN)/python benchmarks/quantize_eval.py --task detection  # exits 1: see its docstring
+
+# the fault campaigns of README "Reliability" (15-25 minutes on 2 cores; `--quick`: a smoke run)
+faults: $(VENV)/.installed-dev
+	nice -n 19 $(BIN)/python benchmarks/fault_campaigns.py all
 
 clean:
 	rm -rf $(VENV) results/quantlab.db* results/demo

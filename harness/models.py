@@ -72,8 +72,85 @@ def _vector(data: bytes, field_pos: int) -> tuple[int, int]:
     return vec + 4, n
 
 
+def _string(data: bytes, field_pos: int) -> bytes:
+    start, n = _vector(data, field_pos)
+    if start + n > len(data):
+        raise ValueError("string outside the file")
+    return data[start:start + n]
+
+
+def _ints(data: bytes, table: int, field_no: int) -> list[int]:
+    """The int32 vector of a table's field ([] when absent); checks its bounds."""
+    pos = _table_field(data, table, field_no)
+    if pos is None:
+        return []
+    start, n = _vector(data, pos)
+    if start + 4 * n > len(data):
+        raise ValueError("vector outside the file")
+    return list(struct.unpack_from(f"<{n}i", data, start))
+
+
+def _tables(data: bytes, table: int, field_no: int) -> list[int]:
+    """The tables of a vector-of-tables field ([] when absent); checks their bounds."""
+    pos = _table_field(data, table, field_no)
+    if pos is None:
+        return []
+    start, n = _vector(data, pos)
+    if start + 4 * n > len(data):
+        raise ValueError("table vector outside the file")
+    out = []
+    for i in range(n):
+        elem = start + 4 * i
+        sub = elem + _u32(data, elem)
+        if not 0 <= sub <= len(data) - 4:
+            raise ValueError("table outside the file")
+        _table_field(data, sub, 0)  # its vtable lies in the file
+        out.append(sub)
+    return out
+
+
+def _check_subgraph(data: bytes, graph: int, g: int, buffers: int, codes: int) -> None:
+    """Indices and shapes of one subgraph against the model's counts (table SubGraph:
+    0 tensors, 1 inputs, 2 outputs, 3 operators; Tensor: 0 shape, 2 buffer, 3 name;
+    Operator: 0 opcode_index, 1 inputs, 2 outputs). LiteRT trusts these: an index out of
+    range or an output marked optional (-1, which only inputs may be) makes its kernels
+    read outside their arrays, and its Python API decodes every tensor name as UTF-8."""
+    tensors = _tables(data, graph, 0)
+    n = len(tensors)
+    for t, tensor in enumerate(tensors):
+        where = f"subgraph {g}, tensor {t}"
+        if any(d < 0 for d in _ints(data, tensor, 0)):
+            raise ValueError(f"{where}: negative dimension in its shape")
+        pos = _table_field(data, tensor, 2)
+        if pos is not None and _u32(data, pos) >= max(buffers, 1):
+            raise ValueError(f"{where}: buffer {_u32(data, pos)} of {buffers}")
+        pos = _table_field(data, tensor, 3)
+        if pos is not None:
+            try:
+                _string(data, pos).decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValueError(f"{where}: its name is not UTF-8") from None
+    for kind, field_no in (("input", 1), ("output", 2)):
+        bad = [i for i in _ints(data, graph, field_no) if not 0 <= i < n]
+        if bad:
+            raise ValueError(f"subgraph {g}: {kind} tensor {bad[0]} of {n}")
+    for o, op in enumerate(_tables(data, graph, 3)):
+        where = f"subgraph {g}, operator {o}"
+        pos = _table_field(data, op, 0)
+        index = _u32(data, pos) if pos is not None else 0
+        if index >= codes:
+            raise ValueError(f"{where}: operator code {index} of {codes}")
+        bad = [i for i in _ints(data, op, 1) if not -1 <= i < n]
+        if bad:
+            raise ValueError(f"{where}: input tensor {bad[0]} of {n}")
+        bad = [i for i in _ints(data, op, 2) if not 0 <= i < n]
+        if bad:
+            raise ValueError(f"{where}: output tensor {bad[0]} of {n}")
+
+
 def check_tflite_structure(data: bytes) -> None:
-    """Check the root table, subgraphs and buffers lie in ``data``; raise ValueError if not.
+    """Check the root table, subgraphs and buffers lie in ``data`` and that every index a
+    subgraph holds (tensors, buffers, operator codes) is in range; raise ValueError if not.
 
     Schema fields used (tensorflow/lite/schema/schema.fbs, table Model): 0 version,
     1 operator_codes, 2 subgraphs, 3 description, 4 buffers. Buffer: 0 data, 1 offset, 2 size
@@ -84,35 +161,27 @@ def check_tflite_structure(data: bytes) -> None:
     root = _u32(data, 0)
     if not 8 <= root <= len(data) - 4:
         raise ValueError("root table outside the file")
-    for field_no in (1, 2, 4):
-        pos = _table_field(data, root, field_no)
-        if pos is None:
-            if field_no == 2:
-                raise ValueError("model has no subgraphs")
-            continue
-        start, n = _vector(data, pos)
-        if start + 4 * n > len(data):
-            raise ValueError("table vector outside the file")
-        for i in range(n):
-            elem = start + 4 * i
-            table = elem + _u32(data, elem)
-            if not 0 <= table <= len(data) - 4:
-                raise ValueError("table outside the file")
-            _table_field(data, table, 0)
-            if field_no == 4:
-                data_pos = _table_field(data, table, 0)
-                if data_pos is not None:
-                    b_start, b_len = _vector(data, data_pos)
-                    if b_start + b_len > len(data):
-                        raise ValueError("buffer data outside the file")
-                off_pos, size_pos = _table_field(data, table, 1), _table_field(data, table, 2)
-                if off_pos is not None and size_pos is not None:
-                    off, size = (
-                        struct.unpack_from("<QQ", data, off_pos)[0],
-                        struct.unpack_from("<Q", data, size_pos)[0],
-                    )
-                    if off > 1 and off + size > len(data):
-                        raise ValueError("external buffer outside the file")
+    codes = _tables(data, root, 1)
+    graphs = _tables(data, root, 2)
+    if not graphs:
+        raise ValueError("model has no subgraphs")
+    buffers = _tables(data, root, 4)
+    for table in buffers:
+        data_pos = _table_field(data, table, 0)
+        if data_pos is not None:
+            b_start, b_len = _vector(data, data_pos)
+            if b_start + b_len > len(data):
+                raise ValueError("buffer data outside the file")
+        off_pos, size_pos = _table_field(data, table, 1), _table_field(data, table, 2)
+        if off_pos is not None and size_pos is not None:
+            off, size = (
+                struct.unpack_from("<QQ", data, off_pos)[0],
+                struct.unpack_from("<Q", data, size_pos)[0],
+            )
+            if off > 1 and off + size > len(data):
+                raise ValueError("external buffer outside the file")
+    for g, graph in enumerate(graphs):
+        _check_subgraph(data, graph, g, len(buffers), len(codes))
 
 
 def model_ref(path: str | Path, *, scheme: str | None = None) -> ModelRef:
@@ -131,16 +200,23 @@ def model_ref(path: str | Path, *, scheme: str | None = None) -> ModelRef:
     if suffix == ".mlmodel":
         sha = _sha256_file(p).hexdigest()
         return ModelRef(str(p), sha, p.stat().st_size, "mlmodel", scheme)
-    data = p.read_bytes()
+    data = read_tflite(p)
+    sha = hashlib.sha256(data).hexdigest()
+    return ModelRef(str(p), sha, len(data), "tflite", scheme)
+
+
+def read_tflite(path: Path) -> bytes:
+    """The bytes of a .tflite file that passed :func:`check_tflite_structure`; raise
+    :class:`ModelError` (one line naming the file) when it is not one."""
+    data = path.read_bytes()
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise ModelError(
-            str(p),
+            str(path),
             "not a TFLite flatbuffer (no TFL3 identifier)",
             hint="pass a .tflite file converted with TensorFlow/LiteRT",
         )
     try:
         check_tflite_structure(data)
     except (ValueError, struct.error) as exc:
-        raise ModelError(str(p), f"truncated or corrupt TFLite file ({exc})") from None
-    sha = hashlib.sha256(data).hexdigest()
-    return ModelRef(str(p), sha, len(data), "tflite", scheme)
+        raise ModelError(str(path), f"truncated or corrupt TFLite file ({exc})") from None
+    return data

@@ -61,7 +61,7 @@ def test_command_table_is_what_the_modules_register() -> None:
 
 
 def test_commands_keep_their_order_whatever_registers_first() -> None:
-    late = quantlab("import json\nfrom harness.cli import main\n"
+    late = quantlab("import json\nfrom quantlab.harness.cli import main\n"
                     "main.register_commands(['quantlab.harness.cli.report',"
                     " 'quantlab.harness.cli.db'])\n"
                     "app = main.register_commands()\n"

@@ -5,7 +5,7 @@ load inside the commands that need them), so `quantlab --help` and
 `quantlab devices` answer at once. :func:`main` registers only the module that
 defines the command named on the command line (:data:`COMMANDS`); ``quantlab
 --help``, a bare ``quantlab`` and an unknown command load every module. ``app``
-(``from harness.cli.main import app``, as tests do) is the app with every command.
+(``from quantlab.harness.cli.main import app``, as tests do) is the app with every command.
 """
 
 from __future__ import annotations

@@ -170,6 +170,7 @@ def evaluate(
     from quantlab.harness.errors import UserError
     from quantlab.harness.models import file_sha256
     from quantlab.harness.quantize import data as qdata
+    from quantlab.harness.quantize.preflight import preflight
     from quantlab.harness.quantize.tasks import Context, get_task, infer_task
 
     folder = Path(variants_dir)
@@ -187,6 +188,9 @@ def evaluate(
             f"{variants_dir}: no fp32 variant to compare against",
             hint="include fp32 in --schemes when quantizing",
         )
+    unsafe = preflight([v["path"] for v in variants])  # native crashes stay out of here
+    if ref_entry["path"] in unsafe:
+        raise ModelError(ref_entry["path"], unsafe[ref_entry["path"]])
     ref_runner = TfliteRunner(ref_entry["path"], batch=batch)
     shape = (
         tuple(int(d) for d in ref_runner.input["shape_signature"])
@@ -244,6 +248,8 @@ def evaluate(
             outputs, pred = ref_out, ref_pred
         else:
             try:
+                if v["path"] in unsafe:
+                    raise ModelError(v["path"], unsafe[v["path"]])
                 outputs = TfliteRunner(v["path"], batch=batch).predict(x, tick)
             except ModelError as exc:  # a variant the runtime refuses fails its gate, alone
                 failed.append(label)

@@ -66,8 +66,9 @@ def _compare(ref: np.ndarray, out: np.ndarray, terms: dict[str, Any]
             agree += int(np.count_nonzero(top1[s:e] == np.argmax(o, 1)))
     mse = noise / r2.size if r2.size else 0.0
     signal = terms["signal"]
-    sqnr = math.inf if mse == 0 else (10 * math.log10(signal / mse) if signal > 0
-                                      else -math.inf)
+    ratio = signal / mse if mse else math.inf  # 0 when the noise overflowed to inf
+    sqnr = 10 * math.log10(ratio) if 0 < ratio < math.inf else (
+        math.inf if mse == 0 else -math.inf)
     den = terms["norm"] * o_norm
     pos = den > 0
     cos = num / np.where(pos, den, 1)
