@@ -85,6 +85,19 @@ def test_a_reference_that_crashes_litert_is_refused(cnn_tflite: Path, tmp_path: 
     assert "\n" not in line and str(folder / "fp32.tflite") in line and "LiteRT" in line
 
 
+def test_a_variant_the_manifest_lists_but_the_folder_lacks_is_refused(
+        cnn_tflite: Path, tmp_path: Path) -> None:
+    """A manifest with no sha256 for a file that is gone: one line naming the file (it was
+    a FileNotFoundError traceback while evaluate built that variant's error row)."""
+    folder, data = _folder(tmp_path, cnn_tflite.read_bytes(), cnn_tflite.read_bytes())
+    (folder / "int8.tflite").unlink()
+    r = _evaluate(folder, data)
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    line = r.stderr.strip()
+    assert "\n" not in line and "Traceback" not in line
+    assert "lists int8.tflite, which is not in" in line and str(folder) in line
+
+
 @pytest.mark.parametrize("fork", [True, False], ids=["fork", "spawned worker"])
 def test_preflight_goes_on_past_a_crash(cnn_tflite: Path, tmp_path: Path, fork: bool,
                                         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -52,6 +52,16 @@ def variant_files(folder: Path) -> list[dict[str, Any]]:
     manifest = folder / "manifest.json"
     if manifest.exists():
         data = json.loads(manifest.read_text())
+        listed = [v for v in data.get("variants", [])
+                  if v.get("status") == "ok" and str(v.get("file", "")).endswith(".tflite")]
+        gone = [str(v["file"]) for v in listed if not (folder / v["file"]).is_file()]
+        if gone:
+            from quantlab.harness.errors import UserError
+
+            raise UserError(f"{manifest}: lists {', '.join(gone)}, which "
+                            f"{'is' if len(gone) == 1 else 'are'} not in {folder}",
+                            hint="quantize the folder again (--force), or evaluate a folder "
+                                 "whose files are all there")
         return [
             {
                 "scheme": v["scheme"],
@@ -59,8 +69,7 @@ def variant_files(folder: Path) -> list[dict[str, Any]]:
                 "sha256": v.get("sha256"),
                 "source_sha256": data.get("source", {}).get("sha256"),
             }
-            for v in data.get("variants", [])
-            if v.get("status") == "ok" and str(v.get("file", "")).endswith(".tflite")
+            for v in listed
         ]
     return [
         {"scheme": None, "path": str(p), "sha256": None, "source_sha256": None}
