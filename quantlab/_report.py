@@ -38,7 +38,8 @@ def compare_in(store: Store, a: str | Record | RunRecord, b: str | Record | RunR
                allow_missing: bool = False) -> Comparison:
     """:func:`compare` on an open store."""
     from quantlab._results import run_record
-    from quantlab.harness.report.compare import compare_runs, parse_match, parse_threshold
+    from quantlab.harness.report.compare import compare_runs, parse_match
+    from quantlab.harness.verdicts.latency import parse_threshold
 
     limit = parse_threshold(str(threshold))
     keys = parse_match(",".join(match) if isinstance(match, tuple) else match)

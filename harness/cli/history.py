@@ -54,9 +54,9 @@ def history(
     """Trends across runs: each series' points (median or mean, CI, method), its change
     points (a change not yet confirmed by a following run is marked unconfirmed) and its
     drift: the cumulative change since a fixed reference, and a trend over those runs."""
-    from quantlab.harness.report.compare import parse_threshold
     from quantlab.harness.report.history import load_history
     from quantlab.harness.store import Store
+    from quantlab.harness.verdicts.latency import parse_threshold
 
     limit = parse_threshold(threshold)
     store = Store.open(results_location(results))

@@ -222,7 +222,8 @@ def resolve_baseline(store: Any, rules: CompareRules, exclude: list[str],
     match keys). A tag of this very run that no stored run carries yet (the first night
     of ``--tag nightly --baseline nightly``) is a warning and None: the run is measured
     and nothing compared. Any other unknown baseline is a UserError."""
-    from quantlab.harness.report.compare import parse_match, parse_threshold
+    from quantlab.harness.report.compare import parse_match
+    from quantlab.harness.verdicts.latency import parse_threshold
 
     parse_threshold(rules.threshold)
     parse_match(rules.match)

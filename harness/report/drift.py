@@ -31,8 +31,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from quantlab.harness.report.compare import FASTER, SLOWER, Comparison, compare_entries
+from quantlab.harness.report.compare import Comparison, compare_entries
 from quantlab.harness.store import JobEntry
+from quantlab.harness.verdicts.latency import FASTER, SLOWER
 
 if TYPE_CHECKING:
     from quantlab.harness.report.history import History, Point

@@ -29,17 +29,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from quantlab.harness.report.compare import (
-    DEFAULT_THRESHOLD,
-    FASTER,
-    RULE,
-    SLOWER,
-    TESTS,
-    compare_entries,
-)
+from quantlab.harness.report.compare import compare_entries
 from quantlab.harness.report.drift import DRIFT_RULE, Drift, series_drift
 from quantlab.harness.stats import summarize
 from quantlab.harness.store import JobEntry, RunRecord, Store
+from quantlab.harness.verdicts.latency import DEFAULT_THRESHOLD, FASTER, RULE, SLOWER, TESTS
 
 DEFAULT_LAST = 30
 UNCONFIRMED, CONFIRMED, NOT_CONFIRMED = "unconfirmed", "confirmed", "not confirmed"

@@ -18,7 +18,8 @@ def latency_ties(entries: dict[str, JobEntry]) -> dict[str, dict[str, bool]]:
     latency by the same test as ``quantlab compare``: ``ties[a][b]`` is True when compare
     calls ``a`` against ``b`` no significant difference, False when faster or slower; a
     pair compare cannot test is left out (the ladder then compares the medians)."""
-    from quantlab.harness.report.compare import SAME, UNTESTABLE, compare_entries
+    from quantlab.harness.report.compare import compare_entries
+    from quantlab.harness.verdicts.latency import SAME, UNTESTABLE
 
     ties: dict[str, dict[str, bool]] = {path: {} for path in entries}
     for a, ea in entries.items():
