@@ -9,7 +9,7 @@ from fixtures.report.runs import job, measure, open_store, store_run
 from typer.testing import CliRunner
 
 from quantlab.harness.cli.main import app
-from quantlab.harness.report.compare import compare_runs
+from quantlab.harness.verdicts.compare import compare_runs
 from quantlab.harness.verdicts.latency import parse_threshold
 
 runner = CliRunner()

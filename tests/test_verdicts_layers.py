@@ -64,3 +64,25 @@ def test_nothing_below_the_reports_imports_them_or_the_layers_above() -> None:
     upward = [f"{p.relative_to(ROOT)}:{line}: {name}" for p in _files(*BELOW_REPORT)
               for line, name in _imports(p) if any(_under(name, top) for top in ABOVE)]
     assert upward == []
+
+
+def test_verdict_and_report_modules_import_no_cycle() -> None:
+    files = list(_files("harness/verdicts", "harness/report"))
+    modules = {_module(p) for p in files}
+    graph = {_module(p): {n for _, n in _imports(p) if n in modules} - {_module(p)}
+             for p in files}
+    mutual = sorted(f"{a} <-> {b}" for a in graph for b in graph[a] if a < b and a in graph[b])
+    assert mutual == []
+
+    def cycle_from(start: str, seen: tuple[str, ...]) -> tuple[str, ...] | None:
+        for nxt in sorted(graph[start]):
+            if nxt == seen[0]:
+                return (*seen, nxt)
+            if nxt not in seen:
+                found = cycle_from(nxt, (*seen, nxt))
+                if found:
+                    return found
+        return None
+
+    cycles = [" -> ".join(c) for m in sorted(graph) if (c := cycle_from(m, (m,)))]
+    assert cycles == []

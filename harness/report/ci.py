@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from quantlab.harness.atomic import write_text_atomically
-from quantlab.harness.report.compare import Comparison, Match, Unmatched
 from quantlab.harness.stats import summarize
 from quantlab.harness.store import JobEntry, RunRecord
+from quantlab.harness.verdicts.compare import Comparison, Match, Unmatched
 from quantlab.harness.verdicts.latency import (
     FAILED,
     FASTER,

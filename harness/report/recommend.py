@@ -146,7 +146,7 @@ def _gives_up(best: Candidate, other: Candidate, by: str) -> str:
 
 def _significance(rec: DeviceRecommendation, entries: dict[str, JobEntry]) -> str:
     """compare's verdict on the runner-up against the best: "; compare's test: …"."""
-    from quantlab.harness.report.compare import compare_entries
+    from quantlab.harness.verdicts.compare import compare_entries
     from quantlab.harness.verdicts.latency import UNTESTABLE
 
     assert rec.best is not None and rec.runner_up is not None

@@ -3,7 +3,7 @@
 Jobs are matched on ``--match`` keys (default model, device, delegate, threads),
 where the model is its sha256 or — for jobs whose file changed between the runs —
 its scheme plus its path, as much of it as tells apart files of one name
-(:mod:`quantlab.harness.report.pairing`: two variants folders both hold ``int8.tflite``). Each
+(:mod:`quantlab.harness.verdicts.pairing`: two variants folders both hold ``int8.tflite``). Each
 matched pair is tested at the best level both sides' data supports, by the test of
 :mod:`quantlab.harness.verdicts.latency` (per-iteration, per-launch or a tool's summary;
 a p-value only between launches, None with the reason where there is no honest one):
@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from quantlab.harness.errors import UserError
 from quantlab.harness.records import LaunchStats
-from quantlab.harness.report.pairing import display_names, pair_jobs
 from quantlab.harness.stats import PER_ITERATION, PER_LAUNCH, SUMMARY, SUMMARY_NOTE, launch_figures
 from quantlab.harness.store import JobEntry, RunRecord
+from quantlab.harness.verdicts.drift import Drift
 from quantlab.harness.verdicts.latency import (
     DEFAULT_THRESHOLD,
     FAILED,
@@ -38,6 +38,7 @@ from quantlab.harness.verdicts.latency import (
     NO_P_SUMMARY,
     ONE_LAUNCH,
     RULE,
+    SAME,
     SLOWER,
     TESTS,
     UNTESTABLE,
@@ -46,9 +47,7 @@ from quantlab.harness.verdicts.latency import (
     summary_verdict,
     verdict,
 )
-
-if TYPE_CHECKING:
-    from quantlab.harness.report.drift import Drift
+from quantlab.harness.verdicts.pairing import display_names, pair_jobs
 
 MATCH_KEYS = ("model", "scheme", "device", "delegate", "threads")
 DEFAULT_MATCH = ("model", "device", "delegate", "threads")
@@ -254,6 +253,21 @@ def compare_entries(baseline: JobEntry, new: JobEntry,
     """The verdict on one pair of stored jobs, by exactly the test :func:`compare_runs` uses
     (``quantlab history`` calls it on consecutive points of a series)."""
     return _pair(baseline, new, threshold)
+
+
+def latency_ties(entries: dict[str, JobEntry]) -> dict[str, dict[str, bool]]:
+    """For autoquant's measured candidates (entries by file), whether each pair is a tie on
+    latency by the same test as ``quantlab compare``: ``ties[a][b]`` is True when compare
+    calls ``a`` against ``b`` no significant difference, False when faster or slower; a
+    pair compare cannot test is left out (the ladder then compares the medians)."""
+    ties: dict[str, dict[str, bool]] = {path: {} for path in entries}
+    for a, ea in entries.items():
+        for b, eb in entries.items():
+            if a != b:
+                m = compare_entries(eb, ea)
+                if m.verdict != UNTESTABLE:
+                    ties[a][b] = m.verdict == SAME
+    return ties
 
 
 # ----------------------------------------------------------------------------- matching
