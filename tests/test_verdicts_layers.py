@@ -66,6 +66,17 @@ def test_nothing_below_the_reports_imports_them_or_the_layers_above() -> None:
     assert upward == []
 
 
+def test_only_the_store_runs_sql() -> None:
+    """Reports, the CLI and the API read the store through its read models."""
+    outside = [p for p in _files("harness", "agents", "android_runner", "ios_runner")
+               if p.relative_to(ROOT).parts[:2] != ("harness", "store")]
+    outside += sorted((ROOT / "quantlab").glob("*.py"))  # its folders are links to those above
+    found = [f"{p.relative_to(ROOT)}:{line}: {name}" for p in outside
+             for line, name in _imports(p)
+             if _under(name, "sqlalchemy") or _under(name, "quantlab.harness.store.schema")]
+    assert found == []
+
+
 def test_verdict_and_report_modules_import_no_cycle() -> None:
     files = list(_files("harness/verdicts", "harness/report"))
     modules = {_module(p) for p in files}
