@@ -74,8 +74,8 @@ def evaluate(variants: PathLike, data: PathLike, *,
     if store:
         save_to_store(report, results_location(results))
     if per_delegate:
+        from quantlab.harness.delegate_gate import from_store
         from quantlab.harness.numerics import DEFAULT_MIN_TOP1
-        from quantlab.harness.quantize.delegate_gate import from_store
 
         report["per_delegate"] = from_store(
             report, results_location(results),

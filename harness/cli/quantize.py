@@ -307,7 +307,7 @@ def evaluate_cmd(
     if not no_store:
         save_to_store(report, results_location(results))
     if per_delegate:
-        from quantlab.harness.quantize.delegate_gate import from_store
+        from quantlab.harness.delegate_gate import from_store
 
         report["per_delegate"] = from_store(report, results_location(results),
                                             min_top1=DEFAULT_MIN_TOP1 if min_top1 is None
