@@ -62,8 +62,8 @@ def evaluate(variants: PathLike, data: PathLike, *,
     default 0.99), as ``quantlab evaluate --per-delegate``."""
     from quantlab._records import Record
     from quantlab._results import results_location
+    from quantlab.harness.evaluations import save_to_store
     from quantlab.harness.quantize.evaluate import evaluate as run_evaluation
-    from quantlab.harness.quantize.evaluate import save_to_store
     from quantlab.harness.quantize.gate import parse_max_drop
 
     parse_max_drop(max_drop)  # a typo fails before any model runs

@@ -66,6 +66,13 @@ def test_nothing_below_the_reports_imports_them_or_the_layers_above() -> None:
     assert upward == []
 
 
+def test_quantize_does_not_reach_the_store() -> None:
+    """Saving an evaluation and reading stored runs belong to the layer that owns runs."""
+    found = [f"{p.relative_to(ROOT)}:{line}: {name}" for p in _files("harness/quantize")
+             for line, name in _imports(p) if _under(name, "quantlab.harness.store")]
+    assert found == []
+
+
 def test_only_the_store_runs_sql() -> None:
     """Reports, the CLI and the API read the store through its read models."""
     outside = [p for p in _files("harness", "agents", "android_runner", "ios_runner")

@@ -106,7 +106,7 @@ def run_gate(plan: PlanFile, models: list[str], results: str) -> dict[str, Any] 
     variants folder. A failing variant is warned about here; it is still measured, and
     bench exits 1 at the end (:func:`gate_exit_code`)."""
     from quantlab.harness.cli.quantize import evaluate_with_progress
-    from quantlab.harness.quantize.evaluate import save_to_store
+    from quantlab.harness.evaluations import save_to_store
 
     assert plan.gate is not None
     folders = gate_folders(models)

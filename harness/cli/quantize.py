@@ -290,8 +290,8 @@ def evaluate_cmd(
     """Accuracy, fidelity vs fp32, calibration drift, the gate and edge cases of every TFLite
     variant (host LiteRT), scored by task (classification, detection, segmentation, regression).
     With --per-delegate, a verdict per (variant, device, delegate) from stored runs."""
+    from quantlab.harness.evaluations import save_to_store
     from quantlab.harness.numerics import DEFAULT_MIN_TOP1
-    from quantlab.harness.quantize.evaluate import save_to_store
     from quantlab.harness.quantize.gate import parse_max_drop
 
     parse_max_drop(max_drop)  # a typo fails before any model runs
