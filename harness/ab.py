@@ -26,8 +26,8 @@ import numpy as np
 
 from quantlab.harness.errors import DeviceFault, QuantlabError
 from quantlab.harness.records import DeviceInfo, Job, RawResult
-from quantlab.harness.report.compare import ALPHA, FASTER, SAME, SLOWER
 from quantlab.harness.stats import launch_figures
+from quantlab.harness.verdicts.latency import ALPHA, FASTER, SAME, SLOWER
 
 PAIRED_TEST = ("one-sample t-test on the log of paired launch ratios B/A (launches "
                "interleaved A B B A …), with the CI of their geometric mean from the same t "

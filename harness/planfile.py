@@ -165,7 +165,7 @@ def load_plan_file(path: str | Path) -> PlanFile:
         device_tags = _device_tags(_existing(base, data["devices_file"], plan,
                                              ("devices_file",)), plan)
     if "threshold" in plan.compare:
-        from quantlab.harness.report.compare import parse_threshold
+        from quantlab.harness.verdicts.latency import parse_threshold
 
         try:
             parse_threshold(str(plan.compare["threshold"]))

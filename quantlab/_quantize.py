@@ -62,8 +62,8 @@ def evaluate(variants: PathLike, data: PathLike, *,
     default 0.99), as ``quantlab evaluate --per-delegate``."""
     from quantlab._records import Record
     from quantlab._results import results_location
+    from quantlab.harness.evaluations import save_to_store
     from quantlab.harness.quantize.evaluate import evaluate as run_evaluation
-    from quantlab.harness.quantize.evaluate import save_to_store
     from quantlab.harness.quantize.gate import parse_max_drop
 
     parse_max_drop(max_drop)  # a typo fails before any model runs
@@ -74,8 +74,8 @@ def evaluate(variants: PathLike, data: PathLike, *,
     if store:
         save_to_store(report, results_location(results))
     if per_delegate:
+        from quantlab.harness.delegate_gate import from_store
         from quantlab.harness.numerics import DEFAULT_MIN_TOP1
-        from quantlab.harness.quantize.delegate_gate import from_store
 
         report["per_delegate"] = from_store(
             report, results_location(results),

@@ -213,7 +213,7 @@ def test_gate_per_delegate_verdicts() -> None:
     """Every (variant, device, delegate) gets pass, FAIL or no verdict with the reason."""
     from types import SimpleNamespace as NS
 
-    from quantlab.harness.quantize.delegate_gate import per_delegate
+    from quantlab.harness.delegate_gate import per_delegate
 
     def entry(sha: str, delegate: str, numerics: dict[str, Any]) -> Any:
         job = NS(model=NS(sha256=sha), device_id="phone", delegate=delegate, job_id=delegate)

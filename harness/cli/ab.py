@@ -86,9 +86,9 @@ def ab(
     from quantlab.harness.environment import new_run
     from quantlab.harness.plan import discover
     from quantlab.harness.records import Plan, RawResult, Settings
-    from quantlab.harness.report.compare import parse_threshold
     from quantlab.harness.results import entry_dict
     from quantlab.harness.store import Store
+    from quantlab.harness.verdicts.latency import parse_threshold
 
     limit = parse_threshold(threshold)
     settings = Settings(warmup=warmup, iterations=iterations, repeats=launches,

@@ -82,7 +82,7 @@ def bench_candidates(store: Any, files: list[dict[str, Any]], device: str | None
             out[str(path)] = {"median_ms": lat["median"], "ci95": lat.get("ci95"),
                               "device": entry.job.device_id, "delegate": entry.job.delegate,
                               "run_id": run.run_id, "file": str(path)}
-    from quantlab.harness.report.ladder import latency_ties
+    from quantlab.harness.verdicts.compare import latency_ties
 
     for path, ties in latency_ties(measured).items():  # compare's test decides the ties
         out[path]["ties"] = ties

@@ -78,7 +78,7 @@ def _quantize(keras_path: Path, data: Path, out: Path, schemes: str,
 def _evaluate(variants: Path, data: Path, location: str,
               labels: Path | None = None) -> dict[str, Any]:
     from quantlab.harness.cli.quantize import evaluate_with_progress
-    from quantlab.harness.quantize.evaluate import save_to_store
+    from quantlab.harness.evaluations import save_to_store
 
     report = evaluate_with_progress(variants, data, labels=labels,
                                     task="detection" if labels else None)

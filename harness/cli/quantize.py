@@ -290,8 +290,8 @@ def evaluate_cmd(
     """Accuracy, fidelity vs fp32, calibration drift, the gate and edge cases of every TFLite
     variant (host LiteRT), scored by task (classification, detection, segmentation, regression).
     With --per-delegate, a verdict per (variant, device, delegate) from stored runs."""
+    from quantlab.harness.evaluations import save_to_store
     from quantlab.harness.numerics import DEFAULT_MIN_TOP1
-    from quantlab.harness.quantize.evaluate import save_to_store
     from quantlab.harness.quantize.gate import parse_max_drop
 
     parse_max_drop(max_drop)  # a typo fails before any model runs
@@ -307,7 +307,7 @@ def evaluate_cmd(
     if not no_store:
         save_to_store(report, results_location(results))
     if per_delegate:
-        from quantlab.harness.quantize.delegate_gate import from_store
+        from quantlab.harness.delegate_gate import from_store
 
         report["per_delegate"] = from_store(report, results_location(results),
                                             min_top1=DEFAULT_MIN_TOP1 if min_top1 is None

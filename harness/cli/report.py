@@ -56,8 +56,8 @@ def report(
     store = Store.open(results_location(results))
     if history:
         from quantlab.harness.errors import UserError
-        from quantlab.harness.report.history import load_history
         from quantlab.harness.report.html import write_history_report
+        from quantlab.harness.verdicts.history import load_history
 
         if run_ids or baseline:
             raise UserError("--history takes no run ids or --baseline",

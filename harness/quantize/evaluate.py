@@ -344,28 +344,3 @@ def nonfinite_count(outputs: list[Any]) -> tuple[int, int]:
     arrays = [np.asarray(o) for o in outputs]
     return (sum(int(a.size - np.count_nonzero(np.isfinite(a))) for a in arrays
                 if a.dtype.kind == "f"), sum(int(a.size) for a in arrays))
-
-
-def save_to_store(report: dict[str, Any], location: str) -> int:
-    """Save each variant's evaluation in the store (keyed by variant sha256); returns how many."""
-    from quantlab.harness.store import Store
-
-    store = Store.open(location)
-    try:
-        for v in report["variants"]:
-            store.save_evaluation(
-                variant_sha256=v["sha256"],
-                scheme=v["scheme"],
-                path=v["path"],
-                source_sha256=v["source_sha256"],
-                metric=report["metric"],
-                value=v["gate"]["value"],
-                reference_value=report["reference"]["value"],
-                drop=v["gate"]["drop"],
-                max_drop=v["gate"]["max_drop"],
-                passed=v["gate"]["passed"],
-                payload=v,
-            )
-    finally:
-        store.close()
-    return len(report["variants"])

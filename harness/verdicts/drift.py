@@ -9,7 +9,7 @@ judged against a fixed reference instead, over a window of runs:
   current level), among the runs considered (``history --last``; for ``bench
   --baseline TAG``, the newest finished runs carrying the tag, and the new run);
 * **cumulative change**: the window's latest point against its first, by the same
-  test as ``quantlab compare`` (:func:`quantlab.harness.report.compare.compare_entries`);
+  test as ``quantlab compare`` (:func:`quantlab.harness.verdicts.compare.compare_entries`);
 * **trend**: a least-squares line through the logs of the points' figures, one
   observation per run, so the run-to-run scatter is the variance the trend is judged
   by: its change over the window with a 95 % t interval (n − 2 degrees of freedom) and
@@ -22,20 +22,20 @@ threshold but that the run-to-run scatter explains (noise of ± 3 % around a fla
 can put two runs 6 % apart) is not drift: the line through it does not fit well enough.
 Mann–Kendall is not used: with three runs its smallest two-sided p-value is 1/3, with
 four 1/12, so it could flag nothing before the fifth run.
+
+This module holds the rule, the trend and the :class:`Drift` record; a series' drift is
+found by :func:`quantlab.harness.verdicts.history.series_drift`, where the series are
+(a comparison's matches carry a :class:`Drift`, so this module imports no comparison).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict, dataclass
+from typing import Any
 
-from quantlab.harness.report.compare import FASTER, SLOWER, Comparison, compare_entries
-from quantlab.harness.store import JobEntry
-
-if TYPE_CHECKING:
-    from quantlab.harness.report.history import History, Point
+from quantlab.harness.verdicts.latency import FASTER, SLOWER
 
 NONE = "none"
 MIN_POINTS = 3
@@ -110,51 +110,3 @@ def trend(values: Sequence[float]) -> tuple[float, float, tuple[float, float], f
     change = slope * (n - 1)
     return (math.exp(slope), math.exp(change),
             (math.exp(change - half), math.exp(change + half)), p)
-
-
-def series_drift(points: Sequence[Point], entries: Sequence[JobEntry], start: int,
-                 threshold: float) -> Drift:
-    """The drift of one series over its points from index ``start`` (its current level)."""
-    idx = [i for i in range(start, len(points))
-           if entries[i].status == "ok" and entries[i].raw is not None
-           and points[i].value_ms]
-    if len(idx) < 2:
-        return Drift(NONE, "fewer than two finished runs since the reference",
-                     runs=len(idx))
-    ref, last = idx[0], idx[-1]
-    m = compare_entries(entries[ref], entries[last], threshold)
-    base = Drift(NONE, "", reference_run=points[ref].run_id, latest_run=points[last].run_id,
-                 runs=len(idx), cumulative=m.ratio,
-                 cumulative_ci95=(m.ratio_ci95[0], m.ratio_ci95[1]) if m.ratio_ci95 else None,
-                 cumulative_verdict=m.verdict)
-    if m.ratio is None:
-        return replace(base, reason=f"compare cannot test the pair: {m.reason}")
-    if len(idx) < MIN_POINTS:
-        return replace(base, reason=f"a trend needs {MIN_POINTS} runs since the reference")
-    if len({points[i].statistic for i in idx}) > 1:
-        return replace(base, reason="the window mixes medians and means: no trend")
-    per_run, change, ci, p = trend([float(points[i].value_ms or 0) for i in idx])
-    found = replace(base, trend_per_run=per_run, trend_change=change, trend_ci95=ci, trend_p=p)
-    limit = 1 + threshold
-    if m.verdict == SLOWER and ci[0] > limit:
-        return replace(found, verdict=SLOWER, reason=f"beyond the {100 * threshold:g}% "
-                       "threshold by compare's test and by the trend's whole 95% interval")
-    if m.verdict == FASTER and ci[1] < 1 / limit:
-        return replace(found, verdict=FASTER, reason=f"beyond the {100 * threshold:g}% "
-                       "threshold by compare's test and by the trend's whole 95% interval")
-    if m.verdict not in (SLOWER, FASTER):
-        why = f"compare's test on the latest run against the reference: {m.verdict}"
-    else:
-        why = (f"compare calls the latest run {m.verdict}, but the trend's 95% interval "
-               f"({ci[0]:.3f}–{ci[1]:.3f}) is not wholly beyond the {100 * threshold:g}% "
-               "threshold: the run-to-run scatter explains it")
-    return replace(found, reason=why)
-
-
-def with_drift(c: Comparison, found: History) -> Comparison:
-    """``c`` with each match's drift from ``found`` (a history whose newest run is ``c``'s
-    new run): matched by the new run's job."""
-    by_job = {s.points[-1].job_id: s.drift for s in found.series
-              if s.points and s.points[-1].run_id == c.new and s.drift is not None}
-    return replace(c, matches=[replace(m, drift=by_job.get(m.new_job)) for m in c.matches],
-                   drift_rule=DRIFT_RULE)

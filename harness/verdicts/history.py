@@ -5,7 +5,7 @@ A point is one job of one run, its figure labelled with what it is (median or me
 and how it was measured (per-iteration, per-launch, summary), with its 95 % CI.
 
 A **change point** is a point whose job the same test as ``quantlab compare``
-(:func:`quantlab.harness.report.compare.compare_entries`) calls slower or faster than the
+(:func:`quantlab.harness.verdicts.compare.compare_entries`) calls slower or faster than the
 series' reference point — significant, beyond the threshold, CI clear of 1. The
 reference is the latest point of the current level. A change point stays
 ``unconfirmed`` until the next run is measured: when that run, too, differs from the
@@ -13,37 +13,34 @@ reference in the same direction the change is ``confirmed`` and the new level
 becomes the reference; when it does not, the shift was a one-run blip and moves to
 the series' ``transients`` (status ``not confirmed``), the reference staying put.
 
-Each series also reports its **drift** (:mod:`quantlab.harness.report.drift`): the cumulative
-change of its latest point against a fixed reference (the first point since the last
-confirmed change) and a trend over those runs, which catch a series that gets slower by
-less than the threshold every run and so never makes a change point.
+Each series also reports its **drift** (the rule: :mod:`quantlab.harness.verdicts.drift`;
+:func:`series_drift` here): the cumulative change of its latest point against a fixed
+reference (the first point since the last confirmed change) and a trend over those runs,
+which catch a series that gets slower by less than the threshold every run and so never
+makes a change point; :func:`with_drift` hands each series' drift to ``bench --baseline``'s
+comparison.
 
 Models are matched across runs by scheme and file name (a nightly rebuilds
 ``model.tflite`` in place; its sha256 changes, its name does not), as ``compare``
 does for a changed file; two files of one name in one run are told apart by path.
+How a history is drawn (the trends page, the terminal's sparklines) is the reports' and the CLI's.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from quantlab.harness.report.compare import (
-    DEFAULT_THRESHOLD,
-    FASTER,
-    RULE,
-    SLOWER,
-    TESTS,
-    compare_entries,
-)
-from quantlab.harness.report.drift import DRIFT_RULE, Drift, series_drift
 from quantlab.harness.stats import summarize
 from quantlab.harness.store import JobEntry, RunRecord, Store
+from quantlab.harness.verdicts.compare import Comparison, compare_entries
+from quantlab.harness.verdicts.drift import DRIFT_RULE, MIN_POINTS, NONE, Drift, trend
+from quantlab.harness.verdicts.latency import DEFAULT_THRESHOLD, FASTER, RULE, SLOWER, TESTS
 
 DEFAULT_LAST = 30
 UNCONFIRMED, CONFIRMED, NOT_CONFIRMED = "unconfirmed", "confirmed", "not confirmed"
-SPARKS = "▁▂▃▄▅▆▇█"
 
 
 @dataclass(frozen=True)
@@ -212,6 +209,45 @@ def _with(c: ChangePoint, status: str, run_id: str) -> ChangePoint:
     return replace(c, status=status, checked_by=run_id)
 
 
+def series_drift(points: Sequence[Point], entries: Sequence[JobEntry], start: int,
+                 threshold: float) -> Drift:
+    """The drift of one series over its points from index ``start`` (its current level)."""
+    idx = [i for i in range(start, len(points))
+           if entries[i].status == "ok" and entries[i].raw is not None
+           and points[i].value_ms]
+    if len(idx) < 2:
+        return Drift(NONE, "fewer than two finished runs since the reference",
+                     runs=len(idx))
+    ref, last = idx[0], idx[-1]
+    m = compare_entries(entries[ref], entries[last], threshold)
+    base = Drift(NONE, "", reference_run=points[ref].run_id, latest_run=points[last].run_id,
+                 runs=len(idx), cumulative=m.ratio,
+                 cumulative_ci95=(m.ratio_ci95[0], m.ratio_ci95[1]) if m.ratio_ci95 else None,
+                 cumulative_verdict=m.verdict)
+    if m.ratio is None:
+        return replace(base, reason=f"compare cannot test the pair: {m.reason}")
+    if len(idx) < MIN_POINTS:
+        return replace(base, reason=f"a trend needs {MIN_POINTS} runs since the reference")
+    if len({points[i].statistic for i in idx}) > 1:
+        return replace(base, reason="the window mixes medians and means: no trend")
+    per_run, change, ci, p = trend([float(points[i].value_ms or 0) for i in idx])
+    found = replace(base, trend_per_run=per_run, trend_change=change, trend_ci95=ci, trend_p=p)
+    limit = 1 + threshold
+    if m.verdict == SLOWER and ci[0] > limit:
+        return replace(found, verdict=SLOWER, reason=f"beyond the {100 * threshold:g}% "
+                       "threshold by compare's test and by the trend's whole 95% interval")
+    if m.verdict == FASTER and ci[1] < 1 / limit:
+        return replace(found, verdict=FASTER, reason=f"beyond the {100 * threshold:g}% "
+                       "threshold by compare's test and by the trend's whole 95% interval")
+    if m.verdict not in (SLOWER, FASTER):
+        why = f"compare's test on the latest run against the reference: {m.verdict}"
+    else:
+        why = (f"compare calls the latest run {m.verdict}, but the trend's 95% interval "
+               f"({ci[0]:.3f}–{ci[1]:.3f}) is not wholly beyond the {100 * threshold:g}% "
+               "threshold: the run-to-run scatter explains it")
+    return replace(found, reason=why)
+
+
 def build_history(records: list[RunRecord], threshold: float = DEFAULT_THRESHOLD, *,
                   model: str | None = None, device: str | None = None,
                   delegate: str | None = None, threads: int | None = None) -> History:
@@ -254,21 +290,10 @@ def load_history(store: Store, *, model: str | None = None, device: str | None =
     return build_history(records, threshold, model=model, device=device, delegate=delegate)
 
 
-def sparkline(values: list[float | None], min_span: float = 0.10) -> str:
-    """One character per value, from the smallest value up; ``·`` for a point without a
-    figure. The scale spans at least ``min_span`` of the largest value, so run-to-run
-    noise of a few percent draws a flat line rather than a cliff."""
-    known = [v for v in values if v is not None]
-    if not known:
-        return "·" * len(values)
-    lo, hi = min(known), max(known)
-    span = max(hi - lo, min_span * abs(hi))
-    out = []
-    for v in values:
-        if v is None:
-            out.append("·")
-        elif span == 0:
-            out.append(SPARKS[0])
-        else:
-            out.append(SPARKS[round((v - lo) / span * (len(SPARKS) - 1))])
-    return "".join(out)
+def with_drift(c: Comparison, found: History) -> Comparison:
+    """``c`` with each match's drift from ``found`` (a history whose newest run is ``c``'s
+    new run): matched by the new run's job."""
+    by_job = {s.points[-1].job_id: s.drift for s in found.series
+              if s.points and s.points[-1].run_id == c.new and s.drift is not None}
+    return replace(c, matches=[replace(m, drift=by_job.get(m.new_job)) for m in c.matches],
+                   drift_rule=DRIFT_RULE)
