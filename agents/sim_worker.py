@@ -337,12 +337,12 @@ def main(argv: list[str]) -> int:
     phases = Phases(result_path)
     try:
         mode = job.get("mode")
-        from .sim_numerics import numerics, numerics_prepare
+        if mode in ("numerics", "numerics-prepare"):  # host only: gateways are not sent it
+            from .sim_numerics import numerics, numerics_prepare
 
-        out = (profile(job, phases) if mode == "profile" else
-               numerics(job, phases) if mode == "numerics" else
-               numerics_prepare(job, phases) if mode == "numerics-prepare" else
-               measure(job, phases))
+            out = numerics(job, phases) if mode == "numerics" else numerics_prepare(job, phases)
+        else:
+            out = profile(job, phases) if mode == "profile" else measure(job, phases)
         out["pid"] = os.getpid()
         out["error"] = None
     except WorkerError as exc:

@@ -222,7 +222,7 @@ def test_dropped_connection_mid_job_is_retried(hosts: Path, sshd: SshServer, cnn
             for session in sshd.sessions():
                 try:
                     workers = [p for p in session.children(recursive=True)
-                               if "quantlab.agents.sim_worker" in " ".join(p.cmdline())]
+                               if "agents.sim_worker" in " ".join(p.cmdline())]
                 except psutil.Error:
                     continue
                 if workers:
@@ -273,7 +273,7 @@ def test_energy_and_hot_board_from_sysfs(sshd: SshServer, hosts: Path, cnn_tflit
     def worker_running() -> bool:
         for p in sshd.descendants():
             try:
-                if "quantlab.agents.sim_worker" in " ".join(p.cmdline()):
+                if "agents.sim_worker" in " ".join(p.cmdline()):
                     return True
             except psutil.Error:  # ended between listing and reading
                 continue
