@@ -123,6 +123,8 @@ Command = Callable[[Path, dict[str, Path], pytest.MonkeyPatch], list[str]]
 @pytest.mark.parametrize(("command", "nth"), [
     pytest.param(_bench, 2, id="bench"),
     pytest.param(_plan_file, 2, id="plan-file"),
+    pytest.param(_autoquant, 2, id="autoquant"),
+    pytest.param(_demo, 2, id="demo"),
 ])
 def test_a_store_that_fails_mid_run_leaves_every_command_s_run_incomplete(
         command: Command, nth: int, tflite_models: dict[str, Path], tmp_path: Path,
