@@ -41,9 +41,10 @@ from typing import TYPE_CHECKING, Any
 from quantlab.harness.errors import RunIncomplete, UserError
 
 if TYPE_CHECKING:
+    from quantlab.agents.base import Agent
     from quantlab.harness.dispatch import DeviceAccount, Reporter
     from quantlab.harness.plan import Fleet
-    from quantlab.harness.records import DeviceInfo, Job, ModelRef, Plan, Settings
+    from quantlab.harness.records import DeviceInfo, Job, ModelRef, Plan, RawResult, Settings
     from quantlab.harness.retry import RetryPolicy
     from quantlab.harness.store import Store
 
@@ -180,6 +181,62 @@ class Session:
             with contextlib.suppress(Exception):  # the store may be what failed
                 self._close(run_id, interrupted=True)
             raise
+
+    def interleave(self, run_id: str, job_a: Job, job_b: Job, launches: int,
+                   reporter: Reporter | None = None) -> tuple[dict[str, list[RawResult]], bool]:
+        """``ab``: ``launches`` launches of each job alternately (A B B A …) on their one
+        device, each under the session's retry policy, on a worker thread with the run's
+        heartbeat and Ctrl-C handling as :meth:`dispatch` has. Returns each job's launches
+        (one-repeat results, in order) and whether a Ctrl-C stopped them; the caller stores
+        what it keeps with :meth:`store_results` and closes the run with :meth:`finish`."""
+        from quantlab.harness.ab import interleaved
+        from quantlab.harness.dispatch import Dispatcher, Interrupted, NullReporter
+
+        told = reporter or self.reporter or NullReporter()
+        done: dict[str, list[RawResult]] = {job_a.job_id: [], job_b.job_id: []}
+        dispatcher = Dispatcher(self.store, run_id, self.fleet, told, retry=self.retry)
+
+        def work(agent: Agent, device: DeviceInfo) -> None:
+            for job, raw in interleaved(agent, device, job_a, job_b, launches, retry=self.retry,
+                                        cancel=dispatcher.cancel, note=told.note):
+                done[job.job_id].append(raw)
+                told.job_finished(job, raw.status, raw.error)
+                if dispatcher.lost.is_set():  # taken over elsewhere: launch nothing more
+                    return
+
+        try:
+            dispatcher.run_on(job_a.device_id, work)
+        except Interrupted:
+            return done, True
+        return done, False
+
+    def store_results(self, run_id: str, results: Sequence[tuple[Job, RawResult]]
+                      ) -> list[DeviceAccount]:
+        """Store results measured outside :meth:`dispatch` (``ab``'s merged launches, an
+        imported log) as the dispatcher stores its own: a store that cannot take one stops
+        there, leaving it and the rest unfinished, so :meth:`finish` closes the run
+        ``incomplete`` and says why. Returns each device's account."""
+        from quantlab.harness.dispatch import DeviceAccount
+        from quantlab.harness.errors import QuantlabError
+
+        accounts: dict[str, DeviceAccount] = {}
+        for k, (job, raw) in enumerate(results):
+            account = accounts.setdefault(job.device_id, DeviceAccount(job.device_id))
+            try:
+                self.store.save_result(run_id, job.job_id, raw)
+            except Exception as exc:  # the store failed (disk full, a refused value)
+                reason = (exc.one_line() if isinstance(exc, QuantlabError)
+                          else f"internal error: {exc!r}")
+                account.stopped, account.unfinished = reason, len(results) - k
+                with contextlib.suppress(Exception):  # say so on the job, if it still can
+                    self.store.set_status(run_id, job.job_id, "interrupted",
+                                          f"not finished: {reason}")
+                break
+            if raw.status == "ok":
+                account.ok += 1
+            else:
+                account.failed += 1
+        return list(accounts.values())
 
     # ------------------------------------------------------------------ finish
 

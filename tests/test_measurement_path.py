@@ -125,6 +125,8 @@ Command = Callable[[Path, dict[str, Path], pytest.MonkeyPatch], list[str]]
     pytest.param(_plan_file, 2, id="plan-file"),
     pytest.param(_autoquant, 2, id="autoquant"),
     pytest.param(_demo, 2, id="demo"),
+    pytest.param(_ab, 2, id="ab"),
+    pytest.param(_import, 1, id="import"),  # one result: the first write fails
 ])
 def test_a_store_that_fails_mid_run_leaves_every_command_s_run_incomplete(
         command: Command, nth: int, tflite_models: dict[str, Path], tmp_path: Path,
@@ -173,3 +175,58 @@ def test_ab_launches_and_dispatched_jobs_follow_one_retry_policy(tmp_path: Path)
     assert stored.status == "failed" and stored.error == launched.error
     assert "gave up after 2 attempts" in (launched.error or "")
     assert len(agent.calls) == 4 and agent.waits == [("fake-a", 5.0)] * 2
+
+
+def _sim_workers() -> list[Any]:
+    import psutil
+
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "quantlab.agents.sim_worker" in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.Error:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("command", [
+    pytest.param(_bench, id="bench"),
+    pytest.param(_plan_file, id="plan-file"),
+    pytest.param(_autoquant, id="autoquant"),
+    pytest.param(_demo, id="demo"),
+    pytest.param(_ab, id="ab"),
+])
+def test_ctrl_c_leaves_every_command_s_run_interrupted(
+        command: Command, tflite_models: dict[str, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import _thread
+    import threading
+    import time
+
+    from quantlab.harness.cli.main import app
+
+    results = tmp_path / "results"
+    args = [*command(tmp_path, tflite_models, monkeypatch), "--results", str(results),
+            "--json"]
+    stop = threading.Event()
+
+    def ctrl_c_once_a_launch_runs() -> None:
+        while not stop.is_set():
+            if _sim_workers():
+                _thread.interrupt_main()  # what a Ctrl-C does to the command
+                return
+            time.sleep(0.05)
+
+    threading.Thread(target=ctrl_c_once_a_launch_runs, daemon=True).start()
+    try:
+        out = CliRunner().invoke(app, args)
+    finally:
+        stop.set()
+
+    assert out.exit_code == 130, out.output
+    assert "Traceback" not in out.stderr and _sim_workers() == []
+    store = Store.open(str(results))
+    runs = store.list_runs()
+    store.close()
+    assert [r["status"] for r in runs] == ["interrupted"], runs
