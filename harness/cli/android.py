@@ -154,7 +154,7 @@ def import_log(
     (a failed run stays failed)."""
     from quantlab.android_runner.litert_parser import is_litert_output, parse_any
     from quantlab.android_runner.result_mapping import profile_ops, to_raw_result
-    from quantlab.harness.environment import new_run
+    from quantlab.harness.cli.bench import exit_if_incomplete
     from quantlab.harness.records import (
         DeviceInfo,
         Job,
@@ -164,8 +164,7 @@ def import_log(
         RawResult,
         Settings,
     )
-    from quantlab.harness.results import run_dict
-    from quantlab.harness.store import Store
+    from quantlab.session import Session
 
     texts: list[str] = []
     for file in files:
@@ -233,18 +232,18 @@ def import_log(
     if profile:
         kept.append(RawOutput.capture("profile.csv", "text/csv", Path(profile).read_bytes()))
     raw = dataclasses.replace(raw, raw_outputs=(*raw.raw_outputs, *kept))
-    store = Store.open(results_location(results))
-    run = new_run(settings)
-    store.create_run(run, Plan(jobs=(job,)), [device])
-    store.save_result(run.run_id, job.job_id, raw)
-    store.finish_run(run.run_id, "done")
-    data = run_dict(store.load_run(run.run_id))
+    with Session.open(results_location(results)) as session:  # a run like any measured one
+        run_id = session.start(Plan(jobs=(job,)), [device], settings)
+        data = session.finish(run_id, session.store_results(run_id, [(job, raw)]))
+        location = session.store.location
+    again = "fix that, then import the file(s) again"
     if json_out:
-        print_json({"run_id": run.run_id, "results": data["results"]})
-        return
+        print_json({"run_id": run_id, "results": data["results"]})
+        return exit_if_incomplete(data, again)
     from quantlab.harness.cli.tables import results_table
 
-    console.print(results_table(data["results"], title=f"Imported as run {run.run_id}"))
+    console.print(results_table(data["results"], title=f"Imported as run {run_id}"))
     if raw.status == "failed":
         warn(f"{path.name}: the tool run failed: {raw.error}")
-    console.print(f"[dim]stored in {store.location} · quantlab show {run.run_id}[/]")
+    console.print(f"[dim]stored in {location} · quantlab show {run_id}[/]")
+    exit_if_incomplete(data, again)

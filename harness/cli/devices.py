@@ -25,9 +25,9 @@ def register(app: typer.Typer) -> None:
 @handle_errors
 def devices(json_out: JsonOpt = False, verbose: VerboseOpt = False) -> None:
     """List every attached device (the simulator included) with its state and health."""
-    from quantlab._bench import discover
     from quantlab.harness.cli.tables import new_table
     from quantlab.harness.records import to_dict
+    from quantlab.session import discover
 
     fleet = discover()
     if json_out:

@@ -63,15 +63,14 @@ def plan_devices(plan: PlanFile | None, given: set[str], fleet: Any) -> list[Any
 
 
 def plan_jobs(plan: PlanFile, opts: dict[str, Any], given: set[str], settings: Any,
-              cluster: str | None) -> tuple[Any, Any, list[Any]]:
-    """(Plan, fleet, chosen devices) of a plan file merged with the command line; runs
-    nothing (``bench`` runs the accuracy gate with :func:`run_gate` afterwards, ``plan``
-    only shows it)."""
-    from quantlab._bench import discover, parse_threads
+              fleet: Any) -> tuple[Any, list[Any]]:
+    """(Plan, chosen devices) of a plan file merged with the command line, on ``fleet``
+    (the measuring session's devices); runs nothing (``bench`` runs the accuracy gate with
+    :func:`run_gate` afterwards, ``plan`` only shows it)."""
+    from quantlab._bench import parse_threads
     from quantlab.harness.cli.common import split_list
     from quantlab.harness.plan import build_plan, expand_models, known_delegates, select_devices
 
-    fleet = discover(cluster)
     if "delegate" not in given:
         plan.check_delegates(known_delegates(fleet))
     chosen = plan_devices(plan, given, fleet)
@@ -79,7 +78,7 @@ def plan_jobs(plan: PlanFile, opts: dict[str, Any], given: set[str], settings: A
         chosen = select_devices(fleet, split_list(opts["device"]))
     the_plan = build_plan(expand_models(opts["models"]), chosen, fleet,
                           split_list(opts["delegate"]), parse_threads(opts["threads"]), settings)
-    return the_plan, fleet, chosen
+    return the_plan, chosen
 
 
 def gate_folders(models: list[str]) -> list[str]:
