@@ -138,7 +138,7 @@ def detection_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """Detection evaluation throughput vs the bare loop on one detector, and where evaluate's
     time goes: LiteRT, the COCO library (faster-coco-eval, timed around each call) and the
     rest (reading, decoding, host NMS, fidelity, calibration: quantlab's own)."""
-    from quantlab.harness.quantize.tasks import detection
+    from quantlab.harness.tasks import detection
 
     coco_s = [0.0]
     library_map = detection.coco_map

@@ -10,11 +10,10 @@ import math
 import numpy as np
 import pytest
 
-from quantlab.harness.quantize import intervals
 from quantlab.harness.quantize.gate import judge, unresolved_warnings
-from quantlab.harness.quantize.tasks import Context, OutputInfo, get_task
-from quantlab.harness.quantize.tasks.detection_bootstrap import coco_matches, resampled_map
-from quantlab.harness.quantize.tasks.detection_coco import CocoTruth, coco_map
+from quantlab.harness.tasks import Context, OutputInfo, get_task, intervals
+from quantlab.harness.tasks.detection_bootstrap import coco_matches, resampled_map
+from quantlab.harness.tasks.detection_coco import CocoTruth, coco_map
 
 
 def _profile_p21(b: int, c: int, n: int, delta: float) -> float:

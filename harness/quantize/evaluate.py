@@ -69,7 +69,7 @@ def variant_files(folder: Path) -> list[dict[str, Any]]:
 
 
 def _output_infos(runner: TfliteRunner) -> list[Any]:
-    from quantlab.harness.quantize.tasks import OutputInfo
+    from quantlab.harness.tasks import OutputInfo
 
     return [OutputInfo(str(od["name"]), (1, *(int(d) for d in od["shape"][1:])))
             for od in runner.outputs]
@@ -149,12 +149,12 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate every TFLite variant of a variants folder against its fp32 variant on the data.
 
-    ``task``: a name from :data:`quantlab.harness.quantize.tasks.TASKS` (None: inferred from the
+    ``task``: a name from :data:`quantlab.harness.tasks.TASKS` (None: inferred from the
     outputs and labels, and said so in ``task``). ``labels``: ground truth beside the data
     (COCO annotations JSON for detection). ``max_drop``: see :func:`parse_max_drop` (None:
     each scheme's default gate). ``max_mse``: also fail a variant whose first output's MSE
     against fp32 exceeds it. Each drop comes with its paired 95 % interval
-    (:mod:`quantlab.harness.quantize.intervals`); ``gate_confidence`` fails only a drop whose whole
+    (:mod:`quantlab.harness.tasks.intervals`); ``gate_confidence`` fails only a drop whose whole
     interval lies beyond its gate (the point estimate decides otherwise). ``warnings`` say
     where the data cannot resolve a gate and where the calibration data is the evaluation
     data.
@@ -170,7 +170,7 @@ def evaluate(
     from quantlab.harness.errors import UserError
     from quantlab.harness.models import file_sha256
     from quantlab.harness.quantize import data as qdata
-    from quantlab.harness.quantize.tasks import Context, get_task, infer_task
+    from quantlab.harness.tasks import Context, get_task, infer_task
 
     folder = Path(variants_dir)
     if not folder.is_dir():

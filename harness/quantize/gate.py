@@ -17,7 +17,7 @@ LOWER_IS_BETTER = {"mse", "mae"}
 def task_metrics(pred: np.ndarray, y: np.ndarray | None) -> dict[str, float]:
     """top-1/top-5 for class labels (pred = scores N×C), MSE/MAE for float targets.
 
-    The quick form used by mixed precision's gate; :mod:`quantlab.harness.quantize.tasks` has the
+    The quick form used by mixed precision's gate; :mod:`quantlab.harness.tasks` has the
     full tasks (detection, segmentation, keypoints) that ``evaluate`` uses."""
     if y is None:
         return {}
@@ -130,7 +130,7 @@ def unresolved_warnings(rows: list[dict[str, Any]], samples: int,
     """Where the evaluation set is too small to resolve a gate: the 95 % interval of a
     0-point drop (top-1 and agreement, known from the sample count alone) or of the
     variant's own drop (bootstrap) is wider than the gate. One line per gate."""
-    from quantlab.harness.quantize.intervals import samples_to_resolve
+    from quantlab.harness.tasks.intervals import samples_to_resolve
 
     zero: dict[tuple[str, float], list[str]] = {}
     out: list[str] = []
