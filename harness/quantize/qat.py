@@ -83,7 +83,7 @@ def make_variant(job: Any, scheme: Any) -> dict[str, Any]:
     as a process of its own with TF_USE_LEGACY_KERAS=1 and return the manifest fields."""
     import subprocess
 
-    from quantlab.harness.quantize.worker import float_ops
+    from quantlab.harness.quantize.tflite_facts import float_ops
 
     why = refusal(job.kind)
     if why:

@@ -242,7 +242,7 @@ def _version(name: str) -> str | None:
 def main(request_path: str) -> int:
     """Process entry: 0 with a result file either way, unless the process itself dies."""
     os.environ["TF_USE_LEGACY_KERAS"] = "1"  # before TensorFlow is imported
-    from quantlab.harness.quantize.worker import Events, silence
+    from quantlab.harness.quantize.events import Events, silence
 
     silence()
     req = json.loads(Path(request_path).read_text())

@@ -10,7 +10,6 @@ stdout/stderr (TensorFlow and converter noise) go to a log file.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import traceback
@@ -22,78 +21,12 @@ import numpy as np
 
 from quantlab.harness.errors import DataError, ModelError, QuantlabError
 from quantlab.harness.quantize import data as qdata
+from quantlab.harness.quantize.events import Events, silence
 from quantlab.harness.quantize.options import OptionError
 from quantlab.harness.quantize.schemes import SCHEMES, Scheme
+from quantlab.harness.quantize.tflite_facts import float_ops, input_spec
 
 DEBUG_SAMPLES = 200
-
-
-class Events:
-    """Append-only JSON-lines event log, flushed per event."""
-
-    def __init__(self, path: str) -> None:
-        self._f = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
-
-    def emit(self, event: str, **fields: Any) -> None:
-        self._f.write(json.dumps({"event": event, **fields}, default=_jsonable) + "\n")
-        self._f.flush()
-
-
-def _jsonable(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
-
-
-def silence() -> None:
-    """Quiet TensorFlow, absl and converter loggers."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    warnings.filterwarnings("ignore")
-    import logging
-
-    for name in ("tensorflow", "absl", "coremltools", "h5py", "keras"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        from absl import logging as absl_logging
-
-        absl_logging.set_verbosity(absl_logging.ERROR)
-    except ImportError:
-        pass
-
-
-def float_ops(model: bytes) -> dict[str, Any]:
-    """Ops of a .tflite whose activations stay float (QUANTIZE/DEQUANTIZE aside), by op type."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interp = Interpreter(model_content=model)
-    tensors = {t["index"]: t for t in interp.get_tensor_details()}
-    counts: dict[str, int] = {}
-    total = 0
-    for op in interp._get_ops_details():
-        name = op["op_name"]
-        if name in ("QUANTIZE", "DEQUANTIZE"):
-            continue
-        total += 1
-        ins = [tensors[i] for i in op["inputs"] if i >= 0 and i in tensors]
-        outs = [tensors[i] for i in op["outputs"] if i in tensors]
-        if any(np.dtype(t["dtype"]) == np.float32 for t in ins[:1] + outs):
-            counts[name] = counts.get(name, 0) + 1
-    return {"total_ops": total, "float_ops": sum(counts.values()), "by_type": counts}
-
-
-def input_spec(model: bytes) -> tuple[list[int], str, int]:
-    """(shape signature with -1 for free dims, dtype name, number of inputs) of a .tflite."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    details = Interpreter(model_content=model).get_input_details()
-    d = details[0]
-    sig = d.get("shape_signature")
-    shape = [int(v) for v in (sig if sig is not None and len(sig) else d["shape"])]
-    shape[0] = -1
-    return shape, np.dtype(d["dtype"]).name, len(details)
 
 
 class Job:
