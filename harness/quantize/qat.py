@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from quantlab.harness.quantize.requests import QatRequest
+
 TFLITE_REFUSAL = (
     "a float .tflite cannot be fine-tuned: it holds no trainable Keras graph "
     "(pass the .keras/.h5 file or the SavedModel it was converted from)"
@@ -88,10 +90,10 @@ def make_variant(job: Any, scheme: Any) -> dict[str, Any]:
     why = refusal(job.kind)
     if why:
         raise ValueError(why)
-    train = job.req.get("train")
+    train = job.req.train
     if not train:
         raise ValueError(f"{scheme.name} needs labelled training data (--train)")
-    settings = dict(job.req.get("qat") or {})
+    settings = job.req.qat
     work: Path = job.work
     out = work / f"{scheme.name}{scheme.suffix}"
     tag = f".qat-{scheme.name}"
@@ -99,7 +101,7 @@ def make_variant(job: Any, scheme: Any) -> dict[str, Any]:
     if job.calib_x is not None:
         calib_npy = work / f"{tag}-calib.npy"
         np.save(calib_npy, job.calib_x)
-    layers = settings.get("layers") or None
+    layers = settings.layers
     ranking: list[str] = []
     if layers and len(layers) == 1 and str(layers[0]).startswith("sensitive:"):
         if job.calib_x is None:
@@ -107,30 +109,16 @@ def make_variant(job: Any, scheme: Any) -> dict[str, Any]:
         from quantlab.harness.quantize import tflite_tf
 
         ranking = [r["layer"] for r in tflite_tf.layer_errors(job.model, job.kind, job.calib_x)]
-    request = {
-        "source": job.source,
-        "source_kind": job.kind,
-        "scheme": scheme.name,
-        "events": job.req["events"],
-        "result": str(work / f"{tag}-result.json"),
-        "out": str(out),
-        "train": train,
-        "x_key": job.req.get("x_key", "x"),
-        "y_key": job.req.get("y_key", "y"),
-        "image": job.req.get("image"),
-        "input_shape": list(job.input_shape),
-        "input_dtype": job.input_dtype,
-        "calib_npy": str(calib_npy) if calib_npy else None,
-        "int8_io": bool((scheme.tf or {}).get("int8_io")),
-        "seed": int(job.req.get("seed", 0)),
-        "layers": layers,
-        "ranking": ranking,
-        **{k: settings[k] for k in ("epochs", "lr", "batch_size", "val_split", "patience")
-           if settings.get(k) is not None},
-    }
+    request = QatRequest(
+        source=job.source, source_kind=job.kind, scheme=scheme.name, events=job.req.events,
+        result=str(work / f"{tag}-result.json"), out=str(out), train=train, data=job.req.data,
+        input_shape=tuple(job.input_shape), input_dtype=job.input_dtype,
+        calib_npy=str(calib_npy) if calib_npy else None,
+        int8_io=bool((scheme.tf or {}).get("int8_io")), ranking=tuple(ranking),
+        settings=settings)
     req_path = work / f"{tag}-request.json"
-    req_path.write_text(json.dumps(request))
-    result_path = Path(request["result"])
+    req_path.write_text(json.dumps(request.to_dict()))
+    result_path = Path(request.result)
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1"}
     code = subprocess.call([sys.executable, "-m", "quantlab.harness.quantize.qat_train",
                             str(req_path)],

@@ -23,6 +23,7 @@ from quantlab.harness.errors import DataError, ModelError, QuantlabError
 from quantlab.harness.quantize import data as qdata
 from quantlab.harness.quantize.events import Events, silence
 from quantlab.harness.quantize.options import OptionError
+from quantlab.harness.quantize.requests import WorkerRequest
 from quantlab.harness.quantize.schemes import SCHEMES, Scheme
 from quantlab.harness.quantize.tflite_facts import float_ops, input_spec
 
@@ -32,13 +33,13 @@ DEBUG_SAMPLES = 200
 class Job:
     """Everything one worker run needs, from the request."""
 
-    def __init__(self, req: dict[str, Any], events: Events) -> None:
+    def __init__(self, req: WorkerRequest, events: Events) -> None:
         self.req = req
         self.events = events
-        self.source: str = req["source"]
-        self.kind: str = req["source_kind"]
-        self.work = Path(req["work_dir"])
-        self.max_drop: float = float(req.get("max_drop", 0.03))
+        self.source: str = req.source
+        self.kind: str = req.source_kind
+        self.work = Path(req.work_dir)
+        self.max_drop: float = float(req.max_drop)
         self.model: Any = None
         self.fp32: bytes = b""
         self.calib_x: np.ndarray | None = None
@@ -109,10 +110,8 @@ class Job:
         return bool(self.ops["flex"]) or any(c not in KNOWN_CUSTOM_OPS for c in self.ops["custom"])
 
     def _load_data(self, n_inputs: int) -> None:
-        req = self.req
-        opts = qdata.ImageOptions(**req["image"]) if req.get("image") else None
-        for role in ("calib", "eval"):
-            path = req.get(role)
+        data = self.req.data
+        for role, path in (("calib", data.calib), ("eval", data.eval_data)):
             if not path:
                 continue
             if n_inputs != 1:
@@ -122,9 +121,9 @@ class Job:
                 )
             ds = qdata.load_data(
                 path,
-                x_key=req.get("x_key", "x"),
-                y_key=req.get("y_key", "y"),
-                image=opts,
+                x_key=data.x_key,
+                y_key=data.y_key,
+                image=data.image,
                 input_shape=tuple(self.input_shape),
             )
             x = qdata.check_against_model(
@@ -135,7 +134,7 @@ class Job:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
                     sub = qdata.calibration_subset(
-                        ds, int(req.get("calib_samples", 200)), int(req.get("seed", 0))
+                        ds, int(data.calib_samples), int(data.seed)
                     )
                 for w in caught:
                     self.events.emit("warning", message=str(w.message))
@@ -146,11 +145,11 @@ class Job:
                                  input_stats=qdata.input_stats(sub.x),
                                  sha256=file_sha256(Path(path)),
                                  sample_digests=qdata.sample_digests(sub.x))
-                if not req.get("eval"):
+                if not data.eval_data:
                     self.eval_x, self.eval_y = ds.x, ds.y
             else:
                 self.eval_x, self.eval_y = ds.x, ds.y
-        if req.get("calib") and req.get("eval") and self.calib_x is not None \
+        if data.calib and data.eval_data and self.calib_x is not None \
                 and self.eval_x is not None:
             why = qdata.stats_mismatch(qdata.input_stats(self.calib_x),
                                        qdata.input_stats(self.eval_x))
@@ -188,8 +187,8 @@ class Job:
                 settings["float_outputs"] = True
         from quantlab.harness.quantize import options as qoptions
 
-        settings.update(qoptions.converter_settings(scheme, self.req.get("options")))
-        recorded = qoptions.recorded(scheme, self.req.get("options"), self._calib_count())
+        settings.update(qoptions.converter_settings(scheme, self.req.options))
+        recorded = qoptions.recorded(scheme, self.req.options, self._calib_count())
         if recorded:
             extra["options"] = recorded
         if scheme.format == "coreml":
@@ -216,7 +215,7 @@ class Job:
             from quantlab.harness.quantize import tflite_aeq
 
             aeq_settings = {**(scheme.aeq or {}),
-                            **qoptions.converter_settings(scheme, self.req.get("options"))}
+                            **qoptions.converter_settings(scheme, self.req.options)}
             model = tflite_aeq.convert(self.aeq_source, aeq_settings, self.calib_x)
         elif scheme.name == "fp32":
             model = self.fp32
@@ -235,12 +234,12 @@ class Job:
 
         assert self.calib_x is not None
         eval_x = self.eval_x if self.eval_x is not None else self.calib_x
-        if not self.req.get("eval"):  # the held-out rule: the gate's data is the calibration's
+        if not self.req.data.eval_data:  # the held-out rule: the gate's data is the calibration's
             self.events.emit("warning", message=f"{scheme.name} chose its float layers by error "
                              "on the calibration data: give held-out data with --eval")
         # errors are measured on (a reproducible subset of) the evaluation data
         debug_x = qdata.Dataset(eval_x, None, "eval").take(DEBUG_SAMPLES, 0).x
-        opts = self.req.get("options") or {}
+        opts = self.req.options
         granular = qoptions.converter_settings(scheme, opts)  # per-tensor, when asked
         if converter == "aeq":
             from quantlab.harness.quantize import tflite_aeq
@@ -261,7 +260,7 @@ class Job:
                 return tflite_tf.convert_keeping_float(self.model, self.kind, self.calib_x, keep,
                                                        granular)
 
-        share = opts.get("mixed_max_size_share")
+        share = opts.mixed_max_size_share
 
         return greedy_keep_float(
             build,
@@ -272,7 +271,7 @@ class Job:
             self.max_drop,
             self.work,
             on_step=lambda step: self.events.emit("mixed_step", scheme=scheme.name, **step),
-            max_float=opts.get("mixed_max_float_layers"),
+            max_float=opts.mixed_max_float_layers,
             max_size=int(share * len(self.fp32)) if share else None,
         )
 
@@ -281,18 +280,18 @@ class Job:
         ``sensitive:N``, the int8 sensitivity ranking on the calibration data (``ranking``)."""
         from quantlab.harness.quantize import options as qoptions
 
-        keep = (self.req.get("options") or {}).get("coreml_keep")
+        keep = self.req.options.coreml_keep
         if not keep or not qoptions.keeps_layers(scheme):
             return {}
         if qoptions.sensitive_count(keep) is None:
-            return {"keep": keep}
+            return {"keep": list(keep)}
         if self.calib_x is None:
             raise ValueError("--coreml-keep sensitive:N ranks layers on calibration data "
                              "(--calib)")
         from quantlab.harness.quantize import tflite_tf
 
         ranking = tflite_tf.layer_errors(self.model, self.kind, self.calib_x)
-        return {"keep": keep, "ranking": [r["layer"] for r in ranking]}
+        return {"keep": list(keep), "ranking": [r["layer"] for r in ranking]}
 
     def _calib_count(self) -> int | None:
         return None if self.calib_x is None else len(self.calib_x)
@@ -315,21 +314,21 @@ def _short(exc: BaseException) -> str:
 def main(request_path: str) -> int:
     """Run one request; exit 0 when every scheme was attempted, 3 on a fatal (model/data) error."""
     silence()
-    req = json.loads(Path(request_path).read_text())
-    events = Events(req["events"])
+    req = WorkerRequest.from_dict(json.loads(Path(request_path).read_text()))
+    events = Events(req.events)
     job = Job(req, events)
     try:
         job.load()
     except QuantlabError as exc:
         events.emit("fatal", kind=type(exc).__name__, message=exc.message, hint=exc.hint)
         return 3
-    if req.get("task") == "check":
+    if req.task == "check":
         from quantlab.harness.quantize.opcheck import scheme_check
 
-        for name in req["schemes"]:
+        for name in req.schemes:
             events.emit("check", **scheme_check(SCHEMES[name], job.ops))
         return 0
-    if req.get("task") == "sensitivity":
+    if req.task == "sensitivity":
         from quantlab.harness.quantize.sensitivity import rank_layers
 
         if job.calib_x is None:
@@ -353,7 +352,7 @@ def main(request_path: str) -> int:
             return 3
         events.emit("ranking", layers=rows)
         return 0
-    for name in req["schemes"]:
+    for name in req.schemes:
         scheme = SCHEMES[name]
         events.emit("start", scheme=name)
         t0 = time.perf_counter()
