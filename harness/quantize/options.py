@@ -85,7 +85,7 @@ def converter_settings(scheme: Scheme, options: QuantizeOptions | None) -> dict[
 
 def keeps_layers(scheme: Scheme) -> bool:
     """Whether ``coreml_keep`` means anything for this scheme (Core ML palettized weights)."""
-    return (scheme.coreml or {}).get("compress") == "palettize4"
+    return scheme.format == "coreml" and scheme.tf_settings.get("compress") == "palettize4"
 
 
 def recorded(scheme: Scheme, options: QuantizeOptions | None, calib_samples: int | None

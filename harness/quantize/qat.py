@@ -30,11 +30,15 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from quantlab.harness.quantize.requests import QatRequest
+
+if TYPE_CHECKING:
+    from quantlab.harness.quantize.converters import Source
+    from quantlab.harness.quantize.schemes import Scheme
 
 TFLITE_REFUSAL = (
     "a float .tflite cannot be fine-tuned: it holds no trainable Keras graph "
@@ -80,9 +84,10 @@ def check_request(schemes: list[Any], source_kind: str, source: Path,
                         "metadata would add the full tensorflow wheel beside tensorflow-cpu)")
 
 
-def make_variant(job: Any, scheme: Any) -> dict[str, Any]:
-    """Make a qat variant for the quantize worker (``job`` is its worker.Job): run this module
-    as a process of its own with TF_USE_LEGACY_KERAS=1 and return the manifest fields."""
+def make_variant(job: Source, scheme: Scheme, settings: dict[str, Any]) -> dict[str, Any]:
+    """Converter ``tfmot``: a qat variant for the quantize worker (``job``: the source it
+    loaded), fine-tuned by :mod:`~quantlab.harness.quantize.qat_train` in a process of its own
+    with TF_USE_LEGACY_KERAS=1 (``settings``: ``int8_io``); returns the manifest fields."""
     import subprocess
 
     from quantlab.harness.quantize.tflite_facts import float_ops
@@ -93,7 +98,7 @@ def make_variant(job: Any, scheme: Any) -> dict[str, Any]:
     train = job.req.train
     if not train:
         raise ValueError(f"{scheme.name} needs labelled training data (--train)")
-    settings = job.req.qat
+    qat = job.req.qat
     work: Path = job.work
     out = work / f"{scheme.name}{scheme.suffix}"
     tag = f".qat-{scheme.name}"
@@ -101,7 +106,7 @@ def make_variant(job: Any, scheme: Any) -> dict[str, Any]:
     if job.calib_x is not None:
         calib_npy = work / f"{tag}-calib.npy"
         np.save(calib_npy, job.calib_x)
-    layers = settings.layers
+    layers = qat.layers
     ranking: list[str] = []
     if layers and len(layers) == 1 and str(layers[0]).startswith("sensitive:"):
         if job.calib_x is None:
@@ -114,8 +119,7 @@ def make_variant(job: Any, scheme: Any) -> dict[str, Any]:
         result=str(work / f"{tag}-result.json"), out=str(out), train=train, data=job.req.data,
         input_shape=tuple(job.input_shape), input_dtype=job.input_dtype,
         calib_npy=str(calib_npy) if calib_npy else None,
-        int8_io=bool((scheme.tf or {}).get("int8_io")), ranking=tuple(ranking),
-        settings=settings)
+        int8_io=bool(settings.get("int8_io")), ranking=tuple(ranking), settings=qat)
     req_path = work / f"{tag}-request.json"
     req_path.write_text(json.dumps(request.to_dict()))
     result_path = Path(request.result)

@@ -21,13 +21,12 @@ import numpy as np
 
 from quantlab.harness.errors import DataError, ModelError, QuantlabError
 from quantlab.harness.quantize import data as qdata
+from quantlab.harness.quantize.converters import OpCheckError, load_converter
 from quantlab.harness.quantize.events import Events, silence
 from quantlab.harness.quantize.options import OptionError
 from quantlab.harness.quantize.requests import WorkerRequest
 from quantlab.harness.quantize.schemes import SCHEMES, Scheme
-from quantlab.harness.quantize.tflite_facts import float_ops, input_spec
-
-DEBUG_SAMPLES = 200
+from quantlab.harness.quantize.tflite_facts import input_spec
 
 
 class Job:
@@ -91,7 +90,7 @@ class Job:
 
             self.model = tflite_tf.load_source(self.source, self.kind)
             try:
-                self.ops, self.fp32 = opcheck.tf_source_ops(self.model, self.kind)
+                self.ops, self.fp32 = tflite_tf.source_ops(self.model, self.kind)
             except Exception as exc:
                 raise ModelError(
                     self.source, f"TF Lite conversion failed ({_short(exc)})"
@@ -157,148 +156,17 @@ class Job:
                 self.events.emit("warning", message=why)
 
     def make(self, scheme: Scheme) -> dict[str, Any]:
-        """Produce one variant file; returns the manifest fields beyond size/sha."""
-        if scheme.needs_training:  # qat-int8: fine-tuned in a process of its own
-            from quantlab.harness.quantize.qat import make_variant
-
-            return make_variant(self, scheme)
-        converter = scheme.converter_for(self.kind)
-        if converter is None:
+        """Produce one variant with the converter of the scheme's recipe for this source
+        (:data:`~quantlab.harness.quantize.converters.CONVERTERS`); returns the manifest
+        fields beyond size/sha."""
+        recipe = scheme.recipe_for(self.kind)
+        if recipe is None:
             raise ValueError(
                 "Core ML variants need a Keras or SavedModel source"
                 if scheme.format == "coreml"
                 else f"{scheme.name} cannot be made from a {self.kind} source"
             )
-        from quantlab.harness.quantize.opcheck import scheme_check
-
-        check = scheme_check(scheme, self.ops)
-        if not check["ok"]:
-            raise OpCheckError(f"op check: {check['reason']}")
-        if scheme.needs_calibration and self.calib_x is None:
-            raise ValueError(f"{scheme.name} needs calibration data (--calib)")
-        out = self.work / f"{scheme.name}{scheme.suffix}"
-        extra: dict[str, Any] = {"converter": converter}
-        if check["notes"]:
-            extra["notes"] = check["notes"]
-        settings = dict(scheme.tf or {})
-        if self.ops["custom"]:
-            settings["custom_ops"] = True
-            if settings.get("int8_io") and any("left float32" in n for n in check["notes"]):
-                settings["float_outputs"] = True
-        from quantlab.harness.quantize import options as qoptions
-
-        settings.update(qoptions.converter_settings(scheme, self.req.options))
-        recorded = qoptions.recorded(scheme, self.req.options, self._calib_count())
-        if recorded:
-            extra["options"] = recorded
-        if scheme.format == "coreml":
-            from quantlab.harness.quantize import coreml
-
-            facts = coreml.convert(
-                self.model,
-                self.kind,
-                {**(scheme.coreml or {}), **self._coreml_keep(scheme)},
-                tuple(self.input_shape),
-                self.input_dtype,
-                str(out),
-            )
-            if facts.get("notes"):
-                extra["notes"] = [*extra.get("notes", []), *facts["notes"]]
-            if facts.get("keep") is not None:
-                extra["options"] = {**extra.get("options", {}), "keep": facts["keep"],
-                                    "keep_ops": facts["keep_ops"]}
-            return {"file": out.name, **extra}
-        if scheme.mixed:
-            model, mixed = self._mixed(converter, scheme)
-            extra["mixed"] = mixed
-        elif converter == "aeq":
-            from quantlab.harness.quantize import tflite_aeq
-
-            aeq_settings = {**(scheme.aeq or {}),
-                            **qoptions.converter_settings(scheme, self.req.options)}
-            model = tflite_aeq.convert(self.aeq_source, aeq_settings, self.calib_x)
-        elif scheme.name == "fp32":
-            model = self.fp32
-        else:
-            from quantlab.harness.quantize import tflite_tf
-
-            model = tflite_tf.convert(self.model, self.kind, settings, self.calib_x)
-        out.write_bytes(model)
-        extra["ops"] = float_ops(model)
-        return {"file": out.name, **extra}
-
-    def _mixed(self, converter: str, scheme: Scheme) -> tuple[bytes, dict[str, Any]]:
-        """Greedy mixed precision: keep the most sensitive layers float until the gate passes."""
-        from quantlab.harness.quantize import options as qoptions
-        from quantlab.harness.quantize.sensitivity import greedy_keep_float
-
-        assert self.calib_x is not None
-        eval_x = self.eval_x if self.eval_x is not None else self.calib_x
-        if not self.req.data.eval_data:  # the held-out rule: the gate's data is the calibration's
-            self.events.emit("warning", message=f"{scheme.name} chose its float layers by error "
-                             "on the calibration data: give held-out data with --eval")
-        # errors are measured on (a reproducible subset of) the evaluation data
-        debug_x = qdata.Dataset(eval_x, None, "eval").take(DEBUG_SAMPLES, 0).x
-        opts = self.req.options
-        granular = qoptions.converter_settings(scheme, opts)  # per-tensor, when asked
-        if converter == "aeq":
-            from quantlab.harness.quantize import tflite_aeq
-
-            ranking = tflite_aeq.layer_errors(self.aeq_source, self.calib_x, debug_x, granular)
-
-            def build(keep: list[str]) -> bytes:
-                return tflite_aeq.convert(self.aeq_source, {**(scheme.aeq or {}), **granular},
-                                          self.calib_x, keep)
-        else:
-            from quantlab.harness.quantize import tflite_tf
-
-            ranking = tflite_tf.layer_errors(self.model, self.kind, self.calib_x, debug_x,
-                                             granular)
-
-            def build(keep: list[str]) -> bytes:
-                assert self.calib_x is not None
-                return tflite_tf.convert_keeping_float(self.model, self.kind, self.calib_x, keep,
-                                                       granular)
-
-        share = opts.mixed_max_size_share
-
-        return greedy_keep_float(
-            build,
-            [r["layer"] for r in ranking],
-            self.fp32,
-            eval_x,
-            self.eval_y,
-            self.max_drop,
-            self.work,
-            on_step=lambda step: self.events.emit("mixed_step", scheme=scheme.name, **step),
-            max_float=opts.mixed_max_float_layers,
-            max_size=int(share * len(self.fp32)) if share else None,
-        )
-
-    def _coreml_keep(self, scheme: Scheme) -> dict[str, Any]:
-        """The layers a palettized Core ML scheme keeps fp16 (``keep``) and, for
-        ``sensitive:N``, the int8 sensitivity ranking on the calibration data (``ranking``)."""
-        from quantlab.harness.quantize import options as qoptions
-
-        keep = self.req.options.coreml_keep
-        if not keep or not qoptions.keeps_layers(scheme):
-            return {}
-        if qoptions.sensitive_count(keep) is None:
-            return {"keep": list(keep)}
-        if self.calib_x is None:
-            raise ValueError("--coreml-keep sensitive:N ranks layers on calibration data "
-                             "(--calib)")
-        from quantlab.harness.quantize import tflite_tf
-
-        ranking = tflite_tf.layer_errors(self.model, self.kind, self.calib_x)
-        return {"keep": list(keep), "ranking": [r["layer"] for r in ranking]}
-
-    def _calib_count(self) -> int | None:
-        return None if self.calib_x is None else len(self.calib_x)
-
-
-class OpCheckError(ValueError):
-    """A scheme cannot be made or run: the ops it needs, and the runtimes that lack them."""
+        return load_converter(recipe.converter)(self, scheme, dict(recipe.settings))
 
 
 def _short(exc: BaseException) -> str:
