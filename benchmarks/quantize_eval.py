@@ -172,7 +172,7 @@ def detection_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
             detection.coco_map = library_map  # type: ignore[assignment]
     best = int(np.argmin(ours))
     total = len(x) * len(files)
-    rows = {v["scheme"]: v for v in report["variants"]}
+    rows = {v["scheme"]: v for v in report.to_dict()["variants"]}
     litert, evaluate_s = min(runner), ours[best]
     return {
         "detector": name, "model": Path(made["model"]).name,

@@ -72,7 +72,7 @@ def evaluate(variants: PathLike, data: PathLike, *,
     report = run_evaluation(variants, data, max_drop=max_drop, task=task,
                             labels=str(labels) if labels else None, decoder=decoder,
                             max_mse=max_mse, x_key=x_key, y_key=y_key, image=image,
-                            gate_confidence=gate_confidence, progress=progress)
+                            gate_confidence=gate_confidence, progress=progress).to_dict()
     if store:
         save_to_store(report, results_location(results))
     if per_delegate:

@@ -170,10 +170,10 @@ def test_every_variant_passes_with_good_calibration(
 def test_accuracy_equals_plain_litert(keras_variants: Path, digits: tuple[Path, Path]) -> None:
     data = np.load(digits[1])
     report = evaluate(keras_variants, digits[1], edge=False)
-    assert len(report["variants"]) == 7
-    for v in report["variants"]:
-        expected = plain_litert_top1(v["path"], data["x"], data["y"])
-        assert v["accuracy"]["top1"] == expected, v["scheme"]
+    assert len(report.variants) == 7
+    for v in report.variants:
+        expected = plain_litert_top1(v.path, data["x"], data["y"])
+        assert v.metrics["top1"] == expected, v.scheme
 
 
 def test_regression_labels_use_mse(keras_variants: Path, tmp_path: Path) -> None:

@@ -120,7 +120,8 @@ def quantize_with_progress(model: str | Path, schemes: list[str], calib: str | P
 
 def evaluate_with_progress(variants_dir: str | Path, data: str | Path, **options: Any
                            ) -> dict[str, Any]:
-    """:func:`quantlab.harness.quantize.evaluate.evaluate` with a progress bar over the samples."""
+    """:func:`quantlab.harness.quantize.evaluate.evaluate` with a progress bar over the samples;
+    returns the report's JSON (``Evaluation.to_dict``)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from quantlab.harness.quantize.evaluate import evaluate
@@ -140,7 +141,7 @@ def evaluate_with_progress(variants_dir: str | Path, data: str | Path, **options
         bar.update(task, description=label, completed=done, total=total)
 
     with bar:
-        return evaluate(variants_dir, data, progress=on_progress, **options)
+        return evaluate(variants_dir, data, progress=on_progress, **options).to_dict()
 
 
 @handle_errors

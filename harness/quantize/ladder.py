@@ -227,14 +227,14 @@ def _make_step(req: LadderRequest, rung: dict[str, Any], index: int, root: Path,
         return step
     report = evaluate(folder, req.data, max_drop=req.max_drop, x_key=req.x_key,
                       y_key=req.y_key, image=req.image, edge=False)
-    row = next(v for v in report["variants"] if v["scheme"] == rung["scheme"])
-    gate = row["gate"]
-    step.update(metric=report["metric"], value=gate["value"], reference=report["reference"]
-                ["value"], drop=gate["drop"], passed=bool(gate["passed"]),
-                verdict="pass" if gate["passed"] else "fail", evaluation=row,
-                seconds=round(time.monotonic() - t0, 1))
-    if not gate["passed"]:
-        why = f"drop {gate['drop'] * 100:.2f} pt > {req.max_drop * 100:.2f} pt"
+    row = next(v for v in report.variants if v.scheme == rung["scheme"])
+    gate = row.gate
+    step.update(metric=report.metric, value=gate.value, reference=report.reference["value"],
+                drop=gate.drop, passed=bool(gate.passed), verdict="pass" if gate.passed else "fail",
+                evaluation=row.to_dict(), seconds=round(time.monotonic() - t0, 1))
+    if not gate.passed:
+        why = (f"drop {gate.drop * 100:.2f} pt > {req.max_drop * 100:.2f} pt"
+               if gate.drop is not None else row.error or gate.why or "no drop was measured")
         if entry.mixed and entry.mixed.get("limit"):
             why += f" ({entry.mixed['limit']})"
         step["why_next"] = why
