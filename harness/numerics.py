@@ -106,9 +106,9 @@ def align_detections(reference: Mapping[str, np.ndarray], outputs: Mapping[str, 
     first, takes the unused output detection of its class that overlaps it most; the others
     keep their order in the rows left. None when the outputs are not such detections."""
     from quantlab.harness.errors import UserError
-    from quantlab.harness.quantize.tasks import OutputInfo
-    from quantlab.harness.quantize.tasks.detection_boxes import iou_matrix
-    from quantlab.harness.quantize.tasks.detection_decode import ssd_roles
+    from quantlab.harness.tasks import OutputInfo
+    from quantlab.harness.tasks.detection_boxes import iou_matrix
+    from quantlab.harness.tasks.detection_decode import ssd_roles
 
     names = list(reference)
     if len(names) != 4 or sorted(outputs) != sorted(names) or \

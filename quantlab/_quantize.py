@@ -30,16 +30,18 @@ def quantize(model: PathLike, out: PathLike, schemes: str | Sequence[str] = "all
     that fails is in the manifest with ``status="failed"`` and its error. ``coreml_keep``:
     Keras layers whose weights ``coreml-w4`` leaves fp16 (or ``["sensitive:N"]``)."""
     from quantlab._bench import as_list
+    from quantlab.harness.quantize.requests import QuantizeRequest
     from quantlab.harness.quantize.schemes import resolve_schemes
     from quantlab.harness.quantize.variants import quantize as make_variants
 
     picked = resolve_schemes(as_list(schemes) or ["all"])
-    return make_variants(model, [s.name for s in picked], calib, out, eval_data=eval_data,
-                         calib_samples=calib_samples, seed=seed, max_drop=max_drop,
-                         x_key=x_key, y_key=y_key, image=image, force=force, train=train,
-                         qat=qat, progress=progress,
-                         options={"granularity": granularity,
-                                  **({"coreml_keep": list(coreml_keep)} if coreml_keep else {})})
+    request = QuantizeRequest.create(
+        model, [s.name for s in picked], calib, out, eval_data=eval_data,
+        calib_samples=calib_samples, seed=seed, max_drop=max_drop, x_key=x_key, y_key=y_key,
+        image=image, force=force, train=train, qat=qat,
+        options={"granularity": granularity,
+                 **({"coreml_keep": list(coreml_keep)} if coreml_keep else {})})
+    return make_variants(request, progress=progress)
 
 
 def evaluate(variants: PathLike, data: PathLike, *,
@@ -70,7 +72,7 @@ def evaluate(variants: PathLike, data: PathLike, *,
     report = run_evaluation(variants, data, max_drop=max_drop, task=task,
                             labels=str(labels) if labels else None, decoder=decoder,
                             max_mse=max_mse, x_key=x_key, y_key=y_key, image=image,
-                            gate_confidence=gate_confidence, progress=progress)
+                            gate_confidence=gate_confidence, progress=progress).to_dict()
     if store:
         save_to_store(report, results_location(results))
     if per_delegate:

@@ -65,15 +65,16 @@ CoremlKeepOpt = Annotated[
 
 
 def qat_settings(epochs: int, lr: float, qat_layers: str | None) -> dict[str, Any]:
-    """The ``qat`` settings of :func:`quantlab.harness.quantize.variants.quantize` from CLI
-    options."""
+    """The ``qat`` settings of a quantize request from CLI options."""
     return {"epochs": epochs, "lr": lr, "layers": split_list(qat_layers) or None}
 
 
 def quantize_with_progress(model: str | Path, schemes: list[str], calib: str | Path | None,
                            out: str | Path, **options: Any) -> Any:
-    """:func:`quantlab.harness.quantize.variants.quantize` with a progress bar (one step per scheme)
-    and its warnings on stderr; returns the Manifest."""
+    """:func:`quantlab.harness.quantize.variants.quantize` of the request these values make
+    (:meth:`~quantlab.harness.quantize.requests.QuantizeRequest.create`: ``options`` are its
+    keywords) with a progress bar (one step per scheme) and its warnings on stderr; returns
+    the Manifest."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -83,10 +84,12 @@ def quantize_with_progress(model: str | Path, schemes: list[str], calib: str | P
         TimeElapsedColumn,
     )
 
+    from quantlab.harness.quantize.requests import QuantizeRequest
     from quantlab.harness.quantize.schemes import resolve_schemes
     from quantlab.harness.quantize.variants import quantize
 
     picked = resolve_schemes(schemes)
+    request = QuantizeRequest.create(model, [s.name for s in picked], calib, out, **options)
     bar = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}", style="bold"),
@@ -112,13 +115,13 @@ def quantize_with_progress(model: str | Path, schemes: list[str], calib: str | P
             warn(ev["message"])
 
     with bar:
-        return quantize(model, [s.name for s in picked], calib, out, progress=on_event,
-                        **options)
+        return quantize(request, progress=on_event)
 
 
 def evaluate_with_progress(variants_dir: str | Path, data: str | Path, **options: Any
                            ) -> dict[str, Any]:
-    """:func:`quantlab.harness.quantize.evaluate.evaluate` with a progress bar over the samples."""
+    """:func:`quantlab.harness.quantize.evaluate.evaluate` with a progress bar over the samples;
+    returns the report's JSON (``Evaluation.to_dict``)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from quantlab.harness.quantize.evaluate import evaluate
@@ -138,7 +141,7 @@ def evaluate_with_progress(variants_dir: str | Path, data: str | Path, **options
         bar.update(task, description=label, completed=done, total=total)
 
     with bar:
-        return evaluate(variants_dir, data, progress=on_progress, **options)
+        return evaluate(variants_dir, data, progress=on_progress, **options).to_dict()
 
 
 @handle_errors

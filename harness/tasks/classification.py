@@ -8,8 +8,7 @@ from typing import Any
 import numpy as np
 
 from quantlab.harness.errors import DataError
-from quantlab.harness.quantize import intervals
-from quantlab.harness.quantize.tasks import Context, OutputInfo, ece, score_drift
+from quantlab.harness.tasks import Context, OutputInfo, ece, intervals, score_drift
 
 
 def probabilities(scores: np.ndarray) -> np.ndarray:

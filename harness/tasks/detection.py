@@ -22,10 +22,9 @@ from typing import Any
 import numpy as np
 
 from quantlab.harness.errors import UserError
-from quantlab.harness.quantize import intervals
-from quantlab.harness.quantize.tasks import Context, OutputInfo, ece, score_drift
-from quantlab.harness.quantize.tasks.detection_bootstrap import coco_matches, resampled_map
-from quantlab.harness.quantize.tasks.detection_boxes import (
+from quantlab.harness.tasks import Context, OutputInfo, ece, intervals, score_drift
+from quantlab.harness.tasks.detection_bootstrap import coco_matches, resampled_map
+from quantlab.harness.tasks.detection_boxes import (
     DetectionBatch,
     Detections,
     by_rank,
@@ -35,14 +34,14 @@ from quantlab.harness.quantize.tasks.detection_boxes import (
     ranks,
     segments,
 )
-from quantlab.harness.quantize.tasks.detection_coco import (
+from quantlab.harness.tasks.detection_coco import (
     CocoLabels,
     CocoTruth,
     coco_map,
     detections_array,
     load_coco,
 )
-from quantlab.harness.quantize.tasks.detection_decode import DECODERS, pick_decoder, written_rows
+from quantlab.harness.tasks.detection_decode import DECODERS, pick_decoder, written_rows
 
 DETECTION_RESAMPLES = 200
 """Bootstrap resamples of an mAP drop's interval: each costs weighted running sums over the
@@ -163,7 +162,7 @@ class Detection:
         """A paired bootstrap over images of COCO mAP: against the labels (map, map50), or
         against the float model's detections scored ≥ 0.5 (agreement_map50, agreement_map);
         each resample's mAP comes from the detections' matches, found once
-        (:mod:`~quantlab.harness.quantize.tasks.detection_bootstrap`), and the float model's side is
+        (:mod:`~quantlab.harness.tasks.detection_bootstrap`), and the float model's side is
         computed once for every variant. :data:`DETECTION_RESAMPLES` resamples."""
         started = time.perf_counter()
         ref_b, pred_b = DetectionBatch.of(ref), DetectionBatch.of(pred)

@@ -1,7 +1,7 @@
 """Detection decoders: TFLite SSD (``TFLite_Detection_PostProcess``: boxes, classes, scores,
 count in any output order), YOLO-style raw outputs (``[1, 4+C, N]`` or ``[1, N, 4+C]``, host
 NMS) and BlazeFace-style anchors; each turns every image's raw outputs into one
-:class:`~quantlab.harness.quantize.tasks.detection_boxes.DetectionBatch`.
+:class:`~quantlab.harness.tasks.detection_boxes.DetectionBatch`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Callable
 import numpy as np
 
 from quantlab.harness.errors import UserError
-from quantlab.harness.quantize.tasks import Context, OutputInfo
-from quantlab.harness.quantize.tasks.detection_boxes import (
+from quantlab.harness.tasks import Context, OutputInfo
+from quantlab.harness.tasks.detection_boxes import (
     MAX_DETECTIONS,
     NMS_IOU,
     PRE_NMS,

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from quantlab.harness.errors import DataError
-from quantlab.harness.quantize.tasks.detection_boxes import (
+from quantlab.harness.tasks.detection_boxes import (
     MAX_DETECTIONS,
     DetectionBatch,
     Detections,

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from quantlab.harness.quantize.tasks.detection_boxes import MAX_DETECTIONS, ranks
-from quantlab.harness.quantize.tasks.detection_coco import CocoTruth
+from quantlab.harness.tasks.detection_boxes import MAX_DETECTIONS, ranks
+from quantlab.harness.tasks.detection_coco import CocoTruth
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 AREA_RANGE = (0.0, 1e10)  # COCO's area "all"
@@ -57,7 +57,7 @@ def _coco_iou(det: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndarray:
 
 def coco_matches(gt: CocoTruth, results: np.ndarray) -> Matches:
     """Each detection of ``results`` (rows [image_id, x, y, w, h, score, category_id]) matched
-    against ``gt`` (a :class:`~quantlab.harness.quantize.tasks.detection_coco.CocoTruth`) at every
+    against ``gt`` (a :class:`~quantlab.harness.tasks.detection_coco.CocoTruth`) at every
     IoU threshold, as COCOeval matches them."""
     images = np.asarray(gt.images)
     cats = np.asarray(gt.categories)

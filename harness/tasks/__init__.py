@@ -18,10 +18,10 @@ import numpy as np
 from quantlab.harness.errors import UserError
 
 TASKS: dict[str, str] = {
-    "classification": "quantlab.harness.quantize.tasks.classification",
-    "detection": "quantlab.harness.quantize.tasks.detection",
-    "segmentation": "quantlab.harness.quantize.tasks.segmentation",
-    "regression": "quantlab.harness.quantize.tasks.regression",
+    "classification": "quantlab.harness.tasks.classification",
+    "detection": "quantlab.harness.tasks.detection",
+    "segmentation": "quantlab.harness.tasks.segmentation",
+    "regression": "quantlab.harness.tasks.regression",
 }
 """Task name → module defining ``TASK`` (an object following :class:`Task`)."""
 
@@ -89,7 +89,7 @@ class Task(Protocol):
     def drop_interval(self, ref: Any, pred: Any, ctx: Context, metric: str
                       ) -> dict[str, Any] | None:
         """The 95 % interval of the drop of ``metric`` from ``ref`` to ``pred``, paired over
-        the same samples (:mod:`quantlab.harness.quantize.intervals`: ``low``, ``high``, ``method``,
+        the same samples (:mod:`quantlab.harness.tasks.intervals`: ``low``, ``high``, ``method``,
         ``resamples``, ``seconds``); None when the task has no interval for that metric."""
         ...
 

@@ -8,8 +8,7 @@ from typing import Any
 import numpy as np
 
 from quantlab.harness.errors import DataError
-from quantlab.harness.quantize import intervals
-from quantlab.harness.quantize.tasks import Context, OutputInfo
+from quantlab.harness.tasks import Context, OutputInfo, intervals
 
 PCK_THRESHOLD = 0.2
 """A keypoint is correct within this share of the target keypoints' extent (PCK@0.2)."""

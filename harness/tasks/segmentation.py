@@ -9,8 +9,7 @@ from typing import Any
 import numpy as np
 
 from quantlab.harness.errors import DataError
-from quantlab.harness.quantize import intervals
-from quantlab.harness.quantize.tasks import Context, OutputInfo
+from quantlab.harness.tasks import Context, OutputInfo, intervals
 
 
 def _masks(scores: np.ndarray, hw: tuple[int, int] | None) -> np.ndarray:
