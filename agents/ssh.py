@@ -85,7 +85,7 @@ MAX_THREADS_FACTOR = 2
 class SshAgent:
     """Linux gateways from the hosts file; jobs run the simulator's worker over SSH."""
 
-    kind = "ssh"
+    kind = "linux"
     delegates: tuple[str, ...] = ("xnnpack", "cpu")
 
     def __init__(self, hosts_file: str | Path | None = None,
