@@ -1,7 +1,7 @@
 """Fixed inputs and numerics on an Android phone, for :class:`quantlab.agents.android.AndroidAgent`.
 
 The host makes the inputs and the float reference's outputs in a worker process
-(:meth:`quantlab.agents.sim.SimAgent.prepare_numerics`: LiteRT never loads in the controller);
+(:func:`quantlab.agents.litert.reference.prepare`: LiteRT never loads in the controller);
 the input files go to the phone; one short benchmark_model launch on the job's delegate
 writes its outputs to a file that comes back and is compared on the host
 (:mod:`quantlab.android_runner.numerics`). The launch itself is the agent's, passed in.
@@ -78,9 +78,9 @@ def prepare_inputs(d: Any, device: DeviceInfo, job: Job,
     made on the host under ``tmp``, and the input files pushed to the phone. Returns the
     prepared tensors with the benchmark_model flags that load them (``input_flags``), or
     the reason it could not."""
-    from quantlab.agents.sim import SimAgent
+    from quantlab.agents.litert import reference
 
-    out = SimAgent().prepare_numerics(job, tmp, time.monotonic() + job.settings.timeout_s)
+    out = reference.prepare(job, tmp, time.monotonic() + job.settings.timeout_s)
     if out.get("error"):
         return None, f"preparing the fixed inputs on the host: {out['error']}"
     prepared = dict(out["prepared"])

@@ -1,7 +1,7 @@
 """Fixed inputs and numerics on an iPhone, for :class:`quantlab.agents.ios.IosAgent`.
 
 The host makes the inputs and the float reference's outputs in a worker process
-(:meth:`quantlab.agents.sim.SimAgent.prepare_numerics`: LiteRT never loads in the controller).
+(:func:`quantlab.agents.litert.reference.prepare`: LiteRT never loads in the controller).
 The input files go into the job folder beside the model, over the same house_arrest/AFC
 session; the job JSON names them (``inputs.kind = files``: every run of the BenchRunner app
 uses them) and asks for the outputs (``outputs.file``). After its last timed run the app
@@ -95,9 +95,9 @@ def setup(job: Job, tmp: Path, progress: Callable[[str, float | None], None]) ->
 def _prepare(job: Job, tmp: Path) -> tuple[dict[str, Any] | None, str]:
     """The fixed inputs and the float reference's outputs of ``job``'s .tflite, made on the
     host; else None and why."""
-    from quantlab.agents.sim import SimAgent
+    from quantlab.agents.litert import reference
 
-    out = SimAgent().prepare_numerics(job, tmp, time.monotonic() + job.settings.timeout_s)
+    out = reference.prepare(job, tmp, time.monotonic() + job.settings.timeout_s)
     if out.get("error"):
         return None, f"preparing the fixed inputs on the host: {out['error']}"
     prepared = dict(out["prepared"])
@@ -149,7 +149,7 @@ def _setup_coreml(job: Job, tmp: Path, check: bool) -> IosFixedInputs:
 def _coreml_reference(job: Job, tmp: Path, io: CoreMLIO) -> tuple[dict[str, Any] | None, str]:
     """The fixed inputs and outputs of the fp32 .tflite beside a Core ML model, when its
     tensors match the model's by position; else None and why."""
-    from quantlab.agents.sim import reference_model
+    from quantlab.agents.litert.reference import reference_model
 
     reference = reference_model(job.model.path)
     if reference is None:
@@ -200,7 +200,7 @@ def _same_shape(shape: tuple[int, ...], other: list[int], flexible: bool) -> boo
 def _coreml_input_files(job: Job, tmp: Path, io: CoreMLIO, inputs: str) -> list[dict[str, Any]]:
     """``--inputs`` arrays as raw files for the Core ML model's inputs (by name, else by
     position); ValueError with a one-line reason when they do not fit."""
-    from quantlab.agents.sim_worker import WorkerError, load_inputs
+    from quantlab.agents.litert.reference import input_arrays
 
     details = []
     for f in io.inputs:
@@ -210,10 +210,7 @@ def _coreml_input_files(job: Job, tmp: Path, io: CoreMLIO, inputs: str) -> list[
                              "multi-arrays only")
         details.append({"name": f.name, "shape": list(f.shape), "dtype": f.dtype,
                         **({"shape_signature": [-1] * len(f.shape)} if f.flexible else {})})
-    try:
-        arrays = load_inputs(inputs, details)
-    except WorkerError as exc:
-        raise ValueError(str(exc)) from None
+    arrays = input_arrays(inputs, details)
     folder = tmp / "numerics-inputs"
     folder.mkdir(parents=True, exist_ok=True)
     files = []

@@ -1,19 +1,16 @@
-"""The simulator agent: the host CPU through LiteRT, each repeat in a fresh worker process.
+"""The simulator agent: the host CPU through LiteRT, each repeat in a fresh runner process.
 
-The controller never loads the model itself: :mod:`quantlab.agents.sim_worker` does, in a
-subprocess per process-level repeat (and one more for the per-op profile), so a
-model that crashes native code fails its job and never this process.
+The controller never loads the model itself: the LiteRT runner
+(:mod:`quantlab.agents.litert.runner`, started by :mod:`quantlab.agents.litert.launch`) does,
+in a process per process-level repeat (and one more for the per-op profile, one for the
+numerics check), so a model that crashes native code fails its job and never this process.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import os
 import platform
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from quantlab.agents.base import Progress
-from quantlab.agents.worker_results import (
+from quantlab.agents.litert.launch import job_payload, litert_version, run_runner
+from quantlab.agents.litert.reference import reference_model
+from quantlab.agents.litert.results import (
     measured_result,
+    numerics_from,
     pooled_rapl_energy,
     rapl_unavailable_reason,
 )
-from quantlab.harness import processes
 from quantlab.harness.records import DeviceInfo, Job, OpRecord, RawOutput, RawResult
 
 SIM_ID = "sim"
@@ -42,37 +41,6 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def _litert_version() -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("ai-edge-litert")
-    except PackageNotFoundError:
-        return None
-
-
-def _signal_name(code: int) -> str:
-    try:
-        return signal.Signals(-code).name
-    except ValueError:
-        return f"signal {-code}"
-
-
-def reference_model(path: str) -> str | None:
-    """The float model a variant's numerics are compared with: the ``fp32`` variant of the
-    variants folder the file lies in (``manifest.json``); None (the file itself) otherwise."""
-    folder = Path(path).resolve().parent
-    try:
-        manifest = json.loads((folder / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return None
-    for v in manifest.get("variants", []):
-        if v.get("scheme") == "fp32" and v.get("status") == "ok" and v.get("file") \
-                and str(v["file"]).endswith(".tflite") and (folder / v["file"]).is_file():
-            return str(folder / v["file"])
-    return None
 
 
 class SimAgent:
@@ -100,7 +68,7 @@ class SimAgent:
             os_version=f"{platform.system()} {platform.release()}",
             host=platform.node(),
             delegates=self.delegates,
-            extra={"litert": _litert_version()},
+            extra={"litert": litert_version()},
         )
         return [dataclasses.replace(device, health=self.health(device))]
 
@@ -144,98 +112,11 @@ class SimAgent:
 
     # ------------------------------------------------------------------ running
 
-    def _worker(
-        self, job: Job, mode: str, repeat: int, tmp: Path, deadline: float,
-        raw: list[RawOutput] | None = None,
-    ) -> dict[str, Any]:
-        """Run one worker process; returns its result dict or one with ``error`` set.
-
-        The worker's output (``<name>.log``: stdout and stderr, one stream) and its result
-        JSON (``<name>.json``) go to ``raw``, also when it failed.
-        """
-        job_file, result_file = tmp / f"{mode}{repeat}.json", tmp / f"{mode}{repeat}.result.json"
-        name = f"{mode}-{repeat + 1}" if mode == "measure" else mode
-        try:
-            return self._run_worker(job, mode, repeat, tmp, deadline, job_file, result_file)
-        finally:
-            if raw is not None:
-                log = tmp / f"{mode}{repeat}.stderr"
-                if log.is_file() and log.stat().st_size:
-                    raw.append(RawOutput.capture(f"{name}.log", "text/plain", log.read_bytes()))
-                if result_file.is_file():
-                    raw.append(RawOutput.capture(f"{name}.json", "application/json",
-                                                 result_file.read_bytes()))
-
-    def _run_worker(self, job: Job, mode: str, repeat: int, tmp: Path, deadline: float,
-                    job_file: Path, result_file: Path) -> dict[str, Any]:
-        payload = {
-            "mode": mode,
-            "model": str(Path(job.model.path).resolve()),
-            "delegate": job.delegate,
-            "threads": job.threads,
-            "settings": dataclasses.asdict(
-                dataclasses.replace(
-                    job.settings,
-                    inputs=str(Path(job.settings.inputs).resolve())
-                    if job.settings.inputs
-                    else None,
-                )
-            ),
-            "seed": repeat,
-            "reference_model": reference_model(job.model.path),
-            "outputs_path": str(tmp / "numerics-outputs.npz"),
-            "inputs_dir": str(tmp / "numerics-inputs"),
-            "rapl_root": self.rapl_root,
-            **({"rapl_idle_s": self.rapl_idle_s} if self.rapl_idle_s is not None else {}),
-        }
-        job_file.write_text(json.dumps(payload))
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
-        root = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-        stderr_file = tmp / f"{mode}{repeat}.stderr"
-        with stderr_file.open("wb") as err, processes.start(
-            [self.python, "-m", "quantlab.agents.sim_worker", str(job_file), str(result_file)],
-            stdin=subprocess.DEVNULL,
-            stdout=err,
-            stderr=err,
-            cwd=root,
-            env=env,
-            start_new_session=True,
-        ) as proc:  # quantlab's own: Ctrl-C in the dispatcher ends it (harness.processes)
-            try:
-                proc.wait(timeout=max(deadline - time.monotonic(), 0.01))
-            except subprocess.TimeoutExpired:
-                self._kill(proc)
-                return {"error": f"timed out after {job.settings.timeout_s:g}s", "timeout": True}
-            except BaseException:
-                self._kill(proc)
-                raise
-        phase_file = result_file.with_suffix(".phase")
-        phase = phase_file.read_text() if phase_file.exists() else "starting"
-        if proc.returncode < 0:
-            return {"error": f"worker crashed with {_signal_name(proc.returncode)} while {phase}"}
-        if proc.returncode != 0 or not result_file.exists():
-            tail = stderr_file.read_text(errors="replace").strip().splitlines()[-1:] or [
-                "no output"
-            ]
-            return {"error": f"worker exited with code {proc.returncode} while {phase}: {tail[0]}"}
-        result: dict[str, Any] = json.loads(result_file.read_text())
-        return result
-
-    def prepare_numerics(self, job: Job, tmp: Path, deadline: float,
-                         raw: list[RawOutput] | None = None) -> dict[str, Any]:
-        """The host half of a device's numerics check, in a worker process (LiteRT never
-        loads in the controller): ``tmp/numerics-inputs/input<i>.bin`` (the fixed inputs
-        as raw tensor bytes), ``tmp/numerics-outputs.npz`` (the inputs and the float
-        reference's outputs) and, under ``prepared``, the model's input and output tensors.
-        A failure comes back as ``{"error": reason}``."""
-        return self._worker(job, "numerics-prepare", 0, tmp, deadline, raw)
-
-    @staticmethod
-    def _kill(proc: subprocess.Popen[bytes]) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    def _worker(self, job: Job, payload: dict[str, Any], mode: str, repeat: int, tmp: Path,
+                deadline: float, raw: list[RawOutput]) -> dict[str, Any]:
+        """One runner process (:func:`quantlab.agents.litert.launch.run_runner`)."""
+        return run_runner(payload, mode, repeat, tmp, deadline, job.settings.timeout_s,
+                          python=self.python, raw=raw)
 
     def run(self, device: DeviceInfo, job: Job, progress: Progress) -> RawResult:
         """Measure ``job``: ``settings.repeats`` worker processes, then the op profile if asked."""
@@ -250,16 +131,18 @@ class SimAgent:
         raw_outputs: list[RawOutput] = []  # each worker's output and result JSON, kept raw
         runner: dict[str, Any] = {
             "name": "litert",
-            "version": _litert_version(),
+            "version": litert_version(),
             "delegate": job.delegate,
             "threads": job.threads,
             "python": platform.python_version(),
             "pids": pids,
         }
         with tempfile.TemporaryDirectory(prefix="quantlab-sim-") as tmp:
+            payload = job_payload(job, Path(tmp), reference_model(job.model.path),
+                                  rapl_root=self.rapl_root, rapl_idle_s=self.rapl_idle_s)
             for r in range(repeats):
                 progress(f"repeat {r + 1}/{repeats}", r / steps)
-                out = self._worker(job, "measure", r, Path(tmp), deadline, raw_outputs)
+                out = self._worker(job, payload, "measure", r, Path(tmp), deadline, raw_outputs)
                 if out.get("pid"):
                     pids.append(out["pid"])
                 if out.get("error"):
@@ -270,7 +153,8 @@ class SimAgent:
             ops_model_ms = None
             if s.profile_ops:
                 progress("profiling ops", repeats / steps)
-                prof = self._worker(job, "profile", 0, Path(tmp), deadline, raw_outputs)
+                prof = self._worker(job, payload, "profile", 0, Path(tmp), deadline,
+                                    raw_outputs)
                 if prof.get("pid"):
                     runner["profile_pid"] = prof["pid"]
                 if prof.get("error"):
@@ -283,10 +167,10 @@ class SimAgent:
             numerics: dict[str, Any] = {}
             if check_numerics:
                 progress("checking numerics", (steps - 1) / steps)
-                num = self._worker(job, "numerics", 0, Path(tmp), deadline, raw_outputs)
-                numerics = ({"error": num["error"]} if num.get("error")
-                            else dict(num["numerics"]))
+                num = self._worker(job, payload, "numerics", 0, Path(tmp), deadline,
+                                   raw_outputs)
                 npz = Path(tmp) / "numerics-outputs.npz"
+                numerics = numerics_from(num, npz)
                 if npz.is_file():
                     raw_outputs.append(RawOutput.capture(
                         "numerics-outputs.npz", "application/x-npz", npz.read_bytes()))

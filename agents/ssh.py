@@ -11,15 +11,14 @@ in TOML that a team keeps in version control, named by ``QUANTLAB_HOSTS``
     known_hosts = "~/.ssh/known_hosts"  # optional: host keys are always verified
     python = "/usr/bin/python3"         # optional: the interpreter that runs the worker
 
-Each gateway is the device ``ssh:NAME``. A job connects once, pushes the measuring
-code (:mod:`quantlab.agents.sim_worker` and what it imports, plus the gateway-side
-:mod:`quantlab.agents.ssh_remote`) and the model over SFTP into content-addressed caches
-under the gateway's work folder (every upload checksum-verified on the gateway),
-then runs ``ssh_remote.py run`` with the gateway's Python. That starts one fresh
-``quantlab.agents.sim_worker`` process per process-level repeat, exactly as the simulator
-does, and streams the worker's raw results back as JSON lines; this module builds
-the same :class:`~quantlab.harness.records.RawResult` from them, and the host's statistics
-do the rest.
+Each gateway is the device ``ssh:NAME`` of the kind ``linux``. A job connects once, pushes
+the measuring code (the LiteRT runner package, :mod:`quantlab.agents.litert.runner`, plus the
+gateway-side :mod:`quantlab.agents.ssh_remote`) and the model over SFTP into content-addressed
+caches under the gateway's work folder (every upload checksum-verified on the gateway),
+then runs ``ssh_remote.py run`` with the gateway's Python. That starts one fresh runner
+process per process-level repeat, exactly as the simulator does, and streams the runner's
+raw results back as JSON lines; this module builds the same
+:class:`~quantlab.harness.records.RawResult` from them, and the host's statistics do the rest.
 
 SSH runs commands through the remote user's shell, so no name or path ever reaches
 a command line: the model's path, its name and every setting travel inside the job
@@ -56,6 +55,7 @@ from quantlab.agents.ssh_hosts import Gateway, hosts_path, load_hosts
 from quantlab.agents.ssh_provision import provision_gateway
 from quantlab.agents.ssh_results import gateway_result, health_from, missing_deps
 from quantlab.agents.ssh_session import (
+    HELPER,
     AuthRefused,
     GatewayUnreachable,
     HostKeyRefused,
@@ -83,7 +83,7 @@ MAX_THREADS_FACTOR = 2
 
 
 class SshAgent:
-    """Linux gateways from the hosts file; jobs run the simulator's worker over SSH."""
+    """Linux gateways from the hosts file; jobs run the LiteRT runner over SSH."""
 
     kind = "linux"
     delegates: tuple[str, ...] = ("xnnpack", "cpu")
@@ -299,7 +299,7 @@ class SshAgent:
     async def _stream(self, session: Session, code_dir: str, jobdir: str, job: Job,
                       progress: Progress) -> tuple[list[dict[str, Any]], Any, str]:
         """Run ``ssh_remote.py run`` and collect its JSON-line events."""
-        argv = [session.python, f"{code_dir}/agents/ssh_remote.py", "run", jobdir]
+        argv = [session.python, f"{code_dir}/{HELPER}", "run", jobdir]
         if session.gw.sudo:
             argv = ["sudo", "-n", *argv]
         events: list[dict[str, Any]] = []

@@ -1,20 +1,21 @@
-"""The gateway side of the ssh agent: probe a Linux gateway, run the simulator's worker there.
+"""The gateway side of the ssh agent: probe a Linux gateway, run the LiteRT runner there.
 
 This file runs on the gateway with the gateway's own Python and the standard library
-only (the controller pushes it next to :mod:`quantlab.agents.sim_worker`; for a probe it is
-piped to ``python -`` on stdin, so nothing is written on the gateway). Modes:
+only (the controller pushes it next to the LiteRT runner package,
+:mod:`quantlab.agents.litert.runner`, which arrives as the package :data:`RUNNER_PACKAGE`; for
+a probe it is piped to ``python -`` on stdin, so nothing is written on the gateway). Modes:
 
 ``python - probe [WORKDIR]``
     One JSON line of facts: architecture, OS, board, CPU model and governor,
-    temperatures and throttling, free memory and disk, the worker's Python
+    temperatures and throttling, free memory and disk, the runner's Python
     dependencies, power sensors.
 ``python ssh_remote.py sha256 FILE``
     The file's sha256 (the controller verifies every pushed model with it).
 ``python ssh_remote.py run JOBDIR``
-    Runs ``JOBDIR/job.json``: one fresh :mod:`quantlab.agents.sim_worker` process per
+    Runs ``JOBDIR/job.json``: one fresh runner process (``python -m litert_runner``) per
     process-level repeat (exactly as the simulator does), then one for the per-op
     profile; prints JSON lines (``progress``, ``thermal``, ``energy``, ``result``,
-    ``done``) on stdout. When stdin closes (the SSH connection dropped) the worker
+    ``done``) on stdout. When stdin closes (the SSH connection dropped) the runner
     is killed and the job directory removed, so nothing is left running.
 
 The host decides and interprets; this file only measures and reports facts.
@@ -37,7 +38,10 @@ from pathlib import Path
 from typing import Any
 
 WORKER_DEPS = {"numpy": "numpy", "ai_edge_litert": "ai-edge-litert"}
-"""Modules the measuring worker imports → their distribution names."""
+"""Modules the LiteRT runner imports → their distribution names."""
+
+RUNNER_PACKAGE = "litert_runner"
+"""The LiteRT runner package's name on the gateway, beside this file (``python -m`` it)."""
 
 MIN_PYTHON = (3, 10)
 
@@ -247,12 +251,13 @@ class PowerSampler:
 
 
 class Runner:
-    """Runs the worker processes of one job and watches the connection."""
+    """Runs the runner processes of one job and watches the connection. ``code_dir`` holds
+    the runner package (default: this file's folder, as on a gateway)."""
 
-    def __init__(self, jobdir: Path) -> None:
+    def __init__(self, jobdir: Path, code_dir: Path | None = None) -> None:
         self.jobdir = jobdir
         self.job: dict[str, Any] = json.loads((jobdir / "job.json").read_text())
-        self.code_dir = Path(__file__).resolve().parent.parent
+        self.code_dir = code_dir or Path(__file__).resolve().parent
         self.proc: subprocess.Popen[bytes] | None = None
         self.dropped = threading.Event()
         self.lock = threading.Lock()
@@ -276,7 +281,8 @@ class Runner:
 
     def worker(self, mode: str, repeat: int, deadline: float,
                sampler: PowerSampler | None) -> dict[str, Any]:
-        """One :mod:`quantlab.agents.sim_worker` process; its result dict, or one with ``error``."""
+        """One runner process (``python -m litert_runner``); its result dict, or one with
+        ``error``."""
         payload = dict(self.job["payload"], mode=mode, seed=repeat)
         job_file = self.jobdir / f"{mode}{repeat}.json"
         result_file = self.jobdir / f"{mode}{repeat}.result.json"
@@ -290,7 +296,7 @@ class Runner:
             if self.dropped.is_set():
                 return {"error": "connection dropped", "kind": "dropped"}
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "agents.sim_worker", str(job_file), str(result_file)],
+                [sys.executable, "-m", RUNNER_PACKAGE, str(job_file), str(result_file)],
                 stdin=subprocess.DEVNULL, stdout=err, stderr=err, cwd=str(self.code_dir),
                 env=env, start_new_session=True)
         proc = self.proc

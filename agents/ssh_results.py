@@ -1,9 +1,9 @@
 """What a gateway reports → records: its probe facts as device health, the helper's
 event stream as a :class:`~quantlab.harness.records.RawResult`.
 
-The measurements themselves come from the simulator's worker run on the gateway, so
-they become a result through the same :func:`quantlab.agents.worker_results.measured_result` as
-on the simulator; this module adds what only a gateway has (hwmon power sensors, the
+The measurements themselves come from the LiteRT runner run on the gateway, so they become
+a result through the same :func:`quantlab.agents.litert.results.measured_result` as on the
+simulator; this module adds what only a gateway has (hwmon power sensors, the
 board's thermal state, the helper's exit status and event log).
 """
 
@@ -13,13 +13,13 @@ import json
 import statistics
 from typing import Any
 
-from quantlab.agents.ssh_hosts import Gateway
-from quantlab.agents.ssh_session import PythonMissing
-from quantlab.agents.worker_results import (
+from quantlab.agents.litert.results import (
     measured_result,
     pooled_rapl_energy,
     rapl_unavailable_reason,
 )
+from quantlab.agents.ssh_hosts import Gateway
+from quantlab.agents.ssh_session import PythonMissing
 from quantlab.harness.errors import DeviceDisconnected, JobFailed
 from quantlab.harness.records import Energy, EnergySample, Job, OpRecord, RawOutput, RawResult
 

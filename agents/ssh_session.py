@@ -1,6 +1,7 @@
 """One SSH connection to one gateway: connect with verified host keys, SFTP, probe, and the
 content-addressed caches on the gateway (the measuring code and models, pushed once and
-checksum-verified there).
+checksum-verified there). The measuring code is the LiteRT runner package, shipped whole
+(every file of its folder, hashed as one), and the gateway-side helper beside it.
 
 SSH runs commands through the remote user's shell, so every command line is a list of
 words joined with :func:`shlex.join`: nothing is expanded.
@@ -16,19 +17,20 @@ import secrets
 import shlex
 import threading
 from collections.abc import Callable, Coroutine
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
+from quantlab.agents.litert import runner as litert_runner
 from quantlab.agents.ssh_hosts import Gateway, HostsFileError
+from quantlab.agents.ssh_remote import RUNNER_PACKAGE
 from quantlab.harness.errors import DeviceDisconnected, DeviceUnusable, JobFailed
 
 DEFAULT_PYTHON = "python3"
 DISK_MARGIN_BYTES = 16 * 2**20
 """Free space kept on the gateway beyond the file being pushed."""
 
-WORKER_FILES = ("__init__.py", "sim_worker.py", "rapl.py", "litert_profile.py", "op_types.py",
-                "op_coverage.py", "ssh_remote.py")
-"""The files of ``agents/`` the gateway needs: the simulator's worker and its imports."""
+HELPER = "ssh_remote.py"
+"""The gateway-side helper (:mod:`quantlab.agents.ssh_remote`), shipped beside the runner."""
 
 T = TypeVar("T")
 
@@ -69,11 +71,18 @@ def run_sync(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 def worker_bundle() -> tuple[str, dict[str, bytes]]:
-    """The measuring code pushed to gateways: content hash and ``name → bytes``."""
-    here = Path(__file__).resolve().parent
-    files = {name: (here / name).read_bytes() for name in WORKER_FILES}
+    """The code pushed to gateways: its content hash and ``relative path → bytes``. That is
+    every file of the LiteRT runner package's folder (under :data:`RUNNER_PACKAGE`, which
+    the helper runs with ``python -m``) and the helper; the hash covers each path and its
+    bytes, so any change to the package is a new version on every gateway."""
+    package = Path(litert_runner.__file__).resolve().parent
+    files = {
+        f"{RUNNER_PACKAGE}/{f.relative_to(package).as_posix()}": f.read_bytes()
+        for f in sorted(package.rglob("*"))
+        if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc"}
+    files[HELPER] = (Path(__file__).resolve().parent / HELPER).read_bytes()
     digest = hashlib.sha256()
-    for name, data in files.items():
+    for name, data in sorted(files.items()):
         digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
     return digest.hexdigest()[:16], files
 
@@ -187,7 +196,7 @@ class Session:
     async def probe(self, python: str | None = None) -> dict[str, Any]:
         """The gateway's facts (:func:`quantlab.agents.ssh_remote.probe`), run by piping the
         script to ``python -``: nothing is written on the gateway."""
-        source = (Path(__file__).resolve().parent / "ssh_remote.py").read_text()
+        source = (Path(__file__).resolve().parent / HELPER).read_text()
         python = python or self.python
         res = await self.run([python, "-", "probe", self.workdir], stdin=source)
         if res.exit_status != 0:
@@ -210,15 +219,17 @@ class Session:
         return int(st.bavail * st.frsize)
 
     async def ensure_code(self) -> str:
-        """The worker code's folder on the gateway, pushed once per code version."""
+        """The measuring code's folder on the gateway (:func:`worker_bundle`), pushed once per
+        code version into a temporary folder that is renamed when complete."""
         sha, files = worker_bundle()
         final = f"{self.workdir}/worker/{sha}"
         if await self.sftp.exists(f"{final}/.complete"):
             return final
         tmp = f"{self.workdir}/worker/.tmp-{sha}-{secrets.token_hex(4)}"
-        await self.sftp.makedirs(f"{tmp}/agents", exist_ok=True)
+        for folder in sorted({str(PurePosixPath(tmp, name).parent) for name in files}):
+            await self.sftp.makedirs(folder, exist_ok=True)
         for name, data in files.items():
-            async with self.sftp.open(f"{tmp}/agents/{name}", "wb") as f:
+            async with self.sftp.open(f"{tmp}/{name}", "wb") as f:
                 await f.write(data)
         async with self.sftp.open(f"{tmp}/.complete", "wb") as f:
             await f.write(sha.encode())
@@ -256,7 +267,7 @@ class Session:
                                 f"({free / 2**20:.0f} MB free in {self.workdir})") from None
             raise JobFailed(f"{self.gw.device_id}: pushing {local.name} failed: "
                             f"{summarize_error(exc)}") from None
-        res = await self.run([self.python, f"{code_dir}/agents/ssh_remote.py", "sha256", part])
+        res = await self.run([self.python, f"{code_dir}/{HELPER}", "sha256", part])
         got = str(res.stdout or "").strip()
         if res.exit_status != 0 or got != sha256:
             with contextlib.suppress(Exception):

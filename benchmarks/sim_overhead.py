@@ -81,7 +81,7 @@ def quantlab_median_ms(model: Path, warmup: int, iterations: int) -> float:
 def profiler_ratio(model: Path, iterations: int, rounds: int) -> float:
     """Median run time with the profiler recording / without, alternating in fresh processes."""
     code = (
-        "import sys, statistics; from agents.litert_profile import run_times_ms; "
+        "import sys, statistics; from quantlab.agents.litert.runner.profiler import run_times_ms; "
         "print(statistics.median(run_times_ms(sys.argv[1], runs=int(sys.argv[2]), "
         "profiling=sys.argv[3] == '1')))"
     )

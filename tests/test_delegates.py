@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from quantlab.agents.op_coverage import account_for_invoke
+from quantlab.agents.litert.runner.op_coverage import account_for_invoke
 from quantlab.harness.numerics import compare_outputs, jsonable, verdict
 
 ROOT = Path(__file__).resolve().parent.parent

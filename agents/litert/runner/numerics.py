@@ -1,12 +1,12 @@
-"""The numerics modes of the simulator's worker process (:mod:`quantlab.agents.sim_worker`).
+"""The runner's numerics modes.
 
 ``numerics``: fixed inputs (``--inputs`` or seeded random ones) through the model on its
-delegate and through the float reference (TFLite's reference kernels), compared on the
-spot; when the model is a variant of that float model, also through the variant itself on
-the reference kernels (``delegate_only``: what the delegate changed, without the
-quantization error). ``numerics-prepare``: the host half of a phone's check — the same
-inputs as raw tensor files and both references' outputs on them; the model then runs on
-the phone (:mod:`quantlab.agents.android_numerics`).
+delegate and through the float reference (TFLite's reference kernels); when the model is a
+variant of that float model, also through the variant itself on the reference kernels (what
+the delegate changed, without the quantization error). Every array goes to the job's
+``outputs_path`` (.npz); the caller compares them (the host decides, the runner executes).
+``numerics-prepare``: the host half of a phone's check — the same inputs as raw tensor files
+and both references' outputs on them; the model then runs on the phone.
 """
 
 from __future__ import annotations
@@ -15,15 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .sim_worker import (
-    Phases,
-    WorkerError,
-    dtype_name,
-    first_lines,
-    interpreter,
-    load_inputs,
-    random_input,
-)
+from .inputs import dtype_name, load_inputs, random_input
+from .runtime import Phases, WorkerError, dequantize, first_lines, interpreter
 
 NUMERICS_SEED = 20251
 """Seed of the fixed random inputs of a numerics check (the same on every device)."""
@@ -61,8 +54,6 @@ def fixed_inputs(details: list[dict[str, Any]], inputs: str | None,
 
 def run_once(interp: Any, arrays: list[Any]) -> dict[str, Any]:
     """Set the inputs, invoke once, return each output dequantized to float, by name."""
-    from quantlab.harness.numerics import dequantize
-
     details = interp.get_input_details()
     resized = False
     for d, arr in zip(details, arrays, strict=True):
@@ -85,8 +76,6 @@ def run_once(interp: Any, arrays: list[Any]) -> dict[str, Any]:
 def _as_reference_input(arr: Any, src: dict[str, Any], dst: dict[str, Any]) -> Any:
     """An input of the measured model as the float reference model expects it."""
     import numpy as np
-
-    from quantlab.harness.numerics import dequantize
 
     want = np.dtype(dst["dtype"])
     if arr.dtype == want:
@@ -158,11 +147,11 @@ def _numerics_context(job: dict[str, Any], inputs_note: str) -> dict[str, Any]:
 
 
 def numerics(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
-    """Run the fixed inputs through the model on its delegate and through the float
-    reference (TFLite's reference kernels), compare; the outputs go to an .npz."""
+    """Run the fixed inputs through the model on its delegate, through the float reference
+    (TFLite's reference kernels) and through the variant on the reference kernels; every
+    array goes to ``outputs_path`` (``input:``, ``output:``, ``reference:``, ``variant:``
+    names), and the result says how the check was set up (``numerics_context``)."""
     import numpy as np
-
-    from quantlab.harness.numerics import compare_outputs, delegate_only, jsonable
 
     settings = job["settings"]
     phases.enter("numerics: loading the model")
@@ -177,18 +166,13 @@ def numerics(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
     got = run_once(interp, arrays)
     phases.enter("numerics: running the float reference")
     want = _reference_outputs(job, arrays, src_details, list(got))
-    result = compare_outputs(want, got)
     own = _variant_outputs(job, arrays, list(got))
-    if own is not None:
-        result["delegate_only"] = delegate_only(own, got)
-    if job.get("outputs_path"):
-        np.savez(job["outputs_path"],
-                 **{f"input:{d['name']}": a for d, a in zip(src_details, arrays, strict=True)},
-                 **{f"output:{k}": v for k, v in got.items()},
-                 **{f"reference:{k}": v for k, v in want.items()},
-                 **{f"variant:{k}": v for k, v in (own or {}).items()})
-    return {"numerics": jsonable({**result, **_numerics_context(job, inputs_note),
-                                  "computed_by": "host (simulator worker)"})}
+    np.savez(job["outputs_path"],
+             **{f"input:{d['name']}": a for d, a in zip(src_details, arrays, strict=True)},
+             **{f"output:{k}": v for k, v in got.items()},
+             **{f"reference:{k}": v for k, v in want.items()},
+             **{f"variant:{k}": v for k, v in (own or {}).items()})
+    return {"numerics_context": _numerics_context(job, inputs_note)}
 
 
 def numerics_prepare(job: dict[str, Any], phases: Phases) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """CPU package energy from Linux powercap RAPL counters, idle baseline subtracted.
 
-Read by the measuring worker (:mod:`quantlab.agents.sim_worker`) around its timed loop, on this
-host or on a gateway (pushed there with the worker; stdlib only).
+Read by the runner's ``measure`` mode (:mod:`.measure`) around its timed loop, on this host or
+on a gateway (the runner package is shipped there whole; stdlib only).
 """
 
 from __future__ import annotations

@@ -1,22 +1,11 @@
-"""The measuring process of the simulator agent: one process-level repeat of one job.
-
-``python -m quantlab.agents.sim_worker JOB.json RESULT.json`` loads the model with the
-LiteRT Python Interpreter, measures it and writes a JSON result. It runs in a
-fresh process per repeat so that native crashes (a malformed model) only end
-this process; the controller reads the phase file to say where it crashed.
-
-Modes (``"mode"`` in the job JSON): ``measure`` (latency, memory, energy, placement),
-``profile`` (per-op profile through :mod:`quantlab.agents.litert_profile`), ``numerics``
-(fixed inputs through the model and through the float reference, compared) and
-``numerics-prepare`` (the host half of a phone's numerics check: input files and the
-float reference's outputs; the model runs on the phone). RAPL energy is read by
-:mod:`quantlab.agents.rapl`, only when the job asks for energy; profile rows are checked against
-Invoke by :mod:`quantlab.agents.op_coverage`.
-"""
+"""The runner's ``measure`` and ``profile`` modes: load, warm up and time the model (latency
+samples, load/init and first-inference time, the process's own peak memory, RAPL energy when
+asked, which nodes a delegate took), and the per-op profile through the LiteRT C API
+(:mod:`.profiler`; :mod:`.op_types` labels the kernels, :mod:`.op_coverage` squares the rows
+with Invoke)."""
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import sys
@@ -24,105 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .inputs import load_inputs, random_input
 from .op_coverage import account_for_invoke
 from .rapl import DEFAULT_RAPL_ROOT, RAPL_IDLE_S, RAPL_ROOT_ENV, Rapl, rapl_energy
-
-
-class WorkerError(Exception):
-    """A failure of the job with a message for the user (the runtime's reason)."""
-
-
-# --------------------------------------------------------------------------- phase file
-
-
-class Phases:
-    """Writes the current phase next to the result so a crash can be located."""
-
-    def __init__(self, result_path: Path) -> None:
-        self.path = result_path.with_suffix(".phase")
-
-    def enter(self, phase: str) -> None:
-        self.path.write_text(phase)
-
-
-# --------------------------------------------------------------------------- inputs
-
-
-def dtype_name(dtype: Any) -> str:
-    import numpy as np
-
-    return str(np.dtype(dtype))
-
-
-def random_input(detail: dict[str, Any], rng: Any,
-                 value_range: tuple[float, float] = (-1.0, 1.0)) -> Any:
-    """Random data for one input: its dtype, shape (dynamic dims → 1) and quantization;
-    float values (or the floats a quantized input stands for) uniform in ``value_range``."""
-    import numpy as np
-
-    low, high = value_range
-    shape = [max(int(d), 1) for d in detail.get("shape_signature", detail["shape"])]
-    dtype = np.dtype(detail["dtype"])
-    scale, zero = detail.get("quantization", (0.0, 0))
-    if dtype.kind == "f":
-        return rng.uniform(low, high, shape).astype(dtype)
-    if dtype == np.bool_:
-        return rng.integers(0, 2, shape).astype(np.bool_)
-    info = np.iinfo(dtype)
-    if scale and dtype in (np.int8, np.uint8, np.int16):
-        # values that the quantization maps to floats in value_range
-        q = np.round(rng.uniform(low, high, shape) / scale + zero)
-        return np.clip(q, info.min, info.max).astype(dtype)
-    lo, hi = max(info.min, 0), min(info.max, 255)
-    return rng.integers(lo, hi + 1, shape).astype(dtype)
-
-
-def load_inputs(path: str, details: list[dict[str, Any]]) -> list[Any]:
-    """Arrays of an .npz per input: by name, else positional ``arr_N``, else the only array."""
-    import numpy as np
-
-    try:
-        npz = np.load(path)
-    except Exception as exc:
-        raise WorkerError(f"--inputs {path}: cannot read .npz ({exc})") from None
-    keys = list(npz.keys())
-    arrays = []
-    for i, d in enumerate(details):
-        name = d["name"]
-        if name in keys:
-            key = name
-        elif f"arr_{i}" in keys:
-            key = f"arr_{i}"
-        elif len(keys) == 1 and len(details) == 1:
-            key = keys[0]
-        else:
-            raise WorkerError(
-                f"--inputs {path}: no array for model input {name!r} (keys: {', '.join(keys)})"
-            )
-        arr = npz[key]
-        want = tuple(int(x) for x in d["shape"])
-        sig = tuple(int(x) for x in d.get("shape_signature", d["shape"]))
-        shape_ok = len(arr.shape) == len(sig) and all(
-            s in (-1, a) for s, a in zip(sig, arr.shape, strict=True)
-        )
-        if not shape_ok:
-            raise WorkerError(
-                f"--inputs {path}: array {key!r} has shape {tuple(arr.shape)}, "
-                f"model input {name!r} "
-                f"expects {want}"
-            )
-        if arr.dtype != np.dtype(d["dtype"]):
-            raise WorkerError(
-                f"--inputs {path}: array {key!r} has dtype {arr.dtype}, "
-                f"model input {name!r} expects "
-                f"{dtype_name(d['dtype'])}"
-            )
-        arrays.append(arr)
-    return arrays
-
-
-# --------------------------------------------------------------------------- measuring
-
+from .runtime import Phases, WorkerError, first_lines, interpreter
 
 MEMORY_METHOD = (
     "VmHWM of the measuring process" if sys.platform.startswith("linux")
@@ -143,18 +37,6 @@ def _peak_memory_mb() -> float:
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux, bytes on macOS
     return kb / 1024 / 1024 if sys.platform == "darwin" else kb / 1024
 
-
-def interpreter(model: str, delegate: str, threads: int) -> Any:
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    resolver = (
-        OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        if delegate == "cpu"
-        else OpResolverType.AUTO
-    )
-    return Interpreter(
-        model_path=model, num_threads=threads, experimental_op_resolver_type=resolver
-    )
 
 
 def placement(interp: Any, delegate: str) -> dict[str, Any]:
@@ -291,7 +173,7 @@ def measure(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
 
 def profile(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
     """The per-op profiled phase (same threads and kernel mode as the measurement)."""
-    from .litert_profile import ProfileUnavailable, profile_model
+    from .profiler import ProfileUnavailable, profile_model
 
     settings = job["settings"]
     phases.enter("reading the model's ops")
@@ -318,43 +200,3 @@ def profile(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
     rows, note = account_for_invoke(label_ops(prof.ops, nodes), prof.invoke_ms,
                                     prof.accounting)
     return {"ops": rows, "ops_model_ms": prof.invoke_ms, "ops_note": note}
-
-
-def first_lines(text: str, n: int = 3) -> str:
-    lines = [
-        line.strip()
-        for line in text.strip().splitlines()
-        if line.strip() and not line.startswith("See instructions")
-    ]
-    return " ".join(lines[:n])
-
-
-def main(argv: list[str]) -> int:
-    """Entry point: read the job JSON, write the result JSON; exit 0 unless the process crashed."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    job_path, result_path = Path(argv[0]), Path(argv[1])
-    job = json.loads(job_path.read_text())
-    phases = Phases(result_path)
-    try:
-        mode = job.get("mode")
-        from .sim_numerics import numerics, numerics_prepare
-
-        out = (profile(job, phases) if mode == "profile" else
-               numerics(job, phases) if mode == "numerics" else
-               numerics_prepare(job, phases) if mode == "numerics-prepare" else
-               measure(job, phases))
-        out["pid"] = os.getpid()
-        out["error"] = None
-    except WorkerError as exc:
-        out = {"error": str(exc), "pid": os.getpid()}
-    result_path.write_text(json.dumps(out))
-    return 0
-
-
-if __name__ == "__main__":
-    # run main() of the importable module, not of __main__: the numerics modes
-    # (agents.sim_numerics) raise agents.sim_worker.WorkerError, which a __main__ copy
-    # of the class would not catch
-    from .sim_worker import main as _main
-
-    sys.exit(_main(sys.argv[1:]))

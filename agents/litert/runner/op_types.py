@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .litert_profile import EVENT_OPERATOR, ProfiledOp
+from .profiler import EVENT_OPERATOR, ProfiledOp
 
 KERNEL_HINTS: dict[str, tuple[str, ...]] = {
     "Convolution": ("CONV_2D", "DEPTHWISE_CONV_2D"),

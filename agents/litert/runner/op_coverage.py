@@ -1,7 +1,7 @@
 """Make a per-op profile add up to the profiled Invoke time, or say why it cannot.
 
-Used by the measuring worker's ``profile`` mode (:mod:`quantlab.agents.sim_worker`), on this host
-or on a gateway (pushed there with the worker; stdlib only).
+Used by the runner's ``profile`` mode (:mod:`.measure`), on this host or on a gateway (the
+runner package is shipped there whole; stdlib only).
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def account_for_invoke(rows: list[dict[str, Any]], invoke_ms: float,
     with unit ``ms-inclusive`` (:func:`mark_inclusive`). When the remaining rows cover
     less than 85 % of Invoke, the rest becomes one ``(unattributed)`` row whose reason
     names what the profile measured of it (``accounting`` from
-    :func:`quantlab.agents.litert_profile.account_events`).
+    :func:`.profiler.account_events`).
     """
     mark_inclusive(rows)
     total = sum(r["avg_ms"] for r in rows if r.get("unit", "ms") == "ms")

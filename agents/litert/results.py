@@ -1,15 +1,16 @@
-"""The measuring worker's per-repeat results → RawResult, for every agent that runs it.
+"""The LiteRT runner's results → records, for every agent that runs it.
 
-The simulator (:mod:`quantlab.agents.sim`) runs :mod:`quantlab.agents.sim_worker` on this
-host and the
-SSH agent (:mod:`quantlab.agents.ssh`) runs the same worker on a gateway; both hand its
-``measure`` results (one dict per process-level repeat) to :func:`measured_result`, so
-a figure is built the same way wherever it was measured.
+The simulator (:mod:`quantlab.agents.sim`) runs :mod:`quantlab.agents.litert.runner` on this
+host and the SSH agent (:mod:`quantlab.agents.ssh`) runs the same runner on a gateway; both
+hand its ``measure`` results (one dict per process-level repeat) to :func:`measured_result`,
+so a figure is built the same way wherever it was measured. :func:`numerics_from` compares
+the outputs of the runner's ``numerics`` mode on the host, as a phone's are.
 """
 
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 from typing import Any
 
 from quantlab.harness.records import Energy, Job, RawResult
@@ -54,3 +55,28 @@ def rapl_unavailable_reason(runs: list[dict[str, Any]]) -> str | None:
     """Why the worker measured no RAPL energy (the first repeat that says), or None."""
     return next((r["energy_unavailable_reason"] for r in runs
                  if r.get("energy_unavailable_reason")), None)
+
+
+def numerics_from(out: dict[str, Any], outputs: Path) -> dict[str, Any]:
+    """The numerics record of a runner's ``numerics`` result ``out``: the model's outputs in
+    ``outputs`` (the .npz it wrote) compared with the float reference's and, where the
+    variant ran on the reference kernels, with those (``delegate_only``); with how the check
+    was set up. ``{"error": reason}`` when the runner failed."""
+    if out.get("error"):
+        return {"error": out["error"]}
+    import numpy as np
+
+    from quantlab.harness.numerics import compare_outputs, delegate_only, jsonable
+
+    with np.load(outputs) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+
+    def part(prefix: str) -> dict[str, Any]:
+        return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+    got, variant = part("output:"), part("variant:")
+    result = compare_outputs(part("reference:"), got)
+    if variant:
+        result["delegate_only"] = delegate_only(variant, got)
+    return jsonable({**result, **out["numerics_context"],
+                     "computed_by": "host (simulator worker)"})
