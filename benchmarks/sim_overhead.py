@@ -64,7 +64,7 @@ def bare_median_ms(model: Path, warmup: int, iterations: int) -> float:
 
 def quantlab_median_ms(model: Path, warmup: int, iterations: int) -> float:
     """Median of quantlab's simulator agent (one repeat, one worker process)."""
-    from quantlab.agents.sim import SimAgent
+    from quantlab.agents.sim.agent import SimAgent
     from quantlab.harness.models import model_ref
     from quantlab.harness.records import Job, Settings
 

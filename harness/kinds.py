@@ -31,7 +31,7 @@ class Kind:
 
 
 KINDS: dict[str, Kind] = {k.name: k for k in (
-    Kind("sim", "quantlab.agents.sim:SimAgent", "this host's CPU through LiteRT"),
+    Kind("sim", "quantlab.agents.sim.agent:SimAgent", "this host's CPU through LiteRT"),
     Kind("android", "quantlab.agents.android:AndroidAgent",
          "Android phones over adb, measured with benchmark_model"),
     Kind("ios", "quantlab.agents.ios:IosAgent",

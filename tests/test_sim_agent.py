@@ -1,4 +1,4 @@
-"""quantlab.agents.sim / quantlab.agents.litert: the host simulator measured through LiteRT
+"""quantlab.agents.sim and quantlab.agents.litert: the host simulator measured through LiteRT
 runner processes."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from quantlab.agents.litert import reference
 from quantlab.agents.litert.runner.inputs import random_input
 from quantlab.agents.litert.runner.profiler import LIBRARY_NAMES
 from quantlab.agents.litert.runner.rapl import Rapl, rapl_energy
-from quantlab.agents.sim import SimAgent
+from quantlab.agents.sim.agent import SimAgent
 from quantlab.harness.models import model_ref
 from quantlab.harness.records import DeviceInfo, Energy, Job, ModelRef, RawResult, Settings
 

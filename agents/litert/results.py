@@ -1,6 +1,6 @@
 """The LiteRT runner's results → records, for every agent that runs it.
 
-The simulator (:mod:`quantlab.agents.sim`) runs :mod:`quantlab.agents.litert.runner` on this
+The simulator (:mod:`quantlab.agents.sim.agent`) runs :mod:`quantlab.agents.litert.runner` on this
 host and the SSH agent (:mod:`quantlab.agents.ssh`) runs the same runner on a gateway; both
 hand its ``measure`` results (one dict per process-level repeat) to :func:`measured_result`,
 so a figure is built the same way wherever it was measured. :func:`numerics_from` compares
