@@ -32,7 +32,7 @@ class Kind:
 
 KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("sim", "quantlab.agents.sim.agent:SimAgent", "this host's CPU through LiteRT"),
-    Kind("android", "quantlab.agents.android:AndroidAgent",
+    Kind("android", "quantlab.agents.android.agent:AndroidAgent",
          "Android phones over adb, measured with benchmark_model"),
     Kind("ios", "quantlab.agents.ios:IosAgent",
          "iPhones over usbmux, measured by the BenchRunner app"),

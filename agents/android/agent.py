@@ -5,7 +5,7 @@ libraries, the variant), wait for the phone to cool down, launch benchmark_model
 once per repeat under a device-side ``timeout``, pull the profile file, parse
 (android_runner.parser), map (android_runner.result_mapping) and hand back a RawResult.
 A phone that drops off the bus raises :class:`~quantlab.harness.errors.DeviceDisconnected`
-(:mod:`quantlab.agents.adb_faults`); the dispatcher waits for it with
+(:mod:`quantlab.agents.android.faults`); the dispatcher waits for it with
 :meth:`AndroidAgent.wait_until_back` and retries.
 """
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from quantlab.agents.adb_faults import STATE_HINTS, adb_errors, adb_faults
+from quantlab.agents.android.faults import STATE_HINTS, adb_errors, adb_faults
 from quantlab.agents.base import Progress
 from quantlab.android_runner import command as cmdmod
 from quantlab.android_runner import litert_command, provision
@@ -40,7 +40,7 @@ from quantlab.harness.errors import DeviceUnusable, JobFailed, QuantlabError
 from quantlab.harness.records import DeviceInfo, Job, RawOutput, RawResult
 
 if TYPE_CHECKING:
-    from quantlab.harness.npu_compile import CompiledModel
+    from quantlab.agents.android.npu_compile import CompiledModel
 
 NNAPI_MIN_SDK = 27
 NNAPI_DEPRECATED_SDK = 35
@@ -221,7 +221,7 @@ class AndroidAgent:
                                "(libLiteRtDispatch_<Vendor>.so): `quantlab android provision "
                                "--runner benchmark_litert_model --binary PATH --delegate-libs "
                                "DIR`")
-            from quantlab.harness.npu_compile import find_compiled
+            from quantlab.agents.android.npu_compile import find_compiled
 
             compiled = find_compiled(job.model.path, job.model.sha256, device.soc)
             if compiled.path is None:
@@ -253,7 +253,7 @@ class AndroidAgent:
                             hint="the variant was moved or deleted after planning")
         compiled = None
         if job.delegate == "litert-npu":  # only a model compiled from this very variant
-            from quantlab.harness.npu_compile import find_compiled
+            from quantlab.agents.android.npu_compile import find_compiled
 
             compiled = find_compiled(job.model.path, job.model.sha256, device.soc)
             if compiled.path is None:
@@ -278,7 +278,8 @@ class AndroidAgent:
                     warnings: list[str], progress: Progress,
                     compiled: dict[str, Any] | None = None) -> RawResult:
         """The launches of a job whose files are on the phone (``tmp``: host scratch)."""
-        from quantlab.agents import android_energy, android_numerics  # numpy: not for `devices`
+        from quantlab.agents.android import energy as android_energy  # numpy: not for `devices`
+        from quantlab.agents.android import numerics as android_numerics
 
         launches: list[BenchmarkOutput] = []
         raw_outputs: list[RawOutput] = []  # every launch's full output and pulled file

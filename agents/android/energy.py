@@ -1,4 +1,5 @@
-"""Energy per inference on an Android phone, for :class:`quantlab.agents.android.AndroidAgent`.
+"""Energy per inference on an Android phone, for
+:class:`quantlab.agents.android.agent.AndroidAgent`.
 
 The sampler (:mod:`quantlab.android_runner.energy`, ``sampler.sh``) is pushed next to the runner;
 it samples an idle baseline, then runs beside one sustained benchmark_model launch whose
@@ -17,7 +18,7 @@ import shlex
 import threading
 from typing import Any, Protocol
 
-from quantlab.agents.adb_faults import adb_errors
+from quantlab.agents.android.faults import adb_errors
 from quantlab.android_runner import command as cmdmod
 from quantlab.android_runner import energy as energymod
 from quantlab.android_runner import provision

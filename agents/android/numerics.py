@@ -1,4 +1,5 @@
-"""Fixed inputs and numerics on an Android phone, for :class:`quantlab.agents.android.AndroidAgent`.
+"""Fixed inputs and numerics on an Android phone, for
+:class:`quantlab.agents.android.agent.AndroidAgent`.
 
 The host makes the inputs and the float reference's outputs in a worker process
 (:func:`quantlab.agents.litert.reference.prepare`: LiteRT never loads in the controller);
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from quantlab.agents.adb_faults import adb_errors, adb_faults
+from quantlab.agents.android.faults import adb_errors, adb_faults
 from quantlab.android_runner import numerics as numericsmod
 from quantlab.android_runner import provision
 from quantlab.android_runner.command import BINARY, DEVICE_DIR

@@ -10,7 +10,7 @@ also listed in the cache by the source's sha256. ``litert-npu`` jobs on Android 
 only when that record matches the variant and this host's compiler
 (:func:`find_compiled`); otherwise they are refused with the reason.
 
-The compiler runs in a worker process (``python -m quantlab.harness.npu_compile``): a vendor
+The compiler runs in a worker process (``python -m quantlab.agents.android.npu_compile``): a vendor
 compiler that crashes fails the command, never the controller.
 """
 
@@ -207,10 +207,10 @@ def compile_for_soc(variant: str, target: str, out: str | None = None) -> dict[s
     dest.parent.mkdir(parents=True, exist_ok=True)
     record_path(dest).unlink(missing_ok=True)  # the old record no longer describes dest
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])  # the folder holding quantlab/
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, "-m", "quantlab.harness.npu_compile", str(src.resolve()),
-                           soc, vendor, str(dest)], capture_output=True, text=True, env=env,
+    proc = subprocess.run([sys.executable, "-m", __spec__.name, str(src.resolve()), soc,
+                           vendor, str(dest)], capture_output=True, text=True, env=env,
                           timeout=1800, check=False)
     if proc.returncode != 0 or not dest.is_file():
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
