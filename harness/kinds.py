@@ -34,7 +34,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("sim", "quantlab.agents.sim.agent:SimAgent", "this host's CPU through LiteRT"),
     Kind("android", "quantlab.agents.android.agent:AndroidAgent",
          "Android phones over adb, measured with benchmark_model"),
-    Kind("ios", "quantlab.agents.ios:IosAgent",
+    Kind("ios", "quantlab.agents.ios.agent:IosAgent",
          "iPhones over usbmux, measured by the BenchRunner app"),
     Kind("linux", "quantlab.agents.ssh:SshAgent",
          "Linux gateways over SSH (hosts file), measured with the LiteRT runner"),

@@ -5,12 +5,12 @@ the app's container over house_arrest/AFC → launch the app with DVT ProcessCon
 → poll for ``Documents/results/<id>.done`` → pull the result → RawResult. With
 ``--numerics`` (or ``--profile-ops``) or ``--inputs``, fixed input files go beside the
 model and the app's output tensors come back for the comparison on the host
-(:mod:`quantlab.agents.ios_numerics`).
+(:mod:`quantlab.agents.ios.numerics`).
 
 Every pymobiledevice3 call goes through one seam, an
-:class:`~quantlab.agents.ios_interfaces.IosBackend`
-(:mod:`quantlab.agents.ios_pmd3` for real phones);
-:mod:`quantlab.agents.ios_errors` says what each pymobiledevice3 error means to the user. Tests
+:class:`~quantlab.agents.ios.interfaces.IosBackend`
+(:mod:`quantlab.agents.ios.pmd3` for real phones);
+:mod:`quantlab.agents.ios.errors` says what each pymobiledevice3 error means to the user. Tests
 put a fake iPhone behind the same interface: set ``QUANTLAB_IOS_BACKEND=module:factory``,
 a Python module name (e.g. ``tests.fakes.iphone:make_backend``), or pass ``backend=`` to
 :class:`IosAgent`. The pymobiledevice3 layer itself is tested against fakes of
@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from quantlab.agents.base import Progress
-from quantlab.agents.ios_errors import IosDeviceUnusable, IosUserError, translate
-from quantlab.agents.ios_interfaces import (
+from quantlab.agents.ios.errors import IosDeviceUnusable, IosUserError, translate
+from quantlab.agents.ios.interfaces import (
     BUNDLE_ID,
     IosBackend,
     IosSession,
@@ -45,7 +45,7 @@ from quantlab.harness.errors import DeviceDisconnected, QuantlabError
 from quantlab.harness.records import DeviceInfo, Job, RawOutput, RawResult
 
 if TYPE_CHECKING:  # numpy comes with it: imported when a job runs, not for `devices`
-    from quantlab.agents import ios_numerics
+    from quantlab.agents.ios import numerics as ios_numerics
 
 DELEGATES: tuple[str, ...] = (
     "coreml-cpu",
@@ -107,7 +107,7 @@ class IosAgent:
 
     @property
     def backend(self) -> IosBackend:
-        """The connection factory (loaded lazily so `import agents.ios` stays cheap)."""
+        """The connection factory (loaded lazily so importing this module stays cheap)."""
         if self._backend is None:
             self._backend = load_backend()
         return self._backend
@@ -286,7 +286,7 @@ class IosAgent:
             raise err from exc
 
     async def _run(self, device: DeviceInfo, job: Job, progress: Progress) -> RawResult:
-        from quantlab.agents import ios_numerics
+        from quantlab.agents.ios import numerics as ios_numerics
 
         with tempfile.TemporaryDirectory(prefix="quantlab-ios-") as tmp:
             fixed = ios_numerics.setup(job, Path(tmp), progress)
@@ -296,7 +296,7 @@ class IosAgent:
 
     async def _run_job(self, device: DeviceInfo, job: Job, progress: Progress,
                        fixed: ios_numerics.IosFixedInputs) -> RawResult:
-        from quantlab.agents import ios_numerics
+        from quantlab.agents.ios import numerics as ios_numerics
         from quantlab.ios_runner.codec import build_job, model_remote_name, parse_result
 
         compute_plan = bool(device.extra.get("compute_plan", True))

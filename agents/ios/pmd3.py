@@ -1,8 +1,8 @@
 """The real iOS backend: pymobiledevice3's usbmux, lockdown, tunnel, house_arrest and DVT.
 
 :class:`Pmd3Backend` and :class:`Pmd3Session` implement the
-:class:`~quantlab.agents.ios_interfaces.IosBackend` /
-:class:`~quantlab.agents.ios_interfaces.IosSession`
+:class:`~quantlab.agents.ios.interfaces.IosBackend` /
+:class:`~quantlab.agents.ios.interfaces.IosSession`
 seam. pymobiledevice3 is imported inside each call, so importing this module is cheap.
 Tested against fakes of pymobiledevice3's own service classes (``tests/fakes/pmd3.py``).
 """
@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from quantlab.agents.ios_interfaces import BUNDLE_ID, IosSession, version_tuple
+from quantlab.agents.ios.interfaces import BUNDLE_ID, IosSession, version_tuple
 
 PAIR_TIMEOUT_S = 30.0  # an untrusted phone: how long a session waits for a tap on Trust
 

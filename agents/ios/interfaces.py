@@ -1,10 +1,12 @@
 """The seam in front of pymobiledevice3: what the iPhone agent needs from a connected phone.
 
 :class:`IosBackend` reaches iPhones and opens an :class:`IosSession` on one; the agent
-(:mod:`quantlab.agents.ios`) uses nothing else.
-:class:`quantlab.agents.ios_pmd3.Pmd3Backend` is the real
-backend; tests put a fake iPhone behind the same interface (``tests/fakes/iphone.py``),
-named by ``QUANTLAB_IOS_BACKEND=module:factory`` (:func:`load_backend`).
+(:mod:`quantlab.agents.ios.agent`) uses nothing else.
+:class:`quantlab.agents.ios.pmd3.Pmd3Backend` is the real backend, named like any other by
+``module:factory`` (:data:`DEFAULT_BACKEND`, so this module never imports it: the backend
+imports this seam, not the other way round); tests put a fake iPhone behind the same
+interface (``tests/fakes/iphone.py``), named by ``QUANTLAB_IOS_BACKEND=module:factory``
+(:func:`load_backend`).
 """
 
 from __future__ import annotations
@@ -84,20 +86,19 @@ _BACKEND_SPEC = re.compile(
     r"(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)(?::(?P<factory>[A-Za-z_]\w*))?"
 )
 BACKEND_ENV = "QUANTLAB_IOS_BACKEND"
+DEFAULT_BACKEND = "quantlab.agents.ios.pmd3:Pmd3Backend"
+"""The backend when ``$QUANTLAB_IOS_BACKEND`` names none: pymobiledevice3."""
 
 
 def load_backend(spec: str | None = None) -> IosBackend:
-    """The backend named by ``spec`` or ``$QUANTLAB_IOS_BACKEND``, else pymobiledevice3.
+    """The backend named by ``spec`` or ``$QUANTLAB_IOS_BACKEND``, else pymobiledevice3's
+    (:data:`DEFAULT_BACKEND`).
 
     The spec is a Python module name with an optional factory, ``package.module[:factory]``
     (default factory ``make_backend``), imported with importlib. File paths are refused: the
     variable names code to import, never a file to execute.
     """
-    spec = spec or os.environ.get(BACKEND_ENV)
-    if not spec:
-        from quantlab.agents.ios_pmd3 import Pmd3Backend
-
-        return Pmd3Backend()
+    spec = spec or os.environ.get(BACKEND_ENV) or DEFAULT_BACKEND
     want = f"give a Python module name such as {BACKEND_ENV}=tests.fakes.iphone:make_backend"
     match = _BACKEND_SPEC.fullmatch(spec.strip())
     looks_like_path = "/" in spec or "\\" in spec or spec.split(":")[0].endswith((".py", ".pyc"))

@@ -1,4 +1,4 @@
-"""Fixed inputs and numerics on an iPhone, for :class:`quantlab.agents.ios.IosAgent`.
+"""Fixed inputs and numerics on an iPhone, for :class:`quantlab.agents.ios.agent.IosAgent`.
 
 The host makes the inputs and the float reference's outputs in a worker process
 (:func:`quantlab.agents.litert.reference.prepare`: LiteRT never loads in the controller).
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from quantlab.agents.ios_interfaces import IosSession
+from quantlab.agents.ios.interfaces import IosSession
 from quantlab.harness.device_numerics import (
     compare,
     load_reference,
