@@ -36,7 +36,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
          "Android phones over adb, measured with benchmark_model"),
     Kind("ios", "quantlab.agents.ios.agent:IosAgent",
          "iPhones over usbmux, measured by the BenchRunner app"),
-    Kind("linux", "quantlab.agents.ssh:SshAgent",
+    Kind("linux", "quantlab.agents.linux.agent:SshAgent",
          "Linux gateways over SSH (hosts file), measured with the LiteRT runner"),
 )}
 """Every known device kind by name, in the order discovery asks them."""

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from quantlab.agents import ssh_remote
+from quantlab.agents.linux import remote as ssh_remote
+from quantlab.agents.linux.session import HELPER, worker_bundle
 from quantlab.agents.litert import runner
 from quantlab.agents.litert.results import numerics_from
 from quantlab.agents.litert.runner.runtime import dequantize as runner_dequantize
-from quantlab.agents.ssh_session import HELPER, worker_bundle
 from quantlab.harness.numerics import dequantize
 
 PACKAGE = Path(runner.__file__).resolve().parent

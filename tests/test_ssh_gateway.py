@@ -1,4 +1,4 @@
-"""Linux gateways over SSH (agents.ssh) against a real OpenSSH server on loopback.
+"""Linux gateways over SSH (agents/linux/) against a real OpenSSH server on loopback.
 
 The gateway is this machine: sshd on 127.0.0.x with throwaway keys (tests/sshd.py), the
 gateway's Python is this test run's interpreter. Without ``/usr/sbin/sshd`` the tests
@@ -23,11 +23,11 @@ import pytest
 from conftest import require_tool
 from sshd import SSHD, SshServer
 
-from quantlab.agents import ssh_remote
-from quantlab.agents.ssh import SshAgent
-from quantlab.agents.ssh_hosts import HostsFileError, parse_address, parse_hosts
-from quantlab.agents.ssh_results import hwmon_energy
-from quantlab.agents.ssh_session import Session, worker_bundle
+from quantlab.agents.linux import remote as ssh_remote
+from quantlab.agents.linux.agent import SshAgent
+from quantlab.agents.linux.hosts import HostsFileError, parse_address, parse_hosts
+from quantlab.agents.linux.results import hwmon_energy
+from quantlab.agents.linux.session import Session, worker_bundle
 from quantlab.harness.errors import JobFailed
 from quantlab.harness.models import model_ref
 from quantlab.harness.records import Job, Settings

@@ -1,7 +1,7 @@
 """The LiteRT runner's results → records, for every agent that runs it.
 
 The simulator (:mod:`quantlab.agents.sim.agent`) runs :mod:`quantlab.agents.litert.runner` on this
-host and the SSH agent (:mod:`quantlab.agents.ssh`) runs the same runner on a gateway; both
+host and the SSH agent (:mod:`quantlab.agents.linux.agent`) runs the same runner on a gateway; both
 hand its ``measure`` results (one dict per process-level repeat) to :func:`measured_result`,
 so a figure is built the same way wherever it was measured. :func:`numerics_from` compares
 the outputs of the runner's ``numerics`` mode on the host, as a phone's are.

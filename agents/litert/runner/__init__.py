@@ -7,7 +7,7 @@ is self-contained: its modules import one another relatively and otherwise only 
 library, numpy and ai_edge_litert, never quantlab. So the same files run on this host as
 ``quantlab.agents.litert.runner`` (the simulator, the host's float reference for phones) and
 on a Linux gateway, which receives this folder as a package of its own (``litert_runner``,
-pushed and hashed as one by :mod:`quantlab.agents.ssh_session`) where quantlab is not
+pushed and hashed as one by :mod:`quantlab.agents.linux.session`) where quantlab is not
 installed.
 
 Modules: :mod:`.worker` (the entry point and its modes), :mod:`.runtime` (the interpreter,

@@ -1,7 +1,7 @@
 """Provisioning a gateway: the measuring worker's Python dependencies, checked or installed.
 
 ``quantlab gateway provision NAME [--install]`` (through
-:meth:`quantlab.agents.ssh.SshAgent.provision`):
+:meth:`quantlab.agents.linux.agent.SshAgent.provision`):
 probe the gateway's Python, and with ``--install`` make a venv in its work folder and
 pip-install what the worker needs, pinned as in quantlab's own metadata (``--wheels DIR``
 for an offline gateway).
@@ -14,9 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from quantlab.agents.ssh_hosts import Gateway
-from quantlab.agents.ssh_results import missing_deps
-from quantlab.agents.ssh_session import DEFAULT_PYTHON, PythonMissing, Session
+from quantlab.agents.linux.hosts import Gateway
+from quantlab.agents.linux.results import missing_deps
+from quantlab.agents.linux.session import DEFAULT_PYTHON, PythonMissing, Session
 
 FALLBACK_REQUIREMENTS = ("numpy>=1.26", "ai-edge-litert==2.3.0")
 

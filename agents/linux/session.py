@@ -20,17 +20,17 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
+from quantlab.agents.linux.hosts import Gateway, HostsFileError
+from quantlab.agents.linux.remote import RUNNER_PACKAGE
 from quantlab.agents.litert import runner as litert_runner
-from quantlab.agents.ssh_hosts import Gateway, HostsFileError
-from quantlab.agents.ssh_remote import RUNNER_PACKAGE
 from quantlab.harness.errors import DeviceDisconnected, DeviceUnusable, JobFailed
 
 DEFAULT_PYTHON = "python3"
 DISK_MARGIN_BYTES = 16 * 2**20
 """Free space kept on the gateway beyond the file being pushed."""
 
-HELPER = "ssh_remote.py"
-"""The gateway-side helper (:mod:`quantlab.agents.ssh_remote`), shipped beside the runner."""
+HELPER = "remote.py"
+"""The gateway-side helper (:mod:`quantlab.agents.linux.remote`), shipped beside the runner."""
 
 T = TypeVar("T")
 
@@ -194,7 +194,7 @@ class Session:
             self.conn.run(shlex.join(argv), input=stdin, check=False), timeout)
 
     async def probe(self, python: str | None = None) -> dict[str, Any]:
-        """The gateway's facts (:func:`quantlab.agents.ssh_remote.probe`), run by piping the
+        """The gateway's facts (:func:`quantlab.agents.linux.remote.probe`), run by piping the
         script to ``python -``: nothing is written on the gateway."""
         source = (Path(__file__).resolve().parent / HELPER).read_text()
         python = python or self.python

@@ -13,9 +13,9 @@ in TOML that a team keeps in version control, named by ``QUANTLAB_HOSTS``
 
 Each gateway is the device ``ssh:NAME`` of the kind ``linux``. A job connects once, pushes
 the measuring code (the LiteRT runner package, :mod:`quantlab.agents.litert.runner`, plus the
-gateway-side :mod:`quantlab.agents.ssh_remote`) and the model over SFTP into content-addressed
+gateway-side :mod:`quantlab.agents.linux.remote`) and the model over SFTP into content-addressed
 caches under the gateway's work folder (every upload checksum-verified on the gateway),
-then runs ``ssh_remote.py run`` with the gateway's Python. That starts one fresh runner
+then runs ``remote.py run`` with the gateway's Python. That starts one fresh runner
 process per process-level repeat, exactly as the simulator does, and streams the runner's
 raw results back as JSON lines; this module builds the same
 :class:`~quantlab.harness.records.RawResult` from them, and the host's statistics do the rest.
@@ -30,11 +30,11 @@ against known_hosts with no auto-accept path, OpenSSH config and ssh-agent are
 honoured, SFTP transfers are pipelined, a killed remote process reports its exit
 signal, and one event loop probes every gateway of a fleet concurrently.
 
-The pieces, in the order a job meets them: :mod:`quantlab.agents.ssh_hosts` (the hosts file),
-:mod:`quantlab.agents.ssh_session` (one connection: SFTP, probe, content-addressed caches),
-:mod:`quantlab.agents.ssh_remote` (the gateway-side helper),
-:mod:`quantlab.agents.ssh_results` (events →
-RawResult) and :mod:`quantlab.agents.ssh_provision` (``quantlab gateway provision``).
+The pieces, in the order a job meets them: :mod:`quantlab.agents.linux.hosts` (the hosts file),
+:mod:`quantlab.agents.linux.session` (one connection: SFTP, probe, content-addressed caches),
+:mod:`quantlab.agents.linux.remote` (the gateway-side helper),
+:mod:`quantlab.agents.linux.results` (events →
+RawResult) and :mod:`quantlab.agents.linux.provision` (``quantlab gateway provision``).
 """
 
 from __future__ import annotations
@@ -51,10 +51,10 @@ from pathlib import Path
 from typing import Any
 
 from quantlab.agents.base import Progress
-from quantlab.agents.ssh_hosts import Gateway, hosts_path, load_hosts
-from quantlab.agents.ssh_provision import provision_gateway
-from quantlab.agents.ssh_results import gateway_result, health_from, missing_deps
-from quantlab.agents.ssh_session import (
+from quantlab.agents.linux.hosts import Gateway, hosts_path, load_hosts
+from quantlab.agents.linux.provision import provision_gateway
+from quantlab.agents.linux.results import gateway_result, health_from, missing_deps
+from quantlab.agents.linux.session import (
     HELPER,
     AuthRefused,
     GatewayUnreachable,
@@ -298,7 +298,7 @@ class SshAgent:
 
     async def _stream(self, session: Session, code_dir: str, jobdir: str, job: Job,
                       progress: Progress) -> tuple[list[dict[str, Any]], Any, str]:
-        """Run ``ssh_remote.py run`` and collect its JSON-line events."""
+        """Run ``remote.py run`` and collect its JSON-line events."""
         argv = [session.python, f"{code_dir}/{HELPER}", "run", jobdir]
         if session.gw.sudo:
             argv = ["sudo", "-n", *argv]

@@ -9,9 +9,9 @@ a probe it is piped to ``python -`` on stdin, so nothing is written on the gatew
     One JSON line of facts: architecture, OS, board, CPU model and governor,
     temperatures and throttling, free memory and disk, the runner's Python
     dependencies, power sensors.
-``python ssh_remote.py sha256 FILE``
+``python remote.py sha256 FILE``
     The file's sha256 (the controller verifies every pushed model with it).
-``python ssh_remote.py run JOBDIR``
+``python remote.py run JOBDIR``
     Runs ``JOBDIR/job.json``: one fresh runner process (``python -m litert_runner``) per
     process-level repeat (exactly as the simulator does), then one for the per-op
     profile; prints JSON lines (``progress``, ``thermal``, ``energy``, ``result``,
@@ -418,7 +418,7 @@ class Runner:
 def main(argv: list[str]) -> int:
     """Entry point (see the module docstring)."""
     if not argv:
-        sys.stderr.write("usage: ssh_remote.py probe|sha256 FILE|run JOBDIR\n")
+        sys.stderr.write("usage: remote.py probe|sha256 FILE|run JOBDIR\n")
         return 2
     mode = argv[0]
     if mode == "probe":

@@ -13,13 +13,13 @@ import json
 import statistics
 from typing import Any
 
+from quantlab.agents.linux.hosts import Gateway
+from quantlab.agents.linux.session import PythonMissing
 from quantlab.agents.litert.results import (
     measured_result,
     pooled_rapl_energy,
     rapl_unavailable_reason,
 )
-from quantlab.agents.ssh_hosts import Gateway
-from quantlab.agents.ssh_session import PythonMissing
 from quantlab.harness.errors import DeviceDisconnected, JobFailed
 from quantlab.harness.records import Energy, EnergySample, Job, OpRecord, RawOutput, RawResult
 

@@ -1,7 +1,8 @@
 """The hosts file of Linux gateways: where it is, what a ``[[gateway]]`` entry holds.
 
 A TOML file a team keeps in version control, named by ``QUANTLAB_HOSTS`` (default
-``~/.config/quantlab/hosts.toml``); its format is in :mod:`quantlab.agents.ssh` and docs/devices.md.
+``~/.config/quantlab/hosts.toml``); its format is in :mod:`quantlab.agents.linux.agent` and
+docs/devices.md.
 Every mistake is a :class:`HostsFileError` naming the file and the key.
 """
 
