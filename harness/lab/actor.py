@@ -67,7 +67,8 @@ def lab_cache_dir() -> Path:
 
 
 def load_agent_spec(spec: str, options: dict[str, Any]) -> Agent:
-    """An agent from a registry kind (``sim``) or a ``module:Class`` target."""
+    """An agent from a registered kind (``sim``: :mod:`quantlab.harness.kinds`) or a
+    ``module:Class`` target."""
     if ":" not in spec:
         return load_agent(spec, **options)
     import importlib

@@ -109,7 +109,7 @@ class LabCluster:
         """Object refs of a job's model (and inputs) bytes, put once per file."""
         import ray
 
-        from quantlab.agents.device_actor import pack_model
+        from quantlab.harness.lab.actor import pack_model
 
         def ref(key: str, path: str) -> list[Any]:
             with self._lock:
@@ -171,7 +171,7 @@ class LabAgent:
         """Send the job to the device's actor and wait for its RawResult."""
         import ray
 
-        from quantlab.agents.device_actor import raise_payload
+        from quantlab.harness.lab.actor import raise_payload
 
         try:
             actor = self.cluster.handle(device.id)
