@@ -60,8 +60,7 @@ class AndroidAgent:
     """Every phone the adb server lists; jobs run with benchmark_model."""
 
     kind: str = "android"
-    delegates: tuple[str, ...] = ("xnnpack", "cpu", "gpu", "nnapi", "hexagon", "qnn",
-                                  *litert_command.DELEGATES)
+    delegates: tuple[str, ...] = tuple(cmdmod.DELEGATES)  # android_runner/command.py's list
 
     def __init__(self, host: str | None = None, port: int | None = None,
                  thermal: ThermalPolicy | None = None, energy_baseline_s: int = 5,
@@ -188,11 +187,12 @@ class AndroidAgent:
         if job.delegate == "nnapi" and device.sdk is not None and device.sdk < NNAPI_MIN_SDK:
             return False, (f"nnapi: needs Android 8.1 (SDK {NNAPI_MIN_SDK}) or newer; this "
                            f"phone has SDK {device.sdk}")
-        if job.settings.inputs and job.delegate in litert_command.DELEGATES:
+        litert = cmdmod.runner_of(job.delegate) == litert_command.RUNNER
+        if job.settings.inputs and litert:
             return False, (f"--inputs: {litert_command.RUNNER} cannot load input files (it "
                            "fills inputs with random data); use a benchmark_model delegate "
                            "(xnnpack, gpu, nnapi, …) for fixed inputs")
-        if job.delegate in litert_command.DELEGATES:
+        if litert:
             return self._supports_litert(device, job)
         runner = provision.cached_binary(device.abi or "")
         if runner is None:
@@ -232,7 +232,7 @@ class AndroidAgent:
     def _command(self, job: Job, model: str, profile_file: str | None = None,
                  extra_flags: tuple[str, ...] = (), **overrides: Any) -> cmdmod.BenchmarkCommand:
         """The job's launch (benchmark_litert_model for litert-*, which takes no extra_flags)."""
-        if job.delegate in litert_command.DELEGATES:
+        if cmdmod.runner_of(job.delegate) == litert_command.RUNNER:
             return litert_command.build_litert_command(job, model, profile=bool(profile_file),
                                                        **overrides)
         return cmdmod.build_command(job, model, profile_file=profile_file,
@@ -243,9 +243,7 @@ class AndroidAgent:
     def run(self, device: DeviceInfo, job: Job, progress: Progress) -> RawResult:
         """Measure ``job`` on ``device`` (see the module docstring)."""
         try:
-            runner = provision.require_binary(
-                device.abi, litert_command.RUNNER if job.delegate in litert_command.DELEGATES
-                else "benchmark_model")
+            runner = provision.require_binary(device.abi, cmdmod.runner_of(job.delegate))
         except provision.RunnerMissing as exc:  # the same for every job on this phone
             raise DeviceUnusable(device.id, exc.message, hint=exc.hint) from None
         if not Path(job.model.path).is_file():
@@ -368,7 +366,7 @@ class AndroidAgent:
 
     def _push(self, d: Any, runner: provision.RunnerBinary, job: Job,
               compiled: CompiledModel | None = None) -> str:
-        litert = job.delegate in litert_command.DELEGATES
+        litert = cmdmod.runner_of(job.delegate) == litert_command.RUNNER
         provision.ensure_file(d, runner.path, litert_command.BINARY if litert else cmdmod.BINARY,
                               runner.sha256, mode=0o755)
         if job.delegate in ("hexagon", "qnn") or (litert and job.delegate != "litert-cpu"):
