@@ -8,8 +8,10 @@ or benchmark_litert_model.
   reference (:mod:`quantlab.agents.litert.reference`);
 * :mod:`.energy`: the energy launch with its on-device sampler;
 * :mod:`.npu_compile`: ``quantlab compile``, a variant compiled ahead of time for one SoC's
-  NPU (the ``litert-npu`` delegate).
+  NPU (the ``litert-npu`` delegate);
+* :mod:`.log_import`: ``quantlab import``, a hand-run tool log read into a job and its result.
 
 The on-device side (provisioning, command lines, output parsers) is
-:mod:`quantlab.android_runner`.
+:mod:`quantlab.android_runner`, whose ``command.DELEGATES`` is the one list of Android
+delegates.
 """
