@@ -3,7 +3,7 @@
 Fixed inputs (``--inputs`` or seeded random ones matching each input's dtype, shape and
 quantization) go to the device; the outputs come back and are compared here with the
 float reference model's outputs on the same inputs. Plain numpy: the runtimes that
-produce the arrays run in worker processes (:mod:`quantlab.agents.sim_worker`), never here.
+produce the arrays run in worker processes (:mod:`quantlab.agents.litert.runner`), never here.
 
 Figures, per output and for the whole job (the worst output):
 

@@ -64,7 +64,7 @@ def discover(cluster: str | None = None) -> Fleet:
 
     if not cluster:
         return discover_local()
-    from quantlab.agents.lab import lab_agents
+    from quantlab.harness.lab.agent import lab_agents
 
     return discover_local(agents=lab_agents(cluster))
 

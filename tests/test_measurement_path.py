@@ -183,7 +183,7 @@ def _sim_workers() -> list[Any]:
     found = []
     for child in psutil.Process().children(recursive=True):
         try:
-            if "quantlab.agents.sim_worker" in " ".join(child.cmdline()):
+            if "quantlab.agents.litert.runner" in " ".join(child.cmdline()):
                 found.append(child)
         except psutil.Error:
             continue

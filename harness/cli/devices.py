@@ -6,6 +6,7 @@ from typing import Any
 
 import typer
 
+from quantlab.harness import kinds
 from quantlab.harness.cli.common import (
     JsonOpt,
     VerboseOpt,
@@ -19,7 +20,8 @@ from quantlab.harness.cli.common import (
 
 def register(app: typer.Typer) -> None:
     """Add devices to the app."""
-    app.command("devices")(devices)
+    app.command("devices", help="List every attached device of every kind "
+                f"({kinds.help_text()}) with its state and health.")(devices)
 
 
 @handle_errors
