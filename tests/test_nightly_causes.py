@@ -59,10 +59,10 @@ tier = "flagship"
 @pytest.fixture()
 def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The lab's checkout (bench/, variants/) with only the pretend phones discoverable."""
-    for kind in kinds.names():
-        monkeypatch.delitem(kinds.KINDS, kind)
-    monkeypatch.setitem(kinds.KINDS, "fake", kinds.Kind(
-        "fake", "nightly_lab_agent:NightlyLabAgent", "pretend phones"))
+    # A fresh registry (not items deleted from the shared one: undone in reverse, they would
+    # come back in reverse order, and discovery and help texts follow the registry's order).
+    monkeypatch.setattr(kinds, "KINDS", {"fake": kinds.Kind(
+        "fake", "nightly_lab_agent:NightlyLabAgent", "pretend phones")})
     monkeypatch.setattr(NightlyLabAgent, "attached", ("R58M-1", "R58M-2"))
     monkeypatch.setattr(NightlyLabAgent, "drifting", frozenset({("R58M-1", "b/int8.tflite")}))
     (tmp_path / "bench").mkdir()
