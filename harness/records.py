@@ -76,7 +76,7 @@ def _type_hints(cls: type) -> dict[str, Any]:
 
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     """Build a frozen record of type ``cls`` from a dict, ignoring unknown keys."""
-    hints = _type_hints(cls)
+    hints = _type_hints(typing.cast(type, cls))
     kwargs = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         if f.name in data:
