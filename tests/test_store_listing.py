@@ -99,6 +99,9 @@ def test_series_keys_name_models_as_history_does(conn: sa.Connection) -> None:
     assert total == 1 and rows[0]["runs"] == 8 and rows[0]["threads"] == 1
     rows, total = series_keys(conn, RunFilter(since="2026-05-07"), 2, 2)
     assert total == 4 and len(rows) == 2  # fp16 and int8-io ran on night 6 only
+    assert series_keys(conn, RunFilter(), 50, 0, last=2)[1] == 4  # the newest two runs
+    rows, total = series_keys(conn, RunFilter(), 50, 0, last=3)  # night 6 is among them
+    assert total == 6 and {s["runs"] for s in rows} == {1, 3}
 
 
 def test_earlier_runs_are_the_tags_finished_runs_before(conn: sa.Connection,

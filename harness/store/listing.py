@@ -1,10 +1,10 @@
 """Read models for browsing a store a page at a time (``quantlab serve``).
 
-Every query here has a limit, so a page costs the same on a store of ten runs and of
-ten thousand: runs by filter (:func:`runs_page`), the devices the store has met
-(:func:`known_devices`), the jobs running now (:func:`running_jobs`), the series that
-``history`` would draw (:func:`series_keys`) and a tag's finished runs before a moment
-(:func:`earlier_runs`, the baseline a nightly run was compared with).
+Each query returns a page: runs by filter (:func:`runs_page`), the devices the store has
+met (:func:`known_devices`, from the small ``devices`` table), the jobs running now
+(:func:`running_jobs`), the series of the newest runs that ``history`` would draw
+(:func:`series_keys`) and a tag's finished runs before a moment (:func:`earlier_runs`, the
+baseline a nightly run was compared with).
 """
 
 from __future__ import annotations
@@ -109,34 +109,31 @@ def count_runs(conn: sa.Connection) -> int:
 
 
 def known_devices(conn: sa.Connection) -> list[dict[str, Any]]:
-    """Every device some stored job ran on (or was planned for): how many runs it is in,
-    when it was first and last seen, its newest run, and the newest snapshot the store
-    keeps of it (``info``: a :class:`~quantlab.harness.records.DeviceInfo` dict; None
-    when no run recorded one)."""
-    j, r, d = t.jobs, t.runs, t.devices
-    seen = (sa.select(j.c.device_id, sa.func.min(j.c.platform).label("platform"),
-                      sa.func.count(sa.distinct(j.c.run_id)).label("runs"),
-                      sa.func.min(r.c.created_at).label("first_seen"),
-                      sa.func.max(r.c.created_at).label("last_seen"))
-            .join(r, r.c.run_id == j.c.run_id).group_by(j.c.device_id).subquery())
+    """Every device a stored run recorded: how many runs recorded it, when it was first and
+    last seen, its newest run, and the snapshot that run keeps of it (``info``: a
+    :class:`~quantlab.harness.records.DeviceInfo` dict). Reads the ``devices`` table (one
+    small row per run and device), not the jobs."""
+    d, r = t.devices, t.runs
+    seen = conn.execute(
+        sa.select(d.c.device_id, sa.func.count().label("runs"),
+                  sa.func.min(r.c.created_at).label("first_seen"),
+                  sa.func.max(r.c.created_at).label("last_seen"))
+        .join(r, r.c.run_id == d.c.run_id).group_by(d.c.device_id)).mappings().all()
+    newest = {row.run_id: row.created_at for row in conn.execute(
+        sa.select(r.c.run_id, r.c.created_at)
+        .where(r.c.created_at.in_({agg["last_seen"] for agg in seen})))} if seen else {}
+    snapshots: dict[tuple[str, str], Any] = {}
+    if newest:
+        for row in conn.execute(sa.select(d.c.device_id, d.c.run_id, d.c.platform, d.c.info)
+                                .where(d.c.run_id.in_(list(newest))).order_by(d.c.run_id)):
+            snapshots[(row.device_id, newest[row.run_id])] = row
     out: dict[str, dict[str, Any]] = {}
-    for row in conn.execute(
-            sa.select(seen, r.c.run_id).join(j, j.c.device_id == seen.c.device_id)
-            .join(r, sa.and_(r.c.run_id == j.c.run_id, r.c.created_at == seen.c.last_seen))
-            .order_by(seen.c.device_id, r.c.run_id)).mappings():
-        out[row["device_id"]] = {"device_id": row["device_id"], "platform": row["platform"],
-                                 "runs": int(row["runs"]), "first_seen": row["first_seen"],
-                                 "last_seen": row["last_seen"], "last_run": row["run_id"],
-                                 "info": None, "snapshot_at": None}
-    snap = (sa.select(d.c.device_id, sa.func.max(r.c.created_at).label("at"))
-            .join(r, r.c.run_id == d.c.run_id).group_by(d.c.device_id).subquery())
-    for row in conn.execute(
-            sa.select(d.c.device_id, d.c.info, snap.c.at).join(r, r.c.run_id == d.c.run_id)
-            .join(snap, sa.and_(snap.c.device_id == d.c.device_id, snap.c.at == r.c.created_at))
-            .order_by(d.c.device_id, r.c.run_id)).mappings():
-        entry = out.get(row["device_id"])
-        if entry is not None:
-            entry.update(info=row["info"], snapshot_at=row["at"])
+    for agg in seen:
+        snap = snapshots[(agg["device_id"], agg["last_seen"])]
+        out[agg["device_id"]] = {"device_id": agg["device_id"], "platform": snap.platform,
+                                 "runs": int(agg["runs"]), "first_seen": agg["first_seen"],
+                                 "last_seen": agg["last_seen"], "last_run": snap.run_id,
+                                 "info": snap.info, "snapshot_at": agg["last_seen"]}
     return sorted(out.values(), key=lambda e: e["device_id"])
 
 
@@ -163,12 +160,14 @@ def series_name(scheme: str | None, path: str) -> str:
     return f"{scheme} ({name})" if scheme else name
 
 
-def series_keys(conn: sa.Connection, f: RunFilter, limit: int = 50, offset: int = 0
-                ) -> tuple[list[dict[str, Any]], int]:
+def series_keys(conn: sa.Connection, f: RunFilter, limit: int = 50, offset: int = 0,
+                last: int = 30) -> tuple[list[dict[str, Any]], int]:
     """One page of the series (model as ``history`` names it × device × delegate × threads)
-    of the jobs that ``f`` selects, sorted as ``history`` sorts them, each with how many runs
-    it is in and its newest run; and how many series there are in all."""
+    of the jobs that ``f`` selects in the ``last`` newest runs it selects, sorted as
+    ``history`` sorts them, each with how many of those runs it is in and its newest run;
+    and how many series there are in all."""
     check_page(limit, offset)
+    check_page(last, 0)
     j, r = t.jobs, t.runs
     job_filters = []
     if f.model:
@@ -177,15 +176,13 @@ def series_keys(conn: sa.Connection, f: RunFilter, limit: int = 50, offset: int 
         job_filters.append(j.c.device_id == f.device)
     if f.delegate:
         job_filters.append(j.c.delegate == f.delegate)
+    recent = _filtered(f).limit(last).subquery()
     query = (sa.select(j.c.scheme, j.c.model_path, j.c.device_id, j.c.delegate, j.c.threads,
                        sa.func.count(sa.distinct(j.c.run_id)).label("runs"),
                        sa.func.max(r.c.created_at).label("last_seen"))
-             .join(r, r.c.run_id == j.c.run_id).where(*job_filters)
+             .join(r, r.c.run_id == j.c.run_id)
+             .where(j.c.run_id.in_(sa.select(recent.c.run_id)), *job_filters)
              .group_by(j.c.scheme, j.c.model_path, j.c.device_id, j.c.delegate, j.c.threads))
-    if f.tag or f.status or f.since or f.until:
-        query = query.where(j.c.run_id.in_(_filtered(
-            RunFilter(tag=f.tag, status=f.status, since=f.since, until=f.until))
-            .with_only_columns(r.c.run_id).order_by(None)))
     merged: dict[tuple[str, str, str, int], dict[str, Any]] = {}
     for row in conn.execute(query):
         key = (series_name(row.scheme, row.model_path), row.device_id, row.delegate,
