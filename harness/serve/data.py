@@ -11,7 +11,7 @@ from __future__ import annotations
 import shlex
 import threading
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
@@ -225,6 +225,11 @@ def _rules(store: Store, rec: RunRecord) -> dict[str, Any]:
     return found if found.get("baseline") else {}
 
 
+def _series_key(e: JobEntry) -> tuple[str, str, str, int]:
+    return (series_name(e.job.model.scheme, e.job.model.path), e.job.device_id, e.job.delegate,
+            e.job.threads)
+
+
 def verdicts(store: Store, rec: RunRecord, baseline: str | None = None) -> Verdicts:
     """The nightly's verdicts on ``rec``: against ``baseline`` when given, else the
     baseline its plan (or command line) named, resolved as ``bench --baseline`` did
@@ -249,6 +254,8 @@ def verdicts(store: Store, rec: RunRecord, baseline: str | None = None) -> Verdi
                      parse_match(",".join(match) if isinstance(match, list) else match),
                      bool(rules.get("allow_missing", False)))
     if window:  # a tag: each series' drift over the tag's runs before this one
-        records = [store.load_run(i) for i in reversed(window)] + [rec]
-        c = with_drift(c, build_history(records, c.threshold))
+        keys = {_series_key(e) for e in rec.entries}  # only this run's series get a drift
+        records = [replace(r, entries=tuple(e for e in r.entries if _series_key(e) in keys))
+                   for r in (store.load_run(i) for i in reversed(window))]
+        c = with_drift(c, build_history([*records, rec], c.threshold))
     return Verdicts(rec, c, str(wanted), f"baseline {wanted} → run {base_id}")

@@ -145,7 +145,9 @@ def running_jobs(conn: sa.Connection, limit: int = 100) -> list[dict[str, Any]]:
         sa.select(j.c.run_id, j.c.job_id, j.c.device_id, j.c.spec, j.c.started_at,
                   j.c.attempts, r.c.heartbeat_at)
         .join(r, r.c.run_id == j.c.run_id)
-        .where(j.c.status == "running", r.c.status == "running")
+        # the running runs first (few), then their jobs by primary key: not a scan of jobs
+        .where(j.c.run_id.in_(sa.select(r.c.run_id).where(r.c.status == "running")),
+               j.c.status == "running")
         .order_by(j.c.started_at).limit(limit)).mappings()
     return [{"run_id": row["run_id"], "job_id": row["job_id"], "device_id": row["device_id"],
              "label": from_dict(Job, row["spec"]).label(), "started_at": row["started_at"],
