@@ -2,8 +2,8 @@
 
 An agent turns a :class:`~quantlab.harness.records.Job` into a
 :class:`~quantlab.harness.records.RawResult`
-on one kind of device. Adding a device kind is one module plus one line in
-:data:`AGENT_MODULES`.
+on one kind of device. The kinds and their agent classes are registered in
+:mod:`quantlab.harness.kinds` (one line per kind); :func:`load_agent` looks a kind up there.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
+from quantlab.harness import kinds
 from quantlab.harness.records import DeviceInfo, Job, RawResult
 
 Progress = Callable[[str, float | None], None]
@@ -27,7 +28,8 @@ class Agent(Protocol):
     """One kind of device: how to find them, check them, and run jobs on them."""
 
     kind: str
-    """Short name of the device kind: ``sim``, ``android``, ``ios``."""
+    """The device kind's registered name (:mod:`quantlab.harness.kinds`): ``sim``,
+    ``android``, ``ios``, ``linux`` …; its devices carry it as ``DeviceInfo.platform``."""
 
     delegates: tuple[str, ...]
     """Delegates this kind of device knows, in the order they are shown."""
@@ -62,19 +64,10 @@ class Agent(Protocol):
         ...
 
 
-AGENT_MODULES: dict[str, str] = {
-    "sim": "quantlab.agents.sim:SimAgent",
-    "android": "quantlab.agents.android:AndroidAgent",
-    "ios": "quantlab.agents.ios:IosAgent",
-    "ssh": "quantlab.agents.ssh:SshAgent",
-}
-"""Registry: device kind → ``module:Class``. Modules are imported lazily."""
-
-
 def load_agent(kind: str, **options: Any) -> Agent:
-    """Instantiate the agent for ``kind`` (imports its module only now)."""
-    target = AGENT_MODULES[kind]
-    module_name, class_name = target.split(":")
+    """Instantiate the agent of a registered device ``kind`` (imports its module only now);
+    :class:`~quantlab.harness.kinds.UnknownKind` for a kind that is not registered."""
+    module_name, class_name = kinds.get(kind).agent.split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     agent: Agent = cls(**options)
     return agent

@@ -1,18 +1,28 @@
-"""Build the benchmark_model command line for a job, per delegate.
+"""Build the benchmark_model command line for a job, per delegate, and keep the one list of
+Android delegates.
 
 The host decides everything here (threads, warm-ups, runs, profiling, memory
 report, time limit); the device only executes the line. Delegates apply in the
 order their flags appear, so exactly one delegate flag group is emitted.
+
+:data:`DELEGATES` is every Android delegate, for both tools (benchmark_model and
+benchmark_litert_model, :mod:`quantlab.android_runner.litert_command`): the tool that runs it
+and the flags that select it. The agent (:mod:`quantlab.agents.android.agent`) offers them in
+this order. Adding an Android delegate is one line there plus its flags builder.
 """
 
 from __future__ import annotations
 
 import math
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from quantlab.harness.errors import UnknownDeviceError
-from quantlab.harness.records import Job
+
+if TYPE_CHECKING:  # the delegate list is read by the CLI's help: no records imported for it
+    from quantlab.harness.records import Job
 
 DEVICE_DIR = "/data/local/tmp/quantlab"
 """Where quantlab keeps the runner, delegate libraries and models on the device."""
@@ -22,7 +32,66 @@ BINARY = f"{DEVICE_DIR}/benchmark_model"
 QNN_DELEGATE_LIB = "libQnnTFLiteDelegate.so"
 QNN_HTP_LIB = "libQnnHtp.so"
 
-DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi", "hexagon", "qnn")
+BENCHMARK_MODEL = "benchmark_model"
+"""TensorFlow Lite's benchmark tool (the interpreter and its delegates)."""
+LITERT_RUNNER = "benchmark_litert_model"
+"""LiteRT's CompiledModel benchmark tool (its CPU, GPU and NPU accelerators)."""
+
+
+@dataclass(frozen=True)
+class Delegate:
+    """One Android delegate: the tool that runs it and the flags that select it (given
+    whether the launch profiles ops)."""
+
+    runner: str
+    flags: Callable[[bool], list[str]]
+
+
+def _fixed(*flags: str) -> Callable[[bool], list[str]]:
+    """Flags that do not depend on profiling."""
+    return lambda profile_ops: list(flags)
+
+
+def _hexagon_flags(profile_ops: bool) -> list[str]:
+    flags = ["--use_hexagon=true", f"--hexagon_lib_path={LIB_DIR}"]
+    if profile_ops:
+        flags.append("--hexagon_profiling=true")
+    return flags
+
+
+def _qnn_flags(profile_ops: bool) -> list[str]:
+    options = (f"backend_type:htp;library_path:{LIB_DIR}/{QNN_HTP_LIB};"
+               f"skel_library_dir:{LIB_DIR}")
+    return [f"--external_delegate_path={LIB_DIR}/{QNN_DELEGATE_LIB}",
+            f"--external_delegate_options={options}"]
+
+
+DELEGATES: dict[str, Delegate] = {
+    "xnnpack": Delegate(BENCHMARK_MODEL, _fixed("--use_xnnpack=true")),
+    "cpu": Delegate(BENCHMARK_MODEL, _fixed("--use_xnnpack=false")),
+    "gpu": Delegate(BENCHMARK_MODEL, _fixed("--use_gpu=true")),
+    "nnapi": Delegate(BENCHMARK_MODEL, _fixed("--use_nnapi=true")),
+    "hexagon": Delegate(BENCHMARK_MODEL, _hexagon_flags),
+    "qnn": Delegate(BENCHMARK_MODEL, _qnn_flags),
+    "litert-cpu": Delegate(LITERT_RUNNER, _fixed("--use_cpu=true", "--use_gpu=false",
+                                                 "--use_npu=false")),
+    "litert-gpu": Delegate(LITERT_RUNNER, _fixed("--use_gpu=true", "--use_cpu=true",
+                                                 "--use_npu=false")),
+    "litert-npu": Delegate(LITERT_RUNNER, _fixed("--use_npu=true", "--use_cpu=true",
+                                                 "--use_gpu=false",
+                                                 f"--dispatch_library_path={LIB_DIR}")),
+}
+"""Every Android delegate in the order shown (the first is the default): its tool and flags."""
+
+
+def runner_of(delegate: str) -> str:
+    """The tool that runs ``delegate`` (:data:`BENCHMARK_MODEL` or :data:`LITERT_RUNNER`)."""
+    return DELEGATES[delegate].runner
+
+
+def delegates_of(runner: str) -> tuple[str, ...]:
+    """The delegates one tool runs, in :data:`DELEGATES` order."""
+    return tuple(name for name, d in DELEGATES.items() if d.runner == runner)
 
 
 @dataclass(frozen=True)
@@ -47,28 +116,16 @@ class BenchmarkCommand:
                 f"{argv}{log}")
 
 
-def delegate_flags(delegate: str, profile_ops: bool = False) -> list[str]:
-    """The flags that select ``delegate`` (and nothing else)."""
-    if delegate == "cpu":
-        return ["--use_xnnpack=false"]
-    if delegate == "xnnpack":
-        return ["--use_xnnpack=true"]
-    if delegate == "gpu":
-        return ["--use_gpu=true"]
-    if delegate == "nnapi":
-        return ["--use_nnapi=true"]
-    if delegate == "hexagon":
-        flags = ["--use_hexagon=true", f"--hexagon_lib_path={LIB_DIR}"]
-        if profile_ops:
-            flags.append("--hexagon_profiling=true")
-        return flags
-    if delegate == "qnn":
-        options = (f"backend_type:htp;library_path:{LIB_DIR}/{QNN_HTP_LIB};"
-                   f"skel_library_dir:{LIB_DIR}")
-        return [f"--external_delegate_path={LIB_DIR}/{QNN_DELEGATE_LIB}",
-                f"--external_delegate_options={options}"]
-    raise UnknownDeviceError(f"--delegate {delegate}: not an Android delegate",
-                             hint=f"Android delegates: {', '.join(DELEGATES)}")
+def delegate_flags(delegate: str, profile_ops: bool = False,
+                   runner: str = BENCHMARK_MODEL) -> list[str]:
+    """The flags that select ``delegate`` (and nothing else) on ``runner``."""
+    found = DELEGATES.get(delegate)
+    if found is None or found.runner != runner:
+        raise UnknownDeviceError(f"--delegate {delegate}: not an Android delegate"
+                                 if runner == BENCHMARK_MODEL else
+                                 f"--delegate {delegate}: not a {runner} accelerator",
+                                 hint=f"{runner} delegates: {', '.join(delegates_of(runner))}")
+    return found.flags(profile_ops)
 
 
 def build_command(

@@ -1,7 +1,7 @@
 """A phone's properties, battery and thermal state, read from ``getprop`` and ``dumpsys``.
 
-Plain text in, plain dicts out: the adb agent (:mod:`quantlab.agents.android`) runs the commands,
-these functions read their output (every layout seen on Android 8–15).
+Plain text in, plain dicts out: the adb agent (:mod:`quantlab.agents.android.agent`) runs the
+commands, these functions read their output (every layout seen on Android 8–15).
 """
 
 from __future__ import annotations

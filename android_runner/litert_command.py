@@ -9,33 +9,33 @@ The second Android runner beside benchmark_model. Delegates (accelerators):
   the model is the one ``quantlab compile --target SOC`` made for the phone's SoC.
 
 Same host-decides rule as :mod:`quantlab.android_runner.command`: threads, warm-ups, runs, the
-time limit and profiling come from the job.
+time limit and profiling come from the job. Which delegates this tool runs, and the flags
+that select each, are lines of :data:`quantlab.android_runner.command.DELEGATES`.
 """
 
 from __future__ import annotations
 
 import math
 
-from quantlab.android_runner.command import DEVICE_DIR, LIB_DIR, BenchmarkCommand
-from quantlab.harness.errors import UnknownDeviceError
+from quantlab.android_runner.command import (
+    DEVICE_DIR,
+    LIB_DIR,
+    LITERT_RUNNER,
+    BenchmarkCommand,
+    delegate_flags,
+    delegates_of,
+)
 from quantlab.harness.records import Job
 
-RUNNER = "benchmark_litert_model"
+RUNNER = LITERT_RUNNER
 BINARY = f"{DEVICE_DIR}/{RUNNER}"
-DELEGATES = ("litert-cpu", "litert-gpu", "litert-npu")
+DELEGATES = delegates_of(RUNNER)
+"""The delegates this tool runs (from :data:`quantlab.android_runner.command.DELEGATES`)."""
 
 
 def accelerator_flags(delegate: str) -> list[str]:
     """The flags that select the accelerator of ``delegate`` (and nothing else)."""
-    if delegate == "litert-cpu":
-        return ["--use_cpu=true", "--use_gpu=false", "--use_npu=false"]
-    if delegate == "litert-gpu":
-        return ["--use_gpu=true", "--use_cpu=true", "--use_npu=false"]
-    if delegate == "litert-npu":
-        return ["--use_npu=true", "--use_cpu=true", "--use_gpu=false",
-                f"--dispatch_library_path={LIB_DIR}"]
-    raise UnknownDeviceError(f"--delegate {delegate}: not a benchmark_litert_model accelerator",
-                             hint=f"LiteRT delegates: {', '.join(DELEGATES)}")
+    return delegate_flags(delegate, runner=RUNNER)
 
 
 def build_litert_command(job: Job, model_path: str, *, profile: bool = False,

@@ -4,10 +4,10 @@ benchmark_model reads input tensors from raw files (``--input_layer``,
 ``--input_layer_shape``, ``--input_layer_value_files``: each file exactly the tensor's
 bytes) and, after its last run, writes every output tensor's raw bytes one after the
 other to ``--output_filepath`` (in the interpreter's output order). quantlab makes the
-inputs and the float reference's outputs on the host (:meth:`quantlab.agents.sim.SimAgent.
-prepare_numerics`), pushes the input files, runs one short launch on the job's delegate,
-pulls the output file, splits it by the model's output tensors and compares on the host
-(:mod:`quantlab.harness.device_numerics`, shared with the iPhone).
+inputs and the float reference's outputs on the host
+(:func:`quantlab.agents.litert.reference.prepare`), pushes the input files, runs one short
+launch on the job's delegate, pulls the output file, splits it by the model's output tensors
+and compares on the host (:mod:`quantlab.harness.device_numerics`, shared with the iPhone).
 
 ``benchmark_litert_model`` (the ``litert-*`` delegates) fills its inputs with random
 data and writes no outputs, so it cannot be checked: :data:`LITERT_REASON` says so.

@@ -109,7 +109,7 @@ def main() -> int:
         lab.members["hostA"].wait_for("joined", 120)
         lab.members["hostB"].wait_for("joined", 120)
         startup = time.perf_counter() - t0
-        from quantlab.agents.lab import lab_agents
+        from quantlab.harness.lab.agent import lab_agents
 
         fleet = discover(agents=lab_agents(lab.address, lab.sec, node_ip=LOOPBACK))
         by_host: dict[str, list[DeviceInfo]] = {}

@@ -56,6 +56,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from quantlab.harness.quantize.demo_model import build_digits_model  # noqa: E402
 from quantlab.harness.quantize.evaluate import evaluate, variant_files  # noqa: E402
+from quantlab.harness.quantize.requests import QuantizeRequest  # noqa: E402
 from quantlab.harness.quantize.tflite_runner import quiet_native_stderr  # noqa: E402
 from quantlab.harness.quantize.variants import quantize  # noqa: E402
 
@@ -129,7 +130,7 @@ def detection_files(name: str, tmp: Path, args: argparse.Namespace) -> dict[str,
         schemes = ["fp32", "fp16", "dynamic-int8", "int8"]
     prepare_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    manifest = quantize(model, schemes, calib, tmp / "variants")
+    manifest = quantize(QuantizeRequest.create(model, schemes, calib, tmp / "variants"))
     return {"model": str(model), "data": data, "labels": labels, "manifest": manifest,
             "prepare_s": prepare_s, "quantize_s": time.perf_counter() - t0}
 
@@ -138,7 +139,7 @@ def detection_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """Detection evaluation throughput vs the bare loop on one detector, and where evaluate's
     time goes: LiteRT, the COCO library (faster-coco-eval, timed around each call) and the
     rest (reading, decoding, host NMS, fidelity, calibration: quantlab's own)."""
-    from quantlab.harness.quantize.tasks import detection
+    from quantlab.harness.tasks import detection
 
     coco_s = [0.0]
     library_map = detection.coco_map
@@ -171,7 +172,7 @@ def detection_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
             detection.coco_map = library_map  # type: ignore[assignment]
     best = int(np.argmin(ours))
     total = len(x) * len(files)
-    rows = {v["scheme"]: v for v in report["variants"]}
+    rows = {v["scheme"]: v for v in report.to_dict()["variants"]}
     litert, evaluate_s = min(runner), ours[best]
     return {
         "detector": name, "model": Path(made["model"]).name,
@@ -258,7 +259,8 @@ def main() -> int:
         keras_path, data_path = build_digits_model(Path(tmp) / "model")
         train_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        manifest = quantize(keras_path, ["all"], data_path, Path(tmp) / "variants")
+        manifest = quantize(QuantizeRequest.create(keras_path, ["all"], data_path,
+                                                   Path(tmp) / "variants"))
         quantize_s = time.perf_counter() - t0
         qat = qat_timing(keras_path, data_path, Path(tmp), args.qat_epochs)
         data = np.load(data_path)
@@ -326,8 +328,9 @@ def qat_timing(keras_path: Path, data_path: Path, tmp: Path, epochs: int) -> dic
     train = tmp / "train.npz"
     np.savez(train, x=x_train, y=y_train)
     t0 = time.perf_counter()
-    manifest = quantize(keras_path, ["qat-int8"], data_path, tmp / "qat", train=train,
-                        qat={"epochs": epochs, "patience": epochs})
+    manifest = quantize(QuantizeRequest.create(keras_path, ["qat-int8"], data_path, tmp / "qat",
+                                               train=train,
+                                               qat={"epochs": epochs, "patience": epochs}))
     total = time.perf_counter() - t0
     entry = manifest.variants[0]
     if entry.status != "ok" or not entry.qat:

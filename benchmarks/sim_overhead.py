@@ -64,7 +64,7 @@ def bare_median_ms(model: Path, warmup: int, iterations: int) -> float:
 
 def quantlab_median_ms(model: Path, warmup: int, iterations: int) -> float:
     """Median of quantlab's simulator agent (one repeat, one worker process)."""
-    from quantlab.agents.sim import SimAgent
+    from quantlab.agents.sim.agent import SimAgent
     from quantlab.harness.models import model_ref
     from quantlab.harness.records import Job, Settings
 
@@ -81,7 +81,7 @@ def quantlab_median_ms(model: Path, warmup: int, iterations: int) -> float:
 def profiler_ratio(model: Path, iterations: int, rounds: int) -> float:
     """Median run time with the profiler recording / without, alternating in fresh processes."""
     code = (
-        "import sys, statistics; from quantlab.agents.litert_profile import run_times_ms; "
+        "import sys, statistics; from quantlab.agents.litert.runner.profiler import run_times_ms; "
         "print(statistics.median(run_times_ms(sys.argv[1], runs=int(sys.argv[2]), "
         "profiling=sys.argv[3] == '1')))"
     )

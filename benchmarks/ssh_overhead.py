@@ -66,8 +66,8 @@ def main() -> None:
 
     if not SSHD.exists():
         raise SystemExit(f"{SSHD} not found: install Debian's openssh-server")
-    from quantlab.agents.sim import SimAgent
-    from quantlab.agents.ssh import SshAgent
+    from quantlab.agents.linux.agent import SshAgent
+    from quantlab.agents.sim.agent import SimAgent
     from quantlab.harness.models import model_ref
     from quantlab.harness.records import Job, Settings
 

@@ -17,17 +17,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from statistics import median
 from typing import Any
 
 import numpy as np
 
-from quantlab.harness.errors import DeviceFault, QuantlabError
 from quantlab.harness.records import DeviceInfo, Job, RawResult
-from quantlab.harness.report.compare import ALPHA, FASTER, SAME, SLOWER
+from quantlab.harness.retry import RetryPolicy, launch
 from quantlab.harness.stats import launch_figures
+from quantlab.harness.verdicts.latency import ALPHA, FASTER, SAME, SLOWER
 
 PAIRED_TEST = ("one-sample t-test on the log of paired launch ratios B/A (launches "
                "interleaved A B B A …), with the CI of their geometric mean from the same t "
@@ -152,37 +153,33 @@ def merge_launches(job: Job, launches: list[RawResult], note: str) -> RawResult:
 
 
 def interleaved(agent: Any, device: DeviceInfo, job_a: Job, job_b: Job, launches: int,
-                retry_timeout_s: float = 120.0) -> Iterator[tuple[Job, RawResult]]:
+                retry_timeout_s: float = 120.0, *, retry: RetryPolicy | None = None,
+                cancel: threading.Event | None = None,
+                note: Callable[[str], None] | None = None) -> Iterator[tuple[Job, RawResult]]:
     """Run ``launches`` launches of each job alternately (A B B A …) on one device,
     yielding each launch's one-repeat result as it ends.
 
-    A device fault is retried once the device is back (within ``retry_timeout_s``); a
-    failed launch is yielded and ends the A/B.
+    Each launch goes through :func:`quantlab.harness.retry.launch` under ``retry``, the
+    run's policy (default: a device fault is retried once the device is back within
+    ``retry_timeout_s``, three launches at most), as the dispatcher's jobs do. A failed
+    launch is yielded and ends the A/B; ``cancel`` set (a Ctrl-C) ends it before the
+    launch it stopped, which is not yielded.
     """
+    policy = retry or RetryPolicy(wait_s=retry_timeout_s)
     single = {j.job_id: dataclasses.replace(j, settings=dataclasses.replace(j.settings,
                                                                              repeats=1))
               for j in (job_a, job_b)}
     order = ([job_a, job_b, job_b, job_a] * ((launches + 1) // 2))[:2 * launches]
     for job in order:
-        raw = dataclasses.replace(_launch(agent, device, single[job.job_id], retry_timeout_s),
-                                  job_id=job.job_id)
+        if cancel is not None and cancel.is_set():
+            return
+        outcome = launch(agent, device, single[job.job_id], policy, cancel=cancel, note=note)
+        if outcome.raw is None:  # interrupted
+            return
+        raw = dataclasses.replace(outcome.raw, job_id=job.job_id)
         yield job, raw
         if raw.status != "ok":
             return
-
-
-def _launch(agent: Any, device: DeviceInfo, job: Job, retry_timeout_s: float) -> RawResult:
-    for _attempt in range(3):
-        try:
-            raw: RawResult = agent.run(device, job, lambda *_: None)
-            return raw
-        except DeviceFault as exc:
-            if not agent.wait_until_back(device, retry_timeout_s):
-                return RawResult.failure(job.job_id, f"{exc.one_line()}; the device did not "
-                                         f"come back within {retry_timeout_s:.0f}s")
-        except QuantlabError as exc:  # JobFailed, or a user error such as a missing runner
-            return RawResult.failure(job.job_id, exc.one_line())
-    return RawResult.failure(job.job_id, f"{device.id}: kept disconnecting (3 attempts)")
 
 
 def pairs_of(a: list[RawResult], b: list[RawResult]) -> tuple[str, list[Pair]]:

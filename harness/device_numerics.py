@@ -67,7 +67,7 @@ def compare(prepared: Mapping[str, Any], reference: Mapping[str, np.ndarray], bl
 
 def load_reference(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(the float reference's outputs by name, the inputs as ``input:<name>``) of a prepared
-    check (the .npz :meth:`quantlab.agents.sim.SimAgent.prepare_numerics` writes)."""
+    check (the .npz :func:`quantlab.agents.litert.reference.prepare` writes)."""
     with np.load(path) as npz:
         reference = {k.split(":", 1)[1]: npz[k] for k in npz.files if k.startswith("reference:")}
         inputs = {k: npz[k] for k in npz.files if k.startswith("input:")}

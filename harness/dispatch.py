@@ -2,7 +2,8 @@
 
 Devices run in parallel. A :class:`~quantlab.harness.errors.DeviceFault` (the device went
 away) makes the worker wait for the device (``agent.wait_until_back``) and retry
-the job, bounded by attempts and time; the other devices carry on. A device that is
+the job, bounded by the run's :class:`~quantlab.harness.retry.RetryPolicy` (attempts and
+time, the one ``ab`` uses too); the other devices carry on. A device that is
 offline when the run starts (a USB hub reset, a phone rebooting) is waited for the
 same way before its first job, and described again once back. A
 :class:`~quantlab.harness.errors.DeviceUnusable` (runner not installed, phone not trusted)
@@ -22,17 +23,19 @@ taken over by ``--resume --force`` elsewhere stops here before its next job.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from quantlab.agents.base import Agent
-from quantlab.harness.errors import DeviceFault, DeviceUnusable, JobFailed, QuantlabError
+from quantlab.harness.errors import QuantlabError
 from quantlab.harness.plan import Fleet
 from quantlab.harness.processes import end_started
 from quantlab.harness.records import DeviceInfo, Job, RawResult
+from quantlab.harness.retry import RetryPolicy, launch
 from quantlab.harness.store import Store
 from quantlab.harness.store.owner import HEARTBEAT_S
 
@@ -109,13 +112,13 @@ class Dispatcher:
         retry_timeout_s: float = 120.0,
         max_attempts: int = 3,
         heartbeat_s: float = HEARTBEAT_S,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.store = store
         self.run_id = run_id
         self.fleet = fleet
         self.reporter = reporter or NullReporter()
-        self.retry_timeout_s = retry_timeout_s
-        self.max_attempts = max_attempts
+        self.retry = retry or RetryPolicy(attempts=max_attempts, wait_s=retry_timeout_s)
         self.heartbeat_s = heartbeat_s
         self.cancel = threading.Event()
         self.lost = threading.Event()  # another process took the run over
@@ -129,6 +132,31 @@ class Dispatcher:
         queues: dict[str, list[Job]] = {}
         for job in jobs:
             queues.setdefault(job.device_id, []).append(job)
+        self._in_workers({device_id: functools.partial(self._worker, queue=queue)
+                          for device_id, queue in queues.items()})
+        return list(self.accounts.values())
+
+    def run_on(self, device_id: str, work: Callable[[Agent, DeviceInfo], None]) -> DeviceAccount:
+        """Run ``work(agent, device)`` on one device's worker thread, with the run's
+        heartbeat and Ctrl-C handling (``ab``'s interleaved launches: ``work`` reads
+        :attr:`cancel` and :attr:`lost`). Returns the device's account; raises
+        :class:`Interrupted` after a Ctrl-C once ``work`` has returned."""
+
+        def worker(device: DeviceInfo, done: threading.Event) -> None:
+            try:
+                work(self.fleet.agent_for(device.id), device)
+            except Exception as exc:  # a bug: say so, and leave the run unfinished
+                self._stop_device(device, [], self.accounts[device.id], exc)
+            finally:
+                done.set()
+
+        self._in_workers({device_id: worker})
+        return self.accounts[device_id]
+
+    def _in_workers(self, work: dict[str, Callable[[DeviceInfo, threading.Event], None]]
+                    ) -> None:
+        """One thread per device runs its ``work(device, done)`` (which sets ``done`` at
+        its end) while the heartbeat stamps the run; a Ctrl-C stops them all."""
         # Each worker signals its own end: Thread.is_alive() can report a running thread as
         # finished once a Ctrl-C has interrupted Thread.join() (CPython < 3.13, gh-90882).
         # A Ctrl-C can land while threads are still being started: the try covers that too.
@@ -137,11 +165,11 @@ class Dispatcher:
         try:
             threading.Thread(target=self._beat, args=(beating,), name="quantlab-heartbeat",
                              daemon=True).start()
-            for device_id, queue in queues.items():
+            for device_id, target in work.items():
                 device = self.fleet.get(device_id)
                 self.accounts[device_id] = DeviceAccount(device_id, device.host)
                 done = threading.Event()
-                th = threading.Thread(target=self._worker, args=(device, queue, done),
+                th = threading.Thread(target=target, args=(device, done),
                                       name=f"quantlab-{device_id}", daemon=True)
                 finished.append(done)
                 th.start()
@@ -153,7 +181,6 @@ class Dispatcher:
             raise Interrupted() from None
         finally:
             beating.set()
-        return list(self.accounts.values())
 
     def _beat(self, stop: threading.Event) -> None:
         """Stamp the run as live until ``stop``; notice a takeover and stop the workers."""
@@ -183,7 +210,7 @@ class Dispatcher:
                 except KeyboardInterrupt:  # a second Ctrl-C while we tidy up: keep tidying
                     end_started()
 
-    def _worker(self, device: DeviceInfo, queue: list[Job], done: threading.Event) -> None:
+    def _worker(self, device: DeviceInfo, done: threading.Event, queue: list[Job]) -> None:
         account = self.accounts[device.id]
         k = 0
         try:
@@ -231,8 +258,8 @@ class Dispatcher:
         hint = f": {device.state_hint}" if device.state_hint else ""
         offline = f"{device.id} was offline when the run started"
         account.faults.append(offline)
-        self.reporter.note(f"{offline}; waiting up to {self.retry_timeout_s:.0f}s for it")
-        back = agent.wait_until_back(device, self.retry_timeout_s)
+        self.reporter.note(f"{offline}; waiting up to {self.retry.wait_s:.0f}s for it")
+        back = agent.wait_until_back(device, self.retry.wait_s)
         if self.cancel.is_set():
             return None
         fresh = None
@@ -241,7 +268,7 @@ class Dispatcher:
         if fresh is None or fresh.state != "ready":
             state = fresh.state if fresh is not None else device.state
             reason = (f"{device.id} is {state}{hint} (it did not come back within "
-                      f"{self.retry_timeout_s:.0f}s of the run's start)")
+                      f"{self.retry.wait_s:.0f}s of the run's start)")
             for job in queue:
                 self._fail(job, account, reason)
             return None
@@ -259,73 +286,38 @@ class Dispatcher:
 
     def _run_job(self, agent: Agent, device: DeviceInfo, job: Job,
                  account: DeviceAccount) -> str | None:
-        """Run one job to its end; returns the reason when the device is unusable for
-        the rest of the run (:class:`DeviceUnusable`), else None."""
-        attempt = 0
-        while True:
-            attempt += 1
+        """Run one job to its end under the run's retry policy and store its outcome;
+        returns the reason when the device is unusable for the rest of the run
+        (:class:`DeviceUnusable`), else None."""
+
+        def start(attempt: int) -> bool:
             if not self.store.mark_running(self.run_id, job.job_id):
                 self.reporter.note(f"{job.label()}: already finished by another quantlab; "
                                    "not measured again")
-                return None
+                return False
             self.reporter.job_started(job, attempt)
+            return True
 
-            def progress(phase: str, fraction: float | None, _job: Job = job) -> None:
-                self.reporter.job_progress(_job, phase, fraction)
+        def progress(phase: str, fraction: float | None) -> None:
+            self.reporter.job_progress(job, phase, fraction)
 
-            try:
-                raw = agent.run(device, job, progress)
-            except DeviceFault as exc:
-                if self.cancel.is_set():
-                    self._interrupted(job, account)
-                    return None
-                account.faults.append(exc.one_line())
-                if attempt >= self.max_attempts:
-                    self._fail(job, account, f"{exc.one_line()} (gave up after "
-                               f"{attempt} attempts)")
-                    return None
-                self.reporter.note(f"{exc.one_line()}; waiting up to "
-                                   f"{self.retry_timeout_s:.0f}s for it to come back")
-                if not agent.wait_until_back(device, self.retry_timeout_s):
-                    self._fail(job, account, f"{exc.one_line()}; the device did not come "
-                               f"back within {self.retry_timeout_s:.0f}s")
-                    return None
-                if self.cancel.is_set():
-                    self._interrupted(job, account)
-                    return None
-                account.retries += 1
-                self.reporter.note(f"{device.id} is back; retrying {job.label()}")
-                continue
-            except DeviceUnusable as exc:
-                if self.cancel.is_set():
-                    self._interrupted(job, account)
-                    return None
-                self._fail(job, account, exc.one_line())
-                return exc.one_line()
-            except JobFailed as exc:
-                raw = RawResult.failure(job.job_id, exc.one_line())
-            except QuantlabError as exc:  # a user error or a fault the agent named: its words
-                if self.cancel.is_set():
-                    self._interrupted(job, account)
-                    return None
-                raw = RawResult.failure(job.job_id, exc.one_line())
-            except Exception as exc:  # a bug in an agent must not take the run down
-                if self.cancel.is_set():
-                    self._interrupted(job, account)
-                    return None
-                self.reporter.note("".join(traceback.format_exception(exc)))
-                raw = RawResult.failure(job.job_id, f"internal error in the {agent.kind} agent: "
-                                        f"{exc!r}")
-            if self.cancel.is_set():
-                self._interrupted(job, account)
-                return None
-            self.store.save_result(self.run_id, job.job_id, raw)
-            if raw.status == "ok":
-                account.ok += 1
-            else:
-                account.failed += 1
-            self.reporter.job_finished(job, raw.status, raw.error)
+        outcome = launch(agent, device, job, self.retry, cancel=self.cancel,
+                         note=self.reporter.note, progress=progress, start=start)
+        account.faults.extend(outcome.faults)
+        account.retries += outcome.retries
+        if outcome.interrupted:
+            self._interrupted(job, account)
             return None
+        if outcome.raw is None:  # finished by another quantlab
+            return None
+        raw = outcome.raw
+        self.store.save_result(self.run_id, job.job_id, raw)
+        if raw.status == "ok":
+            account.ok += 1
+        else:
+            account.failed += 1
+        self.reporter.job_finished(job, raw.status, raw.error)
+        return outcome.unusable
 
     def _fail(self, job: Job, account: DeviceAccount, error: str) -> None:
         self.store.save_result(self.run_id, job.job_id, RawResult.failure(job.job_id, error))

@@ -3,7 +3,7 @@
 Fixed inputs (``--inputs`` or seeded random ones matching each input's dtype, shape and
 quantization) go to the device; the outputs come back and are compared here with the
 float reference model's outputs on the same inputs. Plain numpy: the runtimes that
-produce the arrays run in worker processes (:mod:`quantlab.agents.sim_worker`), never here.
+produce the arrays run in worker processes (:mod:`quantlab.agents.litert.runner`), never here.
 
 Figures, per output and for the whole job (the worst output):
 
@@ -106,9 +106,9 @@ def align_detections(reference: Mapping[str, np.ndarray], outputs: Mapping[str, 
     first, takes the unused output detection of its class that overlaps it most; the others
     keep their order in the rows left. None when the outputs are not such detections."""
     from quantlab.harness.errors import UserError
-    from quantlab.harness.quantize.tasks import OutputInfo
-    from quantlab.harness.quantize.tasks.detection_boxes import iou_matrix
-    from quantlab.harness.quantize.tasks.detection_decode import ssd_roles
+    from quantlab.harness.tasks import OutputInfo
+    from quantlab.harness.tasks.detection_boxes import iou_matrix
+    from quantlab.harness.tasks.detection_decode import ssd_roles
 
     names = list(reference)
     if len(names) != 4 or sorted(outputs) != sorted(names) or \

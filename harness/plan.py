@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from quantlab.agents.base import AGENT_MODULES, Agent, load_agent
+from quantlab.agents.base import Agent, load_agent
+from quantlab.harness import kinds as registry
 from quantlab.harness.errors import QuantlabError, UnknownDeviceError, UserError
 from quantlab.harness.records import DeviceInfo, Job, ModelRef, Plan, Settings, Skipped
 
@@ -38,7 +39,8 @@ class Fleet:
 
 
 def discover(kinds: Sequence[str] | None = None, agents: Sequence[Agent] | None = None) -> Fleet:
-    """Ask every agent (or the given ones) for its devices.
+    """Ask the agent of every registered kind (:mod:`quantlab.harness.kinds`), of the given
+    ``kinds``, or the given ``agents`` for their devices.
 
     An agent whose library or server is missing contributes a note instead of
     failing discovery for the others.
@@ -48,7 +50,7 @@ def discover(kinds: Sequence[str] | None = None, agents: Sequence[Agent] | None 
     notes: list[str] = []
     if agents is None:
         agents = []
-        for kind in kinds or list(AGENT_MODULES):
+        for kind in kinds or registry.names():
             try:
                 agents.append(load_agent(kind))
             except ImportError as exc:

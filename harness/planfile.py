@@ -24,12 +24,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from quantlab.harness import kinds
 from quantlab.harness.errors import UserError
 from quantlab.harness.records import DeviceInfo
 
 SCHEMA_FILE = Path(__file__).with_name("planfile.schema.json")
-DEVICE_KINDS = ("sim", "android", "ios", "linux")
-"""Device selectors that name a platform rather than one device."""
 
 KeyPath = tuple[str | int, ...]
 
@@ -45,10 +44,19 @@ class PlanFileError(UserError):
         self.key = key
 
 
-@cache
 def plan_schema() -> dict[str, Any]:
-    """The JSON Schema of plan files (shipped as ``harness/planfile.schema.json``)."""
+    """The JSON Schema of plan files (shipped as ``harness/planfile.schema.json``), with the
+    registered device kinds (:mod:`quantlab.harness.kinds`) filled in: the file names none."""
+    return _schema(tuple(kinds.names()))
+
+
+@cache
+def _schema(kind_names: tuple[str, ...]) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    devices = data["properties"]["devices"]
+    devices["description"] = devices["description"].replace(
+        "device kinds (", f"device kinds ({', '.join(kind_names)}: ", 1)
+    devices["examples"] = [[name] for name in kind_names]
     return data
 
 
@@ -100,7 +108,7 @@ class PlanFile:
                 add(list(fleet_devices))
             elif any(d.id == sel or d.name == sel for d in fleet_devices):
                 add([d for d in fleet_devices if d.id == sel or d.name == sel])
-            elif sel in DEVICE_KINDS:
+            elif sel in kinds.KINDS:
                 found = [d for d in fleet_devices if d.platform == sel]
                 if not found:
                     raise self.error(("devices", i), f"no {sel} device attached")
@@ -165,7 +173,7 @@ def load_plan_file(path: str | Path) -> PlanFile:
         device_tags = _device_tags(_existing(base, data["devices_file"], plan,
                                              ("devices_file",)), plan)
     if "threshold" in plan.compare:
-        from quantlab.harness.report.compare import parse_threshold
+        from quantlab.harness.verdicts.latency import parse_threshold
 
         try:
             parse_threshold(str(plan.compare["threshold"]))

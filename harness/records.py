@@ -23,7 +23,9 @@ from typing import Any, Literal, TypeVar
 SCHEMA_VERSION = 2
 """Version of the JSON format of every record. Bump it with an upgrade step."""
 
-Platform = Literal["sim", "android", "ios", "linux"]  # linux: an SSH gateway (agents.ssh)
+Platform = str
+"""A device kind's registered name (:mod:`quantlab.harness.kinds`): ``sim``, ``android``,
+``ios``, ``linux`` (SSH gateways) or one a test or plug-in registered."""
 JobStatus = Literal["pending", "running", "ok", "failed", "skipped", "interrupted"]
 
 T = TypeVar("T")

@@ -1,8 +1,8 @@
-"""Benchmarking from Python: plan jobs, run them on devices, get the stored run back."""
+"""Benchmarking from Python: plan jobs, run them on devices, get the stored run back (through
+the one measurement session, :mod:`quantlab.session`)."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,11 +11,9 @@ from quantlab.harness.errors import UserError
 
 if TYPE_CHECKING:
     from quantlab._records import Record
-    from quantlab.harness.dispatch import DeviceAccount, Reporter
-    from quantlab.harness.errors import RunIncomplete
+    from quantlab.harness.dispatch import Reporter
     from quantlab.harness.plan import Fleet
-    from quantlab.harness.records import DeviceInfo, Job, Plan, Settings
-    from quantlab.harness.store import Store
+    from quantlab.harness.records import DeviceInfo, Plan, Settings
 
 ListArg = str | Sequence[str] | None
 """A list option: a sequence, or comma-separated text as on the command line."""
@@ -69,25 +67,17 @@ def measure_settings(*, warmup: int = 10, iterations: int = 50, min_time: float 
                     timeout_s=timeout, energy_on_usb=energy_on_usb, numerics=numerics)
 
 
-def discover(cluster: str | None = None) -> Fleet:
-    """Local devices (the simulator included), or with ``cluster`` a lab's devices."""
-    from quantlab.harness.plan import discover as discover_local
-
-    if not cluster:
-        return discover_local()
-    from quantlab.agents.lab import lab_agents
-
-    return discover_local(agents=lab_agents(cluster))
-
-
 def make_plan(models: Sequence[str | Path], device: ListArg, delegate: ListArg,
               threads: int | str | Sequence[int | str], settings: Settings,
-              cluster: str | None = None) -> tuple[Plan, Fleet, list[DeviceInfo]]:
-    """(plan, fleet, chosen devices): the jobs for these models on these devices."""
+              cluster: str | None = None, fleet: Fleet | None = None
+              ) -> tuple[Plan, Fleet, list[DeviceInfo]]:
+    """(plan, fleet, chosen devices): the jobs for these models on these devices (of
+    ``fleet``, else those discovered, a lab's with ``cluster``)."""
     from quantlab.harness.plan import build_plan, expand_models, select_devices
+    from quantlab.session import discover
 
     refs = expand_models([str(m) for m in models])
-    fleet = discover(cluster)
+    fleet = fleet or discover(cluster)
     chosen = select_devices(fleet, as_list(device))
     the_plan = build_plan(refs, chosen, fleet, as_list(delegate), parse_threads(threads),
                           settings)
@@ -99,57 +89,6 @@ def plan(models: Sequence[str | Path], device: ListArg = "sim", delegate: ListAr
     """The jobs a :func:`bench` would run, and those it would skip with the reason; runs
     nothing. ``measure`` takes :func:`bench`'s measuring options."""
     return make_plan(models, device, delegate, threads, measure_settings(**measure))[0]
-
-
-def start_run(store: Store, the_plan: Plan, chosen: Iterable[DeviceInfo], settings: Settings,
-              tags: Iterable[str] = (), plan_text: str | None = None) -> str:
-    """Store a new run with its planned jobs; returns its id."""
-    from quantlab.harness.environment import new_run
-
-    run = new_run(settings)
-    store.create_run(run, the_plan, list(chosen), tags=list(tags), plan_text=plan_text)
-    return run.run_id
-
-
-def run_jobs(store: Store, run_id: str, fleet: Fleet, jobs: Sequence[Job],
-             reporter: Reporter | None = None, retry_timeout: float = 120.0
-             ) -> list[DeviceAccount]:
-    """Run stored jobs on their devices (results go into the store). Raises
-    :class:`quantlab.harness.dispatch.Interrupted` after a Ctrl-C, the store consistent."""
-    from quantlab.harness.dispatch import Dispatcher, NullReporter
-
-    dispatcher = Dispatcher(store, run_id, fleet, reporter or NullReporter(),
-                            retry_timeout_s=retry_timeout)
-    return dispatcher.run(list(jobs))
-
-
-def finish_run(store: Store, run_id: str, accounts: Sequence[DeviceAccount]) -> dict[str, Any]:
-    """Close the run and return it as the CLI's JSON (``bench --json``). A run left with
-    jobs unfinished (a device stopped by a store error) is stored ``incomplete``, not
-    ``done``, and ``incomplete`` in the JSON says why in one line."""
-    from quantlab.harness.results import run_dict
-
-    status = store.finish_run(run_id, "done")
-    data = run_dict(store.load_run(run_id))
-    data["devices"] = [a.as_dict() for a in accounts]
-    if status is None:
-        data["incomplete"] = (f"run {run_id} was taken over by another quantlab (bench "
-                              "--resume --force); what this process measured is stored")
-    elif status != "done":
-        left = sum(1 for r in data["results"] if r["status"] in ("pending", "running",
-                                                                 "interrupted"))
-        why = "; ".join(f"{a.device_id}: {a.stopped}" for a in accounts if a.stopped)
-        data["incomplete"] = (f"run {run_id} is incomplete, {left} job(s) not finished"
-                              f"{f' ({why})' if why else ''}")
-    return data
-
-
-def incomplete_error(run_id: str, data: dict[str, Any]) -> RunIncomplete:
-    """The error for a run whose JSON says it is ``incomplete``."""
-    from quantlab.harness.errors import RunIncomplete
-
-    return RunIncomplete(run_id, str(data["incomplete"]),
-                         hint=f"fix that, then quantlab bench --resume {run_id}")
 
 
 def bench(models: Sequence[str | Path], device: ListArg = "sim", delegate: ListArg = None,
@@ -170,16 +109,17 @@ def bench(models: Sequence[str | Path], device: ListArg = "sim", delegate: ListA
     ``ops``, ``warnings``. A job a device cannot run is in ``results`` as ``skipped``
     with the reason in ``error``; a job that fails is ``failed`` with its error (no
     exception). Raises
-    :class:`~quantlab.harness.errors.UserError` for a bad request, ``KeyboardInterrupt`` after
-    a Ctrl-C (the run is then stored ``interrupted``) and
+    :class:`~quantlab.harness.errors.UserError` for a bad request,
+    :class:`~quantlab.session.RunInterrupted` (a ``KeyboardInterrupt``) after a Ctrl-C
+    (the run is then stored ``interrupted``) and
     :class:`~quantlab.harness.errors.RunIncomplete` when jobs were left unfinished (a store that
     could not write; the run is stored ``incomplete`` and ``quantlab bench --resume``
     finishes it). Ctrl-C ends the processes quantlab started, never the caller's own.
     """
     from quantlab._records import Record
-    from quantlab._results import results_location
-    from quantlab.harness.dispatch import Interrupted
-    from quantlab.harness.store import Store, check_tags
+    from quantlab.harness.retry import RetryPolicy
+    from quantlab.harness.store import check_tags
+    from quantlab.session import Session
 
     if isinstance(models, (str, Path)):
         models = [models]
@@ -190,24 +130,11 @@ def bench(models: Sequence[str | Path], device: ListArg = "sim", delegate: ListA
                                 energy=energy, energy_on_usb=energy_on_usb, numerics=numerics,
                                 timeout=timeout)
     checked_tags = check_tags(list(tags))
-    store = Store.open(results_location(results))
-    try:
-        the_plan, fleet, chosen = make_plan(models, device, delegate, threads, settings,
-                                            cluster)
-        run_id = start_run(store, the_plan, chosen, settings, checked_tags)
-        try:
-            accounts = run_jobs(store, run_id, fleet, the_plan.jobs, reporter, retry_timeout)
-        except Interrupted:
-            store.finish_run(run_id, "interrupted")
-            raise KeyboardInterrupt(f"run {run_id} interrupted; finished jobs are stored"
-                                    ) from None
-        except Exception:  # close it: a run left 'running' by a live caller looks owned
-            with contextlib.suppress(Exception):  # the store may be what failed
-                store.finish_run(run_id, "interrupted")
-            raise
-        data = finish_run(store, run_id, accounts)
-        if "incomplete" in data:
-            raise incomplete_error(run_id, data)
+    with Session.open(results, cluster=cluster, retry=RetryPolicy(wait_s=retry_timeout),
+                      reporter=reporter) as session:
+        the_plan, _, chosen = make_plan(models, device, delegate, threads, settings,
+                                        fleet=session.fleet)
+        run_id = session.start(the_plan, chosen, settings, checked_tags)
+        data = session.finish(run_id, session.dispatch(run_id, the_plan.jobs))
+        session.check(data)
         return Record(data)
-    finally:
-        store.close()

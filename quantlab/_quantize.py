@@ -30,16 +30,18 @@ def quantize(model: PathLike, out: PathLike, schemes: str | Sequence[str] = "all
     that fails is in the manifest with ``status="failed"`` and its error. ``coreml_keep``:
     Keras layers whose weights ``coreml-w4`` leaves fp16 (or ``["sensitive:N"]``)."""
     from quantlab._bench import as_list
+    from quantlab.harness.quantize.requests import QuantizeRequest
     from quantlab.harness.quantize.schemes import resolve_schemes
     from quantlab.harness.quantize.variants import quantize as make_variants
 
     picked = resolve_schemes(as_list(schemes) or ["all"])
-    return make_variants(model, [s.name for s in picked], calib, out, eval_data=eval_data,
-                         calib_samples=calib_samples, seed=seed, max_drop=max_drop,
-                         x_key=x_key, y_key=y_key, image=image, force=force, train=train,
-                         qat=qat, progress=progress,
-                         options={"granularity": granularity,
-                                  **({"coreml_keep": list(coreml_keep)} if coreml_keep else {})})
+    request = QuantizeRequest.create(
+        model, [s.name for s in picked], calib, out, eval_data=eval_data,
+        calib_samples=calib_samples, seed=seed, max_drop=max_drop, x_key=x_key, y_key=y_key,
+        image=image, force=force, train=train, qat=qat,
+        options={"granularity": granularity,
+                 **({"coreml_keep": list(coreml_keep)} if coreml_keep else {})})
+    return make_variants(request, progress=progress)
 
 
 def evaluate(variants: PathLike, data: PathLike, *,
@@ -62,20 +64,20 @@ def evaluate(variants: PathLike, data: PathLike, *,
     default 0.99), as ``quantlab evaluate --per-delegate``."""
     from quantlab._records import Record
     from quantlab._results import results_location
+    from quantlab.harness.evaluations import save_to_store
     from quantlab.harness.quantize.evaluate import evaluate as run_evaluation
-    from quantlab.harness.quantize.evaluate import save_to_store
     from quantlab.harness.quantize.gate import parse_max_drop
 
     parse_max_drop(max_drop)  # a typo fails before any model runs
     report = run_evaluation(variants, data, max_drop=max_drop, task=task,
                             labels=str(labels) if labels else None, decoder=decoder,
                             max_mse=max_mse, x_key=x_key, y_key=y_key, image=image,
-                            gate_confidence=gate_confidence, progress=progress)
+                            gate_confidence=gate_confidence, progress=progress).to_dict()
     if store:
         save_to_store(report, results_location(results))
     if per_delegate:
+        from quantlab.harness.delegate_gate import from_store
         from quantlab.harness.numerics import DEFAULT_MIN_TOP1
-        from quantlab.harness.quantize.delegate_gate import from_store
 
         report["per_delegate"] = from_store(
             report, results_location(results),

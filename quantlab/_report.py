@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from quantlab._records import Record
-    from quantlab.harness.report.compare import Comparison
     from quantlab.harness.report.recommend import DeviceRecommendation
     from quantlab.harness.store import RunRecord, Store
+    from quantlab.harness.verdicts.compare import Comparison
 
 
 
@@ -22,7 +22,7 @@ def compare(a: str | Record | RunRecord, b: str | Record | RunRecord, *,
     ``threshold``: the slowdown that counts (``"5%"`` or ``0.05``); ``match``: the keys
     that pair jobs (``"model,device,delegate,threads"`` by default); ``allow_missing``:
     baseline jobs absent from ``b`` do not fail it. Returns the same
-    :class:`~quantlab.harness.report.compare.Comparison` as ``quantlab compare`` (``as_dict()`` is
+    :class:`~quantlab.harness.verdicts.compare.Comparison` as ``quantlab compare`` (``as_dict()`` is
     its ``--json``): ``matches`` with a ``verdict`` each, ``regressed``, ``missing``,
     ``fails`` (what makes ``compare`` exit 1), ``untestable``.
     """
@@ -38,7 +38,8 @@ def compare_in(store: Store, a: str | Record | RunRecord, b: str | Record | RunR
                allow_missing: bool = False) -> Comparison:
     """:func:`compare` on an open store."""
     from quantlab._results import run_record
-    from quantlab.harness.report.compare import compare_runs, parse_match, parse_threshold
+    from quantlab.harness.verdicts.compare import compare_runs, parse_match
+    from quantlab.harness.verdicts.latency import parse_threshold
 
     limit = parse_threshold(str(threshold))
     keys = parse_match(",".join(match) if isinstance(match, tuple) else match)

@@ -54,12 +54,13 @@ def digits_calib(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def keras_variants(digits: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every scheme made from the Keras digits model, calibrated on the training split."""
+    from quantlab.harness.quantize.requests import QuantizeRequest
     from quantlab.harness.quantize.variants import quantize
 
     if "keras_variants" not in _CACHE:
         out = tmp_path_factory.mktemp("kv") / "variants"
-        quantize(digits[0], ["all"], _training_split(tmp_path_factory), out,
-                 eval_data=digits[1])
+        quantize(QuantizeRequest.create(digits[0], ["all"], _training_split(tmp_path_factory), out,
+                 eval_data=digits[1]))
         _CACHE["keras_variants"] = out
     return _CACHE["keras_variants"]
 
@@ -142,10 +143,11 @@ def outlier_model(digits: tuple[Path, Path], tmp_path_factory: pytest.TempPathFa
 @pytest.fixture(scope="session")
 def outlier_tflite(outlier_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The outlier model as a float .tflite (a third-party-style source)."""
+    from quantlab.harness.quantize.requests import QuantizeRequest
     from quantlab.harness.quantize.variants import quantize
 
     if "outlier_tflite" not in _CACHE:
         out = tmp_path_factory.mktemp("outlier_tflite") / "v"
-        quantize(outlier_model, ["fp32"], None, out)
+        quantize(QuantizeRequest.create(outlier_model, ["fp32"], None, out))
         _CACHE["outlier_tflite"] = out / "fp32.tflite"
     return _CACHE["outlier_tflite"]

@@ -23,7 +23,7 @@ import pytest
 from conftest import require_tool
 from fakes.adbd import FakeAndroidDevice
 
-from quantlab.agents.android import AndroidAgent, ThermalPolicy
+from quantlab.agents.android.agent import AndroidAgent, ThermalPolicy
 from quantlab.android_runner import provision
 from quantlab.harness.records import DeviceInfo, Job, ModelRef, Settings
 

@@ -69,6 +69,28 @@ def test_unknown_delegate() -> None:
         command.delegate_flags("coreml-ane")
 
 
+def test_android_delegates_are_one_list() -> None:
+    """command.DELEGATES is the list: the agent offers exactly it, in its order (xnnpack
+    first: the default), and each tool builds the flags of the delegates it runs from it
+    (the agent and command.py kept two lists, in different orders)."""
+    from quantlab.agents.android.agent import AndroidAgent
+    from quantlab.android_runner import litert_command
+
+    assert AndroidAgent.delegates == tuple(command.DELEGATES)
+    assert AndroidAgent.delegates[0] == "xnnpack"
+    assert litert_command.DELEGATES == ("litert-cpu", "litert-gpu", "litert-npu")
+    for name, delegate in command.DELEGATES.items():
+        if delegate.runner == command.BENCHMARK_MODEL:
+            argv = command.build_command(job(name), "m.tflite").argv
+        else:
+            argv = litert_command.build_litert_command(job(name), "m.tflite").argv
+        assert argv[-len(delegate.flags(False)):] == tuple(delegate.flags(False)), name
+    with pytest.raises(UnknownDeviceError, match="litert-gpu: not an Android delegate"):
+        command.delegate_flags("litert-gpu")  # not one of benchmark_model's
+    with pytest.raises(UnknownDeviceError, match="gpu: not a benchmark_litert_model"):
+        litert_command.accelerator_flags("gpu")
+
+
 def elf(path: Path, machine: int) -> Path:
     path.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(11) + machine.to_bytes(2, "little")
                      + bytes(44))

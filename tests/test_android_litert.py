@@ -194,7 +194,7 @@ def test_litert_npu_uses_a_compiled_model_only_when_it_matches(
     import dataclasses
     import hashlib
 
-    from quantlab.harness import npu_compile
+    from quantlab.agents.android import npu_compile
 
     qcom, _ = phones
     libs = tmp_path / "npu-libs"

@@ -20,7 +20,7 @@ from test_android_adb import (  # noqa: F401
     phones,
 )
 
-from quantlab.agents.android import launch_text
+from quantlab.agents.android.agent import launch_text
 from quantlab.android_runner.parser import parse_output
 from quantlab.android_runner.result_mapping import to_raw_result
 from quantlab.harness.environment import new_run

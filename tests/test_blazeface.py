@@ -12,6 +12,7 @@ import pytest
 import quantize_fixtures as qf
 from test_tasks import blazeface_model
 
+from quantlab.harness.quantize.requests import QuantizeRequest
 from quantlab.harness.quantize.variants import quantize
 
 SIZE = 128
@@ -37,8 +38,8 @@ def test_blazeface_int8_agrees_with_float_on_real_photos(tmp_path: Path) -> None
     x_eval, x_calib = _photos()
     np.savez(tmp_path / "eval.npz", x=x_eval)
     np.savez(tmp_path / "calib.npz", x=x_calib)
-    m = quantize(model, ["fp32", "fp16", "dynamic-int8", "int8"], tmp_path / "calib.npz",
-                 tmp_path / "v")
+    m = quantize(QuantizeRequest.create(model, ["fp32", "fp16", "dynamic-int8", "int8"],
+                                        tmp_path / "calib.npz", tmp_path / "v"))
     assert all(v.status == "ok" for v in m.variants), [v.error for v in m.variants]
     notes = " ".join(m.source["notes"])
     assert "no signature" in notes and "serving_default" in notes and "float16" in notes

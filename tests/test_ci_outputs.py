@@ -12,7 +12,7 @@ from pathlib import Path
 from junitparser import Failure, JUnitXml, Skipped
 
 from quantlab.harness.report.ci import comparison_junit, comparison_markdown, write_outputs
-from quantlab.harness.report.compare import Comparison, Match, Unmatched
+from quantlab.harness.verdicts.compare import Comparison, Match, Unmatched
 
 
 def _match(model: str, verdict: str, **kw: object) -> Match:

@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 from quantlab.harness.cli.main import app
 from quantlab.harness.errors import UserError
 from quantlab.harness.report.ci import comparison_junit, comparison_markdown
-from quantlab.harness.report.compare import compare_runs, parse_match
 from quantlab.harness.store import Store
+from quantlab.harness.verdicts.compare import compare_runs, parse_match
 
 runner = CliRunner()
 
@@ -183,7 +183,7 @@ def test_a_summary_pair_has_no_p_value() -> None:
 
 def test_a_pooled_summary_of_one_iteration_has_no_std() -> None:
     from quantlab.harness.records import LaunchStats
-    from quantlab.harness.report.compare import _pooled_summary
+    from quantlab.harness.verdicts.compare import _pooled_summary
 
     pooled = _pooled_summary([LaunchStats(mean_ms=3.0, count=1, std_ms=0.0)])
     assert pooled is not None and pooled.std_ms is None

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from quantlab.agents.op_coverage import account_for_invoke
+from quantlab.agents.litert.runner.op_coverage import account_for_invoke
 from quantlab.harness.numerics import compare_outputs, jsonable, verdict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,7 +187,7 @@ def test_the_numerics_gate_judges_the_delegate_not_the_quantization() -> None:
 
 
 def test_compile_names_why_it_cannot(tflite_models: dict[str, Path]) -> None:
-    from quantlab.harness.npu_compile import sdk_missing_reason
+    from quantlab.agents.android.npu_compile import sdk_missing_reason
 
     reason = sdk_missing_reason("SM8650")
     proc = _quantlab("compile", str(tflite_models["int8"]), "--target", "SM8650")
@@ -200,7 +200,7 @@ def test_compile_names_why_it_cannot(tflite_models: dict[str, Path]) -> None:
 
 
 def test_compile_for_a_real_npu(tflite_models: dict[str, Path], tmp_path: Path) -> None:
-    from quantlab.harness.npu_compile import compile_for_soc, sdk_missing_reason
+    from quantlab.agents.android.npu_compile import compile_for_soc, sdk_missing_reason
 
     reason = sdk_missing_reason("SM8650")
     if reason:
@@ -213,7 +213,7 @@ def test_gate_per_delegate_verdicts() -> None:
     """Every (variant, device, delegate) gets pass, FAIL or no verdict with the reason."""
     from types import SimpleNamespace as NS
 
-    from quantlab.harness.quantize.delegate_gate import per_delegate
+    from quantlab.harness.delegate_gate import per_delegate
 
     def entry(sha: str, delegate: str, numerics: dict[str, Any]) -> Any:
         job = NS(model=NS(sha256=sha), device_id="phone", delegate=delegate, job_id=delegate)

@@ -12,6 +12,7 @@ import pytest
 import quantize_fixtures as qf
 
 from quantlab.harness.quantize.manifest import Manifest
+from quantlab.harness.quantize.requests import QuantizeRequest
 from quantlab.harness.quantize.variants import quantize
 
 quantlab = qf.quantlab
@@ -24,7 +25,8 @@ def detector(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     work = tmp_path_factory.mktemp("det")
     paths = build_detector(work / "model", styles=("ssd",))
-    quantize(paths["ssd"], ["fp32", "fp16", "int8", "int8-io"], paths["calib"], work / "v")
+    quantize(QuantizeRequest.create(paths["ssd"], ["fp32", "fp16", "int8", "int8-io"],
+                                    paths["calib"], work / "v"))
     return {**paths, "variants": work / "v"}
 
 

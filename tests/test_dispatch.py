@@ -154,9 +154,9 @@ def test_accounts_line_counts_skipped_jobs() -> None:
 def test_agents_raise_device_scoped_errors_where_they_know(tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch
                                                            ) -> None:
-    from quantlab.agents.adb_faults import unusable_adb_state
-    from quantlab.agents.android import AndroidAgent
-    from quantlab.agents.ios_errors import translate
+    from quantlab.agents.android.agent import AndroidAgent
+    from quantlab.agents.android.faults import unusable_adb_state
+    from quantlab.agents.ios.errors import translate
 
     # Android: no benchmark_model for the phone's ABI is the same for every job on it
     monkeypatch.setenv("QUANTLAB_CACHE", str(tmp_path / "cache"))

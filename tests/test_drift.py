@@ -16,9 +16,8 @@ from series_runs import PATTERN, entry, job, record, run_id, store_record
 from typer.testing import CliRunner
 
 from quantlab.harness.cli.main import app
-from quantlab.harness.report.drift import series_drift
-from quantlab.harness.report.history import build_history
 from quantlab.harness.store import RunRecord, Store
+from quantlab.harness.verdicts.history import build_history, series_drift
 
 runner = CliRunner()
 LAUNCHES = (1.0, 1.003, 0.997)

@@ -19,10 +19,11 @@ import pytest
 from pgserver import PgServer, running_server
 from typer.testing import CliRunner
 
+from quantlab.harness.cli.history import sparkline
 from quantlab.harness.cli.main import app
 from quantlab.harness.records import Job, ModelRef, Plan, RawResult, Run, Settings
-from quantlab.harness.report.history import build_history, sparkline
 from quantlab.harness.store import Store
+from quantlab.harness.verdicts.history import build_history
 
 runner = CliRunner()
 SETTINGS = Settings(warmup=2, iterations=40, repeats=2)

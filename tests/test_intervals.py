@@ -10,11 +10,10 @@ import math
 import numpy as np
 import pytest
 
-from quantlab.harness.quantize import intervals
 from quantlab.harness.quantize.gate import judge, unresolved_warnings
-from quantlab.harness.quantize.tasks import Context, OutputInfo, get_task
-from quantlab.harness.quantize.tasks.detection_bootstrap import coco_matches, resampled_map
-from quantlab.harness.quantize.tasks.detection_coco import CocoTruth, coco_map
+from quantlab.harness.tasks import Context, OutputInfo, get_task, intervals
+from quantlab.harness.tasks.detection_bootstrap import coco_matches, resampled_map
+from quantlab.harness.tasks.detection_coco import CocoTruth, coco_map
 
 
 def _profile_p21(b: int, c: int, n: int, delta: float) -> float:
@@ -94,17 +93,15 @@ def test_a_100_sample_set_cannot_resolve_a_2_point_gate() -> None:
     interval = task.drop_interval(ref, pred, ctx, "top1")
     assert interval is not None and interval["low"] == pytest.approx(-0.0370, abs=1e-4)
     gate = judge("top1", 0.9, 0.9, 0.02, interval=interval)
-    assert gate["passed"] and gate["resolved"] is False
-    rows = [{"scheme": "int8", "path": "v/int8.tflite", "gate": gate}]
-    (warning,) = unresolved_warnings(rows, 100)
+    assert gate.passed and gate.resolved is False
+    (warning,) = unresolved_warnings([("int8", gate)], 100)
     assert warning.startswith("with 100 samples the 95 % interval of a 0-point drop is "
                               "±3.70 pt, wider than the 2.00-pt gate of int8")
     assert "about 189 samples would" in warning
     # 1,000 samples resolve it
     ref, pred, ctx = _classification(0, 0, 1000)
     gate = judge("top1", 0.9, 0.9, 0.02, interval=task.drop_interval(ref, pred, ctx, "top1"))
-    assert gate["resolved"] is True and unresolved_warnings(
-        [{"scheme": "int8", "path": "p", "gate": gate}], 1000) == []
+    assert gate.resolved is True and unresolved_warnings([("int8", gate)], 1000) == []
 
 
 def test_gate_confidence_fails_only_drops_whose_interval_lies_beyond_the_gate() -> None:
@@ -114,17 +111,19 @@ def test_gate_confidence_fails_only_drops_whose_interval_lies_beyond_the_gate() 
     interval = task.drop_interval(ref, pred, ctx, "top1")
     assert interval is not None and interval["low"] < 0.02 < 0.03 < interval["high"]
     point = judge("top1", 1.0, 0.97, 0.02, interval=interval)
-    assert point["passed"] is False and point["decided_by"] == "point estimate"
-    assert point["why"].startswith("drop 3.00 pt > 2.00 pt (95 % interval ")
+    assert point.passed is False and point.decided_by == "point estimate"
+    assert point.why is not None and point.why.startswith("drop 3.00 pt > 2.00 pt (95 % interval ")
     sure = judge("top1", 1.0, 0.97, 0.02, interval=interval, confidence=True)
-    assert sure["passed"] is True and sure["decided_by"] == "interval"
-    assert sure["why"].endswith("the interval reaches the gate, so --gate-confidence passes it")
+    assert sure.passed is True and sure.decided_by == "interval"
+    assert sure.why is not None and \
+        sure.why.endswith("the interval reaches the gate, so --gate-confidence passes it")
     # 30 of 100: the whole interval lies beyond the gate, and it fails either way
     ref, pred, ctx = _classification(30, 0)
     interval = task.drop_interval(ref, pred, ctx, "top1")
     assert interval is not None and interval["low"] > 0.02
     sure = judge("top1", 1.0, 0.7, 0.02, interval=interval, confidence=True)
-    assert sure["passed"] is False and sure["why"].endswith("all of it beyond the gate")
+    assert sure.passed is False and sure.why is not None and \
+        sure.why.endswith("all of it beyond the gate")
 
 
 def test_label_free_agreement_has_a_wilson_interval() -> None:

@@ -11,10 +11,10 @@ from fakes.iphone import FAKE_UDID, FakeIphoneBackend
 from pymobiledevice3 import exceptions as pmd3_exc
 from pymobiledevice3.remote.userspace_tunnel import UserspaceTunnelUnavailableError
 
-import quantlab.agents.ios as ios
+import quantlab.agents.ios.agent as ios
 from quantlab.agents.base import no_progress
-from quantlab.agents.ios import IosAgent
-from quantlab.agents.ios_errors import IosUserError, translate
+from quantlab.agents.ios.agent import IosAgent
+from quantlab.agents.ios.errors import IosUserError, translate
 from quantlab.harness.errors import DeviceDisconnected
 from quantlab.harness.models import model_ref
 from quantlab.harness.records import DeviceInfo, Job, Settings
@@ -261,8 +261,8 @@ def test_fake_and_real_sessions_share_one_interface() -> None:
 
     from fakes.iphone import FakeSession
 
-    from quantlab.agents.ios_interfaces import IosBackend, IosSession
-    from quantlab.agents.ios_pmd3 import Pmd3Backend, Pmd3Session
+    from quantlab.agents.ios.interfaces import IosBackend, IosSession
+    from quantlab.agents.ios.pmd3 import Pmd3Backend, Pmd3Session
 
     for proto, real, fake in [
         (IosSession, Pmd3Session, FakeSession),

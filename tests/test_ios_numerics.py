@@ -24,10 +24,10 @@ from fakes import pmd3
 from fakes.iphone import COREML_REASON, FAKE_UDID, FakeIphoneBackend
 from fakes.pmd3 import Phone
 
-from quantlab.agents import ios_numerics
 from quantlab.agents.base import no_progress
-from quantlab.agents.ios import IosAgent
-from quantlab.agents.ios_pmd3 import Pmd3Backend
+from quantlab.agents.ios import numerics as ios_numerics
+from quantlab.agents.ios.agent import IosAgent
+from quantlab.agents.ios.pmd3 import Pmd3Backend
 from quantlab.harness.models import model_ref
 from quantlab.harness.numerics import verdict
 from quantlab.harness.records import Job, RawResult, Settings

@@ -22,13 +22,13 @@ from pymobiledevice3.dtx.exceptions import DTXNsError
 from pymobiledevice3.dtx.ns_types import NSError
 from pymobiledevice3.remote.userspace_tunnel import UserspaceTunnelUnavailableError
 
-import quantlab.agents.ios as ios
-import quantlab.agents.ios_pmd3 as ios_pmd3
+import quantlab.agents.ios.agent as ios
+import quantlab.agents.ios.pmd3 as ios_pmd3
 from quantlab.agents.base import no_progress
-from quantlab.agents.ios import IosAgent
-from quantlab.agents.ios_errors import IosUserError
-from quantlab.agents.ios_interfaces import load_backend
-from quantlab.agents.ios_pmd3 import Pmd3Backend
+from quantlab.agents.ios.agent import IosAgent
+from quantlab.agents.ios.errors import IosUserError
+from quantlab.agents.ios.interfaces import load_backend
+from quantlab.agents.ios.pmd3 import Pmd3Backend
 from quantlab.harness.errors import DeviceDisconnected, UserError
 from quantlab.harness.models import model_ref
 from quantlab.harness.records import DeviceInfo, Job, Settings

@@ -1,6 +1,6 @@
 """A real lab: a head and two lab hosts (``quantlab lab head/join``) on loopback, token + mTLS.
 
-The controller is this test process (agents.lab + the ordinary dispatcher and store).
+The controller is this test process (harness/lab/agent.py + the ordinary dispatcher and store).
 One test crashes a lab host mid-run and checks that its jobs complete once it
 rejoins, with no duplicate and nothing lost.
 """
@@ -75,7 +75,7 @@ def model(lab: Lab) -> ModelRef:
 
 
 def _fleet(lab: Lab):  # type: ignore[no-untyped-def]
-    from quantlab.agents.lab import lab_agents
+    from quantlab.harness.lab.agent import lab_agents
     from quantlab.harness.plan import discover
 
     return discover(agents=lab_agents(lab.address, lab.sec, node_ip=LOOPBACK))

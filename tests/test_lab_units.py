@@ -11,19 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from quantlab.agents.device_actor import (
-    DeviceActor,
-    error_payload,
-    pack_model,
-    raise_payload,
-    store_in_cache,
-)
 from quantlab.harness.errors import (
     DeviceDisconnected,
     DeviceTimeout,
     DeviceUnusable,
     JobFailed,
     UserError,
+)
+from quantlab.harness.lab.actor import (
+    DeviceActor,
+    error_payload,
+    pack_model,
+    raise_payload,
+    store_in_cache,
 )
 from quantlab.harness.lab.host import lab_device_id
 from quantlab.harness.lab.ray_processes import (

@@ -1,5 +1,6 @@
-"""quantlab.agents.litert_profile and agents.op_types: the LiteRT C API per-op profiler, on a small
-CNN, on recorded control-flow events and on a third-party stateful model from a wheel."""
+"""The LiteRT runner's profiler and op_types (quantlab.agents.litert.runner): the LiteRT C API
+per-op profiler, on a small CNN, on recorded control-flow events and on a third-party stateful
+model from a wheel."""
 
 from __future__ import annotations
 
@@ -14,16 +15,16 @@ from typing import Any
 import pytest
 from conftest import in_ci
 
-from quantlab.agents import litert_profile
-from quantlab.agents.litert_profile import (
+from quantlab.agents.litert.runner import profiler as litert_profile
+from quantlab.agents.litert.runner.op_coverage import account_for_invoke
+from quantlab.agents.litert.runner.op_types import label_ops
+from quantlab.agents.litert.runner.profiler import (
     EVENT_OPERATOR,
     ProfiledOp,
     ProfileUnavailable,
     find_library,
     profile_model,
 )
-from quantlab.agents.op_coverage import account_for_invoke
-from quantlab.agents.op_types import label_ops
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -23,7 +23,7 @@ from nightly_lab_agent import NightlyLabAgent
 from series_runs import tiny_tflite
 from typer.testing import CliRunner
 
-from quantlab.agents import base
+from quantlab.harness import kinds
 from quantlab.harness.cli.main import app
 
 runner = CliRunner()
@@ -59,9 +59,10 @@ tier = "flagship"
 @pytest.fixture()
 def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The lab's checkout (bench/, variants/) with only the pretend phones discoverable."""
-    for kind in list(base.AGENT_MODULES):
-        monkeypatch.delitem(base.AGENT_MODULES, kind)
-    monkeypatch.setitem(base.AGENT_MODULES, "fake", "nightly_lab_agent:NightlyLabAgent")
+    for kind in kinds.names():
+        monkeypatch.delitem(kinds.KINDS, kind)
+    monkeypatch.setitem(kinds.KINDS, "fake", kinds.Kind(
+        "fake", "nightly_lab_agent:NightlyLabAgent", "pretend phones"))
     monkeypatch.setattr(NightlyLabAgent, "attached", ("R58M-1", "R58M-2"))
     monkeypatch.setattr(NightlyLabAgent, "drifting", frozenset({("R58M-1", "b/int8.tflite")}))
     (tmp_path / "bench").mkdir()

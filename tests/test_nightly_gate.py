@@ -46,10 +46,11 @@ data = "data/val.npz"
 def lab(digits: tuple[Path, Path], bad_calib: Path,
         tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with variants/ (fp32, poorly calibrated int8) and data/val.npz."""
+    from quantlab.harness.quantize.requests import QuantizeRequest
     from quantlab.harness.quantize.variants import quantize
 
     root = tmp_path_factory.mktemp("gate-lab")
-    quantize(digits[0], ["fp32", "int8"], bad_calib, root / "variants")
+    quantize(QuantizeRequest.create(digits[0], ["fp32", "int8"], bad_calib, root / "variants"))
     (root / "data").mkdir()
     shutil.copy(digits[1], root / "data" / "val.npz")
     return root

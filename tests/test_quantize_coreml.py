@@ -17,6 +17,7 @@ import pytest
 import quantize_fixtures as qf
 
 from quantlab.harness.errors import UserError
+from quantlab.harness.quantize.requests import QuantizeRequest
 from quantlab.harness.quantize.variants import quantize
 
 digits = qf.digits
@@ -57,9 +58,10 @@ def by_scheme(manifest: object) -> dict[str, object]:
 def test_kept_layer_stays_fp16_between_palettized_and_fp16_in_size(
     digits: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    full = quantize(digits[0], ["coreml-fp16", "coreml-w4"], None, tmp_path / "full")
-    kept = quantize(digits[0], ["coreml-w4"], None, tmp_path / "kept",
-                    options={"coreml_keep": ["dense1"]})
+    full = quantize(QuantizeRequest.create(digits[0], ["coreml-fp16", "coreml-w4"], None,
+                                           tmp_path / "full"))
+    kept = quantize(QuantizeRequest.create(digits[0], ["coreml-w4"], None, tmp_path / "kept",
+                                           options={"coreml_keep": ["dense1"]}))
     fp16, w4 = by_scheme(full)["coreml-fp16"], by_scheme(full)["coreml-w4"]
     entry = by_scheme(kept)["coreml-w4"]
     assert entry.status == "ok", entry.error
@@ -105,8 +107,8 @@ keras.Model(x, y).save({str(out)!r})
 def test_layers_are_traced_through_the_graph_not_matched_by_name(
     keep_model: Path, tmp_path: Path
 ) -> None:
-    m = quantize(keep_model, ["coreml-w4"], None, tmp_path / "v",
-                 options={"coreml_keep": ["conv", "dense"]})
+    m = quantize(QuantizeRequest.create(keep_model, ["coreml-w4"], None, tmp_path / "v",
+                                        options={"coreml_keep": ["conv", "dense"]}))
     entry = by_scheme(m)["coreml-w4"]
     assert entry.status == "ok", entry.error
     assert entry.options["keep"] == ["conv", "dense"] and len(entry.options["keep_ops"]) == 2
@@ -123,8 +125,8 @@ def test_unknown_layer_is_a_user_error_naming_the_layers(
     keep_model: Path, tmp_path: Path
 ) -> None:
     with pytest.raises(UserError) as err:
-        quantize(keep_model, ["coreml-w4"], None, tmp_path / "v",
-                 options={"coreml_keep": ["dense", "bn"]})
+        quantize(QuantizeRequest.create(keep_model, ["coreml-w4"], None, tmp_path / "v",
+                                        options={"coreml_keep": ["dense", "bn"]}))
     line = err.value.one_line()
     assert "'bn' matches no Core ML weight op" in line and "\n" not in line
     assert "conv, dense, dense_1, dense_b, logits" in line
@@ -133,7 +135,8 @@ def test_unknown_layer_is_a_user_error_naming_the_layers(
                                (["coreml-w4"], ["sensitive:0"], "sensitive:N alone"),
                                (["coreml-w4"], ["dense", "sensitive:1"], "sensitive:N alone")):
         with pytest.raises(UserError, match=why):
-            quantize(keep_model, schemes, None, tmp_path / "v", options={"coreml_keep": keep})
+            quantize(QuantizeRequest.create(keep_model, schemes, None, tmp_path / "v",
+                                            options={"coreml_keep": keep}))
 
 
 def test_cli_unknown_layer_exits_2_with_one_line(digits: tuple[Path, Path],

@@ -10,6 +10,7 @@ import quantize_fixtures as qf
 
 from quantlab.harness.errors import DataError, ModelError
 from quantlab.harness.quantize.data import load_data
+from quantlab.harness.quantize.requests import QuantizeRequest
 from quantlab.harness.quantize.variants import quantize
 
 digits = qf.digits
@@ -75,7 +76,7 @@ def test_corrupt_models(tmp_path: Path) -> None:
     bad_tflite = tmp_path / "broken.tflite"
     bad_tflite.write_bytes(b"\x00" * 64)
     with pytest.raises(ModelError, match="TFL3"):
-        quantize(bad_tflite, ["fp32"], None, tmp_path / "v")
+        quantize(QuantizeRequest.create(bad_tflite, ["fp32"], None, tmp_path / "v"))
     bad_keras = tmp_path / "broken.keras"
     bad_keras.write_bytes(b"not a zip at all")
     r = quantlab("quantize", str(bad_keras), "--schemes", "fp32", "--out", str(tmp_path / "v"))

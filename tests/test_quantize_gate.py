@@ -11,6 +11,7 @@ import quantize_fixtures as qf
 
 from quantlab.harness.quantize.evaluate import evaluate
 from quantlab.harness.quantize.manifest import Manifest
+from quantlab.harness.quantize.requests import QuantizeRequest
 from quantlab.harness.quantize.variants import quantize
 
 bad_calib = qf.bad_calib
@@ -26,8 +27,8 @@ def test_outlier_activations_fail_int8_and_mixed_recovers(
     outlier_model: Path, digits: tuple[Path, Path], digits_calib: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "v"
-    m = quantize(outlier_model, ["fp32", "int8", "mixed-int8"], digits_calib, out,
-                 eval_data=digits[1])
+    m = quantize(QuantizeRequest.create(outlier_model, ["fp32", "int8", "mixed-int8"],
+                                        digits_calib, out, eval_data=digits[1]))
     mixed = next(v for v in m.variants if v.scheme == "mixed-int8")
     assert mixed.status == "ok" and mixed.mixed["passed"], mixed.mixed
     assert 1 <= len(mixed.mixed["float_layers"]) < 7
@@ -52,7 +53,8 @@ def test_poor_calibration_fails_the_gate(
     """Proper calibration of the same model passes: see test_every_variant_passes_…
     With --gate-confidence, int8 still fails: its whole interval lies beyond the gate; a
     gate just under its drop, which the interval reaches, fails only without it."""
-    poor = quantize(digits[0], ["fp32", "int8"], bad_calib, tmp_path / "poor")
+    poor = quantize(QuantizeRequest.create(digits[0], ["fp32", "int8"], bad_calib,
+                                           tmp_path / "poor"))
     assert any("only 8 samples" in w for w in poor.warnings)
     r = quantlab("evaluate", str(tmp_path / "poor"), "--data", str(digits[1]), "--no-store")
     assert r.returncode == 1 and r.stderr.rstrip().endswith("for: int8"), r.stderr
@@ -84,7 +86,8 @@ def test_calibrating_on_the_evaluation_data_is_warned_about(
 ) -> None:
     """The held-out rule: the same file (by content), or calibration samples found again in
     the evaluation data, is a warning that names both."""
-    same = quantize(digits[0], ["fp32", "int8"], digits[1], tmp_path / "same")
+    same = quantize(QuantizeRequest.create(digits[0], ["fp32", "int8"], digits[1],
+                                           tmp_path / "same"))
     assert same.calibration and len(same.calibration["sample_digests"]) == 200
     copy = tmp_path / "copy-of-eval.npz"
     copy.write_bytes(digits[1].read_bytes())  # another path, the same content
@@ -98,7 +101,8 @@ def test_calibrating_on_the_evaluation_data_is_warned_about(
     part = tmp_path / "part.npz"  # 100 of the evaluation samples, then other ones
     np.savez(part, x=np.concatenate([data["x"][:100], data["x"][100:200] * 0.5]),
              y=np.concatenate([data["y"][:100], data["y"][100:200]]))
-    quantize(digits[0], ["fp32", "int8"], part, tmp_path / "part", calib_samples=200)
+    quantize(QuantizeRequest.create(digits[0], ["fp32", "int8"], part, tmp_path / "part",
+                                    calib_samples=200))
     r = quantlab("evaluate", str(tmp_path / "part"), "--data", str(digits[1]), "--no-store",
                  "--json")
     warnings = json.loads(r.stdout)["warnings"]
@@ -166,10 +170,10 @@ def test_every_variant_passes_with_good_calibration(
 def test_accuracy_equals_plain_litert(keras_variants: Path, digits: tuple[Path, Path]) -> None:
     data = np.load(digits[1])
     report = evaluate(keras_variants, digits[1], edge=False)
-    assert len(report["variants"]) == 7
-    for v in report["variants"]:
-        expected = plain_litert_top1(v["path"], data["x"], data["y"])
-        assert v["accuracy"]["top1"] == expected, v["scheme"]
+    assert len(report.variants) == 7
+    for v in report.variants:
+        expected = plain_litert_top1(v.path, data["x"], data["y"])
+        assert v.metrics["top1"] == expected, v.scheme
 
 
 def test_regression_labels_use_mse(keras_variants: Path, tmp_path: Path) -> None:
@@ -220,6 +224,7 @@ def test_mixed_int8_without_held_out_data_says_so(outlier_model: Path, digits_ca
                                                   tmp_path: Path) -> None:
     """Without --eval, mixed-int8 picks its float layers on the calibration data: the
     held-out rule is broken, and the manifest says so."""
-    m = quantize(outlier_model, ["mixed-int8"], digits_calib, tmp_path / "v")
+    m = quantize(QuantizeRequest.create(outlier_model, ["mixed-int8"], digits_calib,
+                                        tmp_path / "v"))
     assert any("calibration data: give held-out data with --eval" in w for w in m.warnings), \
         m.warnings

@@ -201,8 +201,8 @@ def test_ties_are_compares_verdict_not_overlapping_intervals() -> None:
     different, so the faster wins. A pair compare calls the same is still a tie."""
     from series_runs import entry, job
 
-    from quantlab.harness.report.ladder import latency_ties
     from quantlab.harness.stats import summarize
+    from quantlab.harness.verdicts.compare import latency_ties
 
     spread = tuple(float(x) for x in np.linspace(0.4, 1.6, 100))
     launches = (1.0, 1.01, 0.99, 1.0)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import quantize_fixtures as qf
 
+from quantlab.harness.quantize.requests import QuantizeRequest
 from quantlab.harness.quantize.variants import quantize
 
 digits = qf.digits
@@ -24,7 +25,8 @@ def test_savedmodel_source_with_coreml(digits: tuple[Path, Path], tmp_path: Path
 
     saved = tmp_path / "saved"
     keras.models.load_model(digits[0]).export(str(saved), verbose=False)
-    m = quantize(saved, ["fp32", "int8", "coreml-fp16"], digits[1], tmp_path / "v")
+    m = quantize(QuantizeRequest.create(saved, ["fp32", "int8", "coreml-fp16"], digits[1],
+                                        tmp_path / "v"))
     assert m.source["kind"] == "savedmodel"
     assert [(v.scheme, v.status) for v in m.variants] == [
         ("fp32", "ok"),
@@ -39,7 +41,8 @@ def test_mixed_from_tflite_keeps_the_outlier_layers_float(
 ) -> None:
     src = outlier_tflite
     out = tmp_path / "v"
-    m = quantize(src, ["fp32", "int8", "mixed-int8"], digits_calib, out, eval_data=digits[1])
+    m = quantize(QuantizeRequest.create(src, ["fp32", "int8", "mixed-int8"], digits_calib, out,
+                                        eval_data=digits[1]))
     mixed = next(v for v in m.variants if v.scheme == "mixed-int8")
     assert mixed.converter == "aeq" and mixed.mixed["passed"], mixed.mixed
     assert any("conv2" in layer for layer in mixed.mixed["float_layers"])
@@ -70,7 +73,8 @@ def test_interrupt_leaves_no_folder(digits: tuple[Path, Path], tmp_path: Path) -
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        quantize(digits[0], ["fp32", "int8"], digits[1], tmp_path / "v", progress=interrupt)
+        quantize(QuantizeRequest.create(digits[0], ["fp32", "int8"], digits[1], tmp_path / "v"),
+                 progress=interrupt)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -90,9 +94,8 @@ def test_converter_crash_fails_only_that_scheme(
                     os.kill(child.pid, signal.SIGKILL)
 
     src = keras_variants / "fp32.tflite"
-    m = quantize(
-        src, ["fp32", "mixed-int8", "dynamic-int8"], digits[1], tmp_path / "v", progress=crash
-    )
+    m = quantize(QuantizeRequest.create(
+        src, ["fp32", "mixed-int8", "dynamic-int8"], digits[1], tmp_path / "v"), progress=crash)
     by = {v.scheme: v for v in m.variants}
     assert by["mixed-int8"].status == "failed" and "crashed" in by["mixed-int8"].error
     assert by["fp32"].status == "ok" and by["dynamic-int8"].status == "ok"

@@ -11,6 +11,7 @@ import quantize_fixtures as qf
 from test_tasks import blazeface_model
 
 from quantlab.harness.quantize.manifest import Manifest
+from quantlab.harness.quantize.requests import QuantizeRequest
 from quantlab.harness.quantize.schemes import SCHEMES
 from quantlab.harness.quantize.variants import quantize
 
@@ -45,7 +46,7 @@ def test_every_applicable_scheme_from_tflite(
     keras_variants: Path, digits: tuple[Path, Path], tmp_path: Path
 ) -> None:
     src = keras_variants / "fp32.tflite"
-    m = quantize(src, ["all"], digits[1], tmp_path / "v")
+    m = quantize(QuantizeRequest.create(src, ["all"], digits[1], tmp_path / "v"))
     by = {v.scheme: v for v in m.variants}
     for name in ("fp32", "fp16", "dynamic-int8", "int8", "int16x8", "mixed-int8"):
         assert by[name].status == "ok", (name, by[name].error)
@@ -58,7 +59,8 @@ def test_every_applicable_scheme_from_tflite(
 def test_fp32_to_int8_size_ratio_is_about_four(
     wide_model: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    m = quantize(wide_model[0], ["fp32", "int8"], wide_model[1], tmp_path / "v")
+    m = quantize(QuantizeRequest.create(wide_model[0], ["fp32", "int8"], wide_model[1],
+                                        tmp_path / "v"))
     by = {v.scheme: v for v in m.variants}
     ratio = by["fp32"].size_bytes / by["int8"].size_bytes
     assert 3.6 <= ratio <= 4.1, ratio
@@ -88,7 +90,7 @@ def test_failed_scheme_is_recorded_and_others_produced(
     keras_variants: Path, digits: tuple[Path, Path], tmp_path: Path
 ) -> None:
     src = keras_variants / "fp32.tflite"
-    m = quantize(src, ["fp32", "int8", "coreml-w8"], None, tmp_path / "v")
+    m = quantize(QuantizeRequest.create(src, ["fp32", "int8", "coreml-w8"], None, tmp_path / "v"))
     by = {v.scheme: v for v in m.variants}
     assert by["fp32"].status == "ok"
     assert by["int8"].status == "failed" and "calibration" in by["int8"].error
@@ -100,8 +102,8 @@ def test_failed_scheme_is_recorded_and_others_produced(
 def test_small_calibration_warns(
     keras_variants: Path, digits: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    m = quantize(
-        keras_variants / "fp32.tflite", ["int8"], digits[1], tmp_path / "v", calib_samples=20
+    m = quantize(QuantizeRequest.create(
+        keras_variants / "fp32.tflite", ["int8"], digits[1], tmp_path / "v", calib_samples=20)
     )
     assert any("only 20 samples" in w for w in m.warnings)
     assert m.calibration["samples"] == 20

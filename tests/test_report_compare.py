@@ -9,7 +9,8 @@ from fixtures.report.runs import job, measure, open_store, store_run
 from typer.testing import CliRunner
 
 from quantlab.harness.cli.main import app
-from quantlab.harness.report.compare import compare_runs, parse_threshold
+from quantlab.harness.verdicts.compare import compare_runs
+from quantlab.harness.verdicts.latency import parse_threshold
 
 runner = CliRunner()
 
@@ -84,7 +85,7 @@ def test_threshold_parsing_and_bad_values(tmp_path: Path) -> None:
 def test_verdict_rules_on_synthetic_samples() -> None:
     import numpy as np
 
-    from quantlab.harness.report.compare import verdict
+    from quantlab.harness.verdicts.latency import verdict
 
     rng = np.random.default_rng(1)
     base = rng.normal(10.0, 0.2, 300)

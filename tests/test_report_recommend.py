@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+import pytest
 from fixtures.report.checks import independent_best, picked
 from fixtures.report.runs import job, measure, open_store, store_run
 from typer.testing import CliRunner
@@ -109,6 +110,29 @@ def test_export_round_trips_row_counts(tmp_path: Path) -> None:
     res = runner.invoke(app, ["export", rid, "--format", "xlsx", "--out", str(tmp_path / "x"),
                               "--results", str(tmp_path)])
     assert res.exit_code == 2 and "--format 'xlsx'" in res.stderr
+
+
+def write_tsv(rows: list[dict[str, Any]], path: Path) -> None:
+    """An export format registered by a test: tab-separated values."""
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)),
+                           delimiter="\t")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def test_an_export_format_is_a_writer_and_one_registry_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from quantlab.harness.export_formats import EXPORT_FORMATS
+
+    store, rid = _run(tmp_path, evaluate=False)
+    monkeypatch.setitem(EXPORT_FORMATS, "tsv", f"{__name__}:write_tsv")
+    res = runner.invoke(app, ["export", rid, "--format", "tsv", "--out", str(tmp_path / "t"),
+                              "--results", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    with (tmp_path / "t" / "samples.tsv").open(newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    assert len(rows) == len(store.table_rows("samples", rid))  # type: ignore[attr-defined]
 
 
 # ----------------------------------------------------------------------------- energy classes

@@ -1,4 +1,4 @@
-"""compare and report on real simulator runs made by ``quantlab bench`` (needs agents.sim).
+"""compare and report on real simulator runs made by ``quantlab bench`` (needs agents/sim).
 
 Slower on purpose, yet matched: both runs bench a file called ``model.tflite``
 (no scheme) on the same device, delegate and threads; the new one is a much

@@ -124,7 +124,7 @@ def _workers_of_this_process() -> list[psutil.Process]:
     found = []
     for child in psutil.Process().children(recursive=True):
         try:
-            if "quantlab.agents.sim_worker" in " ".join(child.cmdline()):
+            if "quantlab.agents.litert.runner" in " ".join(child.cmdline()):
                 found.append(child)
         except psutil.Error:
             continue

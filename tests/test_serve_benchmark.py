@@ -22,8 +22,8 @@ def test_page_times_smoke_run(tmp_path: Path) -> None:
     assert pages == ["lab", "runs", "runs", "one", "compare", "trends", "one", "verdicts",
                      "api", "api", "api", "api", "api"]
 
-    from quantlab.harness.report.history import load_history
     from quantlab.harness.store import Store
+    from quantlab.harness.verdicts.history import load_history
 
     store = Store.open(str(tmp_path / "s"), migrate=False)
     found = load_history(store, model="int8", device="pixel-8", last=60)

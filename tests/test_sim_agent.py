@@ -1,5 +1,5 @@
-"""quantlab.agents.sim / quantlab.agents.sim_worker: the host simulator measured through LiteRT
-worker processes."""
+"""quantlab.agents.sim and quantlab.agents.litert: the host simulator measured through LiteRT
+runner processes."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-import quantlab.agents.sim as sim_module
-from quantlab.agents.litert_profile import LIBRARY_NAMES
-from quantlab.agents.rapl import Rapl, rapl_energy
-from quantlab.agents.sim import SimAgent
-from quantlab.agents.sim_worker import random_input
+from quantlab.agents.litert import reference
+from quantlab.agents.litert.runner.inputs import random_input
+from quantlab.agents.litert.runner.profiler import LIBRARY_NAMES
+from quantlab.agents.litert.runner.rapl import Rapl, rapl_energy
+from quantlab.agents.sim.agent import SimAgent
 from quantlab.harness.models import model_ref
 from quantlab.harness.records import DeviceInfo, Energy, Job, ModelRef, RawResult, Settings
 
@@ -83,7 +83,7 @@ def test_run_ok_with_profile(
     assert phases[:2] == ["repeat 1/2", "repeat 2/2"] and "profiling ops" in phases
     # op rows = kernels the runtime ran: 6 builtin nodes; XNNPACK adds a reshape before the FC
     # a loaded machine can leave < 85 % of Invoke to the op events: the rest is then its own
-    # "(unattributed)" row (agents/op_coverage.py), which is not a kernel
+    # "(unattributed)" row (agents/litert/runner/op_coverage.py), which is not a kernel
     ops = [op for op in result.ops if op.kernel != "(unattributed)"]
     kernels = [op.kernel for op in ops]
     if delegate == "cpu":
@@ -370,7 +370,7 @@ def test_keyboard_interrupt_kills_worker(
                 raise KeyboardInterrupt
             return super().wait()
 
-    monkeypatch.setattr(sim_module.subprocess, "Popen", InterruptedPopen)
+    monkeypatch.setattr(subprocess, "Popen", InterruptedPopen)
     with pytest.raises(KeyboardInterrupt):
         agent.run(device, _job(cnn_tflite, min_time_s=60.0), lambda phase, fraction: None)
     assert len(started) == 1 and started[0].returncode == -signal.SIGKILL
@@ -378,14 +378,14 @@ def test_keyboard_interrupt_kills_worker(
 
 def test_numerics_with_inputs_that_do_not_fit_is_one_clear_line(cnn_tflite: Path,
                                                                  tmp_path: Path) -> None:
-    """The numerics modes run in agents.sim_numerics: their WorkerError must reach the
-    worker's handler (not a traceback of a __main__ copy of the class)."""
+    """The numerics modes run in the runner's numerics module: their WorkerError must reach
+    the entry point's handler (not a traceback of a __main__ copy of the class)."""
     import time
 
     bad = tmp_path / "bad.npz"
     np.savez(bad, np.zeros((1, 5), np.float32))
     job = Job(model_ref(cnn_tflite), "sim", "sim", "xnnpack", 1,
               Settings(inputs=str(bad), numerics=True, timeout_s=120))
-    out = SimAgent().prepare_numerics(job, tmp_path, time.monotonic() + 120)
+    out = reference.prepare(job, tmp_path, time.monotonic() + 120)
     assert out["error"].startswith("--inputs ") and "WorkerError" not in out["error"]
     assert "bad.npz" in out["error"]

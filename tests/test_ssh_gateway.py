@@ -1,4 +1,4 @@
-"""Linux gateways over SSH (agents.ssh) against a real OpenSSH server on loopback.
+"""Linux gateways over SSH (agents/linux/) against a real OpenSSH server on loopback.
 
 The gateway is this machine: sshd on 127.0.0.x with throwaway keys (tests/sshd.py), the
 gateway's Python is this test run's interpreter. Without ``/usr/sbin/sshd`` the tests
@@ -23,11 +23,11 @@ import pytest
 from conftest import require_tool
 from sshd import SSHD, SshServer
 
-from quantlab.agents import ssh_remote
-from quantlab.agents.ssh import SshAgent
-from quantlab.agents.ssh_hosts import HostsFileError, parse_address, parse_hosts
-from quantlab.agents.ssh_results import hwmon_energy
-from quantlab.agents.ssh_session import Session
+from quantlab.agents.linux import remote as ssh_remote
+from quantlab.agents.linux.agent import SshAgent
+from quantlab.agents.linux.hosts import HostsFileError, parse_address, parse_hosts
+from quantlab.agents.linux.results import hwmon_energy
+from quantlab.agents.linux.session import Session, worker_bundle
 from quantlab.harness.errors import JobFailed
 from quantlab.harness.models import model_ref
 from quantlab.harness.records import Job, Settings
@@ -222,7 +222,7 @@ def test_dropped_connection_mid_job_is_retried(hosts: Path, sshd: SshServer, cnn
             for session in sshd.sessions():
                 try:
                     workers = [p for p in session.children(recursive=True)
-                               if "quantlab.agents.sim_worker" in " ".join(p.cmdline())]
+                               if f"-m {ssh_remote.RUNNER_PACKAGE}" in " ".join(p.cmdline())]
                 except psutil.Error:
                     continue
                 if workers:
@@ -273,7 +273,7 @@ def test_energy_and_hot_board_from_sysfs(sshd: SshServer, hosts: Path, cnn_tflit
     def worker_running() -> bool:
         for p in sshd.descendants():
             try:
-                if "quantlab.agents.sim_worker" in " ".join(p.cmdline()):
+                if f"-m {ssh_remote.RUNNER_PACKAGE}" in " ".join(p.cmdline()):
                     return True
             except psutil.Error:  # ended between listing and reading
                 continue
@@ -349,7 +349,11 @@ def test_oom_killed_worker_is_named(tmp_path: Path, cnn_tflite: Path,
         "payload": {"model": str(cnn_tflite), "delegate": "xnnpack", "threads": 1,
                     "settings": settings},
         "repeats": 1, "timeout_s": 120}))
-    runner = ssh_remote.Runner(jobdir)
+    code = tmp_path / "code"  # what a gateway receives
+    for name, data in worker_bundle()[1].items():
+        (code / name).parent.mkdir(parents=True, exist_ok=True)
+        (code / name).write_bytes(data)
+    runner = ssh_remote.Runner(jobdir, code)
 
     def oom_killer() -> None:
         deadline = time.monotonic() + 60

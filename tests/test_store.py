@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from test_records import sample_job
 
 from quantlab.harness.environment import new_run
-from quantlab.harness.errors import StoreError
+from quantlab.harness.errors import StoreError, UserError
 from quantlab.harness.records import (
     Energy,
     EnergySample,
@@ -120,6 +120,30 @@ def test_runs_made_within_one_second_keep_their_order(tmp_path: Path) -> None:
         first.created_at < second.created_at
     assert store.resolve_run_id("latest") == second.run_id
     assert [r["run_id"] for r in store.list_runs()] == [second.run_id, first.run_id]
+
+
+def test_jobs_are_found_by_a_prefix_of_their_id(tmp_path: Path) -> None:
+    """``diff`` names jobs by id prefix, optionally in one run: the store answers with
+    (run, job) pairs and ``diff`` runs no SQL of its own."""
+    import dataclasses
+
+    from quantlab.harness.store import JobRef
+
+    store = Store.open(str(tmp_path))
+    xnn, cpu = sample_job(), sample_job("cpu")
+    first = dataclasses.replace(new_run(Settings()), run_id="20261128-155356-aaaa")
+    second = dataclasses.replace(new_run(Settings()), run_id="20261128-155357-bbbb")
+    store.create_run(first, Plan(jobs=(xnn,)))
+    store.create_run(second, Plan(jobs=(xnn, cpu)))
+    assert store.find_jobs(xnn.job_id[:6]) == [JobRef(first.run_id, xnn.job_id),
+                                               JobRef(second.run_id, xnn.job_id)]
+    assert store.find_jobs(xnn.job_id[:6], "20261128-155357") == [
+        JobRef(second.run_id, xnn.job_id)]
+    assert store.find_jobs(cpu.job_id, "latest") == [JobRef(second.run_id, cpu.job_id)]
+    assert store.find_jobs(cpu.job_id, first.run_id) == []
+    assert len(store.find_jobs("")) == 3
+    with pytest.raises(UserError, match="not found"):
+        store.find_jobs(cpu.job_id, "19990101")
 
 
 def test_evaluations_newest_per_variant(tmp_path: Path) -> None:

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from quantlab.harness.errors import UserError
-from quantlab.harness.quantize.tasks import Context, OutputInfo, ece, get_task, infer_task
-from quantlab.harness.quantize.tasks.detection_boxes import Detections, nms
-from quantlab.harness.quantize.tasks.detection_coco import load_coco
-from quantlab.harness.quantize.tasks.detection_decode import (
+from quantlab.harness.tasks import Context, OutputInfo, ece, get_task, infer_task
+from quantlab.harness.tasks.detection_boxes import Detections, nms
+from quantlab.harness.tasks.detection_coco import load_coco
+from quantlab.harness.tasks.detection_decode import (
     decode_anchors,
     decode_ssd,
     decode_yolo,
@@ -54,7 +54,7 @@ def test_ssd_outputs_in_any_order_by_shape_and_name() -> None:
     assert det.boxes.shape == (2, 4)  # the padding row past the count is dropped
     # per-output fidelity sees the rows past the count as zeros (the op leaves them
     # unwritten), the inputs untouched
-    from quantlab.harness.quantize.tasks.detection_decode import written_rows
+    from quantlab.harness.tasks.detection_decode import written_rows
 
     clean = written_rows(outs, ctx)
     assert clean[2][0, 2].tolist() == [0, 0, 0, 0] and clean[0][0].tolist() == pytest.approx(
@@ -246,7 +246,7 @@ def test_coco_map_is_faster_coco_eval_exactly() -> None:
     a category without truth, images without truth, >100 results per image, an annotation of
     id 0, areas out of range and negative widths give the numbers the library gives on the
     annotations file itself, to the last bit."""
-    from quantlab.harness.quantize.tasks.detection_coco import CocoTruth, coco_map
+    from quantlab.harness.tasks.detection_coco import CocoTruth, coco_map
 
     rng = np.random.default_rng(12)
     for trial in range(30):
@@ -296,8 +296,8 @@ def test_coco_map_is_faster_coco_eval_exactly() -> None:
 def _reference_decode(conf: np.ndarray, yxyx: np.ndarray, best: np.ndarray,
                       iou: float) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """The per-image candidates → NMS of before issue 12 (one image at a time, greedy loop)."""
-    from quantlab.harness.quantize.tasks.detection_boxes import MAX_DETECTIONS, PRE_NMS, iou_matrix
-    from quantlab.harness.quantize.tasks.detection_decode import SCORE_FLOOR
+    from quantlab.harness.tasks.detection_boxes import MAX_DETECTIONS, PRE_NMS, iou_matrix
+    from quantlab.harness.tasks.detection_decode import SCORE_FLOOR
 
     out = []
     for b, s, c in zip(yxyx, conf, best, strict=True):
@@ -354,8 +354,8 @@ def test_batched_host_nms_is_the_per_image_greedy_nms(scored: float) -> None:
 def test_detection_metrics_match_the_per_image_versions() -> None:
     """Calibration pairing and ECE matching over all images at once give what the per-image
     loops gave (greedy, best score first, first box of equal IoU)."""
-    from quantlab.harness.quantize.tasks.detection import _match_flags
-    from quantlab.harness.quantize.tasks.detection_boxes import DetectionBatch, iou_matrix
+    from quantlab.harness.tasks.detection import _match_flags
+    from quantlab.harness.tasks.detection_boxes import DetectionBatch, iou_matrix
 
     rng = np.random.default_rng(5)
 

@@ -1,4 +1,5 @@
-"""Command: ab — an interleaved A/B of two jobs on one device (harness.ab)."""
+"""Command: ab — an interleaved A/B of two jobs on one device (harness.ab), its run made,
+launched and closed through the measurement session (quantlab.session)."""
 
 from __future__ import annotations
 
@@ -81,14 +82,14 @@ def ab(
 ) -> None:
     """Interleaved A/B on one device: A and B alternate launch by launch, so drift falls on
     both; the verdict comes from the paired launches. Exit 1 when B is slower (or fails)."""
-    from quantlab.harness.ab import interleaved, merge_launches, paired_verdict, pairs_of
+    from quantlab.harness.ab import merge_launches, paired_verdict, pairs_of
+    from quantlab.harness.cli.bench import exit_if_incomplete, sigterm_as_ctrl_c
     from quantlab.harness.cli.progress import RichReporter
-    from quantlab.harness.environment import new_run
-    from quantlab.harness.plan import discover
     from quantlab.harness.records import Plan, RawResult, Settings
-    from quantlab.harness.report.compare import parse_threshold
     from quantlab.harness.results import entry_dict
-    from quantlab.harness.store import Store
+    from quantlab.harness.retry import RetryPolicy
+    from quantlab.harness.verdicts.latency import parse_threshold
+    from quantlab.session import Session, discover
 
     limit = parse_threshold(threshold)
     settings = Settings(warmup=warmup, iterations=iterations, repeats=launches,
@@ -101,30 +102,23 @@ def ab(
     if job_a.job_id == job_b.job_id:
         raise UserError("A and B are the same job",
                         hint="give another model as B, or --delegate-b / --threads-b")
-    store = Store.open(results_location(results))
-    run = new_run(settings)
-    store.create_run(run, Plan(jobs=(job_a, job_b)), [dev])
-    agent = fleet.agent_for(dev.id)
-    done: dict[str, list[RawResult]] = {job_a.job_id: [], job_b.job_id: []}
-    interrupted = False
-    with RichReporter(2 * launches, verbose) as reporter:
-        try:
-            for job, raw in interleaved(agent, dev, job_a, job_b, launches, retry_timeout):
-                done[job.job_id].append(raw)
-                reporter.job_finished(job, raw.status, raw.error)
-        except KeyboardInterrupt:
-            interrupted = True
+    session = Session.open(results_location(results), fleet=fleet,
+                           retry=RetryPolicy(wait_s=retry_timeout))
+    run_id = session.start(Plan(jobs=(job_a, job_b)), [dev], settings)
+    with sigterm_as_ctrl_c(), RichReporter(2 * launches, verbose) as reporter:
+        done, interrupted = session.interleave(run_id, job_a, job_b, launches, reporter)
     counts = f"{len(done[job_a.job_id])} + {len(done[job_b.job_id])} launches, order A B B A"
+    kept: list[tuple[Any, RawResult]] = []
     for job, other in ((job_a, job_b), (job_b, job_a)):
         got = done[job.job_id]
         if got:
-            store.save_result(run.run_id, job.job_id, merge_launches(
-                job, got, f"interleaved with {other.label()}: {counts}"))
-        elif not interrupted:
-            store.save_result(run.run_id, job.job_id, RawResult.failure(
-                job.job_id, f"not run: the other side failed first ({other.label()})"))
-    store.finish_run(run.run_id, "interrupted" if interrupted else "done")
-    record = store.load_run(run.run_id)
+            kept.append((job, merge_launches(job, got,
+                                             f"interleaved with {other.label()}: {counts}")))
+        elif not interrupted and any(r.status != "ok" for r in done[other.job_id]):
+            kept.append((job, RawResult.failure(
+                job.job_id, f"not run: the other side failed first ({other.label()})")))
+    run = session.finish(run_id, session.store_results(run_id, kept), interrupted=interrupted)
+    record = session.store.load_run(run_id)
     entries = {e.job.job_id: e for e in record.entries}
     a_ok = all(r.status == "ok" for r in done[job_a.job_id]) and done[job_a.job_id]
     b_ok = all(r.status == "ok" for r in done[job_b.job_id]) and done[job_b.job_id]
@@ -134,22 +128,25 @@ def ab(
     else:
         from quantlab.harness.ab import ABResult
 
-        failed = next(r for r in done[job_a.job_id] + done[job_b.job_id] if r.status != "ok") \
-            if not interrupted else None
+        failed = None if interrupted else next(
+            (r for r in done[job_a.job_id] + done[job_b.job_id] if r.status != "ok"), None)
         result = ABResult(job_a.label(), job_b.label(), "mean",
                           verdict="failed" if failed and not b_ok and a_ok else "untestable",
-                          reason=failed.error if failed else "interrupted before both sides ran")
-    data = {"run_id": run.run_id, "device": dev.id, "threshold": limit,
+                          reason=failed.error if failed else
+                          f"{'interrupted' if interrupted else 'stopped'} before both sides ran")
+    data = {"run_id": run_id, "device": dev.id, "threshold": limit,
             "a": entry_dict(record, entries[job_a.job_id]),
             "b": entry_dict(record, entries[job_b.job_id]), "ab": result.as_dict()}
     if json_out:
         print_json(data)
     else:
-        _print(result, run.run_id, limit)
-        console.print(f"[dim]stored as run {run.run_id} · quantlab show {run.run_id}[/]")
+        _print(result, run_id, limit)
+        console.print(f"[dim]stored as run {run_id} · quantlab show {run_id}[/]")
     if interrupted:
         err_console.print("[yellow]interrupted[/]: the launches that finished are stored")
         raise typer.Exit(130)
+    exit_if_incomplete(run, hint=f"fix that, then run the A/B again (quantlab show {run_id} "
+                       "has what was stored)")
     if result.verdict in ("slower", "failed"):
         raise typer.Exit(1)
 

@@ -2,8 +2,9 @@
 passing candidates on the target device and choose one (see
 :mod:`quantlab.harness.quantize.ladder`).
 
-Benchmarks go through the same plan → dispatch → store path as ``quantlab bench``, so the
-chosen variant's latency is a stored run like any other, and the ladder (kept with each
+Benchmarks go through the same measurement session as ``quantlab bench``
+(:mod:`quantlab.session`), so the chosen variant's latency is a stored run like any other
+(an unfinished one exits 1 as bench's does), and the ladder (kept with each
 step's stored evaluation) appears in the HTML report's "ladder" section.
 """
 
@@ -38,6 +39,7 @@ from quantlab.harness.errors import UserError
 
 if TYPE_CHECKING:
     from quantlab.harness.records import Settings
+    from quantlab.session import Session
 
 
 def register(app: typer.Typer) -> None:
@@ -45,14 +47,15 @@ def register(app: typer.Typer) -> None:
     app.command("autoquant")(autoquant)
 
 
-def bench_candidates(store: Any, files: list[dict[str, Any]], device: str | None,
-                     settings: Settings, verbose: bool) -> tuple[dict[str, dict[str, Any]], str]:
-    """Benchmark candidate files on one device with ``quantlab bench``'s machinery; returns
-    latency by file path (median, 95 % CI, device, delegate, run id) and the run id."""
+def bench_candidates(session: Session, files: list[dict[str, Any]], device: str | None,
+                     settings: Settings, verbose: bool
+                     ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Benchmark candidate files on one device through the measurement session, as
+    ``quantlab bench`` does; returns latency by file path (median, 95 % CI, device,
+    delegate, run id) and the finished run (``bench --json``'s record, ``incomplete``
+    when jobs were left unfinished)."""
     from quantlab.harness.cli.bench import dispatch_jobs
-    from quantlab.harness.environment import new_run
     from quantlab.harness.models import model_ref
-    from quantlab.harness.plan import build_plan, discover, select_devices
     from quantlab.harness.records import ModelRef
     from quantlab.harness.results import entry_dict
 
@@ -60,16 +63,13 @@ def bench_candidates(store: Any, files: list[dict[str, Any]], device: str | None
     for f in files:
         ref = model_ref(Path(f["file"]))
         refs.append(ModelRef(ref.path, ref.sha256, ref.size_bytes, ref.format, f["scheme"]))
-    fleet = discover()
-    chosen = select_devices(fleet, [device] if device else ["sim"])[:1]
-    plan = build_plan(refs, chosen, fleet, [], [1], settings)
+    chosen = session.devices([device] if device else ["sim"])[:1]
+    plan = session.plan(refs, chosen, settings=settings)
     for s in plan.skipped:
         err_console.print(f"[yellow]skipped[/] {s.job.label()}: {s.reason}", soft_wrap=True)
-    run = new_run(settings)
-    store.create_run(run, plan, chosen, tags=["autoquant"])
-    dispatch_jobs(store, run.run_id, fleet, list(plan.jobs), retry_timeout=0.0, verbose=verbose)
-    store.finish_run(run.run_id, "done")
-    record = store.load_run(run.run_id)
+    run_id = session.start(plan, chosen, settings, tags=["autoquant"])
+    data = session.finish(run_id, dispatch_jobs(session, run_id, list(plan.jobs), verbose))
+    record = session.store.load_run(run_id)
     by_sha = {r.sha256: r.path for r in refs}
     out: dict[str, dict[str, Any]] = {}
     measured = {}
@@ -81,12 +81,12 @@ def bench_candidates(store: Any, files: list[dict[str, Any]], device: str | None
             measured[str(path)] = entry
             out[str(path)] = {"median_ms": lat["median"], "ci95": lat.get("ci95"),
                               "device": entry.job.device_id, "delegate": entry.job.delegate,
-                              "run_id": run.run_id, "file": str(path)}
-    from quantlab.harness.report.ladder import latency_ties
+                              "run_id": run_id, "file": str(path)}
+    from quantlab.harness.verdicts.compare import latency_ties
 
     for path, ties in latency_ties(measured).items():  # compare's test decides the ties
         out[path]["ties"] = ties
-    return out, run.run_id
+    return out, data
 
 
 def save_ladder(store: Any, result: dict[str, Any]) -> int:
@@ -181,9 +181,11 @@ def autoquant(
 ) -> None:
     """Climb int8 → better calibration → mixed-int8 → int16x8 → qat-int8 (with --train) →
     fp16 until the gate passes; measure the passing variants and choose the fastest."""
+    from quantlab.harness.cli.bench import exit_if_incomplete
     from quantlab.harness.quantize.ladder import LadderRequest, climb
     from quantlab.harness.report import write_report
-    from quantlab.harness.store import Store
+    from quantlab.harness.retry import RetryPolicy
+    from quantlab.session import Session
 
     for path, what in ((model, "model"), (calib, "--calib"), (data, "--data"),
                        (train, "--train")):
@@ -194,18 +196,19 @@ def autoquant(
                         train=train, explore=explore, coreml=coreml, calib_samples=calib_samples,
                         seed=seed, **fmt.reading(),
                         qat=qat_settings(epochs, lr, qat_layers))
-    store = Store.open(results_location(results))
+    session = Session.open(results_location(results), retry=RetryPolicy(wait_s=0.0))
+    store = session.store
     from quantlab.harness.records import Settings
 
     settings = Settings(warmup=10, iterations=iterations, min_time_s=0.0, repeats=repeats,
                         profile_ops=False, inputs=None, inputs_sha256=None, energy=False,
                         timeout_s=300.0)
 
-    runs: list[str] = []
+    runs: list[dict[str, Any]] = []  # each measuring run, as finished
 
     def measure(candidates: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        latencies, run_id = bench_candidates(store, candidates, device, settings, verbose)
-        runs.append(run_id)
+        latencies, run = bench_candidates(session, candidates, device, settings, verbose)
+        runs.append(run)
         return latencies
 
     with err_console.status("climbing the ladder") as status:
@@ -225,7 +228,7 @@ def autoquant(
                 status.stop()
 
         result = climb(req, measure, on_event)
-    run_id = runs[-1] if runs else None
+    run_id = runs[-1]["run_id"] if runs else None
     save_ladder(store, result)
     report = write_report(store, [run_id], folder / "report.html") if run_id else None
     if json_out:
@@ -253,6 +256,8 @@ def autoquant(
             console.print(f"[dim]{cm['why']}[/]")
         if report:
             console.print(f"report: [bold]{report}[/]  ·  run {run_id}")
+    for run in runs:  # the ladder and report are kept; an unfinished run exits as bench's
+        exit_if_incomplete(run)
     if result["chosen"] is None:
         raise typer.Exit(1)
 

@@ -1,9 +1,12 @@
-"""Commands that measure: plan (a dry run) and bench (run and store), over quantlab.bench."""
+"""Commands that measure: plan (a dry run) and bench (run and store), through the one
+measurement session (:mod:`quantlab.session`); also the helpers every measuring command
+shares: the progress display, Ctrl-C/SIGTERM and the incomplete-run exit."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -24,6 +27,7 @@ from quantlab.harness.errors import UserError
 
 if TYPE_CHECKING:
     from quantlab.harness.records import Plan
+    from quantlab.session import Session
 
 DeviceOpt = Annotated[
     str | None,
@@ -109,7 +113,9 @@ def plan(
                         hint="quantlab plan MODEL.tflite [...] or --plan PLAN.toml")
     settings = measure_settings(**{k: opts[k] for k in measure.as_kwargs()})
     if pf is not None:
-        the_plan, _, _ = plan_run.plan_jobs(pf, opts, given, settings, cluster)
+        from quantlab.session import discover
+
+        the_plan, _ = plan_run.plan_jobs(pf, opts, given, settings, discover(cluster))
     else:
         the_plan, _, _ = make_plan(opts["models"], device, delegate, threads, settings, cluster)
     summary = plan_run.plan_summary(pf, opts["models"]) if pf is not None else None
@@ -187,10 +193,12 @@ def bench(
     """Benchmark models on devices (or run a plan file); every measurement goes into the
     store. With --baseline, compare with it and exit as compare does. Outputs checked with
     --numerics are judged by the numerics gate, and a failure exits 1."""
-    from quantlab._bench import make_plan, measure_settings, start_run
+    from quantlab._bench import make_plan, measure_settings
     from quantlab.harness.cli import plan_run
     from quantlab.harness.planfile import load_plan_file
-    from quantlab.harness.store import Store, check_tags
+    from quantlab.harness.retry import RetryPolicy
+    from quantlab.harness.store import check_tags
+    from quantlab.session import Session
 
     plan_run.check_output_paths(gate.junit, gate.markdown)
     if force and not resume:
@@ -199,7 +207,9 @@ def bench(
     pf = load_plan_file(plan_file) if plan_file else None
     tags = check_tags([*(pf.tags if pf else ()), *(tag or [])])
     opts = plan_run.merged_options(pf, dict(ctx.params), given)
-    store = Store.open(results_location(results))
+    session = Session.open(results_location(results), cluster=cluster,
+                           retry=RetryPolicy(wait_s=opts["retry_timeout"]))
+    store = session.store
     gate_result: dict[str, Any] | None = None  # the plan's accuracy gate, when it ran
     if resume:
         resume = store.resolve_run_id(resume)
@@ -207,7 +217,8 @@ def bench(
         rules = plan_run.compare_rules(plan_compare, dict(ctx.params), given)
         base_id = plan_run.resolve_baseline(store, rules, [resume],
                                             [*store.load_run(resume).tags, *tags])
-        run_id, jobs, fleet = _resume(store, resume, cluster, force)
+        run_id, jobs = session.resume(resume, force)
+        err_console.print(f"resuming {run_id}: {len(jobs)} job(s) left")
         skipped_count = 0
         if tags:
             store.add_tags(run_id, tags)
@@ -219,18 +230,18 @@ def bench(
                             hint="quantlab bench MODEL.tflite [...] or --plan PLAN.toml")
         settings = measure_settings(**{k: opts[k] for k in measure.as_kwargs()})
         if pf is not None:
-            the_plan, fleet, chosen = plan_run.plan_jobs(pf, opts, given, settings, cluster)
+            the_plan, chosen = plan_run.plan_jobs(pf, opts, given, settings, session.fleet)
             if pf.gate:
                 gate_result = plan_run.run_gate(pf, opts["models"], results_location(results))
         else:
-            the_plan, fleet, chosen = make_plan(models or [], device, delegate, threads,
-                                                settings, cluster)
-        run_id = start_run(store, the_plan, chosen, settings, tags,
-                           plan_text=pf.text if pf else None)
+            the_plan, _, chosen = make_plan(models or [], device, delegate, threads, settings,
+                                            fleet=session.fleet)
+        run_id = session.start(the_plan, chosen, settings, tags,
+                               plan_text=pf.text if pf else None)
         jobs, skipped_count = list(the_plan.jobs), len(the_plan.skipped)
         for s in the_plan.skipped:
             err_console.print(f"[yellow]skipped[/] {s.job.label()}: {s.reason}", soft_wrap=True)
-    accounts = dispatch_jobs(store, run_id, fleet, jobs, opts["retry_timeout"], verbose)
+    accounts = dispatch_jobs(session, run_id, jobs, verbose)
 
     def compare_and_write(data: dict[str, Any]) -> int:
         from quantlab.harness.cli.numerics_gate import min_top1_of, numerics_exit_code
@@ -241,59 +252,58 @@ def bench(
                                       min_top1_of(min_top1, pf.gate if pf else None), json_out)
         return plan_run.gate_exit_code(gate_result, data, json_out) or numerics or code
 
-    _finish(store, run_id, accounts, json_out, skipped_count, compare_and_write)
+    _finish(session, run_id, accounts, json_out, skipped_count, compare_and_write)
 
 
-def _resume(store: Any, run_id: str, cluster: str | None = None, force: bool = False
-            ) -> tuple[str, list[Any], Any]:
-    from quantlab._bench import discover
-
-    run_id = store.resolve_run_id(run_id)
-    fleet = discover(cluster)
-    jobs = store.reopen_run(run_id, force=force)
-    known = {d.id for d in fleet.devices}
-    missing = sorted({j.device_id for j in jobs} - known)
-    if missing:
-        store.finish_run(run_id, "done")  # give it back: stored incomplete, jobs left
-        raise UserError(f"cannot resume {run_id}: device(s) {', '.join(missing)} not attached",
-                        hint="attach them and try again")
-    store.add_devices(run_id, [d for d in fleet.devices if d.id in {j.device_id for j in jobs}])
-    err_console.print(f"resuming {run_id}: {len(jobs)} job(s) left")
-    return run_id, jobs, fleet
-
-
-def dispatch_jobs(store: Any, run_id: str, fleet: Any, jobs: list[Any], retry_timeout: float,
-                  verbose: bool) -> list[Any]:
-    """Run stored jobs with a progress display; on Ctrl-C (or SIGTERM) mark the run
-    interrupted, say how to resume, and exit 130."""
-    from quantlab._bench import run_jobs
-    from quantlab.harness.cli.progress import RichReporter
-    from quantlab.harness.dispatch import Interrupted
-
+@contextlib.contextmanager
+def sigterm_as_ctrl_c() -> Iterator[None]:
+    """While measuring, a SIGTERM (a CI job cancelled, ``kill``) stops the run as a Ctrl-C
+    does: stored ``interrupted``, resumable."""
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        with RichReporter(len(jobs), verbose) as reporter:
-            try:
-                return run_jobs(store, run_id, fleet, jobs, reporter, retry_timeout)
-            except Interrupted:
-                pass
-        store.finish_run(run_id, "interrupted")
-        err_console.print(f"[yellow]interrupted[/]: finished jobs are stored; resume with "
-                          f"[bold]quantlab bench --resume {run_id}[/]")
-        raise typer.Exit(130)
+        yield
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _finish(store: Any, run_id: str, accounts: list[Any], json_out: bool,
+def dispatch_jobs(session: Session, run_id: str, jobs: list[Any], verbose: bool) -> list[Any]:
+    """Run stored jobs through the session with a progress display; after a Ctrl-C (or
+    SIGTERM), which the session stores as an ``interrupted`` run, say how to resume and
+    exit 130."""
+    from quantlab.harness.cli.progress import RichReporter
+    from quantlab.session import RunInterrupted
+
+    with sigterm_as_ctrl_c():
+        try:
+            with RichReporter(len(jobs), verbose) as reporter:
+                return session.dispatch(run_id, jobs, reporter)
+        except RunInterrupted:
+            pass
+    err_console.print(f"[yellow]interrupted[/]: finished jobs are stored; resume with "
+                      f"[bold]quantlab bench --resume {run_id}[/]")
+    raise typer.Exit(130)
+
+
+def exit_if_incomplete(data: dict[str, Any], hint: str | None = None) -> None:
+    """One line and exit 1 when the session finished the run ``incomplete`` (jobs left
+    unfinished), as every command that measures does."""
+    from quantlab.harness.errors import RunIncomplete
+    from quantlab.session import Session
+
+    try:
+        Session.check(data, hint)
+    except RunIncomplete as exc:
+        raise fail(exc.one_line(), 1) from None
+
+
+def _finish(session: Session, run_id: str, accounts: list[Any], json_out: bool,
             skipped_count: int, then: Callable[[dict[str, Any]], int] | None = None) -> None:
     """Close the run, print it, run ``then`` (compare with a baseline, CI outputs) and
     exit 1 when a job failed or ``then`` says so, or with one line when the run is
     incomplete (jobs left unfinished: ``--resume`` finishes it)."""
-    from quantlab._bench import finish_run, incomplete_error
     from quantlab.harness.cli.tables import accounts_line, energy_lines, model_label, results_table
 
-    data = finish_run(store, run_id, accounts)
+    data = session.finish(run_id, accounts)
     code = 0
     if then is not None and json_out:
         code = then(data)
@@ -311,10 +321,9 @@ def _finish(store: Any, run_id: str, accounts: list[Any], json_out: bool,
                               soft_wrap=True)
         if len({a.device_id for a in accounts}) > 1 or any(a.skipped for a in accounts):
             console.print(accounts_line(accounts))
-        console.print(f"[dim]stored in {store.location} · quantlab show {run_id}[/]")
+        console.print(f"[dim]stored in {session.store.location} · quantlab show {run_id}[/]")
         if then is not None:
             code = then(data)
-    if "incomplete" in data:
-        raise fail(incomplete_error(run_id, data).one_line(), 1)
+    exit_if_incomplete(data)
     if code or any(r["status"] == "failed" for r in data["results"]):
         raise typer.Exit(1)

@@ -13,7 +13,6 @@ from quantlab.harness.cli.common import (
     print_json,
     results_location,
 )
-from quantlab.harness.errors import StoreError
 
 db_app = typer.Typer(help="The results database (SQLite folder or postgresql:// URL).",
                      no_args_is_help=True)
@@ -34,9 +33,10 @@ def migrate(
 ) -> None:
     """Create or upgrade the results database schema to this quantlab's version."""
     from quantlab.harness.store import HEAD_REVISION, Store, redact_url
+    from quantlab.harness.store.migrate import revision_at
 
     location = results_location(results)
-    before = revision_of(location)
+    before = revision_at(location)
     store = Store.open(location, migrate=True)  # refuses a schema newer than this quantlab
     after = store.current_revision()
     store.close()
@@ -49,25 +49,6 @@ def migrate(
         console.print(f"{redact_url(location)}: migrated {before or 'empty'} → {after}")
 
 
-def revision_of(location: str) -> str | None:
-    """The schema revision a results database is at (None when empty), touching nothing."""
-    import sqlalchemy as sa
-
-    from quantlab.harness.store import Store, redact_url
-    from quantlab.harness.store.location import url_for
-
-    url, folder = url_for(location)
-    store = Store(sa.create_engine(url), location, folder)
-    try:
-        return store.current_revision()
-    except sa.exc.OperationalError as exc:
-        raise StoreError(f"results store {redact_url(location)}: "
-                         f"{str(exc.orig).strip().splitlines()[0]}",
-                         hint="check the URL and that the database is reachable") from None
-    finally:
-        store.close()
-
-
 @handle_errors
 def status(
     results: ResultsOpt = None,
@@ -76,9 +57,10 @@ def status(
 ) -> None:
     """Show the schema revision of the results database."""
     from quantlab.harness.store import HEAD_REVISION, redact_url
+    from quantlab.harness.store.migrate import revision_at
 
     location = results_location(results)
-    current = revision_of(location)
+    current = revision_at(location)
     data = {"location": redact_url(location), "revision": current, "head": HEAD_REVISION,
             "up_to_date": current == HEAD_REVISION}
     if json_out:

@@ -193,7 +193,7 @@ def compile_variant(
     """Compile a variant ahead of time for one NPU (ai-edge-litert AOT + the vendor's SDK);
     `litert-npu` jobs use it on phones with that SoC while its record (the variant's sha256,
     the compiler's versions) still matches."""
-    from quantlab.harness.npu_compile import compile_for_soc
+    from quantlab.agents.android.npu_compile import compile_for_soc
 
     result = compile_for_soc(variant, target, out)
     if json_out:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from quantlab.harness.records import Settings
+    from quantlab.session import Session
 
 
 def register(app: typer.Typer) -> None:
@@ -78,7 +79,7 @@ def _quantize(keras_path: Path, data: Path, out: Path, schemes: str,
 def _evaluate(variants: Path, data: Path, location: str,
               labels: Path | None = None) -> dict[str, Any]:
     from quantlab.harness.cli.quantize import evaluate_with_progress
-    from quantlab.harness.quantize.evaluate import save_to_store
+    from quantlab.harness.evaluations import save_to_store
 
     report = evaluate_with_progress(variants, data, labels=labels,
                                     task="detection" if labels else None)
@@ -86,20 +87,18 @@ def _evaluate(variants: Path, data: Path, location: str,
     return report
 
 
-def _bench(store: Any, variants: Path, settings: Settings, verbose: bool) -> str:
+def _bench(session: Session, variants: Path, settings: Settings, verbose: bool
+           ) -> dict[str, Any]:
+    """The TFLite variants on the simulator through the measurement session; the finished
+    run (``bench --json``'s record)."""
     from quantlab.harness.cli.bench import dispatch_jobs
-    from quantlab.harness.environment import new_run
-    from quantlab.harness.plan import build_plan, discover, expand_models, select_devices
+    from quantlab.harness.plan import expand_models
 
     refs = [r for r in expand_models([str(variants)]) if r.format == "tflite"]
-    fleet = discover()
-    sim = select_devices(fleet, ["sim"])
-    plan = build_plan(refs, sim, fleet, ["xnnpack"], [1], settings)
-    run = new_run(settings)
-    store.create_run(run, plan, sim)
-    dispatch_jobs(store, run.run_id, fleet, list(plan.jobs), retry_timeout=0.0, verbose=verbose)
-    store.finish_run(run.run_id, "done")
-    return run.run_id
+    sim = session.devices(["sim"])
+    plan = session.plan(refs, sim, ["xnnpack"], [1], settings=settings)
+    run_id = session.start(plan, sim, settings)
+    return session.finish(run_id, dispatch_jobs(session, run_id, list(plan.jobs), verbose))
 
 
 def _rows(record: Any, report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -190,11 +189,13 @@ def demo(
         from quantlab.harness.cli.autoquant import demo_ladder
 
         return demo_ladder(out, results, iterations, repeats, json_out, verbose)
+    from quantlab.harness.cli.bench import exit_if_incomplete
     from quantlab.harness.cli.tables import fmt_ms
     from quantlab.harness.quantize.schemes import resolve_schemes
     from quantlab.harness.report import write_report
     from quantlab.harness.report.recommend import recommend
-    from quantlab.harness.store import Store
+    from quantlab.harness.retry import RetryPolicy
+    from quantlab.session import Session
 
     started = time.monotonic()
     if task not in ("classification", "detection"):
@@ -209,7 +210,8 @@ def demo(
         raise UserError(f"--out {out}: cannot create it ({exc.strerror})",
                         hint="pass --out with a writable folder") from None
     location = results_location(results)
-    store = Store.open(location)
+    session = Session.open(location, retry=RetryPolicy(wait_s=0.0))
+    store = session.store
 
     labels: Path | None = None
     if task == "detection":
@@ -234,7 +236,8 @@ def demo(
     settings = Settings(warmup=10, iterations=iterations, min_time_s=0.0, repeats=repeats,
                         profile_ops=True, inputs=None, inputs_sha256=None, energy=False,
                         timeout_s=300.0)
-    run_id = _bench(store, work / "variants", settings, verbose)
+    run = _bench(session, work / "variants", settings, verbose)
+    run_id = run["run_id"]
     record = store.load_run(run_id)
     rows = _rows(record, report)
     evals = store.evaluations({e.job.model.sha256 for e in record.entries})
@@ -249,6 +252,7 @@ def demo(
                                         else None, "note": r.note, "excluded": r.excluded}
                                        for r in recs],
                     "task": report["task"]["name"], "seconds": round(elapsed, 1)})
+        exit_if_incomplete(run)  # what was measured is shown and kept; then exit as bench
         return
     sim_name = next(iter(record.devices.values())).name if record.devices else "sim"
     console.print(_table(rows, report, sim_name))
@@ -269,3 +273,4 @@ def demo(
                   f"{elapsed:.0f} s")
     console.print("[dim]next: quantlab show latest · quantlab recommend · "
                   "quantlab bench YOUR_MODEL.tflite[/]")
+    exit_if_incomplete(run)

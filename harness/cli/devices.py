@@ -6,6 +6,7 @@ from typing import Any
 
 import typer
 
+from quantlab.harness import kinds
 from quantlab.harness.cli.common import (
     JsonOpt,
     VerboseOpt,
@@ -19,15 +20,16 @@ from quantlab.harness.cli.common import (
 
 def register(app: typer.Typer) -> None:
     """Add devices to the app."""
-    app.command("devices")(devices)
+    app.command("devices", help="List every attached device of every kind "
+                f"({kinds.help_text()}) with its state and health.")(devices)
 
 
 @handle_errors
 def devices(json_out: JsonOpt = False, verbose: VerboseOpt = False) -> None:
     """List every attached device (the simulator included) with its state and health."""
-    from quantlab._bench import discover
     from quantlab.harness.cli.tables import new_table
     from quantlab.harness.records import to_dict
+    from quantlab.session import discover
 
     fleet = discover()
     if json_out:

@@ -46,7 +46,7 @@ def provision(
     2 when the gateway cannot be reached as configured (unknown name, refused host key
     or login).
     """
-    from quantlab.agents.ssh import SshAgent
+    from quantlab.agents.linux.agent import SshAgent
 
     agent = SshAgent()
 

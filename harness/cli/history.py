@@ -27,6 +27,7 @@ TagFilterOpt = Annotated[str | None, typer.Option(
     "--tag", help="Only runs with this tag (T matches the tag T and every T=…).")]
 LastOpt = Annotated[int, typer.Option("--last", min=1, help="How many of the newest matching "
                                       "runs to include.")]
+SPARKS = "▁▂▃▄▅▆▇█"
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -54,9 +55,9 @@ def history(
     """Trends across runs: each series' points (median or mean, CI, method), its change
     points (a change not yet confirmed by a following run is marked unconfirmed) and its
     drift: the cumulative change since a fixed reference, and a trend over those runs."""
-    from quantlab.harness.report.compare import parse_threshold
-    from quantlab.harness.report.history import load_history
     from quantlab.harness.store import Store
+    from quantlab.harness.verdicts.history import load_history
+    from quantlab.harness.verdicts.latency import parse_threshold
 
     limit = parse_threshold(threshold)
     store = Store.open(results_location(results))
@@ -79,7 +80,7 @@ def history(
         console.print(line, soft_wrap=True)
     console.print(f"[dim]{len(found.runs)} run(s), oldest → newest; change: {found.rule}; "
                   f"threshold {100 * found.threshold:g}%[/]", soft_wrap=True)
-    from quantlab.harness.report.drift import DRIFT_RULE
+    from quantlab.harness.verdicts.drift import DRIFT_RULE
 
     console.print(f"[dim]{DRIFT_RULE}[/]", soft_wrap=True)
 
@@ -90,9 +91,27 @@ def _ms(value: float | None) -> str:
     return fmt_ms(value)
 
 
-def _trend(series: Any) -> str:
-    from quantlab.harness.report.history import sparkline
+def sparkline(values: list[float | None], min_span: float = 0.10) -> str:
+    """One character per value, from the smallest value up; ``·`` for a point without a
+    figure. The scale spans at least ``min_span`` of the largest value, so run-to-run
+    noise of a few percent draws a flat line rather than a cliff."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return "·" * len(values)
+    lo, hi = min(known), max(known)
+    span = max(hi - lo, min_span * abs(hi))
+    out = []
+    for v in values:
+        if v is None:
+            out.append("·")
+        elif span == 0:
+            out.append(SPARKS[0])
+        else:
+            out.append(SPARKS[round((v - lo) / span * (len(SPARKS) - 1))])
+    return "".join(out)
 
+
+def _trend(series: Any) -> str:
     chars = list(sparkline([p.value_ms for p in series.points]))
     for c in series.change_points:
         colour = "red" if c.verdict == "slower" else "green"

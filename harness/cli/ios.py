@@ -31,7 +31,7 @@ def install(
     verbose: VerboseOpt = False,
 ) -> None:
     """Install (or update) the BenchRunner app on an iPhone."""
-    from quantlab.agents.ios import BUNDLE_ID, IosAgent
+    from quantlab.agents.ios.agent import BUNDLE_ID, IosAgent
 
     udid = IosAgent().install(path, device)
     if json_out:
@@ -43,7 +43,7 @@ def install(
 @handle_errors
 def status(json_out: JsonOpt = False, verbose: VerboseOpt = False) -> None:
     """iPhones on USB: model, iOS, Developer Mode, whether BenchRunner is installed, what to fix."""
-    from quantlab.agents.ios import IosAgent
+    from quantlab.agents.ios.agent import IosAgent
 
     agent = IosAgent()
     rows = []

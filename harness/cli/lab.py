@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from quantlab.harness import kinds
 from quantlab.harness.cli.common import (
     JsonOpt,
     VerboseOpt,
@@ -115,9 +116,9 @@ def head(
 @handle_errors
 def join(
     address: AddressOpt = None,
-    devices: Annotated[str, typer.Option("--devices", help="Device kinds to offer (sim, "
-                                         "android, ios, module:Class agents), or 'none' for "
-                                         "a controller-only host.")] = "sim",
+    devices: Annotated[str, typer.Option("--devices", help="Device kinds to offer ("
+                                         f"{kinds.help_text()}, module:Class agents), or "
+                                         "'none' for a controller-only host.")] = "sim",
     name: Annotated[str | None, typer.Option("--name", help="Host name shown in the lab "
                                              "(default: hostname).", show_default=False)] = None,
     agent_option: Annotated[list[str] | None, typer.Option(

@@ -63,15 +63,14 @@ def plan_devices(plan: PlanFile | None, given: set[str], fleet: Any) -> list[Any
 
 
 def plan_jobs(plan: PlanFile, opts: dict[str, Any], given: set[str], settings: Any,
-              cluster: str | None) -> tuple[Any, Any, list[Any]]:
-    """(Plan, fleet, chosen devices) of a plan file merged with the command line; runs
-    nothing (``bench`` runs the accuracy gate with :func:`run_gate` afterwards, ``plan``
-    only shows it)."""
-    from quantlab._bench import discover, parse_threads
+              fleet: Any) -> tuple[Any, list[Any]]:
+    """(Plan, chosen devices) of a plan file merged with the command line, on ``fleet``
+    (the measuring session's devices); runs nothing (``bench`` runs the accuracy gate with
+    :func:`run_gate` afterwards, ``plan`` only shows it)."""
+    from quantlab._bench import parse_threads
     from quantlab.harness.cli.common import split_list
     from quantlab.harness.plan import build_plan, expand_models, known_delegates, select_devices
 
-    fleet = discover(cluster)
     if "delegate" not in given:
         plan.check_delegates(known_delegates(fleet))
     chosen = plan_devices(plan, given, fleet)
@@ -79,7 +78,7 @@ def plan_jobs(plan: PlanFile, opts: dict[str, Any], given: set[str], settings: A
         chosen = select_devices(fleet, split_list(opts["device"]))
     the_plan = build_plan(expand_models(opts["models"]), chosen, fleet,
                           split_list(opts["delegate"]), parse_threads(opts["threads"]), settings)
-    return the_plan, fleet, chosen
+    return the_plan, chosen
 
 
 def gate_folders(models: list[str]) -> list[str]:
@@ -106,7 +105,7 @@ def run_gate(plan: PlanFile, models: list[str], results: str) -> dict[str, Any] 
     variants folder. A failing variant is warned about here; it is still measured, and
     bench exits 1 at the end (:func:`gate_exit_code`)."""
     from quantlab.harness.cli.quantize import evaluate_with_progress
-    from quantlab.harness.quantize.evaluate import save_to_store
+    from quantlab.harness.evaluations import save_to_store
 
     assert plan.gate is not None
     folders = gate_folders(models)
@@ -222,7 +221,8 @@ def resolve_baseline(store: Any, rules: CompareRules, exclude: list[str],
     match keys). A tag of this very run that no stored run carries yet (the first night
     of ``--tag nightly --baseline nightly``) is a warning and None: the run is measured
     and nothing compared. Any other unknown baseline is a UserError."""
-    from quantlab.harness.report.compare import parse_match, parse_threshold
+    from quantlab.harness.verdicts.compare import parse_match
+    from quantlab.harness.verdicts.latency import parse_threshold
 
     parse_threshold(rules.threshold)
     parse_match(rules.match)
@@ -255,8 +255,7 @@ def drift_in(store: Any, c: Any, record: Any, baseline: str | None) -> Any:
     many as ``history`` shows by default) and this run: the previous night alone, the
     reference of ``--baseline nightly``, moves every night and never sees a slow drift.
     A baseline that is a run id, not a tag, gives no window: ``c`` as it is."""
-    from quantlab.harness.report.drift import with_drift
-    from quantlab.harness.report.history import DEFAULT_LAST, build_history
+    from quantlab.harness.verdicts.history import DEFAULT_LAST, build_history, with_drift
 
     if not baseline:
         return c

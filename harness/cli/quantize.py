@@ -65,15 +65,16 @@ CoremlKeepOpt = Annotated[
 
 
 def qat_settings(epochs: int, lr: float, qat_layers: str | None) -> dict[str, Any]:
-    """The ``qat`` settings of :func:`quantlab.harness.quantize.variants.quantize` from CLI
-    options."""
+    """The ``qat`` settings of a quantize request from CLI options."""
     return {"epochs": epochs, "lr": lr, "layers": split_list(qat_layers) or None}
 
 
 def quantize_with_progress(model: str | Path, schemes: list[str], calib: str | Path | None,
                            out: str | Path, **options: Any) -> Any:
-    """:func:`quantlab.harness.quantize.variants.quantize` with a progress bar (one step per scheme)
-    and its warnings on stderr; returns the Manifest."""
+    """:func:`quantlab.harness.quantize.variants.quantize` of the request these values make
+    (:meth:`~quantlab.harness.quantize.requests.QuantizeRequest.create`: ``options`` are its
+    keywords) with a progress bar (one step per scheme) and its warnings on stderr; returns
+    the Manifest."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -83,10 +84,12 @@ def quantize_with_progress(model: str | Path, schemes: list[str], calib: str | P
         TimeElapsedColumn,
     )
 
+    from quantlab.harness.quantize.requests import QuantizeRequest
     from quantlab.harness.quantize.schemes import resolve_schemes
     from quantlab.harness.quantize.variants import quantize
 
     picked = resolve_schemes(schemes)
+    request = QuantizeRequest.create(model, [s.name for s in picked], calib, out, **options)
     bar = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}", style="bold"),
@@ -112,13 +115,13 @@ def quantize_with_progress(model: str | Path, schemes: list[str], calib: str | P
             warn(ev["message"])
 
     with bar:
-        return quantize(model, [s.name for s in picked], calib, out, progress=on_event,
-                        **options)
+        return quantize(request, progress=on_event)
 
 
 def evaluate_with_progress(variants_dir: str | Path, data: str | Path, **options: Any
                            ) -> dict[str, Any]:
-    """:func:`quantlab.harness.quantize.evaluate.evaluate` with a progress bar over the samples."""
+    """:func:`quantlab.harness.quantize.evaluate.evaluate` with a progress bar over the samples;
+    returns the report's JSON (``Evaluation.to_dict``)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from quantlab.harness.quantize.evaluate import evaluate
@@ -138,7 +141,7 @@ def evaluate_with_progress(variants_dir: str | Path, data: str | Path, **options
         bar.update(task, description=label, completed=done, total=total)
 
     with bar:
-        return evaluate(variants_dir, data, progress=on_progress, **options)
+        return evaluate(variants_dir, data, progress=on_progress, **options).to_dict()
 
 
 @handle_errors
@@ -290,8 +293,8 @@ def evaluate_cmd(
     """Accuracy, fidelity vs fp32, calibration drift, the gate and edge cases of every TFLite
     variant (host LiteRT), scored by task (classification, detection, segmentation, regression).
     With --per-delegate, a verdict per (variant, device, delegate) from stored runs."""
+    from quantlab.harness.evaluations import save_to_store
     from quantlab.harness.numerics import DEFAULT_MIN_TOP1
-    from quantlab.harness.quantize.evaluate import save_to_store
     from quantlab.harness.quantize.gate import parse_max_drop
 
     parse_max_drop(max_drop)  # a typo fails before any model runs
@@ -307,7 +310,7 @@ def evaluate_cmd(
     if not no_store:
         save_to_store(report, results_location(results))
     if per_delegate:
-        from quantlab.harness.quantize.delegate_gate import from_store
+        from quantlab.harness.delegate_gate import from_store
 
         report["per_delegate"] = from_store(report, results_location(results),
                                             min_top1=DEFAULT_MIN_TOP1 if min_top1 is None

@@ -18,6 +18,7 @@ from quantlab.harness.cli.common import (
     results_location,
 )
 from quantlab.harness.cli.options import GateOptions, with_options
+from quantlab.harness.export_formats import format_names
 
 
 def register(app: typer.Typer) -> None:
@@ -56,8 +57,8 @@ def report(
     store = Store.open(results_location(results))
     if history:
         from quantlab.harness.errors import UserError
-        from quantlab.harness.report.history import load_history
         from quantlab.harness.report.html import write_history_report
+        from quantlab.harness.verdicts.history import load_history
 
         if run_ids or baseline:
             raise UserError("--history takes no run ids or --baseline",
@@ -195,7 +196,7 @@ def _print_energy_ranking(recs: list[Any]) -> None:
 @handle_errors
 def export(
     run_id: Annotated[str, typer.Argument(help="Run id, prefix or 'latest'.")],
-    fmt: Annotated[str, typer.Option("--format", help="csv, json or parquet.")] = "csv",
+    fmt: Annotated[str, typer.Option("--format", help=f"{format_names()}.")] = "csv",
     out: Annotated[str, typer.Option("--out", help="Folder for results/samples/ops files.")]
     = "export",
     results: ResultsOpt = None,

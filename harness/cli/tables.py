@@ -243,7 +243,7 @@ def runs_table(rows: list[dict[str, Any]], location: str) -> Table:
 
 def comparison_table(c: Any) -> Table:
     """``compare``'s verdicts, one line per pair (ratio new/base with ± its CI)."""
-    from quantlab.harness.report.compare import FAILED, SAME, UNTESTABLE
+    from quantlab.harness.verdicts.latency import FAILED, SAME, UNTESTABLE
 
     stats = {m.statistic for m in c.matches if m.statistic}
     methods = {m.method for m in c.matches if m.method}

@@ -1,5 +1,9 @@
 """A lab of many hosts on Ray: the head, lab hosts that join it, security, and status.
 
+* :mod:`quantlab.harness.lab.agent`: the controller's side, one Agent per device kind found in
+  the lab (``bench --cluster``), forwarding to the devices' actors.
+* :mod:`quantlab.harness.lab.actor`: the Ray actor shell around a device's ordinary agent on
+  its lab host.
 * :mod:`quantlab.harness.lab.security`: the token file every member shares (mode 0600) and
   optional mutual TLS, as the environment Ray reads.
 * :mod:`quantlab.harness.lab.ray_processes`: ``ray start`` for the head (token authentication,
@@ -7,7 +11,7 @@
   lab hosts; connecting this process as a driver.
 * :mod:`quantlab.harness.lab.host`: ``quantlab lab join``: a Ray node offering one custom
   resource ``device:<lab id>`` per attached device, one named detached actor per
-  device (:class:`quantlab.agents.device_actor.DeviceActor`, ``max_restarts=-1``), re-scanning:
+  device (:class:`quantlab.harness.lab.actor.DeviceActor`, ``max_restarts=-1``), re-scanning:
   a new device restarts this host's Ray node with the new resource set (jobs in flight
   here are retried by the controller), a removed device's actor is unregistered.
 * :mod:`quantlab.harness.lab.status`: hosts, devices, their health and what each is doing.

@@ -50,7 +50,7 @@ def lab_device_id(device_id: str, platform: str, host: str) -> str:
 def scan_devices(agent_specs: Sequence[str], options: Mapping[str, Any],
                  host: str) -> dict[str, LocalDevice]:
     """Every device the given agents see on this host, by lab id."""
-    from quantlab.agents.device_actor import load_agent_spec
+    from quantlab.harness.lab.actor import load_agent_spec
 
     found: dict[str, LocalDevice] = {}
     for spec in agent_specs:
@@ -123,7 +123,7 @@ class LabHost:
         """Create (or find) the named detached actor of one device."""
         import ray
 
-        from quantlab.agents.device_actor import CONCURRENCY_GROUPS, DeviceActor
+        from quantlab.harness.lab.actor import CONCURRENCY_GROUPS, DeviceActor
 
         opts = dict(self.options) if ":" in device.agent_spec else {}
         remote_cls = ray.remote(  # type: ignore[call-overload]

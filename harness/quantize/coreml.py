@@ -10,6 +10,9 @@ converter read (the variables each conv / matmul reads, and the TF node each
 Core ML op was named after), not by matching layer names inside op names: the
 converter names a conv fused with its batch norm after the batch norm, and TF
 scopes ``dense`` and ``dense_1`` as ``dense_1`` and ``dense_1_2``.
+
+Converter ``coreml`` (:func:`make`): the recipe's ``compress`` and the request's
+``coreml_keep``.
 """
 
 from __future__ import annotations
@@ -17,9 +20,13 @@ from __future__ import annotations
 import logging
 import re
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from quantlab.harness.quantize.converters import Source
+    from quantlab.harness.quantize.schemes import Scheme
 
 PALETTIZE_THRESHOLD = 2048
 """coremltools' default ``weight_threshold``: only weights with more values are palettized."""
@@ -276,3 +283,40 @@ def convert(
         raise ValueError(f"unknown Core ML compression {compress!r}")
     mlmodel.save(out_path)
     return facts
+
+
+def make(source: Source, scheme: Scheme, settings: dict[str, Any]) -> dict[str, Any]:
+    """Converter ``coreml``: an .mlpackage with the recipe's ``compress``, keeping the
+    request's ``coreml_keep`` layers fp16 where the scheme palettizes; the manifest gets the
+    layers kept and their Core ML ops (``options``) and any notes."""
+    from quantlab.harness.quantize.converters import prepare
+
+    prepared = prepare(source, scheme, "coreml")
+    facts = convert(source.model, source.kind, {**settings, **_keep(source, scheme)},
+                    tuple(source.input_shape), source.input_dtype, str(prepared.out))
+    fields = prepared.fields
+    if facts.get("notes"):
+        fields["notes"] = [*fields.get("notes", []), *facts["notes"]]
+    if facts.get("keep") is not None:
+        fields["options"] = {**fields.get("options", {}), "keep": facts["keep"],
+                             "keep_ops": facts["keep_ops"]}
+    return {"file": prepared.out.name, **fields}
+
+
+def _keep(source: Source, scheme: Scheme) -> dict[str, Any]:
+    """The layers a palettized Core ML scheme keeps fp16 (``keep``) and, for
+    ``sensitive:N``, the int8 sensitivity ranking on the calibration data (``ranking``)."""
+    from quantlab.harness.quantize import options as qoptions
+
+    keep = source.req.options.coreml_keep
+    if not keep or not qoptions.keeps_layers(scheme):
+        return {}
+    if qoptions.sensitive_count(keep) is None:
+        return {"keep": list(keep)}
+    if source.calib_x is None:
+        raise ValueError("--coreml-keep sensitive:N ranks layers on calibration data "
+                         "(--calib)")
+    from quantlab.harness.quantize import tflite_tf
+
+    ranking = tflite_tf.layer_errors(source.model, source.kind, source.calib_x)
+    return {"keep": list(keep), "ranking": [r["layer"] for r in ranking]}

@@ -15,6 +15,7 @@ from typing import Any
 from quantlab.harness.errors import ModelError
 from quantlab.harness.numerics import finite_or_none
 from quantlab.harness.quantize.edge_cases import edge_cases, edge_outputs
+from quantlab.harness.quantize.evaluation import Evaluation, GateVerdict, VariantEvaluation
 from quantlab.harness.quantize.fidelity import fidelity
 from quantlab.harness.quantize.gate import (
     LOWER_IS_BETTER,
@@ -78,7 +79,7 @@ def variant_files(folder: Path) -> list[dict[str, Any]]:
 
 
 def _output_infos(runner: TfliteRunner) -> list[Any]:
-    from quantlab.harness.quantize.tasks import OutputInfo
+    from quantlab.harness.tasks import OutputInfo
 
     return [OutputInfo(str(od["name"]), (1, *(int(d) for d in od["shape"][1:])))
             for od in runner.outputs]
@@ -155,32 +156,30 @@ def evaluate(
     edge: bool = True,
     gate_confidence: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
-) -> dict[str, Any]:
+) -> Evaluation:
     """Evaluate every TFLite variant of a variants folder against its fp32 variant on the data.
 
-    ``task``: a name from :data:`quantlab.harness.quantize.tasks.TASKS` (None: inferred from the
+    ``task``: a name from :data:`quantlab.harness.tasks.TASKS` (None: inferred from the
     outputs and labels, and said so in ``task``). ``labels``: ground truth beside the data
     (COCO annotations JSON for detection). ``max_drop``: see :func:`parse_max_drop` (None:
     each scheme's default gate). ``max_mse``: also fail a variant whose first output's MSE
     against fp32 exceeds it. Each drop comes with its paired 95 % interval
-    (:mod:`quantlab.harness.quantize.intervals`); ``gate_confidence`` fails only a drop whose whole
+    (:mod:`quantlab.harness.tasks.intervals`); ``gate_confidence`` fails only a drop whose whole
     interval lies beyond its gate (the point estimate decides otherwise). ``warnings`` say
     where the data cannot resolve a gate and where the calibration data is the evaluation
     data.
 
-    Returns ``{"task", "reference", "metric", "max_drop", "samples", "warnings",
-    "variants": [{"scheme", "path", "sha256", "source_sha256", "metrics" (= "accuracy"),
-    "fidelity": {task measures…, "outputs": [per output]}, "calibration", "gate": {"passed",
-    "drop", "drop_pt", "metric", "value", "max_drop", "interval", "resolved", "why"},
-    "edge_cases"}], "failed": [scheme or
-    path of variants failing the gate]}``. ``progress(label, done, total)`` is called as
-    samples are processed.
+    Returns the :class:`~quantlab.harness.quantize.evaluation.Evaluation`: the task, the fp32
+    reference, one row per variant (metrics, fidelity per output, calibration drift, the gate,
+    edge cases; or the error the runtime refused it with), the warnings and the variants that
+    failed; its ``to_dict`` is ``quantlab evaluate --json``'s record. ``progress(label, done,
+    total)`` is called as samples are processed.
     """
     from quantlab.harness.errors import UserError
     from quantlab.harness.models import file_sha256
     from quantlab.harness.quantize import data as qdata
     from quantlab.harness.quantize.preflight import preflight
-    from quantlab.harness.quantize.tasks import Context, get_task, infer_task
+    from quantlab.harness.tasks import Context, get_task, infer_task
 
     folder = Path(variants_dir)
     if not folder.is_dir():
@@ -245,14 +244,14 @@ def evaluate(
     stats = qdata.input_stats(x, std=False) if edge or calib_stats else None
     low, high = (stats["min"], stats["max"]) if stats else (0.0, 0.0)
     ref_edge = edge_outputs(ref_entry["path"], low, high) if edge else {}
-    rows: list[dict[str, Any]] = []
-    failed: list[str] = []
+    rows: list[VariantEvaluation] = []
     ref_terms: dict[int, dict[str, Any]] = {}  # fidelity's reference-only terms
     # what per-output fidelity compares (detection: rows an op left unwritten zeroed)
     comparable = getattr(picked, "fidelity_outputs", lambda outs, _ctx: outs)
     ref_comparable = comparable(ref_out, ctx)
     for v in variants:
         label = v["scheme"] or Path(v["path"]).name
+        sha256 = v["sha256"] or file_sha256(Path(v["path"]))
         if v is ref_entry:
             outputs, pred = ref_out, ref_pred
         else:
@@ -261,15 +260,13 @@ def evaluate(
                     raise ModelError(v["path"], unsafe[v["path"]])
                 outputs = TfliteRunner(v["path"], batch=batch).predict(x, tick)
             except ModelError as exc:  # a variant the runtime refuses fails its gate, alone
-                failed.append(label)
-                rows.append({"scheme": v["scheme"], "path": v["path"],
-                             "sha256": v["sha256"] or file_sha256(Path(v["path"])),
-                             "source_sha256": v["source_sha256"], "error": exc.one_line(),
-                             "metrics": {}, "accuracy": {}, "fidelity": {"outputs": []},
-                             "calibration": None, "edge_cases": [],
-                             "gate": {"passed": False, "drop": None, "drop_pt": None,
-                                      "metric": metric, "value": None,
-                                      "max_drop": gate_for(v["scheme"], overall, per_scheme)}})
+                rows.append(VariantEvaluation(
+                    scheme=v["scheme"], path=v["path"], sha256=sha256,
+                    source_sha256=v["source_sha256"], error=exc.one_line(),
+                    gate=GateVerdict(passed=False, drop=None, drop_pt=None, metric=metric,
+                                     value=None,
+                                     max_drop=gate_for(v["scheme"], overall, per_scheme),
+                                     judged=False)))
                 continue
             pred = picked.decode(outputs, ctx)
         same = pred is ref_pred  # the fp32 row: reuse what the reference already computed
@@ -285,46 +282,25 @@ def evaluate(
         gate = judge(metric, ref_value, value, gate_for(v["scheme"], overall, per_scheme),
                      lower, nonfinite=(bad, count), max_mse=max_mse,
                      mse=per_output[0]["mse"], interval=interval, confidence=gate_confidence)
-        if not gate["passed"]:
-            failed.append(label)
-        rows.append(
-            {
-                "scheme": v["scheme"],
-                "path": v["path"],
-                "sha256": v["sha256"] or file_sha256(Path(v["path"])),
-                "source_sha256": v["source_sha256"],
-                "metrics": metrics,
-                "accuracy": metrics,
-                "fidelity": {**task_fid, "outputs": per_output},
-                "calibration": picked.calibration(ref_pred, pred, ctx),
-                "gate": gate,
-                "edge_cases": edge_cases(v["path"], low, high, ref_edge) if edge else [],
-            }
-        )
-        rows[-1] = finite_or_none(rows[-1])
-    return {
-        "task": {"name": picked.name, "why": why, "decoder": ctx.decoder,
-                 "primary_metric": picked.primary_metric,
-                 "label_free_metric": picked.label_free_metric,
-                 "labels": str(labels) if labels else None, "notes": ctx.notes},
-        "reference": {
-            "scheme": "fp32",
-            "path": ref_entry["path"],
-            "accuracy": ref_metrics,
-            "value": ref_value,
-        },
-        "skipped": skipped_variants(folder),
-        "metric": metric,
-        "max_drop": {r["scheme"] or Path(r["path"]).name: r["gate"]["max_drop"] for r in rows},
-        "samples": len(x),
-        "data": str(data_path),
-        "warnings": [*_data_warnings(calib_stats, stats),
-                     *calibration_overlap(folder, Path(data_path), x),
-                     *unresolved_warnings(rows, len(x), lower)],
-        "gate_confidence": gate_confidence,
-        "variants": rows,
-        "failed": failed,
-    }
+        row = VariantEvaluation(
+            scheme=v["scheme"], path=v["path"], sha256=sha256, source_sha256=v["source_sha256"],
+            metrics=metrics, fidelity={**task_fid, "outputs": per_output},
+            calibration=picked.calibration(ref_pred, pred, ctx), gate=gate,
+            edge_cases=edge_cases(v["path"], low, high, ref_edge) if edge else [])
+        rows.append(VariantEvaluation.from_dict(finite_or_none(row.to_dict())))
+    return Evaluation(
+        task={"name": picked.name, "why": why, "decoder": ctx.decoder,
+              "primary_metric": picked.primary_metric,
+              "label_free_metric": picked.label_free_metric,
+              "labels": str(labels) if labels else None, "notes": ctx.notes},
+        reference={"scheme": "fp32", "path": ref_entry["path"], "accuracy": ref_metrics,
+                   "value": ref_value},
+        skipped=skipped_variants(folder), metric=metric, samples=len(x), data=str(data_path),
+        warnings=[*_data_warnings(calib_stats, stats),
+                  *calibration_overlap(folder, Path(data_path), x),
+                  *unresolved_warnings([(r.scheme or r.path, r.gate) for r in rows], len(x),
+                                       lower)],
+        gate_confidence=gate_confidence, variants=rows)
 
 
 def _interval(task: Any, ref_pred: Any, pred: Any, ctx: Any, metric: str
@@ -344,28 +320,3 @@ def nonfinite_count(outputs: list[Any]) -> tuple[int, int]:
     arrays = [np.asarray(o) for o in outputs]
     return (sum(int(a.size - np.count_nonzero(np.isfinite(a))) for a in arrays
                 if a.dtype.kind == "f"), sum(int(a.size) for a in arrays))
-
-
-def save_to_store(report: dict[str, Any], location: str) -> int:
-    """Save each variant's evaluation in the store (keyed by variant sha256); returns how many."""
-    from quantlab.harness.store import Store
-
-    store = Store.open(location)
-    try:
-        for v in report["variants"]:
-            store.save_evaluation(
-                variant_sha256=v["sha256"],
-                scheme=v["scheme"],
-                path=v["path"],
-                source_sha256=v["source_sha256"],
-                metric=report["metric"],
-                value=v["gate"]["value"],
-                reference_value=report["reference"]["value"],
-                drop=v["gate"]["drop"],
-                max_drop=v["gate"]["max_drop"],
-                passed=v["gate"]["passed"],
-                payload=v,
-            )
-    finally:
-        store.close()
-    return len(report["variants"])

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from quantlab.harness.quantize.evaluation import GateVerdict
+
 DEFAULT_MAX_DROP = 0.03
 LOWER_IS_BETTER = {"mse", "mae"}
 
@@ -17,7 +19,7 @@ LOWER_IS_BETTER = {"mse", "mae"}
 def task_metrics(pred: np.ndarray, y: np.ndarray | None) -> dict[str, float]:
     """top-1/top-5 for class labels (pred = scores N×C), MSE/MAE for float targets.
 
-    The quick form used by mixed precision's gate; :mod:`quantlab.harness.quantize.tasks` has the
+    The quick form used by mixed precision's gate; :mod:`quantlab.harness.tasks` has the
     full tasks (detection, segmentation, keypoints) that ``evaluate`` uses."""
     if y is None:
         return {}
@@ -78,7 +80,7 @@ def judge(metric: str, reference: float, value: float, allowed: float,
           lower_is_better: set[str] | frozenset[str] = frozenset(LOWER_IS_BETTER), *,
           nonfinite: tuple[int, int] = (0, 0), max_mse: float | None = None,
           mse: float | None = None, interval: dict[str, Any] | None = None,
-          confidence: bool = False) -> dict[str, Any]:
+          confidence: bool = False) -> GateVerdict:
     """One variant's gate: ``passed``, ``drop`` (and ``drop_pt`` where higher is better),
     ``metric``, ``value``, ``max_drop``, the drop's 95 % ``interval`` (with ``resolved``:
     whether it lies wholly on one side of ``max_drop``) and ``why`` in one line.
@@ -106,39 +108,39 @@ def judge(metric: str, reference: float, value: float, allowed: float,
                 why += ": the interval reaches the gate, so --gate-confidence passes it"
             elif by_interval and not passed:
                 why += ": all of it beyond the gate"
-    gate: dict[str, Any] = {
-        "passed": passed, "drop": drop,
-        "drop_pt": None if metric in lower_is_better else round(100 * drop, 4),
-        "metric": metric, "value": value, "max_drop": allowed,
-        "interval": dict(interval) if interval is not None else None,
-        "resolved": None if bounds is None else
-        bool(bounds[1] <= allowed + 1e-12 or bounds[0] > allowed + 1e-12),
-        "decided_by": "interval" if by_interval else "point estimate"}
+    mse_passed = None
     if max_mse is not None:
         mse_passed = mse is None or not float(mse) > max_mse
-        gate.update(max_mse=max_mse, mse_passed=mse_passed)
         if not mse_passed:
-            gate["passed"] = False
+            passed = False
             why += f"; output MSE {float(mse):.4g} > --max-mse {max_mse:g}"  # type: ignore[arg-type]
-    gate["why"] = why
-    return gate
+    return GateVerdict(
+        passed=passed, drop=drop,
+        drop_pt=None if metric in lower_is_better else round(100 * drop, 4),
+        metric=metric, value=value, max_drop=allowed,
+        interval=dict(interval) if interval is not None else None,
+        resolved=None if bounds is None else
+        bool(bounds[1] <= allowed + 1e-12 or bounds[0] > allowed + 1e-12),
+        decided_by="interval" if by_interval else "point estimate",
+        max_mse=max_mse, mse_passed=mse_passed, why=why)
 
 
-def unresolved_warnings(rows: list[dict[str, Any]], samples: int,
+def unresolved_warnings(gates: list[tuple[str, GateVerdict]], samples: int,
                         lower_is_better: set[str] | frozenset[str] = frozenset(LOWER_IS_BETTER)
                         ) -> list[str]:
     """Where the evaluation set is too small to resolve a gate: the 95 % interval of a
     0-point drop (top-1 and agreement, known from the sample count alone) or of the
-    variant's own drop (bootstrap) is wider than the gate. One line per gate."""
-    from quantlab.harness.quantize.intervals import samples_to_resolve
+    variant's own drop (bootstrap) is wider than the gate. ``gates``: (variant, its gate).
+    One line per gate."""
+    from quantlab.harness.tasks.intervals import samples_to_resolve
 
     zero: dict[tuple[str, float], list[str]] = {}
     out: list[str] = []
-    for v in rows:
-        gate, interval = v["gate"], v["gate"].get("interval")
+    for name, gate in gates:
+        interval = gate.interval
         if not interval or interval.get("method") == REFERENCE_ITSELF:
             continue
-        name, allowed, metric = v["scheme"] or v["path"], gate["max_drop"], gate["metric"]
+        allowed, metric = gate.max_drop, gate.metric
         scale, unit = _units(metric, lower_is_better)
         if interval.get("zero_drop"):
             low, high = interval["zero_drop"]

@@ -178,6 +178,7 @@ def _make_step(req: LadderRequest, rung: dict[str, Any], index: int, root: Path,
     """Quantize (fp32 + the rung's scheme) into its own folder and evaluate it."""
     from quantlab.harness.errors import QuantlabError
     from quantlab.harness.quantize.evaluate import evaluate
+    from quantlab.harness.quantize.requests import QuantizeRequest
     from quantlab.harness.quantize.variants import quantize
 
     folder = root / "steps" / f"{index:02d}-{rung['scheme']}"
@@ -191,14 +192,14 @@ def _make_step(req: LadderRequest, rung: dict[str, Any], index: int, root: Path,
         step["options"]["calibration_samples"] = rung["calib_samples"]
     t0 = time.monotonic()
     try:
-        manifest = quantize(
+        request = QuantizeRequest.create(
             req.model, ["fp32", rung["scheme"]], rung.get("calib"), folder,
             eval_data=req.data, calib_samples=max(1, int(rung.get("calib_samples") or 1)),
             seed=req.seed, max_drop=req.max_drop, x_key=req.x_key, y_key=req.y_key,
             image=req.image, force=True, train=rung.get("train"), qat=req.qat,
             options={k: v for k, v in rung["options"].items()
-                     if k.startswith(("gran", "mixed", "coreml_keep"))},
-            progress=lambda name, ev: _emit(progress, name, **ev))
+                     if k.startswith(("gran", "mixed", "coreml_keep"))})
+        manifest = quantize(request, progress=lambda name, ev: _emit(progress, name, **ev))
     except QuantlabError as exc:
         step.update(verdict="error", passed=False, why_next=exc.one_line(),
                     seconds=round(time.monotonic() - t0, 1))
@@ -226,14 +227,14 @@ def _make_step(req: LadderRequest, rung: dict[str, Any], index: int, root: Path,
         return step
     report = evaluate(folder, req.data, max_drop=req.max_drop, x_key=req.x_key,
                       y_key=req.y_key, image=req.image, edge=False)
-    row = next(v for v in report["variants"] if v["scheme"] == rung["scheme"])
-    gate = row["gate"]
-    step.update(metric=report["metric"], value=gate["value"], reference=report["reference"]
-                ["value"], drop=gate["drop"], passed=bool(gate["passed"]),
-                verdict="pass" if gate["passed"] else "fail", evaluation=row,
-                seconds=round(time.monotonic() - t0, 1))
-    if not gate["passed"]:
-        why = f"drop {gate['drop'] * 100:.2f} pt > {req.max_drop * 100:.2f} pt"
+    row = next(v for v in report.variants if v.scheme == rung["scheme"])
+    gate = row.gate
+    step.update(metric=report.metric, value=gate.value, reference=report.reference["value"],
+                drop=gate.drop, passed=bool(gate.passed), verdict="pass" if gate.passed else "fail",
+                evaluation=row.to_dict(), seconds=round(time.monotonic() - t0, 1))
+    if not gate.passed:
+        why = (f"drop {gate.drop * 100:.2f} pt > {req.max_drop * 100:.2f} pt"
+               if gate.drop is not None else row.error or gate.why or "no drop was measured")
         if entry.mixed and entry.mixed.get("limit"):
             why += f" ({entry.mixed['limit']})"
         step["why_next"] = why

@@ -80,27 +80,13 @@ def model_io(model: bytes) -> tuple[list[int], str, int]:
     return shape, dtype, int(sub.InputsLength())
 
 
-def tf_source_ops(source: Any, kind: str) -> tuple[dict[str, Any], bytes]:
-    """Convert a Keras/SavedModel source in float with custom and Flex ops allowed, to see every
-    op it needs; returns (ops, the .tflite bytes)."""
-    import tensorflow as tf
-
-    from quantlab.harness.quantize.tflite_tf import new_converter
-
-    converter = new_converter(source, kind)
-    converter.allow_custom_ops = True
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS,
-                                           tf.lite.OpsSet.SELECT_TF_OPS]
-    model = bytes(converter.convert())
-    return model_ops(model), model
-
-
 def scheme_check(scheme: Any, ops: dict[str, Any]) -> dict[str, Any]:
     """Whether ``scheme`` can be made and run given the source's ops, and why; with the ops it
     will need and the notes to put in the manifest."""
     needs = sorted(ops["builtin"])
-    int8 = bool(scheme.tf and (scheme.tf.get("int8_ops") or scheme.tf.get("int16x8")
-                               or scheme.tf.get("mixed"))) or scheme.needs_calibration
+    tf = scheme.tf_settings
+    int8 = bool(tf.get("int8_ops") or tf.get("int16x8") or tf.get("mixed")) \
+        or scheme.needs_calibration
     if int8:
         needs = sorted({*needs, "QUANTIZE", "DEQUANTIZE"})
     custom = sorted(ops["custom"])
@@ -119,7 +105,7 @@ def scheme_check(scheme: Any, ops: dict[str, Any]) -> dict[str, Any]:
     if kept and int8 and scheme.format == "tflite":
         notes.append(f"{', '.join(kept)} kept in float (int8 has no kernel for it; its "
                      "inputs are dequantized)")
-        if scheme.tf and scheme.tf.get("int8_io"):
+        if tf.get("int8_io"):
             notes.append(f"outputs of {', '.join(kept)} (boxes, classes, scores, count) left "
                          "float32: they are not quantizable; the input is int8")
     return {

@@ -30,9 +30,15 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from quantlab.harness.quantize.requests import QatRequest
+
+if TYPE_CHECKING:
+    from quantlab.harness.quantize.converters import Source
+    from quantlab.harness.quantize.schemes import Scheme
 
 TFLITE_REFUSAL = (
     "a float .tflite cannot be fine-tuned: it holds no trainable Keras graph "
@@ -78,20 +84,21 @@ def check_request(schemes: list[Any], source_kind: str, source: Path,
                         "metadata would add the full tensorflow wheel beside tensorflow-cpu)")
 
 
-def make_variant(job: Any, scheme: Any) -> dict[str, Any]:
-    """Make a qat variant for the quantize worker (``job`` is its worker.Job): run this module
-    as a process of its own with TF_USE_LEGACY_KERAS=1 and return the manifest fields."""
+def make_variant(job: Source, scheme: Scheme, settings: dict[str, Any]) -> dict[str, Any]:
+    """Converter ``tfmot``: a qat variant for the quantize worker (``job``: the source it
+    loaded), fine-tuned by :mod:`~quantlab.harness.quantize.qat_train` in a process of its own
+    with TF_USE_LEGACY_KERAS=1 (``settings``: ``int8_io``); returns the manifest fields."""
     import subprocess
 
-    from quantlab.harness.quantize.worker import float_ops
+    from quantlab.harness.quantize.tflite_facts import float_ops
 
     why = refusal(job.kind)
     if why:
         raise ValueError(why)
-    train = job.req.get("train")
+    train = job.req.train
     if not train:
         raise ValueError(f"{scheme.name} needs labelled training data (--train)")
-    settings = dict(job.req.get("qat") or {})
+    qat = job.req.qat
     work: Path = job.work
     out = work / f"{scheme.name}{scheme.suffix}"
     tag = f".qat-{scheme.name}"
@@ -99,7 +106,7 @@ def make_variant(job: Any, scheme: Any) -> dict[str, Any]:
     if job.calib_x is not None:
         calib_npy = work / f"{tag}-calib.npy"
         np.save(calib_npy, job.calib_x)
-    layers = settings.get("layers") or None
+    layers = qat.layers
     ranking: list[str] = []
     if layers and len(layers) == 1 and str(layers[0]).startswith("sensitive:"):
         if job.calib_x is None:
@@ -107,30 +114,15 @@ def make_variant(job: Any, scheme: Any) -> dict[str, Any]:
         from quantlab.harness.quantize import tflite_tf
 
         ranking = [r["layer"] for r in tflite_tf.layer_errors(job.model, job.kind, job.calib_x)]
-    request = {
-        "source": job.source,
-        "source_kind": job.kind,
-        "scheme": scheme.name,
-        "events": job.req["events"],
-        "result": str(work / f"{tag}-result.json"),
-        "out": str(out),
-        "train": train,
-        "x_key": job.req.get("x_key", "x"),
-        "y_key": job.req.get("y_key", "y"),
-        "image": job.req.get("image"),
-        "input_shape": list(job.input_shape),
-        "input_dtype": job.input_dtype,
-        "calib_npy": str(calib_npy) if calib_npy else None,
-        "int8_io": bool((scheme.tf or {}).get("int8_io")),
-        "seed": int(job.req.get("seed", 0)),
-        "layers": layers,
-        "ranking": ranking,
-        **{k: settings[k] for k in ("epochs", "lr", "batch_size", "val_split", "patience")
-           if settings.get(k) is not None},
-    }
+    request = QatRequest(
+        source=job.source, source_kind=job.kind, scheme=scheme.name, events=job.req.events,
+        result=str(work / f"{tag}-result.json"), out=str(out), train=train, data=job.req.data,
+        input_shape=tuple(job.input_shape), input_dtype=job.input_dtype,
+        calib_npy=str(calib_npy) if calib_npy else None,
+        int8_io=bool(settings.get("int8_io")), ranking=tuple(ranking), settings=qat)
     req_path = work / f"{tag}-request.json"
-    req_path.write_text(json.dumps(request))
-    result_path = Path(request["result"])
+    req_path.write_text(json.dumps(request.to_dict()))
+    result_path = Path(request.result)
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1"}
     code = subprocess.call([sys.executable, "-m", "quantlab.harness.quantize.qat_train",
                             str(req_path)],

@@ -25,6 +25,7 @@ import numpy as np
 
 from quantlab.harness.quantize.qat import QatError
 from quantlab.harness.quantize.qat_rebuild import CHECK_SAMPLES, load_tf_keras
+from quantlab.harness.quantize.requests import QatRequest
 
 DEFAULT_EPOCHS = 3
 DEFAULT_LR = 1e-4
@@ -182,52 +183,56 @@ def convert_int8(model: Any, calib_x: np.ndarray, int8_io: bool) -> bytes:
 
 # --------------------------------------------------------------------------- process entry
 
-def run(req: dict[str, Any], emit: Callable[..., None]) -> dict[str, Any]:
+def run(req: QatRequest, emit: Callable[..., None]) -> dict[str, Any]:
     """Do one qat request (in a process with TF_USE_LEGACY_KERAS=1); returns the facts."""
     from quantlab.harness.quantize import data as qdata
 
-    opts = qdata.ImageOptions(**req["image"]) if req.get("image") else None
-    shape = tuple(req["input_shape"])
-    ds = qdata.load_data(req["train"], x_key=req.get("x_key", "x"), y_key=req.get("y_key", "y"),
-                         image=opts, input_shape=shape)
-    x = qdata.check_against_model(ds, shape, req.get("input_dtype", "float32"), req["source"])
+    data, settings = req.data, req.settings
+    shape = tuple(req.input_shape)
+    ds = qdata.load_data(req.train, x_key=data.x_key, y_key=data.y_key, image=data.image,
+                         input_shape=shape)
+    x = qdata.check_against_model(ds, shape, req.input_dtype, req.source)
     if ds.y is None:
-        raise QatError(f"{req['train']}: no labels ({req.get('y_key', 'y')!r}); "
+        raise QatError(f"{req.train}: no labels ({data.y_key!r}); "
                        "quantization-aware training needs labelled training data")
     y = ds.y
-    calib_x = np.load(req["calib_npy"]) if req.get("calib_npy") else x[:200]
-    model, how = load_tf_keras(req["source"], req["source_kind"], x)
-    layers = req.get("layers") or None
+    calib_x = np.load(req.calib_npy) if req.calib_npy else x[:200]
+    model, how = load_tf_keras(req.source, req.source_kind, x)
+    layers = list(settings.layers) if settings.layers else None
     if layers and len(layers) == 1 and layers[0].startswith("sensitive:"):
         count = int(layers[0].split(":", 1)[1])
-        layers = layers_from_ranking(model, req.get("ranking") or [], count)
+        layers = layers_from_ranking(model, list(req.ranking), count)
         if not layers:
             raise QatError("no Keras layer matches the sensitivity ranking; name them with "
                            "--qat-layers")
     q_model = apply_quantization(model, layers)
-    scheme = req.get("scheme", "qat-int8")
+    scheme = req.scheme
     facts = fine_tune(
         q_model, x, y,
-        epochs=int(req.get("epochs", DEFAULT_EPOCHS)),
-        lr=float(req.get("lr", DEFAULT_LR)),
-        batch_size=int(req.get("batch_size", DEFAULT_BATCH)),
-        val_split=float(req.get("val_split", DEFAULT_VAL_SPLIT)),
-        patience=int(req.get("patience", DEFAULT_PATIENCE)),
-        seed=int(req.get("seed", 0)),
+        epochs=int(_or(settings.epochs, DEFAULT_EPOCHS)),
+        lr=float(_or(settings.lr, DEFAULT_LR)),
+        batch_size=int(_or(settings.batch_size, DEFAULT_BATCH)),
+        val_split=float(_or(settings.val_split, DEFAULT_VAL_SPLIT)),
+        patience=int(_or(settings.patience, DEFAULT_PATIENCE)),
+        seed=int(data.seed),
         on_epoch=lambda row: emit("qat_epoch", scheme=scheme, **row),
     )
     t0 = time.perf_counter()
-    Path(req["out"]).write_bytes(convert_int8(q_model, calib_x, bool(req.get("int8_io"))))
+    Path(req.out).write_bytes(convert_int8(q_model, calib_x, req.int8_io))
     facts.update(
         source=how,
         layers=layers or "all",
-        train_data=str(req["train"]),
+        train_data=str(req.train),
         calibration_samples=len(calib_x),
         convert_seconds=round(time.perf_counter() - t0, 3),
         tfmot=_version("tensorflow-model-optimization"),
         tf_keras=_version("tf-keras"),
     )
     return facts
+
+
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
 
 
 def _version(name: str) -> str | None:
@@ -242,12 +247,12 @@ def _version(name: str) -> str | None:
 def main(request_path: str) -> int:
     """Process entry: 0 with a result file either way, unless the process itself dies."""
     os.environ["TF_USE_LEGACY_KERAS"] = "1"  # before TensorFlow is imported
-    from quantlab.harness.quantize.worker import Events, silence
+    from quantlab.harness.quantize.events import Events, silence
 
     silence()
-    req = json.loads(Path(request_path).read_text())
-    events = Events(req["events"])
-    result_path = Path(req["result"])
+    req = QatRequest.from_dict(json.loads(Path(request_path).read_text()))
+    events = Events(req.events)
+    result_path = Path(req.result)
     try:
         facts = run(req, events.emit)
         result: dict[str, Any] = {"ok": True, "facts": facts}

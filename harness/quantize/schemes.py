@@ -4,10 +4,14 @@ Each scheme carries its default accuracy gate (``max_drop``: fp16 < 0.5 pt, int8
 the task's primary metric, from common PTQ practice), overridable per scheme with
 ``evaluate --max-drop int8=0.03,fp16=0.005``.
 
-A scheme names its output format, whether it needs calibration data, and for
-each kind of source model the converter that makes it (``tf`` = the TF Lite
-converter, ``aeq`` = ai-edge-quantizer, ``coreml`` = coremltools) with that
-converter's settings.
+A scheme names its output format, whether it needs calibration data, and for each kind of
+source model a :class:`Recipe`: the converter that makes it, by its key in
+:data:`quantlab.harness.quantize.converters.CONVERTERS` (``tf`` = the TF Lite converter,
+``tf-float`` = the float model the TF converter made for the op check, ``aeq`` =
+ai-edge-quantizer, ``coreml`` = coremltools, ``tfmot`` = quantization-aware training,
+``tf-mixed``/``aeq-mixed`` = int8 with the most sensitive layers kept float), with that
+converter's settings. A scheme with a new converter is one converter module, one line in
+``CONVERTERS`` and its line here.
 """
 
 from __future__ import annotations
@@ -21,6 +25,15 @@ SOURCE_KINDS = ("keras", "savedmodel", "tflite")
 
 
 @dataclass(frozen=True)
+class Recipe:
+    """How one kind of source becomes a scheme's variant: a converter's registry key and the
+    settings it is given."""
+
+    converter: str  # a key of quantlab.harness.quantize.converters.CONVERTERS
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Scheme:
     """One named way to make a deployable variant."""
 
@@ -28,11 +41,9 @@ class Scheme:
     format: str  # "tflite" | "coreml"
     needs_calibration: bool
     description: str
-    tf: dict[str, Any] | None = None  # TF converter settings (Keras / SavedModel sources)
-    aeq: dict[str, Any] | None = None  # ai-edge-quantizer recipe (float .tflite sources)
-    coreml: dict[str, Any] | None = None  # coremltools settings (Keras / SavedModel sources)
+    from_tf: Recipe | None = None  # Keras and SavedModel sources
+    from_tflite: Recipe | None = None  # float .tflite sources
     mixed: bool = False  # keep the most sensitive layers float until the gate passes
-    extra: dict[str, Any] = field(default_factory=dict)
     max_drop: float = 0.02  # default gate: largest drop of the primary metric (0.02 = 2 pt)
     needs_training: bool = False  # fine-tunes on labelled data (--train); made only when named
 
@@ -41,98 +52,63 @@ class Scheme:
         """File suffix of the variant."""
         return ".mlpackage" if self.format == "coreml" else ".tflite"
 
-    def converter_for(self, source_kind: str) -> str | None:
-        """Which converter makes this scheme from a source of this kind (None: not possible)."""
-        if source_kind == "tflite":
-            return "aeq" if self.aeq is not None else None
-        if self.coreml is not None:
-            return "coreml"
-        return "tf" if self.tf is not None else None
+    @property
+    def tf_settings(self) -> dict[str, Any]:
+        """The settings of the recipe for Keras and SavedModel sources ({} without one): what
+        the op check reads (int8 ops, int8 I/O)."""
+        return dict(self.from_tf.settings) if self.from_tf is not None else {}
+
+    def recipe_for(self, source_kind: str) -> Recipe | None:
+        """How this scheme is made from a source of this kind (None: not possible)."""
+        return self.from_tflite if source_kind == "tflite" else self.from_tf
+
+
+def _tf(**settings: Any) -> Recipe:
+    return Recipe("tf", settings)
+
+
+def _aeq(recipe: str, **settings: Any) -> Recipe:
+    return Recipe("aeq", {"recipe": recipe, **settings})
 
 
 SCHEMES: dict[str, Scheme] = {
     s.name: s
     for s in [
-        Scheme("fp32", "tflite", False, "float32 reference", tf={}, aeq={"recipe": "copy"},
-               max_drop=0.005),
-        Scheme(
-            "fp16", "tflite", False, "float16 weights", tf={"fp16": True}, aeq={"recipe": "fp16"},
-            max_drop=0.005,  # < 0.5 pt
-        ),
-        Scheme(
-            "dynamic-int8",
-            "tflite",
-            False,
-            "int8 weights, float activations (dynamic range)",
-            tf={"optimize": True},
-            aeq={"recipe": "dynamic_wi8_afp32"},
-        ),
-        Scheme(
-            "int8",
-            "tflite",
-            True,
-            "full integer, float input/output",
-            tf={"optimize": True, "int8_ops": True},
-            aeq={"recipe": "static_wi8_ai8"},
-        ),
-        Scheme(
-            "int8-io",
-            "tflite",
-            True,
-            "full integer, int8 input/output",
-            tf={"optimize": True, "int8_ops": True, "int8_io": True},
-        ),
-        Scheme(
-            "int16x8",
-            "tflite",
-            True,
-            "int16 activations, int8 weights",
-            tf={"optimize": True, "int16x8": True},
-            aeq={"recipe": "static_wi8_ai16"},
-            max_drop=0.01,
-        ),
-        Scheme(
-            "mixed-int8",
-            "tflite",
-            True,
-            "int8 with the most sensitive layers kept float",
-            tf={"optimize": True, "mixed": True},
-            aeq={"recipe": "static_wi8_ai8", "mixed": True},
-            mixed=True,
-        ),
-        Scheme(
-            "qat-int8",
-            "tflite",
-            False,  # calibrates on --calib when given, else on the training data
-            "quantization-aware training (tfmot) on --train data, full integer, float I/O",
-            tf={"optimize": True, "int8_ops": True, "qat": True},
-            needs_training=True,
-        ),
-        Scheme(
-            "qat-int8-io",
-            "tflite",
-            False,  # calibrates on --calib when given, else on the training data
-            "quantization-aware training (tfmot) on --train data, full integer, int8 I/O",
-            tf={"optimize": True, "int8_ops": True, "int8_io": True, "qat": True},
-            needs_training=True,
-        ),
-        Scheme(
-            "coreml-fp16", "coreml", False, "Core ML ML program, float16", coreml={"compress": None}
-        ),
-        Scheme(
-            "coreml-w8",
-            "coreml",
-            False,
-            "Core ML, int8 weights (linear symmetric, per channel)",
-            coreml={"compress": "linear8"},
-        ),
-        Scheme(
-            "coreml-w4",
-            "coreml",
-            False,
-            "Core ML, 4-bit palettized weights",
-            coreml={"compress": "palettize4"},
-        ),
+        Scheme("fp32", "tflite", False, "float32 reference", from_tf=Recipe("tf-float"),
+               from_tflite=_aeq("copy"), max_drop=0.005),
+        Scheme("fp16", "tflite", False, "float16 weights", from_tf=_tf(fp16=True),
+               from_tflite=_aeq("fp16"), max_drop=0.005),  # < 0.5 pt
+        Scheme("dynamic-int8", "tflite", False, "int8 weights, float activations (dynamic range)",
+               from_tf=_tf(optimize=True), from_tflite=_aeq("dynamic_wi8_afp32")),
+        Scheme("int8", "tflite", True, "full integer, float input/output",
+               from_tf=_tf(optimize=True, int8_ops=True), from_tflite=_aeq("static_wi8_ai8")),
+        Scheme("int8-io", "tflite", True, "full integer, int8 input/output",
+               from_tf=_tf(optimize=True, int8_ops=True, int8_io=True)),
+        Scheme("int16x8", "tflite", True, "int16 activations, int8 weights",
+               from_tf=_tf(optimize=True, int16x8=True), from_tflite=_aeq("static_wi8_ai16"),
+               max_drop=0.01),
+        Scheme("mixed-int8", "tflite", True, "int8 with the most sensitive layers kept float",
+               from_tf=Recipe("tf-mixed", {"optimize": True, "mixed": True}),
+               from_tflite=Recipe("aeq-mixed", {"recipe": "static_wi8_ai8", "mixed": True}),
+               mixed=True),
+        Scheme("qat-int8", "tflite",
+               False,  # calibrates on --calib when given, else on the training data
+               "quantization-aware training (tfmot) on --train data, full integer, float I/O",
+               from_tf=Recipe("tfmot", {"optimize": True, "int8_ops": True, "qat": True}),
+               needs_training=True),
+        Scheme("qat-int8-io", "tflite",
+               False,  # calibrates on --calib when given, else on the training data
+               "quantization-aware training (tfmot) on --train data, full integer, int8 I/O",
+               from_tf=Recipe("tfmot", {"optimize": True, "int8_ops": True, "int8_io": True,
+                                        "qat": True}),
+               needs_training=True),
+        Scheme("coreml-fp16", "coreml", False, "Core ML ML program, float16",
+               from_tf=Recipe("coreml", {"compress": None})),
+        Scheme("coreml-w8", "coreml", False,
+               "Core ML, int8 weights (linear symmetric, per channel)",
+               from_tf=Recipe("coreml", {"compress": "linear8"})),
+        Scheme("coreml-w4", "coreml", False, "Core ML, 4-bit palettized weights",
+               from_tf=Recipe("coreml", {"compress": "palettize4"})),
     ]
 }
 """Every scheme quantlab knows, by name."""

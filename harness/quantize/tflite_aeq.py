@@ -1,15 +1,19 @@
 """TFLite variants from a float .tflite through ai-edge-quantizer recipes (no TF source needed).
 
-Imported only inside the quantize worker process.
+Converter ``aeq`` (:func:`make`). Imported only inside the quantize worker process.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from quantlab.harness.quantize.converters import Source
+    from quantlab.harness.quantize.schemes import Scheme
 
 FLOAT_CASTING_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_TRANSPOSE")
 
@@ -82,6 +86,17 @@ def convert(
     if result.quantized_model is None:
         raise ValueError("ai-edge-quantizer produced no model")
     return bytes(result.quantized_model)
+
+
+def make(source: Source, scheme: Scheme, settings: dict[str, Any]) -> dict[str, Any]:
+    """Converter ``aeq``: the float .tflite through the recipe named in ``settings``
+    (``recipe``), with the int8 options (per-tensor weights)."""
+    from quantlab.harness.quantize.converters import prepare
+    from quantlab.harness.quantize.options import converter_settings
+
+    prepared = prepare(source, scheme, "aeq")
+    settings = {**settings, **converter_settings(scheme, source.req.options)}
+    return prepared.written(convert(source.aeq_source, settings, source.calib_x))
 
 
 def layer_errors(

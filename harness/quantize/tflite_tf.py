@@ -1,6 +1,8 @@
 """TFLite variants from Keras (.keras/.h5) and SavedModel sources through the TF Lite converter.
 
-Imported only inside the quantize worker process (TensorFlow is heavy and noisy).
+Converters ``tf`` (:func:`make`: the scheme's converter settings) and ``tf-float``
+(:func:`make_float`: the float model converted once for the op check). Imported only inside
+the quantize worker process (TensorFlow is heavy and noisy).
 """
 
 from __future__ import annotations
@@ -9,11 +11,15 @@ import csv
 import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from quantlab.harness.errors import ModelError
+
+if TYPE_CHECKING:
+    from quantlab.harness.quantize.converters import Source
+    from quantlab.harness.quantize.schemes import Scheme
 
 
 def load_source(path: str, kind: str) -> Any:
@@ -90,6 +96,46 @@ def configure(converter: Any, settings: dict[str, Any], calib_x: np.ndarray | No
 def convert(source: Any, kind: str, settings: dict[str, Any], calib_x: np.ndarray | None) -> bytes:
     """Convert the source with a scheme's settings; returns the .tflite bytes."""
     return bytes(configure(new_converter(source, kind), settings, calib_x).convert())
+
+
+def source_ops(source: Any, kind: str) -> tuple[dict[str, Any], bytes]:
+    """Convert a Keras/SavedModel source in float with custom and Flex ops allowed, to see every
+    op it needs; returns (ops, the .tflite bytes)."""
+    import tensorflow as tf
+
+    from quantlab.harness.quantize.opcheck import model_ops
+
+    converter = new_converter(source, kind)
+    converter.allow_custom_ops = True
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS,
+                                           tf.lite.OpsSet.SELECT_TF_OPS]
+    model = bytes(converter.convert())
+    return model_ops(model), model
+
+
+def make(source: Source, scheme: Scheme, settings: dict[str, Any]) -> dict[str, Any]:
+    """Converter ``tf``: the source through the TF Lite converter with the recipe's settings
+    (see :func:`configure`), custom ops allowed where the op check found known ones, and the
+    int8 options (per-tensor weights)."""
+    from quantlab.harness.quantize.converters import prepare
+    from quantlab.harness.quantize.options import converter_settings
+
+    prepared = prepare(source, scheme, "tf")
+    settings = dict(settings)
+    if source.ops["custom"]:
+        settings["custom_ops"] = True
+        if settings.get("int8_io") and any("left float32" in n for n in prepared.check_notes):
+            settings["float_outputs"] = True
+    settings.update(converter_settings(scheme, source.req.options))
+    return prepared.written(convert(source.model, source.kind, settings, source.calib_x))
+
+
+def make_float(source: Source, scheme: Scheme, settings: dict[str, Any]) -> dict[str, Any]:
+    """Converter ``tf-float``: the float model the TF Lite converter made when the worker
+    loaded the source (fp32); the manifest records the converter as ``tf``."""
+    from quantlab.harness.quantize.converters import prepare
+
+    return prepare(source, scheme, "tf").written(source.fp32)
 
 
 def channel_relative_error(

@@ -1,9 +1,9 @@
 """Make the variants of a model: a worker process per attempt, a temp folder renamed at the end.
 
-``quantize(source, schemes, calib, out_dir)`` writes ``out_dir/`` with one file
-per scheme and ``manifest.json``. A scheme that fails is recorded with its
-reason while the others are produced; a bad model or bad data (or Ctrl-C)
-leaves no half-written variants folder.
+``quantize(request)`` (a :class:`~quantlab.harness.quantize.requests.QuantizeRequest`) writes
+the request's ``out`` folder with one file per scheme and ``manifest.json``. A scheme that
+fails is recorded with its reason while the others are produced; a bad model or bad data (or
+Ctrl-C) leaves no half-written variants folder.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from quantlab.harness.errors import DataError, ModelError, UserError
 from quantlab.harness.models import file_sha256
 from quantlab.harness.quantize.data import ImageOptions
 from quantlab.harness.quantize.manifest import MANIFEST, Manifest, VariantEntry, tool_versions
+from quantlab.harness.quantize.requests import DataSpec, QuantizeRequest, WorkerRequest
 from quantlab.harness.quantize.schemes import Scheme, resolve_schemes
 
 ProgressFn = Callable[[str, dict[str, Any]], None]
@@ -74,13 +75,13 @@ def path_size(path: Path) -> int:
 
 
 def run_worker(
-    request: dict[str, Any], work: Path, progress: ProgressFn | None = None
+    request: WorkerRequest, work: Path, progress: ProgressFn | None = None
 ) -> tuple[int, list[dict[str, Any]], str]:
     """Run the worker process on a request; returns (exit code, events, log tail)."""
     events_path = work / f".events-{time.monotonic_ns()}.jsonl"
     req_path = work / ".request.json"
     log_path = work / ".worker.log"
-    req_path.write_text(json.dumps({**request, "events": str(events_path)}))
+    req_path.write_text(json.dumps(replace(request, events=str(events_path)).to_dict()))
     env = {
         **os.environ,
         "TF_CPP_MIN_LOG_LEVEL": "3",
@@ -137,9 +138,7 @@ def _raise_fatal(ev: dict[str, Any], source: Path) -> None:
     raise DataError(ev["message"], hint=ev.get("hint"))
 
 
-def precheck_data(
-    path: Path, what: str, x_key: str, y_key: str, image: ImageOptions | None
-) -> None:
+def precheck_data(path: Path, what: str, data: DataSpec) -> None:
     """Fail fast (before any converter starts) on data that cannot be read at all.
 
     Arrays are loaded and checked for numeric inputs/labels; an image folder is
@@ -153,90 +152,50 @@ def precheck_data(
         if not any(f.suffix.lower() in IMAGE_SUFFIXES for f in path.glob("*/*")):
             raise DataError(f"{path}: no images found", hint="lay images out as DIR/<class>/*.jpg")
         return
-    load_data(path, x_key=x_key, y_key=y_key, image=image)
+    load_data(path, x_key=data.x_key, y_key=data.y_key, image=data.image)
 
 
-def quantize(
-    source: str | os.PathLike[str],
-    schemes: list[str] | None,
-    calib: str | os.PathLike[str] | None,
-    out_dir: str | os.PathLike[str],
-    *,
-    eval_data: str | os.PathLike[str] | None = None,
-    calib_samples: int = 200,
-    seed: int = 0,
-    max_drop: float = 0.03,
-    x_key: str = "x",
-    y_key: str = "y",
-    image: ImageOptions | None = None,
-    force: bool = False,
-    progress: ProgressFn | None = None,
-    train: str | os.PathLike[str] | None = None,
-    qat: dict[str, Any] | None = None,
-    options: dict[str, Any] | None = None,
-) -> Manifest:
-    """Make one variant per scheme of ``source`` into ``out_dir`` and write its manifest.
+def quantize(request: QuantizeRequest, progress: ProgressFn | None = None) -> Manifest:
+    """Make one variant per scheme of ``request.source`` into ``request.out`` and write its
+    manifest.
 
-    ``train``: labelled data for the schemes that fine-tune (``qat-int8``),
-    with ``qat`` settings (epochs, lr, batch_size, val_split, patience,
-    layers; see :mod:`quantlab.harness.quantize.qat`). ``options``: int8 options
-    (granularity per-channel/per-tensor, mixed-precision limits; see
-    :mod:`quantlab.harness.quantize.options`) and ``coreml_keep`` (Keras layers that
-    ``coreml-w4`` leaves fp16, or ``["sensitive:N"]``), recorded per variant.
-
-    ``schemes``: scheme names (see schemes.SCHEMES; ``all``, ``tflite``,
-    ``coreml`` expand). ``calib``: .npz/.npy/image folder for calibration (and
-    for mixed-int8's gate unless ``eval_data`` is given). ``out_dir`` must not
-    exist unless ``force`` (then it is replaced only once the new one is
-    complete). Raises ModelError/DataError (nothing written) for a bad model or
-    data; a scheme that fails is recorded as ``failed`` in the manifest.
+    ``request.schemes``: scheme names (see schemes.SCHEMES; ``all``, ``tflite``, ``coreml``
+    expand). ``request.data``: calibration data (.npz/.npy/image folder; also mixed-int8's
+    gate unless ``eval_data`` is given) and how to read it. ``train``: labelled data for the
+    schemes that fine-tune (``qat-int8``), with ``qat`` settings (see
+    :mod:`quantlab.harness.quantize.qat`). ``options``: int8 options and ``coreml_keep``
+    (see :mod:`quantlab.harness.quantize.options`), recorded per variant. ``out`` must not
+    exist unless ``force`` (then it is replaced only once the new one is complete). Raises
+    ModelError/DataError (nothing written) for a bad model or data; a scheme that fails is
+    recorded as ``failed`` in the manifest. ``progress(event, fields)`` follows the worker.
     """
-    src = Path(source)
+    src = Path(request.source)
     kind = source_kind(src)
-    picked: list[Scheme] = resolve_schemes(schemes or ["all"])
-    from quantlab.harness.quantize.options import check_options, keeps_layers
+    picked: list[Scheme] = resolve_schemes(list(request.schemes) or ["all"])
+    from quantlab.harness.quantize.options import keeps_layers
     from quantlab.harness.quantize.qat import check_request
 
-    options = check_options(options)
-    if options.get("coreml_keep"):
+    if request.options.coreml_keep:
         if not any(keeps_layers(s) for s in picked):
             raise UserError("--coreml-keep keeps layers fp16 in palettized Core ML weights",
                             hint="add the scheme coreml-w4")
         if kind != "keras":
             raise UserError(f"--coreml-keep names Keras layers: {src} is a {kind} source",
                             hint="pass the .keras/.h5 file")
-    check_request(picked, kind, src, train)
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not force:
+    check_request(picked, kind, src, request.train)
+    out = Path(request.out)
+    if out.exists() and any(out.iterdir()) and not request.force:
         raise UserError(
             f"{out}: already exists", hint="choose another --out or pass --force to replace it"
         )
-    for p, what in ((calib, "calibration data"), (eval_data, "evaluation data"),
-                    (train, "training data")):
+    for p, what in ((request.data.calib, "calibration data"),
+                    (request.data.eval_data, "evaluation data"), (request.train, "training data")):
         if p is not None:
-            precheck_data(Path(p), what, x_key, y_key, image)
-    extra_request = {"options": options, "train": str(train) if train else None,
-                     "qat": dict(qat or {})}
+            precheck_data(Path(p), what, request.data)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        manifest = _build(
-            src,
-            kind,
-            picked,
-            work,
-            out,
-            calib=calib,
-            eval_data=eval_data,
-            calib_samples=calib_samples,
-            seed=seed,
-            max_drop=max_drop,
-            x_key=x_key,
-            y_key=y_key,
-            image=image,
-            progress=progress,
-            extra_request=extra_request,
-        )
+        manifest = _build(request, src, kind, picked, work, progress)
         (work / MANIFEST).write_text(json.dumps(manifest.to_dict(), indent=2, default=str) + "\n")
         for leftover in work.glob(".*"):
             if leftover.is_file():
@@ -254,38 +213,16 @@ def quantize(
     return manifest
 
 
-def _build(
-    src: Path,
-    kind: str,
-    picked: list[Scheme],
-    work: Path,
-    out: Path,
-    *,
-    calib: Any,
-    eval_data: Any,
-    calib_samples: int,
-    seed: int,
-    max_drop: float,
-    x_key: str,
-    y_key: str,
-    image: ImageOptions | None,
-    progress: ProgressFn | None,
-    extra_request: dict[str, Any] | None = None,
-) -> Manifest:
-    request: dict[str, Any] = {
-        **(extra_request or {}),  # options, train, qat
-        "source": str(src.resolve()),
-        "source_kind": kind,
-        "work_dir": str(work),
-        "calib": str(calib) if calib else None,
-        "eval": str(eval_data) if eval_data else None,
-        "calib_samples": calib_samples,
-        "seed": seed,
-        "max_drop": max_drop,
-        "x_key": x_key,
-        "y_key": y_key,
-        "image": asdict(image) if image else None,
-    }
+def _build(request: QuantizeRequest, src: Path, kind: str, picked: list[Scheme], work: Path,
+           progress: ProgressFn | None) -> Manifest:
+    data = request.data
+    worker_request = WorkerRequest(
+        task="quantize", source=str(src.resolve()), source_kind=kind, work_dir=str(work),
+        data=replace(data, calib=str(data.calib) if data.calib else None,
+                     eval_data=str(data.eval_data) if data.eval_data else None),
+        max_drop=request.max_drop, train=request.train or None, qat=request.qat,
+        options=request.options)
+    out = Path(request.out)
     results: dict[str, dict[str, Any]] = {}
     info: dict[str, Any] = {}
     calibration: dict[str, Any] | None = None
@@ -294,7 +231,8 @@ def _build(
     source_ops: dict[str, Any] | None = None
     remaining = [s.name for s in picked]
     while remaining:
-        code, events, tail = run_worker({**request, "schemes": remaining}, work, progress)
+        code, events, tail = run_worker(replace(worker_request, schemes=tuple(remaining)),
+                                        work, progress)
         current = None
         for ev in events:
             kind_ev = ev["event"]
@@ -396,11 +334,8 @@ def check(source: str | os.PathLike[str], schemes: list[str] | None) -> dict[str
     kind = source_kind(src)
     picked = resolve_schemes(schemes or ["all"])
     with tempfile.TemporaryDirectory(prefix="quantlab-check-") as tmp:
-        request: dict[str, Any] = {
-            "task": "check", "source": str(src.resolve()), "source_kind": kind,
-            "work_dir": tmp, "calib": None, "eval": None, "image": None,
-            "schemes": [s.name for s in picked],
-        }
+        request = WorkerRequest(task="check", source=str(src.resolve()), source_kind=kind,
+                                work_dir=tmp, schemes=tuple(s.name for s in picked))
         code, events, tail = run_worker(request, Path(tmp))
     ops: dict[str, Any] | None = None
     rows: list[dict[str, Any]] = []
@@ -436,20 +371,10 @@ def sensitivity(
     if not Path(calib).exists():
         raise DataError(f"{calib}: no such calibration data file or folder")
     with tempfile.TemporaryDirectory(prefix="quantlab-sens-") as tmp:
-        request: dict[str, Any] = {
-            "task": "sensitivity",
-            "source": str(src.resolve()),
-            "source_kind": kind,
-            "work_dir": tmp,
-            "calib": str(calib),
-            "eval": None,
-            "calib_samples": calib_samples,
-            "seed": seed,
-            "x_key": x_key,
-            "y_key": y_key,
-            "image": asdict(image) if image else None,
-            "schemes": [],
-        }
+        request = WorkerRequest(
+            task="sensitivity", source=str(src.resolve()), source_kind=kind, work_dir=tmp,
+            data=DataSpec(calib=str(calib), calib_samples=calib_samples, seed=seed, x_key=x_key,
+                          y_key=y_key, image=image))
         code, events, _ = run_worker(request, Path(tmp))
     for ev in events:
         if ev["event"] == "fatal":

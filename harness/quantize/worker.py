@@ -10,7 +10,6 @@ stdout/stderr (TensorFlow and converter noise) go to a log file.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import traceback
@@ -22,90 +21,24 @@ import numpy as np
 
 from quantlab.harness.errors import DataError, ModelError, QuantlabError
 from quantlab.harness.quantize import data as qdata
+from quantlab.harness.quantize.converters import OpCheckError, load_converter
+from quantlab.harness.quantize.events import Events, silence
 from quantlab.harness.quantize.options import OptionError
+from quantlab.harness.quantize.requests import WorkerRequest
 from quantlab.harness.quantize.schemes import SCHEMES, Scheme
-
-DEBUG_SAMPLES = 200
-
-
-class Events:
-    """Append-only JSON-lines event log, flushed per event."""
-
-    def __init__(self, path: str) -> None:
-        self._f = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
-
-    def emit(self, event: str, **fields: Any) -> None:
-        self._f.write(json.dumps({"event": event, **fields}, default=_jsonable) + "\n")
-        self._f.flush()
-
-
-def _jsonable(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
-
-
-def silence() -> None:
-    """Quiet TensorFlow, absl and converter loggers."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    warnings.filterwarnings("ignore")
-    import logging
-
-    for name in ("tensorflow", "absl", "coremltools", "h5py", "keras"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        from absl import logging as absl_logging
-
-        absl_logging.set_verbosity(absl_logging.ERROR)
-    except ImportError:
-        pass
-
-
-def float_ops(model: bytes) -> dict[str, Any]:
-    """Ops of a .tflite whose activations stay float (QUANTIZE/DEQUANTIZE aside), by op type."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interp = Interpreter(model_content=model)
-    tensors = {t["index"]: t for t in interp.get_tensor_details()}
-    counts: dict[str, int] = {}
-    total = 0
-    for op in interp._get_ops_details():
-        name = op["op_name"]
-        if name in ("QUANTIZE", "DEQUANTIZE"):
-            continue
-        total += 1
-        ins = [tensors[i] for i in op["inputs"] if i >= 0 and i in tensors]
-        outs = [tensors[i] for i in op["outputs"] if i in tensors]
-        if any(np.dtype(t["dtype"]) == np.float32 for t in ins[:1] + outs):
-            counts[name] = counts.get(name, 0) + 1
-    return {"total_ops": total, "float_ops": sum(counts.values()), "by_type": counts}
-
-
-def input_spec(model: bytes) -> tuple[list[int], str, int]:
-    """(shape signature with -1 for free dims, dtype name, number of inputs) of a .tflite."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    details = Interpreter(model_content=model).get_input_details()
-    d = details[0]
-    sig = d.get("shape_signature")
-    shape = [int(v) for v in (sig if sig is not None and len(sig) else d["shape"])]
-    shape[0] = -1
-    return shape, np.dtype(d["dtype"]).name, len(details)
+from quantlab.harness.quantize.tflite_facts import input_spec
 
 
 class Job:
     """Everything one worker run needs, from the request."""
 
-    def __init__(self, req: dict[str, Any], events: Events) -> None:
+    def __init__(self, req: WorkerRequest, events: Events) -> None:
         self.req = req
         self.events = events
-        self.source: str = req["source"]
-        self.kind: str = req["source_kind"]
-        self.work = Path(req["work_dir"])
-        self.max_drop: float = float(req.get("max_drop", 0.03))
+        self.source: str = req.source
+        self.kind: str = req.source_kind
+        self.work = Path(req.work_dir)
+        self.max_drop: float = float(req.max_drop)
         self.model: Any = None
         self.fp32: bytes = b""
         self.calib_x: np.ndarray | None = None
@@ -157,7 +90,7 @@ class Job:
 
             self.model = tflite_tf.load_source(self.source, self.kind)
             try:
-                self.ops, self.fp32 = opcheck.tf_source_ops(self.model, self.kind)
+                self.ops, self.fp32 = tflite_tf.source_ops(self.model, self.kind)
             except Exception as exc:
                 raise ModelError(
                     self.source, f"TF Lite conversion failed ({_short(exc)})"
@@ -176,10 +109,8 @@ class Job:
         return bool(self.ops["flex"]) or any(c not in KNOWN_CUSTOM_OPS for c in self.ops["custom"])
 
     def _load_data(self, n_inputs: int) -> None:
-        req = self.req
-        opts = qdata.ImageOptions(**req["image"]) if req.get("image") else None
-        for role in ("calib", "eval"):
-            path = req.get(role)
+        data = self.req.data
+        for role, path in (("calib", data.calib), ("eval", data.eval_data)):
             if not path:
                 continue
             if n_inputs != 1:
@@ -189,9 +120,9 @@ class Job:
                 )
             ds = qdata.load_data(
                 path,
-                x_key=req.get("x_key", "x"),
-                y_key=req.get("y_key", "y"),
-                image=opts,
+                x_key=data.x_key,
+                y_key=data.y_key,
+                image=data.image,
                 input_shape=tuple(self.input_shape),
             )
             x = qdata.check_against_model(
@@ -202,7 +133,7 @@ class Job:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
                     sub = qdata.calibration_subset(
-                        ds, int(req.get("calib_samples", 200)), int(req.get("seed", 0))
+                        ds, int(data.calib_samples), int(data.seed)
                     )
                 for w in caught:
                     self.events.emit("warning", message=str(w.message))
@@ -213,11 +144,11 @@ class Job:
                                  input_stats=qdata.input_stats(sub.x),
                                  sha256=file_sha256(Path(path)),
                                  sample_digests=qdata.sample_digests(sub.x))
-                if not req.get("eval"):
+                if not data.eval_data:
                     self.eval_x, self.eval_y = ds.x, ds.y
             else:
                 self.eval_x, self.eval_y = ds.x, ds.y
-        if req.get("calib") and req.get("eval") and self.calib_x is not None \
+        if data.calib and data.eval_data and self.calib_x is not None \
                 and self.eval_x is not None:
             why = qdata.stats_mismatch(qdata.input_stats(self.calib_x),
                                        qdata.input_stats(self.eval_x))
@@ -225,148 +156,17 @@ class Job:
                 self.events.emit("warning", message=why)
 
     def make(self, scheme: Scheme) -> dict[str, Any]:
-        """Produce one variant file; returns the manifest fields beyond size/sha."""
-        if scheme.needs_training:  # qat-int8: fine-tuned in a process of its own
-            from quantlab.harness.quantize.qat import make_variant
-
-            return make_variant(self, scheme)
-        converter = scheme.converter_for(self.kind)
-        if converter is None:
+        """Produce one variant with the converter of the scheme's recipe for this source
+        (:data:`~quantlab.harness.quantize.converters.CONVERTERS`); returns the manifest
+        fields beyond size/sha."""
+        recipe = scheme.recipe_for(self.kind)
+        if recipe is None:
             raise ValueError(
                 "Core ML variants need a Keras or SavedModel source"
                 if scheme.format == "coreml"
                 else f"{scheme.name} cannot be made from a {self.kind} source"
             )
-        from quantlab.harness.quantize.opcheck import scheme_check
-
-        check = scheme_check(scheme, self.ops)
-        if not check["ok"]:
-            raise OpCheckError(f"op check: {check['reason']}")
-        if scheme.needs_calibration and self.calib_x is None:
-            raise ValueError(f"{scheme.name} needs calibration data (--calib)")
-        out = self.work / f"{scheme.name}{scheme.suffix}"
-        extra: dict[str, Any] = {"converter": converter}
-        if check["notes"]:
-            extra["notes"] = check["notes"]
-        settings = dict(scheme.tf or {})
-        if self.ops["custom"]:
-            settings["custom_ops"] = True
-            if settings.get("int8_io") and any("left float32" in n for n in check["notes"]):
-                settings["float_outputs"] = True
-        from quantlab.harness.quantize import options as qoptions
-
-        settings.update(qoptions.converter_settings(scheme, self.req.get("options")))
-        recorded = qoptions.recorded(scheme, self.req.get("options"), self._calib_count())
-        if recorded:
-            extra["options"] = recorded
-        if scheme.format == "coreml":
-            from quantlab.harness.quantize import coreml
-
-            facts = coreml.convert(
-                self.model,
-                self.kind,
-                {**(scheme.coreml or {}), **self._coreml_keep(scheme)},
-                tuple(self.input_shape),
-                self.input_dtype,
-                str(out),
-            )
-            if facts.get("notes"):
-                extra["notes"] = [*extra.get("notes", []), *facts["notes"]]
-            if facts.get("keep") is not None:
-                extra["options"] = {**extra.get("options", {}), "keep": facts["keep"],
-                                    "keep_ops": facts["keep_ops"]}
-            return {"file": out.name, **extra}
-        if scheme.mixed:
-            model, mixed = self._mixed(converter, scheme)
-            extra["mixed"] = mixed
-        elif converter == "aeq":
-            from quantlab.harness.quantize import tflite_aeq
-
-            aeq_settings = {**(scheme.aeq or {}),
-                            **qoptions.converter_settings(scheme, self.req.get("options"))}
-            model = tflite_aeq.convert(self.aeq_source, aeq_settings, self.calib_x)
-        elif scheme.name == "fp32":
-            model = self.fp32
-        else:
-            from quantlab.harness.quantize import tflite_tf
-
-            model = tflite_tf.convert(self.model, self.kind, settings, self.calib_x)
-        out.write_bytes(model)
-        extra["ops"] = float_ops(model)
-        return {"file": out.name, **extra}
-
-    def _mixed(self, converter: str, scheme: Scheme) -> tuple[bytes, dict[str, Any]]:
-        """Greedy mixed precision: keep the most sensitive layers float until the gate passes."""
-        from quantlab.harness.quantize import options as qoptions
-        from quantlab.harness.quantize.sensitivity import greedy_keep_float
-
-        assert self.calib_x is not None
-        eval_x = self.eval_x if self.eval_x is not None else self.calib_x
-        if not self.req.get("eval"):  # the held-out rule: the gate's data is the calibration's
-            self.events.emit("warning", message=f"{scheme.name} chose its float layers by error "
-                             "on the calibration data: give held-out data with --eval")
-        # errors are measured on (a reproducible subset of) the evaluation data
-        debug_x = qdata.Dataset(eval_x, None, "eval").take(DEBUG_SAMPLES, 0).x
-        opts = self.req.get("options") or {}
-        granular = qoptions.converter_settings(scheme, opts)  # per-tensor, when asked
-        if converter == "aeq":
-            from quantlab.harness.quantize import tflite_aeq
-
-            ranking = tflite_aeq.layer_errors(self.aeq_source, self.calib_x, debug_x, granular)
-
-            def build(keep: list[str]) -> bytes:
-                return tflite_aeq.convert(self.aeq_source, {**(scheme.aeq or {}), **granular},
-                                          self.calib_x, keep)
-        else:
-            from quantlab.harness.quantize import tflite_tf
-
-            ranking = tflite_tf.layer_errors(self.model, self.kind, self.calib_x, debug_x,
-                                             granular)
-
-            def build(keep: list[str]) -> bytes:
-                assert self.calib_x is not None
-                return tflite_tf.convert_keeping_float(self.model, self.kind, self.calib_x, keep,
-                                                       granular)
-
-        share = opts.get("mixed_max_size_share")
-
-        return greedy_keep_float(
-            build,
-            [r["layer"] for r in ranking],
-            self.fp32,
-            eval_x,
-            self.eval_y,
-            self.max_drop,
-            self.work,
-            on_step=lambda step: self.events.emit("mixed_step", scheme=scheme.name, **step),
-            max_float=opts.get("mixed_max_float_layers"),
-            max_size=int(share * len(self.fp32)) if share else None,
-        )
-
-    def _coreml_keep(self, scheme: Scheme) -> dict[str, Any]:
-        """The layers a palettized Core ML scheme keeps fp16 (``keep``) and, for
-        ``sensitive:N``, the int8 sensitivity ranking on the calibration data (``ranking``)."""
-        from quantlab.harness.quantize import options as qoptions
-
-        keep = (self.req.get("options") or {}).get("coreml_keep")
-        if not keep or not qoptions.keeps_layers(scheme):
-            return {}
-        if qoptions.sensitive_count(keep) is None:
-            return {"keep": keep}
-        if self.calib_x is None:
-            raise ValueError("--coreml-keep sensitive:N ranks layers on calibration data "
-                             "(--calib)")
-        from quantlab.harness.quantize import tflite_tf
-
-        ranking = tflite_tf.layer_errors(self.model, self.kind, self.calib_x)
-        return {"keep": keep, "ranking": [r["layer"] for r in ranking]}
-
-    def _calib_count(self) -> int | None:
-        return None if self.calib_x is None else len(self.calib_x)
-
-
-class OpCheckError(ValueError):
-    """A scheme cannot be made or run: the ops it needs, and the runtimes that lack them."""
+        return load_converter(recipe.converter)(self, scheme, dict(recipe.settings))
 
 
 def _short(exc: BaseException) -> str:
@@ -382,21 +182,21 @@ def _short(exc: BaseException) -> str:
 def main(request_path: str) -> int:
     """Run one request; exit 0 when every scheme was attempted, 3 on a fatal (model/data) error."""
     silence()
-    req = json.loads(Path(request_path).read_text())
-    events = Events(req["events"])
+    req = WorkerRequest.from_dict(json.loads(Path(request_path).read_text()))
+    events = Events(req.events)
     job = Job(req, events)
     try:
         job.load()
     except QuantlabError as exc:
         events.emit("fatal", kind=type(exc).__name__, message=exc.message, hint=exc.hint)
         return 3
-    if req.get("task") == "check":
+    if req.task == "check":
         from quantlab.harness.quantize.opcheck import scheme_check
 
-        for name in req["schemes"]:
+        for name in req.schemes:
             events.emit("check", **scheme_check(SCHEMES[name], job.ops))
         return 0
-    if req.get("task") == "sensitivity":
+    if req.task == "sensitivity":
         from quantlab.harness.quantize.sensitivity import rank_layers
 
         if job.calib_x is None:
@@ -420,7 +220,7 @@ def main(request_path: str) -> int:
             return 3
         events.emit("ranking", layers=rows)
         return 0
-    for name in req["schemes"]:
+    for name in req.schemes:
         scheme = SCHEMES[name]
         events.emit("start", scheme=name)
         t0 = time.perf_counter()

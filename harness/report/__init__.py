@@ -1,8 +1,10 @@
 """Reports on stored runs: HTML (with plots), comparisons, recommendations and flat exports.
 
-Each module is one step of the data flow after the store: ``compare`` (two runs →
-verdicts), ``recommend`` (a run + evaluations → a variant per device), ``export``
-(a run → flat files), ``plots`` + ``html`` (runs → one self-contained HTML file).
+Each module is one step of the data flow after the store: ``ci`` (a comparison →
+JUnit and Markdown), ``recommend`` (a run + evaluations → a variant per device),
+``export`` (a run → flat files), ``plots`` + ``html`` (runs → one self-contained HTML
+file). The verdicts they show (compare, history, drift) are computed in
+:mod:`quantlab.harness.verdicts`.
 """
 
 from __future__ import annotations

@@ -26,7 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from quantlab.harness.atomic import write_text_atomically
-from quantlab.harness.report.compare import (
+from quantlab.harness.stats import summarize
+from quantlab.harness.store import JobEntry, RunRecord
+from quantlab.harness.verdicts.compare import Comparison, Match, Unmatched
+from quantlab.harness.verdicts.latency import (
     FAILED,
     FASTER,
     MISSING,
@@ -34,12 +37,7 @@ from quantlab.harness.report.compare import (
     SAME,
     SLOWER,
     UNTESTABLE,
-    Comparison,
-    Match,
-    Unmatched,
 )
-from quantlab.harness.stats import summarize
-from quantlab.harness.store import JobEntry, RunRecord
 
 SUITE = "quantlab"
 

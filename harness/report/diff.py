@@ -18,14 +18,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
-
 from quantlab.harness.errors import UserError
 from quantlab.harness.records import OpRecord, RawResult
 from quantlab.harness.report.delegates import model_name, placement
 from quantlab.harness.stats import summarize
 from quantlab.harness.store import JobEntry, RunRecord, Store
-from quantlab.harness.store import schema as t
 
 CPU = "CPU"
 
@@ -52,12 +49,7 @@ def find_job(store: Store, ref: str) -> StoredJob:
     job_ref = job_ref.strip()
     if not job_ref:
         raise UserError(f"{ref!r}: no job id", hint="give JOB_ID or RUN_ID:JOB_ID")
-    with store.engine.connect() as conn:
-        query = sa.select(t.jobs.c.run_id, t.jobs.c.job_id).where(
-            t.jobs.c.job_id.like(job_ref.replace("%", "") + "%"))
-        if run_ref:
-            query = query.where(t.jobs.c.run_id == store.resolve_run_id(run_ref))
-        hits = conn.execute(query).all()
+    hits = store.find_jobs(job_ref, run_ref or None)
     if not hits:
         raise UserError(f"job {ref}: not in the store",
                         hint="job ids are in `quantlab show RUN --json` (job_id)")

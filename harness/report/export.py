@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import importlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -17,10 +18,11 @@ from typing import Any
 
 from quantlab.harness.atomic import replace_atomically
 from quantlab.harness.errors import UserError
+from quantlab.harness.export_formats import EXPORT_FORMATS
 from quantlab.harness.results import run_dict
 from quantlab.harness.store import Store
 
-FORMATS = ("csv", "json", "parquet")
+FORMATS = tuple(EXPORT_FORMATS)
 TABLES = ("results", "samples", "ops")
 ENERGY_COLUMNS = ("method", "comparability", "mj_per_inference", "baseline_mw", "samples",
                   "label")
@@ -75,18 +77,21 @@ def _columns(rows: list[dict[str, Any]]) -> list[str]:
     return list(cols)
 
 
-def _write_csv(rows: list[dict[str, Any]], tmp: Path) -> None:
+def write_csv(rows: list[dict[str, Any]], tmp: Path) -> None:
+    """One table as CSV (a header of every key seen, in order)."""
     with tmp.open("w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=_columns(rows))
         w.writeheader()
         w.writerows(rows)
 
 
-def _write_json(rows: list[dict[str, Any]], tmp: Path) -> None:
+def write_json(rows: list[dict[str, Any]], tmp: Path) -> None:
+    """One table as a JSON list of objects."""
     tmp.write_text(json.dumps(rows, indent=1, default=str), encoding="utf-8")
 
 
-def _write_parquet(rows: list[dict[str, Any]], tmp: Path) -> None:
+def write_parquet(rows: list[dict[str, Any]], tmp: Path) -> None:
+    """One table as Parquet (pyarrow); a column of mixed types is written as text."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -106,25 +111,29 @@ def _write_rows(writer: Callable[[list[dict[str, Any]], Path], None],
     writer(rows, tmp)
 
 
-WRITERS: dict[str, Callable[[list[dict[str, Any]], Path], None]] = {
-    "csv": _write_csv, "json": _write_json, "parquet": _write_parquet,
-}
+def writer(fmt: str) -> Callable[[list[dict[str, Any]], Path], None]:
+    """The writer registered for ``fmt`` (:data:`quantlab.harness.export_formats.EXPORT_FORMATS`);
+    UserError naming the formats otherwise."""
+    if fmt not in EXPORT_FORMATS:
+        raise UserError(f"--format {fmt!r}: unknown format",
+                        hint=f"use one of {', '.join(FORMATS)}")
+    module, _, name = EXPORT_FORMATS[fmt].partition(":")
+    found: Callable[[list[dict[str, Any]], Path], None] = getattr(
+        importlib.import_module(module), name)
+    return found
 
 
 def export_run(store: Store, run_id: str, fmt: str, out_dir: Path) -> dict[str, Path]:
     """Write results/samples/ops of a run as ``<table>.<fmt>`` into ``out_dir``."""
-    if fmt not in WRITERS:
-        raise UserError(f"--format {fmt!r}: unknown format",
-                        hint=f"use one of {', '.join(FORMATS)}")
+    write = writer(fmt)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"{out_dir}: cannot create the output folder ({exc.strerror})",
                         hint="choose a writable --out folder") from None
-    writer = WRITERS[fmt]
     written = {}
     for name, rows in tables(store, run_id).items():
         path = out_dir / f"{name}.{fmt}"
-        replace_atomically(path, functools.partial(_write_rows, writer, rows))
+        replace_atomically(path, functools.partial(_write_rows, write, rows))
         written[name] = path
     return written

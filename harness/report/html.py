@@ -13,7 +13,6 @@ import datetime as dt
 from pathlib import Path
 
 from quantlab.harness.atomic import write_text_atomically
-from quantlab.harness.report.history import History
 from quantlab.harness.report.html_analysis import (
     _accuracy,
     _calibration,
@@ -31,6 +30,7 @@ from quantlab.harness.report.html_measurements import (
     _warnings,
 )
 from quantlab.harness.store import RunRecord, Store
+from quantlab.harness.verdicts.history import History
 
 SECTIONS = ("summary", "latency", "accuracy", "calibration", "ladder", "delegates", "ops",
             "resources", "warnings", "comparison")

@@ -8,12 +8,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from quantlab.harness.report.compare import compare_runs
-from quantlab.harness.report.drift import DRIFT_RULE
-from quantlab.harness.report.history import History
 from quantlab.harness.report.html_markup import _e, _ms, _name, _nodata, _ok, _table
 from quantlab.harness.stats import summarize
 from quantlab.harness.store import JobEntry, RunRecord, Store
+from quantlab.harness.verdicts.compare import compare_runs
+from quantlab.harness.verdicts.drift import DRIFT_RULE
+from quantlab.harness.verdicts.history import History
 
 
 def _accuracy(store: Store, records: list[RunRecord]) -> str:

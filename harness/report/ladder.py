@@ -10,24 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from quantlab.harness.store import JobEntry, RunRecord, Store
-
-
-def latency_ties(entries: dict[str, JobEntry]) -> dict[str, dict[str, bool]]:
-    """For autoquant's measured candidates (entries by file), whether each pair is a tie on
-    latency by the same test as ``quantlab compare``: ``ties[a][b]`` is True when compare
-    calls ``a`` against ``b`` no significant difference, False when faster or slower; a
-    pair compare cannot test is left out (the ladder then compares the medians)."""
-    from quantlab.harness.report.compare import SAME, UNTESTABLE, compare_entries
-
-    ties: dict[str, dict[str, bool]] = {path: {} for path in entries}
-    for a, ea in entries.items():
-        for b, eb in entries.items():
-            if a != b:
-                m = compare_entries(eb, ea)
-                if m.verdict != UNTESTABLE:
-                    ties[a][b] = m.verdict == SAME
-    return ties
+from quantlab.harness.store import RunRecord, Store
 
 
 def ladders_of(store: Store, records: list[RunRecord]) -> list[dict[str, Any]]:

@@ -146,7 +146,8 @@ def _gives_up(best: Candidate, other: Candidate, by: str) -> str:
 
 def _significance(rec: DeviceRecommendation, entries: dict[str, JobEntry]) -> str:
     """compare's verdict on the runner-up against the best: "; compare's test: …"."""
-    from quantlab.harness.report.compare import UNTESTABLE, compare_entries
+    from quantlab.harness.verdicts.compare import compare_entries
+    from quantlab.harness.verdicts.latency import UNTESTABLE
 
     assert rec.best is not None and rec.runner_up is not None
     m = compare_entries(entries[rec.best.job_id], entries[rec.runner_up.job_id])

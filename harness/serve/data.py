@@ -23,20 +23,14 @@ from quantlab.harness.report.ci import (
     run_junit,
     run_markdown,
 )
-from quantlab.harness.report.compare import (
-    DEFAULT_THRESHOLD,
-    Comparison,
-    compare_runs,
-    parse_match,
-    parse_threshold,
-)
-from quantlab.harness.report.drift import with_drift
-from quantlab.harness.report.history import DEFAULT_LAST, History, build_history
 from quantlab.harness.report.html import SECTIONS, history_body, report_sections
 from quantlab.harness.report.html_markup import CSS
 from quantlab.harness.results import run_dict
 from quantlab.harness.store import JobEntry, RunRecord, Store, listing
 from quantlab.harness.store.listing import RunFilter, series_name
+from quantlab.harness.verdicts.compare import Comparison, compare_runs, parse_match
+from quantlab.harness.verdicts.history import DEFAULT_LAST, History, build_history, with_drift
+from quantlab.harness.verdicts.latency import DEFAULT_THRESHOLD, parse_threshold
 
 __all__ = ["CSS", "DEFAULT_LAST", "DEFAULT_THRESHOLD", "PLOTS", "SECTIONS", "Comparison",
            "History", "NotFound", "RunFilter", "RunRecord", "Verdicts", "series_name"]

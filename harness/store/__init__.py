@@ -9,8 +9,8 @@ Schema changes are Alembic migrations (``migrations/versions``).
 This module is the store's public surface: :class:`Store` (opening, writing, reading)
 and the read models it returns. Beside it: ``schema.py`` (the tables), ``location.py``
 (folder or URL), ``migrate.py`` (revisions and locked upgrades), ``record_rows.py``
-(records → rows, tag checks), ``read_models.py`` (:class:`RunRecord`, :class:`JobEntry` and the
-queries that fill them) and ``raw.py`` (raw runner output by sha256).
+(records → rows, tag checks), ``read_models.py`` (:class:`RunRecord`, :class:`JobEntry`,
+:class:`JobRef` and the queries that fill them) and ``raw.py`` (raw runner output by sha256).
 """
 
 from __future__ import annotations
@@ -49,13 +49,14 @@ from quantlab.harness.store.raw import (
     TableBlobs,
     put_outputs,
 )
-from quantlab.harness.store.read_models import JobEntry, RunRecord
+from quantlab.harness.store.read_models import JobEntry, JobRef, RunRecord
 from quantlab.harness.store.record_rows import check_tags
 
 __all__ = [
     "DB_FILENAME",
     "HEAD_REVISION",
     "JobEntry",
+    "JobRef",
     "RunRecord",
     "Store",
     "check_tags",
@@ -377,20 +378,11 @@ class Store:
     def resolve_run_id(self, run_id: str) -> str:
         """Full run id from an id or a unique prefix; ``latest`` is the newest run."""
         with self.engine.connect() as conn:
-            if run_id in ("latest", "last"):
-                found = conn.execute(
-                    sa.select(t.runs.c.run_id).order_by(t.runs.c.created_at.desc(),
-                                                        t.runs.c.run_id.desc()).limit(1)
-                ).scalar_one_or_none()
-                if found is None:
-                    raise UserError(f"no runs in {self.location}", hint="run quantlab bench first")
-                return str(found)
-            matches = conn.execute(
-                sa.select(t.runs.c.run_id)
-                .where(t.runs.c.run_id.startswith(run_id, autoescape=True))
-            ).scalars().all()
+            matches = read_models.run_ids_named(conn, run_id)
         if len(matches) == 1:
-            return str(matches[0])
+            return matches[0]
+        if not matches and run_id in ("latest", "last"):
+            raise UserError(f"no runs in {self.location}", hint="run quantlab bench first")
         if not matches:
             raise UserError(
                 f"run {run_id}: not found in {self.location}", hint="see quantlab runs"
@@ -426,9 +418,8 @@ class Store:
         """The plan file a run was made from, byte for byte as text (None without one)."""
         run_id = self.resolve_run_id(run_id)
         with self.engine.connect() as conn:
-            text = conn.execute(sa.select(t.runs.c.plan_text)
-                                .where(t.runs.c.run_id == run_id)).scalar_one_or_none()
-        return None if text is None else str(text)
+            return read_models.plan_text(conn, run_id)
+
     def find_runs(self, *, tag: str | None = None, model: str | None = None,
                   device: str | None = None, delegate: str | None = None,
                   status: Iterable[str] | None = None, limit: int | None = None,
@@ -439,6 +430,13 @@ class Store:
                                        status=status, limit=limit, exclude=exclude)
         with self.engine.connect() as conn:
             return [str(r.run_id) for r in conn.execute(query)]
+
+    def find_jobs(self, job_prefix: str, run_id: str | None = None) -> list[JobRef]:
+        """The stored jobs whose id starts with ``job_prefix``, by run id; only those of run
+        ``run_id`` (an id, a prefix of one, or ``latest``) when given."""
+        run = self.resolve_run_id(run_id) if run_id else None
+        with self.engine.connect() as conn:
+            return read_models.find_jobs(conn, job_prefix, run)
 
     def resolve_run_or_tag(self, value: str, exclude: Iterable[str] = ()) -> str:
         """A baseline by tag (the newest finished run carrying it, other than ``exclude``)
@@ -488,12 +486,6 @@ class Store:
 
     def evaluations(self, sha256s: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
         """The newest evaluation of each variant, by variant sha256."""
-        query = sa.select(t.evaluations).order_by(t.evaluations.c.id)
-        if sha256s is not None:
-            query = query.where(t.evaluations.c.variant_sha256.in_(list(sha256s)))
-        out: dict[str, dict[str, Any]] = {}
         with self.engine.connect() as conn:
-            for row in conn.execute(query).mappings():
-                out[row["variant_sha256"]] = dict(row)
-        return out
+            return read_models.newest_evaluations(conn, sha256s)
 

@@ -35,6 +35,23 @@ def revision(conn: sa.Connection) -> str | None:
 
 
 
+def revision_at(location: str) -> str | None:
+    """The revision of the results database at ``location`` (None when empty), touching
+    nothing: unlike opening the store, it neither creates nor upgrades the schema."""
+    from quantlab.harness.store.location import redact_url, url_for
+
+    engine = sa.create_engine(url_for(location)[0])
+    try:
+        with engine.connect() as conn:
+            return revision(conn)
+    except sa.exc.OperationalError as exc:
+        raise StoreError(f"results store {redact_url(location)}: "
+                         f"{str(exc.orig).strip().splitlines()[0]}",
+                         hint="check the URL and that the database is reachable") from None
+    finally:
+        engine.dispose()
+
+
 def lost_schema_race(exc: sa.exc.DBAPIError) -> bool:
     """Whether a migration failed because another process created the same objects."""
     text = str(exc.orig).lower()

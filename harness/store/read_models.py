@@ -2,7 +2,9 @@
 
 :class:`RunRecord` (a stored run with every :class:`JobEntry`) is what reports, compare,
 history and the result JSON read; :func:`load_run` builds it from the tables in one
-connection. :class:`quantlab.harness.store.Store` opens the connection and resolves run ids.
+connection. :class:`JobRef` names a stored job by its run (:func:`find_jobs`: the jobs a
+job id or a prefix of one names). :class:`quantlab.harness.store.Store` opens the
+connection and resolves run ids; nothing outside the store runs SQL.
 """
 
 from __future__ import annotations
@@ -57,6 +59,14 @@ class RunRecord:
     plan_sha256: str | None = None
     """sha256 of the plan file the run was made from (``bench --plan``); its text:
     :meth:`quantlab.harness.store.Store.run_plan_text`."""
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """One stored job, by its run."""
+
+    run_id: str
+    job_id: str
 
 
 def list_runs(conn: sa.Connection, limit: int = 50, tag: str | None = None
@@ -281,3 +291,42 @@ def runs_query(*, tag: str | None = None, model: str | None = None,
     if limit is not None:
         query = query.limit(limit)
     return query
+
+
+def run_ids_named(conn: sa.Connection, ref: str) -> list[str]:
+    """The runs ``ref`` names: for ``latest`` (or ``last``) the newest run, else every run
+    whose id starts with ``ref``."""
+    query = sa.select(t.runs.c.run_id)
+    if ref in ("latest", "last"):
+        query = query.order_by(t.runs.c.created_at.desc(), t.runs.c.run_id.desc()).limit(1)
+    else:
+        query = query.where(t.runs.c.run_id.startswith(ref, autoescape=True))
+    return [str(r) for r in conn.execute(query).scalars()]
+
+
+def find_jobs(conn: sa.Connection, job_prefix: str, run_id: str | None = None
+              ) -> list[JobRef]:
+    """Every stored job whose id starts with ``job_prefix`` (in run ``run_id`` only, when
+    given), by run id."""
+    query = sa.select(t.jobs.c.run_id, t.jobs.c.job_id).where(
+        t.jobs.c.job_id.like(job_prefix.replace("%", "") + "%"))
+    if run_id is not None:
+        query = query.where(t.jobs.c.run_id == run_id)
+    return [JobRef(str(r.run_id), str(r.job_id))
+            for r in conn.execute(query.order_by(t.jobs.c.run_id, t.jobs.c.job_id))]
+
+
+def plan_text(conn: sa.Connection, run_id: str) -> str | None:
+    """The plan file run ``run_id`` was made from, as text (None without one)."""
+    text = conn.execute(sa.select(t.runs.c.plan_text)
+                        .where(t.runs.c.run_id == run_id)).scalar_one_or_none()
+    return None if text is None else str(text)
+
+
+def newest_evaluations(conn: sa.Connection, sha256s: Iterable[str] | None = None
+                       ) -> dict[str, dict[str, Any]]:
+    """The newest stored evaluation of each variant (of ``sha256s``, or all), by sha256."""
+    query = sa.select(t.evaluations).order_by(t.evaluations.c.id)
+    if sha256s is not None:
+        query = query.where(t.evaluations.c.variant_sha256.in_(list(sha256s)))
+    return {row["variant_sha256"]: dict(row) for row in conn.execute(query).mappings()}

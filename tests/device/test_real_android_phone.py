@@ -11,7 +11,7 @@ import subprocess
 
 from conftest import require_tool
 
-from quantlab.agents.android import AndroidAgent
+from quantlab.agents.android.agent import AndroidAgent
 
 
 def test_a_real_android_phone_is_ready_and_described() -> None:

@@ -1,4 +1,4 @@
-"""A fake iPhone behind the IosBackend/IosSession seam of agents.ios_interfaces.
+"""A fake iPhone behind the IosBackend/IosSession seam of agents/ios/interfaces.py.
 
 Its "app" is a real host process honouring the BenchRunner contract: it reads
 ``Documents/jobs/<id>/job.json`` from a sandbox folder (the app container), runs

@@ -1,4 +1,4 @@
-"""Fakes of pymobiledevice3's own classes, so that ``quantlab.agents.ios_pmd3.Pmd3Backend``
+"""Fakes of pymobiledevice3's own classes, so that ``quantlab.agents.ios.pmd3.Pmd3Backend``
 runs for real.
 
 The fake iPhone in ``iphone.py`` sits behind quantlab's ``IosBackend`` seam and so never runs

@@ -1,0 +1,191 @@
+"""The simulator agent: the host CPU through LiteRT, each repeat in a fresh runner process.
+
+The controller never loads the model itself: the LiteRT runner
+(:mod:`quantlab.agents.litert.runner`, started by :mod:`quantlab.agents.litert.launch`) does,
+in a process per process-level repeat (and one more for the per-op profile, one for the
+numerics check), so a model that crashes native code fails its job and never this process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from quantlab.agents.base import Progress
+from quantlab.agents.litert.launch import job_payload, litert_version, run_runner
+from quantlab.agents.litert.reference import reference_model
+from quantlab.agents.litert.results import (
+    measured_result,
+    numerics_from,
+    pooled_rapl_energy,
+    rapl_unavailable_reason,
+)
+from quantlab.harness.records import DeviceInfo, Job, OpRecord, RawOutput, RawResult
+
+SIM_ID = "sim"
+MAX_THREADS_FACTOR = 2
+"""Threads beyond 2× the logical cores only measure oversubscription, so they are refused."""
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+class SimAgent:
+    """Runs ``.tflite`` jobs on the host CPU through LiteRT (XNNPACK or builtin kernels)."""
+
+    kind = "sim"
+    delegates: tuple[str, ...] = ("xnnpack", "cpu")
+
+    def __init__(self, rapl_root: str | None = None, python: str | None = None,
+                 rapl_idle_s: float | None = None) -> None:
+        self.rapl_root = rapl_root
+        self.rapl_idle_s = rapl_idle_s  # idle-baseline window (None: the worker's default)
+        self.python = python or sys.executable
+
+    # ------------------------------------------------------------------ discovery
+
+    def discover(self) -> list[DeviceInfo]:
+        """The one simulator device: this host's CPU."""
+        device = DeviceInfo(
+            id=SIM_ID,
+            platform="sim",
+            name=f"host CPU ({_cpu_model()})",
+            cores=os.cpu_count(),
+            abi=platform.machine(),
+            os_version=f"{platform.system()} {platform.release()}",
+            host=platform.node(),
+            delegates=self.delegates,
+            extra={"litert": litert_version()},
+        )
+        return [dataclasses.replace(device, health=self.health(device))]
+
+    def health(self, device: DeviceInfo) -> dict[str, Any]:
+        """CPU temperature (°C) where psutil can read it."""
+        out: dict[str, Any] = {}
+        try:
+            import psutil
+
+            temps: dict[str, Any] = getattr(psutil, "sensors_temperatures", lambda: {})()
+        except Exception:
+            return out
+        for key in ("coretemp", "k10temp", "cpu_thermal", "acpitz"):
+            if temps.get(key):
+                out["temperature_c"] = max(t.current for t in temps[key])
+                break
+        return out
+
+    def supports(self, device: DeviceInfo, job: Job) -> tuple[bool, str]:
+        """Only ``.tflite`` models, delegates xnnpack/cpu, 1 ≤ threads ≤ 2 × logical cores."""
+        if job.model.format in ("mlpackage", "mlmodel"):
+            return False, "Core ML variant: not an iOS device"
+        if job.model.format != "tflite":
+            return False, f"{job.model.format} models do not run on the simulator"
+        if job.delegate not in self.delegates:
+            return (
+                False,
+                f"delegate {job.delegate!r} is not available on the simulator (xnnpack, cpu)",
+            )
+        cores = os.cpu_count() or 1
+        if not 1 <= job.threads <= MAX_THREADS_FACTOR * cores:
+            return False, (
+                f"{job.threads} threads: the host has {cores} logical cores; more than "
+                f"{MAX_THREADS_FACTOR}× that only measures oversubscription"
+            )
+        return True, ""
+
+    def wait_until_back(self, device: DeviceInfo, timeout_s: float) -> bool:
+        """The host CPU never goes away."""
+        return True
+
+    # ------------------------------------------------------------------ running
+
+    def _worker(self, job: Job, payload: dict[str, Any], mode: str, repeat: int, tmp: Path,
+                deadline: float, raw: list[RawOutput]) -> dict[str, Any]:
+        """One runner process (:func:`quantlab.agents.litert.launch.run_runner`)."""
+        return run_runner(payload, mode, repeat, tmp, deadline, job.settings.timeout_s,
+                          python=self.python, raw=raw)
+
+    def run(self, device: DeviceInfo, job: Job, progress: Progress) -> RawResult:
+        """Measure ``job``: ``settings.repeats`` worker processes, then the op profile if asked."""
+        s = job.settings
+        deadline = time.monotonic() + s.timeout_s
+        repeats = max(int(s.repeats), 1)
+        check_numerics = s.numerics or s.profile_ops  # a profiled run also checks numerics
+        steps = repeats + (1 if s.profile_ops else 0) + (1 if check_numerics else 0)
+        runs: list[dict[str, Any]] = []
+        warnings: list[str] = []
+        pids: list[int] = []
+        raw_outputs: list[RawOutput] = []  # each worker's output and result JSON, kept raw
+        runner: dict[str, Any] = {
+            "name": "litert",
+            "version": litert_version(),
+            "delegate": job.delegate,
+            "threads": job.threads,
+            "python": platform.python_version(),
+            "pids": pids,
+        }
+        with tempfile.TemporaryDirectory(prefix="quantlab-sim-") as tmp:
+            payload = job_payload(job, Path(tmp), reference_model(job.model.path),
+                                  rapl_root=self.rapl_root, rapl_idle_s=self.rapl_idle_s)
+            for r in range(repeats):
+                progress(f"repeat {r + 1}/{repeats}", r / steps)
+                out = self._worker(job, payload, "measure", r, Path(tmp), deadline, raw_outputs)
+                if out.get("pid"):
+                    pids.append(out["pid"])
+                if out.get("error"):
+                    return RawResult.failure(job.job_id, out["error"], runner=runner,
+                                             raw_outputs=tuple(raw_outputs))
+                runs.append(out)
+            ops: tuple[OpRecord, ...] = ()
+            ops_model_ms = None
+            if s.profile_ops:
+                progress("profiling ops", repeats / steps)
+                prof = self._worker(job, payload, "profile", 0, Path(tmp), deadline,
+                                    raw_outputs)
+                if prof.get("pid"):
+                    runner["profile_pid"] = prof["pid"]
+                if prof.get("error"):
+                    warnings.append(f"per-op profile unavailable: {prof['error']}")
+                else:
+                    ops = tuple(OpRecord(**row) for row in prof["ops"])
+                    ops_model_ms = prof["ops_model_ms"]
+                    if prof.get("ops_note"):
+                        warnings.append(f"per-op profile: {prof['ops_note']}")
+            numerics: dict[str, Any] = {}
+            if check_numerics:
+                progress("checking numerics", (steps - 1) / steps)
+                num = self._worker(job, payload, "numerics", 0, Path(tmp), deadline,
+                                   raw_outputs)
+                npz = Path(tmp) / "numerics-outputs.npz"
+                numerics = numerics_from(num, npz)
+                if npz.is_file():
+                    raw_outputs.append(RawOutput.capture(
+                        "numerics-outputs.npz", "application/x-npz", npz.read_bytes()))
+            progress("done", 1.0)
+        energy = pooled_rapl_energy(runs)
+        return measured_result(
+            job, runs,
+            ops=ops,
+            ops_model_ms=ops_model_ms,
+            energy=energy,
+            energy_unavailable_reason=None if energy or not s.energy else (
+                rapl_unavailable_reason(runs) or "RAPL energy not measured"),
+            runner=runner,
+            warnings=tuple(warnings),
+            raw_outputs=tuple(raw_outputs),
+            placement=dict(runs[0].get("placement") or {}),
+            numerics=numerics,
+        )

@@ -1,0 +1,91 @@
+"""Converters ``tf-mixed`` and ``aeq-mixed`` (mixed-int8): int8, with the most sensitive layers
+kept float until the gate passes.
+
+Layers are ranked by their int8 error on (a reproducible subset of) the evaluation data, then
+kept float one by one (:func:`quantlab.harness.quantize.sensitivity.greedy_keep_float`) until
+the variant's drop is within the request's ``max_drop``, within the options' limits on the
+layers kept and the size. The TF Lite converter does it for Keras and SavedModel sources,
+ai-edge-quantizer for a float .tflite; the manifest records which (``tf`` or ``aeq``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from quantlab.harness.quantize import data as qdata
+from quantlab.harness.quantize.converters import prepare
+
+if TYPE_CHECKING:
+    from quantlab.harness.quantize.converters import Source
+    from quantlab.harness.quantize.schemes import Scheme
+
+DEBUG_SAMPLES = 200
+"""Evaluation samples the layers are ranked on."""
+
+
+def make_tf(source: Source, scheme: Scheme, settings: dict[str, Any]) -> dict[str, Any]:
+    """Converter ``tf-mixed``: a Keras or SavedModel source through the TF Lite converter."""
+    return _make(source, scheme, "tf", settings)
+
+
+def make_aeq(source: Source, scheme: Scheme, settings: dict[str, Any]) -> dict[str, Any]:
+    """Converter ``aeq-mixed``: a float .tflite through ai-edge-quantizer (``settings``: its
+    recipe)."""
+    return _make(source, scheme, "aeq", settings)
+
+
+def _make(source: Source, scheme: Scheme, converter: str, settings: dict[str, Any]
+          ) -> dict[str, Any]:
+    prepared = prepare(source, scheme, converter)
+    model, mixed = keep_float(source, scheme, converter, settings)
+    prepared.fields["mixed"] = mixed
+    return prepared.written(model)
+
+
+def keep_float(source: Source, scheme: Scheme, converter: str, settings: dict[str, Any]
+               ) -> tuple[bytes, dict[str, Any]]:
+    """Greedy mixed precision: keep the most sensitive layers float until the gate passes;
+    returns (the variant, what was kept and why: the manifest's ``mixed``)."""
+    from quantlab.harness.quantize import options as qoptions
+    from quantlab.harness.quantize.sensitivity import greedy_keep_float
+
+    calib_x = source.calib_x
+    assert calib_x is not None
+    eval_x = source.eval_x if source.eval_x is not None else calib_x
+    if not source.req.data.eval_data:  # the held-out rule: the gate's data is the calibration's
+        source.events.emit("warning", message=f"{scheme.name} chose its float layers by error "
+                           "on the calibration data: give held-out data with --eval")
+    # errors are measured on (a reproducible subset of) the evaluation data
+    debug_x = qdata.Dataset(eval_x, None, "eval").take(DEBUG_SAMPLES, 0).x
+    opts = source.req.options
+    granular = qoptions.converter_settings(scheme, opts)  # per-tensor, when asked
+    if converter == "aeq":
+        from quantlab.harness.quantize import tflite_aeq
+
+        ranking = tflite_aeq.layer_errors(source.aeq_source, calib_x, debug_x, granular)
+
+        def build(keep: list[str]) -> bytes:
+            return tflite_aeq.convert(source.aeq_source, {**settings, **granular}, calib_x,
+                                      keep)
+    else:
+        from quantlab.harness.quantize import tflite_tf
+
+        ranking = tflite_tf.layer_errors(source.model, source.kind, calib_x, debug_x, granular)
+
+        def build(keep: list[str]) -> bytes:
+            return tflite_tf.convert_keeping_float(source.model, source.kind, calib_x, keep,
+                                                   granular)
+
+    share = opts.mixed_max_size_share
+    return greedy_keep_float(
+        build,
+        [r["layer"] for r in ranking],
+        source.fp32,
+        eval_x,
+        source.eval_y,
+        source.max_drop,
+        source.work,
+        on_step=lambda step: source.events.emit("mixed_step", scheme=scheme.name, **step),
+        max_float=opts.mixed_max_float_layers,
+        max_size=int(share * len(source.fp32)) if share else None,
+    )
