@@ -1,5 +1,5 @@
 # Two commands for a newcomer:  make demo  (set up + run the demo on the simulator)
-#                               make test  (set up + ruff, mypy, the test suite with skip reasons)
+#                               make test  (set up + ruff, mypy, the layers contracts, the test suite)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -34,11 +34,13 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q -rs -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/sim_overhead.py

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -68,9 +69,16 @@ def _build(tp: Any, value: Any) -> Any:
     return value
 
 
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """A record class's annotations, resolved once (typing compiles each string annotation:
+    resolving them per record was most of the time of loading a stored run)."""
+    return typing.get_type_hints(cls)
+
+
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     """Build a frozen record of type ``cls`` from a dict, ignoring unknown keys."""
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(typing.cast(type, cls))
     kwargs = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         if f.name in data:

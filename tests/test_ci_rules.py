@@ -1,6 +1,6 @@
 """The suite's own rules (tests/conftest.py): missing system tools fail under CI=true instead
 of skipping, and tests that need a real phone are marked ``device`` and run only when asked;
-and the tree's: no module in harness/, agents/ or android_runner/ over 500 lines."""
+and the tree's: no product module over 500 lines, and none without a docstring."""
 
 from __future__ import annotations
 
@@ -74,10 +74,28 @@ def test_ci_reports_a_missing_tool_as_a_failure(pytester: pytest.Pytester,
 MAX_MODULE_LINES = 500
 
 
+PRODUCT = ("harness", "agents", "android_runner", "ios_runner")
+
+
+def _product_modules() -> list[Path]:
+    root = CONFTEST.parent.parent
+    return [f for folder in PRODUCT for f in sorted((root / folder).rglob("*.py"))] + \
+        sorted((root / "quantlab").glob("*.py"))
+
+
 def test_no_module_over_500_lines() -> None:
     """Rooms that fit in a head (issue 14): a module past 500 lines is split, not grown."""
     root = CONFTEST.parent.parent
-    big = {str(f.relative_to(root)): n for folder in ("harness", "agents", "android_runner")
-           for f in sorted((root / folder).rglob("*.py"))
+    big = {str(f.relative_to(root)): n for f in _product_modules()
            if (n := len(f.read_text().splitlines())) > MAX_MODULE_LINES}
     assert not big, f"over {MAX_MODULE_LINES} lines: {big}"
+
+
+def test_every_module_says_what_it_is() -> None:
+    """A module moved or split keeps a docstring (issue 24): the tree reads file by file."""
+    import ast
+
+    root = CONFTEST.parent.parent
+    bare = [str(f.relative_to(root)) for f in _product_modules()
+            if f.read_text().strip() and not ast.get_docstring(ast.parse(f.read_text()))]
+    assert not bare, f"modules without a docstring: {bare}"

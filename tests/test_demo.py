@@ -10,6 +10,8 @@ from pathlib import Path
 
 from conftest import require_tool
 from fixtures.report.checks import CHROMIUM, check_in_chromium, independent_best, picked
+from fixtures.serve.journey import walk
+from fixtures.serve.server import serving
 
 from quantlab.harness.report.html import SECTIONS
 from quantlab.harness.store import Store
@@ -60,6 +62,14 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
                  found=Path(CHROMIUM).exists())
     check_in_chromium(Path(data["report"]), Path("results/report-screenshot.png"),
                       SECTIONS, min_plots=3)
+    # and served: the dashboard's walk on the demo's store (its one run compared with itself)
+    with serving("--results", str(res)) as info:
+        seen = walk(str(info["url"]), tmp_path / "screenshots")
+    assert seen.console_errors == [] and seen.run_id == data["run_id"]
+    assert seen.compared == (data["run_id"], data["run_id"]) and "passes" in seen.gate
+    assert "fp32 (fp32.tflite)" in seen.trend_text or "int8 (int8.tflite)" in seen.trend_text
+    for name, path in seen.screenshots.items():
+        print(f"screenshot {name}: {path}")
 
 
 def test_detection_demo_report(tmp_path: Path) -> None:

@@ -148,6 +148,27 @@ def test_lab_status_shows_hosts_devices_and_health(lab: Lab) -> None:
     assert devices["slp-1@nodeA"]["kind"] == "sleep"
 
 
+def test_serve_shows_the_lab_live(lab: Lab, tmp_path: Path) -> None:
+    """quantlab serve --cluster: the lab page's data is the lab as it is now (hosts up,
+    each device's state and its live health from its actor)."""
+    import httpx
+    from fixtures.serve.server import serving
+
+    from quantlab.harness.store import Store
+
+    Store.open(str(tmp_path)).close()  # an empty store: every device comes from the lab
+    with serving("--cluster", lab.address, "--node-ip", LOOPBACK, "--results", str(tmp_path),
+                 env=lab.env(), timeout_s=120) as info:
+        data = httpx.get(f"{info['url']}api/lab", timeout=60).json()
+    alive = {n["host"] for n in data["hosts"] if n["alive"]}
+    assert {"nodeA", "nodeB"} <= alive and data["cluster_error"] is None
+    devices = {d["device_id"]: d for d in data["devices"]}
+    for name in ("slp-1@nodeA", "slp-2@nodeA", "slp-1@nodeB", "slp-2@nodeB"):
+        assert devices[name]["state"] == "idle" and devices[name]["runs"] == 0
+        assert devices[name]["battery_pct"] == 100  # the agent's health, asked just now
+        assert devices[name]["health_source"] == "live"
+
+
 def test_crashed_host_rejoins_and_its_jobs_complete_once(
         lab: Lab, model: ModelRef, tmp_path: Path) -> None:
     crashed_at: list[float] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,7 @@ from quantlab.harness.records import (
     SchemaError,
     Settings,
     Skipped,
+    from_dict,
     load_record,
     to_dict,
 )
@@ -159,3 +161,25 @@ def write_golden() -> None:  # pragma: no cover - run by hand when the format ch
 
 if __name__ == "__main__":  # pragma: no cover
     write_golden()
+
+
+def test_from_dict_reads_each_record_class_annotations_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading a stored run builds thousands of records: resolving the string annotations of
+    a class again for every one of them (typing.get_type_hints compiles each) took most of
+    load_run's time."""
+    import typing
+
+    calls: list[type] = []
+    real = typing.get_type_hints
+
+    def counted(obj: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(obj)
+        return real(obj, *args, **kwargs)
+
+    monkeypatch.setattr(typing, "get_type_hints", counted)
+    job = sample_job()
+    data = to_dict(job)
+    for _ in range(50):
+        assert from_dict(Job, data) == job
+    assert len(calls) == len(set(calls)) <= 3  # Job, ModelRef, Settings: once each

@@ -3,7 +3,8 @@
 ``quantlab bench`` on the simulator with ``--results postgresql://postgres:PASSWORD@…``
 (the test server trusts loopback, so the password is accepted and ignored), then the
 password is looked for in bench's JSON, every command's stderr, ``show``/``runs``/``db
-status`` JSON, the HTML report, and a ``pg_dump`` of the whole database.
+status`` JSON, the HTML report, the served dashboard's pages, JSON and raw files, and a
+``pg_dump`` of the whole database.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from fixtures.serve.server import serving
 from pgserver import PgServer, find_bin_dir, running_server
 
 from quantlab.harness.redact import redact_data, redact_text
@@ -73,6 +76,18 @@ def test_password_is_nowhere_after_a_bench_on_postgresql(pg_server: PgServer,
                    "--results", url.replace(f":{pg_server.port}/", ":notaport/"), env=env)
     assert bad.returncode == 2
     outputs["bad URL stderr"] = bad.stdout + bad.stderr
+
+    with serving("--results", url, env=env) as info:  # the dashboard on the same store
+        outputs["serve --json"] = json.dumps(info)
+        run = httpx.get(f"{info['url']}api/runs/{run_id}", timeout=60).json()
+        raw = [f["url"] for r in run["results"] for f in r["raw_files"]]
+        assert raw  # raw output kept in PostgreSQL's raw_blobs, served from there
+        for page in ("", "runs", f"runs/{run_id}", f"runs/{run_id}/verdicts.md", "trends",
+                     "api/status", "api/runs", f"api/runs/{run_id}", *raw):
+            answer = httpx.get(f"{info['url']}{page.lstrip('/')}", timeout=120)
+            assert answer.status_code == 200, (page, answer.text)
+            outputs[f"serve /{page}"] = answer.text
+    assert "postgresql://postgres:***@" in outputs["serve /api/status"]
 
     bin_dir = find_bin_dir()
     assert bin_dir is not None

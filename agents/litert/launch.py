@@ -124,10 +124,10 @@ def _run(payload: dict[str, Any], mode: str, repeat: int, tmp: Path, deadline: f
 
 
 def _package_root() -> str:
-    """The folder that holds the ``quantlab`` package (a checkout or site-packages)."""
-    import quantlab
-
-    return str(Path(quantlab.__file__).resolve().parent.parent)
+    """The folder that holds the ``quantlab`` package (a checkout or site-packages): this
+    module is ``quantlab/agents/litert/launch.py`` there (the path as imported, not resolved:
+    in a checkout ``quantlab/agents`` links to the top-level ``agents/``)."""
+    return str(Path(__file__).absolute().parents[3])
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:

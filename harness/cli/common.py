@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from quantlab.harness.errors import QuantlabError, UserError
 from quantlab.harness.redact import redact_data, redact_text
@@ -73,14 +74,15 @@ def print_json(data: Any) -> None:
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print one error line on stderr and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {redact_text(message)}", soft_wrap=True)
+    """Print one error line on stderr and return the Exit to raise (the message is text:
+    square brackets in it are printed, not read as markup)."""
+    err_console.print(f"[bold red]error:[/] {escape(redact_text(message))}", soft_wrap=True)
     return typer.Exit(code)
 
 
 def warn(message: str) -> None:
-    """Print one warning line on stderr."""
-    err_console.print(f"[yellow]warning:[/] {redact_text(message)}", soft_wrap=True)
+    """Print one warning line on stderr (the message is text, as in :func:`fail`)."""
+    err_console.print(f"[yellow]warning:[/] {escape(redact_text(message))}", soft_wrap=True)
 
 
 F = TypeVar("F", bound=Callable[..., Any])

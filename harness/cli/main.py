@@ -40,6 +40,7 @@ COMMAND_MODULES = [
     "quantlab.harness.cli.history",
     "quantlab.harness.cli.delegates",
     "quantlab.harness.cli.raw",
+    "quantlab.harness.cli.serve",
     "quantlab.harness.cli.demo",
 ]
 """Each module has ``register(app)``. Adding a group of commands is one line here and
@@ -71,6 +72,7 @@ COMMANDS = {
     "diff": "quantlab.harness.cli.delegates",
     "compile": "quantlab.harness.cli.delegates",
     "gc": "quantlab.harness.cli.raw",
+    "serve": "quantlab.harness.cli.serve",
     "demo": "quantlab.harness.cli.demo",
 }
 """The module that registers each top-level command or group, so that ``quantlab show``

@@ -36,11 +36,11 @@ SECTIONS = ("summary", "latency", "accuracy", "calibration", "ladder", "delegate
             "resources", "warnings", "comparison")
 
 
-def render(store: Store, records: list[RunRecord], baseline: str | None = None) -> str:
-    """The whole HTML document."""
-    ids = ", ".join(r.run.run_id for r in records)
-    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    parts = [
+def report_sections(store: Store, records: list[RunRecord], baseline: str | None = None
+                    ) -> list[str]:
+    """The report's sections as HTML, in :data:`SECTIONS` order (the report's page and the
+    served dashboard's run page draw the same)."""
+    return [
         _section("summary", "Summary", _summary(records)),
         _section("latency", "Latency distributions", _latency(records)),
         _section("accuracy", "Accuracy vs latency and size", _accuracy(store, records)),
@@ -53,6 +53,18 @@ def render(store: Store, records: list[RunRecord], baseline: str | None = None) 
         _section("warnings", "Stability warnings, skipped and failed jobs", _warnings(records)),
         _section("comparison", "Comparison with baseline", _comparison(store, records, baseline)),
     ]
+
+
+def history_body(found: History) -> str:
+    """The trends section's content: one plot per series, change points marked."""
+    return _history_body(found)
+
+
+def render(store: Store, records: list[RunRecord], baseline: str | None = None) -> str:
+    """The whole HTML document."""
+    ids = ", ".join(r.run.run_id for r in records)
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    parts = report_sections(store, records, baseline)
     nav = "".join(f'<a href="#{k}">{k}</a>' for k in SECTIONS)
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f"<title>quantlab report · {_e(ids)}</title><style>{CSS}</style></head><body>"
@@ -64,7 +76,7 @@ def render(store: Store, records: list[RunRecord], baseline: str | None = None) 
 def render_history(store: Store, found: History) -> str:
     """The trends page (``quantlab report --history``): one plot per series."""
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    body = _section("history", "Trends across runs", _history_body(found))
+    body = _section("history", "Trends across runs", history_body(found))
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f"<title>quantlab history</title><style>{CSS}</style></head><body>"
             f"<header><h1>quantlab history</h1><p>{len(found.runs)} run(s) · written {now} "

@@ -10,7 +10,7 @@ connection and resolves run ids; nothing outside the store runs SQL.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,12 @@ def list_runs(conn: sa.Connection, limit: int = 50, tag: str | None = None
     runs = conn.execute(
         query.order_by(t.runs.c.created_at.desc(), t.runs.c.run_id.desc()).limit(limit)
     ).mappings().all()
+    return describe_runs(conn, runs)
+
+
+def describe_runs(conn: sa.Connection, runs: Sequence[sa.RowMapping]) -> list[dict[str, Any]]:
+    """``runs`` rows (in their order) with job counts by state, models, devices and tags:
+    the rows of :func:`list_runs` (and of a page of runs, ``listing.runs_page``)."""
     ids = [r["run_id"] for r in runs]
     counts: dict[str, dict[str, int]] = {i: {} for i in ids}
     models: dict[str, set[str]] = {i: set() for i in ids}
