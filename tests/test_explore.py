@@ -5,11 +5,16 @@ in the format its node_data_builder reads."""
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
-from quantize_fixtures import quantlab
+from quantize_fixtures import QUANTLAB, quantlab
 from tflite_build import chain_model
 
 CHAIN = [("ADD", 1.0), ("MUL", 2.0), ("EXP", None), ("LOG", None), ("TANH", None)]
@@ -96,3 +101,53 @@ def test_explore_refuses_a_file_that_is_not_a_culprit_result(explored: dict[str,
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "bad.json: not a culprit result" in proc.stderr
     assert not (explored["dir"] / "o2").exists()  # nothing half-written
+
+
+def test_explore_serve_loads_the_overlays_in_model_explorer(explored: dict[str, Any]) -> None:
+    """explore --serve starts Model Explorer on the model with the overlays: its page loads in
+    headless Chromium and asks the server for every overlay file, which it returns."""
+    pytest.importorskip("ai_edge_model_explorer_adapter")
+    from conftest import require_tool
+    from fixtures.serve.journey import ARGS, CHROMIUM
+
+    require_tool("chromium", f"{CHROMIUM} is not installed", found=Path(CHROMIUM).exists())
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [*QUANTLAB, "explore", explored["jobs"]["cpu"], "--out", str(explored["dir"] / "served"),
+         "--results", str(explored["dir"] / "r"), "--serve", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    try:
+        url, deadline = None, time.monotonic() + 120
+        assert proc.stdout is not None
+        while url is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, "explore --serve ended early"
+            if line.startswith(f"http://localhost:{port}/"):
+                url = line.strip()
+        assert url is not None
+        files = sorted(str(p) for p in (explored["dir"] / "served").glob("*.json"))
+        assert len(files) == 3  # latency_ms, latency_share, placement
+        served: dict[str, Any] = {}
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_page()
+            page.on("response", lambda r: served.__setitem__(r.url, r)
+                    if "read_text_file" in r.url else None)
+            page.goto(url, wait_until="load", timeout=60_000)
+            for _ in range(60):
+                if len(served) >= len(files):
+                    break
+                page.wait_for_timeout(500)
+            bodies = {unquote(u.split("path=", 1)[1]): r.json() for u, r in served.items()}
+            browser.close()
+        assert sorted(bodies) == files
+        for path, body in bodies.items():
+            assert json.loads(body["content"]) == json.loads(Path(path).read_text())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
