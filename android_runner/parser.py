@@ -303,8 +303,8 @@ def parse_output(text: str, profile_text: str | None = None) -> BenchmarkOutput:
             continue
         if listing and (m := _UNSUPPORTED_OP.match(s)):
             unsupported.setdefault(m.group(1), (m.group(2) or "").strip() or "not supported")
-            continue
-        listing = bool(_UNSUPPORTED_HEAD.search(s))
+        else:
+            listing = bool(_UNSUPPORTED_HEAD.search(s))
         if s.startswith("count="):
             ph = _phase(s)
             if ph:
