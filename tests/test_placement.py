@@ -206,3 +206,26 @@ def test_the_gpu_delegates_reasons_reach_the_fallback_ops_and_the_gate() -> None
     raw = to_raw_result("j", [parse_output(_gpu_log(), profile)], "gpu")
     (fb,) = placement(raw, "gpu")["fallback_ops"]
     assert fb["op_type"] == "UNPACK" and fb["reason"] == "Operation is not supported."
+
+
+def test_delegates_shows_the_reason_of_an_imported_gpu_fallback(tmp_path: Path) -> None:
+    """A hand-run GPU log imported (quantlab import) with its op profile: quantlab delegates
+    names the op left on the CPU with the delegate's reason, in the terminal and in --json."""
+    profile = ("Operator-wise Profiling Info for Regular Benchmark Runs:\n"
+               "============================== Run Order ==============================\n"
+               "node type, first, avg_ms, %, cdf%, mem KB, times called, name\n"
+               "TfLiteGpuDelegateV2, 1.1, 1, 80%, 80%, 0, 1, [partition]\n"
+               "UNPACK, 0.3, 0.25, 20%, 100%, 0, 1, [unpack]\n\n")
+    log = tmp_path / "gpu.log"
+    log.write_text(_gpu_log() + profile)
+    results = tmp_path / "r"
+    imported = quantlab("import", str(log), "--device-name", "pixel8", "--results", str(results))
+    assert imported.returncode == 0, imported.stderr
+    rows = quantlab("delegates", "--json", "--results", str(results))
+    (row,) = json.loads(rows.stdout)["rows"]
+    assert row["delegated_share"] == pytest.approx(288 / 290)
+    assert row["fallback_ops"][0]["reason"] == "Operation is not supported."
+    shown = quantlab("delegates", "--results", str(results))
+    assert shown.returncode == 0, shown.stderr
+    assert "gpu left on the CPU: UNPACK" in shown.stdout and "Operation is not supported" in \
+        shown.stdout
