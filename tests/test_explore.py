@@ -151,3 +151,22 @@ def test_explore_serve_loads_the_overlays_in_model_explorer(explored: dict[str, 
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_the_html_report_links_each_jobs_overlays(explored: dict[str, Any]) -> None:
+    """report --overlays writes every profiled job's overlays beside the page and links them
+    from the delegate matrix; without it, no link and no folder."""
+    html = explored["dir"] / "rep" / "report.html"
+    proc = quantlab("report", "--html", str(html), "--overlays", "--results",
+                    str(explored["dir"] / "r"))
+    assert proc.returncode == 0, proc.stderr
+    page = html.read_text()
+    for job in explored["jobs"].values():
+        assert f"href='report_overlays/{job}/'" in page
+        folder = html.parent / "report_overlays" / job
+        assert (folder / "placement.json").is_file() and (folder / "latency_ms.json").is_file()
+    plain = explored["dir"] / "rep2" / "report.html"
+    assert quantlab("report", "--html", str(plain), "--results",
+                    str(explored["dir"] / "r")).returncode == 0
+    assert "report_overlays" not in plain.read_text()
+    assert not (plain.parent / "report_overlays").exists()

@@ -22,6 +22,7 @@ from quantlab.harness.atomic import write_text_atomically
 from quantlab.harness.errors import UserError
 from quantlab.harness.records import RawResult
 from quantlab.harness.report.diff import StoredJob, node_placement
+from quantlab.harness.store import RunRecord
 
 GRADIENT = [{"stop": 0, "bgColor": "#ffffff"}, {"stop": 0.5, "bgColor": "#fdae61"},
             {"stop": 1, "bgColor": "#d73027"}]
@@ -143,3 +144,20 @@ def write_overlays(out: Path, job: StoredJob, vs: StoredJob | None = None,
         files[name] = out / f"{name}.json"
         write_text_atomically(files[name], json.dumps(data, indent=1, allow_nan=False))
     return files
+
+
+def write_run_overlays(out: Path, records: list[RunRecord]) -> dict[str, Path]:
+    """Each finished job's overlays (latency, placement) in ``out/<job id>/`` for the HTML
+    report's links (``quantlab report --overlays``); job id → its folder. Jobs with nothing to
+    overlay (no profile, no placement) are left out."""
+    folders: dict[str, Path] = {}
+    for record in records:
+        for entry in record.entries:
+            if entry.status != "ok" or entry.raw is None:
+                continue
+            try:
+                write_overlays(out / entry.job.job_id, StoredJob(record, entry))
+            except UserError:
+                continue
+            folders[entry.job.job_id] = out / entry.job.job_id
+    return folders
