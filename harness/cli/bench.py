@@ -98,10 +98,13 @@ def plan(
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Show the jobs a bench would run, and what it would skip and why; runs nothing. With
-    --plan, the plan file expanded as bench --plan expands it (the gate is shown, not run)."""
+    """Show the jobs a bench would run, what it would skip and why, and the jobs whose
+    delegate cannot take the whole graph (float ops to Hexagon, Flex ops), naming the ops;
+    runs nothing. With --plan, the plan file expanded as bench --plan expands it (the gate is
+    shown, not run)."""
     from quantlab._bench import make_plan, measure_settings
     from quantlab.harness.cli import plan_run
+    from quantlab.harness.placement_check import placement_warnings
     from quantlab.harness.planfile import load_plan_file
     from quantlab.harness.records import to_dict
 
@@ -119,8 +122,10 @@ def plan(
     else:
         the_plan, _, _ = make_plan(opts["models"], device, delegate, threads, settings, cluster)
     summary = plan_run.plan_summary(pf, opts["models"]) if pf is not None else None
+    warnings = placement_warnings(the_plan)
     if json_out:
         print_json({"jobs": [{"job_id": j.job_id, **to_dict(j)} for j in the_plan.jobs],
+                    "placement_warnings": warnings,
                     "skipped": [{"job_id": s.job.job_id, **to_dict(s.job), "reason": s.reason}
                                 for s in the_plan.skipped],
                     **({"plan_file": summary} if summary is not None else {}),
@@ -129,6 +134,15 @@ def plan(
     console.print(_plan_table(the_plan))
     if summary is not None:
         _print_plan_summary(summary)
+    _print_placement_warnings(warnings)
+
+
+def _print_placement_warnings(warnings: list[dict[str, Any]]) -> None:
+    from rich.markup import escape
+
+    for w in warnings:
+        err_console.print(f"[yellow]placement[/] {escape(w['model'])} · {escape(w['device'])} · "
+                          f"{escape(w['delegate'])}: {escape(w['why'])}", soft_wrap=True)
 
 
 def _print_plan_summary(summary: dict[str, Any]) -> None:
@@ -143,6 +157,9 @@ def _print_plan_summary(summary: dict[str, Any]) -> None:
         where = (f"{len(folders)} variants folder(s)" if folders
                  else "nothing (no model is a variants folder)")
         lines.append(f"accuracy gate: bench evaluates {where} on {gate['data']} first")
+    if summary.get("placement_gate"):
+        lines.append("placement gate: " + ", ".join(
+            f"{k} {v}" for k, v in summary["placement_gate"].items()))
     if summary["compare"]:
         lines.append("compare: " + ", ".join(f"{k} {v}" for k, v in summary["compare"].items()))
     for line in lines:
@@ -186,15 +203,24 @@ def bench(
         "delegate's class outputs (default: the plan's [gate] min_top1, else 0.99); with "
         "--numerics a job that fails the gate (cosine ≥ 0.99, NaN/Inf) makes bench exit 1.")
     ] = None,
+    min_delegated: Annotated[float | None, typer.Option(
+        "--min-delegated", help="The placement gate: a job whose delegate took less than this "
+        "share of the graph's ops (0.9 = 90 %) fails, naming the ops left on the CPU; bench "
+        "exits 1 (default: the plan's [gate] min_delegated).")] = None,
+    no_fallback: Annotated[bool, typer.Option(
+        "--no-fallback", help="The placement gate: a job whose delegate left any op on the CPU "
+        "fails (plan files: [gate] no_fallback = true).")] = False,
     results: ResultsOpt = None,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Benchmark models on devices (or run a plan file); every measurement goes into the
     store. With --baseline, compare with it and exit as compare does. Outputs checked with
-    --numerics are judged by the numerics gate, and a failure exits 1."""
+    --numerics are judged by the numerics gate, placement by --min-delegated/--no-fallback
+    (the placement gate); a failure exits 1."""
     from quantlab._bench import make_plan, measure_settings
     from quantlab.harness.cli import plan_run
+    from quantlab.harness.cli.placement_gate import gate_options, placement_exit_code
     from quantlab.harness.planfile import load_plan_file
     from quantlab.harness.retry import RetryPolicy
     from quantlab.harness.store import check_tags
@@ -207,6 +233,7 @@ def bench(
     pf = load_plan_file(plan_file) if plan_file else None
     tags = check_tags([*(pf.tags if pf else ()), *(tag or [])])
     opts = plan_run.merged_options(pf, dict(ctx.params), given)
+    min_share, strict = gate_options(min_delegated, no_fallback, pf.gate if pf else None)
     session = Session.open(results_location(results), cluster=cluster,
                            retry=RetryPolicy(wait_s=opts["retry_timeout"]))
     store = session.store
@@ -231,7 +258,7 @@ def bench(
         settings = measure_settings(**{k: opts[k] for k in measure.as_kwargs()})
         if pf is not None:
             the_plan, chosen = plan_run.plan_jobs(pf, opts, given, settings, session.fleet)
-            if pf.gate:
+            if pf.gate and pf.gate.get("data"):
                 gate_result = plan_run.run_gate(pf, opts["models"], results_location(results))
         else:
             the_plan, _, chosen = make_plan(models or [], device, delegate, threads, settings,
@@ -241,6 +268,10 @@ def bench(
         jobs, skipped_count = list(the_plan.jobs), len(the_plan.skipped)
         for s in the_plan.skipped:
             err_console.print(f"[yellow]skipped[/] {s.job.label()}: {s.reason}", soft_wrap=True)
+        if not json_out:
+            from quantlab.harness.placement_check import placement_warnings
+
+            _print_placement_warnings(placement_warnings(the_plan))
     accounts = dispatch_jobs(session, run_id, jobs, verbose)
 
     def compare_and_write(data: dict[str, Any]) -> int:
@@ -250,7 +281,9 @@ def bench(
                                              gate.markdown, data, json_out, gate_result)
         numerics = numerics_exit_code(store, run_id, data,
                                       min_top1_of(min_top1, pf.gate if pf else None), json_out)
-        return plan_run.gate_exit_code(gate_result, data, json_out) or numerics or code
+        placed = placement_exit_code(store, run_id, data, min_share, strict, json_out)
+        return (plan_run.gate_exit_code(gate_result, data, json_out) or numerics or placed
+                or code)
 
     _finish(session, run_id, accounts, json_out, skipped_count, compare_and_write)
 

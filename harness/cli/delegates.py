@@ -85,6 +85,10 @@ def delegates(
             fb = r["fallback_ops"]
             fallback = (", ".join(f"{o['op_type']}#{o['index']}" for o in fb[:2])
                         + (f" +{len(fb) - 2}" if len(fb) > 2 else "")) if fb else "–"
+            reasons = [f"{o['op_type']}#{o['index']}: {o['reason']}" for o in fb if o.get("reason")]
+            if reasons:
+                notes.append(f"{r['delegate']} left on the CPU: " + "; ".join(reasons[:4])
+                             + (f" (+{len(reasons) - 4} more, --json)" if len(reasons) > 4 else ""))
             n = r["numerics"] or {}
             cosine, sqnr = _num(n.get("cosine")), f"{_num(n.get('sqnr_db'), '.0f')} dB"
             if not n:

@@ -91,10 +91,12 @@ def plan_summary(plan: PlanFile, models: list[str]) -> dict[str, Any]:
     """What a plan file adds beyond the jobs (for ``quantlab plan --plan``): its hash, tags,
     the gate it would run and its compare rules."""
     gate = None
-    if plan.gate:
+    if plan.gate and plan.gate.get("data"):
         gate = {**plan.gate, "folders": gate_folders(models)}
+    placed = {k: plan.gate[k] for k in ("min_delegated", "no_fallback")
+              if plan.gate and k in plan.gate}
     return {"path": str(plan.path), "sha256": plan.sha256, "tags": list(plan.tags),
-            "gate": gate, "compare": dict(plan.compare)}
+            "gate": gate, "placement_gate": placed or None, "compare": dict(plan.compare)}
 
 
 def run_gate(plan: PlanFile, models: list[str], results: str) -> dict[str, Any] | None:

@@ -45,6 +45,10 @@ def report(
                                             "this tag.")] = None,
     last: Annotated[int, typer.Option("--last", min=1, help="With --history: how many of the "
                                       "newest runs.")] = 30,
+    overlays: Annotated[bool, typer.Option(
+        "--overlays", help="Also write each job's Model Explorer overlays (quantlab explore) "
+        "beside the report, in REPORT_overlays/JOB/, linked from the delegate matrix.")]
+    = False,
     results: ResultsOpt = None,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
@@ -66,7 +70,7 @@ def report(
         found = load_history(store, tag=tag, last=last)
         path = write_history_report(store, found, Path(html_path))
     else:
-        path = write_report(store, list(run_ids or []), Path(html_path), baseline)
+        path = write_report(store, list(run_ids or []), Path(html_path), baseline, overlays)
     if json_out:
         print_json({"html": str(path)})
     else:

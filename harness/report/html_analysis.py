@@ -5,6 +5,7 @@ a baseline run, and the trend across runs (the history page)."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +72,9 @@ def _drop_interval(ev: dict[str, Any]) -> str:
     return interval_text(metric, float(interval["low"]), float(interval["high"]), lower)
 
 
-def _delegates(records: list[RunRecord]) -> str:
-    """Per device, a delegate × model matrix: latency, speedup vs CPU, placement bar, numerics."""
+def _delegates(records: list[RunRecord], overlays: Mapping[str, str] | None = None) -> str:
+    """Per device, a delegate × model matrix: latency, speedup vs CPU, placement bar, numerics,
+    and a link to the job's Model Explorer overlays where ``overlays`` has one."""
     from quantlab.harness.report.delegates import delegate_rows, matrix, placement_bar
 
     cells = matrix(delegate_rows(records))
@@ -104,8 +106,11 @@ def _delegates(records: list[RunRecord]) -> str:
                 fb = row["fallback_ops"]
                 fb_types = ", ".join(sorted({str(o["op_type"]) for o in fb}))
                 fallback = f"<br><span class='warn'>CPU: {_e(fb_types)}</span>" if fb else ""
+                link = (overlays or {}).get(row["job_id"])
+                explore = (f"<br><a href='{_e(link)}' title='node-data files for Model Explorer"
+                           f" (quantlab explore)'>overlays</a>" if link else "")
                 tds.append(f"<td>{_e(lat['statistic'])} {_e(_ms(lat['value_ms']))}{_e(sp)}<br>"
-                           f"{placement_bar(row)}{fallback}{num}</td>")
+                           f"{placement_bar(row)}{fallback}{num}{explore}</td>")
             body.append(f"<tr><td>{_e(m)}</td>{''.join(tds)}</tr>")
         out.append(f"<h3>{_e(device)}</h3><table><thead><tr><th>model</th>{head}</tr></thead>"
                    f"<tbody>{''.join(body)}</tbody></table>")
