@@ -204,3 +204,13 @@ def test_detection_map_per_delegate_from_the_outputs_that_came_back(
                                task="detection", labels=str(detector["labels"]))
     assert part["samples"] == 60 and part["sample_set"]["count"] == 60
     assert all(0.3 < r["value"] <= 1.0 and r["samples"] == 60 for r in part["rows"])
+
+
+def test_host_evaluation_points_core_ml_variants_to_the_device(tmp_path: Path) -> None:
+    from quantlab.harness.quantize.evaluate import skipped_variants
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"variants": [
+        {"scheme": "coreml-fp16", "format": "coreml", "status": "ok",
+         "file": "coreml-fp16.mlpackage"}]}))
+    (why,) = skipped_variants(tmp_path)
+    assert "--device IPHONE --delegate coreml-ane" in why["reason"]

@@ -40,8 +40,9 @@ def skipped_variants(folder: Path) -> list[dict[str, str]]:
     return [
         {
             "scheme": v["scheme"],
-            "reason": "evaluate runs TFLite only, on every host (Core ML prediction needs "
-                      "macOS and is not wired in); benchmark it on an iPhone",
+            "reason": "host evaluation runs TFLite only (coremltools predicts only on "
+                      "macOS): evaluate it on an iPhone with --device IPHONE --delegate "
+                      "coreml-ane (or coreml-cpu, coreml-gpu, coreml-all)",
         }
         for v in json.loads(manifest.read_text()).get("variants", [])
         if v.get("status") == "ok" and v.get("format") == "coreml"
