@@ -46,6 +46,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/sim_overhead.py
 	$(BIN)/python benchmarks/quantize_eval.py
 	$(BIN)/python benchmarks/lab_scaling.py
+	$(BIN)/python benchmarks/device_eval.py
 	$(BIN)/python benchmarks/quantize_eval.py --task detection  # exits 1: see its docstring
 
 # the fault campaigns of README "Reliability" (15-25 minutes on 2 cores; `--quick`: a smoke run)

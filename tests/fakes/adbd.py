@@ -574,9 +574,10 @@ class FakeAndroidDevice:
         blob = bytearray()
         self.host_path(f"{folder}/outputs.bin").unlink(missing_ok=True)
         out = b""
+        inputs = [(int(b), self.host_path(f"{folder}/input{k}.bin").read_bytes())
+                  for k, b in enumerate(sizes.split(","))]  # dd seeks; read each file once
         for i in range(n):
-            for k, size in enumerate(int(b) for b in sizes.split(",")):
-                data = self.host_path(f"{folder}/input{k}.bin").read_bytes()
+            for k, (size, data) in enumerate(inputs):
                 self.host_path(f"{folder}/sample{k}.bin").write_bytes(
                     data[i * size:(i + 1) * size])
             result = self.host_path(f"{folder}/out.bin")
