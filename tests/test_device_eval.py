@@ -214,3 +214,20 @@ def test_host_evaluation_points_core_ml_variants_to_the_device(tmp_path: Path) -
          "file": "coreml-fp16.mlpackage"}]}))
     (why,) = skipped_variants(tmp_path)
     assert "--device IPHONE --delegate coreml-ane" in why["reason"]
+
+
+def test_max_mse_gates_each_row_on_its_device_outputs(variants: Path,
+                                                      digits: tuple[Path, Path]) -> None:
+    """--max-mse (the seeds' "output MSE < 0.01") on the device's own outputs against the
+    float model on the host: int8's outputs differ from fp32's (MSE > 0), fp32's own on
+    the host kernels do not."""
+    fleet = discover(["sim"])
+    rows = {r["scheme"]: r for r in evaluate_on_devices(
+        fleet, list(fleet.devices), variants, digits[1], delegates=["cpu"], samples=100,
+        max_mse=1e-9)["rows"]}
+    assert rows["int8"]["gate"]["mse_passed"] is False and not rows["int8"]["gate"]["passed"]
+    assert "--max-mse" in rows["int8"]["gate"]["why"]
+    assert rows["fp32"]["gate"]["mse_passed"] is True
+    loose = evaluate_on_devices(fleet, list(fleet.devices), variants, digits[1],
+                                delegates=["cpu"], samples=100, max_mse=1.0)
+    assert all(r["gate"]["mse_passed"] for r in loose["rows"])
