@@ -47,6 +47,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/quantize_eval.py
 	$(BIN)/python benchmarks/lab_scaling.py
 	$(BIN)/python benchmarks/culprit_speed.py
+	$(BIN)/python benchmarks/device_eval.py
 	$(BIN)/python benchmarks/quantize_eval.py --task detection  # exits 1: see its docstring
 
 # the fault campaigns of README "Reliability" (15-25 minutes on 2 cores; `--quick`: a smoke run)

@@ -41,6 +41,7 @@ from quantlab.harness.records import DeviceInfo, Job, RawOutput, RawResult
 
 if TYPE_CHECKING:
     from quantlab.agents.android.npu_compile import CompiledModel
+    from quantlab.agents.outputs import OutputsFacts
 
 NNAPI_MIN_SDK = 27
 NNAPI_DEPRECATED_SDK = 35
@@ -237,6 +238,20 @@ class AndroidAgent:
                                                        **overrides)
         return cmdmod.build_command(job, model, profile_file=profile_file,
                                     extra_flags=extra_flags, **overrides)
+
+    def outputs_supports(self, device: DeviceInfo, job: Job) -> tuple[bool, str]:
+        """Outputs come back from benchmark_model delegates only."""
+        from quantlab.agents.android.outputs import outputs_supports
+
+        return outputs_supports(job)
+
+    def outputs(self, device: DeviceInfo, job: Job, inputs: Path, out: Path,
+                progress: Progress) -> OutputsFacts:
+        """Every sample of ``inputs`` through ``job`` in one device-side loop
+        (:mod:`quantlab.agents.android.outputs`; the contract: :mod:`quantlab.agents.outputs`)."""
+        from quantlab.agents.android.outputs import run_outputs
+
+        return run_outputs(self, device, job, inputs, out, progress)
 
     # ------------------------------------------------------------------ run
 

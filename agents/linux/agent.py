@@ -65,6 +65,7 @@ from quantlab.agents.linux.session import (
     ssh_errors,
     summarize_error,
 )
+from quantlab.agents.outputs import OutputsFacts
 from quantlab.harness.errors import (
     DeviceDisconnected,
     DeviceTimeout,
@@ -280,6 +281,35 @@ class SshAgent:
         if job.settings.numerics and raw.status == "ok":  # said, not silently dropped
             raw = dataclasses.replace(raw, numerics={"error": NUMERICS_REASON, "unchecked": True})
         return raw
+
+    def outputs(self, device: DeviceInfo, job: Job, inputs: Path, out: Path,
+                progress: Progress) -> OutputsFacts:
+        """Every sample of ``inputs`` through ``job`` on the gateway
+        (:mod:`quantlab.agents.linux.outputs`; the contract: :mod:`quantlab.agents.outputs`)."""
+        from quantlab.agents.linux.outputs import run_outputs
+
+        gw = self.gateway(device.id)
+        if not Path(job.model.path).is_file():
+            raise JobFailed(f"{job.model.path}: model file not found on this host")
+        return run_sync(lambda: self._guarded(gw, job, run_outputs(self, gw, job, inputs, out,
+                                                                   progress)))
+
+    async def _guarded(self, gw: Gateway, job: Job,
+                       call: Awaitable[OutputsFacts]) -> OutputsFacts:
+        """``call`` with SSH failures mapped as for a measuring job (a dropped connection
+        is a retried fault)."""
+        import asyncssh
+
+        try:
+            return await call
+        except TimeoutError:
+            raise DeviceTimeout(gw.device_id, f"no answer within {job.settings.timeout_s:g}s "
+                                "(+60s) while running the samples") from None
+        except asyncssh.SFTPError as exc:
+            raise JobFailed(f"{gw.device_id}: SFTP failed: {summarize_error(exc)}") from None
+        except ssh_errors() as exc:
+            raise DeviceDisconnected(gw.device_id, f"connection dropped "
+                                     f"({summarize_error(exc)})") from None
 
     def _job_spec(self, gw: Gateway, job: Job, model: str, inputs: str | None
                   ) -> dict[str, Any]:

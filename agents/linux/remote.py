@@ -14,8 +14,10 @@ a probe it is piped to ``python -`` on stdin, so nothing is written on the gatew
 ``python remote.py run JOBDIR``
     Runs ``JOBDIR/job.json``: one fresh runner process (``python -m litert_runner``) per
     process-level repeat (exactly as the simulator does), then one for the per-op
-    profile; prints JSON lines (``progress``, ``thermal``, ``energy``, ``result``,
-    ``done``) on stdout. When stdin closes (the SSH connection dropped) the runner
+    profile (a job with ``outputs``: one runner process in the ``outputs`` mode instead, the
+    set's every output written outside JOBDIR for the controller to fetch); prints JSON
+    lines (``progress``, ``thermal``, ``energy``, ``result``, ``done``) on stdout. When
+    stdin closes (the SSH connection dropped) the runner
     is killed and the job directory removed, so nothing is left running.
 
 The host decides and interprets; this file only measures and reports facts.
@@ -387,6 +389,12 @@ class Runner:
         deps = _dependencies()
         emit("facts", arch=platform.machine(), python=platform.python_version(),
              litert=deps.get("ai-edge-litert"), numpy=deps.get("numpy"))
+        if job.get("outputs"):  # evaluate --device: every sample once, every output kept
+            emit("progress", phase="running the samples", fraction=None)
+            emit("result", mode="outputs", repeat=0,
+                 result=self.worker("outputs", 0, deadline, None),
+                 raw=self.raw_files("outputs", 0))
+            return 0
         emit("thermal", when="before", snapshot=self.cool_down(therm))
         sampler = None
         if job.get("energy"):

@@ -26,6 +26,7 @@ from quantlab.agents.litert.results import (
     pooled_rapl_energy,
     rapl_unavailable_reason,
 )
+from quantlab.agents.outputs import OutputsFacts
 from quantlab.harness.records import DeviceInfo, Job, OpRecord, RawOutput, RawResult
 
 SIM_ID = "sim"
@@ -109,6 +110,14 @@ class SimAgent:
     def wait_until_back(self, device: DeviceInfo, timeout_s: float) -> bool:
         """The host CPU never goes away."""
         return True
+
+    def outputs(self, device: DeviceInfo, job: Job, inputs: Path, out: Path,
+                progress: Progress) -> OutputsFacts:
+        """Every sample of ``inputs`` through ``job`` in one runner process
+        (:mod:`quantlab.agents.sim.outputs`; the contract: :mod:`quantlab.agents.outputs`)."""
+        from quantlab.agents.sim.outputs import run_outputs
+
+        return run_outputs(device, job, inputs, out, progress, python=self.python)
 
     # ------------------------------------------------------------------ running
 

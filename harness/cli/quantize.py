@@ -286,18 +286,45 @@ def evaluate_cmd(
                                    "the least top-1 agreement a delegate's class outputs may "
                                    "have with the variant on the host (default 0.99).")
     ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="Evaluate on these devices (ids, "
+                                 "comma-separated; sim for the host simulator): the data goes "
+                                 "through each (device, delegate) and the task metric comes "
+                                 "from the device's own outputs, gated per row.")] = None,
+    delegate: Annotated[
+        str | None, typer.Option("--delegate", help="With --device: the delegates, "
+                                 "comma-separated (default: the first one each device "
+                                 "supports for the variant).")] = None,
+    samples: Annotated[
+        int | None, typer.Option("--samples", min=1, help="With --device: a fixed subset "
+                                 "of N samples (the same on every run; recorded).")] = None,
     results: ResultsOpt = None,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Accuracy, fidelity vs fp32, calibration drift, the gate and edge cases of every TFLite
     variant (host LiteRT), scored by task (classification, detection, segmentation, regression).
-    With --per-delegate, a verdict per (variant, device, delegate) from stored runs."""
+    With --per-delegate, a verdict per (variant, device, delegate) from stored runs; with
+    --device, the accuracy of each (variant, device, delegate) from the device's own outputs."""
     from quantlab.harness.evaluations import save_to_store
     from quantlab.harness.numerics import DEFAULT_MIN_TOP1
     from quantlab.harness.quantize.gate import parse_max_drop
 
     parse_max_drop(max_drop)  # a typo fails before any model runs
+    if device is None and (delegate is not None or samples is not None):
+        raise UserError(f"{'--delegate' if delegate is not None else '--samples'}: only used "
+                        "with --device", hint="add --device sim (or a phone's id)")
+    if device is not None:
+        if per_delegate:
+            raise UserError("--per-delegate reads stored numerics; --device measures accuracy "
+                            "on the device itself", hint="use one of them")
+        from quantlab.harness.cli.device_evaluate import run_device_evaluation
+
+        return run_device_evaluation(
+            variants_dir, data, device=device, delegate=delegate, samples=samples,
+            results=None if no_store else results_location(results), json_out=json_out,
+            max_drop=max_drop, task=task, labels=labels, decoder=decoder, max_mse=max_mse,
+            gate_confidence=gate_confidence, **fmt.reading())
     if min_top1 is not None and not per_delegate:
         raise UserError(f"--min-top1 {min_top1:g}: only used with --per-delegate",
                         hint="add --per-delegate, or drop --min-top1")

@@ -7,8 +7,10 @@ are measured and :mod:`~quantlab.harness.quantize.gate` decides pass or fail.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +40,9 @@ def skipped_variants(folder: Path) -> list[dict[str, str]]:
     return [
         {
             "scheme": v["scheme"],
-            "reason": "evaluate runs TFLite only, on every host (Core ML prediction needs "
-                      "macOS and is not wired in); benchmark it on an iPhone",
+            "reason": "host evaluation runs TFLite only (coremltools predicts only on "
+                      "macOS): evaluate it on an iPhone with --device IPHONE --delegate "
+                      "coreml-ane (or coreml-cpu, coreml-gpu, coreml-all)",
         }
         for v in json.loads(manifest.read_text()).get("variants", [])
         if v.get("status") == "ok" and v.get("format") == "coreml"
@@ -140,43 +143,56 @@ def _data_warnings(calib: dict[str, float] | None, stats: dict[str, float] | Non
     return [why] if why else []
 
 
-def evaluate(
-    variants_dir: str | os.PathLike[str],
-    data_path: str | os.PathLike[str],
-    *,
-    max_drop: float | str | dict[str, float] | None = None,
-    task: str | None = None,
-    labels: str | Path | None = None,
-    decoder: str | None = None,
-    max_mse: float | None = None,
-    x_key: str = "x",
-    y_key: str = "y",
-    image: Any = None,
-    batch: int = DEFAULT_BATCH,
-    edge: bool = True,
-    gate_confidence: bool = False,
-    progress: Callable[[str, int, int], None] | None = None,
-) -> Evaluation:
-    """Evaluate every TFLite variant of a variants folder against its fp32 variant on the data.
+@dataclass
+class Prepared:
+    """What an evaluation sets up once, before any variant runs: the variants, the data, the
+    task and its context, and the fp32 reference's outputs, predictions and metric value
+    (``quantlab evaluate`` on the host, and the device evaluation that scores outputs brought
+    back from phones against the same reference)."""
 
-    ``task``: a name from :data:`quantlab.harness.tasks.TASKS` (None: inferred from the
-    outputs and labels, and said so in ``task``). ``labels``: ground truth beside the data
-    (COCO annotations JSON for detection). ``max_drop``: see :func:`parse_max_drop` (None:
-    each scheme's default gate). ``max_mse``: also fail a variant whose first output's MSE
-    against fp32 exceeds it. Each drop comes with its paired 95 % interval
-    (:mod:`quantlab.harness.tasks.intervals`); ``gate_confidence`` fails only a drop whose whole
-    interval lies beyond its gate (the point estimate decides otherwise). ``warnings`` say
-    where the data cannot resolve a gate and where the calibration data is the evaluation
-    data.
+    folder: Path
+    variants: list[dict[str, Any]]
+    ref_entry: dict[str, Any]
+    unsafe: dict[str, str]
+    x: Any
+    y: Any
+    task: Any
+    why: str
+    ctx: Any
+    ref_out: list[Any]
+    ref_pred: Any
+    ref_metrics: dict[str, Any]
+    metric: str
+    ref_value: float
+    ref_fid: dict[str, Any] | None
+    lower: set[str]
+    overall: float | None
+    per_scheme: dict[str, float]
+    batch: int = DEFAULT_BATCH
+    sample_set: dict[str, Any] | None = None  # the samples evaluated (--samples: a subset)
 
-    Returns the :class:`~quantlab.harness.quantize.evaluation.Evaluation`: the task, the fp32
-    reference, one row per variant (metrics, fidelity per output, calibration drift, the gate,
-    edge cases; or the error the runtime refused it with), the warnings and the variants that
-    failed; its ``to_dict`` is ``quantlab evaluate --json``'s record. ``progress(label, done,
-    total)`` is called as samples are processed.
-    """
+    def allowed(self, scheme: str | None) -> float:
+        """The largest drop the scheme's gate allows."""
+        return gate_for(scheme, self.overall, self.per_scheme)
+
+    def comparable(self, outputs: list[Any]) -> list[Any]:
+        """What per-output fidelity compares (detection: rows an op left unwritten zeroed)."""
+        pick = getattr(self.task, "fidelity_outputs", None)
+        return pick(outputs, self.ctx) if pick is not None else outputs
+
+
+def prepare(variants_dir: str | os.PathLike[str], data_path: str | os.PathLike[str], *,
+            max_drop: float | str | dict[str, float] | None = None, task: str | None = None,
+            labels: str | Path | None = None, decoder: str | None = None, x_key: str = "x",
+            y_key: str = "y", image: Any = None, batch: int = DEFAULT_BATCH,
+            samples: int | None = None, seed: int = 0,
+            progress: Callable[[int, int], None] | None = None) -> Prepared:
+    """Check the folder and data, pick the task, run the fp32 variant on the host and score
+    it (:class:`Prepared`); the arguments as :func:`evaluate`'s, ``progress(samples_done,
+    samples)`` as the fp32 variant runs. ``samples``: only a fixed subset of that many samples
+    (:func:`quantlab.harness.quantize.samples.pick_samples` with ``seed``); the samples used
+    are recorded as ``sample_set`` either way."""
     from quantlab.harness.errors import UserError
-    from quantlab.harness.models import file_sha256
     from quantlab.harness.quantize import data as qdata
     from quantlab.harness.quantize.preflight import preflight
     from quantlab.harness.tasks import Context, get_task, infer_task
@@ -218,27 +234,97 @@ def evaluate(
         why = f"inferred: {why}"
     ctx = Context(infos, ref_runner.input_shape, decoder=decoder)
     ctx.labels = picked.load_labels(str(labels) if labels else None, y, len(x), ctx)
-    total = len(x) * len(variants)
-    done = 0
+    from quantlab.harness.quantize.samples import pick_samples
 
-    def tick(n: int) -> None:
-        nonlocal done
-        done += n
-        if progress:
-            progress(label, done, total)
+    index, sample_set = pick_samples(len(x), samples, seed)
+    if len(index) < len(x):
+        from quantlab.harness.tasks import subset_labels
 
-    label = "fp32"
-    ref_out = ref_runner.predict(x, tick)
-    ref_pred = picked.decode(ref_out, ctx)
-    ref_metrics = picked.metrics(ref_pred, ctx)
-    metric = picked.primary_metric if ref_metrics else picked.label_free_metric
+        x, y = x[index], (y[index] if y is not None else None)
+        ctx.labels = subset_labels(ctx.labels, index)
+    ref_out = ref_runner.predict(x, (lambda k: progress(k, len(x))) if progress else None)
+    return score_reference(Prepared(
+        folder=folder, variants=variants, ref_entry=ref_entry, unsafe=unsafe, x=x, y=y,
+        task=picked, why=why, ctx=ctx, ref_out=ref_out, ref_pred=None, ref_metrics={},
+        metric="", ref_value=1.0, ref_fid=None,
+        lower=set(picked.lower_is_better) | LOWER_IS_BETTER, overall=overall,
+        per_scheme=per_scheme, batch=batch, sample_set=sample_set))
+
+
+def score_reference(p: Prepared) -> Prepared:
+    """``p`` with the fp32 outputs decoded and scored: predictions, metrics, the gated metric
+    (the primary one with labels, else the label-free one) and its value."""
+    ref_pred = p.task.decode(p.ref_out, p.ctx)
+    ref_metrics = p.task.metrics(ref_pred, p.ctx)
+    metric = p.task.primary_metric if ref_metrics else p.task.label_free_metric
     ref_value = ref_metrics.get(metric)
     ref_fid: dict[str, Any] | None = None  # the float model against itself, computed once
     if ref_value is None:
-        ref_fid = picked.fidelity(ref_pred, ref_pred, ctx)
+        ref_fid = p.task.fidelity(ref_pred, ref_pred, p.ctx)
         ref_value = ref_fid.get(metric)
-    ref_value = 1.0 if ref_value is None else float(ref_value)
-    lower = set(picked.lower_is_better) | LOWER_IS_BETTER
+    return dataclasses.replace(p, ref_pred=ref_pred, ref_metrics=ref_metrics, metric=metric,
+                               ref_value=1.0 if ref_value is None else float(ref_value),
+                               ref_fid=ref_fid)
+
+
+def evaluate(
+    variants_dir: str | os.PathLike[str],
+    data_path: str | os.PathLike[str],
+    *,
+    max_drop: float | str | dict[str, float] | None = None,
+    task: str | None = None,
+    labels: str | Path | None = None,
+    decoder: str | None = None,
+    max_mse: float | None = None,
+    x_key: str = "x",
+    y_key: str = "y",
+    image: Any = None,
+    batch: int = DEFAULT_BATCH,
+    edge: bool = True,
+    gate_confidence: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Evaluation:
+    """Evaluate every TFLite variant of a variants folder against its fp32 variant on the data.
+
+    ``task``: a name from :data:`quantlab.harness.tasks.TASKS` (None: inferred from the
+    outputs and labels, and said so in ``task``). ``labels``: ground truth beside the data
+    (COCO annotations JSON for detection). ``max_drop``: see :func:`parse_max_drop` (None:
+    each scheme's default gate). ``max_mse``: also fail a variant whose first output's MSE
+    against fp32 exceeds it. Each drop comes with its paired 95 % interval
+    (:mod:`quantlab.harness.tasks.intervals`); ``gate_confidence`` fails only a drop whose whole
+    interval lies beyond its gate (the point estimate decides otherwise). ``warnings`` say
+    where the data cannot resolve a gate and where the calibration data is the evaluation
+    data.
+
+    Returns the :class:`~quantlab.harness.quantize.evaluation.Evaluation`: the task, the fp32
+    reference, one row per variant (metrics, fidelity per output, calibration drift, the gate,
+    edge cases; or the error the runtime refused it with), the warnings and the variants that
+    failed; its ``to_dict`` is ``quantlab evaluate --json``'s record. ``progress(label, done,
+    total)`` is called as samples are processed.
+    """
+    from quantlab.harness.models import file_sha256
+    from quantlab.harness.quantize import data as qdata
+
+    done = 0
+    label = "fp32"
+    total = 0
+    n_variants = len(variant_files(Path(variants_dir))) if Path(variants_dir).is_dir() else 0
+
+    def tick(n: int, samples: int = 0) -> None:
+        nonlocal done, total
+        done += n
+        total = total or samples * n_variants
+        if progress:
+            progress(label, done, total)
+
+    p = prepare(variants_dir, data_path, max_drop=max_drop, task=task, labels=labels,
+                decoder=decoder, x_key=x_key, y_key=y_key, image=image, batch=batch,
+                progress=tick)
+    folder, variants, ref_entry, unsafe, x = p.folder, p.variants, p.ref_entry, p.unsafe, p.x
+    picked, ctx, ref_out, ref_pred = p.task, p.ctx, p.ref_out, p.ref_pred
+    ref_metrics, metric, ref_value, ref_fid, lower = (p.ref_metrics, p.metric, p.ref_value,
+                                                      p.ref_fid, p.lower)
+    total = len(x) * len(variants)
     calib_stats = _calibration_stats(folder)
     # one pass for the data check and the edge cases' range (min, max, mean; no std)
     stats = qdata.input_stats(x, std=False) if edge or calib_stats else None
@@ -246,9 +332,7 @@ def evaluate(
     ref_edge = edge_outputs(ref_entry["path"], low, high) if edge else {}
     rows: list[VariantEvaluation] = []
     ref_terms: dict[int, dict[str, Any]] = {}  # fidelity's reference-only terms
-    # what per-output fidelity compares (detection: rows an op left unwritten zeroed)
-    comparable = getattr(picked, "fidelity_outputs", lambda outs, _ctx: outs)
-    ref_comparable = comparable(ref_out, ctx)
+    ref_comparable = p.comparable(ref_out)
     for v in variants:
         label = v["scheme"] or Path(v["path"]).name
         sha256 = v["sha256"] or file_sha256(Path(v["path"]))
@@ -264,23 +348,22 @@ def evaluate(
                     scheme=v["scheme"], path=v["path"], sha256=sha256,
                     source_sha256=v["source_sha256"], error=exc.one_line(),
                     gate=GateVerdict(passed=False, drop=None, drop_pt=None, metric=metric,
-                                     value=None,
-                                     max_drop=gate_for(v["scheme"], overall, per_scheme),
+                                     value=None, max_drop=p.allowed(v["scheme"]),
                                      judged=False)))
                 continue
             pred = picked.decode(outputs, ctx)
         same = pred is ref_pred  # the fp32 row: reuse what the reference already computed
         metrics = dict(ref_metrics) if same else picked.metrics(pred, ctx)
-        per_output = fidelity(ref_comparable, comparable(outputs, ctx), ref_terms)
+        per_output = fidelity(ref_comparable, p.comparable(outputs), ref_terms)
         task_fid = dict(ref_fid) if same and ref_fid is not None else \
             picked.fidelity(ref_pred, pred, ctx)
         value = metrics.get(metric, task_fid.get(metric))
         value = ref_value if value is None else float(value)
         metrics.setdefault(metric, value)
-        bad, count = nonfinite_count(comparable(outputs, ctx))
+        bad, count = nonfinite_count(p.comparable(outputs))
         interval = _interval(picked, ref_pred, pred, ctx, metric) if not bad else None
-        gate = judge(metric, ref_value, value, gate_for(v["scheme"], overall, per_scheme),
-                     lower, nonfinite=(bad, count), max_mse=max_mse,
+        gate = judge(metric, ref_value, value, p.allowed(v["scheme"]), lower,
+                     nonfinite=(bad, count), max_mse=max_mse,
                      mse=per_output[0]["mse"], interval=interval, confidence=gate_confidence)
         row = VariantEvaluation(
             scheme=v["scheme"], path=v["path"], sha256=sha256, source_sha256=v["source_sha256"],
@@ -289,7 +372,7 @@ def evaluate(
             edge_cases=edge_cases(v["path"], low, high, ref_edge) if edge else [])
         rows.append(VariantEvaluation.from_dict(finite_or_none(row.to_dict())))
     return Evaluation(
-        task={"name": picked.name, "why": why, "decoder": ctx.decoder,
+        task={"name": picked.name, "why": p.why, "decoder": ctx.decoder,
               "primary_metric": picked.primary_metric,
               "label_free_metric": picked.label_free_metric,
               "labels": str(labels) if labels else None, "notes": ctx.notes},

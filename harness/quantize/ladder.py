@@ -57,7 +57,8 @@ TIE_SHARE = 0.03
 COREML_KEEP_LAYERS = 1
 """Most int8-sensitive layers the palettized Core ML rung keeps fp16."""
 NO_COREML_RUNTIME = ("not measured: no Core ML runtime on this host (coremltools predicts "
-                     "only on macOS); benchmark it on an iPhone")
+                     "only on macOS); measure its accuracy on an iPhone: quantlab evaluate "
+                     "VARIANTS --data D --device IPHONE --delegate coreml-ane")
 
 ProgressFn = Callable[[str, dict[str, Any]], None]
 MeasureFn = Callable[[list[dict[str, Any]]], dict[str, dict[str, Any]]]

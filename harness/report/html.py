@@ -22,6 +22,7 @@ from quantlab.harness.report.html_analysis import (
     _history_body,
     _ladder,
 )
+from quantlab.harness.report.html_device_accuracy import device_accuracy
 from quantlab.harness.report.html_markup import CSS, _e, _section
 from quantlab.harness.report.html_measurements import (
     _latency,
@@ -33,8 +34,8 @@ from quantlab.harness.report.html_measurements import (
 from quantlab.harness.store import RunRecord, Store
 from quantlab.harness.verdicts.history import History
 
-SECTIONS = ("summary", "latency", "accuracy", "calibration", "ladder", "delegates", "ops",
-            "resources", "warnings", "comparison")
+SECTIONS = ("summary", "latency", "accuracy", "device-accuracy", "calibration", "ladder",
+            "delegates", "ops", "resources", "warnings", "comparison")
 
 
 def report_sections(store: Store, records: list[RunRecord], baseline: str | None = None,
@@ -46,6 +47,8 @@ def report_sections(store: Store, records: list[RunRecord], baseline: str | None
         _section("summary", "Summary", _summary(records)),
         _section("latency", "Latency distributions", _latency(records)),
         _section("accuracy", "Accuracy vs latency and size", _accuracy(store, records)),
+        _section("device-accuracy", "Accuracy on the device × delegate",
+                 device_accuracy(store, records)),
         _section("calibration", "Task metrics, agreement and confidence calibration",
                  _calibration(store, records)),
         _section("ladder", "Remedy ladder (autoquant)", _ladder(store, records)),

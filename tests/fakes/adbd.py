@@ -12,7 +12,10 @@ loop starts, the rest when it ends (seen in a ``> file`` it writes to; a profile
 ``startup`` gives process start and delegate init a duration and a battery draw of their
 own); asked for ``--output_filepath`` it computes the
 outputs with host LiteRT on the ``--input_layer_value_files`` inputs (the one thing it
-computes rather than replays: a loopback device has no delegate of its own). A test
+computes rather than replays: a loopback device has no delegate of its own), and says so
+in its output (``STAND_IN_NOTE``); a profile's ``numerics_faults`` ({delegate: "zeros" or
+"zero-class-0"}) makes a delegate perturb them. quantlab's outputs loop (``outputs.sh``:
+one launch per sample) runs as the script does it. A test
 can make it drop the connection in the middle of a benchmark, and keep it away for a
 while or for good.
 
@@ -284,6 +287,24 @@ class _Connection:
                 return
 
 
+STAND_IN_NOTE = ("stand-in benchmark_model: outputs computed on the host with LiteRT (ai-edge-"
+                 "litert), not on a phone's {delegate} delegate\n")
+"""What the stand-in prints after writing ``--output_filepath``: it says what computed them."""
+
+
+def _lose_class_0(outputs: list[Any]) -> None:
+    """The ``zero-class-0`` numerics fault, in place: a classifier's one 2-D output gets
+    class 0's score below every other; an SSD detector's class-0 boxes are labelled class 1
+    (TF's output order: boxes, classes, scores, count)."""
+    import numpy as np
+
+    flat = [o for o in outputs if o.ndim == 2]
+    if len(flat) == 1:
+        flat[0][:, 0] = flat[0].min(axis=1) - 1.0
+    elif flat:
+        flat[0][np.isclose(flat[0], 0.0)] = 1.0
+
+
 def _unquoted_substitution(cmd: str) -> bool:
     """Whether ``cmd`` holds ``$(`` or a backquote that sh would expand (not in '…')."""
     quote = ""
@@ -530,14 +551,44 @@ class FakeAndroidDevice:
         return out, err, code, cwd
 
     def _script(self, args: list[str]) -> tuple[bytes, bytes, int]:
-        """Run a pushed shell script with the host's /bin/sh, its device paths under the sandbox."""
+        """Run a pushed shell script with the host's /bin/sh, its device paths under the
+        sandbox; quantlab's outputs loop (``outputs.sh``) runs as :meth:`_outputs_loop`."""
         script = self.host_path(args[0])
         if not script.is_file():
             return b"", f"sh: {args[0]}: No such file or directory\n".encode(), 127
+        if args[0].endswith("/outputs.sh"):
+            return self._outputs_loop(args[1:])
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "QL_ROOT": str(self.sandbox)}
         proc = subprocess.run(["/bin/sh", str(script), *args[1:]], capture_output=True,
                               env=env, timeout=600, check=False)
         return proc.stdout, proc.stderr, proc.returncode
+
+    def _outputs_loop(self, args: list[str]) -> tuple[bytes, bytes, int]:
+        """``outputs.sh DIR N BYTES TOOL ARGS…`` as the script does it (its header says
+        what), with each launch the benchmark_model stand-in's: the host's /bin/sh cannot
+        start a stand-in that lives in this process. tests/test_android_outputs.py runs the
+        script itself under /bin/sh with a stub tool, so the two are held to one contract."""
+        folder, n, sizes, tool, rest = args[0], int(args[1]), args[2], args[3], args[4:]
+        if not self.host_path(tool).is_file():
+            return f"/system/bin/sh: {tool}: not found\n".encode(), b"", 127
+        blob = bytearray()
+        self.host_path(f"{folder}/outputs.bin").unlink(missing_ok=True)
+        out = b""
+        inputs = [(int(b), self.host_path(f"{folder}/input{k}.bin").read_bytes())
+                  for k, b in enumerate(sizes.split(","))]  # dd seeks; read each file once
+        for i in range(n):
+            for k, (size, data) in enumerate(inputs):
+                self.host_path(f"{folder}/sample{k}.bin").write_bytes(
+                    data[i * size:(i + 1) * size])
+            result = self.host_path(f"{folder}/out.bin")
+            result.unlink(missing_ok=True)
+            out, err, code = self._benchmark(rest, None)
+            if code or not result.is_file():
+                return (f"quantlab-outputs: sample {i}: exit {code}\n".encode() + out + err,
+                        b"", code or 4)
+            blob += result.read_bytes()
+        self.host_path(f"{folder}/outputs.bin").write_bytes(bytes(blob))
+        return f"quantlab-outputs: {n} samples\n".encode() + out, b"", 0
 
     # ------------------------------------------------------------------ benchmark_litert_model
 
@@ -617,15 +668,17 @@ class FakeAndroidDevice:
                               .reshape(d["shape"]))
         interp.invoke()
         fault = self.profile.get("numerics_faults", {}).get(delegate)
-        blob = b""
+        outs = []
         for d in interp.get_output_details():
-            out = interp.get_tensor(d["index"])
+            out = interp.get_tensor(d["index"]).copy()
             if delegate == "gpu" and out.dtype == np.float32:
                 out = out.astype(np.float16).astype(np.float32)
             if fault == "zeros":
                 out = np.zeros_like(out)
-            blob += out.tobytes()
-        self.host_path(flags["output_filepath"]).write_bytes(blob)
+            outs.append(out)
+        if fault == "zero-class-0":
+            _lose_class_0(outs)
+        self.host_path(flags["output_filepath"]).write_bytes(b"".join(o.tobytes() for o in outs))
         return b"", 0
 
     def _benchmark(self, args: list[str], conn: _Connection | None,
@@ -693,6 +746,7 @@ class FakeAndroidDevice:
             err, code = self._write_outputs(flags, delegate)
             if code:
                 return b"", err, code
+            text += STAND_IN_NOTE.format(delegate=delegate)
         profile_file = flags.get("op_profiling_output_file")
         if profile_file and flags.get("enable_op_profiling") == "true":
             table = self.profile.get("profile_fixture")
