@@ -82,6 +82,7 @@ def result_dict(
         "thermal": {"before": raw.thermal_before, "after": raw.thermal_after} if raw else None,
         "runner": raw.runner if raw else None,
         "raw_files": [to_dict(f) for f in raw.raw_files] if raw else [],
+        "sustained": (raw.sustained or None) if raw else None,
         "warnings": warnings,
         "stability_not_checkable": not_checkable,
         "settings": to_dict(job.settings),

@@ -185,6 +185,9 @@ class SshAgent:
         """``.tflite`` only, xnnpack/cpu, threads up to 2× the gateway's cores, worker deps."""
         if job.model.format in ("mlpackage", "mlmodel"):
             return False, "Core ML variant: not an iOS device"
+        if job.settings.sustained_s > 0:
+            return False, ("sustained runs are not measured on SSH gateways yet (sim and "
+                           "android are)")
         if job.model.format != "tflite":
             return False, f"{job.model.format} models do not run on Linux gateways"
         if job.delegate not in self.delegates:

@@ -91,7 +91,13 @@ def show(
 
 def print_run(data: dict[str, Any], ops: bool = False) -> None:
     """A stored run for people: header, results table, energy, failures, warnings."""
-    from quantlab.harness.cli.tables import energy_lines, model_label, ops_table, results_table
+    from quantlab.harness.cli.tables import (
+        energy_lines,
+        model_label,
+        ops_table,
+        results_table,
+        sustained_table,
+    )
 
     console.print(f"[bold]Run {data['run_id']}[/] · {data['status']} · {data['created_at']} · "
                   f"host {data['host']}")
@@ -107,6 +113,14 @@ def print_run(data: dict[str, Any], ops: bool = False) -> None:
         if r["status"] == "ok" and r["energy"] is None and r["energy_unavailable_reason"] \
                 and r["settings"].get("energy"):
             console.print(f"[dim]energy {label}: {r['energy_unavailable_reason']}[/]")
+    for r in data["results"]:
+        if r.get("sustained"):
+            from quantlab.harness.sustained import describe
+
+            console.print(sustained_table(r))
+            console.print(f"sustained {model_label(r['model'])} · {r['device']['id']} · "
+                          f"{r['delegate']}: {describe(r['sustained'])}", soft_wrap=True,
+                          markup=False)
     if ops:
         for r in data["results"]:
             if r["ops"]:

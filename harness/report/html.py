@@ -27,13 +27,14 @@ from quantlab.harness.report.html_measurements import (
     _ops,
     _resources,
     _summary,
+    _sustained,
     _warnings,
 )
 from quantlab.harness.store import RunRecord, Store
 from quantlab.harness.verdicts.history import History
 
 SECTIONS = ("summary", "latency", "accuracy", "calibration", "ladder", "delegates", "ops",
-            "resources", "warnings", "comparison")
+            "resources", "sustained", "warnings", "comparison")
 
 
 def report_sections(store: Store, records: list[RunRecord], baseline: str | None = None
@@ -50,6 +51,7 @@ def report_sections(store: Store, records: list[RunRecord], baseline: str | None
         _section("delegates", "Delegate matrix", _delegates(records)),
         _section("ops", "Per-op breakdown", _ops(records)),
         _section("resources", "Memory, energy and thermal state", _resources(records)),
+        _section("sustained", "Sustained runs: latency over time", _sustained(records)),
         _section("warnings", "Stability warnings, skipped and failed jobs", _warnings(records)),
         _section("comparison", "Comparison with baseline", _comparison(store, records, baseline)),
     ]

@@ -1,5 +1,6 @@
 """HTML report sections on what the runs measured: summary, latency, per-op breakdown,
-memory/energy/thermal state, and stability warnings with skipped and failed jobs."""
+memory/energy/thermal state, sustained runs over time, and stability warnings with skipped
+and failed jobs."""
 
 from __future__ import annotations
 
@@ -152,6 +153,26 @@ def _thermal(state: dict[str, Any]) -> str:
     if not state:
         return "not measured"
     return ", ".join(f"{k} {v}" for k, v in sorted(state.items()))
+
+
+def _sustained(records: list[RunRecord]) -> str:
+    from quantlab.harness.report.plots import sustained_plot
+    from quantlab.harness.sustained import describe
+
+    out = []
+    for _r, e in _ok(records):
+        s = e.raw.sustained if e.raw is not None else {}
+        if not s or not s.get("windows"):
+            continue
+        label = f"{_name(e)} · {e.job.device_id} · {e.job.delegate} · {e.job.threads}t"
+        first = s["windows"][0].get("median_ms") or s["windows"][0].get("mean_ms")
+        limit = first * (1 + s.get("throttle_pct", 10.0) / 100) if first else None
+        out.append(f"<h3>{_e(label)}</h3><p>{_e(describe(s))}</p>"
+                   f"<p>{_e(s.get('source') or '')}</p>"
+                   + sustained_plot(s["windows"], s.get("throttle_at_s"), limit,
+                                    f"{label}: {s['duration_s']:g}s in {s['window_s']:g}s "
+                                    "windows"))
+    return "".join(out) or _nodata("no sustained run (bench --sustained DURATION)")
 
 
 def _warnings(records: list[RunRecord]) -> str:

@@ -24,7 +24,8 @@ MEMORY_METHOD = (
 )
 
 
-def _peak_memory_mb() -> float:
+def peak_memory_mb() -> float:
+    """The measuring process's own peak memory (MiB): VmHWM on Linux, else ru_maxrss."""
     # Linux: VmHWM, the peak of this program's own address space. ru_maxrss is no good
     # there: it survives execve, so a worker started by a large controller (one that
     # trained a model) would report the controller's peak as its own.
@@ -81,8 +82,10 @@ def placement(interp: Any, delegate: str) -> dict[str, Any]:
     }
 
 
-def measure(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
-    """Load, warm up and time the model; returns the result dict."""
+def prepared(job: dict[str, Any], phases: Phases
+             ) -> tuple[Any, float, float, dict[str, Any]]:
+    """Load the model, set its inputs, run the first inference and warm up: the invoke
+    function, the load/init and first-inference times (ms) and the placement."""
     import numpy as np
 
     settings = job["settings"]
@@ -124,7 +127,13 @@ def measure(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
     phases.enter("warming up")
     for _ in range(int(settings["warmup"])):
         invoke()
+    return invoke, init_ms, first_ms, where
 
+
+def measure(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
+    """Load, warm up and time the model; returns the result dict."""
+    settings = job["settings"]
+    invoke, init_ms, first_ms, where = prepared(job, phases)
     phases.enter("measuring")
     # RAPL (and the idle sleep before the loop that lets clocks drop) only with --energy
     rapl = Rapl(Path(job.get("rapl_root") or os.environ.get(RAPL_ROOT_ENV, DEFAULT_RAPL_ROOT))
@@ -163,7 +172,7 @@ def measure(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
         "samples_ms": [s / 1e6 for s in samples],
         "init_ms": init_ms,
         "first_inference_ms": first_ms,
-        "peak_memory_mb": _peak_memory_mb(),
+        "peak_memory_mb": peak_memory_mb(),
         "memory_method": MEMORY_METHOD,
         "energy": energy,
         "energy_unavailable_reason": reason,

@@ -10,7 +10,9 @@ Modes (``"mode"`` in the job JSON): ``measure`` (latency, memory, energy, placem
 (fixed inputs through the model on its delegate, through the float reference and through the
 variant on the reference kernels, every output saved for the caller to compare: :mod:`.numerics`)
 and ``numerics-prepare`` (the host half of a phone's numerics check: input files and the
-float reference's outputs; the model runs on the phone).
+float reference's outputs; the model runs on the phone) and ``sustained`` (the model run
+without a pause for a set time, in windows, with the sysfs sensors at each window's end:
+:mod:`.sustained`).
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from typing import Any
 from .measure import measure, profile
 from .numerics import numerics, numerics_prepare
 from .runtime import Phases, WorkerError
+from .sustained import sustained
 
 MODES = {"measure": measure, "profile": profile, "numerics": numerics,
-         "numerics-prepare": numerics_prepare}
+         "numerics-prepare": numerics_prepare, "sustained": sustained}
 """Each mode of the job JSON and the function that runs it."""
 
 
