@@ -436,6 +436,7 @@ class RawResult:
     placement: dict[str, Any] = field(default_factory=dict)  # which ops ran where (see spec)
     numerics: dict[str, Any] = field(default_factory=dict)  # outputs vs the float reference
     sustained: dict[str, Any] = field(default_factory=dict)  # windows over time (see spec)
+    startup: dict[str, Any] = field(default_factory=dict)  # the first second: cold/warm start
     schema_version: int = SCHEMA_VERSION
 
     @classmethod

@@ -83,6 +83,7 @@ def result_dict(
         "runner": raw.runner if raw else None,
         "raw_files": [to_dict(f) for f in raw.raw_files] if raw else [],
         "sustained": (raw.sustained or None) if raw else None,
+        "startup": (raw.startup or None) if raw else None,
         "warnings": warnings,
         "stability_not_checkable": not_checkable,
         "settings": to_dict(job.settings),

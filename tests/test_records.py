@@ -109,7 +109,7 @@ def test_older_files_still_load(name: str, cls: type, version: int) -> None:
     assert _holds(out, {k: v for k, v in old.items() if k != "schema_version"})
     if name == "raw_result":
         raw = load_record(RawResult, dict(old))
-        assert raw.sustained == {}
+        assert raw.sustained == {} and raw.startup == {}
         if version == 1:
             assert raw.launches == () and raw.raw_files == ()
         assert raw.energy is not None and raw.energy.comparability == "host-package"
@@ -159,7 +159,10 @@ def write_golden() -> None:  # pragma: no cover - run by hand when the format ch
                         "temperatures_c": {"x86_pkg_temp": 51.0},
                         "cpu_freq_khz": {"cpu0": 2400000}}],
                    "peak_ips": 600.0, "sustained_ips": 600.0, "sustained_ratio": 1.0,
-                   "throttle_pct": 10.0, "throttle_at_s": None, "throttle": None})
+                   "throttle_pct": 10.0, "throttle_at_s": None, "throttle": None},
+        startup={"source": "LiteRT runner", "cold": {"load_ms": 8.5, "delegate_ms": 4.0,
+                                                     "first_inference_ms": 4.25},
+                 "warm": None, "cache": None, "warm_unavailable": "no delegate cache"})
     plan = Plan(jobs=(job,), skipped=(Skipped(sample_job("gpu"), "gpu: not a delegate of sim"),))
     run = Run(run_id="20261122-231500-3fa2", created_at="2026-11-22T23:15:00+00:00", host="lab1",
               tool_versions={"quantlab": "0.1.0"}, git_sha=None, command="quantlab bench m.tflite",

@@ -140,3 +140,4 @@ def test_bad_sustained_options_are_one_line_errors(cnn_tflite: Path, tmp_path: P
                     env={"QUANTLAB_RESULTS": str(tmp_path / "results")})
     assert out.returncode == 2 and message in out.stderr
     assert "Traceback" not in out.stderr
+

@@ -48,6 +48,28 @@ def sustained_windows(job: Job, out: dict[str, Any]) -> dict[str, Any]:
                             sensors_note=out.get("sensors_note"))
 
 
+def startup_record(job: Job, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``RawResult.startup`` dict of ``measure`` results (medians over the repeats): the
+    model load (the interpreter built), the delegate (allocation, where LiteRT applies
+    XNNPACK; none for builtin kernels) and the first inference; no warm start (the Python
+    interpreter exposes no delegate cache)."""
+    loads = [r["load_ms"] for r in runs if r.get("load_ms") is not None]
+    if len(loads) != len(runs):
+        return {}
+    load = statistics.median(loads)
+    init = statistics.median(r["init_ms"] for r in runs)
+    xnnpack = job.delegate == "xnnpack"
+    return {
+        "source": "LiteRT runner: interpreter built (load), allocate_tensors (XNNPACK applied), "
+                  "first invoke; medians over the repeats",
+        "cold": {"load_ms": load if xnnpack else init,
+                 "delegate_ms": init - load if xnnpack else None,
+                 "first_inference_ms": statistics.median(r["first_inference_ms"] for r in runs)},
+        "warm": None, "cache": None,
+        "warm_unavailable": "no delegate cache: LiteRT's Python interpreter exposes none",
+    }
+
+
 def pooled_rapl_energy(runs: list[dict[str, Any]]) -> Energy | None:
     """RAPL energy per inference over the repeats (medians), or None unless every repeat
     measured it."""

@@ -25,6 +25,7 @@ from quantlab.agents.litert.results import (
     numerics_from,
     pooled_rapl_energy,
     rapl_unavailable_reason,
+    startup_record,
     sustained_windows,
 )
 from quantlab.harness.records import DeviceInfo, Job, OpRecord, RawOutput, RawResult
@@ -192,6 +193,7 @@ class SimAgent:
             raw_outputs=tuple(raw_outputs),
             placement=dict(runs[0].get("placement") or {}),
             numerics=numerics,
+            startup=startup_record(job, runs),
         )
 
     def _run_sustained(self, job: Job, progress: Progress) -> RawResult:

@@ -96,6 +96,7 @@ def print_run(data: dict[str, Any], ops: bool = False) -> None:
         model_label,
         ops_table,
         results_table,
+        startup_table,
         sustained_table,
     )
 
@@ -113,6 +114,11 @@ def print_run(data: dict[str, Any], ops: bool = False) -> None:
         if r["status"] == "ok" and r["energy"] is None and r["energy_unavailable_reason"] \
                 and r["settings"].get("energy"):
             console.print(f"[dim]energy {label}: {r['energy_unavailable_reason']}[/]")
+    if any(r.get("startup") for r in data["results"]):
+        console.print(startup_table(data["results"]))
+        for why in sorted({str(r["startup"]["warm_unavailable"]) for r in data["results"]
+                           if r.get("startup") and r["startup"].get("warm_unavailable")}):
+            console.print(f"no warm start: {why}", style="dim", soft_wrap=True, markup=False)
     for r in data["results"]:
         if r.get("sustained"):
             from quantlab.harness.sustained import describe

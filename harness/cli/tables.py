@@ -222,6 +222,28 @@ def sustained_table(result: dict[str, Any]) -> Table:
     return table
 
 
+def startup_table(results: list[dict[str, Any]]) -> Table:
+    """The first second of each job: model load, delegate, first inference, the cold and
+    the warm start's time to first result (warm: from the delegate's cache)."""
+    from quantlab.harness.startup import cold_and_warm
+
+    table = new_table("First second: cold and warm start")
+    label_column(table, "model", LABEL_WIDTH)
+    label_column(table, "delegate", 12)
+    for name in ("load", "delegate", "1st inf", "cold", "warm"):
+        number_column(table, name)
+    for r in results:
+        start = r.get("startup")
+        if not start:
+            continue
+        c = start.get("cold") or {}
+        cold, warm = cold_and_warm(start)
+        table.add_row(model_label(r["model"]), f"{r['delegate']}/{r['threads']}t",
+                      fmt_ms(c.get("load_ms")), fmt_ms(c.get("delegate_ms")),
+                      fmt_ms(c.get("first_inference_ms")), fmt_ms(cold), fmt_ms(warm))
+    return table
+
+
 def accounts_line(accounts: list[Any]) -> str:
     """One line per device: ok / failed / skipped / interrupted / retries."""
     parts = []

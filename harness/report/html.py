@@ -26,6 +26,7 @@ from quantlab.harness.report.html_measurements import (
     _latency,
     _ops,
     _resources,
+    _startup,
     _summary,
     _sustained,
     _warnings,
@@ -34,7 +35,7 @@ from quantlab.harness.store import RunRecord, Store
 from quantlab.harness.verdicts.history import History
 
 SECTIONS = ("summary", "latency", "accuracy", "calibration", "ladder", "delegates", "ops",
-            "resources", "sustained", "warnings", "comparison")
+            "resources", "startup", "sustained", "warnings", "comparison")
 
 
 def report_sections(store: Store, records: list[RunRecord], baseline: str | None = None
@@ -51,6 +52,7 @@ def report_sections(store: Store, records: list[RunRecord], baseline: str | None
         _section("delegates", "Delegate matrix", _delegates(records)),
         _section("ops", "Per-op breakdown", _ops(records)),
         _section("resources", "Memory, energy and thermal state", _resources(records)),
+        _section("startup", "The first second: cold and warm start", _startup(records)),
         _section("sustained", "Sustained runs: latency over time", _sustained(records)),
         _section("warnings", "Stability warnings, skipped and failed jobs", _warnings(records)),
         _section("comparison", "Comparison with baseline", _comparison(store, records, baseline)),

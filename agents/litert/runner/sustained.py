@@ -63,7 +63,7 @@ def sustained(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
     """Run the model for ``settings.sustained_s`` seconds in windows; returns the windows'
     iteration times and sensor readings, with the load and first-inference times."""
     settings = job["settings"]
-    invoke, init_ms, first_ms, where = prepared(job, phases)
+    invoke, init_ms, first_ms, where, _load_ms = prepared(job, phases)
     root = Path(job.get("sysfs_root") or os.environ.get(SYSFS_ROOT_ENV) or "/sys")
     duration_ns = float(settings["sustained_s"]) * 1e9
     window_ns = max(float(settings["window_s"]), 1e-3) * 1e9
