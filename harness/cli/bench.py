@@ -186,6 +186,10 @@ def bench(
         "delegate's class outputs (default: the plan's [gate] min_top1, else 0.99); with "
         "--numerics a job that fails the gate (cosine ≥ 0.99, NaN/Inf) makes bench exit 1.")
     ] = None,
+    confirm: Annotated[int, typer.Option(
+        "--confirm", min=0, help="With a baseline: a job judged slower is measured again with "
+        "this many launches before it is reported; not slower again = 'not confirmed' "
+        "(the plan's [measure] confirm).")] = 0,
     results: ResultsOpt = None,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
@@ -246,8 +250,16 @@ def bench(
     def compare_and_write(data: dict[str, Any]) -> int:
         from quantlab.harness.cli.numerics_gate import min_top1_of, numerics_exit_code
 
+        confirm = None
+        if opts.get("confirm"):
+            from quantlab.harness.cli.confirm import confirm_slower
+
+            def confirm(c: Any) -> Any:
+                return confirm_slower(session, run_id, c, int(opts["confirm"]), c.threshold,
+                                      c.match_keys)
         code = plan_run.finish_with_baseline(store, run_id, base_id, rules, gate.junit,
-                                             gate.markdown, data, json_out, gate_result)
+                                             gate.markdown, data, json_out, gate_result,
+                                             confirm=confirm)
         numerics = numerics_exit_code(store, run_id, data,
                                       min_top1_of(min_top1, pf.gate if pf else None), json_out)
         return plan_run.gate_exit_code(gate_result, data, json_out) or numerics or code

@@ -123,6 +123,10 @@ def print_comparison(c: Any) -> None:
             console.print(f"[{colour}]drift {m.drift.verdict}[/] {m.new_label}: "
                           f"{m.drift.text().split(': ', 1)[1]}", soft_wrap=True)
     for m in c.matches:
+        conf = m.confirmation
+        if conf and conf["state"] == "confirmed":
+            console.print(f"[red]confirmed[/] {m.new_label}: slower again in {conf['launches']} "
+                          f"confirmation launches (run {conf['run_id']})", soft_wrap=True)
         if m.startup:
             b, n = m.startup["baseline"], m.startup["new"]
             console.print(f"first second {m.new_label}: cold start {_ms(b['cold_ms'])} → "

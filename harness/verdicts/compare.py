@@ -54,6 +54,10 @@ MATCH_KEYS = ("model", "scheme", "device", "delegate", "threads")
 DEFAULT_MATCH = ("model", "device", "delegate", "threads")
 
 
+NOT_CONFIRMED = "not confirmed"
+"""A pair judged slower whose confirmation re-run was not slower (``[measure] confirm``)."""
+
+
 @dataclass(frozen=True)
 class Match:
     """Two jobs paired across the runs, with their verdict (or why there is none)."""
@@ -77,6 +81,7 @@ class Match:
     new_label: str
     drift: Drift | None = None  # the series' slow drift (bench --baseline with a tag)
     startup: dict[str, Any] | None = None  # cold/warm start (ms) of each side; no verdict
+    confirmation: dict[str, Any] | None = None  # a slower verdict measured again (confirm)
 
     @property
     def fails(self) -> bool:
