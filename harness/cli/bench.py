@@ -95,11 +95,17 @@ def plan(
     threads: ThreadsOpt = "1",
     cluster: ClusterOpt = None,
     plan_file: PlanOpt = None,
+    resolve: Annotated[str | None, typer.Option(
+        "--resolve", metavar="CHANGE", help="For each job, the noise of its newest stored "
+        "result and the repeats and iterations it would take to resolve a change this size "
+        "(e.g. 5%).")] = None,
+    results: ResultsOpt = None,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Show the jobs a bench would run, and what it would skip and why; runs nothing. With
-    --plan, the plan file expanded as bench --plan expands it (the gate is shown, not run)."""
+    --plan, the plan file expanded as bench --plan expands it (the gate is shown, not run).
+    With --resolve 5%, what each job needs to resolve a 5% change at its stored noise."""
     from quantlab._bench import make_plan, measure_settings
     from quantlab.harness.cli import plan_run
     from quantlab.harness.planfile import load_plan_file
@@ -119,8 +125,17 @@ def plan(
     else:
         the_plan, _, _ = make_plan(opts["models"], device, delegate, threads, settings, cluster)
     summary = plan_run.plan_summary(pf, opts["models"]) if pf is not None else None
+    rows = None
+    if resolve is not None:
+        from quantlab.harness.cli.resolve import print_rows, resolve_rows
+        from quantlab.harness.store import Store
+        from quantlab.harness.sustained import parse_percent
+
+        change = parse_percent(resolve, "--resolve") / 100
+        rows = resolve_rows(Store.open(results_location(results)), list(the_plan.jobs), change)
     if json_out:
         print_json({"jobs": [{"job_id": j.job_id, **to_dict(j)} for j in the_plan.jobs],
+                    **({"resolve": rows} if rows is not None else {}),
                     "skipped": [{"job_id": s.job.job_id, **to_dict(s.job), "reason": s.reason}
                                 for s in the_plan.skipped],
                     **({"plan_file": summary} if summary is not None else {}),
@@ -129,6 +144,8 @@ def plan(
     console.print(_plan_table(the_plan))
     if summary is not None:
         _print_plan_summary(summary)
+    if rows is not None:
+        print_rows(rows, change)
 
 
 def _print_plan_summary(summary: dict[str, Any]) -> None:

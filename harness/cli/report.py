@@ -127,12 +127,12 @@ def print_comparison(c: Any) -> None:
         if conf and conf["state"] == "confirmed":
             console.print(f"[red]confirmed[/] {m.new_label}: slower again in {conf['launches']} "
                           f"confirmation launches (run {conf['run_id']})", soft_wrap=True)
-        if m.startup:
-            b, n = m.startup["baseline"], m.startup["new"]
+        b, n = (m.startup or {}).get("baseline", {}), (m.startup or {}).get("new", {})
+        if b.get("warm_ms") is not None or n.get("warm_ms") is not None:  # a delegate cache
             console.print(f"first second {m.new_label}: cold start {_ms(b['cold_ms'])} → "
                           f"{_ms(n['cold_ms'])}, warm start {_ms(b['warm_ms'])} → "
                           f"{_ms(n['warm_ms'])} (start times get no verdict)",
-                          soft_wrap=True, markup=False, highlight=False)
+                          markup=False, highlight=False)
     for method in sorted(methods):  # explanations: wrapped to the terminal's width
         console.print(f"[dim]{method}: {c.tests[method]}[/]")
     if methods:

@@ -114,6 +114,13 @@ def print_run(data: dict[str, Any], ops: bool = False) -> None:
         if r["status"] == "ok" and r["energy"] is None and r["energy_unavailable_reason"] \
                 and r["settings"].get("energy"):
             console.print(f"[dim]energy {label}: {r['energy_unavailable_reason']}[/]")
+    for r in data["results"]:
+        if r.get("stability"):
+            from quantlab.harness.stability import describe as stability_text
+
+            console.print(f"stability {model_label(r['model'])} · {r['device']['id']} · "
+                          f"{r['delegate']}: {stability_text(r['stability'])}", style="dim",
+                          soft_wrap=True, markup=False, highlight=False)
     if any(r.get("startup") for r in data["results"]):
         console.print(startup_table(data["results"]))
         for why in sorted({str(r["startup"]["warm_unavailable"]) for r in data["results"]
