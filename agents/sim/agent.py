@@ -217,4 +217,5 @@ class SimAgent:
         progress("done", 1.0)
         return measured_result(job, [out], runner=runner, raw_outputs=tuple(raw_outputs),
                                placement=dict(out.get("placement") or {}),
-                               sustained=sustained_windows(job, out))
+                               sustained=sustained_windows(job, out),
+                               startup=startup_record(job, [out]))
