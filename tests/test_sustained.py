@@ -141,3 +141,20 @@ def test_bad_sustained_options_are_one_line_errors(cnn_tflite: Path, tmp_path: P
     assert out.returncode == 2 and message in out.stderr
     assert "Traceback" not in out.stderr
 
+
+
+def test_a_plan_file_asks_for_a_sustained_run(cnn_tflite: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from quantlab.harness.cli.main import app
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "a.tflite").write_bytes(cnn_tflite.read_bytes())
+    plan = tmp_path / "plan.toml"
+    plan.write_text('models = ["models/a.tflite"]\ndevices = ["sim"]\n\n[measure]\n'
+                    'sustained = "2m"\nwindow = 15\nthrottle = "20%"\nconfirm = 2\n')
+    out = CliRunner().invoke(app, ["plan", "--plan", str(plan), "--json"])
+    assert out.exit_code == 0, out.output
+    settings = json.loads(out.stdout)["jobs"][0]["settings"]
+    assert (settings["sustained_s"], settings["window_s"], settings["throttle_pct"]) == (
+        120.0, 15.0, 20.0)

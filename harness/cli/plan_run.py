@@ -19,7 +19,8 @@ from quantlab.harness.errors import UserError
 from quantlab.harness.planfile import PlanFile
 
 MEASURE_OPTIONS = ("warmup", "iterations", "min_time", "repeats", "profile_ops", "inputs",
-                   "energy", "energy_on_usb", "numerics", "timeout", "retry_timeout", "confirm")
+                   "energy", "energy_on_usb", "numerics", "timeout", "retry_timeout", "confirm",
+                   "sustained", "window", "throttle")
 """bench options a plan file's [measure] table sets (same names)."""
 
 
