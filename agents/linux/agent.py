@@ -316,10 +316,13 @@ class SshAgent:
         settings = dataclasses.asdict(dataclasses.replace(job.settings, inputs=inputs))
         return {
             "payload": {"model": model, "delegate": job.delegate, "threads": job.threads,
-                        "settings": settings, "rapl_root": self.sysfs_roots.get("rapl")},
+                        "settings": settings, "rapl_root": self.sysfs_roots.get("rapl"),
+                        "thermal_root": self.sysfs_roots.get("thermal"),
+                        "cpu_root": self.sysfs_roots.get("cpu")},
             "repeats": max(int(job.settings.repeats), 1),
+            "sustained": job.settings.sustained_s > 0,
             "profile": job.settings.profile_ops,
-            "timeout_s": job.settings.timeout_s,
+            "timeout_s": job.settings.timeout_s + job.settings.sustained_s,
             "energy": job.settings.energy,
             "energy_baseline_s": gw.energy_baseline_s,
             "hot_c": gw.hot_c, "cooldown_s": gw.cooldown_s,
@@ -333,7 +336,7 @@ class SshAgent:
         if session.gw.sudo:
             argv = ["sudo", "-n", *argv]
         events: list[dict[str, Any]] = []
-        deadline = time.monotonic() + job.settings.timeout_s + 60
+        deadline = time.monotonic() + job.settings.timeout_s + job.settings.sustained_s + 60
         async with session.conn.create_process(shlex.join(argv), encoding="utf-8") as proc:
             while True:
                 remaining = deadline - time.monotonic()

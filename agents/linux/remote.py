@@ -403,8 +403,15 @@ class Runner:
                 sampler = PowerSampler(channels)
                 emit("progress", phase="energy baseline", fraction=None)
                 sampler.baseline(float(job.get("energy_baseline_s", 1.0)))
-        repeats = int(job["repeats"])
+        repeats = 0 if job.get("sustained") else int(job["repeats"])
         steps = repeats + (1 if job.get("profile") else 0)
+        if job.get("sustained"):  # one runner process in windows, the gateway's sysfs read
+            emit("progress", phase="sustained run", fraction=None)
+            out = self.worker("sustained", 0, deadline, None)
+            emit("result", mode="measure", repeat=0, result=out,
+                 raw=self.raw_files("sustained", 0))
+            if out.get("error") or self.dropped.is_set():
+                return 0
         for r in range(repeats):
             emit("progress", phase=f"repeat {r + 1}/{repeats}", fraction=r / steps)
             out = self.worker("measure", r, deadline, sampler)

@@ -25,6 +25,8 @@ from quantlab.agents.litert.results import (
     numerics_from,
     pooled_rapl_energy,
     rapl_unavailable_reason,
+    startup_record,
+    sustained_windows,
 )
 from quantlab.agents.outputs import OutputsFacts
 from quantlab.harness.records import DeviceInfo, Job, OpRecord, RawOutput, RawResult
@@ -128,8 +130,11 @@ class SimAgent:
                           python=self.python, raw=raw)
 
     def run(self, device: DeviceInfo, job: Job, progress: Progress) -> RawResult:
-        """Measure ``job``: ``settings.repeats`` worker processes, then the op profile if asked."""
+        """Measure ``job``: ``settings.repeats`` worker processes, then the op profile if asked
+        (a sustained run: one process for ``sustained_s``, in windows)."""
         s = job.settings
+        if s.sustained_s > 0:
+            return self._run_sustained(job, progress)
         deadline = time.monotonic() + s.timeout_s
         repeats = max(int(s.repeats), 1)
         check_numerics = s.numerics or s.profile_ops  # a profiled run also checks numerics
@@ -197,4 +202,29 @@ class SimAgent:
             raw_outputs=tuple(raw_outputs),
             placement=dict(runs[0].get("placement") or {}),
             numerics=numerics,
+            startup=startup_record(job, runs),
         )
+
+    def _run_sustained(self, job: Job, progress: Progress) -> RawResult:
+        """One runner process in ``sustained`` mode; its windows become
+        ``RawResult.sustained``."""
+        s = job.settings
+        limit = s.timeout_s + s.sustained_s
+        raw_outputs: list[RawOutput] = []
+        runner: dict[str, Any] = {"name": "litert", "version": litert_version(),
+                                  "delegate": job.delegate, "threads": job.threads,
+                                  "python": platform.python_version(), "mode": "sustained"}
+        with tempfile.TemporaryDirectory(prefix="quantlab-sim-") as tmp:
+            payload = job_payload(job, Path(tmp), None)
+            progress(f"sustained run, {s.sustained_s:g}s", None)
+            out = run_runner(payload, "sustained", 0, Path(tmp), time.monotonic() + limit,
+                             limit, python=self.python, raw=raw_outputs)
+        if out.get("error"):
+            return RawResult.failure(job.job_id, out["error"], runner=runner,
+                                     raw_outputs=tuple(raw_outputs))
+        runner["pids"] = [out.get("pid")]
+        progress("done", 1.0)
+        return measured_result(job, [out], runner=runner, raw_outputs=tuple(raw_outputs),
+                               placement=dict(out.get("placement") or {}),
+                               sustained=sustained_windows(job, out),
+                               startup=startup_record(job, [out]))

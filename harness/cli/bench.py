@@ -95,13 +95,19 @@ def plan(
     threads: ThreadsOpt = "1",
     cluster: ClusterOpt = None,
     plan_file: PlanOpt = None,
+    resolve: Annotated[str | None, typer.Option(
+        "--resolve", metavar="CHANGE", help="For each job, the noise of its newest stored "
+        "result and the repeats and iterations it would take to resolve a change this size "
+        "(e.g. 5%).")] = None,
+    results: ResultsOpt = None,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Show the jobs a bench would run, what it would skip and why, and the jobs whose
     delegate cannot take the whole graph (float ops to Hexagon, Flex ops), naming the ops;
     runs nothing. With --plan, the plan file expanded as bench --plan expands it (the gate is
-    shown, not run)."""
+    shown, not run). With --resolve 5%, what each job needs to resolve a 5% change at its
+    stored noise."""
     from quantlab._bench import make_plan, measure_settings
     from quantlab.harness.cli import plan_run
     from quantlab.harness.placement_check import placement_warnings
@@ -123,9 +129,18 @@ def plan(
         the_plan, _, _ = make_plan(opts["models"], device, delegate, threads, settings, cluster)
     summary = plan_run.plan_summary(pf, opts["models"]) if pf is not None else None
     warnings = placement_warnings(the_plan)
+    rows = None
+    if resolve is not None:
+        from quantlab.harness.cli.resolve import print_rows, resolve_rows
+        from quantlab.harness.store import Store
+        from quantlab.harness.sustained import parse_percent
+
+        change = parse_percent(resolve, "--resolve") / 100
+        rows = resolve_rows(Store.open(results_location(results)), list(the_plan.jobs), change)
     if json_out:
         print_json({"jobs": [{"job_id": j.job_id, **to_dict(j)} for j in the_plan.jobs],
                     "placement_warnings": warnings,
+                    **({"resolve": rows} if rows is not None else {}),
                     "skipped": [{"job_id": s.job.job_id, **to_dict(s.job), "reason": s.reason}
                                 for s in the_plan.skipped],
                     **({"plan_file": summary} if summary is not None else {}),
@@ -134,6 +149,8 @@ def plan(
     console.print(_plan_table(the_plan))
     if summary is not None:
         _print_plan_summary(summary)
+    if rows is not None:
+        print_rows(rows, change)
     _print_placement_warnings(warnings)
 
 
@@ -210,6 +227,10 @@ def bench(
     no_fallback: Annotated[bool, typer.Option(
         "--no-fallback", help="The placement gate: a job whose delegate left any op on the CPU "
         "fails (plan files: [gate] no_fallback = true).")] = False,
+    confirm: Annotated[int, typer.Option(
+        "--confirm", min=0, help="With a baseline: a job judged slower is measured again with "
+        "this many launches before it is reported; not slower again = 'not confirmed' "
+        "(the plan's [measure] confirm).")] = 0,
     results: ResultsOpt = None,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
@@ -277,8 +298,16 @@ def bench(
     def compare_and_write(data: dict[str, Any]) -> int:
         from quantlab.harness.cli.numerics_gate import min_top1_of, numerics_exit_code
 
+        confirm = None
+        if opts.get("confirm"):
+            from quantlab.harness.cli.confirm import confirm_slower
+
+            def confirm(c: Any) -> Any:
+                return confirm_slower(session, run_id, c, int(opts["confirm"]), c.threshold,
+                                      c.match_keys)
         code = plan_run.finish_with_baseline(store, run_id, base_id, rules, gate.junit,
-                                             gate.markdown, data, json_out, gate_result)
+                                             gate.markdown, data, json_out, gate_result,
+                                             confirm=confirm)
         numerics = numerics_exit_code(store, run_id, data,
                                       min_top1_of(min_top1, pf.gate if pf else None), json_out)
         placed = placement_exit_code(store, run_id, data, min_share, strict, json_out)

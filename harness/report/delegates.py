@@ -2,7 +2,8 @@
 
 Each row says how fast the delegate was (the headline statistic of
 :func:`quantlab.harness.stats.summarize`, labelled), how much faster than the plain CPU
-delegate of the same device, model and threads, what it cost to start, how much
+delegate of the same device, model and threads, what it cost to start (``init_ms``, and
+the cold and warm start's time to first result: :mod:`quantlab.harness.startup`), how much
 of the graph it took (``ops_total``, ``ops_delegated``, ``partitions``,
 ``fallback_ops``) and whether it still computes the float model's answer
 (``numerics``). Nothing here runs a model: the figures come from stored results.
@@ -32,6 +33,7 @@ from typing import Any
 
 from quantlab.harness.numerics import NUMERIC_FIELDS, as_float
 from quantlab.harness.records import OpRecord, RawResult
+from quantlab.harness.startup import cold_and_warm
 from quantlab.harness.stats import summarize
 from quantlab.harness.store import JobEntry, RunRecord
 
@@ -257,6 +259,8 @@ def delegate_rows(records: Iterable[RunRecord]) -> list[dict[str, Any]]:
             "speedup_basis": speedup_note,
             "init_ms": raw.init_ms if raw else None,
             "first_inference_ms": raw.first_inference_ms if raw else None,
+            **dict(zip(("cold_start_ms", "warm_start_ms"),
+                       cold_and_warm(raw.startup if raw else None), strict=True)),
             **placement(raw, e.job.delegate),
             "numerics": numerics,
             "numerics_note": numerics_note,

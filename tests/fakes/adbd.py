@@ -17,7 +17,8 @@ in its output (``STAND_IN_NOTE``); a profile's ``numerics_faults`` ({delegate: "
 "zero-class-0"}) makes a delegate perturb them. quantlab's outputs loop (``outputs.sh``:
 one launch per sample) runs as the script does it. A test
 can make it drop the connection in the middle of a benchmark, and keep it away for a
-while or for good.
+while or for good, and make it throttle on a schedule (:meth:`FakeAndroidDevice.throttle`:
+slower timings, thermal status severe, lower CPU frequencies from a set time on).
 
 Only what quantlab's Android agent uses is implemented; the banner advertises only
 ``shell_v2`` and ``cmd``.
@@ -29,7 +30,9 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shlex
+import shutil
 import socket
 import struct
 import subprocess
@@ -355,6 +358,13 @@ class FakeAndroidDevice:
         self.fail_launches_from: int | None = None  # benchmark launch N (from 1) on fails
         self.down_for_s: float | None = 0.0  # after a drop: refuse for this long; None = forever
         self.benchmark_seconds = float(self.profile.get("benchmark_seconds", 0.05))
+        self.throttle_after_s: float | None = None  # see throttle()
+        self.throttle_factor = 1.0
+        self._throttle_clock: float | None = None
+        for cpu, khz in self.profile.get("cpufreq_khz", {}).items():
+            freq = sandbox / "sys/devices/system/cpu" / cpu / "cpufreq"
+            freq.mkdir(parents=True, exist_ok=True)
+            (freq / "scaling_cur_freq").write_text(f"{khz}\n")
         self._accepting = threading.Event()
         self._accepting.set()
         self._stop = False
@@ -398,6 +408,59 @@ class FakeAndroidDevice:
         self._stop = True
         self.drop()
         self.server.close()
+
+    def throttle(self, after_s: float, factor: float = 2.0) -> None:
+        """Throttle on a schedule: from ``after_s`` seconds after the next benchmark launch
+        starts, every launch's timings are ``factor`` times the recorded ones, the thermal
+        status reads 3 (severe) and the CPU frequencies drop by the same factor."""
+        self.throttle_after_s, self.throttle_factor, self._throttle_clock = after_s, factor, None
+
+    def throttled(self) -> bool:
+        """Whether the throttling schedule has reached its point."""
+        return (self.throttle_after_s is not None and self._throttle_clock is not None
+                and time.monotonic() - self._throttle_clock >= self.throttle_after_s)
+
+    def _scaled(self, text: str) -> str:
+        """A recorded output with its timings (µs) multiplied by the throttle factor."""
+        def times(m: re.Match[str]) -> str:
+            return f"{m.group(1)}{float(m.group(2)) * self.throttle_factor:g}"
+
+        lines = []
+        for line in text.splitlines(keepends=True):
+            if line.lstrip().startswith("count=") or "Inference timings in us" in line:
+                line = re.sub(r"((?:first|curr|min|max|avg|std|p5|median|p95)=)([\d.]+)",
+                              times, line)
+                line = re.sub(r"((?:First inference|Warmup \(avg\)|Inference \(avg\)): )"
+                              r"([\d.]+)", times, line)
+            lines.append(line)
+        return "".join(lines)
+
+    WARM_INIT_FACTOR = 0.2
+    """A cached GPU/NNAPI delegate's init: this share of the recorded (compiling) one."""
+
+    def _cached(self, flags: dict[str, str], delegate: str, graph: str) -> bool:
+        """``--delegate_serialize_dir``/``_token`` for gpu and nnapi, as the delegates honour
+        them: a cache file for this token and model in an existing folder makes the start
+        warm; otherwise the launch compiles and writes it (a missing folder: nothing)."""
+        folder, token = flags.get("delegate_serialize_dir"), flags.get("delegate_serialize_token")
+        if not folder or not token or delegate not in ("gpu", "nnapi"):
+            return False
+        where = self.host_path(folder)
+        if not where.is_dir():
+            return False
+        cache = where / f"{token}.{delegate}.bin"
+        model = hashlib.sha256(self.host_path(graph).read_bytes()).hexdigest()
+        if cache.is_file() and cache.read_text() == model:
+            return True
+        cache.write_text(model)
+        return False
+
+    def _warm(self, text: str) -> str:
+        """A recorded output as a cached start prints it: Init shorter (no compile)."""
+        def init(m: re.Match[str]) -> str:
+            return f"{m.group(1)}{float(m.group(2)) * self.WARM_INIT_FACTOR:g}"
+
+        return re.sub(r"(Init: )([\d.]+)", init, text)
 
     # ------------------------------------------------------------------ device facts
 
@@ -483,6 +546,8 @@ class FakeAndroidDevice:
         elif name == "dumpsys":
             what = args[0] if args else ""
             text = self.profile.get("dumpsys", {}).get(what)
+            if text is not None and what == "thermalservice" and self.throttled():
+                text = re.sub(r"Thermal Status: \d", "Thermal Status: 3", text)
             if text is None:
                 err, code = f"Can't find service: {what}\n".encode(), 0
             else:
@@ -499,11 +564,14 @@ class FakeAndroidDevice:
                     err += f"chmod: {a}: No such file or directory\n".encode()
                     code = 1
         elif name == "rm":
+            recursive = any(a.startswith("-") and "r" in a for a in args)
             for a in args:
                 if not a.startswith("-"):
                     p = self.host_path(a)
                     if p.is_file():
                         p.unlink()
+                    elif p.is_dir() and recursive:
+                        shutil.rmtree(p)
         elif name == "cat":
             for a in args:
                 p = self.host_path(a)
@@ -712,6 +780,15 @@ class FakeAndroidDevice:
         battery = self.sandbox / "sys/class/power_supply/battery"
         fixture = self.profile["fixtures"].get(delegate)
         text = (FIXTURES / fixture).read_text() if fixture else ""
+        if self.throttle_after_s is not None and self._throttle_clock is None:
+            self._throttle_clock = time.monotonic()  # the schedule starts with this launch
+        if self._cached(flags, delegate, graph):
+            text = self._warm(text)
+        if self.throttled():
+            text = self._scaled(text)
+            for cpu, khz in self.profile.get("cpufreq_khz", {}).items():
+                freq = self.sandbox / "sys/devices/system/cpu" / cpu / "cpufreq"
+                (freq / "scaling_cur_freq").write_text(f"{int(khz / self.throttle_factor)}\n")
         marker = text.rfind("Running benchmark for at least")
         head = text[:text.index("\n", marker) + 1] if marker >= 0 and log and not failing \
             else ""
