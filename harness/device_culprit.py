@@ -83,9 +83,14 @@ def device_launcher(agent: Any, device: DeviceInfo, delegate: str, threads: int 
             model.unlink(missing_ok=True)
             if facts.error:
                 return ProbeRun({}, ref.reference, None, error=facts.error)
+            try:
+                came = read_outputs(out)
+            except (OSError, ValueError) as exc:
+                return ProbeRun({}, ref.reference, None,
+                                error=f"the outputs that came back cannot be read: {exc}")
             got = {k: np.asarray(v).reshape(np.shape(ref.reference[k]))
                    if k in ref.reference and np.size(v) == np.size(ref.reference[k])
-                   else np.asarray(v) for k, v in read_outputs(out).items()}
+                   else np.asarray(v) for k, v in came.items()}
             out.unlink(missing_ok=True)
             return ProbeRun(got, ref.reference, facts.placement or None,
                             extra={"inputs": ref.extra.get("inputs"), "run": facts.to_dict()})

@@ -60,6 +60,21 @@ def test_culprit_on_a_phone_names_the_op_its_delegate_computes_wrong(
     assert "LOGISTIC#4" in human.stdout and "2 launches" in human.stdout
 
 
+def test_bisection_on_a_phone_names_the_same_op_within_its_launch_bound(
+        phone: FakeAndroidDevice, cache: Path, tmp_path: Path) -> None:  # noqa: F811
+    """``--bisect`` on the phone: models cut after one op, each one outputs call, within
+    2·⌈log2 ops⌉ + 2 launches, and the same LOGISTIC named."""
+    model = chain_model(tmp_path / "noisy.tflite", NOISY).read_bytes()
+    fleet = discover(agents=[agent()])
+    device = fleet.get(phone.serial)
+    calls = len(phone.benchmark_calls)
+    with device_launcher(fleet.agent_for(device.id), device, "xnnpack") as launch:
+        r = find(model, launch, force_bisection=True)
+    assert r["mode"] == "bisection"
+    assert r["first_failing"]["index"] == 4 and r["largest"]["index"] == 4, r["verdict"]
+    assert r["launches"] == len(phone.benchmark_calls) - calls <= r["launch_bound"]
+
+
 def test_a_clean_delegate_on_a_phone_names_no_culprit(
         phone: FakeAndroidDevice, cache: Path, tmp_path: Path) -> None:  # noqa: F811
     """The same model on the phone's ``cpu`` (no fault): no op crosses the bound; each probe
@@ -90,3 +105,24 @@ def test_culprit_refuses_a_phone_delegate_that_writes_no_outputs(
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert phone.serial in proc.stderr and "npu" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_outputs_that_come_back_unreadable_fail_the_probe_in_one_line(tmp_path: Path) -> None:
+    """An agent whose outputs file is not an .npz: the launch fails with the reason, as a
+    UserError (one line, exit 2 at the CLI), not a traceback."""
+    from quantlab.agents.outputs import OutputsFacts
+    from quantlab.harness.errors import UserError
+    from quantlab.harness.records import DeviceInfo
+
+    class Garbled:
+        def outputs(self, device, job, inputs, out, progress):  # type: ignore[no-untyped-def]
+            out.write_bytes(b"not an npz")
+            return OutputsFacts(samples=1, runner="garbled", runtime="litert",
+                                runtime_version=None, delegate=job.delegate, launches=1)
+
+    model = chain_model(tmp_path / "m.tflite", NOISY).read_bytes()
+    device = DeviceInfo(id="garbled", platform="android", name="garbled")
+    with device_launcher(Garbled(), device, "xnnpack") as launch, \
+            pytest.raises(UserError, match="model launch failed: the outputs that came back "
+                          "cannot be read"):
+        find(model, launch)
