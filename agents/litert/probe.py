@@ -1,7 +1,9 @@
 """The simulator's culprit probes: a probe model (bytes) run by the LiteRT runner's numerics
 mode in a fresh process on this host, on the job's delegate and on TFLite's reference kernels,
 with the same fixed inputs (``--inputs``, else the seeded random ones every numerics check
-uses); its outputs and placement come back as a :class:`quantlab.harness.culprit.ProbeRun`."""
+uses); its outputs and placement come back as a :class:`quantlab.harness.culprit.ProbeRun`
+(``extra``: how the inputs were made, and the input arrays themselves, which a device's
+probes are fed: :mod:`quantlab.harness.device_culprit`)."""
 
 from __future__ import annotations
 
@@ -37,6 +39,8 @@ def host_launcher(delegate: str, threads: int = 1, inputs: str | None = None,
         return ProbeRun({k[7:]: v for k, v in arrays.items() if k.startswith("output:")},
                         {k[10:]: v for k, v in arrays.items() if k.startswith("reference:")},
                         out.get("placement"),
-                        extra={"inputs": out.get("numerics_context", {}).get("inputs")})
+                        extra={"inputs": out.get("numerics_context", {}).get("inputs"),
+                               "input_arrays": {k[6:]: v for k, v in arrays.items()
+                                                if k.startswith("input:")}})
 
     return launch

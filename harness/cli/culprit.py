@@ -1,7 +1,8 @@
 """Command: culprit — per-op numerics of a delegate against the host's reference kernels, and
 the op where they part (:mod:`quantlab.harness.culprit`). The simulator's probes run through
-the LiteRT runner's numerics mode (:mod:`quantlab.agents.litert.probe`); phones and gateways
-need outputs brought back from the device, which this command does not do yet."""
+the LiteRT runner's numerics mode (:mod:`quantlab.agents.litert.probe`); a phone's or a
+gateway's run through the device's outputs capability, against the host's reference kernels on
+the same inputs (:mod:`quantlab.harness.device_culprit`)."""
 
 from __future__ import annotations
 
@@ -35,9 +36,11 @@ def _fmt(value: Any, spec: str) -> str:
 def culprit(
     variant: Annotated[str, typer.Argument(help="A .tflite model (a variant).")],
     device: Annotated[str, typer.Option("--device", "-d", help="Where the delegate runs: "
-                                        "'sim' (this host's LiteRT).")] = "sim",
+                                        "'sim' (this host's LiteRT), or a device id whose "
+                                        "outputs come back (quantlab devices).")] = "sim",
     delegate: Annotated[str, typer.Option("--delegate", help="The delegate compared with "
-                                          "the reference kernels (sim: xnnpack, cpu).")]
+                                          "the reference kernels (sim: xnnpack, cpu; a "
+                                          "device: one of its delegates).")]
     = "xnnpack",
     inputs: Annotated[str | None, typer.Option("--inputs", help="An .npz, one array per "
                                                "model input (default: the seeded random "
@@ -58,11 +61,7 @@ def culprit(
     from quantlab.harness.models import model_ref
     from quantlab.harness.numerics import jsonable
 
-    if device != "sim":
-        raise UserError(f"--device {device}: culprit probes the simulator ('sim') only so far",
-                        hint="phones need their outputs brought back from the device (issue "
-                        "#22's outputs capability); run on the simulator meanwhile")
-    if delegate not in SIM_DELEGATES:
+    if device == "sim" and delegate not in SIM_DELEGATES:
         raise UserError(f"--delegate {delegate}: not a simulator delegate",
                         hint=f"the simulator has {', '.join(SIM_DELEGATES)}")
     if inputs is not None and not Path(inputs).is_file():
@@ -70,17 +69,38 @@ def culprit(
     ref = model_ref(Path(variant))
     if ref.format != "tflite":
         raise UserError(f"{variant}: culprit probes .tflite models only")
-    from quantlab.agents.litert.probe import host_launcher
-
     started = time.monotonic()
-    report = find(Path(ref.path).read_bytes(), host_launcher(delegate, threads, inputs),
-                  min_cosine, force_bisection=bisect)
+    data = Path(ref.path).read_bytes()
+    if device == "sim":
+        from quantlab.agents.litert.probe import host_launcher
+
+        report = find(data, host_launcher(delegate, threads, inputs), min_cosine,
+                      force_bisection=bisect)
+    else:
+        report = _on_device(ref.path, data, device, delegate, threads, inputs, min_cosine,
+                            bisect)
     report = {"model": ref.path, "device": device, "delegate": delegate,
               "seconds": time.monotonic() - started, **report}
     if json_out:
         print_json(jsonable(report))
         return
     _print(report)
+
+
+def _on_device(path: str, data: bytes, device: str, delegate: str, threads: int,
+               inputs: str | None, min_cosine: float, bisect: bool) -> dict[str, Any]:
+    """The search with probes run on ``device`` through its outputs capability."""
+    from quantlab.harness.culprit import find
+    from quantlab.harness.device_culprit import check_device, device_launcher
+    from quantlab.harness.plan import select_devices
+    from quantlab.session import discover
+
+    fleet = discover()
+    info = select_devices(fleet, [device])[0]
+    agent = fleet.agent_for(info.id)
+    check_device(agent, info, path, delegate, threads)
+    with device_launcher(agent, info, delegate, threads, inputs) as launch:
+        return find(data, launch, min_cosine, force_bisection=bisect)
 
 
 def _print(r: dict[str, Any]) -> None:

@@ -14,7 +14,8 @@ own); asked for ``--output_filepath`` it computes the
 outputs with host LiteRT on the ``--input_layer_value_files`` inputs (the one thing it
 computes rather than replays: a loopback device has no delegate of its own), and says so
 in its output (``STAND_IN_NOTE``); a profile's ``numerics_faults`` ({delegate: "zeros" or
-"zero-class-0"}) makes a delegate perturb them. quantlab's outputs loop (``outputs.sh``:
+"zero-class-0"}, or "wrong-kernel:LOGISTIC=NEG": that op type computed by another unary
+kernel) makes a delegate perturb them. quantlab's outputs loop (``outputs.sh``:
 one launch per sample) runs as the script does it. A test
 can make it drop the connection in the middle of a benchmark, and keep it away for a
 while or for good, and make it throttle on a schedule (:meth:`FakeAndroidDevice.throttle`:
@@ -306,6 +307,23 @@ def _lose_class_0(outputs: list[Any]) -> None:
         flat[0][:, 0] = flat[0].min(axis=1) - 1.0
     elif flat:
         flat[0][np.isclose(flat[0], 0.0)] = 1.0
+
+
+def _wrong_kernel(model: bytes, op_type: str, instead: str) -> bytes:
+    """The ``wrong-kernel:OP=OTHER`` numerics fault: the model with every ``OP`` computed by
+    the kernel of the unary op ``OTHER`` (a delegate whose ``OP`` kernel is wrong), so one op
+    type's outputs, and what follows them, leave the reference's."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as s
+
+    m = s.ModelT.InitFromPackedBuf(bytearray(model), 0)
+    want, code = getattr(s.BuiltinOperator, op_type), getattr(s.BuiltinOperator, instead)
+    for oc in m.operatorCodes:
+        if max(oc.builtinCode, oc.deprecatedBuiltinCode) == want:
+            oc.builtinCode, oc.deprecatedBuiltinCode = code, min(code, 127)
+    builder = flatbuffers.Builder(len(model) + 4096)
+    builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 def _unquoted_substitution(cmd: str) -> bool:
@@ -710,10 +728,14 @@ class FakeAndroidDevice:
         if delegate == "cpu":
             kwargs["experimental_op_resolver_type"] = \
                 OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        fault = self.profile.get("numerics_faults", {}).get(delegate)
         try:
-            interp = Interpreter(model_path=str(self.host_path(flags["graph"])), **kwargs)
+            graph = self.host_path(flags["graph"]).read_bytes()
+            if fault and fault.startswith("wrong-kernel:"):
+                graph = _wrong_kernel(graph, *fault.split(":", 1)[1].split("=", 1))
+            interp = Interpreter(model_content=graph, **kwargs)
             interp.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
+        except (OSError, ValueError, RuntimeError) as exc:
             return f"ERROR: Failed to construct interpreter ({exc})\n".encode(), 1
         names = [n for n in flags.get("input_layer", "").split(",") if n]
         files = self._value_files(flags)
@@ -735,7 +757,6 @@ class FakeAndroidDevice:
             interp.set_tensor(d["index"], np.frombuffer(data, dtype=d["dtype"])
                               .reshape(d["shape"]))
         interp.invoke()
-        fault = self.profile.get("numerics_faults", {}).get(delegate)
         outs = []
         for d in interp.get_output_details():
             out = interp.get_tensor(d["index"]).copy()
