@@ -20,6 +20,7 @@ import pytest
 import quantize_fixtures as qf
 from fakes.adbd import FakeAndroidDevice, load_profile
 from test_android_adb import ROOT, adb, adb_port, agent, cache  # noqa: F401  (fixtures)
+from test_device_eval import detector  # noqa: F401  (fixture)
 
 from quantlab.android_runner import outputs as loop
 from quantlab.harness.device_eval import evaluate_on_devices
@@ -150,3 +151,25 @@ def test_the_loop_script_under_sh_cuts_each_sample_and_appends_each_output(
                          capture_output=True, text=True, timeout=60, check=False)
     assert run.returncode == 7
     assert loop.loop_report(run.stdout) == (False, "ERROR: the delegate refused")
+
+
+def test_detection_map_per_delegate_from_the_phone(
+        phone: FakeAndroidDevice, cache: Path, detector: dict[str, Path]) -> None:  # noqa: F811
+    """The detection demo's variants on the phone: mAP per delegate from the outputs that
+    came back; gpu rounds through float16 (a small change), nnapi loses class 0 (a drop far
+    beyond the gate, which fails)."""
+    fleet = discover(agents=[agent()])
+    report = evaluate_on_devices(fleet, [fleet.get(phone.serial)], detector["variants"],
+                                 detector["eval"], delegates=["xnnpack", "gpu", "nnapi"],
+                                 samples=40, task="detection", labels=str(detector["labels"]))
+    assert report["metric"] == "map" and report["samples"] == 40
+    rows = {(r["scheme"], r["delegate"]): r for r in report["rows"]}
+    assert len(rows) == 6
+    for (scheme, delegate), r in rows.items():
+        assert r["error"] is None, r["error"]
+        assert r["run"]["transfers"] == {"push": 1, "pull": 1} and r["run"]["launches"] == 40
+        if delegate == "nnapi":
+            assert r["vs_host"]["drop"] > 0.15 and not r["gate"]["passed"], (scheme, r["gate"])
+        else:
+            assert abs(r["vs_host"]["drop"]) < 0.05, (scheme, delegate, r["vs_host"])
+    assert rows[("fp32", "xnnpack")]["gate"]["passed"]

@@ -231,3 +231,12 @@ def test_max_mse_gates_each_row_on_its_device_outputs(variants: Path,
     loose = evaluate_on_devices(fleet, list(fleet.devices), variants, digits[1],
                                 delegates=["cpu"], samples=100, max_mse=1.0)
     assert all(r["gate"]["mse_passed"] for r in loose["rows"])
+
+
+def test_a_delegate_the_device_lacks_is_one_line_and_exit_2(
+        variants: Path, digits: tuple[Path, Path]) -> None:
+    r = quantlab("evaluate", str(variants), "--data", str(digits[1]), "--device", "sim",
+                 "--delegate", "gpu", "--no-store")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "nothing to evaluate" in r.stderr and "'gpu' is not available" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -33,6 +33,9 @@ def run_device_evaluation(variants_dir: str, data: str, *, device: str, delegate
             fleet, devices, variants_dir, data, delegates=delegates, samples=samples,
             note=warn, progress=lambda text: status.update(f"evaluating: {escape(text)}"),
             **options)
+    if not report["rows"]:  # every (variant, device, delegate) was refused: say why
+        why = "; ".join(sorted({s["reason"] for s in report["skipped"]}))
+        raise fail(f"--device {device}: nothing to evaluate: {why}", 2)
     if results is not None:
         from quantlab.harness.evaluations import save_device_rows
 
