@@ -1,0 +1,131 @@
+"""The ExecuTorch runner: one process-level repeat of one ``.pte`` job, in a process of its own.
+
+``python -m quantlab.agents.executorch.runner JOB.json RESULT.json`` loads the program with
+``executorch.runtime``, warms it up and times ``forward`` (mode ``measure``), the same job
+and result JSON as the LiteRT runner's (:mod:`quantlab.agents.litert.runner`), so the
+simulator reads both alike. A native crash ends only this process; the phase file next to
+the result says where it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+MEMORY_METHOD = "VmHWM of the measuring process"
+_DTYPES = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 6: "float32",
+           7: "float64", 11: "bool"}
+"""ExecuTorch ScalarType codes → numpy dtypes of the inputs the runner makes."""
+
+
+class RunnerError(Exception):
+    """The runtime refused the program or failed to run it (the job fails with the reason)."""
+
+
+def _phase(result: Path, what: str) -> None:
+    result.with_suffix(".phase").write_text(what)
+
+
+def _peak_memory_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _inputs(method: Any, seed: int) -> list[Any]:
+    """Random inputs of the shapes and dtypes the program's ``forward`` declares."""
+    import numpy as np
+    import torch
+
+    rng = np.random.default_rng(seed)
+    meta, out = method.metadata, []
+    for i in range(meta.num_inputs()):
+        tensor = meta.input_tensor_meta(i)
+        dtype = _DTYPES.get(int(tensor.dtype()), "float32")
+        shape = tuple(int(d) for d in tensor.sizes())
+        arr = (rng.standard_normal(shape) if dtype.startswith("float")
+               else rng.integers(0, 2, size=shape)).astype(dtype)
+        out.append(torch.from_numpy(arr))
+    return out
+
+
+def measure(job: dict[str, Any], result: Path) -> dict[str, Any]:
+    """Load, run once, warm up and time the program; the result dict."""
+    _phase(result, "loading ExecuTorch")
+    from executorch.extension.pybindings import portable_lib
+    from executorch.runtime import Runtime
+
+    portable_lib._unsafe_reset_threadpool(int(job["threads"]))
+    settings = job["settings"]
+    _phase(result, "loading the program")
+    t0 = time.perf_counter_ns()
+    try:
+        method = Runtime.get().load_program(job["model"]).load_method("forward")
+    except Exception as exc:
+        raise RunnerError(f"ExecuTorch could not load the program: {_first(exc)}") from None
+    init_ms = (time.perf_counter_ns() - t0) / 1e6
+    args = _inputs(method, int(job.get("seed", 0)))
+    execute = method.execute
+    _phase(result, "running the first inference")
+    t0 = time.perf_counter_ns()
+    try:
+        execute(args)
+    except Exception as exc:
+        raise RunnerError(f"ExecuTorch failed to run the program: {_first(exc)}") from None
+    first_ms = (time.perf_counter_ns() - t0) / 1e6
+    _phase(result, "warming up")
+    for _ in range(int(settings["warmup"])):
+        execute(args)
+    _phase(result, "measuring")
+    iterations, min_time_ns = int(settings["iterations"]), float(settings["min_time_s"]) * 1e9
+    samples: list[int] = []
+    clock = time.perf_counter_ns
+    start = clock()
+    while len(samples) < iterations or clock() - start < min_time_ns:
+        t = clock()
+        execute(args)
+        samples.append(clock() - t)
+    return {
+        "samples_ms": [s / 1e6 for s in samples],
+        "init_ms": init_ms,
+        "first_inference_ms": first_ms,
+        "peak_memory_mb": _peak_memory_mb(),
+        "memory_method": MEMORY_METHOD,
+        "threads_used": portable_lib._threadpool_get_thread_count(),
+    }
+
+
+def _first(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:300]
+
+
+def main(argv: list[str]) -> int:
+    """Read the job JSON, write the result JSON; exit 0 unless the process crashed."""
+    job_path, result_path = Path(argv[0]), Path(argv[1])
+    job = json.loads(job_path.read_text())
+    try:
+        if (job.get("mode") or "measure") != "measure":
+            raise RunnerError(f"mode {job.get('mode')!r} is not supported by the ExecuTorch "
+                              "runner yet")
+        out = measure(job, result_path)
+        out["error"] = None
+    except RunnerError as exc:
+        out = {"error": str(exc)}
+    out["pid"] = os.getpid()
+    result_path.write_text(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
