@@ -61,15 +61,25 @@ def torch_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp
 
 
-def test_pt2_makes_executorch_variants_that_match_the_float_model(torch_model: Path) -> None:
-    import torch
-    from executorch.runtime import Runtime
-
+@pytest.fixture(scope="module")
+def et_variants(torch_model: Path) -> Path:
+    """The .pt2 quantized into every ExecuTorch scheme ("all")."""
     import quantlab
 
     out = torch_model / "variants"
-    manifest = quantlab.quantize(torch_model / "net.pt2", out, "all",
-                                 calib=torch_model / "calib.npz")
+    quantlab.quantize(torch_model / "net.pt2", out, "all", calib=torch_model / "calib.npz")
+    return out
+
+
+def test_pt2_makes_executorch_variants_that_match_the_float_model(
+        torch_model: Path, et_variants: Path) -> None:
+    import torch
+    from executorch.runtime import Runtime
+
+    from quantlab.harness.quantize.manifest import Manifest
+
+    out = et_variants
+    manifest = Manifest.load(out)
     # "all" for a PyTorch source is the schemes that can be made from it
     assert [v.scheme for v in manifest.variants] == ["et-fp32", "et-int8"]
     assert all(v.status == "ok" for v in manifest.variants), manifest.variants
@@ -161,4 +171,30 @@ def test_evaluate_says_why_executorch_variants_are_not_scored(tmp_path: Path) ->
     with pytest.raises(UserError) as caught:
         evaluate(tmp_path, tmp_path / "eval.npz")
     assert "ExecuTorch variants" in caught.value.one_line()
-    assert "bench --device sim" in caught.value.one_line()
+    assert "PyTorch source" in caught.value.one_line()
+
+
+def test_evaluate_scores_executorch_variants_against_the_pytorch_model(
+        torch_model: Path, et_variants: Path, tmp_path: Path) -> None:
+    import torch
+
+    from quantlab.harness.quantize.evaluate import evaluate
+
+    x = np.random.default_rng(2).standard_normal((24, 3, 8, 8)).astype(np.float32)
+    float_model = torch.export.load(torch_model / "net.pt2").module()
+    with torch.no_grad():  # the float model is right (it was exported with batch 1)
+        y = np.array([int(float_model(torch.from_numpy(x[i:i + 1])).argmax())
+                      for i in range(len(x))])
+    np.savez(tmp_path / "eval.npz", x=x, y=y)
+    report = evaluate(et_variants, tmp_path / "eval.npz", task="classification").to_dict()
+    assert report["reference"]["scheme"] == "float (PyTorch)"
+    assert report["reference"]["path"].endswith("net.pt2")
+    assert report["reference"]["value"] == 1.0
+    rows = {r["scheme"]: r for r in report["variants"]}
+    assert set(rows) == {"et-fp32", "et-int8"} and not report["skipped"]
+    fp32, int8 = rows["et-fp32"], rows["et-int8"]
+    assert fp32["gate"]["passed"] and fp32["gate"]["drop"] == 0.0
+    fp32_mse = fp32["fidelity"]["outputs"][0]["mse"]
+    assert fp32_mse < 1e-8  # XNNPACK float: the PyTorch model's own outputs
+    assert int8["fidelity"]["outputs"][0]["mse"] > 10 * fp32_mse  # int8's own error
+    assert int8["gate"]["value"] is not None

@@ -39,8 +39,8 @@ def skipped_variants(folder: Path) -> list[dict[str, str]]:
     reasons = {
         "coreml": "evaluate runs TFLite only, on every host (Core ML prediction needs "
                   "macOS and is not wired in); benchmark it on an iPhone",
-        "pte": "evaluate runs TFLite only: ExecuTorch variants against the PyTorch float "
-               "model are not wired in yet; benchmark it with bench --device sim",
+        "pte": "ExecuTorch variants are scored against their PyTorch source, which this "
+               "folder's manifest does not name; quantize the .pt2 or module:factory again",
     }
     return [
         {"scheme": v["scheme"], "reason": reasons[v["format"]]}
@@ -81,7 +81,7 @@ def variant_files(folder: Path) -> list[dict[str, Any]]:
     ]
 
 
-def _output_infos(runner: TfliteRunner) -> list[Any]:
+def _output_infos(runner: Any) -> list[Any]:
     from quantlab.harness.tasks import OutputInfo
 
     return [OutputInfo(str(od["name"]), (1, *(int(d) for d in od["shape"][1:])))
@@ -160,7 +160,9 @@ def evaluate(
     gate_confidence: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> Evaluation:
-    """Evaluate every TFLite variant of a variants folder against its fp32 variant on the data.
+    """Evaluate every TFLite variant of a variants folder against its fp32 variant on the data
+    (or, for a folder made from a PyTorch source, every ExecuTorch variant against the PyTorch
+    float model: :mod:`quantlab.harness.quantize.pte_runner`; no edge-case probes there).
 
     ``task``: a name from :data:`quantlab.harness.tasks.TASKS` (None: inferred from the
     outputs and labels, and said so in ``task``). ``labels``: ground truth beside the data
@@ -191,20 +193,31 @@ def evaluate(
         )
     overall, per_scheme = parse_max_drop(max_drop)
     variants = variant_files(folder)
-    if not variants:
-        skipped = skipped_variants(folder)
-        raise UserError(f"{variants_dir}: holds no TFLite variants",
-                        hint=skipped[0]["reason"] if skipped else None)
-    ref_entry = next((v for v in variants if v["scheme"] == "fp32"), None)
-    if ref_entry is None:
-        raise UserError(
-            f"{variants_dir}: no fp32 variant to compare against",
-            hint="include fp32 in --schemes when quantizing",
-        )
-    unsafe = preflight([v["path"] for v in variants])  # native crashes stay out of here
-    if ref_entry["path"] in unsafe:
-        raise ModelError(ref_entry["path"], unsafe[ref_entry["path"]])
-    ref_runner = TfliteRunner(ref_entry["path"], batch=batch)
+    from quantlab.harness.quantize.pte_runner import PteRunner, torch_reference
+
+    from_torch = None if variants else torch_reference(folder)
+    ref_runner: Any
+    run_variant: Callable[..., Any] = TfliteRunner
+    unsafe: dict[str, str] = {}
+    if from_torch is not None:  # ExecuTorch variants against the PyTorch float model
+        ref_entry, ref_runner, variants = from_torch
+        run_variant, edge = PteRunner, False  # the edge cases probe LiteRT's kernels
+    else:
+        if not variants:
+            skipped = skipped_variants(folder)
+            raise UserError(f"{variants_dir}: holds no TFLite variants",
+                            hint=skipped[0]["reason"] if skipped else None)
+        found = next((v for v in variants if v["scheme"] == "fp32"), None)
+        if found is None:
+            raise UserError(
+                f"{variants_dir}: no fp32 variant to compare against",
+                hint="include fp32 in --schemes when quantizing",
+            )
+        ref_entry = found
+        unsafe = preflight([v["path"] for v in variants])  # native crashes stay out of here
+        if ref_entry["path"] in unsafe:
+            raise ModelError(ref_entry["path"], unsafe[ref_entry["path"]])
+        ref_runner = TfliteRunner(ref_entry["path"], batch=batch)
     shape = (
         tuple(int(d) for d in ref_runner.input["shape_signature"])
         if len(ref_runner.input.get("shape_signature", []))
@@ -232,7 +245,7 @@ def evaluate(
         if progress:
             progress(label, done, total)
 
-    label = "fp32"
+    label = ref_entry["scheme"] or "fp32"
     ref_out = ref_runner.predict(x, tick)
     ref_pred = picked.decode(ref_out, ctx)
     ref_metrics = picked.metrics(ref_pred, ctx)
@@ -263,7 +276,7 @@ def evaluate(
             try:
                 if v["path"] in unsafe:
                     raise ModelError(v["path"], unsafe[v["path"]])
-                outputs = TfliteRunner(v["path"], batch=batch).predict(x, tick)
+                outputs = run_variant(v["path"], batch=batch).predict(x, tick)
             except ModelError as exc:  # a variant the runtime refuses fails its gate, alone
                 rows.append(VariantEvaluation(
                     scheme=v["scheme"], path=v["path"], sha256=sha256,
@@ -298,9 +311,10 @@ def evaluate(
               "primary_metric": picked.primary_metric,
               "label_free_metric": picked.label_free_metric,
               "labels": str(labels) if labels else None, "notes": ctx.notes},
-        reference={"scheme": "fp32", "path": ref_entry["path"], "accuracy": ref_metrics,
-                   "value": ref_value},
-        skipped=skipped_variants(folder), metric=metric, samples=len(x), data=str(data_path),
+        reference={"scheme": ref_entry["scheme"] or "fp32", "path": ref_entry["path"],
+                   "accuracy": ref_metrics, "value": ref_value},
+        skipped=[] if from_torch else skipped_variants(folder), metric=metric,
+        samples=len(x), data=str(data_path),
         warnings=[*_data_warnings(calib_stats, stats),
                   *calibration_overlap(folder, Path(data_path), x),
                   *unresolved_warnings([(r.scheme or r.path, r.gate) for r in rows], len(x),
