@@ -1,6 +1,6 @@
 """ExecuTorch on the simulator: a ``.pte`` measured by its own runner, a fresh process per
-repeat, beside ``.tflite`` jobs in one ``bench`` run; without the ``torch`` extra a ``.pte``
-is refused in one line naming it."""
+repeat, with a per-op profile from ETDump, beside ``.tflite`` jobs in one ``bench`` run;
+without the ``torch`` extra a ``.pte`` is refused in one line naming it."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def _quantlab(*args: str, script: str | None = None) -> subprocess.CompletedProc
 def test_bench_measures_tflite_and_pte_in_one_run(pte: Path, tflite_models: dict[str, Path],
                                                  tmp_path: Path) -> None:
     proc = _quantlab("bench", str(tflite_models["cnn"]), str(pte), "--device", "sim",
-                     "--repeats", "2", "--iterations", "20", "--json",
+                     "--repeats", "2", "--iterations", "20", "--profile-ops", "--json",
                      "--results", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     results = {Path(r["model"]["path"]).suffix: r for r in json.loads(proc.stdout)["results"]}
@@ -56,6 +56,13 @@ def test_bench_measures_tflite_and_pte_in_one_run(pte: Path, tflite_models: dict
     assert len(pids) == 2 and len(set(pids)) == 2  # a fresh process per repeat
     assert et["latency_ms"]["count"] == 40  # raw samples of both repeats
     assert results[".tflite"]["runner"]["name"] == "litert"
+    # the per-op profile from ETDump: XNNPACK's kernels inside the delegate, each delegate
+    # call's own time named as such, the portable operators, within Method::execute
+    kernels = {op["kernel"]: op for op in et["ops"]}
+    assert any(k.startswith("Convolution") and op["delegate"] == "XNNPACK"
+               for k, op in kernels.items())
+    assert "DELEGATE_CALL #0 (outside its kernels)" in kernels
+    assert 0.3 <= sum(op["avg_ms"] for op in et["ops"]) / et["ops_model_ms"] <= 1.05
 
 
 def test_a_litert_delegate_is_refused_for_a_pte_with_the_reason(pte: Path,

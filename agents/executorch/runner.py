@@ -1,10 +1,11 @@
 """The ExecuTorch runner: one process-level repeat of one ``.pte`` job, in a process of its own.
 
 ``python -m quantlab.agents.executorch.runner JOB.json RESULT.json`` loads the program with
-``executorch.runtime``, warms it up and times ``forward`` (mode ``measure``), the same job
-and result JSON as the LiteRT runner's (:mod:`quantlab.agents.litert.runner`), so the
-simulator reads both alike. A native crash ends only this process; the phase file next to
-the result says where it was.
+``executorch.runtime``, warms it up and times ``forward`` (mode ``measure``), or runs it with
+ETDump on and reads the per-op profile back with ExecuTorch's own Inspector (mode
+``profile``); the same job and result JSON as the LiteRT runner's
+(:mod:`quantlab.agents.litert.runner`), so the simulator reads both alike. A native crash
+ends only this process; the phase file next to the result says where it was.
 """
 
 from __future__ import annotations
@@ -105,6 +106,73 @@ def measure(job: dict[str, Any], result: Path) -> dict[str, Any]:
     }
 
 
+def profile(job: dict[str, Any], result: Path) -> dict[str, Any]:
+    """The per-op profile from ETDump: each XNNPACK kernel inside a delegate, what each
+    delegate call spent outside its kernels, each operator left to the portable kernels,
+    against ``Method::execute`` (ms per inference, Inspector's p10/p50/p90 in ``detail``)."""
+    _phase(result, "loading ExecuTorch")
+    import torch
+    from executorch.devtools import Inspector
+    from executorch.extension.pybindings import portable_lib
+
+    portable_lib._unsafe_reset_threadpool(int(job["threads"]))
+    _phase(result, "loading the program with ETDump")
+    try:
+        module = portable_lib._load_for_executorch(job["model"], enable_etdump=True,
+                                                   debug_buffer_size=0)
+    except Exception as exc:
+        raise RunnerError(f"ExecuTorch could not load the program: {_first(exc)}") from None
+    shape = tuple(int(d) for d in module.method_meta("forward").input_tensor_meta(0).sizes())
+    args = [torch.randn(shape, generator=torch.Generator().manual_seed(0))]
+    _phase(result, "profiling ops")
+    for _ in range(max(int(job["settings"]["iterations"]), 10)):
+        module.forward(args)
+    etdump = result.with_suffix(".etdp")
+    module.write_etdump_result_to_file(str(etdump))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no debug buffer: no tensor data, as asked
+        inspector = Inspector(etdump_path=str(etdump))
+    rows: list[dict[str, Any]] = []
+    execute_ms, kernels_ms, partition = None, 0.0, 0
+    for block in inspector.event_blocks:
+        if block.name != "Execute":
+            continue
+        for event in block.events:
+            perf = event.perf_data
+            if perf is None:
+                continue
+            times = {"p10": float(perf.p10), "p50": float(perf.p50), "p90": float(perf.p90)}
+            if event.name == "Method::execute":
+                execute_ms = float(perf.avg)
+            elif event.is_delegated_op:
+                kernels_ms += float(perf.avg)
+                rows.append(_row(rows, event.name, float(perf.avg), "XNNPACK",
+                                 {**times, "partition": partition}))
+            elif event.name == "DELEGATE_CALL":
+                rows.append(_row(rows, f"DELEGATE_CALL #{partition} (outside its kernels)",
+                                 max(float(perf.avg) - kernels_ms, 0.0), "XNNPACK",
+                                 {"partition": partition, "call_ms": float(perf.avg)}))
+                partition, kernels_ms = partition + 1, 0.0
+            elif event.name != "OPERATOR_CALL":  # OPERATOR_CALL wraps the native call
+                rows.append(_row(rows, str(event.name), float(perf.avg), None, times))
+    if execute_ms is None:
+        raise RunnerError("ETDump holds no Method::execute event")
+    shown = sum(r["avg_ms"] for r in rows)
+    note = None if shown >= 0.85 * execute_ms else (
+        f"the op rows hold {shown / execute_ms:.0%} of Method::execute; the rest is the "
+        "runtime's own work between operators")
+    return {"ops": rows, "ops_model_ms": execute_ms, "ops_note": note,
+            "profiler": "ETDump read with executorch.devtools.Inspector"}
+
+
+def _row(rows: list[dict[str, Any]], kernel: str, avg_ms: float, delegate: str | None,
+         detail: dict[str, Any]) -> dict[str, Any]:
+    return {"index": len(rows), "kernel": kernel, "avg_ms": avg_ms, "delegate": delegate,
+            "detail": detail}
+
+
 def _first(exc: BaseException) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     return (lines[0] if lines else type(exc).__name__)[:300]
@@ -115,10 +183,10 @@ def main(argv: list[str]) -> int:
     job_path, result_path = Path(argv[0]), Path(argv[1])
     job = json.loads(job_path.read_text())
     try:
-        if (job.get("mode") or "measure") != "measure":
-            raise RunnerError(f"mode {job.get('mode')!r} is not supported by the ExecuTorch "
-                              "runner yet")
-        out = measure(job, result_path)
+        mode = job.get("mode") or "measure"
+        if mode not in ("measure", "profile"):
+            raise RunnerError(f"mode {mode!r} is not supported by the ExecuTorch runner yet")
+        out = (profile if mode == "profile" else measure)(job, result_path)
         out["error"] = None
     except RunnerError as exc:
         out = {"error": str(exc)}

@@ -206,8 +206,9 @@ class SimAgent:
 
     def _run_pte(self, job: Job, progress: Progress) -> RawResult:
         """An ExecuTorch program: ``settings.repeats`` fresh runner processes
-        (:mod:`quantlab.agents.executorch.runner`), each warmed up and timed; the per-op
-        profile and the numerics check are not there yet, and the result says so."""
+        (:mod:`quantlab.agents.executorch.runner`), each warmed up and timed, and one more for
+        the per-op profile from ETDump when asked; the numerics check and energy are not
+        there yet, and the result says so."""
         s = job.settings
         deadline = time.monotonic() + s.timeout_s
         repeats = max(int(s.repeats), 1)
@@ -219,8 +220,7 @@ class SimAgent:
                                   "delegate": job.delegate, "threads": job.threads,
                                   "python": platform.python_version(), "pids": pids}
         warnings = [f"{what} of an ExecuTorch program is not available on the simulator yet"
-                    for what, asked in (("per-op profile", s.profile_ops),
-                                        ("numerics check", s.numerics), ("energy", s.energy))
+                    for what, asked in (("numerics check", s.numerics), ("energy", s.energy))
                     if asked]
         with tempfile.TemporaryDirectory(prefix="quantlab-sim-") as tmp:
             payload = job_payload(job, Path(tmp), None)
@@ -235,6 +235,22 @@ class SimAgent:
                     return RawResult.failure(job.job_id, out["error"], runner=runner,
                                              raw_outputs=tuple(raw_outputs))
                 runs.append(out)
+            ops: tuple[OpRecord, ...] = ()
+            ops_model_ms = None
+            if s.profile_ops:
+                progress("profiling ops", repeats / (repeats + 1))
+                prof = run_runner(payload, "profile", 0, Path(tmp), deadline, s.timeout_s,
+                                  python=self.python, raw=raw_outputs,
+                                  module=et_host.RUNNER_MODULE)
+                if prof.get("error"):
+                    warnings.append(f"per-op profile unavailable: {prof['error']}")
+                else:
+                    ops = tuple(OpRecord(**row) for row in prof["ops"])
+                    ops_model_ms = prof["ops_model_ms"]
+                    runner["profiler"] = prof["profiler"]
+                    if prof.get("ops_note"):
+                        warnings.append(f"per-op profile: {prof['ops_note']}")
         progress("done", 1.0)
         return measured_result(job, runs, runner=runner, warnings=tuple(warnings),
-                               raw_outputs=tuple(raw_outputs))
+                               raw_outputs=tuple(raw_outputs), ops=ops,
+                               ops_model_ms=ops_model_ms)
