@@ -48,6 +48,7 @@ lint: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/sim_overhead.py
+	$(BIN)/python benchmarks/executorch_overhead.py
 	$(BIN)/python benchmarks/quantize_eval.py
 	$(BIN)/python benchmarks/lab_scaling.py
 	$(BIN)/python benchmarks/quantize_eval.py --task detection  # exits 1: see its docstring
