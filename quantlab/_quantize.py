@@ -22,8 +22,10 @@ def quantize(model: PathLike, out: PathLike, schemes: str | Sequence[str] = "all
              force: bool = False, train: PathLike | None = None,
              qat: dict[str, Any] | None = None, granularity: str = "per-channel",
              coreml_keep: Sequence[str] | None = None,
+             input_shape: Sequence[int] | None = None,
              progress: Callable[[str, dict[str, Any]], None] | None = None) -> Manifest:
-    """Make one variant of ``model`` (Keras, SavedModel or float .tflite) per scheme in the
+    """Make one variant of ``model`` (Keras, SavedModel, float .tflite, or with the ``torch``
+    extra a ``torch.export`` ``.pt2`` or ``module:factory`` with ``input_shape``) per scheme in the
     folder ``out``, with its ``manifest.json``; returns the manifest (the record
     ``quantlab quantize`` prints). ``schemes``: names, or ``all`` / ``tflite`` /
     ``coreml``. ``calib``: calibration data (.npz/.npy or ``DIR/<class>/*.jpg``). A scheme
@@ -33,14 +35,16 @@ def quantize(model: PathLike, out: PathLike, schemes: str | Sequence[str] = "all
     from quantlab.harness.quantize.requests import QuantizeRequest
     from quantlab.harness.quantize.schemes import resolve_schemes
     from quantlab.harness.quantize.variants import quantize as make_variants
+    from quantlab.harness.quantize.variants import source_kind
 
-    picked = resolve_schemes(as_list(schemes) or ["all"])
+    picked = resolve_schemes(as_list(schemes) or ["all"], source_kind(Path(model)))
     request = QuantizeRequest.create(
         model, [s.name for s in picked], calib, out, eval_data=eval_data,
         calib_samples=calib_samples, seed=seed, max_drop=max_drop, x_key=x_key, y_key=y_key,
         image=image, force=force, train=train, qat=qat,
         options={"granularity": granularity,
-                 **({"coreml_keep": list(coreml_keep)} if coreml_keep else {})})
+                 **({"coreml_keep": list(coreml_keep)} if coreml_keep else {})},
+        input_shape=input_shape)
     return make_variants(request, progress=progress)
 
 

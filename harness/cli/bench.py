@@ -36,9 +36,9 @@ DeviceOpt = Annotated[
 ]
 DelegateOpt = Annotated[
     str | None,
-    typer.Option("--delegate", help="Comma-separated delegates (sim: xnnpack, cpu; Android: cpu, "
-                 "xnnpack, gpu, nnapi, hexagon, qnn; iOS: coreml-*, tflite-*). Default: each "
-                 "device's first."),
+    typer.Option("--delegate", help="Comma-separated delegates (sim: xnnpack, cpu, et-xnnpack for "
+                 ".pte; Android: cpu, xnnpack, gpu, nnapi, hexagon, qnn; iOS: coreml-*, "
+                 "tflite-*). Default: each device's first for the model's runtime."),
 ]
 ThreadsOpt = Annotated[str, typer.Option("--threads", help="Comma-separated thread counts.")]
 PlanOpt = Annotated[str | None, typer.Option(

@@ -28,7 +28,8 @@ from quantlab.harness.cli.options import DataFormat, with_options
 from quantlab.harness.errors import UserError
 
 SchemesOpt = Annotated[
-    str, typer.Option("--schemes", help="Comma-separated schemes, or all / tflite / coreml.")
+    str, typer.Option("--schemes", help="Comma-separated schemes, or all / tflite / coreml / "
+                      "pte (ExecuTorch).")
 ]
 CalibOpt = Annotated[
     str | None, typer.Option("--calib", help="Calibration data: .npz/.npy or DIR/<class>/*.jpg.")
@@ -86,9 +87,9 @@ def quantize_with_progress(model: str | Path, schemes: list[str], calib: str | P
 
     from quantlab.harness.quantize.requests import QuantizeRequest
     from quantlab.harness.quantize.schemes import resolve_schemes
-    from quantlab.harness.quantize.variants import quantize
+    from quantlab.harness.quantize.variants import quantize, source_kind
 
-    picked = resolve_schemes(schemes)
+    picked = resolve_schemes(schemes, source_kind(Path(model)))
     request = QuantizeRequest.create(model, [s.name for s in picked], calib, out, **options)
     bar = Progress(
         SpinnerColumn(),
@@ -116,6 +117,12 @@ def quantize_with_progress(model: str | Path, schemes: list[str], calib: str | P
 
     with bar:
         return quantize(request, progress=on_event)
+
+
+def _shape(text: str | None) -> tuple[int, ...] | None:
+    from quantlab.harness.quantize.torch_source import parse_shape
+
+    return parse_shape(text) if text else None
 
 
 def evaluate_with_progress(variants_dir: str | Path, data: str | Path, **options: Any
@@ -148,7 +155,8 @@ def evaluate_with_progress(variants_dir: str | Path, data: str | Path, **options
 @with_options(fmt=DataFormat)
 def quantize_cmd(
     model: Annotated[
-        str, typer.Argument(help="Keras .keras/.h5, SavedModel folder or float .tflite.")
+        str, typer.Argument(help="Keras .keras/.h5, SavedModel folder, float .tflite, or with "
+                            "the torch extra a torch.export .pt2 or module:factory.")
     ],
     out: Annotated[str, typer.Option("--out", help="Variants folder to create.")],
     fmt: DataFormat,
@@ -170,6 +178,9 @@ def quantize_cmd(
     qat_layers: QatLayersOpt = None,
     granularity: GranularityOpt = "per-channel",
     coreml_keep: CoremlKeepOpt = None,
+    input_shape: Annotated[str | None, typer.Option(
+        "--input-shape", help="A PyTorch source's example input, batch first (1,3,32,32); "
+        "needed for module:factory.")] = None,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -195,6 +206,7 @@ def quantize_cmd(
         qat=qat_settings(epochs, lr, qat_layers),
         options={"granularity": granularity,
                  **({"coreml_keep": split_list(coreml_keep)} if coreml_keep else {})},
+        input_shape=_shape(input_shape),
     )
     rows = [
         {
@@ -227,7 +239,8 @@ def quantize_cmd(
                     f"(best {v.qat['best_epoch']}{early})")
         if v.options and v.options.get("keep"):
             note = "; ".join([f"kept fp16: {', '.join(v.options['keep'])}", *(v.notes or [])])
-        ops = f"{v.ops['float_ops']}/{v.ops['total_ops']}" if v.ops else ""
+        ops = f"{v.ops['float_ops']}/{v.ops['total_ops']}" if v.ops and "float_ops" in v.ops \
+            else f"{v.ops['delegated_ops']}/{v.ops['total_ops']} in XNNPACK" if v.ops else ""
         size = f"{v.size_bytes / 1024:.1f} KiB" if v.size_bytes else ""
         table.add_row(v.scheme, "ok" if v.status == "ok" else "[red]failed[/]", size, ops, note)
     console.print(table)

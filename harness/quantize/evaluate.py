@@ -31,21 +31,24 @@ from quantlab.harness.quantize.tflite_runner import DEFAULT_BATCH, TfliteRunner
 
 
 def skipped_variants(folder: Path) -> list[dict[str, str]]:
-    """Variants of the folder that host evaluation cannot run (Core ML), with the reason."""
+    """Variants of the folder that host evaluation cannot run (Core ML, ExecuTorch), with the
+    reason."""
     import json
 
     manifest = folder / "manifest.json"
     if not manifest.exists():
         return []
+    reasons = {
+        "coreml": "host evaluation runs TFLite only (coremltools predicts only on macOS): "
+                  "evaluate it on an iPhone with --device IPHONE --delegate coreml-ane (or "
+                  "coreml-cpu, coreml-gpu, coreml-all)",
+        "pte": "ExecuTorch variants are scored against their PyTorch source, which this "
+               "folder's manifest does not name; quantize the .pt2 or module:factory again",
+    }
     return [
-        {
-            "scheme": v["scheme"],
-            "reason": "host evaluation runs TFLite only (coremltools predicts only on "
-                      "macOS): evaluate it on an iPhone with --device IPHONE --delegate "
-                      "coreml-ane (or coreml-cpu, coreml-gpu, coreml-all)",
-        }
+        {"scheme": v["scheme"], "reason": reasons[v["format"]]}
         for v in json.loads(manifest.read_text()).get("variants", [])
-        if v.get("status") == "ok" and v.get("format") == "coreml"
+        if v.get("status") == "ok" and v.get("format") in reasons
     ]
 
 
@@ -81,7 +84,7 @@ def variant_files(folder: Path) -> list[dict[str, Any]]:
     ]
 
 
-def _output_infos(runner: TfliteRunner) -> list[Any]:
+def _output_infos(runner: Any) -> list[Any]:
     from quantlab.harness.tasks import OutputInfo
 
     return [OutputInfo(str(od["name"]), (1, *(int(d) for d in od["shape"][1:])))
@@ -170,6 +173,11 @@ class Prepared:
     per_scheme: dict[str, float]
     batch: int = DEFAULT_BATCH
     sample_set: dict[str, Any] | None = None  # the samples evaluated (--samples: a subset)
+    runner: Any = TfliteRunner
+    """What runs a variant on the host: LiteRT, or ExecuTorch for a PyTorch source's folder."""
+    from_torch: bool = False
+    """ExecuTorch variants against the PyTorch float model (no edge-case probes: they probe
+    LiteRT's kernels)."""
 
     def allowed(self, scheme: str | None) -> float:
         """The largest drop the scheme's gate allows."""
@@ -204,18 +212,31 @@ def prepare(variants_dir: str | os.PathLike[str], data_path: str | os.PathLike[s
         )
     overall, per_scheme = parse_max_drop(max_drop)
     variants = variant_files(folder)
-    if not variants:
-        raise UserError(f"{variants_dir}: holds no TFLite variants")
-    ref_entry = next((v for v in variants if v["scheme"] == "fp32"), None)
-    if ref_entry is None:
-        raise UserError(
-            f"{variants_dir}: no fp32 variant to compare against",
-            hint="include fp32 in --schemes when quantizing",
-        )
-    unsafe = preflight([v["path"] for v in variants])  # native crashes stay out of here
-    if ref_entry["path"] in unsafe:
-        raise ModelError(ref_entry["path"], unsafe[ref_entry["path"]])
-    ref_runner = TfliteRunner(ref_entry["path"], batch=batch)
+    from quantlab.harness.quantize.pte_runner import PteRunner, torch_reference
+
+    from_torch = None if variants else torch_reference(folder)
+    ref_runner: Any
+    run_variant: Any = TfliteRunner
+    unsafe: dict[str, str] = {}
+    if from_torch is not None:  # ExecuTorch variants against the PyTorch float model
+        ref_entry, ref_runner, variants = from_torch
+        run_variant = PteRunner
+    else:
+        if not variants:
+            skipped = skipped_variants(folder)
+            raise UserError(f"{variants_dir}: holds no TFLite variants",
+                            hint=skipped[0]["reason"] if skipped else None)
+        found = next((v for v in variants if v["scheme"] == "fp32"), None)
+        if found is None:
+            raise UserError(
+                f"{variants_dir}: no fp32 variant to compare against",
+                hint="include fp32 in --schemes when quantizing",
+            )
+        ref_entry = found
+        unsafe = preflight([v["path"] for v in variants])  # native crashes stay out of here
+        if ref_entry["path"] in unsafe:
+            raise ModelError(ref_entry["path"], unsafe[ref_entry["path"]])
+        ref_runner = TfliteRunner(ref_entry["path"], batch=batch)
     shape = (
         tuple(int(d) for d in ref_runner.input["shape_signature"])
         if len(ref_runner.input.get("shape_signature", []))
@@ -248,7 +269,8 @@ def prepare(variants_dir: str | os.PathLike[str], data_path: str | os.PathLike[s
         task=picked, why=why, ctx=ctx, ref_out=ref_out, ref_pred=None, ref_metrics={},
         metric="", ref_value=1.0, ref_fid=None,
         lower=set(picked.lower_is_better) | LOWER_IS_BETTER, overall=overall,
-        per_scheme=per_scheme, batch=batch, sample_set=sample_set))
+        per_scheme=per_scheme, batch=batch, sample_set=sample_set, runner=run_variant,
+        from_torch=from_torch is not None))
 
 
 def score_reference(p: Prepared) -> Prepared:
@@ -284,7 +306,9 @@ def evaluate(
     gate_confidence: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> Evaluation:
-    """Evaluate every TFLite variant of a variants folder against its fp32 variant on the data.
+    """Evaluate every TFLite variant of a variants folder against its fp32 variant on the data
+    (or, for a folder made from a PyTorch source, every ExecuTorch variant against the PyTorch
+    float model: :mod:`quantlab.harness.quantize.pte_runner`; no edge-case probes there).
 
     ``task``: a name from :data:`quantlab.harness.tasks.TASKS` (None: inferred from the
     outputs and labels, and said so in ``task``). ``labels``: ground truth beside the data
@@ -325,6 +349,7 @@ def evaluate(
     ref_metrics, metric, ref_value, ref_fid, lower = (p.ref_metrics, p.metric, p.ref_value,
                                                       p.ref_fid, p.lower)
     total = len(x) * len(variants)
+    edge = edge and not p.from_torch  # the edge cases probe LiteRT's kernels
     calib_stats = _calibration_stats(folder)
     # one pass for the data check and the edge cases' range (min, max, mean; no std)
     stats = qdata.input_stats(x, std=False) if edge or calib_stats else None
@@ -342,7 +367,7 @@ def evaluate(
             try:
                 if v["path"] in unsafe:
                     raise ModelError(v["path"], unsafe[v["path"]])
-                outputs = TfliteRunner(v["path"], batch=batch).predict(x, tick)
+                outputs = p.runner(v["path"], batch=batch).predict(x, tick)
             except ModelError as exc:  # a variant the runtime refuses fails its gate, alone
                 rows.append(VariantEvaluation(
                     scheme=v["scheme"], path=v["path"], sha256=sha256,
@@ -376,9 +401,10 @@ def evaluate(
               "primary_metric": picked.primary_metric,
               "label_free_metric": picked.label_free_metric,
               "labels": str(labels) if labels else None, "notes": ctx.notes},
-        reference={"scheme": "fp32", "path": ref_entry["path"], "accuracy": ref_metrics,
-                   "value": ref_value},
-        skipped=skipped_variants(folder), metric=metric, samples=len(x), data=str(data_path),
+        reference={"scheme": ref_entry["scheme"] or "fp32", "path": ref_entry["path"],
+                   "accuracy": ref_metrics, "value": ref_value},
+        skipped=[] if p.from_torch else skipped_variants(folder), metric=metric,
+        samples=len(x), data=str(data_path),
         warnings=[*_data_warnings(calib_stats, stats),
                   *calibration_overlap(folder, Path(data_path), x),
                   *unresolved_warnings([(r.scheme or r.path, r.gate) for r in rows], len(x),

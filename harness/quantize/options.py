@@ -73,7 +73,8 @@ def check_options(options: Mapping[str, Any] | QuantizeOptions | None) -> Quanti
 
 def applies(scheme: Scheme) -> bool:
     """Whether the int8 options mean anything for this scheme (it calibrates int8 weights)."""
-    return scheme.format == "tflite" and scheme.needs_calibration and not scheme.needs_training
+    return scheme.format in ("tflite", "pte") and scheme.needs_calibration \
+        and not scheme.needs_training
 
 
 def converter_settings(scheme: Scheme, options: QuantizeOptions | None) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from quantlab.harness.quantize.converters import OpCheckError, load_converter
 from quantlab.harness.quantize.events import Events, silence
 from quantlab.harness.quantize.options import OptionError
 from quantlab.harness.quantize.requests import WorkerRequest
-from quantlab.harness.quantize.schemes import SCHEMES, Scheme
+from quantlab.harness.quantize.schemes import SCHEMES, TORCH_KINDS, Scheme
 from quantlab.harness.quantize.tflite_facts import input_spec
 
 
@@ -40,6 +40,7 @@ class Job:
         self.work = Path(req.work_dir)
         self.max_drop: float = float(req.max_drop)
         self.model: Any = None
+        self.example_inputs: tuple[Any, ...] = ()  # a PyTorch source's
         self.fp32: bytes = b""
         self.calib_x: np.ndarray | None = None
         self.eval_x: np.ndarray | None = None
@@ -57,7 +58,15 @@ class Job:
         """
         from quantlab.harness.quantize import opcheck
 
-        if self.kind == "tflite":
+        if self.kind in TORCH_KINDS:
+            from quantlab.harness.quantize import torch_source
+
+            self.model, self.example_inputs = torch_source.load(
+                self.source, self.kind, self.req.input_shape)
+            first = self.example_inputs[0]
+            shape = [-1, *(int(d) for d in first.shape[1:])]
+            dtype, n_inputs = str(first.dtype).removeprefix("torch."), len(self.example_inputs)
+        elif self.kind == "tflite":
             self.fp32 = Path(self.source).read_bytes()
             try:
                 self.ops = opcheck.model_ops(self.fp32)
@@ -163,8 +172,12 @@ class Job:
         if recipe is None:
             raise ValueError(
                 "Core ML variants need a Keras or SavedModel source"
-                if scheme.format == "coreml"
+                if scheme.format == "coreml" and self.kind not in TORCH_KINDS
+                else "ExecuTorch variants need a PyTorch source (.pt2 or module:factory)"
+                if scheme.format == "pte"
                 else f"{scheme.name} cannot be made from a {self.kind} source"
+                + (" yet (LiteRT and Core ML from PyTorch: litert-torch and coremltools, "
+                   "not supported yet)" if self.kind in TORCH_KINDS else "")
             )
         return load_converter(recipe.converter)(self, scheme, dict(recipe.settings))
 
