@@ -1,0 +1,90 @@
+"""evaluate --recalibrate: a temperature fitted on a fixed, seeded half of the labelled
+samples, with the ECE before and after on the other half (fixed numbers, then the CLI)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import quantize_fixtures as qf
+
+from quantlab.harness.tasks.recalibration import fit_temperature, recalibrate, split
+
+digits = qf.digits
+keras_variants = qf.keras_variants
+quantlab = qf.quantlab
+
+
+def _overconfident(scale: float, n: int = 4000, classes: int = 10) -> tuple[np.ndarray,
+                                                                              np.ndarray]:
+    """Logits ``scale`` times sharper than the ones the labels were drawn from: their best
+    temperature is ``scale``."""
+    rng = np.random.default_rng(7)
+    honest = rng.normal(0.0, 2.0, (n, classes))
+    p = np.exp(honest - honest.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    y = np.array([rng.choice(classes, p=row) for row in p])
+    return honest * scale, y
+
+
+def test_the_fitted_temperature_undoes_a_known_sharpening() -> None:
+    for scale in (0.4, 3.0):
+        logits, y = _overconfident(scale)
+        t = fit_temperature(logits, y)
+        assert abs(t / scale - 1) < 0.2, (scale, t)
+
+
+def test_ece_on_the_held_out_half_falls_and_the_split_is_recorded() -> None:
+    logits, y = _overconfident(3.0)
+    rec = recalibrate(logits, y, seed=0)
+    assert rec["ece_before"] > 0.15 and rec["ece_after"] < 0.05, rec
+    assert rec["split"] == {"seed": 0, "share": 0.5, "fit": 2000, "held_out": 2000}
+    fit, held = split(len(y), 0)
+    assert not set(fit) & set(held) and len(fit) + len(held) == len(y)
+    assert np.array_equal(split(len(y), 0)[0], fit)  # the same split every run
+    assert not np.array_equal(split(len(y), 1)[0], fit)
+
+
+def test_probabilities_are_recalibrated_like_their_logits() -> None:
+    logits, y = _overconfident(3.0)
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    assert abs(fit_temperature(p, y) - fit_temperature(logits, y)) < 0.05
+
+
+def test_evaluate_recalibrate_reports_and_stores_the_temperature_per_variant(
+    keras_variants: Path, digits: tuple[Path, Path], tmp_path: Path
+) -> None:
+    r = quantlab("evaluate", str(keras_variants), "--data", str(digits[1]), "--results",
+                 str(tmp_path / "store"), "--json", "--recalibrate")
+    assert r.returncode == 0, r.stderr
+    variants = json.loads(r.stdout)["variants"]
+    for v in variants:
+        rec = v["calibration"]["recalibration"]
+        assert 0.05 <= rec["temperature"] <= 20 and rec["split"]["seed"] == 0
+        assert rec["split"]["fit"] + rec["split"]["held_out"] == json.loads(r.stdout)["samples"]
+        assert rec["ece_before"] is not None and rec["ece_after"] is not None
+    from quantlab.harness.store import Store
+
+    store = Store.open(str(tmp_path / "store"))
+    try:
+        stored = store.evaluations()
+    finally:
+        store.close()
+    assert {k: ev["payload"]["calibration"]["recalibration"] for k, ev in stored.items()} == \
+        {v["sha256"]: v["calibration"]["recalibration"] for v in variants}
+    human = quantlab("evaluate", str(keras_variants), "--data", str(digits[1]), "--no-store",
+                     "--recalibrate")
+    assert human.returncode == 0, human.stderr
+    assert "recalibrated fp32: temperature" in human.stdout and "held-out" in human.stdout
+
+
+def test_recalibrate_without_labels_is_a_one_line_error(
+    keras_variants: Path, digits: tuple[Path, Path], tmp_path: Path
+) -> None:
+    unlabelled = tmp_path / "x.npz"
+    np.savez(unlabelled, x=np.load(digits[1])["x"])
+    r = quantlab("evaluate", str(keras_variants), "--data", str(unlabelled), "--no-store",
+                 "--recalibrate")
+    assert r.returncode == 2 and "needs labels" in r.stderr and "Traceback" not in r.stderr
