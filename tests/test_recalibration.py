@@ -88,3 +88,30 @@ def test_recalibrate_without_labels_is_a_one_line_error(
     r = quantlab("evaluate", str(keras_variants), "--data", str(unlabelled), "--no-store",
                  "--recalibrate")
     assert r.returncode == 2 and "needs labels" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_reliability_points_move_onto_the_diagonal_and_the_report_draws_them() -> None:
+    logits, y = _overconfident(3.0)
+    rec = recalibrate(logits, y, seed=0)
+
+    def gap(points: dict[str, list[float | None]]) -> float:
+        pairs = [(c, a, n) for c, a, n in zip(points["confidence"], points["accuracy"],
+                                              points["count"], strict=True) if n]
+        return sum(abs(c - a) * n for c, a, n in pairs) / sum(n for _c, _a, n in pairs)
+
+    before, after = rec["reliability"]["before"], rec["reliability"]["after"]
+    assert sum(before["count"]) == sum(after["count"]) == rec["split"]["held_out"]
+    assert abs(gap(before) - rec["ece_before"]) < 1e-9  # the ECE's own bins
+    assert gap(after) < 0.05 < 0.15 < gap(before)
+
+    from quantlab.harness.report.html_analysis import _calibration
+
+    class OneEvaluation:
+        def evaluations(self, _sha256s: object) -> dict[str, dict[str, object]]:
+            return {"ab": {"scheme": "int8", "path": "int8.tflite", "payload": {
+                "metrics": {"top1": 0.9}, "fidelity": {}, "calibration": {
+                    "ece": 0.2, "recalibration": rec}}}}
+
+    html = _calibration(OneEvaluation(), [])  # type: ignore[arg-type]
+    assert "Reliability on the held-out half" in html and "<svg" in html
+    assert f"int8 (T {rec['temperature']:.2f}; ECE {rec['ece_before']:.3f}" in html

@@ -69,10 +69,25 @@ def _ece_at(z: np.ndarray, y: np.ndarray, temperature: float) -> float | None:
     return ece(p.max(axis=1), np.argmax(p, axis=1) == y)
 
 
+def reliability(z: np.ndarray, y: np.ndarray, temperature: float, bins: int = 10
+                ) -> dict[str, list[Any]]:
+    """The reliability diagram's points at ``temperature``: per confidence bin (the ECE's),
+    the mean top-1 probability, the share right and the count (None for an empty bin)."""
+    p = _softmax(z / temperature)
+    conf, right = p.max(axis=1), (np.argmax(p, axis=1) == y).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
+    sel = [which == b for b in range(bins)]
+    return {"confidence": [float(conf[s].mean()) if s.any() else None for s in sel],
+            "accuracy": [float(right[s].mean()) if s.any() else None for s in sel],
+            "count": [int(s.sum()) for s in sel]}
+
+
 def recalibrate(scores: np.ndarray, y: np.ndarray, seed: int = 0) -> dict[str, Any]:
     """Fit a temperature on the fit split of ``scores``/``y`` and measure the ECE on the
-    held-out split before (T = 1) and after: ``temperature``, ``ece_before``, ``ece_after``
-    and ``split`` (``seed``, ``fit`` and ``held_out`` sample counts, ``share``)."""
+    held-out split before (T = 1) and after: ``temperature``, ``ece_before``, ``ece_after``,
+    ``reliability`` (``before``/``after``: :func:`reliability` on the held-out split) and
+    ``split`` (``seed``, ``fit`` and ``held_out`` sample counts, ``share``)."""
     z = log_scores(scores)
     labels = np.asarray(y, np.int64)
     fit, held = split(len(z), seed)
@@ -80,5 +95,7 @@ def recalibrate(scores: np.ndarray, y: np.ndarray, seed: int = 0) -> dict[str, A
     return {"method": "temperature", "temperature": t,
             "ece_before": _ece_at(z[held], labels[held], 1.0),
             "ece_after": _ece_at(z[held], labels[held], t),
+            "reliability": {"before": reliability(z[held], labels[held], 1.0),
+                            "after": reliability(z[held], labels[held], t)},
             "split": {"seed": seed, "share": FIT_SHARE, "fit": len(fit),
                       "held_out": len(held)}}
