@@ -115,3 +115,22 @@ def test_the_reliability_points_move_onto_the_diagonal_and_the_report_draws_them
     html = _calibration(OneEvaluation(), [])  # type: ignore[arg-type]
     assert "Reliability on the held-out half" in html and "<svg" in html
     assert f"int8 (T {rec['temperature']:.2f}; ECE {rec['ece_before']:.3f}" in html
+
+
+def test_the_detection_threshold_matches_the_float_models_recall() -> None:
+    from quantlab.harness.tasks.recalibration import matching_threshold
+
+    # 10 truth boxes; fp32 finds 6 of them at ≥ 0.5. The variant's scores sag: at 0.5 it
+    # finds 3; the lowest-scored of its first 6 hits is at 0.31, so 0.31 is the threshold.
+    ref_scores = np.array([0.9, 0.8, 0.7, 0.65, 0.6, 0.55, 0.4, 0.3])
+    ref_hits = np.array([1, 1, 1, 1, 1, 1, 1, 0], bool)
+    scores = np.array([0.7, 0.6, 0.52, 0.45, 0.44, 0.44, 0.31, 0.2, 0.1])
+    hits = np.array([1, 1, 1, 0, 1, 1, 1, 1, 0], bool)
+    rec = matching_threshold(ref_scores, ref_hits, scores, hits, 10, 0.5)
+    assert rec["reference_recall"] == 0.6 and rec["recall_at_reference_threshold"] == 0.3
+    assert rec["threshold"] == 0.31 and rec["recall"] == 0.6
+    # a tie is kept whole: 5 hits need 0.44, and both 0.44s come with it
+    assert matching_threshold(ref_scores, ref_hits, scores, hits, 12, 0.6)["threshold"] == 0.44
+    # never reached: None, said so
+    assert matching_threshold(ref_scores, ref_hits, scores[:2], hits[:2], 10, 0.5
+                              )["threshold"] is None

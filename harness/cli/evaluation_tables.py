@@ -128,8 +128,17 @@ def _print_recalibration(variants: list[dict[str, Any]]) -> None:
         rec = (v.get("calibration") or {}).get("recalibration")
         if not rec:
             continue
+        name = v["scheme"] or Path(v["path"]).name
+        if rec.get("method") == "score threshold":
+            at = "no threshold reaches it" if rec["threshold"] is None else \
+                f"score ≥ {rec['threshold']:.3f} gives recall {rec['recall']:.3f}"
+            console.print(f"recalibrated {name}: fp32's recall at score ≥ "
+                          f"{rec['reference_threshold']:g} is {rec['reference_recall']:.3f}; "
+                          f"{at} (at {rec['reference_threshold']:g}: "
+                          f"{rec['recall_at_reference_threshold']:.3f})", soft_wrap=True)
+            continue
         part = rec["split"]
-        console.print(f"recalibrated {v['scheme'] or Path(v['path']).name}: temperature "
+        console.print(f"recalibrated {name}: temperature "
                       f"{rec['temperature']:.3f} (fit on {part['fit']} samples, seed "
                       f"{part['seed']}); ECE on {part['held_out']} held-out "
                       f"{_figure(rec['ece_before'], '.4f')} → "

@@ -284,7 +284,9 @@ def evaluate_cmd(
     recalibrate: Annotated[
         bool, typer.Option("--recalibrate", help="With labels: fit a temperature per "
                            "classification variant on a fixed half of the samples (seed 0) "
-                           "and report its ECE before/after on the other half.")] = False,
+                           "and report its ECE before/after on the other half; for "
+                           "detection, the score threshold at which a variant's recall "
+                           "matches fp32's at 0.5.")] = False,
     min_top1: Annotated[
         float | None, typer.Option("--min-top1", min=0.0, max=1.0, help="With --per-delegate: "
                                    "the least top-1 agreement a delegate's class outputs may "

@@ -324,7 +324,7 @@ def evaluate(
                 decoder=decoder, x_key=x_key, y_key=y_key, image=image, batch=batch,
                 progress=tick)
     if recalibrate:
-        recalibration_of(p.task, p.ref_pred, p.ctx)  # no labels, or no such task: say so now
+        recalibration_of(p.task, p.ref_pred, p.ref_pred, p.ctx)  # no labels, no such task: now
     folder, variants, ref_entry, unsafe, x = p.folder, p.variants, p.ref_entry, p.unsafe, p.x
     picked, ctx, ref_out, ref_pred = p.task, p.ctx, p.ref_out, p.ref_pred
     ref_metrics, metric, ref_value, ref_fid, lower = (p.ref_metrics, p.metric, p.ref_value,
@@ -391,19 +391,20 @@ def evaluate(
         gate_confidence=gate_confidence, variants=rows)
 
 
-def recalibration_of(task: Any, pred: Any, ctx: Any) -> dict[str, Any]:
-    """The task's confidence recalibration of ``pred`` against ``ctx.labels`` (seed 0);
-    UserError when there are no labels or the task has no recalibration yet."""
+def recalibration_of(task: Any, ref_pred: Any, pred: Any, ctx: Any) -> dict[str, Any]:
+    """The task's confidence recalibration of ``pred`` against ``ctx.labels`` (seed 0; the
+    float model's ``ref_pred`` where the task matches it, as detection's recall); UserError
+    when there are no labels or the task has no recalibration yet."""
     from quantlab.harness.errors import UserError
 
     fit = getattr(task, "recalibrate", None)
     if fit is None:
         raise UserError(f"--recalibrate: not available for {task.name} yet",
-                        hint="recalibration fits a temperature per classification variant")
+                        hint="recalibration is fitted for classification and detection")
     if ctx.labels is None:
         raise UserError("--recalibrate: fitting a recalibration needs labels",
                         hint="give labelled data (--y-key)")
-    return fit(pred, ctx)  # type: ignore[no-any-return]
+    return fit(ref_pred, pred, ctx)  # type: ignore[no-any-return]
 
 
 def _calibration(task: Any, ref_pred: Any, pred: Any, ctx: Any, recalibrate: bool
@@ -411,7 +412,7 @@ def _calibration(task: Any, ref_pred: Any, pred: Any, ctx: Any, recalibrate: boo
     """The task's calibration drift, with the recalibration when asked for."""
     out = task.calibration(ref_pred, pred, ctx)
     if recalibrate and out is not None:
-        out["recalibration"] = recalibration_of(task, pred, ctx)
+        out["recalibration"] = recalibration_of(task, ref_pred, pred, ctx)
     return out  # type: ignore[no-any-return]
 
 

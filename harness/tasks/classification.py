@@ -80,7 +80,8 @@ class Classification:
         out["ece"] = ece(pv.max(axis=1), np.argmax(pv, 1) == y) if y is not None else None
         return out
 
-    def recalibrate(self, pred: np.ndarray, ctx: Context, seed: int = 0) -> dict[str, Any]:
+    def recalibrate(self, ref: np.ndarray, pred: np.ndarray, ctx: Context, seed: int = 0
+                    ) -> dict[str, Any]:
         """A temperature fitted on a seeded half of the labelled samples, with the ECE before
         and after on the held-out half (:mod:`quantlab.harness.tasks.recalibration`)."""
         from quantlab.harness.tasks.recalibration import recalibrate

@@ -99,3 +99,30 @@ def recalibrate(scores: np.ndarray, y: np.ndarray, seed: int = 0) -> dict[str, A
                             "after": reliability(z[held], labels[held], t)},
             "split": {"seed": seed, "share": FIT_SHARE, "fit": len(fit),
                       "held_out": len(held)}}
+
+
+def recall_at(scores: np.ndarray, hits: np.ndarray, truths: int, threshold: float) -> float:
+    """Share of the ``truths`` truth boxes matched by the detections scored ≥ ``threshold``
+    (``hits``: each detection's match, taken best score first so a threshold keeps a prefix)."""
+    s, h = np.asarray(scores, np.float64), np.asarray(hits, bool)
+    return float(np.sum(h[s >= threshold])) / truths if truths else 0.0
+
+
+def matching_threshold(ref_scores: np.ndarray, ref_hits: np.ndarray, scores: np.ndarray,
+                       hits: np.ndarray, truths: int, ref_threshold: float) -> dict[str, Any]:
+    """The highest score threshold at which the variant's recall reaches the float model's
+    recall at ``ref_threshold``: ``threshold`` (None when no threshold reaches it),
+    ``reference_threshold``, ``reference_recall``, ``recall`` (the variant's there) and
+    ``recall_at_reference_threshold``."""
+    target = recall_at(ref_scores, ref_hits, truths, ref_threshold)
+    s, h = np.asarray(scores, np.float64), np.asarray(hits, bool)
+    order = np.argsort(-s, kind="stable")
+    found = np.cumsum(h[order]) / truths if truths else np.zeros(len(s))
+    # a threshold keeps every detection scored at or above it: only the last of a tie counts
+    last = np.r_[s[order][1:] != s[order][:-1], True] if len(s) else np.zeros(0, bool)
+    ok = np.flatnonzero(last & (found >= target - 1e-12))
+    threshold = float(s[order][ok[0]]) if len(ok) else None
+    return {"method": "score threshold", "reference_threshold": ref_threshold,
+            "reference_recall": target, "threshold": threshold,
+            "recall": None if threshold is None else recall_at(s, h, truths, threshold),
+            "recall_at_reference_threshold": recall_at(s, h, truths, ref_threshold)}
