@@ -133,3 +133,12 @@ def test_recalibrate_finds_each_variants_threshold_for_fp32s_recall(
         assert rec["reference_recall"] == fp32["reference_recall"]
         if rec["threshold"] is not None:
             assert rec["recall"] >= rec["reference_recall"]
+
+
+def test_recalibrate_prints_each_detection_threshold(detector: dict[str, Path]) -> None:
+    r = quantlab("evaluate", str(detector["variants"]), "--data", str(detector["eval"]),
+                 "--no-store", "--labels", str(detector["labels"]), "--recalibrate",
+                 "--max-drop", "1")
+    assert r.returncode == 0, r.stderr
+    assert "recalibrated fp32: fp32's recall at score ≥ 0.5 is" in r.stdout
+    assert "recalibrated int8:" in r.stdout
