@@ -55,12 +55,15 @@ def evaluate(variants: PathLike, data: PathLike, *,
              image: ImageOptions | None = None, store: bool = True,
              results: str | Path | None = None, per_delegate: bool = False,
              min_top1: float | None = None, gate_confidence: bool = False,
+             recalibrate: bool = False,
              progress: Callable[[str, int, int], None] | None = None) -> Record:
     """Accuracy, fidelity against fp32 and the accuracy gate of every TFLite variant in the
     folder ``variants`` on ``data``; the same record as ``quantlab evaluate --json``
     (``task``, ``metric``, ``reference``, ``variants`` with a ``gate`` each, holding the
     drop's paired 95 % ``interval``, ``failed``). ``gate_confidence``: fail only a drop
-    whose whole interval lies beyond its gate (``--gate-confidence``).
+    whose whole interval lies beyond its gate (``--gate-confidence``). ``recalibrate``: each
+    variant's temperature fitted on a seeded half of the labelled samples, with the ECE before
+    and after on the other half, in ``calibration["recalibration"]`` (``--recalibrate``).
     With ``store`` (default) the evaluations go into the results store, where
     :func:`quantlab.recommend` finds them. ``per_delegate`` adds ``per_delegate``: a verdict
     per (variant, device, delegate) stored in ``results`` (host accuracy AND the delegate's
@@ -76,7 +79,8 @@ def evaluate(variants: PathLike, data: PathLike, *,
     report = run_evaluation(variants, data, max_drop=max_drop, task=task,
                             labels=str(labels) if labels else None, decoder=decoder,
                             max_mse=max_mse, x_key=x_key, y_key=y_key, image=image,
-                            gate_confidence=gate_confidence, progress=progress).to_dict()
+                            gate_confidence=gate_confidence, recalibrate=recalibrate,
+                            progress=progress).to_dict()
     if store:
         save_to_store(report, results_location(results))
     if per_delegate:

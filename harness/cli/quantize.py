@@ -294,6 +294,12 @@ def evaluate_cmd(
                            "interval of its drop lies beyond its gate (by default the drop "
                            "itself decides; the interval is reported either way).")
     ] = False,
+    recalibrate: Annotated[
+        bool, typer.Option("--recalibrate", help="With labels: fit a temperature per "
+                           "classification variant on a fixed half of the samples (seed 0) "
+                           "and report its ECE before/after on the other half; for "
+                           "detection, the score threshold at which a variant's recall "
+                           "matches fp32's at 0.5.")] = False,
     min_top1: Annotated[
         float | None, typer.Option("--min-top1", min=0.0, max=1.0, help="With --per-delegate: "
                                    "the least top-1 agreement a delegate's class outputs may "
@@ -328,6 +334,9 @@ def evaluate_cmd(
         raise UserError(f"{'--delegate' if delegate is not None else '--samples'}: only used "
                         "with --device", hint="add --device sim (or a phone's id)")
     if device is not None:
+        if recalibrate:
+            raise UserError("--recalibrate: fitted on the host's outputs only for now",
+                            hint="drop --device to recalibrate")
         if per_delegate:
             raise UserError("--per-delegate reads stored numerics; --device measures accuracy "
                             "on the device itself", hint="use one of them")
@@ -343,7 +352,8 @@ def evaluate_cmd(
                         hint="add --per-delegate, or drop --min-top1")
     report = evaluate_with_progress(
         variants_dir, data, max_drop=max_drop, task=task, labels=labels, decoder=decoder,
-        max_mse=max_mse, gate_confidence=gate_confidence, **fmt.reading()
+        max_mse=max_mse, gate_confidence=gate_confidence, recalibrate=recalibrate,
+        **fmt.reading()
     )
     for w in report["warnings"]:
         warn(w)

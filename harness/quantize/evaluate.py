@@ -304,6 +304,7 @@ def evaluate(
     batch: int = DEFAULT_BATCH,
     edge: bool = True,
     gate_confidence: bool = False,
+    recalibrate: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> Evaluation:
     """Evaluate every TFLite variant of a variants folder against its fp32 variant on the data
@@ -318,7 +319,9 @@ def evaluate(
     (:mod:`quantlab.harness.tasks.intervals`); ``gate_confidence`` fails only a drop whose whole
     interval lies beyond its gate (the point estimate decides otherwise). ``warnings`` say
     where the data cannot resolve a gate and where the calibration data is the evaluation
-    data.
+    data. ``recalibrate``: also fit each variant's confidence recalibration on a fixed, seeded
+    split of the labelled samples (:func:`recalibration_of`), kept as ``calibration
+    ["recalibration"]``; needs labels and a task that recalibrates (classification).
 
     Returns the :class:`~quantlab.harness.quantize.evaluation.Evaluation`: the task, the fp32
     reference, one row per variant (metrics, fidelity per output, calibration drift, the gate,
@@ -344,6 +347,8 @@ def evaluate(
     p = prepare(variants_dir, data_path, max_drop=max_drop, task=task, labels=labels,
                 decoder=decoder, x_key=x_key, y_key=y_key, image=image, batch=batch,
                 progress=tick)
+    if recalibrate:
+        recalibration_of(p.task, p.ref_pred, p.ref_pred, p.ctx)  # no labels, no such task: now
     folder, variants, ref_entry, unsafe, x = p.folder, p.variants, p.ref_entry, p.unsafe, p.x
     picked, ctx, ref_out, ref_pred = p.task, p.ctx, p.ref_out, p.ref_pred
     ref_metrics, metric, ref_value, ref_fid, lower = (p.ref_metrics, p.metric, p.ref_value,
@@ -393,7 +398,7 @@ def evaluate(
         row = VariantEvaluation(
             scheme=v["scheme"], path=v["path"], sha256=sha256, source_sha256=v["source_sha256"],
             metrics=metrics, fidelity={**task_fid, "outputs": per_output},
-            calibration=picked.calibration(ref_pred, pred, ctx), gate=gate,
+            calibration=_calibration(picked, ref_pred, pred, ctx, recalibrate), gate=gate,
             edge_cases=edge_cases(v["path"], low, high, ref_edge) if edge else [])
         rows.append(VariantEvaluation.from_dict(finite_or_none(row.to_dict())))
     return Evaluation(
@@ -410,6 +415,31 @@ def evaluate(
                   *unresolved_warnings([(r.scheme or r.path, r.gate) for r in rows], len(x),
                                        lower)],
         gate_confidence=gate_confidence, variants=rows)
+
+
+def recalibration_of(task: Any, ref_pred: Any, pred: Any, ctx: Any) -> dict[str, Any]:
+    """The task's confidence recalibration of ``pred`` against ``ctx.labels`` (seed 0; the
+    float model's ``ref_pred`` where the task matches it, as detection's recall); UserError
+    when there are no labels or the task has no recalibration yet."""
+    from quantlab.harness.errors import UserError
+
+    fit = getattr(task, "recalibrate", None)
+    if fit is None:
+        raise UserError(f"--recalibrate: not available for {task.name} yet",
+                        hint="recalibration is fitted for classification and detection")
+    if ctx.labels is None:
+        raise UserError("--recalibrate: fitting a recalibration needs labels",
+                        hint="give labelled data (--y-key)")
+    return fit(ref_pred, pred, ctx)  # type: ignore[no-any-return]
+
+
+def _calibration(task: Any, ref_pred: Any, pred: Any, ctx: Any, recalibrate: bool
+                 ) -> dict[str, Any] | None:
+    """The task's calibration drift, with the recalibration when asked for."""
+    out = task.calibration(ref_pred, pred, ctx)
+    if recalibrate and out is not None:
+        out["recalibration"] = recalibration_of(task, ref_pred, pred, ctx)
+    return out  # type: ignore[no-any-return]
 
 
 def _interval(task: Any, ref_pred: Any, pred: Any, ctx: Any, metric: str

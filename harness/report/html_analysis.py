@@ -119,12 +119,13 @@ def _delegates(records: list[RunRecord], overlays: Mapping[str, str] | None = No
 
 def _calibration(store: Store, records: list[RunRecord]) -> str:
     """Task metrics, agreement with fp32 and confidence-score drift of the evaluated variants."""
-    from quantlab.harness.report.plots import score_histograms
+    from quantlab.harness.report.plots import reliability_diagrams, score_histograms
 
     evals = store.evaluations({e.job.model.sha256 for _r, e in _ok(records)})
     rows, labels, refs, hists = [], [], [], []
     bins: list[float] = []
     score = "confidence score"
+    recal: list[tuple[str, dict[str, Any]]] = []  # evaluate --recalibrate's fits
     for ev in evals.values():
         payload = ev.get("payload") or {}
         name = ev.get("scheme") or Path(str(ev.get("path"))).name
@@ -138,6 +139,8 @@ def _calibration(store: Store, records: list[RunRecord]) -> str:
                      "–" if cal.get("mean_shift") is None else f"{cal['mean_shift']:+.4f}",
                      "–" if cal.get("reference_ece") is None else f"{cal['reference_ece']:.4f}",
                      "–" if cal.get("ece") is None else f"{cal['ece']:.4f}"])
+        if (cal.get("recalibration") or {}).get("reliability"):
+            recal.append((name, cal["recalibration"]))
         if cal.get("bins"):
             bins, score = cal["bins"], str(cal.get("score") or score)
             labels.append(name)
@@ -153,6 +156,14 @@ def _calibration(store: Store, records: list[RunRecord]) -> str:
             "Confidence scores: variant (line) over the float model (shaded)") + "</figure>")
     out.append(_table(["variant", "metrics", "agreement with fp32", "mean score shift",
                        "ECE fp32", "ECE variant"], rows, {3, 4, 5}))
+    if recal:
+        out.append("<figure>" + reliability_diagrams(
+            [f"{n} (T {r['temperature']:.2f}; ECE {r['ece_before']:.3f} → "
+             f"{r['ece_after']:.3f})" for n, r in recal],
+            [r["reliability"]["before"] for _n, r in recal],
+            [r["reliability"]["after"] for _n, r in recal],
+            "Reliability on the held-out half: before and after the fitted temperature "
+            "(evaluate --recalibrate)") + "</figure>")
     out.append("<p>Mean score shift: the variant's score minus the float model's on the same "
                "predictions (top class, or matched boxes). ECE (expected calibration error) "
                "needs labels.</p>")

@@ -278,3 +278,36 @@ def score_histograms(labels: list[str], bins: list[float], reference: list[list[
     fig.suptitle(title, x=0.01, ha="left", fontsize=10)
     fig.tight_layout()
     return _svg(fig)
+
+
+def reliability_diagrams(labels: list[str], before: list[dict[str, Any]],
+                         after: list[dict[str, Any]], title: str) -> str:
+    """One panel per variant: share right against mean confidence per bin, before (grey) and
+    after (red) recalibration, over the diagonal of perfect calibration."""
+    n = len(labels)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(8.5, 2.6 * rows + 0.6), squeeze=False)
+    for k, ax in enumerate(axes.ravel()):
+        if k >= n:
+            ax.axis("off")
+            continue
+        ax.plot([0, 1], [0, 1], color="#bbbbbb", linewidth=0.8, linestyle="--")
+        for pts, color, name in ((before[k], "#7f8c8d", "before"),
+                                 (after[k], "#c0392b", "after")):
+            xy = [(c, a) for c, a in zip(pts["confidence"], pts["accuracy"], strict=True)
+                  if c is not None and a is not None]
+            if xy:
+                ax.plot(*zip(*xy, strict=True), marker="o", markersize=3, color=color,
+                        linewidth=1.2, label=name)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_title(labels[k], loc="left", fontsize=9)
+        ax.grid(alpha=0.3)
+        if k == 0:
+            ax.legend(fontsize=7, frameon=False)
+    fig.supxlabel("mean confidence (top-1 probability)", fontsize=9)
+    fig.supylabel("share right", fontsize=9)
+    fig.suptitle(title, x=0.01, ha="left", fontsize=10)
+    fig.tight_layout()
+    return _svg(fig)
