@@ -111,6 +111,7 @@ class WorkerRequest:
     qat: QatSettings = field(default_factory=QatSettings)
     options: QuantizeOptions = field(default_factory=QuantizeOptions)
     events: str = ""  # the JSON-lines events file the worker appends to
+    by: Literal["error", "accuracy"] = "error"  # sensitivity: how layers are ranked
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (what the worker reads)."""
