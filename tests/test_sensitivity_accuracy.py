@@ -81,3 +81,23 @@ def test_by_error_says_so_and_by_accuracy_without_data_is_one_line(
     assert "--data" in r.stderr and "Traceback" not in r.stderr
     r = quantlab("sensitivity", str(model), "--calib", str(data), "--by", "speed")
     assert r.returncode == 2 and "--by speed" in r.stderr
+
+
+def test_mixed_int8_rank_accuracy_keeps_the_fragile_layer_float_and_says_so(
+    fragile: tuple[Path, Path], tmp_path: Path,
+) -> None:
+    model, data = fragile
+    out = tmp_path / "v"
+    r = quantlab("quantize", str(model), "--schemes", "mixed-int8", "--calib", str(data),
+                 "--eval", str(data), "--rank", "accuracy", "--max-drop", "0.1", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    (entry,) = json.loads((out / "manifest.json").read_text())["variants"]
+    mixed = entry["mixed"]
+    assert mixed["rank"] == "accuracy"
+    assert set(mixed["rank_seconds"]) == {"error", "accuracy"}
+    assert mixed["passed"] and len(mixed["float_layers"]) == 1
+    assert "fragile" in mixed["float_layers"][0]
+    r = quantlab("quantize", str(model), "--schemes", "mixed-int8", "--calib", str(data),
+                 "--rank", "speed", "--out", str(tmp_path / "w"))
+    assert r.returncode == 2 and "--rank speed" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "w").exists()

@@ -170,6 +170,9 @@ def quantize_cmd(
     qat_layers: QatLayersOpt = None,
     granularity: GranularityOpt = "per-channel",
     coreml_keep: CoremlKeepOpt = None,
+    rank: Annotated[str, typer.Option("--rank", help="mixed-int8: rank the layers to keep float "
+                                      "by int8 error, or by accuracy (one layer int8 at a "
+                                      "time, the task metric's drop on --eval).")] = "error",
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -193,7 +196,7 @@ def quantize_cmd(
         force=force,
         train=train,
         qat=qat_settings(epochs, lr, qat_layers),
-        options={"granularity": granularity,
+        options={"granularity": granularity, "mixed_rank": rank,
                  **({"coreml_keep": split_list(coreml_keep)} if coreml_keep else {})},
     )
     rows = [
