@@ -101,3 +101,20 @@ def test_mixed_int8_rank_accuracy_keeps_the_fragile_layer_float_and_says_so(
                  "--rank", "speed", "--out", str(tmp_path / "w"))
     assert r.returncode == 2 and "--rank speed" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "w").exists()
+
+
+def test_autoquant_rank_accuracy_reaches_its_mixed_rung(
+    fragile: tuple[Path, Path], tmp_path: Path,
+) -> None:
+    model, data = fragile
+    r = quantlab("autoquant", str(model), "--calib", str(data), "--data", str(data),
+                 "--max-drop", "0.1", "--rank", "accuracy", "--out", str(tmp_path / "aq"),
+                 "--results", str(tmp_path / "res"), "--iterations", "2", "--repeats", "1",
+                 "--json")
+    assert r.returncode in (0, 1), r.stderr[-3000:]  # 1: a gate verdict, not an error
+    steps = json.loads(r.stdout)["steps"]
+    (mixed,) = [s for s in steps if s["rung"] == "mixed-int8"]
+    assert mixed["options"]["mixed_rank"] == "accuracy"
+    assert mixed["mixed"]["rank"] == "accuracy"
+    assert set(mixed["mixed"]["rank_seconds"]) == {"error", "accuracy"}
+    # (which layers it keeps float is the ladder's size limit's call on this tiny model)
