@@ -181,6 +181,9 @@ def quantize_cmd(
     input_shape: Annotated[str | None, typer.Option(
         "--input-shape", help="A PyTorch source's example input, batch first (1,3,32,32); "
         "needed for module:factory.")] = None,
+    rank: Annotated[str, typer.Option("--rank", help="mixed-int8: rank the layers to keep float "
+                                      "by int8 error, or by accuracy (one layer int8 at a "
+                                      "time, the task metric's drop on --eval).")] = "error",
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -204,7 +207,7 @@ def quantize_cmd(
         force=force,
         train=train,
         qat=qat_settings(epochs, lr, qat_layers),
-        options={"granularity": granularity,
+        options={"granularity": granularity, "mixed_rank": rank,
                  **({"coreml_keep": split_list(coreml_keep)} if coreml_keep else {})},
         input_shape=_shape(input_shape),
     )
@@ -436,34 +439,49 @@ def sensitivity_cmd(
         str, typer.Option("--calib", help="Calibration data: .npz/.npy or DIR/<class>/*.jpg.")
     ],
     fmt: DataFormat,
+    data: Annotated[
+        str | None, typer.Option("--data", help="--by accuracy: labelled data each layer is "
+                                 "scored on (.npz x/y or DIR/<class>/*.jpg, as evaluate takes).")
+    ] = None,
+    by: Annotated[
+        str, typer.Option("--by", help="error: int8 error per layer on --calib; accuracy: one "
+                          "layer int8 at a time (the rest float), ranked by the task metric's "
+                          "drop on --data.")
+    ] = "error",
     calib_samples: SamplesOpt = 200,
     seed: SeedOpt = 0,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Rank layers by int8 quantization error, most sensitive first."""
+    """Rank layers by int8 quantization error or by accuracy drop, most sensitive first."""
     from quantlab.harness.quantize.variants import sensitivity
 
-    with err_console.status("measuring per-layer quantization error"):
-        rows = sensitivity(
-            model,
-            calib,
-            calib_samples=calib_samples,
-            seed=seed,
-            **fmt.reading(),
-        )
+    if by not in ("error", "accuracy"):
+        raise UserError(f"--by {by}: unknown ranking", hint="use --by error or --by accuracy")
+    what = "per-layer quantization error" if by == "error" else "accuracy, one layer at a time"
+    with err_console.status(f"measuring {what}"):
+        result = sensitivity(model, calib, calib_samples=calib_samples, seed=seed, data=data,
+                             by="accuracy" if by == "accuracy" else "error", **fmt.reading())
+    rows = result["layers"]
     if json_out:
-        print_json({"model": model, "layers": rows})
+        print_json({"model": model, **result})
         return
     from rich.table import Table
 
-    table = Table(title=f"int8 sensitivity of {model} (most sensitive first)")
-    for col in ("#", "layer", "op", "error (rel.)", "MSE"):
+    cost = ", ".join(f"{k} ranking {v:.1f} s" for k, v in result["seconds"].items())
+    table = Table(title=f"int8 sensitivity of {model} by {by} (most sensitive first)",
+                  caption=cost)
+    cols = ["#", "layer", "op", "error (rel.)", "MSE"]
+    if by == "accuracy":
+        cols[2:2] = [f"{rows[0]['metric']} drop" if rows else "drop"]
+    for col in cols:
         table.add_column(col)
     for i, r in enumerate(rows, 1):
-        table.add_row(
-            str(i), r["layer"][:70], r.get("op") or "", f"{r['rel_error']:.4f}", f"{r['mse']:.3g}"
-        )
+        cells = [str(i), r["layer"][:70], r.get("op") or "", f"{r['rel_error']:.4f}",
+                 f"{r['mse']:.3g}"]
+        if by == "accuracy":
+            cells[2:2] = [f"{r['drop']:.4f}"]
+        table.add_row(*cells)
     console.print(table)
 
 

@@ -115,6 +115,7 @@ class WorkerRequest:
     options: QuantizeOptions = field(default_factory=QuantizeOptions)
     events: str = ""  # the JSON-lines events file the worker appends to
     input_shape: tuple[int, ...] | None = None  # a PyTorch source's example input
+    by: Literal["error", "accuracy"] = "error"  # sensitivity: how layers are ranked
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (what the worker reads)."""

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from quantlab.harness.errors import DataError, ModelError, UserError
 from quantlab.harness.models import file_sha256
@@ -386,8 +386,13 @@ def sensitivity(
     x_key: str = "x",
     y_key: str = "y",
     image: ImageOptions | None = None,
-) -> list[dict[str, Any]]:
-    """Layers of ``source`` by int8 quantization error, most sensitive first (in a worker)."""
+    data: str | os.PathLike[str] | None = None,
+    by: Literal["error", "accuracy"] = "error",
+) -> dict[str, Any]:
+    """Layers of ``source``, most sensitive first (in a worker): ``{"by", "layers",
+    "seconds"}``. ``by="error"`` ranks by int8 quantization error on ``calib``;
+    ``by="accuracy"`` quantizes one layer at a time (the rest float) and ranks by the task
+    metric's drop on the labelled ``data``. ``seconds`` says what each ranking cost."""
     src = Path(source)
     kind = source_kind(src)
     if kind in TORCH_KINDS:
@@ -395,15 +400,21 @@ def sensitivity(
                         hint="rank the layers of a Keras, SavedModel or .tflite source")
     if not Path(calib).exists():
         raise DataError(f"{calib}: no such calibration data file or folder")
+    if by == "accuracy" and data is None:
+        raise DataError("sensitivity --by accuracy needs labelled data to score each layer on",
+                        hint="add --data eval.npz (inputs and labels, as evaluate takes them)")
+    if data is not None and not Path(data).exists():
+        raise DataError(f"{data}: no such evaluation data file or folder")
     with tempfile.TemporaryDirectory(prefix="quantlab-sens-") as tmp:
         request = WorkerRequest(
             task="sensitivity", source=str(src.resolve()), source_kind=kind, work_dir=tmp,
-            data=DataSpec(calib=str(calib), calib_samples=calib_samples, seed=seed, x_key=x_key,
-                          y_key=y_key, image=image))
+            data=DataSpec(calib=str(calib), eval_data=None if data is None else str(data),
+                          calib_samples=calib_samples, seed=seed, x_key=x_key,
+                          y_key=y_key, image=image), by=by)
         code, events, _ = run_worker(request, Path(tmp))
     for ev in events:
         if ev["event"] == "fatal":
             _raise_fatal(ev, src)
         if ev["event"] == "ranking":
-            return list(ev["layers"])
+            return {"by": ev["by"], "layers": list(ev["layers"]), "seconds": ev["seconds"]}
     raise ModelError(str(src), f"the sensitivity worker crashed (exit code {code})")

@@ -192,6 +192,43 @@ def _short(exc: BaseException) -> str:
     return lines[0].strip()[:300] if lines else type(exc).__name__
 
 
+def _sensitivity(job: Job, events: Events) -> int:
+    """Rank the layers by int8 error, and by accuracy when asked (``ranking`` event)."""
+    from quantlab.harness.quantize import sensitivity as sens
+
+    by = job.req.by
+    if job.calib_x is None:
+        events.emit("fatal", kind="DataError",
+                    message="sensitivity needs calibration data (--calib)", hint=None)
+        return 3
+    if by == "accuracy" and job.eval_x is None:
+        events.emit("fatal", kind="DataError", message="sensitivity --by accuracy needs "
+                    "labelled data to score each layer on (--data eval.npz)", hint=None)
+        return 3
+    seconds: dict[str, float] = {}
+    try:
+        t0 = time.perf_counter()
+        rows = sens.rank_layers(job.kind, job.model, job.source, job.calib_x)
+        seconds["error"] = time.perf_counter() - t0
+        if by == "accuracy":
+            assert job.eval_x is not None
+            t0 = time.perf_counter()
+            build = sens.layer_builder(job.kind, job.model, job.aeq_source, job.calib_x)
+            errors = {r["layer"]: r for r in rows}
+            acc = sens.rank_by_accuracy(build, list(errors), job.fp32, job.eval_x,
+                                        job.eval_y, job.work)
+            rows = [{**errors[r["layer"]], **r} for r in acc]
+            seconds["accuracy"] = time.perf_counter() - t0
+    except Exception as exc:
+        traceback.print_exc()
+        events.emit("fatal", kind="ModelError",
+                    message=f"{job.source}: sensitivity analysis failed ({_short(exc)})",
+                    hint=None)
+        return 3
+    events.emit("ranking", layers=rows, by=by, seconds=seconds)
+    return 0
+
+
 def main(request_path: str) -> int:
     """Run one request; exit 0 when every scheme was attempted, 3 on a fatal (model/data) error."""
     silence()
@@ -210,29 +247,7 @@ def main(request_path: str) -> int:
             events.emit("check", **scheme_check(SCHEMES[name], job.ops))
         return 0
     if req.task == "sensitivity":
-        from quantlab.harness.quantize.sensitivity import rank_layers
-
-        if job.calib_x is None:
-            events.emit(
-                "fatal",
-                kind="DataError",
-                message="sensitivity needs calibration data (--calib)",
-                hint=None,
-            )
-            return 3
-        try:
-            rows = rank_layers(job.kind, job.model, job.source, job.calib_x)
-        except Exception as exc:
-            traceback.print_exc()
-            events.emit(
-                "fatal",
-                kind="ModelError",
-                message=f"{job.source}: sensitivity analysis failed ({_short(exc)})",
-                hint=None,
-            )
-            return 3
-        events.emit("ranking", layers=rows)
-        return 0
+        return _sensitivity(job, events)
     for name in req.schemes:
         scheme = SCHEMES[name]
         events.emit("start", scheme=name)
