@@ -39,16 +39,28 @@ def _drift(raw: RawResult) -> float | None:
     return worst
 
 
+def _per_launch(raw: RawResult) -> tuple[list[float], list[float]]:
+    """Each launch's figure (median, else mean) and the CVs within launches. Stored samples are
+    read with the standard library: `quantlab show` prints this line, and numpy would add a
+    fifth to its start-up."""
+    if any(len(r) for r in raw.samples_ms):
+        reps = [r for r in raw.samples_ms if len(r)]
+        means = [fmean(r) for r in reps]
+        return ([median(r) for r in reps],
+                [stdev(r) / m for r, m in zip(reps, means, strict=True) if len(r) > 1 and m > 0])
+    launches = launch_figures(raw)
+    return ([x.median_ms if x.median_ms is not None else x.mean_ms for x in launches],
+            [x.std_ms / x.mean_ms for x in launches if x.std_ms is not None and x.mean_ms > 0])
+
+
 def score(raw: RawResult | None) -> dict[str, Any] | None:
     """The stability of one result (None with fewer than two launches)."""
     if raw is None or raw.status != "ok":
         return None
-    launches = launch_figures(raw)
-    figures = [x.median_ms if x.median_ms is not None else x.mean_ms for x in launches]
+    figures, within = _per_launch(raw)
     figures = [f for f in figures if f and f > 0 and math.isfinite(f)]
     if len(figures) < 2:
         return None
-    within = [x.std_ms / x.mean_ms for x in launches if x.std_ms is not None and x.mean_ms > 0]
     cv_between = stdev(figures) / fmean(figures)
     drift = _drift(raw)
     if cv_between <= STABLE_CV and (drift is None or abs(drift) <= STABLE_DRIFT):
