@@ -11,7 +11,6 @@ run, alternating, prints:
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -20,6 +19,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import overhead_common as oc  # noqa: E402  (beside this script)
 
 BUILD = """
 import sys, torch
@@ -53,29 +54,6 @@ print(statistics.median(s) / 1e6)
 """
 
 
-def bare_median_ms(model: Path, warmup: int, iterations: int) -> float:
-    """Median of a bare ``execute`` loop in a fresh process."""
-    out = subprocess.run([sys.executable, "-c", BARE, str(model), str(warmup), str(iterations)],
-                         capture_output=True, text=True, check=True, env=dict(os.environ))
-    return float(out.stdout.strip().splitlines()[-1])
-
-
-def quantlab_median_ms(model: Path, warmup: int, iterations: int) -> float:
-    """Median of quantlab's simulator agent (one repeat, one runner process)."""
-    from quantlab.agents.sim.agent import SimAgent
-    from quantlab.harness.models import model_ref
-    from quantlab.harness.records import Job, Settings
-
-    agent = SimAgent()
-    device = agent.discover()[0]
-    settings = Settings(warmup=warmup, iterations=iterations, repeats=1)
-    job = Job(model_ref(model), "sim", "sim", "et-xnnpack", 1, settings)
-    result = agent.run(device, job, lambda phase, fraction: None)
-    if result.status != "ok":
-        raise SystemExit(f"simulator failed: {result.error}")
-    return statistics.median(result.samples_ms[0])
-
-
 def main() -> None:
     """Build the program, measure, print the ratio."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -89,8 +67,8 @@ def main() -> None:
                        capture_output=True)
         bare, ours = [], []
         for _ in range(args.rounds):  # alternate so drift hits both alike
-            bare.append(bare_median_ms(model, args.warmup, args.iterations))
-            ours.append(quantlab_median_ms(model, args.warmup, args.iterations))
+            bare.append(oc.bare_median_ms(BARE, model, args.warmup, args.iterations))
+            ours.append(oc.sim_median_ms(model, "et-xnnpack", args.warmup, args.iterations))
         b, q = statistics.median(bare), statistics.median(ours)
         print(f"program: {model.name} ({model.stat().st_size / 1e3:.0f} kB), 1 thread, "
               "XNNPACK")

@@ -27,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import overhead_common as oc  # noqa: E402  (beside this script)
+
 BUILD = """
 import sys, tensorflow as tf
 tf.keras.utils.set_random_seed(0)
@@ -48,34 +50,6 @@ print(statistics.median(s) / 1e6)
 """
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="-1")
-
-
-def bare_median_ms(model: Path, warmup: int, iterations: int) -> float:
-    """Median of a bare Interpreter.invoke() loop in a fresh process."""
-    out = subprocess.run(
-        [sys.executable, "-c", BARE, str(model), str(warmup), str(iterations)],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=ENV,
-    )
-    return float(out.stdout.strip().splitlines()[-1])
-
-
-def quantlab_median_ms(model: Path, warmup: int, iterations: int) -> float:
-    """Median of quantlab's simulator agent (one repeat, one worker process)."""
-    from quantlab.agents.sim.agent import SimAgent
-    from quantlab.harness.models import model_ref
-    from quantlab.harness.records import Job, Settings
-
-    agent = SimAgent()
-    device = agent.discover()[0]
-    settings = Settings(warmup=warmup, iterations=iterations, repeats=1)
-    job = Job(model_ref(model), "sim", "sim", "xnnpack", 1, settings)
-    result = agent.run(device, job, lambda phase, fraction: None)
-    if result.status != "ok":
-        raise SystemExit(f"simulator failed: {result.error}")
-    return statistics.median(result.samples_ms[0])
 
 
 def profiler_ratio(model: Path, iterations: int, rounds: int) -> float:
@@ -160,8 +134,8 @@ def main() -> None:
         )
         bare, ours = [], []
         for _ in range(args.rounds):  # alternate so drift hits both alike
-            bare.append(bare_median_ms(model, args.warmup, args.iterations))
-            ours.append(quantlab_median_ms(model, args.warmup, args.iterations))
+            bare.append(oc.bare_median_ms(BARE, model, args.warmup, args.iterations, ENV))
+            ours.append(oc.sim_median_ms(model, "xnnpack", args.warmup, args.iterations))
         b, q = statistics.median(bare), statistics.median(ours)
         print(f"model: {model.name} ({model.stat().st_size / 1e6:.1f} MB), 1 thread, XNNPACK")
         print(f"bare Interpreter.invoke() median {b:.3f} ms | quantlab sim median {q:.3f} ms")
