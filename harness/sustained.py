@@ -154,6 +154,10 @@ def describe(sustained: dict[str, Any]) -> str:
                      f"(> {pct:g}%)")
     else:
         parts.append(f"no throttling (latency never stays > {pct:g}% above the first window)")
+    kept = sustained.get("samples") or {}
+    if kept.get("downsampled"):
+        parts.append(f"raw samples: {kept['kept']} of {kept['measured']} kept (at most "
+                     f"{kept['per_window']} a window; every window's figures from all)")
     if sustained.get("sensors_note"):
         parts.append(str(sustained["sensors_note"]))
     return "; ".join(parts)
