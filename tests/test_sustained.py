@@ -63,13 +63,22 @@ def test_sensors_from_a_sysfs_tree(tmp_path: Path) -> None:
     cpu = tmp_path / "devices/system/cpu/cpu0/cpufreq"
     cpu.mkdir(parents=True)
     (cpu / "scaling_cur_freq").write_text("2400000\n")
+    kgsl = tmp_path / "class/kgsl/kgsl-3d0"
+    kgsl.mkdir(parents=True)
+    (kgsl / "gpuclk").write_text("585000000\n")
+    for name, hz in (("13000000.mali", "800000000"), ("soc:qcom,gpubw", "7980")):
+        (tmp_path / "class/devfreq" / name).mkdir(parents=True)
+        (tmp_path / "class/devfreq" / name / "cur_freq").write_text(f"{hz}\n")
     sensors, missing = read_sensors(tmp_path)
     assert sensors["temperatures_c"] == {"x86_pkg_temp": 54.0}
     assert sensors["cpu_freq_khz"] == {"cpu0": 2400000}
+    assert sensors["gpu_freq_hz"] == {"kgsl-3d0": 585000000, "13000000.mali": 800000000}
     assert missing == ["no battery"]
     empty, missing = read_sensors(tmp_path / "none")
     assert empty["temperatures_c"] == {} and empty["cpu_freq_khz"] == {}
+    assert empty["gpu_freq_hz"] == {}  # not readable: no number filled in
     assert any("no thermal zone" in m for m in missing)
+    assert any(m.startswith("GPU frequency not readable") for m in missing)
 
 
 def test_simulator_sustained_run(cnn_tflite: Path, tmp_path: Path,
@@ -90,6 +99,8 @@ def test_simulator_sustained_run(cnn_tflite: Path, tmp_path: Path,
     assert sum(w["count"] for w in s["windows"]) == len(raw.samples_ms[0])
     assert "no thermal zone" in s["sensors_note"]  # said, not invented
     assert all(w["temperatures_c"] == {} for w in s["windows"])
+    assert "GPU frequency not readable" in s["sensors_note"]
+    assert all(w["gpu_freq_hz"] == {} for w in s["windows"])
     assert s["peak_ips"] >= s["sustained_ips"] > 0
     assert load_record(RawResult, to_dict(raw)).sustained == s  # survives JSON
 
