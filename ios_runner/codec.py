@@ -242,6 +242,33 @@ def _sustained(data: dict[str, Any], job: Job) -> dict[str, Any]:
     return record
 
 
+def _startup(timing: dict[str, Any], engine: str) -> dict[str, Any]:
+    """The first second (``RawResult.startup``): cold = the on-device compile (Core ML), the
+    first load and the first prediction; warm = a later load (Core ML: of the compiled model,
+    its device specialization cached), whose first prediction the app does not time again."""
+    if not timing["load_cold"]:
+        return {}
+    cold = {"load_ms": timing["load_cold"][0], "delegate_ms": timing.get("compile"),
+            "first_inference_ms": timing.get("first_prediction")}
+    warm_loads = sorted(timing["load_warm"])
+    if engine == "coreml" and warm_loads:
+        mid = len(warm_loads) // 2
+        load = (warm_loads[mid] if len(warm_loads) % 2
+                else (warm_loads[mid - 1] + warm_loads[mid]) / 2)
+        return {"source": "BenchRunner app: MLModel.compileModel on the phone (delegate), the "
+                          "first MLModel.load (load), the first prediction; warm: the median "
+                          "later load of the compiled model (first prediction not timed again)",
+                "cold": cold, "cache": {"what": "Core ML's compiled model and its device "
+                                                   "specialization"},
+                "warm": {"load_ms": load, "delegate_ms": None, "first_inference_ms": None}}
+    why = ("no delegate cache: TensorFlowLiteSwift exposes none (later interpreter builds are "
+           "in runner.load_warm_ms)" if engine == "tflite"
+           else "no later load was timed (cold_load_repeats = 1)")
+    return {"source": "BenchRunner app: the first model load (load, with the delegate for "
+                      "TFLite), the first prediction", "cold": cold, "cache": None,
+            "warm": None, "warm_unavailable": why}
+
+
 def parse_result(data: dict[str, Any], job: Job) -> RawResult:
     """Map the app's result JSON to a RawResult (validated; the job ids must agree)."""
     validate("result", data)
@@ -315,4 +342,5 @@ def parse_result(data: dict[str, Any], job: Job) -> RawResult:
         runner=runner,
         warnings=tuple(warnings),
         sustained=_sustained(data, job),
+        startup=_startup(timing, data["runner"]["engine"]),
     )

@@ -230,3 +230,23 @@ def test_a_sustained_job_and_its_windows() -> None:
     assert "thermal state only" in s["sensors_note"]  # no temperatures filled in
     assert all("temperatures_c" not in w for w in s["windows"])
     assert raw.samples_ms == (tuple(data["timing_ms"]["latency"]),)
+
+
+def test_the_first_second_of_core_ml_and_tflite_jobs() -> None:
+    from quantlab.harness.startup import cold_and_warm
+
+    data = _load(RUNNER / "fixtures" / "result_coreml.json")
+    job = _job("coreml-ane", "mlpackage")
+    start = codec.parse_result({**data, "job_id": job.job_id}, job).startup
+    # cold: compiled on the phone, the first load (device specialization), the first prediction
+    assert start["cold"] == {"load_ms": 1830.2, "delegate_ms": 412.7, "first_inference_ms": 6.8}
+    assert start["warm"] == {"load_ms": pytest.approx(21.15), "delegate_ms": None,
+                             "first_inference_ms": None}  # a later load of the compiled model
+    cold, warm = cold_and_warm(start)
+    assert cold == pytest.approx(2249.7) and warm == pytest.approx(21.15)
+
+    data = _load(RUNNER / "fixtures" / "result_tflite.json")
+    job = _job("tflite-metal", "tflite")
+    start = codec.parse_result({**data, "job_id": job.job_id}, job).startup
+    assert start["cold"] == {"load_ms": 44.0, "delegate_ms": None, "first_inference_ms": 9.5}
+    assert start["warm"] is None and "no delegate cache" in start["warm_unavailable"]
