@@ -152,11 +152,12 @@ class Settings:
     sustained_s: float = 0.0  # > 0: one sustained run of this long, in windows (no repeats)
     window_s: float = 10.0  # a sustained run's window
     throttle_pct: float = 10.0  # latency staying this far above the first window = throttled
+    window_samples: int = 1000  # raw iteration times a sustained window keeps at most (0: all)
 
 
 SETTINGS_HASHED_ONLY_WHEN_SET: dict[str, Any] = {"energy_on_usb": False, "numerics": False,
                                                  "sustained_s": 0.0, "window_s": 10.0,
-                                                 "throttle_pct": 10.0}
+                                                 "throttle_pct": 10.0, "window_samples": 1000}
 """Settings fields added after the first release: left out of ``Job.job_id`` while they
 hold their default, so the ids of existing jobs never change."""
 

@@ -58,6 +58,14 @@ def parse_percent(value: str | float, option: str) -> float:
     return pct
 
 
+def is_gpu_devfreq(name: str) -> bool:
+    """Whether a devfreq device is a GPU's clock (named gpu, mali or kgsl; not a bus's
+    bandwidth vote). The LiteRT runner keeps its own copy (it imports nothing of quantlab)."""
+    low = name.lower()
+    return any(k in low for k in ("gpu", "mali", "kgsl")) and not any(
+        k in low for k in ("bw", "bus"))
+
+
 def _percentile(values: Sequence[float], q: float) -> float:
     """The ``q``-quantile (0..1) by linear interpolation (numpy's default)."""
     data = sorted(values)
@@ -154,6 +162,10 @@ def describe(sustained: dict[str, Any]) -> str:
                      f"(> {pct:g}%)")
     else:
         parts.append(f"no throttling (latency never stays > {pct:g}% above the first window)")
+    kept = sustained.get("samples") or {}
+    if kept.get("downsampled"):
+        parts.append(f"raw samples: {kept['kept']} of {kept['measured']} kept (at most "
+                     f"{kept['per_window']} a window; every window's figures from all)")
     if sustained.get("sensors_note"):
         parts.append(str(sustained["sensors_note"]))
     return "; ".join(parts)

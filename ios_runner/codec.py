@@ -122,7 +122,7 @@ def build_job(
             "warmup": job.settings.warmup,
             "iterations": job.settings.iterations,
             "cold_load_repeats": max(1, job.settings.repeats),
-            "timeout_s": job.settings.timeout_s,
+            "timeout_s": job.settings.timeout_s + job.settings.sustained_s,
         },
         "preconditions": {
             "max_thermal_start": "nominal",
@@ -130,6 +130,10 @@ def build_job(
             "cooldown_wait_s": cooldown_wait_s,
         },
     }
+    if job.settings.sustained_s > 0:  # windows instead of the timed iterations
+        data["run"]["sustained"] = {"duration_s": job.settings.sustained_s,
+                                    "window_s": job.settings.window_s,
+                                    "window_samples": job.settings.window_samples}
     if outputs_file:
         data["outputs"] = {"file": outputs_file}
         if outputs_samples is not None:
@@ -204,6 +208,67 @@ def _ops(result: dict[str, Any]) -> tuple[tuple[OpRecord, ...], list[str]]:
     return ops, warnings
 
 
+SUSTAINED_SOURCE = ("BenchRunner app: every prediction timed in windows, ProcessInfo.thermalState "
+                    "at each window's end")
+SUSTAINED_SENSORS = ("an iOS app can read no temperatures, CPU/GPU frequencies or battery level: "
+                     "thermal state only")
+
+
+def _sustained(data: dict[str, Any], job: Job) -> dict[str, Any]:
+    """The ``RawResult.sustained`` dict of a sustained job's windows (empty without any)."""
+    from quantlab.harness.sustained import sustained_record
+
+    found = data.get("sustained")
+    if not found:
+        return {}
+    windows = []
+    for w in found["windows"]:
+        wall = max(w["end_s"] - w["start_s"], 1e-9)
+        windows.append({"start_s": w["start_s"], "end_s": w["end_s"], "count": w["count"],
+                        "median_ms": w["median_ms"], "p90_ms": w["p90_ms"],
+                        "mean_ms": w["mean_ms"], "throughput_ips": w["count"] / wall,
+                        "thermal_state": w["thermal_state"],
+                        "thermal_status_name": w["thermal_state"]})
+    s = job.settings
+    record = sustained_record(windows, duration_s=s.sustained_s, window_s=s.window_s,
+                              threshold_pct=s.throttle_pct, source=SUSTAINED_SOURCE,
+                              sensors_note=SUSTAINED_SENSORS)
+    measured = sum(int(w["count"]) for w in found["windows"])
+    kept = sum(len(w["latency"]) for w in found["windows"])
+    record["samples"] = {"measured": measured, "kept": kept,
+                         "per_window": s.window_samples or None, "downsampled": kept < measured,
+                         "method": "window figures from every prediction (in the app); raw "
+                                   "times kept: at most per_window a window, seeded by its index"}
+    return record
+
+
+def _startup(timing: dict[str, Any], engine: str) -> dict[str, Any]:
+    """The first second (``RawResult.startup``): cold = the on-device compile (Core ML), the
+    first load and the first prediction; warm = a later load (Core ML: of the compiled model,
+    its device specialization cached), whose first prediction the app does not time again."""
+    if not timing["load_cold"]:
+        return {}
+    cold = {"load_ms": timing["load_cold"][0], "delegate_ms": timing.get("compile"),
+            "first_inference_ms": timing.get("first_prediction")}
+    warm_loads = sorted(timing["load_warm"])
+    if engine == "coreml" and warm_loads:
+        mid = len(warm_loads) // 2
+        load = (warm_loads[mid] if len(warm_loads) % 2
+                else (warm_loads[mid - 1] + warm_loads[mid]) / 2)
+        return {"source": "BenchRunner app: MLModel.compileModel on the phone (delegate), the "
+                          "first MLModel.load (load), the first prediction; warm: the median "
+                          "later load of the compiled model (first prediction not timed again)",
+                "cold": cold, "cache": {"what": "Core ML's compiled model and its device "
+                                                   "specialization"},
+                "warm": {"load_ms": load, "delegate_ms": None, "first_inference_ms": None}}
+    why = ("no delegate cache: TensorFlowLiteSwift exposes none (later interpreter builds are "
+           "in runner.load_warm_ms)" if engine == "tflite"
+           else "no later load was timed (cold_load_repeats = 1)")
+    return {"source": "BenchRunner app: the first model load (load, with the delegate for "
+                      "TFLite), the first prediction", "cold": cold, "cache": None,
+            "warm": None, "warm_unavailable": why}
+
+
 def parse_result(data: dict[str, Any], job: Job) -> RawResult:
     """Map the app's result JSON to a RawResult (validated; the job ids must agree)."""
     validate("result", data)
@@ -276,4 +341,6 @@ def parse_result(data: dict[str, Any], job: Job) -> RawResult:
         thermal_after=thermal_after,
         runner=runner,
         warnings=tuple(warnings),
+        sustained=_sustained(data, job),
+        startup=_startup(timing, data["runner"]["engine"]),
     )

@@ -45,10 +45,12 @@ def measure_settings(*, warmup: int = 10, iterations: int = 50, min_time: float 
                      inputs: str | Path | None = None, energy: bool = False,
                      energy_on_usb: bool = False, numerics: bool = False,
                      timeout: float = 600.0, sustained: str | float | None = None,
-                     window: float | None = None, throttle: str | float = "10%") -> Settings:
+                     window: float | None = None, throttle: str | float = "10%",
+                     window_samples: int = 1000) -> Settings:
     """The :class:`~quantlab.harness.records.Settings` of a request; checks ``inputs`` (an .npz)
     and a sustained run's ``sustained`` duration (``90s``, ``10m``), ``window`` (s) and
-    ``throttle`` threshold (``10%``); the window is 10 s unless given, at most the duration."""
+    ``throttle`` threshold (``10%``); the window is 10 s unless given, at most the duration;
+    ``window_samples``: the raw iteration times a window stores at most (0: all)."""
     from quantlab.harness.records import Settings
     from quantlab.harness.sustained import parse_duration, parse_percent
 
@@ -77,7 +79,8 @@ def measure_settings(*, warmup: int = 10, iterations: int = 50, min_time: float 
                     energy=energy or energy_on_usb,  # energy on USB implies energy
                     timeout_s=timeout, energy_on_usb=energy_on_usb, numerics=numerics,
                     sustained_s=sustained_s, window_s=float(window),
-                    throttle_pct=parse_percent(throttle, "--throttle"))
+                    throttle_pct=parse_percent(throttle, "--throttle"),
+                    window_samples=max(int(window_samples), 0))
 
 
 def make_plan(models: Sequence[str | Path], device: ListArg, delegate: ListArg,
@@ -110,7 +113,7 @@ def bench(models: Sequence[str | Path], device: ListArg = "sim", delegate: ListA
           inputs: str | Path | None = None, energy: bool = False, energy_on_usb: bool = False,
           numerics: bool = False, timeout: float = 600.0, sustained: str | float | None = None,
           window: float | None = None, throttle: str | float = "10%",
-          tags: Iterable[str] = (),
+          window_samples: int = 1000, tags: Iterable[str] = (),
           results: str | Path | None = None, cluster: str | None = None,
           retry_timeout: float = 120.0, reporter: Reporter | None = None) -> Record:
     """Benchmark models (files or variants folders) on devices and store every measurement.
@@ -144,7 +147,7 @@ def bench(models: Sequence[str | Path], device: ListArg = "sim", delegate: ListA
                                 repeats=repeats, profile_ops=profile_ops, inputs=inputs,
                                 energy=energy, energy_on_usb=energy_on_usb, numerics=numerics,
                                 timeout=timeout, sustained=sustained, window=window,
-                                throttle=throttle)
+                                throttle=throttle, window_samples=window_samples)
     checked_tags = check_tags(list(tags))
     with Session.open(results, cluster=cluster, retry=RetryPolicy(wait_s=retry_timeout),
                       reporter=reporter) as session:

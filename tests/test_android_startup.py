@@ -79,3 +79,22 @@ def test_a_delegate_without_a_cache_has_its_cold_start_and_the_reason(
     assert raw.startup["warm"] is None and "keeps no delegate cache" in \
         raw.startup["warm_unavailable"]
     assert len(phone.benchmark_calls) == 1  # no extra launches
+
+
+def test_an_npu_jobs_start_says_it_was_compiled_ahead_of_time() -> None:
+    """litert-npu runs a model compiled on the host (quantlab compile): its cold start is
+    benchmark_litert_model's model initialization and first warm-up run, nothing is compiled
+    on the phone, and there is no cache to warm; no launch beyond the measured ones."""
+    from quantlab.agents.android import startup
+    from quantlab.android_runner.parser import BenchmarkOutput
+    from quantlab.harness.records import DeviceInfo
+
+    ref = ModelRef("/m/m.tflite", "c" * 64, 10, "tflite")
+    job = Job(ref, "R58M", "android", "litert-npu", 1, Settings())
+    measured = [BenchmarkOutput(ok=True, init_ms=23.5, first_inference_ms=7.4)]
+    phone = DeviceInfo(id="R58M", platform="android", name="R58M")
+    record = startup.measure(None, None, phone, job, "m", (), [], measured)
+    assert record["cold"] == {"load_ms": 23.5, "delegate_ms": None, "first_inference_ms": 7.4}
+    assert "benchmark_litert_model" in record["source"]
+    assert "compiled ahead of time" in record["warm_unavailable"]
+    assert "benchmark_model keeps" not in record["warm_unavailable"]

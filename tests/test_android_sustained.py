@@ -65,6 +65,9 @@ def test_throttling_point_is_reported_within_one_window(phone: FakeAndroidDevice
     assert all(w["thermal_status"] == 3 for w in windows[hot:])
     first, last = windows[0], windows[-1]
     assert last["cpu_freq_khz"]["cpu7"] < first["cpu_freq_khz"]["cpu7"] == 2400000
+    # the stand-in's Adreno clock (sysfs kgsl gpuclk), lowered with the schedule
+    assert first["gpu_freq_hz"] == {"kgsl-3d0": 585000000}
+    assert last["gpu_freq_hz"] == {"kgsl-3d0": 292500000}
     assert first["battery_pct"] == 87 and first["temperatures_c"]["cpu"] == 31.5
     assert s["sustained_ips"] == pytest.approx(s["peak_ips"] / 2, rel=0.01)
     assert s["sensors_note"] is None
@@ -78,9 +81,12 @@ def test_a_phone_that_does_not_throttle_reports_none(phone: FakeAndroidDevice,
     phone.profile = {**phone.profile, "cpufreq_khz": {}}
     for f in (phone.sandbox / "sys/devices/system/cpu").glob("*/cpufreq/scaling_cur_freq"):
         f.unlink()
+    (phone.sandbox / "sys/class/kgsl/kgsl-3d0/gpuclk").unlink()
     s, _raw = _sustained(phone, model)
     assert len(s["windows"]) >= 4
     assert s["throttle"] is None and s["throttle_at_s"] is None
     assert s["sustained_ips"] == pytest.approx(s["peak_ips"])
     assert "no CPU frequencies" in s["sensors_note"]  # said, not invented
+    assert "GPU frequency not readable" in s["sensors_note"]
+    assert all(w["gpu_freq_hz"] == {} for w in s["windows"])
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import re
@@ -114,15 +115,17 @@ def _schema_props(node: Any) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize(("swift", "schema"), [("Job.swift", "job"), ("Result.swift", "result")])
+@pytest.mark.parametrize(("swift", "schema"), [("Job.swift", "job"),
+                                                ("Result.swift Sustained.swift", "result")])
 def test_swift_coding_keys_match_schema(swift: str, schema: str) -> None:
-    keys = _swift_keys(RUNNER / "Sources" / "RunnerCore" / swift)
+    keys = set().union(*(_swift_keys(RUNNER / "Sources" / "RunnerCore" / name)
+                         for name in swift.split()))
     props = _schema_props(_load(RUNNER / "schema" / f"{schema}.schema.json"))
     assert keys == props, f"only in Swift: {keys - props}; only in schema: {props - keys}"
 
 
 def test_every_swift_codable_declares_coding_keys() -> None:
-    for name in ("Job.swift", "Result.swift"):
+    for name in ("Job.swift", "Result.swift", "Sustained.swift"):
         text = (RUNNER / "Sources" / "RunnerCore" / name).read_text()
         assert text.count(": Codable") == text.count("enum CodingKeys"), name
 
@@ -205,3 +208,45 @@ def test_userspace_tunnel_takes_serial() -> None:
     from pymobiledevice3.remote.userspace_tunnel import UserspaceRsdTunnel
 
     assert "serial" in inspect.signature(UserspaceRsdTunnel.__init__).parameters
+
+
+def test_a_sustained_job_and_its_windows() -> None:
+    job = _job("tflite-cpu", "tflite")
+    job = dataclasses.replace(job, settings=dataclasses.replace(
+        job.settings, sustained_s=2.0, window_s=0.5, window_samples=3))
+    spec = codec.build_job(job)
+    assert spec["run"]["sustained"] == {"duration_s": 2.0, "window_s": 0.5, "window_samples": 3}
+    assert spec["run"]["timeout_s"] == 122.0  # the job's timeout plus the run's duration
+    assert "sustained" not in codec.build_job(_job("tflite-cpu", "tflite"))["run"]
+
+    data = _load(RUNNER / "fixtures" / "result_sustained.json")
+    raw = codec.parse_result({**data, "job_id": job.job_id}, job)
+    s = raw.sustained
+    assert [w["thermal_state"] for w in s["windows"]] == ["nominal", "fair", "serious", "serious"]
+    assert [w["median_ms"] for w in s["windows"]] == [2.0, 2.0, 4.0, 4.0]
+    assert s["windows"][0]["throughput_ips"] == 500.0  # 250 predictions in 0.5 s
+    assert s["throttle"]["window"] == 2 and s["throttle_at_s"] == 1.0
+    assert s["samples"] == {**s["samples"], "measured": 750, "kept": 12, "downsampled": True}
+    assert "thermal state only" in s["sensors_note"]  # no temperatures filled in
+    assert all("temperatures_c" not in w for w in s["windows"])
+    assert raw.samples_ms == (tuple(data["timing_ms"]["latency"]),)
+
+
+def test_the_first_second_of_core_ml_and_tflite_jobs() -> None:
+    from quantlab.harness.startup import cold_and_warm
+
+    data = _load(RUNNER / "fixtures" / "result_coreml.json")
+    job = _job("coreml-ane", "mlpackage")
+    start = codec.parse_result({**data, "job_id": job.job_id}, job).startup
+    # cold: compiled on the phone, the first load (device specialization), the first prediction
+    assert start["cold"] == {"load_ms": 1830.2, "delegate_ms": 412.7, "first_inference_ms": 6.8}
+    assert start["warm"] == {"load_ms": pytest.approx(21.15), "delegate_ms": None,
+                             "first_inference_ms": None}  # a later load of the compiled model
+    cold, warm = cold_and_warm(start)
+    assert cold == pytest.approx(2249.7) and warm == pytest.approx(21.15)
+
+    data = _load(RUNNER / "fixtures" / "result_tflite.json")
+    job = _job("tflite-metal", "tflite")
+    start = codec.parse_result({**data, "job_id": job.job_id}, job).startup
+    assert start["cold"] == {"load_ms": 44.0, "delegate_ms": None, "first_inference_ms": 9.5}
+    assert start["warm"] is None and "no delegate cache" in start["warm_unavailable"]

@@ -393,3 +393,22 @@ def test_a_module_name_loads_the_backend(tmp_path: Path, monkeypatch: pytest.Mon
         assert type(load_backend()).__name__ == FakeIphoneBackend.__name__
     monkeypatch.delenv("QUANTLAB_IOS_BACKEND")
     assert isinstance(load_backend(), Pmd3Backend)
+
+
+def test_a_sustained_job_runs_in_windows_with_the_thermal_state(make_phone: Any,
+                                                                 mlpackage: Path) -> None:
+    """bench --sustained on an iPhone: the job JSON asks the app for windows, the app times
+    every prediction in them and reads its thermal state at each window's end; the agent no
+    longer refuses the job."""
+    phone = make_phone()
+    dev = _ready(phone)
+    job = _job(mlpackage, sustained_s=0.6, window_s=0.2, window_samples=4)
+    assert _agent().supports(dev, job) == (True, "")
+    raw = _agent().run(dev, job, no_progress)
+    assert raw.status == "ok", raw.error
+    windows = raw.sustained["windows"]
+    assert len(windows) >= 3 and all(w["count"] > 4 for w in windows)
+    assert all(w["thermal_state"] in ("nominal", "fair") for w in windows)
+    assert raw.sustained["samples"]["kept"] == 4 * len(windows) == len(raw.samples_ms[0])
+    assert "thermal state only" in raw.sustained["sensors_note"]
+    _all_closed(phone)

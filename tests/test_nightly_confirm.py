@@ -42,6 +42,11 @@ def test_a_one_off_slow_night_is_not_confirmed_and_a_real_2x_change_is(
     assert spike["verdict"] == "not confirmed" and spike["ratio"] == pytest.approx(2.0)
     assert spike["confirmation"]["state"] == "not confirmed"
     assert spike["confirmation"]["launches"] == 2
+    # the variants are rebuilt in place every night: last night's file is gone, so the stored
+    # baseline is what the re-run is compared with, and the verdict says so
+    assert spike["confirmation"]["baseline"] == "stored"
+    assert "a/int8.tflite changed since" in spike["confirmation"]["baseline_note"]
+    assert "against the stored baseline" in spike["reason"]
     assert "a one-off, not reported as a regression" in spike["reason"]
     assert code == 0  # the nightly passes: nothing confirmed
     assert not _failures(lab)
@@ -62,7 +67,9 @@ def test_a_one_off_slow_night_is_not_confirmed_and_a_real_2x_change_is(
     # the one-off's own figure stays in night 2's run: night 3 is faster than it
     assert matches[("R58M-1", "int8 (a/int8.tflite)")]["verdict"] == "faster"
     assert code == 1
-    assert [name for _cls, name in _failures(lab)] == ["int8 (b/int8.tflite) · xnnpack · 1t"]
+    [(_cls, name)] = _failures(lab)
+    assert name == "int8 (b/int8.tflite) · xnnpack · 1t"
+    assert "against the stored baseline" in _failures(lab)[(_cls, name)].message
 
 
 def _failures(lab: Path) -> dict[tuple[str, str], Failure]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from conftest import require_tool
 from fixtures.report.checks import CHROMIUM, check_in_chromium
-from fixtures.report.runs import job, measure, open_store, store_run
+from fixtures.report.runs import job, measure, open_store, stability_store, store_run
 from typer.testing import CliRunner
 
 from quantlab.harness.cli.main import app
@@ -75,3 +75,21 @@ def test_report_in_headless_chromium(tmp_path: Path) -> None:
     require_tool("chromium", f"{CHROMIUM} is not installed", found=Path(CHROMIUM).exists())
     check_in_chromium(_report(tmp_path), Path("results/report-fixture-screenshot.png"),
                       SECTIONS, min_plots=4)
+
+
+def test_stability_section_flags_an_unstable_job(tmp_path: Path) -> None:
+    rid = stability_store(tmp_path)
+    out = tmp_path / "r.html"
+    res = runner.invoke(app, ["report", rid, "--html", str(out), "--results", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    section = out.read_text().split('data-section="stability"')[1].split("</section>")[0]
+    rows = {r.split("</td>")[0].rsplit(">", 1)[1]: r for r in section.split("<tr")[2:]}
+    stable, unstable = rows["fp32 (model-fp32.tflite) · sim · xnnpack · 1t"], \
+        rows["int8 (model-int8.tflite) · sim · xnnpack · 1t"]
+    assert 'data-verdict="stable"' in stable and 'class="bad"' not in stable
+    assert 'data-verdict="unstable"' in unstable and 'class="bad"' in unstable
+    assert "1 of 2 scored jobs unstable: int8 (model-int8.tflite)" in section
+    # what resolving 5 % takes: the unstable job needs far more launches than the stable one
+    need = [int(r.split('data-repeats="')[1].split('"')[0]) for r in (stable, unstable)]
+    assert need[0] == 2 and need[1] > 20
+    assert "fp16 (model-fp16.tflite) · sim · xnnpack · 1t: one launch" in section

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from fixtures.report.runs import stability_store
 from fixtures.serve.server import serving
 from fixtures.serve.store import PASSWORD, TOKEN, ServeStore, build
 
@@ -78,7 +79,7 @@ def test_one_run_is_show_json_with_raw_file_urls(client: TestClient, held: Serve
         figure = re.search(r"Inference \(avg\): ([\d.]+)", text)
         assert figure and float(figure[1]) / 1000 == pytest.approx(
             r["latency_ms"]["median"], rel=1e-4)  # the figure the page shows, traced
-    assert get(client, run["links"]["page"]).count('data-section="') == 15  # 13 + run + raw
+    assert get(client, run["links"]["page"]).count('data-section="') == 16  # 14 + run + raw
 
 
 def test_compare_gives_compares_verdicts(client: TestClient, held: ServeStore) -> None:
@@ -326,3 +327,16 @@ def test_served_beyond_loopback_with_the_token(held: ServeStore, tmp_path: Path)
         assert httpx.get(f"{base}/api/status").status_code == 401
         status = httpx.get(f"{base}/api/status", headers={"Authorization": f"Bearer {TOKEN}"})
         assert status.status_code == 200 and status.json()["runs"] == 8
+
+
+def test_a_runs_page_shows_each_jobs_stability_flagged(tmp_path: Path) -> None:
+    rid = stability_store(tmp_path)
+    opened = Store.open(str(tmp_path), migrate=False)
+    try:
+        page = get(TestClient(create_app(opened), base_url=LOOPBACK), f"/runs/{rid}")
+    finally:
+        opened.close()
+    assert '<a href="#stability">stability</a>' in page
+    section = page.split('data-section="stability"')[1].split("</section>")[0]
+    assert section.count('data-verdict="stable"') == 1
+    assert section.count('data-verdict="unstable"') == 1 and 'class="bad"' in section

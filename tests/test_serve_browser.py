@@ -51,6 +51,7 @@ def test_walk_lab_runs_a_run_compare_and_a_trend(base: str, held: ServeStore, tm
     assert seen.run_id == held.nights[2]
     assert seen.raw_text.startswith("night 3 model-")  # the raw output behind a figure
     assert seen.gate == "fails the gate"
+    assert seen.stability_text.count("\tstable\t") == 4  # each job's score, in the page
     int8_phone = next(line for line in seen.compare_text.splitlines()
                       if line.startswith("int8 (model-int8.tflite)\tpixel-8"))
     assert "\tslower\t" in int8_phone

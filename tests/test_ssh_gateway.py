@@ -380,10 +380,14 @@ def test_sustained_run_on_a_gateway_reads_its_sysfs(sshd: SshServer, cnn_tflite:
     freq = tmp_path / "cpu" / "cpu0" / "cpufreq"
     freq.mkdir(parents=True)
     (freq / "scaling_cur_freq").write_text("1500000\n")
+    gpu = tmp_path / "gpu" / "class" / "devfreq" / "ff9a0000.gpu"
+    gpu.mkdir(parents=True)
+    (gpu / "cur_freq").write_text("400000000\n")
     own = sshd.dir / "sustained.toml"
     own.write_text(sshd.hosts_entry("gw", python=sys.executable, extra="cooldown_s = 0"))
     agent = SshAgent(own, sysfs_roots={"thermal": str(tmp_path / "thermal"),
-                                       "cpu": str(tmp_path / "cpu")})
+                                       "cpu": str(tmp_path / "cpu"),
+                                       "gpu": str(tmp_path / "gpu")})
     (device,) = agent.discover()
     job = Job(model_ref(cnn_tflite), device.id, "linux", "xnnpack", 1,
               Settings(repeats=3, warmup=2, sustained_s=1.0, window_s=0.25))
@@ -393,5 +397,6 @@ def test_sustained_run_on_a_gateway_reads_its_sysfs(sshd: SshServer, cnn_tflite:
     assert len(windows) >= 4 and len(raw.samples_ms) == 1  # one process, no repeats
     assert all(w["temperatures_c"] == {"cpu-thermal": 48.5} for w in windows)
     assert all(w["cpu_freq_khz"] == {"cpu0": 1500000} for w in windows)
+    assert all(w["gpu_freq_hz"] == {"ff9a0000.gpu": 400000000} for w in windows)
     assert raw.sustained["sensors_note"] == "no battery"
     assert raw.startup["cold"]["load_ms"] > 0

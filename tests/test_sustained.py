@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from quantlab.agents.litert.runner.sustained import read_sensors
+from quantlab.agents.litert.runner.sustained import read_sensors, window_record
 from quantlab.agents.sim.agent import SimAgent
 from quantlab.harness.records import Job, ModelRef, RawResult, Settings, load_record, to_dict
 from quantlab.harness.sustained import describe, summarize, throttle_point, window_figures
@@ -63,13 +63,22 @@ def test_sensors_from_a_sysfs_tree(tmp_path: Path) -> None:
     cpu = tmp_path / "devices/system/cpu/cpu0/cpufreq"
     cpu.mkdir(parents=True)
     (cpu / "scaling_cur_freq").write_text("2400000\n")
+    kgsl = tmp_path / "class/kgsl/kgsl-3d0"
+    kgsl.mkdir(parents=True)
+    (kgsl / "gpuclk").write_text("585000000\n")
+    for name, hz in (("13000000.mali", "800000000"), ("soc:qcom,gpubw", "7980")):
+        (tmp_path / "class/devfreq" / name).mkdir(parents=True)
+        (tmp_path / "class/devfreq" / name / "cur_freq").write_text(f"{hz}\n")
     sensors, missing = read_sensors(tmp_path)
     assert sensors["temperatures_c"] == {"x86_pkg_temp": 54.0}
     assert sensors["cpu_freq_khz"] == {"cpu0": 2400000}
+    assert sensors["gpu_freq_hz"] == {"kgsl-3d0": 585000000, "13000000.mali": 800000000}
     assert missing == ["no battery"]
     empty, missing = read_sensors(tmp_path / "none")
     assert empty["temperatures_c"] == {} and empty["cpu_freq_khz"] == {}
+    assert empty["gpu_freq_hz"] == {}  # not readable: no number filled in
     assert any("no thermal zone" in m for m in missing)
+    assert any(m.startswith("GPU frequency not readable") for m in missing)
 
 
 def test_simulator_sustained_run(cnn_tflite: Path, tmp_path: Path,
@@ -90,6 +99,8 @@ def test_simulator_sustained_run(cnn_tflite: Path, tmp_path: Path,
     assert sum(w["count"] for w in s["windows"]) == len(raw.samples_ms[0])
     assert "no thermal zone" in s["sensors_note"]  # said, not invented
     assert all(w["temperatures_c"] == {} for w in s["windows"])
+    assert "GPU frequency not readable" in s["sensors_note"]
+    assert all(w["gpu_freq_hz"] == {} for w in s["windows"])
     assert s["peak_ips"] >= s["sustained_ips"] > 0
     assert load_record(RawResult, to_dict(raw)).sustained == s  # survives JSON
 
@@ -112,16 +123,19 @@ def test_bench_sustained_then_show_and_report(cnn_tflite: Path, tmp_path: Path) 
     env = {"QUANTLAB_RESULTS": str(tmp_path / "results"), "QUANTLAB_SYSFS_ROOT": str(tmp_path),
            "COLUMNS": "200"}
     bench = _quantlab("bench", str(cnn_tflite), "--sustained", "1s", "--window", "0.25",
-                      "--json", env=env)
+                      "--window-samples", "5", "--json", env=env)
     assert bench.returncode == 0, bench.stderr
     result = json.loads(bench.stdout)["results"][0]
     assert result["sustained"]["window_s"] == 0.25 and len(result["sustained"]["windows"]) >= 4
     assert result["settings"]["sustained_s"] == 1.0
+    kept = result["sustained"]["samples"]
+    assert kept["downsampled"] and kept["kept"] == 5 * len(result["sustained"]["windows"])
     show = _quantlab("show", env=env)
     assert show.returncode == 0, show.stderr
     assert "Sustained: cnn" in show.stdout and "0.25s windows" in show.stdout
     assert "peak" in show.stdout and "sustained" in show.stdout
     assert "no thermal zone" in show.stdout
+    assert f"raw samples: {kept['kept']} of {kept['measured']} kept" in show.stdout
     html = tmp_path / "r.html"
     report = _quantlab("report", "--html", str(html), env=env)
     assert report.returncode == 0, report.stderr
@@ -158,3 +172,34 @@ def test_a_plan_file_asks_for_a_sustained_run(cnn_tflite: Path, tmp_path: Path) 
     settings = json.loads(out.stdout)["jobs"][0]["settings"]
     assert (settings["sustained_s"], settings["window_s"], settings["throttle_pct"]) == (
         120.0, 15.0, 20.0)
+
+
+def test_a_window_keeps_its_figures_from_every_sample_and_a_seeded_sample_of_them() -> None:
+    times = [float(i % 100) for i in range(1000)]  # median 49.5, p90 89.1 over all of them
+    w = window_record(times, 0.0, 2.0, cap=20, index=3)
+    assert w["count"] == 1000 and w["median_ms"] == 49.5
+    assert w["p90_ms"] == pytest.approx(89.1) and w["throughput_ips"] == 500.0
+    assert len(w["samples_ms"]) == 20 and w["kept"] == 20
+    assert w == window_record(times, 0.0, 2.0, cap=20, index=3)  # seeded: the same rows
+    assert w["samples_ms"] != window_record(times, 0.0, 2.0, cap=20, index=4)["samples_ms"]
+    short = window_record(times[:15], 0.0, 1.0, cap=20, index=0)
+    assert short["samples_ms"] == times[:15] and short["kept"] == 15  # under the cap: all
+
+
+def test_a_long_sustained_run_stores_at_most_the_cap_per_window(
+        cnn_tflite: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUANTLAB_SYSFS_ROOT", str(tmp_path))
+    agent = SimAgent(rapl_root="/nonexistent/powercap")
+    ref = ModelRef(str(cnn_tflite), "0" * 64, cnn_tflite.stat().st_size, "tflite")
+    settings = Settings(warmup=2, iterations=10, timeout_s=120, sustained_s=1.2, window_s=0.3,
+                        window_samples=5)
+    raw = agent.run(agent.discover()[0], Job(ref, "sim", "sim", "xnnpack", 1, settings),
+                    lambda *a: None)
+    assert raw.status == "ok", raw.error
+    s = raw.sustained
+    counts = [w["count"] for w in s["windows"]]
+    assert all(c > 5 for c in counts)  # every window measured more than it keeps
+    assert len(raw.samples_ms[0]) == 5 * len(counts)
+    assert s["samples"]["measured"] == sum(counts) and s["samples"]["kept"] == 5 * len(counts)
+    assert s["samples"]["per_window"] == 5 and s["samples"]["downsampled"] is True
+    assert f"raw samples: {5 * len(counts)} of {sum(counts)} kept" in describe(s)

@@ -7,6 +7,9 @@ compiled (``gpu``, ``nnapi``: ``--delegate_serialize_dir``/``--delegate_serializ
 short launches follow the measured ones: the first, into an empty cache folder, compiles and
 writes the cache (the cold start); the second reads it (the warm start). Any other delegate
 gets its cold start from the first measured launch and no warm start, with the reason.
+``litert-*`` jobs run benchmark_litert_model, whose ``Model initialization`` and ``Warmup
+(first)`` are the start; ``litert-npu`` runs a model compiled ahead of time on the host
+(``quantlab compile``), so nothing is compiled on the phone and there is no cache to warm.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ CACHED_DELEGATES = ("gpu", "nnapi")
 """benchmark_model's delegates that serialize their compiled model to a folder."""
 
 SOURCE = "benchmark_model's Init (model load and delegate init together) and First inference"
+LITERT_SOURCE = ("benchmark_litert_model's Model initialization (load and the accelerator's "
+                 "set-up together) and Warmup (first)")
 
 
 def figures(out: BenchmarkOutput) -> dict[str, Any]:
@@ -36,8 +41,20 @@ def measure(agent: Any, d: Any, device: DeviceInfo, job: Job, model: str,
             launches: list[BenchmarkOutput]) -> dict[str, Any]:
     """The ``RawResult.startup`` dict of a job whose measured ``launches`` ran (``agent``:
     the Android agent, whose launches this uses)."""
-    record: dict[str, Any] = {"source": SOURCE, "cold": figures(launches[0]), "warm": None,
-                              "cache": None, "warm_unavailable": None}
+    litert = job.delegate.startswith("litert-")
+    record: dict[str, Any] = {"source": LITERT_SOURCE if litert else SOURCE,
+                              "cold": figures(launches[0]), "warm": None, "cache": None,
+                              "warm_unavailable": None}
+    if job.delegate == "litert-npu":
+        record["warm_unavailable"] = ("litert-npu: the model was compiled ahead of time for this "
+                                      "SoC on the host (quantlab compile; runner.compiled_model "
+                                      "names it): nothing is compiled on the phone, and "
+                                      "benchmark_litert_model keeps no cache to warm")
+        return record
+    if litert:
+        record["warm_unavailable"] = (f"{job.delegate}: benchmark_litert_model keeps no "
+                                      "delegate cache")
+        return record
     if job.delegate not in CACHED_DELEGATES:
         record["warm_unavailable"] = (f"{job.delegate}: benchmark_model keeps no delegate "
                                       f"cache (only {', '.join(CACHED_DELEGATES)} serialize)")

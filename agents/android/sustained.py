@@ -5,8 +5,10 @@ model for the window's seconds (``--num_runs=1 --min_secs=S``; the warm-up only 
 first), back to back; the window's figures are the launch's own (median and p95 where the
 tool prints them, else the mean; never a p90, which it does not print). After each window the
 phone's thermal status and temperatures (``dumpsys thermalservice``), battery (``dumpsys
-battery``) and CPU frequencies (sysfs ``scaling_cur_freq``) are read; what the phone does not
-expose is named in ``sensors_note``. Between two windows the model is loaded again: the gap
+battery``), CPU frequencies (sysfs ``scaling_cur_freq``) and GPU frequencies (an Adreno's
+``/sys/class/kgsl/kgsl-3d0/gpuclk``, a Mali's or other GPU's ``/sys/class/devfreq/*/cur_freq``)
+are read; what the phone does not expose is named in ``sensors_note`` ("GPU frequency not
+readable"), never filled in. Between two windows the model is loaded again: the gap
 is visible as the distance between one window's end and the next one's start.
 """
 
@@ -48,6 +50,41 @@ def cpu_frequencies(agent: Any, d: Any, device: DeviceInfo) -> dict[str, int]:
     return out
 
 
+KGSL_CLOCK = "/sys/class/kgsl/kgsl-3d0/gpuclk"
+DEVFREQ = "/sys/class/devfreq"
+
+
+def _numbers(text: str, names: list[str]) -> dict[str, int]:
+    """``echo NAME; cat FILE`` output → the names whose file held a whole number."""
+    out: dict[str, int] = {}
+    name = None
+    for line in text.splitlines():
+        line = line.strip()
+        if line in names:
+            name = line
+        elif name and line.isdigit():
+            out[name] = int(line)
+            name = None
+    return out
+
+
+def gpu_frequencies(agent: Any, d: Any) -> dict[str, int]:
+    """The GPU's clock (Hz): kgsl's gpuclk (Adreno) and GPU devfreq devices (Mali and others;
+    a GPU bus's bandwidth device is not a clock), for those the phone lets the shell read."""
+    from quantlab.harness.sustained import is_gpu_devfreq
+
+    text = agent._shell(d, f"echo kgsl-3d0; cat {KGSL_CLOCK}; echo ==; ls {DEVFREQ}",
+                        timeout=30).stdout
+    head, _, listing = text.partition("==")
+    found = _numbers(head, ["kgsl-3d0"])
+    gpus = [n.strip() for n in listing.splitlines() if is_gpu_devfreq(n.strip())]
+    if gpus:
+        script = "; ".join(f"echo {shlex.quote(n)}; cat {shlex.quote(f'{DEVFREQ}/{n}/cur_freq')}"
+                           for n in gpus)
+        found.update(_numbers(agent._shell(d, script, timeout=30).stdout, gpus))
+    return found
+
+
 def _window(out: BenchmarkOutput, start_s: float, end_s: float) -> dict[str, Any]:
     """A window's figures from its launch."""
     stats = out.inference
@@ -83,12 +120,17 @@ def run_windows(agent: Any, d: Any, device: DeviceInfo, job: Job, model: str,
         with adb_faults(device.id, "reading its thermal state"):
             snap = agent._thermal_snapshot(device)
             freqs = cpu_frequencies(agent, d, device)
+            gpus = gpu_frequencies(agent, d)
         sensors = {k: snap[k] for k in SENSOR_KEYS if k in snap}
         if not sensors.get("temperatures_c"):
             missing.add("dumpsys thermalservice gave no temperatures")
         if not freqs:
             missing.add("no CPU frequencies (sysfs scaling_cur_freq not readable)")
-        windows.append({**_window(out, start, end), **sensors, "cpu_freq_khz": freqs})
+        if not gpus:
+            missing.add(f"GPU frequency not readable ({KGSL_CLOCK} and GPU devfreq under "
+                        f"{DEVFREQ})")
+        windows.append({**_window(out, start, end), **sensors, "cpu_freq_khz": freqs,
+                        "gpu_freq_hz": gpus})
     record = sustained_record(windows, duration_s=s.sustained_s, window_s=s.window_s,
                               threshold_pct=s.throttle_pct, source=SOURCE,
                               sensors_note="; ".join(sorted(missing)) or None)

@@ -249,8 +249,6 @@ class IosAgent:
         """Whether ``device`` can run ``job``, and why not."""
         if device.platform != "ios":
             return False, "not an iPhone"
-        if job.settings.sustained_s > 0:
-            return False, "sustained runs are not measured on iPhones yet (sim and android are)"
         if job.delegate not in DELEGATES:
             return (
                 False,
@@ -349,7 +347,8 @@ class IosAgent:
             samples: list[dict[str, Any]] = []
             # the app may first wait for the phone to cool down, then runs under the job's timeout
             cooldown_s = float(payload["preconditions"]["cooldown_wait_s"])
-            timeout = cooldown_s + job.settings.timeout_s + GRACE_S
+            job_s = float(payload["run"]["timeout_s"])  # a sustained run's duration included
+            timeout = cooldown_s + job_s + GRACE_S
             start = time.monotonic()
             while not await s.exists(done_path):
                 elapsed = time.monotonic() - start
@@ -360,13 +359,13 @@ class IosAgent:
                         status="failed",
                         error=f"timeout: BenchRunner wrote no results/{jid}.done "
                         f"within {timeout:g} s (cool-down wait {cooldown_s:g} s + job "
-                        f"timeout {job.settings.timeout_s:g} s + {GRACE_S:g} s)",
+                        f"timeout {job_s:g} s + {GRACE_S:g} s)",
                         runner={"name": "BenchRunner (iOS)", "host_samples": samples},
                     )
                 sample = await _sample(s, pid)
                 if sample:
                     samples.append({"t_s": round(elapsed, 3), **sample})
-                progress("running on iPhone", min(elapsed / max(job.settings.timeout_s, 1.0), 0.99))
+                progress("running on iPhone", min(elapsed / max(job_s, 1.0), 0.99))
                 await asyncio.sleep(POLL_S)
             result_bytes = await s.read(result_path)
             raw_outputs = [RawOutput.capture("result.json", "application/json", result_bytes)]

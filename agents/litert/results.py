@@ -33,19 +33,31 @@ def measured_result(job: Job, runs: list[dict[str, Any]], **fields: Any) -> RawR
     )
 
 
+SAMPLE_METHOD = ("window figures from every iteration; raw times kept: a uniform sample of "
+                 "at most per_window per window, seeded by the window's index, in measured order")
+
+
 def sustained_windows(job: Job, out: dict[str, Any]) -> dict[str, Any]:
     """The ``RawResult.sustained`` dict of a runner's ``sustained`` result: each window's
     figures (:func:`quantlab.harness.sustained.window_figures`) with its sensor readings."""
     windows = []
+    measured = kept = 0
     for w in out["windows"]:
-        sensors = {k: v for k, v in w.items() if k not in ("samples_ms", "start_s", "end_s")}
-        windows.append({**window_figures(w["samples_ms"], w["start_s"], w["end_s"]),
-                        **sensors})
+        rest = {k: v for k, v in w.items() if k not in ("samples_ms", "kept")}
+        if "count" not in w:  # a runner before window figures: all its times came back
+            rest.update(window_figures(w["samples_ms"], w["start_s"], w["end_s"]))
+        windows.append(rest)
+        measured += int(rest["count"])
+        kept += int(w.get("kept", len(w["samples_ms"])))
     s = job.settings
-    return sustained_record(windows, duration_s=s.sustained_s, window_s=s.window_s,
-                            threshold_pct=s.throttle_pct,
-                            source="per-iteration times of one LiteRT runner process",
-                            sensors_note=out.get("sensors_note"))
+    record = sustained_record(windows, duration_s=s.sustained_s, window_s=s.window_s,
+                              threshold_pct=s.throttle_pct,
+                              source="per-iteration times of one LiteRT runner process",
+                              sensors_note=out.get("sensors_note"))
+    record["samples"] = {"measured": measured, "kept": kept,
+                         "per_window": s.window_samples or None,
+                         "downsampled": kept < measured, "method": SAMPLE_METHOD}
+    return record
 
 
 def startup_record(job: Job, runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -113,6 +113,10 @@ class MeasureOptions:
     throttle: Annotated[str, typer.Option(
         "--throttle", help="A --sustained run is throttled from the window where latency "
         "starts to stay more than this above the first window's (e.g. 10%).")] = "10%"
+    window_samples: Annotated[int, typer.Option(
+        "--window-samples", min=0, help="Raw iteration times a --sustained window stores at "
+        "most (a seeded uniform sample; its figures still come from every iteration); 0: "
+        "all.")] = 1000
 
     def as_kwargs(self) -> dict[str, Any]:
         """The fields by name (the keyword arguments of :func:`quantlab.bench`)."""

@@ -20,7 +20,7 @@ from quantlab.harness.planfile import PlanFile
 
 MEASURE_OPTIONS = ("warmup", "iterations", "min_time", "repeats", "profile_ops", "inputs",
                    "energy", "energy_on_usb", "numerics", "timeout", "retry_timeout", "confirm",
-                   "sustained", "window", "throttle")
+                   "sustained", "window", "throttle", "window_samples")
 """bench options a plan file's [measure] table sets (same names)."""
 
 

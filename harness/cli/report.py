@@ -120,17 +120,14 @@ def print_comparison(c: Any) -> None:
     console.print(comparison_table(c))
     console.print(f"[dim]matched on {','.join(c.match_keys)}[/]", soft_wrap=True)
     for m in c.matches:
-        if m.reason:
-            console.print(f"[yellow]{m.verdict}[/] {m.new_label}: {m.reason}", soft_wrap=True)
+        if m.reason:  # a confirmed regression's says what confirmed it, in red
+            colour = "red" if (m.confirmation or {}).get("state") == "confirmed" else "yellow"
+            console.print(f"[{colour}]{m.verdict}[/] {m.new_label}: {m.reason}", soft_wrap=True)
         if m.drift is not None and m.drift.flagged:
             colour = "red" if m.drift.verdict == "slower" else "green"
             console.print(f"[{colour}]drift {m.drift.verdict}[/] {m.new_label}: "
                           f"{m.drift.text().split(': ', 1)[1]}", soft_wrap=True)
     for m in c.matches:
-        conf = m.confirmation
-        if conf and conf["state"] == "confirmed":
-            console.print(f"[red]confirmed[/] {m.new_label}: slower again in {conf['launches']} "
-                          f"confirmation launches (run {conf['run_id']})", soft_wrap=True)
         b, n = (m.startup or {}).get("baseline", {}), (m.startup or {}).get("new", {})
         if b.get("warm_ms") is not None or n.get("warm_ms") is not None:  # a delegate cache
             console.print(f"first second {m.new_label}: cold start {_ms(b['cold_ms'])} → "

@@ -189,8 +189,8 @@ def ops_table(result: dict[str, Any], top: int = 15) -> Table:
     return table
 
 
-def _sensor_text(window: dict[str, Any]) -> tuple[str, str, str]:
-    """A window's thermal state and hottest temperature, CPU frequencies and battery."""
+def _sensor_text(window: dict[str, Any]) -> tuple[str, str, str, str]:
+    """A window's thermal state and hottest temperature, CPU and GPU frequencies, battery."""
     temps = window.get("temperatures_c") or {}
     state = window.get("thermal_status_name") or ""
     hottest = f"{max(temps.values()):.1f}°C" if temps else ""
@@ -198,8 +198,10 @@ def _sensor_text(window: dict[str, Any]) -> tuple[str, str, str]:
     freqs = window.get("cpu_freq_khz") or {}
     freq = (f"{min(freqs.values()) / 1e6:.2f}–{max(freqs.values()) / 1e6:.2f} GHz"
             if freqs else "–")
+    gpus = window.get("gpu_freq_hz") or {}
+    gpu = " ".join(f"{v / 1e6:.0f} MHz" for v in gpus.values()) or "–"
     battery = f"{window['battery_pct']}%" if window.get("battery_pct") is not None else "–"
-    return thermal, freq, battery
+    return thermal, freq, gpu, battery
 
 
 def sustained_table(result: dict[str, Any]) -> Table:
@@ -212,6 +214,7 @@ def sustained_table(result: dict[str, Any]) -> Table:
         number_column(table, name)
     label_column(table, "thermal", 16)
     label_column(table, "CPU freq", 16)
+    label_column(table, "GPU freq", 10)
     number_column(table, "battery")
     throttled = (s.get("throttle") or {}).get("window")
     for i, w in enumerate(s["windows"]):

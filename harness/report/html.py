@@ -33,11 +33,13 @@ from quantlab.harness.report.html_measurements import (
     _sustained,
     _warnings,
 )
+from quantlab.harness.report.html_stability import stability_section
 from quantlab.harness.store import RunRecord, Store
 from quantlab.harness.verdicts.history import History
 
 SECTIONS = ("summary", "latency", "accuracy", "device-accuracy", "calibration", "ladder",
-            "delegates", "ops", "resources", "startup", "sustained", "warnings", "comparison")
+            "delegates", "ops", "resources", "stability", "startup", "sustained", "warnings",
+            "comparison")
 
 
 def report_sections(store: Store, records: list[RunRecord], baseline: str | None = None,
@@ -57,6 +59,8 @@ def report_sections(store: Store, records: list[RunRecord], baseline: str | None
         _section("delegates", "Delegate matrix", _delegates(records, overlays)),
         _section("ops", "Per-op breakdown", _ops(records)),
         _section("resources", "Memory, energy and thermal state", _resources(records)),
+        _section("stability", "Stability: noise between and within launches",
+                 stability_section(records)),
         _section("startup", "The first second: cold and warm start", _startup(records)),
         _section("sustained", "Sustained runs: latency over time", _sustained(records)),
         _section("warnings", "Stability warnings, skipped and failed jobs", _warnings(records)),

@@ -383,6 +383,9 @@ class FakeAndroidDevice:
             freq = sandbox / "sys/devices/system/cpu" / cpu / "cpufreq"
             freq.mkdir(parents=True, exist_ok=True)
             (freq / "scaling_cur_freq").write_text(f"{khz}\n")
+        for path, hz in self.profile.get("gpufreq_hz", {}).items():  # kgsl gpuclk, devfreq
+            self.host_path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.host_path(path).write_text(f"{hz}\n")
         self._accepting = threading.Event()
         self._accepting.set()
         self._stop = False
@@ -810,6 +813,9 @@ class FakeAndroidDevice:
             for cpu, khz in self.profile.get("cpufreq_khz", {}).items():
                 freq = self.sandbox / "sys/devices/system/cpu" / cpu / "cpufreq"
                 (freq / "scaling_cur_freq").write_text(f"{int(khz / self.throttle_factor)}\n")
+            for path, hz in self.profile.get("gpufreq_hz", {}).items():
+                if self.host_path(path).is_file():
+                    self.host_path(path).write_text(f"{int(hz / self.throttle_factor)}\n")
         marker = text.rfind("Running benchmark for at least")
         head = text[:text.index("\n", marker) + 1] if marker >= 0 and log and not failing \
             else ""

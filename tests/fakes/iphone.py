@@ -285,6 +285,43 @@ def _write_atomically(documents: Path, job_id: str, result: dict[str, Any], done
         (results / f"{job_id}.done").write_text("")
 
 
+def _quantile(ordered: list[float], q: float) -> float | None:
+    if not ordered:
+        return None
+    pos = (len(ordered) - 1) * q
+    lo, hi = int(pos), min(int(pos) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def _sustained(plan: dict[str, Any], invoke: Any) -> dict[str, Any]:
+    """A sustained job as the app's SustainedRun runs it: predictions without a pause in
+    windows, figures from every one, at most ``window_samples`` kept (seeded by the window's
+    index), and a thermal state at each window's end (the stand-in's: nominal, then fair from
+    half the duration on)."""
+    import random
+
+    duration, window, cap = plan["duration_s"], plan["window_s"], plan["window_samples"]
+    windows: list[dict[str, Any]] = []
+    start = w_start = time.perf_counter()
+    current: list[float] = []
+    while True:
+        now = time.perf_counter()
+        if now - w_start >= window or now - start >= duration:
+            ordered = sorted(current)
+            kept = current if cap <= 0 or len(current) <= cap else [
+                current[i] for i in sorted(random.Random(len(windows)).sample(
+                    range(len(current)), cap))]
+            windows.append({
+                "start_s": w_start - start, "end_s": now - start, "count": len(current),
+                "median_ms": _quantile(ordered, 0.5), "p90_ms": _quantile(ordered, 0.9),
+                "mean_ms": sum(current) / len(current) if current else None, "latency": kept,
+                "thermal_state": "nominal" if now - start < duration / 2 else "fair"})
+            current, w_start = [], now
+            if now - start >= duration:
+                return {"windows": windows}
+        current.append(invoke())
+
+
 def _run_tflite(
     documents: Path, job: dict[str, Any], machine: str, os_version: str, mode: str
 ) -> dict[str, Any]:
@@ -327,7 +364,9 @@ def _run_tflite(
 
     first = invoke()
     warmup = [invoke() for _ in range(run["warmup"])]
-    latency = [invoke() for _ in range(run["iterations"])]
+    sustained = _sustained(run["sustained"], invoke) if run.get("sustained") else None
+    latency = ([x for w in sustained["windows"] for x in w["latency"]] if sustained
+               else [invoke() for _ in range(run["iterations"])])
     outputs = None
     if batch:  # one invoke per sample, every sample's outputs kept (as the app's runBatch)
         per_sample = []
@@ -363,6 +402,7 @@ def _run_tflite(
         "energy": None,
         "compute_plan": None,
         "outputs": outputs,
+        "sustained": sustained,
         "runner": {
             "app_version": "fake-1.0",
             "engine": "tflite",
@@ -496,6 +536,16 @@ def app_main(argv: list[str]) -> int:
         else:
             fixture = REPO / "ios_runner" / "fixtures" / "result_coreml.json"
             result = {**json.loads(fixture.read_text()), "job_id": job["job_id"]}
+            if job["run"].get("sustained"):  # a prediction the stand-in times: a 2 ms sleep
+
+                def predict() -> float:
+                    t0 = time.perf_counter()
+                    time.sleep(0.002)
+                    return (time.perf_counter() - t0) * 1e3
+
+                result["sustained"] = _sustained(job["run"]["sustained"], predict)
+                result["timing_ms"]["latency"] = [
+                    x for w in result["sustained"]["windows"] for x in w["latency"]]
             if job["inputs"]["kind"] == "files":
                 _coreml_input_files(documents, job)
             if job.get("outputs"):

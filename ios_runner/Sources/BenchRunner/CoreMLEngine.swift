@@ -86,9 +86,20 @@ struct CoreMLEngine {
         telemetry.record()
         let energyStart = telemetry.taskEnergyNanojoules()
         var last: MLFeatureProvider?
-        timing.latency = try Clock.samples(job.run.iterations) {
-            last = try model.prediction(from: inputs, options: options)
+        var sustained: SustainedReport?
+        if let plan = job.run.sustained {  // bench --sustained: windows instead of iterations
+            progress("sustained run, \(plan.durationS) s")
+            sustained = try SustainedRun.run(plan, thermal: {
+                telemetry.record()
+                return Telemetry.thermalName(ProcessInfo.processInfo.thermalState)
+            }) { last = try model.prediction(from: inputs, options: options) }
+            timing.latency = sustained?.windows.flatMap { $0.latency } ?? []
+        } else {
+            timing.latency = try Clock.samples(job.run.iterations) {
+                last = try model.prediction(from: inputs, options: options)
+            }
         }
+        let predictions = sustained?.windows.reduce(0) { $0 + $1.count } ?? job.run.iterations
         let energyEnd = telemetry.taskEnergyNanojoules()
         _ = telemetry.physFootprint()
         telemetry.record()
@@ -109,11 +120,12 @@ struct CoreMLEngine {
                                  engineDetail: "computeUnits=\(spec.computeUnits)"))
         result.memory = MemoryReport(before: footprintBefore, after: footprintAfter,
                                      peak: telemetry.peakFootprint, available: telemetry.availableMemory())
-        if let start = energyStart, let end = energyEnd, end >= start, job.run.iterations > 0 {
-            result.energy = EnergyReport(taskEnergyNjDelta: end - start, predictions: job.run.iterations,
+        if let start = energyStart, let end = energyEnd, end >= start, predictions > 0 {
+            result.energy = EnergyReport(taskEnergyNjDelta: end - start, predictions: predictions,
                                          label: Telemetry.energyLabel)
         }
         result.outputs = outputs
+        result.sustained = sustained
 
         // 5. Anticipated placement per op (iOS 17.4+).
         if spec.computePlan {

@@ -43,7 +43,18 @@ struct TFLiteEngine {
         timing.warmup = try Clock.samples(job.run.warmup) { try interpreter.invoke() }
         telemetry.record()
         let energyStart = telemetry.taskEnergyNanojoules()
-        timing.latency = try Clock.samples(job.run.iterations) { try interpreter.invoke() }
+        var sustained: SustainedReport?
+        if let plan = job.run.sustained {  // bench --sustained: windows instead of iterations
+            progress("sustained run, \(plan.durationS) s")
+            sustained = try SustainedRun.run(plan, thermal: {
+                telemetry.record()
+                return Telemetry.thermalName(ProcessInfo.processInfo.thermalState)
+            }) { try interpreter.invoke() }
+            timing.latency = sustained?.windows.flatMap { $0.latency } ?? []
+        } else {
+            timing.latency = try Clock.samples(job.run.iterations) { try interpreter.invoke() }
+        }
+        let predictions = sustained?.windows.reduce(0) { $0 + $1.count } ?? job.run.iterations
         let energyEnd = telemetry.taskEnergyNanojoules()
         _ = telemetry.physFootprint()
         var outputs: OutputsReport?
@@ -65,11 +76,12 @@ struct TFLiteEngine {
             runner: RunnerReport(appVersion: Telemetry.appVersion, engine: "tflite", engineDetail: detail))
         result.memory = MemoryReport(before: footprintBefore, after: footprintAfter,
                                      peak: telemetry.peakFootprint, available: telemetry.availableMemory())
-        if let start = energyStart, let end = energyEnd, end >= start, job.run.iterations > 0 {
-            result.energy = EnergyReport(taskEnergyNjDelta: end - start, predictions: job.run.iterations,
+        if let start = energyStart, let end = energyEnd, end >= start, predictions > 0 {
+            result.energy = EnergyReport(taskEnergyNjDelta: end - start, predictions: predictions,
                                          label: Telemetry.energyLabel)
         }
         result.outputs = outputs
+        result.sustained = sustained
         return result
         #else
         throw RunnerError.engine("this build has no TensorFlowLite; run `pod install` (see ios_runner/README.md)")

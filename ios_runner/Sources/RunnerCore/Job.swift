@@ -179,12 +179,28 @@ public struct RunSpec: Codable, Equatable {
     public var iterations: Int
     public var coldLoadRepeats: Int
     public var timeoutS: Double
+    /// A sustained run (`bench --sustained`) instead of the timed iterations; nil: not asked.
+    public var sustained: SustainedSpec?
 
     enum CodingKeys: String, CodingKey {
         case warmup
         case iterations
         case coldLoadRepeats = "cold_load_repeats"
         case timeoutS = "timeout_s"
+        case sustained
+    }
+}
+
+public struct SustainedSpec: Codable, Equatable {
+    public var durationS: Double
+    public var windowS: Double
+    /// At most this many of a window's times are kept (0: all); its figures use every one.
+    public var windowSamples: Int
+
+    enum CodingKeys: String, CodingKey {
+        case durationS = "duration_s"
+        case windowS = "window_s"
+        case windowSamples = "window_samples"
     }
 }
 

@@ -18,6 +18,8 @@ public struct BenchResult: Codable {
     public var tfliteOpProfile: [OpProfileEntry]?
     /// Where the output tensors went, when the job asked for them.
     public var outputs: OutputsReport?
+    /// A sustained job's windows (see `SustainedRun`).
+    public var sustained: SustainedReport?
     public var runner: RunnerReport
 
     enum CodingKeys: String, CodingKey {
@@ -33,6 +35,7 @@ public struct BenchResult: Codable {
         case computePlan = "compute_plan"
         case tfliteOpProfile = "tflite_op_profile"
         case outputs
+        case sustained
         case runner
     }
 
