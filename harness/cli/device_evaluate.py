@@ -102,9 +102,11 @@ def print_device_rows(report: dict[str, Any]) -> None:
             continue
         seen.add(key)
         per = run.get("ms_per_sample")
+        cache = run.get("delegate_cache") or {}
         console.print(f"  {r['device']} · {r['delegate']}: {escape(run['runner'])}"
                       + (f" ({escape(run['runner_detail'])})" if run.get("runner_detail") else "")
                       + f"; {run['launches']} launch(es), transfers "
                       f"{run['transfers'].get('push', 0)} push / "
                       f"{run['transfers'].get('pull', 0)} pull"
-                      + (f", {per:.2f} ms per sample" if per is not None else ""))
+                      + (f", {per:.2f} ms per sample" if per is not None else "")
+                      + ("; delegate cache used" if cache.get("used") else ""))
