@@ -134,3 +134,25 @@ def test_the_detection_threshold_matches_the_float_models_recall() -> None:
     # never reached: None, said so
     assert matching_threshold(ref_scores, ref_hits, scores[:2], hits[:2], 10, 0.5
                               )["threshold"] is None
+
+
+def test_the_detection_threshold_is_fitted_on_half_the_images_and_judged_on_the_rest() -> None:
+    from quantlab.harness.tasks.recalibration import held_out_threshold
+
+    # 4 images of 2 truth boxes; split(4, seed 0) fits on images 0 and 2, holds out 1 and 3.
+    # fp32 finds both boxes of every image at ≥ 0.5 (recall 1.0 on each half). The variant
+    # finds them at 0.8 and 0.4 on the fit images but at 0.8 and 0.3 on the held-out ones:
+    # fitted on the fit half the threshold is 0.4 (on every image it would be 0.3), and on
+    # the held-out half 0.4 gives back only half the boxes, which the record says.
+    fit, held = split(4, 0)
+    assert (fit.tolist(), held.tolist()) == ([0, 2], [1, 3])
+    image = np.repeat(np.arange(4), 2)
+    ref_scores = np.tile([0.9, 0.6], 4)
+    scores = np.array([0.8, 0.4, 0.8, 0.3, 0.8, 0.4, 0.8, 0.3])
+    hits = np.ones(8, bool)
+    rec = held_out_threshold(ref_scores, hits, image, scores, hits, image, image, 4, 0.5,
+                             seed=0)
+    assert rec["threshold"] == 0.4 and rec["reference_recall"] == 1.0
+    assert rec["split"] == {"seed": 0, "share": 0.5, "fit": 2, "held_out": 2}
+    assert rec["held_out"] == {"reference_recall": 1.0, "recall": 0.5,
+                               "recall_at_reference_threshold": 0.5}
