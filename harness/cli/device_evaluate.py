@@ -11,6 +11,7 @@ from typing import Any
 from rich.markup import escape
 
 from quantlab.harness.cli.common import console, err_console, fail, print_json, split_list, warn
+from quantlab.harness.cli.evaluation_tables import print_recalibration
 from quantlab.harness.cli.tables import label_column, new_table, number_column, shorten
 
 PASS, FAIL = "[green]pass[/]", "[red]FAIL[/]"
@@ -36,6 +37,12 @@ def run_device_evaluation(variants_dir: str, data: str, *, device: str, delegate
     if not report["rows"]:  # every (variant, device, delegate) was refused: say why
         why = "; ".join(sorted({s["reason"] for s in report["skipped"]}))
         raise fail(f"--device {device}: nothing to evaluate: {why}", 2)
+    if options.get("recalibrate"):  # the fitted values travel with each variant
+        from quantlab.harness.quantize.manifest_fits import keep_fits
+
+        for w in keep_fits(variants_dir, report["rows"], data, report["samples"],
+                           on_device=True):
+            warn(w)
     if results is not None:
         from quantlab.harness.evaluations import save_device_rows
 
@@ -91,6 +98,9 @@ def print_device_rows(report: dict[str, Any]) -> None:
     for s in report["skipped"]:
         console.print(f"  skipped {escape(Path(s['path']).name)} on {s['device']} · "
                       f"{s['delegate']}: {escape(s['reason'])}")
+    print_recalibration([{**r, "scheme": f"{r['scheme'] or Path(r['path']).name} on "
+                                          f"{r['device']} · {r['delegate']}"}
+                         for r in report["rows"]])
     ss = report["sample_set"] or {}
     console.print(f"  {report['samples']} samples ({escape(ss.get('method', 'every sample'))}; "
                   f"set {str(ss.get('indices_sha256', ''))[:12]})")

@@ -114,7 +114,7 @@ def print_evaluation(report: dict[str, Any]) -> None:
                       soft_wrap=True)
     for e in errors:
         console.print(f"[red]{e}[/]")
-    _print_recalibration(report["variants"])
+    print_recalibration(report["variants"])
     if report.get("gate_confidence"):
         console.print("[dim]--gate-confidence: a variant fails only when the whole 95 % "
                       "interval of its drop lies beyond its gate[/]")
@@ -132,7 +132,7 @@ def _held_recall(rec: dict[str, Any]) -> str:
             f"held-out: recall {got} against fp32's {held['reference_recall']:.3f}")
 
 
-def _print_recalibration(variants: list[dict[str, Any]]) -> None:
+def print_recalibration(variants: list[dict[str, Any]]) -> None:
     """evaluate --recalibrate: each variant's fitted temperature and its held-out ECE."""
     for v in variants:
         rec = (v.get("calibration") or {}).get("recalibration")

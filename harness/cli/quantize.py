@@ -302,7 +302,7 @@ def evaluate_cmd(
                            "classification variant on a fixed half of the samples (seed 0) "
                            "and report its ECE before/after on the other half; for "
                            "detection, the score threshold at which a variant's recall "
-                           "matches fp32's at 0.5.")] = False,
+                           "matches fp32's at 0.5 (with --device: on its outputs).")] = False,
     min_top1: Annotated[
         float | None, typer.Option("--min-top1", min=0.0, max=1.0, help="With --per-delegate: "
                                    "the least top-1 agreement a delegate's class outputs may "
@@ -337,9 +337,6 @@ def evaluate_cmd(
         raise UserError(f"{'--delegate' if delegate is not None else '--samples'}: only used "
                         "with --device", hint="add --device sim (or a phone's id)")
     if device is not None:
-        if recalibrate:
-            raise UserError("--recalibrate: fitted on the host's outputs only for now",
-                            hint="drop --device to recalibrate")
         if per_delegate:
             raise UserError("--per-delegate reads stored numerics; --device measures accuracy "
                             "on the device itself", hint="use one of them")
@@ -349,7 +346,7 @@ def evaluate_cmd(
             variants_dir, data, device=device, delegate=delegate, samples=samples,
             results=None if no_store else results_location(results), json_out=json_out,
             max_drop=max_drop, task=task, labels=labels, decoder=decoder, max_mse=max_mse,
-            gate_confidence=gate_confidence, **fmt.reading())
+            gate_confidence=gate_confidence, recalibrate=recalibrate, **fmt.reading())
     if min_top1 is not None and not per_delegate:
         raise UserError(f"--min-top1 {min_top1:g}: only used with --per-delegate",
                         hint="add --per-delegate, or drop --min-top1")
@@ -360,6 +357,11 @@ def evaluate_cmd(
     )
     for w in report["warnings"]:
         warn(w)
+    if recalibrate:  # the fitted values travel with each variant (its manifest.json entry)
+        from quantlab.harness.quantize.manifest_fits import keep_fits
+
+        for w in keep_fits(variants_dir, report["variants"], data, report["samples"]):
+            warn(w)
     if not no_store:
         save_to_store(report, results_location(results))
     if per_delegate:
