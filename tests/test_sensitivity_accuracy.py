@@ -118,3 +118,30 @@ def test_autoquant_rank_accuracy_reaches_its_mixed_rung(
     assert mixed["mixed"]["rank"] == "accuracy"
     assert set(mixed["mixed"]["rank_seconds"]) == {"error", "accuracy"}
     # (which layers it keeps float is the ladder's size limit's call on this tiny model)
+
+
+def test_top_n_converts_only_the_error_rankings_first_n_layers(
+    fragile: tuple[Path, Path],
+) -> None:
+    """--top 1: the quick error ranking picks the one layer that is converted and scored;
+    the others follow in the error ranking's order, without a drop, and the JSON says so."""
+    model, data = fragile
+    r = quantlab("sensitivity", str(model), "--calib", str(data), "--json")
+    assert r.returncode == 0, r.stderr
+    by_error = [row["layer"] for row in json.loads(r.stdout)["layers"]]
+    r = quantlab("sensitivity", str(model), "--calib", str(data), "--data", str(data),
+                 "--by", "accuracy", "--top", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["by"] == "accuracy" and out["top"] == 1 and out["converted"] == 1
+    layers = out["layers"]
+    assert [row["layer"] for row in layers] == by_error  # one scored: the error order stays
+    assert layers[0]["drop"] is not None and layers[0]["ranked_by"] == "accuracy"
+    assert all(row["drop"] is None and row["ranked_by"] == "error" for row in layers[1:])
+    r = quantlab("sensitivity", str(model), "--calib", str(data), "--data", str(data),
+                 "--by", "accuracy", "--top", "1")
+    assert r.returncode == 0, r.stderr
+    assert "top 1 by error" in r.stdout
+    for bad in (["--by", "accuracy", "--data", str(data), "--top", "0"], ["--top", "2"]):
+        r = quantlab("sensitivity", str(model), "--calib", str(data), *bad)
+        assert r.returncode == 2 and "--top" in r.stderr and "Traceback" not in r.stderr

@@ -281,9 +281,8 @@ def evaluate_cmd(
     max_mse: Annotated[
         float | None, typer.Option("--max-mse", help="Also fail a variant whose first output's "
                                    "MSE against fp32 exceeds this (e.g. 0.01).")] = None,
-    no_store: Annotated[
-        bool, typer.Option("--no-store", help="Do not save the results in the store.")
-    ] = False,
+    no_store: Annotated[bool, typer.Option("--no-store", help="Do not save the results in the "
+                                           "store.")] = False,
     per_delegate: Annotated[
         bool, typer.Option("--per-delegate", help="Also gate each (variant, device, delegate) "
                            "stored in --results: the host accuracy gate AND the delegate's "
@@ -309,10 +308,9 @@ def evaluate_cmd(
                                    "have with the variant on the host (default 0.99).")
     ] = None,
     device: Annotated[
-        str | None, typer.Option("--device", help="Evaluate on these devices (ids, "
-                                 "comma-separated; sim for the host simulator): the data goes "
-                                 "through each (device, delegate) and the task metric comes "
-                                 "from the device's own outputs, gated per row.")] = None,
+        str | None, typer.Option("--device", help="Evaluate on these devices (ids, comma-"
+                                 "separated; sim: the host simulator): the task metric from each "
+                                 "(device, delegate)'s own outputs, gated per row.")] = None,
     delegate: Annotated[
         str | None, typer.Option("--delegate", help="With --device: the delegates, "
                                  "comma-separated (default: the first one each device "
@@ -450,6 +448,10 @@ def sensitivity_cmd(
                           "layer int8 at a time (the rest float), ranked by the task metric's "
                           "drop on --data.")
     ] = "error",
+    top: Annotated[
+        int | None, typer.Option("--top", help="--by accuracy: score only the error ranking's "
+                                 "first N layers (the rest follow in its order, no drop).")
+    ] = None,
     calib_samples: SamplesOpt = 200,
     seed: SeedOpt = 0,
     json_out: JsonOpt = False,
@@ -463,7 +465,8 @@ def sensitivity_cmd(
     what = "per-layer quantization error" if by == "error" else "accuracy, one layer at a time"
     with err_console.status(f"measuring {what}"):
         result = sensitivity(model, calib, calib_samples=calib_samples, seed=seed, data=data,
-                             by="accuracy" if by == "accuracy" else "error", **fmt.reading())
+                             by="accuracy" if by == "accuracy" else "error", top=top,
+                             **fmt.reading())
     rows = result["layers"]
     if json_out:
         print_json({"model": model, **result})
@@ -471,6 +474,7 @@ def sensitivity_cmd(
     from rich.table import Table
 
     cost = ", ".join(f"{k} ranking {v:.1f} s" for k, v in result["seconds"].items())
+    cost += f"; accuracy for the top {result['top']} by error" if result.get("top") else ""
     table = Table(title=f"int8 sensitivity of {model} by {by} (most sensitive first)",
                   caption=cost)
     cols = ["#", "layer", "op", "error (rel.)", "MSE"]
@@ -482,7 +486,7 @@ def sensitivity_cmd(
         cells = [str(i), r["layer"][:70], r.get("op") or "", f"{r['rel_error']:.4f}",
                  f"{r['mse']:.3g}"]
         if by == "accuracy":
-            cells[2:2] = [f"{r['drop']:.4f}"]
+            cells[2:2] = ["–" if r["drop"] is None else f"{r['drop']:.4f}"]
         table.add_row(*cells)
     console.print(table)
 
