@@ -19,15 +19,16 @@ PASS, FAIL = "[green]pass[/]", "[red]FAIL[/]"
 
 def run_device_evaluation(variants_dir: str, data: str, *, device: str, delegate: str | None,
                           samples: int | None, results: str | None, json_out: bool,
-                          **options: Any) -> None:
-    """Discover and pick the devices, evaluate on each (device, delegate), store the rows
-    (``results``: a store location, None: not stored), print them; exit 1 on a failed gate."""
+                          cluster: str | None = None, **options: Any) -> None:
+    """Discover and pick the devices (``cluster``: a lab's, through its head), evaluate on
+    each (device, delegate), store the rows (``results``: a store location, None: not
+    stored), print them; exit 1 on a failed gate."""
     from quantlab.harness.device_eval import evaluate_on_devices, parse_delegates
     from quantlab.harness.plan import select_devices
     from quantlab.session import discover
 
     delegates = parse_delegates(delegate)
-    fleet = discover()
+    fleet = discover(cluster)
     devices = select_devices(fleet, split_list(device))
     with err_console.status("evaluating on the devices") as status:
         report = evaluate_on_devices(

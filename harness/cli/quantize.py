@@ -311,6 +311,8 @@ def evaluate_cmd(
         str | None, typer.Option("--device", help="Evaluate on these devices (ids, comma-"
                                  "separated; sim: the host simulator): the task metric from each "
                                  "(device, delegate)'s own outputs, gated per row.")] = None,
+    cluster: Annotated[str | None, typer.Option("--cluster", help="With --device: the lab head "
+                                                "HOST:PORT whose devices to use.")] = None,
     delegate: Annotated[
         str | None, typer.Option("--delegate", help="With --device: the delegates, "
                                  "comma-separated (default: the first one each device "
@@ -341,7 +343,7 @@ def evaluate_cmd(
         from quantlab.harness.cli.device_evaluate import run_device_evaluation
 
         return run_device_evaluation(
-            variants_dir, data, device=device, delegate=delegate, samples=samples,
+            variants_dir, data, device=device, delegate=delegate, samples=samples, cluster=cluster,
             results=None if no_store else results_location(results), json_out=json_out,
             max_drop=max_drop, task=task, labels=labels, decoder=decoder, max_mse=max_mse,
             gate_confidence=gate_confidence, recalibrate=recalibrate, **fmt.reading())
