@@ -21,7 +21,8 @@ The contract, the same on every device kind:
   (``runner``, ``runner_detail``: what the device-side runner said about itself, e.g. a stand-in
   that computes with host LiteRT says so), the runtime and its version, the device launches and
   host↔device file transfers it took (``transfers`` does not grow with N on any kind), the
-  wall time, the delegate's placement where the runner reports one, and ``error`` (then no
+  wall time, the delegate's placement where the runner reports one, the delegate cache the
+  loop's launches shared (``delegate_cache``: ``used``, or why not), and ``error`` (then no
   ``out``) when the device or runtime refused: one line with the reason.
 
 A device that went away raises :class:`~quantlab.harness.errors.DeviceFault` (callers retry
@@ -57,6 +58,7 @@ class OutputsFacts:
     device_seconds: float | None = None  # the device-side loop alone, where it is known
     runner_detail: str | None = None  # what the device-side runner says about itself
     placement: dict[str, Any] = field(default_factory=dict)
+    delegate_cache: dict[str, Any] | None = None  # a delegate cache the loop used, or why not
     notes: tuple[str, ...] = ()
     error: str | None = None
 

@@ -7,7 +7,10 @@ runs on the phone: for each sample it cuts that sample's bytes into the files be
 delegate (one warm-up-free run, ``--output_filepath``) and appends the launch's output file to
 one outputs file, which the host pulls once and splits here by the model's output tensors.
 adb transfers per (variant, delegate) therefore do not grow with the number of samples; the
-cost per sample is one process start and the delegate's initialisation on the phone.
+cost per sample is one process start and the delegate's initialisation on the phone. The
+delegates that serialize what they compiled (:data:`CACHE_DELEGATES`) get one
+``--delegate_serialize_dir`` (in the call's folder) and the model's token on every launch, so
+only the first launch compiles and the others start from its cache (:func:`cache_record`).
 
 ``benchmark_litert_model`` (the ``litert-*`` delegates) fills its inputs with random data and
 writes no outputs: :data:`LITERT_REASON` says so.
@@ -33,6 +36,8 @@ LITERT_REASON = ("benchmark_litert_model fills its inputs with random data and w
                  "outputs, so it cannot run an evaluation set: use a benchmark_model delegate "
                  "(xnnpack, cpu, gpu, nnapi, …) for accuracy on the phone")
 DONE = "quantlab-outputs:"
+CACHE_DELEGATES = ("gpu", "nnapi")
+"""benchmark_model's delegates that serialize their compiled model to a folder."""
 
 
 def remote_dir(job: Job) -> str:
@@ -40,21 +45,49 @@ def remote_dir(job: Job) -> str:
     return f"{DEVICE_DIR}/outputs/{job.job_id}"
 
 
+def cache_dir(job: Job, folder: str) -> str | None:
+    """The delegate cache folder of ``job``'s loop in ``folder``, None for a delegate that
+    keeps no cache."""
+    return f"{folder}/cache" if job.delegate in CACHE_DELEGATES else None
+
+
+def cache_record(job: Job, folder: str, files: list[str]) -> dict[str, Any]:
+    """What the loop's delegate cache did: ``used`` (the first launch wrote it and the others
+    could read it), the flag, folder, token and files; or, for a delegate without one, why."""
+    where = cache_dir(job, folder)
+    if where is None:
+        return {"used": False, "why": f"{job.delegate}: benchmark_model keeps no delegate "
+                                      f"cache (only {', '.join(CACHE_DELEGATES)} serialize)"}
+    return {"used": bool(files), "flag": "--delegate_serialize_dir", "dir": where,
+            "token": _token(job), "files": files,
+            "why": None if files else f"{job.delegate} wrote nothing to the cache folder: "
+                                      "every launch compiled"}
+
+
+def _token(job: Job) -> str:
+    return (job.model.sha256 or job.job_id)[:16]
+
+
 def loop_line(job: Job, model_remote: str, prepared: dict[str, Any], folder: str) -> str:
     """The device shell line that runs every sample of ``prepared`` (the runner's
     ``outputs-prepare`` record) through ``job``'s delegate: ``outputs.sh`` around one
-    benchmark_model launch per sample, under the job's time limit for the whole loop."""
+    benchmark_model launch per sample, under the job's time limit for the whole loop (with
+    the delegate cache folder made first where the delegate keeps one)."""
     per_sample = dict(prepared, inputs=[dict(spec, file=f"sample{k}.bin")
                                         for k, spec in enumerate(prepared["inputs"])])
-    flags = (*input_flags(per_sample, folder), f"--output_filepath={folder}/out.bin")
+    cache = cache_dir(job, folder)
+    flags = (*input_flags(per_sample, folder), f"--output_filepath={folder}/out.bin",
+             *(() if cache is None else (f"--delegate_serialize_dir={cache}",
+                                         f"--delegate_serialize_token={_token(job)}")))
     cmd = build_command(job, model_remote, num_runs=1, min_secs=0, warmup_runs=0,
                         extra_flags=flags)
     sizes = ",".join(str(spec["bytes"]) for spec in prepared["inputs"])
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(cmd.env.items()))
     words = ["sh", SCRIPT_REMOTE, folder, str(prepared["samples"]), sizes, *cmd.argv]
     limit = max(1, math.ceil(job.settings.timeout_s))
-    return (f"cd {shlex.quote(DEVICE_DIR)} && {env + ' ' if env else ''}timeout -k 5 {limit} "
-            + " ".join(shlex.quote(w) for w in words))
+    make = "" if cache is None else f"mkdir -p {shlex.quote(cache)} && "
+    return (f"{make}cd {shlex.quote(DEVICE_DIR)} && {env + ' ' if env else ''}timeout -k 5 "
+            f"{limit} " + " ".join(shlex.quote(w) for w in words))
 
 
 def split_outputs(blob: bytes, outputs: list[dict[str, Any]], samples: int

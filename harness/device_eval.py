@@ -82,24 +82,28 @@ def evaluate_on_devices(
     fleet: Fleet, devices: Sequence[DeviceInfo], variants_dir: str | Path, data: str | Path, *,
     delegates: Sequence[str] = (), samples: int | None = None, seed: int = 0,
     threads: int = 1, timeout_s: float = 600.0, max_mse: float | None = None,
-    gate_confidence: bool = False, retry: RetryPolicy | None = None,
+    gate_confidence: bool = False, recalibrate: bool = False, retry: RetryPolicy | None = None,
     note: Notify = _quiet, progress: Callable[[str], None] | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Every variant of ``variants_dir`` on every (device, delegate): ``{"rows": [...]}`` with
     the task, the gated metric, the float model's value on the host, the sample set, the
     combinations left out (``skipped``, with the reason) and the rows that ``failed`` their
-    gate. ``options``: :func:`quantlab.harness.quantize.evaluate.prepare`'s (``max_drop``,
+    gate. ``recalibrate``: each row also carries the confidence recalibration fitted on that
+    device's outputs (``calibration.recalibration``, as ``evaluate --recalibrate`` on the
+    host). ``options``: :func:`quantlab.harness.quantize.evaluate.prepare`'s (``max_drop``,
     ``task``, ``labels``, ``decoder``, ``x_key``, ``y_key``, ``image``)."""
     import numpy as np
 
     from quantlab.harness.quantize import device_scoring as scoring
-    from quantlab.harness.quantize.evaluate import prepare
+    from quantlab.harness.quantize.evaluate import prepare, recalibration_of
 
     policy = retry or RetryPolicy()
     tell = progress or (lambda _text: None)
     tell("running the float model on the host")
     p = prepare(variants_dir, data, samples=samples, seed=seed, **options)
+    if recalibrate:  # no labels, or a task without one: refused before any device runs
+        recalibration_of(p.task, p.ref_pred, p.ref_pred, p.ctx)
     models = expand_models([str(variants_dir)])
     settings = Settings(timeout_s=timeout_s)
     hosts: dict[str, scoring.HostSide] = {}
@@ -125,7 +129,7 @@ def evaluate_on_devices(
                     out = Path(tmp) / f"{job.job_id}.npz"
                     facts = call_outputs(agent, device, job, inputs, out, policy, note)
                     rows.append(_row(p, head, model, facts, out, hosts[model.sha256], max_mse,
-                                     gate_confidence))
+                                     gate_confidence, recalibrate))
     return {"task": {"name": p.task.name, "why": p.why, "decoder": p.ctx.decoder,
                      "notes": list(p.ctx.notes)},
             "metric": p.metric, "data": str(data),
@@ -144,7 +148,8 @@ def _head(model: ModelRef, device: DeviceInfo, delegate: str) -> dict[str, Any]:
 
 
 def _row(p: Any, head: dict[str, Any], model: ModelRef, facts: OutputsFacts, out: Path,
-         host: Any, max_mse: float | None, confidence: bool) -> dict[str, Any]:
+         host: Any, max_mse: float | None, confidence: bool, recalibrate: bool = False
+         ) -> dict[str, Any]:
     """One (variant, device, delegate) row: its scores, or the reason there are none (a
     row without outputs fails its gate, as a variant the runtime refuses does on the host)."""
     from quantlab.harness.quantize import device_scoring as scoring
@@ -165,7 +170,7 @@ def _row(p: Any, head: dict[str, Any], model: ModelRef, facts: OutputsFacts, out
                 "gate": gate, "vs_host": {"value": host.value, "drop": None, "error": host.error}}
     started = time.perf_counter()
     scored = scoring.score(p, model.scheme, outputs, host, max_mse=max_mse,
-                           confidence=confidence)
+                           confidence=confidence, recalibrate=recalibrate)
     return {**base, "error": None, **scored,
             "scoring_seconds": round(time.perf_counter() - started, 4)}
 

@@ -92,6 +92,41 @@ def test_transfers_per_variant_and_delegate_do_not_grow_with_samples(
     assert len(set_pushes) == 2 * 4
 
 
+def test_gpu_launches_after_the_first_start_from_the_delegate_cache(
+        phone: FakeAndroidDevice, cache: Path, variants: Path,  # noqa: F811
+        digits: tuple[Path, Path]) -> None:
+    """gpu/nnapi: every launch of the loop names one --delegate_serialize_dir and the model's
+    token, so only the first compiles (the stand-in's start log); xnnpack/cpu pass neither."""
+    phone.starts.clear()
+    calls = len(phone.benchmark_calls)
+    report = _evaluate(phone, variants, digits[1], 5)
+    argv = phone.benchmark_calls[calls:]
+    assert len(argv) == len(phone.starts) == 2 * 2 * 5  # fp32, int8 × xnnpack, gpu × 5
+    for d in ("xnnpack", "gpu"):
+        launches = [a for a, (delegate, _) in zip(argv, phone.starts, strict=True)
+                    if delegate == d]
+        dirs = {a.split("=", 1)[1] for x in launches for a in x
+                if a.startswith("--delegate_serialize_dir=")}
+        tokens = {a for x in launches for a in x if a.startswith("--delegate_serialize_token=")}
+        if d == "xnnpack":
+            assert not dirs and not tokens
+        else:
+            assert all(any(a.startswith("--delegate_serialize_dir=") for a in x)
+                       for x in launches)
+            assert len(dirs) == 2 and len(tokens) == 2  # one cache per (variant, delegate)
+    # per (variant, gpu): the first launch compiles, the four after it start warm
+    assert [w for d, w in phone.starts if d == "gpu"] == [False, True, True, True, True] * 2
+    assert not any(w for d, w in phone.starts if d == "xnnpack")
+    for row in report["rows"]:
+        assert row["error"] is None, row["error"]
+        used = row["run"]["delegate_cache"]
+        if row["delegate"] == "gpu":
+            assert used["used"] and used["flag"] == "--delegate_serialize_dir"
+            assert used["files"], used
+        else:
+            assert not used["used"] and "keeps no delegate cache" in used["why"]
+
+
 def test_a_delegate_that_loses_a_class_fails_with_exit_1(
         phone: FakeAndroidDevice, cache: Path, adb_port: int, variants: Path,  # noqa: F811
         digits: tuple[Path, Path], tmp_path: Path) -> None:

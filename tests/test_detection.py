@@ -133,6 +133,9 @@ def test_recalibrate_finds_each_variants_threshold_for_fp32s_recall(
         assert rec["reference_recall"] == fp32["reference_recall"]
         if rec["threshold"] is not None:
             assert rec["recall"] >= rec["reference_recall"]
+        # fitted on a seeded half of the images, its recall judged on the other half
+        assert rec["split"]["fit"] + rec["split"]["held_out"] == report["samples"]
+        assert rec["held_out"]["reference_recall"] == fp32["held_out"]["reference_recall"]
 
 
 def test_recalibrate_prints_each_detection_threshold(detector: dict[str, Path]) -> None:
@@ -142,3 +145,4 @@ def test_recalibrate_prints_each_detection_threshold(detector: dict[str, Path]) 
     assert r.returncode == 0, r.stderr
     assert "recalibrated fp32: fp32's recall at score ≥ 0.5 is" in r.stdout
     assert "recalibrated int8:" in r.stdout
+    assert "held-out: recall" in r.stdout

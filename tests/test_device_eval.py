@@ -240,3 +240,79 @@ def test_a_delegate_the_device_lacks_is_one_line_and_exit_2(
     assert r.returncode == 2, r.stdout + r.stderr
     assert "nothing to evaluate" in r.stderr and "'gpu' is not available" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+SHARP = "sharpen-3x"
+
+
+class SharpeningSim(SimAgent):
+    """The simulator plus a stand-in delegate ``sharpen-3x`` whose class scores come back
+    three times too sharp (logits × 3; probabilities p³ renormalised, the same thing), so a
+    temperature fitted on what came back is three times the one fitted on the cpu's."""
+
+    delegates = ("cpu", SHARP)
+
+    def supports(self, device: DeviceInfo, job: Job) -> tuple[bool, str]:
+        """As the simulator's ``cpu``."""
+        return super().supports(device, dataclasses.replace(job, delegate="cpu"))
+
+    def outputs(self, device: DeviceInfo, job: Job, inputs: Path, out: Path,
+                progress: Progress) -> OutputsFacts:
+        """The simulator's outputs on ``cpu``, sharpened for ``sharpen-3x``."""
+        facts = super().outputs(device, dataclasses.replace(job, delegate="cpu"), inputs, out,
+                                progress)
+        if job.delegate != SHARP:
+            return facts
+        arrays = {}
+        for k, v in read_outputs(out).items():
+            v = v.astype(np.float64)
+            if v.min() >= 0 and np.allclose(v.sum(axis=-1), 1, atol=1e-2):
+                v = v ** 3 / np.sum(v ** 3, axis=-1, keepdims=True)
+            else:
+                v = v * 3
+            arrays[f"output:{k}"] = v.astype(np.float32)
+        np.savez(out, **arrays)
+        return dataclasses.replace(facts, delegate=SHARP)
+
+
+def test_recalibrate_with_device_fits_on_the_outputs_that_came_back(
+        variants: Path, digits: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    import shutil
+
+    from typer.testing import CliRunner
+
+    import quantlab.session as session
+    from quantlab.harness.cli.main import app
+
+    shutil.copytree(variants, tmp_path / "v")
+    variants = tmp_path / "v"
+
+    monkeypatch.setattr(session, "discover",
+                        lambda cluster=None: discover(agents=[SharpeningSim()]))
+    res = CliRunner().invoke(app, ["evaluate", str(variants), "--data", str(digits[1]),
+                                   "--device", "sim", "--delegate", f"cpu,{SHARP}",
+                                   "--samples", "300", "--no-store", "--json",
+                                   "--recalibrate", "--max-drop", "1"])
+    assert res.exit_code == 0, res.output
+    report: dict[str, Any] = json.loads(res.stdout[:res.stdout.rindex("}") + 1])
+    fits = {(r["scheme"], r["delegate"]): r["calibration"]["recalibration"]
+            for r in report["rows"]}
+    assert len(fits) == 4
+    for scheme in ("fp32", "int8"):
+        plain, sharp = fits[(scheme, "cpu")], fits[(scheme, SHARP)]
+        assert plain["split"] == sharp["split"] == {"seed": 0, "share": 0.5, "fit": 150,
+                                                    "held_out": 150}
+        # fitted on the device's own outputs: three times too sharp needs three times the T
+        assert sharp["temperature"] / plain["temperature"] == pytest.approx(3, rel=0.1)
+    # the fitted values travel with each variant, per (device, delegate)
+    entries = {e["file"]: e for e in json.loads((variants / "manifest.json").read_text())
+               ["variants"] if e.get("file")}
+    for (scheme, delegate), fit in fits.items():
+        kept = entries[f"{scheme}.tflite"]["recalibration"][f"sim · {delegate}"]
+        assert kept["temperature"] == fit["temperature"] and kept["samples"] == 300
+    human = CliRunner().invoke(app, ["evaluate", str(variants), "--data", str(digits[1]),
+                                     "--device", "sim", "--delegate", SHARP, "--samples",
+                                     "100", "--no-store", "--recalibrate", "--max-drop", "1"])
+    assert human.exit_code == 0, human.output
+    assert f"recalibrated int8 on sim · {SHARP}: temperature" in human.stdout

@@ -4,9 +4,11 @@ samples, with the ECE before and after on the other half (fixed numbers, then th
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 import quantize_fixtures as qf
 
 from quantlab.harness.tasks.recalibration import fit_temperature, recalibrate, split
@@ -134,3 +136,98 @@ def test_the_detection_threshold_matches_the_float_models_recall() -> None:
     # never reached: None, said so
     assert matching_threshold(ref_scores, ref_hits, scores[:2], hits[:2], 10, 0.5
                               )["threshold"] is None
+
+
+def test_the_detection_threshold_is_fitted_on_half_the_images_and_judged_on_the_rest() -> None:
+    from quantlab.harness.tasks.recalibration import held_out_threshold
+
+    # 4 images of 2 truth boxes; split(4, seed 0) fits on images 0 and 2, holds out 1 and 3.
+    # fp32 finds both boxes of every image at ≥ 0.5 (recall 1.0 on each half). The variant
+    # finds them at 0.8 and 0.4 on the fit images but at 0.8 and 0.3 on the held-out ones:
+    # fitted on the fit half the threshold is 0.4 (on every image it would be 0.3), and on
+    # the held-out half 0.4 gives back only half the boxes, which the record says.
+    fit, held = split(4, 0)
+    assert (fit.tolist(), held.tolist()) == ([0, 2], [1, 3])
+    image = np.repeat(np.arange(4), 2)
+    ref_scores = np.tile([0.9, 0.6], 4)
+    scores = np.array([0.8, 0.4, 0.8, 0.3, 0.8, 0.4, 0.8, 0.3])
+    hits = np.ones(8, bool)
+    rec = held_out_threshold(ref_scores, hits, image, scores, hits, image, image, 4, 0.5,
+                             seed=0)
+    assert rec["threshold"] == 0.4 and rec["reference_recall"] == 1.0
+    assert rec["split"] == {"seed": 0, "share": 0.5, "fit": 2, "held_out": 2}
+    assert rec["held_out"] == {"reference_recall": 1.0, "recall": 0.5,
+                               "recall_at_reference_threshold": 0.5}
+
+
+def test_the_fitted_temperature_travels_with_the_variant_in_its_manifest(
+    keras_variants: Path, digits: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from quantlab.harness.quantize.manifest import Manifest
+
+    folder = tmp_path / "v"
+    shutil.copytree(keras_variants, folder)
+    r = quantlab("evaluate", str(folder), "--data", str(digits[1]), "--no-store", "--json",
+                 "--recalibrate")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    entries = {e["file"]: e for e in json.loads((folder / "manifest.json").read_text())
+               ["variants"] if e.get("file")}
+    assert report["variants"]
+    for v in report["variants"]:
+        rec, kept = (v["calibration"]["recalibration"],
+                     entries[Path(v["path"]).name]["recalibration"]["host"])
+        assert kept["temperature"] == rec["temperature"] and kept["split"] == rec["split"]
+        assert (kept["ece_before"], kept["ece_after"]) == (rec["ece_before"], rec["ece_after"])
+        assert kept["samples"] == report["samples"] and kept["data"] == str(digits[1])
+        assert "reliability" not in kept  # the diagram's points stay in the JSON and store
+    assert Manifest.load(folder).variants[0].recalibration is not None  # still loads
+
+
+def _manifest(folder: Path) -> Path:
+    folder.mkdir()
+    path = folder / "manifest.json"
+    path.write_text(json.dumps({"out": str(folder), "variants": [
+        {"scheme": "int8", "file": "int8.tflite", "status": "ok",
+         "recalibration": {"host": {"temperature": 9.0}, "sim · cpu": {"temperature": 2.0}}},
+        {"scheme": "fp32", "file": "fp32.tflite", "status": "ok"}]}, indent=2))
+    return path
+
+
+def test_a_rerun_overwrites_what_it_fits_again_and_keeps_the_rest(tmp_path: Path) -> None:
+    from quantlab.harness.quantize.manifest_fits import record_fits
+
+    path = _manifest(tmp_path / "v")
+    assert record_fits(tmp_path / "v", [(str(tmp_path / "v" / "int8.tflite"), "host",
+                                         {"temperature": 1.5})]) is None
+    entries = json.loads(path.read_text())["variants"]
+    assert entries[0]["recalibration"] == {"host": {"temperature": 1.5},
+                                           "sim · cpu": {"temperature": 2.0}}
+    assert "recalibration" not in entries[1]
+
+
+def test_an_unwritable_manifest_is_a_warning_and_stays_whole(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read-only folder (made here by refusing the temporary file: tests run as root) and
+    a write that fails half-way both leave the manifest byte for byte as it was."""
+    import os
+    import tempfile
+
+    from quantlab.harness import atomic
+    from quantlab.harness.quantize.manifest_fits import record_fits
+
+    path = _manifest(tmp_path / "v")
+    before = path.read_bytes()
+    fits = [(str(tmp_path / "v" / "int8.tflite"), "host", {"temperature": 1.5})]
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", refuse)
+    warning = record_fits(tmp_path / "v", fits)
+    assert warning is not None and "\n" not in warning and str(path) in warning
+    assert "not written into the manifest" in warning and path.read_bytes() == before
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", tempfile.mkstemp)
+    monkeypatch.setattr(atomic.os, "replace", refuse)
+    assert record_fits(tmp_path / "v", fits) is not None
+    assert path.read_bytes() == before and os.listdir(tmp_path / "v") == ["manifest.json"]

@@ -118,3 +118,92 @@ def test_autoquant_rank_accuracy_reaches_its_mixed_rung(
     assert mixed["mixed"]["rank"] == "accuracy"
     assert set(mixed["mixed"]["rank_seconds"]) == {"error", "accuracy"}
     # (which layers it keeps float is the ladder's size limit's call on this tiny model)
+
+
+def test_top_n_converts_only_the_error_rankings_first_n_layers(
+    fragile: tuple[Path, Path],
+) -> None:
+    """--top 1: the quick error ranking picks the one layer that is converted and scored;
+    the others follow in the error ranking's order, without a drop, and the JSON says so."""
+    model, data = fragile
+    r = quantlab("sensitivity", str(model), "--calib", str(data), "--json")
+    assert r.returncode == 0, r.stderr
+    by_error = [row["layer"] for row in json.loads(r.stdout)["layers"]]
+    r = quantlab("sensitivity", str(model), "--calib", str(data), "--data", str(data),
+                 "--by", "accuracy", "--top", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["by"] == "accuracy" and out["top"] == 1 and out["converted"] == 1
+    layers = out["layers"]
+    assert [row["layer"] for row in layers] == by_error  # one scored: the error order stays
+    assert layers[0]["drop"] is not None and layers[0]["ranked_by"] == "accuracy"
+    assert all(row["drop"] is None and row["ranked_by"] == "error" for row in layers[1:])
+    r = quantlab("sensitivity", str(model), "--calib", str(data), "--data", str(data),
+                 "--by", "accuracy", "--top", "1")
+    assert r.returncode == 0, r.stderr
+    assert "top 1 by error" in r.stdout
+    for bad in (["--by", "accuracy", "--data", str(data), "--top", "0"], ["--top", "2"]):
+        r = quantlab("sensitivity", str(model), "--calib", str(data), *bad)
+        assert r.returncode == 2 and "--top" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.fixture(scope="module")
+def loud_but_harmless(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """``fragile`` (a milder stretch: its int8 error 0.6 of ``loud``'s, its top-1 drop
+    about 0.08) beside a branch ``loud`` → ``quiet`` added to the logits: ``loud``'s weights
+    from input 0 (always 0 in the data) are huge, so int8 crushes its other weights (the
+    largest relative error of all), but ``quiet`` scales that branch by 1e-3 so it never
+    changes an answer. The error ranking puts ``loud`` first, accuracy puts ``fragile``."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    inp = keras.Input((16,))
+    h = keras.layers.Dense(32, activation="relu", name="hidden")(inp)
+    f = keras.layers.Dense(32, activation="relu", name="fragile")(h)
+    main = keras.layers.Dense(4, name="logits")(f)
+    loud = keras.layers.Dense(32, activation="relu", name="loud")(inp)
+    quiet = keras.layers.Dense(4, name="quiet")(loud)
+    model = keras.Model(inp, keras.layers.Add(name="sum")([main, quiet]))
+    k, b = model.get_layer("hidden").get_weights()
+    k[:, 0], b[0] = 0.0, -1.0
+    model.get_layer("hidden").set_weights([k, b])
+    k1, b1 = model.get_layer("fragile").get_weights()
+    k1[0, :] = 28.0 * np.abs(k1).max()
+    model.get_layer("fragile").set_weights([k1, b1])
+    kl, bl = model.get_layer("loud").get_weights()
+    kl[0, :] = 1000.0 * np.abs(kl).max()
+    model.get_layer("loud").set_weights([kl, bl])
+    kq, bq = model.get_layer("quiet").get_weights()
+    model.get_layer("quiet").set_weights([kq * 1e-3, bq * 0])
+    x = rng.normal(size=(400, 16)).astype("float32")
+    x[:, 0] = 0.0
+    k2, b2 = model.get_layer("logits").get_weights()
+    model.get_layer("logits").set_weights([k2, b2 - np.asarray(model(x)).mean(axis=0)])
+    y = np.asarray(model(x)).argmax(axis=1)
+    out_dir = tmp_path_factory.mktemp("loud")
+    model.save(out_dir / "loud.keras")
+    np.savez(out_dir / "data.npz", x=x, y=y)
+    return out_dir / "loud.keras", out_dir / "data.npz"
+
+
+def test_accuracy_and_error_rankings_tell_a_loud_but_harmless_layer_apart(
+    loud_but_harmless: tuple[Path, Path],
+) -> None:
+    model, data = loud_but_harmless
+    r = quantlab("sensitivity", str(model), "--calib", str(data), "--json")
+    assert r.returncode == 0, r.stderr
+    by_error = json.loads(r.stdout)["layers"]
+    r = quantlab("sensitivity", str(model), "--calib", str(data), "--data", str(data),
+                 "--by", "accuracy", "--json")
+    assert r.returncode == 0, r.stderr
+    by_accuracy = json.loads(r.stdout)["layers"]
+    error_names = [(row["layer"][-40:], round(row["rel_error"], 3)) for row in by_error]
+    assert "loud" in by_error[0]["layer"] and "fragile" in by_error[1]["layer"], error_names
+    assert by_error[0]["rel_error"] > 1.25 * by_error[1]["rel_error"], error_names
+    drops = {row["layer"][-40:]: row["drop"] for row in by_accuracy}
+    assert "fragile" in by_accuracy[0]["layer"], drops
+    assert by_accuracy[0]["drop"] > 0.05, drops  # 0.085 here: 34 of 400 answers
+    assert all(by_accuracy[0]["drop"] > 3 * row["drop"] for row in by_accuracy[1:]), drops
+    loud = next(row for row in by_accuracy if "loud" in row["layer"])
+    assert loud["drop"] <= 0.01 and by_accuracy.index(loud) > 0, drops

@@ -101,8 +101,12 @@ def run_outputs(agent: Any, device: DeviceInfo, job: Job, inputs: Path, out: Pat
                 blob = d.sync.read_bytes(f"{folder}/outputs.bin")
             except adb_errors():
                 blob = b""
+            cache = loop.cache_dir(job, folder)
+            files = [] if cache is None else \
+                str(d.shell2(f"ls {shlex.quote(cache)}", timeout=30, v2=True).stdout).split()
             d.shell2(f"rm -rf {shlex.quote(folder)}", timeout=30, v2=True)
-        common["transfers"] = {"push": pushed, "pull": 1}
+        common.update(transfers={"push": pushed, "pull": 1},
+                      delegate_cache=loop.cache_record(job, folder, files))
         try:
             arrays = loop.split_outputs(blob, prepared["outputs"], n)
         except ValueError as exc:

@@ -11,6 +11,7 @@ from typing import Any
 from rich.markup import escape
 
 from quantlab.harness.cli.common import console, err_console, fail, print_json, split_list, warn
+from quantlab.harness.cli.evaluation_tables import print_recalibration
 from quantlab.harness.cli.tables import label_column, new_table, number_column, shorten
 
 PASS, FAIL = "[green]pass[/]", "[red]FAIL[/]"
@@ -18,15 +19,16 @@ PASS, FAIL = "[green]pass[/]", "[red]FAIL[/]"
 
 def run_device_evaluation(variants_dir: str, data: str, *, device: str, delegate: str | None,
                           samples: int | None, results: str | None, json_out: bool,
-                          **options: Any) -> None:
-    """Discover and pick the devices, evaluate on each (device, delegate), store the rows
-    (``results``: a store location, None: not stored), print them; exit 1 on a failed gate."""
+                          cluster: str | None = None, **options: Any) -> None:
+    """Discover and pick the devices (``cluster``: a lab's, through its head), evaluate on
+    each (device, delegate), store the rows (``results``: a store location, None: not
+    stored), print them; exit 1 on a failed gate."""
     from quantlab.harness.device_eval import evaluate_on_devices, parse_delegates
     from quantlab.harness.plan import select_devices
     from quantlab.session import discover
 
     delegates = parse_delegates(delegate)
-    fleet = discover()
+    fleet = discover(cluster)
     devices = select_devices(fleet, split_list(device))
     with err_console.status("evaluating on the devices") as status:
         report = evaluate_on_devices(
@@ -36,6 +38,12 @@ def run_device_evaluation(variants_dir: str, data: str, *, device: str, delegate
     if not report["rows"]:  # every (variant, device, delegate) was refused: say why
         why = "; ".join(sorted({s["reason"] for s in report["skipped"]}))
         raise fail(f"--device {device}: nothing to evaluate: {why}", 2)
+    if options.get("recalibrate"):  # the fitted values travel with each variant
+        from quantlab.harness.quantize.manifest_fits import keep_fits
+
+        for w in keep_fits(variants_dir, report["rows"], data, report["samples"],
+                           on_device=True):
+            warn(w)
     if results is not None:
         from quantlab.harness.evaluations import save_device_rows
 
@@ -91,6 +99,9 @@ def print_device_rows(report: dict[str, Any]) -> None:
     for s in report["skipped"]:
         console.print(f"  skipped {escape(Path(s['path']).name)} on {s['device']} · "
                       f"{s['delegate']}: {escape(s['reason'])}")
+    print_recalibration([{**r, "scheme": f"{r['scheme'] or Path(r['path']).name} on "
+                                          f"{r['device']} · {r['delegate']}"}
+                         for r in report["rows"]])
     ss = report["sample_set"] or {}
     console.print(f"  {report['samples']} samples ({escape(ss.get('method', 'every sample'))}; "
                   f"set {str(ss.get('indices_sha256', ''))[:12]})")
@@ -102,9 +113,11 @@ def print_device_rows(report: dict[str, Any]) -> None:
             continue
         seen.add(key)
         per = run.get("ms_per_sample")
+        cache = run.get("delegate_cache") or {}
         console.print(f"  {r['device']} · {r['delegate']}: {escape(run['runner'])}"
                       + (f" ({escape(run['runner_detail'])})" if run.get("runner_detail") else "")
                       + f"; {run['launches']} launch(es), transfers "
                       f"{run['transfers'].get('push', 0)} push / "
                       f"{run['transfers'].get('pull', 0)} pull"
-                      + (f", {per:.2f} ms per sample" if per is not None else ""))
+                      + (f", {per:.2f} ms per sample" if per is not None else "")
+                      + ("; delegate cache used" if cache.get("used") else ""))

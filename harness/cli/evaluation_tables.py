@@ -114,7 +114,7 @@ def print_evaluation(report: dict[str, Any]) -> None:
                       soft_wrap=True)
     for e in errors:
         console.print(f"[red]{e}[/]")
-    _print_recalibration(report["variants"])
+    print_recalibration(report["variants"])
     if report.get("gate_confidence"):
         console.print("[dim]--gate-confidence: a variant fails only when the whole 95 % "
                       "interval of its drop lies beyond its gate[/]")
@@ -122,7 +122,17 @@ def print_evaluation(report: dict[str, Any]) -> None:
         console.print(f"[dim]not evaluated: {s['scheme']} ({s['reason']})[/]")
 
 
-def _print_recalibration(variants: list[dict[str, Any]]) -> None:
+def _held_recall(rec: dict[str, Any]) -> str:
+    """A detection threshold's recall on the held-out images (older records: none)."""
+    held, part = rec.get("held_out"), rec.get("split")
+    if not held or not part:
+        return ""
+    got = "–" if held["recall"] is None else f"{held['recall']:.3f}"
+    return (f"; fitted on {part['fit']} images (seed {part['seed']}), on {part['held_out']} "
+            f"held-out: recall {got} against fp32's {held['reference_recall']:.3f}")
+
+
+def print_recalibration(variants: list[dict[str, Any]]) -> None:
     """evaluate --recalibrate: each variant's fitted temperature and its held-out ECE."""
     for v in variants:
         rec = (v.get("calibration") or {}).get("recalibration")
@@ -135,7 +145,8 @@ def _print_recalibration(variants: list[dict[str, Any]]) -> None:
             console.print(f"recalibrated {name}: fp32's recall at score ≥ "
                           f"{rec['reference_threshold']:g} is {rec['reference_recall']:.3f}; "
                           f"{at} (at {rec['reference_threshold']:g}: "
-                          f"{rec['recall_at_reference_threshold']:.3f})", soft_wrap=True)
+                          f"{rec['recall_at_reference_threshold']:.3f})"
+                          + _held_recall(rec), soft_wrap=True)
             continue
         part = rec["split"]
         console.print(f"recalibrated {name}: temperature "

@@ -281,9 +281,8 @@ def evaluate_cmd(
     max_mse: Annotated[
         float | None, typer.Option("--max-mse", help="Also fail a variant whose first output's "
                                    "MSE against fp32 exceeds this (e.g. 0.01).")] = None,
-    no_store: Annotated[
-        bool, typer.Option("--no-store", help="Do not save the results in the store.")
-    ] = False,
+    no_store: Annotated[bool, typer.Option("--no-store", help="Do not save the results in the "
+                                           "store.")] = False,
     per_delegate: Annotated[
         bool, typer.Option("--per-delegate", help="Also gate each (variant, device, delegate) "
                            "stored in --results: the host accuracy gate AND the delegate's "
@@ -302,17 +301,18 @@ def evaluate_cmd(
                            "classification variant on a fixed half of the samples (seed 0) "
                            "and report its ECE before/after on the other half; for "
                            "detection, the score threshold at which a variant's recall "
-                           "matches fp32's at 0.5.")] = False,
+                           "matches fp32's at 0.5 (with --device: on its outputs).")] = False,
     min_top1: Annotated[
         float | None, typer.Option("--min-top1", min=0.0, max=1.0, help="With --per-delegate: "
                                    "the least top-1 agreement a delegate's class outputs may "
                                    "have with the variant on the host (default 0.99).")
     ] = None,
     device: Annotated[
-        str | None, typer.Option("--device", help="Evaluate on these devices (ids, "
-                                 "comma-separated; sim for the host simulator): the data goes "
-                                 "through each (device, delegate) and the task metric comes "
-                                 "from the device's own outputs, gated per row.")] = None,
+        str | None, typer.Option("--device", help="Evaluate on these devices (ids, comma-"
+                                 "separated; sim: the host simulator): the task metric from each "
+                                 "(device, delegate)'s own outputs, gated per row.")] = None,
+    cluster: Annotated[str | None, typer.Option("--cluster", help="With --device: the lab head "
+                                                "HOST:PORT whose devices to use.")] = None,
     delegate: Annotated[
         str | None, typer.Option("--delegate", help="With --device: the delegates, "
                                  "comma-separated (default: the first one each device "
@@ -337,19 +337,16 @@ def evaluate_cmd(
         raise UserError(f"{'--delegate' if delegate is not None else '--samples'}: only used "
                         "with --device", hint="add --device sim (or a phone's id)")
     if device is not None:
-        if recalibrate:
-            raise UserError("--recalibrate: fitted on the host's outputs only for now",
-                            hint="drop --device to recalibrate")
         if per_delegate:
             raise UserError("--per-delegate reads stored numerics; --device measures accuracy "
                             "on the device itself", hint="use one of them")
         from quantlab.harness.cli.device_evaluate import run_device_evaluation
 
         return run_device_evaluation(
-            variants_dir, data, device=device, delegate=delegate, samples=samples,
+            variants_dir, data, device=device, delegate=delegate, samples=samples, cluster=cluster,
             results=None if no_store else results_location(results), json_out=json_out,
             max_drop=max_drop, task=task, labels=labels, decoder=decoder, max_mse=max_mse,
-            gate_confidence=gate_confidence, **fmt.reading())
+            gate_confidence=gate_confidence, recalibrate=recalibrate, **fmt.reading())
     if min_top1 is not None and not per_delegate:
         raise UserError(f"--min-top1 {min_top1:g}: only used with --per-delegate",
                         hint="add --per-delegate, or drop --min-top1")
@@ -360,6 +357,11 @@ def evaluate_cmd(
     )
     for w in report["warnings"]:
         warn(w)
+    if recalibrate:  # the fitted values travel with each variant (its manifest.json entry)
+        from quantlab.harness.quantize.manifest_fits import keep_fits
+
+        for w in keep_fits(variants_dir, report["variants"], data, report["samples"]):
+            warn(w)
     if not no_store:
         save_to_store(report, results_location(results))
     if per_delegate:
@@ -448,6 +450,10 @@ def sensitivity_cmd(
                           "layer int8 at a time (the rest float), ranked by the task metric's "
                           "drop on --data.")
     ] = "error",
+    top: Annotated[
+        int | None, typer.Option("--top", help="--by accuracy: score only the error ranking's "
+                                 "first N layers (the rest follow in its order, no drop).")
+    ] = None,
     calib_samples: SamplesOpt = 200,
     seed: SeedOpt = 0,
     json_out: JsonOpt = False,
@@ -461,7 +467,8 @@ def sensitivity_cmd(
     what = "per-layer quantization error" if by == "error" else "accuracy, one layer at a time"
     with err_console.status(f"measuring {what}"):
         result = sensitivity(model, calib, calib_samples=calib_samples, seed=seed, data=data,
-                             by="accuracy" if by == "accuracy" else "error", **fmt.reading())
+                             by="accuracy" if by == "accuracy" else "error", top=top,
+                             **fmt.reading())
     rows = result["layers"]
     if json_out:
         print_json({"model": model, **result})
@@ -469,6 +476,7 @@ def sensitivity_cmd(
     from rich.table import Table
 
     cost = ", ".join(f"{k} ranking {v:.1f} s" for k, v in result["seconds"].items())
+    cost += f"; accuracy for the top {result['top']} by error" if result.get("top") else ""
     table = Table(title=f"int8 sensitivity of {model} by {by} (most sensitive first)",
                   caption=cost)
     cols = ["#", "layer", "op", "error (rel.)", "MSE"]
@@ -480,7 +488,7 @@ def sensitivity_cmd(
         cells = [str(i), r["layer"][:70], r.get("op") or "", f"{r['rel_error']:.4f}",
                  f"{r['mse']:.3g}"]
         if by == "accuracy":
-            cells[2:2] = [f"{r['drop']:.4f}"]
+            cells[2:2] = ["–" if r["drop"] is None else f"{r['drop']:.4f}"]
         table.add_row(*cells)
     console.print(table)
 

@@ -195,6 +195,40 @@ class DeviceActor:
             with self._lock:
                 self.current = None
 
+    def outputs(self, job: dict[str, Any], model: list[Any], inputs: list[Any]
+                ) -> dict[str, Any]:
+        """Every sample of the job's inputs (``settings.inputs``: an outputs ``.npz``, cached
+        on this host like a model) through the agent's outputs capability
+        (:mod:`quantlab.agents.outputs`): ``{"facts": OutputsFacts dict, "outputs": the
+        outputs .npz bytes or None, "fetched": the files fetched from the controller}``,
+        ``{"missing": name}`` or ``{"error": …}`` as :meth:`run`."""
+        lab_job = from_dict(Job, job)
+        with self._lock:
+            self.current = {"job_id": lab_job.job_id, "label": lab_job.label(),
+                            "since": time.time(), "phase": "receiving"}
+        try:
+            fetched: list[str] = []
+            local_job = self._localise(lab_job, model, inputs, fetched)
+            data = Path(str(local_job.settings.inputs))  # the set, not a benchmark's inputs
+            local_job = dataclasses.replace(local_job, settings=dataclasses.replace(
+                local_job.settings, inputs=None, inputs_sha256=None))
+            with tempfile.TemporaryDirectory(prefix="quantlab-lab-outputs-") as tmp:
+                out = Path(tmp) / "outputs.npz"
+                facts = self.agent.outputs(  # type: ignore[attr-defined]
+                    self._local_device(), local_job, data, out, self._progress)
+                blob = out.read_bytes() if facts.ok and out.exists() else None
+            self.jobs_done += 1
+            return {"facts": {**dataclasses.asdict(facts), "notes": list(facts.notes)},
+                    "outputs": blob, "fetched": fetched}
+        except _NotCached as exc:
+            return {"missing": str(exc)}
+        except QuantlabError as exc:
+            self.last_error = exc.one_line()
+            return {"error": error_payload(exc)}
+        finally:
+            with self._lock:
+                self.current = None
+
     # ------------------------------------------------------------------ helpers
 
     def _progress(self, phase: str, fraction: float | None) -> None:
@@ -220,24 +254,30 @@ class DeviceActor:
                                    name=device.name if self.lab_id == device.id
                                    else f"{device.name} ({self.host})")
 
-    def _localise(self, job: Job, model: list[Any], inputs: list[Any]) -> Job:
-        model_path = self._cached(job.model.sha256, Path(job.model.path).name, model)
+    def _localise(self, job: Job, model: list[Any], inputs: list[Any],
+                  fetched: list[str] | None = None) -> Job:
+        model_path = self._cached(job.model.sha256, Path(job.model.path).name, model, fetched)
         settings = job.settings
         if settings.inputs and settings.inputs_sha256:
-            inputs_path = self._cached(settings.inputs_sha256, Path(settings.inputs).name, inputs)
+            inputs_path = self._cached(settings.inputs_sha256, Path(settings.inputs).name, inputs,
+                                       fetched)
             settings = dataclasses.replace(settings, inputs=str(inputs_path))
         return dataclasses.replace(
             job, device_id=self.local_id, settings=settings,
             model=dataclasses.replace(job.model, path=str(model_path)),
         )
 
-    def _cached(self, sha256: str, name: str, ref: list[Any]) -> Path:
-        """The local file for content ``sha256``; fetches the bytes only when missing."""
+    def _cached(self, sha256: str, name: str, ref: list[Any],
+                fetched: list[str] | None = None) -> Path:
+        """The local file for content ``sha256``; fetches the bytes only when missing (and
+        then names it in ``fetched``)."""
         target = cache_path(sha256, name)
         if target.exists():
             return target
         if not ref:
             raise _NotCached(name)
+        if fetched is not None:
+            fetched.append(name)
         return store_in_cache(sha256, name, ray.get(ref[0]))
 
 

@@ -13,12 +13,14 @@ the device is back, and the store discards a late duplicate.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from quantlab.agents.base import Progress
+from quantlab.agents.outputs import OutputsFacts
 from quantlab.harness.errors import DeviceDisconnected, DeviceTimeout, QuantlabError, UserError
 from quantlab.harness.lab.ray_processes import ACTOR_PREFIX, NAMESPACE, connect
 from quantlab.harness.lab.security import LabSecurity
@@ -169,6 +171,34 @@ class LabAgent:
 
     def run(self, device: DeviceInfo, job: Job, progress: Progress) -> RawResult:
         """Send the job to the device's actor and wait for its RawResult."""
+        out = self._send(device, job, progress, "run")
+        return load_record(RawResult, out["result"])
+
+    def outputs(self, device: DeviceInfo, job: Job, inputs: Path, out: Path,
+                progress: Progress) -> OutputsFacts:
+        """Outputs on a lab device (:mod:`quantlab.agents.outputs`): the inputs ``.npz`` goes
+        to the device's host once (its cache keeps it by content, as a model: every later
+        variant, delegate and device there reuses it), the host's own agent runs the set, and
+        the outputs come back as the call's answer. ``transfers["lab_inputs"]`` is 1 when this
+        call sent the inputs to the host, 0 when the host had them."""
+        from quantlab.harness.models import file_sha256
+
+        settings = dataclasses.replace(job.settings, inputs=str(inputs),
+                                       inputs_sha256=file_sha256(Path(inputs)))
+        answer = self._send(device, dataclasses.replace(job, settings=settings), progress,
+                            "outputs")
+        facts = dict(answer["facts"])
+        if answer.get("outputs") is not None:
+            Path(out).write_bytes(answer["outputs"])
+        facts["transfers"] = {**facts.get("transfers", {}),
+                              "lab_inputs": int(Path(inputs).name in answer["fetched"])}
+        facts["notes"] = (*facts.get("notes", ()), f"on lab host {device.host or '?'}")
+        return OutputsFacts(**{**facts, "delegate": job.delegate})
+
+    def _send(self, device: DeviceInfo, job: Job, progress: Progress, method: str
+              ) -> dict[str, Any]:
+        """Call the device actor's ``method`` (``run``, ``outputs``) with the job, sending
+        its model and inputs only when the host lacks them; its answer, or the error."""
         import ray
 
         from quantlab.harness.lab.actor import raise_payload
@@ -186,8 +216,9 @@ class LabAgent:
                 if "missing" not in out:
                     break
                 model, inputs = self.cluster.model_refs(job) if with_bytes else ([], [])
+                call = getattr(actor, method)
                 out = self._await(actor, device, job, progress,
-                                  actor.run.remote(to_dict(job), model, inputs))
+                                  call.remote(to_dict(job), model, inputs))
         except ray.exceptions.RayTaskError as exc:
             raise QuantlabError(f"{device.id}: {_cause(exc)}") from None
         except _ray_lost() as exc:
@@ -196,7 +227,7 @@ class LabAgent:
         if "error" in out:
             raise_payload(out["error"], device.id)
         self.cluster.sent.add(sent_key)
-        return load_record(RawResult, out["result"])
+        return out
 
     def _await(self, actor: Any, device: DeviceInfo, job: Job, progress: Progress,
                ref: Any) -> dict[str, Any]:

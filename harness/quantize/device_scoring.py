@@ -20,7 +20,12 @@ import numpy as np
 
 from quantlab.harness.errors import ModelError
 from quantlab.harness.numerics import finite_or_none
-from quantlab.harness.quantize.evaluate import Prepared, _interval, nonfinite_count
+from quantlab.harness.quantize.evaluate import (
+    Prepared,
+    _calibration,
+    _interval,
+    nonfinite_count,
+)
 from quantlab.harness.quantize.fidelity import fidelity
 from quantlab.harness.quantize.gate import gate_drop, judge
 from quantlab.harness.quantize.tflite_runner import TfliteRunner
@@ -118,11 +123,13 @@ def align_outputs(p: Prepared, got: dict[str, np.ndarray]) -> list[np.ndarray]:
 
 
 def score(p: Prepared, scheme: str | None, outputs: list[np.ndarray], host: HostSide, *,
-          max_mse: float | None = None, confidence: bool = False) -> dict[str, Any]:
+          max_mse: float | None = None, confidence: bool = False,
+          recalibrate: bool = False) -> dict[str, Any]:
     """One (variant, device, delegate)'s figures from its outputs: the task's metrics, the
     gate against the float model on the host (drop, paired interval, verdict), the drop
     against the same variant on the host with its interval, per-output fidelity against
-    both, and confidence-calibration drift."""
+    both, and confidence-calibration drift (``recalibrate``: with the recalibration fitted
+    on these outputs, as the host fits it on its own)."""
     pred = p.task.decode(outputs, p.ctx)
     value, metrics, fid = value_of(p, pred)
     metrics.setdefault(p.metric, value)
@@ -148,4 +155,4 @@ def score(p: Prepared, scheme: str | None, outputs: list[np.ndarray], host: Host
         "metric": p.metric, "value": value, "metrics": metrics,
         "fidelity": {**fid, "outputs": per_output},
         "gate": gate.to_dict(), "vs_host": vs_host,
-        "calibration": p.task.calibration(p.ref_pred, pred, p.ctx)})
+        "calibration": _calibration(p.task, p.ref_pred, pred, p.ctx, recalibrate)})

@@ -116,6 +116,7 @@ class WorkerRequest:
     events: str = ""  # the JSON-lines events file the worker appends to
     input_shape: tuple[int, ...] | None = None  # a PyTorch source's example input
     by: Literal["error", "accuracy"] = "error"  # sensitivity: how layers are ranked
+    top: int | None = None  # sensitivity --by accuracy: convert the error ranking's first N
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (what the worker reads)."""

@@ -171,16 +171,19 @@ def rank_by_accuracy(
     eval_x: np.ndarray,
     eval_y: np.ndarray | None,
     work_dir: Path,
+    top: int | None = None,
 ) -> list[dict[str, Any]]:
     """Layers by the task metric's drop with only that layer int8 (the rest float), largest
     drop first. Each row: ``layer``, ``metric``, ``reference`` (the float model's value),
-    ``value``, ``drop`` and ``seconds`` (converting and scoring that layer)."""
+    ``value``, ``drop`` and ``seconds`` (converting and scoring that layer). ``top``: only
+    the first N of ``layers`` (in their order, e.g. the error ranking's) are converted and
+    ranked; the rest follow in their order with ``drop`` None."""
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         ref_path = Path(tmp) / "reference.tflite"
         ref_path.write_bytes(float_model)
         metric, ref_value, ref_out = _score(str(ref_path), eval_x, eval_y, None)
-        for i, layer in enumerate(layers):
+        for i, layer in enumerate(layers[:top]):
             t0 = time.perf_counter()
             path = Path(tmp) / f"one-{i}.tflite"
             path.write_bytes(build([other for other in layers if other != layer]))
@@ -189,4 +192,7 @@ def rank_by_accuracy(
                          "value": value, "drop": gate_drop(metric, ref_value, value),
                          "seconds": time.perf_counter() - t0})
     # stable: equal drops keep the error ranking's order
-    return sorted(rows, key=lambda r: -r["drop"])
+    rest = [{"layer": layer, "drop": None, "ranked_by": "error"}
+            for layer in layers[len(rows):]]
+    return [*sorted(({**r, "ranked_by": "accuracy"} for r in rows), key=lambda r: -r["drop"]),
+            *rest]

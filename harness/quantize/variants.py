@@ -388,11 +388,14 @@ def sensitivity(
     image: ImageOptions | None = None,
     data: str | os.PathLike[str] | None = None,
     by: Literal["error", "accuracy"] = "error",
+    top: int | None = None,
 ) -> dict[str, Any]:
     """Layers of ``source``, most sensitive first (in a worker): ``{"by", "layers",
-    "seconds"}``. ``by="error"`` ranks by int8 quantization error on ``calib``;
-    ``by="accuracy"`` quantizes one layer at a time (the rest float) and ranks by the task
-    metric's drop on the labelled ``data``. ``seconds`` says what each ranking cost."""
+    "seconds", "top", "converted"}``. ``by="error"`` ranks by int8 quantization error on
+    ``calib``; ``by="accuracy"`` quantizes one layer at a time (the rest float) and ranks by
+    the task metric's drop on the labelled ``data`` (``top``: only the error ranking's first
+    N layers, the rest following in the error ranking's order without a drop; ``converted``:
+    how many were). ``seconds`` says what each ranking cost."""
     src = Path(source)
     kind = source_kind(src)
     if kind in TORCH_KINDS:
@@ -405,16 +408,23 @@ def sensitivity(
                         hint="add --data eval.npz (inputs and labels, as evaluate takes them)")
     if data is not None and not Path(data).exists():
         raise DataError(f"{data}: no such evaluation data file or folder")
+    if top is not None and (by != "accuracy" or top < 1):
+        raise UserError(f"--top {top}: " + ("at least 1" if by == "accuracy" else
+                                            "only used with --by accuracy"),
+                        hint="--by accuracy --top N converts the error ranking's first N layers")
     with tempfile.TemporaryDirectory(prefix="quantlab-sens-") as tmp:
         request = WorkerRequest(
             task="sensitivity", source=str(src.resolve()), source_kind=kind, work_dir=tmp,
             data=DataSpec(calib=str(calib), eval_data=None if data is None else str(data),
                           calib_samples=calib_samples, seed=seed, x_key=x_key,
-                          y_key=y_key, image=image), by=by)
+                          y_key=y_key, image=image), by=by, top=top)
         code, events, _ = run_worker(request, Path(tmp))
     for ev in events:
         if ev["event"] == "fatal":
             _raise_fatal(ev, src)
         if ev["event"] == "ranking":
-            return {"by": ev["by"], "layers": list(ev["layers"]), "seconds": ev["seconds"]}
+            layers = list(ev["layers"])
+            return {"by": ev["by"], "layers": layers, "seconds": ev["seconds"],
+                    "top": ev.get("top"),
+                    "converted": sum(r.get("ranked_by") == "accuracy" for r in layers)}
     raise ModelError(str(src), f"the sensitivity worker crashed (exit code {code})")

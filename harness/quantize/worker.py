@@ -216,7 +216,7 @@ def _sensitivity(job: Job, events: Events) -> int:
             build = sens.layer_builder(job.kind, job.model, job.aeq_source, job.calib_x)
             errors = {r["layer"]: r for r in rows}
             acc = sens.rank_by_accuracy(build, list(errors), job.fp32, job.eval_x,
-                                        job.eval_y, job.work)
+                                        job.eval_y, job.work, top=job.req.top)
             rows = [{**errors[r["layer"]], **r} for r in acc]
             seconds["accuracy"] = time.perf_counter() - t0
     except Exception as exc:
@@ -225,7 +225,7 @@ def _sensitivity(job: Job, events: Events) -> int:
                     message=f"{job.source}: sensitivity analysis failed ({_short(exc)})",
                     hint=None)
         return 3
-    events.emit("ranking", layers=rows, by=by, seconds=seconds)
+    events.emit("ranking", layers=rows, by=by, seconds=seconds, top=job.req.top)
     return 0
 
 

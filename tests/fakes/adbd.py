@@ -369,6 +369,8 @@ class FakeAndroidDevice:
         self.serial = f"127.0.0.1:{self.port}"
         self.connections: list[_Connection] = []
         self.benchmark_calls: list[list[str]] = []
+        self.starts: list[tuple[str, bool]] = []
+        """(delegate, warm) per benchmark_model launch: warm when it started from its cache."""
         self.pushed: list[str] = []
         self.shell_lines: list[str] = []
         self.substitutions: list[str] = []
@@ -806,7 +808,9 @@ class FakeAndroidDevice:
         text = (FIXTURES / fixture).read_text() if fixture else ""
         if self.throttle_after_s is not None and self._throttle_clock is None:
             self._throttle_clock = time.monotonic()  # the schedule starts with this launch
-        if self._cached(flags, delegate, graph):
+        warm = self._cached(flags, delegate, graph)
+        self.starts.append((delegate, warm))
+        if warm:
             text = self._warm(text)
         if self.throttled():
             text = self._scaled(text)
