@@ -212,15 +212,16 @@ def prepare(variants_dir: str | os.PathLike[str], data_path: str | os.PathLike[s
         )
     overall, per_scheme = parse_max_drop(max_drop)
     variants = variant_files(folder)
-    from quantlab.harness.quantize.pte_runner import PteRunner, torch_reference
+    from quantlab.harness.quantize.pte_runner import runner_for, torch_reference
 
-    from_torch = None if variants else torch_reference(folder)
+    from_torch = torch_reference(folder)
     ref_runner: Any
     run_variant: Any = TfliteRunner
     unsafe: dict[str, str] = {}
-    if from_torch is not None:  # ExecuTorch variants against the PyTorch float model
+    if from_torch is not None:  # a PyTorch source's variants against its float model
         ref_entry, ref_runner, variants = from_torch
-        run_variant = PteRunner
+        run_variant = runner_for
+        unsafe = preflight([v["path"] for v in variants if v["path"].endswith(".tflite")])
     else:
         if not variants:
             skipped = skipped_variants(folder)

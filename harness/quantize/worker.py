@@ -175,9 +175,10 @@ class Job:
                 if scheme.format == "coreml" and self.kind not in TORCH_KINDS
                 else "ExecuTorch variants need a PyTorch source (.pt2 or module:factory)"
                 if scheme.format == "pte"
+                else f"{scheme.name} cannot be made from a PyTorch source: its LiteRT "
+                "variants are made from litert-torch's float .tflite, which has no recipe for it"
+                if self.kind in TORCH_KINDS and scheme.format == "tflite"
                 else f"{scheme.name} cannot be made from a {self.kind} source"
-                + (" yet (LiteRT and Core ML from PyTorch: litert-torch and coremltools, "
-                   "not supported yet)" if self.kind in TORCH_KINDS else "")
             )
         return load_converter(recipe.converter)(self, scheme, dict(recipe.settings))
 

@@ -1,0 +1,131 @@
+"""LiteRT variants of a PyTorch source: ``fp32`` converted by litert-torch, the other float and
+int8 schemes made from that .tflite by ai-edge-quantizer (the ``.tflite`` source's path) with
+the same ``--calib`` data, in the source's own NCHW layout; ``evaluate`` scores them, beside
+the ExecuTorch variants, against the PyTorch float model."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+NET = '''
+import torch
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
+
+
+def make():
+    return Net()
+'''
+
+
+def test_all_for_a_pytorch_source_is_its_litert_and_executorch_schemes() -> None:
+    from quantlab.harness.quantize.schemes import resolve_schemes
+
+    names = [s.name for s in resolve_schemes(["all"], "torch-export")]
+    assert names[:6] == ["fp32", "fp16", "dynamic-int8", "int8", "int16x8", "mixed-int8"]
+    assert {"et-fp32", "et-int8"} <= set(names)
+    assert "int8-io" not in names and "qat-int8" not in names  # no recipe from PyTorch
+    assert [s.name for s in resolve_schemes(["tflite"], "torch-entry")] == names[:6]
+    assert "et-fp32" not in [s.name for s in resolve_schemes(["all"], "keras")]
+
+
+@pytest.fixture(scope="module")
+def torch_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny conv net's .pt2 and NCHW calibration data, in one folder."""
+    pytest.importorskip("executorch")
+    pytest.importorskip("litert_torch")
+    import torch
+
+    tmp = tmp_path_factory.mktemp("torch-litert")
+    (tmp / "tinynet_lt.py").write_text(NET)
+    sys.path.insert(0, str(tmp))
+    try:
+        import tinynet_lt
+    finally:
+        sys.path.remove(str(tmp))
+    model = tinynet_lt.make().eval()
+    torch.export.save(torch.export.export(model, (torch.zeros(1, 3, 8, 8),)), tmp / "net.pt2")
+    rng = np.random.default_rng(0)
+    np.savez(tmp / "calib.npz", x=rng.standard_normal((16, 3, 8, 8)).astype(np.float32))
+    return tmp
+
+
+@pytest.fixture(scope="module")
+def variants(torch_model: Path) -> Path:
+    """The .pt2 made into LiteRT schemes and one ExecuTorch scheme, in one folder."""
+    import quantlab
+
+    out = torch_model / "variants"
+    quantlab.quantize(torch_model / "net.pt2", out,
+                      ["fp32", "fp16", "dynamic-int8", "int8", "et-fp32"],
+                      calib=torch_model / "calib.npz")
+    return out
+
+
+def test_pt2_makes_litert_variants_through_litert_torch(torch_model: Path,
+                                                       variants: Path) -> None:
+    import torch
+    from ai_edge_litert.interpreter import Interpreter
+
+    from quantlab.harness.quantize.manifest import Manifest
+
+    manifest = Manifest.load(variants)
+    rows = {v.scheme: v for v in manifest.variants}
+    assert all(v.status == "ok" for v in manifest.variants), manifest.variants
+    assert rows["fp32"].converter == "litert-torch"
+    assert {rows[s].converter for s in ("fp16", "dynamic-int8", "int8")} == {
+        "litert-torch+aeq"}
+    assert {"litert-torch", "ai-edge-quantizer", "torch"} <= set(manifest.tools)
+    assert manifest.calibration is not None and manifest.calibration["samples"] == 16
+    assert rows["fp16"].size_bytes < rows["fp32"].size_bytes  # type: ignore[operator]
+    int8_ops = rows["int8"].ops
+    assert int8_ops is not None and int8_ops["float_ops"] < int8_ops["total_ops"]
+    assert rows["int8"].options == {"granularity": "per-channel", "calibration_samples": 16}
+    x = np.random.default_rng(1).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    reference = torch.export.load(torch_model / "net.pt2").module()(
+        torch.from_numpy(x)).detach().numpy()
+    interp = Interpreter(model_path=str(variants / "fp32.tflite"))
+    interp.allocate_tensors()
+    inp = interp.get_input_details()[0]
+    assert list(inp["shape"]) == [1, 3, 8, 8]  # PyTorch's NCHW, as the data is given
+    interp.set_tensor(inp["index"], x)
+    interp.invoke()
+    got = interp.get_tensor(interp.get_output_details()[0]["index"])
+    assert np.abs(got - reference).max() < 1e-4
+
+
+def test_evaluate_scores_litert_and_executorch_variants_against_pytorch(
+        torch_model: Path, variants: Path, tmp_path: Path) -> None:
+    import torch
+
+    from quantlab.harness.quantize.evaluate import evaluate
+
+    x = np.random.default_rng(2).standard_normal((24, 3, 8, 8)).astype(np.float32)
+    float_model = torch.export.load(torch_model / "net.pt2").module()
+    with torch.no_grad():
+        y = np.array([int(float_model(torch.from_numpy(x[i:i + 1])).argmax())
+                      for i in range(len(x))])
+    np.savez(tmp_path / "eval.npz", x=x, y=y)
+    report = evaluate(variants, tmp_path / "eval.npz", task="classification").to_dict()
+    assert report["reference"]["scheme"] == "float (PyTorch)"
+    rows = {r["scheme"]: r for r in report["variants"]}
+    assert set(rows) == {"fp32", "fp16", "dynamic-int8", "int8", "et-fp32"}
+    assert not report["skipped"]
+    for scheme in ("fp32", "et-fp32"):
+        assert rows[scheme]["fidelity"]["outputs"][0]["mse"] < 1e-8, scheme
+        assert rows[scheme]["gate"]["passed"] and rows[scheme]["gate"]["drop"] == 0.0
+    assert rows["int8"]["fidelity"]["outputs"][0]["mse"] > 10 * max(
+        rows["fp32"]["fidelity"]["outputs"][0]["mse"], 1e-12)
