@@ -1,7 +1,9 @@
-"""LiteRT variants of a PyTorch source: ``fp32`` converted by litert-torch, the other float and
-int8 schemes made from that .tflite by ai-edge-quantizer (the ``.tflite`` source's path) with
-the same ``--calib`` data, in the source's own NCHW layout; ``evaluate`` scores them, beside
-the ExecuTorch variants, against the PyTorch float model."""
+"""LiteRT and Core ML variants of a PyTorch source: ``fp32`` converted by litert-torch, the other
+float and int8 schemes made from that .tflite by ai-edge-quantizer (the ``.tflite`` source's
+path) with the same ``--calib`` data, in the source's own NCHW layout; ``evaluate`` scores them,
+beside the ExecuTorch variants, against the PyTorch float model. Core ML through coremltools
+from the ``torch.export`` program (fp16, int8 weights, 4-bit palettized) and ExecuTorch's Core
+ML backend (``et-coreml``), which lowers here but runs only on Apple's platforms."""
 
 from __future__ import annotations
 
@@ -20,10 +22,11 @@ class Net(torch.nn.Module):
         super().__init__()
         torch.manual_seed(0)
         self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
-        self.fc = torch.nn.Linear(8, 4)
+        self.hidden = torch.nn.Linear(8, 512)  # 4096 weights: Core ML compresses it
+        self.fc = torch.nn.Linear(512, 4)
 
     def forward(self, x):
-        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
+        return self.fc(torch.relu(self.hidden(torch.relu(self.conv(x)).mean((2, 3)))))
 
 
 def make():
@@ -37,6 +40,7 @@ def test_all_for_a_pytorch_source_is_its_litert_and_executorch_schemes() -> None
     names = [s.name for s in resolve_schemes(["all"], "torch-export")]
     assert names[:6] == ["fp32", "fp16", "dynamic-int8", "int8", "int16x8", "mixed-int8"]
     assert {"et-fp32", "et-int8"} <= set(names)
+    assert {"coreml-fp16", "coreml-w8", "coreml-w4", "et-coreml"} <= set(names)
     assert "int8-io" not in names and "qat-int8" not in names  # no recipe from PyTorch
     assert [s.name for s in resolve_schemes(["tflite"], "torch-entry")] == names[:6]
     assert "et-fp32" not in [s.name for s in resolve_schemes(["all"], "keras")]
@@ -129,3 +133,68 @@ def test_evaluate_scores_litert_and_executorch_variants_against_pytorch(
         assert rows[scheme]["gate"]["passed"] and rows[scheme]["gate"]["drop"] == 0.0
     assert rows["int8"]["fidelity"]["outputs"][0]["mse"] > 10 * max(
         rows["fp32"]["fidelity"]["outputs"][0]["mse"], 1e-12)
+
+
+@pytest.fixture(scope="module")
+def coreml_variants(torch_model: Path) -> Path:
+    """The .pt2 made into the Core ML schemes, et-coreml and et-fp32."""
+    pytest.importorskip("coremltools")
+    import quantlab
+
+    out = torch_model / "coreml"
+    quantlab.quantize(torch_model / "net.pt2", out,
+                      ["coreml-fp16", "coreml-w8", "coreml-w4", "et-coreml", "et-fp32"])
+    return out
+
+
+def _weight_producers(package: Path) -> dict[str, str]:
+    """Each ≥ 2-D weight of a saved ML program → the op type producing it (``const`` for a
+    float16 weight, ``constexpr_…`` for a compressed one), by weight size."""
+    import coremltools as ct
+
+    fn = ct.utils.load_spec(str(package)).mlProgram.functions["main"]
+    out: dict[str, str] = {}
+    for op in fn.block_specializations[fn.opset].operations:
+        if op.type == "const" or op.type.startswith("constexpr_"):
+            for o in op.outputs:
+                dims = [d.constant.size for d in o.type.tensorType.dimensions]
+                if len(dims) >= 2 and int(np.prod(dims)) == 8 * 512:
+                    out[o.name] = op.type
+    return out
+
+
+def test_pt2_makes_core_ml_variants_through_coremltools(coreml_variants: Path) -> None:
+    from quantlab.harness.quantize.manifest import Manifest
+
+    manifest = Manifest.load(coreml_variants)
+    rows = {v.scheme: v for v in manifest.variants}
+    assert all(v.status == "ok" for v in manifest.variants), manifest.variants
+    assert "coremltools" in manifest.tools
+    for scheme in ("coreml-fp16", "coreml-w8", "coreml-w4"):
+        assert rows[scheme].file == f"{scheme}.mlpackage" and rows[scheme].converter == "coreml"
+    sizes = {s: rows[s].size_bytes or 0 for s in ("coreml-fp16", "coreml-w8", "coreml-w4")}
+    assert sizes["coreml-w4"] < sizes["coreml-w8"] < sizes["coreml-fp16"]
+    hidden = {s: set(_weight_producers(coreml_variants / f"{s}.mlpackage").values())
+              for s in sizes}
+    assert hidden["coreml-fp16"] == {"const"}
+    assert hidden["coreml-w4"] == {"constexpr_lut_to_dense"}
+    (w8,) = hidden["coreml-w8"]
+    assert w8.startswith("constexpr_") and w8 != "constexpr_lut_to_dense"
+    et = rows["et-coreml"]
+    assert et.file == "et-coreml.pte" and et.converter == "executorch"
+    assert et.ops is not None and et.ops["delegated_ops"] >= 4 and et.ops["portable_ops"] == 0
+    assert any("Core ML" in n for n in et.notes or []), et.notes
+
+
+def test_evaluate_says_why_core_ml_variants_of_a_pytorch_source_are_not_scored(
+        coreml_variants: Path, tmp_path: Path) -> None:
+    from quantlab.harness.quantize.evaluate import evaluate
+
+    np.savez(tmp_path / "eval.npz",
+             x=np.random.default_rng(3).standard_normal((4, 3, 8, 8)).astype(np.float32))
+    report = evaluate(coreml_variants, tmp_path / "eval.npz").to_dict()
+    assert [r["scheme"] for r in report["variants"]] == ["et-fp32"]
+    skipped = {s["scheme"]: s["reason"] for s in report["skipped"]}
+    assert set(skipped) == {"coreml-fp16", "coreml-w8", "coreml-w4", "et-coreml"}
+    assert "macOS" in skipped["coreml-w4"] and "iPhone" in skipped["coreml-w4"]
+    assert "Core ML backend" in skipped["et-coreml"] and "macOS" in skipped["et-coreml"]

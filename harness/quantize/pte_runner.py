@@ -90,6 +90,19 @@ class PteRunner(_Runner):
         return [o.numpy() for o in self.method.execute([torch.from_numpy(x)])]
 
 
+HOST_LACKS = ("lowered to ExecuTorch's Core ML backend, which only ExecuTorch's iOS/macOS "
+              "builds have: this host's runtime cannot load it (bench it on an iPhone or Mac)")
+"""Why evaluate skips a ``.pte`` lowered to a backend this host's ExecuTorch lacks."""
+
+
+def runs_on_host(scheme: str) -> bool:
+    """Whether this host's ExecuTorch runtime loads the scheme's ``.pte`` (not et-coreml's)."""
+    from quantlab.harness.quantize.schemes import SCHEMES
+
+    recipe = SCHEMES[scheme].from_torch if scheme in SCHEMES else None
+    return recipe is None or recipe.settings.get("backend", "xnnpack") == "xnnpack"
+
+
 def runner_for(path: str, batch: int = 1) -> Any:
     """The runner of a PyTorch source's variant: ExecuTorch for a ``.pte``, LiteRT for a
     ``.tflite`` (litert-torch's, in the PyTorch model's own input layout)."""
@@ -112,7 +125,8 @@ def torch_reference(folder: Path) -> tuple[dict[str, Any], TorchRunner, list[dic
     data = json.loads(manifest.read_text())
     source = data.get("source") or {}
     ptes = [v for v in data.get("variants", [])  # and litert-torch's .tflite variants
-            if v.get("status") == "ok" and v.get("format") in ("pte", "tflite")]
+            if v.get("status") == "ok" and v.get("format") in ("pte", "tflite")
+            and runs_on_host(v["scheme"])]
     if source.get("kind") not in ("torch-export", "torch-entry") or not ptes:
         return None
     from quantlab.harness.quantize import torch_source

@@ -171,7 +171,7 @@ class Job:
         recipe = scheme.recipe_for(self.kind)
         if recipe is None:
             raise ValueError(
-                "Core ML variants need a Keras or SavedModel source"
+                "Core ML variants need a Keras, SavedModel or PyTorch source"
                 if scheme.format == "coreml" and self.kind not in TORCH_KINDS
                 else "ExecuTorch variants need a PyTorch source (.pt2 or module:factory)"
                 if scheme.format == "pte"
