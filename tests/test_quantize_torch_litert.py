@@ -183,6 +183,8 @@ def test_pt2_makes_core_ml_variants_through_coremltools(coreml_variants: Path) -
     et = rows["et-coreml"]
     assert et.file == "et-coreml.pte" and et.converter == "executorch"
     assert et.ops is not None and et.ops["delegated_ops"] >= 4 and et.ops["portable_ops"] == 0
+    assert et.ops["delegate"] == "Core ML"  # what quantize's table says took the ops
+    assert rows["et-fp32"].ops is not None and rows["et-fp32"].ops["delegate"] == "XNNPACK"
     assert any("Core ML" in n for n in et.notes or []), et.notes
 
 

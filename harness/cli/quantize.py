@@ -243,7 +243,8 @@ def quantize_cmd(
         if v.options and v.options.get("keep"):
             note = "; ".join([f"kept fp16: {', '.join(v.options['keep'])}", *(v.notes or [])])
         ops = f"{v.ops['float_ops']}/{v.ops['total_ops']}" if v.ops and "float_ops" in v.ops \
-            else f"{v.ops['delegated_ops']}/{v.ops['total_ops']} in XNNPACK" if v.ops else ""
+            else (f"{v.ops['delegated_ops']}/{v.ops['total_ops']} in "
+                  f"{v.ops.get('delegate', 'XNNPACK')}") if v.ops else ""
         size = f"{v.size_bytes / 1024:.1f} KiB" if v.size_bytes else ""
         table.add_row(v.scheme, "ok" if v.status == "ok" else "[red]failed[/]", size, ops, note)
     console.print(table)

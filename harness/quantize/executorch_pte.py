@@ -35,7 +35,7 @@ def make(source: Source, scheme: Scheme, settings: dict[str, Any]) -> dict[str, 
                                per_channel=source.req.options.granularity != "per-tensor")
         program = torch.export.export(model, example)
         lowered = to_edge_transform_and_lower(program, partitioner=[_partitioner(backend)])
-    ops = _op_counts(lowered.exported_program().graph_module)
+    ops = {**_op_counts(lowered.exported_program().graph_module), "delegate": BACKENDS[backend]}
     prep.out.write_bytes(lowered.to_executorch().buffer)
     notes = _notes(ops, BACKENDS[backend])
     if backend == "coreml":
