@@ -200,3 +200,16 @@ def test_evaluate_says_why_core_ml_variants_of_a_pytorch_source_are_not_scored(
     assert set(skipped) == {"coreml-fp16", "coreml-w8", "coreml-w4", "et-coreml"}
     assert "macOS" in skipped["coreml-w4"] and "iPhone" in skipped["coreml-w4"]
     assert "Core ML backend" in skipped["et-coreml"] and "macOS" in skipped["et-coreml"]
+
+
+def test_sensitivity_ranks_a_pytorch_models_layers_on_its_litert_float_model(
+        torch_model: Path) -> None:
+    from quantlab.harness.quantize.variants import sensitivity
+
+    found = sensitivity(torch_model / "net.pt2", torch_model / "calib.npz")
+    layers = found["layers"]
+    assert found["by"] == "error" and len(layers) >= 4  # conv, two dense layers, the output
+    assert {"FULLY_CONNECTED", "CONV_2D"} <= {r["op"] for r in layers}
+    assert all(r["rel_error"] >= 0 for r in layers)
+    errors = [r["added_error"] for r in layers]
+    assert errors == sorted(errors, reverse=True)  # most sensitive first

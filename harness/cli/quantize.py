@@ -434,7 +434,7 @@ def _check(model: str, schemes: list[str], json_out: bool) -> None:
 @with_options(fmt=DataFormat)
 def sensitivity_cmd(
     model: Annotated[
-        str, typer.Argument(help="Keras .keras/.h5, SavedModel folder or float .tflite.")
+        str, typer.Argument(help="Keras .keras/.h5, SavedModel folder, float .tflite or .pt2.")
     ],
     calib: Annotated[
         str, typer.Option("--calib", help="Calibration data: .npz/.npy or DIR/<class>/*.jpg.")

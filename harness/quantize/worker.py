@@ -207,14 +207,20 @@ def _sensitivity(job: Job, events: Events) -> int:
                     "labelled data to score each layer on (--data eval.npz)", hint=None)
         return 3
     seconds: dict[str, float] = {}
+    kind, model, path = job.kind, job.model, job.source
     try:
+        if kind in TORCH_KINDS:  # ranked on litert-torch's float .tflite of the model
+            from quantlab.harness.quantize.torch_litert import float_tflite
+
+            float_tflite(job)
+            kind, model, path = "tflite", None, job.aeq_source
         t0 = time.perf_counter()
-        rows = sens.rank_layers(job.kind, job.model, job.source, job.calib_x)
+        rows = sens.rank_layers(kind, model, path, job.calib_x)
         seconds["error"] = time.perf_counter() - t0
         if by == "accuracy":
             assert job.eval_x is not None
             t0 = time.perf_counter()
-            build = sens.layer_builder(job.kind, job.model, job.aeq_source, job.calib_x)
+            build = sens.layer_builder(kind, model, job.aeq_source, job.calib_x)
             errors = {r["layer"]: r for r in rows}
             acc = sens.rank_by_accuracy(build, list(errors), job.fp32, job.eval_x,
                                         job.eval_y, job.work)
