@@ -53,5 +53,6 @@ def test_the_worker_makes_a_variant_with_the_converter_a_recipe_names(
     fields = _job(tmp_path).make(scheme)
     assert fields == {"file": "test-scheme.tflite", "converter": "test-copy"}
     assert (tmp_path / "test-scheme.tflite").read_bytes() == b"H:TFL3-float-model"
-    with pytest.raises(ValueError, match="Core ML variants need a Keras or SavedModel source"):
+    with pytest.raises(ValueError,
+                       match="Core ML variants need a Keras, SavedModel or PyTorch source"):
         _job(tmp_path).make(SCHEMES["coreml-w4"])

@@ -49,7 +49,10 @@ def delegates(
     verbose: VerboseOpt = False,
 ) -> None:
     """Per (model, device), one row per delegate: latency, speedup vs CPU, init, how much of
-    the graph the delegate took, the ops left on the CPU, and numerics vs the float model."""
+    the graph the delegate took, the ops left on the CPU, and numerics vs the float model.
+    When the runs hold several runtimes (LiteRT and ExecuTorch variants of one PyTorch
+    model), one table per device shows them side by side, with each row's variant and
+    runtime."""
     from quantlab.harness.cli.tables import label_column, new_table, number_column
     from quantlab.harness.report.delegates import delegate_rows
     from quantlab.harness.store import Store
@@ -60,14 +63,23 @@ def delegates(
     if json_out:
         print_json({"runs": [r.run.run_id for r in records], "rows": rows})
         return
+    # several runtimes (a PyTorch model's .tflite and .pte variants): one table per device,
+    # its rows side by side with their variant and runtime; else one per (device, model)
+    runtimes = sorted({row["runtime"] for row in rows})
+    side_by_side = len(runtimes) > 1
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
-        groups.setdefault((row["device"], row["model"]), []).append(row)
+        groups.setdefault((row["device"], "" if side_by_side else row["model"]), []).append(row)
     runs = ", ".join(r.run.run_id for r in records)
     not_run: dict[tuple[str, str, str], list[str]] = {}  # (status, delegate, why) → models
     for (device, model), dev_rows in groups.items():
         stats = {(r["latency"] or {}).get("statistic") for r in dev_rows if r["latency"]}
-        table = new_table(f"{model} on {device} (run {runs})")
+        if side_by_side:
+            dev_rows.sort(key=lambda r: (r["runtime"], r["model"], r["delegate"]))
+        table = new_table(f"{model or ' and '.join(runtimes)} on {device} (run {runs})")
+        if side_by_side:
+            label_column(table, "variant", 18)
+            label_column(table, "runtime", 10)
         label_column(table, "delegate", 14)
         for col in ("latency", "×cpu", "cold", "warm", "delegated"):
             number_column(table, col)
@@ -102,13 +114,14 @@ def delegates(
             elif n.get("top1_agreement") is not None and n["top1_agreement"] < 1.0:
                 notes.append(f"{r['delegate']}: top-1 agrees with float on "
                              f"{n['top1_agreement']:.1%} of the inputs")
-            table.add_row(f"{r['delegate']} {r['threads']}t", latency,
+            table.add_row(*([r["model"], r["runtime"]] if side_by_side else []),
+                          f"{r['delegate']} {r['threads']}t", latency,
                           f"{r['speedup_vs_cpu']:.2f}" if r["speedup_vs_cpu"] else "–",
                           _ms(r["cold_start_ms"]), _ms(r["warm_start_ms"]), ops, fallback,
                           cosine, sqnr)
             if r["status"] != "ok":
                 not_run.setdefault((r["status"], r["delegate"], r["error"] or ""),
-                                   []).append(model)
+                                   []).append(r["model"])
         console.print(table)
         if len(stats) == 1:
             console.print(f"[dim]latency: {next(iter(stats))}s; speedup = CPU delegate's "

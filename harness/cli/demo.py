@@ -55,6 +55,14 @@ def _train(work: Path) -> tuple[Path, Path, Path]:
     return keras_path, data, write_training_split(work / "model")
 
 
+def _train_torch(work: Path) -> tuple[Path, Path, Path]:
+    """The digits CNN trained in PyTorch: its .pt2, held-out data and training split."""
+    from quantlab.harness.quantize.demo_torch import build_torch_digits
+
+    with err_console.status("training a CNN on scikit-learn digits in PyTorch (1×8×8 NCHW)"):
+        return build_torch_digits(work / "model")
+
+
 def _train_detector(work: Path) -> dict[str, Path]:
     from quantlab.harness.quantize.demo_detector import build_detector
 
@@ -62,6 +70,10 @@ def _train_detector(work: Path) -> dict[str, Path]:
                             "squares, circles, triangles)"):
         return build_detector(work / "model", styles=("ssd",))
 
+
+TORCH_SCHEMES = "fp32,fp16,dynamic-int8,int8,et-fp32,et-int8"
+"""``--source torch``'s schemes for ``--schemes all``: those the host runs (LiteRT through
+litert-torch, ExecuTorch on XNNPACK); Core ML and et-coreml run only on Apple's platforms."""
 
 DETECTION_SCHEMES = "fp32,fp16,dynamic-int8,int8,int8-io"
 """The detection demo's schemes for ``--schemes all`` (TFLite: the SSD head needs its
@@ -89,20 +101,26 @@ def _evaluate(variants: Path, data: Path, location: str,
 
 def _bench(session: Session, variants: Path, settings: Settings, verbose: bool
            ) -> dict[str, Any]:
-    """The TFLite variants on the simulator through the measurement session; the finished
-    run (``bench --json``'s record)."""
+    """The TFLite variants (and ExecuTorch's, from a PyTorch source) on the simulator through
+    the measurement session; the finished run (``bench --json``'s record)."""
     from quantlab.harness.cli.bench import dispatch_jobs
     from quantlab.harness.plan import expand_models
+    from quantlab.harness.records import Plan
 
-    refs = [r for r in expand_models([str(variants)]) if r.format == "tflite"]
+    refs = expand_models([str(variants)])
     sim = session.devices(["sim"])
-    plan = session.plan(refs, sim, ["xnnpack"], [1], settings=settings)
+    plans = [session.plan(picked, sim, [delegate], [1], settings=settings)
+             for fmt, delegate in (("tflite", "xnnpack"), ("pte", "et-xnnpack"))
+             if (picked := [r for r in refs if r.format == fmt])]
+    plan = Plan(jobs=tuple(j for p in plans for j in p.jobs),
+                skipped=tuple(s for p in plans for s in p.skipped))
     run_id = session.start(plan, sim, settings)
     return session.finish(run_id, dispatch_jobs(session, run_id, list(plan.jobs), verbose))
 
 
 def _rows(record: Any, report: dict[str, Any]) -> list[dict[str, Any]]:
     from quantlab.harness.results import entry_dict
+    from quantlab.harness.runtimes import runtime_of
 
     evals = {v["sha256"]: v for v in report["variants"]}
     rows = []
@@ -112,6 +130,7 @@ def _rows(record: Any, report: dict[str, Any]) -> list[dict[str, Any]]:
         lat = res["latency_ms"] or {}
         rows.append({
             "scheme": res["model"]["scheme"] or Path(res["model"]["path"]).name,
+            "runtime": runtime_of(entry.job),
             "size_bytes": res["model"]["size_bytes"],
             "metric": report["metric"],
             "accuracy": ev["gate"]["value"] if ev else None,
@@ -138,10 +157,13 @@ def _table(rows: list[dict[str, Any]], report: dict[str, Any], sim_name: str) ->
     from quantlab.harness.cli.tables import fmt_ms
 
     what = "shapes detector" if report["task"]["name"] == "detection" else "digits CNN"
+    runtimes = len({r["runtime"] for r in rows}) > 1  # LiteRT and ExecuTorch side by side
     table = Table(title=f"{what} · {report['samples']} held-out images · {sim_name}, "
-                  "xnnpack, 1 thread", title_justify="left")
-    for col, right in (("variant", False), ("size", True), (report["metric"], True),
-                       ("drop", True), ("gate", False), ("median", True), ("vs fp32", True)):
+                  f"{'xnnpack / et-xnnpack' if runtimes else 'xnnpack'}, 1 thread",
+                  title_justify="left")
+    for col, right in (("variant", False), *((("runtime", False),) if runtimes else ()),
+                       ("size", True), (report["metric"], True), ("drop", True),
+                       ("gate", False), ("median", True), ("vs fp32", True)):
         table.add_column(col, justify="right" if right else "left")
     for r in rows:
         gate = ("–" if r["gate"] is None else "[green]pass[/]" if r["gate"] else "[red]FAIL[/]")
@@ -154,6 +176,7 @@ def _table(rows: list[dict[str, Any]], report: dict[str, Any], sim_name: str) ->
             ratio = f"{r['speedup_vs_fp32']:.2f}×" if r["speedup_vs_fp32"] else "–"
         table.add_row(
             r["scheme"],
+            *([r["runtime"]] if runtimes else []),
             f"{r['size_bytes'] / 1024:.1f} KiB",
             "–" if r["accuracy"] is None else f"{r['accuracy']:.4f}",
             "–" if r["drop"] is None else f"{r['drop'] * 100:+.2f} pt",
@@ -179,12 +202,25 @@ def demo(
     ladder: Annotated[bool, typer.Option("--ladder", help="Show the remedy ladder instead: "
                                          "autoquant on the digits CNN with a poor calibration "
                                          "set, climbing until a variant passes.")] = False,
+    source: Annotated[str, typer.Option("--source", help="keras, or torch: the digits CNN "
+                                        "trained in PyTorch, made into LiteRT (litert-torch) "
+                                        "and ExecuTorch variants benched side by side "
+                                        "(quantlab[torch]).")] = "keras",
     results: ResultsOpt = None,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Train a small model, quantize it every way, check accuracy, benchmark on the simulator,
     and write an HTML report: the whole flow on this machine. --ladder: the remedy ladder."""
+    if source not in ("keras", "torch"):
+        raise UserError(f"--source {source!r}: the demo trains a keras or a torch model")
+    if source == "torch":
+        from quantlab.harness.quantize.torch_source import require_extra
+
+        if task != "classification" or ladder:
+            raise UserError("--source torch: the demo's PyTorch model is the digits classifier",
+                            hint="drop --task detection / --ladder")
+        require_extra("--source torch")
     if ladder:
         from quantlab.harness.cli.autoquant import demo_ladder
 
@@ -202,8 +238,11 @@ def demo(
         raise UserError(f"--task {task!r}: the demo has classification and detection")
     if task == "detection" and schemes == "all":
         schemes = DETECTION_SCHEMES
+    if source == "torch" and schemes == "all":
+        schemes = TORCH_SCHEMES
     # a typo fails now, not later; a Keras source: every scheme but the ExecuTorch ones
-    picked = resolve_schemes(split_list(schemes) or ["all"], source_kind="keras")
+    picked = resolve_schemes(split_list(schemes) or ["all"],
+                             source_kind="torch-export" if source == "torch" else "keras")
     work = Path(out)
     try:
         work.mkdir(parents=True, exist_ok=True)
@@ -221,6 +260,11 @@ def demo(
         keras_path, data, labels = paths["ssd"], paths["eval"], paths["labels"]
         _step(f"2/4 quantize it: {', '.join(s.name for s in picked)}")
         manifest = _quantize(keras_path, paths["calib"], work / "variants", schemes, data)
+    elif source == "torch":
+        _step("1/4 train a small CNN on scikit-learn's digits in PyTorch")
+        keras_path, data, calib = _train_torch(work)
+        _step(f"2/4 quantize it: {', '.join(s.name for s in picked)}")
+        manifest = _quantize(keras_path, calib, work / "variants", schemes, data)
     else:
         _step("1/4 train a small CNN on scikit-learn's digits")
         keras_path, data, calib = _train(work)
@@ -229,9 +273,12 @@ def demo(
     failed = [v for v in manifest.variants if v.status != "ok"]
     for v in failed:
         warn(f"scheme {v.scheme} failed: {v.error}")
-    _step("3/4 check each TFLite variant's accuracy against fp32")
+    _step("3/4 check each variant's accuracy against the PyTorch model" if source == "torch"
+          else "3/4 check each TFLite variant's accuracy against fp32")
     report = _evaluate(work / "variants", data, location, labels)
-    _step("4/4 benchmark the TFLite variants on the host simulator (LiteRT, per-op profile)")
+    _step("4/4 benchmark the LiteRT and ExecuTorch variants on the host simulator (per-op "
+          "profile)" if source == "torch" else
+          "4/4 benchmark the TFLite variants on the host simulator (LiteRT, per-op profile)")
     from quantlab.harness.records import Settings
 
     settings = Settings(warmup=10, iterations=iterations, min_time_s=0.0, repeats=repeats,
@@ -245,13 +292,15 @@ def demo(
     recs = recommend(record, evals)
     html = write_report(store, [run_id], work / "report.html")
     elapsed = time.monotonic() - started
+    benched = {r["scheme"] for r in rows}
     others = [v.scheme for v in manifest.variants if v.status == "ok" and v.file
-              and not v.file.endswith(".tflite")]
+              and not v.file.endswith(".tflite") and v.scheme not in benched]
     if json_out:
         print_json({"run_id": run_id, "variants": rows, "report": str(html),
                     "recommendation": [{"device": r.device, "best": r.best.scheme if r.best
                                         else None, "note": r.note, "excluded": r.excluded}
                                        for r in recs],
+                    "reference": report["reference"]["scheme"],
                     "task": report["task"]["name"], "seconds": round(elapsed, 1)})
         exit_if_incomplete(run)  # what was measured is shown and kept; then exit as bench
         return

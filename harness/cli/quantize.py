@@ -1,4 +1,4 @@
-"""`quantlab quantize`, `evaluate`, `sensitivity`: variants, their accuracy, layer sensitivity.
+"""`quantlab quantize`, `evaluate`: variants and their accuracy (`sensitivity`: cli/sensitivity.py).
 
 Heavy libraries load inside the commands (and the converters in a worker
 process), so importing this module is cheap.
@@ -243,7 +243,8 @@ def quantize_cmd(
         if v.options and v.options.get("keep"):
             note = "; ".join([f"kept fp16: {', '.join(v.options['keep'])}", *(v.notes or [])])
         ops = f"{v.ops['float_ops']}/{v.ops['total_ops']}" if v.ops and "float_ops" in v.ops \
-            else f"{v.ops['delegated_ops']}/{v.ops['total_ops']} in XNNPACK" if v.ops else ""
+            else (f"{v.ops['delegated_ops']}/{v.ops['total_ops']} in "
+                  f"{v.ops.get('delegate', 'XNNPACK')}") if v.ops else ""
         size = f"{v.size_bytes / 1024:.1f} KiB" if v.size_bytes else ""
         table.add_row(v.scheme, "ok" if v.status == "ok" else "[red]failed[/]", size, ops, note)
     console.print(table)
@@ -431,70 +432,7 @@ def _check(model: str, schemes: list[str], json_out: bool) -> None:
     console.print(table)
 
 
-@handle_errors
-@with_options(fmt=DataFormat)
-def sensitivity_cmd(
-    model: Annotated[
-        str, typer.Argument(help="Keras .keras/.h5, SavedModel folder or float .tflite.")
-    ],
-    calib: Annotated[
-        str, typer.Option("--calib", help="Calibration data: .npz/.npy or DIR/<class>/*.jpg.")
-    ],
-    fmt: DataFormat,
-    data: Annotated[
-        str | None, typer.Option("--data", help="--by accuracy: labelled data each layer is "
-                                 "scored on (.npz x/y or DIR/<class>/*.jpg, as evaluate takes).")
-    ] = None,
-    by: Annotated[
-        str, typer.Option("--by", help="error: int8 error per layer on --calib; accuracy: one "
-                          "layer int8 at a time (the rest float), ranked by the task metric's "
-                          "drop on --data.")
-    ] = "error",
-    top: Annotated[
-        int | None, typer.Option("--top", help="--by accuracy: score only the error ranking's "
-                                 "first N layers (the rest follow in its order, no drop).")
-    ] = None,
-    calib_samples: SamplesOpt = 200,
-    seed: SeedOpt = 0,
-    json_out: JsonOpt = False,
-    verbose: VerboseOpt = False,
-) -> None:
-    """Rank layers by int8 quantization error or by accuracy drop, most sensitive first."""
-    from quantlab.harness.quantize.variants import sensitivity
-
-    if by not in ("error", "accuracy"):
-        raise UserError(f"--by {by}: unknown ranking", hint="use --by error or --by accuracy")
-    what = "per-layer quantization error" if by == "error" else "accuracy, one layer at a time"
-    with err_console.status(f"measuring {what}"):
-        result = sensitivity(model, calib, calib_samples=calib_samples, seed=seed, data=data,
-                             by="accuracy" if by == "accuracy" else "error", top=top,
-                             **fmt.reading())
-    rows = result["layers"]
-    if json_out:
-        print_json({"model": model, **result})
-        return
-    from rich.table import Table
-
-    cost = ", ".join(f"{k} ranking {v:.1f} s" for k, v in result["seconds"].items())
-    cost += f"; accuracy for the top {result['top']} by error" if result.get("top") else ""
-    table = Table(title=f"int8 sensitivity of {model} by {by} (most sensitive first)",
-                  caption=cost)
-    cols = ["#", "layer", "op", "error (rel.)", "MSE"]
-    if by == "accuracy":
-        cols[2:2] = [f"{rows[0]['metric']} drop" if rows else "drop"]
-    for col in cols:
-        table.add_column(col)
-    for i, r in enumerate(rows, 1):
-        cells = [str(i), r["layer"][:70], r.get("op") or "", f"{r['rel_error']:.4f}",
-                 f"{r['mse']:.3g}"]
-        if by == "accuracy":
-            cells[2:2] = ["–" if r["drop"] is None else f"{r['drop']:.4f}"]
-        table.add_row(*cells)
-    console.print(table)
-
-
 def register(app: typer.Typer) -> None:
-    """Add quantize, evaluate and sensitivity to the app."""
+    """Add quantize and evaluate to the app."""
     app.command("quantize")(quantize_cmd)
     app.command("evaluate")(evaluate_cmd)
-    app.command("sensitivity")(sensitivity_cmd)

@@ -185,7 +185,8 @@ def recommend(
     for r in recs:
         if r.runner_up is not None and r.gives_up:
             console.print(f"[dim]{r.device}: runner-up {r.runner_up.model} · "
-                          f"{r.runner_up.delegate} gives up {r.gives_up}[/]", soft_wrap=True)
+                          f"{r.runner_up.runtime} · {r.runner_up.delegate} gives up "
+                          f"{r.gives_up}[/]", soft_wrap=True)
         console.print(f"[dim]{r.device}: {r.note}[/]", soft_wrap=True)
         energy = {f"{d['model']} · {d['delegate']}: {d['reason']}" for d in r.energy_left_out}
         for why in r.excluded:  # energy's left-outs are listed below with their figures

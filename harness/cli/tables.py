@@ -346,7 +346,7 @@ def recommendation_table(run_id: str, by: str, recs: list[Any]) -> Table:
     table = new_table(f"Recommendation for run {run_id} (by {by})")
     label_column(table, "device", 12)
     label_column(table, "best", LABEL_WIDTH)
-    label_column(table, "delegate", 12)
+    label_column(table, "runtime · delegate", 22)
     number_column(table, "latency")
     label_column(table, "accuracy", 16)
     label_column(table, "runner-up", LABEL_WIDTH)
@@ -361,7 +361,7 @@ def recommendation_table(run_id: str, by: str, recs: list[Any]) -> Table:
         runner = shorten(f"{_name(r.runner_up.model)}/{r.runner_up.delegate}") \
             if r.runner_up else "–"
         table.add_row(r.device, f"[bold]{shorten(_name(b.model))}[/]",
-                      f"{b.delegate}/{b.threads}t",
+                      f"{b.runtime} · {b.delegate}/{b.threads}t",
                       f"{b.latency_statistic} {fmt_ms(b.latency_ms)}", acc, runner)
     return table
 

@@ -34,6 +34,7 @@ CONVERTERS: dict[str, str] = {
     "coreml": "quantlab.harness.quantize.coreml:make",
     "tfmot": "quantlab.harness.quantize.qat:make_variant",
     "executorch": "quantlab.harness.quantize.executorch_pte:make",
+    "litert-torch": "quantlab.harness.quantize.torch_litert:make",
 }
 """Converter key (named by a scheme's :class:`~quantlab.harness.quantize.schemes.Recipe`) →
 ``"module:function"`` following :class:`Converter`."""
@@ -51,7 +52,7 @@ class Source(Protocol):
     model: Any  # the loaded Keras / SavedModel / PyTorch model (None for a .tflite source)
     example_inputs: tuple[Any, ...]  # a PyTorch source's example inputs (torch tensors)
     fp32: bytes  # the float .tflite: the source itself, the TF converter's float model, or
-    # b"" for a PyTorch source
+    # for a PyTorch source litert-torch's (b"" until a LiteRT scheme converts it)
     aeq_source: str  # the .tflite ai-edge-quantizer reads (the source, or a prepared copy)
     calib_x: np.ndarray | None
     eval_x: np.ndarray | None

@@ -1,8 +1,9 @@
 """Core ML variants (ML program) through coremltools; works on Linux (prediction needs macOS).
 
 Keras 3 models are converted from a ``tf.function`` concrete function (a
-``model.export()`` SavedModel fails in coremltools). Imported only inside the
-quantize worker process.
+``model.export()`` SavedModel fails in coremltools); PyTorch models from their
+``torch.export`` program (coremltools 9.0 warns that torch 2.13 is untested; it converts).
+Imported only inside the quantize worker process.
 
 Palettization can keep named layers fp16 (``keep``): each layer is traced to
 the Core ML ops that carry its weights through the TensorFlow graph the
@@ -60,6 +61,16 @@ def _concrete_function(
     return tf.function(lambda x: model(x, training=False)).get_concrete_function(
         tf.TensorSpec(shape, tf.as_dtype(input_dtype))
     )
+
+
+def _exported_program(model: Any, input_shape: tuple[int, ...], input_dtype: str) -> Any:
+    """A PyTorch model's ``torch.export`` program in the ATen dialect coremltools reads."""
+    import torch
+
+    shape = tuple(1 if (d is None or d < 0) else int(d) for d in input_shape)
+    example = (torch.zeros(shape, dtype=getattr(torch, input_dtype)),)
+    with torch.no_grad():
+        return torch.export.export(model, example).run_decompositions({})
 
 
 def _variable_layers(model: Any) -> dict[int, list[str]]:
@@ -241,14 +252,14 @@ def convert(
     import coremltools as ct
     from coremltools.optimize import coreml as cto
 
-    fn = _concrete_function(source, kind, input_shape, input_dtype)
-    mlmodel = ct.convert(
-        [fn],
-        source="tensorflow",
-        convert_to="mlprogram",
-        compute_precision=ct.precision.FLOAT16,
-        minimum_deployment_target=ct.target.iOS17,
-    )
+    fn = None
+    common = {"convert_to": "mlprogram", "compute_precision": ct.precision.FLOAT16,
+              "minimum_deployment_target": ct.target.iOS17}
+    if kind in ("torch-export", "torch-entry"):  # a PyTorch model: its torch.export program
+        mlmodel = ct.convert(_exported_program(source, input_shape, input_dtype), **common)
+    else:
+        fn = _concrete_function(source, kind, input_shape, input_dtype)
+        mlmodel = ct.convert([fn], source="tensorflow", **common)
     facts: dict[str, Any] = {}
     compress = settings.get("compress")
     keep = settings.get("keep") or []
@@ -311,6 +322,8 @@ def _keep(source: Source, scheme: Scheme) -> dict[str, Any]:
     keep = source.req.options.coreml_keep
     if not keep or not qoptions.keeps_layers(scheme):
         return {}
+    if source.kind in ("torch-export", "torch-entry"):
+        raise ValueError("keeping layers fp16 (--coreml-keep) needs a Keras source")
     if qoptions.sensitive_count(keep) is None:
         return {"keep": list(keep)}
     if source.calib_x is None:

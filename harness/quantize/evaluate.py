@@ -30,10 +30,13 @@ from quantlab.harness.quantize.gate import (
 from quantlab.harness.quantize.tflite_runner import DEFAULT_BATCH, TfliteRunner
 
 
-def skipped_variants(folder: Path) -> list[dict[str, str]]:
-    """Variants of the folder that host evaluation cannot run (Core ML, ExecuTorch), with the
-    reason."""
+def skipped_variants(folder: Path, from_torch: bool = False) -> list[dict[str, str]]:
+    """Variants of the folder that host evaluation cannot run (Core ML; ExecuTorch, unless the
+    folder's source is the PyTorch model, ``from_torch``, and then a ``.pte`` lowered to a
+    backend this host lacks), with the reason."""
     import json
+
+    from quantlab.harness.quantize.pte_runner import HOST_LACKS, runs_on_host
 
     manifest = folder / "manifest.json"
     if not manifest.exists():
@@ -45,10 +48,13 @@ def skipped_variants(folder: Path) -> list[dict[str, str]]:
         "pte": "ExecuTorch variants are scored against their PyTorch source, which this "
                "folder's manifest does not name; quantize the .pt2 or module:factory again",
     }
+    if from_torch:
+        reasons = {"coreml": reasons["coreml"], "pte": HOST_LACKS}
     return [
         {"scheme": v["scheme"], "reason": reasons[v["format"]]}
         for v in json.loads(manifest.read_text()).get("variants", [])
         if v.get("status") == "ok" and v.get("format") in reasons
+        and not (from_torch and v["format"] == "pte" and runs_on_host(v["scheme"]))
     ]
 
 
@@ -212,15 +218,16 @@ def prepare(variants_dir: str | os.PathLike[str], data_path: str | os.PathLike[s
         )
     overall, per_scheme = parse_max_drop(max_drop)
     variants = variant_files(folder)
-    from quantlab.harness.quantize.pte_runner import PteRunner, torch_reference
+    from quantlab.harness.quantize.pte_runner import runner_for, torch_reference
 
-    from_torch = None if variants else torch_reference(folder)
+    from_torch = torch_reference(folder)
     ref_runner: Any
     run_variant: Any = TfliteRunner
     unsafe: dict[str, str] = {}
-    if from_torch is not None:  # ExecuTorch variants against the PyTorch float model
+    if from_torch is not None:  # a PyTorch source's variants against its float model
         ref_entry, ref_runner, variants = from_torch
-        run_variant = PteRunner
+        run_variant = runner_for
+        unsafe = preflight([v["path"] for v in variants if v["path"].endswith(".tflite")])
     else:
         if not variants:
             skipped = skipped_variants(folder)
@@ -408,7 +415,7 @@ def evaluate(
               "labels": str(labels) if labels else None, "notes": ctx.notes},
         reference={"scheme": ref_entry["scheme"] or "fp32", "path": ref_entry["path"],
                    "accuracy": ref_metrics, "value": ref_value},
-        skipped=[] if p.from_torch else skipped_variants(folder), metric=metric,
+        skipped=skipped_variants(folder, p.from_torch), metric=metric,
         samples=len(x), data=str(data_path),
         warnings=[*_data_warnings(calib_stats, stats),
                   *calibration_overlap(folder, Path(data_path), x),

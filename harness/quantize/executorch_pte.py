@@ -1,9 +1,10 @@
 """ExecuTorch variants (converter ``executorch``): a PyTorch source lowered to XNNPACK as a
 ``.pte``, float (``et-fp32``) or statically quantized to int8 with PT2E and the XNNPACK
-quantizer, calibrated on ``--calib`` (``et-int8``).
+quantizer, calibrated on ``--calib`` (``et-int8``); or lowered to ExecuTorch's Core ML backend
+(``et-coreml``: it lowers on Linux, and runs only where that backend is built in, iOS/macOS).
 
 Runs in the quantize worker (it imports torch and executorch). The manifest records how many
-of the model's ops the XNNPACK delegate took and which stayed on ExecuTorch's portable kernels.
+of the model's ops the delegate took and which stayed on ExecuTorch's portable kernels.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 from quantlab.harness.quantize.converters import Source, prepare
 from quantlab.harness.quantize.schemes import Scheme
 
+BACKENDS = {"xnnpack": "XNNPACK", "coreml": "Core ML"}
+"""The backends a ``.pte`` is lowered to (the recipe's ``backend``), by their display names."""
 _BOOKKEEPING = ("getitem", "executorch_call_delegate", "quantize_per_tensor",
                 "dequantize_per_tensor", "quantize_per_channel", "dequantize_per_channel")
 
@@ -21,21 +24,40 @@ _BOOKKEEPING = ("getitem", "executorch_call_delegate", "quantize_per_tensor",
 def make(source: Source, scheme: Scheme, settings: dict[str, Any]) -> dict[str, Any]:
     """Write the scheme's ``.pte`` into the work folder; its manifest fields."""
     import torch
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
     prep = prepare(source, scheme, "executorch")
     model, example = source.model, tuple(source.example_inputs)
+    backend = settings.get("backend", "xnnpack")
     with torch.no_grad():
         if settings.get("int8"):
             model = _quantized(model, example, source.calib_x,
                                per_channel=source.req.options.granularity != "per-tensor")
         program = torch.export.export(model, example)
-        lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
-    ops = _op_counts(lowered.exported_program().graph_module)
+        lowered = to_edge_transform_and_lower(program, partitioner=[_partitioner(backend)])
+    ops = {**_op_counts(lowered.exported_program().graph_module), "delegate": BACKENDS[backend]}
     prep.out.write_bytes(lowered.to_executorch().buffer)
+    notes = _notes(ops, BACKENDS[backend])
+    if backend == "coreml":
+        notes.append("lowered to ExecuTorch's Core ML backend: the .pte runs where that backend "
+                     "is built in (iOS/macOS), not through this host's ExecuTorch runtime")
     return {"file": prep.out.name, **prep.fields, "ops": ops,
-            "notes": [*prep.check_notes, *_notes(ops)] or None}
+            "notes": [*prep.check_notes, *notes] or None}
+
+
+def _partitioner(backend: str) -> Any:
+    """The partitioner lowering to ``backend``: XNNPACK, or Core ML (float16, iOS 17, as the
+    coreml-* schemes)."""
+    if backend == "coreml":
+        import coremltools as ct
+        from executorch.backends.apple.coreml.compiler import CoreMLBackend
+        from executorch.backends.apple.coreml.partition import CoreMLPartitioner
+
+        return CoreMLPartitioner(compile_specs=CoreMLBackend.generate_compile_specs(
+            minimum_deployment_target=ct.target.iOS17, compute_precision=ct.precision.FLOAT16))
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+    return XnnpackPartitioner()
 
 
 def _quantized(model: Any, example: tuple[Any, ...], calib_x: Any, *, per_channel: bool) -> Any:
@@ -76,8 +98,9 @@ def _name(target: Any) -> str:
     return name.split("aten.", 1)[-1] if "aten." in name else name
 
 
-def _notes(ops: dict[str, Any]) -> list[str]:
+def _notes(ops: dict[str, Any], backend: str) -> list[str]:
     if not ops["portable_ops"]:
         return []
     kinds = ", ".join(sorted(ops["by_type"]))
-    return [f"{ops['portable_ops']} ops outside the XNNPACK delegate (portable kernels): {kinds}"]
+    return [f"{ops['portable_ops']} ops outside the {backend} delegate (portable kernels): "
+            f"{kinds}"]

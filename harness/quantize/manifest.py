@@ -27,6 +27,7 @@ TOOLS = (
     "torch",
     "executorch",
     "torchao",
+    "litert-torch",
     "quantlab",
 )
 

@@ -1,5 +1,6 @@
-"""``evaluate`` of ExecuTorch variants: the ``.pte`` files of a variants folder made from a
-PyTorch source, scored against the PyTorch float model itself.
+"""``evaluate`` of a PyTorch source's variants: the ``.pte`` files (and litert-torch's
+``.tflite`` ones) of a variants folder made from a PyTorch source, scored against the PyTorch
+float model itself.
 
 :class:`PteRunner` (a ``.pte`` through ``executorch.runtime``) and :class:`TorchRunner` (the
 source's float model) offer what :class:`~quantlab.harness.quantize.tflite_runner.TfliteRunner`
@@ -89,18 +90,43 @@ class PteRunner(_Runner):
         return [o.numpy() for o in self.method.execute([torch.from_numpy(x)])]
 
 
+HOST_LACKS = ("lowered to ExecuTorch's Core ML backend, which only ExecuTorch's iOS/macOS "
+              "builds have: this host's runtime cannot load it (bench it on an iPhone or Mac)")
+"""Why evaluate skips a ``.pte`` lowered to a backend this host's ExecuTorch lacks."""
+
+
+def runs_on_host(scheme: str) -> bool:
+    """Whether this host's ExecuTorch runtime loads the scheme's ``.pte`` (not et-coreml's)."""
+    from quantlab.harness.quantize.schemes import SCHEMES
+
+    recipe = SCHEMES[scheme].from_torch if scheme in SCHEMES else None
+    return recipe is None or recipe.settings.get("backend", "xnnpack") == "xnnpack"
+
+
+def runner_for(path: str, batch: int = 1) -> Any:
+    """The runner of a PyTorch source's variant: ExecuTorch for a ``.pte``, LiteRT for a
+    ``.tflite`` (litert-torch's, in the PyTorch model's own input layout)."""
+    if path.endswith(".pte"):
+        return PteRunner(path)
+    from quantlab.harness.quantize.tflite_runner import TfliteRunner
+
+    return TfliteRunner(path, batch=batch)
+
+
 def torch_reference(folder: Path) -> tuple[dict[str, Any], TorchRunner, list[dict[str, Any]]
                                            ] | None:
     """For a variants folder made from a PyTorch source: the reference entry, the float
-    model's runner and the ``.pte`` variants (as ``variant_files`` lists them); None for any
+    model's runner and the ``.pte`` and ``.tflite`` variants (as ``variant_files`` lists them,
+    each run by :func:`runner_for`); None for any
     other folder. UserError when the source cannot be found or the extra is missing."""
     manifest = folder / "manifest.json"
     if not manifest.exists():
         return None
     data = json.loads(manifest.read_text())
     source = data.get("source") or {}
-    ptes = [v for v in data.get("variants", [])
-            if v.get("status") == "ok" and v.get("format") == "pte"]
+    ptes = [v for v in data.get("variants", [])  # and litert-torch's .tflite variants
+            if v.get("status") == "ok" and v.get("format") in ("pte", "tflite")
+            and runs_on_host(v["scheme"])]
     if source.get("kind") not in ("torch-export", "torch-entry") or not ptes:
         return None
     from quantlab.harness.quantize import torch_source

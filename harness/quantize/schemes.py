@@ -9,7 +9,8 @@ source model a :class:`Recipe`: the converter that makes it, by its key in
 :data:`quantlab.harness.quantize.converters.CONVERTERS` (``tf`` = the TF Lite converter,
 ``tf-float`` = the float model the TF converter made for the op check, ``aeq`` =
 ai-edge-quantizer, ``coreml`` = coremltools, ``tfmot`` = quantization-aware training,
-``tf-mixed``/``aeq-mixed`` = int8 with the most sensitive layers kept float), with that
+``tf-mixed``/``aeq-mixed`` = int8 with the most sensitive layers kept float, ``litert-torch`` =
+a PyTorch source converted to a float .tflite, then the scheme's ``.tflite`` recipe), with that
 converter's settings. A scheme with a new converter is one converter module, one line in
 ``CONVERTERS`` and its line here.
 """
@@ -75,17 +76,23 @@ def _aeq(recipe: str, **settings: Any) -> Recipe:
     return Recipe("aeq", {"recipe": recipe, **settings})
 
 
+LITERT_TORCH = Recipe("litert-torch")  # PyTorch → float .tflite, then the from_tflite recipe
+
+
 SCHEMES: dict[str, Scheme] = {
     s.name: s
     for s in [
         Scheme("fp32", "tflite", False, "float32 reference", from_tf=Recipe("tf-float"),
-               from_tflite=_aeq("copy"), max_drop=0.005),
+               from_tflite=_aeq("copy"), from_torch=LITERT_TORCH, max_drop=0.005),
         Scheme("fp16", "tflite", False, "float16 weights", from_tf=_tf(fp16=True),
-               from_tflite=_aeq("fp16"), max_drop=0.005),  # < 0.5 pt
+               from_tflite=_aeq("fp16"), from_torch=LITERT_TORCH,
+               max_drop=0.005),  # < 0.5 pt
         Scheme("dynamic-int8", "tflite", False, "int8 weights, float activations (dynamic range)",
-               from_tf=_tf(optimize=True), from_tflite=_aeq("dynamic_wi8_afp32")),
+               from_tf=_tf(optimize=True), from_tflite=_aeq("dynamic_wi8_afp32"),
+               from_torch=LITERT_TORCH),
         Scheme("int8", "tflite", True, "full integer, float input/output",
-               from_tf=_tf(optimize=True, int8_ops=True), from_tflite=_aeq("static_wi8_ai8")),
+               from_tf=_tf(optimize=True, int8_ops=True), from_tflite=_aeq("static_wi8_ai8"),
+               from_torch=LITERT_TORCH),
         Scheme("int8-io", "tflite", True, "full integer, int8 input/output",
                from_tf=_tf(optimize=True, int8_ops=True, int8_io=True)),
         Scheme("uint8-io", "tflite", True,
@@ -93,11 +100,11 @@ SCHEMES: dict[str, Scheme] = {
                from_tf=_tf(optimize=True, int8_ops=True, int8_io=True, io_dtype="uint8")),
         Scheme("int16x8", "tflite", True, "int16 activations, int8 weights",
                from_tf=_tf(optimize=True, int16x8=True), from_tflite=_aeq("static_wi8_ai16"),
-               max_drop=0.01),
+               from_torch=LITERT_TORCH, max_drop=0.01),
         Scheme("mixed-int8", "tflite", True, "int8 with the most sensitive layers kept float",
                from_tf=Recipe("tf-mixed", {"optimize": True, "mixed": True}),
                from_tflite=Recipe("aeq-mixed", {"recipe": "static_wi8_ai8", "mixed": True}),
-               mixed=True),
+               from_torch=LITERT_TORCH, mixed=True),
         Scheme("qat-int8", "tflite",
                False,  # calibrates on --calib when given, else on the training data
                "quantization-aware training (tfmot) on --train data, full integer, float I/O",
@@ -110,17 +117,23 @@ SCHEMES: dict[str, Scheme] = {
                                         "qat": True}),
                needs_training=True),
         Scheme("coreml-fp16", "coreml", False, "Core ML ML program, float16",
-               from_tf=Recipe("coreml", {"compress": None})),
+               from_tf=Recipe("coreml", {"compress": None}),
+               from_torch=Recipe("coreml", {"compress": None})),
         Scheme("coreml-w8", "coreml", False,
                "Core ML, int8 weights (linear symmetric, per channel)",
-               from_tf=Recipe("coreml", {"compress": "linear8"})),
+               from_tf=Recipe("coreml", {"compress": "linear8"}),
+               from_torch=Recipe("coreml", {"compress": "linear8"})),
         Scheme("coreml-w4", "coreml", False, "Core ML, 4-bit palettized weights",
-               from_tf=Recipe("coreml", {"compress": "palettize4"})),
+               from_tf=Recipe("coreml", {"compress": "palettize4"}),
+               from_torch=Recipe("coreml", {"compress": "palettize4"})),
         Scheme("et-fp32", "pte", False, "ExecuTorch, float32, lowered to XNNPACK",
                from_torch=Recipe("executorch"), max_drop=0.005),
         Scheme("et-int8", "pte", True,
                "ExecuTorch, PT2E static int8 (XNNPACK quantizer), lowered to XNNPACK",
                from_torch=Recipe("executorch", {"int8": True})),
+        Scheme("et-coreml", "pte", False,
+               "ExecuTorch, lowered to its Core ML backend (float16; runs on iOS/macOS only)",
+               from_torch=Recipe("executorch", {"backend": "coreml"}), max_drop=0.005),
     ]
 }
 """Every scheme quantlab knows, by name."""
@@ -134,9 +147,10 @@ def resolve_schemes(names: list[str], source_kind: str | None = None) -> list[Sc
 
     ``all`` and ``tflite`` leave out the schemes that train (``qat-int8``): they
     need labelled data and minutes, so they run only when named. Given the source's kind,
-    ``all`` and the formats hold the schemes of its family: for a PyTorch source the ExecuTorch
-    schemes, for the others every scheme but those (one that cannot be made from that kind
-    still fails in the manifest with the reason, e.g. Core ML from a .tflite).
+    ``all`` and the formats hold the schemes of its family: for a PyTorch source those with a
+    recipe from PyTorch (LiteRT through litert-torch, ExecuTorch), for the others every scheme
+    but ExecuTorch's (one that cannot be made from that kind still fails in the manifest with
+    the reason, e.g. Core ML from a .tflite).
     """
     out: list[Scheme] = []
     for name in names or ["all"]:
@@ -149,7 +163,9 @@ def resolve_schemes(names: list[str], source_kind: str | None = None) -> list[Sc
         else:
             raise UserError(f"unknown scheme {name!r}", hint=f"choose from {', '.join(SCHEMES)}")
         if source_kind is not None and name not in SCHEMES:
-            torch = source_kind in TORCH_KINDS
-            picked = [s for s in picked if (s.format == "pte") == torch]
+            if source_kind in TORCH_KINDS:
+                picked = [s for s in picked if s.from_torch is not None]
+            else:
+                picked = [s for s in picked if s.format != "pte"]
         out += [s for s in picked if s not in out]
     return out

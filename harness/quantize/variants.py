@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +25,7 @@ from quantlab.harness.models import file_sha256
 from quantlab.harness.quantize.data import ImageOptions
 from quantlab.harness.quantize.manifest import MANIFEST, Manifest, VariantEntry, tool_versions
 from quantlab.harness.quantize.requests import DataSpec, QuantizeRequest, WorkerRequest
-from quantlab.harness.quantize.schemes import TORCH_KINDS, Scheme, resolve_schemes
+from quantlab.harness.quantize.schemes import Scheme, resolve_schemes
 
 ProgressFn = Callable[[str, dict[str, Any]], None]
 """Called with (event name, event fields) as the worker reports."""
@@ -389,18 +389,21 @@ def sensitivity(
     data: str | os.PathLike[str] | None = None,
     by: Literal["error", "accuracy"] = "error",
     top: int | None = None,
+    input_shape: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Layers of ``source``, most sensitive first (in a worker): ``{"by", "layers",
     "seconds", "top", "converted"}``. ``by="error"`` ranks by int8 quantization error on
     ``calib``; ``by="accuracy"`` quantizes one layer at a time (the rest float) and ranks by
     the task metric's drop on the labelled ``data`` (``top``: only the error ranking's first
     N layers, the rest following in the error ranking's order without a drop; ``converted``:
-    how many were). ``seconds`` says what each ranking cost."""
+    how many were). ``seconds`` says what each ranking cost. A PyTorch source is ranked on
+    litert-torch's float .tflite of it (the layers are that file's tensors, as for its LiteRT
+    variants); ``input_shape`` is a ``module:factory`` source's example input."""
     src = Path(source)
     kind = source_kind(src)
-    if kind in TORCH_KINDS:
-        raise UserError(f"{src}: sensitivity of PyTorch sources is not supported yet",
-                        hint="rank the layers of a Keras, SavedModel or .tflite source")
+    if kind == "torch-entry" and not input_shape:
+        raise UserError(f"{source}: a module:factory source needs its example-input shape",
+                        hint="pass input_shape=(1, 3, H, W), or rank its .pt2 archive")
     if not Path(calib).exists():
         raise DataError(f"{calib}: no such calibration data file or folder")
     if by == "accuracy" and data is None:
@@ -414,10 +417,12 @@ def sensitivity(
                         hint="--by accuracy --top N converts the error ranking's first N layers")
     with tempfile.TemporaryDirectory(prefix="quantlab-sens-") as tmp:
         request = WorkerRequest(
-            task="sensitivity", source=str(src.resolve()), source_kind=kind, work_dir=tmp,
+            task="sensitivity", source=str(source) if kind == "torch-entry"
+            else str(src.resolve()), source_kind=kind, work_dir=tmp,
             data=DataSpec(calib=str(calib), eval_data=None if data is None else str(data),
                           calib_samples=calib_samples, seed=seed, x_key=x_key,
-                          y_key=y_key, image=image), by=by, top=top)
+                          y_key=y_key, image=image), by=by, top=top,
+            input_shape=tuple(input_shape) if input_shape else None)
         code, events, _ = run_worker(request, Path(tmp))
     for ev in events:
         if ev["event"] == "fatal":

@@ -171,13 +171,14 @@ class Job:
         recipe = scheme.recipe_for(self.kind)
         if recipe is None:
             raise ValueError(
-                "Core ML variants need a Keras or SavedModel source"
+                "Core ML variants need a Keras, SavedModel or PyTorch source"
                 if scheme.format == "coreml" and self.kind not in TORCH_KINDS
                 else "ExecuTorch variants need a PyTorch source (.pt2 or module:factory)"
                 if scheme.format == "pte"
+                else f"{scheme.name} cannot be made from a PyTorch source: its LiteRT "
+                "variants are made from litert-torch's float .tflite, which has no recipe for it"
+                if self.kind in TORCH_KINDS and scheme.format == "tflite"
                 else f"{scheme.name} cannot be made from a {self.kind} source"
-                + (" yet (LiteRT and Core ML from PyTorch: litert-torch and coremltools, "
-                   "not supported yet)" if self.kind in TORCH_KINDS else "")
             )
         return load_converter(recipe.converter)(self, scheme, dict(recipe.settings))
 
@@ -206,14 +207,20 @@ def _sensitivity(job: Job, events: Events) -> int:
                     "labelled data to score each layer on (--data eval.npz)", hint=None)
         return 3
     seconds: dict[str, float] = {}
+    kind, model, path = job.kind, job.model, job.source
     try:
+        if kind in TORCH_KINDS:  # ranked on litert-torch's float .tflite of the model
+            from quantlab.harness.quantize.torch_litert import float_tflite
+
+            float_tflite(job)
+            kind, model, path = "tflite", None, job.aeq_source
         t0 = time.perf_counter()
-        rows = sens.rank_layers(job.kind, job.model, job.source, job.calib_x)
+        rows = sens.rank_layers(kind, model, path, job.calib_x)
         seconds["error"] = time.perf_counter() - t0
         if by == "accuracy":
             assert job.eval_x is not None
             t0 = time.perf_counter()
-            build = sens.layer_builder(job.kind, job.model, job.aeq_source, job.calib_x)
+            build = sens.layer_builder(kind, model, job.aeq_source, job.calib_x)
             errors = {r["layer"]: r for r in rows}
             acc = sens.rank_by_accuracy(build, list(errors), job.fp32, job.eval_x,
                                         job.eval_y, job.work, top=job.req.top)

@@ -1,4 +1,5 @@
-"""The delegate matrix: per (model, device), one row per delegate (read model only).
+"""The delegate matrix: per (model, device), one row per delegate (read model only), each
+naming its runtime (:mod:`quantlab.harness.runtimes`).
 
 Each row says how fast the delegate was (the headline statistic of
 :func:`quantlab.harness.stats.summarize`, labelled), how much faster than the plain CPU
@@ -33,6 +34,7 @@ from typing import Any
 
 from quantlab.harness.numerics import NUMERIC_FIELDS, as_float
 from quantlab.harness.records import OpRecord, RawResult
+from quantlab.harness.runtimes import runtime_of
 from quantlab.harness.startup import cold_and_warm
 from quantlab.harness.stats import summarize
 from quantlab.harness.store import JobEntry, RunRecord
@@ -249,6 +251,7 @@ def delegate_rows(records: Iterable[RunRecord]) -> list[dict[str, Any]]:
             "scheme": e.job.model.scheme,
             "device": e.job.device_id,
             "platform": e.job.platform,
+            "runtime": runtime_of(e.job),
             "delegate": e.job.delegate,
             "threads": e.job.threads,
             "status": e.status,

@@ -111,8 +111,10 @@ def _delegates(records: list[RunRecord], overlays: Mapping[str, str] | None = No
                            f" (quantlab explore)'>overlays</a>" if link else "")
                 tds.append(f"<td>{_e(lat['statistic'])} {_e(_ms(lat['value_ms']))}{_e(sp)}<br>"
                            f"{placement_bar(row)}{fallback}{num}{explore}</td>")
-            body.append(f"<tr><td>{_e(m)}</td>{''.join(tds)}</tr>")
-        out.append(f"<h3>{_e(device)}</h3><table><thead><tr><th>model</th>{head}</tr></thead>"
+            runtime = next(r["runtime"] for (mm, _), r in grid.items() if mm == m)
+            body.append(f"<tr><td>{_e(m)}</td><td>{_e(runtime)}</td>{''.join(tds)}</tr>")
+        out.append(f"<h3>{_e(device)}</h3><table><thead><tr><th>model</th><th>runtime</th>"
+                   f"{head}</tr></thead>"
                    f"<tbody>{''.join(body)}</tbody></table>")
     return "".join(out)
 

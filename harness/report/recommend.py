@@ -26,6 +26,7 @@ from typing import Any
 
 from quantlab.harness.errors import UserError
 from quantlab.harness.numerics import DEFAULT_MIN_COSINE, DEFAULT_MIN_TOP1, verdict
+from quantlab.harness.runtimes import runtime_of
 from quantlab.harness.stats import LatencySummary, summarize
 from quantlab.harness.store import JobEntry, RunRecord
 
@@ -36,7 +37,8 @@ NOT_EVALUATED = "accuracy not evaluated"
 
 @dataclass(frozen=True)
 class Candidate:
-    """One (variant, delegate, threads) on a device with the figures it is ranked by."""
+    """One (variant, runtime, delegate, threads) on a device with the figures it is ranked
+    by."""
 
     model: str
     sha256: str
@@ -61,6 +63,7 @@ class Candidate:
     gate: float | None = None  # the largest drop its accuracy gate allowed
     energy_missing: str | None = None  # why the job has no energy figure (the agent's reason)
     gated_on: str | None = None  # "device" (evaluate --device) | "host" | None (not evaluated)
+    runtime: str = "litert"  # litert | executorch | coreml (quantlab.harness.runtimes)
 
     def value(self, by: str) -> float | None:
         """The figure this candidate is ranked by."""
@@ -139,6 +142,7 @@ def candidates(record: RunRecord, evaluations: dict[str, dict[str, Any]],
             numerics=ok_numerics, numerics_why=why_numerics, gate=gate,
             energy_missing=e.raw.energy_unavailable_reason if e.raw else None,
             gated_on=None if ev is None else "device" if on_device else "host",
+            runtime=runtime_of(e.job),
         ))
     return out
 

@@ -1,4 +1,4 @@
-"""History: one series per (model, device, delegate, threads) across stored runs, with
+"""History: one series per (model, device, runtime, delegate, threads) across stored runs, with
 its change points.
 
 A point is one job of one run, its figure labelled with what it is (median or mean)
@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from quantlab.harness.runtimes import runtime_of
 from quantlab.harness.stats import summarize
 from quantlab.harness.store import JobEntry, RunRecord, Store
 from quantlab.harness.verdicts.compare import Comparison, compare_entries
@@ -100,6 +101,7 @@ class Series:
     change_points: list[ChangePoint] = field(default_factory=list)
     transients: list[ChangePoint] = field(default_factory=list)
     drift: Drift | None = None  # the latest point against a fixed reference, and the trend
+    runtime: str = "litert"  # litert | executorch | coreml (quantlab.harness.runtimes)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples as lists, ``unconfirmed`` on each change point)."""
@@ -115,8 +117,8 @@ class Series:
             d["tags"] = list(p.tags)
             d["ci95"] = list(p.ci95) if p.ci95 else None
             points.append(d)
-        return {"model": self.model, "device": self.device, "delegate": self.delegate,
-                "threads": self.threads, "points": points,
+        return {"model": self.model, "device": self.device, "runtime": self.runtime,
+                "delegate": self.delegate, "threads": self.threads, "points": points,
                 "change_points": [change(c) for c in self.change_points],
                 "transients": [change(c) for c in self.transients],
                 "drift": self.drift.as_dict() if self.drift else None}
@@ -252,31 +254,34 @@ def build_history(records: list[RunRecord], threshold: float = DEFAULT_THRESHOLD
                   model: str | None = None, device: str | None = None,
                   delegate: str | None = None, threads: int | None = None) -> History:
     """Series of the given runs (oldest first), filtered, with their change points."""
-    keyed: dict[tuple[str, str, str, int], list[tuple[RunRecord, JobEntry]]] = {}
+    keyed: dict[tuple[str, str, str, int, str], list[tuple[RunRecord, JobEntry]]] = {}
     for record in records:
         entries = [e for e in record.entries
                    if (model is None or _matches_model(e, model))
                    and (device is None or e.job.device_id == device)
                    and (delegate is None or e.job.delegate == delegate)
                    and (threads is None or e.job.threads == threads)]
-        names: dict[tuple[str, str, str, int], int] = {}
+        names: dict[tuple[str, str, str, int, str], int] = {}
         for e in entries:
-            k = (_model_name(e), e.job.device_id, e.job.delegate, e.job.threads)
+            k = (_model_name(e), e.job.device_id, e.job.delegate, e.job.threads,
+                 runtime_of(e.job))
             names[k] = names.get(k, 0) + 1
         for e in entries:
-            k = (_model_name(e), e.job.device_id, e.job.delegate, e.job.threads)
+            k = (_model_name(e), e.job.device_id, e.job.delegate, e.job.threads,
+                 runtime_of(e.job))
             if names[k] > 1:  # two files of one name in one run: tell them apart by path
                 k = (e.job.model.path, *k[1:])
             keyed.setdefault(k, []).append((record, e))
     series = []
-    for (name, dev, dlg, thr), items in keyed.items():
+    for (name, dev, dlg, thr, runtime), items in keyed.items():
         points = [_point(r, e) for r, e in items]
         entries = [e for _, e in items]
         found, blips = change_points(points, entries, threshold)
         level = max((c.point for c in found if c.status == CONFIRMED), default=0)
         series.append(Series(model=name, device=dev, delegate=dlg, threads=thr, points=points,
                              change_points=found, transients=blips,
-                             drift=series_drift(points, entries, level, threshold)))
+                             drift=series_drift(points, entries, level, threshold),
+                             runtime=runtime))
     series.sort(key=lambda s: (s.model, s.device, s.delegate, s.threads))
     return History(series=series, runs=[r.run.run_id for r in records], threshold=threshold)
 

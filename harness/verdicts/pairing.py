@@ -1,6 +1,7 @@
 """Which job of one run is which job of the other: the keys ``compare`` pairs jobs on.
 
-Jobs are paired on the ``--match`` keys in two passes. The first takes the model by
+Jobs are paired on the ``--match`` keys, and always on their runtime
+(:mod:`quantlab.harness.runtimes`), in two passes. The first takes the model by
 content (its sha256). The second pairs what is left by name: the scheme and the
 model's path, as much of its tail as tells apart the files of one name in one run.
 Variants folders name every file ``<scheme>.tflite``, so a plan with two folders has
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from quantlab.harness.errors import UserError
+from quantlab.harness.runtimes import runtime_of
 from quantlab.harness.store import JobEntry
 
 Pairs = list[tuple[JobEntry, JobEntry]]
@@ -66,10 +68,11 @@ def display_names(runs: list[list[JobEntry]]) -> dict[int, str]:
 
 
 def _key(entry: JobEntry, keys: tuple[str, ...], model: Any) -> tuple[Any, ...]:
+    """The ``keys``' values, and always the runtime: a .pte job is never a .tflite job's pair."""
     j = entry.job
     values = {"model": model, "scheme": j.model.scheme, "device": j.device_id,
               "delegate": j.delegate, "threads": j.threads}
-    return tuple(values[k] for k in keys)
+    return (*(values[k] for k in keys), runtime_of(j))
 
 
 def _index(entries: list[JobEntry], key: Callable[[JobEntry], tuple[Any, ...]]
