@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from quantlab.agents.executorch.etdump import EtdumpError, read_etdump
+from .etdump import EtdumpError, read_etdump  # relative: gateways receive the folder alone
 
 MEMORY_METHOD = "VmHWM of the measuring process"
 _DTYPES = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 6: "float32",
