@@ -227,8 +227,9 @@ def parse_result(data: dict[str, Any], job: Job) -> RawResult:
     runner = {
         "name": "BenchRunner (iOS)",
         **data["runner"],
-        **({"runtime": "executorch", "version": data["runner"].get("engine_version")}
-           if data["runner"]["engine"] == "executorch" else {}),
+        "runtime": {"tflite": "litert"}.get(data["runner"]["engine"], data["runner"]["engine"]),
+        **({"version": data["runner"]["engine_version"]}
+           if data["runner"].get("engine_version") else {}),
         "device": data["device"],
         "compile_ms": timing.get("compile"),
         "load_cold_ms": list(timing["load_cold"]),

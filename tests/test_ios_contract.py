@@ -88,6 +88,7 @@ def test_parse_tflite_result_with_op_profile() -> None:
     assert raw.samples_ms == ((2.1, 2.0, 2.2, 2.1, 2.05, 2.0),)
     assert raw.init_ms == 44.0 and raw.runner["load_warm_ms"] == [11.8]
     assert [op.kernel for op in raw.ops] == ["TfLiteMetalDelegate", "SOFTMAX"]
+    assert raw.runner["runtime"] == "litert"  # every job names its runtime
     assert raw.ops[1].avg_ms == pytest.approx(0.1205)
     assert any("fair" in w for w in raw.warnings)
     assert raw.energy is None

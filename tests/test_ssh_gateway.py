@@ -197,6 +197,7 @@ def test_bench_on_gateway_with_profile_ops(hosts: Path, cnn_tflite: Path,
     assert r["latency_ms"]["count"] == 50 and r["init_ms"] > 0
     assert len(r["ops"]) >= 5 and r["ops_model_ms"] > 0
     assert r["runner"]["via"] == "ssh" and r["runner"]["arch"] == os.uname().machine
+    assert r["runner"]["runtime"] == "litert"  # every job names its runtime
     assert r["runner"]["setup_ms"] > 0 and len(r["runner"]["pids"]) == 2
     assert r["thermal"]["before"] is not None
     # --numerics on a gateway: not checked there yet, and the delegate matrix says so

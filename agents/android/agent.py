@@ -333,8 +333,9 @@ class AndroidAgent:
                                              warmup_runs=1, extra_flags=flags),
                     raw=raw_outputs, raw_name="numerics-launch")[0])
         argv = self._command(job, model_remote, extra_flags=input_flags).argv
-        runner_meta: dict[str, Any] = {"name": runner.name, "abi": runner.abi,
-                                       "sha256": runner.sha256, "argv": list(argv)}
+        runner_meta: dict[str, Any] = {"name": runner.name, "runtime": "litert",
+                                       "abi": runner.abi, "sha256": runner.sha256,
+                                       "argv": list(argv)}
         if compiled:  # litert-npu: which compiled model ran, from what, by which compiler
             runner_meta["compiled_model"] = compiled
         energy_fields: dict[str, Any] = {}

@@ -119,7 +119,7 @@ def gateway_result(gw: Gateway, job: Job, events: list[dict[str, Any]], status: 
         "name": "executorch" if pte else "litert", "via": "ssh", "gateway": gw.name,
         "address": gw.address, "arch": facts.get("arch"),
         **({"runtime": "executorch", "version": facts.get("executorch")} if pte
-           else {"version": facts.get("litert")}),
+           else {"runtime": "litert", "version": facts.get("litert")}),
         "python": facts.get("python"), "python_path": python,
         "delegate": job.delegate, "threads": job.threads,
         "worker": code_dir.rsplit("/", 1)[-1],
