@@ -171,3 +171,25 @@ def test_et_xnnpack_job_on_the_loopback_phone(phone: FakeAndroidDevice, adb_port
                adb_port, tmp_path)
     assert "stand-in executor_runner: the .pte ran on this host with ExecuTorch's runtime" \
         in raw.stdout, raw.stdout[-2000:] + raw.stderr[-2000:]
+
+
+def test_a_program_the_runner_cannot_parse_fails_the_job_in_one_line(
+        phone: FakeAndroidDevice, tmp_path: Path) -> None:
+    from quantlab.android_runner import provision
+    from quantlab.harness.records import ModelRef
+
+    provision.provision_binary(_elf_aarch64(tmp_path / "executor_runner"), "arm64-v8a",
+                               runner="executor_runner", version="1.5.1")
+    broken = tmp_path / "broken.pte"
+    broken.write_bytes(b"\x00\x00\x00\x00ET12" + bytes(64))  # the identifier, then nothing
+    ref = ModelRef(str(broken), "d" * 64, broken.stat().st_size, "pte")
+    agent = AndroidAgent()
+    device = next(d for d in agent.discover() if d.id == phone.serial)
+    raw = agent.run(device, Job(ref, device.id, "android", "et-xnnpack", 1, Settings(repeats=2)),
+                    lambda phase, fraction: None)
+    assert raw.status == "failed"
+    assert raw.error == ("executor_runner failed: Failed to parse model file "
+                         f"/data/local/tmp/quantlab/models/{'d' * 16}.pte")
+    assert len(phone.executor_runner_calls) == 1  # the first launch failed: no more
+    assert raw.runner["runtime"] == "executorch" and raw.runner["version"] == "1.5.1"
+    assert any(o.name == "launch-1.stderr" for o in raw.raw_outputs)

@@ -83,22 +83,28 @@ def provision(
 
 @handle_errors
 def status(json_out: JsonOpt = False, verbose: VerboseOpt = False) -> None:
-    """Show the provisioned runners per ABI."""
+    """Show the provisioned runners per ABI (benchmark_model, and ExecuTorch's
+    executor_runner for .pte jobs)."""
     from quantlab.android_runner.provision import ABIS, cache_dir, cached_binary
 
     rows: list[dict[str, Any]] = []
     for abi in ABIS:
-        got = cached_binary(abi)
+        got, et = cached_binary(abi), cached_binary(abi, "executor_runner")
         rows.append({"abi": abi, "provisioned": got is not None,
                      "sha256": got.sha256 if got else None,
-                     "libs": sorted(got.libs) if got else []})
+                     "libs": sorted(got.libs) if got else [],
+                     "executor_runner": {"sha256": et.sha256, "version": et.version}
+                     if et else None})
     if json_out:
         print_json({"cache": str(cache_dir()), "runners": rows})
         return
     for r in rows:
         state = f"[green]{r['sha256'][:12]}[/]" if r["provisioned"] else "[dim]not provisioned[/]"
         libs = f" · libs: {', '.join(r['libs'])}" if r["libs"] else ""
-        console.print(f"{r['abi']:<12} {state}{libs}")
+        et = r["executor_runner"]
+        et_text = (f" · executor_runner {et['sha256'][:12]}"
+                   + (f" (ExecuTorch {et['version']})" if et["version"] else "")) if et else ""
+        console.print(f"{r['abi']:<12} {state}{libs}{et_text}")
     console.print(f"[dim]cache: {cache_dir()} · add one with quantlab android provision "
                   "--binary PATH --abi ABI (docs/devices.md)[/]")
 

@@ -632,7 +632,10 @@ class FakeAndroidDevice:
             if not self.host_path(name).is_file():
                 return b"", f"/system/bin/sh: {name}: not found\n".encode(), 127, cwd
             self.executor_runner_calls.append(list(args))
-            out, err, code = executor_runner.run(args, self.host_path, cwd)
+            try:  # a stand-in bug answers the shell (a test fails) rather than hanging it
+                out, err, code = executor_runner.run(args, self.host_path, cwd)
+            except Exception as exc:
+                out, err, code = b"", f"stand-in executor_runner crashed: {exc!r}\n".encode(), 1
         elif name.endswith("benchmark_model"):
             path = name if name.startswith("/") else f"{cwd.rstrip('/')}/{name}"
             if not self.host_path(path).is_file():

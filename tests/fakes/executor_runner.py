@@ -66,10 +66,15 @@ def run(args: list[str], host_path: Callable[[str], Path], cwd: str
         if threads > 0:
             portable_lib._unsafe_reset_threadpool(threads)
         t0 = time.perf_counter_ns()
-        module = portable_lib._load_for_executorch(str(model), enable_etdump=True,
-                                                   debug_buffer_size=0)
+        try:  # the bindings load lazily: the method's metadata is where a bad file shows
+            module = portable_lib._load_for_executorch(str(model), enable_etdump=True,
+                                                       debug_buffer_size=0)
+            meta = module.method_meta("forward")
+        except RuntimeError:  # the runner's own words for a file it cannot parse
+            path = flags.get("model_path", "model.pte")
+            return b"", _log("E", 473, f"Failed to parse model file {path}").encode(), 1
+        err += _log("I", 476, f"Model file {flags.get('model_path', 'model.pte')} is loaded.")
         err += _log("I", 626, f"Model loaded in {(time.perf_counter_ns() - t0) / 1e6:f} ms.")
-        meta = module.method_meta("forward")
         files = [f for f in flags.get("inputs", "").split(",") if f]
         inputs = []
         for i in range(meta.num_inputs()):
