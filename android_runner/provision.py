@@ -32,15 +32,20 @@ DOCS_HINT = ("get benchmark_model for your phone's ABI (the TensorFlow nightly "
              "`quantlab android provision --binary PATH --abi ABI`; see docs/devices.md")
 
 
-RUNNERS = ("benchmark_model", "benchmark_litert_model")
+RUNNERS = ("benchmark_model", "benchmark_litert_model", "executor_runner")
 """The Android runners quantlab provisions; benchmark_litert_model (LiteRT's CompiledModel
-tool, delegates litert-cpu/-gpu/-npu) is cached in ``android/<abi>/litert/``."""
+tool, delegates litert-cpu/-gpu/-npu) is cached in ``android/<abi>/litert/``, ExecuTorch's
+executor_runner (``.pte`` files, et-xnnpack) in ``android/<abi>/executorch/``."""
 
 LITERT_HINT = ("build LiteRT's benchmark_litert_model for your phone's ABI (bazel, "
                "//litert/tools:benchmark_model in google-ai-edge/LiteRT) or take it from a "
                "LiteRT release, then run `quantlab android provision --runner "
                "benchmark_litert_model --binary PATH --abi ABI [--delegate-libs DIR]` (DIR: "
                "the GPU accelerator / vendor dispatch .so files); see docs/devices.md")
+
+EXECUTORCH_HINT = ("build ExecuTorch's executor_runner for your phone's ABI with XNNPACK and "
+                   "ETDump (docs/devices.md, \"ExecuTorch on a phone\"), then run `quantlab "
+                   "android provision --executorch-runner PATH --abi ABI`")
 
 
 class RunnerMissing(UserError):
@@ -57,6 +62,7 @@ class RunnerBinary:
     size: int
     libs: dict[str, str]  # library file name → sha256
     name: str = "benchmark_model"  # which runner (RUNNERS)
+    version: str | None = None  # what the user said it was built from (executor_runner)
 
     @property
     def lib_dir(self) -> Path:
@@ -66,37 +72,42 @@ class RunnerBinary:
 
 def _abi_dir(abi: str, runner: str = "benchmark_model") -> Path:
     base = cache_dir() / "android" / abi
-    return base / "litert" if runner == "benchmark_litert_model" else base
+    sub = {"benchmark_litert_model": "litert", "executor_runner": "executorch"}.get(runner)
+    return base / sub if sub else base
 
 
-def check_elf(binary: Path, abi: str) -> None:
-    """Refuse a file that is not an ELF executable for ``abi``."""
+def check_elf(binary: Path, abi: str, option: str = "--binary") -> None:
+    """Refuse a file that is not an ELF executable for ``abi`` (``option``: the flag it came
+    from, named in the error)."""
     try:
         head = binary.read_bytes()[:20]
     except OSError as exc:
-        raise UserError(f"--binary {binary}: cannot read it ({exc.strerror})") from None
+        raise UserError(f"{option} {binary}: cannot read it ({exc.strerror})") from None
     if head[:4] != b"\x7fELF":
-        raise UserError(f"--binary {binary}: not an ELF executable",
-                        hint="give the benchmark_model binary built for Android")
+        raise UserError(f"{option} {binary}: not an ELF executable",
+                        hint="give the runner binary built for Android")
     machine = int.from_bytes(head[18:20], "little")
     if machine != _ELF_MACHINE[abi]:
         found = next((a for a, m in _ELF_MACHINE.items() if m == machine), f"machine {machine}")
-        raise UserError(f"--binary {binary}: built for {found}, not {abi}",
+        raise UserError(f"{option} {binary}: built for {found}, not {abi}",
                         hint=f"pass --abi {found} or the {abi} build")
 
 
 def provision_binary(binary: Path, abi: str = "arm64-v8a",
                      delegate_libs: Path | None = None,
-                     runner: str = "benchmark_model") -> RunnerBinary:
+                     runner: str = "benchmark_model", version: str | None = None
+                     ) -> RunnerBinary:
     """Copy ``binary`` (and ``*.so`` from ``delegate_libs``) into the cache for ``abi``
-    as ``runner`` (benchmark_model or benchmark_litert_model)."""
+    as ``runner`` (one of :data:`RUNNERS`); ``version``: what it was built from, recorded."""
     if runner not in RUNNERS:
         raise UserError(f"--runner {runner}: unknown runner", hint=f"one of {', '.join(RUNNERS)}")
     if abi not in ABIS:
         raise UserError(f"--abi {abi}: unknown ABI", hint=f"one of {', '.join(ABIS)}")
+    option = "--executorch-runner" if runner == "executor_runner" else "--binary"
     if not binary.is_file():
-        raise UserError(f"--binary {binary}: no such file", hint=DOCS_HINT)
-    check_elf(binary, abi)
+        raise UserError(f"{option} {binary}: no such file",
+                        hint=EXECUTORCH_HINT if runner == "executor_runner" else DOCS_HINT)
+    check_elf(binary, abi, option)
     target = _abi_dir(abi, runner)
     target.mkdir(parents=True, exist_ok=True)
     dest = target / runner
@@ -118,9 +129,10 @@ def provision_binary(binary: Path, abi: str = "arm64-v8a",
         old = cached_binary(abi, runner)
         libs = old.libs if old else {}
     sha, size = file_sha256(dest), dest.stat().st_size
-    manifest = {"sha256": sha, "size": size, "source": str(binary.resolve()), "libs": libs}
+    manifest = {"sha256": sha, "size": size, "source": str(binary.resolve()), "libs": libs,
+                "version": version}
     (target / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    return RunnerBinary(abi, dest, sha, size, libs, runner)
+    return RunnerBinary(abi, dest, sha, size, libs, runner, version)
 
 
 def cached_binary(abi: str, runner: str = "benchmark_model") -> RunnerBinary | None:
@@ -135,7 +147,7 @@ def cached_binary(abi: str, runner: str = "benchmark_model") -> RunnerBinary | N
     except (OSError, json.JSONDecodeError):
         return None
     return RunnerBinary(abi, binary, str(data["sha256"]), int(data["size"]),
-                        dict(data.get("libs", {})), runner)
+                        dict(data.get("libs", {})), runner, data.get("version"))
 
 
 def provisioned_abis() -> list[str]:
@@ -150,8 +162,8 @@ def require_binary(abi: str | None, runner: str = "benchmark_model") -> RunnerBi
         have = ", ".join(a for a in ABIS if cached_binary(a, runner)) or "none"
         raise RunnerMissing(f"no {runner} provisioned for ABI {abi or 'unknown'} "
                             f"(provisioned: {have})",
-                            hint=LITERT_HINT if runner == "benchmark_litert_model"
-                            else DOCS_HINT)
+                            hint={"benchmark_litert_model": LITERT_HINT,
+                                  "executor_runner": EXECUTORCH_HINT}.get(runner, DOCS_HINT))
     return found
 
 

@@ -32,6 +32,9 @@ COREML_UNITS = {
 TFLITE_DELEGATES = {"tflite-cpu": "cpu", "tflite-metal": "metal", "tflite-coreml": "coreml"}
 """quantlab delegate → TFLite delegate name in the job."""
 
+EXECUTORCH_DELEGATES = {"et-xnnpack": "xnnpack"}
+"""quantlab delegate → the ExecuTorch backend a ``.pte`` was lowered for (engine executorch)."""
+
 OFF_CPU_WORK = {
     "coreml-gpu": "the GPU",
     "coreml-ane": "the Neural Engine",
@@ -155,6 +158,10 @@ def build_job(
             "coreml": {"enabled_devices": "neuralEngine", "min_nodes_per_partition": 2},
             "op_profile": job.settings.profile_ops,
         }
+    elif job.delegate in EXECUTORCH_DELEGATES:
+        data["engine"] = "executorch"
+        data["executorch"] = {"backend": EXECUTORCH_DELEGATES[job.delegate],
+                              "op_profile": job.settings.profile_ops}
     else:
         raise ContractError(
             f"delegate {job.delegate!r} is not an iOS delegate", hint="see `quantlab devices`"
@@ -285,6 +292,9 @@ def parse_result(data: dict[str, Any], job: Job) -> RawResult:
     runner = {
         "name": "BenchRunner (iOS)",
         **data["runner"],
+        "runtime": {"tflite": "litert"}.get(data["runner"]["engine"], data["runner"]["engine"]),
+        **({"version": data["runner"]["engine_version"]}
+           if data["runner"].get("engine_version") else {}),
         "device": data["device"],
         "compile_ms": timing.get("compile"),
         "load_cold_ms": list(timing["load_cold"]),

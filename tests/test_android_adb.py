@@ -199,6 +199,7 @@ def test_run_pushes_once_and_records_flags(phones: Any, cache: Path, model: Mode
     assert raw.aggregates_ms["repeats"] == 2 and raw.init_ms == pytest.approx(870.557)
     assert raw.thermal_before["thermal_status"] == 0 and "temperatures_c" in raw.thermal_after
     assert raw.runner["name"] == "benchmark_model" and "--use_gpu=true" in raw.runner["argv"]
+    assert raw.runner["runtime"] == "litert"  # every job names its runtime
     # two measured launches plus one profiling launch, each with the job's flags, then the
     # cold and the warm start through the GPU delegate's cache
     calls = qcom.benchmark_calls

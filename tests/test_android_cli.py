@@ -68,3 +68,21 @@ def test_provision_and_status(tmp_path: Path) -> None:
     assert runners["arm64-v8a"]["provisioned"] and not runners["x86_64"]["provisioned"]
     wrong = cli(["android", "provision", "--binary", str(binary), "--abi", "x86_64"], tmp_path)
     assert wrong.returncode == 2 and "built for arm64-v8a, not x86_64" in wrong.stderr
+    # ExecuTorch's executor_runner: its own option, its version recorded, shown by status
+    assert not runners["arm64-v8a"]["executor_runner"]
+    et = cli(["android", "provision", "--executorch-runner", str(binary), "--executorch-version",
+              "1.5.1"], tmp_path)
+    assert et.returncode == 0, et.stderr
+    assert "executor_runner for arm64-v8a" in et.stdout and "ExecuTorch 1.5.1" in et.stdout
+    status = json.loads(cli(["android", "status", "--json"], tmp_path).stdout)
+    runners = {r["abi"]: r for r in status["runners"]}
+    assert runners["arm64-v8a"]["executor_runner"] == {
+        "sha256": runners["arm64-v8a"]["sha256"], "version": "1.5.1"}
+    bad = cli(["android", "provision", "--executorch-runner", str(binary), "--abi", "x86_64"],
+              tmp_path)
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("error: --executorch-runner ") and "not x86_64" in bad.stderr
+    both = cli(["android", "provision", "--binary", str(binary), "--executorch-runner",
+                str(binary)], tmp_path)
+    assert both.returncode == 2 and len(both.stderr.strip().splitlines()) == 1
+    assert "give one runner: --binary PATH" in both.stderr

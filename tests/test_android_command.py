@@ -72,11 +72,13 @@ def test_unknown_delegate() -> None:
 def test_android_delegates_are_one_list() -> None:
     """command.DELEGATES is the list: the agent offers exactly it, in its order (xnnpack
     first: the default), and each tool builds the flags of the delegates it runs from it
-    (the agent and command.py kept two lists, in different orders)."""
+    (the agent and command.py kept two lists, in different orders); a .pte's delegates
+    (ExecuTorch's executor_runner) follow them."""
     from quantlab.agents.android.agent import AndroidAgent
-    from quantlab.android_runner import litert_command
+    from quantlab.android_runner import executorch_command, litert_command
 
-    assert AndroidAgent.delegates == tuple(command.DELEGATES)
+    assert AndroidAgent.delegates == (*command.DELEGATES, *executorch_command.DELEGATES)
+    assert executorch_command.DELEGATES == ("et-xnnpack",)
     assert AndroidAgent.delegates[0] == "xnnpack"
     assert litert_command.DELEGATES == ("litert-cpu", "litert-gpu", "litert-npu")
     for name, delegate in command.DELEGATES.items():

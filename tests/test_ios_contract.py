@@ -66,6 +66,21 @@ def test_build_job_for_each_delegate() -> None:
         codec.build_job(_job("nnapi", "tflite"))
 
 
+def test_an_executorch_job_and_its_result() -> None:
+    """et-xnnpack: engine executorch with the .pte; the app's result (the same shape as the
+    other engines') becomes a RawResult that records the runtime and the app's version."""
+    et = codec.build_job(_job("et-xnnpack", "pte"))
+    assert et["engine"] == "executorch" and et["model"]["path"].endswith("/model.pte")
+    assert et["executorch"] == {"backend": "xnnpack", "op_profile": True}
+    assert "tflite" not in et and "coreml" not in et
+    job = _job("et-xnnpack", "pte")
+    data = {**_load(RUNNER / "fixtures" / "result_executorch.json"), "job_id": job.job_id}
+    raw = codec.parse_result(data, job)
+    assert raw.status == "ok" and raw.samples_ms == ((1.1, 1.05, 1.2, 1.1),)
+    assert (raw.runner["runtime"], raw.runner["version"]) == ("executorch", "1.4.1")
+    assert raw.ops == () and "no ETDump" in raw.runner["engine_detail"]
+
+
 def test_parse_tflite_result_with_op_profile() -> None:
     data = _load(RUNNER / "fixtures" / "result_tflite.json")
     job = _job("tflite-metal", "tflite")
@@ -74,6 +89,7 @@ def test_parse_tflite_result_with_op_profile() -> None:
     assert raw.samples_ms == ((2.1, 2.0, 2.2, 2.1, 2.05, 2.0),)
     assert raw.init_ms == 44.0 and raw.runner["load_warm_ms"] == [11.8]
     assert [op.kernel for op in raw.ops] == ["TfLiteMetalDelegate", "SOFTMAX"]
+    assert raw.runner["runtime"] == "litert"  # every job names its runtime
     assert raw.ops[1].avg_ms == pytest.approx(0.1205)
     assert any("fair" in w for w in raw.warnings)
     assert raw.energy is None

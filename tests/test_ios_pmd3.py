@@ -412,3 +412,37 @@ def test_a_sustained_job_runs_in_windows_with_the_thermal_state(make_phone: Any,
     assert raw.sustained["samples"]["kept"] == 4 * len(windows) == len(raw.samples_ms[0])
     assert "thermal state only" in raw.sustained["sensors_note"]
     _all_closed(phone)
+
+
+def test_a_pte_job_runs_through_executorch_on_the_fake_phone(make_phone: Any,
+                                                               tmp_path: Path) -> None:
+    """An et-xnnpack job through the real pymobiledevice3 backend: the job JSON names engine
+    executorch and the .pte, the fake app EXECUTES it with the host's ExecuTorch runtime (and
+    says so), and its result becomes samples with the runtime recorded; a .tflite on
+    et-xnnpack, or a .pte on a TFLite delegate, is refused with the reason."""
+    pytest.importorskip("executorch")
+    import torch
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
+    program = torch.export.export(net, (torch.zeros(1, 3, 8, 8),))
+    pte = tmp_path / "net.pte"
+    pte.write_bytes(to_edge_transform_and_lower(
+        program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer)
+    phone = make_phone()
+    dev = _ready(phone)
+    assert "et-xnnpack" in dev.delegates
+    job = _job(pte, "et-xnnpack", profile_ops=True)
+    assert _agent().supports(dev, job) == (True, "")
+    assert "an ExecuTorch .pte runs on et-xnnpack" in _agent().supports(
+        dev, _job(pte, "tflite-cpu"))[1]
+    raw = _agent().run(dev, job, no_progress)
+    assert raw.status == "ok", raw.error
+    assert [len(s) for s in raw.samples_ms] == [5]
+    assert (raw.runner["runtime"], raw.runner["engine"]) == ("executorch", "executorch")
+    assert raw.runner["version"] == "1.5.1"
+    assert "ran with the host's ExecuTorch runtime" in raw.runner["engine_detail"]
+    assert "no event tracer" in raw.runner["engine_detail"]  # no per-op profile, said
+    assert f"/Documents/jobs/{job.job_id}/model.pte" in phone.afc_writes
+    _all_closed(phone)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from quantlab.agents.executorch import host as et_host
 from quantlab.agents.linux import remote as ssh_remote
 from quantlab.agents.linux.session import HELPER, worker_bundle
 from quantlab.agents.litert import runner
@@ -51,8 +52,19 @@ def test_the_runner_imports_nothing_of_quantlab() -> None:
 
 
 def test_gateways_receive_the_whole_package_and_the_helper() -> None:
+    """The LiteRT runner package, ExecuTorch's runner modules (a .pte job's workers) and the
+    helper; ExecuTorch's import nothing of quantlab either (the gateway has none)."""
     sha, files = worker_bundle()
-    want = {f"{ssh_remote.RUNNER_PACKAGE}/{f.name}" for f in PACKAGE.glob("*.py")} | {HELPER}
+    et = Path(et_host.__file__).resolve().parent
+    want = ({f"{ssh_remote.RUNNER_PACKAGE}/{f.name}" for f in PACKAGE.glob("*.py")} | {HELPER}
+            | {f"{ssh_remote.ET_RUNNER_PACKAGE}/{f.name}" for f in et.glob("*.py")})
+    assert sorted(f.name for f in et.glob("*.py")) == [
+        "__init__.py", "etdump.py", "host.py", "runner.py"]
+    outside = [f"{f.name}:{line}: {module}" for f in sorted(et.glob("*.py"))
+               for line, level, module in _imports(f) if not level
+               and module.split(".")[0] not in sys.stdlib_module_names | {"numpy", "torch",
+                                                                          "executorch"}]
+    assert outside == []
     assert set(files) == want
     numerics = (PACKAGE / "numerics.py").read_bytes()
     assert files[f"{ssh_remote.RUNNER_PACKAGE}/numerics.py"] == numerics

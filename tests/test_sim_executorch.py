@@ -56,6 +56,7 @@ def test_bench_measures_tflite_and_pte_in_one_run(pte: Path, tflite_models: dict
     assert len(pids) == 2 and len(set(pids)) == 2  # a fresh process per repeat
     assert et["latency_ms"]["count"] == 40  # raw samples of both repeats
     assert results[".tflite"]["runner"]["name"] == "litert"
+    assert results[".tflite"]["runner"]["runtime"] == "litert"  # every job names its runtime
     # the per-op profile from ETDump: XNNPACK's kernels inside the delegate, each delegate
     # call's own time named as such, the portable operators, within Method::execute
     kernels = {op["kernel"]: op for op in et["ops"]}

@@ -197,6 +197,7 @@ def test_bench_on_gateway_with_profile_ops(hosts: Path, cnn_tflite: Path,
     assert r["latency_ms"]["count"] == 50 and r["init_ms"] > 0
     assert len(r["ops"]) >= 5 and r["ops_model_ms"] > 0
     assert r["runner"]["via"] == "ssh" and r["runner"]["arch"] == os.uname().machine
+    assert r["runner"]["runtime"] == "litert"  # every job names its runtime
     assert r["runner"]["setup_ms"] > 0 and len(r["runner"]["pids"]) == 2
     assert r["thermal"]["before"] is not None
     # --numerics on a gateway: not checked there yet, and the delegate matrix says so
@@ -400,3 +401,47 @@ def test_sustained_run_on_a_gateway_reads_its_sysfs(sshd: SshServer, cnn_tflite:
     assert all(w["gpu_freq_hz"] == {"ff9a0000.gpu": 400000000} for w in windows)
     assert raw.sustained["sensors_note"] == "no battery"
     assert raw.startup["cold"]["load_ms"] > 0
+
+
+# --------------------------------------------------------------------------- ExecuTorch
+
+
+def test_pte_on_the_gateway_runs_executorch_or_says_why_not(sshd: SshServer, tmp_path: Path
+                                                           ) -> None:
+    """A .pte job on a gateway whose Python has ExecuTorch (this one: the test's interpreter)
+    runs ExecuTorch's runner there, a fresh process per repeat, with an ETDump per-op profile;
+    a gateway without it refuses the job naming what to install."""
+    pytest.importorskip("executorch")
+    import torch
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU()).eval()
+    program = torch.export.export(net, (torch.zeros(1, 3, 8, 8),))
+    pte = tmp_path / "net.pte"
+    pte.write_bytes(to_edge_transform_and_lower(
+        program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer)
+    own = sshd.dir / "et.toml"
+    own.write_text(sshd.hosts_entry("et", python=sys.executable)
+                   + sshd.hosts_entry("noet", python="/usr/bin/python3"))
+    agent = SshAgent(own)
+    devices = {d.id: d for d in agent.discover()}
+    gw, bare = devices["ssh:et"], devices["ssh:noet"]
+    assert gw.extra["executorch"] == "1.5.1" and "et-xnnpack" in gw.delegates
+    job = Job(model_ref(pte), gw.id, "linux", "et-xnnpack", 1,
+              Settings(repeats=2, iterations=5, warmup=1, profile_ops=True))
+    assert agent.supports(gw, job) == (True, "")
+    assert agent.supports(gw, dataclasses.replace(job, delegate="xnnpack"))[1].startswith(
+        "delegate 'xnnpack' is LiteRT's: an ExecuTorch program runs on et-xnnpack")
+    ok, why = agent.supports(bare, dataclasses.replace(job, device_id=bare.id))
+    assert not ok and why.startswith("ExecuTorch is not installed for /usr/bin/python3 on "
+                                     "ssh:noet: install the torch extra's pins there")
+    raw = agent.run(gw, job, lambda phase, fraction: None)
+    assert raw.status == "ok", raw.error
+    assert (raw.runner["runtime"], raw.runner["version"], raw.runner["via"]) == \
+        ("executorch", "1.5.1", "ssh")
+    assert [len(s) for s in raw.samples_ms] == [5, 5]
+    assert len(set(raw.runner["pids"])) == 2  # a fresh runner process per repeat
+    assert any(op.kernel.startswith("Convolution") and op.delegate == "XNNPACK"
+               for op in raw.ops)
+    assert raw.ops_model_ms and raw.ops_model_ms > 0

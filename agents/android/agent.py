@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from quantlab.agents.android.executorch import run_pte, supports_pte
 from quantlab.agents.android.faults import STATE_HINTS, adb_errors, adb_faults
 from quantlab.agents.base import Progress
 from quantlab.android_runner import command as cmdmod
-from quantlab.android_runner import litert_command, provision
+from quantlab.android_runner import executorch_command, litert_command, provision
 from quantlab.android_runner.device_props import (
     is_qualcomm,
     parse_battery,
@@ -58,10 +59,10 @@ class ThermalPolicy:
 
 
 class AndroidAgent:
-    """Every phone the adb server lists; jobs run with benchmark_model."""
+    """Every phone the adb server lists; jobs run with benchmark_model (.pte: executor_runner)."""
 
     kind: str = "android"
-    delegates: tuple[str, ...] = tuple(cmdmod.DELEGATES)  # android_runner/command.py's list
+    delegates: tuple[str, ...] = (*cmdmod.DELEGATES, *executorch_command.DELEGATES)
 
     def __init__(self, host: str | None = None, port: int | None = None,
                  thermal: ThermalPolicy | None = None, energy_baseline_s: int = 5,
@@ -72,8 +73,7 @@ class AndroidAgent:
             max_status=int(os.environ.get("QUANTLAB_THERMAL_MAX_STATUS", 1)),
             max_battery_c=float(os.environ.get("QUANTLAB_THERMAL_MAX_BATTERY_C", 38.0)),
             cooldown_s=float(os.environ.get("QUANTLAB_COOLDOWN_S", 120.0)))
-        self.energy_baseline_s = energy_baseline_s
-        self.energy_load_s = energy_load_s
+        self.energy_baseline_s, self.energy_load_s = energy_baseline_s, energy_load_s
         self.sleep = sleep
         self._client: Any = None
         self._lock = threading.Lock()
@@ -133,8 +133,8 @@ class AndroidAgent:
         d = self._device(serial)
         res = self._shell(d, "getprop", timeout=30)
         props = parse_getprop(res.stdout)
-        sdk = int(props["ro.build.version.sdk"]) if props.get("ro.build.version.sdk",
-                                                              "").isdigit() else None
+        sdk_text = props.get("ro.build.version.sdk", "")
+        sdk = int(sdk_text) if sdk_text.isdigit() else None
         qualcomm = is_qualcomm(props)
         delegates = tuple(x for x in self.delegates
                           if (x not in ("hexagon", "qnn", "litert-npu") or qualcomm)
@@ -177,11 +177,13 @@ class AndroidAgent:
         fmt = job.model.format
         if fmt in ("mlpackage", "mlmodel") or job.delegate.startswith("coreml"):
             return False, "Core ML variant: not an iOS device"
+        if fmt == "pte":  # ExecuTorch's executor_runner
+            return supports_pte(device, job)
         if fmt != "tflite":
-            return False, f"{Path(job.model.path).name}: Android runs .tflite models only"
-        if job.delegate not in self.delegates:
-            return False, (f"{job.delegate}: not an Android delegate "
-                           f"(Android has {', '.join(self.delegates)})")
+            return False, f"{Path(job.model.path).name}: Android runs .tflite and .pte models"
+        if job.delegate not in cmdmod.DELEGATES:
+            return False, (f"{job.delegate}: not a delegate of a .tflite on Android "
+                           f"({', '.join(cmdmod.DELEGATES)})")
         if job.delegate in ("hexagon", "qnn") and not device.extra.get("qualcomm"):
             return False, (f"{job.delegate}: needs a Qualcomm SoC (this phone has "
                            f"{device.soc or 'an unknown SoC'})")
@@ -241,6 +243,8 @@ class AndroidAgent:
 
     def outputs_supports(self, device: DeviceInfo, job: Job) -> tuple[bool, str]:
         """Outputs come back from benchmark_model delegates only."""
+        if job.model.format == "pte":
+            return False, "outputs of a .pte job on Android are not available yet"
         from quantlab.agents.android.outputs import outputs_supports
 
         return outputs_supports(job)
@@ -257,6 +261,8 @@ class AndroidAgent:
 
     def run(self, device: DeviceInfo, job: Job, progress: Progress) -> RawResult:
         """Measure ``job`` on ``device`` (see the module docstring)."""
+        if job.model.format == "pte":
+            return run_pte(self, device, job, progress)
         try:
             runner = provision.require_binary(device.abi, cmdmod.runner_of(job.delegate))
         except provision.RunnerMissing as exc:  # the same for every job on this phone
@@ -327,8 +333,9 @@ class AndroidAgent:
                                              warmup_runs=1, extra_flags=flags),
                     raw=raw_outputs, raw_name="numerics-launch")[0])
         argv = self._command(job, model_remote, extra_flags=input_flags).argv
-        runner_meta: dict[str, Any] = {"name": runner.name, "abi": runner.abi,
-                                       "sha256": runner.sha256, "argv": list(argv)}
+        runner_meta: dict[str, Any] = {"name": runner.name, "runtime": "litert",
+                                       "abi": runner.abi, "sha256": runner.sha256,
+                                       "argv": list(argv)}
         if compiled:  # litert-npu: which compiled model ran, from what, by which compiler
             runner_meta["compiled_model"] = compiled
         energy_fields: dict[str, Any] = {}
@@ -358,8 +365,8 @@ class AndroidAgent:
                             thermal_after=thermal_after, **energy_fields)
         if warnings or numerics or sustained or startup:
             raw = RawResult(**{**raw.__dict__, "warnings": tuple(warnings) + raw.warnings,
-                               "numerics": numerics, "startup": startup,
-                               "sustained": sustained if raw.status == "ok" else {}})
+                               "numerics": numerics, "startup": startup, "sustained":
+                               sustained if raw.status == "ok" else {}})
         progress("done", 1.0)
         return raw
 
@@ -367,14 +374,11 @@ class AndroidAgent:
         h = self.health(device)
         keys = ("thermal_status", "thermal_status_name", "temperatures_c", "battery_temp_c",
                 "battery_pct", "usb_powered", "powered_by", "charging_status")
-        snap = {k: h[k] for k in keys if k in h}
-        snap["at"] = time.time()
-        return snap
+        return {**{k: h[k] for k in keys if k in h}, "at": time.time()}
 
     def _wait_cool(self, device: DeviceInfo, warnings: list[str]) -> dict[str, Any]:
         """Wait until thermal status and battery temperature are under the limits."""
-        policy = self.thermal
-        start = time.monotonic()
+        policy, start = self.thermal, time.monotonic()
         while True:
             snap = self._thermal_snapshot(device)
             hot = []
@@ -491,7 +495,4 @@ def launch_text(stdout: str, stderr: str) -> str:
 
 
 def _last(text: str) -> str:
-    for line in reversed(text.splitlines()):
-        if line.strip():
-            return line.strip()
-    return "(no output)"
+    return next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), "(no output)")

@@ -140,7 +140,7 @@ def read_hand_run(files: list[str], device_name: str = "hand-run",
                         extra={"imported_from": sources})
     job = Job(ref, device.id, "android", used, threads, settings)
     runner: dict[str, Any] = {"name": "benchmark_litert_model" if litert else "benchmark_model",
-                              "imported_from": sources}
+                              "runtime": "litert", "imported_from": sources}
     if profile_only:
         ops, warnings = profile_ops(parsed, used)
         raw = RawResult(job_id=job.job_id, status="ok", ops=tuple(ops), runner=runner,

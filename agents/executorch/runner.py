@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .etdump import EtdumpError, read_etdump  # relative: gateways receive the folder alone
+
 MEMORY_METHOD = "VmHWM of the measuring process"
 _DTYPES = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 6: "float32",
            7: "float64", 11: "bool"}
@@ -112,7 +114,6 @@ def profile(job: dict[str, Any], result: Path) -> dict[str, Any]:
     against ``Method::execute`` (ms per inference, Inspector's p10/p50/p90 in ``detail``)."""
     _phase(result, "loading ExecuTorch")
     import torch
-    from executorch.devtools import Inspector
     from executorch.extension.pybindings import portable_lib
 
     portable_lib._unsafe_reset_threadpool(int(job["threads"]))
@@ -129,48 +130,10 @@ def profile(job: dict[str, Any], result: Path) -> dict[str, Any]:
         module.forward(args)
     etdump = result.with_suffix(".etdp")
     module.write_etdump_result_to_file(str(etdump))
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # no debug buffer: no tensor data, as asked
-        inspector = Inspector(etdump_path=str(etdump))
-    rows: list[dict[str, Any]] = []
-    execute_ms, kernels_ms, partition = None, 0.0, 0
-    for block in inspector.event_blocks:
-        if block.name != "Execute":
-            continue
-        for event in block.events:
-            perf = event.perf_data
-            if perf is None:
-                continue
-            times = {"p10": float(perf.p10), "p50": float(perf.p50), "p90": float(perf.p90)}
-            if event.name == "Method::execute":
-                execute_ms = float(perf.avg)
-            elif event.is_delegated_op:
-                kernels_ms += float(perf.avg)
-                rows.append(_row(rows, event.name, float(perf.avg), "XNNPACK",
-                                 {**times, "partition": partition}))
-            elif event.name == "DELEGATE_CALL":
-                rows.append(_row(rows, f"DELEGATE_CALL #{partition} (outside its kernels)",
-                                 max(float(perf.avg) - kernels_ms, 0.0), "XNNPACK",
-                                 {"partition": partition, "call_ms": float(perf.avg)}))
-                partition, kernels_ms = partition + 1, 0.0
-            elif event.name != "OPERATOR_CALL":  # OPERATOR_CALL wraps the native call
-                rows.append(_row(rows, str(event.name), float(perf.avg), None, times))
-    if execute_ms is None:
-        raise RunnerError("ETDump holds no Method::execute event")
-    shown = sum(r["avg_ms"] for r in rows)
-    note = None if shown >= 0.85 * execute_ms else (
-        f"the op rows hold {shown / execute_ms:.0%} of Method::execute; the rest is the "
-        "runtime's own work between operators")
-    return {"ops": rows, "ops_model_ms": execute_ms, "ops_note": note,
-            "profiler": "ETDump read with executorch.devtools.Inspector"}
-
-
-def _row(rows: list[dict[str, Any]], kernel: str, avg_ms: float, delegate: str | None,
-         detail: dict[str, Any]) -> dict[str, Any]:
-    return {"index": len(rows), "kernel": kernel, "avg_ms": avg_ms, "delegate": delegate,
-            "detail": detail}
+    try:
+        return read_etdump(etdump)
+    except EtdumpError as exc:
+        raise RunnerError(str(exc)) from None
 
 
 def _first(exc: BaseException) -> str:

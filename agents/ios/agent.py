@@ -56,6 +56,7 @@ DELEGATES: tuple[str, ...] = (
     "tflite-cpu",
     "tflite-metal",
     "tflite-coreml",
+    "et-xnnpack",  # a .pte through ExecuTorch's Module (ios_runner's ExecuTorchEngine)
 )
 MIN_IOS = (17, 0)
 COMPUTE_PLAN_IOS = (17, 4)
@@ -264,8 +265,11 @@ class IosAgent:
             )
         if fmt in ("mlpackage", "mlmodel") and job.delegate.startswith("tflite-"):
             return False, f"an .{fmt} is a Core ML model: use a coreml-* delegate"
-        if fmt not in ("tflite", "mlpackage", "mlmodel"):
-            return False, f"iOS runs .tflite, .mlpackage and .mlmodel, not .{fmt}"
+        if (fmt == "pte") != job.delegate.startswith("et-"):
+            return False, (f"{job.delegate}: an ExecuTorch .pte runs on et-xnnpack on iOS, "
+                           "and only a .pte does")
+        if fmt not in ("tflite", "mlpackage", "mlmodel", "pte"):
+            return False, f"iOS runs .tflite, .mlpackage, .mlmodel and .pte, not .{fmt}"
         if job.delegate in ("coreml-ane", "tflite-coreml") and not device.extra.get(
             "neural_engine", False
         ):

@@ -85,6 +85,10 @@ def setup(job: Job, tmp: Path, progress: Callable[[str, float | None], None]) ->
     check = bool(s.numerics or s.profile_ops)
     if not (check or s.inputs):
         return IosFixedInputs()
+    if job.model.format == "pte":  # the host's reference is LiteRT's: not for a .pte yet
+        why = "numerics and --inputs of a .pte on an iPhone are not available yet"
+        return IosFixedInputs(numerics=unchecked(why) if s.numerics else {},
+                              failure=why if s.inputs else None)
     progress("preparing inputs", None)
     if job.model.format in ("mlpackage", "mlmodel"):
         return _setup_coreml(job, tmp, check)

@@ -51,8 +51,10 @@ from pathlib import Path
 from typing import Any
 
 from quantlab.agents.base import Progress
+from quantlab.agents.executorch import host as et_host
 from quantlab.agents.linux.hosts import Gateway, hosts_path, load_hosts
 from quantlab.agents.linux.provision import provision_gateway
+from quantlab.agents.linux.remote import ET_RUNNER_PACKAGE
 from quantlab.agents.linux.results import gateway_result, health_from, missing_deps
 from quantlab.agents.linux.session import (
     HELPER,
@@ -84,10 +86,12 @@ MAX_THREADS_FACTOR = 2
 
 
 class SshAgent:
-    """Linux gateways from the hosts file; jobs run the LiteRT runner over SSH."""
+    """Linux gateways from the hosts file; jobs run the LiteRT runner (a ``.pte``: ExecuTorch's,
+    where the gateway's Python has ExecuTorch) over SSH."""
 
     kind = "linux"
-    delegates: tuple[str, ...] = ("xnnpack", "cpu")
+    litert_delegates: tuple[str, ...] = ("xnnpack", "cpu")
+    delegates: tuple[str, ...] = (*litert_delegates, *et_host.DELEGATES)
 
     def __init__(self, hosts_file: str | Path | None = None,
                  sysfs_roots: dict[str, str] | None = None) -> None:
@@ -175,6 +179,7 @@ class SshAgent:
             extra={**base.extra, "python": facts.get("python_path"),
                    "python_version": facts.get("python"),
                    "litert": (facts.get("deps") or {}).get("ai-edge-litert"),
+                   "executorch": facts.get("executorch"),
                    "workdir": session.workdir})
 
     def health(self, device: DeviceInfo) -> dict[str, Any]:
@@ -183,12 +188,17 @@ class SshAgent:
         return run_sync(lambda: self._describe(gw)).health
 
     def supports(self, device: DeviceInfo, job: Job) -> tuple[bool, str]:
-        """``.tflite`` only, xnnpack/cpu, threads up to 2× the gateway's cores, worker deps."""
+        """``.tflite`` on xnnpack/cpu, ``.pte`` on et-xnnpack where the gateway has ExecuTorch,
+        threads up to 2× the gateway's cores, worker deps."""
         if job.model.format in ("mlpackage", "mlmodel"):
             return False, "Core ML variant: not an iOS device"
-        if job.model.format != "tflite":
+        if job.model.format == "pte":
+            ok, why = _supports_pte(device, job)
+            if not ok:
+                return ok, why
+        elif job.model.format != "tflite":
             return False, f"{job.model.format} models do not run on Linux gateways"
-        if job.delegate not in self.delegates:
+        elif job.delegate not in self.litert_delegates:
             return False, (f"delegate {job.delegate!r} is not available on Linux gateways "
                            f"(xnnpack, cpu)")
         cores = device.cores or 1
@@ -282,6 +292,12 @@ class SshAgent:
             raw = dataclasses.replace(raw, numerics={"error": NUMERICS_REASON, "unchecked": True})
         return raw
 
+    def outputs_supports(self, device: DeviceInfo, job: Job) -> tuple[bool, str]:
+        """Outputs come back from the LiteRT runner (a ``.pte``'s: not yet)."""
+        if job.model.format == "pte":
+            return False, "outputs of a .pte job on a gateway are not available yet"
+        return True, ""
+
     def outputs(self, device: DeviceInfo, job: Job, inputs: Path, out: Path,
                 progress: Progress) -> OutputsFacts:
         """Every sample of ``inputs`` through ``job`` on the gateway
@@ -328,6 +344,8 @@ class SshAgent:
             "energy_baseline_s": gw.energy_baseline_s,
             "hot_c": gw.hot_c, "cooldown_s": gw.cooldown_s,
             "roots": self.sysfs_roots,
+            **({"runner_module": f"{ET_RUNNER_PACKAGE}.runner"}
+               if job.model.format == "pte" else {}),
         }
 
     async def _stream(self, session: Session, code_dir: str, jobdir: str, job: Job,
@@ -372,6 +390,21 @@ class SshAgent:
         if wheels is not None and not wheels.is_dir():
             raise UserError(f"--wheels {wheels}: no such folder")
         return run_sync(lambda: provision_gateway(gw, install, wheels, index_url, progress))
+
+
+def _supports_pte(device: DeviceInfo, job: Job) -> tuple[bool, str]:
+    """A ``.pte`` job: on ExecuTorch's delegates, where the gateway's Python has ExecuTorch."""
+    if job.delegate not in et_host.DELEGATES:
+        return False, (f"delegate {job.delegate!r} is LiteRT's: an ExecuTorch program runs on "
+                       f"{', '.join(et_host.DELEGATES)}")
+    if not device.extra.get("executorch"):
+        python = device.extra.get("python") or "the gateway's Python"
+        return False, (f"ExecuTorch is not installed for {python} on {device.id}: install the "
+                       "torch extra's pins there (pip install torch==2.13.0 executorch==1.5.1) "
+                       "to run .pte jobs")
+    if job.settings.sustained_s > 0 or job.settings.inputs:
+        return False, "--sustained and --inputs: not available for a .pte job on a gateway yet"
+    return True, ""
 
 
 async def _read_all(awaitable: Awaitable[str], timeout: float) -> str:

@@ -45,6 +45,10 @@ WORKER_DEPS = {"numpy": "numpy", "ai_edge_litert": "ai-edge-litert"}
 RUNNER_PACKAGE = "litert_runner"
 """The LiteRT runner package's name on the gateway, beside this file (``python -m`` it)."""
 
+ET_RUNNER_PACKAGE = "executorch_runner"
+"""ExecuTorch's runner (:mod:`quantlab.agents.executorch`) on the gateway: a ``.pte`` job's
+workers are ``python -m executorch_runner.runner``, with the gateway's own ExecuTorch."""
+
 MIN_PYTHON = (3, 10)
 
 
@@ -148,6 +152,20 @@ def _dependencies() -> dict[str, str | None]:
     return out
 
 
+def _executorch() -> str | None:
+    """The gateway Python's ExecuTorch version (with torch), or None: it runs ``.pte`` jobs
+    when present, and is not one of the worker's required dependencies."""
+    import importlib.util
+    from importlib.metadata import PackageNotFoundError, version
+
+    if any(importlib.util.find_spec(m) is None for m in ("torch", "executorch")):
+        return None
+    try:
+        return version("executorch")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def _mem_mb() -> dict[str, float]:
     out: dict[str, float] = {}
     for line in (_read("/proc/meminfo") or "").splitlines():
@@ -189,6 +207,7 @@ def probe(workdir: str | None = None) -> dict[str, Any]:
         "home": home,
         "uid": os.getuid(),
         "deps": _dependencies(),
+        "executorch": _executorch(),
         "thermal": thermal_snapshot(),
         "power_channels": [c["channel"] for c in power_channels()],
         "rapl_readable": os.access(rapl, os.R_OK),
@@ -298,7 +317,8 @@ class Runner:
             if self.dropped.is_set():
                 return {"error": "connection dropped", "kind": "dropped"}
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", RUNNER_PACKAGE, str(job_file), str(result_file)],
+                [sys.executable, "-m", self.job.get("runner_module") or RUNNER_PACKAGE,
+                 str(job_file), str(result_file)],
                 stdin=subprocess.DEVNULL, stdout=err, stderr=err, cwd=str(self.code_dir),
                 env=env, start_new_session=True)
         proc = self.proc
@@ -388,7 +408,8 @@ class Runner:
                  "cpu_root": roots.get("cpu", "/sys/devices/system/cpu")}
         deps = _dependencies()
         emit("facts", arch=platform.machine(), python=platform.python_version(),
-             litert=deps.get("ai-edge-litert"), numpy=deps.get("numpy"))
+             litert=deps.get("ai-edge-litert"), numpy=deps.get("numpy"),
+             executorch=_executorch() if job.get("runner_module") else None)
         if job.get("outputs"):  # evaluate --device: every sample once, every output kept
             emit("progress", phase="running the samples", fraction=None)
             emit("result", mode="outputs", repeat=0,

@@ -114,9 +114,12 @@ def gateway_result(gw: Gateway, job: Job, events: list[dict[str, Any]], status: 
     runs = [e["result"] for e in events
             if e.get("event") == "result" and e.get("mode") == "measure"]
     facts = next((e for e in events if e.get("event") == "facts"), {})
+    pte = job.model.format == "pte"
     runner: dict[str, Any] = {
-        "name": "litert", "via": "ssh", "gateway": gw.name, "address": gw.address,
-        "arch": facts.get("arch"), "version": facts.get("litert"),
+        "name": "executorch" if pte else "litert", "via": "ssh", "gateway": gw.name,
+        "address": gw.address, "arch": facts.get("arch"),
+        **({"runtime": "executorch", "version": facts.get("executorch")} if pte
+           else {"runtime": "litert", "version": facts.get("litert")}),
         "python": facts.get("python"), "python_path": python,
         "delegate": job.delegate, "threads": job.threads,
         "worker": code_dir.rsplit("/", 1)[-1],

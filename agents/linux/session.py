@@ -20,8 +20,9 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
+from quantlab.agents.executorch import host as et_host
 from quantlab.agents.linux.hosts import Gateway, HostsFileError
-from quantlab.agents.linux.remote import RUNNER_PACKAGE
+from quantlab.agents.linux.remote import ET_RUNNER_PACKAGE, RUNNER_PACKAGE
 from quantlab.agents.litert import runner as litert_runner
 from quantlab.harness.errors import DeviceDisconnected, DeviceUnusable, JobFailed
 
@@ -73,13 +74,17 @@ def run_sync(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
 def worker_bundle() -> tuple[str, dict[str, bytes]]:
     """The code pushed to gateways: its content hash and ``relative path → bytes``. That is
     every file of the LiteRT runner package's folder (under :data:`RUNNER_PACKAGE`, which
-    the helper runs with ``python -m``) and the helper; the hash covers each path and its
-    bytes, so any change to the package is a new version on every gateway."""
+    the helper runs with ``python -m``), the ExecuTorch runner's modules (under
+    :data:`ET_RUNNER_PACKAGE`) and the helper; the hash covers each path and its bytes, so
+    any change to the code is a new version on every gateway."""
     package = Path(litert_runner.__file__).resolve().parent
     files = {
         f"{RUNNER_PACKAGE}/{f.relative_to(package).as_posix()}": f.read_bytes()
         for f in sorted(package.rglob("*"))
         if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc"}
+    et_package = Path(et_host.__file__).resolve().parent
+    files.update({f"{ET_RUNNER_PACKAGE}/{f.name}": f.read_bytes()
+                  for f in sorted(et_package.glob("*.py"))})
     files[HELPER] = (Path(__file__).resolve().parent / HELPER).read_bytes()
     digest = hashlib.sha256()
     for name, data in sorted(files.items()):

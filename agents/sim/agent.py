@@ -160,6 +160,7 @@ class SimAgent:
         raw_outputs: list[RawOutput] = []  # each worker's output and result JSON, kept raw
         runner: dict[str, Any] = {
             "name": "litert",
+            "runtime": "litert",
             "version": litert_version(),
             "delegate": job.delegate,
             "threads": job.threads,
@@ -226,7 +227,8 @@ class SimAgent:
         s = job.settings
         limit = s.timeout_s + s.sustained_s
         raw_outputs: list[RawOutput] = []
-        runner: dict[str, Any] = {"name": "litert", "version": litert_version(),
+        runner: dict[str, Any] = {"name": "litert", "runtime": "litert",
+                                  "version": litert_version(),
                                   "delegate": job.delegate, "threads": job.threads,
                                   "python": platform.python_version(), "mode": "sustained"}
         with tempfile.TemporaryDirectory(prefix="quantlab-sim-") as tmp:

@@ -32,8 +32,9 @@ def register(app: typer.Typer) -> None:
 
 @handle_errors
 def provision(
-    binary: Annotated[str, typer.Option("--binary", help="benchmark_model built for Android "
-                                        "(e.g. the nightly android_aarch64_benchmark_model).")],
+    binary: Annotated[str | None, typer.Option("--binary", help="benchmark_model built for "
+                                               "Android (e.g. the nightly "
+                                               "android_aarch64_benchmark_model).")] = None,
     abi: Annotated[str, typer.Option("--abi", help="ABI the binary is built for.")]
     = "arm64-v8a",
     delegate_libs: Annotated[str | None, typer.Option(
@@ -43,21 +44,38 @@ def provision(
         "--runner", help=f"{BENCHMARK_MODEL} (TFLite interpreter; "
         f"{', '.join(delegates_of(BENCHMARK_MODEL))}) or {LITERT_RUNNER} (LiteRT "
         f"CompiledModel; {', '.join(delegates_of(LITERT_RUNNER))}).")] = BENCHMARK_MODEL,
+    executorch_runner: Annotated[str | None, typer.Option(
+        "--executorch-runner", help="ExecuTorch's executor_runner built for Android with "
+        "XNNPACK and ETDump (runs .pte jobs, et-xnnpack); instead of --binary.")] = None,
+    executorch_version: Annotated[str | None, typer.Option(
+        "--executorch-version", help="The ExecuTorch release the executor_runner was built "
+        "from, recorded on every job it runs.")] = None,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Keep a benchmark_model binary (and delegate libraries) for an ABI in quantlab's cache."""
+    """Keep a runner binary (benchmark_model, benchmark_litert_model or ExecuTorch's
+    executor_runner, and delegate libraries) for an ABI in quantlab's cache."""
     from quantlab.android_runner.provision import cache_dir, provision_binary
+    from quantlab.harness.errors import UserError
 
-    got = provision_binary(Path(binary), abi, Path(delegate_libs) if delegate_libs else None,
-                           runner)
+    if (binary is None) == (executorch_runner is None):
+        raise UserError("give one runner: --binary PATH (benchmark_model, "
+                        "benchmark_litert_model) or --executorch-runner PATH")
+    if executorch_runner is not None:
+        got = provision_binary(Path(executorch_runner), abi, None, "executor_runner",
+                               executorch_version)
+    else:
+        got = provision_binary(Path(str(binary)), abi,
+                               Path(delegate_libs) if delegate_libs else None, runner)
     data = {"runner": got.name, "abi": got.abi, "path": str(got.path), "sha256": got.sha256,
-            "size": got.size, "libs": got.libs, "cache": str(cache_dir())}
+            "size": got.size, "libs": got.libs, "version": got.version,
+            "cache": str(cache_dir())}
     if json_out:
         print_json(data)
         return
     console.print(f"{got.name} for [bold]{got.abi}[/] cached at {got.path}\n"
                   f"sha256 {got.sha256} · {got.size} bytes"
+                  + (f" · ExecuTorch {got.version}" if got.version else "")
                   + (f" · {len(got.libs)} delegate libraries" if got.libs else ""))
     console.print("[dim]it is pushed to /data/local/tmp/quantlab/ on each phone when the "
                   "phone's copy differs[/]")
@@ -65,22 +83,28 @@ def provision(
 
 @handle_errors
 def status(json_out: JsonOpt = False, verbose: VerboseOpt = False) -> None:
-    """Show the provisioned runners per ABI."""
+    """Show the provisioned runners per ABI (benchmark_model, and ExecuTorch's
+    executor_runner for .pte jobs)."""
     from quantlab.android_runner.provision import ABIS, cache_dir, cached_binary
 
     rows: list[dict[str, Any]] = []
     for abi in ABIS:
-        got = cached_binary(abi)
+        got, et = cached_binary(abi), cached_binary(abi, "executor_runner")
         rows.append({"abi": abi, "provisioned": got is not None,
                      "sha256": got.sha256 if got else None,
-                     "libs": sorted(got.libs) if got else []})
+                     "libs": sorted(got.libs) if got else [],
+                     "executor_runner": {"sha256": et.sha256, "version": et.version}
+                     if et else None})
     if json_out:
         print_json({"cache": str(cache_dir()), "runners": rows})
         return
     for r in rows:
         state = f"[green]{r['sha256'][:12]}[/]" if r["provisioned"] else "[dim]not provisioned[/]"
         libs = f" · libs: {', '.join(r['libs'])}" if r["libs"] else ""
-        console.print(f"{r['abi']:<12} {state}{libs}")
+        et = r["executor_runner"]
+        et_text = (f" · executor_runner {et['sha256'][:12]}"
+                   + (f" (ExecuTorch {et['version']})" if et["version"] else "")) if et else ""
+        console.print(f"{r['abi']:<12} {state}{libs}{et_text}")
     console.print(f"[dim]cache: {cache_dir()} · add one with quantlab android provision "
                   "--binary PATH --abi ABI (docs/devices.md)[/]")
 

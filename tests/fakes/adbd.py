@@ -13,7 +13,9 @@ loop starts, the rest when it ends (seen in a ``> file`` it writes to; a profile
 own); asked for ``--output_filepath`` it computes the
 outputs with host LiteRT on the ``--input_layer_value_files`` inputs (the one thing it
 computes rather than replays: a loopback device has no delegate of its own), and says so
-in its output (``STAND_IN_NOTE``); a profile's ``numerics_faults`` ({delegate: "zeros" or
+in its output (``STAND_IN_NOTE``); ExecuTorch's ``executor_runner`` is a stand-in that
+executes the ``.pte`` with the host's ExecuTorch runtime and says so (:mod:`.executor_runner`);
+a profile's ``numerics_faults`` ({delegate: "zeros" or
 "zero-class-0"}, or "wrong-kernel:LOGISTIC=NEG": that op type computed by another unary
 kernel) makes a delegate perturb them. quantlab's outputs loop (``outputs.sh``:
 one launch per sample) runs as the script does it. A test
@@ -42,6 +44,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
+
+from . import executor_runner
 
 A_CNXN = 0x4E584E43
 A_OPEN = 0x4E45504F
@@ -371,6 +375,7 @@ class FakeAndroidDevice:
         self.benchmark_calls: list[list[str]] = []
         self.starts: list[tuple[str, bool]] = []
         """(delegate, warm) per benchmark_model launch: warm when it started from its cache."""
+        self.executor_runner_calls: list[list[str]] = []
         self.pushed: list[str] = []
         self.shell_lines: list[str] = []
         self.substitutions: list[str] = []
@@ -628,6 +633,14 @@ class FakeAndroidDevice:
             if not self.host_path(path).is_file():
                 return b"", f"/system/bin/sh: {name}: not found\n".encode(), 127, cwd
             out, err, code = self._benchmark_litert(args)
+        elif name.endswith("executor_runner"):  # ExecuTorch's, run with the host's runtime
+            if not self.host_path(name).is_file():
+                return b"", f"/system/bin/sh: {name}: not found\n".encode(), 127, cwd
+            self.executor_runner_calls.append(list(args))
+            try:  # a stand-in bug answers the shell (a test fails) rather than hanging it
+                out, err, code = executor_runner.run(args, self.host_path, cwd)
+            except Exception as exc:
+                out, err, code = b"", f"stand-in executor_runner crashed: {exc!r}\n".encode(), 1
         elif name.endswith("benchmark_model"):
             path = name if name.startswith("/") else f"{cwd.rstrip('/')}/{name}"
             if not self.host_path(path).is_file():

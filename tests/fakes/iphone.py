@@ -412,6 +412,69 @@ def _run_tflite(
     }
 
 
+def _run_executorch(documents: Path, job: dict[str, Any], machine: str, os_version: str,
+                    mode: str) -> dict[str, Any]:
+    """An ``executorch`` job as the app's ExecuTorchEngine runs it (cold/warm Module loads,
+    first inference, warm-ups, timed runs, outputs by position), EXECUTED with the host's
+    ExecuTorch runtime; the result's ``engine_detail`` says so."""
+    from importlib.metadata import version
+
+    import numpy as np
+    import torch
+    from executorch.runtime import Runtime
+
+    model, run = str(documents / job["model"]["path"]), job["run"]
+    load_cold: list[float] = []
+    load_warm: list[float] = []
+    method = None
+    for _ in range(run["cold_load_repeats"]):
+        t0 = time.perf_counter_ns()
+        method = Runtime.get().load_program(model).load_method("forward")
+        (load_warm if load_cold else load_cold).append((time.perf_counter_ns() - t0) / 1e6)
+    assert method is not None
+    meta, rng, inputs = method.metadata, np.random.default_rng(job["inputs"].get("seed", 0)), []
+    files = job["inputs"].get("files") or []
+    for i in range(meta.num_inputs()):
+        shape = tuple(int(d) for d in meta.input_tensor_meta(i).sizes())
+        arr = (_read_input(documents, files[i]) if files else
+               np.zeros(shape, np.float32) if job["inputs"]["kind"] == "zeros" else
+               rng.uniform(-1, 1, shape).astype(np.float32))
+        inputs.append(torch.from_numpy(np.ascontiguousarray(arr)))
+    outs: list[Any] = []
+
+    def forward() -> float:
+        nonlocal outs
+        t0 = time.perf_counter_ns()
+        outs = list(method.execute(inputs))
+        return (time.perf_counter_ns() - t0) / 1e6
+
+    first = forward()
+    warmup = [forward() for _ in range(run["warmup"])]
+    latency = [forward() for _ in range(run["iterations"])]
+    outputs = None
+    if job.get("outputs"):
+        tensors = [(f"output_{i}", o.numpy()) for i, o in enumerate(outs)]
+        outputs = _write_outputs(documents, job["outputs"]["file"], [tensors], mode)
+    detail = f"backend={job['executorch']['backend']} (ExecuTorch Module, threadpool default)"
+    if job["executorch"]["op_profile"]:
+        detail += "; op profile unavailable: ExecuTorch's Apple Module passes no event tracer"
+    return {
+        "schema": "iosbench.result/1", "job_id": job["job_id"], "status": "ok", "error": None,
+        "device": {"machine": machine, "os_version": os_version, "os_build": None,
+                   "ane_cores": 16},
+        "environment": {"thermal_timeline": [{"t_s": 0.0, "state": "nominal"},
+                                             {"t_s": 1.0, "state": "nominal"}],
+                        "low_power": False, "battery_state": "charging"},
+        "timing_ms": {"compile": None, "load_cold": load_cold, "load_warm": load_warm,
+                      "first_prediction": first, "warmup": warmup, "latency": latency},
+        "energy": None, "compute_plan": None, "outputs": outputs,
+        "runner": {"app_version": "fake-1.0", "engine": "executorch",
+                   "engine_version": version("executorch"),
+                   "engine_detail": f"{detail}; fake BenchRunner: the .pte ran with the host's "
+                                    "ExecuTorch runtime, not on an iPhone"},
+    }
+
+
 def _read_input(documents: Path, spec: dict[str, Any], sample: int = 0, of: int = 1) -> Any:
     """One pushed input file as an array (of a batch file, sample ``sample`` of ``of``),
     checked like TensorFiles.read in the app."""
@@ -533,6 +596,8 @@ def app_main(argv: list[str]) -> int:
     try:
         if job["engine"] == "tflite":
             result = _run_tflite(documents, job, machine, os_version, mode)
+        elif job["engine"] == "executorch":
+            result = _run_executorch(documents, job, machine, os_version, mode)
         else:
             fixture = REPO / "ios_runner" / "fixtures" / "result_coreml.json"
             result = {**json.loads(fixture.read_text()), "job_id": job["job_id"]}

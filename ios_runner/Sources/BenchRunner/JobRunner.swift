@@ -74,6 +74,9 @@ final class JobRunner: ObservableObject {
         case .tflite:
             guard let spec = job.tflite else { throw RunnerError.badJob("engine tflite without a tflite section") }
             return try TFLiteEngine(job: job, spec: spec, paths: paths, telemetry: telemetry).run(progress: progress)
+        case .executorch:
+            guard let spec = job.executorch else { throw RunnerError.badJob("engine executorch without an executorch section") }
+            return try ExecuTorchEngine(job: job, spec: spec, paths: paths, telemetry: telemetry).run(progress: progress)
         }
     }
 

@@ -11,6 +11,8 @@ public struct JobSpec: Codable, Equatable {
     public var model: ModelSpec
     public var coreml: CoreMLSpec?
     public var tflite: TFLiteSpec?
+    /// Engine `executorch`: a `.pte` through ExecuTorch's Module.
+    public var executorch: ExecuTorchSpec?
     public var inputs: InputSpec
     /// Where to write the output tensors after the last timed run; nil: not asked.
     public var outputs: OutputSpec?
@@ -20,6 +22,7 @@ public struct JobSpec: Codable, Equatable {
     public enum Engine: String, Codable {
         case coreml
         case tflite
+        case executorch
     }
 
     enum CodingKeys: String, CodingKey {
@@ -29,6 +32,7 @@ public struct JobSpec: Codable, Equatable {
         case model
         case coreml
         case tflite
+        case executorch
         case inputs
         case outputs
         case run
@@ -86,6 +90,17 @@ public struct TFLiteSpec: Codable, Equatable {
         case numThreads = "num_threads"
         case metal
         case coreml
+        case opProfile = "op_profile"
+    }
+}
+
+public struct ExecuTorchSpec: Codable, Equatable {
+    /// The backend the `.pte` was lowered for: `xnnpack` (its partitions; the rest on ExecuTorch's kernels).
+    public var backend: String
+    public var opProfile: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case backend
         case opProfile = "op_profile"
     }
 }

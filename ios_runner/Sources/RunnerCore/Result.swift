@@ -301,16 +301,20 @@ public struct RunnerReport: Codable {
     public var appVersion: String
     public var engine: String
     public var engineDetail: String?
+    /// The runtime's release the app was built with (ExecuTorch's SwiftPM package); nil: not known.
+    public var engineVersion: String?
 
     enum CodingKeys: String, CodingKey {
         case appVersion = "app_version"
         case engine
         case engineDetail = "engine_detail"
+        case engineVersion = "engine_version"
     }
 
-    public init(appVersion: String, engine: String, engineDetail: String?) {
+    public init(appVersion: String, engine: String, engineDetail: String?, engineVersion: String? = nil) {
         self.appVersion = appVersion
         self.engine = engine
         self.engineDetail = engineDetail
+        self.engineVersion = engineVersion
     }
 }

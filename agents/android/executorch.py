@@ -1,0 +1,163 @@
+"""``.pte`` jobs on a phone: ExecuTorch's ``executor_runner``, provisioned like benchmark_model
+(``quantlab android provision --executorch-runner PATH``), pushed with the program, launched
+once per repeat (``warmup + iterations`` executions; the first ``warmup`` dropped, every other
+iteration's time kept as a raw sample), and once more with ``--etdump_path`` for the per-op
+profile: the ETDump pulled and read with ExecuTorch's Inspector
+(:mod:`quantlab.agents.executorch.etdump`), the same rows as the simulator's.
+The command line and output format: :mod:`quantlab.android_runner.executorch_command`.
+"""
+
+from __future__ import annotations
+
+import shlex
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from quantlab.agents.android.faults import adb_errors, adb_faults
+from quantlab.agents.base import Progress
+from quantlab.agents.executorch import host as et_host
+from quantlab.android_runner import executorch_command as etcmd
+from quantlab.android_runner import provision
+from quantlab.android_runner.command import DEVICE_DIR, BenchmarkCommand
+from quantlab.harness.errors import DeviceUnusable, JobFailed
+from quantlab.harness.records import DeviceInfo, Job, OpRecord, RawOutput, RawResult
+
+PROVISION = "quantlab android provision --executorch-runner PATH --abi {abi}"
+MEMORY_NOT_REPORTED = "not reported: executor_runner prints no memory figure"
+
+
+def supports_pte(device: DeviceInfo, job: Job) -> tuple[bool, str]:
+    """Whether ``device`` can run the ``.pte`` job, with the one-line reason when not."""
+    if job.delegate not in etcmd.DELEGATES:
+        return False, (f"{job.delegate}: a LiteRT delegate; an ExecuTorch program runs on "
+                       f"{', '.join(etcmd.DELEGATES)} on Android")
+    if provision.cached_binary(device.abi or "", etcmd.RUNNER) is None:
+        return False, (f"no ExecuTorch executor_runner provisioned for ABI "
+                       f"{device.abi or 'unknown'}: run `"
+                       f"{PROVISION.format(abi=device.abi or 'ABI')}` (docs/devices.md)")
+    for asked, what in ((job.settings.inputs, "--inputs"),
+                        (job.settings.sustained_s > 0, "--sustained")):
+        if asked:
+            return False, f"{what}: not available for a .pte job on Android yet"
+    return True, ""
+
+
+def run_pte(agent: Any, device: DeviceInfo, job: Job, progress: Progress) -> RawResult:
+    """Measure the ``.pte`` job on the phone (see the module docstring)."""
+    try:
+        runner = provision.require_binary(device.abi, etcmd.RUNNER)
+    except provision.RunnerMissing as exc:
+        raise DeviceUnusable(device.id, exc.message, hint=exc.hint) from None
+    if not Path(job.model.path).is_file():
+        raise JobFailed(f"{job.model.path}: model file not found on this host",
+                        hint="the variant was moved or deleted after planning")
+    d = agent._device(device.id)
+    warnings = [f"{what} of an ExecuTorch program is not available on Android yet"
+                for what, asked in (("numerics check", job.settings.numerics),
+                                    ("energy", job.settings.energy)) if asked]
+    with adb_faults(device.id, "waiting for it to cool down"):
+        progress("cooling down", None)
+        thermal_before = agent._wait_cool(device, warnings)
+    model = f"{DEVICE_DIR}/models/{job.model.sha256[:16]}.pte"
+    with adb_faults(device.id, "pushing files"):
+        progress("pushing", None)
+        provision.ensure_file(d, runner.path, etcmd.BINARY, runner.sha256, mode=0o755)
+        provision.ensure_file(d, Path(job.model.path), model, job.model.sha256)
+    s = job.settings
+    warmup, raw_outputs = int(s.warmup), list[RawOutput]()
+    cmd = etcmd.build_command(job, model, warmup + int(s.iterations))
+    runner_meta: dict[str, Any] = {
+        "name": etcmd.RUNNER, "runtime": "executorch", "version": runner.version,
+        "abi": runner.abi, "sha256": runner.sha256, "argv": list(cmd.argv),
+        "warmup": f"the first {warmup} of each launch's executions, dropped on the host"}
+    samples: list[tuple[float, ...]] = []
+    loads: list[float] = []
+    firsts: list[float] = []
+    for r in range(max(int(s.repeats), 1)):
+        progress(f"repeat {r + 1}/{s.repeats}", r / max(int(s.repeats), 1))
+        out = _launch(d, device, cmd, raw_outputs, f"launch-{r + 1}")
+        if not out.ok:
+            return RawResult.failure(job.job_id, str(out.error), runner=runner_meta,
+                                     raw_outputs=tuple(raw_outputs))
+        samples.append(out.samples_ms[warmup:] or out.samples_ms)
+        firsts.append(out.samples_ms[0])
+        if out.load_ms is not None:
+            loads.append(out.load_ms)
+    ops: tuple[OpRecord, ...] = ()
+    ops_model_ms = None
+    if s.profile_ops:
+        progress("profiling ops", None)
+        profiled, why = _profile(d, device, job, model, raw_outputs)
+        if profiled is None:
+            warnings.append(f"per-op profile unavailable: {why}")
+        else:
+            ops = tuple(OpRecord(**row) for row in profiled["ops"])
+            ops_model_ms = profiled["ops_model_ms"]
+            runner_meta["profiler"] = f"{profiled['profiler']} (pulled from the phone)"
+            if profiled.get("ops_note"):
+                warnings.append(f"per-op profile: {profiled['ops_note']}")
+    with adb_faults(device.id, "reading its thermal state"):
+        thermal_after = agent._thermal_snapshot(device)
+    progress("done", 1.0)
+    return RawResult(job_id=job.job_id, status="ok", samples_ms=tuple(samples),
+                     init_ms=statistics.median(loads) if loads else None,
+                     first_inference_ms=statistics.median(firsts),
+                     memory_method=MEMORY_NOT_REPORTED, ops=ops, ops_model_ms=ops_model_ms,
+                     thermal_before=thermal_before, thermal_after=thermal_after,
+                     runner=runner_meta, warnings=tuple(warnings),
+                     raw_outputs=tuple(raw_outputs))
+
+
+def _launch(d: Any, device: DeviceInfo, cmd: BenchmarkCommand, raw: list[RawOutput],
+            name: str) -> etcmd.RunnerOutput:
+    """One executor_runner launch; its stdout and stderr kept raw, then read."""
+    with adb_faults(device.id, "running executor_runner"):
+        res = d.shell2(cmd.shell(), timeout=cmd.timeout_s + 60, v2=True, encoding=None)
+    raw.append(RawOutput.capture(f"{name}.stdout", "text/plain", res.stdout))
+    if res.stderr:
+        raw.append(RawOutput.capture(f"{name}.stderr", "text/plain", res.stderr))
+    out = etcmd.parse_output(res.stdout.decode("utf-8", "replace") + "\n"
+                             + res.stderr.decode("utf-8", "replace"))
+    if res.returncode in (124, 137):
+        return etcmd.RunnerOutput(False, f"executor_runner ran past the device-side limit of "
+                                  f"{cmd.timeout_s}s and was killed")
+    if res.returncode != 0 and out.ok:
+        return etcmd.RunnerOutput(False, f"executor_runner exited with code {res.returncode}")
+    return out
+
+
+def _profile(d: Any, device: DeviceInfo, job: Job, model: str, raw: list[RawOutput]
+             ) -> tuple[dict[str, Any] | None, str]:
+    """The launch with ``--etdump_path``, its ETDump pulled and read; or None and why."""
+    remote = f"{DEVICE_DIR}/out/{job.job_id}.etdp"
+    with adb_faults(device.id, "profiling ops"):
+        d.shell2(f"mkdir -p {shlex.quote(DEVICE_DIR + '/out')} && rm -f {shlex.quote(remote)}",
+                 timeout=60, v2=True)
+    cmd = etcmd.build_command(job, model, max(int(job.settings.iterations), 10), remote)
+    out = _launch(d, device, cmd, raw, "profile-launch")
+    if not out.ok:
+        return None, str(out.error)
+    with adb_faults(device.id, "pulling the ETDump"):
+        try:
+            blob = d.sync.read_bytes(remote)
+        except adb_errors():
+            blob = b""
+    if not blob:
+        return None, (f"executor_runner wrote no ETDump at {remote} (build it with "
+                      "ET_EVENT_TRACER_ENABLED: EXECUTORCH_BUILD_DEVTOOLS and "
+                      "EXECUTORCH_ENABLE_EVENT_TRACER)")
+    raw.append(RawOutput.capture("profile.etdp", "application/octet-stream", blob))
+    if not et_host.installed():
+        return None, ("reading the ETDump needs ExecuTorch on this host: "
+                      "pip install 'quantlab[torch]'")
+    from quantlab.agents.executorch.etdump import EtdumpError, read_etdump
+
+    with tempfile.TemporaryDirectory(prefix="quantlab-etdump-") as tmp:
+        path = Path(tmp) / "profile.etdp"
+        path.write_bytes(blob)
+        try:
+            return read_etdump(path), ""
+        except EtdumpError as exc:
+            return None, str(exc)
