@@ -213,3 +213,23 @@ def test_sensitivity_ranks_a_pytorch_models_layers_on_its_litert_float_model(
     assert all(r["rel_error"] >= 0 for r in layers)
     errors = [r["added_error"] for r in layers]
     assert errors == sorted(errors, reverse=True)  # most sensitive first
+
+
+def test_the_simulator_refuses_an_et_coreml_program_up_front(coreml_variants: Path) -> None:
+    """et-coreml lowers here but only Apple's ExecuTorch builds run it: the simulator says so
+    when it plans the job, instead of failing the launch with "error 0x20"."""
+    from quantlab.agents.sim.agent import SimAgent
+    from quantlab.harness.models import model_ref
+    from quantlab.harness.records import Job, Settings
+
+    agent = SimAgent()
+    (device,) = agent.discover()
+
+    def verdict(name: str) -> tuple[bool, str]:
+        job = Job(model_ref(coreml_variants / name), device.id, "sim", "et-xnnpack", 1,
+                  Settings())
+        return agent.supports(device, job)
+
+    ok, why = verdict("et-coreml.pte")
+    assert not ok and "CoreMLBackend" in why and "iOS" in why
+    assert verdict("et-fp32.pte") == (True, "")

@@ -13,6 +13,22 @@ DELEGATES = ("et-xnnpack",)
 """The ExecuTorch delegates the host runs: the program as lowered (XNNPACK partitions)."""
 
 
+APPLE_ONLY_BACKENDS = (b"CoreMLBackend", b"MPSBackend")
+"""Backend ids a program's delegate calls name that only ExecuTorch's iOS/macOS builds run."""
+
+
+def foreign_backends(path: str) -> list[str]:
+    """The Apple-only backends a ``.pte`` delegates to (empty: the host can run it).
+
+    A delegate call names its backend by id, a string in the program's flatbuffer, so a scan
+    of the file finds it without loading ExecuTorch (this runs when a job is planned).
+    """
+    import mmap
+
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return [b.decode() for b in APPLE_ONLY_BACKENDS if data.find(b) >= 0]
+
+
 def executorch_version() -> str | None:
     """The installed executorch's version, or None."""
     try:

@@ -105,6 +105,11 @@ class SimAgent:
             if job.delegate not in et_host.DELEGATES:
                 return False, (f"delegate {job.delegate!r} is LiteRT's: an ExecuTorch program "
                                f"runs on {', '.join(et_host.DELEGATES)}")
+            apple = et_host.foreign_backends(job.model.path)
+            if apple:
+                return False, (f"{Path(job.model.path).name} delegates to {', '.join(apple)}, "
+                               "which only ExecuTorch's iOS/macOS builds run (quantlab's "
+                               "runners, the iPhone app's included, link XNNPACK only)")
         elif job.model.format != "tflite":
             return False, f"{job.model.format} models do not run on the simulator"
         elif job.delegate not in self.litert_delegates:
