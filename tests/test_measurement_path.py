@@ -104,7 +104,8 @@ def _demo(tmp: Path, models: dict[str, Path], mp: pytest.MonkeyPatch) -> list[st
     mp.setattr(demo, "_train", lambda work: (work / "m.keras", work / "d.npz", work / "c.npz"))
     mp.setattr(demo, "_quantize", quantize)
     mp.setattr(demo, "_evaluate", lambda variants, data, location, labels=None: {
-        "variants": [], "metric": "top1", "task": {"name": "classification"}, "samples": 0})
+        "variants": [], "metric": "top1", "task": {"name": "classification"}, "samples": 0,
+        "reference": {"scheme": "fp32"}})  # evaluate's report always names its reference
     return ["demo", "--out", str(tmp / "demo"), "--schemes", "fp32,int8", *FAST]
 
 
