@@ -242,6 +242,17 @@ def test_a_delegate_the_device_lacks_is_one_line_and_exit_2(
     assert "Traceback" not in r.stderr
 
 
+def test_cluster_without_device_is_one_line_and_exit_2(
+        variants: Path, digits: tuple[Path, Path]) -> None:
+    """--cluster names the lab whose devices --device picks: alone it was silently ignored
+    (the host evaluation ran as if it were not there)."""
+    r = quantlab("evaluate", str(variants), "--data", str(digits[1]), "--cluster",
+                 "127.0.0.1:1", "--no-store")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "--cluster" in r.stderr and "--device" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) <= 2
+
+
 SHARP = "sharpen-3x"
 
 

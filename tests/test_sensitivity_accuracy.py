@@ -207,3 +207,51 @@ def test_accuracy_and_error_rankings_tell_a_loud_but_harmless_layer_apart(
     assert all(by_accuracy[0]["drop"] > 3 * row["drop"] for row in by_accuracy[1:]), drops
     loud = next(row for row in by_accuracy if "loud" in row["layer"])
     assert loud["drop"] <= 0.01 and by_accuracy.index(loud) > 0, drops
+
+
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The shapes detector (SSD outputs through TFLite_Detection_PostProcess), trained briefly:
+    its ranking only has to be by mAP, not good."""
+    from quantlab.harness.quantize.demo_detector import build_detector
+
+    return build_detector(tmp_path_factory.mktemp("det"), styles=("ssd",), n_train=600,
+                          epochs=4, n_eval=60)
+
+
+def test_a_detector_is_ranked_by_its_map_drop_with_coco_labels(
+    detector: dict[str, Path], tmp_path: Path,
+) -> None:
+    """--task/--labels/--decoder as evaluate takes them: each one-layer-int8 model is scored
+    by the detection task (mAP against the COCO boxes), not by the quick metric (which read
+    the boxes output as class scores: top-1 agreement)."""
+    common = ["sensitivity", str(detector["ssd"]), "--calib", str(detector["calib"]),
+              "--data", str(detector["eval"]), "--by", "accuracy"]
+    r = quantlab(*common, "--task", "detection", "--labels", str(detector["labels"]),
+                 "--decoder", "ssd", "--json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout)
+    assert out["metric"] == "map" and out["task"] == "detection"
+    layers = [row for row in out["layers"] if row["drop"] is not None]
+    assert len(layers) >= 3
+    # the float model's mAP, scored as evaluate scores it: the same for every row
+    (reference,) = {row["reference"] for row in layers}
+    assert 0.0 < reference <= 1.0
+    for row in layers:
+        assert row["metric"] == "map"
+        assert 0.0 <= row["value"] <= 1.0
+        assert row["drop"] == pytest.approx(reference - row["value"], abs=1e-9)
+    assert [row["drop"] for row in layers] == sorted((row["drop"] for row in layers),
+                                                     reverse=True)
+    # the table names the metric; the labels are inferred to mean detection without --task
+    r = quantlab(*common, "--labels", str(detector["labels"]), "--top", "1")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "map drop" in r.stdout
+    # a missing labels file and an unknown task are one line, exit 2
+    r = quantlab(*common, "--labels", str(tmp_path / "none.json"))
+    assert r.returncode == 2 and "none.json" in r.stderr and "Traceback" not in r.stderr
+    r = quantlab(*common, "--task", "pose")
+    assert r.returncode == 2 and "pose" in r.stderr and "Traceback" not in r.stderr
+    r = quantlab("sensitivity", str(detector["ssd"]), "--calib", str(detector["calib"]),
+                 "--task", "detection")
+    assert r.returncode == 2 and "--task" in r.stderr and "Traceback" not in r.stderr

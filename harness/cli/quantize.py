@@ -41,6 +41,17 @@ SamplesOpt = Annotated[
     int, typer.Option("--calib-samples", help="Calibration samples drawn from the data.")
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for drawing calibration samples.")]
+TaskOpt = Annotated[
+    str | None, typer.Option("--task", help="classification, detection, segmentation or "
+                             "regression (default: inferred from the outputs and labels).")]
+LabelsOpt = Annotated[
+    str | None, typer.Option("--labels", help="Ground truth beside --data: COCO annotations "
+                             "JSON for detection (its images, in order, are the inputs of "
+                             "--data).")]
+DecoderOpt = Annotated[
+    str | None, typer.Option("--decoder", help="Detection outputs: ssd (boxes, classes, "
+                             "scores, count), yolo (raw [1,4+C,N], host NMS) or blazeface (raw "
+                             "anchors). Default: inferred from the output shapes.")]
 TrainOpt = Annotated[
     str | None,
     typer.Option("--train", help="Labelled training data for qat-int8: .npz (x, y) or "
@@ -266,19 +277,9 @@ def evaluate_cmd(
                      "(0.02 = 2 points): one number for every scheme and/or per scheme, e.g. "
                      "int8=0.03,fp16=0.005. Default: each scheme's own gate (fp16 0.005, "
                      "int8 0.02).")] = None,
-    task: Annotated[
-        str | None, typer.Option("--task", help="classification, detection, segmentation or "
-                                 "regression (default: inferred from the outputs and labels).")
-    ] = None,
-    labels: Annotated[
-        str | None, typer.Option("--labels", help="Ground truth beside --data: COCO "
-                                 "annotations JSON for detection (its images, in order, are "
-                                 "the inputs of --data).")] = None,
-    decoder: Annotated[
-        str | None, typer.Option("--decoder", help="Detection outputs: ssd (boxes, classes, "
-                                 "scores, count), yolo (raw [1,4+C,N], host NMS) or blazeface "
-                                 "(raw anchors). Default: inferred from the output shapes.")
-    ] = None,
+    task: TaskOpt = None,
+    labels: LabelsOpt = None,
+    decoder: DecoderOpt = None,
     max_mse: Annotated[
         float | None, typer.Option("--max-mse", help="Also fail a variant whose first output's "
                                    "MSE against fp32 exceeds this (e.g. 0.01).")] = None,
@@ -334,9 +335,11 @@ def evaluate_cmd(
     from quantlab.harness.quantize.gate import parse_max_drop
 
     parse_max_drop(max_drop)  # a typo fails before any model runs
-    if device is None and (delegate is not None or samples is not None):
-        raise UserError(f"{'--delegate' if delegate is not None else '--samples'}: only used "
-                        "with --device", hint="add --device sim (or a phone's id)")
+    alone = [f for f, v in (("--delegate", delegate), ("--samples", samples),
+                            ("--cluster", cluster)) if v is not None]
+    if device is None and alone:
+        raise UserError(f"{alone[0]}: only used with --device",
+                        hint="add --device sim (or a phone's id)")
     if device is not None:
         if per_delegate:
             raise UserError("--per-delegate reads stored numerics; --device measures accuracy "

@@ -19,7 +19,7 @@ from quantlab.harness.cli.common import (
     print_json,
 )
 from quantlab.harness.cli.options import DataFormat, with_options
-from quantlab.harness.cli.quantize import SamplesOpt, SeedOpt
+from quantlab.harness.cli.quantize import DecoderOpt, LabelsOpt, SamplesOpt, SeedOpt, TaskOpt
 from quantlab.harness.errors import UserError
 
 
@@ -46,12 +46,17 @@ def sensitivity_cmd(
         int | None, typer.Option("--top", help="--by accuracy: score only the error ranking's "
                                  "first N layers (the rest follow in its order, no drop).")
     ] = None,
+    task: TaskOpt = None,
+    labels: LabelsOpt = None,
+    decoder: DecoderOpt = None,
     calib_samples: SamplesOpt = 200,
     seed: SeedOpt = 0,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Rank layers by int8 quantization error or by accuracy drop, most sensitive first."""
+    """Rank layers by int8 quantization error or by accuracy drop, most sensitive first.
+    --by accuracy scores each model with the task as evaluate does (--task, --labels,
+    --decoder): detection by mAP, segmentation by mIoU, classification by top-1."""
     from quantlab.harness.quantize.variants import sensitivity
 
     if by not in ("error", "accuracy"):
@@ -60,7 +65,7 @@ def sensitivity_cmd(
     with err_console.status(f"measuring {what}"):
         result = sensitivity(model, calib, calib_samples=calib_samples, seed=seed, data=data,
                              by="accuracy" if by == "accuracy" else "error", top=top,
-                             **fmt.reading())
+                             task=task, labels=labels, decoder=decoder, **fmt.reading())
     rows = result["layers"]
     if json_out:
         print_json({"model": model, **result})
@@ -69,7 +74,8 @@ def sensitivity_cmd(
 
     cost = ", ".join(f"{k} ranking {v:.1f} s" for k, v in result["seconds"].items())
     cost += f"; accuracy for the top {result['top']} by error" if result.get("top") else ""
-    table = Table(title=f"int8 sensitivity of {model} by {by} (most sensitive first)",
+    what = f"{result['metric']} ({result['task']})" if result.get("metric") else by
+    table = Table(title=f"int8 sensitivity of {model} by {what} (most sensitive first)",
                   caption=cost)
     cols = ["#", "layer", "op", "error (rel.)", "MSE"]
     if by == "accuracy":

@@ -117,6 +117,9 @@ class WorkerRequest:
     input_shape: tuple[int, ...] | None = None  # a PyTorch source's example input
     by: Literal["error", "accuracy"] = "error"  # sensitivity: how layers are ranked
     top: int | None = None  # sensitivity --by accuracy: convert the error ranking's first N
+    eval_task: str | None = None  # sensitivity --by accuracy: the task (None: inferred)
+    labels: str | None = None  # its ground truth beside the data (COCO JSON for detection)
+    decoder: str | None = None  # detection outputs' decoder (None: inferred)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (what the worker reads)."""

@@ -39,6 +39,52 @@ def _score(
     return metric, float(agreement if agreement is not None else 1.0), outputs
 
 
+Scorer = Callable[[str, Any], tuple[str, float, Any]]
+"""``score(tflite_path, reference)`` → (metric, value, what the next calls compare against);
+``reference`` is None on the first call, which scores the float model."""
+
+
+class TaskScorer:
+    """A :data:`Scorer` that scores with the task plug-ins of :mod:`quantlab.harness.tasks`,
+    as ``evaluate`` does: the task given or inferred from the float model's outputs and the
+    labels (``labels``: COCO JSON for detection, else the data's ``y``), its primary metric
+    with labels (mAP, mIoU, top-1, MSE), else its label-free fidelity against the float
+    model. UserError for a task, decoder or labels that do not fit. ``task_name``: the task
+    picked (set by the first call)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray | None, *, task: str | None = None,
+                 labels: str | None = None, decoder: str | None = None) -> None:
+        self.x, self.y, self.task, self.labels, self.decoder = x, y, task, labels, decoder
+        self.task_name: str | None = None
+        self._picked: Any = None
+        self._ctx: Any = None
+
+    def __call__(self, path: str, reference: Any) -> tuple[str, float, Any]:
+        """Score the model at ``path`` (``reference``: the float model's predictions)."""
+        from quantlab.harness.tasks import Context, OutputInfo, get_task, infer_task
+
+        runner = TfliteRunner(path)
+        outputs = runner.predict(self.x)
+        if self._picked is None:  # the float model: pick the task and load the labels once
+            infos = [OutputInfo(str(od["name"]), (1, *(int(d) for d in od["shape"][1:])))
+                     for od in runner.outputs]
+            self._picked = (get_task(self.task) if self.task
+                            else infer_task(infos, self.y, self.labels)[0])
+            self._ctx = Context(infos, runner.input_shape, decoder=self.decoder)
+            self._ctx.labels = self._picked.load_labels(self.labels, self.y, len(self.x),
+                                                        self._ctx)
+            self.task_name = self._picked.name
+        picked, ctx = self._picked, self._ctx
+        pred = picked.decode(outputs, ctx)
+        metrics = picked.metrics(pred, ctx)
+        metric = picked.primary_metric if metrics else picked.label_free_metric
+        value = metrics.get(metric)
+        ref = pred if reference is None else reference
+        if value is None:
+            value = picked.fidelity(ref, pred, ctx).get(metric)
+        return metric, 1.0 if value is None else float(value), ref
+
+
 def greedy_keep_float(
     build: Callable[[list[str]], bytes],
     ranked_layers: list[str],
@@ -172,22 +218,26 @@ def rank_by_accuracy(
     eval_y: np.ndarray | None,
     work_dir: Path,
     top: int | None = None,
+    scorer: Scorer | None = None,
 ) -> list[dict[str, Any]]:
     """Layers by the task metric's drop with only that layer int8 (the rest float), largest
     drop first. Each row: ``layer``, ``metric``, ``reference`` (the float model's value),
     ``value``, ``drop`` and ``seconds`` (converting and scoring that layer). ``top``: only
     the first N of ``layers`` (in their order, e.g. the error ranking's) are converted and
-    ranked; the rest follow in their order with ``drop`` None."""
+    ranked; the rest follow in their order with ``drop`` None. ``scorer``: how each model is
+    scored (default: the quick metric of mixed precision's gate; :func:`task_scorer`: the
+    task plug-ins, as ``evaluate``)."""
+    score = scorer or (lambda path, ref: _score(path, eval_x, eval_y, ref))
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         ref_path = Path(tmp) / "reference.tflite"
         ref_path.write_bytes(float_model)
-        metric, ref_value, ref_out = _score(str(ref_path), eval_x, eval_y, None)
+        metric, ref_value, ref_out = score(str(ref_path), None)
         for i, layer in enumerate(layers[:top]):
             t0 = time.perf_counter()
             path = Path(tmp) / f"one-{i}.tflite"
             path.write_bytes(build([other for other in layers if other != layer]))
-            _, value, _ = _score(str(path), eval_x, eval_y, ref_out)
+            _, value, _ = score(str(path), ref_out)
             rows.append({"layer": layer, "metric": metric, "reference": ref_value,
                          "value": value, "drop": gate_drop(metric, ref_value, value),
                          "seconds": time.perf_counter() - t0})

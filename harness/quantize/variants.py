@@ -390,15 +390,22 @@ def sensitivity(
     by: Literal["error", "accuracy"] = "error",
     top: int | None = None,
     input_shape: Sequence[int] | None = None,
+    task: str | None = None,
+    labels: str | os.PathLike[str] | None = None,
+    decoder: str | None = None,
 ) -> dict[str, Any]:
     """Layers of ``source``, most sensitive first (in a worker): ``{"by", "layers",
-    "seconds", "top", "converted"}``. ``by="error"`` ranks by int8 quantization error on
-    ``calib``; ``by="accuracy"`` quantizes one layer at a time (the rest float) and ranks by
-    the task metric's drop on the labelled ``data`` (``top``: only the error ranking's first
-    N layers, the rest following in the error ranking's order without a drop; ``converted``:
-    how many were). ``seconds`` says what each ranking cost. A PyTorch source is ranked on
-    litert-torch's float .tflite of it (the layers are that file's tensors, as for its LiteRT
-    variants); ``input_shape`` is a ``module:factory`` source's example input."""
+    "seconds", "top", "converted", "task", "metric"}``. ``by="error"`` ranks by int8
+    quantization error on ``calib``; ``by="accuracy"`` quantizes one layer at a time (the
+    rest float) and ranks by the task metric's drop on the labelled ``data`` (``top``: only
+    the error ranking's first N layers, the rest following in the error ranking's order
+    without a drop; ``converted``: how many were). ``seconds`` says what each ranking cost.
+    A PyTorch source is ranked on litert-torch's float .tflite of it (the layers are that
+    file's tensors, as for its LiteRT variants); ``input_shape`` is a ``module:factory``
+    source's example input. ``task``, ``labels``, ``decoder`` (``by="accuracy"`` only): as
+    :func:`~quantlab.harness.quantize.evaluate.evaluate` takes them; each model is scored by
+    that task's plug-in (detection by mAP, segmentation by mIoU; ``task``/``metric`` say
+    which)."""
     src = Path(source)
     kind = source_kind(src)
     if kind == "torch-entry" and not input_shape:
@@ -411,6 +418,17 @@ def sensitivity(
                         hint="add --data eval.npz (inputs and labels, as evaluate takes them)")
     if data is not None and not Path(data).exists():
         raise DataError(f"{data}: no such evaluation data file or folder")
+    given = [f for f, v in (("--task", task), ("--labels", labels), ("--decoder", decoder))
+             if v is not None]
+    if given and by != "accuracy":
+        raise UserError(f"{given[0]}: only used with --by accuracy",
+                        hint="add --by accuracy --data eval.npz")
+    if task is not None:
+        from quantlab.harness.tasks import get_task
+
+        get_task(task)  # an unknown task fails before the worker starts
+    if labels is not None and not Path(labels).is_file():
+        raise DataError(f"{labels}: no such labels file", hint="pass the COCO annotations JSON")
     if top is not None and (by != "accuracy" or top < 1):
         raise UserError(f"--top {top}: " + ("at least 1" if by == "accuracy" else
                                             "only used with --by accuracy"),
@@ -422,7 +440,8 @@ def sensitivity(
             data=DataSpec(calib=str(calib), eval_data=None if data is None else str(data),
                           calib_samples=calib_samples, seed=seed, x_key=x_key,
                           y_key=y_key, image=image), by=by, top=top,
-            input_shape=tuple(input_shape) if input_shape else None)
+            input_shape=tuple(input_shape) if input_shape else None, eval_task=task,
+            labels=None if labels is None else str(Path(labels).resolve()), decoder=decoder)
         code, events, _ = run_worker(request, Path(tmp))
     for ev in events:
         if ev["event"] == "fatal":
@@ -430,6 +449,6 @@ def sensitivity(
         if ev["event"] == "ranking":
             layers = list(ev["layers"])
             return {"by": ev["by"], "layers": layers, "seconds": ev["seconds"],
-                    "top": ev.get("top"),
+                    "top": ev.get("top"), "task": ev.get("task"), "metric": ev.get("metric"),
                     "converted": sum(r.get("ranked_by") == "accuracy" for r in layers)}
     raise ModelError(str(src), f"the sensitivity worker crashed (exit code {code})")

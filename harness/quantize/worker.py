@@ -207,6 +207,8 @@ def _sensitivity(job: Job, events: Events) -> int:
                     "labelled data to score each layer on (--data eval.npz)", hint=None)
         return 3
     seconds: dict[str, float] = {}
+    task_name: str | None = None
+    metric: str | None = None
     kind, model, path = job.kind, job.model, job.source
     try:
         if kind in TORCH_KINDS:  # ranked on litert-torch's float .tflite of the model
@@ -222,17 +224,24 @@ def _sensitivity(job: Job, events: Events) -> int:
             t0 = time.perf_counter()
             build = sens.layer_builder(kind, model, job.aeq_source, job.calib_x)
             errors = {r["layer"]: r for r in rows}
+            scorer = sens.TaskScorer(job.eval_x, job.eval_y, task=job.req.eval_task,
+                                     labels=job.req.labels, decoder=job.req.decoder)
             acc = sens.rank_by_accuracy(build, list(errors), job.fp32, job.eval_x,
-                                        job.eval_y, job.work, top=job.req.top)
+                                        job.eval_y, job.work, top=job.req.top, scorer=scorer)
+            task_name, metric = scorer.task_name, acc[0].get("metric") if acc else None
             rows = [{**errors[r["layer"]], **r} for r in acc]
             seconds["accuracy"] = time.perf_counter() - t0
+    except QuantlabError as exc:  # a task, decoder or labels that do not fit the model
+        events.emit("fatal", kind=type(exc).__name__, message=exc.message, hint=exc.hint)
+        return 3
     except Exception as exc:
         traceback.print_exc()
         events.emit("fatal", kind="ModelError",
                     message=f"{job.source}: sensitivity analysis failed ({_short(exc)})",
                     hint=None)
         return 3
-    events.emit("ranking", layers=rows, by=by, seconds=seconds, top=job.req.top)
+    events.emit("ranking", layers=rows, by=by, seconds=seconds, top=job.req.top,
+                task=task_name, metric=metric)
     return 0
 
 
