@@ -76,6 +76,25 @@ def test_a_litert_delegate_is_refused_for_a_pte_with_the_reason(pte: Path,
     assert "an ExecuTorch program runs on et-xnnpack" in json.dumps(plan["skipped"])
 
 
+def test_plan_names_each_jobs_runtime_beside_its_delegate(pte: Path,
+                                                         tflite_models: dict[str, Path]) -> None:
+    args = ("plan", str(tflite_models["cnn"]), str(pte), "--device", "sim")
+    proc = _quantlab(*args, "--json")
+    assert proc.returncode == 0, proc.stderr
+    runtimes = {Path(j["model"]["path"]).suffix: (j["runtime"], j["delegate"])
+                for j in json.loads(proc.stdout)["jobs"]}
+    assert runtimes == {".tflite": ("litert", "xnnpack"), ".pte": ("executorch", "et-xnnpack")}
+    table = subprocess.run([*QUANTLAB, *args], capture_output=True, text=True, cwd=ROOT,
+                           timeout=600, env=dict(os.environ, COLUMNS="200"))
+    assert table.returncode == 0, table.stderr
+    rows = {line.split()[0]: line.split() for line in table.stdout.splitlines()
+            if "planned" in line}
+    assert any(line.split()[2:4] == ["delegate", "runtime"]
+               for line in table.stdout.splitlines() if line.split()[:1] == ["model"])
+    assert [r[2:4] for r in rows.values()] == [["xnnpack/1t", "litert"],
+                                               ["et-xnnpack/1t", "executorch"]]
+
+
 WITHOUT_TORCH = """
 import sys
 sys.modules["torch"] = None
