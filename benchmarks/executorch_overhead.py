@@ -6,6 +6,9 @@ run, alternating, prints:
 
 * overhead ratio: quantlab simulator median (``et-xnnpack``, one thread) / bare
   ``executorch.runtime`` ``execute`` loop median in a fresh process (target ≤ 1.02).
+* profiler ratio: run time with ETDump recording / without, the program loaded as the
+  simulator's ``--profile-ops`` loads it (``enable_etdump=True``, no debug buffer), each in a
+  fresh process, alternating (target ≤ 1.05).
 """
 
 from __future__ import annotations
@@ -53,9 +56,32 @@ for _ in range(int(sys.argv[3])):
 print(statistics.median(s) / 1e6)
 """
 
+ETDUMP = """
+import sys, time, statistics, torch
+from executorch.extension.pybindings import portable_lib
+portable_lib._unsafe_reset_threadpool(1)
+module = portable_lib._load_for_executorch(sys.argv[1], enable_etdump=%s, debug_buffer_size=0)
+args = [torch.randn(1, 3, 160, 160)]
+for _ in range(int(sys.argv[2])): module.forward(args)
+s = []
+for _ in range(int(sys.argv[3])):
+    t = time.perf_counter_ns(); module.forward(args); s.append(time.perf_counter_ns() - t)
+print(statistics.median(s) / 1e6)
+"""
+
+
+def profiler_ratio(model: Path, warmup: int, iterations: int, rounds: int) -> float:
+    """Median run time with ETDump recording / without, alternating in fresh processes."""
+    on: list[float] = []
+    off: list[float] = []
+    for _ in range(rounds):
+        off.append(oc.bare_median_ms(ETDUMP % "False", model, warmup, iterations))
+        on.append(oc.bare_median_ms(ETDUMP % "True", model, warmup, iterations))
+    return statistics.median(on) / statistics.median(off)
+
 
 def main() -> None:
-    """Build the program, measure, print the ratio."""
+    """Build the program, measure, print the ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
@@ -74,6 +100,8 @@ def main() -> None:
               "XNNPACK")
         print(f"bare execute() median {b:.3f} ms | quantlab sim median {q:.3f} ms")
         print(f"overhead ratio (quantlab / bare): {q / b:.3f}   (target ≤ 1.02)")
+        pr = profiler_ratio(model, args.warmup, args.iterations, args.rounds)
+        print(f"profiler ratio (ETDump / none): {pr:.3f}   (target ≤ 1.05)")
 
 
 if __name__ == "__main__":

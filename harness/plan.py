@@ -88,11 +88,22 @@ def select_devices(fleet: Fleet, requested: Sequence[str]) -> list[DeviceInfo]:
     return chosen
 
 
-def _default_delegate(offered: Sequence[str], model: ModelRef) -> str:
-    """The agent's first delegate, or for an ExecuTorch program its first ExecuTorch one."""
-    if model.format == "pte":
-        return next((d for d in offered if d.startswith("et-")), offered[0])
-    return offered[0]
+def _default_delegate(agent: Agent, device: DeviceInfo, model: ModelRef,
+                      settings: Settings) -> str:
+    """The agent's first delegate, or for an ExecuTorch program the first ExecuTorch one the
+    agent takes that program on (the simulator: ``et-portable`` for a program without
+    XNNPACK calls), else its first ExecuTorch one."""
+    offered = agent.delegates
+    if model.format != "pte":
+        return offered[0]
+    ets = [d for d in offered if d.startswith("et-")]
+    if len(ets) > 1 and device.state == "ready":
+        for d in ets:
+            job = Job(model=model, device_id=device.id, platform=device.platform, delegate=d,
+                      threads=1, settings=settings)
+            if agent.supports(device, job)[0]:
+                return d
+    return ets[0] if ets else offered[0]
 
 
 def known_delegates(fleet: Fleet) -> set[str]:
@@ -160,7 +171,7 @@ def build_plan(
     for model in models:
         for device in devices:
             agent = fleet.agent_for(device.id)
-            wanted = list(delegates) or [_default_delegate(agent.delegates, model)]
+            wanted = list(delegates) or [_default_delegate(agent, device, model, settings)]
             for delegate in wanted:
                 for n in threads:
                     job = Job(model=model, device_id=device.id, platform=device.platform,

@@ -102,6 +102,19 @@ def test_pt2_makes_executorch_variants_that_match_the_float_model(
                                             "calibration_samples": 16}
 
 
+def test_et_portable_lowers_without_xnnpack(torch_model: Path) -> None:
+    import quantlab
+    from quantlab.harness.quantize.manifest import Manifest
+
+    out = torch_model / "portable"
+    quantlab.quantize(torch_model / "net.pt2", out, ["et-portable"])
+    [v] = Manifest.load(out).variants
+    assert (v.scheme, v.status, v.file) == ("et-portable", "ok", "et-portable.pte"), v
+    assert v.ops is not None and v.ops["delegated_ops"] == 0 and v.ops["portable_ops"] >= 3
+    assert v.ops["delegate"] == "none (portable kernels)"
+    assert b"XnnpackBackend" not in (out / v.file).read_bytes()
+
+
 def test_entry_point_through_the_cli(torch_model: Path) -> None:
     out = torch_model / "cli-variants"
     args = [sys.executable, "-m", "quantlab", "quantize", "tinynet:make", "--out", str(out),

@@ -34,6 +34,20 @@ def pte(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def portable_pte(pte: Path) -> Path:
+    """The same net lowered with no partitioner: ExecuTorch's portable kernels alone."""
+    import torch
+    from executorch.exir import to_edge_transform_and_lower
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU()).eval()
+    program = torch.export.export(net, (torch.zeros(1, 3, 8, 8),))
+    path = pte.parent / "portable.pte"
+    path.write_bytes(to_edge_transform_and_lower(program).to_executorch().buffer)
+    return path
+
+
 def _quantlab(*args: str, script: str | None = None) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-c", script, *args] if script else [*QUANTLAB, *args]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600,
@@ -74,6 +88,49 @@ def test_a_litert_delegate_is_refused_for_a_pte_with_the_reason(pte: Path,
     plan = json.loads(proc.stdout)
     assert [j["delegate"] for j in plan["jobs"]] == ["et-xnnpack"]
     assert "an ExecuTorch program runs on et-xnnpack" in json.dumps(plan["skipped"])
+
+
+def test_plan_names_each_jobs_runtime_beside_its_delegate(pte: Path,
+                                                         tflite_models: dict[str, Path]) -> None:
+    args = ("plan", str(tflite_models["cnn"]), str(pte), "--device", "sim")
+    proc = _quantlab(*args, "--json")
+    assert proc.returncode == 0, proc.stderr
+    runtimes = {Path(j["model"]["path"]).suffix: (j["runtime"], j["delegate"])
+                for j in json.loads(proc.stdout)["jobs"]}
+    assert runtimes == {".tflite": ("litert", "xnnpack"), ".pte": ("executorch", "et-xnnpack")}
+    table = subprocess.run([*QUANTLAB, *args], capture_output=True, text=True, cwd=ROOT,
+                           timeout=600, env=dict(os.environ, COLUMNS="200"))
+    assert table.returncode == 0, table.stderr
+    rows = {line.split()[0]: line.split() for line in table.stdout.splitlines()
+            if "planned" in line}
+    assert any(line.split()[2:4] == ["delegate", "runtime"]
+               for line in table.stdout.splitlines() if line.split()[:1] == ["model"])
+    assert [r[2:4] for r in rows.values()] == [["xnnpack/1t", "litert"],
+                                               ["et-xnnpack/1t", "executorch"]]
+
+
+def test_a_program_without_xnnpack_calls_runs_on_et_portable(pte: Path, portable_pte: Path,
+                                                             tmp_path: Path) -> None:
+    proc = _quantlab("plan", str(pte), str(portable_pte), "--device", "sim", "--json")
+    assert proc.returncode == 0, proc.stderr
+    jobs = {Path(j["model"]["path"]).name: j["delegate"] for j in json.loads(proc.stdout)["jobs"]}
+    assert jobs == {"net.pte": "et-xnnpack", "portable.pte": "et-portable"}  # the defaults
+    proc = _quantlab("plan", str(pte), str(portable_pte), "--device", "sim",
+                     "--delegate", "et-xnnpack,et-portable", "--json")
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    assert [(Path(j["model"]["path"]).name, j["delegate"]) for j in plan["jobs"]] == [
+        ("net.pte", "et-xnnpack"), ("portable.pte", "et-portable")]
+    reasons = {(Path(s["model"]["path"]).name, s["delegate"]): s["reason"]
+               for s in plan["skipped"]}
+    assert "no XNNPACK delegate call" in reasons[("portable.pte", "et-xnnpack")]
+    assert "delegates to XNNPACK" in reasons[("net.pte", "et-portable")]
+    proc = _quantlab("bench", str(portable_pte), "--device", "sim", "--repeats", "1",
+                     "--iterations", "5", "--json", "--results", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    [result] = json.loads(proc.stdout)["results"]
+    assert result["status"] == "ok", result["error"]
+    assert result["delegate"] == "et-portable" and result["latency_ms"]["count"] == 5
 
 
 WITHOUT_TORCH = """

@@ -9,8 +9,12 @@ from importlib.metadata import PackageNotFoundError, version
 RUNNER_MODULE = f"{__package__}.runner"
 """What ``python -m`` runs for a ``.pte`` job."""
 
-DELEGATES = ("et-xnnpack",)
-"""The ExecuTorch delegates the host runs: the program as lowered (XNNPACK partitions)."""
+DELEGATES = ("et-xnnpack", "et-portable")
+"""The ExecuTorch delegates the host runs, each the program as lowered: ``et-xnnpack`` a
+program with XNNPACK delegate calls, ``et-portable`` one without (portable kernels only)."""
+
+XNNPACK_BACKEND = b"XnnpackBackend"
+"""The backend id an XNNPACK delegate call names in a ``.pte``."""
 
 
 APPLE_ONLY_BACKENDS = (b"CoreMLBackend", b"MPSBackend")
@@ -27,6 +31,15 @@ def foreign_backends(path: str) -> list[str]:
 
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
         return [b.decode() for b in APPLE_ONLY_BACKENDS if data.find(b) >= 0]
+
+
+def program_delegate(path: str) -> str:
+    """The host delegate a ``.pte`` runs on: ``et-xnnpack`` where it calls XNNPACK, else
+    ``et-portable`` (the same byte scan as :func:`foreign_backends`)."""
+    import mmap
+
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return "et-xnnpack" if data.find(XNNPACK_BACKEND) >= 0 else "et-portable"
 
 
 def executorch_version() -> str | None:

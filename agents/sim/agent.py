@@ -97,7 +97,8 @@ class SimAgent:
         return out
 
     def supports(self, device: DeviceInfo, job: Job) -> tuple[bool, str]:
-        """``.tflite`` models on xnnpack/cpu, ``.pte`` on et-xnnpack, 1 ≤ threads ≤ 2 × logical
+        """``.tflite`` models on xnnpack/cpu, ``.pte`` on et-xnnpack (XNNPACK delegate calls)
+        or et-portable (none), 1 ≤ threads ≤ 2 × logical
         cores."""
         if job.model.format in ("mlpackage", "mlmodel"):
             return False, "Core ML variant: not an iOS device"
@@ -110,6 +111,13 @@ class SimAgent:
                 return False, (f"{Path(job.model.path).name} delegates to {', '.join(apple)}, "
                                "which only ExecuTorch's iOS/macOS builds run (quantlab's "
                                "runners, the iPhone app's included, link XNNPACK only)")
+            fits = et_host.program_delegate(job.model.path)
+            if job.delegate != fits:
+                name = Path(job.model.path).name
+                return False, (f"{name} delegates to XNNPACK: it runs on et-xnnpack"
+                               if fits == "et-xnnpack" else
+                               f"{name} has no XNNPACK delegate call (portable kernels "
+                               "only): it runs on et-portable")
         elif job.model.format != "tflite":
             return False, f"{job.model.format} models do not run on the simulator"
         elif job.delegate not in self.litert_delegates:

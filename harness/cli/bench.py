@@ -67,19 +67,22 @@ def register(app: typer.Typer) -> None:
 
 def _plan_table(the_plan: Plan) -> Any:
     from quantlab.harness.cli.tables import label_column, model_label, new_table
+    from quantlab.harness.runtimes import runtime_of
 
     table = new_table(f"Plan: {len(the_plan.jobs)} jobs, {len(the_plan.skipped)} skipped")
     label_column(table, "model", 18)
     label_column(table, "device", 12)
-    label_column(table, "delegate", 12)
+    label_column(table, "delegate", 16)  # et-xnnpack/1t whole
+    label_column(table, "runtime", 10)
     table.add_column("status / reason", overflow="fold", max_width=40)
     for job in the_plan.jobs:
         table.add_row(model_label({"path": job.model.path, "scheme": job.model.scheme}),
-                      job.device_id, f"{job.delegate}/{job.threads}t", "[green]planned[/]")
+                      job.device_id, f"{job.delegate}/{job.threads}t", runtime_of(job),
+                      "[green]planned[/]")
     for s in the_plan.skipped:
         table.add_row(model_label({"path": s.job.model.path, "scheme": s.job.model.scheme}),
                       s.job.device_id, f"{s.job.delegate}/{s.job.threads}t",
-                      f"[yellow]skipped[/]: {s.reason}")
+                      runtime_of(s.job), f"[yellow]skipped[/]: {s.reason}")
     return table
 
 
@@ -113,6 +116,7 @@ def plan(
     from quantlab.harness.placement_check import placement_warnings
     from quantlab.harness.planfile import load_plan_file
     from quantlab.harness.records import to_dict
+    from quantlab.harness.runtimes import runtime_of
 
     given = plan_run.given_on_command_line(ctx)
     pf = load_plan_file(plan_file) if plan_file else None
@@ -138,10 +142,12 @@ def plan(
         change = parse_percent(resolve, "--resolve") / 100
         rows = resolve_rows(Store.open(results_location(results)), list(the_plan.jobs), change)
     if json_out:
-        print_json({"jobs": [{"job_id": j.job_id, **to_dict(j)} for j in the_plan.jobs],
+        print_json({"jobs": [{"job_id": j.job_id, **to_dict(j), "runtime": runtime_of(j)}
+                             for j in the_plan.jobs],
                     "placement_warnings": warnings,
                     **({"resolve": rows} if rows is not None else {}),
-                    "skipped": [{"job_id": s.job.job_id, **to_dict(s.job), "reason": s.reason}
+                    "skipped": [{"job_id": s.job.job_id, **to_dict(s.job),
+                                 "runtime": runtime_of(s.job), "reason": s.reason}
                                 for s in the_plan.skipped],
                     **({"plan_file": summary} if summary is not None else {}),
                     "schema_version": the_plan.schema_version})

@@ -1,7 +1,8 @@
 """ExecuTorch variants (converter ``executorch``): a PyTorch source lowered to XNNPACK as a
 ``.pte``, float (``et-fp32``) or statically quantized to int8 with PT2E and the XNNPACK
 quantizer, calibrated on ``--calib`` (``et-int8``); or lowered to ExecuTorch's Core ML backend
-(``et-coreml``: it lowers on Linux, and runs only where that backend is built in, iOS/macOS).
+(``et-coreml``: it lowers on Linux, and runs only where that backend is built in, iOS/macOS);
+or not lowered at all (``et-portable``: every op on ExecuTorch's portable kernels).
 
 Runs in the quantize worker (it imports torch and executorch). The manifest records how many
 of the model's ops the delegate took and which stayed on ExecuTorch's portable kernels.
@@ -15,7 +16,7 @@ from typing import Any
 from quantlab.harness.quantize.converters import Source, prepare
 from quantlab.harness.quantize.schemes import Scheme
 
-BACKENDS = {"xnnpack": "XNNPACK", "coreml": "Core ML"}
+BACKENDS = {"xnnpack": "XNNPACK", "coreml": "Core ML", "portable": "none (portable kernels)"}
 """The backends a ``.pte`` is lowered to (the recipe's ``backend``), by their display names."""
 _BOOKKEEPING = ("getitem", "executorch_call_delegate", "quantize_per_tensor",
                 "dequantize_per_tensor", "quantize_per_channel", "dequantize_per_channel")
@@ -34,10 +35,12 @@ def make(source: Source, scheme: Scheme, settings: dict[str, Any]) -> dict[str, 
             model = _quantized(model, example, source.calib_x,
                                per_channel=source.req.options.granularity != "per-tensor")
         program = torch.export.export(model, example)
-        lowered = to_edge_transform_and_lower(program, partitioner=[_partitioner(backend)])
+        lowered = to_edge_transform_and_lower(
+            program, partitioner=[] if backend == "portable" else [_partitioner(backend)])
     ops = {**_op_counts(lowered.exported_program().graph_module), "delegate": BACKENDS[backend]}
     prep.out.write_bytes(lowered.to_executorch().buffer)
-    notes = _notes(ops, BACKENDS[backend])
+    notes = _notes(ops, BACKENDS[backend]) if backend != "portable" else [
+        "no delegate: every op runs on ExecuTorch's portable kernels"]
     if backend == "coreml":
         notes.append("lowered to ExecuTorch's Core ML backend: the .pte runs where that backend "
                      "is built in (iOS/macOS), not through this host's ExecuTorch runtime")

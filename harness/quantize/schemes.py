@@ -134,6 +134,9 @@ SCHEMES: dict[str, Scheme] = {
         Scheme("et-coreml", "pte", False,
                "ExecuTorch, lowered to its Core ML backend (float16; runs on iOS/macOS only)",
                from_torch=Recipe("executorch", {"backend": "coreml"}), max_drop=0.005),
+        Scheme("et-portable", "pte", False,
+               "ExecuTorch, float32, portable kernels only (no delegate)",
+               from_torch=Recipe("executorch", {"backend": "portable"}), max_drop=0.005),
     ]
 }
 """Every scheme quantlab knows, by name."""
