@@ -28,6 +28,7 @@ from quantlab.harness.quantize.schemes import Scheme
 CONVERTERS: dict[str, str] = {
     "tf": "quantlab.harness.quantize.tflite_tf:make",
     "tf-float": "quantlab.harness.quantize.tflite_tf:make_float",
+    "tf-calibrated": "quantlab.harness.quantize.tf_calibrated:make",
     "tf-mixed": "quantlab.harness.quantize.mixed:make_tf",
     "aeq": "quantlab.harness.quantize.tflite_aeq:make",
     "aeq-mixed": "quantlab.harness.quantize.mixed:make_aeq",
@@ -56,6 +57,8 @@ class Source(Protocol):
     input_shape: list[int]
     input_dtype: str
     ops: dict[str, Any]  # the source's builtin, custom and Flex ops (op check)
+    model_sha256: str  # the source's sha256 ("" until a calibration needs it)
+    calibrations: dict[str, Any]  # this process's calibrations by key (calibrations.obtain)
 
 
 class Converter(Protocol):

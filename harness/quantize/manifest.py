@@ -46,6 +46,7 @@ class VariantEntry:
     notes: list[str] | None = None  # e.g. ops kept float, outputs left float32 (op check)
     options: dict[str, Any] | None = None  # int8 options: granularity, calibration samples
     qat: dict[str, Any] | None = None  # qat-int8: training facts (epochs, early stop, timing)
+    calibration: dict[str, Any] | None = None  # the shared calibration used: id, reused
 
 
 @dataclass(frozen=True)

@@ -38,14 +38,18 @@ def _make(source: Source, scheme: Scheme, converter: str, settings: dict[str, An
           ) -> dict[str, Any]:
     prepared = prepare(source, scheme, converter)
     model, mixed = keep_float(source, scheme, converter, settings)
+    calibration = mixed.pop("calibration", None)
     prepared.fields["mixed"] = mixed
+    if calibration:
+        prepared.fields["calibration"] = calibration
     return prepared.written(model)
 
 
 def keep_float(source: Source, scheme: Scheme, converter: str, settings: dict[str, Any]
                ) -> tuple[bytes, dict[str, Any]]:
     """Greedy mixed precision: keep the most sensitive layers float until the gate passes;
-    returns (the variant, what was kept and why: the manifest's ``mixed``)."""
+    returns (the variant, what was kept and why: the manifest's ``mixed``, with the shared
+    calibration's record under ``calibration`` for the TF converter)."""
     from quantlab.harness.quantize import options as qoptions
     from quantlab.harness.quantize.sensitivity import greedy_keep_float
 
@@ -67,17 +71,18 @@ def keep_float(source: Source, scheme: Scheme, converter: str, settings: dict[st
         def build(keep: list[str]) -> bytes:
             return tflite_aeq.convert(source.aeq_source, {**settings, **granular}, calib_x,
                                       keep)
-    else:
-        from quantlab.harness.quantize import tflite_tf
+    else:  # from the calibration the int8 family shares (calibrations.obtain)
+        from quantlab.harness.quantize import tf_calibrated
 
-        ranking = tflite_tf.layer_errors(source.model, source.kind, calib_x, debug_x, granular)
+        calibration = tf_calibrated.shared(source, scheme.name, granular)
+        per_tensor = bool(granular.get("per_tensor"))
+        ranking = tf_calibrated.layer_errors(calibration.debug, debug_x, per_tensor)
 
         def build(keep: list[str]) -> bytes:
-            return tflite_tf.convert_keeping_float(source.model, source.kind, calib_x, keep,
-                                                   granular)
+            return tf_calibrated.keep_float(calibration.debug, keep, per_tensor)
 
     share = opts.mixed_max_size_share
-    return greedy_keep_float(
+    model, mixed = greedy_keep_float(
         build,
         [r["layer"] for r in ranking],
         source.fp32,
@@ -89,3 +94,6 @@ def keep_float(source: Source, scheme: Scheme, converter: str, settings: dict[st
         max_float=opts.mixed_max_float_layers,
         max_size=int(share * len(source.fp32)) if share else None,
     )
+    if converter != "aeq":
+        mixed["calibration"] = calibration.record()
+    return model, mixed

@@ -183,6 +183,12 @@ def layer_errors(
         ),
     )
     debugger.run()
+    return statistics_rows(debugger)
+
+
+def statistics_rows(debugger: Any) -> list[dict[str, Any]]:
+    """A QuantizationDebugger's layer statistics (after ``run()``) as rows, most sensitive
+    first (see :func:`layer_errors`)."""
     buf = io.StringIO()
     debugger.layer_statistics_dump(buf)
     rows = []

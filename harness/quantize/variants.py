@@ -296,6 +296,7 @@ def _build(request: QuantizeRequest, src: Path, kind: str, picked: list[Scheme],
                     notes=ev.get("notes"),
                     options=ev.get("options"),
                     qat=ev.get("qat"),
+                    calibration=ev.get("calibration"),
                 )
             )
         else:

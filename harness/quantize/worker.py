@@ -48,6 +48,8 @@ class Job:
         self.input_dtype = "float32"
         self.ops: dict[str, Any] = {"builtin": {}, "custom": {}, "flex": {}}
         self.aeq_source: str = self.source  # the source, or a copy given a default signature
+        self.model_sha256 = ""
+        self.calibrations: dict[str, Any] = {}  # see calibrations.obtain
 
     def load(self) -> None:
         """Load the model and the data; ModelError/DataError when either is unusable.

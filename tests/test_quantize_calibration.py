@@ -1,0 +1,101 @@
+"""One calibration shared by the int8 family: the same variants as one-pass conversions, and
+a content-keyed cache that a second quantize reuses and a changed calibration file does not.
+
+Equality is byte for byte: the TF Lite converter is deterministic for a given model and data
+(each test also converts twice one-pass to show it), so a variant quantized from the shared
+calibration must be the very bytes ``TFLiteConverter.convert()`` makes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from quantlab.harness.quantize.requests import QuantizeRequest
+from quantlab.harness.quantize.variants import quantize
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _small_model() -> object:
+    import keras
+
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([
+        keras.Input((12, 12, 3)),
+        keras.layers.Conv2D(8, 3, activation="relu"),
+        keras.layers.Conv2D(8, 3, activation="relu"),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(4, activation="softmax"),
+    ])
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """A small untrained Keras model, its calibration data and other calibration data."""
+    folder = tmp_path_factory.mktemp("small")
+    model = _small_model()
+    model.save(folder / "small.keras")  # type: ignore[attr-defined]
+    rng = np.random.default_rng(0)
+    for name in ("calib", "other"):
+        x = rng.uniform(0, 1, (40, 12, 12, 3)).astype(np.float32)
+        np.savez(folder / f"{name}.npz", x=x, y=rng.integers(0, 4, 40))
+    return folder / "small.keras", folder / "calib.npz", folder / "other.npz"
+
+
+def test_int8_family_from_one_calibration_is_the_one_pass_bytes() -> None:
+    from quantlab.harness.quantize import tf_calibrated, tflite_tf
+
+    model = _small_model()
+    x = np.random.default_rng(1).uniform(0, 1, (30, 12, 12, 3)).astype(np.float32)
+    calibrated, debug = tf_calibrated.calibrate(model, "keras", x)
+    for settings in ({"optimize": True, "int8_ops": True},
+                     {"optimize": True, "int8_ops": True, "int8_io": True},
+                     {"optimize": True, "int16x8": True}):
+        one_pass = tflite_tf.convert(model, "keras", settings, x)
+        assert one_pass == tflite_tf.convert(model, "keras", settings, x)  # deterministic
+        assert tf_calibrated.quantize(model, "keras", settings, calibrated) == one_pass, settings
+    # mixed-int8: the same ranking, and the same bytes with a layer kept float
+    ranking = tflite_tf.layer_errors(model, "keras", x, x)
+    assert tf_calibrated.layer_errors(debug, x) == ranking
+    keep = [ranking[0]["layer"], ranking[1]["layer"]]
+    one_pass = tflite_tf.convert_keeping_float(model, "keras", x, keep)
+    assert tf_calibrated.keep_float(debug, keep) == one_pass
+    assert tf_calibrated.keep_float(debug, []) != one_pass  # keeping float changes the bytes
+
+
+def _run(small: tuple[Path, Path, Path], calib: Path, out: Path) -> dict[str, dict]:
+    quantize(QuantizeRequest.create(small[0], ["int8", "int8-io", "mixed-int8"], calib, out))
+    manifest = json.loads((out / "manifest.json").read_text())
+    return {v["scheme"]: v for v in manifest["variants"]}
+
+
+def test_second_quantize_reuses_the_cached_calibration_a_changed_file_does_not(
+        small: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUANTLAB_CACHE", str(tmp_path / "cache"))
+    first = _run(small, small[1], tmp_path / "a")
+    assert all(v["status"] == "ok" for v in first.values()), first
+    made = first["int8"]["calibration"]
+    assert made["reused"] is False and made["seconds"] > 0
+    ids = {v["calibration"]["id"] for v in first.values()}
+    assert ids == {made["id"]}  # one calibration for the three
+    assert first["int8-io"]["calibration"]["reused"] == "int8"
+    assert first["mixed-int8"]["calibration"]["reused"] == "int8"
+    assert len(list((tmp_path / "cache" / "calibrations").glob("*/meta.json"))) == 1
+
+    again = _run(small, small[1], tmp_path / "b")
+    assert {v["calibration"]["reused"] for v in again.values()} == {"cache"}
+    assert {v["calibration"]["id"] for v in again.values()} == ids
+    for scheme in ("int8", "int8-io", "mixed-int8"):  # the same variants as without the cache
+        assert again[scheme]["sha256"] == first[scheme]["sha256"], scheme
+
+    other = tmp_path / "calib.npz"  # the same file name, changed content
+    other.write_bytes(small[2].read_bytes())
+    changed = _run(small, other, tmp_path / "c")
+    assert changed["int8"]["calibration"]["reused"] is False
+    assert changed["int8"]["calibration"]["id"] not in ids
+    assert changed["int8"]["sha256"] != first["int8"]["sha256"]
