@@ -10,8 +10,9 @@ A second ``quantize`` of the same model with the same data, the ladder's rungs a
 worker processes of one run reuse it; a changed calibration file makes another key.
 
 Each variant made from a calibration records it in the manifest (``calibration``): its
-``id``, ``reused`` (false: this variant made it; ``"cache"``: a calibration made by an
-earlier run; a scheme name: made by that scheme in this run) and the seconds it took.
+``id``, ``reused`` (false: this variant made it; ``"cache"``: read from the cache folder, made by
+an earlier run or another worker of this run; a scheme name: made by that scheme in the
+same worker) and the seconds making it took.
 Workers of one run that need the same calibration at the same time wait for the first
 (a file lock), then read it.
 """
@@ -24,7 +25,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,7 @@ class Calibration:
     seconds: float  # what making it took (the first time)
     made_by: str  # the scheme whose variant made it
     reused: bool | str  # False, "cache", or the scheme of this run that made it
+    spent: float = 0.0  # seconds this variant spent on it (making, waiting, reading)
 
     def record(self) -> dict[str, Any]:
         """The manifest's ``calibration`` for a variant made from it."""
@@ -84,6 +86,7 @@ def obtain(source: Source, scheme: str, options: dict[str, Any],
     from quantlab.harness.models import file_sha256
 
     assert source.calib_x is not None
+    t0 = time.perf_counter()
     memo: dict[str, Calibration] = source.calibrations
     if not source.model_sha256:
         source.model_sha256 = file_sha256(Path(source.source))
@@ -91,7 +94,7 @@ def obtain(source: Source, scheme: str, options: dict[str, Any],
     if key in memo:
         first = memo[key]
         return Calibration(key, first.calibrated, first.debug, first.seconds, first.made_by,
-                           first.reused or first.made_by)
+                           first.reused or first.made_by, time.perf_counter() - t0)
     where = folder() / key
     where.parent.mkdir(parents=True, exist_ok=True)
     with open(where.parent / f"{key}.lock", "w") as lock:
@@ -100,7 +103,7 @@ def obtain(source: Source, scheme: str, options: dict[str, Any],
         if calibration is None:
             calibration = _make(source, scheme, options, key, where, calibrate)
     memo[key] = calibration
-    return calibration
+    return replace(calibration, spent=time.perf_counter() - t0)
 
 
 def _read(where: Path, key: str) -> Calibration | None:

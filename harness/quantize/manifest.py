@@ -40,6 +40,7 @@ class VariantEntry:
     sha256: str | None = None
     error: str | None = None
     seconds: float | None = None
+    seconds_split: dict[str, float] | None = None  # calibration, conversion, checks
     converter: str | None = None
     ops: dict[str, Any] | None = None  # total ops and ops left in float, by type
     mixed: dict[str, Any] | None = None  # mixed-int8: layers kept float, size cost, gate

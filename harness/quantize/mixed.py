@@ -41,6 +41,7 @@ def _make(source: Source, scheme: Scheme, converter: str, settings: dict[str, An
     calibration = mixed.pop("calibration", None)
     prepared.fields["mixed"] = mixed
     if calibration:
+        prepared.timing["calibration"] = calibration.pop("spent")
         prepared.fields["calibration"] = calibration
     return prepared.written(model)
 
@@ -95,5 +96,5 @@ def keep_float(source: Source, scheme: Scheme, converter: str, settings: dict[st
         max_size=int(share * len(source.fp32)) if share else None,
     )
     if converter != "aeq":
-        mixed["calibration"] = calibration.record()
+        mixed["calibration"] = {**calibration.record(), "spent": calibration.spent}
     return model, mixed

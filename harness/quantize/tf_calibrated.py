@@ -62,6 +62,7 @@ def make(source: Source, scheme: Scheme, settings: dict[str, Any]) -> dict[str, 
     settings.update(converter_settings(scheme, source.req.options))
     calibration = shared(source, scheme.name, settings)
     prepared.fields["calibration"] = calibration.record()
+    prepared.timing["calibration"] = calibration.spent
     return prepared.written(quantize(source.model, source.kind, settings, calibration.calibrated))
 
 
