@@ -108,9 +108,15 @@ def test_default_jobs_follow_the_cores_and_the_available_memory(
     from quantlab.harness.quantize import lanes
 
     monkeypatch.setattr(lanes.os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3})
+    monkeypatch.setattr(lanes.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
     monkeypatch.setattr(lanes, "available_memory", lambda: 64 * 2**30)
     assert lanes.default_jobs(10 * 2**20, 7) == 4  # the cores
     assert lanes.default_jobs(10 * 2**20, 3) == 3  # the schemes
+    monkeypatch.setattr(lanes.os, "getloadavg", lambda: (2.2, 1.0, 1.0))
+    assert lanes.default_jobs(10 * 2**20, 7) == 2  # the idle cores
+    monkeypatch.setattr(lanes.os, "getloadavg", lambda: (5.5, 5.0, 5.0))
+    assert lanes.default_jobs(10 * 2**20, 7) == 1
+    monkeypatch.setattr(lanes.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
     per_worker = lanes.WORKER_BYTES + lanes.MODEL_FACTOR * 10 * 2**20
     monkeypatch.setattr(lanes, "available_memory", lambda: 2 * per_worker + 1)
     assert lanes.default_jobs(10 * 2**20, 7) == 2  # the memory

@@ -183,7 +183,7 @@ def quantize_cmd(
     coreml_keep: CoremlKeepOpt = None,
     jobs: Annotated[int | None, typer.Option(
         "--jobs", min=1, help="Worker processes making schemes side by side, each loading the "
-        "model once (default: from the cores and the available memory).")] = None,
+        "model once (default: from the idle cores and the available memory).")] = None,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:

@@ -74,12 +74,14 @@ def available_memory() -> int | None:
 
 
 def default_jobs(model_bytes: int, schemes: int) -> int:
-    """Workers to run: one per core, as many as the available memory holds (each holds the
+    """Workers to run: one per idle core (the cores less the load average: on a busy machine a
+    second worker only slows the first), as many as the available memory holds (each holds the
     model and the converter's buffers), no more than the schemes."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    idle = round((cores or 1) - os.getloadavg()[0]) if hasattr(os, "getloadavg") else cores
     memory = available_memory()
     fits = memory // (WORKER_BYTES + MODEL_FACTOR * model_bytes) if memory else cores or 1
-    return max(1, min(cores or 1, int(fits), schemes))
+    return max(1, min(idle or 1, int(fits), schemes))
 
 
 def run_worker(request: WorkerRequest, work: Path, progress: ProgressFn | None = None,
