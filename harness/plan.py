@@ -88,6 +88,13 @@ def select_devices(fleet: Fleet, requested: Sequence[str]) -> list[DeviceInfo]:
     return chosen
 
 
+def _default_delegate(offered: Sequence[str], model: ModelRef) -> str:
+    """The agent's first delegate, or for an ExecuTorch program its first ExecuTorch one."""
+    if model.format == "pte":
+        return next((d for d in offered if d.startswith("et-")), offered[0])
+    return offered[0]
+
+
 def known_delegates(fleet: Fleet) -> set[str]:
     """Every delegate any agent of the fleet (or registry) knows."""
     names: set[str] = set()
@@ -153,7 +160,7 @@ def build_plan(
     for model in models:
         for device in devices:
             agent = fleet.agent_for(device.id)
-            wanted = list(delegates) or [agent.delegates[0]]
+            wanted = list(delegates) or [_default_delegate(agent.delegates, model)]
             for delegate in wanted:
                 for n in threads:
                     job = Job(model=model, device_id=device.id, platform=device.platform,

@@ -166,7 +166,7 @@ def load_plan_file(path: str | Path) -> PlanFile:
     if "inputs" in measure:
         measure["inputs"] = _existing(base, measure["inputs"], plan, ("measure", "inputs"))
     gate = dict(plan.gate) if plan.gate else None
-    if gate:
+    if gate and "data" in gate:
         gate["data"] = _existing(base, gate["data"], plan, ("gate", "data"))
     device_tags: dict[str, dict[str, str]] = {}
     if "devices_file" in data:

@@ -20,7 +20,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version of the JSON format of every record. Bump it with an upgrade step."""
 
 Platform = str
@@ -149,9 +149,14 @@ class Settings:
     timeout_s: float = 600.0
     energy_on_usb: bool = False  # keep a battery-gauge figure taken on USB/AC power (labelled)
     numerics: bool = False  # fixed inputs → outputs back → compared with the float model
+    sustained_s: float = 0.0  # > 0: one sustained run of this long, in windows (no repeats)
+    window_s: float = 10.0  # a sustained run's window
+    throttle_pct: float = 10.0  # latency staying this far above the first window = throttled
 
 
-SETTINGS_HASHED_ONLY_WHEN_SET: dict[str, Any] = {"energy_on_usb": False, "numerics": False}
+SETTINGS_HASHED_ONLY_WHEN_SET: dict[str, Any] = {"energy_on_usb": False, "numerics": False,
+                                                 "sustained_s": 0.0, "window_s": 10.0,
+                                                 "throttle_pct": 10.0}
 """Settings fields added after the first release: left out of ``Job.job_id`` while they
 hold their default, so the ids of existing jobs never change."""
 
@@ -430,6 +435,8 @@ class RawResult:
     raw_files: tuple[RawFile, ...] = ()  # the stored raw outputs (filled by the store)
     placement: dict[str, Any] = field(default_factory=dict)  # which ops ran where (see spec)
     numerics: dict[str, Any] = field(default_factory=dict)  # outputs vs the float reference
+    sustained: dict[str, Any] = field(default_factory=dict)  # windows over time (see spec)
+    startup: dict[str, Any] = field(default_factory=dict)  # the first second: cold/warm start
     schema_version: int = SCHEMA_VERSION
 
     @classmethod
@@ -464,7 +471,8 @@ def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-_UPGRADES: dict[int, typing.Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
+_UPGRADES: dict[int, typing.Callable[[dict[str, Any]], dict[str, Any]]] = {
+    1: _v1_to_v2, 2: dict}  # version 3 only added fields with defaults (docs/result-spec.md)
 """``_UPGRADES[n]`` turns a version-n dict into a version n+1 dict."""
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from quantlab.harness.records import Job, RawResult, to_dict
+from quantlab.harness.stability import score as stability_score
 from quantlab.harness.stats import stability, summarize
 from quantlab.harness.store import JobEntry, RunRecord
 
@@ -82,6 +83,9 @@ def result_dict(
         "thermal": {"before": raw.thermal_before, "after": raw.thermal_after} if raw else None,
         "runner": raw.runner if raw else None,
         "raw_files": [to_dict(f) for f in raw.raw_files] if raw else [],
+        "sustained": (raw.sustained or None) if raw else None,
+        "startup": (raw.startup or None) if raw else None,
+        "stability": stability_score(raw),
         "warnings": warnings,
         "stability_not_checkable": not_checkable,
         "settings": to_dict(job.settings),

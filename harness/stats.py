@@ -196,9 +196,9 @@ def summarize_samples(repeats: tuple[tuple[float, ...], ...] | list[list[float]]
 def launch_figures(raw: RawResult) -> list[LaunchStats]:
     """Each launch's own figures: from its samples, from the runner's per-launch figures,
     or (results stored before those existed) from the per-repeat averages."""
-    import numpy as np
-
     if any(len(r) for r in raw.samples_ms):
+        import numpy as np
+
         out = []
         for rep in raw.samples_ms:
             if not len(rep):

@@ -97,12 +97,15 @@ def build_job(
     cooldown_wait_s: float = 300.0,
     input_files: list[dict[str, Any]] | None = None,
     outputs_file: str | None = None,
+    outputs_samples: int | None = None,
 ) -> dict[str, Any]:
     """The job JSON for ``job`` (validated); ContractError for a delegate the app lacks.
 
     ``input_files``: fixed inputs, one raw tensor file per model input (``name``, ``file``
     relative to Documents/, ``shape``, ``dtype``) used for every run instead of random data;
-    ``outputs_file``: where the app writes the output tensors of its last timed run."""
+    ``outputs_file``: where the app writes the output tensors of its last timed run;
+    ``outputs_samples``: a batch job (``evaluate --device``): each input file holds that many
+    samples and the app writes every sample's outputs to ``outputs_file``."""
     jid = job.job_id
     data: dict[str, Any] = {
         "schema": JOB_SCHEMA,
@@ -129,6 +132,8 @@ def build_job(
     }
     if outputs_file:
         data["outputs"] = {"file": outputs_file}
+        if outputs_samples is not None:
+            data["outputs"]["samples"] = outputs_samples
     if job.delegate in COREML_UNITS:
         data["engine"] = "coreml"
         data["coreml"] = {

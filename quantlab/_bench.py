@@ -44,9 +44,20 @@ def measure_settings(*, warmup: int = 10, iterations: int = 50, min_time: float 
                      repeats: int = 3, profile_ops: bool = False,
                      inputs: str | Path | None = None, energy: bool = False,
                      energy_on_usb: bool = False, numerics: bool = False,
-                     timeout: float = 600.0) -> Settings:
-    """The :class:`~quantlab.harness.records.Settings` of a request; checks ``inputs`` (an .npz)."""
+                     timeout: float = 600.0, sustained: str | float | None = None,
+                     window: float | None = None, throttle: str | float = "10%") -> Settings:
+    """The :class:`~quantlab.harness.records.Settings` of a request; checks ``inputs`` (an .npz)
+    and a sustained run's ``sustained`` duration (``90s``, ``10m``), ``window`` (s) and
+    ``throttle`` threshold (``10%``); the window is 10 s unless given, at most the duration."""
     from quantlab.harness.records import Settings
+    from quantlab.harness.sustained import parse_duration, parse_percent
+
+    sustained_s = parse_duration(sustained, "--sustained") if sustained else 0.0
+    if window is None:
+        window = min(10.0, sustained_s) if sustained_s else 10.0
+    if sustained_s and not 0 < window <= sustained_s:
+        raise UserError(f"--window {window:g}: not within the --sustained duration "
+                        f"({sustained_s:g}s)", hint="give a window of at most the duration")
 
     inputs_sha = None
     if inputs:
@@ -64,7 +75,9 @@ def measure_settings(*, warmup: int = 10, iterations: int = 50, min_time: float 
                     profile_ops=profile_ops, inputs=str(inputs) if inputs else None,
                     inputs_sha256=inputs_sha,
                     energy=energy or energy_on_usb,  # energy on USB implies energy
-                    timeout_s=timeout, energy_on_usb=energy_on_usb, numerics=numerics)
+                    timeout_s=timeout, energy_on_usb=energy_on_usb, numerics=numerics,
+                    sustained_s=sustained_s, window_s=float(window),
+                    throttle_pct=parse_percent(throttle, "--throttle"))
 
 
 def make_plan(models: Sequence[str | Path], device: ListArg, delegate: ListArg,
@@ -95,7 +108,9 @@ def bench(models: Sequence[str | Path], device: ListArg = "sim", delegate: ListA
           threads: int | str | Sequence[int] = 1, *, iterations: int = 50, repeats: int = 3,
           warmup: int = 10, min_time: float = 0.0, profile_ops: bool = False,
           inputs: str | Path | None = None, energy: bool = False, energy_on_usb: bool = False,
-          numerics: bool = False, timeout: float = 600.0, tags: Iterable[str] = (),
+          numerics: bool = False, timeout: float = 600.0, sustained: str | float | None = None,
+          window: float | None = None, throttle: str | float = "10%",
+          tags: Iterable[str] = (),
           results: str | Path | None = None, cluster: str | None = None,
           retry_timeout: float = 120.0, reporter: Reporter | None = None) -> Record:
     """Benchmark models (files or variants folders) on devices and store every measurement.
@@ -128,7 +143,8 @@ def bench(models: Sequence[str | Path], device: ListArg = "sim", delegate: ListA
     settings = measure_settings(warmup=warmup, iterations=iterations, min_time=min_time,
                                 repeats=repeats, profile_ops=profile_ops, inputs=inputs,
                                 energy=energy, energy_on_usb=energy_on_usb, numerics=numerics,
-                                timeout=timeout)
+                                timeout=timeout, sustained=sustained, window=window,
+                                throttle=throttle)
     checked_tags = check_tags(list(tags))
     with Session.open(results, cluster=cluster, retry=RetryPolicy(wait_s=retry_timeout),
                       reporter=reporter) as session:

@@ -22,8 +22,10 @@ def quantize(model: PathLike, out: PathLike, schemes: str | Sequence[str] = "all
              force: bool = False, train: PathLike | None = None,
              qat: dict[str, Any] | None = None, granularity: str = "per-channel",
              coreml_keep: Sequence[str] | None = None, jobs: int | None = None,
+             input_shape: Sequence[int] | None = None,
              progress: Callable[[str, dict[str, Any]], None] | None = None) -> Manifest:
-    """Make one variant of ``model`` (Keras, SavedModel or float .tflite) per scheme in the
+    """Make one variant of ``model`` (Keras, SavedModel, float .tflite, or with the ``torch``
+    extra a ``torch.export`` ``.pt2`` or ``module:factory`` with ``input_shape``) per scheme in the
     folder ``out``, with its ``manifest.json``; returns the manifest (the record
     ``quantlab quantize`` prints). ``schemes``: names, or ``all`` / ``tflite`` /
     ``coreml``. ``calib``: calibration data (.npz/.npy or ``DIR/<class>/*.jpg``). A scheme
@@ -34,14 +36,16 @@ def quantize(model: PathLike, out: PathLike, schemes: str | Sequence[str] = "all
     from quantlab.harness.quantize.requests import QuantizeRequest
     from quantlab.harness.quantize.schemes import resolve_schemes
     from quantlab.harness.quantize.variants import quantize as make_variants
+    from quantlab.harness.quantize.variants import source_kind
 
-    picked = resolve_schemes(as_list(schemes) or ["all"])
+    picked = resolve_schemes(as_list(schemes) or ["all"], source_kind(Path(model)))
     request = QuantizeRequest.create(
         model, [s.name for s in picked], calib, out, eval_data=eval_data,
         calib_samples=calib_samples, seed=seed, max_drop=max_drop, x_key=x_key, y_key=y_key,
         image=image, force=force, train=train, qat=qat,
         options={"granularity": granularity,
-                 **({"coreml_keep": list(coreml_keep)} if coreml_keep else {})}, jobs=jobs)
+                 **({"coreml_keep": list(coreml_keep)} if coreml_keep else {})}, jobs=jobs,
+        input_shape=input_shape)
     return make_variants(request, progress=progress)
 
 
@@ -52,12 +56,15 @@ def evaluate(variants: PathLike, data: PathLike, *,
              image: ImageOptions | None = None, store: bool = True,
              results: str | Path | None = None, per_delegate: bool = False,
              min_top1: float | None = None, gate_confidence: bool = False,
+             recalibrate: bool = False,
              progress: Callable[[str, int, int], None] | None = None) -> Record:
     """Accuracy, fidelity against fp32 and the accuracy gate of every TFLite variant in the
     folder ``variants`` on ``data``; the same record as ``quantlab evaluate --json``
     (``task``, ``metric``, ``reference``, ``variants`` with a ``gate`` each, holding the
     drop's paired 95 % ``interval``, ``failed``). ``gate_confidence``: fail only a drop
-    whose whole interval lies beyond its gate (``--gate-confidence``).
+    whose whole interval lies beyond its gate (``--gate-confidence``). ``recalibrate``: each
+    variant's temperature fitted on a seeded half of the labelled samples, with the ECE before
+    and after on the other half, in ``calibration["recalibration"]`` (``--recalibrate``).
     With ``store`` (default) the evaluations go into the results store, where
     :func:`quantlab.recommend` finds them. ``per_delegate`` adds ``per_delegate``: a verdict
     per (variant, device, delegate) stored in ``results`` (host accuracy AND the delegate's
@@ -73,7 +80,8 @@ def evaluate(variants: PathLike, data: PathLike, *,
     report = run_evaluation(variants, data, max_drop=max_drop, task=task,
                             labels=str(labels) if labels else None, decoder=decoder,
                             max_mse=max_mse, x_key=x_key, y_key=y_key, image=image,
-                            gate_confidence=gate_confidence, progress=progress).to_dict()
+                            gate_confidence=gate_confidence, recalibrate=recalibrate,
+                            progress=progress).to_dict()
     if store:
         save_to_store(report, results_location(results))
     if per_delegate:

@@ -73,9 +73,11 @@ def recommend_in(store: Store, run: str | Record | RunRecord, *, max_drop: float
     from quantlab.harness.report.recommend import recommend as make
 
     record = run_record(store, run)
-    evals = store.evaluations({e.job.model.sha256 for e in record.entries})
-    return record, make(record, evals, max_drop=max_drop, by=by, energy_class=energy_class,
-                        min_top1=DEFAULT_MIN_TOP1 if min_top1 is None else min_top1)
+    shas = {e.job.model.sha256 for e in record.entries}
+    return record, make(record, store.evaluations(shas), max_drop=max_drop, by=by,
+                        energy_class=energy_class,
+                        min_top1=DEFAULT_MIN_TOP1 if min_top1 is None else min_top1,
+                        device_evaluations=store.device_evaluations(shas))
 
 
 def recommendation_dict(run_id: str, recs: list[DeviceRecommendation], *, max_drop: float | None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from quantlab.agents.base import Progress
 from quantlab.harness.records import DeviceInfo, Job, RawResult
@@ -19,7 +19,8 @@ from quantlab.harness.records import DeviceInfo, Job, RawResult
 
 class NightlyLabAgent:
     """Phones ``attached``; a job on ``file`` (``a/int8.tflite``) takes a level of its own,
-    times ``rate ** (night - 1)`` for the (phone, file) pairs in ``drifting``."""
+    times ``rate ** (night - 1)`` for the (phone, file) pairs in ``drifting``, and twice as
+    slow on its first run of a night for those in ``once`` (a one-off slow night)."""
 
     kind = "fake"
     delegates: tuple[str, ...] = ("xnnpack", "gpu")
@@ -27,6 +28,8 @@ class NightlyLabAgent:
     night = 1
     rate = 1.04
     drifting: frozenset[tuple[str, str]] = frozenset()
+    once: frozenset[tuple[str, str]] = frozenset()  # slow (×2) the first time each night only
+    spiked: ClassVar[set[tuple[int, str, str]]] = set()  # (night, phone, file) had its slow run
 
     def discover(self) -> list[DeviceInfo]:
         """The phones attached tonight."""
@@ -49,6 +52,9 @@ class NightlyLabAgent:
         level = 1.0 + (zlib.crc32(file.encode()) % 400) / 100  # 1–5 ms, fixed per file
         if (device.id, file) in self.drifting:
             level *= self.rate ** (self.night - 1)
+        if (device.id, file) in self.once and (self.night, device.id, file) not in self.spiked:
+            self.spiked.add((self.night, device.id, file))  # a one-off: the next run is not
+            level *= 2.0
         pattern = [1.0 + 0.002 * ((i * 7) % 11 - 5) for i in range(job.settings.iterations)]
         launches = [1.0, 1.003, 0.997, 1.002][:job.settings.repeats]
         return RawResult(job_id=job.job_id, status="ok", init_ms=3.0,

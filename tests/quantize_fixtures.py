@@ -101,7 +101,8 @@ def plain_litert_top1(path: str, x: np.ndarray, y: np.ndarray) -> float:
         sample = x[i : i + 1]
         if inp["dtype"] != np.float32:
             scale, zero = inp["quantization"]
-            sample = np.clip(np.round(sample / scale + zero), -128, 127).astype(inp["dtype"])
+            lo, hi = np.iinfo(inp["dtype"]).min, np.iinfo(inp["dtype"]).max  # int8 or uint8
+            sample = np.clip(np.round(sample / scale + zero), lo, hi).astype(inp["dtype"])
         interp.set_tensor(inp["index"], sample)
         interp.invoke()
         correct += int(np.argmax(interp.get_tensor(out["index"])[0]) == y[i])

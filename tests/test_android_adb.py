@@ -199,11 +199,15 @@ def test_run_pushes_once_and_records_flags(phones: Any, cache: Path, model: Mode
     assert raw.aggregates_ms["repeats"] == 2 and raw.init_ms == pytest.approx(870.557)
     assert raw.thermal_before["thermal_status"] == 0 and "temperatures_c" in raw.thermal_after
     assert raw.runner["name"] == "benchmark_model" and "--use_gpu=true" in raw.runner["argv"]
-    # two measured launches plus one profiling launch, each with the job's flags
+    # two measured launches plus one profiling launch, each with the job's flags, then the
+    # cold and the warm start through the GPU delegate's cache
     calls = qcom.benchmark_calls
-    assert len(calls) == 3
+    assert len(calls) == 5
     for argv in calls:
-        assert "--use_gpu=true" in argv and "--num_threads=2" in argv and "--num_runs=7" in argv
+        assert "--use_gpu=true" in argv and "--num_threads=2" in argv
+    assert all("--num_runs=7" in argv for argv in calls[:3])
+    assert all(any(a.startswith("--delegate_serialize_dir=") for a in argv)
+               for argv in calls[3:])
     assert "--enable_op_profiling=true" not in calls[0]
     assert "--op_profiling_output_mode=csv" in calls[2]
     # the pulled profile file (a real Summary-by-node-type table) became op rows

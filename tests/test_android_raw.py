@@ -54,8 +54,10 @@ def test_figures_reparse_from_the_stored_launch_outputs(phones: Any, cache: Path
     raw = ag.run(dev, job, lambda p, f: None)
     assert raw.status == "ok", raw.error
     names = [o.name for o in raw.raw_outputs]
+    # a GPU job also measures its cold and warm start (the delegate's cache folder)
     assert [n for n in names if n.endswith(".stdout")] == [
-        "launch-1.stdout", "launch-2.stdout", "launch-3.stdout", "profile-launch.stdout"]
+        "launch-1.stdout", "launch-2.stdout", "launch-3.stdout", "profile-launch.stdout",
+        "start-cold.stdout", "start-warm.stdout"]
     assert "profile.csv" in names and "output_tail" not in raw.runner
     assert all(not o.truncated for o in raw.raw_outputs)
     store, stored = _store(tmp_path, job, raw)

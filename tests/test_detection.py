@@ -117,3 +117,28 @@ def test_int8_keeps_postprocess_float_and_says_so(detector: dict[str, Path]) -> 
     checks = {c["scheme"]: c for c in json.loads(r.stdout)["schemes"]}
     assert checks["int8"]["ok"] and "TFLite_Detection_PostProcess" in checks["int8"]["ops"]
     assert not checks["coreml-fp16"]["checked"]
+
+
+def test_recalibrate_finds_each_variants_threshold_for_fp32s_recall(
+    detector: dict[str, Path]
+) -> None:
+    code, report, err = _evaluate(detector, "--labels", str(detector["labels"]),
+                                  "--recalibrate", "--max-drop", "1")
+    assert code == 0, err
+    rows = {v["scheme"]: v["calibration"]["recalibration"] for v in report["variants"]}
+    fp32 = rows["fp32"]
+    assert fp32["threshold"] is not None and fp32["recall"] >= fp32["reference_recall"]
+    assert fp32["recall_at_reference_threshold"] == fp32["reference_recall"] > 0
+    for rec in rows.values():
+        assert rec["reference_recall"] == fp32["reference_recall"]
+        if rec["threshold"] is not None:
+            assert rec["recall"] >= rec["reference_recall"]
+
+
+def test_recalibrate_prints_each_detection_threshold(detector: dict[str, Path]) -> None:
+    r = quantlab("evaluate", str(detector["variants"]), "--data", str(detector["eval"]),
+                 "--no-store", "--labels", str(detector["labels"]), "--recalibrate",
+                 "--max-drop", "1")
+    assert r.returncode == 0, r.stderr
+    assert "recalibrated fp32: fp32's recall at score ≥ 0.5 is" in r.stdout
+    assert "recalibrated int8:" in r.stdout

@@ -138,6 +138,7 @@ def test_every_variant_passes_with_good_calibration(
         "dynamic-int8",
         "int8",
         "int8-io",
+        "uint8-io",
         "int16x8",
         "mixed-int8",
     }
@@ -170,7 +171,7 @@ def test_every_variant_passes_with_good_calibration(
 def test_accuracy_equals_plain_litert(keras_variants: Path, digits: tuple[Path, Path]) -> None:
     data = np.load(digits[1])
     report = evaluate(keras_variants, digits[1], edge=False)
-    assert len(report.variants) == 7
+    assert len(report.variants) == 8  # every TFLite scheme of "all", uint8-io included
     for v in report.variants:
         expected = plain_litert_top1(v.path, data["x"], data["y"])
         assert v.metrics["top1"] == expected, v.scheme

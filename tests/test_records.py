@@ -94,22 +94,27 @@ def _holds(new: object, old: object) -> bool:
     return new == old
 
 
+@pytest.mark.parametrize("version", [1, 2])
 @pytest.mark.parametrize(("name", "cls"), [("raw_result", RawResult), ("plan", Plan),
                                            ("run", Run), ("device", DeviceInfo)])
-def test_version_1_files_still_load(name: str, cls: type) -> None:
-    """Files written by quantlab with schema version 1 load as version-2 records; what they
-    held is kept, what version 2 added gets its default."""
-    v1 = json.loads((GOLDEN.parent / "v1" / f"{name}.json").read_text())
-    assert v1.get("schema_version", 1) == 1
-    record: object = load_record(cls, dict(v1))
+def test_older_files_still_load(name: str, cls: type, version: int) -> None:
+    """Files written by quantlab with schema versions 1 and 2 load as current records; what
+    they held is kept, what later versions added gets its default."""
+    old = json.loads((GOLDEN.parent / f"v{version}" / f"{name}.json").read_text())
+    assert old.get("schema_version", version) == version  # DeviceInfo carries none
+    record: object = load_record(cls, dict(old))
     out = to_dict(record)
-    if "schema_version" in v1:
-        assert out["schema_version"] == SCHEMA_VERSION == 2
-    assert _holds(out, {k: v for k, v in v1.items() if k != "schema_version"})
+    if "schema_version" in old:
+        assert out["schema_version"] == SCHEMA_VERSION == 3
+    assert _holds(out, {k: v for k, v in old.items() if k != "schema_version"})
     if name == "raw_result":
-        raw = load_record(RawResult, dict(v1))
-        assert raw.launches == () and raw.raw_files == ()
+        raw = load_record(RawResult, dict(old))
+        assert raw.sustained == {} and raw.startup == {}
+        if version == 1:
+            assert raw.launches == () and raw.raw_files == ()
         assert raw.energy is not None and raw.energy.comparability == "host-package"
+    if name == "run":
+        assert to_dict(record)["settings"]["sustained_s"] == 0.0
 
 
 def test_golden_raw_result_fields() -> None:
@@ -146,7 +151,18 @@ def write_golden() -> None:  # pragma: no cover - run by hand when the format ch
         ops_model_ms=0.9,
         energy=Energy(method="rapl", mj_per_inference=2.5, samples=2,
                       label="CPU package energy (whole host, not only this process)"),
-        runner={"name": "litert", "version": "2.3.0"}, warnings=("example warning",))
+        runner={"name": "litert", "version": "2.3.0"}, warnings=("example warning",),
+        sustained={"duration_s": 2.0, "window_s": 1.0, "source": "per-iteration times",
+                   "sensors_note": "no battery", "windows": [
+                       {"start_s": 0.0, "end_s": 1.0, "count": 600, "median_ms": 1.5,
+                        "p90_ms": 1.7, "mean_ms": 1.55, "throughput_ips": 600.0,
+                        "temperatures_c": {"x86_pkg_temp": 51.0},
+                        "cpu_freq_khz": {"cpu0": 2400000}}],
+                   "peak_ips": 600.0, "sustained_ips": 600.0, "sustained_ratio": 1.0,
+                   "throttle_pct": 10.0, "throttle_at_s": None, "throttle": None},
+        startup={"source": "LiteRT runner", "cold": {"load_ms": 8.5, "delegate_ms": 4.0,
+                                                     "first_inference_ms": 4.25},
+                 "warm": None, "cache": None, "warm_unavailable": "no delegate cache"})
     plan = Plan(jobs=(job,), skipped=(Skipped(sample_job("gpu"), "gpu: not a delegate of sim"),))
     run = Run(run_id="20261122-231500-3fa2", created_at="2026-11-22T23:15:00+00:00", host="lab1",
               tool_versions={"quantlab": "0.1.0"}, git_sha=None, command="quantlab bench m.tflite",

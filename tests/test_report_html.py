@@ -28,6 +28,16 @@ def _report(tmp_path: Path) -> Path:
         m = job(scheme).model
         store.save_evaluation(m.sha256, scheme, m.path, None, "top1", 0.91 - drop, 0.91, drop,
                               0.03, True, {})
+    m = job("int8").model  # and on the device: sim · cpu lost 9 points there
+    for delegate, value in (("xnnpack", 0.895), ("cpu", 0.82)):
+        gate = {"metric": "top1", "drop": 0.91 - value, "drop_pt": 100 * (0.91 - value),
+                "interval": {"low": 0.9 - value, "high": 0.92 - value}}
+        store.save_evaluation(m.sha256, "int8", m.path, None, "top1", value, 0.91, 0.91 - value,
+                              0.02, value > 0.89, {"gate": gate, "samples": 500, "vs_host": {
+                                  "drop": 0.895 - value, "drop_pt": 100 * (0.895 - value)},
+                                  "run": {"runner_detail": "batch 64"}},
+                              where={"device": "sim", "delegate": delegate, "runtime": "litert",
+                                     "runtime_version": "2.3.0", "sample_set": "cd" * 32})
     out = tmp_path / "report.html"
     res = runner.invoke(app, ["report", new, "--html", str(out), "--baseline", base,
                               "--results", str(tmp_path)])
@@ -46,6 +56,9 @@ def test_report_has_every_section(tmp_path: Path) -> None:
     assert "unsupported op FOO" in text and "no GPU delegate" in text
     assert "ran inside xnnpack delegate" in text and "CPU builtin kernels" in text
     assert "no data" not in text.split('data-section="comparison"')[1]
+    device = text.split('data-section="device-accuracy"')[1].split("</section>")[0]
+    assert "<th>sim · cpu</th>" in device and "0.82 FAIL" in device and "0.895 pass" in device
+    assert "+7.50 pt" in device  # what the device changed against int8 on the host
 
 
 def test_empty_sections_say_no_data(tmp_path: Path) -> None:
@@ -54,7 +67,7 @@ def test_empty_sections_say_no_data(tmp_path: Path) -> None:
     from quantlab.harness.report.html import write_report
 
     text = write_report(store, [rid], tmp_path / "r.html").read_text()
-    for key in ("latency", "accuracy", "ops", "resources", "comparison"):
+    for key in ("latency", "accuracy", "device-accuracy", "ops", "resources", "comparison"):
         assert "no data" in text.split(f'data-section="{key}"')[1].split("</section>")[0]
 
 

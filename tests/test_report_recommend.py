@@ -353,3 +353,27 @@ def test_default_gate_is_each_variants_own_from_evaluate(tmp_path: Path) -> None
     data = json.loads(runner.invoke(app, ["recommend", rid, "--max-drop", "0.03", "--results",
                                           str(tmp_path), "--json"]).stdout)
     assert data["devices"][0]["best"]["scheme"] == "fp16"  # faster, and within 0.03
+
+
+def test_device_accuracy_gates_where_measured_and_the_note_names_the_gate(
+        tmp_path: Path) -> None:
+    """fp32 passes on the host, but its outputs on sim · xnnpack lost 8 points (evaluate
+    --device): there that evaluation gates it; on the phone, unmeasured, the host's does."""
+    store, rid = _run(tmp_path, evaluate=True)
+    fp32 = job("fp32").model
+    store.save_evaluation(fp32.sha256, "fp32", fp32.path, None, "top1", 0.82, 0.9, 0.08, 0.005,
+                          False, {}, where={"device": "sim", "delegate": "xnnpack",
+                                            "runtime": "litert", "runtime_version": "2.3.0",
+                                            "sample_set": "ab" * 32})
+    data = json.loads(runner.invoke(app, ["recommend", rid, "--results", str(tmp_path),
+                                          "--json"]).stdout)
+    sim = next(d for d in data["devices"] if d["device"] == "sim")
+    phone = next(d for d in data["devices"] if d["device"] == "phone")
+    assert sim["best"]["scheme"] == "fp16" and sim["best"]["gated_on"] == "host"
+    assert any(x.startswith("fp32") and "xnnpack" in x and x.endswith("on the device")
+               for x in sim["excluded"]), sim["excluded"]
+    assert "on the device's own outputs (evaluate --device) for 1 of" in sim["note"]
+    assert phone["best"]["scheme"] == "fp32" and phone["best"]["gated_on"] == "host"
+    assert "device's own outputs" not in phone["note"]
+    # the host's figure for fp32 is untouched: what the device measured never stands in
+    assert store.evaluations([fp32.sha256])[fp32.sha256]["passed"]

@@ -78,7 +78,7 @@ def test_one_run_is_show_json_with_raw_file_urls(client: TestClient, held: Serve
         figure = re.search(r"Inference \(avg\): ([\d.]+)", text)
         assert figure and float(figure[1]) / 1000 == pytest.approx(
             r["latency_ms"]["median"], rel=1e-4)  # the figure the page shows, traced
-    assert get(client, run["links"]["page"]).count('data-section="') == 12  # 10 + run + raw
+    assert get(client, run["links"]["page"]).count('data-section="') == 15  # 13 + run + raw
 
 
 def test_compare_gives_compares_verdicts(client: TestClient, held: ServeStore) -> None:

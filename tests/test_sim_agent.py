@@ -50,7 +50,7 @@ def test_discover(device: DeviceInfo) -> None:
     assert (device.id, device.platform) == ("sim", "sim")
     assert device.name.startswith("host CPU (")
     assert device.cores == os.cpu_count()
-    assert device.delegates == ("xnnpack", "cpu")
+    assert device.delegates == ("xnnpack", "cpu", "et-xnnpack")  # et-: a .pte (ExecuTorch)
 
 
 def test_supports(agent: SimAgent, device: DeviceInfo, cnn_tflite: Path) -> None:

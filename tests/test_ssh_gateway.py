@@ -367,3 +367,31 @@ def test_oom_killed_worker_is_named(tmp_path: Path, cnn_tflite: Path,
     out = runner.worker("measure", 0, time.monotonic() + 120, None)
     assert out["kind"] == "oom", out
     assert "killed by the kernel's OOM killer while" in out["error"]
+
+
+def test_sustained_run_on_a_gateway_reads_its_sysfs(sshd: SshServer, cnn_tflite: Path,
+                                                    tmp_path: Path) -> None:
+    """bench --sustained on a gateway: one runner process in windows there, each window with
+    the gateway's thermal zone and CPU frequencies (sysfs trees standing in for its /sys)."""
+    zone = tmp_path / "thermal" / "thermal_zone0"
+    zone.mkdir(parents=True)
+    (zone / "type").write_text("cpu-thermal\n")
+    (zone / "temp").write_text("48500\n")
+    freq = tmp_path / "cpu" / "cpu0" / "cpufreq"
+    freq.mkdir(parents=True)
+    (freq / "scaling_cur_freq").write_text("1500000\n")
+    own = sshd.dir / "sustained.toml"
+    own.write_text(sshd.hosts_entry("gw", python=sys.executable, extra="cooldown_s = 0"))
+    agent = SshAgent(own, sysfs_roots={"thermal": str(tmp_path / "thermal"),
+                                       "cpu": str(tmp_path / "cpu")})
+    (device,) = agent.discover()
+    job = Job(model_ref(cnn_tflite), device.id, "linux", "xnnpack", 1,
+              Settings(repeats=3, warmup=2, sustained_s=1.0, window_s=0.25))
+    raw = agent.run(device, job, lambda phase, fraction: None)
+    assert raw.status == "ok", raw.error
+    windows = raw.sustained["windows"]
+    assert len(windows) >= 4 and len(raw.samples_ms) == 1  # one process, no repeats
+    assert all(w["temperatures_c"] == {"cpu-thermal": 48.5} for w in windows)
+    assert all(w["cpu_freq_khz"] == {"cpu0": 1500000} for w in windows)
+    assert raw.sustained["sensors_note"] == "no battery"
+    assert raw.startup["cold"]["load_ms"] > 0

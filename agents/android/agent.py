@@ -41,6 +41,7 @@ from quantlab.harness.records import DeviceInfo, Job, RawOutput, RawResult
 
 if TYPE_CHECKING:
     from quantlab.agents.android.npu_compile import CompiledModel
+    from quantlab.agents.outputs import OutputsFacts
 
 NNAPI_MIN_SDK = 27
 NNAPI_DEPRECATED_SDK = 35
@@ -238,6 +239,20 @@ class AndroidAgent:
         return cmdmod.build_command(job, model, profile_file=profile_file,
                                     extra_flags=extra_flags, **overrides)
 
+    def outputs_supports(self, device: DeviceInfo, job: Job) -> tuple[bool, str]:
+        """Outputs come back from benchmark_model delegates only."""
+        from quantlab.agents.android.outputs import outputs_supports
+
+        return outputs_supports(job)
+
+    def outputs(self, device: DeviceInfo, job: Job, inputs: Path, out: Path,
+                progress: Progress) -> OutputsFacts:
+        """Every sample of ``inputs`` through ``job`` in one device-side loop
+        (:mod:`quantlab.agents.android.outputs`; the contract: :mod:`quantlab.agents.outputs`)."""
+        from quantlab.agents.android.outputs import run_outputs
+
+        return run_outputs(self, device, job, inputs, out, progress)
+
     # ------------------------------------------------------------------ run
 
     def run(self, device: DeviceInfo, job: Job, progress: Progress) -> RawResult:
@@ -286,7 +301,13 @@ class AndroidAgent:
             return RawResult.failure(job.job_id, fixed.failure)
         numerics = fixed.numerics
         input_flags = fixed.input_flags
-        for r in range(job.settings.repeats):
+        sustained: dict[str, Any] = {}
+        if job.settings.sustained_s > 0:  # windows instead of repeats
+            from quantlab.agents.android.sustained import run_windows
+
+            launches, sustained = run_windows(self, d, device, job, model_remote, input_flags,
+                                              raw_outputs, progress)
+        for r in range(0 if sustained else job.settings.repeats):
             progress(f"repeat {r + 1}/{job.settings.repeats}", r / job.settings.repeats)
             cmd = self._command(job, model_remote, extra_flags=input_flags)
             out, _ = self._launch(d, device, cmd, raw=raw_outputs, raw_name=f"launch-{r + 1}")
@@ -317,6 +338,13 @@ class AndroidAgent:
                 energy_fields, energy_warn = android_energy.measure(
                     self, d, device, job, model_remote, thermal_before, raw_outputs, input_flags)
             warnings.extend(energy_warn)
+        startup: dict[str, Any] = {}
+        if launches and all(o.ok for o in launches) and not sustained:
+            from quantlab.agents.android import startup as first_second
+
+            progress("cold and warm start", None)
+            startup = first_second.measure(self, d, device, job, model_remote, input_flags,
+                                           raw_outputs, launches)
         energy_fields["raw_outputs"] = tuple(raw_outputs)
         with adb_faults(device.id, "reading its thermal state"):
             thermal_after = self._thermal_snapshot(device)
@@ -328,9 +356,10 @@ class AndroidAgent:
         raw = to_raw_result(job.job_id, launches, job.delegate, profile=profile,
                             runner=runner_meta, thermal_before=thermal_before,
                             thermal_after=thermal_after, **energy_fields)
-        if warnings or numerics:
+        if warnings or numerics or sustained or startup:
             raw = RawResult(**{**raw.__dict__, "warnings": tuple(warnings) + raw.warnings,
-                               "numerics": numerics})
+                               "numerics": numerics, "startup": startup,
+                               "sustained": sustained if raw.status == "ok" else {}})
         progress("done", 1.0)
         return raw
 

@@ -46,6 +46,7 @@ from quantlab.harness.records import DeviceInfo, Job, RawOutput, RawResult
 
 if TYPE_CHECKING:  # numpy comes with it: imported when a job runs, not for `devices`
     from quantlab.agents.ios import numerics as ios_numerics
+    from quantlab.agents.outputs import OutputsFacts
 
 DELEGATES: tuple[str, ...] = (
     "coreml-cpu",
@@ -248,6 +249,8 @@ class IosAgent:
         """Whether ``device`` can run ``job``, and why not."""
         if device.platform != "ios":
             return False, "not an iPhone"
+        if job.settings.sustained_s > 0:
+            return False, "sustained runs are not measured on iPhones yet (sim and android are)"
         if job.delegate not in DELEGATES:
             return (
                 False,
@@ -275,8 +278,12 @@ class IosAgent:
 
     def run(self, device: DeviceInfo, job: Job, progress: Progress) -> RawResult:
         """Push, launch, wait for ``.done``, pull; see the module docstring."""
+        return self._guarded(device, self._run(device, job, progress))
+
+    def _guarded(self, device: DeviceInfo, call: Awaitable[RawResult]) -> RawResult:
+        """``call`` run, pymobiledevice3's errors translated (:mod:`.errors`)."""
         try:
-            return _run_async(self._run(device, job, progress))
+            return _run_async(call)
         except QuantlabError:
             raise
         except Exception as exc:
@@ -284,6 +291,15 @@ class IosAgent:
             if err is None:
                 raise
             raise err from exc
+
+    def outputs(self, device: DeviceInfo, job: Job, inputs: Path, out: Path,
+                progress: Progress) -> OutputsFacts:
+        """Every sample of ``inputs`` through ``job`` in one BenchRunner batch job
+        (:mod:`quantlab.agents.ios.outputs`; the contract: :mod:`quantlab.agents.outputs`)."""
+        from quantlab.agents.ios.outputs import run_outputs
+
+        return run_outputs(self, device, job, inputs, out, progress, lambda *a: self._guarded(
+            device, self._run_job(*a)))
 
     async def _run(self, device: DeviceInfo, job: Job, progress: Progress) -> RawResult:
         from quantlab.agents.ios import numerics as ios_numerics
@@ -301,7 +317,8 @@ class IosAgent:
 
         compute_plan = bool(device.extra.get("compute_plan", True))
         payload = build_job(job, compute_plan=compute_plan, cooldown_wait_s=self.cooldown_wait_s,
-                            input_files=fixed.files, outputs_file=fixed.outputs_file(job))
+                            input_files=fixed.files, outputs_file=fixed.outputs_file(job),
+                            outputs_samples=fixed.samples)
         jid = job.job_id
         job_dir = f"/Documents/jobs/{jid}"
         result_path = f"/Documents/results/{jid}.json"

@@ -69,10 +69,13 @@ class IosFixedInputs:
     numerics: dict[str, Any] = field(default_factory=dict)
     failure: str | None = None
     coreml: CoreMLIO | None = None
+    samples: int | None = None  # a batch job (evaluate --device): samples per input file
+    batch: dict[str, Any] | None = None  # its outputs: the app's report and the pulled ``blob``
 
     def outputs_file(self, job: Job) -> str | None:
-        """Where the app writes the outputs (relative to Documents/), when they are compared."""
-        return job_file(job, "outputs.bin") if self.check else None
+        """Where the app writes the outputs (relative to Documents/), when they are compared
+        or kept (a batch job)."""
+        return job_file(job, "outputs.bin") if self.check or self.samples else None
 
 
 def setup(job: Job, tmp: Path, progress: Callable[[str, float | None], None]) -> IosFixedInputs:
@@ -238,6 +241,14 @@ async def collect(session: IosSession, fixed: IosFixedInputs, result: dict[str, 
     float reference (an ``unchecked`` record with the reason when the app wrote none). The
     outputs go to ``raw`` as ``numerics-outputs.bin`` and, with the inputs and the reference,
     ``numerics-outputs.npz``."""
+    if fixed.samples is not None:  # a batch job: every sample's outputs kept whole
+        batch = dict(result.get("outputs") or {})
+        remote = f"/Documents/{batch.get('file')}"
+        if result.get("status") == "ok" and batch.get("file") and not batch.get("error") \
+                and await session.exists(remote):
+            batch["blob"] = await session.read(remote)
+        fixed.batch = batch
+        return {}
     if not fixed.check or fixed.prepared is None or result.get("status") != "ok":
         return fixed.numerics
     outputs = result.get("outputs")

@@ -65,6 +65,7 @@ from quantlab.agents.linux.session import (
     ssh_errors,
     summarize_error,
 )
+from quantlab.agents.outputs import OutputsFacts
 from quantlab.harness.errors import (
     DeviceDisconnected,
     DeviceTimeout,
@@ -281,15 +282,47 @@ class SshAgent:
             raw = dataclasses.replace(raw, numerics={"error": NUMERICS_REASON, "unchecked": True})
         return raw
 
+    def outputs(self, device: DeviceInfo, job: Job, inputs: Path, out: Path,
+                progress: Progress) -> OutputsFacts:
+        """Every sample of ``inputs`` through ``job`` on the gateway
+        (:mod:`quantlab.agents.linux.outputs`; the contract: :mod:`quantlab.agents.outputs`)."""
+        from quantlab.agents.linux.outputs import run_outputs
+
+        gw = self.gateway(device.id)
+        if not Path(job.model.path).is_file():
+            raise JobFailed(f"{job.model.path}: model file not found on this host")
+        return run_sync(lambda: self._guarded(gw, job, run_outputs(self, gw, job, inputs, out,
+                                                                   progress)))
+
+    async def _guarded(self, gw: Gateway, job: Job,
+                       call: Awaitable[OutputsFacts]) -> OutputsFacts:
+        """``call`` with SSH failures mapped as for a measuring job (a dropped connection
+        is a retried fault)."""
+        import asyncssh
+
+        try:
+            return await call
+        except TimeoutError:
+            raise DeviceTimeout(gw.device_id, f"no answer within {job.settings.timeout_s:g}s "
+                                "(+60s) while running the samples") from None
+        except asyncssh.SFTPError as exc:
+            raise JobFailed(f"{gw.device_id}: SFTP failed: {summarize_error(exc)}") from None
+        except ssh_errors() as exc:
+            raise DeviceDisconnected(gw.device_id, f"connection dropped "
+                                     f"({summarize_error(exc)})") from None
+
     def _job_spec(self, gw: Gateway, job: Job, model: str, inputs: str | None
                   ) -> dict[str, Any]:
         settings = dataclasses.asdict(dataclasses.replace(job.settings, inputs=inputs))
         return {
             "payload": {"model": model, "delegate": job.delegate, "threads": job.threads,
-                        "settings": settings, "rapl_root": self.sysfs_roots.get("rapl")},
+                        "settings": settings, "rapl_root": self.sysfs_roots.get("rapl"),
+                        "thermal_root": self.sysfs_roots.get("thermal"),
+                        "cpu_root": self.sysfs_roots.get("cpu")},
             "repeats": max(int(job.settings.repeats), 1),
+            "sustained": job.settings.sustained_s > 0,
             "profile": job.settings.profile_ops,
-            "timeout_s": job.settings.timeout_s,
+            "timeout_s": job.settings.timeout_s + job.settings.sustained_s,
             "energy": job.settings.energy,
             "energy_baseline_s": gw.energy_baseline_s,
             "hot_c": gw.hot_c, "cooldown_s": gw.cooldown_s,
@@ -303,7 +336,7 @@ class SshAgent:
         if session.gw.sudo:
             argv = ["sudo", "-n", *argv]
         events: list[dict[str, Any]] = []
-        deadline = time.monotonic() + job.settings.timeout_s + 60
+        deadline = time.monotonic() + job.settings.timeout_s + job.settings.sustained_s + 60
         async with session.conn.create_process(shlex.join(argv), encoding="utf-8") as proc:
             while True:
                 remaining = deadline - time.monotonic()

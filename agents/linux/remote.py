@@ -14,8 +14,10 @@ a probe it is piped to ``python -`` on stdin, so nothing is written on the gatew
 ``python remote.py run JOBDIR``
     Runs ``JOBDIR/job.json``: one fresh runner process (``python -m litert_runner``) per
     process-level repeat (exactly as the simulator does), then one for the per-op
-    profile; prints JSON lines (``progress``, ``thermal``, ``energy``, ``result``,
-    ``done``) on stdout. When stdin closes (the SSH connection dropped) the runner
+    profile (a job with ``outputs``: one runner process in the ``outputs`` mode instead, the
+    set's every output written outside JOBDIR for the controller to fetch); prints JSON
+    lines (``progress``, ``thermal``, ``energy``, ``result``, ``done``) on stdout. When
+    stdin closes (the SSH connection dropped) the runner
     is killed and the job directory removed, so nothing is left running.
 
 The host decides and interprets; this file only measures and reports facts.
@@ -387,6 +389,12 @@ class Runner:
         deps = _dependencies()
         emit("facts", arch=platform.machine(), python=platform.python_version(),
              litert=deps.get("ai-edge-litert"), numpy=deps.get("numpy"))
+        if job.get("outputs"):  # evaluate --device: every sample once, every output kept
+            emit("progress", phase="running the samples", fraction=None)
+            emit("result", mode="outputs", repeat=0,
+                 result=self.worker("outputs", 0, deadline, None),
+                 raw=self.raw_files("outputs", 0))
+            return 0
         emit("thermal", when="before", snapshot=self.cool_down(therm))
         sampler = None
         if job.get("energy"):
@@ -395,8 +403,15 @@ class Runner:
                 sampler = PowerSampler(channels)
                 emit("progress", phase="energy baseline", fraction=None)
                 sampler.baseline(float(job.get("energy_baseline_s", 1.0)))
-        repeats = int(job["repeats"])
+        repeats = 0 if job.get("sustained") else int(job["repeats"])
         steps = repeats + (1 if job.get("profile") else 0)
+        if job.get("sustained"):  # one runner process in windows, the gateway's sysfs read
+            emit("progress", phase="sustained run", fraction=None)
+            out = self.worker("sustained", 0, deadline, None)
+            emit("result", mode="measure", repeat=0, result=out,
+                 raw=self.raw_files("sustained", 0))
+            if out.get("error") or self.dropped.is_set():
+                return 0
         for r in range(repeats):
             emit("progress", phase=f"repeat {r + 1}/{repeats}", fraction=r / steps)
             out = self.worker("measure", r, deadline, sampler)

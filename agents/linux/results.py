@@ -19,6 +19,8 @@ from quantlab.agents.litert.results import (
     measured_result,
     pooled_rapl_energy,
     rapl_unavailable_reason,
+    startup_record,
+    sustained_windows,
 )
 from quantlab.harness.errors import DeviceDisconnected, JobFailed
 from quantlab.harness.records import Energy, EnergySample, Job, OpRecord, RawOutput, RawResult
@@ -173,7 +175,9 @@ def gateway_result(gw: Gateway, job: Job, events: list[dict[str, Any]], status: 
         ops=ops, ops_model_ms=ops_model_ms,
         energy=energy, energy_samples=energy_samples, energy_unavailable_reason=reason,
         thermal_before=before, thermal_after=after,
-        runner=runner, warnings=tuple(warnings), raw_outputs=raw_outputs)
+        runner=runner, warnings=tuple(warnings), raw_outputs=raw_outputs,
+        sustained=sustained_windows(job, runs[0]) if job.settings.sustained_s > 0 else {},
+        startup=startup_record(job, runs))
 
 
 def _raw_outputs(events: list[dict[str, Any]]) -> tuple[RawOutput, ...]:

@@ -112,6 +112,7 @@ class Session:
         self.sftp = sftp
         self.workdir = workdir
         self.python = gw.python or DEFAULT_PYTHON
+        self.pushes = 0  # files ensure_file actually sent (content-addressed: once per host)
 
     @classmethod
     async def open(cls, gw: Gateway) -> Session:
@@ -255,6 +256,7 @@ class Session:
                             f"{self.workdir}, {local.name} needs {size / 2**20:.1f} MB",
                             hint="free space on the gateway or set workdir to a bigger disk")
         part = f"{remote}.{secrets.token_hex(4)}.part"
+        self.pushes += 1
         await self.sftp.makedirs(f"{self.workdir}/{kind}", exist_ok=True)
         try:
             await self.sftp.put(str(local), part)

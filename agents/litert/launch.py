@@ -64,9 +64,12 @@ def job_payload(job: Job, tmp: Path, reference: str | None, *,
 
 def run_runner(payload: dict[str, Any], mode: str, repeat: int, tmp: Path, deadline: float,
                timeout_s: float, *, python: str | None = None,
-               raw: list[RawOutput] | None = None) -> dict[str, Any]:
+               raw: list[RawOutput] | None = None, module: str = RUNNER_MODULE
+               ) -> dict[str, Any]:
     """Run one runner process; returns its result dict or one with ``error`` set (a crash,
-    a non-zero exit, ``timeout_s`` passed at ``deadline``).
+    a non-zero exit, ``timeout_s`` passed at ``deadline``). ``module``: the runner that
+    ``python -m`` starts (another runtime's runner with the same job and result JSON, e.g.
+    ExecuTorch's).
 
     The runner's output (``<name>.log``: stdout and stderr, one stream) and its result JSON
     (``<name>.json``) go to ``raw``, also when it failed.
@@ -74,7 +77,8 @@ def run_runner(payload: dict[str, Any], mode: str, repeat: int, tmp: Path, deadl
     result_file = tmp / f"{mode}{repeat}.result.json"
     name = f"{mode}-{repeat + 1}" if mode == "measure" else mode
     try:
-        return _run(payload, mode, repeat, tmp, deadline, timeout_s, python or sys.executable)
+        return _run(payload, mode, repeat, tmp, deadline, timeout_s, python or sys.executable,
+                    module)
     finally:
         if raw is not None:
             log = tmp / f"{mode}{repeat}.stderr"
@@ -86,7 +90,7 @@ def run_runner(payload: dict[str, Any], mode: str, repeat: int, tmp: Path, deadl
 
 
 def _run(payload: dict[str, Any], mode: str, repeat: int, tmp: Path, deadline: float,
-         timeout_s: float, python: str) -> dict[str, Any]:
+         timeout_s: float, python: str, module: str) -> dict[str, Any]:
     job_file, result_file = tmp / f"{mode}{repeat}.json", tmp / f"{mode}{repeat}.result.json"
     job_file.write_text(json.dumps({"mode": mode, **payload, "seed": repeat}))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
@@ -94,7 +98,7 @@ def _run(payload: dict[str, Any], mode: str, repeat: int, tmp: Path, deadline: f
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     stderr_file = tmp / f"{mode}{repeat}.stderr"
     with stderr_file.open("wb") as err, processes.start(
-        [python, "-m", RUNNER_MODULE, str(job_file), str(result_file)],
+        [python, "-m", module, str(job_file), str(result_file)],
         stdin=subprocess.DEVNULL,
         stdout=err,
         stderr=err,

@@ -4,7 +4,8 @@ The simulator (:mod:`quantlab.agents.sim.agent`) runs :mod:`quantlab.agents.lite
 host and the SSH agent (:mod:`quantlab.agents.linux.agent`) runs the same runner on a gateway; both
 hand its ``measure`` results (one dict per process-level repeat) to :func:`measured_result`,
 so a figure is built the same way wherever it was measured. :func:`numerics_from` compares
-the outputs of the runner's ``numerics`` mode on the host, as a phone's are.
+the outputs of the runner's ``numerics`` mode on the host, as a phone's are;
+:func:`sustained_windows` reads its ``sustained`` mode.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from quantlab.harness.records import Energy, Job, RawResult
+from quantlab.harness.sustained import sustained_record, window_figures
 
 
 def measured_result(job: Job, runs: list[dict[str, Any]], **fields: Any) -> RawResult:
@@ -29,6 +31,43 @@ def measured_result(job: Job, runs: list[dict[str, Any]], **fields: Any) -> RawR
         memory_method=runs[0]["memory_method"],
         **fields,
     )
+
+
+def sustained_windows(job: Job, out: dict[str, Any]) -> dict[str, Any]:
+    """The ``RawResult.sustained`` dict of a runner's ``sustained`` result: each window's
+    figures (:func:`quantlab.harness.sustained.window_figures`) with its sensor readings."""
+    windows = []
+    for w in out["windows"]:
+        sensors = {k: v for k, v in w.items() if k not in ("samples_ms", "start_s", "end_s")}
+        windows.append({**window_figures(w["samples_ms"], w["start_s"], w["end_s"]),
+                        **sensors})
+    s = job.settings
+    return sustained_record(windows, duration_s=s.sustained_s, window_s=s.window_s,
+                            threshold_pct=s.throttle_pct,
+                            source="per-iteration times of one LiteRT runner process",
+                            sensors_note=out.get("sensors_note"))
+
+
+def startup_record(job: Job, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``RawResult.startup`` dict of ``measure`` results (medians over the repeats): the
+    model load (the interpreter built), the delegate (allocation, where LiteRT applies
+    XNNPACK; none for builtin kernels) and the first inference; no warm start (the Python
+    interpreter exposes no delegate cache)."""
+    loads = [r["load_ms"] for r in runs if r.get("load_ms") is not None]
+    if len(loads) != len(runs):
+        return {}
+    load = statistics.median(loads)
+    init = statistics.median(r["init_ms"] for r in runs)
+    xnnpack = job.delegate == "xnnpack"
+    return {
+        "source": "LiteRT runner: interpreter built (load), allocate_tensors (XNNPACK applied), "
+                  "first invoke; medians over the repeats",
+        "cold": {"load_ms": load if xnnpack else init,
+                 "delegate_ms": init - load if xnnpack else None,
+                 "first_inference_ms": statistics.median(r["first_inference_ms"] for r in runs)},
+        "warm": None, "cache": None,
+        "warm_unavailable": "no delegate cache: LiteRT's Python interpreter exposes none",
+    }
 
 
 def pooled_rapl_energy(runs: list[dict[str, Any]]) -> Energy | None:

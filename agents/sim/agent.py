@@ -1,4 +1,5 @@
-"""The simulator agent: the host CPU through LiteRT, each repeat in a fresh runner process.
+"""The simulator agent: the host CPU through LiteRT (``.tflite``) or ExecuTorch (``.pte``), each
+repeat in a fresh runner process.
 
 The controller never loads the model itself: the LiteRT runner
 (:mod:`quantlab.agents.litert.runner`, started by :mod:`quantlab.agents.litert.launch`) does,
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from quantlab.agents.base import Progress
+from quantlab.agents.executorch import host as et_host
 from quantlab.agents.litert.launch import job_payload, litert_version, run_runner
 from quantlab.agents.litert.reference import reference_model
 from quantlab.agents.litert.results import (
@@ -25,7 +27,10 @@ from quantlab.agents.litert.results import (
     numerics_from,
     pooled_rapl_energy,
     rapl_unavailable_reason,
+    startup_record,
+    sustained_windows,
 )
+from quantlab.agents.outputs import OutputsFacts
 from quantlab.harness.records import DeviceInfo, Job, OpRecord, RawOutput, RawResult
 
 SIM_ID = "sim"
@@ -44,10 +49,12 @@ def _cpu_model() -> str:
 
 
 class SimAgent:
-    """Runs ``.tflite`` jobs on the host CPU through LiteRT (XNNPACK or builtin kernels)."""
+    """Runs ``.tflite`` jobs on the host CPU through LiteRT (XNNPACK or builtin kernels) and
+    ``.pte`` jobs through ExecuTorch (``et-xnnpack``: the program as lowered)."""
 
     kind = "sim"
-    delegates: tuple[str, ...] = ("xnnpack", "cpu")
+    delegates: tuple[str, ...] = ("xnnpack", "cpu", *et_host.DELEGATES)
+    litert_delegates = ("xnnpack", "cpu")
 
     def __init__(self, rapl_root: str | None = None, python: str | None = None,
                  rapl_idle_s: float | None = None) -> None:
@@ -68,7 +75,9 @@ class SimAgent:
             os_version=f"{platform.system()} {platform.release()}",
             host=platform.node(),
             delegates=self.delegates,
-            extra={"litert": litert_version()},
+            extra={"litert": litert_version(),
+                   **({"executorch": et_host.executorch_version()}
+                      if et_host.installed() else {})},
         )
         return [dataclasses.replace(device, health=self.health(device))]
 
@@ -88,15 +97,21 @@ class SimAgent:
         return out
 
     def supports(self, device: DeviceInfo, job: Job) -> tuple[bool, str]:
-        """Only ``.tflite`` models, delegates xnnpack/cpu, 1 ≤ threads ≤ 2 × logical cores."""
+        """``.tflite`` models on xnnpack/cpu, ``.pte`` on et-xnnpack, 1 ≤ threads ≤ 2 × logical
+        cores."""
         if job.model.format in ("mlpackage", "mlmodel"):
             return False, "Core ML variant: not an iOS device"
-        if job.model.format != "tflite":
+        if job.model.format == "pte":
+            if job.delegate not in et_host.DELEGATES:
+                return False, (f"delegate {job.delegate!r} is LiteRT's: an ExecuTorch program "
+                               f"runs on {', '.join(et_host.DELEGATES)}")
+        elif job.model.format != "tflite":
             return False, f"{job.model.format} models do not run on the simulator"
-        if job.delegate not in self.delegates:
+        elif job.delegate not in self.litert_delegates:
             return (
                 False,
-                f"delegate {job.delegate!r} is not available on the simulator (xnnpack, cpu)",
+                f"delegate {job.delegate!r} is not available to a .tflite on the simulator "
+                "(xnnpack, cpu)",
             )
         cores = os.cpu_count() or 1
         if not 1 <= job.threads <= MAX_THREADS_FACTOR * cores:
@@ -110,6 +125,14 @@ class SimAgent:
         """The host CPU never goes away."""
         return True
 
+    def outputs(self, device: DeviceInfo, job: Job, inputs: Path, out: Path,
+                progress: Progress) -> OutputsFacts:
+        """Every sample of ``inputs`` through ``job`` in one runner process
+        (:mod:`quantlab.agents.sim.outputs`; the contract: :mod:`quantlab.agents.outputs`)."""
+        from quantlab.agents.sim.outputs import run_outputs
+
+        return run_outputs(device, job, inputs, out, progress, python=self.python)
+
     # ------------------------------------------------------------------ running
 
     def _worker(self, job: Job, payload: dict[str, Any], mode: str, repeat: int, tmp: Path,
@@ -119,8 +142,14 @@ class SimAgent:
                           python=self.python, raw=raw)
 
     def run(self, device: DeviceInfo, job: Job, progress: Progress) -> RawResult:
-        """Measure ``job``: ``settings.repeats`` worker processes, then the op profile if asked."""
+        """Measure ``job``: ``settings.repeats`` worker processes, then the op profile if asked
+        (a sustained run: one process for ``sustained_s``, in windows; an ExecuTorch program:
+        :meth:`_run_pte`)."""
+        if job.model.format == "pte":
+            return self._run_pte(job, progress)
         s = job.settings
+        if s.sustained_s > 0:
+            return self._run_sustained(job, progress)
         deadline = time.monotonic() + s.timeout_s
         repeats = max(int(s.repeats), 1)
         check_numerics = s.numerics or s.profile_ops  # a profiled run also checks numerics
@@ -188,4 +217,80 @@ class SimAgent:
             raw_outputs=tuple(raw_outputs),
             placement=dict(runs[0].get("placement") or {}),
             numerics=numerics,
+            startup=startup_record(job, runs),
         )
+
+    def _run_sustained(self, job: Job, progress: Progress) -> RawResult:
+        """One runner process in ``sustained`` mode; its windows become
+        ``RawResult.sustained``."""
+        s = job.settings
+        limit = s.timeout_s + s.sustained_s
+        raw_outputs: list[RawOutput] = []
+        runner: dict[str, Any] = {"name": "litert", "version": litert_version(),
+                                  "delegate": job.delegate, "threads": job.threads,
+                                  "python": platform.python_version(), "mode": "sustained"}
+        with tempfile.TemporaryDirectory(prefix="quantlab-sim-") as tmp:
+            payload = job_payload(job, Path(tmp), None)
+            progress(f"sustained run, {s.sustained_s:g}s", None)
+            out = run_runner(payload, "sustained", 0, Path(tmp), time.monotonic() + limit,
+                             limit, python=self.python, raw=raw_outputs)
+        if out.get("error"):
+            return RawResult.failure(job.job_id, out["error"], runner=runner,
+                                     raw_outputs=tuple(raw_outputs))
+        runner["pids"] = [out.get("pid")]
+        progress("done", 1.0)
+        return measured_result(job, [out], runner=runner, raw_outputs=tuple(raw_outputs),
+                               placement=dict(out.get("placement") or {}),
+                               sustained=sustained_windows(job, out),
+                               startup=startup_record(job, [out]))
+
+    def _run_pte(self, job: Job, progress: Progress) -> RawResult:
+        """An ExecuTorch program: ``settings.repeats`` fresh runner processes
+        (:mod:`quantlab.agents.executorch.runner`), each warmed up and timed, and one more for
+        the per-op profile from ETDump when asked; the numerics check and energy are not
+        there yet, and the result says so."""
+        s = job.settings
+        deadline = time.monotonic() + s.timeout_s
+        repeats = max(int(s.repeats), 1)
+        runs: list[dict[str, Any]] = []
+        pids: list[int] = []
+        raw_outputs: list[RawOutput] = []
+        runner: dict[str, Any] = {"name": "executorch", "runtime": "executorch",
+                                  "version": et_host.executorch_version(),
+                                  "delegate": job.delegate, "threads": job.threads,
+                                  "python": platform.python_version(), "pids": pids}
+        warnings = [f"{what} of an ExecuTorch program is not available on the simulator yet"
+                    for what, asked in (("numerics check", s.numerics), ("energy", s.energy))
+                    if asked]
+        with tempfile.TemporaryDirectory(prefix="quantlab-sim-") as tmp:
+            payload = job_payload(job, Path(tmp), None)
+            for r in range(repeats):
+                progress(f"repeat {r + 1}/{repeats}", r / repeats)
+                out = run_runner(payload, "measure", r, Path(tmp), deadline, s.timeout_s,
+                                 python=self.python, raw=raw_outputs,
+                                 module=et_host.RUNNER_MODULE)
+                if out.get("pid"):
+                    pids.append(out["pid"])
+                if out.get("error"):
+                    return RawResult.failure(job.job_id, out["error"], runner=runner,
+                                             raw_outputs=tuple(raw_outputs))
+                runs.append(out)
+            ops: tuple[OpRecord, ...] = ()
+            ops_model_ms = None
+            if s.profile_ops:
+                progress("profiling ops", repeats / (repeats + 1))
+                prof = run_runner(payload, "profile", 0, Path(tmp), deadline, s.timeout_s,
+                                  python=self.python, raw=raw_outputs,
+                                  module=et_host.RUNNER_MODULE)
+                if prof.get("error"):
+                    warnings.append(f"per-op profile unavailable: {prof['error']}")
+                else:
+                    ops = tuple(OpRecord(**row) for row in prof["ops"])
+                    ops_model_ms = prof["ops_model_ms"]
+                    runner["profiler"] = prof["profiler"]
+                    if prof.get("ops_note"):
+                        warnings.append(f"per-op profile: {prof['ops_note']}")
+        progress("done", 1.0)
+        return measured_result(job, runs, runner=runner, warnings=tuple(warnings),
+                               raw_outputs=tuple(raw_outputs), ops=ops,
+                               ops_model_ms=ops_model_ms)

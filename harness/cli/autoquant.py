@@ -116,6 +116,7 @@ def _fmt_step(step: dict[str, Any]) -> list[str]:
     parts = [o.get("granularity", ""),
              f"{o['calibration_samples']} calib" if o.get("calibration_samples") else "",
              f"≤{o['mixed_max_size_share']:.0%} of fp32" if o.get("mixed_max_size_share") else "",
+             "ranked by accuracy" if o.get("mixed_rank") == "accuracy" else "",
              f"{step['qat']['epochs_run']} epochs" if step.get("qat") else "",
              f"fp16: {', '.join(o['keep'])}" if o.get("keep") else ""]
     opts = ", ".join(p for p in parts if p)
@@ -171,6 +172,9 @@ def autoquant(
     qat_layers: QatLayersOpt = None,
     calib_samples: SamplesOpt = 200,
     seed: SeedOpt = 0,
+    rank: Annotated[str, typer.Option("--rank", help="mixed-int8 rung: rank the layers to keep "
+                                      "float by int8 error, or by accuracy (one layer int8 at a "
+                                      "time).")] = "error",
     iterations: Annotated[int, typer.Option("--iterations", min=1, help="Measured iterations "
                                             "per repeat.")] = 50,
     repeats: Annotated[int, typer.Option("--repeats", min=1, help="Process-level repeats.")]
@@ -191,11 +195,13 @@ def autoquant(
                        (train, "--train")):
         if path is not None and not Path(path).exists():
             raise UserError(f"{what} {path}: no such file or folder")
+    if rank not in ("error", "accuracy"):
+        raise UserError(f"--rank {rank}: expected error or accuracy")
     folder = Path(out or Path("results") / "autoquant" / Path(model).stem)
     req = LadderRequest(model=model, calib=calib, data=data, out=str(folder), max_drop=max_drop,
                         train=train, explore=explore, coreml=coreml, calib_samples=calib_samples,
                         seed=seed, **fmt.reading(),
-                        qat=qat_settings(epochs, lr, qat_layers))
+                        qat=qat_settings(epochs, lr, qat_layers), mixed_rank=rank)
     session = Session.open(results_location(results), retry=RetryPolicy(wait_s=0.0))
     store = session.store
     from quantlab.harness.records import Settings

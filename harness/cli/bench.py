@@ -36,9 +36,9 @@ DeviceOpt = Annotated[
 ]
 DelegateOpt = Annotated[
     str | None,
-    typer.Option("--delegate", help="Comma-separated delegates (sim: xnnpack, cpu; Android: cpu, "
-                 "xnnpack, gpu, nnapi, hexagon, qnn; iOS: coreml-*, tflite-*). Default: each "
-                 "device's first."),
+    typer.Option("--delegate", help="Comma-separated delegates (sim: xnnpack, cpu, et-xnnpack for "
+                 ".pte; Android: cpu, xnnpack, gpu, nnapi, hexagon, qnn; iOS: coreml-*, "
+                 "tflite-*). Default: each device's first for the model's runtime."),
 ]
 ThreadsOpt = Annotated[str, typer.Option("--threads", help="Comma-separated thread counts.")]
 PlanOpt = Annotated[str | None, typer.Option(
@@ -95,13 +95,22 @@ def plan(
     threads: ThreadsOpt = "1",
     cluster: ClusterOpt = None,
     plan_file: PlanOpt = None,
+    resolve: Annotated[str | None, typer.Option(
+        "--resolve", metavar="CHANGE", help="For each job, the noise of its newest stored "
+        "result and the repeats and iterations it would take to resolve a change this size "
+        "(e.g. 5%).")] = None,
+    results: ResultsOpt = None,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Show the jobs a bench would run, and what it would skip and why; runs nothing. With
-    --plan, the plan file expanded as bench --plan expands it (the gate is shown, not run)."""
+    """Show the jobs a bench would run, what it would skip and why, and the jobs whose
+    delegate cannot take the whole graph (float ops to Hexagon, Flex ops), naming the ops;
+    runs nothing. With --plan, the plan file expanded as bench --plan expands it (the gate is
+    shown, not run). With --resolve 5%, what each job needs to resolve a 5% change at its
+    stored noise."""
     from quantlab._bench import make_plan, measure_settings
     from quantlab.harness.cli import plan_run
+    from quantlab.harness.placement_check import placement_warnings
     from quantlab.harness.planfile import load_plan_file
     from quantlab.harness.records import to_dict
 
@@ -119,8 +128,19 @@ def plan(
     else:
         the_plan, _, _ = make_plan(opts["models"], device, delegate, threads, settings, cluster)
     summary = plan_run.plan_summary(pf, opts["models"]) if pf is not None else None
+    warnings = placement_warnings(the_plan)
+    rows = None
+    if resolve is not None:
+        from quantlab.harness.cli.resolve import print_rows, resolve_rows
+        from quantlab.harness.store import Store
+        from quantlab.harness.sustained import parse_percent
+
+        change = parse_percent(resolve, "--resolve") / 100
+        rows = resolve_rows(Store.open(results_location(results)), list(the_plan.jobs), change)
     if json_out:
         print_json({"jobs": [{"job_id": j.job_id, **to_dict(j)} for j in the_plan.jobs],
+                    "placement_warnings": warnings,
+                    **({"resolve": rows} if rows is not None else {}),
                     "skipped": [{"job_id": s.job.job_id, **to_dict(s.job), "reason": s.reason}
                                 for s in the_plan.skipped],
                     **({"plan_file": summary} if summary is not None else {}),
@@ -129,6 +149,17 @@ def plan(
     console.print(_plan_table(the_plan))
     if summary is not None:
         _print_plan_summary(summary)
+    if rows is not None:
+        print_rows(rows, change)
+    _print_placement_warnings(warnings)
+
+
+def _print_placement_warnings(warnings: list[dict[str, Any]]) -> None:
+    from rich.markup import escape
+
+    for w in warnings:
+        err_console.print(f"[yellow]placement[/] {escape(w['model'])} · {escape(w['device'])} · "
+                          f"{escape(w['delegate'])}: {escape(w['why'])}", soft_wrap=True)
 
 
 def _print_plan_summary(summary: dict[str, Any]) -> None:
@@ -143,6 +174,9 @@ def _print_plan_summary(summary: dict[str, Any]) -> None:
         where = (f"{len(folders)} variants folder(s)" if folders
                  else "nothing (no model is a variants folder)")
         lines.append(f"accuracy gate: bench evaluates {where} on {gate['data']} first")
+    if summary.get("placement_gate"):
+        lines.append("placement gate: " + ", ".join(
+            f"{k} {v}" for k, v in summary["placement_gate"].items()))
     if summary["compare"]:
         lines.append("compare: " + ", ".join(f"{k} {v}" for k, v in summary["compare"].items()))
     for line in lines:
@@ -186,15 +220,28 @@ def bench(
         "delegate's class outputs (default: the plan's [gate] min_top1, else 0.99); with "
         "--numerics a job that fails the gate (cosine ≥ 0.99, NaN/Inf) makes bench exit 1.")
     ] = None,
+    min_delegated: Annotated[float | None, typer.Option(
+        "--min-delegated", help="The placement gate: a job whose delegate took less than this "
+        "share of the graph's ops (0.9 = 90 %) fails, naming the ops left on the CPU; bench "
+        "exits 1 (default: the plan's [gate] min_delegated).")] = None,
+    no_fallback: Annotated[bool, typer.Option(
+        "--no-fallback", help="The placement gate: a job whose delegate left any op on the CPU "
+        "fails (plan files: [gate] no_fallback = true).")] = False,
+    confirm: Annotated[int, typer.Option(
+        "--confirm", min=0, help="With a baseline: a job judged slower is measured again with "
+        "this many launches before it is reported; not slower again = 'not confirmed' "
+        "(the plan's [measure] confirm).")] = 0,
     results: ResultsOpt = None,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Benchmark models on devices (or run a plan file); every measurement goes into the
     store. With --baseline, compare with it and exit as compare does. Outputs checked with
-    --numerics are judged by the numerics gate, and a failure exits 1."""
+    --numerics are judged by the numerics gate, placement by --min-delegated/--no-fallback
+    (the placement gate); a failure exits 1."""
     from quantlab._bench import make_plan, measure_settings
     from quantlab.harness.cli import plan_run
+    from quantlab.harness.cli.placement_gate import gate_options, placement_exit_code
     from quantlab.harness.planfile import load_plan_file
     from quantlab.harness.retry import RetryPolicy
     from quantlab.harness.store import check_tags
@@ -207,6 +254,7 @@ def bench(
     pf = load_plan_file(plan_file) if plan_file else None
     tags = check_tags([*(pf.tags if pf else ()), *(tag or [])])
     opts = plan_run.merged_options(pf, dict(ctx.params), given)
+    min_share, strict = gate_options(min_delegated, no_fallback, pf.gate if pf else None)
     session = Session.open(results_location(results), cluster=cluster,
                            retry=RetryPolicy(wait_s=opts["retry_timeout"]))
     store = session.store
@@ -231,7 +279,7 @@ def bench(
         settings = measure_settings(**{k: opts[k] for k in measure.as_kwargs()})
         if pf is not None:
             the_plan, chosen = plan_run.plan_jobs(pf, opts, given, settings, session.fleet)
-            if pf.gate:
+            if pf.gate and pf.gate.get("data"):
                 gate_result = plan_run.run_gate(pf, opts["models"], results_location(results))
         else:
             the_plan, _, chosen = make_plan(models or [], device, delegate, threads, settings,
@@ -241,16 +289,30 @@ def bench(
         jobs, skipped_count = list(the_plan.jobs), len(the_plan.skipped)
         for s in the_plan.skipped:
             err_console.print(f"[yellow]skipped[/] {s.job.label()}: {s.reason}", soft_wrap=True)
+        if not json_out:
+            from quantlab.harness.placement_check import placement_warnings
+
+            _print_placement_warnings(placement_warnings(the_plan))
     accounts = dispatch_jobs(session, run_id, jobs, verbose)
 
     def compare_and_write(data: dict[str, Any]) -> int:
         from quantlab.harness.cli.numerics_gate import min_top1_of, numerics_exit_code
 
+        confirm = None
+        if opts.get("confirm"):
+            from quantlab.harness.cli.confirm import confirm_slower
+
+            def confirm(c: Any) -> Any:
+                return confirm_slower(session, run_id, c, int(opts["confirm"]), c.threshold,
+                                      c.match_keys)
         code = plan_run.finish_with_baseline(store, run_id, base_id, rules, gate.junit,
-                                             gate.markdown, data, json_out, gate_result)
+                                             gate.markdown, data, json_out, gate_result,
+                                             confirm=confirm)
         numerics = numerics_exit_code(store, run_id, data,
                                       min_top1_of(min_top1, pf.gate if pf else None), json_out)
-        return plan_run.gate_exit_code(gate_result, data, json_out) or numerics or code
+        placed = placement_exit_code(store, run_id, data, min_share, strict, json_out)
+        return (plan_run.gate_exit_code(gate_result, data, json_out) or numerics or placed
+                or code)
 
     _finish(session, run_id, accounts, json_out, skipped_count, compare_and_write)
 

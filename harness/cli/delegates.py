@@ -69,7 +69,7 @@ def delegates(
         stats = {(r["latency"] or {}).get("statistic") for r in dev_rows if r["latency"]}
         table = new_table(f"{model} on {device} (run {runs})")
         label_column(table, "delegate", 14)
-        for col in ("latency", "×cpu", "init", "delegated"):
+        for col in ("latency", "×cpu", "cold", "warm", "delegated"):
             number_column(table, col)
         label_column(table, "CPU fallback", 14)
         number_column(table, "cosine")
@@ -85,6 +85,10 @@ def delegates(
             fb = r["fallback_ops"]
             fallback = (", ".join(f"{o['op_type']}#{o['index']}" for o in fb[:2])
                         + (f" +{len(fb) - 2}" if len(fb) > 2 else "")) if fb else "–"
+            reasons = [f"{o['op_type']}#{o['index']}: {o['reason']}" for o in fb if o.get("reason")]
+            if reasons:
+                notes.append(f"{r['delegate']} left on the CPU: " + "; ".join(reasons[:4])
+                             + (f" (+{len(reasons) - 4} more, --json)" if len(reasons) > 4 else ""))
             n = r["numerics"] or {}
             cosine, sqnr = _num(n.get("cosine")), f"{_num(n.get('sqnr_db'), '.0f')} dB"
             if not n:
@@ -100,15 +104,17 @@ def delegates(
                              f"{n['top1_agreement']:.1%} of the inputs")
             table.add_row(f"{r['delegate']} {r['threads']}t", latency,
                           f"{r['speedup_vs_cpu']:.2f}" if r["speedup_vs_cpu"] else "–",
-                          _ms(r["init_ms"]), ops, fallback, cosine, sqnr)
+                          _ms(r["cold_start_ms"]), _ms(r["warm_start_ms"]), ops, fallback,
+                          cosine, sqnr)
             if r["status"] != "ok":
                 not_run.setdefault((r["status"], r["delegate"], r["error"] or ""),
                                    []).append(model)
         console.print(table)
         if len(stats) == 1:
             console.print(f"[dim]latency: {next(iter(stats))}s; speedup = CPU delegate's "
-                          f"{next(iter(stats))} / this delegate's; cosine and SQNR: outputs "
-                          "vs the float model on the same inputs[/]")
+                          f"{next(iter(stats))} / this delegate's; cold/warm: time to the "
+                          "first result without / with the delegate's cache; cosine and SQNR: "
+                          "outputs vs the float model on the same inputs[/]")
         for note in notes:
             console.print(f"[dim]{note}[/]")
     for (status, delegate, why), models in not_run.items():

@@ -202,7 +202,8 @@ def demo(
         raise UserError(f"--task {task!r}: the demo has classification and detection")
     if task == "detection" and schemes == "all":
         schemes = DETECTION_SCHEMES
-    picked = resolve_schemes(split_list(schemes) or ["all"])  # a typo fails now, not later
+    # a typo fails now, not later; a Keras source: every scheme but the ExecuTorch ones
+    picked = resolve_schemes(split_list(schemes) or ["all"], source_kind="keras")
     work = Path(out)
     try:
         work.mkdir(parents=True, exist_ok=True)

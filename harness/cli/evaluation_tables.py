@@ -114,8 +114,32 @@ def print_evaluation(report: dict[str, Any]) -> None:
                       soft_wrap=True)
     for e in errors:
         console.print(f"[red]{e}[/]")
+    _print_recalibration(report["variants"])
     if report.get("gate_confidence"):
         console.print("[dim]--gate-confidence: a variant fails only when the whole 95 % "
                       "interval of its drop lies beyond its gate[/]")
     for s in report.get("skipped", []):
         console.print(f"[dim]not evaluated: {s['scheme']} ({s['reason']})[/]")
+
+
+def _print_recalibration(variants: list[dict[str, Any]]) -> None:
+    """evaluate --recalibrate: each variant's fitted temperature and its held-out ECE."""
+    for v in variants:
+        rec = (v.get("calibration") or {}).get("recalibration")
+        if not rec:
+            continue
+        name = v["scheme"] or Path(v["path"]).name
+        if rec.get("method") == "score threshold":
+            at = "no threshold reaches it" if rec["threshold"] is None else \
+                f"score ≥ {rec['threshold']:.3f} gives recall {rec['recall']:.3f}"
+            console.print(f"recalibrated {name}: fp32's recall at score ≥ "
+                          f"{rec['reference_threshold']:g} is {rec['reference_recall']:.3f}; "
+                          f"{at} (at {rec['reference_threshold']:g}: "
+                          f"{rec['recall_at_reference_threshold']:.3f})", soft_wrap=True)
+            continue
+        part = rec["split"]
+        console.print(f"recalibrated {name}: temperature "
+                      f"{rec['temperature']:.3f} (fit on {part['fit']} samples, seed "
+                      f"{part['seed']}); ECE on {part['held_out']} held-out "
+                      f"{_figure(rec['ece_before'], '.4f')} → "
+                      f"{_figure(rec['ece_after'], '.4f')}", soft_wrap=True)

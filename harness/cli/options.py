@@ -102,6 +102,17 @@ class MeasureOptions:
         "top-1). The simulator also does it with --profile-ops.")] = False
     timeout: Annotated[float, typer.Option("--timeout", min=1.0,
                                            help="Seconds per job attempt.")] = 600.0
+    sustained: Annotated[str | None, typer.Option(
+        "--sustained", metavar="DURATION", help="Run each job without a pause for DURATION "
+        "(e.g. 90s, 10m) instead of repeats, and record per window latency (median, p90), "
+        "thermal state, temperatures, CPU frequencies and battery where readable; reports "
+        "peak vs sustained throughput and the throttling point.")] = None
+    window: Annotated[float | None, typer.Option(
+        "--window", min=0.01, help="Seconds per window of a --sustained run (default 10, at "
+        "most the duration).")] = None
+    throttle: Annotated[str, typer.Option(
+        "--throttle", help="A --sustained run is throttled from the window where latency "
+        "starts to stay more than this above the first window's (e.g. 10%).")] = "10%"
 
     def as_kwargs(self) -> dict[str, Any]:
         """The fields by name (the keyword arguments of :func:`quantlab.bench`)."""

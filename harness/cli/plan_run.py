@@ -7,6 +7,7 @@ Kept apart from :mod:`quantlab.harness.cli.bench` so the bench command itself on
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ from quantlab.harness.errors import UserError
 from quantlab.harness.planfile import PlanFile
 
 MEASURE_OPTIONS = ("warmup", "iterations", "min_time", "repeats", "profile_ops", "inputs",
-                   "energy", "energy_on_usb", "numerics", "timeout", "retry_timeout")
+                   "energy", "energy_on_usb", "numerics", "timeout", "retry_timeout", "confirm",
+                   "sustained", "window", "throttle")
 """bench options a plan file's [measure] table sets (same names)."""
 
 
@@ -91,10 +93,12 @@ def plan_summary(plan: PlanFile, models: list[str]) -> dict[str, Any]:
     """What a plan file adds beyond the jobs (for ``quantlab plan --plan``): its hash, tags,
     the gate it would run and its compare rules."""
     gate = None
-    if plan.gate:
+    if plan.gate and plan.gate.get("data"):
         gate = {**plan.gate, "folders": gate_folders(models)}
+    placed = {k: plan.gate[k] for k in ("min_delegated", "no_fallback")
+              if plan.gate and k in plan.gate}
     return {"path": str(plan.path), "sha256": plan.sha256, "tags": list(plan.tags),
-            "gate": gate, "compare": dict(plan.compare)}
+            "gate": gate, "placement_gate": placed or None, "compare": dict(plan.compare)}
 
 
 def run_gate(plan: PlanFile, models: list[str], results: str) -> dict[str, Any] | None:
@@ -269,10 +273,12 @@ def drift_in(store: Any, c: Any, record: Any, baseline: str | None) -> Any:
 
 def finish_with_baseline(store: Any, run_id: str, base_id: str | None, rules: CompareRules,
                          junit: str | None, markdown: str | None, data: dict[str, Any],
-                         json_out: bool, accuracy: dict[str, Any] | None = None) -> int:
-    """Compare the finished run with its baseline (when there is one), write the CI outputs
-    (with the accuracy gate's result when it ran), print the comparison; returns compare's
-    exit code (0 without a baseline)."""
+                         json_out: bool, accuracy: dict[str, Any] | None = None,
+                         confirm: Callable[[Any], Any] | None = None) -> int:
+    """Compare the finished run with its baseline (when there is one), re-measure its slower
+    jobs with ``confirm`` (``[measure] confirm``), write the CI outputs (with the accuracy
+    gate's result when it ran), print the comparison; returns compare's exit code (0 without
+    a baseline)."""
     from quantlab._report import compare_in
     from quantlab.harness.report.ci import write_outputs
 
@@ -285,6 +291,8 @@ def finish_with_baseline(store: Any, run_id: str, base_id: str | None, rules: Co
     c = compare_in(store, base_id, record, threshold=rules.threshold, match=rules.match,
                    allow_missing=rules.allow_missing)
     c = drift_in(store, c, record, rules.baseline)
+    if confirm is not None:
+        c = confirm(c)
     for path in write_outputs(outputs, comparison=c, accuracy=accuracy):
         err_console.print(f"[dim]written {path}[/]")
     data["comparison"] = c.as_dict()

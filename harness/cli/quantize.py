@@ -28,7 +28,8 @@ from quantlab.harness.cli.options import DataFormat, with_options
 from quantlab.harness.errors import UserError
 
 SchemesOpt = Annotated[
-    str, typer.Option("--schemes", help="Comma-separated schemes, or all / tflite / coreml.")
+    str, typer.Option("--schemes", help="Comma-separated schemes, or all / tflite / coreml / "
+                      "pte (ExecuTorch).")
 ]
 CalibOpt = Annotated[
     str | None, typer.Option("--calib", help="Calibration data: .npz/.npy or DIR/<class>/*.jpg.")
@@ -86,9 +87,9 @@ def quantize_with_progress(model: str | Path, schemes: list[str], calib: str | P
 
     from quantlab.harness.quantize.requests import QuantizeRequest
     from quantlab.harness.quantize.schemes import resolve_schemes
-    from quantlab.harness.quantize.variants import quantize
+    from quantlab.harness.quantize.variants import quantize, source_kind
 
-    picked = resolve_schemes(schemes)
+    picked = resolve_schemes(schemes, source_kind(Path(model)))
     request = QuantizeRequest.create(model, [s.name for s in picked], calib, out, **options)
     bar = Progress(
         SpinnerColumn(),
@@ -109,11 +110,9 @@ def quantize_with_progress(model: str | Path, schemes: list[str], calib: str | P
     def on_event(name: str, ev: dict[str, Any]) -> None:
         if name == "start":
             step(ev["scheme"], "quantizing")
-        elif name == "done":
-            step(ev["scheme"], f"done ({ev.get('seconds', 0.0):.1f} s)")
-            bar.advance(tasks[ev["scheme"]])
-        elif name == "failed":
-            step(ev["scheme"], "failed")
+        elif name in ("done", "failed"):
+            step(ev["scheme"], "failed" if name == "failed"
+                 else f"done ({ev.get('seconds', 0.0):.1f} s)")
             bar.advance(tasks[ev["scheme"]])
         elif name == "mixed_step":
             step(ev["scheme"], f"{ev.get('float_layers', 0)} layers float, "
@@ -159,7 +158,8 @@ def evaluate_with_progress(variants_dir: str | Path, data: str | Path, **options
 @with_options(fmt=DataFormat)
 def quantize_cmd(
     model: Annotated[
-        str, typer.Argument(help="Keras .keras/.h5, SavedModel folder or float .tflite.")
+        str, typer.Argument(help="Keras .keras/.h5, SavedModel folder, float .tflite, or with "
+                            "the torch extra a torch.export .pt2 or module:factory.")
     ],
     out: Annotated[str, typer.Option("--out", help="Variants folder to create.")],
     fmt: DataFormat,
@@ -181,9 +181,14 @@ def quantize_cmd(
     qat_layers: QatLayersOpt = None,
     granularity: GranularityOpt = "per-channel",
     coreml_keep: CoremlKeepOpt = None,
-    jobs: Annotated[int | None, typer.Option(
-        "--jobs", min=1, help="Worker processes making schemes side by side, each loading the "
-        "model once (default: from the idle cores and the available memory).")] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", min=1, help="Worker processes making "
+                    "schemes side by side (default: from the idle cores and free memory).")] = None,
+    input_shape: Annotated[str | None, typer.Option(
+        "--input-shape", help="A PyTorch source's example input, batch first (1,3,32,32); "
+        "needed for module:factory.")] = None,
+    rank: Annotated[str, typer.Option("--rank", help="mixed-int8: rank the layers to keep float "
+                                      "by int8 error, or by accuracy (one layer int8 at a "
+                                      "time, the task metric's drop on --eval).")] = "error",
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -191,6 +196,8 @@ def quantize_cmd(
     qat-int8 (quantization-aware training) runs only when named, with --train.
     The op-support check runs before every scheme; a scheme whose ops no runtime has fails
     with the list (--check: only the check)."""
+    from quantlab.harness.quantize.torch_source import parse_shape
+
     if check:
         _check(model, split_list(schemes) or ["all"], json_out)
         return
@@ -207,9 +214,10 @@ def quantize_cmd(
         force=force,
         train=train,
         qat=qat_settings(epochs, lr, qat_layers),
-        options={"granularity": granularity,
+        options={"granularity": granularity, "mixed_rank": rank,
                  **({"coreml_keep": split_list(coreml_keep)} if coreml_keep else {})},
         jobs=jobs,
+        input_shape=parse_shape(input_shape) if input_shape else None,
     )
     rows = [
         {
@@ -242,7 +250,8 @@ def quantize_cmd(
                     f"(best {v.qat['best_epoch']}{early})")
         if v.options and v.options.get("keep"):
             note = "; ".join([f"kept fp16: {', '.join(v.options['keep'])}", *(v.notes or [])])
-        ops = f"{v.ops['float_ops']}/{v.ops['total_ops']}" if v.ops else ""
+        ops = f"{v.ops['float_ops']}/{v.ops['total_ops']}" if v.ops and "float_ops" in v.ops \
+            else f"{v.ops['delegated_ops']}/{v.ops['total_ops']} in XNNPACK" if v.ops else ""
         size = f"{v.size_bytes / 1024:.1f} KiB" if v.size_bytes else ""
         table.add_row(v.scheme, "ok" if v.status == "ok" else "[red]failed[/]", size, ops, note)
     console.print(table)
@@ -296,29 +305,66 @@ def evaluate_cmd(
                            "interval of its drop lies beyond its gate (by default the drop "
                            "itself decides; the interval is reported either way).")
     ] = False,
+    recalibrate: Annotated[
+        bool, typer.Option("--recalibrate", help="With labels: fit a temperature per "
+                           "classification variant on a fixed half of the samples (seed 0) "
+                           "and report its ECE before/after on the other half; for "
+                           "detection, the score threshold at which a variant's recall "
+                           "matches fp32's at 0.5.")] = False,
     min_top1: Annotated[
         float | None, typer.Option("--min-top1", min=0.0, max=1.0, help="With --per-delegate: "
                                    "the least top-1 agreement a delegate's class outputs may "
                                    "have with the variant on the host (default 0.99).")
     ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="Evaluate on these devices (ids, "
+                                 "comma-separated; sim for the host simulator): the data goes "
+                                 "through each (device, delegate) and the task metric comes "
+                                 "from the device's own outputs, gated per row.")] = None,
+    delegate: Annotated[
+        str | None, typer.Option("--delegate", help="With --device: the delegates, "
+                                 "comma-separated (default: the first one each device "
+                                 "supports for the variant).")] = None,
+    samples: Annotated[
+        int | None, typer.Option("--samples", min=1, help="With --device: a fixed subset "
+                                 "of N samples (the same on every run; recorded).")] = None,
     results: ResultsOpt = None,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Accuracy, fidelity vs fp32, calibration drift, the gate and edge cases of every TFLite
     variant (host LiteRT), scored by task (classification, detection, segmentation, regression).
-    With --per-delegate, a verdict per (variant, device, delegate) from stored runs."""
+    With --per-delegate, a verdict per (variant, device, delegate) from stored runs; with
+    --device, the accuracy of each (variant, device, delegate) from the device's own outputs."""
     from quantlab.harness.evaluations import save_to_store
     from quantlab.harness.numerics import DEFAULT_MIN_TOP1
     from quantlab.harness.quantize.gate import parse_max_drop
 
     parse_max_drop(max_drop)  # a typo fails before any model runs
+    if device is None and (delegate is not None or samples is not None):
+        raise UserError(f"{'--delegate' if delegate is not None else '--samples'}: only used "
+                        "with --device", hint="add --device sim (or a phone's id)")
+    if device is not None:
+        if recalibrate:
+            raise UserError("--recalibrate: fitted on the host's outputs only for now",
+                            hint="drop --device to recalibrate")
+        if per_delegate:
+            raise UserError("--per-delegate reads stored numerics; --device measures accuracy "
+                            "on the device itself", hint="use one of them")
+        from quantlab.harness.cli.device_evaluate import run_device_evaluation
+
+        return run_device_evaluation(
+            variants_dir, data, device=device, delegate=delegate, samples=samples,
+            results=None if no_store else results_location(results), json_out=json_out,
+            max_drop=max_drop, task=task, labels=labels, decoder=decoder, max_mse=max_mse,
+            gate_confidence=gate_confidence, **fmt.reading())
     if min_top1 is not None and not per_delegate:
         raise UserError(f"--min-top1 {min_top1:g}: only used with --per-delegate",
                         hint="add --per-delegate, or drop --min-top1")
     report = evaluate_with_progress(
         variants_dir, data, max_drop=max_drop, task=task, labels=labels, decoder=decoder,
-        max_mse=max_mse, gate_confidence=gate_confidence, **fmt.reading()
+        max_mse=max_mse, gate_confidence=gate_confidence, recalibrate=recalibrate,
+        **fmt.reading()
     )
     for w in report["warnings"]:
         warn(w)
@@ -401,34 +447,49 @@ def sensitivity_cmd(
         str, typer.Option("--calib", help="Calibration data: .npz/.npy or DIR/<class>/*.jpg.")
     ],
     fmt: DataFormat,
+    data: Annotated[
+        str | None, typer.Option("--data", help="--by accuracy: labelled data each layer is "
+                                 "scored on (.npz x/y or DIR/<class>/*.jpg, as evaluate takes).")
+    ] = None,
+    by: Annotated[
+        str, typer.Option("--by", help="error: int8 error per layer on --calib; accuracy: one "
+                          "layer int8 at a time (the rest float), ranked by the task metric's "
+                          "drop on --data.")
+    ] = "error",
     calib_samples: SamplesOpt = 200,
     seed: SeedOpt = 0,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Rank layers by int8 quantization error, most sensitive first."""
+    """Rank layers by int8 quantization error or by accuracy drop, most sensitive first."""
     from quantlab.harness.quantize.variants import sensitivity
 
-    with err_console.status("measuring per-layer quantization error"):
-        rows = sensitivity(
-            model,
-            calib,
-            calib_samples=calib_samples,
-            seed=seed,
-            **fmt.reading(),
-        )
+    if by not in ("error", "accuracy"):
+        raise UserError(f"--by {by}: unknown ranking", hint="use --by error or --by accuracy")
+    what = "per-layer quantization error" if by == "error" else "accuracy, one layer at a time"
+    with err_console.status(f"measuring {what}"):
+        result = sensitivity(model, calib, calib_samples=calib_samples, seed=seed, data=data,
+                             by="accuracy" if by == "accuracy" else "error", **fmt.reading())
+    rows = result["layers"]
     if json_out:
-        print_json({"model": model, "layers": rows})
+        print_json({"model": model, **result})
         return
     from rich.table import Table
 
-    table = Table(title=f"int8 sensitivity of {model} (most sensitive first)")
-    for col in ("#", "layer", "op", "error (rel.)", "MSE"):
+    cost = ", ".join(f"{k} ranking {v:.1f} s" for k, v in result["seconds"].items())
+    table = Table(title=f"int8 sensitivity of {model} by {by} (most sensitive first)",
+                  caption=cost)
+    cols = ["#", "layer", "op", "error (rel.)", "MSE"]
+    if by == "accuracy":
+        cols[2:2] = [f"{rows[0]['metric']} drop" if rows else "drop"]
+    for col in cols:
         table.add_column(col)
     for i, r in enumerate(rows, 1):
-        table.add_row(
-            str(i), r["layer"][:70], r.get("op") or "", f"{r['rel_error']:.4f}", f"{r['mse']:.3g}"
-        )
+        cells = [str(i), r["layer"][:70], r.get("op") or "", f"{r['rel_error']:.4f}",
+                 f"{r['mse']:.3g}"]
+        if by == "accuracy":
+            cells[2:2] = [f"{r['drop']:.4f}"]
+        table.add_row(*cells)
     console.print(table)
 
 

@@ -45,6 +45,10 @@ def report(
                                             "this tag.")] = None,
     last: Annotated[int, typer.Option("--last", min=1, help="With --history: how many of the "
                                       "newest runs.")] = 30,
+    overlays: Annotated[bool, typer.Option(
+        "--overlays", help="Also write each job's Model Explorer overlays (quantlab explore) "
+        "beside the report, in REPORT_overlays/JOB/, linked from the delegate matrix.")]
+    = False,
     results: ResultsOpt = None,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
@@ -66,7 +70,7 @@ def report(
         found = load_history(store, tag=tag, last=last)
         path = write_history_report(store, found, Path(html_path))
     else:
-        path = write_report(store, list(run_ids or []), Path(html_path), baseline)
+        path = write_report(store, list(run_ids or []), Path(html_path), baseline, overlays)
     if json_out:
         print_json({"html": str(path)})
     else:
@@ -104,6 +108,10 @@ def compare(
         raise typer.Exit(1)
 
 
+def _ms(value: float | None) -> str:
+    return f"{value:.1f} ms" if value is not None else "–"
+
+
 def print_comparison(c: Any) -> None:
     """The comparison table and the lines that explain it (reasons, tests, left out)."""
     from quantlab.harness.cli.tables import comparison_table
@@ -118,6 +126,17 @@ def print_comparison(c: Any) -> None:
             colour = "red" if m.drift.verdict == "slower" else "green"
             console.print(f"[{colour}]drift {m.drift.verdict}[/] {m.new_label}: "
                           f"{m.drift.text().split(': ', 1)[1]}", soft_wrap=True)
+    for m in c.matches:
+        conf = m.confirmation
+        if conf and conf["state"] == "confirmed":
+            console.print(f"[red]confirmed[/] {m.new_label}: slower again in {conf['launches']} "
+                          f"confirmation launches (run {conf['run_id']})", soft_wrap=True)
+        b, n = (m.startup or {}).get("baseline", {}), (m.startup or {}).get("new", {})
+        if b.get("warm_ms") is not None or n.get("warm_ms") is not None:  # a delegate cache
+            console.print(f"first second {m.new_label}: cold start {_ms(b['cold_ms'])} → "
+                          f"{_ms(n['cold_ms'])}, warm start {_ms(b['warm_ms'])} → "
+                          f"{_ms(n['warm_ms'])} (start times get no verdict)",
+                          markup=False, highlight=False)
     for method in sorted(methods):  # explanations: wrapped to the terminal's width
         console.print(f"[dim]{method}: {c.tests[method]}[/]")
     if methods:

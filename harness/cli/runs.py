@@ -91,7 +91,14 @@ def show(
 
 def print_run(data: dict[str, Any], ops: bool = False) -> None:
     """A stored run for people: header, results table, energy, failures, warnings."""
-    from quantlab.harness.cli.tables import energy_lines, model_label, ops_table, results_table
+    from quantlab.harness.cli.tables import (
+        energy_lines,
+        model_label,
+        ops_table,
+        results_table,
+        startup_table,
+        sustained_table,
+    )
 
     console.print(f"[bold]Run {data['run_id']}[/] · {data['status']} · {data['created_at']} · "
                   f"host {data['host']}")
@@ -107,6 +114,26 @@ def print_run(data: dict[str, Any], ops: bool = False) -> None:
         if r["status"] == "ok" and r["energy"] is None and r["energy_unavailable_reason"] \
                 and r["settings"].get("energy"):
             console.print(f"[dim]energy {label}: {r['energy_unavailable_reason']}[/]")
+    for r in data["results"]:
+        if r.get("stability"):
+            from quantlab.harness.stability import describe as stability_text
+
+            console.print(f"stability {model_label(r['model'])} · {r['device']['id']} · "
+                          f"{r['delegate']}: {stability_text(r['stability'])}", style="dim",
+                          soft_wrap=True, markup=False, highlight=False)
+    if any(r.get("startup") for r in data["results"]):
+        console.print(startup_table(data["results"]))
+        for why in sorted({str(r["startup"]["warm_unavailable"]) for r in data["results"]
+                           if r.get("startup") and r["startup"].get("warm_unavailable")}):
+            console.print(f"no warm start: {why}", style="dim", soft_wrap=True, markup=False)
+    for r in data["results"]:
+        if r.get("sustained"):
+            from quantlab.harness.sustained import describe
+
+            console.print(sustained_table(r))
+            console.print(f"sustained {model_label(r['model'])} · {r['device']['id']} · "
+                          f"{r['delegate']}: {describe(r['sustained'])}", soft_wrap=True,
+                          markup=False)
     if ops:
         for r in data["results"]:
             if r["ops"]:

@@ -189,6 +189,61 @@ def ops_table(result: dict[str, Any], top: int = 15) -> Table:
     return table
 
 
+def _sensor_text(window: dict[str, Any]) -> tuple[str, str, str]:
+    """A window's thermal state and hottest temperature, CPU frequencies and battery."""
+    temps = window.get("temperatures_c") or {}
+    state = window.get("thermal_status_name") or ""
+    hottest = f"{max(temps.values()):.1f}°C" if temps else ""
+    thermal = " ".join(x for x in (state, hottest) if x) or "–"
+    freqs = window.get("cpu_freq_khz") or {}
+    freq = (f"{min(freqs.values()) / 1e6:.2f}–{max(freqs.values()) / 1e6:.2f} GHz"
+            if freqs else "–")
+    battery = f"{window['battery_pct']}%" if window.get("battery_pct") is not None else "–"
+    return thermal, freq, battery
+
+
+def sustained_table(result: dict[str, Any]) -> Table:
+    """A sustained run's windows: time, latency median and p90, throughput, thermal state,
+    CPU frequencies, battery; the throttling window marked."""
+    s = result["sustained"]
+    table = new_table(f"Sustained: {model_label(result['model'])} · {result['device']['id']} · "
+                      f"{result['delegate']} · {s['duration_s']:g}s in {s['window_s']:g}s windows")
+    for name in ("from", "median", "p90", "/s"):
+        number_column(table, name)
+    label_column(table, "thermal", 16)
+    label_column(table, "CPU freq", 16)
+    number_column(table, "battery")
+    throttled = (s.get("throttle") or {}).get("window")
+    for i, w in enumerate(s["windows"]):
+        mark = " ◀ throttled" if i == throttled else ""
+        table.add_row(f"{w['start_s']:.1f}s", fmt_ms(w.get("median_ms")) + mark,
+                      fmt_ms(w.get("p90_ms")), f"{w.get('throughput_ips') or 0:.1f}",
+                      *_sensor_text(w))
+    return table
+
+
+def startup_table(results: list[dict[str, Any]]) -> Table:
+    """The first second of each job: model load, delegate, first inference, the cold and
+    the warm start's time to first result (warm: from the delegate's cache)."""
+    from quantlab.harness.startup import cold_and_warm
+
+    table = new_table("First second: cold and warm start")
+    label_column(table, "model", LABEL_WIDTH)
+    label_column(table, "delegate", 12)
+    for name in ("load", "delegate", "1st inf", "cold", "warm"):
+        number_column(table, name)
+    for r in results:
+        start = r.get("startup")
+        if not start:
+            continue
+        c = start.get("cold") or {}
+        cold, warm = cold_and_warm(start)
+        table.add_row(model_label(r["model"]), f"{r['delegate']}/{r['threads']}t",
+                      fmt_ms(c.get("load_ms")), fmt_ms(c.get("delegate_ms")),
+                      fmt_ms(c.get("first_inference_ms")), fmt_ms(cold), fmt_ms(warm))
+    return table
+
+
 def accounts_line(accounts: list[Any]) -> str:
     """One line per device: ok / failed / skipped / interrupted / retries."""
     parts = []

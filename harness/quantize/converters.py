@@ -35,6 +35,7 @@ CONVERTERS: dict[str, str] = {
     "aeq-mixed": "quantlab.harness.quantize.mixed:make_aeq",
     "coreml": "quantlab.harness.quantize.coreml:make",
     "tfmot": "quantlab.harness.quantize.qat:make_variant",
+    "executorch": "quantlab.harness.quantize.executorch_pte:make",
 }
 """Converter key (named by a scheme's :class:`~quantlab.harness.quantize.schemes.Recipe`) →
 ``"module:function"`` following :class:`Converter`."""
@@ -46,11 +47,13 @@ class Source(Protocol):
     req: WorkerRequest
     events: Events
     source: str  # the source's path
-    kind: str  # keras | savedmodel | tflite
+    kind: str  # keras | savedmodel | tflite | torch-export | torch-entry
     work: Path  # the variants folder being made
     max_drop: float  # mixed-int8's gate
-    model: Any  # the loaded Keras / SavedModel model (None for a .tflite source)
-    fp32: bytes  # the float .tflite: the source itself, or the TF converter's float model
+    model: Any  # the loaded Keras / SavedModel / PyTorch model (None for a .tflite source)
+    example_inputs: tuple[Any, ...]  # a PyTorch source's example inputs (torch tensors)
+    fp32: bytes  # the float .tflite: the source itself, the TF converter's float model, or
+    # b"" for a PyTorch source
     aeq_source: str  # the .tflite ai-edge-quantizer reads (the source, or a prepared copy)
     calib_x: np.ndarray | None
     eval_x: np.ndarray | None

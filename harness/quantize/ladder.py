@@ -57,7 +57,8 @@ TIE_SHARE = 0.03
 COREML_KEEP_LAYERS = 1
 """Most int8-sensitive layers the palettized Core ML rung keeps fp16."""
 NO_COREML_RUNTIME = ("not measured: no Core ML runtime on this host (coremltools predicts "
-                     "only on macOS); benchmark it on an iPhone")
+                     "only on macOS); measure its accuracy on an iPhone: quantlab evaluate "
+                     "VARIANTS --data D --device IPHONE --delegate coreml-ane")
 
 ProgressFn = Callable[[str, dict[str, Any]], None]
 MeasureFn = Callable[[list[dict[str, Any]]], dict[str, dict[str, Any]]]
@@ -86,6 +87,7 @@ class LadderRequest:
     qat: dict[str, Any] = field(default_factory=dict)
     mixed_max_size_share: float = MIXED_MAX_SIZE_SHARE
     coreml_keep: int = COREML_KEEP_LAYERS
+    mixed_rank: str = "error"  # the mixed-int8 rung ranks layers by int8 error or accuracy drop
 
 
 def _arrays(path: str, req: LadderRequest) -> np.ndarray | None:
@@ -138,7 +140,8 @@ def tflite_rungs(req: LadderRequest) -> list[dict[str, Any]]:
          "calib": better, "calib_samples": n, "note": why,
          **({} if better else {"skip": why})},
         {"name": "mixed-int8", "scheme": "mixed-int8",
-         "options": {**per_channel, "mixed_max_size_share": req.mixed_max_size_share},
+         "options": {**per_channel, "mixed_max_size_share": req.mixed_max_size_share,
+                     "mixed_rank": req.mixed_rank},
          "calib": calib_best, "calib_samples": samples_best},
         {"name": "int16x8", "scheme": "int16x8", "options": per_channel, "calib": calib_best,
          "calib_samples": samples_best},
@@ -215,7 +218,8 @@ def _make_step(req: LadderRequest, rung: dict[str, Any], index: int, root: Path,
         step["options"].update(entry.options)
     if entry.mixed:
         step["mixed"] = {k: entry.mixed.get(k) for k in ("float_layers", "size_cost_bytes",
-                                                          "limit", "drop")}
+                                                          "limit", "drop", "rank",
+                                                          "rank_seconds")}
     if entry.qat:
         step["qat"] = {k: entry.qat.get(k) for k in (
             "epochs_run", "epochs", "best_epoch", "stopped_early", "lr",

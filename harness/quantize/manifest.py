@@ -24,6 +24,9 @@ TOOLS = (
     "ai-edge-litert",
     "coremltools",
     "keras",
+    "torch",
+    "executorch",
+    "torchao",
     "quantlab",
 )
 

@@ -10,6 +10,7 @@ ai-edge-quantizer for a float .tflite; the manifest records which (``tf`` or ``a
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from quantlab.harness.quantize import data as qdata
@@ -52,7 +53,7 @@ def keep_float(source: Source, scheme: Scheme, converter: str, settings: dict[st
     returns (the variant, what was kept and why: the manifest's ``mixed``, with the shared
     calibration's record under ``calibration`` for the TF converter)."""
     from quantlab.harness.quantize import options as qoptions
-    from quantlab.harness.quantize.sensitivity import greedy_keep_float
+    from quantlab.harness.quantize.sensitivity import greedy_keep_float, rank_by_accuracy
 
     calib_x = source.calib_x
     assert calib_x is not None
@@ -64,6 +65,7 @@ def keep_float(source: Source, scheme: Scheme, converter: str, settings: dict[st
     debug_x = qdata.Dataset(eval_x, None, "eval").take(DEBUG_SAMPLES, 0).x
     opts = source.req.options
     granular = qoptions.converter_settings(scheme, opts)  # per-tensor, when asked
+    t0 = time.perf_counter()
     if converter == "aeq":
         from quantlab.harness.quantize import tflite_aeq
 
@@ -82,10 +84,18 @@ def keep_float(source: Source, scheme: Scheme, converter: str, settings: dict[st
         def build(keep: list[str]) -> bytes:
             return tf_calibrated.keep_float(calibration.debug, keep, per_tensor)
 
+    layers = [r["layer"] for r in ranking]
+    seconds = {"error": time.perf_counter() - t0}
+    if opts.mixed_rank == "accuracy":
+        t0 = time.perf_counter()
+        by_drop = rank_by_accuracy(build, layers, source.fp32, eval_x, source.eval_y,
+                                   source.work)
+        layers = [r["layer"] for r in by_drop]
+        seconds["accuracy"] = time.perf_counter() - t0
     share = opts.mixed_max_size_share
     model, mixed = greedy_keep_float(
         build,
-        [r["layer"] for r in ranking],
+        layers,
         source.fp32,
         eval_x,
         source.eval_y,
@@ -97,4 +107,4 @@ def keep_float(source: Source, scheme: Scheme, converter: str, settings: dict[st
     )
     if converter != "aeq":
         mixed["calibration"] = {**calibration.record(), "spent": calibration.spent}
-    return model, mixed
+    return model, {**mixed, "rank": opts.mixed_rank, "rank_seconds": seconds}

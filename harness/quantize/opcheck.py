@@ -107,7 +107,8 @@ def scheme_check(scheme: Any, ops: dict[str, Any]) -> dict[str, Any]:
                      "inputs are dequantized)")
         if tf.get("int8_io"):
             notes.append(f"outputs of {', '.join(kept)} (boxes, classes, scores, count) left "
-                         "float32: they are not quantizable; the input is int8")
+                         f"float32: they are not quantizable; the input is "
+                         f"{tf.get('io_dtype', 'int8')}")
     return {
         "scheme": scheme.name,
         "ok": not problems,

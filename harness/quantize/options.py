@@ -29,6 +29,7 @@ class QuantizeOptions:
     mixed_max_float_layers: int | None = None  # mixed-int8: most layers kept float
     mixed_max_size_share: float | None = None  # mixed-int8: largest size, share of the float
     coreml_keep: tuple[str, ...] | None = None  # coreml-w4: layers kept fp16, or sensitive:N
+    mixed_rank: str = "error"  # mixed-int8: layers ranked by int8 error or by accuracy drop
 
 
 class OptionError(UserError):
@@ -56,6 +57,9 @@ def check_options(options: Mapping[str, Any] | QuantizeOptions | None) -> Quanti
     layers = out.get("mixed_max_float_layers")
     if layers is not None and int(layers) < 0:
         raise UserError(f"mixed layer limit {layers}: expected 0 or more")
+    rank = out.get("mixed_rank") or "error"
+    if rank not in ("error", "accuracy"):
+        raise UserError(f"--rank {rank}: expected error or accuracy")
     keep = out.get("coreml_keep")
     if keep is not None:
         if isinstance(keep, str) or not all(isinstance(k, str) and k.strip() for k in keep):
@@ -67,13 +71,14 @@ def check_options(options: Mapping[str, Any] | QuantizeOptions | None) -> Quanti
                 raise UserError(f"--coreml-keep {','.join(keep)}: expected layer names or "
                                 "sensitive:N alone (N ≥ 1)")
     return QuantizeOptions(granularity=granularity, mixed_max_float_layers=layers,
-                           mixed_max_size_share=share,
+                           mixed_max_size_share=share, mixed_rank=rank,
                            coreml_keep=None if keep is None else tuple(keep))
 
 
 def applies(scheme: Scheme) -> bool:
     """Whether the int8 options mean anything for this scheme (it calibrates int8 weights)."""
-    return scheme.format == "tflite" and scheme.needs_calibration and not scheme.needs_training
+    return scheme.format in ("tflite", "pte") and scheme.needs_calibration \
+        and not scheme.needs_training
 
 
 def converter_settings(scheme: Scheme, options: QuantizeOptions | None) -> dict[str, Any]:
@@ -106,6 +111,7 @@ def recorded(scheme: Scheme, options: QuantizeOptions | None, calib_samples: int
         "calibration_samples": calib_samples,
     }
     if scheme.mixed:
+        out["mixed_rank"] = opts.mixed_rank
         for key in ("mixed_max_float_layers", "mixed_max_size_share"):
             if getattr(opts, key) is not None:
                 out[key] = getattr(opts, key)

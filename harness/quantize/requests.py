@@ -83,6 +83,7 @@ class QuantizeRequest:
     qat: QatSettings = field(default_factory=QatSettings)
     options: QuantizeOptions = field(default_factory=QuantizeOptions)
     jobs: int | None = None  # worker processes side by side (None: from cores and memory)
+    input_shape: tuple[int, ...] | None = None  # a PyTorch source's example input (batch first)
 
     @classmethod
     def create(cls, source: PathLike, schemes: Sequence[str] | None, calib: PathLike | None,
@@ -91,7 +92,8 @@ class QuantizeRequest:
                image: ImageOptions | None = None, force: bool = False,
                train: PathLike | None = None, qat: Mapping[str, Any] | None = None,
                options: Mapping[str, Any] | QuantizeOptions | None = None,
-               jobs: int | None = None) -> QuantizeRequest:
+               jobs: int | None = None,
+               input_shape: Sequence[int] | None = None) -> QuantizeRequest:
         """The request from the values a caller holds (paths, lists, mappings); ``options``
         are checked here (UserError for a bad value, see
         :func:`~quantlab.harness.quantize.options.check_options`)."""
@@ -102,7 +104,8 @@ class QuantizeRequest:
                           calib_samples=calib_samples, seed=seed, x_key=x_key, y_key=y_key,
                           image=image),
             max_drop=max_drop, force=force, train=_path(train),
-            qat=QatSettings.from_mapping(qat), options=check_options(options), jobs=_jobs(jobs))
+            qat=QatSettings.from_mapping(qat), options=check_options(options), jobs=_jobs(jobs),
+            input_shape=tuple(input_shape) if input_shape else None)
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,7 @@ class WorkerRequest:
 
     task: Literal["quantize", "check", "sensitivity"]
     source: str  # resolved path
-    source_kind: str  # keras | savedmodel | tflite
+    source_kind: str  # keras | savedmodel | tflite | torch-export | torch-entry
     work_dir: str
     schemes: tuple[str, ...] = ()
     data: DataSpec = field(default_factory=DataSpec)
@@ -120,6 +123,8 @@ class WorkerRequest:
     qat: QatSettings = field(default_factory=QatSettings)
     options: QuantizeOptions = field(default_factory=QuantizeOptions)
     events: str = ""  # the JSON-lines events file the worker appends to
+    input_shape: tuple[int, ...] | None = None  # a PyTorch source's example input
+    by: Literal["error", "accuracy"] = "error"  # sensitivity: how layers are ranked
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (what the worker reads)."""

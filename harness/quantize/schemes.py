@@ -22,7 +22,8 @@ from typing import Any
 
 from quantlab.harness.errors import UserError
 
-SOURCE_KINDS = ("keras", "savedmodel", "tflite")
+SOURCE_KINDS = ("keras", "savedmodel", "tflite", "torch-export", "torch-entry")
+TORCH_KINDS = ("torch-export", "torch-entry")  # a .pt2 archive; module:factory
 
 
 @dataclass(frozen=True)
@@ -39,11 +40,12 @@ class Scheme:
     """One named way to make a deployable variant."""
 
     name: str
-    format: str  # "tflite" | "coreml"
+    format: str  # "tflite" | "coreml" | "pte" (ExecuTorch)
     needs_calibration: bool
     description: str
     from_tf: Recipe | None = None  # Keras and SavedModel sources
     from_tflite: Recipe | None = None  # float .tflite sources
+    from_torch: Recipe | None = None  # PyTorch sources (.pt2, module:factory)
     mixed: bool = False  # keep the most sensitive layers float until the gate passes
     max_drop: float = 0.02  # default gate: largest drop of the primary metric (0.02 = 2 pt)
     needs_training: bool = False  # fine-tunes on labelled data (--train); made only when named
@@ -51,7 +53,7 @@ class Scheme:
     @property
     def suffix(self) -> str:
         """File suffix of the variant."""
-        return ".mlpackage" if self.format == "coreml" else ".tflite"
+        return {"coreml": ".mlpackage", "pte": ".pte"}.get(self.format, ".tflite")
 
     @property
     def tf_settings(self) -> dict[str, Any]:
@@ -61,6 +63,8 @@ class Scheme:
 
     def recipe_for(self, source_kind: str) -> Recipe | None:
         """How this scheme is made from a source of this kind (None: not possible)."""
+        if source_kind in TORCH_KINDS:
+            return self.from_torch
         return self.from_tflite if source_kind == "tflite" else self.from_tf
 
 
@@ -90,6 +94,9 @@ SCHEMES: dict[str, Scheme] = {
                from_tflite=_aeq("static_wi8_ai8")),
         Scheme("int8-io", "tflite", True, "full integer, int8 input/output",
                from_tf=_calibrated(optimize=True, int8_ops=True, int8_io=True)),
+        Scheme("uint8-io", "tflite", True,
+               "full integer, uint8 input/output (older NNAPI and Edge-class accelerators)",
+               from_tf=_tf(optimize=True, int8_ops=True, int8_io=True, io_dtype="uint8")),
         Scheme("int16x8", "tflite", True, "int16 activations, int8 weights",
                from_tf=_calibrated(optimize=True, int16x8=True),
                from_tflite=_aeq("static_wi8_ai16"),
@@ -116,6 +123,11 @@ SCHEMES: dict[str, Scheme] = {
                from_tf=Recipe("coreml", {"compress": "linear8"})),
         Scheme("coreml-w4", "coreml", False, "Core ML, 4-bit palettized weights",
                from_tf=Recipe("coreml", {"compress": "palettize4"})),
+        Scheme("et-fp32", "pte", False, "ExecuTorch, float32, lowered to XNNPACK",
+               from_torch=Recipe("executorch"), max_drop=0.005),
+        Scheme("et-int8", "pte", True,
+               "ExecuTorch, PT2E static int8 (XNNPACK quantizer), lowered to XNNPACK",
+               from_torch=Recipe("executorch", {"int8": True})),
     ]
 }
 """Every scheme quantlab knows, by name."""
@@ -123,21 +135,28 @@ SCHEMES: dict[str, Scheme] = {
 ALL_TFLITE = [s for s, v in SCHEMES.items() if v.format == "tflite"]
 
 
-def resolve_schemes(names: list[str]) -> list[Scheme]:
-    """The schemes named (``all``: every scheme; ``tflite``/``coreml``: all of that format).
+def resolve_schemes(names: list[str], source_kind: str | None = None) -> list[Scheme]:
+    """The schemes named (``all``: every scheme; ``tflite``/``coreml``/``pte``: all of that
+    format).
 
     ``all`` and ``tflite`` leave out the schemes that train (``qat-int8``): they
-    need labelled data and minutes, so they run only when named.
+    need labelled data and minutes, so they run only when named. Given the source's kind,
+    ``all`` and the formats hold the schemes of its family: for a PyTorch source the ExecuTorch
+    schemes, for the others every scheme but those (one that cannot be made from that kind
+    still fails in the manifest with the reason, e.g. Core ML from a .tflite).
     """
     out: list[Scheme] = []
     for name in names or ["all"]:
         if name == "all":
             picked = [s for s in SCHEMES.values() if not s.needs_training]
-        elif name in ("tflite", "coreml"):
+        elif name in ("tflite", "coreml", "pte"):
             picked = [s for s in SCHEMES.values() if s.format == name and not s.needs_training]
         elif name in SCHEMES:
             picked = [SCHEMES[name]]
         else:
             raise UserError(f"unknown scheme {name!r}", hint=f"choose from {', '.join(SCHEMES)}")
+        if source_kind is not None and name not in SCHEMES:
+            torch = source_kind in TORCH_KINDS
+            picked = [s for s in picked if (s.format == "pte") == torch]
         out += [s for s in picked if s not in out]
     return out

@@ -1,14 +1,17 @@
 """Which layers suffer most from int8, and mixed precision that keeps those layers float.
 
-Ranking: TF's QuantizationDebugger for Keras/SavedModel sources, a per-tensor
+Ranking by error: TF's QuantizationDebugger for Keras/SavedModel sources, a per-tensor
 float vs quantized comparison (ai-edge-quantizer's validator) for .tflite
-sources. Both run inside the quantize worker process.
+sources. Ranking by accuracy (:func:`rank_by_accuracy`): one layer int8 at a time, the rest
+float, ranked by the task metric's drop on labelled data. Both run inside the quantize worker
+process.
 """
 
 from __future__ import annotations
 
 import re
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -145,3 +148,45 @@ def rank_layers(
     from quantlab.harness.quantize import tflite_tf
 
     return tflite_tf.layer_errors(model, source_kind, calib_x)
+
+
+def layer_builder(source_kind: str, model: Any, source_path: str, calib_x: np.ndarray
+                  ) -> Callable[[list[str]], bytes]:
+    """``build(keep_float)``: mixed-int8's int8 conversion of the source with those layers
+    (names from :func:`rank_layers`) left float."""
+    if source_kind == "tflite":
+        from quantlab.harness.quantize import tflite_aeq
+
+        return lambda keep: tflite_aeq.convert(
+            source_path, {"recipe": "static_wi8_ai8", "mixed": True}, calib_x, keep)
+    from quantlab.harness.quantize import tflite_tf
+
+    return lambda keep: tflite_tf.convert_keeping_float(model, source_kind, calib_x, keep)
+
+
+def rank_by_accuracy(
+    build: Callable[[list[str]], bytes],
+    layers: list[str],
+    float_model: bytes,
+    eval_x: np.ndarray,
+    eval_y: np.ndarray | None,
+    work_dir: Path,
+) -> list[dict[str, Any]]:
+    """Layers by the task metric's drop with only that layer int8 (the rest float), largest
+    drop first. Each row: ``layer``, ``metric``, ``reference`` (the float model's value),
+    ``value``, ``drop`` and ``seconds`` (converting and scoring that layer)."""
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        ref_path = Path(tmp) / "reference.tflite"
+        ref_path.write_bytes(float_model)
+        metric, ref_value, ref_out = _score(str(ref_path), eval_x, eval_y, None)
+        for i, layer in enumerate(layers):
+            t0 = time.perf_counter()
+            path = Path(tmp) / f"one-{i}.tflite"
+            path.write_bytes(build([other for other in layers if other != layer]))
+            _, value, _ = _score(str(path), eval_x, eval_y, ref_out)
+            rows.append({"layer": layer, "metric": metric, "reference": ref_value,
+                         "value": value, "drop": gate_drop(metric, ref_value, value),
+                         "seconds": time.perf_counter() - t0})
+    # stable: equal drops keep the error ranking's order
+    return sorted(rows, key=lambda r: -r["drop"])

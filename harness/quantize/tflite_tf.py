@@ -83,9 +83,10 @@ def configure(converter: Any, settings: dict[str, Any], calib_x: np.ndarray | No
         converter.target_spec.supported_ops = [
             tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
         ]
-    if settings.get("int8_io"):
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.float32 if settings.get("float_outputs") else tf.int8
+    if settings.get("int8_io"):  # int8, or uint8 with io_dtype (uint8-io) at the model's edges
+        io = tf.uint8 if settings.get("io_dtype") == "uint8" else tf.int8
+        converter.inference_input_type = io
+        converter.inference_output_type = tf.float32 if settings.get("float_outputs") else io
     if settings.get("custom_ops"):  # known custom ops only (the op check refused the others)
         converter.allow_custom_ops = True
     if settings.get("per_tensor"):  # one weight scale per tensor instead of per output channel

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from quantlab.harness.errors import DataError, ModelError, UserError
 from quantlab.harness.models import file_sha256
@@ -22,11 +22,21 @@ from quantlab.harness.quantize.data import ImageOptions
 from quantlab.harness.quantize.lanes import Lanes, ProgressFn, default_jobs, run_worker, work_order
 from quantlab.harness.quantize.manifest import MANIFEST, Manifest, VariantEntry, tool_versions
 from quantlab.harness.quantize.requests import DataSpec, QuantizeRequest, WorkerRequest
-from quantlab.harness.quantize.schemes import Scheme, resolve_schemes
+from quantlab.harness.quantize.schemes import TORCH_KINDS, Scheme, resolve_schemes
 
 
 def source_kind(path: Path) -> str:
-    """keras | savedmodel | tflite, or ModelError naming the file and what to pass instead."""
+    """keras | savedmodel | tflite | torch-export (.pt2) | torch-entry (``module:factory``), or
+    ModelError naming the file and what to pass instead (UserError naming the ``torch`` extra
+    for a PyTorch source without it)."""
+    from quantlab.harness.quantize.torch_source import require_extra, torch_kind
+
+    torch = torch_kind(str(path))
+    if torch is not None:
+        require_extra(str(path))
+        if torch == "torch-export" and not path.is_file():
+            raise ModelError(str(path), "no such model file")
+        return torch
     if not path.exists():
         raise ModelError(str(path), "no such model file or folder")
     if path.is_dir():
@@ -50,6 +60,9 @@ def source_kind(path: Path) -> str:
                 hint="is the file corrupt?",
             )
         return "tflite"
+    if suffix == ".pte":
+        raise ModelError(str(path), "ExecuTorch .pte is an output format only",
+                         hint="quantize the PyTorch source (.pt2 or module:factory)")
     if suffix in (".mlmodel", ".mlpackage"):
         raise ModelError(
             str(path), "Core ML is an output format only", hint="quantize the Keras/TF source"
@@ -57,7 +70,8 @@ def source_kind(path: Path) -> str:
     raise ModelError(
         str(path),
         f"unsupported model format {suffix!r}",
-        hint="pass a .keras/.h5, a SavedModel folder or a float .tflite",
+        hint="pass a .keras/.h5, a SavedModel folder, a float .tflite, a torch.export .pt2 "
+        "or module:factory",
     )
 
 
@@ -114,7 +128,10 @@ def quantize(request: QuantizeRequest, progress: ProgressFn | None = None) -> Ma
     """
     src = Path(request.source)
     kind = source_kind(src)
-    picked: list[Scheme] = resolve_schemes(list(request.schemes) or ["all"])
+    picked: list[Scheme] = resolve_schemes(list(request.schemes) or ["all"], kind)
+    if kind == "torch-entry" and not request.input_shape:
+        raise UserError(f"{src}: a module:factory source needs its example-input shape",
+                        hint="pass --input-shape 1,3,32,32 (batch first)")
     from quantlab.harness.quantize.options import keeps_layers
     from quantlab.harness.quantize.qat import check_request
 
@@ -160,14 +177,15 @@ def _build(request: QuantizeRequest, src: Path, kind: str, picked: list[Scheme],
            progress: ProgressFn | None) -> Manifest:
     data = request.data
     worker_request = WorkerRequest(
-        task="quantize", source=str(src.resolve()), source_kind=kind, work_dir=str(work),
+        task="quantize", source=_resolved(src, kind), source_kind=kind, work_dir=str(work),
         data=replace(data, calib=str(data.calib) if data.calib else None,
                      eval_data=str(data.eval_data) if data.eval_data else None),
         max_drop=request.max_drop, train=request.train or None, qat=request.qat,
-        options=request.options)
+        options=request.options, input_shape=request.input_shape)
     out = Path(request.out)
     order = work_order(picked)
-    jobs = request.jobs or default_jobs(path_size(src), len(order))
+    size = 0 if kind == "torch-entry" else path_size(src)  # module:factory: no file to size
+    jobs = request.jobs or default_jobs(size, len(order))
     lanes = Lanes(replace(worker_request, schemes=tuple(order)), work, min(jobs, len(order)),
                   progress)
     lanes.run()
@@ -241,8 +259,8 @@ def _build(request: QuantizeRequest, src: Path, kind: str, picked: list[Scheme],
     source_info = {
         "path": str(src),
         "kind": kind,
-        "sha256": file_sha256(src),
-        "size_bytes": path_size(src),
+        "sha256": None if kind == "torch-entry" else file_sha256(src),
+        "size_bytes": None if kind == "torch-entry" else path_size(src),
         "ops": source_ops,
         "notes": source_notes,
     }
@@ -257,14 +275,19 @@ def _build(request: QuantizeRequest, src: Path, kind: str, picked: list[Scheme],
     )
 
 
+def _resolved(src: Path, kind: str) -> str:
+    """The source as the worker opens it: a resolved path, or ``module:factory`` as given."""
+    return str(src) if kind == "torch-entry" else str(src.resolve())
+
+
 def check(source: str | os.PathLike[str], schemes: list[str] | None) -> dict[str, Any]:
     """The op-support check alone (``quantize --check``): the source's ops and, per scheme,
     whether it can be made and run, the ops it needs and why not (in a worker; no data)."""
     src = Path(source)
     kind = source_kind(src)
-    picked = resolve_schemes(schemes or ["all"])
+    picked = resolve_schemes(schemes or ["all"], kind)
     with tempfile.TemporaryDirectory(prefix="quantlab-check-") as tmp:
-        request = WorkerRequest(task="check", source=str(src.resolve()), source_kind=kind,
+        request = WorkerRequest(task="check", source=_resolved(src, kind), source_kind=kind,
                                 work_dir=tmp, schemes=tuple(s.name for s in picked))
         code, events, tail = run_worker(request, Path(tmp))
     ops: dict[str, Any] | None = None
@@ -294,21 +317,35 @@ def sensitivity(
     x_key: str = "x",
     y_key: str = "y",
     image: ImageOptions | None = None,
-) -> list[dict[str, Any]]:
-    """Layers of ``source`` by int8 quantization error, most sensitive first (in a worker)."""
+    data: str | os.PathLike[str] | None = None,
+    by: Literal["error", "accuracy"] = "error",
+) -> dict[str, Any]:
+    """Layers of ``source``, most sensitive first (in a worker): ``{"by", "layers",
+    "seconds"}``. ``by="error"`` ranks by int8 quantization error on ``calib``;
+    ``by="accuracy"`` quantizes one layer at a time (the rest float) and ranks by the task
+    metric's drop on the labelled ``data``. ``seconds`` says what each ranking cost."""
     src = Path(source)
     kind = source_kind(src)
+    if kind in TORCH_KINDS:
+        raise UserError(f"{src}: sensitivity of PyTorch sources is not supported yet",
+                        hint="rank the layers of a Keras, SavedModel or .tflite source")
     if not Path(calib).exists():
         raise DataError(f"{calib}: no such calibration data file or folder")
+    if by == "accuracy" and data is None:
+        raise DataError("sensitivity --by accuracy needs labelled data to score each layer on",
+                        hint="add --data eval.npz (inputs and labels, as evaluate takes them)")
+    if data is not None and not Path(data).exists():
+        raise DataError(f"{data}: no such evaluation data file or folder")
     with tempfile.TemporaryDirectory(prefix="quantlab-sens-") as tmp:
         request = WorkerRequest(
             task="sensitivity", source=str(src.resolve()), source_kind=kind, work_dir=tmp,
-            data=DataSpec(calib=str(calib), calib_samples=calib_samples, seed=seed, x_key=x_key,
-                          y_key=y_key, image=image))
+            data=DataSpec(calib=str(calib), eval_data=None if data is None else str(data),
+                          calib_samples=calib_samples, seed=seed, x_key=x_key,
+                          y_key=y_key, image=image), by=by)
         code, events, _ = run_worker(request, Path(tmp))
     for ev in events:
         if ev["event"] == "fatal":
             _raise_fatal(ev, src)
         if ev["event"] == "ranking":
-            return list(ev["layers"])
+            return {"by": ev["by"], "layers": list(ev["layers"]), "seconds": ev["seconds"]}
     raise ModelError(str(src), f"the sensitivity worker crashed (exit code {code})")

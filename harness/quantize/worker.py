@@ -27,7 +27,7 @@ from quantlab.harness.quantize.events import Events, silence
 from quantlab.harness.quantize.lanes import claim
 from quantlab.harness.quantize.options import OptionError
 from quantlab.harness.quantize.requests import WorkerRequest
-from quantlab.harness.quantize.schemes import SCHEMES, Scheme
+from quantlab.harness.quantize.schemes import SCHEMES, TORCH_KINDS, Scheme
 from quantlab.harness.quantize.tflite_facts import input_spec
 
 
@@ -42,6 +42,7 @@ class Job:
         self.work = Path(req.work_dir)
         self.max_drop: float = float(req.max_drop)
         self.model: Any = None
+        self.example_inputs: tuple[Any, ...] = ()  # a PyTorch source's
         self.fp32: bytes = b""
         self.calib_x: np.ndarray | None = None
         self.eval_x: np.ndarray | None = None
@@ -61,7 +62,15 @@ class Job:
         """
         from quantlab.harness.quantize import opcheck
 
-        if self.kind == "tflite":
+        if self.kind in TORCH_KINDS:
+            from quantlab.harness.quantize import torch_source
+
+            self.model, self.example_inputs = torch_source.load(
+                self.source, self.kind, self.req.input_shape)
+            first = self.example_inputs[0]
+            shape = [-1, *(int(d) for d in first.shape[1:])]
+            dtype, n_inputs = str(first.dtype).removeprefix("torch."), len(self.example_inputs)
+        elif self.kind == "tflite":
             self.fp32 = Path(self.source).read_bytes()
             try:
                 self.ops = opcheck.model_ops(self.fp32)
@@ -167,8 +176,12 @@ class Job:
         if recipe is None:
             raise ValueError(
                 "Core ML variants need a Keras or SavedModel source"
-                if scheme.format == "coreml"
+                if scheme.format == "coreml" and self.kind not in TORCH_KINDS
+                else "ExecuTorch variants need a PyTorch source (.pt2 or module:factory)"
+                if scheme.format == "pte"
                 else f"{scheme.name} cannot be made from a {self.kind} source"
+                + (" yet (LiteRT and Core ML from PyTorch: litert-torch and coremltools, "
+                   "not supported yet)" if self.kind in TORCH_KINDS else "")
             )
         return load_converter(recipe.converter)(self, scheme, dict(recipe.settings))
 
@@ -193,6 +206,43 @@ def split_seconds(seconds: float, timing: dict[str, float]) -> dict[str, float]:
             round(max(0.0, seconds - calibration - checks), 3), "checks": round(checks, 3)}
 
 
+def _sensitivity(job: Job, events: Events) -> int:
+    """Rank the layers by int8 error, and by accuracy when asked (``ranking`` event)."""
+    from quantlab.harness.quantize import sensitivity as sens
+
+    by = job.req.by
+    if job.calib_x is None:
+        events.emit("fatal", kind="DataError",
+                    message="sensitivity needs calibration data (--calib)", hint=None)
+        return 3
+    if by == "accuracy" and job.eval_x is None:
+        events.emit("fatal", kind="DataError", message="sensitivity --by accuracy needs "
+                    "labelled data to score each layer on (--data eval.npz)", hint=None)
+        return 3
+    seconds: dict[str, float] = {}
+    try:
+        t0 = time.perf_counter()
+        rows = sens.rank_layers(job.kind, job.model, job.source, job.calib_x)
+        seconds["error"] = time.perf_counter() - t0
+        if by == "accuracy":
+            assert job.eval_x is not None
+            t0 = time.perf_counter()
+            build = sens.layer_builder(job.kind, job.model, job.aeq_source, job.calib_x)
+            errors = {r["layer"]: r for r in rows}
+            acc = sens.rank_by_accuracy(build, list(errors), job.fp32, job.eval_x,
+                                        job.eval_y, job.work)
+            rows = [{**errors[r["layer"]], **r} for r in acc]
+            seconds["accuracy"] = time.perf_counter() - t0
+    except Exception as exc:
+        traceback.print_exc()
+        events.emit("fatal", kind="ModelError",
+                    message=f"{job.source}: sensitivity analysis failed ({_short(exc)})",
+                    hint=None)
+        return 3
+    events.emit("ranking", layers=rows, by=by, seconds=seconds)
+    return 0
+
+
 def main(request_path: str) -> int:
     """Run one request; exit 0 when every scheme was attempted, 3 on a fatal (model/data) error."""
     silence()
@@ -211,29 +261,7 @@ def main(request_path: str) -> int:
             events.emit("check", **scheme_check(SCHEMES[name], job.ops))
         return 0
     if req.task == "sensitivity":
-        from quantlab.harness.quantize.sensitivity import rank_layers
-
-        if job.calib_x is None:
-            events.emit(
-                "fatal",
-                kind="DataError",
-                message="sensitivity needs calibration data (--calib)",
-                hint=None,
-            )
-            return 3
-        try:
-            rows = rank_layers(job.kind, job.model, job.source, job.calib_x)
-        except Exception as exc:
-            traceback.print_exc()
-            events.emit(
-                "fatal",
-                kind="ModelError",
-                message=f"{job.source}: sensitivity analysis failed ({_short(exc)})",
-                hint=None,
-            )
-            return 3
-        events.emit("ranking", layers=rows)
-        return 0
+        return _sensitivity(job, events)
     for name in req.schemes:
         if not claim(job.work, name):  # another worker of this request makes it
             continue

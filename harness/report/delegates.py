@@ -2,7 +2,8 @@
 
 Each row says how fast the delegate was (the headline statistic of
 :func:`quantlab.harness.stats.summarize`, labelled), how much faster than the plain CPU
-delegate of the same device, model and threads, what it cost to start, how much
+delegate of the same device, model and threads, what it cost to start (``init_ms``, and
+the cold and warm start's time to first result: :mod:`quantlab.harness.startup`), how much
 of the graph it took (``ops_total``, ``ops_delegated``, ``partitions``,
 ``fallback_ops``) and whether it still computes the float model's answer
 (``numerics``). Nothing here runs a model: the figures come from stored results.
@@ -12,8 +13,15 @@ Where placement comes from, best first (``placement_source`` names it):
 1. ``RawResult.placement`` — the simulator reads it from the interpreter's graph;
 2. the runner's delegation line (benchmark_model: "Replacing N out of M node(s) with
    delegate …, yielding K partitions"), with the CPU ops of its op profile;
-3. the per-op profile alone (partition rows and the ops outside them);
-4. a CPU delegate without any of those: nothing delegated, by construction.
+3. Core ML's compute plan (``MLComputePlan``, dumped by the iOS runner for ``coreml-*`` jobs):
+   each op's preferred device; an op the plan keeps off the job's compute unit (the Neural
+   Engine for ``coreml-ane``) is a fallback op like an Android delegate's, with the devices
+   that could run it as the reason;
+4. the per-op profile alone (partition rows and the ops outside them);
+5. a CPU delegate without any of those: nothing delegated, by construction.
+
+``delegated_share`` is ``ops_delegated / ops_total`` where both are known (the placement
+gate, ``bench --min-delegated``, judges it), else None.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from typing import Any
 
 from quantlab.harness.numerics import NUMERIC_FIELDS, as_float
 from quantlab.harness.records import OpRecord, RawResult
+from quantlab.harness.startup import cold_and_warm
 from quantlab.harness.stats import summarize
 from quantlab.harness.store import JobEntry, RunRecord
 
@@ -32,6 +41,16 @@ CPU_BASELINES = ("cpu", "tflite-cpu", "litert-cpu", "coreml-cpu")
 """The plain CPU delegate a device's speedups are measured against, first found wins."""
 
 CPU_DELEGATES = frozenset(CPU_BASELINES)
+
+COREML_UNITS: dict[str, frozenset[str]] = {
+    "coreml-ane": frozenset({"neuralEngine"}),
+    "coreml-gpu": frozenset({"gpu"}),
+    "coreml-all": frozenset({"neuralEngine", "gpu"}),
+}
+"""The compute units a ``coreml-*`` job asks Core ML for, as MLComputePlan names them; an op
+it prefers elsewhere (the CPU) fell back. ``coreml-cpu`` is the CPU baseline."""
+
+UNIT_NAMES = {"neuralEngine": "the Neural Engine", "gpu": "the GPU", "cpu": "the CPU"}
 
 
 def model_name(entry: JobEntry) -> str:
@@ -42,7 +61,15 @@ def model_name(entry: JobEntry) -> str:
 
 
 def placement(raw: RawResult | None, delegate: str) -> dict[str, Any]:
-    """ops_total, ops_delegated, partitions, fallback_ops and where they were read from."""
+    """ops_total, ops_delegated, delegated_share, partitions, fallback_ops (each with the
+    runtime's reason where it gave one) and where they were read from."""
+    out = _placement(raw, delegate)
+    total, taken = out.get("ops_total"), out.get("ops_delegated")
+    out["delegated_share"] = taken / total if total and taken is not None else None
+    return out
+
+
+def _placement(raw: RawResult | None, delegate: str) -> dict[str, Any]:
     out: dict[str, Any] = {"ops_total": None, "ops_delegated": None, "partitions": None,
                            "partition_list": [], "fallback_ops": [], "placement_source": None}
     if raw is None:
@@ -60,6 +87,9 @@ def placement(raw: RawResult | None, delegate: str) -> dict[str, Any]:
                    placement_source=p.get("source", "runner placement"))
         return out
     op_rows = _op_rows(raw)
+    if op_rows and all(o.detail.get("anticipated") for o in op_rows):
+        out.update(compute_plan_placement(op_rows, delegate))
+        return out
     profile_cpu = [{"index": o.node_index if o.node_index is not None else o.index,
                     "op_type": o.op_type or o.kernel}
                    for o in op_rows if o.delegate is None]
@@ -72,9 +102,15 @@ def placement(raw: RawResult | None, delegate: str) -> dict[str, Any]:
                    fallback_ops=profile_cpu if raw.ops else [],
                    placement_source="runner log: " + str(d.get("kernel")) + " delegation line"
                    + (" + op profile" if raw.ops else ""))
+        refused = d.get("unsupported") or {}
+        for o in out["fallback_ops"]:
+            if o["op_type"] in refused:
+                o["reason"] = refused[o["op_type"]]
         if not raw.ops and d.get("total") and d["nodes"] < d["total"]:
+            said = "; ".join(f"{k}: {v}" for k, v in refused.items())
             out["fallback_ops_note"] = (f"{d['total'] - d['nodes']} op(s) on the CPU; which ones "
-                                        "needs an op profile (--profile-ops)")
+                                        "needs an op profile (--profile-ops)"
+                                        + (f"; the delegate refused {said}" if said else ""))
         return out
     if op_rows:
         delegated = [o for o in op_rows if o.delegate is not None
@@ -97,6 +133,38 @@ def placement(raw: RawResult | None, delegate: str) -> dict[str, Any]:
         return out
     out["placement_source"] = "unknown: no placement, delegation line or op profile"
     return out
+
+
+def compute_plan_placement(ops: list[OpRecord], delegate: str) -> dict[str, Any]:
+    """Placement from Core ML's compute plan (one row per op, ``detail.preferred`` and
+    ``detail.supported``): the ops Core ML prefers on the job's compute units are delegated,
+    the rest fell back, each with why (the unit cannot run it, or Core ML prefers another)."""
+    units = COREML_UNITS.get(delegate)
+    if units is None:  # coreml-cpu, or a delegate this table does not know
+        return {"ops_total": len(ops), "ops_delegated": 0 if delegate in CPU_DELEGATES else None,
+                "partitions": 0 if delegate in CPU_DELEGATES else None,
+                "placement_source": "MLComputePlan (anticipated)"}
+    wanted = " or ".join(UNIT_NAMES.get(u, u) for u in sorted(units, reverse=True))
+    fallback, owners = [], []
+    for o in ops:
+        preferred = str(o.detail.get("preferred"))
+        supported = [str(x) for x in o.detail.get("supported") or []]
+        owners.append(preferred if preferred in units else None)
+        if preferred in units:
+            continue
+        listed = ", ".join(supported) or "none listed"
+        reason = (f"Core ML prefers {UNIT_NAMES.get(preferred, preferred)} (supported: {listed})"
+                  if units & set(supported) else
+                  f"cannot run on {wanted} (supported: {listed})")
+        fallback.append({"index": o.node_index if o.node_index is not None else o.index,
+                         "op_type": o.op_type or o.kernel, "reason": reason,
+                         "function": o.detail.get("function")})
+    taken = len(ops) - len(fallback)
+    parts = _runs(owners)
+    return {"ops_total": len(ops), "ops_delegated": taken, "partitions": parts,
+            "partition_list": [{"delegate": wanted, "nodes": None} for _ in range(parts)],
+            "fallback_ops": fallback,
+            "placement_source": "MLComputePlan (anticipated: Core ML's plan, not a measurement)"}
 
 
 def _op_rows(raw: RawResult) -> list[OpRecord]:
@@ -191,6 +259,8 @@ def delegate_rows(records: Iterable[RunRecord]) -> list[dict[str, Any]]:
             "speedup_basis": speedup_note,
             "init_ms": raw.init_ms if raw else None,
             "first_inference_ms": raw.first_inference_ms if raw else None,
+            **dict(zip(("cold_start_ms", "warm_start_ms"),
+                       cold_and_warm(raw.startup if raw else None), strict=True)),
             **placement(raw, e.job.delegate),
             "numerics": numerics,
             "numerics_note": numerics_note,

@@ -5,6 +5,7 @@ a baseline run, and the trend across runs (the history page)."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +72,9 @@ def _drop_interval(ev: dict[str, Any]) -> str:
     return interval_text(metric, float(interval["low"]), float(interval["high"]), lower)
 
 
-def _delegates(records: list[RunRecord]) -> str:
-    """Per device, a delegate × model matrix: latency, speedup vs CPU, placement bar, numerics."""
+def _delegates(records: list[RunRecord], overlays: Mapping[str, str] | None = None) -> str:
+    """Per device, a delegate × model matrix: latency, speedup vs CPU, placement bar, numerics,
+    and a link to the job's Model Explorer overlays where ``overlays`` has one."""
     from quantlab.harness.report.delegates import delegate_rows, matrix, placement_bar
 
     cells = matrix(delegate_rows(records))
@@ -104,8 +106,11 @@ def _delegates(records: list[RunRecord]) -> str:
                 fb = row["fallback_ops"]
                 fb_types = ", ".join(sorted({str(o["op_type"]) for o in fb}))
                 fallback = f"<br><span class='warn'>CPU: {_e(fb_types)}</span>" if fb else ""
+                link = (overlays or {}).get(row["job_id"])
+                explore = (f"<br><a href='{_e(link)}' title='node-data files for Model Explorer"
+                           f" (quantlab explore)'>overlays</a>" if link else "")
                 tds.append(f"<td>{_e(lat['statistic'])} {_e(_ms(lat['value_ms']))}{_e(sp)}<br>"
-                           f"{placement_bar(row)}{fallback}{num}</td>")
+                           f"{placement_bar(row)}{fallback}{num}{explore}</td>")
             body.append(f"<tr><td>{_e(m)}</td>{''.join(tds)}</tr>")
         out.append(f"<h3>{_e(device)}</h3><table><thead><tr><th>model</th>{head}</tr></thead>"
                    f"<tbody>{''.join(body)}</tbody></table>")
@@ -114,12 +119,13 @@ def _delegates(records: list[RunRecord]) -> str:
 
 def _calibration(store: Store, records: list[RunRecord]) -> str:
     """Task metrics, agreement with fp32 and confidence-score drift of the evaluated variants."""
-    from quantlab.harness.report.plots import score_histograms
+    from quantlab.harness.report.plots import reliability_diagrams, score_histograms
 
     evals = store.evaluations({e.job.model.sha256 for _r, e in _ok(records)})
     rows, labels, refs, hists = [], [], [], []
     bins: list[float] = []
     score = "confidence score"
+    recal: list[tuple[str, dict[str, Any]]] = []  # evaluate --recalibrate's fits
     for ev in evals.values():
         payload = ev.get("payload") or {}
         name = ev.get("scheme") or Path(str(ev.get("path"))).name
@@ -133,6 +139,8 @@ def _calibration(store: Store, records: list[RunRecord]) -> str:
                      "–" if cal.get("mean_shift") is None else f"{cal['mean_shift']:+.4f}",
                      "–" if cal.get("reference_ece") is None else f"{cal['reference_ece']:.4f}",
                      "–" if cal.get("ece") is None else f"{cal['ece']:.4f}"])
+        if (cal.get("recalibration") or {}).get("reliability"):
+            recal.append((name, cal["recalibration"]))
         if cal.get("bins"):
             bins, score = cal["bins"], str(cal.get("score") or score)
             labels.append(name)
@@ -148,6 +156,14 @@ def _calibration(store: Store, records: list[RunRecord]) -> str:
             "Confidence scores: variant (line) over the float model (shaded)") + "</figure>")
     out.append(_table(["variant", "metrics", "agreement with fp32", "mean score shift",
                        "ECE fp32", "ECE variant"], rows, {3, 4, 5}))
+    if recal:
+        out.append("<figure>" + reliability_diagrams(
+            [f"{n} (T {r['temperature']:.2f}; ECE {r['ece_before']:.3f} → "
+             f"{r['ece_after']:.3f})" for n, r in recal],
+            [r["reliability"]["before"] for _n, r in recal],
+            [r["reliability"]["after"] for _n, r in recal],
+            "Reliability on the held-out half: before and after the fitted temperature "
+            "(evaluate --recalibrate)") + "</figure>")
     out.append("<p>Mean score shift: the variant's score minus the float model's on the same "
                "predictions (top class, or matched boxes). ECE (expected calibration error) "
                "needs labels.</p>")

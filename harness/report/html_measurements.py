@@ -1,5 +1,7 @@
 """HTML report sections on what the runs measured: summary, latency, per-op breakdown,
-memory/energy/thermal state, and stability warnings with skipped and failed jobs."""
+memory/energy/thermal state, the first second (cold and warm start), sustained runs over
+time, and stability warnings with skipped
+and failed jobs."""
 
 from __future__ import annotations
 
@@ -152,6 +154,49 @@ def _thermal(state: dict[str, Any]) -> str:
     if not state:
         return "not measured"
     return ", ".join(f"{k} {v}" for k, v in sorted(state.items()))
+
+
+def _startup(records: list[RunRecord]) -> str:
+    from quantlab.harness.startup import cold_and_warm
+
+    rows = []
+    for _r, e in _ok(records):
+        start = e.raw.startup if e.raw is not None else {}
+        if not start:
+            continue
+        c = start.get("cold") or {}
+        cold, warm = cold_and_warm(start)
+        rows.append([f"{_name(e)} · {e.job.device_id} · {e.job.delegate} · {e.job.threads}t",
+                     _ms(c.get("load_ms")), _ms(c.get("delegate_ms")),
+                     _ms(c.get("first_inference_ms")), _ms(cold), _ms(warm),
+                     start.get("warm_unavailable") or start.get("source") or ""])
+    if not rows:
+        return _nodata("no job recorded its start (results older than schema version 3)")
+    return ("<p>Cold start: model load, delegate and first inference from nothing; warm start: "
+            "the same with the delegate's cache (GPU/NNAPI <code>--delegate_serialize_dir</code> "
+            "on Android). Time to first result = load + delegate + first inference.</p>"
+            + _table(["job", "load", "delegate", "first inference", "cold start",
+                      "warm start", "note"], rows))
+
+
+def _sustained(records: list[RunRecord]) -> str:
+    from quantlab.harness.report.plots import sustained_plot
+    from quantlab.harness.sustained import describe
+
+    out = []
+    for _r, e in _ok(records):
+        s = e.raw.sustained if e.raw is not None else {}
+        if not s or not s.get("windows"):
+            continue
+        label = f"{_name(e)} · {e.job.device_id} · {e.job.delegate} · {e.job.threads}t"
+        first = s["windows"][0].get("median_ms") or s["windows"][0].get("mean_ms")
+        limit = first * (1 + s.get("throttle_pct", 10.0) / 100) if first else None
+        out.append(f"<h3>{_e(label)}</h3><p>{_e(describe(s))}</p>"
+                   f"<p>{_e(s.get('source') or '')}</p>"
+                   + sustained_plot(s["windows"], s.get("throttle_at_s"), limit,
+                                    f"{label}: {s['duration_s']:g}s in {s['window_s']:g}s "
+                                    "windows"))
+    return "".join(out) or _nodata("no sustained run (bench --sustained DURATION)")
 
 
 def _warnings(records: list[RunRecord]) -> str:

@@ -217,6 +217,43 @@ def trend_plot(labels: list[str], values: list[float | None], statistics: list[s
     return _svg(fig)
 
 
+def sustained_plot(windows: list[dict[str, Any]], throttle_at_s: float | None,
+                   threshold_ms: float | None, title: str) -> str:
+    """A sustained run over time: each window's latency median and p90 (left axis), the
+    hottest temperature where read (right axis), the throttling limit as a dashed line and
+    the throttling point as a red vertical line."""
+    fig, ax = plt.subplots(figsize=(8.5, 3.0))
+    mid = [(w["start_s"] + w["end_s"]) / 2 for w in windows]
+    for key, name, style in (("median_ms", "median", "o-"), ("p90_ms", "p90", "s--")):
+        pts = [(x, w[key]) for x, w in zip(mid, windows, strict=True) if w.get(key) is not None]
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, markersize=4,
+                    color="#2980b9" if key == "median_ms" else "#7fb3d5", label=name)
+    if threshold_ms is not None:
+        ax.axhline(threshold_ms, color="#95a5a6", linestyle=":", linewidth=1,
+                   label="throttling limit (first window + threshold)")
+    if throttle_at_s is not None:
+        ax.axvline(throttle_at_s, color="#c0392b", linewidth=1.5,
+                   label=f"throttled from {throttle_at_s:.1f}s")
+    ax.set_xlabel("time since the sustained run started (s)")
+    ax.set_ylabel("latency (ms)")
+    temps = [(x, max(w["temperatures_c"].values())) for x, w in zip(mid, windows, strict=True)
+             if w.get("temperatures_c")]
+    handles, names = ax.get_legend_handles_labels()
+    if temps:
+        ax2 = ax.twinx()
+        ax2.plot([t[0] for t in temps], [t[1] for t in temps], "^-", color="#e67e22",
+                 markersize=3, linewidth=1, label="hottest sensor (°C)")
+        ax2.set_ylabel("°C")
+        more, labels = ax2.get_legend_handles_labels()
+        handles, names = handles + more, names + labels
+    ax.set_title(title, loc="left")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(handles, names, fontsize=7, frameon=False, loc="upper left",
+              bbox_to_anchor=(1.08, 1.0))
+    return _svg(fig)
+
+
 def score_histograms(labels: list[str], bins: list[float], reference: list[list[int]],
                      variants: list[list[int]], score: str, title: str) -> str:
     """One panel per variant: its confidence-score histogram over the float model's."""
@@ -238,6 +275,39 @@ def score_histograms(labels: list[str], bins: list[float], reference: list[list[
         if k == 0:
             ax.legend(fontsize=7, frameon=False)
     fig.supxlabel(score, fontsize=9)
+    fig.suptitle(title, x=0.01, ha="left", fontsize=10)
+    fig.tight_layout()
+    return _svg(fig)
+
+
+def reliability_diagrams(labels: list[str], before: list[dict[str, Any]],
+                         after: list[dict[str, Any]], title: str) -> str:
+    """One panel per variant: share right against mean confidence per bin, before (grey) and
+    after (red) recalibration, over the diagonal of perfect calibration."""
+    n = len(labels)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(8.5, 2.6 * rows + 0.6), squeeze=False)
+    for k, ax in enumerate(axes.ravel()):
+        if k >= n:
+            ax.axis("off")
+            continue
+        ax.plot([0, 1], [0, 1], color="#bbbbbb", linewidth=0.8, linestyle="--")
+        for pts, color, name in ((before[k], "#7f8c8d", "before"),
+                                 (after[k], "#c0392b", "after")):
+            xy = [(c, a) for c, a in zip(pts["confidence"], pts["accuracy"], strict=True)
+                  if c is not None and a is not None]
+            if xy:
+                ax.plot(*zip(*xy, strict=True), marker="o", markersize=3, color=color,
+                        linewidth=1.2, label=name)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_title(labels[k], loc="left", fontsize=9)
+        ax.grid(alpha=0.3)
+        if k == 0:
+            ax.legend(fontsize=7, frameon=False)
+    fig.supxlabel("mean confidence (top-1 probability)", fontsize=9)
+    fig.supylabel("share right", fontsize=9)
     fig.suptitle(title, x=0.01, ha="left", fontsize=10)
     fig.tight_layout()
     return _svg(fig)

@@ -6,7 +6,10 @@ scheme's max drop ``quantlab evaluate`` applied: fp16 0.005, int8 0.02 … unles
 there), or, with ``max_drop``, when its drop is at most that; a
 (variant, delegate) whose numerics were checked on the device (``bench --numerics``)
 and fail (:func:`quantlab.harness.numerics.verdict`) is left out with the reason, whatever its
-accuracy on the host.
+accuracy on the host. Where the (variant, device, delegate) was evaluated on the device itself
+(``quantlab evaluate --device``: the task metric from the device's own outputs), that
+evaluation gates it instead of the host's, and the note and each candidate say which gate
+was used.
 Candidates are ranked by latency (the median where every candidate on the device has
 one, else the mean, and labelled so), energy per inference, or file size; the
 runner-up is named with what it gives up, and by latency with the verdict of the same
@@ -57,6 +60,7 @@ class Candidate:
     numerics_why: str = ""  # harness.numerics.verdict's reason
     gate: float | None = None  # the largest drop its accuracy gate allowed
     energy_missing: str | None = None  # why the job has no energy figure (the agent's reason)
+    gated_on: str | None = None  # "device" (evaluate --device) | "host" | None (not evaluated)
 
     def value(self, by: str) -> float | None:
         """The figure this candidate is ranked by."""
@@ -85,9 +89,13 @@ def _latency(entry: JobEntry) -> LatencySummary | None:
 
 def candidates(record: RunRecord, evaluations: dict[str, dict[str, Any]],
                max_drop: float | None,
-               min_top1: float = DEFAULT_MIN_TOP1) -> dict[str, list[Candidate]]:
+               min_top1: float = DEFAULT_MIN_TOP1,
+               device_evaluations: dict[tuple[str, str, str], dict[str, Any]] | None = None,
+               ) -> dict[str, list[Candidate]]:
     """Every finished job with a latency figure, grouped by device, with its gate state
-    (the numerics gate: cosine, and top-1 agreement ≥ ``min_top1`` for class outputs)."""
+    (the numerics gate: cosine, and top-1 agreement ≥ ``min_top1`` for class outputs); the
+    accuracy gate is the (variant, device, delegate)'s evaluation on the device where one is
+    in ``device_evaluations`` (by (sha256, device id, delegate)), else the host's."""
     out: dict[str, list[Candidate]] = {}
     summaries = {id(e): s for e in record.entries if (s := _latency(e)) is not None}
     # a device's candidates are ranked on one statistic: the median where every one of
@@ -103,7 +111,8 @@ def candidates(record: RunRecord, evaluations: dict[str, dict[str, Any]],
         if lat is None:
             continue
         m = e.job.model
-        ev = evaluations.get(m.sha256)
+        on_device = (device_evaluations or {}).get((m.sha256, e.job.device_id, e.job.delegate))
+        ev = on_device or evaluations.get(m.sha256)
         gate = None
         if ev is None:
             acc, drop, metric = NOT_EVALUATED, None, None
@@ -129,6 +138,7 @@ def candidates(record: RunRecord, evaluations: dict[str, dict[str, Any]],
             size_bytes=m.size_bytes, accuracy=acc, drop=drop, metric=metric, job_id=e.job.job_id,
             numerics=ok_numerics, numerics_why=why_numerics, gate=gate,
             energy_missing=e.raw.energy_unavailable_reason if e.raw else None,
+            gated_on=None if ev is None else "device" if on_device else "host",
         ))
     return out
 
@@ -161,11 +171,12 @@ def _significance(rec: DeviceRecommendation, entries: dict[str, JobEntry]) -> st
 
 def _drop_text(c: Candidate) -> str:
     """A failed candidate's drop against its gate in the evaluate table's units."""
+    where = " on the device" if c.gated_on == "device" else ""
     if c.drop is None or c.gate is None:
-        return "gate failed in evaluate"
+        return f"gate failed in evaluate{where}"
     from quantlab.harness.quantize.gate import drop_text
 
-    return drop_text(c.metric or "", c.drop, c.gate, c.drop <= c.gate)
+    return drop_text(c.metric or "", c.drop, c.gate, c.drop <= c.gate) + where
 
 
 def recommend_device(device: str, cands: list[Candidate], by: str,
@@ -185,6 +196,10 @@ def recommend_device(device: str, cands: list[Candidate], by: str,
                 excluded.append(f"{c.model} · {c.delegate}: {NOT_EVALUATED}")
         note = (f"accuracy gate: drop ≤ {max_drop:g}" if max_drop is not None else
                 "accuracy gate: each variant's own from evaluate")
+        on_device = sum(c.gated_on == "device" for c in evaluated)
+        if on_device:
+            note += (f", on the device's own outputs (evaluate --device) for {on_device} of "
+                     f"{len(evaluated)} evaluated candidates, else on the host")
     else:
         pool = list(cands)
         note = f"{NOT_EVALUATED}: ranked by {by} alone"
@@ -274,8 +289,11 @@ def _recommend_energy(device: str, cands: list[Candidate], max_drop: float | Non
 def recommend(record: RunRecord, evaluations: dict[str, dict[str, Any]], *,
               max_drop: float | None = None, by: str = "latency",
               energy_class: str | None = None,
-              min_top1: float = DEFAULT_MIN_TOP1) -> list[DeviceRecommendation]:
-    """One recommendation per device of the run (sorted by device id).
+              min_top1: float = DEFAULT_MIN_TOP1,
+              device_evaluations: dict[tuple[str, str, str], dict[str, Any]] | None = None,
+              ) -> list[DeviceRecommendation]:
+    """One recommendation per device of the run (sorted by device id); a (variant, device,
+    delegate) evaluated on the device is gated on that (``device_evaluations``).
 
     ``by="energy"`` ranks only figures of one comparability class per device
     (``energy_class``, or the most common one) and lists the others as left out.
@@ -294,7 +312,7 @@ def recommend(record: RunRecord, evaluations: dict[str, dict[str, Any]], *,
                             hint=f"use one of {', '.join(ENERGY_CLASS_MEANING)}")
     if max_drop is not None and not 0 <= max_drop <= 1:
         raise UserError(f"--max-drop {max_drop}: out of range", hint="give a fraction such as 0.03")
-    grouped = candidates(record, evaluations, max_drop, min_top1)
+    grouped = candidates(record, evaluations, max_drop, min_top1, device_evaluations)
     devices = sorted({e.job.device_id for e in record.entries})
     recs = [(_recommend_energy(d, grouped[d], max_drop, energy_class) if by == "energy"
              else recommend_device(d, grouped[d], by, max_drop)) if grouped.get(d)

@@ -472,20 +472,29 @@ class Store:
         max_drop: float,
         passed: bool,
         payload: dict[str, Any],
+        where: dict[str, str | None] | None = None,
     ) -> None:
-        """Store the accuracy of one variant (keyed by its sha256) from ``quantlab evaluate``."""
+        """Store the accuracy of one variant (keyed by its sha256) from ``quantlab evaluate``;
+        ``where``: measured on a device (``device``, ``delegate``, ``runtime``,
+        ``runtime_version``, ``sample_set``), else on the host."""
         with self._tx() as conn:
             conn.execute(
                 t.evaluations.insert().values(
                     created_at=utcnow(), variant_sha256=variant_sha256, scheme=scheme, path=path,
                     source_sha256=source_sha256, metric=metric, value=value,
                     reference_value=reference_value, drop=drop, max_drop=max_drop,
-                    passed=passed, payload=payload,
+                    passed=passed, payload=payload, **(where or {}),
                 )
             )
 
     def evaluations(self, sha256s: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
-        """The newest evaluation of each variant, by variant sha256."""
+        """The newest host evaluation of each variant, by variant sha256."""
         with self.engine.connect() as conn:
             return read_models.newest_evaluations(conn, sha256s)
+
+    def device_evaluations(self, sha256s: Iterable[str] | None = None
+                           ) -> dict[tuple[str, str, str], dict[str, Any]]:
+        """The newest evaluation measured on a device, by (variant sha256, device, delegate)."""
+        with self.engine.connect() as conn:
+            return read_models.newest_device_evaluations(conn, sha256s)
 

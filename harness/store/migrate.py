@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from quantlab.harness.errors import StoreError
 
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 """Newest migration; tests check it equals Alembic's head."""
 
 SCHEMA_LOCK_KEY = 0x7175616E746C6162  # "quantlab"

@@ -325,8 +325,20 @@ def plan_text(conn: sa.Connection, run_id: str) -> str | None:
 
 def newest_evaluations(conn: sa.Connection, sha256s: Iterable[str] | None = None
                        ) -> dict[str, dict[str, Any]]:
-    """The newest stored evaluation of each variant (of ``sha256s``, or all), by sha256."""
-    query = sa.select(t.evaluations).order_by(t.evaluations.c.id)
+    """The newest stored host evaluation of each variant (of ``sha256s``, or all), by sha256."""
+    query = sa.select(t.evaluations).where(t.evaluations.c.device.is_(None)) \
+        .order_by(t.evaluations.c.id)
     if sha256s is not None:
         query = query.where(t.evaluations.c.variant_sha256.in_(list(sha256s)))
     return {row["variant_sha256"]: dict(row) for row in conn.execute(query).mappings()}
+
+
+def newest_device_evaluations(conn: sa.Connection, sha256s: Iterable[str] | None = None
+                              ) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """The newest evaluation measured on a device of each (variant sha256, device, delegate)."""
+    query = sa.select(t.evaluations).where(t.evaluations.c.device.is_not(None)) \
+        .order_by(t.evaluations.c.id)
+    if sha256s is not None:
+        query = query.where(t.evaluations.c.variant_sha256.in_(list(sha256s)))
+    return {(row["variant_sha256"], row["device"], row["delegate"]): dict(row)
+            for row in conn.execute(query).mappings()}

@@ -147,6 +147,12 @@ evaluations = sa.Table(
     sa.Column("max_drop", sa.Float, nullable=False),
     sa.Column("passed", sa.Boolean, nullable=False),
     sa.Column("payload", sa.JSON, nullable=False),
+    # measured on a device (`evaluate --device`, revision 0005); null for the host's
+    sa.Column("device", sa.String(255)),
+    sa.Column("delegate", sa.String(80)),
+    sa.Column("runtime", sa.String(40)),
+    sa.Column("runtime_version", sa.String(80)),
+    sa.Column("sample_set", sa.String(64)),  # sha256 of the sample indices
 )
 
 raw_files = sa.Table(

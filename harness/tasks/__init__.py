@@ -119,6 +119,17 @@ def infer_task(outputs: list[OutputInfo], y: np.ndarray | None,
         hint="pass --task")
 
 
+def subset_labels(labels: Any, index: np.ndarray) -> Any:
+    """A task's ground truth for the inputs at ``index`` only (a fixed subset of the
+    evaluation set): arrays are indexed, label objects (COCO annotations) give their own
+    ``subset``; None stays None."""
+    if labels is None:
+        return None
+    if isinstance(labels, np.ndarray):
+        return labels[index]
+    return labels.subset([int(i) for i in index])
+
+
 def ece(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> float | None:
     """Expected calibration error: Σ_b |accuracy_b − confidence_b| · n_b / N (None when empty)."""
     conf = np.asarray(confidence, np.float64).ravel()

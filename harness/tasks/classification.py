@@ -80,6 +80,13 @@ class Classification:
         out["ece"] = ece(pv.max(axis=1), np.argmax(pv, 1) == y) if y is not None else None
         return out
 
+    def recalibrate(self, ref: np.ndarray, pred: np.ndarray, ctx: Context, seed: int = 0
+                    ) -> dict[str, Any]:
+        """A temperature fitted on a seeded half of the labelled samples, with the ECE before
+        and after on the held-out half (:mod:`quantlab.harness.tasks.recalibration`)."""
+        from quantlab.harness.tasks.recalibration import recalibrate
+
+        return recalibrate(pred, ctx.labels, seed)
 
     def drop_interval(self, ref: np.ndarray, pred: np.ndarray, ctx: Context, metric: str
                       ) -> dict[str, Any] | None:

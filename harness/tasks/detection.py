@@ -218,6 +218,21 @@ class Detection:
                       self._ece(pred_b, labels, ctx)) if labels else None
         return out
 
+    def recalibrate(self, ref: Sequence[Detections], pred: Sequence[Detections], ctx: Context,
+                    seed: int = 0) -> dict[str, Any]:
+        """The score threshold at which the variant's recall (IoU ≥ :data:`MATCH_IOU`, same
+        class) reaches the float model's at :data:`AGREEMENT_SCORE`, on every labelled image
+        (:func:`quantlab.harness.tasks.recalibration.matching_threshold`)."""
+        from quantlab.harness.tasks.recalibration import matching_threshold
+
+        if "truth" not in ctx.cache:
+            ctx.cache["truth"] = _label_truth(ctx.labels)
+        truth = ctx.cache["truth"]
+        ref_b, pred_b = DetectionBatch.of(ref), DetectionBatch.of(pred)
+        return matching_threshold(ref_b.scores, _match_flags(ref_b, truth), pred_b.scores,
+                                  _match_flags(pred_b, truth), len(truth.scores),
+                                  AGREEMENT_SCORE)
+
     @staticmethod
     def _ece(dets: DetectionBatch, labels: CocoLabels, ctx: Context) -> float | None:
         """ECE of detection scores, a detection being correct when it matches a truth box."""

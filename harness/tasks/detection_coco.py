@@ -60,6 +60,17 @@ class CocoLabels:
     sizes: list[tuple[float, float]]  # (height, width) per image
     category_ids: list[int]  # model class i ↔ category_ids[i]
 
+    def subset(self, index: Sequence[int]) -> CocoLabels:
+        """The labels of the inputs at ``index`` (in that order): their images and only
+        their annotations (a fixed subset of the evaluation set, ``evaluate --samples``)."""
+        ids = [self.image_ids[i] for i in index]
+        keep = np.isin(self.gt.ann_image, ids)
+        g = self.gt
+        gt = CocoTruth(ids, self.category_ids, g.ann_image[keep], g.ann_category[keep],
+                       g.ann_box[keep], g.ann_area[keep], g.ann_crowd[keep], g.ann_id[keep])
+        return CocoLabels(self.path, gt, ids, [self.sizes[i] for i in index],
+                          list(self.category_ids))
+
 
 def load_coco(path: str, n: int) -> CocoLabels:
     """Read and check a COCO annotations JSON for ``n`` inputs; DataError naming what is wrong."""

@@ -27,6 +27,7 @@ import numpy as np
 
 from quantlab.harness.errors import UserError
 from quantlab.harness.records import LaunchStats
+from quantlab.harness.startup import cold_and_warm
 from quantlab.harness.stats import PER_ITERATION, PER_LAUNCH, SUMMARY, SUMMARY_NOTE, launch_figures
 from quantlab.harness.store import JobEntry, RunRecord
 from quantlab.harness.verdicts.drift import Drift
@@ -53,6 +54,10 @@ MATCH_KEYS = ("model", "scheme", "device", "delegate", "threads")
 DEFAULT_MATCH = ("model", "device", "delegate", "threads")
 
 
+NOT_CONFIRMED = "not confirmed"
+"""A pair judged slower whose confirmation re-run was not slower (``[measure] confirm``)."""
+
+
 @dataclass(frozen=True)
 class Match:
     """Two jobs paired across the runs, with their verdict (or why there is none)."""
@@ -75,6 +80,8 @@ class Match:
     baseline_label: str
     new_label: str
     drift: Drift | None = None  # the series' slow drift (bench --baseline with a tag)
+    startup: dict[str, Any] | None = None  # cold/warm start (ms) of each side; no verdict
+    confirmation: dict[str, Any] | None = None  # a slower verdict measured again (confirm)
 
     @property
     def fails(self) -> bool:
@@ -245,7 +252,18 @@ def _pair(b: JobEntry, e: JobEntry, threshold: float, name: str | None = None) -
                       ratio=None, ratio_ci95=None, p_value=None, reason=reason)
     return Match(model=name or _model_name(e), device=e.job.device_id, delegate=e.job.delegate,
                  threads=e.job.threads, baseline_job=b.job.job_id, new_job=e.job.job_id,
-                 baseline_label=b.job.label(), new_label=e.job.label(), **fields)
+                 baseline_label=b.job.label(), new_label=e.job.label(),
+                 startup=_startups(b, e), **fields)
+
+
+def _startups(b: JobEntry, e: JobEntry) -> dict[str, Any] | None:
+    """Each side's cold and warm start (time to first result, ms), where either has one:
+    single figures, shown side by side without a verdict."""
+    sides = {side: cold_and_warm(x.raw.startup if x.raw is not None else None)
+             for side, x in (("baseline", b), ("new", e))}
+    if all(v == (None, None) for v in sides.values()):
+        return None
+    return {side: {"cold_ms": c, "warm_ms": w} for side, (c, w) in sides.items()}
 
 
 def compare_entries(baseline: JobEntry, new: JobEntry,

@@ -12,9 +12,14 @@ loop starts, the rest when it ends (seen in a ``> file`` it writes to; a profile
 ``startup`` gives process start and delegate init a duration and a battery draw of their
 own); asked for ``--output_filepath`` it computes the
 outputs with host LiteRT on the ``--input_layer_value_files`` inputs (the one thing it
-computes rather than replays: a loopback device has no delegate of its own). A test
+computes rather than replays: a loopback device has no delegate of its own), and says so
+in its output (``STAND_IN_NOTE``); a profile's ``numerics_faults`` ({delegate: "zeros" or
+"zero-class-0"}, or "wrong-kernel:LOGISTIC=NEG": that op type computed by another unary
+kernel) makes a delegate perturb them. quantlab's outputs loop (``outputs.sh``:
+one launch per sample) runs as the script does it. A test
 can make it drop the connection in the middle of a benchmark, and keep it away for a
-while or for good.
+while or for good, and make it throttle on a schedule (:meth:`FakeAndroidDevice.throttle`:
+slower timings, thermal status severe, lower CPU frequencies from a set time on).
 
 Only what quantlab's Android agent uses is implemented; the banner advertises only
 ``shell_v2`` and ``cmd``.
@@ -26,7 +31,9 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shlex
+import shutil
 import socket
 import struct
 import subprocess
@@ -284,6 +291,41 @@ class _Connection:
                 return
 
 
+STAND_IN_NOTE = ("stand-in benchmark_model: outputs computed on the host with LiteRT (ai-edge-"
+                 "litert), not on a phone's {delegate} delegate\n")
+"""What the stand-in prints after writing ``--output_filepath``: it says what computed them."""
+
+
+def _lose_class_0(outputs: list[Any]) -> None:
+    """The ``zero-class-0`` numerics fault, in place: a classifier's one 2-D output gets
+    class 0's score below every other; an SSD detector's class-0 boxes are labelled class 1
+    (TF's output order: boxes, classes, scores, count)."""
+    import numpy as np
+
+    flat = [o for o in outputs if o.ndim == 2]
+    if len(flat) == 1:
+        flat[0][:, 0] = flat[0].min(axis=1) - 1.0
+    elif flat:
+        flat[0][np.isclose(flat[0], 0.0)] = 1.0
+
+
+def _wrong_kernel(model: bytes, op_type: str, instead: str) -> bytes:
+    """The ``wrong-kernel:OP=OTHER`` numerics fault: the model with every ``OP`` computed by
+    the kernel of the unary op ``OTHER`` (a delegate whose ``OP`` kernel is wrong), so one op
+    type's outputs, and what follows them, leave the reference's."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as s
+
+    m = s.ModelT.InitFromPackedBuf(bytearray(model), 0)
+    want, code = getattr(s.BuiltinOperator, op_type), getattr(s.BuiltinOperator, instead)
+    for oc in m.operatorCodes:
+        if max(oc.builtinCode, oc.deprecatedBuiltinCode) == want:
+            oc.builtinCode, oc.deprecatedBuiltinCode = code, min(code, 127)
+    builder = flatbuffers.Builder(len(model) + 4096)
+    builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
 def _unquoted_substitution(cmd: str) -> bool:
     """Whether ``cmd`` holds ``$(`` or a backquote that sh would expand (not in '…')."""
     quote = ""
@@ -334,6 +376,13 @@ class FakeAndroidDevice:
         self.fail_launches_from: int | None = None  # benchmark launch N (from 1) on fails
         self.down_for_s: float | None = 0.0  # after a drop: refuse for this long; None = forever
         self.benchmark_seconds = float(self.profile.get("benchmark_seconds", 0.05))
+        self.throttle_after_s: float | None = None  # see throttle()
+        self.throttle_factor = 1.0
+        self._throttle_clock: float | None = None
+        for cpu, khz in self.profile.get("cpufreq_khz", {}).items():
+            freq = sandbox / "sys/devices/system/cpu" / cpu / "cpufreq"
+            freq.mkdir(parents=True, exist_ok=True)
+            (freq / "scaling_cur_freq").write_text(f"{khz}\n")
         self._accepting = threading.Event()
         self._accepting.set()
         self._stop = False
@@ -377,6 +426,59 @@ class FakeAndroidDevice:
         self._stop = True
         self.drop()
         self.server.close()
+
+    def throttle(self, after_s: float, factor: float = 2.0) -> None:
+        """Throttle on a schedule: from ``after_s`` seconds after the next benchmark launch
+        starts, every launch's timings are ``factor`` times the recorded ones, the thermal
+        status reads 3 (severe) and the CPU frequencies drop by the same factor."""
+        self.throttle_after_s, self.throttle_factor, self._throttle_clock = after_s, factor, None
+
+    def throttled(self) -> bool:
+        """Whether the throttling schedule has reached its point."""
+        return (self.throttle_after_s is not None and self._throttle_clock is not None
+                and time.monotonic() - self._throttle_clock >= self.throttle_after_s)
+
+    def _scaled(self, text: str) -> str:
+        """A recorded output with its timings (µs) multiplied by the throttle factor."""
+        def times(m: re.Match[str]) -> str:
+            return f"{m.group(1)}{float(m.group(2)) * self.throttle_factor:g}"
+
+        lines = []
+        for line in text.splitlines(keepends=True):
+            if line.lstrip().startswith("count=") or "Inference timings in us" in line:
+                line = re.sub(r"((?:first|curr|min|max|avg|std|p5|median|p95)=)([\d.]+)",
+                              times, line)
+                line = re.sub(r"((?:First inference|Warmup \(avg\)|Inference \(avg\)): )"
+                              r"([\d.]+)", times, line)
+            lines.append(line)
+        return "".join(lines)
+
+    WARM_INIT_FACTOR = 0.2
+    """A cached GPU/NNAPI delegate's init: this share of the recorded (compiling) one."""
+
+    def _cached(self, flags: dict[str, str], delegate: str, graph: str) -> bool:
+        """``--delegate_serialize_dir``/``_token`` for gpu and nnapi, as the delegates honour
+        them: a cache file for this token and model in an existing folder makes the start
+        warm; otherwise the launch compiles and writes it (a missing folder: nothing)."""
+        folder, token = flags.get("delegate_serialize_dir"), flags.get("delegate_serialize_token")
+        if not folder or not token or delegate not in ("gpu", "nnapi"):
+            return False
+        where = self.host_path(folder)
+        if not where.is_dir():
+            return False
+        cache = where / f"{token}.{delegate}.bin"
+        model = hashlib.sha256(self.host_path(graph).read_bytes()).hexdigest()
+        if cache.is_file() and cache.read_text() == model:
+            return True
+        cache.write_text(model)
+        return False
+
+    def _warm(self, text: str) -> str:
+        """A recorded output as a cached start prints it: Init shorter (no compile)."""
+        def init(m: re.Match[str]) -> str:
+            return f"{m.group(1)}{float(m.group(2)) * self.WARM_INIT_FACTOR:g}"
+
+        return re.sub(r"(Init: )([\d.]+)", init, text)
 
     # ------------------------------------------------------------------ device facts
 
@@ -462,6 +564,8 @@ class FakeAndroidDevice:
         elif name == "dumpsys":
             what = args[0] if args else ""
             text = self.profile.get("dumpsys", {}).get(what)
+            if text is not None and what == "thermalservice" and self.throttled():
+                text = re.sub(r"Thermal Status: \d", "Thermal Status: 3", text)
             if text is None:
                 err, code = f"Can't find service: {what}\n".encode(), 0
             else:
@@ -478,11 +582,14 @@ class FakeAndroidDevice:
                     err += f"chmod: {a}: No such file or directory\n".encode()
                     code = 1
         elif name == "rm":
+            recursive = any(a.startswith("-") and "r" in a for a in args)
             for a in args:
                 if not a.startswith("-"):
                     p = self.host_path(a)
                     if p.is_file():
                         p.unlink()
+                    elif p.is_dir() and recursive:
+                        shutil.rmtree(p)
         elif name == "cat":
             for a in args:
                 p = self.host_path(a)
@@ -530,14 +637,44 @@ class FakeAndroidDevice:
         return out, err, code, cwd
 
     def _script(self, args: list[str]) -> tuple[bytes, bytes, int]:
-        """Run a pushed shell script with the host's /bin/sh, its device paths under the sandbox."""
+        """Run a pushed shell script with the host's /bin/sh, its device paths under the
+        sandbox; quantlab's outputs loop (``outputs.sh``) runs as :meth:`_outputs_loop`."""
         script = self.host_path(args[0])
         if not script.is_file():
             return b"", f"sh: {args[0]}: No such file or directory\n".encode(), 127
+        if args[0].endswith("/outputs.sh"):
+            return self._outputs_loop(args[1:])
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "QL_ROOT": str(self.sandbox)}
         proc = subprocess.run(["/bin/sh", str(script), *args[1:]], capture_output=True,
                               env=env, timeout=600, check=False)
         return proc.stdout, proc.stderr, proc.returncode
+
+    def _outputs_loop(self, args: list[str]) -> tuple[bytes, bytes, int]:
+        """``outputs.sh DIR N BYTES TOOL ARGS…`` as the script does it (its header says
+        what), with each launch the benchmark_model stand-in's: the host's /bin/sh cannot
+        start a stand-in that lives in this process. tests/test_android_outputs.py runs the
+        script itself under /bin/sh with a stub tool, so the two are held to one contract."""
+        folder, n, sizes, tool, rest = args[0], int(args[1]), args[2], args[3], args[4:]
+        if not self.host_path(tool).is_file():
+            return f"/system/bin/sh: {tool}: not found\n".encode(), b"", 127
+        blob = bytearray()
+        self.host_path(f"{folder}/outputs.bin").unlink(missing_ok=True)
+        out = b""
+        inputs = [(int(b), self.host_path(f"{folder}/input{k}.bin").read_bytes())
+                  for k, b in enumerate(sizes.split(","))]  # dd seeks; read each file once
+        for i in range(n):
+            for k, (size, data) in enumerate(inputs):
+                self.host_path(f"{folder}/sample{k}.bin").write_bytes(
+                    data[i * size:(i + 1) * size])
+            result = self.host_path(f"{folder}/out.bin")
+            result.unlink(missing_ok=True)
+            out, err, code = self._benchmark(rest, None)
+            if code or not result.is_file():
+                return (f"quantlab-outputs: sample {i}: exit {code}\n".encode() + out + err,
+                        b"", code or 4)
+            blob += result.read_bytes()
+        self.host_path(f"{folder}/outputs.bin").write_bytes(bytes(blob))
+        return f"quantlab-outputs: {n} samples\n".encode() + out, b"", 0
 
     # ------------------------------------------------------------------ benchmark_litert_model
 
@@ -591,10 +728,14 @@ class FakeAndroidDevice:
         if delegate == "cpu":
             kwargs["experimental_op_resolver_type"] = \
                 OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        fault = self.profile.get("numerics_faults", {}).get(delegate)
         try:
-            interp = Interpreter(model_path=str(self.host_path(flags["graph"])), **kwargs)
+            graph = self.host_path(flags["graph"]).read_bytes()
+            if fault and fault.startswith("wrong-kernel:"):
+                graph = _wrong_kernel(graph, *fault.split(":", 1)[1].split("=", 1))
+            interp = Interpreter(model_content=graph, **kwargs)
             interp.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
+        except (OSError, ValueError, RuntimeError) as exc:
             return f"ERROR: Failed to construct interpreter ({exc})\n".encode(), 1
         names = [n for n in flags.get("input_layer", "").split(",") if n]
         files = self._value_files(flags)
@@ -616,16 +757,17 @@ class FakeAndroidDevice:
             interp.set_tensor(d["index"], np.frombuffer(data, dtype=d["dtype"])
                               .reshape(d["shape"]))
         interp.invoke()
-        fault = self.profile.get("numerics_faults", {}).get(delegate)
-        blob = b""
+        outs = []
         for d in interp.get_output_details():
-            out = interp.get_tensor(d["index"])
+            out = interp.get_tensor(d["index"]).copy()
             if delegate == "gpu" and out.dtype == np.float32:
                 out = out.astype(np.float16).astype(np.float32)
             if fault == "zeros":
                 out = np.zeros_like(out)
-            blob += out.tobytes()
-        self.host_path(flags["output_filepath"]).write_bytes(blob)
+            outs.append(out)
+        if fault == "zero-class-0":
+            _lose_class_0(outs)
+        self.host_path(flags["output_filepath"]).write_bytes(b"".join(o.tobytes() for o in outs))
         return b"", 0
 
     def _benchmark(self, args: list[str], conn: _Connection | None,
@@ -659,6 +801,15 @@ class FakeAndroidDevice:
         battery = self.sandbox / "sys/class/power_supply/battery"
         fixture = self.profile["fixtures"].get(delegate)
         text = (FIXTURES / fixture).read_text() if fixture else ""
+        if self.throttle_after_s is not None and self._throttle_clock is None:
+            self._throttle_clock = time.monotonic()  # the schedule starts with this launch
+        if self._cached(flags, delegate, graph):
+            text = self._warm(text)
+        if self.throttled():
+            text = self._scaled(text)
+            for cpu, khz in self.profile.get("cpufreq_khz", {}).items():
+                freq = self.sandbox / "sys/devices/system/cpu" / cpu / "cpufreq"
+                (freq / "scaling_cur_freq").write_text(f"{int(khz / self.throttle_factor)}\n")
         marker = text.rfind("Running benchmark for at least")
         head = text[:text.index("\n", marker) + 1] if marker >= 0 and log and not failing \
             else ""
@@ -693,6 +844,7 @@ class FakeAndroidDevice:
             err, code = self._write_outputs(flags, delegate)
             if code:
                 return b"", err, code
+            text += STAND_IN_NOTE.format(delegate=delegate)
         profile_file = flags.get("op_profiling_output_file")
         if profile_file and flags.get("enable_op_profiling") == "true":
             table = self.profile.get("profile_fixture")

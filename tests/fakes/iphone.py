@@ -15,7 +15,10 @@ dequantization, the comparison), never a delegate's arithmetic. Core ML cannot r
 Linux: a Core ML job's result says the outputs could not be written, unless
 ``QUANTLAB_FAKE_IPHONE_COREML_TFLITE`` names a .tflite that stands in for the Core ML model
 (its outputs are written as float32 under the Core ML model's output names, in name
-order, like the app).
+order, like the app). A batch job (``outputs.samples``: ``evaluate --device``) runs one
+invoke per sample of the input files and writes every sample's outputs, sample after sample,
+as the app's ``runBatch`` does; a Core ML batch says in its ``engine_detail`` that host
+LiteRT computed the outputs on the stand-in.
 
 Switch it on for the CLI with::
 
@@ -304,8 +307,9 @@ def _run_tflite(
         interp.allocate_tensors()
         load_cold.append(ms(t0))
     assert interp is not None
+    batch = (job.get("outputs") or {}).get("samples")
     if job["inputs"]["kind"] == "files":
-        _set_file_inputs(documents, interp, job["inputs"]["files"])
+        _set_file_inputs(documents, interp, job["inputs"]["files"], 0, batch or 1)
     else:
         rng = np.random.default_rng(job["inputs"]["seed"])
         for d in interp.get_input_details():
@@ -325,10 +329,18 @@ def _run_tflite(
     warmup = [invoke() for _ in range(run["warmup"])]
     latency = [invoke() for _ in range(run["iterations"])]
     outputs = None
-    if job.get("outputs"):
+    if batch:  # one invoke per sample, every sample's outputs kept (as the app's runBatch)
+        per_sample = []
+        for i in range(batch):
+            _set_file_inputs(documents, interp, job["inputs"]["files"], i, batch)
+            interp.invoke()
+            per_sample.append([(str(d["name"]), interp.get_tensor(d["index"]).copy())
+                               for d in interp.get_output_details()])
+        outputs = _write_outputs(documents, job["outputs"]["file"], per_sample, mode)
+    elif job.get("outputs"):
         tensors = [(str(d["name"]), interp.get_tensor(d["index"]))
                    for d in interp.get_output_details()]
-        outputs = _write_outputs(documents, job["outputs"]["file"], tensors, mode)
+        outputs = _write_outputs(documents, job["outputs"]["file"], [tensors], mode)
     return {
         "schema": "iosbench.result/1",
         "job_id": job["job_id"],
@@ -360,27 +372,30 @@ def _run_tflite(
     }
 
 
-def _read_input(documents: Path, spec: dict[str, Any]) -> Any:
-    """One pushed input file as an array, checked like TensorFiles.read in the app."""
+def _read_input(documents: Path, spec: dict[str, Any], sample: int = 0, of: int = 1) -> Any:
+    """One pushed input file as an array (of a batch file, sample ``sample`` of ``of``),
+    checked like TensorFiles.read in the app."""
     import numpy as np
 
     data = (documents / spec["file"]).read_bytes()
     dtype = np.dtype(spec["dtype"])
     want = int(np.prod(spec["shape"], dtype=np.int64)) * dtype.itemsize
-    if len(data) != want:
-        raise ValueError(f"input {spec['name']}: {spec['file']} has {len(data)} bytes; shape "
-                         f"{spec['shape']} {spec['dtype']} takes {want}")
-    return np.frombuffer(data, dtype=dtype).reshape(spec["shape"])
+    if len(data) != want * of:
+        raise ValueError(f"input {spec['name']}: {spec['file']} has {len(data)} bytes; {of} "
+                         f"sample(s) of shape {spec['shape']} {spec['dtype']} take {want * of}")
+    return np.frombuffer(data[sample * want:(sample + 1) * want], dtype=dtype) \
+        .reshape(spec["shape"])
 
 
-def _set_file_inputs(documents: Path, interp: Any, files: list[dict[str, Any]]) -> None:
+def _set_file_inputs(documents: Path, interp: Any, files: list[dict[str, Any]],
+                     sample: int = 0, of: int = 1) -> None:
     """The input files into the input tensors by position (resizing, like the app)."""
     import numpy as np
 
     details = interp.get_input_details()
     if len(files) != len(details):
         raise ValueError(f"{len(files)} input files for {len(details)} model inputs")
-    arrays = [_read_input(documents, spec) for spec in files]
+    arrays = [_read_input(documents, spec, sample, of) for spec in files]
     resized = False
     for d, spec, arr in zip(details, files, arrays, strict=True):
         if np.dtype(d["dtype"]).name != spec["dtype"]:
@@ -395,12 +410,15 @@ def _set_file_inputs(documents: Path, interp: Any, files: list[dict[str, Any]]) 
         interp.set_tensor(d["index"], arr)
 
 
-def _write_outputs(documents: Path, file: str, tensors: list[tuple[str, Any]],
+def _write_outputs(documents: Path, file: str, samples: list[list[tuple[str, Any]]],
                    mode: str) -> dict[str, Any]:
-    """The output tensors' raw bytes one after the other (``short-outputs``: one byte short)."""
+    """Each sample's output tensors' raw bytes one after the other, sample after sample
+    (``short-outputs``: one byte short); the report describes one sample's tensors."""
     import numpy as np
 
-    blob = b"".join(np.ascontiguousarray(a).tobytes() for _, a in tensors)
+    tensors = samples[0]
+    blob = b"".join(np.ascontiguousarray(a).tobytes() for tensors_ in samples
+                    for _, a in tensors_)
     if mode == "short-outputs":
         blob = blob[:-1]
     path = documents / file
@@ -421,8 +439,9 @@ def _coreml_input_files(documents: Path, job: dict[str, Any]) -> list[dict[str, 
     names = [f.name for f in io.inputs]
     if sorted(files) != sorted(names):
         raise ValueError(f"input files for {sorted(files)}, but the model's inputs are {names}")
+    batch = (job.get("outputs") or {}).get("samples") or 1
     for name in names:
-        _read_input(documents, files[name])
+        _read_input(documents, files[name], 0, batch)
     return [files[name] for name in names]
 
 
@@ -440,12 +459,17 @@ def _coreml_outputs(documents: Path, job: dict[str, Any], mode: str) -> dict[str
     io = read_io(documents / job["model"]["path"])
     interp = Interpreter(model_path=stand_in)
     interp.allocate_tensors()
-    _set_file_inputs(documents, interp, _coreml_input_files(documents, job))
-    interp.invoke()
-    values = [interp.get_tensor(d["index"]).astype(np.float32)
-              for d in interp.get_output_details()]
-    named = dict(zip([f.name for f in io.outputs], values, strict=True))
-    return _write_outputs(documents, job["outputs"]["file"], sorted(named.items()), mode)
+    files = _coreml_input_files(documents, job)
+    batch = job["outputs"].get("samples")
+    per_sample = []
+    for i in range(batch or 1):
+        _set_file_inputs(documents, interp, files, i, batch or 1)
+        interp.invoke()
+        values = [interp.get_tensor(d["index"]).astype(np.float32)
+                  for d in interp.get_output_details()]
+        named = dict(zip([f.name for f in io.outputs], values, strict=True))
+        per_sample.append(sorted(named.items()))
+    return _write_outputs(documents, job["outputs"]["file"], per_sample, mode)
 
 
 def app_main(argv: list[str]) -> int:
@@ -476,6 +500,11 @@ def app_main(argv: list[str]) -> int:
                 _coreml_input_files(documents, job)
             if job.get("outputs"):
                 result["outputs"] = _coreml_outputs(documents, job, mode)
+                if os.environ.get(COREML_TFLITE_ENV):  # the stand-in says what computed them
+                    result["runner"] = {**result["runner"], "engine_detail": (
+                        f"{result['runner'].get('engine_detail') or ''}; fake BenchRunner: "
+                        "Core ML outputs computed with host LiteRT on "
+                        f"{Path(os.environ[COREML_TFLITE_ENV]).name}").lstrip("; ")}
     except Exception as exc:
         result = {
             "schema": "iosbench.result/1",

@@ -14,6 +14,7 @@ Modules: :mod:`.worker` (the entry point and its modes), :mod:`.runtime` (the in
 the phase file, the job's errors), :mod:`.inputs` (random or ``--inputs`` arrays),
 :mod:`.measure` (latency, memory, energy, placement; the per-op profile),
 :mod:`.numerics` (fixed inputs through the model and the float reference),
+:mod:`.outputs` (a set of inputs through the model, every output kept),
 :mod:`.profiler` (the LiteRT C API's per-op profiler), :mod:`.op_types`,
 :mod:`.op_coverage` and :mod:`.rapl` (RAPL package energy).
 """

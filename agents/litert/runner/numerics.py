@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .inputs import dtype_name, load_inputs, random_input
+from .measure import placement
 from .runtime import Phases, WorkerError, dequantize, first_lines, interpreter
 
 NUMERICS_SEED = 20251
@@ -150,7 +151,8 @@ def numerics(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
     """Run the fixed inputs through the model on its delegate, through the float reference
     (TFLite's reference kernels) and through the variant on the reference kernels; every
     array goes to ``outputs_path`` (``input:``, ``output:``, ``reference:``, ``variant:``
-    names), and the result says how the check was set up (``numerics_context``)."""
+    names), and the result says how the check was set up (``numerics_context``) and where the
+    delegate put the model's ops (``placement``)."""
     import numpy as np
 
     settings = job["settings"]
@@ -172,7 +174,8 @@ def numerics(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
              **{f"output:{k}": v for k, v in got.items()},
              **{f"reference:{k}": v for k, v in want.items()},
              **{f"variant:{k}": v for k, v in (own or {}).items()})
-    return {"numerics_context": _numerics_context(job, inputs_note)}
+    return {"numerics_context": _numerics_context(job, inputs_note),
+            "placement": placement(interp, job["delegate"])}
 
 
 def numerics_prepare(job: dict[str, Any], phases: Phases) -> dict[str, Any]:

@@ -9,8 +9,12 @@ Modes (``"mode"`` in the job JSON): ``measure`` (latency, memory, energy, placem
 :mod:`.measure`), ``profile`` (the per-op profile through :mod:`.profiler`), ``numerics``
 (fixed inputs through the model on its delegate, through the float reference and through the
 variant on the reference kernels, every output saved for the caller to compare: :mod:`.numerics`)
-and ``numerics-prepare`` (the host half of a phone's numerics check: input files and the
-float reference's outputs; the model runs on the phone).
+``numerics-prepare`` (the host half of a phone's numerics check: input files and the
+float reference's outputs; the model runs on the phone), ``outputs`` (a set of inputs through
+the model on its delegate, every output kept: :mod:`.outputs`), ``outputs-prepare`` (the
+host half of a phone's outputs call: the samples as raw input files) and ``sustained`` (the
+model run without a pause for a set time, in windows, with the sysfs sensors at each window's
+end: :mod:`.sustained`).
 """
 
 from __future__ import annotations
@@ -22,10 +26,13 @@ from typing import Any
 
 from .measure import measure, profile
 from .numerics import numerics, numerics_prepare
+from .outputs import outputs, outputs_prepare
 from .runtime import Phases, WorkerError
+from .sustained import sustained
 
 MODES = {"measure": measure, "profile": profile, "numerics": numerics,
-         "numerics-prepare": numerics_prepare}
+         "numerics-prepare": numerics_prepare, "outputs": outputs,
+         "outputs-prepare": outputs_prepare, "sustained": sustained}
 """Each mode of the job JSON and the function that runs it."""
 
 

@@ -73,7 +73,8 @@ struct CoreMLEngine {
             var factory = InputFactory(seed: job.inputs.seed ?? 0, zeros: job.inputs.kind == "zeros")
             inputs = try factory.features(for: model.modelDescription)
         } else {
-            inputs = try FileInputs.features(files, for: model.modelDescription, paths: paths)
+            inputs = try FileInputs.features(files, for: model.modelDescription, paths: paths,
+                                             sample: 0, of: job.outputs?.samples ?? 1)
         }
         let options = MLPredictionOptions()
 
@@ -92,7 +93,11 @@ struct CoreMLEngine {
         _ = telemetry.physFootprint()
         telemetry.record()
         var outputs: OutputsReport?
-        if let request = job.outputs {
+        if let request = job.outputs, let samples = request.samples {
+            progress("running \(samples) samples")
+            outputs = OutputWriter.runBatch(model, files: files, samples: samples, options: options,
+                                            to: request.file, paths: paths)
+        } else if let request = job.outputs {
             progress("writing outputs")
             outputs = OutputWriter.write(last, description: model.modelDescription, to: request.file, paths: paths)
         }
@@ -151,7 +156,7 @@ struct InputFactory {
 /// its name, converted from the file's type (float32, float16, int32, ...) to the input's data type.
 enum FileInputs {
     static func features(_ files: [InputFile], for description: MLModelDescription,
-                         paths: RunnerPaths) throws -> MLFeatureProvider {
+                         paths: RunnerPaths, sample: Int = 0, of samples: Int = 1) throws -> MLFeatureProvider {
         let wanted = description.inputDescriptionsByName
         guard files.count == wanted.count else {
             throw RunnerError.badJob("\(files.count) input files for \(wanted.count) model inputs")
@@ -165,7 +170,7 @@ enum FileInputs {
             guard feature.type == .multiArray, let constraint = feature.multiArrayConstraint else {
                 throw RunnerError.engine("input \(file.name) is not a multi-array; only tensor inputs take files")
             }
-            let data = try TensorFiles.read(file, paths: paths)
+            let data = try TensorFiles.read(file, paths: paths, sample: sample, of: samples)
             let array = try MLMultiArray(shape: file.shape.map { NSNumber(value: $0) }, dataType: constraint.dataType)
             guard array.count == file.shape.reduce(1, *) else {
                 throw RunnerError.badJob("input \(file.name): shape \(file.shape) does not fill the array")
@@ -207,21 +212,45 @@ enum OutputWriter {
                       paths: RunnerPaths) -> OutputsReport {
         guard let provider else { return OutputsReport.unavailable("no timed prediction ran") }
         do {
-            var tensors: [(report: TensorReport, data: Data)] = []
-            for name in description.outputDescriptionsByName.keys.sorted() {
-                guard let array = provider.featureValue(for: name)?.multiArrayValue else {
-                    return OutputsReport.unavailable("output \(name) is not a multi-array; only tensor outputs are written")
-                }
-                // converting reads through the array's strides (Core ML outputs may be padded)
-                let floats = MLShapedArray<Float>(converting: array).scalars
-                let data = floats.withUnsafeBytes { Data($0) }
-                let report = TensorReport(name: name, shape: array.shape.map { $0.intValue }, dtype: "float32",
-                                          bytes: data.count)
-                tensors.append((report: report, data: data))
-            }
-            return try TensorFiles.write(tensors, to: file, paths: paths)
+            return try TensorFiles.write(tensors(of: provider, description: description), to: file, paths: paths)
         } catch {
             return OutputsReport.unavailable("could not write the outputs: \(error)")
+        }
+    }
+
+    /// Every output of one prediction as float32, in output-name order.
+    static func tensors(of provider: MLFeatureProvider, description: MLModelDescription) throws
+        -> [(report: TensorReport, data: Data)] {
+        var tensors: [(report: TensorReport, data: Data)] = []
+        for name in description.outputDescriptionsByName.keys.sorted() {
+            guard let array = provider.featureValue(for: name)?.multiArrayValue else {
+                throw RunnerError.engine("output \(name) is not a multi-array; only tensor outputs are written")
+            }
+            // converting reads through the array's strides (Core ML outputs may be padded)
+            let floats = MLShapedArray<Float>(converting: array).scalars
+            let data = floats.withUnsafeBytes { Data($0) }
+            let report = TensorReport(name: name, shape: array.shape.map { $0.intValue }, dtype: "float32",
+                                      bytes: data.count)
+            tensors.append((report: report, data: data))
+        }
+        return tensors
+    }
+
+    /// A batch job: one prediction per sample of the input files, every sample's outputs written
+    /// sample after sample. A failure is reported in `outputs.error`.
+    static func runBatch(_ model: MLModel, files: [InputFile], samples: Int, options: MLPredictionOptions,
+                         to file: String, paths: RunnerPaths) -> OutputsReport {
+        do {
+            var all: [[(report: TensorReport, data: Data)]] = []
+            for sample in 0..<samples {
+                let inputs = try FileInputs.features(files, for: model.modelDescription, paths: paths,
+                                                     sample: sample, of: samples)
+                let provider = try model.prediction(from: inputs, options: options)
+                all.append(try tensors(of: provider, description: model.modelDescription))
+            }
+            return try TensorFiles.writeBatch(all, to: file, paths: paths)
+        } catch {
+            return OutputsReport.unavailable("could not run the samples: \(error)")
         }
     }
 }

@@ -47,7 +47,10 @@ struct TFLiteEngine {
         let energyEnd = telemetry.taskEnergyNanojoules()
         _ = telemetry.physFootprint()
         var outputs: OutputsReport?
-        if let request = job.outputs {
+        if let request = job.outputs, let samples = request.samples {
+            progress("running \(samples) samples")
+            outputs = runBatch(interpreter, samples: samples, to: request.file)
+        } else if let request = job.outputs {
             progress("writing outputs")
             outputs = writeOutputs(interpreter, to: request.file)
         }
@@ -102,8 +105,9 @@ struct TFLiteEngine {
                 }
             }
             if resized { try interpreter.allocateTensors() }
+            let samples = job.outputs?.samples ?? 1  // a batch job's timed runs use its first sample
             for (index, file) in files.enumerated() {
-                try interpreter.copy(TensorFiles.read(file, paths: paths), toInputAt: index)
+                try interpreter.copy(TensorFiles.read(file, paths: paths, sample: 0, of: samples), toInputAt: index)
             }
             return
         }
@@ -128,16 +132,40 @@ struct TFLiteEngine {
     /// reported in the result (`outputs.error`) and leaves the timings standing.
     private func writeOutputs(_ interpreter: Interpreter, to file: String) -> OutputsReport {
         do {
-            var tensors: [(report: TensorReport, data: Data)] = []
-            for index in 0..<interpreter.outputTensorCount {
-                let tensor = try interpreter.output(at: index)
-                let report = TensorReport(name: tensor.name, shape: tensor.shape.dimensions,
-                                          dtype: TFLiteEngine.dtypeName(tensor.dataType), bytes: tensor.data.count)
-                tensors.append((report: report, data: tensor.data))
-            }
-            return try TensorFiles.write(tensors, to: file, paths: paths)
+            return try TensorFiles.write(outputTensors(interpreter), to: file, paths: paths)
         } catch {
             return OutputsReport.unavailable("could not write the outputs: \(error)")
+        }
+    }
+
+    private func outputTensors(_ interpreter: Interpreter) throws -> [(report: TensorReport, data: Data)] {
+        var tensors: [(report: TensorReport, data: Data)] = []
+        for index in 0..<interpreter.outputTensorCount {
+            let tensor = try interpreter.output(at: index)
+            let report = TensorReport(name: tensor.name, shape: tensor.shape.dimensions,
+                                      dtype: TFLiteEngine.dtypeName(tensor.dataType), bytes: tensor.data.count)
+            tensors.append((report: report, data: tensor.data))
+        }
+        return tensors
+    }
+
+    /// A batch job: one invoke per sample of the input files, every sample's outputs kept, written
+    /// to one file sample after sample. A failure is reported in `outputs.error`.
+    private func runBatch(_ interpreter: Interpreter, samples: Int, to file: String) -> OutputsReport {
+        do {
+            let files = try job.inputs.requireFiles()
+            var all: [[(report: TensorReport, data: Data)]] = []
+            for sample in 0..<samples {
+                for (index, input) in files.enumerated() {
+                    try interpreter.copy(TensorFiles.read(input, paths: paths, sample: sample, of: samples),
+                                         toInputAt: index)
+                }
+                try interpreter.invoke()
+                all.append(try outputTensors(interpreter))
+            }
+            return try TensorFiles.writeBatch(all, to: file, paths: paths)
+        } catch {
+            return OutputsReport.unavailable("could not run the samples: \(error)")
         }
     }
 

@@ -159,13 +159,18 @@ public struct InputFile: Codable, Equatable {
     }
 }
 
-/// The output request: every output tensor's raw bytes, one after the other, to `file`.
+/// The output request: every output tensor's raw bytes, one after the other, to `file`. With
+/// `samples` (a batch job: quantlab evaluate --device), each input file holds that many samples one
+/// after the other; after the timed runs the app runs one prediction per sample and writes every
+/// sample's outputs, sample after sample.
 public struct OutputSpec: Codable, Equatable {
     /// Relative to the app's Documents folder.
     public var file: String
+    public var samples: Int?
 
     enum CodingKeys: String, CodingKey {
         case file
+        case samples
     }
 }
 

@@ -21,8 +21,9 @@ public enum TensorFiles {
         return shape.reduce(1, *) * size
     }
 
-    /// The bytes of one input file, checked against its declared shape and dtype.
-    public static func read(_ input: InputFile, paths: RunnerPaths) throws -> Data {
+    /// The bytes of one input file, checked against its declared shape and dtype; of a batch
+    /// file (`of` samples, one after the other), sample `sample`'s.
+    public static func read(_ input: InputFile, paths: RunnerPaths, sample: Int = 0, of samples: Int = 1) throws -> Data {
         guard let want = byteCount(shape: input.shape, dtype: input.dtype) else {
             throw RunnerError.badJob("input \(input.name): unsupported dtype \(input.dtype)")
         }
@@ -33,23 +34,32 @@ public enum TensorFiles {
         } catch {
             throw RunnerError.badJob("input \(input.name): cannot read \(input.file) (\(error.localizedDescription))")
         }
-        guard data.count == want else {
+        guard data.count == want * samples else {
             throw RunnerError.badJob(
-                "input \(input.name): \(input.file) has \(data.count) bytes; shape \(input.shape) \(input.dtype) takes \(want)")
+                "input \(input.name): \(input.file) has \(data.count) bytes; \(samples) sample(s) of shape \(input.shape) \(input.dtype) take \(want * samples)")
         }
-        return data
+        return samples == 1 ? data : data.subdata(in: (sample * want)..<((sample + 1) * want))
     }
 
     /// Write the tensors' bytes one after the other to `relative` (atomically) and describe them.
     public static func write(_ tensors: [(report: TensorReport, data: Data)], to relative: String,
                              paths: RunnerPaths) throws -> OutputsReport {
+        try writeBatch([tensors], to: relative, paths: paths)
+    }
+
+    /// A batch job's outputs: each sample's tensors one after the other, sample after sample; the
+    /// report describes one sample's tensors.
+    public static func writeBatch(_ samples: [[(report: TensorReport, data: Data)]], to relative: String,
+                                  paths: RunnerPaths) throws -> OutputsReport {
         let url = try paths.resolve(relative)
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         var blob = Data()
-        for tensor in tensors {
-            blob.append(tensor.data)
+        for tensors in samples {
+            for tensor in tensors {
+                blob.append(tensor.data)
+            }
         }
         try blob.write(to: url, options: [.atomic])
-        return OutputsReport(file: relative, tensors: tensors.map { $0.report }, error: nil)
+        return OutputsReport(file: relative, tensors: (samples.first ?? []).map { $0.report }, error: nil)
     }
 }

@@ -1,0 +1,182 @@
+"""The runner's outputs modes: a set of inputs through the model, every output kept.
+
+``outputs``: every sample of the job's ``outputs_inputs`` .npz through the model on its
+delegate, in batches where the model's batch axis can be resized (else one sample at a time),
+and every output written to ``outputs_path`` (``output:<name>``, samples first, dequantized to
+float32). ``outputs-prepare``: the host half of a phone's outputs call: the samples as one raw
+file per model input (``inputs_dir``/``input<i>.bin``: every sample's tensor bytes, one after
+the other, in the input's own type) and the model's input and output tensors, so the device's
+raw output bytes can be split and dequantized on the host. The contract is
+:mod:`quantlab.agents.outputs`'s.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from .inputs import dtype_name
+from .runtime import Phases, WorkerError, first_lines, interpreter
+
+BATCH = 64
+"""Samples per invoke where the model's batch axis can be resized."""
+UNBATCHABLE_OPS = ("TFLite_Detection_PostProcess",)  # decodes image 0 of a batch only
+
+
+def sample_arrays(path: str, details: list[dict[str, Any]]) -> list[Any]:
+    """The sample arrays of an outputs call for the model's inputs (by name, else ``arr_<i>``,
+    else the only array), each converted to its input's type: float values quantized with the
+    input's scale and zero point for a quantized input."""
+    import numpy as np
+
+    try:
+        npz = np.load(path)
+    except Exception as exc:
+        raise WorkerError(f"{path}: cannot read the inputs .npz ({exc})") from None
+    keys = list(npz.keys())
+    arrays = []
+    for i, d in enumerate(details):
+        key = (d["name"] if d["name"] in keys else f"arr_{i}" if f"arr_{i}" in keys
+               else keys[0] if len(keys) == 1 and len(details) == 1 else None)
+        if key is None:
+            raise WorkerError(f"{path}: no array for model input {d['name']!r} "
+                              f"(keys: {', '.join(keys)})")
+        arr = npz[key]
+        want = [int(x) for x in d["shape"][1:]]
+        if list(arr.shape[1:]) != want and -1 not in d.get("shape_signature", [0])[1:]:
+            raise WorkerError(f"{path}: array {key!r} holds samples of shape "
+                              f"{list(arr.shape[1:])}, model input {d['name']!r} takes {want}")
+        arrays.append(to_input(arr, d))
+    if len({len(a) for a in arrays}) > 1:
+        raise WorkerError(f"{path}: the arrays hold different numbers of samples")
+    return arrays
+
+
+def to_input(arr: Any, detail: dict[str, Any]) -> Any:
+    """Samples as an input takes them: quantized when the input is and they are floats."""
+    import numpy as np
+
+    dtype = np.dtype(detail["dtype"])
+    if arr.dtype == dtype:
+        return arr
+    scale, zero = detail.get("quantization", (0.0, 0))
+    if dtype.kind in "iu" and arr.dtype.kind == "f" and scale:
+        info = np.iinfo(dtype)
+        return np.clip(np.round(arr / scale + zero), info.min, info.max).astype(dtype)
+    return arr.astype(dtype)
+
+
+def from_output(arr: Any, detail: dict[str, Any]) -> Any:
+    """An output's values as float32 (dequantized when it is quantized)."""
+    import numpy as np
+
+    scale, zero = detail.get("quantization", (0.0, 0))
+    if np.dtype(detail["dtype"]).kind in "iu" and scale:
+        return ((arr.astype(np.float32) - zero) * scale).astype(np.float32)
+    return arr.astype(np.float32)
+
+
+def _batchable(interp: Any, batch: int, n_inputs: int) -> bool:
+    """Resize every input's batch axis to ``batch``; whether the outputs keep it."""
+    import numpy as np
+
+    if any(op["op_name"] in UNBATCHABLE_OPS for op in interp._get_ops_details()):
+        return False
+    try:
+        for d in interp.get_input_details():
+            interp.resize_tensor_input(d["index"], [batch, *d["shape"][1:]])
+        interp.allocate_tensors()
+        for d in interp.get_input_details():
+            interp.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+        interp.invoke()
+        return all(interp.get_tensor(o["index"]).shape[:1] == (batch,)
+                   for o in interp.get_output_details())
+    except (ValueError, RuntimeError):
+        return False
+
+
+def outputs(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
+    """Every sample through the model on the job's delegate; outputs to ``outputs_path``."""
+    import numpy as np
+
+    from .measure import placement
+
+    phases.enter("outputs: loading the model")
+    started = time.perf_counter()
+
+    def load() -> Any:
+        try:
+            interp = interpreter(job["model"], job["delegate"], job["threads"])
+            interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise WorkerError(f"LiteRT could not load the model: "
+                              f"{first_lines(str(exc))}") from None
+        return interp
+
+    interp = load()
+    where = placement(interp, job["delegate"])
+    details = interp.get_input_details()
+    arrays = sample_arrays(job["outputs_inputs"], details)
+    n = len(arrays[0]) if arrays else 0
+    batch = min(int(job.get("batch") or BATCH), max(n, 1))
+    if batch > 1 and not _batchable(interp, batch, len(details)):
+        interp, batch = load(), 1
+    phases.enter(f"outputs: running {n} samples")
+    outs = interp.get_output_details()
+    kept: list[list[Any]] = [[] for _ in outs]
+    ran = time.perf_counter()
+    try:
+        for start in range(0, n, batch):
+            real = min(batch, n - start)
+            for d, arr in zip(interp.get_input_details(), arrays, strict=True):
+                part = arr[start:start + real]
+                if real < batch:  # the last batch: padded with its last sample
+                    part = np.concatenate([part, np.repeat(part[-1:], batch - real, axis=0)])
+                interp.set_tensor(d["index"], part)
+            interp.invoke()
+            for i, o in enumerate(outs):
+                kept[i].append(interp.get_tensor(o["index"])[:real].copy())
+    except (ValueError, RuntimeError) as exc:
+        raise WorkerError(f"LiteRT failed on sample {start}: {first_lines(str(exc))}") from None
+    loop_s = time.perf_counter() - ran
+    np.savez(job["outputs_path"], **{
+        f"output:{o['name']}": from_output(np.concatenate(k) if k else np.zeros((0,)), o)
+        for o, k in zip(outs, kept, strict=True)})
+    return {"samples": n, "batch": batch, "loop_s": loop_s,
+            "seconds": time.perf_counter() - started, "placement": where}
+
+
+def outputs_prepare(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
+    """The samples as raw input files and the model's tensors (see the module docstring)."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    phases.enter("outputs: reading the model's tensors")
+    try:
+        interp = Interpreter(model_path=job["model"])
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise WorkerError(f"LiteRT could not load the model: {first_lines(str(exc))}") from None
+    details = interp.get_input_details()
+    arrays = sample_arrays(job["outputs_inputs"], details)
+    folder = Path(job["inputs_dir"])
+    folder.mkdir(parents=True, exist_ok=True)
+    inputs = []
+    for i, (d, arr) in enumerate(zip(details, arrays, strict=True)):
+        data = np.ascontiguousarray(arr)
+        (folder / f"input{i}.bin").write_bytes(data.tobytes())
+        shape = [1, *(int(x) for x in data.shape[1:])]
+        inputs.append({"name": str(d["name"]), "shape": shape, "dtype": dtype_name(d["dtype"]),
+                       "file": f"input{i}.bin", "samples": len(data),
+                       "bytes": int(data[:1].nbytes)})
+    outputs = []
+    for d in interp.get_output_details():
+        dtype = np.dtype(d["dtype"])
+        shape = [int(x) for x in d["shape"]]
+        scale, zero = d.get("quantization", (0.0, 0))
+        outputs.append({"name": str(d["name"]), "shape": shape, "dtype": str(dtype),
+                        "quantization": [float(scale), int(zero)],
+                        "bytes": int(np.prod(shape, dtype=np.int64)) * dtype.itemsize})
+    return {"prepared": {"inputs": inputs, "outputs": outputs,
+                         "samples": len(arrays[0]) if arrays else 0}}

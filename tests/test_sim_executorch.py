@@ -1,0 +1,93 @@
+"""ExecuTorch on the simulator: a ``.pte`` measured by its own runner, a fresh process per
+repeat, with a per-op profile from ETDump, beside ``.tflite`` jobs in one ``bench`` run;
+without the ``torch`` extra a ``.pte`` is refused in one line naming it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+QUANTLAB = [sys.executable, "-m", "quantlab"]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def pte(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny conv net lowered to XNNPACK as a .pte."""
+    pytest.importorskip("executorch")
+    import torch
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(8 * 6 * 6, 4)).eval()
+    program = torch.export.export(net, (torch.zeros(1, 3, 8, 8),))
+    lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+    path = tmp_path_factory.mktemp("pte") / "net.pte"
+    path.write_bytes(lowered.to_executorch().buffer)
+    return path
+
+
+def _quantlab(*args: str, script: str | None = None) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-c", script, *args] if script else [*QUANTLAB, *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+
+
+def test_bench_measures_tflite_and_pte_in_one_run(pte: Path, tflite_models: dict[str, Path],
+                                                 tmp_path: Path) -> None:
+    proc = _quantlab("bench", str(tflite_models["cnn"]), str(pte), "--device", "sim",
+                     "--repeats", "2", "--iterations", "20", "--profile-ops", "--json",
+                     "--results", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    results = {Path(r["model"]["path"]).suffix: r for r in json.loads(proc.stdout)["results"]}
+    assert set(results) == {".tflite", ".pte"}  # each on its runtime's default delegate
+    et = results[".pte"]
+    assert et["status"] == "ok", et["error"]
+    assert et["delegate"] == "et-xnnpack"
+    assert et["runner"]["runtime"] == "executorch" and et["runner"]["version"] == "1.5.1"
+    pids = et["runner"]["pids"]
+    assert len(pids) == 2 and len(set(pids)) == 2  # a fresh process per repeat
+    assert et["latency_ms"]["count"] == 40  # raw samples of both repeats
+    assert results[".tflite"]["runner"]["name"] == "litert"
+    # the per-op profile from ETDump: XNNPACK's kernels inside the delegate, each delegate
+    # call's own time named as such, the portable operators, within Method::execute
+    kernels = {op["kernel"]: op for op in et["ops"]}
+    assert any(k.startswith("Convolution") and op["delegate"] == "XNNPACK"
+               for k, op in kernels.items())
+    assert "DELEGATE_CALL #0 (outside its kernels)" in kernels
+    assert 0.3 <= sum(op["avg_ms"] for op in et["ops"]) / et["ops_model_ms"] <= 1.05
+
+
+def test_a_litert_delegate_is_refused_for_a_pte_with_the_reason(pte: Path,
+                                                                tmp_path: Path) -> None:
+    proc = _quantlab("plan", str(pte), "--device", "sim", "--delegate", "xnnpack,et-xnnpack",
+                     "--json")
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    assert [j["delegate"] for j in plan["jobs"]] == ["et-xnnpack"]
+    assert "an ExecuTorch program runs on et-xnnpack" in json.dumps(plan["skipped"])
+
+
+WITHOUT_TORCH = """
+import sys
+sys.modules["torch"] = None
+sys.modules["executorch"] = None
+from quantlab.harness.cli.main import main
+sys.argv = ["quantlab", *sys.argv[1:]]
+main()
+"""
+
+
+def test_without_the_extra_a_pte_is_refused_in_one_line(pte: Path, tmp_path: Path) -> None:
+    proc = _quantlab("bench", str(pte), "--device", "sim", "--results", str(tmp_path),
+                     script=WITHOUT_TORCH)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(pte) in lines[0] and "quantlab[torch]" in lines[0]
