@@ -1,8 +1,10 @@
 """Converters ``tf-mixed`` and ``aeq-mixed`` (mixed-int8): int8, with the most sensitive layers
 kept float until the gate passes.
 
-Layers are ranked by their int8 error on (a reproducible subset of) the evaluation data, then
-kept float one by one (:func:`quantlab.harness.quantize.sensitivity.greedy_keep_float`) until
+Plain int8 is tried first; only when it misses the gate are the layers ranked by their int8
+error on (a reproducible subset of) the evaluation data (the manifest's ``rank_seconds`` is
+empty when nothing was ranked), then kept float one by one
+(:func:`quantlab.harness.quantize.sensitivity.greedy_keep_float`) until
 the variant's drop is within the request's ``max_drop``, within the options' limits on the
 layers kept and the size. The TF Lite converter does it for Keras and SavedModel sources,
 ai-edge-quantizer for a float .tflite; the manifest records which (``tf`` or ``aeq``).
@@ -65,11 +67,11 @@ def keep_float(source: Source, scheme: Scheme, converter: str, settings: dict[st
     debug_x = qdata.Dataset(eval_x, None, "eval").take(DEBUG_SAMPLES, 0).x
     opts = source.req.options
     granular = qoptions.converter_settings(scheme, opts)  # per-tensor, when asked
-    t0 = time.perf_counter()
     if converter == "aeq":
         from quantlab.harness.quantize import tflite_aeq
 
-        ranking = tflite_aeq.layer_errors(source.aeq_source, calib_x, debug_x, granular)
+        def errors() -> list[dict[str, Any]]:
+            return tflite_aeq.layer_errors(source.aeq_source, calib_x, debug_x, granular)
 
         def build(keep: list[str]) -> bytes:
             return tflite_aeq.convert(source.aeq_source, {**settings, **granular}, calib_x,
@@ -79,23 +81,31 @@ def keep_float(source: Source, scheme: Scheme, converter: str, settings: dict[st
 
         calibration = tf_calibrated.shared(source, scheme.name, granular)
         per_tensor = bool(granular.get("per_tensor"))
-        ranking = tf_calibrated.layer_errors(calibration.debug, debug_x, per_tensor)
+
+        def errors() -> list[dict[str, Any]]:
+            return tf_calibrated.layer_errors(calibration.debug, debug_x, per_tensor)
 
         def build(keep: list[str]) -> bytes:
             return tf_calibrated.keep_float(calibration.debug, keep, per_tensor)
 
-    layers = [r["layer"] for r in ranking]
-    seconds = {"error": time.perf_counter() - t0}
-    if opts.mixed_rank == "accuracy":
+    seconds: dict[str, float] = {}  # stays empty when plain int8 passes: nothing ranked
+
+    def rank() -> list[str]:
         t0 = time.perf_counter()
-        by_drop = rank_by_accuracy(build, layers, source.fp32, eval_x, source.eval_y,
-                                   source.work)
-        layers = [r["layer"] for r in by_drop]
-        seconds["accuracy"] = time.perf_counter() - t0
+        layers = [r["layer"] for r in errors()]
+        seconds["error"] = time.perf_counter() - t0
+        if opts.mixed_rank == "accuracy":
+            t0 = time.perf_counter()
+            by_drop = rank_by_accuracy(build, layers, source.fp32, eval_x, source.eval_y,
+                                       source.work)
+            layers = [r["layer"] for r in by_drop]
+            seconds["accuracy"] = time.perf_counter() - t0
+        return layers
+
     share = opts.mixed_max_size_share
     model, mixed = greedy_keep_float(
         build,
-        layers,
+        rank,
         source.fp32,
         eval_x,
         source.eval_y,
