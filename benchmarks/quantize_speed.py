@@ -25,6 +25,7 @@ load average and cores, and exits 1 when a target is missed. Run it when the mac
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -77,12 +78,16 @@ def build(folder: Path, samples: int) -> tuple[Path, Path]:
 
 
 def measure(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """(wall seconds, peak resident GB of the process tree, output tail) of one command."""
+    """(wall seconds, peak resident GB of the process tree, output tail) of one command, run
+    in an empty folder: run in this checkout's root, ``python -m quantlab`` would import the
+    checkout's ``quantlab`` folder ahead of ``PYTHONPATH`` (the "before" row would then time
+    this checkout's code)."""
     import psutil
 
+    neutral = tempfile.mkdtemp(prefix="qspeed-cwd-")
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                            text=True)
+                            text=True, cwd=neutral)
     peak = 0
     done = threading.Event()
 
@@ -103,6 +108,7 @@ def measure(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     wall = time.perf_counter() - t0
     done.set()
     sampler.join()
+    os.rmdir(neutral)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd[:4])}… failed ({proc.returncode}):\n{out[-2000:]}")
     return wall, peak / 1e9, out.strip().splitlines()[-1] if out.strip() else ""
@@ -128,9 +134,16 @@ def main(argv: list[str] | None = None) -> int:
         def quantlab(code: Path, schemes: str, out: str, cache: str, *extra: str
                      ) -> tuple[float, float, str]:
             env = {**base, "PYTHONPATH": str(code), "QUANTLAB_CACHE": str(tmp / cache)}
-            return measure([sys.executable, "-m", "quantlab", "quantize", str(model),
-                            "--schemes", schemes, "--calib", str(calib), "--calib-samples",
-                            str(args.samples), "--out", str(tmp / out), *extra], env)
+            row = measure([sys.executable, "-m", "quantlab", "quantize", str(model),
+                           "--schemes", schemes, "--calib", str(calib), "--calib-samples",
+                           str(args.samples), "--out", str(tmp / out), *extra], env)
+            made = json.loads((tmp / out / "manifest.json").read_text())["variants"]
+            failed = [f"{v['scheme']}: {v.get('error')}" for v in made if v["status"] != "ok"]
+            if failed:  # a row is only a figure when it made every variant
+                raise SystemExit(f"{out}: {'; '.join(failed)}")
+            print(f"{out} ({code.name}, load {os.getloadavg()[0]:.2f}): {row[0]:.1f} s, "
+                  + ", ".join(f"{v['scheme']} {v['seconds']:.1f}" for v in made), flush=True)
+            return row
 
         rows: dict[str, tuple[float, float, str]] = {}
         rows["bare: TF converter, fp32+fp16+dynamic-int8+int8"] = measure(
