@@ -15,7 +15,9 @@ children (the workers) sampled every 0.1 s:
   ``git archive`` into a temporary folder), all seven TFLite schemes;
 * ``now 4 / 7``: this checkout, default ``--jobs``, an empty calibration cache;
 * ``now 7 --jobs 1``: one worker, an empty cache (memory against ``before 7``);
-* ``now 7, cached``: again, the calibration in the cache (a second quantize).
+* ``now 7, cached``: again, the calibration in the cache (a second quantize);
+* ``bare again``: the bare converter once more, last (the 4-scheme ratio divides by the
+  faster of the two bare times).
 
 It prints the table and the issue's two ratios (now 7 / before 7, target ≤ 0.5; now 4 /
 bare, target ≤ 0.7) and ``--jobs 1``'s peak memory against before 7 (target ≤ 1.1), with the
@@ -146,13 +148,20 @@ def main(argv: list[str] | None = None) -> int:
             return row
 
         rows: dict[str, tuple[float, float, str]] = {}
-        rows["bare: TF converter, fp32+fp16+dynamic-int8+int8"] = measure(
-            [sys.executable, "-c", BARE, str(model), str(calib)], base)
+        bare = [sys.executable, "-c", BARE, str(model), str(calib)]
+        rows["bare: TF converter, fp32+fp16+dynamic-int8+int8"] = measure(bare, base)
+        print(f"bare (load {os.getloadavg()[0]:.2f}): "
+              f"{rows['bare: TF converter, fp32+fp16+dynamic-int8+int8'][0]:.1f} s", flush=True)
         rows[f"before ({args.before}): 7 schemes"] = quantlab(before, SEVEN, "b7", "c-b7")
         rows["now: 4 schemes"] = quantlab(ROOT, FOUR, "n4", "c-n4")
         rows["now: 7 schemes"] = quantlab(ROOT, SEVEN, "n7", "c-n7")
         rows["now: 7 schemes, --jobs 1"] = quantlab(ROOT, SEVEN, "n7j1", "c-n7j1", "--jobs", "1")
         rows["now: 7 schemes, calibration cached"] = quantlab(ROOT, SEVEN, "n7c", "c-n7")
+        # the bare converter again, last: the load moves during a run, and the faster of its
+        # two times is the harder denominator for the 4-scheme ratio
+        rows["bare again, last"] = measure(bare, base)
+        print(f"bare again (load {os.getloadavg()[0]:.2f}): {rows['bare again, last'][0]:.1f} s",
+              flush=True)
     load1 = os.getloadavg()
     print(f"\nMobileNetV2 224x224, 100 classes, {args.samples} calibration images; "
           f"{os.cpu_count()} cores; load average {load0[0]:.2f} before, {load1[0]:.2f} after")
@@ -162,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     walls = {name: wall for name, (wall, _, _) in rows.items()}
     peaks = {name: peak for name, (_, peak, _) in rows.items()}
     seven = walls["now: 7 schemes"] / walls[f"before ({args.before}): 7 schemes"]
-    four = walls["now: 4 schemes"] / walls["bare: TF converter, fp32+fp16+dynamic-int8+int8"]
+    four = walls["now: 4 schemes"] / min(walls["bare: TF converter, fp32+fp16+dynamic-int8+int8"],
+                                         walls["bare again, last"])
     memory = peaks["now: 7 schemes, --jobs 1"] / peaks[f"before ({args.before}): 7 schemes"]
     checks = [("7 schemes, now / before", seven, 0.5), ("4 schemes, now / bare converter",
                                                          four, 0.7),
