@@ -21,7 +21,7 @@ def quantize(model: PathLike, out: PathLike, schemes: str | Sequence[str] = "all
              x_key: str = "x", y_key: str = "y", image: ImageOptions | None = None,
              force: bool = False, train: PathLike | None = None,
              qat: dict[str, Any] | None = None, granularity: str = "per-channel",
-             coreml_keep: Sequence[str] | None = None,
+             coreml_keep: Sequence[str] | None = None, jobs: int | None = None,
              input_shape: Sequence[int] | None = None,
              progress: Callable[[str, dict[str, Any]], None] | None = None) -> Manifest:
     """Make one variant of ``model`` (Keras, SavedModel, float .tflite, or with the ``torch``
@@ -30,7 +30,8 @@ def quantize(model: PathLike, out: PathLike, schemes: str | Sequence[str] = "all
     ``quantlab quantize`` prints). ``schemes``: names, or ``all`` / ``tflite`` /
     ``coreml``. ``calib``: calibration data (.npz/.npy or ``DIR/<class>/*.jpg``). A scheme
     that fails is in the manifest with ``status="failed"`` and its error. ``coreml_keep``:
-    Keras layers whose weights ``coreml-w4`` leaves fp16 (or ``["sensitive:N"]``)."""
+    Keras layers whose weights ``coreml-w4`` leaves fp16 (or ``["sensitive:N"]``). ``jobs``:
+    worker processes side by side (default: from the cores and the available memory)."""
     from quantlab._bench import as_list
     from quantlab.harness.quantize.requests import QuantizeRequest
     from quantlab.harness.quantize.schemes import resolve_schemes
@@ -43,7 +44,7 @@ def quantize(model: PathLike, out: PathLike, schemes: str | Sequence[str] = "all
         calib_samples=calib_samples, seed=seed, max_drop=max_drop, x_key=x_key, y_key=y_key,
         image=image, force=force, train=train, qat=qat,
         options={"granularity": granularity,
-                 **({"coreml_keep": list(coreml_keep)} if coreml_keep else {})},
+                 **({"coreml_keep": list(coreml_keep)} if coreml_keep else {})}, jobs=jobs,
         input_shape=input_shape)
     return make_variants(request, progress=progress)
 

@@ -85,8 +85,8 @@ def quantize_with_progress(model: str | Path, schemes: list[str], calib: str | P
                            out: str | Path, **options: Any) -> Any:
     """:func:`quantlab.harness.quantize.variants.quantize` of the request these values make
     (:meth:`~quantlab.harness.quantize.requests.QuantizeRequest.create`: ``options`` are its
-    keywords) with a progress bar (one step per scheme) and its warnings on stderr; returns
-    the Manifest."""
+    keywords) with a progress bar per scheme (waiting, its step, done with its seconds, or
+    failed) and its warnings on stderr; returns the Manifest."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -112,28 +112,31 @@ def quantize_with_progress(model: str | Path, schemes: list[str], calib: str | P
         transient=True,
         disable=not err_console.is_terminal,  # no bar (and no blank line) in logs
     )
-    task = bar.add_task("loading model", total=len(picked))
+    width = max(len(s.name) for s in picked)
+    tasks = {s.name: bar.add_task(f"{s.name:<{width}}  waiting", total=1) for s in picked}
+
+    def step(scheme: str, what: str) -> None:
+        bar.update(tasks[scheme], description=f"{scheme:<{width}}  {what}")
 
     def on_event(name: str, ev: dict[str, Any]) -> None:
         if name == "start":
-            bar.update(task, description=f"quantizing {ev['scheme']}")
+            step(ev["scheme"], "quantizing")
         elif name in ("done", "failed"):
-            bar.advance(task)
+            step(ev["scheme"], "failed" if name == "failed"
+                 else f"done ({ev.get('seconds', 0.0):.1f} s)")
+            bar.advance(tasks[ev["scheme"]])
+        elif name == "mixed_step":
+            step(ev["scheme"], f"{ev.get('float_layers', 0)} layers float, "
+                 f"drop {ev.get('drop') or 0.0:.3f}")
         elif name == "qat_epoch":
             val = f", val_loss {ev['val_loss']:.4f}" if "val_loss" in ev else ""
-            bar.update(task, description=f"training {ev['scheme']}: epoch {ev['epoch']}/"
-                       f"{ev['epochs']} (loss {ev.get('loss', float('nan')):.4f}{val})")
+            step(ev["scheme"], f"training: epoch {ev['epoch']}/{ev['epochs']} "
+                 f"(loss {ev.get('loss', float('nan')):.4f}{val})")
         elif name == "warning":
             warn(ev["message"])
 
     with bar:
         return quantize(request, progress=on_event)
-
-
-def _shape(text: str | None) -> tuple[int, ...] | None:
-    from quantlab.harness.quantize.torch_source import parse_shape
-
-    return parse_shape(text) if text else None
 
 
 def evaluate_with_progress(variants_dir: str | Path, data: str | Path, **options: Any
@@ -189,6 +192,8 @@ def quantize_cmd(
     qat_layers: QatLayersOpt = None,
     granularity: GranularityOpt = "per-channel",
     coreml_keep: CoremlKeepOpt = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", min=1, help="Worker processes making "
+                    "schemes side by side (default: from the idle cores and free memory).")] = None,
     input_shape: Annotated[str | None, typer.Option(
         "--input-shape", help="A PyTorch source's example input, batch first (1,3,32,32); "
         "needed for module:factory.")] = None,
@@ -202,6 +207,8 @@ def quantize_cmd(
     qat-int8 (quantization-aware training) runs only when named, with --train.
     The op-support check runs before every scheme; a scheme whose ops no runtime has fails
     with the list (--check: only the check)."""
+    from quantlab.harness.quantize.torch_source import parse_shape
+
     if check:
         _check(model, split_list(schemes) or ["all"], json_out)
         return
@@ -220,7 +227,8 @@ def quantize_cmd(
         qat=qat_settings(epochs, lr, qat_layers),
         options={"granularity": granularity, "mixed_rank": rank,
                  **({"coreml_keep": split_list(coreml_keep)} if coreml_keep else {})},
-        input_shape=_shape(input_shape),
+        jobs=jobs,
+        input_shape=parse_shape(input_shape) if input_shape else None,
     )
     rows = [
         {

@@ -15,6 +15,7 @@ with such a function and one line in :data:`CONVERTERS`.
 from __future__ import annotations
 
 import importlib
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,6 +29,7 @@ from quantlab.harness.quantize.schemes import Scheme
 CONVERTERS: dict[str, str] = {
     "tf": "quantlab.harness.quantize.tflite_tf:make",
     "tf-float": "quantlab.harness.quantize.tflite_tf:make_float",
+    "tf-calibrated": "quantlab.harness.quantize.tf_calibrated:make",
     "tf-mixed": "quantlab.harness.quantize.mixed:make_tf",
     "aeq": "quantlab.harness.quantize.tflite_aeq:make",
     "aeq-mixed": "quantlab.harness.quantize.mixed:make_aeq",
@@ -60,6 +62,8 @@ class Source(Protocol):
     input_shape: list[int]
     input_dtype: str
     ops: dict[str, Any]  # the source's builtin, custom and Flex ops (op check)
+    model_sha256: str  # the source's sha256 ("" until a calibration needs it)
+    calibrations: dict[str, Any]  # this process's calibrations by key (calibrations.obtain)
 
 
 class Converter(Protocol):
@@ -91,13 +95,18 @@ class Prepared:
     out: Path
     fields: dict[str, Any]  # converter, and notes and options where there are any
     check_notes: list[str] = field(default_factory=list)  # the op check's notes
+    timing: dict[str, float] = field(default_factory=dict)  # seconds: checks, calibration
 
     def written(self, model: bytes) -> dict[str, Any]:
-        """Write a .tflite variant; its manifest fields with its float ops."""
+        """Write a .tflite variant; its manifest fields with its float ops (and ``timing``,
+        which the worker turns into the manifest's ``seconds_split``)."""
         from quantlab.harness.quantize.tflite_facts import float_ops
 
         self.out.write_bytes(model)
-        return {"file": self.out.name, **self.fields, "ops": float_ops(model)}
+        t0 = time.perf_counter()
+        ops = float_ops(model)
+        self.timing["checks"] = self.timing.get("checks", 0.0) + time.perf_counter() - t0
+        return {"file": self.out.name, **self.fields, "ops": ops, "timing": self.timing}
 
 
 def prepare(source: Source, scheme: Scheme, converter: str) -> Prepared:
@@ -107,6 +116,7 @@ def prepare(source: Source, scheme: Scheme, converter: str) -> Prepared:
     from quantlab.harness.quantize import options as qoptions
     from quantlab.harness.quantize.opcheck import scheme_check
 
+    t0 = time.perf_counter()
     check = scheme_check(scheme, source.ops)
     if not check["ok"]:
         raise OpCheckError(f"op check: {check['reason']}")
@@ -119,4 +129,5 @@ def prepare(source: Source, scheme: Scheme, converter: str) -> Prepared:
     recorded = qoptions.recorded(scheme, source.req.options, calib_count)
     if recorded:
         fields["options"] = recorded
-    return Prepared(source.work / f"{scheme.name}{scheme.suffix}", fields, list(check["notes"]))
+    return Prepared(source.work / f"{scheme.name}{scheme.suffix}", fields, list(check["notes"]),
+                    {"checks": time.perf_counter() - t0})

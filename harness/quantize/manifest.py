@@ -44,6 +44,7 @@ class VariantEntry:
     sha256: str | None = None
     error: str | None = None
     seconds: float | None = None
+    seconds_split: dict[str, float] | None = None  # calibration, conversion, checks
     converter: str | None = None
     ops: dict[str, Any] | None = None  # total ops and ops left in float, by type
     mixed: dict[str, Any] | None = None  # mixed-int8: layers kept float, size cost, gate
@@ -51,6 +52,7 @@ class VariantEntry:
     options: dict[str, Any] | None = None  # int8 options: granularity, calibration samples
     qat: dict[str, Any] | None = None  # qat-int8: training facts (epochs, early stop, timing)
     recalibration: dict[str, Any] | None = None  # evaluate --recalibrate's fits, by where
+    calibration: dict[str, Any] | None = None  # the shared calibration used: id, reused
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from quantlab.harness.errors import UserError
 from quantlab.harness.quantize.data import ImageOptions
 from quantlab.harness.quantize.options import QuantizeOptions, check_options
 from quantlab.harness.records import from_dict, to_dict
@@ -25,6 +26,12 @@ QAT_SETTINGS = ("epochs", "lr", "batch_size", "val_split", "patience", "layers")
 
 def _path(value: PathLike | None) -> str | None:
     return None if value is None else os.fspath(value)
+
+
+def _jobs(jobs: int | None) -> int | None:
+    if jobs is not None and int(jobs) < 1:
+        raise UserError(f"--jobs {jobs}: expected 1 or more worker processes")
+    return None if jobs is None else int(jobs)
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,7 @@ class QuantizeRequest:
     train: str | None = None  # labelled data for the schemes that fine-tune (qat-int8)
     qat: QatSettings = field(default_factory=QatSettings)
     options: QuantizeOptions = field(default_factory=QuantizeOptions)
+    jobs: int | None = None  # worker processes side by side (None: from cores and memory)
     input_shape: tuple[int, ...] | None = None  # a PyTorch source's example input (batch first)
 
     @classmethod
@@ -84,6 +92,7 @@ class QuantizeRequest:
                image: ImageOptions | None = None, force: bool = False,
                train: PathLike | None = None, qat: Mapping[str, Any] | None = None,
                options: Mapping[str, Any] | QuantizeOptions | None = None,
+               jobs: int | None = None,
                input_shape: Sequence[int] | None = None) -> QuantizeRequest:
         """The request from the values a caller holds (paths, lists, mappings); ``options``
         are checked here (UserError for a bad value, see
@@ -95,7 +104,7 @@ class QuantizeRequest:
                           calib_samples=calib_samples, seed=seed, x_key=x_key, y_key=y_key,
                           image=image),
             max_drop=max_drop, force=force, train=_path(train),
-            qat=QatSettings.from_mapping(qat), options=check_options(options),
+            qat=QatSettings.from_mapping(qat), options=check_options(options), jobs=_jobs(jobs),
             input_shape=tuple(input_shape) if input_shape else None)
 
 

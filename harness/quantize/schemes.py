@@ -7,7 +7,8 @@ the task's primary metric, from common PTQ practice), overridable per scheme wit
 A scheme names its output format, whether it needs calibration data, and for each kind of
 source model a :class:`Recipe`: the converter that makes it, by its key in
 :data:`quantlab.harness.quantize.converters.CONVERTERS` (``tf`` = the TF Lite converter,
-``tf-float`` = the float model the TF converter made for the op check, ``aeq`` =
+``tf-float`` = the float model the TF converter made for the op check, ``tf-calibrated`` =
+the TF Lite converter's int8 family from one shared calibration, ``aeq`` =
 ai-edge-quantizer, ``coreml`` = coremltools, ``tfmot`` = quantization-aware training,
 ``tf-mixed``/``aeq-mixed`` = int8 with the most sensitive layers kept float, ``litert-torch`` =
 a PyTorch source converted to a float .tflite, then the scheme's ``.tflite`` recipe), with that
@@ -72,6 +73,10 @@ def _tf(**settings: Any) -> Recipe:
     return Recipe("tf", settings)
 
 
+def _calibrated(**settings: Any) -> Recipe:
+    return Recipe("tf-calibrated", settings)
+
+
 def _aeq(recipe: str, **settings: Any) -> Recipe:
     return Recipe("aeq", {"recipe": recipe, **settings})
 
@@ -91,16 +96,16 @@ SCHEMES: dict[str, Scheme] = {
                from_tf=_tf(optimize=True), from_tflite=_aeq("dynamic_wi8_afp32"),
                from_torch=LITERT_TORCH),
         Scheme("int8", "tflite", True, "full integer, float input/output",
-               from_tf=_tf(optimize=True, int8_ops=True), from_tflite=_aeq("static_wi8_ai8"),
-               from_torch=LITERT_TORCH),
+               from_tf=_calibrated(optimize=True, int8_ops=True),
+               from_tflite=_aeq("static_wi8_ai8"), from_torch=LITERT_TORCH),
         Scheme("int8-io", "tflite", True, "full integer, int8 input/output",
-               from_tf=_tf(optimize=True, int8_ops=True, int8_io=True)),
+               from_tf=_calibrated(optimize=True, int8_ops=True, int8_io=True)),
         Scheme("uint8-io", "tflite", True,
                "full integer, uint8 input/output (older NNAPI and Edge-class accelerators)",
                from_tf=_tf(optimize=True, int8_ops=True, int8_io=True, io_dtype="uint8")),
         Scheme("int16x8", "tflite", True, "int16 activations, int8 weights",
-               from_tf=_tf(optimize=True, int16x8=True), from_tflite=_aeq("static_wi8_ai16"),
-               from_torch=LITERT_TORCH, max_drop=0.01),
+               from_tf=_calibrated(optimize=True, int16x8=True),
+               from_tflite=_aeq("static_wi8_ai16"), from_torch=LITERT_TORCH, max_drop=0.01),
         Scheme("mixed-int8", "tflite", True, "int8 with the most sensitive layers kept float",
                from_tf=Recipe("tf-mixed", {"optimize": True, "mixed": True}),
                from_tflite=Recipe("aeq-mixed", {"recipe": "static_wi8_ai8", "mixed": True}),

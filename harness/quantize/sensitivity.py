@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,7 @@ class TaskScorer:
 
 def greedy_keep_float(
     build: Callable[[list[str]], bytes],
-    ranked_layers: list[str],
+    ranked_layers: list[str] | Callable[[], list[str]],
     float_model: bytes,
     eval_x: np.ndarray,
     eval_y: np.ndarray | None,
@@ -105,6 +105,8 @@ def greedy_keep_float(
 
     ``build(keep_float)`` makes the int8 model with those layers left float
     (with every layer float, the float model itself is the candidate).
+    ``ranked_layers`` may be a function ranking them, called only when plain int8 (no layer
+    float, the first candidate) misses the gate: ranking is the search's longest part.
     Returns the chosen model bytes and the facts for the manifest (layers kept
     float, size of plain int8, size cost, metric, reference, value, drop,
     passed, steps). When no prefix passes, the one with the smallest drop is
@@ -117,15 +119,24 @@ def greedy_keep_float(
         steps: list[dict[str, Any]] = []
         best: tuple[float, bytes, int] | None = None
         int8_size = None
-        counts = list(range(min(len(ranked_layers), MAX_GREEDY_STEPS) + 1))
-        if len(ranked_layers) > MAX_GREEDY_STEPS:
-            counts.append(len(ranked_layers))
-        if max_float is not None:
-            counts = [k for k in counts if k <= max_float]
+        layers = None if callable(ranked_layers) else list(ranked_layers)
+
+        def counts() -> Iterator[int]:  # the ranking made only after plain int8 missed
+            nonlocal layers
+            yield 0
+            if layers is None:
+                assert callable(ranked_layers)
+                layers = list(ranked_layers())
+            more = list(range(1, min(len(layers), MAX_GREEDY_STEPS) + 1))
+            if len(layers) > MAX_GREEDY_STEPS:
+                more.append(len(layers))
+            yield from (k for k in more if max_float is None or k <= max_float)
+
         chosen_k = 0
         limit: str | None = None
-        for k in counts:
-            model = float_model if k == len(ranked_layers) else build(ranked_layers[:k])
+        for k in counts():
+            model = float_model if layers is not None and k == len(layers) \
+                else build((layers or [])[:k])
             if max_size is not None and k > 0 and len(model) > max_size:
                 limit = (f"keeping {k} layer(s) float makes {len(model)} B, over the size "
                          f"limit of {max_size} B")
@@ -151,7 +162,7 @@ def greedy_keep_float(
         assert best is not None
         drop, model, chosen_k = best
     return model, {
-        "float_layers": ranked_layers[:chosen_k],
+        "float_layers": (layers or [])[:chosen_k],
         "int8_size_bytes": int8_size,
         "size_bytes": len(model),
         "size_cost_bytes": len(model) - (int8_size or 0),

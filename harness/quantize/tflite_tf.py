@@ -46,12 +46,15 @@ def _first_line(exc: BaseException) -> str:
 
 
 def new_converter(source: Any, kind: str) -> Any:
-    """A fresh TFLiteConverter for the source."""
+    """A fresh TFLiteConverter for the source (a Keras model's: exporting it to a SavedModel
+    once per process, :func:`~quantlab.harness.quantize.tf_export.reuse_export`)."""
     import tensorflow as tf
+
+    from quantlab.harness.quantize.tf_export import reuse_export
 
     if kind == "savedmodel":
         return tf.lite.TFLiteConverter.from_saved_model(source)
-    return tf.lite.TFLiteConverter.from_keras_model(source)
+    return reuse_export(tf.lite.TFLiteConverter.from_keras_model(source), source)
 
 
 def representative(calib_x: np.ndarray) -> Callable[[], Iterator[list[np.ndarray]]]:
@@ -184,6 +187,12 @@ def layer_errors(
         ),
     )
     debugger.run()
+    return statistics_rows(debugger)
+
+
+def statistics_rows(debugger: Any) -> list[dict[str, Any]]:
+    """A QuantizationDebugger's layer statistics (after ``run()``) as rows, most sensitive
+    first (see :func:`layer_errors`)."""
     buf = io.StringIO()
     debugger.layer_statistics_dump(buf)
     rows = []

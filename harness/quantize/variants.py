@@ -11,11 +11,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -23,12 +20,10 @@ from typing import Any, Literal
 from quantlab.harness.errors import DataError, ModelError, UserError
 from quantlab.harness.models import file_sha256
 from quantlab.harness.quantize.data import ImageOptions
+from quantlab.harness.quantize.lanes import Lanes, ProgressFn, default_jobs, run_worker, work_order
 from quantlab.harness.quantize.manifest import MANIFEST, Manifest, VariantEntry, tool_versions
 from quantlab.harness.quantize.requests import DataSpec, QuantizeRequest, WorkerRequest
 from quantlab.harness.quantize.schemes import Scheme, resolve_schemes
-
-ProgressFn = Callable[[str, dict[str, Any]], None]
-"""Called with (event name, event fields) as the worker reports."""
 
 
 def source_kind(path: Path) -> str:
@@ -86,57 +81,6 @@ def path_size(path: Path) -> int:
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return path.stat().st_size
-
-
-def run_worker(
-    request: WorkerRequest, work: Path, progress: ProgressFn | None = None
-) -> tuple[int, list[dict[str, Any]], str]:
-    """Run the worker process on a request; returns (exit code, events, log tail)."""
-    events_path = work / f".events-{time.monotonic_ns()}.jsonl"
-    req_path = work / ".request.json"
-    log_path = work / ".worker.log"
-    req_path.write_text(json.dumps(replace(request, events=str(events_path)).to_dict()))
-    env = {
-        **os.environ,
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        "PYTHONWARNINGS": "ignore",
-        "TF_ENABLE_ONEDNN_OPTS": "0",
-        "CUDA_VISIBLE_DEVICES": "",
-    }
-    seen = 0
-    events: list[dict[str, Any]] = []
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "quantlab.harness.quantize.worker", str(req_path)],
-            stdout=log,
-            stderr=log,
-            stdin=subprocess.DEVNULL,
-            env=env,
-        )
-        try:
-            while True:
-                done = proc.poll() is not None
-                if events_path.exists():
-                    lines = events_path.read_text().splitlines()
-                    for line in lines[seen:]:
-                        if not line.strip():
-                            continue
-                        ev = json.loads(line)
-                        events.append(ev)
-                        if progress:
-                            progress(ev["event"], ev)
-                    seen = len(lines)
-                if done:
-                    break
-                time.sleep(0.1)
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-    tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
-    for p in (events_path, req_path):
-        p.unlink(missing_ok=True)
-    return proc.returncode, events, tail
 
 
 def _raise_fatal(ev: dict[str, Any], source: Path) -> None:
@@ -240,62 +184,48 @@ def _build(request: QuantizeRequest, src: Path, kind: str, picked: list[Scheme],
         max_drop=request.max_drop, train=request.train or None, qat=request.qat,
         options=request.options, input_shape=request.input_shape)
     out = Path(request.out)
-    results: dict[str, dict[str, Any]] = {}
+    order = work_order(picked)
+    size = 0 if kind == "torch-entry" else path_size(src)  # module:factory: no file to size
+    jobs = request.jobs or default_jobs(size, len(order))
+    lanes = Lanes(replace(worker_request, schemes=tuple(order)), work, min(jobs, len(order)),
+                  progress)
+    lanes.run()
     info: dict[str, Any] = {}
     calibration: dict[str, Any] | None = None
     warns: list[str] = []
     source_notes: list[str] = []
     source_ops: dict[str, Any] | None = None
-    remaining = [s.name for s in picked]
-    while remaining:
-        code, events, tail = run_worker(replace(worker_request, schemes=tuple(remaining)),
-                                        work, progress)
-        current = None
-        for ev in events:
-            kind_ev = ev["event"]
-            if kind_ev == "fatal":
-                _raise_fatal(ev, src)
-            elif kind_ev == "inspect":
-                info = {
-                    "shape": ev["input_shape"],
-                    "dtype": ev["input_dtype"],
-                    "inputs": ev["inputs"],
-                }
-            elif kind_ev == "calibration":
-                calibration = {k: v for k, v in ev.items() if k != "event"}
-            elif kind_ev == "source_note":
-                if ev["message"] not in source_notes:
-                    source_notes.append(ev["message"])
-            elif kind_ev == "opcheck":
-                source_ops = {k: v for k, v in ev.items() if k != "event"}
-            elif kind_ev == "warning":
-                if ev["message"] not in warns:
-                    warns.append(ev["message"])
-            elif kind_ev == "start":
-                current = ev["scheme"]
-            elif kind_ev in ("done", "failed"):
-                results[ev["scheme"]] = ev
-                current = None
-        if code != 0 and current is None and not results and not info:
+    for ev in lanes.events:
+        kind_ev = ev["event"]
+        if kind_ev == "fatal":
+            _raise_fatal(ev, src)
+        elif kind_ev == "inspect":
+            info = {"shape": ev["input_shape"], "dtype": ev["input_dtype"],
+                    "inputs": ev["inputs"]}
+        elif kind_ev == "calibration":
+            calibration = {k: v for k, v in ev.items() if k != "event"}
+        elif kind_ev == "source_note":
+            if ev["message"] not in source_notes:
+                source_notes.append(ev["message"])
+        elif kind_ev == "opcheck":
+            source_ops = {k: v for k, v in ev.items() if k != "event"}
+        elif kind_ev == "warning" and ev["message"] not in warns:
+            warns.append(ev["message"])
+    for code, events, tail in lanes.attempts:
+        if not any(ev["event"] == "inspect" for ev in events):
             raise ModelError(
                 str(src),
                 f"the converter process crashed while loading it (exit code {code})",
                 hint="is the model file corrupt?",
             )
-        if current is not None:
-            why = f"the converter crashed (exit code {code})"
-            results[current] = {"event": "failed", "scheme": current, "error": why}
-            if progress:
-                progress("failed", results[current])
-        elif code != 0 and not any(s in results for s in remaining):
-            last = tail.strip().splitlines()[-1:] or [""]
-            raise ModelError(
-                str(src), f"the converter process failed (exit code {code}) {last[0][:200]}"
-            )
-        remaining = [s for s in remaining if s not in results]
+        last = tail.strip().splitlines()[-1:] or [""]
+        raise ModelError(
+            str(src), f"the converter process failed (exit code {code}) {last[0][:200]}"
+        )
+    results = lanes.results
     entries = []
     for scheme in picked:
-        ev = results[scheme.name]
+        ev = results.get(scheme.name) or {"event": "failed", "error": "not made (worker stopped)"}
         if ev["event"] == "done":
             path = work / ev["file"]
             entries.append(
@@ -307,12 +237,14 @@ def _build(request: QuantizeRequest, src: Path, kind: str, picked: list[Scheme],
                     size_bytes=path_size(path),
                     sha256=file_sha256(path),
                     seconds=round(ev.get("seconds", 0.0), 3),
+                    seconds_split=ev.get("seconds_split"),
                     converter=ev.get("converter"),
                     ops=ev.get("ops"),
                     mixed=ev.get("mixed"),
                     notes=ev.get("notes"),
                     options=ev.get("options"),
                     qat=ev.get("qat"),
+                    calibration=ev.get("calibration"),
                 )
             )
         else:

@@ -10,6 +10,7 @@ stdout/stderr (TensorFlow and converter noise) go to a log file.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import traceback
@@ -23,6 +24,7 @@ from quantlab.harness.errors import DataError, ModelError, QuantlabError
 from quantlab.harness.quantize import data as qdata
 from quantlab.harness.quantize.converters import OpCheckError, load_converter
 from quantlab.harness.quantize.events import Events, silence
+from quantlab.harness.quantize.lanes import claim
 from quantlab.harness.quantize.options import OptionError
 from quantlab.harness.quantize.requests import WorkerRequest
 from quantlab.harness.quantize.schemes import SCHEMES, TORCH_KINDS, Scheme
@@ -49,6 +51,8 @@ class Job:
         self.input_dtype = "float32"
         self.ops: dict[str, Any] = {"builtin": {}, "custom": {}, "flex": {}}
         self.aeq_source: str = self.source  # the source, or a copy given a default signature
+        self.model_sha256 = ""
+        self.calibrations: dict[str, Any] = {}  # see calibrations.obtain
 
     def load(self) -> None:
         """Load the model and the data; ModelError/DataError when either is unusable.
@@ -193,6 +197,16 @@ def _short(exc: BaseException) -> str:
     return lines[0].strip()[:300] if lines else type(exc).__name__
 
 
+def split_seconds(seconds: float, timing: dict[str, float]) -> dict[str, float]:
+    """A scheme's seconds as calibration (making or waiting for its calibration), checks (op
+    check, float ops of the variant) and conversion (the rest: converting, quantizing, and
+    mixed-int8's search)."""
+    calibration = float(timing.get("calibration", 0.0))
+    checks = float(timing.get("checks", 0.0))
+    return {"calibration": round(calibration, 3), "conversion":
+            round(max(0.0, seconds - calibration - checks), 3), "checks": round(checks, 3)}
+
+
 def _sensitivity(job: Job, events: Events) -> int:
     """Rank the layers by int8 error, and by accuracy when asked (``ranking`` event)."""
     from quantlab.harness.quantize import sensitivity as sens
@@ -265,8 +279,10 @@ def main(request_path: str) -> int:
     if req.task == "sensitivity":
         return _sensitivity(job, events)
     for name in req.schemes:
+        if not claim(job.work, name):  # another worker of this request makes it
+            continue
         scheme = SCHEMES[name]
-        events.emit("start", scheme=name)
+        events.emit("start", scheme=name, pid=os.getpid())
         t0 = time.perf_counter()
         try:
             fields = job.make(scheme)
@@ -277,7 +293,9 @@ def main(request_path: str) -> int:
             traceback.print_exc()
             events.emit("failed", scheme=name, error=_short(exc), seconds=time.perf_counter() - t0)
             continue
-        events.emit("done", scheme=name, seconds=time.perf_counter() - t0, **fields)
+        seconds = time.perf_counter() - t0
+        events.emit("done", scheme=name, seconds=seconds,
+                    seconds_split=split_seconds(seconds, fields.pop("timing", {})), **fields)
     return 0
 
 

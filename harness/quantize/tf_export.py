@@ -1,0 +1,79 @@
+"""One SavedModel export of a Keras model per worker process, reused by every TF Lite conversion.
+
+``TFLiteConverter.from_keras_model(model).convert()`` first exports the Keras model to a
+SavedModel in a temporary folder (tracing every layer, writing the variables), loads it back
+and only then runs the MLIR converter on that folder. Measured on MobileNetV2, the export is
+most of each conversion's time, and a worker converts the same model several times (the float
+model for the op check, fp16, dynamic-int8, the int8 family's calibration, sensitivity's
+ranking). :func:`reuse_export` makes a converter do the export once per model and process:
+the first conversion exports into a folder kept until the process ends, and later ones load
+that folder as the converter itself does after its own export (the SavedModel's graph, its
+serving signature, the loaded object). The MLIR converter then reads the same SavedModel, so
+every variant is the same bytes as before (``tests/test_quantize_export.py`` compares them).
+
+TensorFlow's converter internals are private API: this module is the one place that replaces
+the converter's export step, inside the quantize worker process only.
+"""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import tempfile
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class _Export:
+    """A Keras model's SavedModel export, as the converter loaded it after writing it."""
+
+    folder: str | None  # None: the export failed (the converter falls back to freezing)
+    trackable: Any = None  # the loaded SavedModel (its debug info names the tensors)
+
+
+_EXPORTS: weakref.WeakKeyDictionary[Any, _Export] = weakref.WeakKeyDictionary()
+"""This process's exports by Keras model (dropped with the model)."""
+
+
+def reuse_export(converter: Any, model: Any) -> Any:
+    """``converter`` (from ``TFLiteConverter.from_keras_model(model)``) exporting ``model`` to a
+    SavedModel only the first time in this process; returns the converter."""
+    own = converter._convert_keras_to_saved_model
+
+    def convert_keras_to_saved_model(_output_dir: str) -> tuple[Any, Any, Any]:
+        export = _EXPORTS.get(model)
+        if export is None:
+            folder = tempfile.mkdtemp(prefix="quantlab-export-")
+            atexit.register(shutil.rmtree, folder, True)
+            found = own(folder)
+            exported = found[0] is not None
+            _EXPORTS[model] = _Export(folder if exported else None,
+                                      converter._trackable_obj if exported else None)
+            return tuple(found)  # type: ignore[return-value]
+        if export.folder is None:
+            return None, None, None
+        return _load(converter, export)
+
+    converter._convert_keras_to_saved_model = convert_keras_to_saved_model
+    return converter
+
+
+def _load(converter: Any, export: _Export) -> tuple[Any, Any, Any]:
+    """What the converter's own export step does after writing the folder, the loaded object
+    kept from the first time (loading it again gives the same object)."""
+    from tensorflow.python.saved_model import signature_constants, tag_constants
+
+    converter.saved_model_dir = export.folder
+    converter._saved_model_tags = {tag_constants.SERVING}
+    converter._saved_model_exported_names = [
+        signature_constants.DEFAULT_SERVING_SIGNATURE_DEF_KEY]
+    converter._parse_saved_model_args(
+        always_enable_saved_model_import=converter.experimental_lower_to_saved_model)
+    if not converter.saved_model_dir:
+        return None, None, None
+    graph_def, inputs, outputs = converter._load_saved_model(
+        converter.saved_model_dir, converter._saved_model_tags)
+    converter._trackable_obj = export.trackable
+    return graph_def, inputs, outputs
