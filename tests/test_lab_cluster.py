@@ -45,6 +45,7 @@ def pg_url(pg_server: PgServer) -> str:
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
     the_lab = Lab(tls=True, sleep_s=0.3, devices_per_host=2)
+    saved = dict(os.environ)
     try:
         the_lab.start_head(wait=False)  # lab hosts wait for the head themselves
         # a lab host with the wrong token is refused (Ray takes ~20 s to give up: run it
@@ -64,6 +65,8 @@ def lab() -> Iterator[Lab]:
     finally:
         ray.shutdown()
         the_lab.close()
+        os.environ.clear()  # the lab's token (and TLS) settings stay with this module
+        os.environ.update(saved)
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ digits = qf.digits
 def lab() -> Iterator[Lab]:
     """A head and one lab host offering its simulator (token, no TLS)."""
     the_lab = Lab(tls=False)
+    saved = dict(os.environ)
     try:
         the_lab.start_head(wait=False)
         argv = the_lab.join_argv("nodeS")
@@ -42,6 +43,8 @@ def lab() -> Iterator[Lab]:
     finally:
         ray.shutdown()
         the_lab.close()
+        os.environ.clear()  # the lab's token (and TLS) settings stay with this module
+        os.environ.update(saved)
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +105,24 @@ def test_lab_rows_match_local_ones_and_the_set_travels_once_per_host(
     cli = {(x["scheme"], x["delegate"]): x for x in json.loads(r.stdout)["rows"]}
     assert {k: v["value"] for k, v in cli.items()} == \
         {k: v["value"] for k, v in here.items() if k[1] == "cpu"}
+
+
+def test_one_process_reaches_a_second_lab_with_its_own_token_and_tls(lab: Lab) -> None:
+    """A driver process that worked with one lab (here one with TLS, its own token) and then
+    connects to another (the Python API, a notebook, a test session) reaches the second: Ray
+    keeps the first token it read and the TLS switch in the environment unless told."""
+    from quantlab.harness.lab.ray_processes import connect
+
+    other = Lab(tls=True)
+    try:
+        other.start_head(wait=True)
+        connect(other.address, other.sec, LOOPBACK)
+        ray.shutdown()
+    finally:
+        other.close()
+    try:
+        connect(lab.address, lab.sec, LOOPBACK)
+        hosts = {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
+        assert LOOPBACK in hosts
+    finally:
+        ray.shutdown()

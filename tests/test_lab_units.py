@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import stat
 import subprocess
 import sys
@@ -72,6 +73,28 @@ def test_security_env_turns_on_token_and_tls(tmp_path: Path) -> None:
     assert env["RAY_AUTH_TOKEN_PATH"] == str(token.resolve())
     head = head_env(LabSecurity(token))
     assert all(head[k] == v for k, v in HEALTH_CHECK_ENV.items())
+
+
+def test_a_lab_without_tls_turns_off_tls_left_by_an_earlier_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One process that talked to a TLS lab and then to one without TLS (the Python API, a
+    test session) must not keep the first lab's TLS settings: Ray would wait ten minutes
+    for a GCS that never answers the TLS handshake."""
+    for key in ("RAY_USE_TLS", "RAY_TLS_CA_CERT", "RAY_TLS_SERVER_CERT", "RAY_TLS_SERVER_KEY"):
+        monkeypatch.delenv(key, raising=False)
+    token = create_token(tmp_path / "token")
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    for name in ("ca.crt", "node.crt", "node.key"):
+        (tls / name).write_text("x")
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # apply() writes the real environ
+    security(str(token), str(tls)).apply()
+    assert os.environ["RAY_USE_TLS"] == "1"
+    plain = LabSecurity(token)
+    plain.apply()
+    assert os.environ["RAY_USE_TLS"] == "0"
+    assert not any(k.startswith("RAY_TLS_") for k in os.environ)
+    assert plain.env()["RAY_USE_TLS"] == "0"  # children started from a TLS shell too
 
 
 def test_ray_commands_declare_device_resources() -> None:

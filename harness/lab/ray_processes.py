@@ -150,9 +150,11 @@ def connect(address: str, sec: LabSecurity, node_ip: str | None = None) -> None:
     import ray
 
     if already_imported:  # ray read its config at import: make it see the token settings
-        from ray._raylet import Config  # type: ignore[attr-defined]
+        from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
 
         Config.initialize("")
+        # and ray keeps the first token it read: a second lab in this process has its own
+        AuthenticationTokenLoader.instance().reset_cache()
 
     if ray.is_initialized():
         return

@@ -26,7 +26,7 @@ class LabSecurity:
     def env(self) -> dict[str, str]:
         """Environment that makes Ray (head, nodes, drivers) use the token (and TLS)."""
         env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_path),
-               "RAY_USAGE_STATS_ENABLED": "0"}
+               "RAY_USAGE_STATS_ENABLED": "0", "RAY_USE_TLS": "0"}
         if self.tls_dir is not None:
             files = tls_files(self.tls_dir)
             env.update({"RAY_USE_TLS": "1", "RAY_TLS_CA_CERT": str(files["ca"]),
@@ -35,8 +35,12 @@ class LabSecurity:
         return env
 
     def apply(self) -> None:
-        """Put :meth:`env` into this process's environment (before ``ray.init``)."""
-        os.environ.update(self.env())
+        """Put :meth:`env` into this process's environment (before ``ray.init``), dropping
+        the certificate paths an earlier lab with TLS left there."""
+        env = self.env()
+        for key in [k for k in os.environ if k.startswith("RAY_TLS_") and k not in env]:
+            del os.environ[key]
+        os.environ.update(env)
 
 
 def default_token_path() -> Path:
