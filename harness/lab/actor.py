@@ -35,6 +35,7 @@ import tarfile
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -174,26 +175,12 @@ class DeviceActor:
         controller sent no refs (it believes this host has the files) and the cache lacks
         one, the answer is ``{"missing": name}`` and the controller sends them.
         """
-        lab_job = from_dict(Job, job)
-        with self._lock:
-            self.current = {"job_id": lab_job.job_id, "label": lab_job.label(),
-                            "since": time.time(), "phase": "receiving"}
-        try:
+        def measure(lab_job: Job) -> dict[str, Any]:
             local_job = self._localise(lab_job, model, inputs)
-            device = self._local_device()
-            raw = self.agent.run(device, local_job, self._progress)
-            raw = dataclasses.replace(raw, job_id=lab_job.job_id)
-            self.jobs_done += 1
-            self.last_error = None
-            return {"result": to_dict(raw)}
-        except _NotCached as exc:
-            return {"missing": str(exc)}
-        except QuantlabError as exc:
-            self.last_error = exc.one_line()
-            return {"error": error_payload(exc)}
-        finally:
-            with self._lock:
-                self.current = None
+            raw = self.agent.run(self._local_device(), local_job, self._progress)
+            return {"result": to_dict(dataclasses.replace(raw, job_id=lab_job.job_id))}
+
+        return self._serve(job, measure)
 
     def outputs(self, job: dict[str, Any], model: list[Any], inputs: list[Any]
                 ) -> dict[str, Any]:
@@ -202,11 +189,7 @@ class DeviceActor:
         (:mod:`quantlab.agents.outputs`): ``{"facts": OutputsFacts dict, "outputs": the
         outputs .npz bytes or None, "fetched": the files fetched from the controller}``,
         ``{"missing": name}`` or ``{"error": …}`` as :meth:`run`."""
-        lab_job = from_dict(Job, job)
-        with self._lock:
-            self.current = {"job_id": lab_job.job_id, "label": lab_job.label(),
-                            "since": time.time(), "phase": "receiving"}
-        try:
+        def through(lab_job: Job) -> dict[str, Any]:
             fetched: list[str] = []
             local_job = self._localise(lab_job, model, inputs, fetched)
             data = Path(str(local_job.settings.inputs))  # the set, not a benchmark's inputs
@@ -217,9 +200,25 @@ class DeviceActor:
                 facts = self.agent.outputs(  # type: ignore[attr-defined]
                     self._local_device(), local_job, data, out, self._progress)
                 blob = out.read_bytes() if facts.ok and out.exists() else None
-            self.jobs_done += 1
             return {"facts": {**dataclasses.asdict(facts), "notes": list(facts.notes)},
                     "outputs": blob, "fetched": fetched}
+
+        return self._serve(job, through)
+
+    def _serve(self, job: dict[str, Any], work: Callable[[Job], dict[str, Any]]
+               ) -> dict[str, Any]:
+        """What every job call shares: the job shown as running now (``status``), its
+        answer, ``{"missing": name}`` when this host's cache lacks a file the controller
+        thought it had, ``{"error": …}`` for quantlab's own errors, the counters kept."""
+        lab_job = from_dict(Job, job)
+        with self._lock:
+            self.current = {"job_id": lab_job.job_id, "label": lab_job.label(),
+                            "since": time.time(), "phase": "receiving"}
+        try:
+            answer = work(lab_job)
+            self.jobs_done += 1
+            self.last_error = None
+            return answer
         except _NotCached as exc:
             return {"missing": str(exc)}
         except QuantlabError as exc:
