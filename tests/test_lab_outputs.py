@@ -19,25 +19,28 @@ ray = pytest.importorskip("ray")
 from lab_cluster import LOOPBACK, Lab  # noqa: E402
 
 digits = qf.digits
+HOSTS = ("nodeS", "nodeT")
 
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    """A head and one lab host offering its simulator (token, no TLS)."""
+    """A head and two lab hosts, each offering its simulator (token, no TLS)."""
     the_lab = Lab(tls=False)
     saved = dict(os.environ)
     try:
         the_lab.start_head(wait=False)
-        argv = the_lab.join_argv("nodeS")
-        at = argv.index("lab_agents:SleepAgent")
-        argv[at] = "sim"
-        while "--agent-option" in argv:  # the sleep agent's options
-            i = argv.index("--agent-option")
-            del argv[i:i + 2]
-        the_lab._spawn("nodeS", argv, the_lab.env(
-            QUANTLAB_LAB_CACHE=str(the_lab.dir / "nodeS-cache")))
+        for host in HOSTS:
+            argv = the_lab.join_argv(host)
+            at = argv.index("lab_agents:SleepAgent")
+            argv[at] = "sim"
+            while "--agent-option" in argv:  # the sleep agent's options
+                i = argv.index("--agent-option")
+                del argv[i:i + 2]
+            the_lab._spawn(host, argv, the_lab.env(
+                QUANTLAB_LAB_CACHE=str(the_lab.dir / f"{host}-cache")))
         the_lab.members["head"].wait_for("lab head running", 90)
-        the_lab.members["nodeS"].wait_for("joined", 120)
+        for host in HOSTS:
+            the_lab.members[host].wait_for("joined", 120)
         the_lab.sec.apply()
         yield the_lab
     finally:
@@ -67,28 +70,33 @@ def test_lab_rows_match_local_ones_and_the_set_travels_once_per_host(
 
     fleet = discover(agents=lab_agents(lab.address, lab.sec, node_ip=LOOPBACK))
     devices = list(fleet.devices)
-    assert [d.host for d in devices] == ["nodeS"]
+    assert sorted(d.host for d in devices) == list(HOSTS)
     remote = evaluate_on_devices(fleet, devices, variants, digits[1],
                                  delegates=["xnnpack", "cpu"], samples=60)
     local_fleet = discover(["sim"])
     local = evaluate_on_devices(local_fleet, list(local_fleet.devices), variants, digits[1],
                                 delegates=["xnnpack", "cpu"], samples=60)
-    rows = {(r["scheme"], r["delegate"]): r for r in remote["rows"]}
+    rows = {(r["device"], r["scheme"], r["delegate"]): r for r in remote["rows"]}
     here = {(r["scheme"], r["delegate"]): r for r in local["rows"]}
-    assert set(rows) == set(here) and len(rows) == 4
-    for key, row in rows.items():
+    assert len(here) == 4 and len(rows) == 8
+    assert {k[1:] for k in rows} == set(here) and {k[0] for k in rows} == {d.id for d in devices}
+    for (_, *rest), row in rows.items():
+        key = tuple(rest)
         assert row["error"] is None, row["error"]
-        assert row["device"] == devices[0].id and row["samples"] == 60
+        assert row["samples"] == 60
         # the same runner on the same CPU: the same answers as this host's simulator
         assert row["value"] == here[key]["value"]
         assert (row["gate"]["passed"], row["gate"]["drop"]) == (here[key]["gate"]["passed"],
                                                                 here[key]["gate"]["drop"])
         assert row["sample_set"] == here[key]["sample_set"]
-    # the set went to the host once, with the first (variant, delegate); never again
-    sent = [r["run"]["transfers"]["lab_inputs"] for r in remote["rows"]]
-    assert sent == [1, 0, 0, 0]
-    cached = [p for p in (lab.dir / "nodeS-cache").rglob("*.npz")]
-    assert len(cached) == 1 and os.path.getsize(cached[0]) > 0
+    # the set went to each host once, with its first (variant, delegate); never again
+    for device in devices:
+        sent = [r["run"]["transfers"]["lab_inputs"] for r in remote["rows"]
+                if r["device"] == device.id]
+        assert sent == [1, 0, 0, 0], (device.host, sent)
+    for host in HOSTS:
+        cached = [p for p in (lab.dir / f"{host}-cache").rglob("*.npz")]
+        assert len(cached) == 1 and os.path.getsize(cached[0]) > 0
     # the CLI: evaluate --device ID --cluster ADDR gives the same rows
     import json
     import subprocess
