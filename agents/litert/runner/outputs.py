@@ -1,7 +1,7 @@
 """The runner's outputs modes: a set of inputs through the model, every output kept.
 
 ``outputs``: every sample of the job's ``outputs_inputs`` .npz through the model on its
-delegate, in batches where the model's batch axis can be resized (else one sample at a time),
+delegate, in batches where the model allows (:mod:`.batching`, else one sample at a time),
 and every output written to ``outputs_path`` (``output:<name>``, samples first, dequantized to
 float32). ``outputs-prepare``: the host half of a phone's outputs call: the samples as one raw
 file per model input (``inputs_dir``/``input<i>.bin``: every sample's tensor bytes, one after
@@ -16,12 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .batching import BATCH, fit_batch
 from .inputs import dtype_name
 from .runtime import Phases, WorkerError, first_lines, interpreter
-
-BATCH = 64
-"""Samples per invoke where the model's batch axis can be resized."""
-UNBATCHABLE_OPS = ("TFLite_Detection_PostProcess",)  # decodes image 0 of a batch only
 
 
 def sample_arrays(path: str, details: list[dict[str, Any]]) -> list[Any]:
@@ -74,26 +71,7 @@ def from_output(arr: Any, detail: dict[str, Any]) -> Any:
     scale, zero = detail.get("quantization", (0.0, 0))
     if np.dtype(detail["dtype"]).kind in "iu" and scale:
         return ((arr.astype(np.float32) - zero) * scale).astype(np.float32)
-    return arr.astype(np.float32)
-
-
-def _batchable(interp: Any, batch: int, n_inputs: int) -> bool:
-    """Resize every input's batch axis to ``batch``; whether the outputs keep it."""
-    import numpy as np
-
-    if any(op["op_name"] in UNBATCHABLE_OPS for op in interp._get_ops_details()):
-        return False
-    try:
-        for d in interp.get_input_details():
-            interp.resize_tensor_input(d["index"], [batch, *d["shape"][1:]])
-        interp.allocate_tensors()
-        for d in interp.get_input_details():
-            interp.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
-        interp.invoke()
-        return all(interp.get_tensor(o["index"]).shape[:1] == (batch,)
-                   for o in interp.get_output_details())
-    except (ValueError, RuntimeError):
-        return False
+    return arr.astype(np.float32, copy=False)
 
 
 def outputs(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
@@ -116,20 +94,21 @@ def outputs(job: dict[str, Any], phases: Phases) -> dict[str, Any]:
 
     interp = load()
     where = placement(interp, job["delegate"])
-    details = interp.get_input_details()
-    arrays = sample_arrays(job["outputs_inputs"], details)
+    arrays = sample_arrays(job["outputs_inputs"], interp.get_input_details())
     n = len(arrays[0]) if arrays else 0
-    batch = min(int(job.get("batch") or BATCH), max(n, 1))
-    if batch > 1 and not _batchable(interp, batch, len(details)):
-        interp, batch = load(), 1
+    try:
+        interp, batch = fit_batch(interp, min(int(job.get("batch") or BATCH), max(n, 1)), load)
+    except (ValueError, RuntimeError) as exc:
+        raise WorkerError(f"LiteRT could not prepare the model: "
+                          f"{first_lines(str(exc))}") from None
     phases.enter(f"outputs: running {n} samples")
-    outs = interp.get_output_details()
+    details, outs = interp.get_input_details(), interp.get_output_details()
     kept: list[list[Any]] = [[] for _ in outs]
     ran = time.perf_counter()
     try:
         for start in range(0, n, batch):
             real = min(batch, n - start)
-            for d, arr in zip(interp.get_input_details(), arrays, strict=True):
+            for d, arr in zip(details, arrays, strict=True):
                 part = arr[start:start + real]
                 if real < batch:  # the last batch: padded with its last sample
                     part = np.concatenate([part, np.repeat(part[-1:], batch - real, axis=0)])
