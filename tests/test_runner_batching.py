@@ -92,3 +92,23 @@ def test_a_folded_batch_is_found_at_batch_2_without_a_reload(
     for a, b in zip(interp.get_output_details(), fresh.get_output_details(), strict=True):
         assert list(a["shape"]) == [1, 896, a["shape"][2]]
         assert np.array_equal(interp.get_tensor(a["index"]), fresh.get_tensor(b["index"]))
+
+
+def test_a_stored_set_is_mapped_not_read_up_front_and_a_compressed_one_still_reads(
+        tmp_path: Path) -> None:
+    """The set the harness writes (``np.savez``: stored members) reaches the loop as memory
+    maps of the file, so its bytes are read as the loop reaches them instead of copied and
+    checksummed first; a compressed .npz (or a quantized input) is read as before, with the
+    same values."""
+    details = [{"name": "images", "shape": [1, 4, 4, 3], "dtype": np.float32,
+                "quantization": (0.0, 0)}]
+    x = _images(6)[:, :4, :4, :]
+    np.savez(tmp_path / "stored.npz", images=x)
+    np.savez_compressed(tmp_path / "packed.npz", images=x)
+    (stored,) = mode.sample_arrays(str(tmp_path / "stored.npz"), details)
+    (packed,) = mode.sample_arrays(str(tmp_path / "packed.npz"), details)
+    assert isinstance(stored, np.memmap) and not isinstance(packed, np.memmap)
+    assert np.array_equal(stored, x) and np.array_equal(packed, x)
+    quantized = [{**details[0], "dtype": np.int8, "quantization": (1 / 64, 0)}]
+    (q,) = mode.sample_arrays(str(tmp_path / "stored.npz"), quantized)
+    assert q.dtype == np.int8 and np.array_equal(q, np.clip(np.round(x * 64), -128, 127))

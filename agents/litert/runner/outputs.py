@@ -28,7 +28,7 @@ def sample_arrays(path: str, details: list[dict[str, Any]]) -> list[Any]:
     import numpy as np
 
     try:
-        npz = np.load(path)
+        npz = mapped(path) or np.load(path)
     except Exception as exc:
         raise WorkerError(f"{path}: cannot read the inputs .npz ({exc})") from None
     keys = list(npz.keys())
@@ -48,6 +48,47 @@ def sample_arrays(path: str, details: list[dict[str, Any]]) -> list[Any]:
     if len({len(a) for a in arrays}) > 1:
         raise WorkerError(f"{path}: the arrays hold different numbers of samples")
     return arrays
+
+
+def mapped(path: str) -> dict[str, Any] | None:
+    """The arrays of an uncompressed .npz (``np.savez``'s, as the harness writes a set) as
+    read-only memory maps by key: each array's bytes lie in the file as they are, so they are
+    read as the loop reaches them instead of copied and checksummed up front as ``np.load``
+    does (0.2-0.35 s of a loaded 2-core machine for 1,000 BlazeFace images, 196 MB). None
+    where a member is compressed, not an array file or not mappable: ``np.load`` reads it."""
+    import struct
+    import zipfile
+
+    import numpy as np
+    from numpy.lib import format as npy
+
+    arrays = {}
+    try:
+        with zipfile.ZipFile(path) as z, open(path, "rb") as f:
+            for info in z.infolist():
+                if info.compress_type != zipfile.ZIP_STORED or not info.filename.endswith(
+                        ".npy"):
+                    return None
+                f.seek(info.header_offset)
+                local = f.read(30)  # the member's own header, then its name and extra field
+                if local[:4] != b"PK\x03\x04":
+                    return None
+                name_len, extra_len = struct.unpack("<HH", local[26:30])
+                f.seek(info.header_offset + 30 + name_len + extra_len)
+                version = npy.read_magic(f)
+                read_header = {(1, 0): npy.read_array_header_1_0,
+                               (2, 0): npy.read_array_header_2_0}.get(version)
+                if read_header is None:
+                    return None
+                shape, fortran, dtype = read_header(f)
+                if dtype.hasobject or not np.prod(shape):
+                    return None
+                arrays[info.filename[:-4]] = np.memmap(
+                    path, dtype=dtype, mode="r", offset=f.tell(), shape=shape,
+                    order="F" if fortran else "C")
+    except (OSError, ValueError, zipfile.BadZipFile, struct.error):
+        return None
+    return arrays or None
 
 
 def to_input(arr: Any, detail: dict[str, Any]) -> Any:
