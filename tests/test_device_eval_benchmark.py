@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.skipif(shutil.which("adb") is None, reason="the phone rows need adb")
 def test_the_benchmark_prints_only_its_rows() -> None:
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "device_eval.py"),
-                        "--samples", "2", "--phone-samples", "2"],
+                        "--samples", "2", "--rounds", "1", "--phone-samples", "2"],
                        capture_output=True, text=True, timeout=300,
                        env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"})
     assert r.returncode == 0, r.stderr[-3000:]
