@@ -46,9 +46,9 @@ def test_the_runner_imports_nothing_of_quantlab() -> None:
                if not level and module.split(".")[0] not in sys.stdlib_module_names | ALLOWED]
     assert outside == []
     assert sorted(f.name for f in PACKAGE.iterdir() if f.suffix == ".py") == [
-        "__init__.py", "__main__.py", "inputs.py", "measure.py", "numerics.py", "op_coverage.py",
-        "op_types.py", "outputs.py", "profiler.py", "rapl.py", "runtime.py", "sustained.py",
-        "worker.py"]
+        "__init__.py", "__main__.py", "batching.py", "inputs.py", "measure.py", "numerics.py",
+        "op_coverage.py", "op_types.py", "outputs.py", "profiler.py", "rapl.py", "runtime.py",
+        "sustained.py", "worker.py"]
 
 
 def test_gateways_receive_the_whole_package_and_the_helper() -> None:

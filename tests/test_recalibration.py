@@ -184,6 +184,37 @@ def test_the_fitted_temperature_travels_with_the_variant_in_its_manifest(
     assert Manifest.load(folder).variants[0].recalibration is not None  # still loads
 
 
+def test_the_python_api_writes_the_fitted_temperature_into_the_manifest_too(
+    keras_variants: Path, digits: tuple[Path, Path], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``quantlab.evaluate(..., recalibrate=True)`` keeps the fits in each variant's manifest
+    entry as the CLI does (it used to return them and leave the manifest as it was), and an
+    unwritable manifest is a warning in the record."""
+    from quantlab import evaluate
+    from quantlab.harness import atomic
+
+    folder = tmp_path / "v"
+    shutil.copytree(keras_variants, folder)
+    record = evaluate(folder, digits[1], store=False, recalibrate=True)
+    entries = {e["file"]: e for e in json.loads((folder / "manifest.json").read_text())
+               ["variants"] if e.get("file")}
+    assert record["variants"]
+    for v in record["variants"]:
+        kept = entries[Path(v["path"]).name]["recalibration"]["host"]
+        assert kept["temperature"] == v["calibration"]["recalibration"]["temperature"]
+        assert kept["samples"] == record["samples"] and kept["data"] == str(digits[1])
+    before = (folder / "manifest.json").read_bytes()
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", refuse)  # a read-only folder (as root)
+    again = evaluate(folder, digits[1], store=False, recalibrate=True)
+    assert any("not written into the manifest" in w for w in again["warnings"])
+    assert (folder / "manifest.json").read_bytes() == before
+
+
 def _manifest(folder: Path) -> Path:
     folder.mkdir()
     path = folder / "manifest.json"

@@ -255,3 +255,56 @@ def test_a_detector_is_ranked_by_its_map_drop_with_coco_labels(
     r = quantlab("sensitivity", str(detector["ssd"]), "--calib", str(detector["calib"]),
                  "--task", "detection")
     assert r.returncode == 2 and "--task" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.fixture(scope="module")
+def segmenter(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """``fragile`` as a segmenter: 1×1 convolutions score 3 classes per pixel of 8×8 images,
+    so each pixel is the Dense model's sample. ``hidden``'s channel 0 is dead and ``fragile``'s
+    weights from it are huge: int8 on ``fragile`` alone crushes its other weights and the
+    masks fall apart, int8 on another layer moves few pixels. The masks are the float
+    model's own (float mIoU = 1.0)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    inp = keras.Input((8, 8, 16))
+    h = keras.layers.Conv2D(32, 1, activation="relu", name="hidden")(inp)
+    f = keras.layers.Conv2D(32, 1, activation="relu", name="fragile")(h)
+    out = keras.layers.Conv2D(3, 1, name="logits")(f)
+    model = keras.Model(inp, out)
+    k, b = model.get_layer("hidden").get_weights()
+    k[..., 0], b[0] = 0.0, -1.0
+    model.get_layer("hidden").set_weights([k, b])
+    k1, b1 = model.get_layer("fragile").get_weights()
+    k1[0, 0, 0, :] = 1000.0 * np.abs(k1).max()
+    model.get_layer("fragile").set_weights([k1, b1])
+    x = rng.normal(size=(100, 8, 8, 16)).astype("float32")
+    k2, b2 = model.get_layer("logits").get_weights()
+    scores = np.asarray(model(x)).reshape(-1, 3)
+    model.get_layer("logits").set_weights([k2, b2 - scores.mean(axis=0)])  # classes balanced
+    y = np.asarray(model(x)).argmax(axis=-1).astype(np.int64)
+    out_dir = tmp_path_factory.mktemp("segmenter")
+    model.save(out_dir / "segmenter.keras")
+    np.savez(out_dir / "data.npz", x=x, y=y)
+    return out_dir / "segmenter.keras", out_dir / "data.npz"
+
+
+def test_a_segmenter_is_ranked_by_its_miou_drop(segmenter: tuple[Path, Path]) -> None:
+    """--task segmentation: each one-layer-int8 model is scored by the mean IoU of its masks
+    against the data's masks, the fragile layer first by a wide margin, every drop the float
+    model's mIoU less the row's."""
+    model, data = segmenter
+    r = quantlab("sensitivity", str(model), "--calib", str(data), "--data", str(data),
+                 "--by", "accuracy", "--task", "segmentation", "--json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout)
+    assert out["task"] == "segmentation" and out["metric"] == "mean_iou"
+    layers = out["layers"]
+    drops = {row["layer"][-40:]: row["drop"] for row in layers}
+    assert len(layers) == 3 and all(row["drop"] is not None for row in layers), drops
+    assert "fragile" in layers[0]["layer"], drops
+    assert layers[0]["drop"] > 0.3 and all(row["drop"] < 0.1 for row in layers[1:]), drops
+    for row in layers:
+        assert row["metric"] == "mean_iou" and row["reference"] == pytest.approx(1.0)
+        assert row["drop"] == pytest.approx(row["reference"] - row["value"], abs=1e-9)

@@ -369,11 +369,6 @@ def evaluate_cmd(
     )
     for w in report["warnings"]:
         warn(w)
-    if recalibrate:  # the fitted values travel with each variant (its manifest.json entry)
-        from quantlab.harness.quantize.manifest_fits import keep_fits
-
-        for w in keep_fits(variants_dir, report["variants"], data, report["samples"]):
-            warn(w)
     if not no_store:
         save_to_store(report, results_location(results))
     if per_delegate:

@@ -328,7 +328,9 @@ def evaluate(
     where the data cannot resolve a gate and where the calibration data is the evaluation
     data. ``recalibrate``: also fit each variant's confidence recalibration on a fixed, seeded
     split of the labelled samples (:func:`recalibration_of`), kept as ``calibration
-    ["recalibration"]``; needs labels and a task that recalibrates (classification).
+    ["recalibration"]`` and written into each variant's ``manifest.json`` entry
+    (:mod:`~quantlab.harness.quantize.manifest_fits`; a manifest it cannot write is one of the
+    ``warnings``); needs labels and a task that recalibrates (classification).
 
     Returns the :class:`~quantlab.harness.quantize.evaluation.Evaluation`: the task, the fp32
     reference, one row per variant (metrics, fidelity per output, calibration drift, the gate,
@@ -408,6 +410,11 @@ def evaluate(
             calibration=_calibration(picked, ref_pred, pred, ctx, recalibrate), gate=gate,
             edge_cases=edge_cases(v["path"], low, high, ref_edge) if edge else [])
         rows.append(VariantEvaluation.from_dict(finite_or_none(row.to_dict())))
+    fits: list[str] = []
+    if recalibrate:  # the fitted values travel with each variant (its manifest.json entry)
+        from quantlab.harness.quantize.manifest_fits import keep_fits
+
+        fits = keep_fits(folder, [r.to_dict() for r in rows], str(data_path), len(x))
     return Evaluation(
         task={"name": picked.name, "why": p.why, "decoder": ctx.decoder,
               "primary_metric": picked.primary_metric,
@@ -420,7 +427,7 @@ def evaluate(
         warnings=[*_data_warnings(calib_stats, stats),
                   *calibration_overlap(folder, Path(data_path), x),
                   *unresolved_warnings([(r.scheme or r.path, r.gate) for r in rows], len(x),
-                                       lower)],
+                                       lower), *fits],
         gate_confidence=gate_confidence, variants=rows)
 
 

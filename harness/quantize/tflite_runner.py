@@ -2,8 +2,9 @@
 
 Small models are fed in batches (the interpreter's batch dimension is resized once)
 so evaluation keeps up with a bare per-sample LiteRT loop; large models (their
-tensors over :data:`BATCH_BYTES` per sample) and models whose batch cannot be
-resized are run one sample at a time.
+tensors over ``BATCH_BYTES`` per sample) and models whose batch cannot be
+resized are run one sample at a time. The simulator's runner decides the same way:
+both call :func:`quantlab.agents.litert.runner.batching.fit_batch`.
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from quantlab.agents.litert.runner.batching import BATCH as DEFAULT_BATCH
+from quantlab.agents.litert.runner.batching import fit_batch
 from quantlab.harness.errors import ModelError
 
-DEFAULT_BATCH = 64
-BATCH_BYTES = 4 << 20  # tensor bytes a batch may hold (the sum of every op's output tensor)
-UNBATCHABLE_OPS = ("TFLite_Detection_PostProcess",)  # custom ops that only take batch 1
 PROGRESS_EVERY = 64  # samples between progress calls when the model runs one sample at a time
 QUANTIZE_CHUNK = 1 << 20  # input values quantized at a time (round(x / scale + zero), clipped)
 
@@ -74,63 +74,16 @@ class TfliteRunner:
                 self.path, f"has {len(details)} inputs; evaluation supports single-input models"
             )
         self.input = details[0]
-        self.batched = False
-        if self.batch > 1:
-            ops = self.interp._get_ops_details()
-            if any(op["op_name"] in UNBATCHABLE_OPS for op in ops):
-                self.batch = 1  # TFLite_Detection_PostProcess decodes image 0 of a batch only
-            else:  # small models batch (per-invoke overhead), large ones need not
-                self.batch = max(1, min(self.batch, BATCH_BYTES // self._sample_bytes(ops)))
-        if self.batch > 1:
-            try:
-                self.interp.resize_tensor_input(
-                    self.input["index"], [self.batch, *self.input["shape"][1:]]
-                )
-                with quiet_native_stderr():
-                    self.interp.allocate_tensors()
-                if not self._outputs_keep_batch():
-                    # a fixed reshape inside folded the batch into another axis
-                    raise ValueError("outputs do not keep the batch axis")
-                self.batched = True
-            except Exception:
-                with quiet_native_stderr():
-                    self.interp = Interpreter(model_path=self.path, num_threads=self.num_threads)
-        if not self.batched:
-            try:
-                with quiet_native_stderr():
-                    self.interp.allocate_tensors()
-            except Exception as exc:
-                raise ModelError(self.path, "LiteRT cannot prepare it "
-                                 f"({str(exc).strip().splitlines()[0][:240]})") from None
+        try:
+            with quiet_native_stderr():
+                self.interp, self.batch = fit_batch(self.interp, self.batch, lambda: Interpreter(
+                    model_path=self.path, num_threads=self.num_threads))
+        except Exception as exc:
+            raise ModelError(self.path, "LiteRT cannot prepare it "
+                             f"({str(exc).strip().splitlines()[0][:240]})") from None
+        self.batched = self.batch > 1
         self.input = self.interp.get_input_details()[0]
         self.outputs = self.interp.get_output_details()
-
-    def _outputs_keep_batch(self) -> bool:
-        """Whether every output has the batch as its first axis. A Keras Flatten's reshape is
-        computed while running, so its output shape is only known after an invoke."""
-        outs = self.interp.get_output_details()
-        if all(len(od["shape"]) and int(od["shape"][0]) == self.batch for od in outs):
-            return True
-        shape = [self.batch, *(int(d) for d in self.input["shape"][1:])]
-        self.interp.set_tensor(self.input["index"], np.zeros(shape, self.input["dtype"]))
-        self.interp.invoke()
-        return all(self.interp.get_tensor(od["index"]).shape[:1] == (self.batch,)
-                   for od in outs)
-
-    def _sample_bytes(self, ops: list[dict]) -> int:
-        """Bytes of every op's output tensor for one sample: what a batch multiplies. Batches
-        of a model this large run no faster than one sample at a time (BlazeFace, 10 MB: 410
-        random images in 0.264 s one by one, 0.308 s in batches of 64 whose tensors took 37 ms
-        to allocate; on real photos 0.265 s and 0.268 s), and a YOLO head at 640 px would
-        allocate gigabytes."""
-        tensors = {d["index"]: d for d in self.interp.get_tensor_details()}
-        fed = {d["index"] for d in self.interp.get_input_details()}
-        for op in ops:  # ops on constants alone (an fp16 model's weight DEQUANTIZE) are not
-            if any(i in fed for i in op["inputs"]):  # per sample
-                fed.update(op["outputs"])
-        outs = {i for op in ops for i in op["outputs"] if i in tensors and i in fed}
-        return max(1, sum(int(np.prod(tensors[i]["shape"])) * np.dtype(tensors[i]["dtype"]).itemsize
-                          for i in outs))
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -742,6 +742,8 @@ class FakeAndroidDevice:
         import numpy as np
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+        from quantlab.harness.quantize.tflite_runner import quiet_native_stderr
+
         kwargs: dict[str, Any] = {}
         if delegate == "cpu":
             kwargs["experimental_op_resolver_type"] = \
@@ -751,8 +753,9 @@ class FakeAndroidDevice:
             graph = self.host_path(flags["graph"]).read_bytes()
             if fault and fault.startswith("wrong-kernel:"):
                 graph = _wrong_kernel(graph, *fault.split(":", 1)[1].split("=", 1))
-            interp = Interpreter(model_content=graph, **kwargs)
-            interp.allocate_tensors()
+            with quiet_native_stderr():  # LiteRT's "INFO: Created … XNNPACK" line, which
+                interp = Interpreter(model_content=graph, **kwargs)  # would land in the
+                interp.allocate_tensors()  # output of the process that hosts this phone
         except (OSError, ValueError, RuntimeError) as exc:
             return f"ERROR: Failed to construct interpreter ({exc})\n".encode(), 1
         names = [n for n in flags.get("input_layer", "").split(",") if n]

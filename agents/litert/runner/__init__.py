@@ -15,6 +15,7 @@ the phase file, the job's errors), :mod:`.inputs` (random or ``--inputs`` arrays
 :mod:`.measure` (latency, memory, energy, placement; the per-op profile),
 :mod:`.numerics` (fixed inputs through the model and the float reference),
 :mod:`.outputs` (a set of inputs through the model, every output kept),
+:mod:`.batching` (the batch a model runs at; the host's evaluation uses it too),
 :mod:`.profiler` (the LiteRT C API's per-op profiler), :mod:`.op_types`,
 :mod:`.op_coverage` and :mod:`.rapl` (RAPL package energy).
 """
