@@ -58,22 +58,10 @@ def test_runner_output_is_read_per_iteration() -> None:
     assert not old.ok and "ExecuTorch 1.3 or newer" in str(old.error)
 
 
-@pytest.fixture(scope="module")
-def pte(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny conv net lowered to XNNPACK as a .pte."""
-    pytest.importorskip("executorch")
-    import torch
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
-
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(),
-                              torch.nn.Linear(8 * 6 * 6, 4)).eval()
-    program = torch.export.export(net, (torch.zeros(1, 3, 8, 8),))
-    lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
-    path = tmp_path_factory.mktemp("pte") / "net.pte"
-    path.write_bytes(lowered.to_executorch().buffer)
-    return path
+@pytest.fixture()
+def pte(small_pte: Path) -> Path:
+    """The shared conv net lowered to XNNPACK (tests/pte_fixtures.py)."""
+    return small_pte
 
 
 def _adb(port: int, *args: str) -> subprocess.CompletedProcess[str]:
@@ -193,3 +181,17 @@ def test_a_program_the_runner_cannot_parse_fails_the_job_in_one_line(
     assert len(phone.executor_runner_calls) == 1  # the first launch failed: no more
     assert raw.runner["runtime"] == "executorch" and raw.runner["version"] == "1.5.1"
     assert any(o.name == "launch-1.stderr" for o in raw.raw_outputs)
+
+
+def test_a_phone_refuses_a_program_on_the_other_executorch_delegate(portable_pte: Path,
+                                                                    tmp_path: Path) -> None:
+    """As the simulator does: a program without XNNPACK calls is not measured under
+    et-xnnpack's label (the .pte's bytes say), before any runner is asked for."""
+    from quantlab.agents.android.executorch import supports_pte
+    from quantlab.harness.records import DeviceInfo
+
+    phone = DeviceInfo("p1", "android", "phone", abi="arm64-v8a")
+    ok, why = supports_pte(phone, Job(model_ref(portable_pte), "p1", "android", "et-xnnpack",
+                                      1, Settings()))
+    assert not ok and why == ("portable.pte has no XNNPACK delegate call (portable kernels "
+                              "only): it runs on et-portable")

@@ -16,36 +16,10 @@ QUANTLAB = [sys.executable, "-m", "quantlab"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def pte(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny conv net lowered to XNNPACK as a .pte."""
-    pytest.importorskip("executorch")
-    import torch
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
-
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(),
-                              torch.nn.Linear(8 * 6 * 6, 4)).eval()
-    program = torch.export.export(net, (torch.zeros(1, 3, 8, 8),))
-    lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
-    path = tmp_path_factory.mktemp("pte") / "net.pte"
-    path.write_bytes(lowered.to_executorch().buffer)
-    return path
-
-
-@pytest.fixture(scope="module")
-def portable_pte(pte: Path) -> Path:
-    """The same net lowered with no partitioner: ExecuTorch's portable kernels alone."""
-    import torch
-    from executorch.exir import to_edge_transform_and_lower
-
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU()).eval()
-    program = torch.export.export(net, (torch.zeros(1, 3, 8, 8),))
-    path = pte.parent / "portable.pte"
-    path.write_bytes(to_edge_transform_and_lower(program).to_executorch().buffer)
-    return path
+@pytest.fixture()
+def pte(small_pte: Path) -> Path:
+    """The shared conv net lowered to XNNPACK (tests/pte_fixtures.py)."""
+    return small_pte
 
 
 def _quantlab(*args: str, script: str | None = None) -> subprocess.CompletedProcess[str]:

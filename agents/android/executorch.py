@@ -33,6 +33,9 @@ def supports_pte(device: DeviceInfo, job: Job) -> tuple[bool, str]:
     if job.delegate not in etcmd.DELEGATES:
         return False, (f"{job.delegate}: a LiteRT delegate; an ExecuTorch program runs on "
                        f"{', '.join(etcmd.DELEGATES)} on Android")
+    refused = et_host.program_refusal(job.model.path, job.delegate)
+    if refused:
+        return False, refused
     if provision.cached_binary(device.abi or "", etcmd.RUNNER) is None:
         return False, (f"no ExecuTorch executor_runner provisioned for ABI "
                        f"{device.abi or 'unknown'}: run `"

@@ -42,6 +42,29 @@ def program_delegate(path: str) -> str:
         return "et-xnnpack" if data.find(XNNPACK_BACKEND) >= 0 else "et-portable"
 
 
+def program_refusal(path: str, delegate: str) -> str | None:
+    """Why the ``.pte`` at ``path`` must not run on ``delegate`` (None: it may), from the byte
+    scans above: a program delegating to an Apple-only backend runs nowhere quantlab's
+    runners reach, and a program runs only on the delegate it was lowered for (an XNNPACK
+    program on ``et-xnnpack``, one without XNNPACK calls on ``et-portable``), so no job is
+    measured under another delegate's label. The simulator, gateways and phones all ask."""
+    import os
+
+    name = os.path.basename(path)
+    try:
+        apple, fits = foreign_backends(path), program_delegate(path)
+    except (OSError, ValueError):  # gone or empty: the run itself says so
+        return None
+    if apple:
+        return (f"{name} delegates to {', '.join(apple)}, which only ExecuTorch's iOS/macOS "
+                "builds run (quantlab's runners, the iPhone app's included, link XNNPACK only)")
+    if delegate == fits:
+        return None
+    return (f"{name} delegates to XNNPACK: it runs on et-xnnpack" if fits == "et-xnnpack" else
+            f"{name} has no XNNPACK delegate call (portable kernels only): it runs on "
+            "et-portable")
+
+
 def executorch_version() -> str | None:
     """The installed executorch's version, or None."""
     try:

@@ -106,18 +106,9 @@ class SimAgent:
             if job.delegate not in et_host.DELEGATES:
                 return False, (f"delegate {job.delegate!r} is LiteRT's: an ExecuTorch program "
                                f"runs on {', '.join(et_host.DELEGATES)}")
-            apple = et_host.foreign_backends(job.model.path)
-            if apple:
-                return False, (f"{Path(job.model.path).name} delegates to {', '.join(apple)}, "
-                               "which only ExecuTorch's iOS/macOS builds run (quantlab's "
-                               "runners, the iPhone app's included, link XNNPACK only)")
-            fits = et_host.program_delegate(job.model.path)
-            if job.delegate != fits:
-                name = Path(job.model.path).name
-                return False, (f"{name} delegates to XNNPACK: it runs on et-xnnpack"
-                               if fits == "et-xnnpack" else
-                               f"{name} has no XNNPACK delegate call (portable kernels "
-                               "only): it runs on et-portable")
+            refused = et_host.program_refusal(job.model.path, job.delegate)
+            if refused:
+                return False, refused
         elif job.model.format != "tflite":
             return False, f"{job.model.format} models do not run on the simulator"
         elif job.delegate not in self.litert_delegates:
