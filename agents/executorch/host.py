@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 RUNNER_MODULE = f"{__package__}.runner"
 """What ``python -m`` runs for a ``.pte`` job."""
@@ -63,6 +64,34 @@ def program_refusal(path: str, delegate: str) -> str | None:
     return (f"{name} delegates to XNNPACK: it runs on et-xnnpack" if fits == "et-xnnpack" else
             f"{name} has no XNNPACK delegate call (portable kernels only): it runs on "
             "et-portable")
+
+
+def float_reference(path: str) -> tuple[dict[str, Any] | None, str]:
+    """The float model a ``.pte`` variant's numerics are compared with, and why: the PyTorch
+    source of the variants folder it lies in (``manifest.json``'s ``source``: a ``.pt2`` that
+    is still there, or a ``module:factory`` entry point), as ``evaluate`` scores it; else that
+    folder's ``et-fp32`` program (when it is not the file itself). ``(None, reason)`` when
+    there is neither: the check is then not made."""
+    import json
+    from pathlib import Path
+
+    folder = Path(path).resolve().parent
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None, (f"{Path(path).name} has no manifest.json beside it: no float reference "
+                      "(numerics compare a variant quantize made with its PyTorch source)")
+    source = manifest.get("source") or {}
+    kind, where = source.get("kind"), str(source.get("path") or "")
+    if kind == "torch-entry" or (kind == "torch-export" and Path(where).is_file()):
+        return {"kind": kind, "path": where}, "the PyTorch source"
+    for v in manifest.get("variants", []):
+        own = folder / str(v.get("file") or "")
+        if v.get("scheme") == "et-fp32" and v.get("status") == "ok" and own.is_file() \
+                and own.resolve() != Path(path).resolve():
+            return {"kind": "pte", "path": str(own)}, "the et-fp32 program"
+    return None, (f"no float reference for {Path(path).name}: its PyTorch source "
+                  f"{where or '(none recorded)'} is gone and the folder has no et-fp32 program")
 
 
 def executorch_version() -> str | None:
