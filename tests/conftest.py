@@ -16,7 +16,12 @@ from pathlib import Path
 
 import pytest
 from modelgen import build_models
-from pte_fixtures import portable_pte, pte_dir, small_pte  # noqa: F401 (shared .pte fixtures)
+from pte_fixtures import (  # noqa: F401 (shared .pte fixtures)
+    portable_pte,
+    pte_dir,
+    pte_with_source,
+    small_pte,
+)
 
 pytest_plugins = ["pytester"]  # tests/test_ci_rules.py runs pytest on small test files
 

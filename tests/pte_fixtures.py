@@ -48,3 +48,26 @@ def small_pte(pte_dir: Path) -> Path:
 def portable_pte(pte_dir: Path) -> Path:
     """The same net with no partitioner (portable kernels only): ``portable.pte``."""
     return lower(pte_dir / "portable.pte", xnnpack=False)
+
+
+@pytest.fixture(scope="session")
+def pte_with_source(pte_dir: Path, small_pte: Path) -> Path:
+    """``small_pte`` in a folder of its own beside the ``.pt2`` it was lowered from and the
+    ``manifest.json`` keys a float reference is found by (what ``quantize`` writes there):
+    ``with-source/net.pte``."""
+    import json
+    import shutil
+
+    import torch
+
+    folder = pte_dir / "with-source"
+    folder.mkdir()
+    torch.export.save(torch.export.export(small_net(), (torch.zeros(1, 3, 8, 8),)),
+                      folder / "net.pt2")
+    shutil.copy(small_pte, folder / "net.pte")
+    (folder / "manifest.json").write_text(json.dumps({
+        "source": {"kind": "torch-export", "path": str(folder / "net.pt2")},
+        "input": {"shape": [1, 3, 8, 8]},
+        "variants": [{"scheme": "et-fp32", "file": "net.pte", "format": "pte",
+                      "status": "ok"}]}))
+    return folder / "net.pte"

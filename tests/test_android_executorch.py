@@ -195,3 +195,35 @@ def test_a_phone_refuses_a_program_on_the_other_executorch_delegate(portable_pte
                                       1, Settings()))
     assert not ok and why == ("portable.pte has no XNNPACK delegate call (portable kernels "
                               "only): it runs on et-portable")
+
+
+def test_numerics_of_a_pte_through_the_runners_input_and_output_files(
+        phone: FakeAndroidDevice, pte_with_source: Path, small_pte: Path,
+        tmp_path: Path) -> None:
+    """--numerics on a phone: the fixed inputs made on this host go to executor_runner as raw
+    --inputs files, its --output_file files come back and are compared with the PyTorch
+    model the program was lowered from; a .pte with no float reference says why not."""
+    from quantlab.android_runner import provision
+    from quantlab.harness.numerics import verdict
+
+    provision.provision_binary(_elf_aarch64(tmp_path / "executor_runner"), "arm64-v8a",
+                               runner="executor_runner", version="1.5.1")
+    agent = AndroidAgent()
+    device = next(d for d in agent.discover() if d.id == phone.serial)
+    settings = Settings(repeats=1, warmup=1, iterations=2, numerics=True)
+    raw = agent.run(device, Job(model_ref(pte_with_source), device.id, "android",
+                                "et-xnnpack", 1, settings), lambda phase, fraction: None)
+    assert raw.status == "ok", raw.error
+    num = raw.numerics
+    assert num["reference"]["model"] == "net.pt2" and "PyTorch" in num["reference"]["kernels"]
+    assert num["sqnr_db"] > 60 and num["values"] == 4 and num["nonfinite"] == 0
+    assert "--output_file" in num["computed_by"]
+    assert verdict(num)[0] is True
+    [call] = [c for c in phone.executor_runner_calls if any("--output_file" in a for a in c)]
+    assert any(a.startswith("--inputs=/data/local/tmp/quantlab/out/") for a in call)
+    assert not any("numerics" in w for w in raw.warnings)
+
+    bare = agent.run(device, Job(model_ref(small_pte), device.id, "android", "et-xnnpack", 1,
+                                 settings), lambda phase, fraction: None)
+    assert bare.status == "ok" and bare.numerics["unchecked"] is True
+    assert bare.numerics["error"].startswith("net.pte has no manifest.json beside it")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shlex
 import statistics
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +58,8 @@ def run_pte(agent: Any, device: DeviceInfo, job: Job, progress: Progress) -> Raw
         raise JobFailed(f"{job.model.path}: model file not found on this host",
                         hint="the variant was moved or deleted after planning")
     d = agent._device(device.id)
-    warnings = [f"{what} of an ExecuTorch program is not available on Android yet"
-                for what, asked in (("numerics check", job.settings.numerics),
-                                    ("energy", job.settings.energy)) if asked]
+    warnings = ["energy of an ExecuTorch program is not available on Android yet"
+                ] if job.settings.energy else []
     with adb_faults(device.id, "waiting for it to cool down"):
         progress("cooling down", None)
         thermal_before = agent._wait_cool(device, warnings)
@@ -101,6 +101,10 @@ def run_pte(agent: Any, device: DeviceInfo, job: Job, progress: Progress) -> Raw
             runner_meta["profiler"] = f"{profiled['profiler']} (pulled from the phone)"
             if profiled.get("ops_note"):
                 warnings.append(f"per-op profile: {profiled['ops_note']}")
+    numerics: dict[str, Any] = {}
+    if s.numerics:
+        progress("checking numerics", None)
+        numerics = _numerics(d, device, job, model, raw_outputs)
     with adb_faults(device.id, "reading its thermal state"):
         thermal_after = agent._thermal_snapshot(device)
     progress("done", 1.0)
@@ -109,8 +113,63 @@ def run_pte(agent: Any, device: DeviceInfo, job: Job, progress: Progress) -> Raw
                      first_inference_ms=statistics.median(firsts),
                      memory_method=MEMORY_NOT_REPORTED, ops=ops, ops_model_ms=ops_model_ms,
                      thermal_before=thermal_before, thermal_after=thermal_after,
-                     runner=runner_meta, warnings=tuple(warnings),
+                     runner=runner_meta, warnings=tuple(warnings), numerics=numerics,
                      raw_outputs=tuple(raw_outputs))
+
+
+def _numerics(d: Any, device: DeviceInfo, job: Job, model: str, raw: list[RawOutput]
+              ) -> dict[str, Any]:
+    """The numerics check through executor_runner's own files: the fixed inputs and the float
+    reference's outputs made on this host (the ExecuTorch runner's ``numerics-prepare``
+    mode; the reference: :func:`quantlab.agents.executorch.host.float_reference`), the inputs
+    pushed as raw files (``--inputs``), one execution, each output pulled back
+    (``--output_file``: ``BASE-<i>.bin``) and compared here like a ``.tflite``'s."""
+    import numpy as np
+
+    from quantlab.agents.litert.launch import job_payload, run_runner
+    from quantlab.harness.numerics import compare_outputs, jsonable
+
+    source, why = et_host.float_reference(job.model.path)
+    if source is None:
+        return {"error": why, "unchecked": True}
+    with tempfile.TemporaryDirectory(prefix="quantlab-et-numerics-") as tmp:
+        payload = {**job_payload(job, Path(tmp), None), "reference_source": source}
+        prep = run_runner(payload, "numerics-prepare", 0, Path(tmp),
+                          time.monotonic() + job.settings.timeout_s, job.settings.timeout_s,
+                          raw=raw, module=et_host.RUNNER_MODULE)
+        if prep.get("error"):
+            return {"error": str(prep["error"])}
+        spec = prep["prepared"]
+        folder = f"{DEVICE_DIR}/out/{job.job_id}-numerics"
+        files = [f"{folder}/{i['file']}" for i in spec["inputs"]]
+        with adb_faults(device.id, "pushing the numerics inputs"):
+            d.shell2(f"rm -rf {shlex.quote(folder)} && mkdir -p {shlex.quote(folder)}",
+                     timeout=60, v2=True)
+            for item, remote in zip(spec["inputs"], files, strict=True):
+                d.sync.push(str(Path(payload["inputs_dir"]) / item["file"]), remote)
+        with np.load(payload["outputs_path"]) as npz:
+            want = {k.split(":", 1)[1]: npz[k] for k in npz.files
+                    if k.startswith("reference:")}
+    cmd = etcmd.build_command(job, model, 1, extra_flags=(
+        f"--inputs={','.join(files)}", f"--output_file={folder}/out"))
+    out = _launch(d, device, cmd, raw, "numerics-launch")
+    if not out.ok:
+        return {"error": str(out.error)}
+    got = {}
+    with adb_faults(device.id, "pulling the numerics outputs"):
+        for i, o in enumerate(spec["outputs"]):
+            try:
+                blob = d.sync.read_bytes(f"{folder}/out-{i}.bin")
+            except adb_errors():
+                blob = b""
+            if len(blob) != o["bytes"]:
+                return {"error": f"executor_runner wrote {len(blob)} bytes for output {i}, "
+                                 f"{o['bytes']} expected ({o['dtype']} {o['shape']})"}
+            raw.append(RawOutput.capture(f"numerics-out-{i}.bin", "application/octet-stream",
+                                         blob))
+            got[o["name"]] = np.frombuffer(blob, np.dtype(o["dtype"])).reshape(o["shape"])
+    return jsonable({**compare_outputs(want, got), **spec["context"],
+                     "computed_by": "host (from executor_runner's --output_file files)"})
 
 
 def _launch(d: Any, device: DeviceInfo, cmd: BenchmarkCommand, raw: list[RawOutput],
