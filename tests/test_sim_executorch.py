@@ -217,3 +217,24 @@ def test_pte_numerics_without_a_float_reference_say_why(small_pte: Path) -> None
     raw = agent.run(agent.discover()[0], job, lambda phase, fraction: None)
     assert raw.status == "ok" and raw.numerics["unchecked"] is True
     assert raw.numerics["error"].startswith("net.pte has no manifest.json beside it")
+
+
+def test_inputs_feed_a_pte_job_and_a_wrong_shape_fails_it_with_the_reason(
+        small_pte: Path, tmp_path: Path) -> None:
+    """--inputs is what a .pte job runs on the simulator, as for a .tflite: an array the
+    program cannot take fails the job naming it (before, the runner timed random inputs)."""
+    import numpy as np
+
+    good, bad = tmp_path / "good.npz", tmp_path / "bad.npz"
+    np.savez(good, x=np.ones((4, 3, 8, 8), np.float32))
+    np.savez(bad, x=np.ones((1, 3, 5, 5), np.float32))
+    args = ("bench", str(small_pte), "--device", "sim", "--repeats", "1", "--iterations", "3",
+            "--json", "--results", str(tmp_path / "results"), "--inputs")
+    proc = _quantlab(*args, str(good))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["results"][0]["status"] == "ok"
+    proc = _quantlab(*args, str(bad))
+    [row] = json.loads(proc.stdout)["results"]
+    assert row["status"] == "failed"
+    assert row["error"] == ("--inputs bad.npz: array 'x' has shape (1, 3, 5, 5), the program "
+                            "takes (1, 3, 8, 8)")

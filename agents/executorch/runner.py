@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .etdump import EtdumpError, read_etdump  # relative: gateways receive the folder alone
-from .numerics import DTYPES, NumericsError, numerics, prepare
+from .numerics import DTYPES, NumericsError, fixed_inputs, numerics, prepare
 
 MEMORY_METHOD = "VmHWM of the measuring process"
 
@@ -45,11 +45,22 @@ def _peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _inputs(method: Any, seed: int) -> list[Any]:
-    """Random inputs of the shapes and dtypes the program's ``forward`` declares."""
+def _inputs(method: Any, seed: int, inputs: str | None = None, model: str = "") -> list[Any]:
+    """The ``--inputs`` arrays (their first sample), else random inputs of the shapes and
+    dtypes the program's ``forward`` declares."""
     import numpy as np
     import torch
 
+    if inputs:
+        meta = method.metadata
+        tensors = [meta.input_tensor_meta(i) for i in range(meta.num_inputs())]
+        try:
+            arrays, _ = fixed_inputs([tuple(int(d) for d in t.sizes()) for t in tensors],
+                                     [DTYPES.get(int(t.dtype()), "float32") for t in tensors],
+                                     inputs, model)
+        except NumericsError as exc:
+            raise RunnerError(str(exc)) from None
+        return [torch.from_numpy(a) for a in arrays]
     rng = np.random.default_rng(seed)
     meta, out = method.metadata, []
     for i in range(meta.num_inputs()):
@@ -77,7 +88,7 @@ def measure(job: dict[str, Any], result: Path) -> dict[str, Any]:
     except Exception as exc:
         raise RunnerError(f"ExecuTorch could not load the program: {_first(exc)}") from None
     init_ms = (time.perf_counter_ns() - t0) / 1e6
-    args = _inputs(method, int(job.get("seed", 0)))
+    args = _inputs(method, int(job.get("seed", 0)), settings.get("inputs"), job["model"])
     execute = method.execute
     _phase(result, "running the first inference")
     t0 = time.perf_counter_ns()
