@@ -227,3 +227,37 @@ def test_numerics_of_a_pte_through_the_runners_input_and_output_files(
                                  settings), lambda phase, fraction: None)
     assert bare.status == "ok" and bare.numerics["unchecked"] is True
     assert bare.numerics["error"].startswith("net.pte has no manifest.json beside it")
+
+
+def test_inputs_feed_the_timed_launches_of_a_pte_job(phone: FakeAndroidDevice, small_pte: Path,
+                                                     tmp_path: Path) -> None:
+    """--inputs on a phone: the arrays go to executor_runner as raw --inputs files for every
+    timed launch (before, the job was refused); one the program cannot take fails the job
+    naming its shape, before any launch."""
+    import numpy as np
+
+    from quantlab.android_runner import provision
+
+    provision.provision_binary(_elf_aarch64(tmp_path / "executor_runner"), "arm64-v8a",
+                               runner="executor_runner", version="1.5.1")
+    good, bad = tmp_path / "good.npz", tmp_path / "bad.npz"
+    np.savez(good, x=np.ones((2, 3, 8, 8), np.float32))
+    np.savez(bad, x=np.ones((1, 3, 5, 5), np.float32))
+    agent = AndroidAgent()
+    device = next(d for d in agent.discover() if d.id == phone.serial)
+
+    def job(inputs: Path) -> Job:
+        return Job(model_ref(small_pte), device.id, "android", "et-xnnpack", 1,
+                   Settings(repeats=2, warmup=1, iterations=2, inputs=str(inputs)))
+
+    assert agent.supports(device, job(good)) == (True, "")
+    raw = agent.run(device, job(good), lambda phase, fraction: None)
+    assert raw.status == "ok", raw.error
+    calls = phone.executor_runner_calls
+    assert len(calls) == 2 and all(
+        sum(a.startswith("--inputs=/data/local/tmp/quantlab/out/") for a in c) == 1
+        for c in calls)
+    failed = agent.run(device, job(bad), lambda phase, fraction: None)
+    assert failed.status == "failed" and len(phone.executor_runner_calls) == 2
+    assert failed.error == ("--inputs bad.npz: array 'x' has shape (1, 3, 5, 5), the program "
+                            "takes (1, 3, 8, 8)")

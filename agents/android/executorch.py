@@ -3,7 +3,8 @@
 once per repeat (``warmup + iterations`` executions; the first ``warmup`` dropped, every other
 iteration's time kept as a raw sample), and once more with ``--etdump_path`` for the per-op
 profile: the ETDump pulled and read with ExecuTorch's Inspector
-(:mod:`quantlab.agents.executorch.etdump`), the same rows as the simulator's.
+(:mod:`quantlab.agents.executorch.etdump`), the same rows as the simulator's. ``--inputs``
+and the numerics check go through the runner's own ``--inputs`` and ``--output_file`` files.
 The command line and output format: :mod:`quantlab.android_runner.executorch_command`.
 """
 
@@ -41,10 +42,8 @@ def supports_pte(device: DeviceInfo, job: Job) -> tuple[bool, str]:
         return False, (f"no ExecuTorch executor_runner provisioned for ABI "
                        f"{device.abi or 'unknown'}: run `"
                        f"{PROVISION.format(abi=device.abi or 'ABI')}` (docs/devices.md)")
-    for asked, what in ((job.settings.inputs, "--inputs"),
-                        (job.settings.sustained_s > 0, "--sustained")):
-        if asked:
-            return False, f"{what}: not available for a .pte job on Android yet"
+    if job.settings.sustained_s > 0:
+        return False, "--sustained: not available for a .pte job on Android yet"
     return True, ""
 
 
@@ -70,7 +69,17 @@ def run_pte(agent: Any, device: DeviceInfo, job: Job, progress: Progress) -> Raw
         provision.ensure_file(d, Path(job.model.path), model, job.model.sha256)
     s = job.settings
     warmup, raw_outputs = int(s.warmup), list[RawOutput]()
-    cmd = etcmd.build_command(job, model, warmup + int(s.iterations))
+    source, no_reference = et_host.float_reference(job.model.path) if s.numerics else (None, "")
+    prepared: dict[str, Any] = {}
+    if s.inputs or source is not None:
+        progress("preparing the inputs", None)
+        prepared = _prepare(d, device, job, source, raw_outputs)
+        if s.inputs and prepared.get("error"):
+            return RawResult.failure(job.job_id, str(prepared["error"]),
+                                     raw_outputs=tuple(raw_outputs),
+                                     runner={"name": etcmd.RUNNER, "runtime": "executorch"})
+    inputs_flags = (prepared["flag"],) if s.inputs else ()
+    cmd = etcmd.build_command(job, model, warmup + int(s.iterations), extra_flags=inputs_flags)
     runner_meta: dict[str, Any] = {
         "name": etcmd.RUNNER, "runtime": "executorch", "version": runner.version,
         "abi": runner.abi, "sha256": runner.sha256, "argv": list(cmd.argv),
@@ -104,7 +113,9 @@ def run_pte(agent: Any, device: DeviceInfo, job: Job, progress: Progress) -> Raw
     numerics: dict[str, Any] = {}
     if s.numerics:
         progress("checking numerics", None)
-        numerics = _numerics(d, device, job, model, raw_outputs)
+        numerics = ({"error": no_reference, "unchecked": True} if source is None
+                    else prepared if prepared.get("error")
+                    else _numerics(d, device, job, model, prepared, raw_outputs))
     with adb_faults(device.id, "reading its thermal state"):
         thermal_after = agent._thermal_snapshot(device)
     progress("done", 1.0)
@@ -117,22 +128,18 @@ def run_pte(agent: Any, device: DeviceInfo, job: Job, progress: Progress) -> Raw
                      raw_outputs=tuple(raw_outputs))
 
 
-def _numerics(d: Any, device: DeviceInfo, job: Job, model: str, raw: list[RawOutput]
-              ) -> dict[str, Any]:
-    """The numerics check through executor_runner's own files: the fixed inputs and the float
-    reference's outputs made on this host (the ExecuTorch runner's ``numerics-prepare``
-    mode; the reference: :func:`quantlab.agents.executorch.host.float_reference`), the inputs
-    pushed as raw files (``--inputs``), one execution, each output pulled back
-    (``--output_file``: ``BASE-<i>.bin``) and compared here like a ``.tflite``'s."""
+def _prepare(d: Any, device: DeviceInfo, job: Job, source: dict[str, Any] | None,
+             raw: list[RawOutput]) -> dict[str, Any]:
+    """The fixed inputs (``--inputs``, else the seeded ones) made on this host as raw files by
+    the ExecuTorch runner's ``numerics-prepare`` mode, with the float reference's outputs on
+    them when ``source`` names one (:func:`quantlab.agents.executorch.host.float_reference`),
+    and pushed to the phone: the runner's ``--inputs`` flag (``flag``), the program's output
+    tensors and the reference's arrays (``want``); ``{"error": reason}`` when not."""
     import numpy as np
 
     from quantlab.agents.litert.launch import job_payload, run_runner
-    from quantlab.harness.numerics import compare_outputs, jsonable
 
-    source, why = et_host.float_reference(job.model.path)
-    if source is None:
-        return {"error": why, "unchecked": True}
-    with tempfile.TemporaryDirectory(prefix="quantlab-et-numerics-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="quantlab-et-inputs-") as tmp:
         payload = {**job_payload(job, Path(tmp), None), "reference_source": source}
         prep = run_runner(payload, "numerics-prepare", 0, Path(tmp),
                           time.monotonic() + job.settings.timeout_s, job.settings.timeout_s,
@@ -140,9 +147,9 @@ def _numerics(d: Any, device: DeviceInfo, job: Job, model: str, raw: list[RawOut
         if prep.get("error"):
             return {"error": str(prep["error"])}
         spec = prep["prepared"]
-        folder = f"{DEVICE_DIR}/out/{job.job_id}-numerics"
+        folder = f"{DEVICE_DIR}/out/{job.job_id}-inputs"
         files = [f"{folder}/{i['file']}" for i in spec["inputs"]]
-        with adb_faults(device.id, "pushing the numerics inputs"):
+        with adb_faults(device.id, "pushing the input files"):
             d.shell2(f"rm -rf {shlex.quote(folder)} && mkdir -p {shlex.quote(folder)}",
                      timeout=60, v2=True)
             for item, remote in zip(spec["inputs"], files, strict=True):
@@ -150,16 +157,29 @@ def _numerics(d: Any, device: DeviceInfo, job: Job, model: str, raw: list[RawOut
         with np.load(payload["outputs_path"]) as npz:
             want = {k.split(":", 1)[1]: npz[k] for k in npz.files
                     if k.startswith("reference:")}
-    cmd = etcmd.build_command(job, model, 1, extra_flags=(
-        f"--inputs={','.join(files)}", f"--output_file={folder}/out"))
+    return {**spec, "folder": folder, "flag": f"--inputs={','.join(files)}", "want": want}
+
+
+def _numerics(d: Any, device: DeviceInfo, job: Job, model: str, prepared: dict[str, Any],
+              raw: list[RawOutput]) -> dict[str, Any]:
+    """The numerics check through executor_runner's own files: the ``prepared`` inputs
+    (:func:`_prepare`) in one execution, each output pulled back (``--output_file``:
+    ``BASE-<i>.bin``) and compared here with the float reference's, like a ``.tflite``'s."""
+    import numpy as np
+
+    from quantlab.harness.numerics import compare_outputs, jsonable
+
+    base = f"{prepared['folder']}/out"
+    cmd = etcmd.build_command(job, model, 1, extra_flags=(prepared["flag"],
+                                                          f"--output_file={base}"))
     out = _launch(d, device, cmd, raw, "numerics-launch")
     if not out.ok:
         return {"error": str(out.error)}
     got = {}
     with adb_faults(device.id, "pulling the numerics outputs"):
-        for i, o in enumerate(spec["outputs"]):
+        for i, o in enumerate(prepared["outputs"]):
             try:
-                blob = d.sync.read_bytes(f"{folder}/out-{i}.bin")
+                blob = d.sync.read_bytes(f"{base}-{i}.bin")
             except adb_errors():
                 blob = b""
             if len(blob) != o["bytes"]:
@@ -168,7 +188,7 @@ def _numerics(d: Any, device: DeviceInfo, job: Job, model: str, raw: list[RawOut
             raw.append(RawOutput.capture(f"numerics-out-{i}.bin", "application/octet-stream",
                                          blob))
             got[o["name"]] = np.frombuffer(blob, np.dtype(o["dtype"])).reshape(o["shape"])
-    return jsonable({**compare_outputs(want, got), **spec["context"],
+    return jsonable({**compare_outputs(prepared["want"], got), **prepared["context"],
                      "computed_by": "host (from executor_runner's --output_file files)"})
 
 

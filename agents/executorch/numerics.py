@@ -146,12 +146,14 @@ def prepare(job: dict[str, Any], method: Any) -> dict[str, Any]:
     tensor files (``inputs_dir``/``input<i>.bin``, what executor_runner's ``--inputs`` loads),
     ``input:`` and ``reference:`` arrays in ``outputs_path``, and under ``prepared`` the
     program's input files and output tensors (for reading its ``--output_file`` files back)
-    and how the check was set up. The program itself runs on the device."""
+    and how the check was set up (no ``reference_source``: the input files alone, for a job's
+    ``--inputs``). The program itself runs on the device."""
     import numpy as np
 
     shapes, dtypes, outputs = _program_io(method)
     arrays, note = fixed_inputs(shapes, dtypes, job["settings"].get("inputs"), job["model"])
-    want = _reference_outputs(job["reference_source"], arrays, len(outputs))
+    source = job.get("reference_source")
+    want = _reference_outputs(source, arrays, len(outputs)) if source else []
     folder = Path(job["inputs_dir"])
     folder.mkdir(parents=True, exist_ok=True)
     inputs = []
@@ -163,7 +165,7 @@ def prepare(job: dict[str, Any], method: Any) -> dict[str, Any]:
     saved.update({f"reference:output_{i}": o for i, o in enumerate(want)})
     np.savez(job["outputs_path"], **saved)
     return {"prepared": {"inputs": inputs, "outputs": outputs,
-                         "context": _context(job["reference_source"], note)}}
+                         "context": _context(source, note) if source else {"inputs": note}}}
 
 
 def numerics(job: dict[str, Any], method: Any) -> dict[str, Any]:
