@@ -458,3 +458,30 @@ def test_a_gateway_refuses_a_program_on_the_other_executorch_delegate(small_pte:
     assert why(portable_pte, "et-xnnpack") == ("portable.pte has no XNNPACK delegate call "
                                                "(portable kernels only): it runs on et-portable")
     assert why(small_pte, "et-portable") == "net.pte delegates to XNNPACK: it runs on et-xnnpack"
+
+
+def test_inputs_feed_a_pte_job_on_the_gateway(sshd: SshServer, small_pte: Path,
+                                              tmp_path: Path) -> None:
+    """--inputs for a .pte on a gateway: the .npz is pushed as for a .tflite and ExecuTorch's
+    runner there runs on it (before, the job was refused); an array the program cannot take
+    fails the job naming its shape."""
+    import numpy as np
+
+    good, bad = tmp_path / "good.npz", tmp_path / "bad.npz"
+    np.savez(good, x=np.ones((2, 3, 8, 8), np.float32))
+    np.savez(bad, x=np.ones((1, 3, 5, 5), np.float32))
+    own = sshd.dir / "et-inputs.toml"
+    own.write_text(sshd.hosts_entry("et", python=sys.executable))
+    agent = SshAgent(own)
+    gw = agent.discover()[0]
+
+    def job(inputs: Path) -> Job:
+        return Job(model_ref(small_pte), gw.id, "linux", "et-xnnpack", 1,
+                   Settings(repeats=1, iterations=3, warmup=1, inputs=str(inputs)))
+
+    assert agent.supports(gw, job(good)) == (True, "")
+    raw = agent.run(gw, job(good), lambda phase, fraction: None)
+    assert raw.status == "ok", raw.error
+    failed = agent.run(gw, job(bad), lambda phase, fraction: None)
+    assert failed.status == "failed"
+    assert "array 'x' has shape (1, 3, 5, 5), the program takes (1, 3, 8, 8)" in str(failed.error)

@@ -405,8 +405,8 @@ def _supports_pte(device: DeviceInfo, job: Job) -> tuple[bool, str]:
         return False, (f"ExecuTorch is not installed for {python} on {device.id}: install the "
                        "torch extra's pins there (pip install torch==2.13.0 executorch==1.5.1) "
                        "to run .pte jobs")
-    if job.settings.sustained_s > 0 or job.settings.inputs:
-        return False, "--sustained and --inputs: not available for a .pte job on a gateway yet"
+    if job.settings.sustained_s > 0:
+        return False, "--sustained: not available for a .pte job on a gateway yet"
     return True, ""
 
 
