@@ -1,5 +1,5 @@
-"""Shared pytest fixtures (small .tflite models built once per test session) and the suite's
-rules for system tools and real phones.
+"""Shared pytest fixtures (small .tflite models and .pte programs, tests/pte_fixtures.py, built
+once per test session) and the suite's rules for system tools and real phones.
 
 * :func:`require_tool`: a test that needs a system tool skips when it is missing, except
   under ``CI=true`` for the tools ``.ci/run`` installs (:data:`CI_INSTALLS`): there the test
@@ -16,6 +16,12 @@ from pathlib import Path
 
 import pytest
 from modelgen import build_models
+from pte_fixtures import (  # noqa: F401 (shared .pte fixtures)
+    portable_pte,
+    pte_dir,
+    pte_with_source,
+    small_pte,
+)
 
 pytest_plugins = ["pytester"]  # tests/test_ci_rules.py runs pytest on small test files
 

@@ -58,22 +58,10 @@ def test_runner_output_is_read_per_iteration() -> None:
     assert not old.ok and "ExecuTorch 1.3 or newer" in str(old.error)
 
 
-@pytest.fixture(scope="module")
-def pte(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny conv net lowered to XNNPACK as a .pte."""
-    pytest.importorskip("executorch")
-    import torch
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
-
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(),
-                              torch.nn.Linear(8 * 6 * 6, 4)).eval()
-    program = torch.export.export(net, (torch.zeros(1, 3, 8, 8),))
-    lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
-    path = tmp_path_factory.mktemp("pte") / "net.pte"
-    path.write_bytes(lowered.to_executorch().buffer)
-    return path
+@pytest.fixture()
+def pte(small_pte: Path) -> Path:
+    """The shared conv net lowered to XNNPACK (tests/pte_fixtures.py)."""
+    return small_pte
 
 
 def _adb(port: int, *args: str) -> subprocess.CompletedProcess[str]:
@@ -193,3 +181,83 @@ def test_a_program_the_runner_cannot_parse_fails_the_job_in_one_line(
     assert len(phone.executor_runner_calls) == 1  # the first launch failed: no more
     assert raw.runner["runtime"] == "executorch" and raw.runner["version"] == "1.5.1"
     assert any(o.name == "launch-1.stderr" for o in raw.raw_outputs)
+
+
+def test_a_phone_refuses_a_program_on_the_other_executorch_delegate(portable_pte: Path,
+                                                                    tmp_path: Path) -> None:
+    """As the simulator does: a program without XNNPACK calls is not measured under
+    et-xnnpack's label (the .pte's bytes say), before any runner is asked for."""
+    from quantlab.agents.android.executorch import supports_pte
+    from quantlab.harness.records import DeviceInfo
+
+    phone = DeviceInfo("p1", "android", "phone", abi="arm64-v8a")
+    ok, why = supports_pte(phone, Job(model_ref(portable_pte), "p1", "android", "et-xnnpack",
+                                      1, Settings()))
+    assert not ok and why == ("portable.pte has no XNNPACK delegate call (portable kernels "
+                              "only): it runs on et-portable")
+
+
+def test_numerics_of_a_pte_through_the_runners_input_and_output_files(
+        phone: FakeAndroidDevice, pte_with_source: Path, small_pte: Path,
+        tmp_path: Path) -> None:
+    """--numerics on a phone: the fixed inputs made on this host go to executor_runner as raw
+    --inputs files, its --output_file files come back and are compared with the PyTorch
+    model the program was lowered from; a .pte with no float reference says why not."""
+    from quantlab.android_runner import provision
+    from quantlab.harness.numerics import verdict
+
+    provision.provision_binary(_elf_aarch64(tmp_path / "executor_runner"), "arm64-v8a",
+                               runner="executor_runner", version="1.5.1")
+    agent = AndroidAgent()
+    device = next(d for d in agent.discover() if d.id == phone.serial)
+    settings = Settings(repeats=1, warmup=1, iterations=2, numerics=True)
+    raw = agent.run(device, Job(model_ref(pte_with_source), device.id, "android",
+                                "et-xnnpack", 1, settings), lambda phase, fraction: None)
+    assert raw.status == "ok", raw.error
+    num = raw.numerics
+    assert num["reference"]["model"] == "net.pt2" and "PyTorch" in num["reference"]["kernels"]
+    assert num["sqnr_db"] > 60 and num["values"] == 4 and num["nonfinite"] == 0
+    assert "--output_file" in num["computed_by"]
+    assert verdict(num)[0] is True
+    [call] = [c for c in phone.executor_runner_calls if any("--output_file" in a for a in c)]
+    assert any(a.startswith("--inputs=/data/local/tmp/quantlab/out/") for a in call)
+    assert not any("numerics" in w for w in raw.warnings)
+
+    bare = agent.run(device, Job(model_ref(small_pte), device.id, "android", "et-xnnpack", 1,
+                                 settings), lambda phase, fraction: None)
+    assert bare.status == "ok" and bare.numerics["unchecked"] is True
+    assert bare.numerics["error"].startswith("net.pte has no manifest.json beside it")
+
+
+def test_inputs_feed_the_timed_launches_of_a_pte_job(phone: FakeAndroidDevice, small_pte: Path,
+                                                     tmp_path: Path) -> None:
+    """--inputs on a phone: the arrays go to executor_runner as raw --inputs files for every
+    timed launch (before, the job was refused); one the program cannot take fails the job
+    naming its shape, before any launch."""
+    import numpy as np
+
+    from quantlab.android_runner import provision
+
+    provision.provision_binary(_elf_aarch64(tmp_path / "executor_runner"), "arm64-v8a",
+                               runner="executor_runner", version="1.5.1")
+    good, bad = tmp_path / "good.npz", tmp_path / "bad.npz"
+    np.savez(good, x=np.ones((2, 3, 8, 8), np.float32))
+    np.savez(bad, x=np.ones((1, 3, 5, 5), np.float32))
+    agent = AndroidAgent()
+    device = next(d for d in agent.discover() if d.id == phone.serial)
+
+    def job(inputs: Path) -> Job:
+        return Job(model_ref(small_pte), device.id, "android", "et-xnnpack", 1,
+                   Settings(repeats=2, warmup=1, iterations=2, inputs=str(inputs)))
+
+    assert agent.supports(device, job(good)) == (True, "")
+    raw = agent.run(device, job(good), lambda phase, fraction: None)
+    assert raw.status == "ok", raw.error
+    calls = phone.executor_runner_calls
+    assert len(calls) == 2 and all(
+        sum(a.startswith("--inputs=/data/local/tmp/quantlab/out/") for a in c) == 1
+        for c in calls)
+    failed = agent.run(device, job(bad), lambda phase, fraction: None)
+    assert failed.status == "failed" and len(phone.executor_runner_calls) == 2
+    assert failed.error == ("--inputs bad.npz: array 'x' has shape (1, 3, 5, 5), the program "
+                            "takes (1, 3, 8, 8)")

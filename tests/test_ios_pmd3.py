@@ -415,21 +415,12 @@ def test_a_sustained_job_runs_in_windows_with_the_thermal_state(make_phone: Any,
 
 
 def test_a_pte_job_runs_through_executorch_on_the_fake_phone(make_phone: Any,
-                                                               tmp_path: Path) -> None:
+                                                               small_pte: Path) -> None:
     """An et-xnnpack job through the real pymobiledevice3 backend: the job JSON names engine
     executorch and the .pte, the fake app EXECUTES it with the host's ExecuTorch runtime (and
     says so), and its result becomes samples with the runtime recorded; a .tflite on
     et-xnnpack, or a .pte on a TFLite delegate, is refused with the reason."""
-    pytest.importorskip("executorch")
-    import torch
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
-
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
-    program = torch.export.export(net, (torch.zeros(1, 3, 8, 8),))
-    pte = tmp_path / "net.pte"
-    pte.write_bytes(to_edge_transform_and_lower(
-        program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer)
+    pte = small_pte
     phone = make_phone()
     dev = _ready(phone)
     assert "et-xnnpack" in dev.delegates

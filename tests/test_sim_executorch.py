@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,36 +17,10 @@ QUANTLAB = [sys.executable, "-m", "quantlab"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def pte(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny conv net lowered to XNNPACK as a .pte."""
-    pytest.importorskip("executorch")
-    import torch
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
-
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(),
-                              torch.nn.Linear(8 * 6 * 6, 4)).eval()
-    program = torch.export.export(net, (torch.zeros(1, 3, 8, 8),))
-    lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
-    path = tmp_path_factory.mktemp("pte") / "net.pte"
-    path.write_bytes(lowered.to_executorch().buffer)
-    return path
-
-
-@pytest.fixture(scope="module")
-def portable_pte(pte: Path) -> Path:
-    """The same net lowered with no partitioner: ExecuTorch's portable kernels alone."""
-    import torch
-    from executorch.exir import to_edge_transform_and_lower
-
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU()).eval()
-    program = torch.export.export(net, (torch.zeros(1, 3, 8, 8),))
-    path = pte.parent / "portable.pte"
-    path.write_bytes(to_edge_transform_and_lower(program).to_executorch().buffer)
-    return path
+@pytest.fixture()
+def pte(small_pte: Path) -> Path:
+    """The shared conv net lowered to XNNPACK (tests/pte_fixtures.py)."""
+    return small_pte
 
 
 def _quantlab(*args: str, script: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -149,3 +124,117 @@ def test_without_the_extra_a_pte_is_refused_in_one_line(pte: Path, tmp_path: Pat
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and str(pte) in lines[0] and "quantlab[torch]" in lines[0]
+
+
+TINY_NET = '''
+import torch
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.conv = torch.nn.Conv2d(3, 8, 3)
+        self.fc = torch.nn.Linear(8 * 6 * 6, 4)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).flatten(1))
+'''
+
+
+@pytest.fixture(scope="module")
+def torch_variants(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny conv net's .pt2 made into fp32 (litert-torch), et-fp32 and et-int8."""
+    pytest.importorskip("litert_torch")
+    import numpy as np
+    import torch
+
+    import quantlab
+
+    tmp = tmp_path_factory.mktemp("torch-numerics")
+    namespace: dict[str, object] = {}
+    exec(TINY_NET, namespace)
+    model = namespace["Net"]().eval()  # type: ignore[operator]
+    torch.export.save(torch.export.export(model, (torch.zeros(1, 3, 8, 8),)), tmp / "net.pt2")
+    rng = np.random.default_rng(0)
+    np.savez(tmp / "calib.npz", x=rng.uniform(-1, 1, (16, 3, 8, 8)).astype(np.float32))
+    quantlab.quantize(tmp / "net.pt2", tmp / "variants", ["fp32", "et-fp32", "et-int8"],
+                      calib=tmp / "calib.npz")
+    return tmp / "variants"
+
+
+def test_pte_numerics_against_the_pytorch_model_beside_litert(torch_variants: Path,
+                                                              small_pte: Path,
+                                                              tmp_path: Path) -> None:
+    """bench --numerics on a PyTorch source's variants: the .pte rows are compared with the
+    PyTorch model (the .pt2) and judged like the .tflite row; a program that is not that
+    model's (another net's weights in et-fp32's place) fails the gate, exit 1."""
+    from quantlab.agents.sim.agent import SimAgent
+    from quantlab.harness.models import model_ref
+    from quantlab.harness.records import Job, Settings
+
+    proc = _quantlab("bench", str(torch_variants), "--device", "sim", "--repeats", "1",
+                     "--iterations", "3", "--numerics", "--json", "--results", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert not any("numerics check" in w for r in data["results"] for w in r["warnings"])
+    gate = {v["model"]: v for v in data["numerics_gate"]["verdicts"]}
+    assert gate["et-fp32"]["passed"] is True and gate["fp32"]["passed"] is True
+    assert gate["et-int8"]["passed"] is not None and gate["et-int8"]["delegate"] == "et-xnnpack"
+    rows = _quantlab("delegates", "--json", "--results", str(tmp_path))
+    assert rows.returncode == 0, rows.stderr
+    figures = {r["model"].split()[0]: r["numerics"] for r in json.loads(rows.stdout)["rows"]}
+    assert figures["et-fp32"]["sqnr_db"] > 60  # the same float model, lowered
+    assert figures["et-int8"]["cosine"] > 0.9 and figures["et-int8"]["sqnr_db"] < 100
+
+    job = Job(model_ref(torch_variants / "et-int8.pte"), "sim", "sim", "et-xnnpack", 1,
+              Settings(repeats=1, iterations=3, numerics=True))
+    agent = SimAgent()
+    raw = agent.run(agent.discover()[0], job, lambda phase, fraction: None)
+    assert raw.numerics["reference"]["model"] == "net.pt2"
+    assert "PyTorch" in raw.numerics["reference"]["kernels"]
+    assert raw.numerics["nonfinite"] == 0 and raw.numerics["values"] == 4
+    assert raw.numerics["inputs"].startswith("seeded random (seed 20251) in the calibration")
+
+    wrong = tmp_path / "wrong"
+    shutil.copytree(torch_variants, wrong)
+    shutil.copy(small_pte, wrong / "et-fp32.pte")  # same shapes, another net's weights
+    proc = _quantlab("bench", str(wrong / "et-fp32.pte"), "--device", "sim", "--repeats", "1",
+                     "--iterations", "3", "--numerics", "--json", "--results", str(tmp_path))
+    assert proc.returncode == 1, proc.stderr
+    [verdict] = json.loads(proc.stdout)["numerics_gate"]["verdicts"]
+    assert verdict["passed"] is False and "cosine" in verdict["why"]
+
+
+def test_pte_numerics_without_a_float_reference_say_why(small_pte: Path) -> None:
+    from quantlab.agents.sim.agent import SimAgent
+    from quantlab.harness.models import model_ref
+    from quantlab.harness.records import Job, Settings
+
+    job = Job(model_ref(small_pte), "sim", "sim", "et-xnnpack", 1,
+              Settings(repeats=1, iterations=3, numerics=True))
+    agent = SimAgent()
+    raw = agent.run(agent.discover()[0], job, lambda phase, fraction: None)
+    assert raw.status == "ok" and raw.numerics["unchecked"] is True
+    assert raw.numerics["error"].startswith("net.pte has no manifest.json beside it")
+
+
+def test_inputs_feed_a_pte_job_and_a_wrong_shape_fails_it_with_the_reason(
+        small_pte: Path, tmp_path: Path) -> None:
+    """--inputs is what a .pte job runs on the simulator, as for a .tflite: an array the
+    program cannot take fails the job naming it (before, the runner timed random inputs)."""
+    import numpy as np
+
+    good, bad = tmp_path / "good.npz", tmp_path / "bad.npz"
+    np.savez(good, x=np.ones((4, 3, 8, 8), np.float32))
+    np.savez(bad, x=np.ones((1, 3, 5, 5), np.float32))
+    args = ("bench", str(small_pte), "--device", "sim", "--repeats", "1", "--iterations", "3",
+            "--json", "--results", str(tmp_path / "results"), "--inputs")
+    proc = _quantlab(*args, str(good))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["results"][0]["status"] == "ok"
+    proc = _quantlab(*args, str(bad))
+    [row] = json.loads(proc.stdout)["results"]
+    assert row["status"] == "failed"
+    assert row["error"] == ("--inputs bad.npz: array 'x' has shape (1, 3, 5, 5), the program "
+                            "takes (1, 3, 8, 8)")

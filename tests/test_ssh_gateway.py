@@ -406,21 +406,12 @@ def test_sustained_run_on_a_gateway_reads_its_sysfs(sshd: SshServer, cnn_tflite:
 # --------------------------------------------------------------------------- ExecuTorch
 
 
-def test_pte_on_the_gateway_runs_executorch_or_says_why_not(sshd: SshServer, tmp_path: Path
+def test_pte_on_the_gateway_runs_executorch_or_says_why_not(sshd: SshServer, small_pte: Path
                                                            ) -> None:
     """A .pte job on a gateway whose Python has ExecuTorch (this one: the test's interpreter)
     runs ExecuTorch's runner there, a fresh process per repeat, with an ETDump per-op profile;
     a gateway without it refuses the job naming what to install."""
-    pytest.importorskip("executorch")
-    import torch
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
-
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU()).eval()
-    program = torch.export.export(net, (torch.zeros(1, 3, 8, 8),))
-    pte = tmp_path / "net.pte"
-    pte.write_bytes(to_edge_transform_and_lower(
-        program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer)
+    pte = small_pte
     own = sshd.dir / "et.toml"
     own.write_text(sshd.hosts_entry("et", python=sys.executable)
                    + sshd.hosts_entry("noet", python="/usr/bin/python3"))
@@ -445,3 +436,52 @@ def test_pte_on_the_gateway_runs_executorch_or_says_why_not(sshd: SshServer, tmp
     assert any(op.kernel.startswith("Convolution") and op.delegate == "XNNPACK"
                for op in raw.ops)
     assert raw.ops_model_ms and raw.ops_model_ms > 0
+
+
+def test_a_gateway_refuses_a_program_on_the_other_executorch_delegate(small_pte: Path,
+                                                                      portable_pte: Path
+                                                                      ) -> None:
+    """As the simulator does: a program without XNNPACK calls is not measured under
+    et-xnnpack's label, nor an XNNPACK program under et-portable's (the .pte's bytes say)."""
+    from quantlab.harness.records import DeviceInfo
+
+    gw = DeviceInfo("ssh:et", "linux", "gateway", cores=4,
+                    delegates=("xnnpack", "cpu", "et-xnnpack", "et-portable"),
+                    extra={"executorch": "1.5.1", "python": "python3"})
+    agent = SshAgent(None)
+
+    def why(pte: Path, delegate: str) -> str:
+        return agent.supports(gw, Job(model_ref(pte), gw.id, "linux", delegate, 1,
+                                      Settings()))[1]
+
+    assert why(small_pte, "et-xnnpack") == why(portable_pte, "et-portable") == ""
+    assert why(portable_pte, "et-xnnpack") == ("portable.pte has no XNNPACK delegate call "
+                                               "(portable kernels only): it runs on et-portable")
+    assert why(small_pte, "et-portable") == "net.pte delegates to XNNPACK: it runs on et-xnnpack"
+
+
+def test_inputs_feed_a_pte_job_on_the_gateway(sshd: SshServer, small_pte: Path,
+                                              tmp_path: Path) -> None:
+    """--inputs for a .pte on a gateway: the .npz is pushed as for a .tflite and ExecuTorch's
+    runner there runs on it (before, the job was refused); an array the program cannot take
+    fails the job naming its shape."""
+    import numpy as np
+
+    good, bad = tmp_path / "good.npz", tmp_path / "bad.npz"
+    np.savez(good, x=np.ones((2, 3, 8, 8), np.float32))
+    np.savez(bad, x=np.ones((1, 3, 5, 5), np.float32))
+    own = sshd.dir / "et-inputs.toml"
+    own.write_text(sshd.hosts_entry("et", python=sys.executable))
+    agent = SshAgent(own)
+    gw = agent.discover()[0]
+
+    def job(inputs: Path) -> Job:
+        return Job(model_ref(small_pte), gw.id, "linux", "et-xnnpack", 1,
+                   Settings(repeats=1, iterations=3, warmup=1, inputs=str(inputs)))
+
+    assert agent.supports(gw, job(good)) == (True, "")
+    raw = agent.run(gw, job(good), lambda phase, fraction: None)
+    assert raw.status == "ok", raw.error
+    failed = agent.run(gw, job(bad), lambda phase, fraction: None)
+    assert failed.status == "failed"
+    assert "array 'x' has shape (1, 3, 5, 5), the program takes (1, 3, 8, 8)" in str(failed.error)

@@ -3,7 +3,8 @@
 once per repeat (``warmup + iterations`` executions; the first ``warmup`` dropped, every other
 iteration's time kept as a raw sample), and once more with ``--etdump_path`` for the per-op
 profile: the ETDump pulled and read with ExecuTorch's Inspector
-(:mod:`quantlab.agents.executorch.etdump`), the same rows as the simulator's.
+(:mod:`quantlab.agents.executorch.etdump`), the same rows as the simulator's. ``--inputs``
+and the numerics check go through the runner's own ``--inputs`` and ``--output_file`` files.
 The command line and output format: :mod:`quantlab.android_runner.executorch_command`.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import shlex
 import statistics
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +35,15 @@ def supports_pte(device: DeviceInfo, job: Job) -> tuple[bool, str]:
     if job.delegate not in etcmd.DELEGATES:
         return False, (f"{job.delegate}: a LiteRT delegate; an ExecuTorch program runs on "
                        f"{', '.join(etcmd.DELEGATES)} on Android")
+    refused = et_host.program_refusal(job.model.path, job.delegate)
+    if refused:
+        return False, refused
     if provision.cached_binary(device.abi or "", etcmd.RUNNER) is None:
         return False, (f"no ExecuTorch executor_runner provisioned for ABI "
                        f"{device.abi or 'unknown'}: run `"
                        f"{PROVISION.format(abi=device.abi or 'ABI')}` (docs/devices.md)")
-    for asked, what in ((job.settings.inputs, "--inputs"),
-                        (job.settings.sustained_s > 0, "--sustained")):
-        if asked:
-            return False, f"{what}: not available for a .pte job on Android yet"
+    if job.settings.sustained_s > 0:
+        return False, "--sustained: not available for a .pte job on Android yet"
     return True, ""
 
 
@@ -54,9 +57,8 @@ def run_pte(agent: Any, device: DeviceInfo, job: Job, progress: Progress) -> Raw
         raise JobFailed(f"{job.model.path}: model file not found on this host",
                         hint="the variant was moved or deleted after planning")
     d = agent._device(device.id)
-    warnings = [f"{what} of an ExecuTorch program is not available on Android yet"
-                for what, asked in (("numerics check", job.settings.numerics),
-                                    ("energy", job.settings.energy)) if asked]
+    warnings = ["energy of an ExecuTorch program is not available on Android yet"
+                ] if job.settings.energy else []
     with adb_faults(device.id, "waiting for it to cool down"):
         progress("cooling down", None)
         thermal_before = agent._wait_cool(device, warnings)
@@ -67,7 +69,17 @@ def run_pte(agent: Any, device: DeviceInfo, job: Job, progress: Progress) -> Raw
         provision.ensure_file(d, Path(job.model.path), model, job.model.sha256)
     s = job.settings
     warmup, raw_outputs = int(s.warmup), list[RawOutput]()
-    cmd = etcmd.build_command(job, model, warmup + int(s.iterations))
+    source, no_reference = et_host.float_reference(job.model.path) if s.numerics else (None, "")
+    prepared: dict[str, Any] = {}
+    if s.inputs or source is not None:
+        progress("preparing the inputs", None)
+        prepared = _prepare(d, device, job, source, raw_outputs)
+        if s.inputs and prepared.get("error"):
+            return RawResult.failure(job.job_id, str(prepared["error"]),
+                                     raw_outputs=tuple(raw_outputs),
+                                     runner={"name": etcmd.RUNNER, "runtime": "executorch"})
+    inputs_flags = (prepared["flag"],) if s.inputs else ()
+    cmd = etcmd.build_command(job, model, warmup + int(s.iterations), extra_flags=inputs_flags)
     runner_meta: dict[str, Any] = {
         "name": etcmd.RUNNER, "runtime": "executorch", "version": runner.version,
         "abi": runner.abi, "sha256": runner.sha256, "argv": list(cmd.argv),
@@ -98,6 +110,12 @@ def run_pte(agent: Any, device: DeviceInfo, job: Job, progress: Progress) -> Raw
             runner_meta["profiler"] = f"{profiled['profiler']} (pulled from the phone)"
             if profiled.get("ops_note"):
                 warnings.append(f"per-op profile: {profiled['ops_note']}")
+    numerics: dict[str, Any] = {}
+    if s.numerics:
+        progress("checking numerics", None)
+        numerics = ({"error": no_reference, "unchecked": True} if source is None
+                    else prepared if prepared.get("error")
+                    else _numerics(d, device, job, model, prepared, raw_outputs))
     with adb_faults(device.id, "reading its thermal state"):
         thermal_after = agent._thermal_snapshot(device)
     progress("done", 1.0)
@@ -106,8 +124,72 @@ def run_pte(agent: Any, device: DeviceInfo, job: Job, progress: Progress) -> Raw
                      first_inference_ms=statistics.median(firsts),
                      memory_method=MEMORY_NOT_REPORTED, ops=ops, ops_model_ms=ops_model_ms,
                      thermal_before=thermal_before, thermal_after=thermal_after,
-                     runner=runner_meta, warnings=tuple(warnings),
+                     runner=runner_meta, warnings=tuple(warnings), numerics=numerics,
                      raw_outputs=tuple(raw_outputs))
+
+
+def _prepare(d: Any, device: DeviceInfo, job: Job, source: dict[str, Any] | None,
+             raw: list[RawOutput]) -> dict[str, Any]:
+    """The fixed inputs (``--inputs``, else the seeded ones) made on this host as raw files by
+    the ExecuTorch runner's ``numerics-prepare`` mode, with the float reference's outputs on
+    them when ``source`` names one (:func:`quantlab.agents.executorch.host.float_reference`),
+    and pushed to the phone: the runner's ``--inputs`` flag (``flag``), the program's output
+    tensors and the reference's arrays (``want``); ``{"error": reason}`` when not."""
+    import numpy as np
+
+    from quantlab.agents.litert.launch import job_payload, run_runner
+
+    with tempfile.TemporaryDirectory(prefix="quantlab-et-inputs-") as tmp:
+        payload = {**job_payload(job, Path(tmp), None), "reference_source": source}
+        prep = run_runner(payload, "numerics-prepare", 0, Path(tmp),
+                          time.monotonic() + job.settings.timeout_s, job.settings.timeout_s,
+                          raw=raw, module=et_host.RUNNER_MODULE)
+        if prep.get("error"):
+            return {"error": str(prep["error"])}
+        spec = prep["prepared"]
+        folder = f"{DEVICE_DIR}/out/{job.job_id}-inputs"
+        files = [f"{folder}/{i['file']}" for i in spec["inputs"]]
+        with adb_faults(device.id, "pushing the input files"):
+            d.shell2(f"rm -rf {shlex.quote(folder)} && mkdir -p {shlex.quote(folder)}",
+                     timeout=60, v2=True)
+            for item, remote in zip(spec["inputs"], files, strict=True):
+                d.sync.push(str(Path(payload["inputs_dir"]) / item["file"]), remote)
+        with np.load(payload["outputs_path"]) as npz:
+            want = {k.split(":", 1)[1]: npz[k] for k in npz.files
+                    if k.startswith("reference:")}
+    return {**spec, "folder": folder, "flag": f"--inputs={','.join(files)}", "want": want}
+
+
+def _numerics(d: Any, device: DeviceInfo, job: Job, model: str, prepared: dict[str, Any],
+              raw: list[RawOutput]) -> dict[str, Any]:
+    """The numerics check through executor_runner's own files: the ``prepared`` inputs
+    (:func:`_prepare`) in one execution, each output pulled back (``--output_file``:
+    ``BASE-<i>.bin``) and compared here with the float reference's, like a ``.tflite``'s."""
+    import numpy as np
+
+    from quantlab.harness.numerics import compare_outputs, jsonable
+
+    base = f"{prepared['folder']}/out"
+    cmd = etcmd.build_command(job, model, 1, extra_flags=(prepared["flag"],
+                                                          f"--output_file={base}"))
+    out = _launch(d, device, cmd, raw, "numerics-launch")
+    if not out.ok:
+        return {"error": str(out.error)}
+    got = {}
+    with adb_faults(device.id, "pulling the numerics outputs"):
+        for i, o in enumerate(prepared["outputs"]):
+            try:
+                blob = d.sync.read_bytes(f"{base}-{i}.bin")
+            except adb_errors():
+                blob = b""
+            if len(blob) != o["bytes"]:
+                return {"error": f"executor_runner wrote {len(blob)} bytes for output {i}, "
+                                 f"{o['bytes']} expected ({o['dtype']} {o['shape']})"}
+            raw.append(RawOutput.capture(f"numerics-out-{i}.bin", "application/octet-stream",
+                                         blob))
+            got[o["name"]] = np.frombuffer(blob, np.dtype(o["dtype"])).reshape(o["shape"])
+    return jsonable({**compare_outputs(prepared["want"], got), **prepared["context"],
+                     "computed_by": "host (from executor_runner's --output_file files)"})
 
 
 def _launch(d: Any, device: DeviceInfo, cmd: BenchmarkCommand, raw: list[RawOutput],

@@ -3,9 +3,11 @@
 ``python -m quantlab.agents.executorch.runner JOB.json RESULT.json`` loads the program with
 ``executorch.runtime``, warms it up and times ``forward`` (mode ``measure``), or runs it with
 ETDump on and reads the per-op profile back with ExecuTorch's own Inspector (mode
-``profile``); the same job and result JSON as the LiteRT runner's
-(:mod:`quantlab.agents.litert.runner`), so the simulator reads both alike. A native crash
-ends only this process; the phase file next to the result says where it was.
+``profile``), or runs fixed inputs through it and its float reference (mode ``numerics``; the
+host half of a phone's check: ``numerics-prepare``, :mod:`.numerics`); the same job and result
+JSON as the LiteRT runner's (:mod:`quantlab.agents.litert.runner`), so the simulator reads
+both alike. A native crash ends only this process; the phase file next to the result says
+where it was.
 """
 
 from __future__ import annotations
@@ -18,11 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from .etdump import EtdumpError, read_etdump  # relative: gateways receive the folder alone
+from .numerics import DTYPES, NumericsError, fixed_inputs, numerics, prepare
 
 MEMORY_METHOD = "VmHWM of the measuring process"
-_DTYPES = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 6: "float32",
-           7: "float64", 11: "bool"}
-"""ExecuTorch ScalarType codes → numpy dtypes of the inputs the runner makes."""
 
 
 class RunnerError(Exception):
@@ -45,16 +45,27 @@ def _peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _inputs(method: Any, seed: int) -> list[Any]:
-    """Random inputs of the shapes and dtypes the program's ``forward`` declares."""
+def _inputs(method: Any, seed: int, inputs: str | None = None, model: str = "") -> list[Any]:
+    """The ``--inputs`` arrays (their first sample), else random inputs of the shapes and
+    dtypes the program's ``forward`` declares."""
     import numpy as np
     import torch
 
+    if inputs:
+        meta = method.metadata
+        tensors = [meta.input_tensor_meta(i) for i in range(meta.num_inputs())]
+        try:
+            arrays, _ = fixed_inputs([tuple(int(d) for d in t.sizes()) for t in tensors],
+                                     [DTYPES.get(int(t.dtype()), "float32") for t in tensors],
+                                     inputs, model)
+        except NumericsError as exc:
+            raise RunnerError(str(exc)) from None
+        return [torch.from_numpy(a) for a in arrays]
     rng = np.random.default_rng(seed)
     meta, out = method.metadata, []
     for i in range(meta.num_inputs()):
         tensor = meta.input_tensor_meta(i)
-        dtype = _DTYPES.get(int(tensor.dtype()), "float32")
+        dtype = DTYPES.get(int(tensor.dtype()), "float32")
         shape = tuple(int(d) for d in tensor.sizes())
         arr = (rng.standard_normal(shape) if dtype.startswith("float")
                else rng.integers(0, 2, size=shape)).astype(dtype)
@@ -77,7 +88,7 @@ def measure(job: dict[str, Any], result: Path) -> dict[str, Any]:
     except Exception as exc:
         raise RunnerError(f"ExecuTorch could not load the program: {_first(exc)}") from None
     init_ms = (time.perf_counter_ns() - t0) / 1e6
-    args = _inputs(method, int(job.get("seed", 0)))
+    args = _inputs(method, int(job.get("seed", 0)), settings.get("inputs"), job["model"])
     execute = method.execute
     _phase(result, "running the first inference")
     t0 = time.perf_counter_ns()
@@ -106,6 +117,26 @@ def measure(job: dict[str, Any], result: Path) -> dict[str, Any]:
         "memory_method": MEMORY_METHOD,
         "threads_used": portable_lib._threadpool_get_thread_count(),
     }
+
+
+def check_numerics(job: dict[str, Any], result: Path) -> dict[str, Any]:
+    """Fixed inputs through the program and its float reference, every array saved
+    (:mod:`.numerics`)."""
+    _phase(result, "loading ExecuTorch")
+    from executorch.extension.pybindings import portable_lib
+    from executorch.runtime import Runtime
+
+    portable_lib._unsafe_reset_threadpool(int(job["threads"]))
+    _phase(result, "numerics: loading the program")
+    try:
+        method = Runtime.get().load_program(job["model"]).load_method("forward")
+    except Exception as exc:
+        raise RunnerError(f"ExecuTorch could not load the program: {_first(exc)}") from None
+    _phase(result, "numerics: running the float reference")
+    try:
+        return (prepare if job.get("mode") == "numerics-prepare" else numerics)(job, method)
+    except NumericsError as exc:
+        raise RunnerError(str(exc)) from None
 
 
 def profile(job: dict[str, Any], result: Path) -> dict[str, Any]:
@@ -147,9 +178,11 @@ def main(argv: list[str]) -> int:
     job = json.loads(job_path.read_text())
     try:
         mode = job.get("mode") or "measure"
-        if mode not in ("measure", "profile"):
+        modes = {"measure": measure, "profile": profile, "numerics": check_numerics,
+                 "numerics-prepare": check_numerics}
+        if mode not in modes:
             raise RunnerError(f"mode {mode!r} is not supported by the ExecuTorch runner yet")
-        out = (profile if mode == "profile" else measure)(job, result_path)
+        out = modes[mode](job, result_path)
         out["error"] = None
     except RunnerError as exc:
         out = {"error": str(exc)}

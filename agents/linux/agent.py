@@ -397,13 +397,16 @@ def _supports_pte(device: DeviceInfo, job: Job) -> tuple[bool, str]:
     if job.delegate not in et_host.DELEGATES:
         return False, (f"delegate {job.delegate!r} is LiteRT's: an ExecuTorch program runs on "
                        f"{', '.join(et_host.DELEGATES)}")
+    refused = et_host.program_refusal(job.model.path, job.delegate)
+    if refused:
+        return False, refused
     if not device.extra.get("executorch"):
         python = device.extra.get("python") or "the gateway's Python"
         return False, (f"ExecuTorch is not installed for {python} on {device.id}: install the "
                        "torch extra's pins there (pip install torch==2.13.0 executorch==1.5.1) "
                        "to run .pte jobs")
-    if job.settings.sustained_s > 0 or job.settings.inputs:
-        return False, "--sustained and --inputs: not available for a .pte job on a gateway yet"
+    if job.settings.sustained_s > 0:
+        return False, "--sustained: not available for a .pte job on a gateway yet"
     return True, ""
 
 

@@ -106,18 +106,9 @@ class SimAgent:
             if job.delegate not in et_host.DELEGATES:
                 return False, (f"delegate {job.delegate!r} is LiteRT's: an ExecuTorch program "
                                f"runs on {', '.join(et_host.DELEGATES)}")
-            apple = et_host.foreign_backends(job.model.path)
-            if apple:
-                return False, (f"{Path(job.model.path).name} delegates to {', '.join(apple)}, "
-                               "which only ExecuTorch's iOS/macOS builds run (quantlab's "
-                               "runners, the iPhone app's included, link XNNPACK only)")
-            fits = et_host.program_delegate(job.model.path)
-            if job.delegate != fits:
-                name = Path(job.model.path).name
-                return False, (f"{name} delegates to XNNPACK: it runs on et-xnnpack"
-                               if fits == "et-xnnpack" else
-                               f"{name} has no XNNPACK delegate call (portable kernels "
-                               "only): it runs on et-portable")
+            refused = et_host.program_refusal(job.model.path, job.delegate)
+            if refused:
+                return False, refused
         elif job.model.format != "tflite":
             return False, f"{job.model.format} models do not run on the simulator"
         elif job.delegate not in self.litert_delegates:
@@ -262,8 +253,8 @@ class SimAgent:
     def _run_pte(self, job: Job, progress: Progress) -> RawResult:
         """An ExecuTorch program: ``settings.repeats`` fresh runner processes
         (:mod:`quantlab.agents.executorch.runner`), each warmed up and timed, and one more for
-        the per-op profile from ETDump when asked; the numerics check and energy are not
-        there yet, and the result says so."""
+        the per-op profile from ETDump when asked, and one for the numerics check
+        (:meth:`_pte_numerics`); energy is not there yet, and the result says so."""
         s = job.settings
         deadline = time.monotonic() + s.timeout_s
         repeats = max(int(s.repeats), 1)
@@ -274,13 +265,15 @@ class SimAgent:
                                   "version": et_host.executorch_version(),
                                   "delegate": job.delegate, "threads": job.threads,
                                   "python": platform.python_version(), "pids": pids}
-        warnings = [f"{what} of an ExecuTorch program is not available on the simulator yet"
-                    for what, asked in (("numerics check", s.numerics), ("energy", s.energy))
-                    if asked]
+        warnings = ["energy of an ExecuTorch program is not available on the simulator yet"
+                    ] if s.energy else []
+        check_numerics = s.numerics or s.profile_ops  # as for a .tflite
+        steps = repeats + (1 if s.profile_ops else 0) + (1 if check_numerics else 0)
+        numerics: dict[str, Any] = {}
         with tempfile.TemporaryDirectory(prefix="quantlab-sim-") as tmp:
             payload = job_payload(job, Path(tmp), None)
             for r in range(repeats):
-                progress(f"repeat {r + 1}/{repeats}", r / repeats)
+                progress(f"repeat {r + 1}/{repeats}", r / steps)
                 out = run_runner(payload, "measure", r, Path(tmp), deadline, s.timeout_s,
                                  python=self.python, raw=raw_outputs,
                                  module=et_host.RUNNER_MODULE)
@@ -293,7 +286,7 @@ class SimAgent:
             ops: tuple[OpRecord, ...] = ()
             ops_model_ms = None
             if s.profile_ops:
-                progress("profiling ops", repeats / (repeats + 1))
+                progress("profiling ops", repeats / steps)
                 prof = run_runner(payload, "profile", 0, Path(tmp), deadline, s.timeout_s,
                                   python=self.python, raw=raw_outputs,
                                   module=et_host.RUNNER_MODULE)
@@ -305,7 +298,29 @@ class SimAgent:
                     runner["profiler"] = prof["profiler"]
                     if prof.get("ops_note"):
                         warnings.append(f"per-op profile: {prof['ops_note']}")
+            if check_numerics:
+                progress("checking numerics", (steps - 1) / steps)
+                numerics = self._pte_numerics(job, payload, Path(tmp), deadline, raw_outputs)
         progress("done", 1.0)
         return measured_result(job, runs, runner=runner, warnings=tuple(warnings),
                                raw_outputs=tuple(raw_outputs), ops=ops,
-                               ops_model_ms=ops_model_ms)
+                               ops_model_ms=ops_model_ms, numerics=numerics)
+
+    def _pte_numerics(self, job: Job, payload: dict[str, Any], tmp: Path, deadline: float,
+                      raw_outputs: list[RawOutput]) -> dict[str, Any]:
+        """An ExecuTorch program's numerics: its outputs on fixed inputs against its float
+        reference (:func:`quantlab.agents.executorch.host.float_reference`: the PyTorch
+        source, else the et-fp32 program), the figures and verdicts a .tflite's get; not
+        checked, with the reason, where there is no reference."""
+        source, why = et_host.float_reference(job.model.path)
+        if source is None:
+            return {"error": why, "unchecked": True}
+        num = run_runner({**payload, "reference_source": source}, "numerics", 0, tmp,
+                         deadline, job.settings.timeout_s, python=self.python,
+                         raw=raw_outputs, module=et_host.RUNNER_MODULE)
+        npz = Path(payload["outputs_path"])
+        numerics = numerics_from(num, npz)
+        if npz.is_file():
+            raw_outputs.append(RawOutput.capture("numerics-outputs.npz", "application/x-npz",
+                                                 npz.read_bytes()))
+        return numerics
