@@ -6,18 +6,22 @@ share the calibration cache saves, both runs in one process tree of this run.
 The model and calibration images are benchmarks/quantize_speed.py's (MobileNetV2,
 ``weights=None``, 224×224, 100 classes, ``--samples`` random images); the gate's evaluation data
 is ``--eval`` other random images with random labels (an untrained model: the figures are
-time, not accuracy). ``autoquant --explore`` runs twice with the same quantlab cache folder:
+time, not accuracy). ``autoquant --explore`` runs three times:
 
 * ``cold``: the cache empty, so the first calibrating rung makes the calibration (later rungs
-  of the same run already read it from the cache);
-* ``warm``: the calibration in the cache (a second autoquant of the same model and data).
+  of the same run already read it from the cache: the run's ``calibration_saved_s``);
+* ``warm``: the same cache folder, the calibration in it (a second autoquant of the same
+  model and data);
+* ``cold again``: another empty cache folder, last (the load moves during a run: the ratios
+  divide by the faster cold run).
 
 Each run's wall time includes start-up and the simulator's latency measurement of the passing
 rungs (``--iterations``, ``--repeats`` kept small); the rungs' own seconds come from
 ``ladder.json`` (``timing``: quantize, of which calibration and conversion, and evaluate).
-It prints a table per rung (cold, warm, warm/cold; the calibration's seconds and where it came
-from), the ladder's seconds cold and warm, and the share the cache saved (1 − warm/cold, of
-the ladder and of the whole command), with the load average beside each run.
+It prints a table per rung and run (seconds; the calibration's and where it came from,
+conversion, evaluate), the ladder's and the whole command's seconds, and the share the filled
+cache saved (1 − warm / faster cold, of the ladder and of the whole command), with the load
+average beside each run.
 """
 
 from __future__ import annotations
@@ -34,12 +38,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quantize_speed import ROOT, build, measure
 
 
-def _calib(step: dict) -> str:
+def _cell(step: dict) -> str:
+    """A rung's seconds in one run: the whole step, then calibration (made or cache),
+    conversion and evaluate."""
+    if step.get("seconds") is None:
+        return "skipped"
     timing, calibration = step.get("timing") or {}, step.get("calibration") or {}
-    if "reused" not in calibration:
-        return "–"
-    where = "made" if calibration["reused"] is False else "cache"
-    return f"{timing.get('calibration', 0.0):.1f} {where}"
+    parts = []
+    if "reused" in calibration:
+        where = "made" if calibration["reused"] is False else "cache"
+        parts.append(f"calib {timing.get('calibration') or 0.0:.1f} {where}")
+    parts += [f"conv {timing.get('conversion') or 0.0:.1f}",
+              f"eval {timing.get('evaluate') or 0.0:.1f}"]
+    return f"{step['seconds']:.1f} ({', '.join(parts)})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,41 +72,43 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT),
                "QUANTLAB_CACHE": str(tmp / "cache")}
         runs: dict[str, tuple[float, float, dict, float]] = {}
-        for name in ("cold", "warm"):
-            out = tmp / name
+        for name, cache in (("cold", "cache"), ("warm", "cache"), ("cold again", "cache2")):
+            out = tmp / name.replace(" ", "-")
             wall, peak, _ = measure(
                 [sys.executable, "-m", "quantlab", "autoquant", str(model), "--calib",
                  str(calib), "--data", str(data), "--explore", "--calib-samples",
                  str(args.samples), "--max-drop", "0.5", "--iterations", str(args.iterations),
                  "--repeats", "1", "--out", str(out), "--results", str(tmp / "results"),
-                 "--json"], env)
+                 "--json"], {**env, "QUANTLAB_CACHE": str(tmp / cache)})
             ladder = json.loads((out / "ladder.json").read_text())
             load = os.getloadavg()[0]
             runs[name] = (wall, peak, ladder, load)
             print(f"{name}: {wall:.1f} s (load {load:.2f}), ladder "
                   f"{ladder['timing']['seconds']:.1f} s, peak {peak:.2f} GB", flush=True)
-    cold, warm = runs["cold"][2], runs["warm"][2]
     print(f"\nautoquant --explore, MobileNetV2 224x224, 100 classes, {args.samples} calibration "
-          f"images, {args.eval} evaluation images; {os.cpu_count()} cores")
-    print("| rung | cold s | calibration (cold) | warm s | calibration (warm) | warm/cold |")
-    print("|---|---|---|---|---|---|")
-    warm_steps = {s["rung"]: s for s in warm["steps"]}
-    for step in cold["steps"]:
-        other = warm_steps.get(step["rung"], {})
-        if step.get("seconds") is None:
-            print(f"| {step['rung']} | skipped | | | | |")
-            continue
-        ratio = other["seconds"] / step["seconds"] if other.get("seconds") else float("nan")
-        print(f"| {step['rung']} | {step['seconds']:.1f} | {_calib(step)} | "
-              f"{other.get('seconds', float('nan')):.1f} | {_calib(other)} | {ratio:.2f} |")
-    lc, lw = cold["timing"]["seconds"], warm["timing"]["seconds"]
-    wc, ww = runs["cold"][0], runs["warm"][0]
-    print(f"| ladder (rungs only) | {lc:.1f} | load {runs['cold'][3]:.2f} | {lw:.1f} | "
-          f"load {runs['warm'][3]:.2f} | {lw / lc:.2f} |")
-    print(f"| whole command (start-up, measuring) | {wc:.1f} | | {ww:.1f} | | {ww / wc:.2f} |")
-    print(f"share saved by the cache: ladder {1 - lw / lc:.0%}, whole command {1 - ww / wc:.0%}; "
-          f"calibrations made cold {cold['timing']['calibrations_made']}, warm "
-          f"{warm['timing']['calibrations_made']}")
+          f"images, {args.eval} evaluation images; {os.cpu_count()} cores; each rung: its "
+          "seconds (its scheme's calibration made or read from the cache, conversion, evaluate)")
+    names = list(runs)
+    print("| rung | " + " | ".join(f"{n} (load {runs[n][3]:.2f})" for n in names) + " |")
+    print("|---|" + "---|" * len(names))
+    by_run = [{s["rung"]: s for s in runs[n][2]["steps"]} for n in names]
+    for step in runs["cold"][2]["steps"]:
+        print(f"| {step['rung']} | " + " | ".join(_cell(b.get(step["rung"], {}))
+                                                  for b in by_run) + " |")
+    ladders = {n: runs[n][2]["timing"] for n in names}
+    print("| ladder (rungs only) | " + " | ".join(f"{ladders[n]['seconds']:.1f}"
+                                                   for n in names) + " |")
+    print("| whole command (start-up, measuring) | " + " | ".join(
+        f"{runs[n][0]:.1f}" for n in names) + " |")
+    print("| calibrations made / reused (≈ s saved in the run) | " + " | ".join(
+        f"{ladders[n]['calibrations_made']} / {ladders[n]['calibrations_reused']} "
+        f"({ladders[n]['calibration_saved_s']:.1f})" for n in names) + " |")
+    cold_ladder = min(ladders["cold"]["seconds"], ladders["cold again"]["seconds"])
+    cold_wall = min(runs["cold"][0], runs["cold again"][0])
+    print(f"warm / faster cold: ladder {ladders['warm']['seconds'] / cold_ladder:.2f}x, whole "
+          f"command {runs['warm'][0] / cold_wall:.2f}x; share saved by the filled cache: "
+          f"ladder {1 - ladders['warm']['seconds'] / cold_ladder:.0%}, whole command "
+          f"{1 - runs['warm'][0] / cold_wall:.0%}")
     return 0
 
 
