@@ -132,3 +132,15 @@ def test_export_folders_of_dead_processes_are_swept(tmp_path: Path,
         (folder / "variables").mkdir(parents=True)
     tf_export.sweep()
     assert not dead.exists() and alive.exists()
+
+
+def test_an_unwritable_cache_folder_exports_into_the_temporary_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from quantlab.harness.quantize import tf_export
+
+    (tmp_path / "not-a-folder").write_text("")
+    monkeypatch.setenv("QUANTLAB_CACHE", str(tmp_path / "not-a-folder"))
+    monkeypatch.setattr(tf_export.tempfile, "tempdir", str(tmp_path))
+    folder = Path(tf_export.new_folder())
+    assert folder.is_dir() and folder.parent == tmp_path
+    assert folder.name.startswith(f"quantlab-export-{os.getpid()}-")

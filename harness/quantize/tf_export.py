@@ -78,10 +78,15 @@ def exports_folder() -> Path:
 
 def new_folder() -> str:
     """A fresh export folder for this process, named by its pid (``quantlab-export-PID-…``)
-    and removed when the process ends."""
-    root = exports_folder()
-    root.mkdir(parents=True, exist_ok=True)
-    folder = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=root)
+    and removed when the process ends (in the system's temporary folder where the cache
+    folder cannot be written)."""
+    prefix = f"{PREFIX}{os.getpid()}-"
+    try:
+        root = exports_folder()
+        root.mkdir(parents=True, exist_ok=True)
+        folder = tempfile.mkdtemp(prefix=prefix, dir=root)
+    except OSError:
+        folder = tempfile.mkdtemp(prefix=prefix)
     atexit.register(shutil.rmtree, folder, True)
     return folder
 
@@ -110,8 +115,11 @@ def remove_for(pid: int) -> None:
 
 def sweep() -> None:
     """Remove the export folders of processes that no longer run (killed before they could)."""
-    root = exports_folder()
-    for folder in root.iterdir() if root.is_dir() else ():
+    try:
+        folders = list(exports_folder().iterdir())
+    except OSError:  # no exports folder yet, or one this user cannot read
+        return
+    for folder in folders:
         pid = _pid(folder)
         if pid is not None and not _alive(pid):
             shutil.rmtree(folder, ignore_errors=True)
