@@ -55,6 +55,7 @@ def test_int8_family_from_one_calibration_is_the_one_pass_bytes() -> None:
     calibrated, debug = tf_calibrated.calibrate(model, "keras", x)
     for settings in ({"optimize": True, "int8_ops": True},
                      {"optimize": True, "int8_ops": True, "int8_io": True},
+                     {"optimize": True, "int8_ops": True, "int8_io": True, "io_dtype": "uint8"},
                      {"optimize": True, "int16x8": True}):
         one_pass = tflite_tf.convert(model, "keras", settings, x)
         assert one_pass == tflite_tf.convert(model, "keras", settings, x)  # deterministic
@@ -69,8 +70,8 @@ def test_int8_family_from_one_calibration_is_the_one_pass_bytes() -> None:
 
 
 def _run(small: tuple[Path, Path, Path], calib: Path, out: Path) -> dict[str, dict]:
-    quantize(QuantizeRequest.create(small[0], ["int8", "int8-io", "mixed-int8"], calib, out,
-                                    jobs=1))
+    quantize(QuantizeRequest.create(small[0], ["int8", "int8-io", "uint8-io", "mixed-int8"],
+                                    calib, out, jobs=1))
     manifest = json.loads((out / "manifest.json").read_text())
     return {v["scheme"]: v for v in manifest["variants"]}
 
@@ -86,12 +87,13 @@ def test_second_quantize_reuses_the_cached_calibration_a_changed_file_does_not(
     assert ids == {made["id"]}  # one calibration for the three
     assert first["int8"]["calibration"]["reused"] == "mixed-int8"
     assert first["int8-io"]["calibration"]["reused"] == "mixed-int8"
+    assert first["uint8-io"]["calibration"]["reused"] == "mixed-int8"  # not calibrated again
     assert len(list((tmp_path / "cache" / "calibrations").glob("*/meta.json"))) == 1
 
     again = _run(small, small[1], tmp_path / "b")
     assert {v["calibration"]["reused"] for v in again.values()} == {"cache"}
     assert {v["calibration"]["id"] for v in again.values()} == ids
-    for scheme in ("int8", "int8-io", "mixed-int8"):  # the same variants as without the cache
+    for scheme in ("int8", "int8-io", "uint8-io", "mixed-int8"):  # as without the cache
         assert again[scheme]["sha256"] == first[scheme]["sha256"], scheme
 
     other = tmp_path / "calib.npz"  # the same file name, changed content

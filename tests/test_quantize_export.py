@@ -8,6 +8,12 @@ dynamic-int8 and the int8 family's calibration each exported the same model agai
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,3 +73,74 @@ def test_conversions_from_the_kept_export_are_the_fresh_converters_bytes() -> No
                      {"optimize": True, "int8_ops": True, "int8_io": True}):
         fresh = tflite_tf.configure(tf.lite.TFLiteConverter.from_keras_model(model), settings, x)
         assert tflite_tf.convert(model, "keras", settings, x) == bytes(fresh.convert()), settings
+
+
+def _exports(*roots: Path) -> list[Path]:
+    """Export folders left anywhere under these folders."""
+    return [p for root in roots if root.exists() for p in root.rglob("quantlab-export-*")]
+
+
+def test_a_worker_killed_mid_export_leaves_no_export_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import psutil
+
+    from quantlab.harness.quantize.requests import QuantizeRequest
+    from quantlab.harness.quantize.variants import quantize
+
+    tmp, cache = tmp_path / "tmp", tmp_path / "cache"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))  # where tempfile would put it (the workers' env)
+    monkeypatch.setenv("QUANTLAB_CACHE", str(cache))
+    model = tmp_path / "m.keras"
+    _model().save(model)  # type: ignore[attr-defined]
+    killed: list[int] = []
+
+    def kill_mid_export() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            workers = [p for p in psutil.Process().children(recursive=True)
+                       if "quantlab.harness.quantize.worker" in " ".join(p.cmdline())]
+            if workers and _exports(tmp, cache):
+                workers[0].send_signal(signal.SIGKILL)
+                killed.append(workers[0].pid)
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_mid_export)
+    killer.start()
+    try:
+        manifest = quantize(QuantizeRequest.create(model, ["fp32"], None, tmp_path / "v",
+                                                   jobs=1))
+    except Exception:  # the only scheme failed: quantize may refuse to finish
+        manifest = None
+    killer.join()
+    assert killed, "no worker was seen exporting"
+    if manifest is not None:
+        assert "crashed" in str(manifest.variants[0].error)
+    assert _exports(tmp, cache) == []
+
+
+def test_export_folders_of_dead_processes_are_swept(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from quantlab.harness.quantize import tf_export
+
+    monkeypatch.setenv("QUANTLAB_CACHE", str(tmp_path / "cache"))
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()  # a pid no process has now (a quantize parent killed with its workers)
+    dead = tf_export.exports_folder() / f"quantlab-export-{ended.pid}-x"
+    alive = tf_export.exports_folder() / f"quantlab-export-{os.getpid()}-y"
+    for folder in (dead, alive):
+        (folder / "variables").mkdir(parents=True)
+    tf_export.sweep()
+    assert not dead.exists() and alive.exists()
+
+
+def test_an_unwritable_cache_folder_exports_into_the_temporary_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from quantlab.harness.quantize import tf_export
+
+    (tmp_path / "not-a-folder").write_text("")
+    monkeypatch.setenv("QUANTLAB_CACHE", str(tmp_path / "not-a-folder"))
+    monkeypatch.setattr(tf_export.tempfile, "tempdir", str(tmp_path))
+    folder = Path(tf_export.new_folder())
+    assert folder.is_dir() and folder.parent == tmp_path
+    assert folder.name.startswith(f"quantlab-export-{os.getpid()}-")

@@ -118,6 +118,42 @@ def test_autoquant_stops_at_mixed_and_never_trains(
     assert res["steps"][-1]["mixed"]["float_layers"]
     assert "qat-int8" not in rungs and res["chosen"]["scheme"] == "mixed-int8"
     assert not list((tmp_path / "aq" / "steps").glob("*qat*"))
+    # each rung's seconds, and mixed-int8 quantized from a calibration an earlier rung made
+    for step in res["steps"]:
+        if step["verdict"] != "skipped":
+            assert set(step["timing"]) == {"quantize", "calibration", "conversion", "checks",
+                                           "evaluate"}
+            assert step["timing"]["evaluate"] > 0 and step["timing"]["quantize"] > 0
+            assert step["seconds"] >= step["timing"]["quantize"]
+    assert res["steps"][-1]["calibration"]["reused"] == "cache"
+    assert res["timing"]["calibrations_reused"] >= 1
+    assert res["timing"]["seconds"] >= sum(s.get("seconds") or 0 for s in res["steps"]) - 1
+
+
+def test_ladder_timing_counts_made_and_reused_calibrations() -> None:
+    from quantlab.harness.cli.autoquant import fmt_step_time, timing_line
+    from quantlab.harness.quantize.ladder import ladder_timing
+
+    made = {"rung": "int8", "seconds": 30.0, "calibration": {"reused": False, "seconds": 12.0},
+            "timing": {"quantize": 20.0, "calibration": 12.0, "conversion": 3.0,
+                       "checks": 1.0, "evaluate": 10.0}}
+    cached = {"rung": "int16x8", "seconds": 19.5, "calibration": {"reused": "cache",
+                                                                  "seconds": 12.0},
+              "timing": {"quantize": 9.0, "calibration": 0.5, "conversion": 4.0,
+                         "checks": 1.0, "evaluate": 10.0}}
+    float16 = {"rung": "fp16", "seconds": 15.0, "calibration": None,
+               "timing": {"quantize": 5.0, "calibration": 0.0, "conversion": 2.0,
+                          "checks": 1.0, "evaluate": 10.0}}
+    skipped = {"rung": "qat-int8", "verdict": "skipped"}
+    timing = ladder_timing([made, cached, skipped, float16], 70.0)
+    assert timing == {"seconds": 70.0, "calibrations_made": 1, "calibrations_reused": 1,
+                      "calibration_saved_s": 11.5}
+    assert fmt_step_time(made) == "30.0 s (calib 12.0 made, conv 3.0, eval 10.0)"
+    assert fmt_step_time(cached) == "19.5 s (calib 0.5 cached, conv 4.0, eval 10.0)"
+    assert fmt_step_time(float16) == "15.0 s (conv 2.0, eval 10.0)"
+    assert fmt_step_time(skipped) == "–"
+    assert timing_line(timing) == ("ladder: 70.0 s; calibration made by 1 rung(s), reused from "
+                                   "the cache by 1 (≈ 11.5 s saved)")
 
 
 def test_qat_on_the_demo_keras3_file_then_evaluate(

@@ -127,8 +127,35 @@ def _fmt_step(step: dict[str, Any]) -> list[str]:
                "skipped": "[dim]skipped[/]"}.get(step.get("verdict") or "", step.get("verdict")
                                                   or "–")
     lat = "–" if step.get("latency_ms") is None else fmt_ms(step["latency_ms"])
-    return [step["rung"], opts, size, value, drop, verdict, lat,
+    return [step["rung"], opts, size, value, drop, verdict, lat, fmt_step_time(step),
             step.get("why_next") or step.get("accuracy_note") or ""]
+
+
+def fmt_step_time(step: dict[str, Any]) -> str:
+    """A step's seconds for the table: the whole step, then its scheme's calibration (and where
+    it came from: ``cached`` when read from the cache), conversion and the evaluation."""
+    if step.get("seconds") is None:
+        return "–"
+    timing = step.get("timing") or {}
+    reused = (step.get("calibration") or {}).get("reused")
+    parts = []
+    if timing.get("calibration") is not None and step.get("calibration"):
+        parts.append(f"calib {timing['calibration']:.1f}"
+                     + (" cached" if reused == "cache" else " made" if reused is False else ""))
+    for key, label in (("conversion", "conv"), ("evaluate", "eval")):
+        if timing.get(key) is not None:
+            parts.append(f"{label} {timing[key]:.1f}")
+    return f"{step['seconds']:.1f} s" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def timing_line(timing: dict[str, Any]) -> str:
+    """The climb's seconds and what reusing calibrations saved, in one line."""
+    line = f"ladder: {timing['seconds']:.1f} s"
+    made, reused = timing["calibrations_made"], timing["calibrations_reused"]
+    if made or reused:
+        line += (f"; calibration made by {made} rung(s), reused from the cache by {reused}"
+                 + (f" (≈ {timing['calibration_saved_s']:.1f} s saved)" if reused else ""))
+    return line
 
 
 def ladder_table(result: dict[str, Any], title: str) -> Any:
@@ -137,8 +164,8 @@ def ladder_table(result: dict[str, Any], title: str) -> Any:
 
     table = Table(title=title, title_justify="left")
     for col in ("rung", "options", "size", result["steps"][0].get("metric") or "metric"
-                if result["steps"] else "metric", "drop", "gate", "latency", "why the ladder "
-                "moved on"):
+                if result["steps"] else "metric", "drop", "gate", "latency", "seconds",
+                "why the ladder moved on"):
         table.add_column(col, overflow="fold")
     for step in result["steps"]:
         table.add_row(*_fmt_step(step))
@@ -245,6 +272,7 @@ def autoquant(
     else:
         console.print(ladder_table(result, f"autoquant {model} · gate: drop ≤ "
                                    f"{max_drop * 100:g} pt"))
+        console.print(f"[dim]{timing_line(result['timing'])}[/]")
         chosen = result["chosen"]
         if chosen:
             from quantlab.harness.cli.tables import fmt_ms

@@ -1,6 +1,6 @@
 """One calibration per (model, calibration samples, options), shared by the int8 family.
 
-int8, int8-io, int16x8 and mixed-int8 from a Keras or SavedModel source all start from the
+int8, int8-io, uint8-io, int16x8 and mixed-int8 from a Keras or SavedModel source all start from the
 same calibrated model (:mod:`~quantlab.harness.quantize.tf_calibrated`); :func:`obtain` makes
 it once and keeps it in quantlab's cache folder (``<cache>/calibrations/<key>/``) under a key
 made of the content it depends on: the source model's sha256, the calibration samples'

@@ -14,12 +14,16 @@ TFLite rungs, in order (each records why the ladder moved on):
 6. ``fp16`` as the last resort.
 
 It stops at the first variant that passes the gate (``explore``: tries every
-rung). Passing candidates are then measured on the target device by the
-caller's ``measure`` (the CLI uses the same dispatcher as ``quantlab bench``)
-and the fastest wins; two latencies are a tie when the same test as ``quantlab
-compare`` calls them no significant difference (the caller's ``ties``; overlapping
-confidence intervals do not mean no difference), or, for a pair it could not test,
-when their medians are within :data:`TIE_SHARE`; ties go to the smaller file.
+rung). Each step records its seconds (``timing``: the rung's quantize run, of which its
+scheme's calibration, conversion and checks, and its evaluation) and the shared calibration
+it used (``calibration``: ``reused`` ``"cache"`` when an earlier rung or run made it, see
+:mod:`~quantlab.harness.quantize.calibrations`); the result's ``timing`` sums them.
+Passing candidates are then measured on the target device by the caller's
+``measure`` (the CLI uses the same dispatcher as ``quantlab bench``) and the fastest
+wins; two latencies are a tie when the same test as ``quantlab compare`` calls them no
+significant difference (the caller's ``ties``; overlapping confidence intervals do not
+mean no difference), or, for a pair it could not test, when their medians are within
+:data:`TIE_SHARE`; ties go to the smaller file.
 
 The Core ML ladder (``coreml-w8`` → ``coreml-w4`` → ``coreml-w4`` with the most
 int8-sensitive layers kept fp16 → ``coreml-fp16``) makes each rung and records its
@@ -213,7 +217,8 @@ def _make_step(req: LadderRequest, rung: dict[str, Any], index: int, root: Path,
                     seconds=round(time.monotonic() - t0, 1))
         return step
     step.update(file=str(folder / str(entry.file)), size_bytes=entry.size_bytes,
-                sha256=entry.sha256)
+                sha256=entry.sha256, calibration=entry.calibration,
+                timing=step_timing(entry.seconds_split, time.monotonic() - t0))
     if entry.options:
         step["options"].update(entry.options)
     if entry.mixed:
@@ -229,8 +234,10 @@ def _make_step(req: LadderRequest, rung: dict[str, Any], index: int, root: Path,
                     if sys.platform != "darwin" else "Core ML accuracy is not evaluated yet")
         step["seconds"] = round(time.monotonic() - t0, 1)
         return step
+    t_eval = time.monotonic()
     report = evaluate(folder, req.data, max_drop=req.max_drop, x_key=req.x_key,
                       y_key=req.y_key, image=req.image, edge=False)
+    step["timing"]["evaluate"] = round(time.monotonic() - t_eval, 2)
     row = next(v for v in report.variants if v.scheme == rung["scheme"])
     gate = row.gate
     step.update(metric=report.metric, value=gate.value, reference=report.reference["value"],
@@ -243,6 +250,37 @@ def _make_step(req: LadderRequest, rung: dict[str, Any], index: int, root: Path,
             why += f" ({entry.mixed['limit']})"
         step["why_next"] = why
     return step
+
+
+def step_timing(split: dict[str, float] | None, quantize_s: float) -> dict[str, Any]:
+    """A step's seconds: ``quantize`` (its whole quantize run: worker start, model load, fp32
+    and the rung's scheme), of which the scheme's ``calibration``, ``conversion`` and ``checks``
+    (the manifest's ``seconds_split``), and ``evaluate`` (filled in once evaluated; not
+    ``evaluation``: that key is the evaluation report a step holds, left out of its JSON)."""
+    split = split or {}
+    return {"quantize": round(quantize_s, 2), "calibration": split.get("calibration"),
+            "conversion": split.get("conversion"), "checks": split.get("checks"),
+            "evaluate": None}
+
+
+def ladder_timing(steps: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    """The climb's seconds and what the shared calibration saved: the rungs that made a
+    calibration, those that reused one, and ``calibration_saved_s`` (for each reuse, what
+    making that calibration took less what reading it did)."""
+    made = reused = 0
+    saved = 0.0
+    for step in steps:
+        calibration = step.get("calibration") or {}
+        if "reused" not in calibration:
+            continue
+        if calibration["reused"] is False:
+            made += 1
+        else:
+            reused += 1
+            spent = (step.get("timing") or {}).get("calibration") or 0.0
+            saved += max(0.0, float(calibration.get("seconds") or 0.0) - spent)
+    return {"seconds": round(seconds, 1), "calibrations_made": made,
+            "calibrations_reused": reused, "calibration_saved_s": round(saved, 1)}
 
 
 def _is_tie(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -282,6 +320,7 @@ def climb(req: LadderRequest, measure: MeasureFn | None = None,
     "coreml"}`` and writes it to ``out/ladder.json`` (the chosen file is copied to ``out/``)."""
     root = Path(req.out)
     root.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
     steps: list[dict[str, Any]] = []
     passed_any = False
     for rung in tflite_rungs(req):
@@ -307,6 +346,7 @@ def climb(req: LadderRequest, measure: MeasureFn | None = None,
             if lat:
                 s["latency"] = lat
                 s["latency_ms"] = lat.get("median_ms")
+    timing = ladder_timing(steps, time.monotonic() - t0)
     chosen, why = choose(steps)
     if chosen:
         shutil.copy2(chosen["file"], root / Path(chosen["file"]).name)
@@ -329,6 +369,7 @@ def climb(req: LadderRequest, measure: MeasureFn | None = None,
             "drop": chosen["drop"], "latency_ms": chosen.get("latency_ms"),
             "options": chosen["options"]},
         "why": why,
+        "timing": timing,
         "coreml": climb_coreml(req, root, progress) if req.coreml else None,
     }
     (root / "ladder.json").write_text(json.dumps(_jsonable(result), indent=2) + "\n")

@@ -87,7 +87,12 @@ def default_jobs(model_bytes: int, schemes: int) -> int:
 def run_worker(request: WorkerRequest, work: Path, progress: ProgressFn | None = None,
                stop: threading.Event | None = None) -> tuple[int, list[dict[str, Any]], str]:
     """Run the worker process on a request; returns (exit code, events, log tail). ``stop``
-    set: the worker is killed (another lane hit a fatal error)."""
+    set: the worker is killed (another lane hit a fatal error). The export folders of workers
+    that are gone (killed with their parent) are swept first, and this worker's own once it has
+    ended, however it ended (:mod:`~quantlab.harness.quantize.tf_export`)."""
+    from quantlab.harness.quantize import tf_export
+
+    tf_export.sweep()
     tag = time.monotonic_ns()
     events_path = work / f".events-{tag}.jsonl"
     req_path = work / f".request-{tag}.json"
@@ -129,6 +134,8 @@ def run_worker(request: WorkerRequest, work: Path, progress: ProgressFn | None =
             proc.kill()
             proc.wait()
             raise
+        finally:
+            tf_export.remove_for(proc.pid)
     tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
     for p in (events_path, req_path, log_path):
         p.unlink(missing_ok=True)

@@ -3,8 +3,8 @@
 The TF Lite converter makes a full-integer model in three steps: it converts the source to a
 float .tflite, calibrates it (runs the representative data through it, recording each
 tensor's range), and quantizes the calibrated model. Only the last step differs between
-int8, int8-io, int16x8 and mixed-int8 (input/output types, activation width, nodes kept
-float), so :func:`calibrate` runs the first two once (the converter's calibrate-only mode)
+int8, int8-io, uint8-io, int16x8 and mixed-int8 (input/output types, activation width, nodes
+kept float), so :func:`calibrate` runs the first two once (the converter's calibrate-only mode)
 and :func:`quantize` finishes any of those schemes from the calibrated model with the
 converter's own code: the quantize step the converter would call with the arguments it
 would pass (``mlir_quantize``, or the calibrator's quantizer for 16-bit activations), then
@@ -16,8 +16,9 @@ model instrumented from the same calibration (:func:`layer_errors`).
 
 TensorFlow's converter internals are private API: this module is the one place that
 touches them, inside the quantize worker process only. Converter ``tf-calibrated``
-(:func:`make`) makes int8, int8-io and int16x8 this way from the calibration the int8 family
-shares (:mod:`~quantlab.harness.quantize.calibrations`); the manifest records it as ``tf``.
+(:func:`make`) makes int8, int8-io, uint8-io and int16x8 this way from the calibration the
+int8 family shares (:mod:`~quantlab.harness.quantize.calibrations`); the manifest records it
+as ``tf``.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def calibrate(source: Any, kind: str, calib_x: np.ndarray, extra: dict[str, Any]
 
 def quantize(source: Any, kind: str, settings: dict[str, Any], calibrated: bytes) -> bytes:
     """The variant ``convert()`` would make with a scheme's converter ``settings`` (int8,
-    int8-io, int16x8; see :func:`~quantlab.harness.quantize.tflite_tf.configure`), from a
+    int8-io, uint8-io, int16x8; see :func:`~quantlab.harness.quantize.tflite_tf.configure`), from a
     model :func:`calibrate` made, without converting or calibrating again."""
     from tensorflow.lite.python import lite, util
     from tensorflow.lite.python.convert import build_conversion_flags

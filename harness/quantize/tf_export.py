@@ -11,6 +11,12 @@ that folder as the converter itself does after its own export (the SavedModel's 
 serving signature, the loaded object). The MLIR converter then reads the same SavedModel, so
 every variant is the same bytes as before (``tests/test_quantize_export.py`` compares them).
 
+The export folders live in quantlab's cache folder (``<cache>/exports/``), each named by its
+worker's process id: a worker removes its own when it ends (normally, on SIGTERM or SIGINT);
+the process that started it removes them when it sees the worker end however it ended (a
+SIGKILL included, :func:`remove_for`); and every quantize first sweeps the folders of
+processes that no longer exist (:func:`sweep`: a parent killed with its workers).
+
 TensorFlow's converter internals are private API: this module is the one place that replaces
 the converter's export step, inside the quantize worker process only.
 """
@@ -18,11 +24,17 @@ the converter's export step, inside the quantize worker process only.
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
 import tempfile
 import weakref
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from quantlab.harness.cache import cache_dir
+
+PREFIX = "quantlab-export-"
 
 
 @dataclass
@@ -45,8 +57,7 @@ def reuse_export(converter: Any, model: Any) -> Any:
     def convert_keras_to_saved_model(_output_dir: str) -> tuple[Any, Any, Any]:
         export = _EXPORTS.get(model)
         if export is None:
-            folder = tempfile.mkdtemp(prefix="quantlab-export-")
-            atexit.register(shutil.rmtree, folder, True)
+            folder = new_folder()
             found = own(folder)
             exported = found[0] is not None
             _EXPORTS[model] = _Export(folder if exported else None,
@@ -58,6 +69,60 @@ def reuse_export(converter: Any, model: Any) -> Any:
 
     converter._convert_keras_to_saved_model = convert_keras_to_saved_model
     return converter
+
+
+def exports_folder() -> Path:
+    """Where the workers' export folders live: ``<quantlab cache>/exports``."""
+    return cache_dir() / "exports"
+
+
+def new_folder() -> str:
+    """A fresh export folder for this process, named by its pid (``quantlab-export-PID-…``)
+    and removed when the process ends (in the system's temporary folder where the cache
+    folder cannot be written)."""
+    prefix = f"{PREFIX}{os.getpid()}-"
+    try:
+        root = exports_folder()
+        root.mkdir(parents=True, exist_ok=True)
+        folder = tempfile.mkdtemp(prefix=prefix, dir=root)
+    except OSError:
+        folder = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
+def _pid(folder: Path) -> int | None:
+    head = folder.name.removeprefix(PREFIX).split("-", 1)[0]
+    return int(head) if folder.name.startswith(PREFIX) and head.isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_for(pid: int) -> None:
+    """Remove the export folders of the process ``pid`` (a worker that has ended)."""
+    root = exports_folder()
+    for folder in root.glob(f"{PREFIX}{pid}-*") if root.is_dir() else ():
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def sweep() -> None:
+    """Remove the export folders of processes that no longer run (killed before they could)."""
+    try:
+        folders = list(exports_folder().iterdir())
+    except OSError:  # no exports folder yet, or one this user cannot read
+        return
+    for folder in folders:
+        pid = _pid(folder)
+        if pid is not None and not _alive(pid):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _load(converter: Any, export: _Export) -> tuple[Any, Any, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -262,6 +263,8 @@ def _sensitivity(job: Job, events: Events) -> int:
 def main(request_path: str) -> int:
     """Run one request; exit 0 when every scheme was attempted, 3 on a fatal (model/data) error."""
     silence()
+    # SIGTERM ends the worker as Ctrl-C does, through Python's exit (its export folder removed)
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     req = WorkerRequest.from_dict(json.loads(Path(request_path).read_text()))
     events = Events(req.events)
     job = Job(req, events)
