@@ -152,3 +152,51 @@ def outlier_tflite(outlier_model: Path, tmp_path_factory: pytest.TempPathFactory
         quantize(QuantizeRequest.create(outlier_model, ["fp32"], None, out))
         _CACHE["outlier_tflite"] = out / "fp32.tflite"
     return _CACHE["outlier_tflite"]
+
+
+TORCH_NET = '''
+import torch
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.hidden = torch.nn.Linear(8, 512)  # 4096 weights: Core ML compresses it
+        self.fc = torch.nn.Linear(512, 4)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.hidden(torch.relu(self.conv(x)).mean((2, 3)))))
+
+
+def make():
+    return Net()
+'''
+"""The PyTorch tests' tiny conv net (module ``tinynet``, factory ``make``)."""
+
+
+@pytest.fixture(scope="session")
+def torch_net(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny conv net (:data:`TORCH_NET`) in one folder: its module (``tinynet.py``, so
+    ``tinynet:make`` names it with the folder on PYTHONPATH), its ``torch.export`` archive
+    (``net.pt2``, input 1×3×8×8) and NCHW calibration data (``calib.npz``, 16 samples).
+    Skips without ExecuTorch (the ``torch`` extra). Read-only: tests write their variants
+    to folders of their own."""
+    pytest.importorskip("executorch")
+    import torch
+
+    if "torch_net" not in _CACHE:
+        tmp = tmp_path_factory.mktemp("torch")
+        (tmp / "tinynet.py").write_text(TORCH_NET)
+        sys.path.insert(0, str(tmp))
+        try:
+            import tinynet
+        finally:
+            sys.path.remove(str(tmp))
+        model = tinynet.make().eval()
+        torch.export.save(torch.export.export(model, (torch.zeros(1, 3, 8, 8),)), tmp / "net.pt2")
+        rng = np.random.default_rng(0)
+        np.savez(tmp / "calib.npz", x=rng.standard_normal((16, 3, 8, 8)).astype(np.float32))
+        _CACHE["torch_net"] = tmp
+    return _CACHE["torch_net"]
