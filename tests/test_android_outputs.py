@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import quantize_fixtures as qf
 from fakes.adbd import FakeAndroidDevice, load_profile
-from test_android_adb import ROOT, adb, adb_port, agent, cache  # noqa: F401  (fixtures)
+from test_android_adb import ROOT, adb_port, agent, cache, connected_phone  # noqa: F401  (fixtures)
 from test_device_eval import detector  # noqa: F401  (fixture)
 
 from quantlab.android_runner import outputs as loop
@@ -46,14 +46,8 @@ def phone(adb_port: int, tmp_path: Path) -> Iterator[FakeAndroidDevice]:  # noqa
     """The Pixel 5 loopback phone whose ``nnapi`` stand-in loses class 0."""
     profile = load_profile("pixel5_snapdragon")
     profile["numerics_faults"] = {"nnapi": "zero-class-0"}
-    dev = FakeAndroidDevice(profile, tmp_path / "pixel")
-    try:
-        out = adb(adb_port, "connect", dev.serial)
-        assert "connected" in out.stdout, out.stdout + out.stderr
+    with connected_phone(adb_port, profile, tmp_path / "pixel") as dev:
         yield dev
-    finally:
-        adb(adb_port, "disconnect", dev.serial)
-        dev.close()
 
 
 def _evaluate(phone: FakeAndroidDevice, variants: Path, data: Path, samples: int
