@@ -66,6 +66,60 @@ def keras_variants(digits: tuple[Path, Path], tmp_path_factory: pytest.TempPathF
 
 
 @pytest.fixture(scope="session")
+def digits_fp32_int8(digits: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """fp32 and int8 of the digits model, calibrated on the training split: the variants the
+    device-accuracy tests (sim, Android, iOS, gateway, lab) score. Read-only: a test that
+    changes the folder copies it first."""
+    from quantlab.harness.quantize.requests import QuantizeRequest
+    from quantlab.harness.quantize.variants import quantize
+
+    if "digits_fp32_int8" not in _CACHE:
+        out = tmp_path_factory.mktemp("digits-fp32-int8") / "v"
+        quantize(QuantizeRequest.create(digits[0], ["fp32", "int8"],
+                                        _training_split(tmp_path_factory), out))
+        _CACHE["digits_fp32_int8"] = out
+    return _CACHE["digits_fp32_int8"]
+
+
+def _detector_model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The shapes detector (SSD outputs, 3 classes) trained once per session, with its
+    evaluation images, COCO labels and calibration images (``build_detector``'s paths)."""
+    from quantlab.harness.quantize.demo_detector import build_detector
+
+    if "detector_model" not in _CACHE:
+        _CACHE["detector_model"] = build_detector(tmp_path_factory.mktemp("det") / "model",
+                                                  styles=("ssd",))
+    return _CACHE["detector_model"]
+
+
+def _detector_variants(tmp_path_factory: pytest.TempPathFactory, schemes: list[str]
+                       ) -> dict[str, Path]:
+    from quantlab.harness.quantize.requests import QuantizeRequest
+    from quantlab.harness.quantize.variants import quantize
+
+    key = "detector:" + ",".join(schemes)
+    if key not in _CACHE:
+        paths = _detector_model(tmp_path_factory)
+        out = tmp_path_factory.mktemp("det-" + "-".join(schemes)) / "v"
+        quantize(QuantizeRequest.create(paths["ssd"], schemes, paths["calib"], out))
+        _CACHE[key] = {**paths, "variants": out}
+    return _CACHE[key]
+
+
+@pytest.fixture(scope="session")
+def detector_all(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The shapes detector and its fp32/fp16/int8/int8-io variants (``variants``)."""
+    return _detector_variants(tmp_path_factory, ["fp32", "fp16", "int8", "int8-io"])
+
+
+@pytest.fixture(scope="session")
+def detector_fp32_int8(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The shapes detector (the same trained model as :func:`detector_all`'s) and its fp32
+    and int8 variants (``variants``): the device-accuracy tests' detector."""
+    return _detector_variants(tmp_path_factory, ["fp32", "int8"])
+
+
+@pytest.fixture(scope="session")
 def wide_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """An untrained wide model where weights dominate the file size."""
     from quantlab.harness.quantize.demo_model import build_digits_model

@@ -20,25 +20,14 @@ import pytest
 import quantize_fixtures as qf
 from fakes.adbd import FakeAndroidDevice, load_profile
 from test_android_adb import ROOT, adb_port, agent, cache, connected_phone  # noqa: F401  (fixtures)
-from test_device_eval import detector  # noqa: F401  (fixture)
 
 from quantlab.android_runner import outputs as loop
 from quantlab.harness.device_eval import evaluate_on_devices
 from quantlab.harness.plan import discover
 
 digits = qf.digits
-
-
-@pytest.fixture(scope="module")
-def variants(digits: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """fp32 and int8 of the digits model."""
-    from quantlab.harness.quantize.requests import QuantizeRequest
-    from quantlab.harness.quantize.variants import quantize
-
-    out = tmp_path_factory.mktemp("android-dev") / "v"
-    quantize(QuantizeRequest.create(digits[0], ["fp32", "int8"],
-                                    qf._training_split(tmp_path_factory), out))
-    return out
+variants = qf.digits_fp32_int8  # fp32 and int8 of the digits model (session-wide)
+detector = qf.detector_fp32_int8  # the shapes detector, fp32 and int8 (session-wide)
 
 
 @pytest.fixture()
