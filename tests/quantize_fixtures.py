@@ -1,4 +1,7 @@
-"""Session-cached models and variants for the quantize tests (TF model building is slow)."""
+"""Session-cached models and variants (training and converting are slow): the digits CNN, the
+shapes detector, the tiny PyTorch net and their variants, built once for every test module that
+imports them (the quantize, device-accuracy and PyTorch tests). Tests read them and write
+their own outputs elsewhere."""
 
 from __future__ import annotations
 
