@@ -25,13 +25,9 @@ from quantlab.agents.outputs import OutputsFacts, outputs_support, read_outputs
 from quantlab.harness.errors import DeviceFault, DeviceUnusable, QuantlabError, UserError
 from quantlab.harness.plan import Fleet, expand_models
 from quantlab.harness.records import DeviceInfo, Job, ModelRef, Settings
-from quantlab.harness.retry import RetryPolicy
+from quantlab.harness.retry import RetryPolicy, quiet
 
 Notify = Callable[[str], None]
-
-
-def _quiet(message: str) -> None:
-    pass
 
 
 def delegates_for(agent: Any, device: DeviceInfo, model: ModelRef, wanted: Sequence[str],
@@ -83,7 +79,7 @@ def evaluate_on_devices(
     delegates: Sequence[str] = (), samples: int | None = None, seed: int = 0,
     threads: int = 1, timeout_s: float = 600.0, max_mse: float | None = None,
     gate_confidence: bool = False, recalibrate: bool = False, retry: RetryPolicy | None = None,
-    note: Notify = _quiet, progress: Callable[[str], None] | None = None,
+    note: Notify = quiet, progress: Callable[[str], None] | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Every variant of ``variants_dir`` on every (device, delegate): ``{"rows": [...]}`` with

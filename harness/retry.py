@@ -58,8 +58,8 @@ def _always(attempt: int) -> bool:
     return True
 
 
-def _quiet(message: str) -> None:
-    pass
+def quiet(message: str) -> None:
+    """A ``note`` that tells nobody: the default for callers that show no fault notes."""
 
 
 def launch(agent: Agent, device: DeviceInfo, job: Job, policy: RetryPolicy, *,
@@ -74,7 +74,7 @@ def launch(agent: Agent, device: DeviceInfo, job: Job, policy: RetryPolicy, *,
     retries; ``progress`` is passed to the agent.
     """
     stopped = cancel or threading.Event()
-    note = note or _quiet
+    note = note or quiet
     out = Launch()
     attempt = 0
     while True:

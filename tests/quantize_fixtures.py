@@ -1,4 +1,7 @@
-"""Session-cached models and variants for the quantize tests (TF model building is slow)."""
+"""Session-cached models and variants (training and converting are slow): the digits CNN, the
+shapes detector, the tiny PyTorch net and their variants, built once for every test module that
+imports them (the quantize, device-accuracy and PyTorch tests). Tests read them and write
+their own outputs elsewhere."""
 
 from __future__ import annotations
 
@@ -63,6 +66,60 @@ def keras_variants(digits: tuple[Path, Path], tmp_path_factory: pytest.TempPathF
                  eval_data=digits[1]))
         _CACHE["keras_variants"] = out
     return _CACHE["keras_variants"]
+
+
+@pytest.fixture(scope="session")
+def digits_fp32_int8(digits: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """fp32 and int8 of the digits model, calibrated on the training split: the variants the
+    device-accuracy tests (sim, Android, iOS, gateway, lab) score. Read-only: a test that
+    changes the folder copies it first."""
+    from quantlab.harness.quantize.requests import QuantizeRequest
+    from quantlab.harness.quantize.variants import quantize
+
+    if "digits_fp32_int8" not in _CACHE:
+        out = tmp_path_factory.mktemp("digits-fp32-int8") / "v"
+        quantize(QuantizeRequest.create(digits[0], ["fp32", "int8"],
+                                        _training_split(tmp_path_factory), out))
+        _CACHE["digits_fp32_int8"] = out
+    return _CACHE["digits_fp32_int8"]
+
+
+def _detector_model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The shapes detector (SSD outputs, 3 classes) trained once per session, with its
+    evaluation images, COCO labels and calibration images (``build_detector``'s paths)."""
+    from quantlab.harness.quantize.demo_detector import build_detector
+
+    if "detector_model" not in _CACHE:
+        _CACHE["detector_model"] = build_detector(tmp_path_factory.mktemp("det") / "model",
+                                                  styles=("ssd",))
+    return _CACHE["detector_model"]
+
+
+def _detector_variants(tmp_path_factory: pytest.TempPathFactory, schemes: list[str]
+                       ) -> dict[str, Path]:
+    from quantlab.harness.quantize.requests import QuantizeRequest
+    from quantlab.harness.quantize.variants import quantize
+
+    key = "detector:" + ",".join(schemes)
+    if key not in _CACHE:
+        paths = _detector_model(tmp_path_factory)
+        out = tmp_path_factory.mktemp("det-" + "-".join(schemes)) / "v"
+        quantize(QuantizeRequest.create(paths["ssd"], schemes, paths["calib"], out))
+        _CACHE[key] = {**paths, "variants": out}
+    return _CACHE[key]
+
+
+@pytest.fixture(scope="session")
+def detector_all(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The shapes detector and its fp32/fp16/int8/int8-io variants (``variants``)."""
+    return _detector_variants(tmp_path_factory, ["fp32", "fp16", "int8", "int8-io"])
+
+
+@pytest.fixture(scope="session")
+def detector_fp32_int8(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The shapes detector (the same trained model as :func:`detector_all`'s) and its fp32
+    and int8 variants (``variants``): the device-accuracy tests' detector."""
+    return _detector_variants(tmp_path_factory, ["fp32", "int8"])
 
 
 @pytest.fixture(scope="session")
@@ -152,3 +209,51 @@ def outlier_tflite(outlier_model: Path, tmp_path_factory: pytest.TempPathFactory
         quantize(QuantizeRequest.create(outlier_model, ["fp32"], None, out))
         _CACHE["outlier_tflite"] = out / "fp32.tflite"
     return _CACHE["outlier_tflite"]
+
+
+TORCH_NET = '''
+import torch
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.hidden = torch.nn.Linear(8, 512)  # 4096 weights: Core ML compresses it
+        self.fc = torch.nn.Linear(512, 4)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.hidden(torch.relu(self.conv(x)).mean((2, 3)))))
+
+
+def make():
+    return Net()
+'''
+"""The PyTorch tests' tiny conv net (module ``tinynet``, factory ``make``)."""
+
+
+@pytest.fixture(scope="session")
+def torch_net(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny conv net (:data:`TORCH_NET`) in one folder: its module (``tinynet.py``, so
+    ``tinynet:make`` names it with the folder on PYTHONPATH), its ``torch.export`` archive
+    (``net.pt2``, input 1×3×8×8) and NCHW calibration data (``calib.npz``, 16 samples).
+    Skips without ExecuTorch (the ``torch`` extra). Read-only: tests write their variants
+    to folders of their own."""
+    pytest.importorskip("executorch")
+    import torch
+
+    if "torch_net" not in _CACHE:
+        tmp = tmp_path_factory.mktemp("torch")
+        (tmp / "tinynet.py").write_text(TORCH_NET)
+        sys.path.insert(0, str(tmp))
+        try:
+            import tinynet
+        finally:
+            sys.path.remove(str(tmp))
+        model = tinynet.make().eval()
+        torch.export.save(torch.export.export(model, (torch.zeros(1, 3, 8, 8),)), tmp / "net.pt2")
+        rng = np.random.default_rng(0)
+        np.savez(tmp / "calib.npz", x=rng.standard_normal((16, 3, 8, 8)).astype(np.float32))
+        _CACHE["torch_net"] = tmp
+    return _CACHE["torch_net"]

@@ -7,6 +7,7 @@ and kills only that server at the end, never the user's default one. Without the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -85,19 +86,34 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "cache"
 
 
+@contextlib.contextmanager
+def connected_phone(port: int, profile: str | dict[str, Any], folder: Path
+                    ) -> Iterator[FakeAndroidDevice]:
+    """A loopback phone of ``profile`` (a profile's name, or a profile changed by the test)
+    serving from ``folder``, connected to the adb server on ``port``; disconnected and closed
+    after."""
+    dev = FakeAndroidDevice(profile, folder)
+    try:
+        out = adb(port, "connect", dev.serial)
+        assert "connected" in out.stdout, out.stdout + out.stderr
+        yield dev
+    finally:
+        adb(port, "disconnect", dev.serial)
+        dev.close()
+
+
+@pytest.fixture()
+def phone(adb_port: int, tmp_path: Path) -> Iterator[FakeAndroidDevice]:
+    """The Pixel 5 loopback phone, connected."""
+    with connected_phone(adb_port, "pixel5_snapdragon", tmp_path / "qcom") as dev:
+        yield dev
+
+
 @pytest.fixture()
 def phones(adb_port: int, tmp_path: Path) -> Iterator[tuple[FakeAndroidDevice, FakeAndroidDevice]]:
-    qcom = FakeAndroidDevice("pixel5_snapdragon", tmp_path / "qcom")
-    exynos = FakeAndroidDevice("galaxy_s21_exynos", tmp_path / "exynos")
-    try:
-        for dev in (qcom, exynos):
-            out = adb(adb_port, "connect", dev.serial)
-            assert "connected" in out.stdout, out.stdout + out.stderr
+    with connected_phone(adb_port, "pixel5_snapdragon", tmp_path / "qcom") as qcom, \
+            connected_phone(adb_port, "galaxy_s21_exynos", tmp_path / "exynos") as exynos:
         yield qcom, exynos
-    finally:
-        for dev in (qcom, exynos):
-            adb(adb_port, "disconnect", dev.serial)
-            dev.close()
 
 
 @pytest.fixture()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from fakes.adbd import FakeAndroidDevice, load_profile
 from quantize_fixtures import quantlab
-from test_android_adb import adb, adb_port, agent, cache  # noqa: F401  (fixtures)
+from test_android_adb import adb_port, agent, cache, connected_phone  # noqa: F401  (fixtures)
 from test_culprit import NOISY
 from tflite_build import chain_model
 
@@ -28,14 +28,8 @@ def phone(adb_port: int, tmp_path: Path) -> Iterator[FakeAndroidDevice]:  # noqa
     """The Pixel 5 loopback phone whose ``xnnpack`` computes LOGISTIC with NEG's kernel."""
     profile = load_profile("pixel5_snapdragon")
     profile["numerics_faults"] = {"xnnpack": "wrong-kernel:LOGISTIC=NEG"}
-    dev = FakeAndroidDevice(profile, tmp_path / "pixel")
-    try:
-        out = adb(adb_port, "connect", dev.serial)
-        assert "connected" in out.stdout, out.stdout + out.stderr
+    with connected_phone(adb_port, profile, tmp_path / "pixel") as dev:
         yield dev
-    finally:
-        adb(adb_port, "disconnect", dev.serial)
-        dev.close()
 
 
 def test_culprit_on_a_phone_names_the_op_its_delegate_computes_wrong(

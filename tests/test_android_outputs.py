@@ -19,41 +19,27 @@ import numpy as np
 import pytest
 import quantize_fixtures as qf
 from fakes.adbd import FakeAndroidDevice, load_profile
-from test_android_adb import ROOT, adb, adb_port, agent, cache  # noqa: F401  (fixtures)
-from test_device_eval import detector  # noqa: F401  (fixture)
+from test_android_adb import ROOT, adb_port, agent, cache, connected_phone  # noqa: F401  (fixtures)
 
 from quantlab.android_runner import outputs as loop
 from quantlab.harness.device_eval import evaluate_on_devices
 from quantlab.harness.plan import discover
 
 digits = qf.digits
-
-
-@pytest.fixture(scope="module")
-def variants(digits: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """fp32 and int8 of the digits model."""
-    from quantlab.harness.quantize.requests import QuantizeRequest
-    from quantlab.harness.quantize.variants import quantize
-
-    out = tmp_path_factory.mktemp("android-dev") / "v"
-    quantize(QuantizeRequest.create(digits[0], ["fp32", "int8"],
-                                    qf._training_split(tmp_path_factory), out))
-    return out
+variants = qf.digits_fp32_int8  # fp32 and int8 of the digits model (session-wide)
+detector = qf.detector_fp32_int8  # the shapes detector, fp32 and int8 (session-wide)
 
 
 @pytest.fixture()
 def phone(adb_port: int, tmp_path: Path) -> Iterator[FakeAndroidDevice]:  # noqa: F811
-    """The Pixel 5 loopback phone whose ``nnapi`` stand-in loses class 0."""
+    """The Pixel 5 loopback phone whose ``nnapi`` stand-in loses class 0. Its launches take
+    no stand-in run time (the profile's 0.05 s sleep): these tests count launches and score
+    outputs, and time none, over some 1200 launches."""
     profile = load_profile("pixel5_snapdragon")
     profile["numerics_faults"] = {"nnapi": "zero-class-0"}
-    dev = FakeAndroidDevice(profile, tmp_path / "pixel")
-    try:
-        out = adb(adb_port, "connect", dev.serial)
-        assert "connected" in out.stdout, out.stdout + out.stderr
+    profile["benchmark_seconds"] = 0.0
+    with connected_phone(adb_port, profile, tmp_path / "pixel") as dev:
         yield dev
-    finally:
-        adb(adb_port, "disconnect", dev.serial)
-        dev.close()
 
 
 def _evaluate(phone: FakeAndroidDevice, variants: Path, data: Path, samples: int

@@ -6,32 +6,19 @@ one window of it (a phone that does not throttle reports none)."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fakes.adbd import FakeAndroidDevice
-from test_android_adb import _adb_installed, adb, adb_port, agent, by_id, cache, model
+from test_android_adb import _adb_installed, adb_port, agent, by_id, cache, model, phone
 
 from quantlab.harness.records import Job, ModelRef, Settings
 
-__all__ = ["_adb_installed", "adb_port", "cache", "model"]  # fixtures used here
+__all__ = ["_adb_installed", "adb_port", "cache", "model", "phone"]  # fixtures used here
 
 WINDOW_S = 0.4
 SETTINGS = Settings(warmup=1, iterations=1, repeats=1, timeout_s=60, sustained_s=3.2,
                     window_s=WINDOW_S)
-
-
-@pytest.fixture()
-def phone(adb_port: int, tmp_path: Path) -> Iterator[FakeAndroidDevice]:
-    dev = FakeAndroidDevice("pixel5_snapdragon", tmp_path / "qcom")
-    try:
-        out = adb(adb_port, "connect", dev.serial)
-        assert "connected" in out.stdout, out.stdout + out.stderr
-        yield dev
-    finally:
-        adb(adb_port, "disconnect", dev.serial)
-        dev.close()
 
 
 def _sustained(phone: FakeAndroidDevice, model: ModelRef) -> tuple[dict, object]:

@@ -12,22 +12,9 @@ import pytest
 import quantize_fixtures as qf
 
 from quantlab.harness.quantize.manifest import Manifest
-from quantlab.harness.quantize.requests import QuantizeRequest
-from quantlab.harness.quantize.variants import quantize
 
 quantlab = qf.quantlab
-
-
-@pytest.fixture(scope="module")
-def detector(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The shapes detector (SSD outputs) and its fp32/fp16/int8/int8-io variants."""
-    from quantlab.harness.quantize.demo_detector import build_detector
-
-    work = tmp_path_factory.mktemp("det")
-    paths = build_detector(work / "model", styles=("ssd",))
-    quantize(QuantizeRequest.create(paths["ssd"], ["fp32", "fp16", "int8", "int8-io"],
-                                    paths["calib"], work / "v"))
-    return {**paths, "variants": work / "v"}
+detector = qf.detector_all  # the session's detector and its fp32/fp16/int8/int8-io variants
 
 
 def _evaluate(detector: dict[str, Path], *extra: str) -> tuple[int, dict[str, Any], str]:

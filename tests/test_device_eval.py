@@ -62,17 +62,7 @@ class PerturbingSim(SimAgent):
         return dataclasses.replace(facts, delegate=ZERO, runner_detail="zeroes class 0")
 
 
-@pytest.fixture(scope="module")
-def variants(digits: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
-             ) -> Path:
-    """fp32 and int8 of the digits model."""
-    from quantlab.harness.quantize.requests import QuantizeRequest
-    from quantlab.harness.quantize.variants import quantize
-
-    out = tmp_path_factory.mktemp("dev") / "v"
-    quantize(QuantizeRequest.create(digits[0], ["fp32", "int8"],
-                                    qf._training_split(tmp_path_factory), out))
-    return out
+variants = qf.digits_fp32_int8  # fp32 and int8 of the digits model (session-wide)
 
 
 def test_sim_rows_per_variant_and_delegate_stored_with_their_sample_set(
@@ -163,17 +153,7 @@ def test_a_delegate_that_zeroes_a_class_shows_the_drop_and_fails_with_exit_1(
     assert sorted(report["failed"]) == sorted(f"{s} on sim · {ZERO}" for s in ("fp32", "int8"))
 
 
-@pytest.fixture(scope="module")
-def detector(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The shapes detector (SSD outputs, 3 classes) and its fp32 and int8 variants."""
-    from quantlab.harness.quantize.demo_detector import build_detector
-    from quantlab.harness.quantize.requests import QuantizeRequest
-    from quantlab.harness.quantize.variants import quantize
-
-    work = tmp_path_factory.mktemp("det")
-    paths = build_detector(work / "model", styles=("ssd",))
-    quantize(QuantizeRequest.create(paths["ssd"], ["fp32", "int8"], paths["calib"], work / "v"))
-    return {**paths, "variants": work / "v"}
+detector = qf.detector_fp32_int8  # the shapes detector (SSD outputs, 3 classes), fp32 and int8
 
 
 def test_detection_map_per_delegate_from_the_outputs_that_came_back(

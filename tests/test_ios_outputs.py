@@ -6,6 +6,7 @@ unit; the fake computes Core ML outputs with host LiteRT on the float .tflite an
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -25,19 +26,16 @@ from quantlab.harness.plan import discover
 from quantlab.ios_runner import codec
 
 digits = qf.digits
+digits_fp32_int8 = qf.digits_fp32_int8
 UNITS = ["coreml-cpu", "coreml-gpu", "coreml-ane", "coreml-all"]
 
 
 @pytest.fixture(scope="module")
-def variants(digits: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """fp32 and int8 of the digits model, and a Core ML variant beside them (a description
-    only: the fake runs the float .tflite in its place)."""
-    from quantlab.harness.quantize.requests import QuantizeRequest
-    from quantlab.harness.quantize.variants import quantize
-
+def variants(digits_fp32_int8: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """fp32 and int8 of the digits model (a copy of the session's), and a Core ML variant
+    beside them (a description only: the fake runs the float .tflite in its place)."""
     out = tmp_path_factory.mktemp("ios-dev") / "v"
-    quantize(QuantizeRequest.create(digits[0], ["fp32", "int8"],
-                                    qf._training_split(tmp_path_factory), out))
+    shutil.copytree(digits_fp32_int8, out)
     pkg = write_mlpackage(out / "coreml-fp16.mlpackage", [("input", (1, 8, 8, 1))],
                           [("Identity", (1, 10))])
     manifest = json.loads((out / "manifest.json").read_text())

@@ -50,16 +50,7 @@ def lab() -> Iterator[Lab]:
         os.environ.update(saved)
 
 
-@pytest.fixture(scope="module")
-def variants(digits: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """fp32 and int8 of the digits model."""
-    from quantlab.harness.quantize.requests import QuantizeRequest
-    from quantlab.harness.quantize.variants import quantize
-
-    out = tmp_path_factory.mktemp("lab-dev") / "v"
-    quantize(QuantizeRequest.create(digits[0], ["fp32", "int8"],
-                                    qf._training_split(tmp_path_factory), out))
-    return out
+variants = qf.digits_fp32_int8  # fp32 and int8 of the digits model (session-wide)
 
 
 def test_lab_rows_match_local_ones_and_the_set_travels_once_per_host(

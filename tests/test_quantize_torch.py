@@ -13,52 +13,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import quantize_fixtures as qf
 
 ROOT = Path(__file__).resolve().parents[1]
-
-NET = '''
-import torch
-
-
-class Net(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
-        self.fc = torch.nn.Linear(8, 4)
-
-    def forward(self, x):
-        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
-
-
-def make():
-    return Net()
-'''
-
 
 def _env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(tmp_path), os.environ.get("PYTHONPATH", "")])}
 
 
-@pytest.fixture(scope="module")
-def torch_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny conv net's module (tinynet.py), its .pt2 and calibration data, in one folder."""
-    pytest.importorskip("executorch")
-    import torch
-
-    tmp = tmp_path_factory.mktemp("torch")
-    (tmp / "tinynet.py").write_text(NET)
-    sys.path.insert(0, str(tmp))
-    try:
-        import tinynet
-    finally:
-        sys.path.remove(str(tmp))
-    model = tinynet.make().eval()
-    torch.export.save(torch.export.export(model, (torch.zeros(1, 3, 8, 8),)), tmp / "net.pt2")
-    rng = np.random.default_rng(0)
-    np.savez(tmp / "calib.npz", x=rng.standard_normal((16, 3, 8, 8)).astype(np.float32))
-    return tmp
+torch_model = qf.torch_net  # the tiny conv net: tinynet.py, net.pt2, calib.npz (session-wide)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +30,7 @@ def et_variants(torch_model: Path) -> Path:
     """The .pt2 quantized into the ExecuTorch schemes that run on this host."""
     import quantlab
 
-    out = torch_model / "variants"
+    out = torch_model / "et-variants"
     quantlab.quantize(torch_model / "net.pt2", out, ["et-fp32", "et-int8"],
                       calib=torch_model / "calib.npz")
     return out

@@ -7,31 +7,13 @@ ML backend (``et-coreml``), which lowers here but runs only on Apple's platforms
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import quantize_fixtures as qf
 
-NET = '''
-import torch
-
-
-class Net(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
-        self.hidden = torch.nn.Linear(8, 512)  # 4096 weights: Core ML compresses it
-        self.fc = torch.nn.Linear(512, 4)
-
-    def forward(self, x):
-        return self.fc(torch.relu(self.hidden(torch.relu(self.conv(x)).mean((2, 3)))))
-
-
-def make():
-    return Net()
-'''
+torch_net = qf.torch_net  # the tiny conv net: tinynet.py, net.pt2, calib.npz (session-wide)
 
 
 def test_all_for_a_pytorch_source_is_its_litert_and_executorch_schemes() -> None:
@@ -47,24 +29,11 @@ def test_all_for_a_pytorch_source_is_its_litert_and_executorch_schemes() -> None
 
 
 @pytest.fixture(scope="module")
-def torch_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny conv net's .pt2 and NCHW calibration data, in one folder."""
-    pytest.importorskip("executorch")
+def torch_model(torch_net: Path) -> Path:
+    """The session's tiny conv net (a hidden layer of 4096 weights, which Core ML compresses):
+    its .pt2 and NCHW calibration data, in one folder. Needs litert-torch."""
     pytest.importorskip("litert_torch")
-    import torch
-
-    tmp = tmp_path_factory.mktemp("torch-litert")
-    (tmp / "tinynet_lt.py").write_text(NET)
-    sys.path.insert(0, str(tmp))
-    try:
-        import tinynet_lt
-    finally:
-        sys.path.remove(str(tmp))
-    model = tinynet_lt.make().eval()
-    torch.export.save(torch.export.export(model, (torch.zeros(1, 3, 8, 8),)), tmp / "net.pt2")
-    rng = np.random.default_rng(0)
-    np.savez(tmp / "calib.npz", x=rng.standard_normal((16, 3, 8, 8)).astype(np.float32))
-    return tmp
+    return torch_net
 
 
 @pytest.fixture(scope="module")

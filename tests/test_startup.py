@@ -5,12 +5,11 @@ from the delegate's cache, shown by show, delegates, compare and the report."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fakes.adbd import FakeAndroidDevice
-from test_android_adb import _adb_installed, adb, adb_port, cache
+from test_android_adb import _adb_installed, adb_port, cache, phone
 from typer.testing import CliRunner
 
 import quantlab
@@ -18,7 +17,7 @@ from quantlab.agents.sim.agent import SimAgent
 from quantlab.harness.cli.main import app
 from quantlab.harness.records import Job, ModelRef, Settings
 
-__all__ = ["_adb_installed", "adb_port", "cache"]  # fixtures used here
+__all__ = ["_adb_installed", "adb_port", "cache", "phone"]  # fixtures used here
 
 
 def test_simulator_first_second(cnn_tflite: Path) -> None:
@@ -38,18 +37,6 @@ def test_simulator_first_second(cnn_tflite: Path) -> None:
             assert cold["delegate_ms"] is None and cold["load_ms"] == raw.init_ms
         assert raw.startup["warm"] is None and "no delegate cache" in \
             raw.startup["warm_unavailable"]
-
-
-@pytest.fixture()
-def phone(adb_port: int, tmp_path: Path) -> Iterator[FakeAndroidDevice]:
-    dev = FakeAndroidDevice("pixel5_snapdragon", tmp_path / "qcom")
-    try:
-        out = adb(adb_port, "connect", dev.serial)
-        assert "connected" in out.stdout, out.stdout + out.stderr
-        yield dev
-    finally:
-        adb(adb_port, "disconnect", dev.serial)
-        dev.close()
 
 
 def test_gpu_cold_and_warm_start_in_show_delegates_compare_and_report(
