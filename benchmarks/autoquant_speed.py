@@ -39,8 +39,9 @@ from quantize_speed import ROOT, build, measure
 
 
 def _cell(step: dict) -> str:
-    """A rung's seconds in one run: the whole step, then calibration (made or cache),
-    conversion and evaluate."""
+    """A rung's seconds in one run: the whole step; its quantize run (worker start, model load,
+    export, fp32 and the scheme), of which the scheme's calibration (made or cache),
+    conversion and checks; evaluate."""
     if step.get("seconds") is None:
         return "skipped"
     timing, calibration = step.get("timing") or {}, step.get("calibration") or {}
@@ -49,8 +50,9 @@ def _cell(step: dict) -> str:
         where = "made" if calibration["reused"] is False else "cache"
         parts.append(f"calib {timing.get('calibration') or 0.0:.1f} {where}")
     parts += [f"conv {timing.get('conversion') or 0.0:.1f}",
-              f"eval {timing.get('evaluate') or 0.0:.1f}"]
-    return f"{step['seconds']:.1f} ({', '.join(parts)})"
+              f"checks {timing.get('checks') or 0.0:.1f}"]
+    return (f"{step['seconds']:.1f} (quantize {timing.get('quantize') or 0.0:.1f}: "
+            f"{', '.join(parts)}; eval {timing.get('evaluate') or 0.0:.1f})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{ladder['timing']['seconds']:.1f} s, peak {peak:.2f} GB", flush=True)
     print(f"\nautoquant --explore, MobileNetV2 224x224, 100 classes, {args.samples} calibration "
           f"images, {args.eval} evaluation images; {os.cpu_count()} cores; each rung: its "
-          "seconds (its scheme's calibration made or read from the cache, conversion, evaluate)")
+          "seconds (its quantize run: worker start, model load, export, fp32 and the scheme, of "
+          "which the scheme's calibration made or read from the cache, conversion and checks; "
+          "evaluate)")
     names = list(runs)
     print("| rung | " + " | ".join(f"{n} (load {runs[n][3]:.2f})" for n in names) + " |")
     print("|---|" + "---|" * len(names))
