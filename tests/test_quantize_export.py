@@ -126,12 +126,14 @@ def test_export_folders_of_dead_processes_are_swept(tmp_path: Path,
     monkeypatch.setenv("QUANTLAB_CACHE", str(tmp_path / "cache"))
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     ended.wait()  # a pid no process has now (a quantize parent killed with its workers)
-    dead = tf_export.exports_folder() / f"quantlab-export-{ended.pid}-x"
-    alive = tf_export.exports_folder() / f"quantlab-export-{os.getpid()}-y"
-    for folder in (dead, alive):
+    dead = tf_export.exports_folder() / f"{tf_export.folder_prefix(ended.pid)}x"
+    alive = tf_export.exports_folder() / f"{tf_export.folder_prefix(os.getpid())}y"
+    # a cache folder shared with another host: its pids mean nothing here, its folders stay
+    elsewhere = tf_export.exports_folder() / f"quantlab-export-{ended.pid}-otherhost9-z"
+    for folder in (dead, alive, elsewhere):
         (folder / "variables").mkdir(parents=True)
     tf_export.sweep()
-    assert not dead.exists() and alive.exists()
+    assert not dead.exists() and alive.exists() and elsewhere.exists()
 
 
 def test_an_unwritable_cache_folder_exports_into_the_temporary_folder(
@@ -143,4 +145,4 @@ def test_an_unwritable_cache_folder_exports_into_the_temporary_folder(
     monkeypatch.setattr(tf_export.tempfile, "tempdir", str(tmp_path))
     folder = Path(tf_export.new_folder())
     assert folder.is_dir() and folder.parent == tmp_path
-    assert folder.name.startswith(f"quantlab-export-{os.getpid()}-")
+    assert folder.name.startswith(tf_export.folder_prefix(os.getpid()))

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
+import socket
 import tempfile
 import weakref
 from dataclasses import dataclass
@@ -76,11 +78,23 @@ def exports_folder() -> Path:
     return cache_dir() / "exports"
 
 
+def host_tag() -> str:
+    """This host's name as it appears in export folders' names (letters and digits only): a
+    cache folder shared by several hosts holds their exports side by side, and a pid means
+    something only on the host that ran it."""
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:40] or "host"
+
+
+def folder_prefix(pid: int) -> str:
+    """``quantlab-export-PID-HOST-``: how the export folders of process ``pid`` here begin."""
+    return f"{PREFIX}{pid}-{host_tag()}-"
+
+
 def new_folder() -> str:
-    """A fresh export folder for this process, named by its pid (``quantlab-export-PID-…``)
-    and removed when the process ends (in the system's temporary folder where the cache
-    folder cannot be written)."""
-    prefix = f"{PREFIX}{os.getpid()}-"
+    """A fresh export folder for this process, named by its pid and host
+    (``quantlab-export-PID-HOST-…``) and removed when the process ends (in the system's
+    temporary folder where the cache folder cannot be written)."""
+    prefix = folder_prefix(os.getpid())
     try:
         root = exports_folder()
         root.mkdir(parents=True, exist_ok=True)
@@ -92,8 +106,11 @@ def new_folder() -> str:
 
 
 def _pid(folder: Path) -> int | None:
-    head = folder.name.removeprefix(PREFIX).split("-", 1)[0]
-    return int(head) if folder.name.startswith(PREFIX) and head.isdigit() else None
+    """The pid of a folder this host's process made (None: not an export, or another host's)."""
+    fields = folder.name.removeprefix(PREFIX).split("-", 2)
+    if not folder.name.startswith(PREFIX) or len(fields) < 3 or not fields[0].isdigit():
+        return None
+    return int(fields[0]) if fields[1] == host_tag() else None
 
 
 def _alive(pid: int) -> bool:
@@ -109,12 +126,13 @@ def _alive(pid: int) -> bool:
 def remove_for(pid: int) -> None:
     """Remove the export folders of the process ``pid`` (a worker that has ended)."""
     root = exports_folder()
-    for folder in root.glob(f"{PREFIX}{pid}-*") if root.is_dir() else ():
+    for folder in root.glob(f"{folder_prefix(pid)}*") if root.is_dir() else ():
         shutil.rmtree(folder, ignore_errors=True)
 
 
 def sweep() -> None:
-    """Remove the export folders of processes that no longer run (killed before they could)."""
+    """Remove the export folders of this host's processes that no longer run (killed before
+    they could); other hosts' folders in a shared cache folder are theirs to sweep."""
     try:
         folders = list(exports_folder().iterdir())
     except OSError:  # no exports folder yet, or one this user cannot read
