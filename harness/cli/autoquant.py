@@ -26,10 +26,11 @@ from quantlab.harness.cli.common import (
     results_location,
 )
 from quantlab.harness.cli.options import DataFormat, with_options
-from quantlab.harness.cli.quantize import (
+from quantlab.harness.cli.quantize_options import (
     EpochsOpt,
     LrOpt,
     QatLayersOpt,
+    RequiredCalibOpt,
     SamplesOpt,
     SeedOpt,
     TrainOpt,
@@ -177,8 +178,7 @@ def ladder_table(result: dict[str, Any], title: str) -> Any:
 def autoquant(
     model: Annotated[str, typer.Argument(help="Keras .keras/.h5, SavedModel folder or float "
                                          ".tflite.")],
-    calib: Annotated[str, typer.Option("--calib", help="Calibration data: .npz/.npy or "
-                                       "DIR/<class>/*.jpg.")],
+    calib: RequiredCalibOpt,
     data: Annotated[str, typer.Option("--data", help="Evaluation data for the gate.")],
     fmt: DataFormat,
     max_drop: Annotated[float, typer.Option("--max-drop", min=0.0, help="Largest allowed drop "

@@ -19,7 +19,14 @@ from quantlab.harness.cli.common import (
     print_json,
 )
 from quantlab.harness.cli.options import DataFormat, with_options
-from quantlab.harness.cli.quantize import DecoderOpt, LabelsOpt, SamplesOpt, SeedOpt, TaskOpt
+from quantlab.harness.cli.quantize_options import (
+    DecoderOpt,
+    LabelsOpt,
+    RequiredCalibOpt,
+    SamplesOpt,
+    SeedOpt,
+    TaskOpt,
+)
 from quantlab.harness.errors import UserError
 
 
@@ -29,9 +36,7 @@ def sensitivity_cmd(
     model: Annotated[
         str, typer.Argument(help="Keras .keras/.h5, SavedModel folder, float .tflite or .pt2.")
     ],
-    calib: Annotated[
-        str, typer.Option("--calib", help="Calibration data: .npz/.npy or DIR/<class>/*.jpg.")
-    ],
+    calib: RequiredCalibOpt,
     fmt: DataFormat,
     data: Annotated[
         str | None, typer.Option("--data", help="--by accuracy: labelled data each layer is "
