@@ -59,7 +59,7 @@ def test_gateways_receive_the_whole_package_and_the_helper() -> None:
     want = ({f"{ssh_remote.RUNNER_PACKAGE}/{f.name}" for f in PACKAGE.glob("*.py")} | {HELPER}
             | {f"{ssh_remote.ET_RUNNER_PACKAGE}/{f.name}" for f in et.glob("*.py")})
     assert sorted(f.name for f in et.glob("*.py")) == [
-        "__init__.py", "etdump.py", "host.py", "runner.py"]
+        "__init__.py", "etdump.py", "host.py", "numerics.py", "runner.py"]
     outside = [f"{f.name}:{line}: {module}" for f in sorted(et.glob("*.py"))
                for line, level, module in _imports(f) if not level
                and module.split(".")[0] not in sys.stdlib_module_names | {"numpy", "torch",

@@ -238,3 +238,30 @@ def test_inputs_feed_a_pte_job_and_a_wrong_shape_fails_it_with_the_reason(
     assert row["status"] == "failed"
     assert row["error"] == ("--inputs bad.npz: array 'x' has shape (1, 3, 5, 5), the program "
                             "takes (1, 3, 8, 8)")
+
+
+def test_the_simulators_outputs_capability_runs_a_pte(small_pte: Path, tmp_path: Path) -> None:
+    """agents/outputs.py's contract for a .pte on the simulator: every sample of the .npz
+    through ExecuTorch's runner, every output back in float32, the facts naming ExecuTorch
+    (before, the LiteRT runner was handed the .pte and refused it)."""
+    import numpy as np
+    import torch
+    from pte_fixtures import small_net
+
+    from quantlab.agents.outputs import read_outputs
+    from quantlab.agents.sim.agent import SimAgent
+    from quantlab.harness.models import model_ref
+    from quantlab.harness.records import Job, Settings
+
+    x = np.random.default_rng(3).uniform(-1, 1, (5, 3, 8, 8)).astype(np.float32)
+    np.savez(tmp_path / "in.npz", x=x)
+    agent = SimAgent()
+    job = Job(model_ref(small_pte), "sim", "sim", "et-xnnpack", 1, Settings())
+    facts = agent.outputs(agent.discover()[0], job, tmp_path / "in.npz", tmp_path / "out.npz",
+                          lambda phase, fraction: None)
+    assert facts.ok, facts.error
+    assert (facts.samples, facts.runtime, facts.runtime_version) == (5, "executorch", "1.5.1")
+    [got] = read_outputs(tmp_path / "out.npz").values()
+    with torch.no_grad():
+        want = small_net()(torch.from_numpy(x)).numpy()  # type: ignore[operator]
+    assert got.shape == (5, 4) and np.allclose(got, want, atol=1e-4)

@@ -485,3 +485,31 @@ def test_inputs_feed_a_pte_job_on_the_gateway(sshd: SshServer, small_pte: Path,
     failed = agent.run(gw, job(bad), lambda phase, fraction: None)
     assert failed.status == "failed"
     assert "array 'x' has shape (1, 3, 5, 5), the program takes (1, 3, 8, 8)" in str(failed.error)
+
+
+def test_provision_install_executorch_adds_the_torch_extras_pins(sshd: SshServer,
+                                                                 tmp_path: Path) -> None:
+    """gateway provision --install --executorch pip-installs torch and executorch at the
+    torch extra's pins (torch's CPU build) after the worker's own requirements, and reports
+    ExecuTorch's version. The gateway's venv python is a stand-in: its pip calls are logged
+    (nothing is installed), and after them it is the test's interpreter, which has both."""
+    workdir = tmp_path / "gw"
+    (workdir / "venv" / "bin").mkdir(parents=True)
+    log, done = tmp_path / "pip.log", tmp_path / "installed"
+    stub = workdir / "venv" / "bin" / "python"
+    stub.write_text(f'#!/bin/sh\nif [ "$1" = "-m" ] && [ "$2" = "pip" ]; then\n'
+                    f'  echo "$@" >> {log}; touch {done}; exit 0\nfi\n'
+                    f'if [ -e {done} ]; then exec {sys.executable} "$@"; fi\n'
+                    f'exec /usr/bin/python3 "$@"\n')
+    stub.chmod(0o755)
+    hosts = tmp_path / "hosts.toml"
+    hosts.write_text(sshd.hosts_entry("fresh", workdir=workdir))
+    proc = _quantlab(hosts, "gateway", "provision", "fresh", "--install", "--executorch",
+                     "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["ready"] and report["executorch"] == "1.5.1"
+    base, extra = log.read_text().splitlines()
+    assert "ai-edge-litert==2.3.0" in base and "torch" not in base
+    assert extra.endswith("torch==2.13.0 executorch==1.5.1")
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in extra

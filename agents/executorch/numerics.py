@@ -168,6 +168,44 @@ def prepare(job: dict[str, Any], method: Any) -> dict[str, Any]:
                          "context": _context(source, note) if source else {"inputs": note}}}
 
 
+def outputs(job: dict[str, Any], method: Any) -> dict[str, Any]:
+    """Mode ``outputs`` (:mod:`quantlab.agents.outputs`' contract): every sample of the
+    ``outputs_inputs`` .npz (``arr_<i>`` or the only array, samples on the first axis) through
+    the program one at a time; ``output:output_<i>`` arrays, float32, to ``outputs_path``."""
+    import time
+
+    import numpy as np
+    import torch
+
+    shapes, dtypes, outs = _program_io(method)
+    path = job["outputs_inputs"]
+    with np.load(path) as npz:
+        keys = list(npz.files)
+        arrays = []
+        for i, shape in enumerate(shapes):
+            key = f"arr_{i}" if f"arr_{i}" in keys else (
+                keys[0] if len(keys) == 1 and len(shapes) == 1 else None)
+            if key is None or tuple(npz[key].shape[1:]) != tuple(shape[1:]):
+                raise NumericsError(f"{Path(path).name}: no array of shape (N, "
+                                    f"{', '.join(map(str, shape[1:]))}) for the program's "
+                                    f"input {i} (keys: {', '.join(keys)})")
+            arrays.append(np.asarray(npz[key], dtype=dtypes[i]))
+    n = len(arrays[0]) if arrays else 0
+    kept: list[list[Any]] = [[] for _ in outs]
+    ran = time.perf_counter()
+    for k in range(n):
+        got = method.execute([torch.from_numpy(np.ascontiguousarray(a[k:k + 1]))
+                              for a in arrays])
+        for i, o in enumerate(got):
+            kept[i].append(np.asarray(o.numpy() if hasattr(o, "numpy") else o, np.float32))
+    loop_s = time.perf_counter() - ran
+    saved: dict[str, Any] = {
+        f"output:{o['name']}": np.concatenate(k) if k else np.zeros((0,), np.float32)
+        for o, k in zip(outs, kept, strict=True)}
+    np.savez(job["outputs_path"], **saved)
+    return {"samples": n, "batch": 1, "loop_s": loop_s, "placement": {}}
+
+
 def numerics(job: dict[str, Any], method: Any) -> dict[str, Any]:
     """Run the fixed inputs through ``method`` (the loaded program's ``forward``) and through
     the float reference; ``input:``, ``output:`` and ``reference:`` arrays go to the job's

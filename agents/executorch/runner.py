@@ -4,7 +4,8 @@
 ``executorch.runtime``, warms it up and times ``forward`` (mode ``measure``), or runs it with
 ETDump on and reads the per-op profile back with ExecuTorch's own Inspector (mode
 ``profile``), or runs fixed inputs through it and its float reference (mode ``numerics``; the
-host half of a phone's check: ``numerics-prepare``, :mod:`.numerics`); the same job and result
+host half of a phone's check: ``numerics-prepare``; every sample of an .npz: ``outputs``,
+:mod:`.numerics`); the same job and result
 JSON as the LiteRT runner's (:mod:`quantlab.agents.litert.runner`), so the simulator reads
 both alike. A native crash ends only this process; the phase file next to the result says
 where it was.
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .etdump import EtdumpError, read_etdump  # relative: gateways receive the folder alone
-from .numerics import DTYPES, NumericsError, fixed_inputs, numerics, prepare
+from .numerics import DTYPES, NumericsError, fixed_inputs, numerics, outputs, prepare
 
 MEMORY_METHOD = "VmHWM of the measuring process"
 
@@ -134,7 +135,9 @@ def check_numerics(job: dict[str, Any], result: Path) -> dict[str, Any]:
         raise RunnerError(f"ExecuTorch could not load the program: {_first(exc)}") from None
     _phase(result, "numerics: running the float reference")
     try:
-        return (prepare if job.get("mode") == "numerics-prepare" else numerics)(job, method)
+        mode = {"numerics-prepare": prepare, "outputs": outputs}.get(job.get("mode") or "",
+                                                                     numerics)
+        return mode(job, method)
     except NumericsError as exc:
         raise RunnerError(str(exc)) from None
 
@@ -179,7 +182,7 @@ def main(argv: list[str]) -> int:
     try:
         mode = job.get("mode") or "measure"
         modes = {"measure": measure, "profile": profile, "numerics": check_numerics,
-                 "numerics-prepare": check_numerics}
+                 "numerics-prepare": check_numerics, "outputs": check_numerics}
         if mode not in modes:
             raise RunnerError(f"mode {mode!r} is not supported by the ExecuTorch runner yet")
         out = modes[mode](job, result_path)

@@ -383,13 +383,16 @@ class SshAgent:
 
     def provision(self, name: str, *, install: bool = False, wheels: Path | None = None,
                   index_url: str | None = None,
-                  progress: Callable[[str], None] = lambda _msg: None) -> dict[str, Any]:
+                  progress: Callable[[str], None] = lambda _msg: None,
+                  executorch: bool = False) -> dict[str, Any]:
         """Check (and with ``install`` pip-install into ``WORKDIR/venv``) the worker's
-        Python dependencies on a gateway; returns what is present and what is missing."""
+        Python dependencies on a gateway (``executorch``: also torch and ExecuTorch, for
+        ``.pte`` jobs); returns what is present and what is missing."""
         gw = self.gateway(name)
         if wheels is not None and not wheels.is_dir():
             raise UserError(f"--wheels {wheels}: no such folder")
-        return run_sync(lambda: provision_gateway(gw, install, wheels, index_url, progress))
+        return run_sync(lambda: provision_gateway(gw, install, wheels, index_url, progress,
+                                                  executorch))
 
 
 def _supports_pte(device: DeviceInfo, job: Job) -> tuple[bool, str]:

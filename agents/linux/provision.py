@@ -4,7 +4,8 @@
 :meth:`quantlab.agents.linux.agent.SshAgent.provision`):
 probe the gateway's Python, and with ``--install`` make a venv in its work folder and
 pip-install what the worker needs, pinned as in quantlab's own metadata (``--wheels DIR``
-for an offline gateway).
+for an offline gateway); ``--executorch`` adds the ``torch`` extra's pins (torch's CPU
+build, ExecuTorch) for ``.pte`` jobs.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from quantlab.agents.linux.results import missing_deps
 from quantlab.agents.linux.session import DEFAULT_PYTHON, PythonMissing, Session
 
 FALLBACK_REQUIREMENTS = ("numpy>=1.26", "ai-edge-litert==2.3.0")
+FALLBACK_EXECUTORCH = ("torch==2.13.0", "executorch==1.5.1")
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+"""Where torch's CPU build comes from (PyPI's Linux wheel is the CUDA build, several GB)."""
 
 
 def worker_requirements() -> tuple[str, ...]:
@@ -40,12 +44,27 @@ def worker_requirements() -> tuple[str, ...]:
 
 
 
+def executorch_requirements() -> tuple[str, ...]:
+    """What a ``.pte`` job needs on a gateway: the ``torch`` extra's pins (torch, executorch)."""
+    try:
+        from importlib.metadata import requires
+
+        reqs = requires("quantlab") or []
+    except Exception:
+        return FALLBACK_EXECUTORCH
+    picked = tuple(r.split(";")[0].replace(" ", "") for r in reqs
+                   if re.search(r"extra\s*==\s*['\"]torch['\"]", r))
+    return picked or FALLBACK_EXECUTORCH
+
+
 async def provision_gateway(gw: Gateway, install: bool, wheels: Path | None,
-                            index_url: str | None, progress: Callable[[str], None]
-                            ) -> dict[str, Any]:
+                            index_url: str | None, progress: Callable[[str], None],
+                            executorch: bool = False) -> dict[str, Any]:
     """Check (and with ``install`` pip-install into ``WORKDIR/venv``) the worker's Python
-    dependencies on a gateway; returns what is present and what is missing."""
+    dependencies on a gateway, with ``executorch`` also the torch extra's pins for ``.pte``
+    jobs; returns what is present and what is missing."""
     requirements = worker_requirements()
+    extra = executorch_requirements() if executorch else ()
     session = await Session.open(gw)
     notes: list[str] = []
     try:
@@ -54,9 +73,9 @@ async def provision_gateway(gw: Gateway, install: bool, wheels: Path | None,
             facts: dict[str, Any] | None = await session.probe()
         except PythonMissing as exc:
             facts, python_error = None, exc.one_line()
-        if install and (facts is None or missing_deps(facts)):
+        if install and (facts is None or _missing(facts, executorch)):
             facts, more = await _install(session, gw, facts, wheels, index_url,
-                                              requirements, progress)
+                                         requirements, progress, extra)
             notes.extend(more)
             python = facts["python_path"] if facts else python
     finally:
@@ -65,7 +84,7 @@ async def provision_gateway(gw: Gateway, install: bool, wheels: Path | None,
         return {"gateway": gw.name, "device": gw.device_id, "python": python,
                 "ready": False, "missing": ["python>=3.10"], "deps": {},
                 "requirements": list(requirements), "notes": [python_error, *notes]}
-    missing = missing_deps(facts)
+    missing = _missing(facts, executorch)
     if missing and not install:
         notes.append(f"install them with: quantlab gateway provision {gw.name} --install "
                      f"(pip into {session.venv_python.rsplit('/bin/', 1)[0]}; "
@@ -76,13 +95,18 @@ async def provision_gateway(gw: Gateway, install: bool, wheels: Path | None,
     return {"gateway": gw.name, "device": gw.device_id, "python": facts["python_path"],
             "python_version": facts.get("python"), "arch": facts.get("arch"),
             "os": facts.get("os"), "ready": not missing, "missing": missing,
-            "deps": facts.get("deps"), "requirements": list(requirements),
-            "notes": notes}
+            "deps": facts.get("deps"), "executorch": facts.get("executorch"),
+            "requirements": [*requirements, *extra], "notes": notes}
+
+
+def _missing(facts: dict[str, Any], executorch: bool) -> list[str]:
+    missing = missing_deps(facts)
+    return [*missing, "executorch"] if executorch and not facts.get("executorch") else missing
 
 async def _install(session: Session, gw: Gateway, facts: dict[str, Any] | None,
                    wheels: Path | None, index_url: str | None,
-                   requirements: tuple[str, ...], progress: Callable[[str], None]
-                   ) -> tuple[dict[str, Any] | None, list[str]]:
+                   requirements: tuple[str, ...], progress: Callable[[str], None],
+                   extra: tuple[str, ...] = ()) -> tuple[dict[str, Any] | None, list[str]]:
     notes: list[str] = []
     base = gw.python or DEFAULT_PYTHON
     venv_python = session.venv_python
@@ -116,6 +140,12 @@ async def _install(session: Session, gw: Gateway, facts: dict[str, Any] | None,
     res = await session.run([*pip, *requirements], timeout=1800)
     if res.exit_status != 0:
         notes.append(f"pip install failed: {_last_line(res)}")
+    elif extra:  # torch's CPU build, from its own index unless told where wheels are
+        cpu = [] if wheels is not None or index_url else ["--extra-index-url", TORCH_CPU_INDEX]
+        progress(f"pip install {' '.join(extra)} (about 1 GB installed)")
+        res = await session.run([*pip, *cpu, *extra], timeout=3600)
+        if res.exit_status != 0:
+            notes.append(f"pip install {' '.join(extra)} failed: {_last_line(res)}")
     session.python = venv_python
     try:
         return await session.probe(venv_python), notes

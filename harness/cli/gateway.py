@@ -37,6 +37,10 @@ def provision(
     index_url: Annotated[str | None, typer.Option("--index-url", help="Package index the "
                                                   "gateway's pip uses (default: its own "
                                                   "pip configuration).")] = None,
+    executorch: Annotated[bool, typer.Option("--executorch", help="Also torch and ExecuTorch "
+                                             "(the torch extra's pins, torch's CPU build), "
+                                             "for .pte jobs: about 1 GB on the gateway.")
+                          ] = False,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -56,7 +60,7 @@ def provision(
 
     report: dict[str, Any] = agent.provision(
         name, install=install or wheels is not None, wheels=Path(wheels) if wheels else None,
-        index_url=index_url, progress=say)
+        index_url=index_url, progress=say, executorch=executorch)
     if json_out:
         print_json(report)
     else:
@@ -67,6 +71,8 @@ def provision(
                          else "") + (f" · {where}" if where else ""))
         for dist, version in (report.get("deps") or {}).items():
             console.print(f"  {dist:<16} {version or '[red]missing[/]'}")
+        if executorch:
+            console.print(f"  {'executorch':<16} {report.get('executorch') or '[red]missing[/]'}")
         if report["missing"]:
             console.print(f"missing: {', '.join(report['missing'])} "
                           f"(needs {', '.join(report['requirements'])})")
