@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import quantize_fixtures as qf
 
+torch_net = qf.torch_net  # the tiny conv net: tinynet.py, net.pt2, calib.npz (session-wide)
 QUANTLAB = [sys.executable, "-m", "quantlab"]
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -126,41 +128,16 @@ def test_without_the_extra_a_pte_is_refused_in_one_line(pte: Path, tmp_path: Pat
     assert len(lines) == 1 and str(pte) in lines[0] and "quantlab[torch]" in lines[0]
 
 
-TINY_NET = '''
-import torch
-
-
-class Net(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(1)
-        self.conv = torch.nn.Conv2d(3, 8, 3)
-        self.fc = torch.nn.Linear(8 * 6 * 6, 4)
-
-    def forward(self, x):
-        return self.fc(torch.relu(self.conv(x)).flatten(1))
-'''
-
-
 @pytest.fixture(scope="module")
-def torch_variants(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny conv net's .pt2 made into fp32 (litert-torch), et-fp32 and et-int8."""
+def torch_variants(torch_net: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's tiny conv net (.pt2) made into fp32 (litert-torch), et-fp32 and et-int8."""
     pytest.importorskip("litert_torch")
-    import numpy as np
-    import torch
-
     import quantlab
 
-    tmp = tmp_path_factory.mktemp("torch-numerics")
-    namespace: dict[str, object] = {}
-    exec(TINY_NET, namespace)
-    model = namespace["Net"]().eval()  # type: ignore[operator]
-    torch.export.save(torch.export.export(model, (torch.zeros(1, 3, 8, 8),)), tmp / "net.pt2")
-    rng = np.random.default_rng(0)
-    np.savez(tmp / "calib.npz", x=rng.uniform(-1, 1, (16, 3, 8, 8)).astype(np.float32))
-    quantlab.quantize(tmp / "net.pt2", tmp / "variants", ["fp32", "et-fp32", "et-int8"],
-                      calib=tmp / "calib.npz")
-    return tmp / "variants"
+    out = tmp_path_factory.mktemp("torch-numerics") / "variants"
+    quantlab.quantize(torch_net / "net.pt2", out, ["fp32", "et-fp32", "et-int8"],
+                      calib=torch_net / "calib.npz")
+    return out
 
 
 def test_pte_numerics_against_the_pytorch_model_beside_litert(torch_variants: Path,
