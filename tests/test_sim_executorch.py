@@ -130,12 +130,13 @@ def test_without_the_extra_a_pte_is_refused_in_one_line(pte: Path, tmp_path: Pat
 
 @pytest.fixture(scope="module")
 def torch_variants(torch_net: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The session's tiny conv net (.pt2) made into fp32 (litert-torch), et-fp32 and et-int8."""
+    """The session's tiny conv net (.pt2) made into fp32 (litert-torch), et-fp32, et-int8 and
+    et-portable."""
     pytest.importorskip("litert_torch")
     import quantlab
 
     out = tmp_path_factory.mktemp("torch-numerics") / "variants"
-    quantlab.quantize(torch_net / "net.pt2", out, ["fp32", "et-fp32", "et-int8"],
+    quantlab.quantize(torch_net / "net.pt2", out, ["fp32", "et-fp32", "et-int8", "et-portable"],
                       calib=torch_net / "calib.npz")
     return out
 
@@ -242,3 +243,48 @@ def test_the_simulators_outputs_capability_runs_a_pte(small_pte: Path, tmp_path:
     with torch.no_grad():
         want = small_net()(torch.from_numpy(x)).numpy()  # type: ignore[operator]
     assert got.shape == (5, 4) and np.allclose(got, want, atol=1e-4)
+
+
+def test_device_evaluation_scores_pte_rows_against_the_pytorch_model_and_the_host(
+        torch_variants: Path, torch_net: Path, tmp_path: Path) -> None:
+    """evaluate --device sim on a PyTorch source's LiteRT and ExecuTorch variants: each .pte
+    has a row on its ExecuTorch delegate with the drop against the PyTorch model and against
+    the same program on the host (before, the host side loaded the .pte with LiteRT and
+    every .pte row had no host figure); et-fp32 on et-xnnpack gives host evaluate's figures
+    (the same runtime on the same CPU); a pair that cannot run is skipped, not an error."""
+    import numpy as np
+    import torch
+
+    import quantlab
+
+    x = np.random.default_rng(5).standard_normal((24, 3, 8, 8)).astype(np.float32)
+    with torch.no_grad():
+        net = torch.export.load(str(torch_net / "net.pt2")).module()
+        y = np.array([int(net(torch.from_numpy(x[i:i + 1])).argmax()) for i in range(len(x))])
+    np.savez(tmp_path / "eval.npz", x=x, y=y)
+    proc = _quantlab("evaluate", str(torch_variants), "--data", str(tmp_path / "eval.npz"),
+                     "--device", "sim", "--delegate", "xnnpack,et-xnnpack,et-portable",
+                     "--max-drop", "1", "--json", "--results", str(tmp_path / "results"))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["reference"]["path"].endswith("net.pt2")
+    assert report["reference"]["scheme"] == "float (PyTorch)"  # before, "fp32"
+    rows = {(r["scheme"], r["delegate"]): r for r in report["rows"]}
+    assert sorted(rows) == [("et-fp32", "et-xnnpack"), ("et-int8", "et-xnnpack"),
+                            ("et-portable", "et-portable"), ("fp32", "xnnpack")]
+    skipped = {(s["scheme"], s["delegate"]) for s in report["skipped"]}
+    assert {("fp32", "et-xnnpack"), ("et-fp32", "xnnpack"), ("et-fp32", "et-portable"),
+            ("et-portable", "et-xnnpack")} <= skipped
+    for row in rows.values():
+        assert row["error"] is None and row["vs_host"]["error"] is None, row
+        assert row["vs_host"]["drop"] is not None and row["vs_host"]["outputs"]
+    for key in [("et-fp32", "et-xnnpack"), ("et-int8", "et-xnnpack"),
+                ("et-portable", "et-portable")]:
+        assert rows[key]["runtime"] == rows[key]["vs_host"]["runtime"] == "executorch"
+    host = {v["scheme"]: v for v in quantlab.evaluate(torch_variants, tmp_path / "eval.npz",
+                                                      store=False).variants}
+    fp32 = rows[("et-fp32", "et-xnnpack")]
+    assert fp32["value"] == host["et-fp32"]["gate"]["value"] == fp32["vs_host"]["value"]
+    assert fp32["gate"]["drop"] == host["et-fp32"]["gate"]["drop"]
+    assert fp32["vs_host"]["drop"] == 0.0
+    assert fp32["vs_host"]["outputs"][0]["max_abs_err"] < 1e-5

@@ -6,7 +6,8 @@ reference, prepared once by :func:`quantlab.harness.quantize.evaluate.prepare` o
 samples. Each (variant, device, delegate) gets two drops: against the float model **on the
 host** (what quantizing *and* the device cost; the gate judges it, with its paired interval)
 and against the same variant **on the host** (what the device alone changed). Plain numpy and
-the host's LiteRT: nothing here talks to a device.
+the host's LiteRT (ExecuTorch for a PyTorch source's ``.pte``): nothing here talks to a
+device.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from quantlab.harness.quantize.evaluate import (
 )
 from quantlab.harness.quantize.fidelity import fidelity
 from quantlab.harness.quantize.gate import gate_drop, judge
+from quantlab.harness.quantize.pte_runner import PteRunner
 from quantlab.harness.quantize.tflite_runner import TfliteRunner
 
 COREML_HOST_REASON = ("coremltools predicts only on macOS (this host is {system}): the Core ML "
@@ -58,7 +60,8 @@ def value_of(p: Prepared, pred: Any) -> tuple[float, dict[str, Any], dict[str, A
 
 def host_side(p: Prepared, path: str, model_format: str) -> HostSide:
     """The variant at ``path`` on the host: LiteRT for a .tflite (the fp32 reference's own
-    outputs for it), coremltools on macOS for Core ML; else the reason there is none."""
+    outputs for it), ExecuTorch for a .pte (as host ``evaluate`` runs it), coremltools on
+    macOS for Core ML; else the reason there is none."""
     if path == p.ref_entry["path"]:
         return HostSide(p.ref_out, p.ref_pred, p.ref_value)
     try:
@@ -68,8 +71,10 @@ def host_side(p: Prepared, path: str, model_format: str) -> HostSide:
         else:
             if path in p.unsafe:
                 raise ModelError(path, p.unsafe[path])
-            outputs = TfliteRunner(path, batch=p.batch).predict(p.x)
-            runtime = "litert"
+            pte = model_format == "pte"  # a PyTorch source's program: ExecuTorch, as evaluate
+            runner = PteRunner(path) if pte else TfliteRunner(path, batch=p.batch)
+            outputs = runner.predict(p.x)
+            runtime = "executorch" if pte else "litert"
     except ModelError as exc:
         return HostSide(None, None, None, exc.one_line())
     except CoremlUnavailable as exc:
