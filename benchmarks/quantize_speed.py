@@ -27,6 +27,7 @@ load average and cores, and exits 1 when a target is missed. Run it when the mac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -97,11 +98,9 @@ def measure(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
         nonlocal peak
         root = psutil.Process(proc.pid)
         while not done.is_set():
-            try:
+            with contextlib.suppress(psutil.Error):  # a worker exited while being read
                 tree = [root, *root.children(recursive=True)]
                 peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
-            except psutil.Error:
-                pass
             time.sleep(0.1)
 
     sampler = threading.Thread(target=sample, daemon=True)

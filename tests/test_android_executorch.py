@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,8 +17,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import require_tool
 from fakes.adbd import FakeAndroidDevice
+from test_android_adb import adb_port, connected_phone  # noqa: F401  (fixtures)
 
 from quantlab.agents.android.agent import AndroidAgent
 from quantlab.android_runner import executorch_command as etcmd
@@ -64,39 +63,12 @@ def pte(small_pte: Path) -> Path:
     return small_pte
 
 
-def _adb(port: int, *args: str) -> subprocess.CompletedProcess[str]:
-    assert ADB
-    return subprocess.run([ADB, "-P", str(port), *args], capture_output=True, text=True,
-                          timeout=30, check=False)
-
-
-@pytest.fixture(scope="module")
-def adb_port() -> Iterator[int]:
-    require_tool("adb", "install the Debian 'adb' package (.ci/run does) to run the Android "
-                 "adb-server tests", found=ADB is not None)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    assert _adb(port, "start-server").returncode == 0
-    try:
-        yield port
-    finally:
-        _adb(port, "kill-server")
-
-
 @pytest.fixture()
-def phone(adb_port: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def phone(adb_port: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
           ) -> Iterator[FakeAndroidDevice]:
-    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(adb_port))
     monkeypatch.setenv("QUANTLAB_CACHE", str(tmp_path / "cache"))
-    dev = FakeAndroidDevice("pixel5_snapdragon", tmp_path / "phone")
-    try:
-        out = _adb(adb_port, "connect", dev.serial)
-        assert "connected" in out.stdout, out.stdout + out.stderr
+    with connected_phone(adb_port, "pixel5_snapdragon", tmp_path / "phone") as dev:
         yield dev
-    finally:
-        _adb(adb_port, "disconnect", dev.serial)
-        dev.close()
 
 
 def _cli(args: list[str], port: int, tmp_path: Path) -> subprocess.CompletedProcess[str]:
@@ -113,7 +85,7 @@ def _elf_aarch64(path: Path) -> Path:
     return path
 
 
-def test_et_xnnpack_job_on_the_loopback_phone(phone: FakeAndroidDevice, adb_port: int,
+def test_et_xnnpack_job_on_the_loopback_phone(phone: FakeAndroidDevice, adb_port: int,  # noqa: F811
                                               pte: Path, tmp_path: Path) -> None:
     # no runner yet: the job is refused in one line that names the provision command
     agent = AndroidAgent()

@@ -31,6 +31,8 @@ class NumericsError(Exception):
 
 
 def _calibration_range(model: str) -> tuple[float, float] | None:
+    """The LiteRT runner's ``calibration_range``, repeated: this folder travels to a gateway
+    without the LiteRT runner package."""
     try:
         stats = json.loads((Path(model).parent / "manifest.json").read_text())[
             "calibration"]["input_stats"]
@@ -38,6 +40,14 @@ def _calibration_range(model: str) -> tuple[float, float] | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return (low, high) if high > low else None
+
+
+def _array_key(keys: list[str], i: int, count: int) -> str | None:
+    """The .npz array that feeds input ``i`` of ``count``: ``arr_<i>``, or the only array of a
+    one-input program; None when there is none."""
+    if f"arr_{i}" in keys:
+        return f"arr_{i}"
+    return keys[0] if len(keys) == 1 and count == 1 else None
 
 
 def fixed_inputs(shapes: list[tuple[int, ...]], dtypes: list[str], inputs: str | None,
@@ -51,8 +61,7 @@ def fixed_inputs(shapes: list[tuple[int, ...]], dtypes: list[str], inputs: str |
             keys = list(npz.files)
             arrays = []
             for i, shape in enumerate(shapes):
-                key = f"arr_{i}" if f"arr_{i}" in keys else (
-                    keys[0] if len(keys) == 1 and len(shapes) == 1 else None)
+                key = _array_key(keys, i, len(shapes))
                 if key is None:
                     raise NumericsError(f"--inputs {Path(inputs).name}: no array for the "
                                         f"program's input {i} (keys: {', '.join(keys)})")
@@ -183,8 +192,7 @@ def outputs(job: dict[str, Any], method: Any) -> dict[str, Any]:
         keys = list(npz.files)
         arrays = []
         for i, shape in enumerate(shapes):
-            key = f"arr_{i}" if f"arr_{i}" in keys else (
-                keys[0] if len(keys) == 1 and len(shapes) == 1 else None)
+            key = _array_key(keys, i, len(shapes))
             if key is None or tuple(npz[key].shape[1:]) != tuple(shape[1:]):
                 raise NumericsError(f"{Path(path).name}: no array of shape (N, "
                                     f"{', '.join(map(str, shape[1:]))}) for the program's "

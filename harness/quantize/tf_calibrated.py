@@ -52,15 +52,10 @@ def make(source: Source, scheme: Scheme, settings: dict[str, Any]) -> dict[str, 
     ops and float outputs as the op check found, the int8 options), quantized from the shared
     calibration; the manifest's ``calibration`` says which and whether it was reused."""
     from quantlab.harness.quantize.converters import prepare
-    from quantlab.harness.quantize.options import converter_settings
+    from quantlab.harness.quantize.tflite_tf import tf_settings
 
     prepared = prepare(source, scheme, "tf")
-    settings = dict(settings)
-    if source.ops["custom"]:
-        settings["custom_ops"] = True
-        if settings.get("int8_io") and any("left float32" in n for n in prepared.check_notes):
-            settings["float_outputs"] = True
-    settings.update(converter_settings(scheme, source.req.options))
+    settings = tf_settings(source, scheme, settings, prepared.check_notes)
     calibration = shared(source, scheme.name, settings)
     prepared.fields["calibration"] = calibration.record()
     prepared.timing["calibration"] = calibration.spent

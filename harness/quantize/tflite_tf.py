@@ -122,16 +122,26 @@ def make(source: Source, scheme: Scheme, settings: dict[str, Any]) -> dict[str, 
     (see :func:`configure`), custom ops allowed where the op check found known ones, and the
     int8 options (per-tensor weights)."""
     from quantlab.harness.quantize.converters import prepare
-    from quantlab.harness.quantize.options import converter_settings
 
     prepared = prepare(source, scheme, "tf")
+    settings = tf_settings(source, scheme, settings, prepared.check_notes)
+    return prepared.written(convert(source.model, source.kind, settings, source.calib_x))
+
+
+def tf_settings(source: Source, scheme: Scheme, settings: dict[str, Any],
+                check_notes: list[str]) -> dict[str, Any]:
+    """The recipe's ``settings`` as converter ``tf`` applies them (``tf-calibrated`` too):
+    custom ops allowed where the op check found known ones, float outputs where int8 I/O
+    left one float32, and the int8 options (per-tensor weights)."""
+    from quantlab.harness.quantize.options import converter_settings
+
     settings = dict(settings)
     if source.ops["custom"]:
         settings["custom_ops"] = True
-        if settings.get("int8_io") and any("left float32" in n for n in prepared.check_notes):
+        if settings.get("int8_io") and any("left float32" in n for n in check_notes):
             settings["float_outputs"] = True
     settings.update(converter_settings(scheme, source.req.options))
-    return prepared.written(convert(source.model, source.kind, settings, source.calib_x))
+    return settings
 
 
 def make_float(source: Source, scheme: Scheme, settings: dict[str, Any]) -> dict[str, Any]:
